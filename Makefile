@@ -1,0 +1,140 @@
+# svckit build.
+#
+# Plain GNU Make, on purpose: the tree is small, every rule fits on this page, and
+# a newcomer reads it top to bottom without learning a build generator. Sources
+# are found by wildcard, so adding a file never means editing this file:
+#
+#   src/<layer>/*.c            -> $(BUILD)/lib/libsvckit.a
+#   services/<name>/*.c        -> $(BUILD)/bin/<name>
+#   examples/<name>/*.c        -> $(BUILD)/bin/<name>
+#   tools/svckit/*.c           -> $(BUILD)/bin/svckit
+#   tests/unit/<layer>/test_*.c -> $(BUILD)/tests/unit/<layer>/test_*  (one binary each)
+#   tests/integration/*.c      -> $(BUILD)/tests/bin/<name>            (helper programs)
+#   fuzz/*_fuzz.c              -> $(BUILD)/fuzz/<name>   (corpus replayer; `make fuzz` for libFuzzer)
+#
+# Variables: SAN=1 builds with ASan+UBSan into build/san; CI=true adds -Werror.
+
+CC      ?= cc
+SAN     ?= 0
+ifeq ($(SAN),1)
+BUILD   ?= build/san
+OPT     ?= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN   := -fsanitize=address,undefined
+else
+BUILD   ?= build
+OPT     ?= -O2
+LDSAN   :=
+endif
+
+PKGS    := libuv jansson libsodium sqlite3 libnats
+WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
+ifeq ($(CI),true)
+WARN    += -Werror
+endif
+CFLAGS  ?=
+CFLAGS  += -std=gnu11 -g $(OPT) $(WARN) -Iinclude -Isrc -MMD -MP -pthread \
+           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
+LDFLAGS += $(LDSAN) -pthread
+
+VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+CFLAGS  += -DSVC_VERSION='"$(VERSION)"' -DSVC_GIT_REV='"$(GIT_REV)"'
+
+LIB_SRC   := $(wildcard src/*/*.c)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB       := $(BUILD)/lib/libsvckit.a
+
+SERVICES  := $(notdir $(patsubst %/,%,$(dir $(wildcard services/*/main.c))))
+EXAMPLES  := $(notdir $(patsubst %/,%,$(dir $(wildcard examples/*/main.c))))
+PROGRAMS  := $(SERVICES) $(EXAMPLES)
+BINS      := $(PROGRAMS:%=$(BUILD)/bin/%) $(if $(wildcard tools/svckit/*.c),$(BUILD)/bin/svckit)
+
+UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
+UNIT_BINS := $(UNIT_SRC:%.c=$(BUILD)/%)
+UNIT_MAIN := $(BUILD)/obj/tests/unit/test_main.o
+
+ITEST_SRC := $(wildcard tests/integration/*.c)
+ITEST_BINS:= $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/bin/%)
+
+FUZZ_SRC  := $(wildcard fuzz/*_fuzz.c)
+FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
+
+DEPS_STAMP := build/.deps-ok
+
+.PHONY: all lib bins tests deps test test-unit test-integration run fuzz clean images test-images bench format
+all: bins tests
+
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/deps.sh
+	@bash scripts/deps.sh
+	@mkdir -p $(dir $@) && touch $@
+
+lib: $(LIB)
+bins: $(BINS)
+tests: $(UNIT_BINS) $(ITEST_BINS) $(FUZZ_BINS)
+
+$(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+# One rule per program kind; objects of a program are every .c in its folder.
+define program_rule
+$(BUILD)/bin/$(1): $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard $(2)/*.c)) $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) $$^ $$(LDLIBS) -o $$@
+endef
+$(foreach s,$(SERVICES),$(eval $(call program_rule,$(s),services/$(s))))
+$(foreach s,$(EXAMPLES),$(eval $(call program_rule,$(s),examples/$(s))))
+$(eval $(call program_rule,svckit,tools/svckit))
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_MAIN) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/bin/%: $(BUILD)/obj/tests/integration/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# The replayer: each fuzz target linked with a main() that feeds it every file of
+# its corpus, so the test suite replays corpora and crash reproducers with gcc.
+$(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/obj/fuzz/replay.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# `make test`: installs what is missing, builds the release and the ASan/UBSan
+# trees, and runs every test against both. tests/run.sh prints the closing tally.
+test: $(DEPS_STAMP)
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory SAN=1 all
+	bash tests/run.sh
+
+# `make run`: the reference system as local processes; Ctrl-C stops all of it.
+run: $(DEPS_STAMP)
+	$(MAKE) --no-print-directory all
+	bash scripts/run.sh
+
+# `make fuzz FUZZ_SECONDS=60`: libFuzzer (clang) on every target, corpus grows in place.
+FUZZ_SECONDS ?= 30
+fuzz: $(DEPS_STAMP)
+	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+
+images: $(DEPS_STAMP)
+	bash scripts/images.sh build
+
+test-images: $(DEPS_STAMP)
+	bash scripts/images.sh test
+
+bench: $(DEPS_STAMP)
+	$(MAKE) --no-print-directory all
+	bash bench/run.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

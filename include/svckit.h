@@ -1,0 +1,25 @@
+/*
+ * svckit.h: the whole public API of svckit, a toolkit for microservices in C.
+ *
+ *   svckit/core.h    status codes, arenas, buffers, logging
+ *   svckit/json.h    JSON parsing with limits (jansson) and a streaming writer
+ *   svckit/app.h     the service: routes, requests, responses, middleware, run
+ *   svckit/obs.h     metrics (Prometheus text format)
+ *   svckit/auth.h    JWT, JWKS, passwords, auth middleware
+ *   svckit/client.h  outbound HTTP client
+ *   svckit/store.h   SQLite helpers
+ */
+#ifndef SVCKIT_H
+#define SVCKIT_H
+
+#include "svckit/core.h"
+#include "svckit/json.h"
+#include "svckit/app.h"
+#include "svckit/obs.h"
+#include "svckit/auth.h"
+#include "svckit/client.h"
+#if __has_include("svckit/store.h")
+#include "svckit/store.h"
+#endif
+
+#endif

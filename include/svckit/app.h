@@ -1,0 +1,269 @@
+/*
+ * svckit/app.h: a service, its routes, requests and responses.
+ *
+ *     static int hello(svc_req *req, svc_res *res) {
+ *         return svc_res_printf(res, 200, "text/plain", "hi %s\n",
+ *                               svc_req_param(req, "name"));
+ *     }
+ *     int main(int argc, char **argv) {
+ *         svc_app *app = svc_app_new("hello", argc, argv);
+ *         svc_app_get(app, "/hello/:name", hello, 0);
+ *         return svc_app_run(app);
+ *     }
+ *
+ * Threading model: svc_app_run starts WORKERS threads, each with its own libuv
+ * loop and its own SO_REUSEPORT listener. A request lives on one worker from
+ * its first byte to its last; its handler runs on that worker's loop unless the
+ * route is declared SVC_OFFLOAD, in which case it runs on libuv's thread pool
+ * (for blocking work: SQLite, files, password hashing) and the response is sent
+ * back on the loop. Handlers therefore never need locks for the request, the
+ * response or the request's arena.
+ */
+#ifndef SVCKIT_APP_H
+#define SVCKIT_APP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "svckit/core.h"
+#include "svckit/json.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct svc_app svc_app;
+typedef struct svc_req svc_req;
+typedef struct svc_res svc_res;
+
+/*
+ * A handler reads the request and fills the response. It returns SVC_OK once
+ * the response is complete (every svc_res_* writer returns SVC_OK, so
+ * `return svc_res_json(...)` reads naturally), or SVC_ASYNC if it will finish
+ * later from the same loop with svc_res_finish(). A handler that returns
+ * without writing a response produces a 500.
+ */
+typedef int (*svc_handler)(svc_req *req, svc_res *res);
+
+/* Route flags. */
+enum {
+    SVC_OFFLOAD = 1u << 0,     /* run the handler on the thread pool */
+    SVC_AUTH_USER = 1u << 1,   /* require a valid token (any role) */
+    SVC_AUTH_ADMIN = 1u << 2,  /* require a valid token with role "admin" */
+    SVC_NO_LOG = 1u << 3,      /* no access-log line (probes) */
+};
+
+/* ---- limits (named, documented, overridable from the environment) ------- */
+
+#define SVC_HTTP_MAX_HEADER_BYTES (16 * 1024)   /* HTTP_MAX_HEADER_BYTES */
+#define SVC_HTTP_MAX_HEADERS 100                 /* HTTP_MAX_HEADERS */
+#define SVC_HTTP_MAX_BODY_BYTES (1024 * 1024)    /* HTTP_MAX_BODY_BYTES */
+#define SVC_HTTP_HEADER_TIMEOUT_MS 10000         /* HTTP_HEADER_TIMEOUT (s) */
+#define SVC_HTTP_BODY_TIMEOUT_MS 30000           /* HTTP_BODY_TIMEOUT (s) */
+#define SVC_HTTP_IDLE_TIMEOUT_MS 60000           /* HTTP_IDLE_TIMEOUT (s) */
+#define SVC_HTTP_MAX_CONNECTIONS 10000           /* HTTP_MAX_CONNECTIONS, per worker */
+#define SVC_HTTP_MAX_PIPELINE 32                 /* queued requests per connection */
+#define SVC_DRAIN_DELAY_MS 1000                  /* DRAIN_DELAY (s) */
+#define SVC_SHUTDOWN_TIMEOUT_MS 10000            /* SHUTDOWN_TIMEOUT (s) */
+
+/* The validated configuration; svc_app_config() returns it after start. */
+typedef struct svc_config {
+    const char *service;
+    const char *host;               /* HOST */
+    int port;                       /* PORT */
+    int workers;                    /* WORKERS */
+    const char *nats_url;           /* NATS_URL */
+    const char *data_dir;           /* DATA_DIR */
+    svc_log_level log_level;        /* LOG_LEVEL */
+    int log_json;                   /* LOG_FORMAT */
+    int shutdown_timeout_ms;        /* SHUTDOWN_TIMEOUT */
+    int drain_delay_ms;             /* DRAIN_DELAY */
+    const char *jwt_secret;         /* JWT_SECRET or SECRET_KEY */
+    const char *jwks_url;           /* AUTH_JWKS_URL */
+    size_t max_header_bytes;
+    int max_headers;
+    size_t max_body_bytes;
+    int header_timeout_ms;
+    int body_timeout_ms;
+    int idle_timeout_ms;
+    int max_connections;
+} svc_config;
+
+/* ---- the application ----------------------------------------------------- */
+
+/*
+ * A new service named `name` (used in logs, metrics and discovery). argv is
+ * kept for --help and --version, handled by svc_app_run. Never returns NULL
+ * (exits with a message on out-of-memory). Freed by svc_app_run.
+ */
+svc_app *svc_app_new(const char *name, int argc, char **argv);
+
+/*
+ * Declares a route. method is "GET", "POST", ...; pattern is a path template
+ * whose segments are literal or ":name" parameters ("/products/:id"); a
+ * trailing "*name" segment captures the rest of the path. Static segments win
+ * over parameters. HEAD is answered for every GET, OPTIONS for every path.
+ * Returns SVC_EEXIST for a duplicate and SVC_EINVAL for a bad pattern. Must be
+ * called before svc_app_run.
+ */
+int svc_app_route(svc_app *app, const char *method, const char *pattern,
+                  svc_handler h, unsigned flags);
+#define svc_app_get(a, p, h, f) svc_app_route((a), "GET", (p), (h), (f))
+#define svc_app_post(a, p, h, f) svc_app_route((a), "POST", (p), (h), (f))
+#define svc_app_put(a, p, h, f) svc_app_route((a), "PUT", (p), (h), (f))
+#define svc_app_patch(a, p, h, f) svc_app_route((a), "PATCH", (p), (h), (f))
+#define svc_app_delete(a, p, h, f) svc_app_route((a), "DELETE", (p), (h), (f))
+
+/*
+ * Middleware. `before` runs ahead of the handler, in registration order: it
+ * returns SVC_OK to go on, or anything else once it has written a response
+ * (which then skips the handler). `after` runs once the response is final and
+ * before it is sent (both may be NULL). Hooks run on the loop thread.
+ */
+typedef int (*svc_before_fn)(svc_req *req, svc_res *res, void *ud);
+typedef void (*svc_after_fn)(svc_req *req, svc_res *res, void *ud);
+int svc_app_use(svc_app *app, svc_before_fn before, svc_after_fn after, void *ud);
+
+/*
+ * Readiness checks, polled by GET /readyz: return SVC_OK when ready, else fill
+ * reason (NUL-terminated, at most reason_len bytes) and return nonzero. They
+ * run on a worker loop and must not block.
+ */
+typedef int (*svc_ready_fn)(void *ud, char *reason, size_t reason_len);
+int svc_app_ready_check(svc_app *app, const char *name, svc_ready_fn fn, void *ud);
+
+/*
+ * A service-specific environment variable, listed by --help. Declare before
+ * svc_app_run; read with svc_app_env() from on_start or handlers. The returned
+ * string is the environment's value or the default, owned by the app.
+ */
+int svc_app_env_declare(svc_app *app, const char *name, const char *def,
+                        const char *help);
+const char *svc_app_env(const svc_app *app, const char *name);
+
+/*
+ * Called once after the configuration is validated and before the first
+ * connection is accepted; a nonzero return stops the service with exit 1 (log
+ * why first). Use it to open databases and seed data.
+ */
+typedef int (*svc_start_fn)(svc_app *app, void *ud);
+void svc_app_on_start(svc_app *app, svc_start_fn fn, void *ud);
+/* Called once after the last worker stopped, before svc_app_run returns. */
+typedef void (*svc_stop_fn)(svc_app *app, void *ud);
+void svc_app_on_stop(svc_app *app, svc_stop_fn fn, void *ud);
+
+/* Service-wide user data, for handlers (svc_req_app_data). */
+void svc_app_set_data(svc_app *app, void *data);
+void *svc_app_data(const svc_app *app);
+const svc_config *svc_app_config(const svc_app *app);
+const char *svc_app_name(const svc_app *app);
+
+/*
+ * Runs the service: handles --help/--version, reads and validates the
+ * environment (exit 2 with one line naming the variable on a bad value), calls
+ * on_start, serves until SIGTERM/SIGINT, drains (readyz 503 at once, accept
+ * for DRAIN_DELAY, finish in-flight requests, close idle connections), calls
+ * on_stop, frees the app. Returns the process exit status (0 after a clean
+ * drain).
+ */
+int svc_app_run(svc_app *app);
+
+/* Asks a running app to drain and stop, as SIGTERM does. Thread-safe. */
+void svc_app_stop(svc_app *app);
+
+/* ---- requests ------------------------------------------------------------
+ * Every pointer returned by svc_req_* is owned by the request and valid until
+ * the response has been sent. */
+
+const char *svc_req_method(const svc_req *req);
+/* Normalised, percent-decoded path ("/products/7"); never NULL. */
+const char *svc_req_path(const svc_req *req);
+/* The route template that matched ("/products/:id"), or NULL if none did. */
+const char *svc_req_route(const svc_req *req);
+unsigned svc_req_route_flags(const svc_req *req);
+/* Path parameter by name, percent-decoded; NULL if absent. */
+const char *svc_req_param(const svc_req *req, const char *name);
+/* SVC_OK, SVC_ENOTFOUND (absent) or SVC_EINVAL (not a 64-bit integer). */
+int svc_req_param_i64(const svc_req *req, const char *name, int64_t *out);
+/* First query parameter by name, percent-decoded ('+' is a space); NULL if absent. */
+const char *svc_req_query(const svc_req *req, const char *name);
+/* Raw query string without '?', or "" */
+const char *svc_req_query_string(const svc_req *req);
+/* Header value by case-insensitive name (first occurrence); NULL if absent. */
+const char *svc_req_header(const svc_req *req, const char *name);
+/* Iterates headers: index from 0; returns SVC_ENOTFOUND past the end. */
+int svc_req_header_at(const svc_req *req, size_t i, const char **name, const char **value);
+/* Cookie value by name from the Cookie header(s); NULL if absent. */
+const char *svc_req_cookie(const svc_req *req, const char *name);
+/* Body bytes (NUL-terminated for convenience) and length; "" if none. */
+const char *svc_req_body(const svc_req *req, size_t *len);
+/*
+ * The body parsed as JSON with the app's limits. Returns a borrowed value
+ * (freed with the request), or NULL after writing a 400 (or 415 if the
+ * Content-Type is not JSON) to res: a handler then simply returns SVC_OK.
+ */
+json_t *svc_req_json(svc_req *req, svc_res *res);
+/* The request id (X-Request-Id as sent, if sane, else generated). */
+const char *svc_req_id(const svc_req *req);
+/* The W3C trace id (32 hex) from traceparent, or generated. */
+const char *svc_req_trace_id(const svc_req *req);
+/* Peer address as text ("127.0.0.1"); "" when unknown. */
+const char *svc_req_peer(const svc_req *req);
+/* The request's arena: allocations live until the response has been sent. */
+svc_arena *svc_req_arena(svc_req *req);
+svc_app *svc_req_app(const svc_req *req);
+void *svc_req_app_data(const svc_req *req);
+/* The loop the request lives on (NULL while running offloaded). */
+uv_loop_t *svc_req_loop(const svc_req *req);
+/* Per-request slot for middleware (e.g. verified claims). */
+void svc_req_set_user(svc_req *req, void *user);
+void *svc_req_user(const svc_req *req);
+
+/* ---- responses -------------------------------------------------------------
+ * Writers copy what they are given. Each returns SVC_OK, or SVC_ENOMEM after
+ * which the server answers 500. Writing a body twice replaces the first. */
+
+/* Adds a header; names and values with CR, LF or NUL are refused (SVC_EINVAL). */
+int svc_res_header(svc_res *res, const char *name, const char *value);
+int svc_res_body(svc_res *res, int status, const char *content_type,
+                 const void *body, size_t len);
+int svc_res_printf(svc_res *res, int status, const char *content_type,
+                   const char *fmt, ...) SVC_PRINTF(4, 5);
+/* Serialises json (compact) as application/json; does not take the reference. */
+int svc_res_json(svc_res *res, int status, const json_t *json);
+/*
+ * The fast path: a writer into the response body, Content-Type
+ * application/json. Fill it and return SVC_OK; an unbalanced or failed writer
+ * turns into a 500.
+ */
+svc_jw *svc_res_jw(svc_res *res, int status);
+/* {"error":{"code":code,"message":message}} with the status. */
+int svc_res_error(svc_res *res, int status, const char *code, const char *fmt, ...)
+    SVC_PRINTF(4, 5);
+/* 304/204-style: status with no body. */
+int svc_res_status(svc_res *res, int status);
+int svc_res_get_status(const svc_res *res);
+/* The body written so far (for middleware such as ETag). */
+const char *svc_res_get_body(const svc_res *res, size_t *len);
+
+/*
+ * Streaming (chunked) responses, used from an SVC_ASYNC handler: start, write
+ * any number of chunks as data becomes available, end. HTTP/1.0 clients get
+ * the stream unchunked with Connection: close. Loop thread only.
+ */
+int svc_res_stream_start(svc_res *res, int status, const char *content_type);
+int svc_res_stream_write(svc_res *res, const void *data, size_t len);
+int svc_res_stream_end(svc_res *res);
+
+/* Completes a response after the handler returned SVC_ASYNC. Loop thread only. */
+void svc_res_finish(svc_res *res);
+
+/* The request a response belongs to. */
+svc_req *svc_res_req(svc_res *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs the Debian packages svckit needs, and only those that are missing.
+# Called by `make test`, `make run` and the other top-level targets; safe to rerun.
+set -euo pipefail
+
+# Build and link.
+PKGS=(gcc make pkg-config libc6-dev libuv1-dev libhttp-parser-dev libjansson-dev
+      libsodium-dev libsqlite3-dev sqlite3 libnats-dev)
+# Run: the broker of the reference system.
+PKGS+=(nats-server)
+# Test: the integration suite (python3 + pytest), JWT interop peers (PyJWT and
+# node's jose), promtool for the exposition format, clang for libFuzzer, curl.
+PKGS+=(python3 python3-pytest python3-jwt nodejs npm prometheus clang
+       libclang-rt-14-dev curl procps iproute2)
+if [ "${SVCKIT_DEPS_BENCH:-0}" = 1 ]; then
+  PKGS+=(nginx-light wrk util-linux)
+fi
+
+missing=()
+for p in "${PKGS[@]}"; do
+  st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$st" = "install ok installed" ] || missing+=("$p")
+done
+# A node that is not Debian's (nvm, a tarball) is fine: do not fight it with apt.
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  tmp=()
+  for p in "${missing[@]}"; do [ "$p" = nodejs ] || [ "$p" = npm ] || tmp+=("$p"); done
+  missing=("${tmp[@]+"${tmp[@]}"}")
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "svckit: installing missing Debian packages: ${missing[*]}"
+SUDO=
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "svckit: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "svckit: packages installed"

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs every test and prints the closing tally: "N passed, N failed".
+#
+#   unit tests      build/tests/unit/*/test_*      (release) and build/san/... (ASan/UBSan)
+#   fuzz corpora    build/san/fuzz/*_fuzz fuzz/<name>/   (each file replayed once)
+#   integration     pytest tests/integration, against the ASan/UBSan binaries
+#                   and then the release binaries
+#
+# Environment: TESTS_ONLY=unit|fuzz|integration to run one part; PYTEST_ARGS.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+passed=0
+failed=0
+failures=()
+only=${TESTS_ONLY:-}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+run_unit() {
+  local build=$1 t out p f
+  for t in $(find "$build/tests/unit" -type f -name 'test_*' -perm -u+x 2>/dev/null | sort); do
+    out=$("$t" 2>&1)
+    p=$(printf '%s\n' "$out" | grep -c '^ok - ')
+    f=$(printf '%s\n' "$out" | grep -c '^not ok - ')
+    if ! printf '%s\n' "$out" | grep -q '^# [0-9]* passed'; then
+      f=$((f + 1)); out+=$'\n'"not ok - $t did not finish"
+    fi
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" -gt 0 ]; then
+      printf '%s\n' "$out" | grep -B0 -A0 -E '^(not ok|#   )' | sed "s|^|[$t] |"
+      failures+=("$t")
+    fi
+    echo "unit  $t: $p passed, $f failed"
+  done
+}
+
+run_fuzz() {
+  local build=$1 t name
+  for t in "$build"/fuzz/*_fuzz; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    if "$t" "fuzz/corpus/${name%_fuzz}" >/tmp/svckit-fuzz-$$.log 2>&1; then
+      passed=$((passed + 1)); echo "fuzz  $name: corpus replayed clean"
+    else
+      failed=$((failed + 1)); failures+=("fuzz $name"); tail -20 /tmp/svckit-fuzz-$$.log
+    fi
+  done
+  rm -f /tmp/svckit-fuzz-$$.log
+}
+
+run_integration() {
+  local build=$1 log summary p f
+  log=$(mktemp)
+  SVCKIT_BUILD=$build /usr/bin/python3 -m pytest -p no:cacheprovider -q ${PYTEST_ARGS:-} \
+      tests/integration 2>&1 | tee "$log" | grep -vE '^\.+|^$' | tail -60
+  summary=$(grep -E '[0-9]+ (passed|failed|error)' "$log" | tail -1)
+  p=$(printf '%s' "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+  f=$(printf "%s" "$summary" | grep -oE "[0-9]+ (failed|error)" | grep -oE "[0-9]+" | awk "{s+=\$1} END {print s+0}")
+  [ -n "$p" ] || p=0; [ -n "$f" ] || f=0
+  if [ -z "$summary" ]; then f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  [ "$f" -gt 0 ] && failures+=("integration ($build)")
+  echo "integ $build: $p passed, $f failed"
+  rm -f "$log"
+}
+
+if [ -z "$only" ] || [ "$only" = unit ]; then
+  run_unit build
+  run_unit build/san
+fi
+if [ -z "$only" ] || [ "$only" = fuzz ]; then
+  run_fuzz build/san
+fi
+if [ -z "$only" ] || [ "$only" = integration ]; then
+  if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; then
+    run_integration build/san
+    run_integration build
+  fi
+fi
+
+echo
+if [ ${#failures[@]} -gt 0 ]; then
+  echo "failing: ${failures[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
