@@ -97,7 +97,14 @@ const char *svc__log_timestamp(char out[32]) {
         strftime(tl_stamp, sizeof tl_stamp, "%Y-%m-%dT%H:%M:%S", &tm);
         tl_sec = ts.tv_sec;
     }
-    snprintf(out, 32, "%s.%03ldZ", tl_stamp, ts.tv_nsec / 1000000);
+    int ms = (int)(ts.tv_nsec / 1000000);
+    memcpy(out, tl_stamp, 19);
+    out[19] = '.';
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
     return out;
 }
 

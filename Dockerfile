@@ -1,0 +1,59 @@
+# One Dockerfile for every svckit service (and example): pick it with SERVICE.
+#
+#   docker build --build-arg SERVICE=products -t svckit/products .
+#   docker run -p 8082:8080 -e JWT_SECRET=... svckit/products
+#
+# Build context: the repository root. Stage 1 compiles on Debian 12 with
+# Debian's libraries; stage 2 is FROM scratch: the stripped program, a tiny
+# healthcheck probe, and exactly the shared objects the program loads (none if
+# it links fully static); see docker/build.sh and docs/deploy.md.
+#
+# Build arguments:
+#   SERVICE   required: a folder of services/ (or examples/)
+#   LINK      auto (default: fully static when every library has a static
+#             archive, else Debian's .a archives plus the shared objects of
+#             the rest), static, mixed or dynamic
+#   GIT_REV   shown in build info (the context has no .git)
+#
+# On a machine without a registry, scripts/base-image.sh makes the local
+# debian:bookworm-slim this starts from; elsewhere it comes from Docker Hub.
+
+FROM debian:bookworm-slim AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      gcc make pkg-config libc6-dev musl-tools \
+      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev libnats-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+
+# The library first: every service's build shares this layer, so a change in
+# one service rebuilds only that service.
+COPY Makefile VERSION ./
+COPY scripts/deps.sh scripts/
+COPY include include
+COPY src src
+ARG GIT_REV=unknown
+RUN mkdir -p build && touch build/.deps-ok \
+ && make -j"$(nproc)" --no-print-directory build/lib/libsvckit.a GIT_REV="$GIT_REV"
+
+COPY . .
+ARG SERVICE
+ARG LINK=auto
+RUN test -n "$SERVICE" || { echo "pass --build-arg SERVICE=<name>" >&2; exit 2; } \
+ && GIT_REV="$GIT_REV" sh docker/build.sh "$SERVICE" "$LINK"
+
+FROM scratch
+COPY --from=build /rootfs/ /
+# 65532: the conventional "nonroot" of distroless images; /etc/passwd names it.
+USER 65532:65532
+ENV PORT=8080 \
+    HOST=0.0.0.0 \
+    DATA_DIR=/data
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["/healthcheck"]
+# Exec form: the service is PID 1 and receives SIGTERM itself.
+ENTRYPOINT ["/service"]

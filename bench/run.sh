@@ -1,0 +1,442 @@
+#!/usr/bin/env bash
+# bench/run.sh: the svckit benchmark (`make bench`). Method and numbers: bench/README.md.
+#
+# Every scenario (a server) is run in the same invocation, pinned to one CPU, with
+# wrk pinned to the other: requests/s and p50/p99 latency (median of ROUNDS rounds,
+# order alternating), RSS idle and under load, RSS with N idle connections, and the
+# time from exec to the first 200 on its readiness path. Results go to
+# build/bench/results.{md,json} and the table is printed at the end.
+#
+# Environment (all optional):
+#   BENCH_DURATION=10     seconds of each measured wrk run
+#   BENCH_WARMUP=2        seconds of wrk warm-up before each measured run (not counted)
+#   BENCH_CONNS=64        wrk keep-alive connections (wrk -t1 -c CONNS)
+#   BENCH_ROUNDS=3        rounds; even rounds run the scenarios in reverse order
+#   BENCH_IDLE_CONNS=10000  idle connections for the idle-connection cost; 0 skips it
+#   BENCH_READY_RUNS=5    exec-to-ready samples per scenario; 0 skips it
+#   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   the CPUs of the server and of wrk
+#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i
+#   BENCH_ONLY="ceiling nginx nginx-nolog svckit"   scenarios to run, in this order
+#   BENCH_SVCKIT_BIN=build/bin/demo   the svckit server
+#   BENCH_SVCKIT_STANDIN=1  harness testing only: run the ceiling in the svckit slot
+#   BENCH_BODY=FILE       serve this body instead of the one fetched from the demo
+#   BENCH_NO_DEPS=1       do not run scripts/deps.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DURATION=${BENCH_DURATION:-10}
+WARMUP=${BENCH_WARMUP:-2}
+CONNS=${BENCH_CONNS:-64}
+ROUNDS=${BENCH_ROUNDS:-3}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-10000}
+READY_RUNS=${BENCH_READY_RUNS:-5}
+SERVER_CPU=${BENCH_SERVER_CPU:-0}
+CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
+BASE_PORT=${BENCH_PORT:-18400}
+SCENARIOS=(${BENCH_ONLY:-ceiling nginx nginx-nolog svckit})
+SVCKIT_BIN=${BENCH_SVCKIT_BIN:-build/bin/demo}
+STANDIN=${BENCH_SVCKIT_STANDIN:-0}
+HOST=127.0.0.1
+NOFILE=20000               # room for IDLE_CONNS on both ends
+READY_TIMEOUT_S=10         # a server not answering by then is a failed scenario
+IDLE_SETUP_TIMEOUT_S=90
+SAMPLE_S=0.2               # RSS sampling period during a measured run
+SETTLE_S=0.3               # pause after ready (and after idle setup) before reading RSS
+
+OUT=build/bench
+RUN=$OUT/run               # per-run scratch: configs, logs, wrk output; wiped each time
+RAW=$OUT/raw.txt           # one line per measurement, read by bench/report.py
+BODY=$PWD/$OUT/products30.json
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------
+# Scenarios. scenario_<name> PORT sets the fields below; it returns 1 with S_SKIP
+# set to leave the scenario out (it then shows as skipped in the results).
+#   S_CMD    array: the server command line (run pinned to SERVER_CPU)
+#   S_ENV    array: VAR=value added to the server's environment
+#   S_PATH   the path wrk requests (its reply must be the body file, byte for byte)
+#   S_READY  path that answers 200 once the server is ready
+#   S_HDRS   array: extra request headers ("Name: value") for wrk, curl and idleconns
+#   S_OUT    file the server's stdout is appended to (default /dev/null)
+#   S_LOG    the server's access log file, or empty: emptied after warm-up, its size
+#            per request is reported (proof that logging was on), removed after
+#   S_NOTE   one line shown in the results
+#   S_SETUP  optional function run after the server is ready, before any request
+#            (e.g. log in and append "Authorization: Bearer ..." to S_HDRS)
+# To add a scenario: write scenario_<name> and add <name> to BENCH_ONLY's default.
+# ---------------------------------------------------------------------------
+scenario_ceiling() {
+    S_CMD=("$PWD/$OUT/ceiling" "$1" "$BODY" "$HOST")
+    S_PATH=/products S_READY=/readyz S_LOG=
+    S_NOTE="minimal epoll server, precomputed response (bench/ceiling.c)"
+}
+
+nginx_conf() { # PORT ACCESS_LOG -> prints the config directory
+    local dir=$PWD/$RUN/nginx-$1 user=
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && user="user root;"
+    sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$1|g" -e "s|@HOST@|$HOST|g" \
+        -e "s|@ACCESS_LOG@|$2|g" -e "s|@USER@|$user|g" -e "s|@PATH@|/products|g" \
+        -e "s|@BODY@|$BODY|g" bench/nginx.conf.in >"$dir/nginx.conf"
+    printf '%s' "$dir"
+}
+
+scenario_nginx() {
+    local dir
+    dir=$(nginx_conf "$1" "$PWD/$RUN/nginx-$1/access.log")
+    S_CMD=(/usr/sbin/nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf")
+    S_PATH=/products S_READY=/readyz S_LOG=$dir/access.log
+    S_NOTE="nginx $NGINX_VERSION, static file, access log on (to a file, like svckit's)"
+}
+
+scenario_nginx-nolog() {
+    local dir
+    dir=$(nginx_conf "$1" off)
+    S_CMD=(/usr/sbin/nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf")
+    S_PATH=/products S_READY=/readyz S_LOG=
+    S_NOTE="nginx $NGINX_VERSION, static file, access_log off"
+}
+
+scenario_svckit() {
+    if [ "$STANDIN" = 1 ]; then
+        scenario_ceiling "$1"
+        S_NOTE="STAND-IN (ceiling binary), for testing the harness only: not svckit"
+        return 0
+    fi
+    if [ ! -x "$SVCKIT_BIN" ]; then
+        S_SKIP="pending: $SVCKIT_BIN is not built"
+        return 1
+    fi
+    S_CMD=("$PWD/$SVCKIT_BIN")
+    S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info SHUTDOWN_TIMEOUT=2)
+    S_PATH=/products S_READY=/readyz S_LOG=$PWD/$RUN/svckit-$1.log S_OUT=$S_LOG
+    S_NOTE="$SVCKIT_BIN, WORKERS=1, access log on (stdout to a file)"
+}
+
+# Sets the S_* fields of scenario $1 on port $2; returns 1 if it is skipped.
+load_scenario() {
+    S_CMD=() S_ENV=() S_HDRS=() S_PATH= S_READY= S_OUT=/dev/null S_LOG= S_NOTE= S_SETUP= S_SKIP=
+    declare -F "scenario_$1" >/dev/null || die "unknown scenario '$1'"
+    "scenario_$1" "$2"
+}
+
+# ---------------------------------------------------------------------------
+# Processes. Only processes started here are ever signalled, by PID.
+# ---------------------------------------------------------------------------
+SPID= SPIDS=() CHILD_PIDS=()
+
+cleanup() {
+    local p
+    for p in "${CHILD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    [ -n "$SPID" ] && stop_server
+    return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Starts the loaded scenario on port $1 and waits until S_READY answers 200.
+start_server() {
+    local port=$1 i
+    local -a envs=("${S_ENV[@]}")
+    [ -n "$S_LOG" ] && : >"$S_LOG"
+    env "${envs[@]}" taskset -c "$SERVER_CPU" "${S_CMD[@]}" \
+        >>"$S_OUT" 2>"$RUN/server-$port.err" &
+    SPID=$!
+    for ((i = 0; i < READY_TIMEOUT_S * 50; i++)); do
+        kill -0 "$SPID" 2>/dev/null || { SPID=; cat "$RUN/server-$port.err" >&2; return 1; }
+        if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port$S_READY" 2>/dev/null)" = 200 ]; then
+            # The server and its children (nginx's worker), fixed from here on.
+            SPIDS=("$SPID" $(pgrep -P "$SPID" || true))
+            [ -z "$S_SETUP" ] || "$S_SETUP" "$port"
+            return 0
+        fi
+        sleep 0.02
+    done
+    log "server on port $port not ready after ${READY_TIMEOUT_S}s"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    local i
+    [ -n "$SPID" ] || return 0
+    kill -TERM "$SPID" 2>/dev/null || true
+    for ((i = 0; i < 250; i++)); do
+        kill -0 "$SPID" 2>/dev/null || break
+        sleep 0.02
+    done
+    kill -KILL "$SPID" 2>/dev/null || true
+    wait "$SPID" 2>/dev/null || true
+    SPID= SPIDS=()
+}
+
+# Reads /proc without forking, so sampling during a run costs the client CPU little.
+RSS_KIB=0 CPU_TICKS=0
+read_rss() { # sum of VmRSS over SPIDS -> RSS_KIB
+    local p k v u
+    RSS_KIB=0
+    for p in "${SPIDS[@]}"; do
+        while read -r k v u; do
+            [ "$k" = VmRSS: ] && { RSS_KIB=$((RSS_KIB + v)); break; }
+        done <"/proc/$p/status" 2>/dev/null || true
+    done
+}
+read_ticks() { # utime+stime summed over the given PIDs -> CPU_TICKS
+    local p s
+    local -a f
+    CPU_TICKS=0
+    for p in "$@"; do
+        read -r s <"/proc/$p/stat" 2>/dev/null || continue
+        s=${s##*) }
+        read -ra f <<<"$s"
+        CPU_TICKS=$((CPU_TICKS + f[11] + f[12]))
+    done
+}
+now_s() { printf '%s' "$EPOCHREALTIME"; }
+
+# Percent of all CPUs busy over one second (other engineers' builds skew numbers).
+machine_busy_pct() {
+    local -a a b
+    read -ra a </proc/stat
+    sleep 1
+    read -ra b </proc/stat
+    local i tot=0 idle
+    for ((i = 1; i < ${#a[@]}; i++)); do tot=$((tot + b[i] - a[i])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    ((tot > 0)) && echo $((100 * (tot - idle) / tot)) || echo 0
+}
+
+hdr_args() { # prefix each of S_HDRS with $1 (-H)
+    local h
+    HDR_ARGS=()
+    for h in "${S_HDRS[@]}"; do HDR_ARGS+=("$1" "$h"); done
+}
+
+# ---------------------------------------------------------------------------
+# Measurements
+# ---------------------------------------------------------------------------
+
+# One round of scenario $1 on port $2: fresh start, idle RSS, warm-up, measured run.
+measure_load() {
+    local name=$1 port=$2 round=$3 url wpid max=0 t0 t1 c0 c1 w_ticks=0 w_t=0 line log_bytes=0
+    start_server "$port" || { echo "RUN scenario=$name round=$round error=start" >>"$RAW"; return 0; }
+    url="http://$HOST:$port$S_PATH"
+    hdr_args -H
+    if ! curl -sf "${HDR_ARGS[@]}" "$url" | cmp -s - "$BODY"; then
+        log "$name: GET $S_PATH is not the body file, byte for byte"
+        echo "RUN scenario=$name round=$round error=body" >>"$RAW"
+        stop_server
+        return 0
+    fi
+    sleep "$SETTLE_S"
+    read_rss
+    local rss_idle=$RSS_KIB
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${HDR_ARGS[@]}" "$url" >/dev/null
+    [ -n "$S_LOG" ] && : >"$S_LOG" # count only the measured run's log bytes
+
+    read_ticks "${SPIDS[@]}"; c0=$CPU_TICKS; t0=$(now_s)
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/latency.lua \
+        "${HDR_ARGS[@]}" "$url" >"$RUN/wrk.out" 2>&1 &
+    wpid=$!
+    CHILD_PIDS=("$wpid")
+    while kill -0 "$wpid" 2>/dev/null; do
+        read_rss
+        ((RSS_KIB > max)) && max=$RSS_KIB
+        read_ticks "$wpid"
+        ((CPU_TICKS > 0)) && { w_ticks=$CPU_TICKS; w_t=$(now_s); }
+        sleep "$SAMPLE_S"
+    done
+    wait "$wpid" || true
+    CHILD_PIDS=()
+    read_ticks "${SPIDS[@]}"; c1=$CPU_TICKS; t1=$(now_s)
+    [ -n "$S_LOG" ] && [ -f "$S_LOG" ] && log_bytes=$(stat -c %s "$S_LOG")
+    line=$(grep '^BENCH_WRK ' "$RUN/wrk.out" || true)
+    if [ -z "$line" ]; then
+        log "$name: wrk printed no result:"; cat "$RUN/wrk.out" >&2
+        echo "RUN scenario=$name round=$round error=wrk" >>"$RAW"
+    else
+        echo "RUN scenario=$name round=$round ${line#BENCH_WRK } rss_idle_kib=$rss_idle" \
+             "rss_load_kib=$max cpu_ticks=$((c1 - c0)) wall_s=$(awk "BEGIN{print $t1-$t0}")" \
+             "client_ticks=$w_ticks client_wall_s=$(awk "BEGIN{print $w_t-$t0}") log_bytes=$log_bytes" >>"$RAW"
+    fi
+    stop_server
+    [ -n "$S_LOG" ] && rm -f "$S_LOG" # access logs of a run are large; keep the disk clean
+    return 0
+}
+
+# RSS before and after IDLE_CONNS keep-alive connections that each made one request.
+measure_idle() {
+    local name=$1 port=$2 ipid before i established= closed=
+    start_server "$port" || { echo "IDLE scenario=$name error=start" >>"$RAW"; return 0; }
+    sleep "$SETTLE_S"
+    read_rss; before=$RSS_KIB
+    hdr_args -H
+    : >"$RUN/idle.out"
+    "$OUT/idleconns" -n "$IDLE_CONNS" -w 300 -T "$IDLE_SETUP_TIMEOUT_S" "${HDR_ARGS[@]}" \
+        "$HOST" "$port" "$S_PATH" >"$RUN/idle.out" 2>&1 &
+    ipid=$!
+    CHILD_PIDS=("$ipid")
+    for ((i = 0; i < (IDLE_SETUP_TIMEOUT_S + 5) * 20; i++)); do
+        grep -q '^IDLE established=' "$RUN/idle.out" && break
+        kill -0 "$ipid" 2>/dev/null || break
+        sleep 0.05
+    done
+    established=$(sed -n 's/^IDLE established=\([0-9]*\) failed=\([0-9]*\).*/established=\1 failed=\2/p' "$RUN/idle.out")
+    sleep "$SETTLE_S"
+    read_rss
+    local after=$RSS_KIB
+    kill -TERM "$ipid" 2>/dev/null || true
+    wait "$ipid" 2>/dev/null || true
+    CHILD_PIDS=()
+    closed=$(sed -n 's/^IDLE closed_by_server=\([0-9]*\)/\1/p' "$RUN/idle.out")
+    if [ -z "$established" ]; then
+        log "$name: idleconns failed:"; cat "$RUN/idle.out" >&2
+        echo "IDLE scenario=$name error=idleconns" >>"$RAW"
+    else
+        echo "IDLE scenario=$name conns=$IDLE_CONNS $established closed_by_server=${closed:-?}" \
+             "rss_before_kib=$before rss_after_kib=$after" >>"$RAW"
+    fi
+    stop_server
+    [ -n "$S_LOG" ] && rm -f "$S_LOG"
+    return 0
+}
+
+# Exec to first 200 on S_READY, READY_RUNS times (median in the report).
+measure_ready() {
+    local name=$1 port=$2 line
+    local -a envs=("${S_ENV[@]}")
+    line=$( (
+        [ ${#envs[@]} -eq 0 ] || export "${envs[@]}"
+        "$OUT/readytime" -n "$READY_RUNS" -c "$SERVER_CPU" -o "$S_OUT" \
+            -t $((READY_TIMEOUT_S * 1000)) "$HOST" "$port" "$S_READY" -- "${S_CMD[@]}"
+    ) 2>"$RUN/ready.err" ) || true
+    if [[ $line == READY* ]]; then
+        echo "READY scenario=$name ${line#READY }" >>"$RAW"
+    else
+        log "$name: readytime failed:"; cat "$RUN/ready.err" >&2
+        echo "READY scenario=$name error=readytime" >>"$RAW"
+    fi
+    [ -n "$S_LOG" ] && rm -f "$S_LOG"
+    return 0
+}
+
+# The body: what the demo serves on GET /products, so every server sends those bytes.
+prepare_body() {
+    local port=$((BASE_PORT + 99)) ct
+    if [ -n "${BENCH_BODY:-}" ]; then
+        cp "$BENCH_BODY" "$BODY"
+        BODY_SOURCE="file $BENCH_BODY (BENCH_BODY)"
+    elif [ "$STANDIN" != 1 ] && [ -x "$SVCKIT_BIN" ]; then
+        load_scenario svckit "$port"
+        start_server "$port" || die "$SVCKIT_BIN did not start"
+        ct=$(curl -sf -o "$BODY" -w '%{content_type}' "http://$HOST:$port/products") ||
+            { stop_server; die "GET /products on $SVCKIT_BIN failed"; }
+        stop_server
+        rm -f "$S_LOG"
+        [[ $ct == application/json* ]] || die "$SVCKIT_BIN: GET /products has Content-Type '$ct'"
+        BODY_SOURCE="GET /products from $SVCKIT_BIN"
+    else
+        cp bench/products30.sample.json "$BODY"
+        BODY_SOURCE="fallback bench/products30.sample.json (the demo is not built)"
+    fi
+    [ -s "$BODY" ] || die "empty body file"
+}
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+[ "${BENCH_NO_DEPS:-0}" = 1 ] || SVCKIT_DEPS_BENCH=1 bash scripts/deps.sh
+for t in wrk taskset curl cc python3 pgrep /usr/sbin/nginx; do
+    command -v "$t" >/dev/null || die "$t is missing (SVCKIT_DEPS_BENCH=1 bash scripts/deps.sh)"
+done
+[ "$(nproc --all)" -ge 2 ] || die "needs 2 CPUs (server and client pinned apart)"
+[ "$SERVER_CPU" != "$CLIENT_CPU" ] || die "BENCH_SERVER_CPU and BENCH_CLIENT_CPU must differ"
+
+hard=$(ulimit -Hn)
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$NOFILE" ]; then NOFILE=$hard; fi
+ulimit -n "$NOFILE"
+if [ "$IDLE_CONNS" -gt 0 ] && [ $((IDLE_CONNS + 100)) -gt "$NOFILE" ]; then
+    die "ulimit -n is $NOFILE: too low for BENCH_IDLE_CONNS=$IDLE_CONNS"
+fi
+
+# This script, curl, the samplers and the helpers run on the client CPU; servers
+# are started with taskset on SERVER_CPU.
+taskset -cp "$CLIENT_CPU" $$ >/dev/null
+
+rm -rf "$RUN"
+mkdir -p "$RUN"
+for t in ceiling readytime idleconns; do
+    cc -std=gnu11 -O2 -Wall -Wextra -Werror "bench/$t.c" -o "$OUT/$t"
+done
+NGINX_VERSION=$(/usr/sbin/nginx -v 2>&1 | sed 's|.*nginx/||')
+
+START=$(date +%s)
+BUSY=$(machine_busy_pct)
+((BUSY < 10)) || log "warning: the machine is ${BUSY}% busy before the run; numbers will be low and noisy"
+prepare_body
+: >"$RAW"
+{
+    echo "META date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "META kernel=$(uname -r)"
+    echo "META cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr ' ' '_')"
+    echo "META nproc=$(nproc --all)"
+    echo "META loadavg_start=$(cut -d' ' -f1 /proc/loadavg) busy_pct_start=$BUSY"
+    echo "META git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    echo "META wrk=$(wrk -v 2>&1 | head -1 | awk '{print $2}')"
+    echo "META nginx=$NGINX_VERSION"
+    echo "META duration_s=$DURATION warmup_s=$WARMUP conns=$CONNS rounds=$ROUNDS"
+    echo "META idle_conns=$IDLE_CONNS ready_runs=$READY_RUNS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
+    echo "META body_bytes=$(stat -c %s "$BODY") body_sha256=$(sha256sum "$BODY" | cut -c1-16)"
+    echo "META body_source=$(printf '%s' "$BODY_SOURCE" | tr ' ' '_')"
+    echo "META clk_tck=$(getconf CLK_TCK)"
+} >>"$RAW"
+
+# Scenarios that load: their port, note and whether they are a stand-in.
+ACTIVE=()
+for i in "${!SCENARIOS[@]}"; do
+    name=${SCENARIOS[$i]}
+    port=$((BASE_PORT + i))
+    if load_scenario "$name" "$port"; then
+        ACTIVE+=("$name:$port")
+        echo "SCENARIO name=$name port=$port note=$(printf '%s' "$S_NOTE" | tr ' ' '_')" >>"$RAW"
+    else
+        echo "SCENARIO name=$name port=$port skipped=$(printf '%s' "$S_SKIP" | tr ' ' '_')" >>"$RAW"
+        log "$name: skipped ($S_SKIP)"
+    fi
+done
+[ ${#ACTIVE[@]} -gt 0 ] || die "no scenario to run"
+
+log "body: $(stat -c %s "$BODY") bytes, $BODY_SOURCE"
+log "$ROUNDS rounds x ${#ACTIVE[@]} scenarios x (${WARMUP}s warm-up + ${DURATION}s), -c$CONNS"
+for ((r = 1; r <= ROUNDS; r++)); do
+    order=("${ACTIVE[@]}")
+    if ((r % 2 == 0)); then
+        order=()
+        for ((i = ${#ACTIVE[@]} - 1; i >= 0; i--)); do order+=("${ACTIVE[$i]}"); done
+    fi
+    for sp in "${order[@]}"; do
+        log "round $r/$ROUNDS: ${sp%%:*}"
+        load_scenario "${sp%%:*}" "${sp##*:}"
+        measure_load "${sp%%:*}" "${sp##*:}" "$r"
+    done
+done
+if [ "$IDLE_CONNS" -gt 0 ]; then
+    for sp in "${ACTIVE[@]}"; do
+        log "$IDLE_CONNS idle connections: ${sp%%:*}"
+        load_scenario "${sp%%:*}" "${sp##*:}"
+        measure_idle "${sp%%:*}" "${sp##*:}"
+    done
+fi
+if [ "$READY_RUNS" -gt 0 ]; then
+    for sp in "${ACTIVE[@]}"; do
+        log "ready time: ${sp%%:*}"
+        load_scenario "${sp%%:*}" "${sp##*:}"
+        measure_ready "${sp%%:*}" "${sp##*:}"
+    done
+fi
+echo "META loadavg_end=$(cut -d' ' -f1 /proc/loadavg) elapsed_s=$(($(date +%s) - START))" >>"$RAW"
+
+python3 bench/report.py "$RAW" "$OUT/results.md" "$OUT/results.json"
+rm -rf "$RUN"

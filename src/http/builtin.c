@@ -1,0 +1,152 @@
+/*
+ * What every service serves without being asked: /healthz, /readyz, /metrics,
+ * the standard metric families, and one access-log line per request.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "http/internal.h"
+
+static int healthz(svc_req *req, svc_res *res) {
+    (void)req;
+    static const char ok[] = "{\"status\":\"ok\"}";
+    return svc_res_body(res, 200, "application/json", ok, sizeof ok - 1);
+}
+
+static int readyz(svc_req *req, svc_res *res) {
+    svc_app *app = req->app;
+    if (atomic_load(&app->draining))
+        return svc_res_printf(res, 503, "application/json",
+                              "{\"status\":\"unavailable\",\"reason\":\"shutting down\"}");
+    for (int i = 0; i < app->nchecks; i++) {
+        char reason[256] = "";
+        if (app->checks[i].fn(app->checks[i].ud, reason, sizeof reason) != SVC_OK) {
+            svc_jw *w = svc_res_jw(res, 503);
+            svc_jw_obj_begin(w);
+            svc_jw_key(w, "status");
+            svc_jw_str(w, "unavailable");
+            svc_jw_key(w, "check");
+            svc_jw_str(w, app->checks[i].name);
+            svc_jw_key(w, "reason");
+            svc_jw_str(w, reason[0] ? reason : "not ready");
+            svc_jw_obj_end(w);
+            return SVC_OK;
+        }
+    }
+    static const char ok[] = "{\"status\":\"ready\"}";
+    return svc_res_body(res, 200, "application/json", ok, sizeof ok - 1);
+}
+
+static void collect_http(void *ud) {
+    svc_app *app = ud;
+    svc_gauge_set(app->s_inflight, (double)atomic_load(&app->inflight));
+    svc_gauge_set(app->s_connections, (double)atomic_load(&app->connections));
+}
+
+static int metrics(svc_req *req, svc_res *res) {
+    (void)req;
+    svc_res_body(res, 200, "text/plain; version=0.0.4; charset=utf-8", "", 0);
+    svc_metrics_render(&res->body);
+    if (res->body.oom) return SVC_ENOMEM;
+    return SVC_OK;
+}
+
+void svc__builtin_routes(svc_app *app) {
+    svc_app_get(app, "/healthz", healthz, SVC_NO_LOG);
+    svc_app_get(app, "/readyz", readyz, SVC_NO_LOG);
+    svc_app_get(app, "/metrics", metrics, SVC_NO_LOG);
+}
+
+void svc__metrics_setup(svc_app *app) {
+    static const char *req_labels[] = {"service", "route", "method", "code"};
+    static const char *dur_labels[] = {"service", "route", "method"};
+    static const char *svc_label[] = {"service"};
+    static const char *build_labels[] = {"service", "version", "revision"};
+    app->m_requests = svc_metric_counter("http_requests_total", "HTTP requests answered, by route template",
+                                         4, req_labels);
+    app->m_duration = svc_metric_histogram("http_request_duration_seconds",
+                                           "Time from the first byte of a request to its response",
+                                           3, dur_labels, NULL, 0);
+    const char *name[] = {app->name};
+    app->s_inflight = svc_metric_with(
+        svc_metric_gauge("http_requests_in_flight", "Requests being handled", 1, svc_label), name);
+    app->s_connections = svc_metric_with(
+        svc_metric_gauge("http_connections_open", "Open client connections", 1, svc_label), name);
+    app->s_rejected = svc_metric_with(
+        svc_metric_counter("http_connections_rejected_total",
+                           "Connections refused with 503 at HTTP_MAX_CONNECTIONS", 1, svc_label),
+        name);
+    const char *build[] = {app->name, SVC_VERSION, SVC_GIT_REV};
+    svc_gauge_set(svc_metric_with(svc_metric_gauge("svckit_build_info",
+                                                   "Build information; the value is always 1", 3,
+                                                   build_labels),
+                                  build),
+                  1);
+    svc_metrics_register_process();
+    svc_metrics_on_collect(collect_http, app);
+}
+
+static svc_series *requests_series(svc_req *req, svc_route_entry *e, int code) {
+    svc_app *app = req->app;
+    char codes[8];
+    snprintf(codes, sizeof codes, "%d", code);
+    const char *labels[] = {app->name, e->pattern, req->method, codes};
+    /* The per-route cache holds the series for the route's own method. */
+    if (code < 0 || code >= SVC_STATUS_CODES || strcmp(e->method, req->method) != 0)
+        return svc_metric_with(app->m_requests, labels);
+    svc_series *s = atomic_load_explicit(&e->requests[code], memory_order_acquire);
+    if (!s) {
+        s = svc_metric_with(app->m_requests, labels);
+        atomic_store_explicit(&e->requests[code], s, memory_order_release);
+    }
+    return s;
+}
+
+void svc__metrics_observe(svc_req *req, double seconds) {
+    svc_app *app = req->app;
+    svc_route_entry *e = req->route ? req->route : svc__app_unmatched(app);
+    svc_counter_add(requests_series(req, e, req->res.status), 1);
+    const char *labels[] = {app->name, e->pattern, req->method};
+    svc_series *d;
+    if (strcmp(e->method, req->method) == 0) {
+        if (!e->duration) e->duration = svc_metric_with(app->m_duration, labels);
+        d = e->duration;
+    } else {
+        d = svc_metric_with(app->m_duration, labels);
+    }
+    svc_histogram_observe(d, seconds);
+}
+
+/* One line per request. JSON fields: time, level, service, msg, method, path,
+ * route, status, duration_ms, bytes, request_id, trace_id, peer. */
+void svc__access_log(svc_req *req, double seconds, size_t bytes) {
+    int status = req->res.status;
+    svc_log_level lvl = status >= 500 ? SVC_LOG_ERROR : SVC_LOG_INFO;
+    if (!svc_log_enabled(lvl)) return;
+    svc_buf *b = &req->w->logline;
+    svc_buf_reset(b);
+    svc__log_line_begin(b, lvl);
+    const char *path = req->path ? req->path : "";
+    if (req->error_status && req->raw.data && req->url_len) path = "";
+    if (svc__log_json()) {
+        svc_buf_puts(b, ",\"msg\":\"request\",\"method\":\"");
+        svc_buf_puts(b, req->method);
+        svc_buf_puts(b, "\",\"path\":");
+        svc_json_escape(b, path, strlen(path));
+        svc_buf_puts(b, ",\"route\":");
+        if (req->route) svc_json_escape(b, req->route->pattern, strlen(req->route->pattern));
+        else svc_buf_puts(b, "null");
+        svc_buf_printf(b, ",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"request_id\":\"%s\","
+                          "\"trace_id\":\"%s\",\"peer\":\"%s\"}",
+                       status, seconds * 1e3, bytes, req->id ? req->id : "", req->trace_id,
+                       req->peer ? req->peer : "");
+    } else {
+        svc_buf_printf(b, "%s ", req->method);
+        /* Text logs are for a human at a terminal; keep control bytes out. */
+        for (const char *p = path; *p; p++) svc_buf_putc(b, (*p < 0x20 || *p == 0x7f) ? '?' : *p);
+        svc_buf_printf(b, " %d %.2fms %zuB rid=%s", status, seconds * 1e3, bytes, req->id ? req->id : "");
+    }
+    if (!b->oom) svc_log_raw(b->data, b->len);
+    if (lvl >= SVC_LOG_ERROR) svc_log_flush();
+}

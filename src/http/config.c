@@ -1,0 +1,199 @@
+/*
+ * Configuration from the environment (12-factor), validated once at start.
+ * A bad value stops the service with one line naming the variable; nothing is
+ * silently clamped or defaulted.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <math.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http/internal.h"
+#include "svckit/auth.h"
+
+typedef struct core_var {
+    const char *name;
+    const char *def;     /* NULL: shown as "unset" */
+    const char *help;
+} core_var;
+
+static const core_var core_vars[] = {
+    {"PORT", NULL, "HTTP listen port (per service default)"},
+    {"HOST", "0.0.0.0", "listen address"},
+    {"WORKERS", NULL, "event-loop threads (default: CPUs available)"},
+    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated"},
+    {"DATA_DIR", "./var", "where SQLite files live"},
+    {"LOG_LEVEL", "info", "debug, info, warn or error"},
+    {"LOG_FORMAT", NULL, "json or text (default: json when stdout is not a tty)"},
+    {"SHUTDOWN_TIMEOUT", "10", "seconds to drain on SIGTERM"},
+    {"DRAIN_DELAY", "1", "seconds new connections are still accepted after SIGTERM"},
+    {"JWT_SECRET", NULL, "HS256 secret, >= 32 bytes; replaces EdDSA (alias SECRET_KEY)"},
+    {"AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "where verifiers get public keys"},
+    {"HTTP_MAX_HEADER_BYTES", "16384", "request line plus headers, bytes"},
+    {"HTTP_MAX_HEADERS", "100", "header fields per request"},
+    {"HTTP_MAX_BODY_BYTES", "1048576", "request body, bytes"},
+    {"HTTP_HEADER_TIMEOUT", "10", "seconds to receive a request's headers"},
+    {"HTTP_BODY_TIMEOUT", "30", "seconds to receive a request's body"},
+    {"HTTP_IDLE_TIMEOUT", "60", "seconds a keep-alive connection may idle"},
+    {"HTTP_MAX_CONNECTIONS", "10000", "open connections per worker; more get 503"},
+};
+
+static int fail(char *err, size_t errlen, const char *var, const char *val, const char *why) {
+    snprintf(err, errlen, "invalid configuration: %s=\"%.64s\": %s", var, val, why);
+    return SVC_EINVAL;
+}
+
+static int get_int(const char *var, long lo, long hi, long def, long *out, char *err, size_t errlen) {
+    const char *v = getenv(var);
+    if (!v || !*v) {
+        *out = def;
+        return SVC_OK;
+    }
+    int64_t n;
+    if (svc_parse_i64(v, &n) != SVC_OK || n < lo || n > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "expected an integer from %ld to %ld", lo, hi);
+        return fail(err, errlen, var, v, why);
+    }
+    *out = (long)n;
+    return SVC_OK;
+}
+
+/* Seconds, possibly fractional ("0.5"), into milliseconds. */
+static int get_seconds(const char *var, double hi, int def_ms, int *out_ms, char *err, size_t errlen) {
+    const char *v = getenv(var);
+    if (!v || !*v) {
+        *out_ms = def_ms;
+        return SVC_OK;
+    }
+    char *end;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno || *end || end == v || !isfinite(d) || d < 0 || d > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "expected seconds from 0 to %g", hi);
+        return fail(err, errlen, var, v, why);
+    }
+    *out_ms = (int)(d * 1000.0 + 0.5);
+    return SVC_OK;
+}
+
+static const char *get_str(const char *var, const char *def) {
+    const char *v = getenv(var);
+    return v && *v ? v : def;
+}
+
+static int cpus_available(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) {
+        int n = CPU_COUNT(&set);
+        if (n > 0) return n;
+    }
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int svc__config_load(svc_app *app, char *err, size_t errlen) {
+    svc_config *c = &app->cfg;
+    long v;
+    int rc;
+    memset(c, 0, sizeof *c);
+    c->service = app->name;
+
+    if ((rc = get_int("PORT", 0, 65535, app->default_port, &v, err, errlen))) return rc;
+    c->port = (int)v;
+    c->host = get_str("HOST", "0.0.0.0");
+    {
+        /* Validate HOST now: a typo should not surface as a bind error later. */
+        struct sockaddr_in6 a6;
+        struct sockaddr_in a4;
+        if (uv_ip4_addr(c->host, 0, &a4) != 0 && uv_ip6_addr(c->host, 0, &a6) != 0)
+            return fail(err, errlen, "HOST", c->host, "expected an IPv4 or IPv6 address");
+    }
+    int ncpu = cpus_available();
+    if ((rc = get_int("WORKERS", 1, 256, ncpu, &v, err, errlen))) return rc;
+    c->workers = (int)v;
+    c->nats_url = get_str("NATS_URL", "nats://127.0.0.1:4222");
+    if (strncmp(c->nats_url, "nats://", 7) != 0 && strncmp(c->nats_url, "tls://", 6) != 0)
+        return fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...]");
+    c->data_dir = get_str("DATA_DIR", "./var");
+
+    const char *lvl = get_str("LOG_LEVEL", "info");
+    if (svc_log_level_parse(lvl, &c->log_level) != SVC_OK)
+        return fail(err, errlen, "LOG_LEVEL", lvl, "expected debug, info, warn or error");
+    const char *fmt = getenv("LOG_FORMAT");
+    if (!fmt || !*fmt) c->log_json = !isatty(STDOUT_FILENO);
+    else if (strcmp(fmt, "json") == 0) c->log_json = 1;
+    else if (strcmp(fmt, "text") == 0) c->log_json = 0;
+    else return fail(err, errlen, "LOG_FORMAT", fmt, "expected json or text");
+
+    if ((rc = get_seconds("SHUTDOWN_TIMEOUT", 3600, SVC_SHUTDOWN_TIMEOUT_MS,
+                          &c->shutdown_timeout_ms, err, errlen))) return rc;
+    if ((rc = get_seconds("DRAIN_DELAY", 600, SVC_DRAIN_DELAY_MS, &c->drain_delay_ms, err, errlen)))
+        return rc;
+
+    const char *secret = getenv("JWT_SECRET");
+    const char *alias = getenv("SECRET_KEY");
+    if (secret && *secret && alias && *alias && strcmp(secret, alias) != 0)
+        return fail(err, errlen, "SECRET_KEY", "(hidden)", "differs from JWT_SECRET; set only one");
+    if (!secret || !*secret) secret = alias;
+    if (secret && *secret) {
+        if (strlen(secret) < SVC_JWT_MIN_SECRET) {
+            snprintf(err, errlen,
+                     "invalid configuration: JWT_SECRET: %zu bytes, at least %d required",
+                     strlen(secret), SVC_JWT_MIN_SECRET);
+            return SVC_EINVAL;
+        }
+        c->jwt_secret = secret;
+    }
+    c->jwks_url = get_str("AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json");
+    if (strncmp(c->jwks_url, "http://", 7) != 0)
+        return fail(err, errlen, "AUTH_JWKS_URL", c->jwks_url, "expected an http:// URL");
+
+    if ((rc = get_int("HTTP_MAX_HEADER_BYTES", 1024, 1024 * 1024, SVC_HTTP_MAX_HEADER_BYTES, &v,
+                      err, errlen))) return rc;
+    c->max_header_bytes = (size_t)v;
+    if ((rc = get_int("HTTP_MAX_HEADERS", 8, SVC_HTTP_MAX_HEADERS, SVC_HTTP_MAX_HEADERS, &v, err,
+                      errlen))) return rc;
+    c->max_headers = (int)v;
+    if ((rc = get_int("HTTP_MAX_BODY_BYTES", 0, 1L << 30, SVC_HTTP_MAX_BODY_BYTES, &v, err,
+                      errlen))) return rc;
+    c->max_body_bytes = (size_t)v;
+    if ((rc = get_seconds("HTTP_HEADER_TIMEOUT", 3600, SVC_HTTP_HEADER_TIMEOUT_MS,
+                          &c->header_timeout_ms, err, errlen))) return rc;
+    if ((rc = get_seconds("HTTP_BODY_TIMEOUT", 3600, SVC_HTTP_BODY_TIMEOUT_MS,
+                          &c->body_timeout_ms, err, errlen))) return rc;
+    if ((rc = get_seconds("HTTP_IDLE_TIMEOUT", 86400, SVC_HTTP_IDLE_TIMEOUT_MS,
+                          &c->idle_timeout_ms, err, errlen))) return rc;
+    if ((rc = get_int("HTTP_MAX_CONNECTIONS", 1, 1000000, SVC_HTTP_MAX_CONNECTIONS, &v, err,
+                      errlen))) return rc;
+    c->max_connections = (int)v;
+    if (c->header_timeout_ms == 0)
+        return fail(err, errlen, "HTTP_HEADER_TIMEOUT", getenv("HTTP_HEADER_TIMEOUT"), "must be > 0");
+    if (c->body_timeout_ms == 0)
+        return fail(err, errlen, "HTTP_BODY_TIMEOUT", getenv("HTTP_BODY_TIMEOUT"), "must be > 0");
+    if (c->idle_timeout_ms == 0)
+        return fail(err, errlen, "HTTP_IDLE_TIMEOUT", getenv("HTTP_IDLE_TIMEOUT"), "must be > 0");
+    return SVC_OK;
+}
+
+void svc__config_help(const svc_app *app, FILE *out) {
+    fprintf(out, "usage: %s [--help] [--version]\n\n", app->argv && app->argv[0] ? app->argv[0] : app->name);
+    fprintf(out, "%s: an svckit service. Configuration comes from the environment:\n\n", app->name);
+    for (size_t i = 0; i < sizeof core_vars / sizeof core_vars[0]; i++) {
+        const core_var *cv = &core_vars[i];
+        char def[64];
+        if (strcmp(cv->name, "PORT") == 0) snprintf(def, sizeof def, "%d", app->default_port);
+        else snprintf(def, sizeof def, "%s", cv->def ? cv->def : "unset");
+        fprintf(out, "  %-22s %s [default: %s]\n", cv->name, cv->help, def);
+    }
+    if (app->nenv) fprintf(out, "\n%s-specific:\n\n", app->name);
+    for (int i = 0; i < app->nenv; i++)
+        fprintf(out, "  %-22s %s [default: %s]\n", app->env[i].name, app->env[i].help,
+                app->env[i].def ? app->env[i].def : "unset");
+    fprintf(out, "\nEndpoints: GET /healthz, GET /readyz, GET /metrics. SIGTERM drains and exits.\n");
+}

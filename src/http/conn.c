@@ -1,0 +1,693 @@
+/*
+ * Connections: bytes in, HTTP/1.1 framing, timeouts, bytes out.
+ *
+ * One request at a time per connection. When a request is complete the parser
+ * pauses and the request is dispatched; input that arrives meanwhile (pipelined
+ * requests) waits in `pending` and is parsed once the response is queued, so
+ * responses always leave in request order. Responses produced while handling
+ * one read are written together with a single uv_write.
+ *
+ * Framing is http_parser's (Debian's libhttp-parser). It tolerates two things
+ * RFC 9112 tells servers to reject, obs-fold and a bare CR, so a small scanner
+ * (hscan) checks the raw header-section bytes before the parser sees them.
+ * Every framing error gets a JSON 400 (or the specific 408/413/414/431) with
+ * "Connection: close", then the connection lingers briefly and closes.
+ *
+ * Idle connections cost only this struct (no request, no buffers): the read
+ * buffer is shared by every connection of the worker, and requests are created
+ * at their first byte.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/internal.h"
+#include "http/internal.h"
+
+static int on_message_begin(http_parser *p);
+static int on_url(http_parser *p, const char *at, size_t len);
+static int on_header_field(http_parser *p, const char *at, size_t len);
+static int on_header_value(http_parser *p, const char *at, size_t len);
+static int on_headers_complete(http_parser *p);
+static int on_body(http_parser *p, const char *at, size_t len);
+static int on_message_complete(http_parser *p);
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+static void conn_close(svc_conn *c);
+static void conn_resume(svc_conn *c);
+static void start_linger(svc_conn *c);
+
+/* Answered, without parsing, to a connection over HTTP_MAX_CONNECTIONS. */
+static const char busy_response[] =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: application/json\r\n"
+    "Content-Length: 82\r\n"
+    "Connection: close\r\n"
+    "Retry-After: 1\r\n"
+    "\r\n"
+    "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections, retry shortly\"}}\n";
+
+/* ---- the header-section scanner ------------------------------------------ */
+
+enum {
+    HS_START,      /* before the request line; blank lines are skipped */
+    HS_START_CR,
+    HS_LINE,       /* inside the request line or a field line */
+    HS_CR,         /* saw CR inside a line: LF must follow */
+    HS_LINE_START, /* at the start of a field line, or of the final blank line */
+    HS_END_CR,
+    HS_DONE,
+};
+
+/* Returns 0, or -1 on obs-fold or a bare CR. Stops at the end of the header
+ * section (state HS_DONE) and ignores what follows: that is body. */
+static int hscan(svc_hscan *s, const char *data, size_t len) {
+    unsigned char st = s->state;
+    for (size_t i = 0; i < len && st != HS_DONE; i++) {
+        char ch = data[i];
+        switch (st) {
+        case HS_START:
+            if (ch == '\r') st = HS_START_CR;
+            else if (ch != '\n') st = HS_LINE;
+            break;
+        case HS_START_CR:
+            if (ch != '\n') return -1;
+            st = HS_START;
+            break;
+        case HS_LINE:
+            if (ch == '\r') st = HS_CR;
+            else if (ch == '\n') st = HS_LINE_START;
+            break;
+        case HS_CR:
+            if (ch != '\n') return -1;
+            st = HS_LINE_START;
+            break;
+        case HS_LINE_START:
+            if (ch == ' ' || ch == '\t') return -1; /* obs-fold */
+            if (ch == '\r') st = HS_END_CR;
+            else if (ch == '\n') st = HS_DONE;
+            else st = HS_LINE;
+            break;
+        case HS_END_CR:
+            if (ch != '\n') return -1;
+            st = HS_DONE;
+            break;
+        }
+    }
+    s->state = st;
+    return 0;
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static svc_conn *parser_conn(http_parser *p) { return p->data; }
+
+static const svc_config *conn_cfg(const svc_conn *c) { return &c->w->app->cfg; }
+
+/* Records a framing or limit error on the current request; the parser stops
+ * (the callback returns nonzero) and the request is answered with it. */
+static int request_error(svc_req *req, int status, const char *code, const char *msg) {
+    if (!req->error_status) {
+        req->error_status = status;
+        req->error_code = code;
+        req->error_msg = msg;
+    }
+    return -1;
+}
+
+static void set_state(svc_conn *c, int state, int timeout_ms) {
+    c->state = state;
+    c->deadline = timeout_ms > 0 ? uv_now(&c->w->loop) + (uint64_t)timeout_ms : 0;
+}
+
+/* ---- parser callbacks ----------------------------------------------------- */
+
+static int on_message_begin(http_parser *p) {
+    svc_conn *c = parser_conn(p);
+    if (!c->req) {
+        c->req = svc__req_new(c);
+        if (!c->req) return -1;
+    }
+    c->received = 1;
+    set_state(c, CONN_HEADERS, conn_cfg(c)->header_timeout_ms);
+    return 0;
+}
+
+static int header_bytes_ok(svc_conn *c, svc_req *req, size_t more) {
+    return req->raw.len + more <= conn_cfg(c)->max_header_bytes;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+    svc_conn *c = parser_conn(p);
+    svc_req *req = c->req;
+    if (!header_bytes_ok(c, req, len))
+        return request_error(req, 414, "uri_too_long", "request target too long");
+    svc_buf_append(&req->raw, at, len);
+    req->url_len += len;
+    return req->raw.oom ? request_error(req, 503, "unavailable", "out of memory") : 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+    svc_conn *c = parser_conn(p);
+    svc_req *req = c->req;
+    if (req->nhdr_parts == 0 || req->last_was_value) {
+        /* A new field: terminate what came before (the URL or a value). */
+        if ((req->nhdr_parts / 2) >= (size_t)conn_cfg(c)->max_headers)
+            return request_error(req, 431, "headers_too_large", "too many header fields");
+        svc_buf_putc(&req->raw, '\0');
+        req->hdr_off[req->nhdr_parts++] = req->raw.len;
+        req->last_was_value = 0;
+    }
+    if (!header_bytes_ok(c, req, len))
+        return request_error(req, 431, "headers_too_large", "header section too large");
+    svc_buf_append(&req->raw, at, len);
+    return req->raw.oom ? request_error(req, 503, "unavailable", "out of memory") : 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+    svc_conn *c = parser_conn(p);
+    svc_req *req = c->req;
+    if (!req->last_was_value) {
+        svc_buf_putc(&req->raw, '\0');
+        req->hdr_off[req->nhdr_parts++] = req->raw.len;
+        req->last_was_value = 1;
+    }
+    if (!header_bytes_ok(c, req, len))
+        return request_error(req, 431, "headers_too_large", "header section too large");
+    svc_buf_append(&req->raw, at, len);
+    return req->raw.oom ? request_error(req, 503, "unavailable", "out of memory") : 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+    svc_conn *c = parser_conn(p);
+    svc_req *req = c->req;
+    const svc_config *cfg = conn_cfg(c);
+    /* A field with no value ("Name:" then end) still needs its value slot. */
+    if (req->nhdr_parts % 2 == 1) {
+        svc_buf_putc(&req->raw, '\0');
+        req->hdr_off[req->nhdr_parts++] = req->raw.len;
+    }
+    svc_buf_putc(&req->raw, '\0');
+    if (req->raw.oom) return request_error(req, 503, "unavailable", "out of memory");
+    req->method = http_method_str((enum http_method)p->method);
+    req->http_major = p->http_major;
+    req->http_minor = p->http_minor;
+    req->head = p->method == HTTP_HEAD;
+    req->keep_alive = http_should_keep_alive(p) != 0;
+    if (svc__req_headers_done(req) != SVC_OK)
+        return request_error(req, 503, "unavailable", "out of memory");
+
+    if (p->http_major != 1)
+        return request_error(req, 505, "http_version_not_supported", "only HTTP/1.x is served");
+    if (p->http_minor >= 1 && req->host_count == 0)
+        return request_error(req, 400, "bad_request", "missing Host header");
+    if (req->host_count > 1)
+        return request_error(req, 400, "bad_request", "more than one Host header");
+    if (req->has_te) {
+        if (p->http_minor == 0)
+            return request_error(req, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request");
+        if (p->flags & F_CONTENTLENGTH)
+            return request_error(req, 400, "bad_request", "both Content-Length and Transfer-Encoding");
+        if (!(p->flags & F_CHUNKED))
+            return request_error(req, 400, "bad_request", "Transfer-Encoding must end in chunked");
+    }
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > cfg->max_body_bytes)
+        return request_error(req, 413, "payload_too_large", "request body too large");
+
+    const char *expect = svc_req_header(req, "expect");
+    if (expect) {
+        if (strcasecmp(expect, "100-continue") != 0)
+            return request_error(req, 417, "expectation_failed", "only 100-continue is supported");
+        int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
+        if (p->http_minor >= 1 && has_body) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            svc_buf_append(&c->out, cont, sizeof cont - 1);
+        }
+    }
+    set_state(c, CONN_BODY, cfg->body_timeout_ms);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+    svc_conn *c = parser_conn(p);
+    svc_req *req = c->req;
+    if (req->body.len + len > conn_cfg(c)->max_body_bytes)
+        return request_error(req, 413, "payload_too_large", "request body too large");
+    svc_buf_append(&req->body, at, len);
+    return req->body.oom ? request_error(req, 503, "unavailable", "out of memory") : 0;
+}
+
+static int on_message_complete(http_parser *p) {
+    svc_conn *c = parser_conn(p);
+    set_state(c, CONN_HANDLING, 0);
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+/* ---- processing input ----------------------------------------------------- */
+
+static const char *parser_error_message(enum http_errno e) {
+    switch (e) {
+    case HPE_INVALID_METHOD: return "unknown method";
+    case HPE_INVALID_URL: return "malformed request target";
+    case HPE_INVALID_VERSION: return "malformed HTTP version";
+    case HPE_INVALID_HEADER_TOKEN: return "malformed header field";
+    case HPE_INVALID_CONTENT_LENGTH: return "invalid Content-Length";
+    case HPE_UNEXPECTED_CONTENT_LENGTH: return "conflicting Content-Length";
+    case HPE_INVALID_CHUNK_SIZE: return "invalid chunk size";
+    case HPE_INVALID_TRANSFER_ENCODING: return "invalid Transfer-Encoding";
+    case HPE_HEADER_OVERFLOW: return "header section too large";
+    case HPE_LF_EXPECTED: return "malformed line ending";
+    default: return "malformed request";
+    }
+}
+
+/* Turns the current parse failure into an error response on a request. */
+static void fail_request(svc_conn *c, int status, const char *code, const char *msg) {
+    if (!c->req) {
+        c->req = svc__req_new(c);
+        if (!c->req) {
+            conn_close(c);
+            return;
+        }
+    }
+    request_error(c->req, status, code, msg);
+    c->req->keep_alive = 0;
+    set_state(c, CONN_HANDLING, 0);
+    svc__dispatch(c->req);
+}
+
+/*
+ * Parses and dispatches requests from data until it is used up, a request is
+ * in flight, or the connection is closing. Returns the bytes consumed.
+ */
+static size_t conn_process(svc_conn *c, const char *data, size_t len) {
+    size_t off = 0;
+    c->in_process = 1;
+    while (off < len && !c->closing) {
+        if (c->state == CONN_HANDLING || c->close_after || c->state == CONN_LINGER) break;
+        if (c->out.len + c->writing > SVC_OUTPUT_HIGH_WATER) break;
+        if (c->scan.state != HS_DONE && hscan(&c->scan, data + off, len - off) != 0) {
+            if (!c->req) on_message_begin(&c->parser);
+            fail_request(c, 400, "bad_request", "malformed header section (bare CR or obs-fold)");
+            off = len;
+            break;
+        }
+        size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+        off += n;
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            c->scan.state = HS_START;
+            svc__dispatch(c->req);
+            continue;
+        }
+        if (e != HPE_OK) {
+            if (c->req && c->req->error_status) fail_request(c, c->req->error_status, c->req->error_code, c->req->error_msg);
+            else fail_request(c, 400, "bad_request", parser_error_message(e));
+            off = len;
+            break;
+        }
+    }
+    c->in_process = 0;
+    return off;
+}
+
+static void pending_append(svc_conn *c, const char *data, size_t len) {
+    if (c->pending_off && c->pending_off == c->pending_len) c->pending_off = c->pending_len = 0;
+    if (c->pending_len + len > c->pending_cap) {
+        /* Compact first; grow only if that is not enough. */
+        if (c->pending_off) {
+            memmove(c->pending, c->pending + c->pending_off, c->pending_len - c->pending_off);
+            c->pending_len -= c->pending_off;
+            c->pending_off = 0;
+        }
+        if (c->pending_len + len > c->pending_cap) {
+            size_t cap = c->pending_cap ? c->pending_cap : 4096;
+            while (cap < c->pending_len + len) cap *= 2;
+            char *p = realloc(c->pending, cap);
+            if (!p) {
+                conn_close(c);
+                return;
+            }
+            c->pending = p;
+            c->pending_cap = cap;
+        }
+    }
+    memcpy(c->pending + c->pending_len, data, len);
+    c->pending_len += len;
+}
+
+static size_t pending_size(const svc_conn *c) { return c->pending_len - c->pending_off; }
+
+static void read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+    (void)suggested;
+    svc_conn *c = h->data;
+    svc_worker *w = c->w;
+    if (!w->readbuf) w->readbuf = malloc(SVC_READ_BUFFER);
+    buf->base = w->readbuf;
+    buf->len = w->readbuf ? SVC_READ_BUFFER : 0;
+}
+
+static void stop_reading(svc_conn *c) {
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+    svc_conn *c = s->data;
+    if (nread == 0) return;
+    if (nread < 0) {
+        /* EOF or error. A request in flight still gets its response (the client
+         * may have half-closed); anything else ends here. */
+        stop_reading(c);
+        if (c->state == CONN_HANDLING || pending_size(c) > 0) {
+            c->eof = 1;
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    if (c->state == CONN_LINGER) return; /* discard */
+    c->had_bytes = 1;
+    if (c->state == CONN_HANDLING || pending_size(c) > 0 || c->out.len + c->writing > SVC_OUTPUT_HIGH_WATER) {
+        pending_append(c, buf->base, (size_t)nread);
+        if (pending_size(c) > SVC_PENDING_HIGH_WATER) stop_reading(c);
+        return;
+    }
+    size_t used = conn_process(c, buf->base, (size_t)nread);
+    if (!c->closing && used < (size_t)nread && c->state != CONN_LINGER && !c->close_after)
+        pending_append(c, buf->base + used, (size_t)nread - used);
+    if (!c->closing) svc__conn_flush(c);
+}
+
+static void conn_resume(svc_conn *c) {
+    if (c->closing) return;
+    while (pending_size(c) > 0 && !c->closing && c->state != CONN_HANDLING && !c->close_after &&
+           c->out.len + c->writing <= SVC_OUTPUT_HIGH_WATER) {
+        size_t before = pending_size(c);
+        size_t used = conn_process(c, c->pending + c->pending_off, before);
+        c->pending_off += used;
+        if (used == 0) break;
+    }
+    if (c->closing) return;
+    if (pending_size(c) == 0) c->pending_off = c->pending_len = 0;
+    if (c->close_after) {
+        c->pending_off = c->pending_len = 0;
+    } else if (c->eof && c->state != CONN_HANDLING && pending_size(c) == 0) {
+        /* The client half-closed and everything it sent is answered. */
+        c->close_after = 1;
+    } else if (!c->reading && !c->eof && pending_size(c) <= SVC_PENDING_HIGH_WATER / 2) {
+        uv_read_start((uv_stream_t *)&c->tcp, read_alloc, on_read);
+        c->reading = 1;
+    }
+    svc__conn_flush(c);
+}
+
+/* ---- output --------------------------------------------------------------- */
+
+typedef struct write_req {
+    uv_write_t req;
+    svc_buf buf;
+    svc_conn *conn;
+} write_req;
+
+static void on_write(uv_write_t *wr, int status) {
+    write_req *r = (write_req *)wr;
+    svc_conn *c = r->conn;
+    c->writing -= r->buf.len;
+    svc_buf_free(&r->buf);
+    free(r);
+    if (c->closing) return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->state == CONN_IDLE) set_state(c, CONN_IDLE, conn_cfg(c)->idle_timeout_ms);
+    if (c->close_after || (c->w->stopping && c->state == CONN_IDLE && pending_size(c) == 0)) {
+        c->close_after = 1;
+        if (c->writing == 0 && c->out.len == 0) start_linger(c);
+        return;
+    }
+    /* Output drained below the mark: pipelined input can be processed again. */
+    if (c->writing + c->out.len <= SVC_OUTPUT_HIGH_WATER / 2 && pending_size(c) > 0 &&
+        c->state != CONN_HANDLING && !c->in_process)
+        conn_resume(c);
+}
+
+void svc__conn_write(svc_conn *c, const void *data, size_t len) {
+    svc_buf_append(&c->out, data, len);
+}
+
+void svc__conn_flush(svc_conn *c) {
+    if (c->closing) return;
+    if (c->out.oom) {
+        conn_close(c);
+        return;
+    }
+    if (c->out.len == 0) {
+        if (c->close_after && c->writing == 0 && c->state != CONN_LINGER && c->state != CONN_HANDLING)
+            start_linger(c);
+        return;
+    }
+    write_req *r = malloc(sizeof *r);
+    if (!r) {
+        conn_close(c);
+        return;
+    }
+    r->conn = c;
+    r->buf = c->out; /* hand the buffer over; the connection starts a fresh one */
+    memset(&c->out, 0, sizeof c->out);
+    uv_buf_t b = uv_buf_init(r->buf.data, (unsigned)r->buf.len);
+    c->writing += r->buf.len;
+    int rc = uv_write(&r->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+    if (rc != 0) {
+        c->writing -= r->buf.len;
+        svc_buf_free(&r->buf);
+        free(r);
+        conn_close(c);
+    }
+}
+
+/* ---- closing -------------------------------------------------------------- */
+
+static void worker_maybe_exit(svc_worker *w) {
+    if (!w->stopping || w->nconns > 0) return;
+    if (w->listening) {
+        uv_close((uv_handle_t *)&w->listener, NULL);
+        w->listening = 0;
+    }
+    if (!uv_is_closing((uv_handle_t *)&w->tick)) uv_close((uv_handle_t *)&w->tick, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->wakeup)) uv_close((uv_handle_t *)&w->wakeup, NULL);
+}
+
+static void on_close(uv_handle_t *h) {
+    svc_conn *c = h->data;
+    svc_worker *w = c->w;
+    if (c->prev) c->prev->next = c->next;
+    else w->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    w->nconns--;
+    atomic_fetch_sub(&w->app->connections, 1);
+    free(c->pending);
+    svc_buf_free(&c->out);
+    free(c);
+    worker_maybe_exit(w);
+}
+
+static void conn_close(svc_conn *c) {
+    if (c->closing) return;
+    c->closing = 1;
+    c->state = CONN_CLOSED;
+    c->deadline = 0;
+    if (c->req) {
+        svc_req *req = c->req;
+        c->req = NULL;
+        /* A handler still owns a dispatched request: detach it, and its
+         * completion frees it. An undispatched one is ours to free. */
+        if (req->dispatched) req->conn = NULL;
+        else svc__req_free(req);
+    }
+    uv_close((uv_handle_t *)&c->tcp, on_close);
+}
+
+static void on_shutdown(uv_shutdown_t *sr, int status) {
+    svc_conn *c = sr->data;
+    free(sr);
+    if (c->closing) return;
+    if (status < 0 || c->eof) {
+        conn_close(c);
+        return;
+    }
+    if (!c->reading) {
+        uv_read_start((uv_stream_t *)&c->tcp, read_alloc, on_read);
+        c->reading = 1;
+    }
+}
+
+/* Half-close after the final response and discard input for a moment, so the
+ * client reads the response before our close can turn into a RST. */
+static void start_linger(svc_conn *c) {
+    if (c->closing || c->state == CONN_LINGER) return;
+    set_state(c, CONN_LINGER, SVC_LINGER_MS);
+    c->pending_off = c->pending_len = 0;
+    if (!c->had_bytes) {
+        conn_close(c);
+        return;
+    }
+    uv_shutdown_t *sr = malloc(sizeof *sr);
+    if (!sr) {
+        conn_close(c);
+        return;
+    }
+    sr->data = c;
+    if (uv_shutdown(sr, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+        free(sr);
+        conn_close(c);
+    }
+}
+
+/* ---- request completion --------------------------------------------------- */
+
+void svc__conn_request_done(svc_req *req) {
+    svc_conn *c = req->conn;
+    if (!c) {
+        svc__req_free(req);
+        return;
+    }
+    c->req = NULL;
+    c->nrequests++;
+    int keep = req->keep_alive && !c->w->stopping;
+    svc__req_free(req);
+    c->received = 0;
+    if (!keep) {
+        c->close_after = 1;
+        c->state = CONN_IDLE;
+    } else {
+        set_state(c, CONN_IDLE, conn_cfg(c)->idle_timeout_ms);
+    }
+    if (!c->in_process) conn_resume(c);
+}
+
+/* ---- accept, timeouts, shutdown ------------------------------------------- */
+
+static void peer_name(svc_conn *c) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    c->peer[0] = '\0';
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+}
+
+void svc__conn_accept(uv_stream_t *server, int status) {
+    svc_worker *w = server->data;
+    svc_app *app = w->app;
+    if (status < 0) {
+        svc_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    svc_conn *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->w = w;
+    uv_tcp_init(&w->loop, &c->tcp);
+    c->tcp.data = c;
+    c->next = w->conns;
+    if (w->conns) w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    atomic_fetch_add(&app->connections, 1);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (w->nconns > conn_cfg(c)->max_connections) {
+        uv_buf_t b = uv_buf_init((char *)busy_response, sizeof busy_response - 1);
+        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        svc_counter_add(app->s_rejected, 1);
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->scan.state = HS_START;
+    peer_name(c);
+    set_state(c, CONN_IDLE, conn_cfg(c)->header_timeout_ms);
+    if (uv_read_start((uv_stream_t *)&c->tcp, read_alloc, on_read) != 0) {
+        conn_close(c);
+        return;
+    }
+    c->reading = 1;
+}
+
+static void conn_timeout(svc_conn *c) {
+    switch (c->state) {
+    case CONN_HEADERS:
+    case CONN_BODY:
+        stop_reading(c);
+        c->pending_off = c->pending_len = 0;
+        fail_request(c, 408, "request_timeout",
+                     c->state == CONN_HEADERS ? "request headers not received in time"
+                                              : "request body not received in time");
+        if (!c->closing) svc__conn_flush(c);
+        break;
+    default:
+        conn_close(c);
+        break;
+    }
+}
+
+void svc__worker_tick(uv_timer_t *t) {
+    svc_worker *w = t->data;
+    /* The Date header, once per second. */
+    time_t now_s = time(NULL);
+    static _Thread_local time_t last_date;
+    if (now_s != last_date) {
+        struct tm tm;
+        gmtime_r(&now_s, &tm);
+        w->date_len = strftime(w->date, sizeof w->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        last_date = now_s;
+    }
+    svc_log_flush();
+    uint64_t now = uv_now(&w->loop);
+    svc_conn *c = w->conns;
+    while (c) {
+        svc_conn *next = c->next;
+        if (c->deadline && now >= c->deadline && !c->closing) conn_timeout(c);
+        c = next;
+    }
+}
+
+void svc__worker_close_idle(svc_worker *w, int force) {
+    svc_conn *c = w->conns;
+    while (c) {
+        svc_conn *next = c->next;
+        if (!c->closing) {
+            if (force) {
+                conn_close(c);
+            } else if (c->state == CONN_IDLE && c->writing == 0 && c->out.len == 0 && pending_size(c) == 0) {
+                if (c->close_after || c->had_bytes) {
+                    c->close_after = 1;
+                    start_linger(c);
+                } else {
+                    conn_close(c);
+                }
+            }
+        }
+        c = next;
+    }
+    worker_maybe_exit(w);
+}

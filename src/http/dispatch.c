@@ -1,0 +1,224 @@
+/*
+ * Dispatch: from a complete request to a complete response. Normalises the
+ * target, assigns request and trace ids, routes, runs the before-hooks, runs
+ * the handler (on the loop, or on the thread pool for SVC_OFFLOAD routes),
+ * and finishes: after-hooks, metrics, access log, serialisation.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "http/internal.h"
+
+static uint64_t xorshift(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static void worker_seed(svc_worker *w) {
+    if (w->rng) return;
+    uint64_t seed[2];
+    svc_random(seed, sizeof seed);
+    w->rng = seed[0] | 1;
+    snprintf(w->id_prefix, sizeof w->id_prefix, "%016llx", (unsigned long long)seed[1]);
+}
+
+static int is_hex(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
+    }
+    return 1;
+}
+
+static int all_zero(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '0') return 0;
+    return 1;
+}
+
+/* A client's X-Request-Id is kept when it is short and plain; anything else is
+ * replaced, so it can go into logs and headers unescaped. */
+static int sane_request_id(const char *s) {
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= 64) return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+              c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return n > 0;
+}
+
+static void assign_ids(svc_req *req) {
+    svc_worker *w = req->w;
+    worker_seed(w);
+    const char *rid = svc_req_header(req, "x-request-id");
+    if (rid && sane_request_id(rid)) {
+        req->id = rid;
+    } else {
+        req->id = svc_arena_printf(req->arena, "%s-%08llx", w->id_prefix,
+                                   (unsigned long long)++w->next_request_id);
+    }
+    /* W3C traceparent: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>. */
+    const char *tp = svc_req_header(req, "traceparent");
+    if (tp && strlen(tp) >= 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' && is_hex(tp, 2) &&
+        is_hex(tp + 3, 32) && !all_zero(tp + 3, 32) && is_hex(tp + 36, 16) && strncmp(tp, "ff", 2) != 0) {
+        memcpy(req->trace_id, tp + 3, 32);
+        req->trace_id[32] = '\0';
+    } else {
+        snprintf(req->trace_id, sizeof req->trace_id, "%016llx%016llx",
+                 (unsigned long long)xorshift(&w->rng), (unsigned long long)xorshift(&w->rng));
+    }
+    snprintf(req->span_id, sizeof req->span_id, "%016llx", (unsigned long long)xorshift(&w->rng));
+}
+
+static void run_handler_offloaded(uv_work_t *work) {
+    svc_req *req = work->data;
+    req->handler_rc = req->route->handler(req, &req->res);
+}
+
+static void after_offload(uv_work_t *work, int status) {
+    svc_req *req = work->data;
+    req->offloaded = 0;
+    if (status == UV_ECANCELED) {
+        svc__res_set_error(&req->res, 503, "unavailable", "service is shutting down");
+    } else if (req->handler_rc == SVC_ASYNC) {
+        /* Offloaded handlers have no loop to finish from later. */
+        svc_error("handler for %s %s returned SVC_ASYNC from the thread pool", req->method, req->route->pattern);
+        svc__res_set_error(&req->res, 500, "internal", "internal error");
+    }
+    svc__request_finish(req);
+}
+
+static void run_handler(svc_req *req) {
+    svc_res *res = &req->res;
+    if (req->route->flags & SVC_OFFLOAD) {
+        req->offloaded = 1;
+        req->work.data = req;
+        if (uv_queue_work(&req->w->loop, &req->work, run_handler_offloaded, after_offload) == 0) return;
+        req->offloaded = 0;
+        svc__res_set_error(res, 503, "unavailable", "cannot schedule the request");
+        svc__request_finish(req);
+        return;
+    }
+    int rc = req->route->handler(req, res);
+    if (rc == SVC_ASYNC) {
+        res->async = 1;
+        return;
+    }
+    svc__request_finish(req);
+}
+
+void svc__dispatch_continue(svc_req *req) {
+    svc_app *app = req->app;
+    while (req->mw_index < app->nmw) {
+        svc_middleware *m = &app->mw[req->mw_index++];
+        if (!m->before) continue;
+        if (m->before(req, &req->res, m->ud) != SVC_OK) {
+            svc__request_finish(req);
+            return;
+        }
+    }
+    run_handler(req);
+}
+
+void svc__dispatch(svc_req *req) {
+    svc_app *app = req->app;
+    svc_res *res = &req->res;
+    req->dispatched = 1;
+    if (req->conn) req->peer = svc_arena_strdup(req->arena, req->conn->peer);
+    atomic_fetch_add(&app->inflight, 1);
+    assign_ids(req);
+
+    if (req->error_status) {
+        req->keep_alive = 0;
+        svc__res_set_error(res, req->error_status, req->error_code, req->error_msg);
+        svc__request_finish(req);
+        return;
+    }
+
+    const char *target = req->raw.data ? req->raw.data : "";
+    int is_options = strcmp(req->method, "OPTIONS") == 0;
+    if (is_options && strcmp(target, "*") == 0) {
+        svc_res_header(res, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+        svc_res_status(res, 204);
+        svc__request_finish(req);
+        return;
+    }
+    char *path, *query;
+    if (svc__path_normalize(target, req->url_len, req->arena, &path, &query) != SVC_OK) {
+        svc_res_error(res, 400, "bad_request", "malformed request target");
+        svc__request_finish(req);
+        return;
+    }
+    req->path = path;
+    req->query = query;
+
+    char allow[160];
+    int rc = svc__router_match(app->router, req->method, path, req->arena, &req->match, allow, sizeof allow);
+    if (rc != SVC_OK && is_options) {
+        if (svc__router_allow(app->router, path, req->arena, allow, sizeof allow) == SVC_OK) {
+            size_t n = strlen(allow);
+            snprintf(allow + n, sizeof allow - n, ", OPTIONS");
+            svc_res_header(res, "Allow", allow);
+            svc_res_status(res, 204);
+        } else {
+            svc_res_error(res, 404, "not_found", "no such resource");
+        }
+        svc__request_finish(req);
+        return;
+    }
+    if (rc == SVC_ENOTFOUND) {
+        svc_res_error(res, 404, "not_found", "no such resource");
+        svc__request_finish(req);
+        return;
+    }
+    if (rc == SVC_EAGAIN) {
+        size_t n = strlen(allow);
+        snprintf(allow + n, sizeof allow - n, ", OPTIONS");
+        svc_res_header(res, "Allow", allow);
+        svc_res_error(res, 405, "method_not_allowed", "method %s not allowed here", req->method);
+        svc__request_finish(req);
+        return;
+    }
+    if (rc != SVC_OK) {
+        svc_res_error(res, 500, "internal", "internal error");
+        svc__request_finish(req);
+        return;
+    }
+    req->route = req->match.data;
+    svc__dispatch_continue(req);
+}
+
+void svc__request_finish(svc_req *req) {
+    svc_res *res = &req->res;
+    svc_app *app = req->app;
+    if (res->finished) return;
+    res->finished = 1;
+    if (res->oom) {
+        svc__res_set_error(res, 503, "unavailable", "out of memory");
+    } else if (!res->streaming && (!res->has_body || !res->status)) {
+        svc_error("%s %s: handler returned without a response", req->method,
+                  req->route ? req->route->pattern : req->path);
+        svc__res_set_error(res, 500, "internal", "internal error");
+    } else if (res->jw_used && svc_jw_ok(&res->jw) != SVC_OK) {
+        svc_error("%s %s: response JSON writer failed", req->method,
+                  req->route ? req->route->pattern : req->path);
+        svc__res_set_error(res, 500, "internal", "internal error");
+    }
+    for (int i = app->nmw - 1; i >= 0; i--)
+        if (app->mw[i].after) app->mw[i].after(req, res, app->mw[i].ud);
+
+    double seconds = (double)(svc_now_ns() - req->start_ns) / 1e9;
+    size_t bytes = res->streaming ? res->streamed : (req->head ? 0 : res->body.len);
+    svc__metrics_observe(req, seconds);
+    if (!(req->route && (req->route->flags & SVC_NO_LOG))) svc__access_log(req, seconds, bytes);
+    atomic_fetch_sub(&app->inflight, 1);
+
+    if (req->conn && !req->conn->closing) svc__res_serialize(res, &req->conn->out);
+    svc__conn_request_done(req);
+}

@@ -1,0 +1,289 @@
+/*
+ * Internal to src/http: the app, its workers, connections, requests and
+ * responses. Reading order: app.c (configuration, workers, shutdown), conn.c
+ * (bytes in, framing, timeouts, bytes out), dispatch.c (routing, middleware,
+ * handlers, offloading), request.c and response.c (the handler API),
+ * builtin.c (/healthz, /readyz, /metrics, the access log).
+ */
+#ifndef SVC_HTTP_INTERNAL_H
+#define SVC_HTTP_INTERNAL_H
+
+#include <http_parser.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "http/router.h"
+#include "svckit/app.h"
+#include "svckit/obs.h"
+
+#define SVC_MAX_MIDDLEWARE 16
+#define SVC_MAX_READY_CHECKS 16
+#define SVC_MAX_ENV_VARS 32
+#define SVC_READ_BUFFER (64 * 1024)
+/* Stop reading a connection when this much input waits behind a request. */
+#define SVC_PENDING_HIGH_WATER (64 * 1024)
+/* Stop processing pipelined requests while this much output is unsent. */
+#define SVC_OUTPUT_HIGH_WATER (1024 * 1024)
+/* After the last response on a closing connection, read and discard for this
+ * long so that unread input does not turn our close into a RST that destroys
+ * the response in flight. */
+#define SVC_LINGER_MS 2000
+#define SVC_TICK_MS 100
+#define SVC_ARENA_POOL 64
+#define SVC_STATUS_CODES 600
+
+typedef struct svc_worker svc_worker;
+typedef struct svc_conn svc_conn;
+
+typedef struct svc_route_entry {
+    char *method;
+    char *pattern;
+    svc_handler handler;
+    unsigned flags;
+    /* Metric series cached per status code so the hot path never looks up
+     * labels; filled on first use. */
+    _Atomic(svc_series *) requests[SVC_STATUS_CODES];
+    svc_series *duration;
+    struct svc_route_entry *next;
+} svc_route_entry;
+
+typedef struct svc_middleware {
+    svc_before_fn before;
+    svc_after_fn after;
+    void *ud;
+} svc_middleware;
+
+typedef struct svc_ready_check {
+    char *name;
+    svc_ready_fn fn;
+    void *ud;
+} svc_ready_check;
+
+typedef struct svc_env_var {
+    char *name;
+    char *def;
+    char *help;
+} svc_env_var;
+
+struct svc_app {
+    char *name;
+    int argc;
+    char **argv;
+    int default_port;
+    svc_router *router;
+    svc_route_entry *routes;
+    svc_route_entry unmatched;       /* metrics for 404/405/400 */
+    svc_middleware mw[SVC_MAX_MIDDLEWARE];
+    int nmw;
+    svc_ready_check checks[SVC_MAX_READY_CHECKS];
+    int nchecks;
+    svc_env_var env[SVC_MAX_ENV_VARS];
+    int nenv;
+    svc_start_fn on_start;
+    void *on_start_ud;
+    svc_stop_fn on_stop;
+    void *on_stop_ud;
+    void *data;
+    svc_config cfg;
+    char *cfg_strings;               /* storage for cfg's strings */
+    svc_worker *workers;
+    int nworkers;
+    uv_loop_t main_loop;
+    uv_async_t stop_async;
+    atomic_int draining;             /* readyz answers 503 */
+    atomic_int stop_requested;
+    int force;                       /* second signal: skip the drain */
+    atomic_int workers_running;
+    /* Standard metric families. */
+    svc_metric *m_requests;
+    svc_metric *m_duration;
+    svc_series *s_inflight;
+    svc_series *s_connections;
+    svc_series *s_rejected;          /* connections refused at the cap */
+    svc_series *s_bad_requests;      /* framing errors */
+    atomic_long inflight;
+    atomic_long connections;
+    struct svc_auth_state *auth;     /* set by svc_auth_install */
+};
+
+struct svc_worker {
+    svc_app *app;
+    int id;
+    uv_thread_t thread;
+    uv_loop_t loop;
+    uv_tcp_t listener;
+    int listening;
+    uv_async_t wakeup;
+    uv_timer_t tick;
+    int ticks;
+    atomic_int cmd;                  /* WORKER_CMD_* from the main thread */
+    int stopping;                    /* no new requests; exit when idle */
+    svc_conn *conns;                 /* every open connection, a list */
+    int nconns;
+    char *readbuf;                   /* shared by every connection of the loop */
+    int readbuf_busy;
+    svc_arena *arena_pool[SVC_ARENA_POOL];
+    int narena_pool;
+    uint64_t next_request_id;
+    char id_prefix[17];
+    uint64_t rng;                    /* xorshift state for trace ids */
+    char date[64];                   /* "Date: ...\r\n", refreshed by tick */
+    size_t date_len;
+    svc_buf logline;                 /* scratch for access-log lines */
+    int listen_fd;
+};
+
+enum {
+    WORKER_CMD_NONE = 0,
+    WORKER_CMD_STOP_ACCEPTING = 1,   /* drain: close the listener and idle conns */
+    WORKER_CMD_FORCE = 2,            /* deadline: close everything */
+};
+
+/* Connection states, for timeouts and shutdown. */
+enum {
+    CONN_IDLE,       /* between requests (keep-alive), or fresh */
+    CONN_HEADERS,    /* inside a request's header section */
+    CONN_BODY,       /* inside a request's body */
+    CONN_HANDLING,   /* request dispatched; input paused */
+    CONN_LINGER,     /* final response sent, discarding input before close */
+    CONN_CLOSED,
+};
+
+/* The raw-byte scanner that enforces what http_parser tolerates (obs-fold,
+ * bare CR) over a request's header section. */
+typedef struct svc_hscan {
+    unsigned char state;
+    unsigned char first_line;
+} svc_hscan;
+
+struct svc_conn {
+    uv_tcp_t tcp;                    /* first: handle <-> conn casts */
+    svc_worker *w;
+    svc_conn *prev, *next;
+    http_parser parser;
+    svc_hscan scan;
+    int state;
+    uint64_t deadline;               /* uv_now() ms; 0: none */
+    svc_req *req;                    /* the request being parsed or handled */
+    char *pending;                   /* input not yet parsed (malloc) */
+    size_t pending_len, pending_cap, pending_off;
+    svc_buf out;                     /* output not yet handed to uv_write */
+    size_t writing;                  /* bytes in uv_write requests */
+    unsigned reading : 1;
+    unsigned close_after : 1;        /* close once the output is written */
+    unsigned closing : 1;            /* uv_close called */
+    unsigned received : 1;           /* any byte of the current request */
+    unsigned in_process : 1;         /* inside conn_process (re-entrancy) */
+    unsigned eof : 1;                /* the client half-closed */
+    unsigned had_bytes : 1;          /* the client ever sent anything */
+    int nrequests;
+    char peer[48];
+};
+
+typedef struct svc_hdr {
+    const char *name;
+    const char *value;
+} svc_hdr;
+
+struct svc_res {
+    svc_req *req;
+    int status;
+    const char *content_type;
+    svc_buf body;
+    svc_hdr *headers;
+    size_t nheaders, cap_headers;
+    svc_jw jw;
+    size_t streamed;                 /* body bytes sent by svc_res_stream_write */
+    unsigned jw_used : 1;
+    unsigned has_body : 1;
+    unsigned async : 1;
+    unsigned streaming : 1;          /* headers sent, chunks follow */
+    unsigned stream_chunked : 1;
+    unsigned finished : 1;
+    unsigned oom : 1;
+};
+
+struct svc_req {
+    svc_arena *arena;
+    svc_conn *conn;                  /* NULL once the connection is gone */
+    svc_worker *w;
+    svc_app *app;
+    const char *method;
+    unsigned http_major, http_minor;
+    svc_buf raw;                     /* url, then header names/values, NUL-separated */
+    size_t url_len;
+    size_t hdr_off[2 * SVC_HTTP_MAX_HEADERS + 2];  /* offsets into raw */
+    size_t nhdr_parts;               /* name/value parts seen */
+    int last_was_value;
+    svc_hdr *headers;
+    size_t nheaders;
+    char *path;
+    char *query;
+    svc_buf body;
+    svc_route_entry *route;
+    svc_route_match match;
+    json_t *json;
+    void *user;
+    const char *id;
+    const char *peer;
+    char trace_id[33];
+    char span_id[17];
+    uint64_t start_ns;
+    int error_status;                /* framing/limit error found while parsing */
+    const char *error_code;
+    const char *error_msg;
+    unsigned keep_alive : 1;
+    unsigned head : 1;
+    unsigned offloaded : 1;
+    unsigned dispatched : 1;         /* a handler or hook may hold it */
+    unsigned has_te : 1;
+    unsigned host_count : 2;
+    int mw_index;                    /* next before-hook to run */
+    uv_work_t work;
+    int handler_rc;
+    svc_res res;
+};
+
+/* app.c */
+svc_route_entry *svc__app_unmatched(svc_app *app);
+
+/* conn.c */
+void svc__conn_accept(uv_stream_t *listener, int status);
+void svc__worker_tick(uv_timer_t *t);
+void svc__worker_close_idle(svc_worker *w, int force);
+/* Called when a request's response is complete (sync or async). */
+void svc__conn_request_done(svc_req *req);
+/* Queues bytes for the client and starts writing them. */
+void svc__conn_write(svc_conn *c, const void *data, size_t len);
+void svc__conn_flush(svc_conn *c);
+
+/* dispatch.c */
+void svc__dispatch(svc_req *req);
+/* Runs the remaining before-hooks and the handler (after async middleware). */
+void svc__dispatch_continue(svc_req *req);
+void svc__request_finish(svc_req *req);
+
+/* request.c */
+svc_req *svc__req_new(svc_conn *c);
+void svc__req_free(svc_req *req);
+int svc__req_headers_done(svc_req *req);
+
+/* response.c */
+void svc__res_init(svc_res *res, svc_req *req);
+void svc__res_free(svc_res *res);
+/* Serialises status line, headers and body into the connection's output. */
+void svc__res_serialize(svc_res *res, svc_buf *out);
+int svc__res_set_error(svc_res *res, int status, const char *code, const char *msg);
+const char *svc__status_reason(int status);
+
+/* builtin.c */
+void svc__builtin_routes(svc_app *app);
+void svc__access_log(svc_req *req, double seconds, size_t bytes);
+void svc__metrics_observe(svc_req *req, double seconds);
+void svc__metrics_setup(svc_app *app);
+
+/* config.c */
+int svc__config_load(svc_app *app, char *err, size_t errlen);
+void svc__config_help(const svc_app *app, FILE *out);
+
+#endif

@@ -1,0 +1,264 @@
+/* Responses: what handlers write, and its serialisation onto the connection. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/internal.h"
+
+void svc__res_init(svc_res *res, svc_req *req) {
+    memset(res, 0, sizeof *res);
+    res->req = req;
+}
+
+void svc__res_free(svc_res *res) { svc_buf_free(&res->body); }
+
+svc_req *svc_res_req(svc_res *res) { return res->req; }
+
+const char *svc__status_reason(int status) {
+    switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return status < 300 ? "OK" : status < 400 ? "Redirect" : status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+static int valid_status(int status) { return status >= 200 && status <= 599; }
+
+static int header_text_ok(const char *s) {
+    for (; *s; s++)
+        if (*s == '\r' || *s == '\n') return 0;
+    return 1;
+}
+
+int svc_res_header(svc_res *res, const char *name, const char *value) {
+    if (!name || !value || !*name || !header_text_ok(name) || !header_text_ok(value) || strchr(name, ':'))
+        return SVC_EINVAL;
+    if (res->nheaders == res->cap_headers) {
+        size_t cap = res->cap_headers ? res->cap_headers * 2 : 8;
+        svc_hdr *h = svc_arena_alloc(res->req->arena, cap * sizeof *h);
+        if (!h) return SVC_ENOMEM;
+        if (res->nheaders) memcpy(h, res->headers, res->nheaders * sizeof *h);
+        res->headers = h;
+        res->cap_headers = cap;
+    }
+    const char *n = svc_arena_strdup(res->req->arena, name);
+    const char *v = svc_arena_strdup(res->req->arena, value);
+    if (!n || !v) return SVC_ENOMEM;
+    res->headers[res->nheaders++] = (svc_hdr){n, v};
+    return SVC_OK;
+}
+
+int svc_res_body(svc_res *res, int status, const char *content_type, const void *body, size_t len) {
+    if (!valid_status(status)) return SVC_EINVAL;
+    res->status = status;
+    res->content_type = content_type;
+    res->jw_used = 0;
+    svc_buf_reset(&res->body);
+    svc_buf_append(&res->body, body, len);
+    res->has_body = 1;
+    if (res->body.oom) {
+        res->oom = 1;
+        return SVC_ENOMEM;
+    }
+    return SVC_OK;
+}
+
+int svc_res_printf(svc_res *res, int status, const char *content_type, const char *fmt, ...) {
+    if (!valid_status(status)) return SVC_EINVAL;
+    res->status = status;
+    res->content_type = content_type;
+    res->jw_used = 0;
+    svc_buf_reset(&res->body);
+    va_list ap;
+    va_start(ap, fmt);
+    svc_buf_vprintf(&res->body, fmt, ap);
+    va_end(ap);
+    res->has_body = 1;
+    if (res->body.oom) {
+        res->oom = 1;
+        return SVC_ENOMEM;
+    }
+    return SVC_OK;
+}
+
+int svc_res_json(svc_res *res, int status, const json_t *json) {
+    svc_jw *w = svc_res_jw(res, status);
+    svc_jw_value(w, json);
+    return svc_jw_ok(w) == SVC_OK ? SVC_OK : SVC_ENOMEM;
+}
+
+svc_jw *svc_res_jw(svc_res *res, int status) {
+    res->status = valid_status(status) ? status : 500;
+    res->content_type = "application/json";
+    svc_buf_reset(&res->body);
+    svc_jw_init(&res->jw, &res->body);
+    res->jw_used = 1;
+    res->has_body = 1;
+    return &res->jw;
+}
+
+int svc__res_set_error(svc_res *res, int status, const char *code, const char *msg) {
+    svc_jw *w = svc_res_jw(res, status);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "error");
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "code");
+    svc_jw_str(w, code);
+    svc_jw_key(w, "message");
+    svc_jw_str(w, msg);
+    svc_jw_obj_end(w);
+    svc_jw_obj_end(w);
+    return svc_jw_ok(w);
+}
+
+int svc_res_error(svc_res *res, int status, const char *code, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return svc__res_set_error(res, status, code, msg);
+}
+
+int svc_res_status(svc_res *res, int status) {
+    if (!valid_status(status)) return SVC_EINVAL;
+    res->status = status;
+    res->jw_used = 0;
+    svc_buf_reset(&res->body);
+    res->has_body = 1; /* a complete, empty response */
+    res->content_type = NULL;
+    return SVC_OK;
+}
+
+int svc_res_get_status(const svc_res *res) { return res->status; }
+
+const char *svc_res_get_body(const svc_res *res, size_t *len) {
+    if (len) *len = res->body.len;
+    return res->body.len ? res->body.data : "";
+}
+
+static int status_has_body(int status) { return status != 204 && status != 304 && status >= 200; }
+
+/* Status line and headers; the caller appends the body (or the first chunk). */
+static void serialize_head(svc_res *res, svc_buf *out, int chunked, int streaming_close) {
+    svc_req *req = res->req;
+    svc_worker *w = req->w;
+    char line[64];
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", res->status, svc__status_reason(res->status));
+    svc_buf_append(out, line, (size_t)n);
+    svc_buf_append(out, w->date, w->date_len);
+    if (res->content_type && status_has_body(res->status)) {
+        svc_buf_puts(out, "Content-Type: ");
+        svc_buf_puts(out, res->content_type);
+        svc_buf_puts(out, "\r\n");
+    }
+    if (chunked) {
+        svc_buf_puts(out, "Transfer-Encoding: chunked\r\n");
+    } else if (!streaming_close && res->status != 304 && res->status != 204) {
+        svc_buf_puts(out, "Content-Length: ");
+        svc_buf_put_u64(out, res->body.len);
+        svc_buf_puts(out, "\r\n");
+    }
+    if (req->id) {
+        svc_buf_puts(out, "X-Request-Id: ");
+        svc_buf_puts(out, req->id);
+        svc_buf_puts(out, "\r\n");
+    }
+    if (!req->keep_alive || w->stopping) svc_buf_puts(out, "Connection: close\r\n");
+    else if (req->http_minor == 0) svc_buf_puts(out, "Connection: keep-alive\r\n");
+    for (size_t i = 0; i < res->nheaders; i++) {
+        svc_buf_puts(out, res->headers[i].name);
+        svc_buf_puts(out, ": ");
+        svc_buf_puts(out, res->headers[i].value);
+        svc_buf_puts(out, "\r\n");
+    }
+    svc_buf_puts(out, "\r\n");
+}
+
+void svc__res_serialize(svc_res *res, svc_buf *out) {
+    svc_req *req = res->req;
+    if (res->streaming) {
+        if (res->stream_chunked) svc_buf_puts(out, "0\r\n\r\n");
+        return;
+    }
+    if (req->w->stopping) req->keep_alive = 0;
+    serialize_head(res, out, 0, 0);
+    if (!req->head && status_has_body(res->status)) svc_buf_append(out, res->body.data, res->body.len);
+}
+
+/* ---- streaming ------------------------------------------------------------ */
+
+int svc_res_stream_start(svc_res *res, int status, const char *content_type) {
+    svc_req *req = res->req;
+    if (res->streaming || !valid_status(status)) return SVC_EINVAL;
+    if (!req->conn) return SVC_ECLOSED;
+    res->status = status;
+    res->content_type = content_type;
+    res->streaming = 1;
+    res->has_body = 1;
+    /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */
+    res->stream_chunked = req->http_minor >= 1;
+    if (!res->stream_chunked) req->keep_alive = 0;
+    svc_buf_reset(&res->body);
+    serialize_head(res, &req->conn->out, res->stream_chunked, !res->stream_chunked);
+    svc__conn_flush(req->conn);
+    return SVC_OK;
+}
+
+int svc_res_stream_write(svc_res *res, const void *data, size_t len) {
+    svc_req *req = res->req;
+    if (!res->streaming) return SVC_EINVAL;
+    if (!req->conn || req->conn->closing) return SVC_ECLOSED;
+    if (len == 0 || req->head) return SVC_OK;
+    svc_buf *out = &req->conn->out;
+    if (res->stream_chunked) {
+        char size[24];
+        int n = snprintf(size, sizeof size, "%zx\r\n", len);
+        svc_buf_append(out, size, (size_t)n);
+        svc_buf_append(out, data, len);
+        svc_buf_append(out, "\r\n", 2);
+    } else {
+        svc_buf_append(out, data, len);
+    }
+    res->streamed += len;
+    svc__conn_flush(req->conn);
+    return SVC_OK;
+}
+
+int svc_res_stream_end(svc_res *res) {
+    if (!res->streaming) return SVC_EINVAL;
+    svc_res_finish(res);
+    return SVC_OK;
+}
+
+void svc_res_finish(svc_res *res) {
+    if (res->finished) return;
+    svc__request_finish(res->req);
+}

@@ -1,0 +1,234 @@
+"""Shared fixtures for the integration tests.
+
+Every test talks to real processes over real sockets on 127.0.0.1. The binaries
+come from $SVCKIT_BUILD (build or build/san; tests/run.sh runs the suite against
+both). A service is started with `Service(...)`, which picks a free port, waits
+for /readyz (bounded), keeps its log, and stops it by PID.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import weakref
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(ROOT, os.environ.get("SVCKIT_BUILD", "build"))
+BIN = os.path.join(BUILD, "bin")
+TEST_BIN = os.path.join(BUILD, "tests", "bin")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def binary(name):
+    for d in (BIN, TEST_BIN):
+        p = os.path.join(d, name)
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError(f"{name} not built in {BUILD}")
+
+
+class Service:
+    """A service process on a free port. Use as a context manager or call stop()."""
+
+    def __init__(self, name, env=None, port=None, wait_ready=True, timeout=10.0, data_dir=None):
+        self.name = name
+        self.port = port or free_port()
+        self.tmp = None
+        if data_dir is None:
+            self.tmp = tempfile.TemporaryDirectory(prefix=f"svckit-{name}-")
+            data_dir = self.tmp.name
+        self.data_dir = data_dir
+        self.log_path = os.path.join(data_dir, f"{name}.log")
+        e = dict(os.environ)
+        e.update({
+            "PORT": str(self.port),
+            "HOST": "127.0.0.1",
+            "WORKERS": "1",
+            "DATA_DIR": data_dir,
+            "LOG_FORMAT": "json",
+            "SHUTDOWN_TIMEOUT": "5",
+            "DRAIN_DELAY": "0",
+        })
+        e.update(env or {})
+        self.env = e
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([binary(name)], env=e, stdout=self.log, stderr=subprocess.STDOUT,
+                                     cwd=data_dir)
+        if wait_ready:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.read_log()}")
+            try:
+                status, _, _ = self.request("GET", "/readyz", timeout=1)
+                if status == 200:
+                    return
+                last = status
+            except OSError as e:
+                last = e
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.name} not ready after {timeout}s ({last}):\n{self.read_log()}")
+
+    def request(self, method, path, body=None, headers=None, timeout=5):
+        """One request on a fresh connection: (status, headers dict lower-cased, body bytes)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            if isinstance(body, (dict, list)):
+                body = json.dumps(body).encode()
+                headers = dict(headers or {})
+                headers.setdefault("Content-Type", "application/json")
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def json(self, method, path, body=None, headers=None, timeout=5):
+        status, hdrs, data = self.request(method, path, body, headers, timeout)
+        try:
+            doc = json.loads(data) if data else None
+        except ValueError:
+            raise AssertionError(f"not JSON ({status}): {data[:200]!r}")
+        return status, doc
+
+    def connect(self, timeout=5):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def read_log(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def log_lines(self):
+        out = []
+        for line in self.read_log().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+        return out
+
+    def signal(self, sig):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout=10):
+        """SIGTERM, wait; SIGKILL if it does not exit. Returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self.tmp:
+            self.tmp.cleanup()
+
+
+def recv_until_closed(sock, timeout=5.0, limit=64 * 1024 * 1024):
+    """Reads until the peer closes (or timeout). Returns the bytes."""
+    sock.settimeout(timeout)
+    chunks = []
+    total = 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and total < limit:
+        try:
+            b = sock.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+        total += len(b)
+    return b"".join(chunks)
+
+
+_leftover = weakref.WeakKeyDictionary()
+
+
+def read_response(sock, timeout=5.0):
+    """Reads exactly one HTTP/1.1 response (Content-Length or chunked) from a raw socket.
+    Returns (status, headers dict lower-cased, body bytes); bytes after it are kept for the next call."""
+    sock.settimeout(timeout)
+    buf = _leftover.get(sock, b"")
+
+    def fill():
+        nonlocal buf
+        b = sock.recv(65536)
+        if not b:
+            raise ConnectionError("closed before a full response")
+        buf += b
+
+    while b"\r\n\r\n" not in buf:
+        fill()
+    head, buf = buf.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, v = line.split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    body = b""
+    if status in (204, 304) or 100 <= status < 200:
+        pass
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            while b"\r\n" not in buf:
+                fill()
+            size_line, buf = buf.split(b"\r\n", 1)
+            size = int(size_line.split(b";")[0], 16)
+            while len(buf) < size + 2:
+                fill()
+            body += buf[:size]
+            buf = buf[size + 2:]
+            if size == 0:
+                break
+    elif "content-length" in headers:
+        n = int(headers["content-length"])
+        while len(buf) < n:
+            fill()
+        body, buf = buf[:n], buf[n:]
+    else:
+        while True:
+            try:
+                fill()
+            except ConnectionError:
+                break
+        body, buf = buf, b""
+    _leftover[sock] = buf
+    return status, headers, body
+
+
+@pytest.fixture
+def testsvc():
+    with Service("testsvc") as s:
+        yield s

@@ -1,0 +1,184 @@
+/*
+ * testsvc: a service whose routes exercise the svckit core for the integration
+ * tests (tests/integration/test_http_*.py). Not an example: its routes exist to
+ * be attacked.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "svckit.h"
+
+/* POST /echo: the JSON body back, wrapped. */
+static int echo(svc_req *req, svc_res *res) {
+    json_t *body = svc_req_json(req, res);
+    if (!body) return SVC_OK;
+    svc_jw *w = svc_res_jw(res, 200);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "echo");
+    svc_jw_value(w, body);
+    svc_jw_obj_end(w);
+    return SVC_OK;
+}
+
+/* POST /raw: byte count of the body, whatever it is. */
+static int raw(svc_req *req, svc_res *res) {
+    size_t len;
+    svc_req_body(req, &len);
+    return svc_res_printf(res, 200, "application/json", "{\"bytes\":%zu}", len);
+}
+
+/* GET /items/:id and friends: which route matched, with which parameters. */
+static int show_route(svc_req *req, svc_res *res) {
+    svc_jw *w = svc_res_jw(res, 200);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "route"), svc_jw_str(w, svc_req_route(req));
+    svc_jw_key(w, "path"), svc_jw_str(w, svc_req_path(req));
+    svc_jw_key(w, "id"), svc_jw_str(w, svc_req_param(req, "id"));
+    svc_jw_key(w, "rest"), svc_jw_str(w, svc_req_param(req, "rest"));
+    svc_jw_key(w, "q"), svc_jw_str(w, svc_req_query(req, "q"));
+    svc_jw_key(w, "cookie"), svc_jw_str(w, svc_req_cookie(req, "token"));
+    svc_jw_key(w, "agent"), svc_jw_str(w, svc_req_header(req, "user-agent"));
+    svc_jw_key(w, "request_id"), svc_jw_str(w, svc_req_id(req));
+    svc_jw_key(w, "trace_id"), svc_jw_str(w, svc_req_trace_id(req));
+    svc_jw_obj_end(w);
+    return SVC_OK;
+}
+
+static int item_put(svc_req *req, svc_res *res) { return show_route(req, res); }
+
+/* GET /slow?ms=N: blocks a thread-pool thread, never the loop. */
+static int slow(svc_req *req, svc_res *res) {
+    const char *ms = svc_req_query(req, "ms");
+    int64_t n = 0;
+    if (ms) svc_parse_i64(ms, &n);
+    if (n < 0 || n > 30000) n = 0;
+    usleep((useconds_t)n * 1000);
+    return svc_res_printf(res, 200, "application/json", "{\"slept_ms\":%lld}", (long long)n);
+}
+
+/* GET /async?ms=N: finishes later from a loop timer (SVC_ASYNC). */
+typedef struct later {
+    uv_timer_t timer;
+    svc_res *res;
+} later;
+
+static void later_closed(uv_handle_t *h) { free(h->data); }
+
+static void later_fire(uv_timer_t *t) {
+    later *l = t->data;
+    svc_res_printf(l->res, 200, "application/json", "{\"async\":true}");
+    svc_res_finish(l->res);
+    uv_close((uv_handle_t *)&l->timer, later_closed);
+}
+
+static int async_route(svc_req *req, svc_res *res) {
+    const char *ms = svc_req_query(req, "ms");
+    int64_t n = 10;
+    if (ms) svc_parse_i64(ms, &n);
+    if (n < 0 || n > 30000) n = 10;
+    later *l = calloc(1, sizeof *l);
+    if (!l) return svc_res_error(res, 503, "unavailable", "out of memory");
+    l->res = res;
+    uv_timer_init(svc_req_loop(req), &l->timer);
+    l->timer.data = l;
+    uv_timer_start(&l->timer, later_fire, (uint64_t)n, 0);
+    return SVC_ASYNC;
+}
+
+/* GET /stream?n=N: N chunks, one per millisecond, then the end. */
+typedef struct streamer {
+    uv_timer_t timer;
+    svc_res *res;
+    int left, i;
+} streamer;
+
+static void stream_tick(uv_timer_t *t) {
+    streamer *s = t->data;
+    char line[64];
+    int n = snprintf(line, sizeof line, "{\"chunk\":%d}\n", s->i++);
+    if (svc_res_stream_write(s->res, line, (size_t)n) != SVC_OK || --s->left <= 0) {
+        svc_res_stream_end(s->res);
+        uv_timer_stop(&s->timer);
+        uv_close((uv_handle_t *)&s->timer, later_closed);
+    }
+}
+
+static int stream(svc_req *req, svc_res *res) {
+    const char *q = svc_req_query(req, "n");
+    int64_t n = 5;
+    if (q) svc_parse_i64(q, &n);
+    if (n < 1 || n > 1000) n = 5;
+    streamer *s = calloc(1, sizeof *s);
+    if (!s) return svc_res_error(res, 503, "unavailable", "out of memory");
+    s->res = res;
+    s->left = (int)n;
+    svc_res_stream_start(res, 200, "application/x-ndjson");
+    uv_timer_init(svc_req_loop(req), &s->timer);
+    s->timer.data = s;
+    uv_timer_start(&s->timer, stream_tick, 1, 1);
+    return SVC_ASYNC;
+}
+
+/* GET /big?kb=N: a large body. */
+static int big(svc_req *req, svc_res *res) {
+    const char *q = svc_req_query(req, "kb");
+    int64_t kb = 512;
+    if (q) svc_parse_i64(q, &kb);
+    if (kb < 1 || kb > 16384) kb = 512;
+    size_t n = (size_t)kb * 1024;
+    char *p = svc_arena_alloc(svc_req_arena(req), n);
+    if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
+    memset(p, 'x', n);
+    return svc_res_body(res, 200, "text/plain", p, n);
+}
+
+/* GET /forgot: a handler bug, answered as a 500. */
+static int forgot(svc_req *req, svc_res *res) {
+    (void)req;
+    (void)res;
+    return SVC_OK;
+}
+
+/* A readiness check that files can toggle: ready unless $TESTSVC_NOT_READY exists. */
+static int ready_file(void *ud, char *reason, size_t len) {
+    const char *f = ud;
+    if (f && access(f, F_OK) == 0) {
+        snprintf(reason, len, "marker file %s exists", f);
+        return SVC_ERR;
+    }
+    return SVC_OK;
+}
+
+/* Middleware: adds X-Middleware to every response; rejects X-Block: yes. */
+static int before(svc_req *req, svc_res *res, void *ud) {
+    (void)ud;
+    const char *b = svc_req_header(req, "x-block");
+    if (b && strcmp(b, "yes") == 0) return svc_res_error(res, 403, "forbidden", "blocked by middleware");
+    return SVC_OK;
+}
+
+static void after(svc_req *req, svc_res *res, void *ud) {
+    (void)req;
+    (void)ud;
+    svc_res_header(res, "X-Middleware", "after");
+}
+
+int main(int argc, char **argv) {
+    svc_app *app = svc_app_new("testsvc", argc, argv);
+    svc_app_env_declare(app, "TESTSVC_NOT_READY", NULL, "readiness fails while this file exists");
+    svc_app_use(app, before, after, NULL);
+    svc_app_post(app, "/echo", echo, 0);
+    svc_app_post(app, "/raw", raw, 0);
+    svc_app_get(app, "/items/:id", show_route, 0);
+    svc_app_put(app, "/items/:id", item_put, 0);
+    svc_app_get(app, "/items/special", show_route, 0);
+    svc_app_get(app, "/files/*rest", show_route, 0);
+    svc_app_get(app, "/slow", slow, SVC_OFFLOAD);
+    svc_app_get(app, "/async", async_route, 0);
+    svc_app_get(app, "/stream", stream, 0);
+    svc_app_get(app, "/big", big, 0);
+    svc_app_get(app, "/forgot", forgot, 0);
+    svc_app_ready_check(app, "marker", ready_file, getenv("TESTSVC_NOT_READY"));
+    return svc_app_run(app);
+}

@@ -1,0 +1,164 @@
+/*
+ * Internal to the svckit command-line tool (tools/svckit): shared between its
+ * files, not part of the library. Layout:
+ *
+ *   main.c       command dispatch, --help, version
+ *   env.c        environment vectors and $VAR expansion
+ *   procfile.c   Procfile parsing and the word splitting of its commands
+ *   run.c        `svckit run`: options, the plan (instances, ports), dry run
+ *   supervise.c  the supervisor loop: spawn, restart, shutdown, reaping
+ *   output.c     prefixed, coloured, never interleaved output lines
+ *
+ * The tool is single-threaded; nothing here is thread-safe.
+ */
+#ifndef SVCKIT_TOOL_CLI_H
+#define SVCKIT_TOOL_CLI_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "svckit/core.h"
+
+/* The Makefile defines both from VERSION and git. */
+#ifndef SVC_VERSION
+#define SVC_VERSION "0.0.0"
+#endif
+#ifndef SVC_GIT_REV
+#define SVC_GIT_REV "unknown"
+#endif
+
+/* ---- limits --------------------------------------------------------------- */
+
+#define SVC__PROCFILE_MAX_BYTES (1024 * 1024) /* a Procfile larger than this is refused */
+#define SVC__PROCFILE_MAX_LINE 8192           /* bytes in one Procfile line */
+#define SVC__PROCFILE_MAX_ENTRIES 64          /* processes in one Procfile */
+#define SVC__NAME_MAX 32                      /* bytes in a process name */
+#define SVC__SCALE_MAX 64                     /* instances of one entry */
+#define SVC__INSTANCES_MAX 256                /* instances in one run */
+#define SVC__WORDS_MAX 512                    /* words in one command */
+#define SVC__EXPANDED_MAX (64 * 1024)         /* bytes of one command after expansion */
+#define SVC__LINE_MAX (16 * 1024)             /* longer output lines are cut in pieces */
+#define SVC__INSTANCE_NAME_MAX (SVC__NAME_MAX + 12) /* "name.64", room for any int */
+
+/* Exit codes of the tool. */
+enum { SVC__EXIT_OK = 0, SVC__EXIT_FAIL = 1, SVC__EXIT_USAGE = 2 };
+
+/* ---- environment (env.c) ---------------------------------------------------
+ * A NULL-terminated vector of malloc'd "NAME=value" strings, usable as envp. */
+
+typedef struct svc__env {
+    char **vars; /* NULL-terminated; NULL while empty */
+    size_t n;
+    size_t cap;
+} svc__env;
+
+/* Copies the process environment (entries without '=' are skipped). */
+int svc__env_from_environ(svc__env *e);
+/* Sets name to value, replacing an earlier definition. */
+int svc__env_set(svc__env *e, const char *name, const char *value);
+/* Sets from one "NAME=value" string. SVC_EINVAL when there is no '='. */
+int svc__env_put(svc__env *e, const char *assignment);
+/* Value of the name of len bytes, or NULL when unset. Valid until the next set. */
+const char *svc__env_get(const svc__env *e, const char *name, size_t len);
+/* Frees every string; the struct is zeroed and reusable. NULL-safe. */
+void svc__env_free(svc__env *e);
+
+/* ---- words (procfile.c) ----------------------------------------------------
+ * A command is split into words the way a POSIX shell would for a simple
+ * command, without running a shell: blanks separate words; '...' is literal;
+ * "..." and bare text expand $NAME, ${NAME} and ${NAME:-default} ("$$" is a
+ * literal '$'); a backslash quotes the next character; '#' at the start of a
+ * word starts a comment. Expanded values are never split again. Leading words
+ * of the form NAME=value are assignments for the program's environment. */
+
+typedef struct svc__words {
+    char **argv;    /* NULL-terminated, malloc'd, assignments first */
+    size_t n;       /* number of words */
+    size_t nassign; /* leading NAME=value words */
+} svc__words;
+
+/* Splits cmd, expanding from env (NULL: nothing is set). On error returns
+ * SVC_EINVAL or SVC_ERANGE and writes one line of explanation to err. */
+int svc__words_split(const char *cmd, const svc__env *env, svc__words *out, char *err, size_t errlen);
+void svc__words_free(svc__words *w);
+
+/* ---- Procfile (procfile.c) ------------------------------------------------- */
+
+typedef struct svc__entry {
+    char name[SVC__NAME_MAX + 1];
+    int port;      /* from [port=N]; 0 when none */
+    int manual;    /* [manual]: started only when named */
+    char *command; /* the text after ':', malloc'd */
+    int line;      /* 1-based line in the Procfile */
+} svc__entry;
+
+typedef struct svc__procfile {
+    svc__entry *entries;
+    size_t n;
+} svc__procfile;
+
+/* Parses a Procfile held in memory. Annotation values and (for checking) the
+ * commands are expanded from env. On error returns SVC_EINVAL or SVC_ERANGE,
+ * with "line N: ..." in err, and leaves *pf empty. */
+int svc__procfile_parse(const char *text, size_t len, const svc__env *env, svc__procfile *pf,
+                        char *err, size_t errlen);
+/* Reads and parses a file; SVC_EIO with the reason in err when unreadable. */
+int svc__procfile_load(const char *path, const svc__env *env, svc__procfile *pf, char *err,
+                       size_t errlen);
+const svc__entry *svc__procfile_find(const svc__procfile *pf, const char *name);
+void svc__procfile_free(svc__procfile *pf);
+
+/* ---- output (output.c) -----------------------------------------------------
+ * Every line goes to stdout with one write(2): "<name padded> | <text>\n",
+ * the prefix coloured when colour is on. */
+
+#define SVC__COLOR_SELF (-1) /* colour index of the supervisor's own lines */
+
+void svc__out_setup(int color, int width);
+int svc__out_color_enabled(void);
+/* One line of text (no newline inside expected; it is written as given). */
+void svc__out_line(const char *name, int color, const char *text, size_t len);
+/* A message from the supervisor itself, prefixed "svckit". */
+void svc__out_self(const char *fmt, ...) SVC_PRINTF(1, 2);
+
+/* Bytes read from one child's stdout or stderr, split into lines. */
+typedef struct svc__linebuf {
+    char data[SVC__LINE_MAX];
+    size_t len;
+} svc__linebuf;
+
+/* Emits every complete line in lb (and, when lb is full, a piece of at most
+ * SVC__LINE_MAX bytes cut at a UTF-8 boundary), keeping the partial rest. With
+ * eof set, the rest is emitted too. */
+void svc__linebuf_drain(svc__linebuf *lb, const char *name, int color, int eof);
+
+/* ---- the plan and the supervisor (run.c, supervise.c) -------------------- */
+
+typedef struct svc__instance {
+    char name[SVC__INSTANCE_NAME_MAX + 1]; /* "products", "products.2", ... */
+    int index;                             /* 0-based instance of its entry */
+    int port;                              /* 0 when none */
+    int color;                             /* palette index */
+    svc__words words;                      /* argv (assignments stripped below) */
+    char **argv;                           /* points into words.argv past assignments */
+    svc__env env;                          /* the complete environment of the child */
+} svc__instance;
+
+typedef struct svc__plan {
+    svc__instance *inst;
+    size_t n;
+    double shutdown_s; /* SIGTERM to SIGKILL */
+} svc__plan;
+
+/* Runs the supervisor over a checked plan until a signal stops it. Returns the
+ * exit code: 0 when every process stopped cleanly after SIGTERM. */
+int svc__supervise(svc__plan *plan);
+
+/* Subcommands. */
+int svc__cmd_run(int argc, char **argv);
+
+/* Writes a word to b quoted for a POSIX shell when it needs quoting. */
+void svc__shell_quote(svc_buf *b, const char *word);
+
+#endif

@@ -1,0 +1,45 @@
+/* svckit: the command-line tool. `svckit run` is the local supervisor; more
+ * commands (new, status, top) will join it here. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: svckit <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run [name ...]   start the processes of a Procfile, prefix their output,\n"
+    "                   restart them when they exit, stop them all on Ctrl-C\n"
+    "  version          print the version\n"
+    "  help             this text\n"
+    "\n"
+    "`svckit <command> --help` tells more. Documentation: docs/cli.md\n";
+
+/* A child given our closed fd 0, 1 or 2 would see the first pipe we open
+ * there; keep the three standard descriptors taken. */
+static void ensure_std_fds(void) {
+    for (int fd = 0; fd < 3; fd++)
+        if (fcntl(fd, F_GETFD) < 0) {
+            int n = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+            if (n >= 0 && n != fd) close(n);
+        }
+}
+
+int main(int argc, char **argv) {
+    ensure_std_fds();
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    if (!cmd || !strcmp(cmd, "help") || !strcmp(cmd, "-h") || !strcmp(cmd, "--help")) {
+        fputs(usage, cmd ? stdout : stderr);
+        return cmd ? SVC__EXIT_OK : SVC__EXIT_USAGE;
+    }
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("svckit %s (%s)\n", SVC_VERSION, SVC_GIT_REV);
+        return SVC__EXIT_OK;
+    }
+    if (!strcmp(cmd, "run")) return svc__cmd_run(argc - 1, argv + 1);
+    fprintf(stderr, "svckit: unknown command '%s'\n\n%s", cmd, usage);
+    return SVC__EXIT_USAGE;
+}

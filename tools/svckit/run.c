@@ -1,0 +1,400 @@
+/*
+ * `svckit run`: options, the plan (which instances, with which port, argv and
+ * environment), the checks done before anything starts, and --dry-run.
+ *
+ * Everything that can be known before the first fork is checked here, so that
+ * a mistake (unknown name, busy port, program not built) stops the run at once
+ * with one clear line instead of a restart loop.
+ */
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define DEFAULT_SHUTDOWN_S 10.0
+#define SHUTDOWN_GRACE_S 2.0   /* on top of SHUTDOWN_TIMEOUT: time to exit after draining */
+#define SHUTDOWN_MAX_S 3600.0
+
+static const char run_usage[] =
+    "usage: svckit run [options] [name ...]\n"
+    "\n"
+    "Starts the processes of a Procfile, prefixes every line they print with\n"
+    "their name, restarts any that exits (backoff 0.1 s doubling to 10 s), and on\n"
+    "Ctrl-C or SIGTERM stops them all: SIGTERM, then SIGKILL after the timeout.\n"
+    "With names, only those run; without, every entry not marked [manual].\n"
+    "\n"
+    "options:\n"
+    "  -f, --procfile FILE  the Procfile (default ./Procfile)\n"
+    "  -s, --scale NAME=N   run N instances of NAME: NAME, NAME.2, ... NAME.N,\n"
+    "                       with PORT p, p+1, ... (also selects NAME)\n"
+    "      --skip-missing   skip entries whose program is not there (not built)\n"
+    "  -n, --dry-run        print name, port and command of each instance; exit\n"
+    "  -h, --help           this text\n"
+    "\n"
+    "Procfile lines:  name [port=N, manual]: command args...\n"
+    "  $NAME, ${NAME}, ${NAME:-default} expand from the environment; leading\n"
+    "  NAME=value words set the child's environment; no shell is involved.\n"
+    "  Each child gets PORT (when declared), SVCKIT_INSTANCE (0, 1, ...) and\n"
+    "  SVCKIT_PROCESS (its name).\n"
+    "\n"
+    "environment:\n"
+    "  SHUTDOWN_TIMEOUT  seconds to drain after SIGTERM (default 10); svckit\n"
+    "                    sends SIGKILL 2 s after that\n"
+    "  NO_COLOR          no colours even on a terminal\n"
+    "\n"
+    "exit status: 0 when every process stopped cleanly, 1 on failure, 2 on a\n"
+    "bad command line or Procfile.\n";
+
+typedef struct scale_opt {
+    char name[SVC__NAME_MAX + 1];
+    int n;
+} scale_opt;
+
+typedef struct run_opts {
+    const char *procfile;
+    scale_opt scale[SVC__PROCFILE_MAX_ENTRIES];
+    size_t nscale;
+    const char *names[SVC__PROCFILE_MAX_ENTRIES];
+    size_t nnames;
+    int skip_missing;
+    int dry_run;
+} run_opts;
+
+static int usage_error(const char *fmt, ...) SVC_PRINTF(1, 2);
+static int usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "svckit run: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see svckit run --help)\n");
+    va_end(ap);
+    return SVC__EXIT_USAGE;
+}
+
+static int parse_scale(run_opts *o, const char *arg) {
+    const char *eq = strchr(arg, '=');
+    int64_t n;
+    if (!eq || eq == arg || (size_t)(eq - arg) > SVC__NAME_MAX || svc_parse_i64(eq + 1, &n) != SVC_OK ||
+        n < 0 || n > SVC__SCALE_MAX)
+        return usage_error("--scale wants NAME=N with N from 0 to 64, got '%s'", arg);
+    scale_opt *s = NULL;
+    for (size_t i = 0; i < o->nscale; i++)
+        if (strlen(o->scale[i].name) == (size_t)(eq - arg) && !memcmp(o->scale[i].name, arg, (size_t)(eq - arg)))
+            s = &o->scale[i];
+    if (!s) {
+        if (o->nscale == SVC__PROCFILE_MAX_ENTRIES) return usage_error("too many --scale options");
+        s = &o->scale[o->nscale++];
+        memcpy(s->name, arg, (size_t)(eq - arg));
+        s->name[eq - arg] = '\0';
+    }
+    s->n = (int)n;
+    return SVC__EXIT_OK;
+}
+
+/* Returns -1 when options are fine, else the exit code. */
+static int parse_opts(run_opts *o, int argc, char **argv) {
+    int only_names = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_names || a[0] != '-' || a[1] == '\0') {
+            if (o->nnames == SVC__PROCFILE_MAX_ENTRIES) return usage_error("too many names");
+            o->names[o->nnames++] = a;
+        } else if (!strcmp(a, "--")) {
+            only_names = 1;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(run_usage, stdout);
+            return SVC__EXIT_OK;
+        } else if (!strcmp(a, "-f") || !strcmp(a, "--procfile")) {
+            if (++i == argc) return usage_error("%s needs a file", a);
+            o->procfile = argv[i];
+        } else if (!strncmp(a, "--procfile=", 11)) {
+            o->procfile = a + 11;
+        } else if (!strcmp(a, "-s") || !strcmp(a, "--scale")) {
+            if (++i == argc) return usage_error("%s needs NAME=N", a);
+            if (parse_scale(o, argv[i]) != SVC__EXIT_OK) return SVC__EXIT_USAGE;
+        } else if (!strncmp(a, "--scale=", 8)) {
+            if (parse_scale(o, a + 8) != SVC__EXIT_OK) return SVC__EXIT_USAGE;
+        } else if (!strcmp(a, "--skip-missing")) {
+            o->skip_missing = 1;
+        } else if (!strcmp(a, "-n") || !strcmp(a, "--dry-run")) {
+            o->dry_run = 1;
+        } else {
+            return usage_error("unknown option '%s'", a);
+        }
+    }
+    return -1;
+}
+
+/* SHUTDOWN_TIMEOUT in seconds (fractions allowed), plus the grace period. */
+static int shutdown_seconds(const svc__env *env, double *out) {
+    const char *v = svc__env_get(env, "SHUTDOWN_TIMEOUT", 16);
+    double s = DEFAULT_SHUTDOWN_S;
+    if (v && *v) {
+        char *end;
+        errno = 0;
+        s = strtod(v, &end);
+        if (errno || *end || end == v || !isfinite(s) || s < 0 || s > SHUTDOWN_MAX_S) {
+            fprintf(stderr, "svckit: SHUTDOWN_TIMEOUT must be a number of seconds from 0 to %.0f, got '%s'\n",
+                    SHUTDOWN_MAX_S, v);
+            return SVC_EINVAL;
+        }
+    }
+    *out = s + SHUTDOWN_GRACE_S;
+    return SVC_OK;
+}
+
+/* 1 when the program of argv[0] can be executed, resolved like execvp. */
+static int program_exists(const char *prog, const svc__env *env) {
+    struct stat st;
+    if (strchr(prog, '/')) return stat(prog, &st) == 0 && S_ISREG(st.st_mode) && access(prog, X_OK) == 0;
+    const char *path = svc__env_get(env, "PATH", 4);
+    if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+    char buf[4096];
+    for (const char *p = path;;) {
+        const char *colon = strchr(p, ':');
+        size_t dl = colon ? (size_t)(colon - p) : strlen(p);
+        int n = dl ? snprintf(buf, sizeof buf, "%.*s/%s", (int)dl, p, prog) : snprintf(buf, sizeof buf, "%s", prog);
+        if (n > 0 && (size_t)n < sizeof buf && stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+            return 1;
+        if (!colon) return 0;
+        p = colon + 1;
+    }
+}
+
+static void plan_free(svc__plan *plan) {
+    for (size_t i = 0; i < plan->n; i++) {
+        svc__words_free(&plan->inst[i].words);
+        svc__env_free(&plan->inst[i].env);
+    }
+    free(plan->inst);
+    memset(plan, 0, sizeof *plan);
+}
+
+static int selected(const run_opts *o, const svc__entry *e, int *scale) {
+    *scale = 1;
+    int named = 0, scaled = 0;
+    for (size_t i = 0; i < o->nnames; i++)
+        if (!strcmp(o->names[i], e->name)) named = 1;
+    for (size_t i = 0; i < o->nscale; i++)
+        if (!strcmp(o->scale[i].name, e->name)) {
+            *scale = o->scale[i].n;
+            scaled = 1;
+        }
+    if (scaled) return *scale > 0;
+    return o->nnames ? named : !e->manual;
+}
+
+/* Fills one instance: environment, then argv expanded against it. */
+static int build_instance(svc__instance *in, const svc__entry *e, int index, const svc__env *base, char *err,
+                          size_t errlen) {
+    in->index = index;
+    if (index == 0) snprintf(in->name, sizeof in->name, "%s", e->name);
+    else snprintf(in->name, sizeof in->name, "%s.%d", e->name, index + 1);
+    if (e->port && e->port + index > 65535) {
+        snprintf(err, errlen, "%s: port %d is above 65535", in->name, e->port + index);
+        return SVC_ERANGE;
+    }
+    in->port = e->port ? e->port + index : 0;
+    for (size_t i = 0; i < base->n; i++)
+        if (svc__env_put(&in->env, base->vars[i]) != SVC_OK) goto oom;
+    char num[16];
+    if (in->port) {
+        snprintf(num, sizeof num, "%d", in->port);
+        if (svc__env_set(&in->env, "PORT", num) != SVC_OK) goto oom;
+    }
+    snprintf(num, sizeof num, "%d", index);
+    if (svc__env_set(&in->env, "SVCKIT_INSTANCE", num) != SVC_OK) goto oom;
+    if (svc__env_set(&in->env, "SVCKIT_PROCESS", in->name) != SVC_OK) goto oom;
+    char werr[160];
+    if (svc__words_split(e->command, &in->env, &in->words, werr, sizeof werr) != SVC_OK) {
+        snprintf(err, errlen, "%s: %s", in->name, werr);
+        return SVC_EINVAL;
+    }
+    /* Inline assignments win over everything, as with env(1). */
+    for (size_t i = 0; i < in->words.nassign; i++)
+        if (svc__env_put(&in->env, in->words.argv[i]) != SVC_OK) goto oom;
+    in->argv = in->words.argv + in->words.nassign;
+    return SVC_OK;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return SVC_ENOMEM;
+}
+
+static int build_plan(const run_opts *o, const svc__procfile *pf, const svc__env *base, svc__plan *plan) {
+    for (size_t i = 0; i < o->nnames; i++)
+        if (!svc__procfile_find(pf, o->names[i])) goto unknown_name;
+    for (size_t i = 0; i < o->nscale; i++)
+        if (!svc__procfile_find(pf, o->scale[i].name)) {
+            fprintf(stderr, "svckit: --scale %s: no such process in %s\n", o->scale[i].name, o->procfile);
+            return SVC__EXIT_USAGE;
+        }
+    size_t total = 0;
+    for (size_t i = 0; i < pf->n; i++) {
+        int scale;
+        if (selected(o, &pf->entries[i], &scale)) total += (size_t)scale;
+    }
+    if (total > SVC__INSTANCES_MAX) {
+        fprintf(stderr, "svckit: %zu instances is more than the limit of %d\n", total, SVC__INSTANCES_MAX);
+        return SVC__EXIT_USAGE;
+    }
+    plan->inst = calloc(total ? total : 1, sizeof *plan->inst);
+    if (!plan->inst) {
+        fprintf(stderr, "svckit: out of memory\n");
+        return SVC__EXIT_FAIL;
+    }
+    int color = 0;
+    for (size_t i = 0; i < pf->n; i++) {
+        const svc__entry *e = &pf->entries[i];
+        int scale;
+        if (!selected(o, e, &scale)) continue;
+        for (int k = 0; k < scale; k++) {
+            svc__instance *in = &plan->inst[plan->n++];
+            char err[300];
+            int rc = build_instance(in, e, k, base, err, sizeof err);
+            if (rc != SVC_OK) {
+                fprintf(stderr, "svckit: %s\n", err);
+                return rc == SVC_ENOMEM ? SVC__EXIT_FAIL : SVC__EXIT_USAGE;
+            }
+            in->color = color++;
+            if (!program_exists(in->argv[0], &in->env)) {
+                if (!o->skip_missing) {
+                    fprintf(stderr,
+                            "svckit: %s: program '%s' not found or not executable (Procfile line %d; not built "
+                            "yet? --skip-missing skips it)\n",
+                            in->name, in->argv[0], e->line);
+                    return SVC__EXIT_FAIL;
+                }
+                if (k == 0) fprintf(stderr, "svckit: skipping %s: '%s' not found\n", e->name, in->argv[0]);
+                svc__words_free(&in->words);
+                svc__env_free(&in->env);
+                memset(in, 0, sizeof *in);
+                plan->n--;
+                color--;
+            }
+        }
+    }
+    if (plan->n == 0) {
+        fprintf(stderr, "svckit: nothing to run\n");
+        return SVC__EXIT_FAIL;
+    }
+    return -1;
+unknown_name:;
+    svc_buf b = {0};
+    for (size_t i = 0; i < pf->n; i++) svc_buf_printf(&b, "%s%s", i ? ", " : "", pf->entries[i].name);
+    for (size_t i = 0; i < o->nnames; i++)
+        if (!svc__procfile_find(pf, o->names[i]))
+            fprintf(stderr, "svckit: no process '%s' in %s (known: %s)\n", o->names[i], o->procfile,
+                    b.len ? b.data : "none");
+    svc_buf_free(&b);
+    return SVC__EXIT_USAGE;
+}
+
+/* Fails when two instances want one port or a port is taken already. The
+ * check binds the wildcard address, which conflicts with a listener on any
+ * address, with SO_REUSEADDR so that TIME_WAIT leftovers of a previous run do
+ * not count; the socket never listens. */
+static int check_ports(const svc__plan *plan) {
+    for (size_t i = 0; i < plan->n; i++) {
+        const svc__instance *a = &plan->inst[i];
+        if (!a->port) continue;
+        for (size_t j = 0; j < i; j++)
+            if (plan->inst[j].port == a->port) {
+                fprintf(stderr, "svckit: %s and %s both want port %d; change a [port=N] or a --scale\n",
+                        plan->inst[j].name, a->name, a->port);
+                return SVC__EXIT_USAGE;
+            }
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            fprintf(stderr, "svckit: socket: %s\n", strerror(errno));
+            return SVC__EXIT_FAIL;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)a->port)};
+        sa.sin_addr.s_addr = htonl(INADDR_ANY);
+        int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
+        int e = errno;
+        close(fd);
+        if (rc != 0 && e == EADDRINUSE) {
+            fprintf(stderr,
+                    "svckit: port %d for %s is already in use; stop what listens there "
+                    "(ss -ltnp 'sport = :%d' shows it) or give %s another port\n",
+                    a->port, a->name, a->port, a->name);
+            return SVC__EXIT_FAIL;
+        }
+        if (rc != 0 && e != EACCES) {
+            fprintf(stderr, "svckit: cannot check port %d for %s: %s\n", a->port, a->name, strerror(e));
+            return SVC__EXIT_FAIL;
+        }
+    }
+    return -1;
+}
+
+static void print_plan(const svc__plan *plan) {
+    int w = 4;
+    for (size_t i = 0; i < plan->n; i++)
+        if ((int)strlen(plan->inst[i].name) > w) w = (int)strlen(plan->inst[i].name);
+    for (size_t i = 0; i < plan->n; i++) {
+        const svc__instance *in = &plan->inst[i];
+        svc_buf b = {0};
+        for (size_t k = 0; k < in->words.n; k++) {
+            if (k) svc_buf_putc(&b, ' ');
+            svc__shell_quote(&b, in->words.argv[k]);
+        }
+        char port[8] = "-";
+        if (in->port) snprintf(port, sizeof port, "%d", in->port);
+        printf("%-*s  %-5s  %s\n", w, in->name, port, b.data ? b.data : "");
+        svc_buf_free(&b);
+    }
+    fflush(stdout);
+}
+
+int svc__cmd_run(int argc, char **argv) {
+    run_opts o = {.procfile = "Procfile"};
+    int rc = parse_opts(&o, argc, argv);
+    if (rc >= 0) return rc;
+
+    svc__env base = {0};
+    svc__procfile pf = {0};
+    svc__plan plan = {0};
+    char err[512];
+    if (svc__env_from_environ(&base) != SVC_OK) {
+        fprintf(stderr, "svckit: out of memory\n");
+        rc = SVC__EXIT_FAIL;
+        goto out;
+    }
+    if (shutdown_seconds(&base, &plan.shutdown_s) != SVC_OK) {
+        rc = SVC__EXIT_USAGE;
+        goto out;
+    }
+    int prc = svc__procfile_load(o.procfile, &base, &pf, err, sizeof err);
+    if (prc != SVC_OK) {
+        fprintf(stderr, "svckit: %s\n", err);
+        if (prc == SVC_EIO && !strcmp(o.procfile, "Procfile"))
+            fprintf(stderr, "svckit: run it where the Procfile is, or name one with -f FILE\n");
+        rc = prc == SVC_EIO ? SVC__EXIT_FAIL : SVC__EXIT_USAGE;
+        goto out;
+    }
+    if ((rc = build_plan(&o, &pf, &base, &plan)) >= 0) goto out;
+    if (o.dry_run) {
+        print_plan(&plan);
+        rc = SVC__EXIT_OK;
+        goto out;
+    }
+    if ((rc = check_ports(&plan)) >= 0) goto out;
+    rc = svc__supervise(&plan);
+out:
+    plan_free(&plan);
+    svc__procfile_free(&pf);
+    svc__env_free(&base);
+    return rc;
+}
