@@ -33,7 +33,7 @@ READY_RUNS=${BENCH_READY_RUNS:-5}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 BASE_PORT=${BENCH_PORT:-18400}
-SCENARIOS=(${BENCH_ONLY:-ceiling nginx nginx-nolog svckit})
+read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit}"
 SVCKIT_BIN=${BENCH_SVCKIT_BIN:-build/bin/demo}
 STANDIN=${BENCH_SVCKIT_STANDIN:-0}
 HOST=127.0.0.1
@@ -56,7 +56,8 @@ die() { log "error: $*"; exit 1; }
 # set to leave the scenario out (it then shows as skipped in the results).
 #   S_CMD    array: the server command line (run pinned to SERVER_CPU)
 #   S_ENV    array: VAR=value added to the server's environment
-#   S_PATH   the path wrk requests (its reply must be the body file, byte for byte)
+#   S_PATH   the path wrk requests
+#   S_BODY   what S_PATH must reply, byte for byte (default: the body file)
 #   S_READY  path that answers 200 once the server is ready
 #   S_HDRS   array: extra request headers ("Name: value") for wrk, curl and idleconns
 #   S_OUT    file the server's stdout is appended to (default /dev/null)
@@ -109,7 +110,7 @@ scenario_svckit() {
         S_SKIP="pending: $SVCKIT_BIN is not built"
         return 1
     fi
-    S_CMD=("$PWD/$SVCKIT_BIN")
+    S_CMD=("$(realpath "$SVCKIT_BIN")")
     S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info SHUTDOWN_TIMEOUT=2)
     S_PATH=/products S_READY=/readyz S_LOG=$PWD/$RUN/svckit-$1.log S_OUT=$S_LOG
     S_NOTE="$SVCKIT_BIN, WORKERS=1, access log on (stdout to a file)"
@@ -117,7 +118,7 @@ scenario_svckit() {
 
 # Sets the S_* fields of scenario $1 on port $2; returns 1 if it is skipped.
 load_scenario() {
-    S_CMD=() S_ENV=() S_HDRS=() S_PATH= S_READY= S_OUT=/dev/null S_LOG= S_NOTE= S_SETUP= S_SKIP=
+    S_CMD=() S_ENV=() S_HDRS=() S_PATH='' S_READY='' S_OUT=/dev/null S_BODY=$BODY S_LOG='' S_NOTE='' S_SETUP='' S_SKIP=''
     declare -F "scenario_$1" >/dev/null || die "unknown scenario '$1'"
     "scenario_$1" "$2"
 }
@@ -125,7 +126,7 @@ load_scenario() {
 # ---------------------------------------------------------------------------
 # Processes. Only processes started here are ever signalled, by PID.
 # ---------------------------------------------------------------------------
-SPID= SPIDS=() CHILD_PIDS=()
+SPID='' SPIDS=() CHILD_PIDS=()
 
 cleanup() {
     local p
@@ -148,7 +149,7 @@ start_server() {
         kill -0 "$SPID" 2>/dev/null || { SPID=; cat "$RUN/server-$port.err" >&2; return 1; }
         if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port$S_READY" 2>/dev/null)" = 200 ]; then
             # The server and its children (nginx's worker), fixed from here on.
-            SPIDS=("$SPID" $(pgrep -P "$SPID" || true))
+            mapfile -t SPIDS < <(echo "$SPID"; pgrep -P "$SPID" || true)
             [ -z "$S_SETUP" ] || "$S_SETUP" "$port"
             return 0
         fi
@@ -169,16 +170,16 @@ stop_server() {
     done
     kill -KILL "$SPID" 2>/dev/null || true
     wait "$SPID" 2>/dev/null || true
-    SPID= SPIDS=()
+    SPID='' SPIDS=()
 }
 
 # Reads /proc without forking, so sampling during a run costs the client CPU little.
 RSS_KIB=0 CPU_TICKS=0
 read_rss() { # sum of VmRSS over SPIDS -> RSS_KIB
-    local p k v u
+    local p k v
     RSS_KIB=0
     for p in "${SPIDS[@]}"; do
-        while read -r k v u; do
+        while read -r k v _; do
             [ "$k" = VmRSS: ] && { RSS_KIB=$((RSS_KIB + v)); break; }
         done <"/proc/$p/status" 2>/dev/null || true
     done
@@ -224,8 +225,8 @@ measure_load() {
     start_server "$port" || { echo "RUN scenario=$name round=$round error=start" >>"$RAW"; return 0; }
     url="http://$HOST:$port$S_PATH"
     hdr_args -H
-    if ! curl -sf "${HDR_ARGS[@]}" "$url" | cmp -s - "$BODY"; then
-        log "$name: GET $S_PATH is not the body file, byte for byte"
+    if ! curl -sf "${HDR_ARGS[@]}" "$url" | cmp -s - "$S_BODY"; then
+        log "$name: GET $S_PATH is not $S_BODY, byte for byte"
         echo "RUN scenario=$name round=$round error=body" >>"$RAW"
         stop_server
         return 0
@@ -259,7 +260,7 @@ measure_load() {
     else
         echo "RUN scenario=$name round=$round ${line#BENCH_WRK } rss_idle_kib=$rss_idle" \
              "rss_load_kib=$max cpu_ticks=$((c1 - c0)) wall_s=$(awk "BEGIN{print $t1-$t0}")" \
-             "client_ticks=$w_ticks client_wall_s=$(awk "BEGIN{print $w_t-$t0}") log_bytes=$log_bytes" >>"$RAW"
+             "client_ticks=$w_ticks client_wall_s=$(awk "BEGIN{print $w_t-$t0}") log_bytes=$log_bytes log_expected=$([ -n "$S_LOG" ] && echo 1 || echo 0)" >>"$RAW"
     fi
     stop_server
     [ -n "$S_LOG" ] && rm -f "$S_LOG" # access logs of a run are large; keep the disk clean
@@ -268,7 +269,7 @@ measure_load() {
 
 # RSS before and after IDLE_CONNS keep-alive connections that each made one request.
 measure_idle() {
-    local name=$1 port=$2 ipid before i established= closed=
+    local name=$1 port=$2 ipid before i established='' closed=''
     start_server "$port" || { echo "IDLE scenario=$name error=start" >>"$RAW"; return 0; }
     sleep "$SETTLE_S"
     read_rss; before=$RSS_KIB

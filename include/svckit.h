@@ -7,6 +7,7 @@
  *   svckit/obs.h     metrics (Prometheus text format)
  *   svckit/auth.h    JWT, JWKS, passwords, auth middleware
  *   svckit/client.h  outbound HTTP client
+ *   svckit/limit.h   per-key rate limiting
  *   svckit/store.h   SQLite helpers
  */
 #ifndef SVCKIT_H
@@ -18,6 +19,7 @@
 #include "svckit/obs.h"
 #include "svckit/auth.h"
 #include "svckit/client.h"
+#include "svckit/limit.h"
 #if __has_include("svckit/store.h")
 #include "svckit/store.h"
 #endif

@@ -497,10 +497,3 @@ int svc_app_run(svc_app *app) {
     app_free(app);
     return exit_code;
 }
-
-/* TEMPORARY until src/auth/middleware.c lands: lets the core link without it. */
-__attribute__((weak)) int svc_auth_install(svc_app *app) {
-    (void)app;
-    svc_error("this build has no auth middleware");
-    return SVC_ERR;
-}

@@ -246,7 +246,7 @@ static void conn_release(conn *cn, int reusable) {
     p->idle = cn;
     p->nidle++;
     uv_timer_start(&cn->timer, on_idle_timeout, (uint64_t)c->idle_timeout_ms, 0);
-    
+    uv_unref((uv_handle_t *)&cn->tcp);
     uv_unref((uv_handle_t *)&cn->timer);
 }
 

@@ -370,11 +370,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     svc_conn *c = s->data;
     if (nread == 0) return;
     if (nread < 0) {
-        /* EOF or error. A request in flight still gets its response (the client
-         * may have half-closed); anything else ends here. */
+        /* EOF or error. A request in flight still gets its response, and
+         * responses already queued are still delivered (the client may only
+         * have half-closed): closing now would cancel the writes and truncate
+         * them. Anything else ends here. */
         stop_reading(c);
-        if (c->state == CONN_HANDLING || pending_size(c) > 0) {
+        if (nread == UV_EOF && (c->state == CONN_HANDLING || pending_size(c) > 0 ||
+                                c->writing > 0 || c->out.len > 0)) {
             c->eof = 1;
+            if (!c->in_process) conn_resume(c);
             return;
         }
         conn_close(c);

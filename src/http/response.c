@@ -205,7 +205,8 @@ static void serialize_head(svc_res *res, svc_buf *out, int chunked, int streamin
 void svc__res_serialize(svc_res *res, svc_buf *out) {
     svc_req *req = res->req;
     if (res->streaming) {
-        if (res->stream_chunked) svc_buf_puts(out, "0\r\n\r\n");
+        /* A HEAD response ends with its header section: no last-chunk. */
+        if (res->stream_chunked && !req->head) svc_buf_puts(out, "0\r\n\r\n");
         return;
     }
     if (req->w->stopping) req->keep_alive = 0;

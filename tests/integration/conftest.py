@@ -42,8 +42,11 @@ def binary(name):
 class Service:
     """A service process on a free port. Use as a context manager or call stop()."""
 
-    def __init__(self, name, env=None, port=None, wait_ready=True, timeout=10.0, data_dir=None):
+    def __init__(self, name, env=None, port=None, wait_ready=True, timeout=10.0, data_dir=None,
+                 check_exit=True):
         self.name = name
+        self.check_exit = check_exit
+        self.sigterm_sent = False
         self.port = port or free_port()
         self.tmp = None
         if data_dir is None:
@@ -114,7 +117,8 @@ class Service:
         return s
 
     def read_log(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
@@ -129,27 +133,51 @@ class Service:
 
     def signal(self, sig):
         if self.proc.poll() is None:
+            if sig == signal.SIGTERM:
+                self.sigterm_sent = True
             self.proc.send_signal(sig)
 
     def stop(self, timeout=10):
-        """SIGTERM, wait; SIGKILL if it does not exit. Returns the exit code."""
+        """SIGTERM, wait; SIGKILL if it does not exit. Returns the exit code.
+        Raises AssertionError on a sanitizer report in the log, or (with
+        check_exit) a non-zero exit after SIGTERM or a hang."""
+        problems = []
         if self.proc.poll() is None:
+            self.sigterm_sent = True
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
+                problems.append(f"did not exit {timeout}s after SIGTERM; killed")
                 self.proc.kill()
                 self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
+        if not self.log.closed:
+            self.log.close()
+        code = self.proc.returncode
+        if self.check_exit and self.sigterm_sent and code != 0 and not problems:
+            problems.append(f"exited with {code} after SIGTERM")
+        log = self.read_log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                problems.append(f"sanitizer report ({marker!r})")
+        if problems:
+            tail = "\n".join(log.splitlines()[-60:])
+            # Report once: a second stop() (e.g. __exit__ after a test's own) stays quiet.
+            self.check_exit = False
+            if not getattr(self, "_reported", False):
+                self._reported = True
+                raise AssertionError(f"{self.name}: {'; '.join(problems)}\n--- log tail ---\n{tail}")
+        return code
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.stop()
-        if self.tmp:
-            self.tmp.cleanup()
+        try:
+            self.stop()
+        finally:
+            if self.tmp:
+                self.tmp.cleanup()
 
 
 def recv_until_closed(sock, timeout=5.0, limit=64 * 1024 * 1024):
@@ -175,9 +203,10 @@ def recv_until_closed(sock, timeout=5.0, limit=64 * 1024 * 1024):
 _leftover = weakref.WeakKeyDictionary()
 
 
-def read_response(sock, timeout=5.0):
+def read_response(sock, timeout=5.0, head=False):
     """Reads exactly one HTTP/1.1 response (Content-Length or chunked) from a raw socket.
-    Returns (status, headers dict lower-cased, body bytes); bytes after it are kept for the next call."""
+    Returns (status, headers dict lower-cased, body bytes); bytes after it are kept for the next call.
+    head=True: the response to a HEAD request (no body whatever the headers say)."""
     sock.settimeout(timeout)
     buf = _leftover.get(sock, b"")
 
@@ -190,15 +219,15 @@ def read_response(sock, timeout=5.0):
 
     while b"\r\n\r\n" not in buf:
         fill()
-    head, buf = buf.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
+    section, buf = buf.split(b"\r\n\r\n", 1)
+    lines = section.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
     headers = {}
     for line in lines[1:]:
         k, v = line.split(":", 1)
         headers[k.strip().lower()] = v.strip()
     body = b""
-    if status in (204, 304) or 100 <= status < 200:
+    if head or status in (204, 304) or 100 <= status < 200:
         pass
     elif headers.get("transfer-encoding", "").lower() == "chunked":
         while True:
@@ -226,6 +255,31 @@ def read_response(sock, timeout=5.0):
         body, buf = buf, b""
     _leftover[sock] = buf
     return status, headers, body
+
+
+def assert_closed(sock, timeout=5.0):
+    """Asserts the peer closed the connection cleanly: no bytes beyond the last
+    response read with read_response, then EOF (not a reset, not a timeout)."""
+    left = _leftover.get(sock, b"")
+    assert left == b"", f"unexpected bytes after the response: {left[:200]!r}"
+    sock.settimeout(timeout)
+    try:
+        b = sock.recv(65536)
+    except socket.timeout:
+        raise AssertionError("connection still open")
+    except ConnectionResetError:
+        raise AssertionError("connection reset instead of closed")
+    assert b == b"", f"unexpected bytes instead of a close: {b[:200]!r}"
+
+
+def exchange(port, data, timeout=5.0):
+    """Sends raw bytes on a fresh connection and reads one response:
+    (status, headers, body, sock). The caller closes sock."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.sendall(data)
+    status, headers, body = read_response(s, timeout)
+    return status, headers, body, s
 
 
 @pytest.fixture

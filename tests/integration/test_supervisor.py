@@ -411,6 +411,15 @@ def test_busy_port_fails_fast(tmp_path):
         assert not (tmp_path / "started").exists(), "nothing starts when a port is taken"
     finally:
         listener.close()
+    # With HOST, the check binds that address: a listener there is found too.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", port))
+    listener.listen(1)
+    try:
+        r = svckit("run", cwd=tmp_path, env={"HOST": "127.0.0.1"})
+        assert r.returncode == 1 and f"port {port} for web is already in use" in r.stderr, r.stderr
+    finally:
+        listener.close()
     (tmp_path / "Procfile").write_text(f"a [port={port}]: sleep 1\nb [port={port}]: sleep 1\n")
     r = svckit("run", cwd=tmp_path)
     assert r.returncode == 2 and f"a and b both want port {port}" in r.stderr

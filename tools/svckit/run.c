@@ -8,8 +8,7 @@
  */
 #include <errno.h>
 #include <math.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,10 +297,36 @@ unknown_name:;
     return SVC__EXIT_USAGE;
 }
 
-/* Fails when two instances want one port or a port is taken already. The
- * check binds the wildcard address, which conflicts with a listener on any
- * address, with SO_REUSEADDR so that TIME_WAIT leftovers of a previous run do
- * not count; the socket never listens. */
+/* 1 when binding host:port fails with "address in use". The check binds the
+ * address the service will listen on (HOST when it is numeric, else the
+ * wildcard addresses, which conflict with a listener on any address), with
+ * SO_REUSEADDR so that TIME_WAIT leftovers of a previous run do not count.
+ * The socket never listens. Other failures are left for the service to
+ * report. */
+static int port_busy(const char *host, int port) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    if (host && *host && getaddrinfo(host, service, &hints, &res) != 0) res = NULL;
+    if (!res && getaddrinfo(NULL, service, &hints, &res) != 0) return 0;
+    int busy = 0;
+    for (struct addrinfo *ai = res; ai && !busy; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) continue;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno == EADDRINUSE) busy = 1;
+        close(fd);
+    }
+    freeaddrinfo(res);
+    return busy;
+}
+
+/* Fails when two instances want one port or a port is taken already. */
 static int check_ports(const svc__plan *plan) {
     for (size_t i = 0; i < plan->n; i++) {
         const svc__instance *a = &plan->inst[i];
@@ -312,27 +337,11 @@ static int check_ports(const svc__plan *plan) {
                         plan->inst[j].name, a->name, a->port);
                 return SVC__EXIT_USAGE;
             }
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            fprintf(stderr, "svckit: socket: %s\n", strerror(errno));
-            return SVC__EXIT_FAIL;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)a->port)};
-        sa.sin_addr.s_addr = htonl(INADDR_ANY);
-        int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
-        int e = errno;
-        close(fd);
-        if (rc != 0 && e == EADDRINUSE) {
+        if (port_busy(svc__env_get(&a->env, "HOST", 4), a->port)) {
             fprintf(stderr,
                     "svckit: port %d for %s is already in use; stop what listens there "
                     "(ss -ltnp 'sport = :%d' shows it) or give %s another port\n",
                     a->port, a->name, a->port, a->name);
-            return SVC__EXIT_FAIL;
-        }
-        if (rc != 0 && e != EACCES) {
-            fprintf(stderr, "svckit: cannot check port %d for %s: %s\n", a->port, a->name, strerror(e));
             return SVC__EXIT_FAIL;
         }
     }

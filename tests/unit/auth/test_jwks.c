@@ -129,7 +129,7 @@ TEST(jwks_skips_other_keys_and_ignores_private_d) {
              "{\"keys\":["
              "{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\",\"kid\":\"rsa\"},"
              "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"},"
-             "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\",\"kid\":\"hs\"},"
+             "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\",\"kid\":\"hs\"},"
              "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"%s\",\"kid\":\"ecdh\"},"
              "{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AA\",\"kid\":\"448\"},"
              "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\",\"kid\":\"enc\",\"use\":\"enc\"},"
@@ -279,7 +279,7 @@ TEST(jwk_round_trips) {
     CHECK_STR(back.kid, "hs256");
     svc_buf_free(&doc);
     /* oct with its own kid, and with no kid. */
-    const char *j = "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\",\"kid\":\"mine\"}";
+    const char *j = "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\",\"kid\":\"mine\"}";
     CHECK_EQ(svc_jwt_key_from_jwk(&back, j, strlen(j)), SVC_OK);
     CHECK_STR(back.kid, "mine");
 }
@@ -299,8 +299,8 @@ TEST(jwk_rejects_bad_keys) {
     CHECK_EQ(svc_jwt_key_from_jwk(&k, j, strlen(j)), SVC_EINVAL);
     const char *bad[] = {
         "{\"kty\":\"oct\",\"k\":\"c2hvcnQ\"}",                    /* "short" */
-        "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\",\"alg\":\"EdDSA\"}",
-        "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\",\"kid\":\"a b\"}",
+        "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\",\"alg\":\"EdDSA\"}",
+        "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\",\"kid\":\"a b\"}",
         "{\"kty\":\"oct\"}",
         "{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}",
         "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"AA\"}",
@@ -392,7 +392,7 @@ TEST(key_file_refuses_loose_modes_and_bad_content) {
     CHECK_EQ(svc_jwt_key_load(&back, path), SVC_OK);
     /* A folder, a public-only JWK, garbage, an empty file. */
     CHECK_EQ(svc_jwt_key_load(&back, dir), SVC_EINVAL);
-    const char *contents[] = {"", "garbage", "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\"}", NULL};
+    const char *contents[] = {"", "garbage", "{\"kty\":\"oct\",\"k\":\"c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0\"}", NULL};
     svc_buf pubjwk = {0};
     REQUIRE(svc_jwt_key_jwk(&a, 0, &pubjwk) == SVC_OK);
     contents[3] = pubjwk.data;

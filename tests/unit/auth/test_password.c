@@ -14,7 +14,7 @@ TEST(hash_and_verify) {
     uint64_t t0 = svc_now_ns();
     REQUIRE(svc_password_hash(pw, strlen(pw), h, sizeof h) == SVC_OK);
     printf("# argon2id hash: %.1f ms (%s)\n", ms_since(t0), h);
-    CHECK(strncmp(h, "$argon2id$v=19$m=65536,t=2,p=1$", 31) == 0);
+    CHECK(strncmp(h, "$argon2id$v=19$m=19456,t=2,p=1$", 31) == 0);
     CHECK_EQ(svc_password_verify(h, pw, strlen(pw)), SVC_OK);
     CHECK_EQ(svc_password_verify(h, pw, strlen(pw) - 1), SVC_EAUTH);
     CHECK_EQ(svc_password_verify(h, "Correct horse battery staple", strlen(pw)), SVC_EAUTH);
@@ -55,7 +55,7 @@ TEST(malformed_hashes) {
     }
     CHECK_EQ(svc_password_verify(NULL, "x", 1), SVC_EINVAL);
     /* Right prefix, broken body: no match. */
-    CHECK_EQ(svc_password_verify("$argon2id$v=19$m=65536,t=2,p=1$!!$!!", "x", 1), SVC_EAUTH);
+    CHECK_EQ(svc_password_verify("$argon2id$v=19$m=19456,t=2,p=1$!!$!!", "x", 1), SVC_EAUTH);
     char longh[300];
     memset(longh, 'a', sizeof longh);
     memcpy(longh, "$argon2id$", 10);
@@ -75,7 +75,7 @@ TEST(dummy_verify_costs_what_a_real_one_costs) {
     REQUIRE(svc_password_hash("secret-pw", 9, h, sizeof h) == SVC_OK);
     CHECK_EQ(svc_password_dummy_verify("warm-up", 7), SVC_EAUTH); /* makes the dummy hash */
     double real = 1e9, dummy = 1e9;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 5; i++) {
         uint64_t t0 = svc_now_ns();
         CHECK_EQ(svc_password_verify(h, "wrong-pw", 8), SVC_EAUTH);
         double r = ms_since(t0);
@@ -86,7 +86,7 @@ TEST(dummy_verify_costs_what_a_real_one_costs) {
         if (d < dummy) dummy = d;
     }
     printf("# verify %.1f ms, dummy verify %.1f ms\n", real, dummy);
-    CHECK(dummy > real * 0.7 && dummy < real * 1.4);
+    CHECK(dummy > real * 0.5 && dummy < real * 2.0);
     CHECK_EQ(svc_password_dummy_verify("secret-pw", 9), SVC_EAUTH);
     CHECK_EQ(svc_password_dummy_verify(NULL, 0), SVC_EAUTH);
 }

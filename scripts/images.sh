@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Container images of the svckit services, built and tested with podman.
+#
+#   bash scripts/images.sh build    # `make images`: svckit/<service>:latest for each
+#   bash scripts/images.sh test     # `make test-images`: build, then run and test them
+#   bash scripts/images.sh sizes    # the sizes of the images already built
+#
+# No Docker engine and no registry are needed: podman runs rootful and
+# daemonless with its configuration and storage under var/containers
+# (scripts/podman-env.sh), and the build stage's debian:bookworm-slim is made
+# locally by debootstrap once (scripts/base-image.sh). The Dockerfile is the
+# same one a stock `docker build --build-arg SERVICE=<name> .` uses elsewhere.
+#
+# Environment:
+#   SERVICES   the programs to build (default: every services/*/main.c)
+#   LINK       passed to the Dockerfile: auto (default), static, mixed, dynamic
+#   IMAGE_PREFIX  image names (default svckit, giving svckit/<service>)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cmd=${1:-build}
+IMAGE_PREFIX=${IMAGE_PREFIX:-svckit}
+LINK=${LINK:-auto}
+
+# Podman and what it runs with here. iptables: netavark sets up the bridge
+# with it, and fails with "No such file or directory" without it.
+CONTAINER_PKGS=(podman runc conmon catatonit netavark aardvark-dns iptables uidmap debootstrap)
+
+ensure_packages() {
+  local missing=() p st
+  for p in "${CONTAINER_PKGS[@]}"; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [ "$st" = "install ok installed" ] || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "images: installing missing Debian packages: ${missing[*]}"
+  local sudo=
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "images: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+service_list() {
+  if [ -n "${SERVICES:-}" ]; then
+    echo "$SERVICES" | tr ', ' '\n\n' | grep -v '^$'
+  else
+    local d
+    for d in services/*/main.c; do
+      [ -f "$d" ] && basename "$(dirname "$d")"
+    done
+  fi
+  return 0
+}
+
+sizes() {
+  podman image ls --filter "reference=$IMAGE_PREFIX/*:latest" \
+    --format 'table {{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.Created}}'
+}
+
+build() {
+  local t0 s rev version log b0
+  ensure_packages
+  . scripts/podman-env.sh
+  t0=$(date +%s)
+  bash scripts/base-image.sh
+  mapfile -t svcs < <(service_list)
+  if [ ${#svcs[@]} -eq 0 ]; then
+    echo "images: no services/*/main.c yet: nothing to build"
+    return 0
+  fi
+  rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+  version=$(cat VERSION 2>/dev/null || echo 0.0.0)
+  log=$(mktemp)
+  for s in "${svcs[@]}"; do
+    b0=$(date +%s)
+    # --format docker: the OCI format drops HEALTHCHECK. Never --pull: the
+    # base image is local.
+    if ! podman build --format docker --build-arg SERVICE="$s" --build-arg GIT_REV="$rev" \
+         --build-arg LINK="$LINK" -t "$IMAGE_PREFIX/$s:latest" -t "$IMAGE_PREFIX/$s:$version" \
+         -f Dockerfile . >"$log" 2>&1; then
+      tail -40 "$log" >&2
+      rm -f "$log"
+      echo "images: building $IMAGE_PREFIX/$s failed" >&2
+      exit 1
+    fi
+    echo "images: $IMAGE_PREFIX/$s:latest built in $(( $(date +%s) - b0 )) s" \
+         "($(grep -m1 -oE '(auto|static|mixed|dynamic) link' "$log" || echo '?'))"
+  done
+  rm -f "$log"
+  echo "images: built ${#svcs[@]} image(s) in $(( $(date +%s) - t0 )) s"
+  sizes
+}
+
+case $cmd in
+  build) build ;;
+  test)
+    build
+    . scripts/podman-env.sh
+    # The test prints the closing tally last.
+    SERVICES="$(service_list | tr '\n' ' ')" IMAGE_PREFIX=$IMAGE_PREFIX \
+      exec python3 tests/images/test_images.py ;;
+  sizes) . scripts/podman-env.sh; sizes ;;
+  *) echo "usage: $0 build|test|sizes" >&2; exit 2 ;;
+esac

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# `make run`: the reference system as local processes, under `svckit run`.
+#
+# Runs every Procfile entry whose program is built (a service still being
+# written is skipped, with a note), prints where to reach each one and how to
+# log in, then hands the terminal to the supervisor: Ctrl-C stops everything.
+# Arguments, and the words of RUN_ARGS, go to `svckit run`:
+#
+#   make run RUN_ARGS="--scale products=2"     two products, ports 8082 and 8083
+#   make run RUN_ARGS=demo                     only the example app
+#
+# Environment given to the services (each overridable): DATA_DIR=var,
+# HOST=127.0.0.1, LOG_FORMAT=text on a terminal, AUTH_JWKS_URL pointing at auth.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+svckit=${SVCKIT_BUILD:-build}/bin/svckit
+if [ ! -x "$svckit" ]; then
+  echo "run: $svckit is not built; run \`make run\`, which builds it" >&2
+  exit 1
+fi
+
+args=("$@")
+if [ -n "${RUN_ARGS:-}" ]; then
+  read -r -a extra <<<"$RUN_ARGS"
+  args+=("${extra[@]}")
+fi
+
+mkdir -p var
+export DATA_DIR=${DATA_DIR:-var}
+export HOST=${HOST:-127.0.0.1}
+if [ -t 1 ]; then export LOG_FORMAT=${LOG_FORMAT:-text}; fi
+export AUTH_JWKS_URL=${AUTH_JWKS_URL:-http://127.0.0.1:${AUTH_PORT:-8081}/.well-known/jwks.json}
+
+# What will run: "name port command..." per instance. The notes about skipped
+# entries come once, from the real run below.
+errors=$(mktemp)
+trap 'rm -f "$errors"' EXIT
+if ! plan=$("$svckit" run --dry-run --skip-missing "${args[@]}" 2>"$errors"); then
+  cat "$errors" >&2
+  exit 1
+fi
+rm -f "$errors"
+trap - EXIT
+
+url_host=$HOST
+case $url_host in 0.0.0.0 | "::" | "") url_host=127.0.0.1 ;; esac
+echo "svckit: the reference system (make run); state in $DATA_DIR/"
+has_auth=0
+while read -r name port _; do
+  if [ "$port" != "-" ]; then
+    printf '  %-10s http://%s:%s\n' "$name" "$url_host" "$port"
+  else
+    printf '  %-10s (no port)\n' "$name"
+  fi
+  [ "$name" = auth ] && has_auth=1
+done <<<"$plan"
+if [ "$has_auth" = 1 ]; then
+  if [ -n "${ADMIN_PASSWORD:-}" ]; then
+    echo "  admin login: ${ADMIN_USERNAME:-admin}, password from ADMIN_PASSWORD"
+  else
+    echo "  admin login: ${ADMIN_USERNAME:-admin}, password: see $DATA_DIR/admin-password"
+    echo "               (auth generates it on first start; set ADMIN_PASSWORD to choose it)"
+  fi
+fi
+echo "  Ctrl-C stops everything."
+echo
+
+exec "$svckit" run --skip-missing "${args[@]}"

@@ -1,0 +1,44 @@
+/*
+ * auth: internal interfaces between its files.
+ *
+ *   main.c   routes, handlers, keys, rate limiting
+ *   users.c  the accounts in SQLite, credential checks, the first admin
+ */
+#ifndef AUTH_SERVICE_H
+#define AUTH_SERVICE_H
+
+#include "svckit.h"
+
+#define AUTH_USERNAME_MIN 3
+#define AUTH_USERNAME_MAX 32
+#define AUTH_PASSWORD_MIN 8
+#define AUTH_PASSWORD_MAX SVC_PASSWORD_MAX
+
+typedef struct user {
+    int64_t id;
+    char username[AUTH_USERNAME_MAX + 1];
+    char role[16];
+    char password_hash[SVC_PASSWORD_HASH_MAX];
+} user;
+
+/*
+ * Takes "username" and "password" from a JSON object. strict (register):
+ * username 3-32 of a-z 0-9 . _ -, password 8-128 bytes, no other fields. Not
+ * strict (login): both must be strings of sane length, nothing more, so that
+ * a login never reveals which rule a stored account follows. Pointers are
+ * into body. SVC_OK or SVC_EINVAL with a message.
+ */
+int auth_parse_credentials(const json_t *body, const char **username, const char **password,
+                           size_t *password_len, int strict, char *err, size_t errlen);
+
+int users_open(const char *data_dir, svc_db **out);
+/* SVC_OK, SVC_EEXIST (taken) or an error. */
+int users_create(svc_db *db, const char *username, const char *hash, const char *role, user *out);
+/* SVC_OK or SVC_ENOTFOUND. */
+int users_find(svc_db *db, const char *username, user *out);
+int users_set_hash(svc_db *db, int64_t id, const char *hash);
+/* Creates the admin account if no admin exists: with password, or with a
+ * generated one written to DATA_DIR/admin-password (0600). */
+int users_ensure_admin(svc_db *db, const char *data_dir, const char *username, const char *password);
+
+#endif

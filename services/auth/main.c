@@ -1,0 +1,215 @@
+/*
+ * auth: accounts and tokens.
+ *
+ *   POST /auth/register        {"username","password"} -> 201 {"id","username","role"}
+ *   POST /auth/login           -> 200 {"access_token","token_type","expires_in"} + cookie
+ *   GET  /auth/me              -> the caller's claims
+ *   GET  /.well-known/jwks.json -> the public keys verifiers use
+ *
+ * Tokens are EdDSA, signed with a key generated on first start into
+ * DATA_DIR/auth-signing-key.json (0600), or HS256 when JWT_SECRET is set.
+ * Passwords are Argon2id; register and login hash on the thread pool. An
+ * unknown user and a wrong password get the same answer after the same work.
+ * Login attempts are rate limited per client address.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "auth_service.h"
+
+static svc_db *db;
+static svc_jwt_key signing_key;
+static svc_jwt_keyset *keyset;
+static svc_buf jwks_doc;
+static int64_t token_ttl = SVC_JWT_DEFAULT_TTL_S;
+static svc_ratelimit *login_limiter;
+
+/* ---- handlers --------------------------------------------------------------- */
+
+/* Reads {"username","password"} and checks both; NULL after writing a 400. */
+static int read_credentials(svc_req *req, svc_res *res, const char **name, const char **pass, size_t *plen,
+                            int strict) {
+    json_t *body = svc_req_json(req, res);
+    if (!body) return SVC_EINVAL;
+    char err[128];
+    if (auth_parse_credentials(body, name, pass, plen, strict, err, sizeof err) != SVC_OK) {
+        svc_res_error(res, 400, "bad_request", "%s", err);
+        return SVC_EINVAL;
+    }
+    return SVC_OK;
+}
+
+static int register_user(svc_req *req, svc_res *res) {
+    const char *username, *password;
+    size_t plen;
+    if (read_credentials(req, res, &username, &password, &plen, 1) != SVC_OK) return SVC_OK;
+    char hash[SVC_PASSWORD_HASH_MAX];
+    if (svc_password_hash(password, plen, hash, sizeof hash) != SVC_OK)
+        return svc_res_error(res, 503, "unavailable", "cannot hash the password now, retry");
+    user u;
+    int rc = users_create(db, username, hash, "user", &u);
+    if (rc == SVC_EEXIST) return svc_res_error(res, 409, "conflict", "username is taken");
+    if (rc != SVC_OK) return svc_res_error(res, 500, "internal", "account storage error");
+    svc_jw *w = svc_res_jw(res, 201);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "id"), svc_jw_i64(w, u.id);
+    svc_jw_key(w, "username"), svc_jw_str(w, u.username);
+    svc_jw_key(w, "role"), svc_jw_str(w, u.role);
+    svc_jw_obj_end(w);
+    return SVC_OK;
+}
+
+static int login(svc_req *req, svc_res *res) {
+    const char *username, *password;
+    size_t plen;
+    /* Login takes any syntactically present credentials: a malformed username
+     * is simply an unknown user, answered like every other failure. */
+    if (read_credentials(req, res, &username, &password, &plen, 0) != SVC_OK) return SVC_OK;
+    user u;
+    int rc = users_find(db, username, &u);
+    if (rc == SVC_ENOTFOUND) {
+        svc_password_dummy_verify(password, plen);
+    } else if (rc != SVC_OK) {
+        return svc_res_error(res, 500, "internal", "account storage error");
+    } else {
+        rc = svc_password_verify(u.password_hash, password, plen);
+        if (rc == SVC_OK && svc_password_needs_rehash(u.password_hash) == 1) {
+            char hash[SVC_PASSWORD_HASH_MAX];
+            if (svc_password_hash(password, plen, hash, sizeof hash) == SVC_OK) users_set_hash(db, u.id, hash);
+        }
+    }
+    if (rc != SVC_OK) {
+        svc_res_header(res, "WWW-Authenticate", "Bearer realm=\"svckit\"");
+        return svc_res_error(res, 401, "unauthorized", "invalid username or password");
+    }
+    char sub[32];
+    snprintf(sub, sizeof sub, "%lld", (long long)u.id);
+    svc_buf token = {0};
+    if (svc_jwt_sign(&signing_key, sub, u.username, u.role, token_ttl, &token) != SVC_OK || token.oom) {
+        svc_buf_free(&token);
+        return svc_res_error(res, 500, "internal", "cannot sign a token");
+    }
+    char *cookie = svc_arena_printf(svc_req_arena(req), "token=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%lld",
+                                    token.data, (long long)token_ttl);
+    if (cookie) svc_res_header(res, "Set-Cookie", cookie);
+    svc_res_header(res, "Cache-Control", "no-store");
+    svc_jw *w = svc_res_jw(res, 200);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "access_token"), svc_jw_strn(w, token.data, token.len);
+    svc_jw_key(w, "token_type"), svc_jw_str(w, "Bearer");
+    svc_jw_key(w, "expires_in"), svc_jw_i64(w, token_ttl);
+    svc_jw_obj_end(w);
+    svc_buf_free(&token);
+    return SVC_OK;
+}
+
+/* Login attempts per client: checked on the loop before the handler is
+ * offloaded, so a flood never reaches the (expensive) password hashing. */
+static int limit_logins(svc_req *req, svc_res *res, void *ud) {
+    (void)ud;
+    const char *route = svc_req_route(req);
+    if (!route || strcmp(route, "/auth/login") != 0) return SVC_OK;
+    int retry_after = 0;
+    if (svc_ratelimit_take(login_limiter, svc_req_peer(req), &retry_after) == SVC_OK) return SVC_OK;
+    char ra[16];
+    snprintf(ra, sizeof ra, "%d", retry_after);
+    svc_res_header(res, "Retry-After", ra);
+    return svc_res_error(res, 429, "too_many_requests", "too many login attempts; retry in %d s", retry_after);
+}
+
+static int me(svc_req *req, svc_res *res) {
+    const svc_claims *c = svc_req_claims(req);
+    svc_jw *w = svc_res_jw(res, 200);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "sub"), svc_jw_str(w, c->sub);
+    svc_jw_key(w, "name"), svc_jw_str(w, c->name);
+    svc_jw_key(w, "role"), svc_jw_str(w, c->role);
+    svc_jw_key(w, "iss"), svc_jw_str(w, c->iss);
+    svc_jw_key(w, "iat"), svc_jw_i64(w, c->iat);
+    svc_jw_key(w, "exp"), svc_jw_i64(w, c->exp);
+    svc_jw_key(w, "jti"), svc_jw_str(w, c->jti);
+    svc_jw_obj_end(w);
+    return SVC_OK;
+}
+
+static int jwks(svc_req *req, svc_res *res) {
+    (void)req;
+    svc_res_header(res, "Cache-Control", "public, max-age=60");
+    return svc_res_body(res, 200, "application/json", jwks_doc.data, jwks_doc.len);
+}
+
+/* ---- start-up ------------------------------------------------------------- */
+
+static int load_keys(svc_app *app) {
+    const svc_config *cfg = svc_app_config(app);
+    if (cfg->jwt_secret) {
+        if (svc_jwt_key_hs256(&signing_key, cfg->jwt_secret, strlen(cfg->jwt_secret)) != SVC_OK) return SVC_ERR;
+        svc_info("signing tokens with HS256 (JWT_SECRET); the JWKS is empty");
+    } else {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/auth-signing-key.json", cfg->data_dir);
+        if (svc_jwt_key_load_or_create(&signing_key, path) != SVC_OK) return SVC_ERR;
+        svc_info("signing tokens with EdDSA key %s (%s)", signing_key.kid, path);
+    }
+    if (svc_jwt_keyset_add(keyset, &signing_key) != SVC_OK) return SVC_ERR;
+    return svc_jwt_keyset_jwks(keyset, &jwks_doc);
+}
+
+static int on_start(svc_app *app, void *ud) {
+    (void)ud;
+    const svc_config *cfg = svc_app_config(app);
+    if (load_keys(app) != SVC_OK) return SVC_ERR;
+    int64_t ttl, rate;
+    if (svc_parse_i64(svc_app_env(app, "JWT_TTL"), &ttl) != SVC_OK || ttl < 60 || ttl > 86400 * 30) {
+        svc_error("invalid configuration: JWT_TTL=\"%s\": expected seconds from 60 to 2592000",
+                  svc_app_env(app, "JWT_TTL"));
+        return SVC_ERR;
+    }
+    token_ttl = ttl;
+    if (svc_parse_i64(svc_app_env(app, "LOGIN_RATE_PER_MIN"), &rate) != SVC_OK || rate < 1 || rate > 1000000) {
+        svc_error("invalid configuration: LOGIN_RATE_PER_MIN=\"%s\": expected 1 to 1000000",
+                  svc_app_env(app, "LOGIN_RATE_PER_MIN"));
+        return SVC_ERR;
+    }
+    login_limiter = svc_ratelimit_new((double)rate, (double)rate / 60.0);
+    if (!login_limiter) return SVC_ERR;
+    if (users_open(cfg->data_dir, &db) != SVC_OK) return SVC_ERR;
+    return users_ensure_admin(db, cfg->data_dir, svc_app_env(app, "ADMIN_USERNAME"),
+                              svc_app_env(app, "ADMIN_PASSWORD"));
+}
+
+static void on_stop(svc_app *app, void *ud) {
+    (void)app;
+    (void)ud;
+    svc_db_close(db);
+    svc_ratelimit_free(login_limiter);
+    svc_jwt_key_wipe(&signing_key);
+    svc_buf_free(&jwks_doc);
+}
+
+int main(int argc, char **argv) {
+    svc_app *app = svc_app_new("auth", argc, argv);
+    svc_app_env_declare(app, "ADMIN_USERNAME", "admin", "the admin account created at first start");
+    svc_app_env_declare(app, "ADMIN_PASSWORD", NULL,
+                        "its password (unset: generated into DATA_DIR/admin-password, 0600)");
+    svc_app_env_declare(app, "JWT_TTL", "3600", "lifetime of issued tokens, seconds");
+    svc_app_env_declare(app, "LOGIN_RATE_PER_MIN", "10", "login attempts per client address per minute");
+    keyset = svc_jwt_keyset_new();
+    if (!keyset) return 1;
+    svc_auth_use_keyset(app, keyset);
+    svc_app_use(app, limit_logins, NULL, NULL);
+    svc_app_post(app, "/auth/register", register_user, SVC_OFFLOAD);
+    svc_app_post(app, "/auth/login", login, SVC_OFFLOAD);
+    svc_app_get(app, "/auth/me", me, SVC_AUTH_USER);
+    svc_app_get(app, "/.well-known/jwks.json", jwks, 0);
+    svc_app_on_start(app, on_start, NULL);
+    svc_app_on_stop(app, on_stop, NULL);
+    int rc = svc_app_run(app);
+    svc_jwt_keyset_free(keyset);
+    return rc;
+}

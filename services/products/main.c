@@ -1,0 +1,282 @@
+/*
+ * products: the catalog (DummyJSON-shaped), reads for any valid token, writes
+ * for admins.
+ *
+ * Reads run on the event loop against the worker's own SQLite connection and
+ * go through a small per-worker response cache, validated on every request by
+ * svc_db_version (which moves on any commit, from any thread or process), so
+ * a hot list costs a memcpy. Writes run on the thread pool (SVC_OFFLOAD):
+ * they wait for fsync.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "products.h"
+
+static svc_db *db;
+
+/* ---- the per-worker response cache ----------------------------------------- */
+
+#define CACHE_SLOTS 64
+#define CACHE_MAX_BODY (64 * 1024)
+
+typedef struct cache_entry {
+    char *key;
+    char *body;
+    size_t len;
+    int64_t version;
+    char etag[24];
+} cache_entry;
+
+static _Thread_local cache_entry cache[CACHE_SLOTS];
+
+static uint64_t fnv1a(const void *data, size_t n, uint64_t h) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static void make_etag(const char *body, size_t len, char out[24]) {
+    snprintf(out, 24, "\"%016llx\"", (unsigned long long)fnv1a(body, len, 0xcbf29ce484222325ull));
+}
+
+/* If-None-Match: "*" or a list of entity tags, one of which is ours. */
+static int etag_matches(svc_req *req, const char *etag) {
+    const char *inm = svc_req_header(req, "if-none-match");
+    if (!inm) return 0;
+    if (strcmp(inm, "*") == 0) return 1;
+    return strstr(inm, etag) != NULL;
+}
+
+static int send_cached(svc_req *req, svc_res *res, const char *body, size_t len, const char *etag) {
+    svc_res_header(res, "ETag", etag);
+    svc_res_header(res, "Cache-Control", "private, no-cache");
+    if (etag_matches(req, etag)) return svc_res_status(res, 304);
+    return svc_res_body(res, 200, "application/json", body, len);
+}
+
+/* A response for this request's path and query that is still current, or NULL. */
+static cache_entry *cache_lookup(const char *key, int64_t version) {
+    cache_entry *e = &cache[fnv1a(key, strlen(key), 0xcbf29ce484222325ull) % CACHE_SLOTS];
+    if (e->key && e->version == version && strcmp(e->key, key) == 0) return e;
+    return NULL;
+}
+
+static void cache_store(const char *key, int64_t version, const char *body, size_t len, const char *etag) {
+    if (len > CACHE_MAX_BODY) return;
+    cache_entry *e = &cache[fnv1a(key, strlen(key), 0xcbf29ce484222325ull) % CACHE_SLOTS];
+    char *k = strdup(key), *b = malloc(len ? len : 1);
+    if (!k || !b) {
+        free(k);
+        free(b);
+        return;
+    }
+    memcpy(b, body, len);
+    free(e->key);
+    free(e->body);
+    *e = (cache_entry){k, b, len, version, ""};
+    memcpy(e->etag, etag, sizeof e->etag);
+}
+
+typedef int (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const void *arg);
+
+/*
+ * Serves a read: from the cache when the database has not changed since it was
+ * rendered, else renders it (render writes a 200 JSON body, or an error), caches
+ * it and adds an ETag.
+ */
+static int cached_read(svc_req *req, svc_res *res, render_fn render, const void *arg) {
+    const char *qs = svc_req_query_string(req);
+    const char *key = svc_arena_printf(svc_req_arena(req), "%s?%s", svc_req_path(req), qs);
+    int64_t version = svc_db_version(db);
+    cache_entry *e = key && version >= 0 ? cache_lookup(key, version) : NULL;
+    if (e) return send_cached(req, res, e->body, e->len, e->etag);
+
+    svc_jw *w = svc_res_jw(res, 200);
+    int rc = render(req, res, w, arg);
+    if (rc != SVC_OK) return rc;
+    if (svc_res_get_status(res) != 200 || svc_jw_ok(w) != SVC_OK) return SVC_OK;
+    size_t len;
+    const char *body = svc_res_get_body(res, &len);
+    char etag[24];
+    make_etag(body, len, etag);
+    if (key && version >= 0) cache_store(key, version, body, len, etag);
+    svc_res_header(res, "ETag", etag);
+    svc_res_header(res, "Cache-Control", "private, no-cache");
+    if (etag_matches(req, etag)) return svc_res_status(res, 304);
+    return SVC_OK;
+}
+
+static int storage_error(svc_res *res, int rc) {
+    if (rc == SVC_EAGAIN) return svc_res_error(res, 503, "unavailable", "the catalog is busy, retry");
+    return svc_res_error(res, 500, "internal", "catalog storage error");
+}
+
+/* ---- reads ---------------------------------------------------------------- */
+
+static int render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
+    (void)arg;
+    list_query q;
+    char err[160];
+    if (products_parse_list_query(req, &q, err, sizeof err) != SVC_OK)
+        return svc_res_error(res, 400, "bad_request", "%s", err);
+    const char *name = svc_req_param(req, "name");
+    if (name) {
+        if (strlen(name) > PRODUCTS_CATEGORY_MAX) return svc_res_error(res, 404, "not_found", "no such category");
+        q.category = name;
+    }
+    if (strcmp(svc_req_route(req), "/products/search") == 0) {
+        const char *s = svc_req_query(req, "q");
+        if (!s) s = "";
+        if (strlen(s) > PRODUCTS_MAX_QUERY)
+            return svc_res_error(res, 400, "bad_request", "q must be at most %d bytes", PRODUCTS_MAX_QUERY);
+        q.search = s;
+    }
+    int rc = catalog_list(db, &q, w);
+    return rc == SVC_OK ? SVC_OK : storage_error(res, rc);
+}
+
+static int list_products(svc_req *req, svc_res *res) { return cached_read(req, res, render_list, NULL); }
+
+static int render_categories(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
+    (void)req;
+    (void)arg;
+    int rc = catalog_categories(db, w);
+    return rc == SVC_OK ? SVC_OK : storage_error(res, rc);
+}
+
+static int list_categories(svc_req *req, svc_res *res) {
+    return cached_read(req, res, render_categories, NULL);
+}
+
+static int parse_id(svc_req *req, svc_res *res, int64_t *id) {
+    if (svc_req_param_i64(req, "id", id) != SVC_OK || *id < 1) {
+        svc_res_error(res, 400, "bad_request", "id must be a positive integer");
+        return SVC_EINVAL;
+    }
+    return SVC_OK;
+}
+
+static int render_one(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
+    const int64_t id = *(const int64_t *)arg;
+    product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
+    if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
+    int rc = catalog_get(db, id, p);
+    if (rc == SVC_ENOTFOUND) return svc_res_error(res, 404, "not_found", "product %lld not found", (long long)id);
+    if (rc != SVC_OK) return storage_error(res, rc);
+    product_write(w, p, F_ALL);
+    return SVC_OK;
+}
+
+static int get_product(svc_req *req, svc_res *res) {
+    int64_t id;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    return cached_read(req, res, render_one, &id);
+}
+
+/* ---- writes (thread pool) ------------------------------------------------- */
+
+static int write_result(svc_res *res, int rc, int status, const product *p, int64_t id) {
+    if (rc == SVC_ENOTFOUND) return svc_res_error(res, 404, "not_found", "product %lld not found", (long long)id);
+    if (rc != SVC_OK) return storage_error(res, rc);
+    product_write(svc_res_jw(res, status), p, F_ALL);
+    return SVC_OK;
+}
+
+static int create_product(svc_req *req, svc_res *res) {
+    json_t *body = svc_req_json(req, res);
+    if (!body) return SVC_OK;
+    product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
+    if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
+    unsigned set;
+    char err[160];
+    if (products_parse_body(body, F_REQUIRED, in, &set, err, sizeof err) != SVC_OK)
+        return svc_res_error(res, 400, "bad_request", "%s", err);
+    int rc = catalog_create(db, in, in + 1);
+    if (rc == SVC_OK) {
+        char loc[48];
+        snprintf(loc, sizeof loc, "/products/%lld", (long long)in[1].id);
+        svc_res_header(res, "Location", loc);
+    }
+    return write_result(res, rc, 201, in + 1, 0);
+}
+
+/* PUT replaces every writable field (absent optional ones reset to their
+ * defaults); PATCH changes only the fields it carries. */
+static int update_product(svc_req *req, svc_res *res) {
+    int64_t id;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    json_t *body = svc_req_json(req, res);
+    if (!body) return SVC_OK;
+    int full = strcmp(svc_req_method(req), "PUT") == 0;
+    product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
+    if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
+    unsigned set;
+    char err[160];
+    if (products_parse_body(body, full ? F_REQUIRED : 0, in, &set, err, sizeof err) != SVC_OK)
+        return svc_res_error(res, 400, "bad_request", "%s", err);
+    if (full) set = F_WRITABLE;
+    return write_result(res, catalog_update(db, id, in, set, in + 1), 200, in + 1, id);
+}
+
+static int delete_product(svc_req *req, svc_res *res) {
+    int64_t id;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
+    if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
+    int rc = catalog_delete(db, id, p);
+    if (rc != SVC_OK) return write_result(res, rc, 200, p, id);
+    /* DummyJSON answers a delete with the product and isDeleted/deletedOn. */
+    char now[32];
+    catalog_now(now);
+    svc_jw *w = svc_res_jw(res, 200);
+    svc_jw_obj_begin(w);
+    product_write_fields(w, p, F_ALL);
+    svc_jw_key(w, "isDeleted"), svc_jw_bool(w, 1);
+    svc_jw_key(w, "deletedOn"), svc_jw_str(w, now);
+    svc_jw_obj_end(w);
+    return SVC_OK;
+}
+
+/* ---- start-up ------------------------------------------------------------- */
+
+static int db_ready(void *ud, char *reason, size_t len) {
+    (void)ud;
+    if (svc_db_version(db) < 0) {
+        snprintf(reason, len, "catalog database unavailable");
+        return SVC_ERR;
+    }
+    return SVC_OK;
+}
+
+static int on_start(svc_app *app, void *ud) {
+    (void)ud;
+    const svc_config *cfg = svc_app_config(app);
+    if (catalog_open(cfg->data_dir, &db) != SVC_OK) return SVC_ERR;
+    return catalog_seed_if_empty(db);
+}
+
+static void on_stop(svc_app *app, void *ud) {
+    (void)app;
+    (void)ud;
+    svc_db_close(db);
+    db = NULL;
+}
+
+int main(int argc, char **argv) {
+    svc_app *app = svc_app_new("products", argc, argv);
+    svc_app_get(app, "/products", list_products, SVC_AUTH_USER);
+    svc_app_get(app, "/products/search", list_products, SVC_AUTH_USER);
+    svc_app_get(app, "/products/categories", list_categories, SVC_AUTH_USER);
+    svc_app_get(app, "/products/category/:name", list_products, SVC_AUTH_USER);
+    svc_app_get(app, "/products/:id", get_product, SVC_AUTH_USER);
+    svc_app_post(app, "/products", create_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
+    svc_app_put(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
+    svc_app_patch(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
+    svc_app_delete(app, "/products/:id", delete_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
+    svc_app_ready_check(app, "catalog", db_ready, NULL);
+    svc_app_on_start(app, on_start, NULL);
+    svc_app_on_stop(app, on_stop, NULL);
+    return svc_app_run(app);
+}

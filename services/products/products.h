@@ -1,0 +1,88 @@
+/*
+ * products: the catalog service. Internal interfaces between its files:
+ *
+ *   main.c      routes and handlers (HTTP in, JSON out), the response cache
+ *   catalog.c   the SQLite schema, seed data and every query
+ *   validate.c  request bodies and query strings -> checked values, precise errors
+ */
+#ifndef PRODUCTS_H
+#define PRODUCTS_H
+
+#include "svckit.h"
+
+#define PRODUCTS_MAX_LIMIT 100
+#define PRODUCTS_DEFAULT_LIMIT 30
+#define PRODUCTS_MAX_SKIP 1000000
+#define PRODUCTS_SEED_COUNT 120
+#define PRODUCTS_MAX_QUERY 100          /* bytes of a search string */
+#define PRODUCTS_TITLE_MAX 200          /* characters */
+#define PRODUCTS_DESCRIPTION_MAX 2000
+#define PRODUCTS_CATEGORY_MAX 50
+#define PRODUCTS_BRAND_MAX 100
+#define PRODUCTS_PRICE_MAX 1e9
+#define PRODUCTS_STOCK_MAX 1000000000
+
+/* The fields of a product, in output order. Bit i of a field mask is field i. */
+enum {
+    F_ID, F_TITLE, F_DESCRIPTION, F_CATEGORY, F_BRAND, F_PRICE, F_STOCK, F_RATING,
+    F_CREATED_AT, F_UPDATED_AT, F_COUNT
+};
+extern const char *const product_fields[F_COUNT];
+#define F_ALL ((1u << F_COUNT) - 1)
+/* Fields a client may write. */
+#define F_WRITABLE ((1u << F_TITLE) | (1u << F_DESCRIPTION) | (1u << F_CATEGORY) | (1u << F_BRAND) | \
+                    (1u << F_PRICE) | (1u << F_STOCK) | (1u << F_RATING))
+/* Fields a full replacement (POST, PUT) must carry. */
+#define F_REQUIRED ((1u << F_TITLE) | (1u << F_CATEGORY) | (1u << F_PRICE))
+
+typedef struct product {
+    int64_t id;
+    char title[4 * PRODUCTS_TITLE_MAX + 1];
+    char description[4 * PRODUCTS_DESCRIPTION_MAX + 1];
+    char category[PRODUCTS_CATEGORY_MAX + 1];
+    char brand[4 * PRODUCTS_BRAND_MAX + 1];
+    double price;
+    int64_t stock;
+    double rating;
+    char created_at[32];
+    char updated_at[32];
+} product;
+
+/* What a list request asks for. */
+typedef struct list_query {
+    int64_t limit, skip;
+    unsigned select;        /* field mask to output; id is always included */
+    int sort_field;         /* F_*; F_ID by default */
+    int desc;
+    const char *search;     /* NULL: no search */
+    const char *category;   /* NULL: every category */
+} list_query;
+
+/* validate.c: each returns SVC_OK or SVC_EINVAL with a message for a 400. */
+int products_parse_list_query(svc_req *req, list_query *q, char *err, size_t errlen);
+/* Checks a JSON body; sets the fields present in *p and their bits in *set.
+ * required is F_REQUIRED for POST/PUT, 0 for PATCH (which needs at least one). */
+int products_parse_body(const json_t *body, unsigned required, product *p, unsigned *set, char *err,
+                        size_t errlen);
+
+/* catalog.c */
+int catalog_open(const char *data_dir, svc_db **out);
+int catalog_seed_if_empty(svc_db *db);
+/* Writes {"products":[...],"total":N,"skip":S,"limit":L} for q. */
+int catalog_list(svc_db *db, const list_query *q, svc_jw *w);
+/* Writes [{"slug","name","url"}, ...]. */
+int catalog_categories(svc_db *db, svc_jw *w);
+/* SVC_OK and *p, or SVC_ENOTFOUND. */
+int catalog_get(svc_db *db, int64_t id, product *p);
+int catalog_create(svc_db *db, const product *in, product *out);
+/* Updates the fields in set; SVC_ENOTFOUND if there is no such product. */
+int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, product *out);
+int catalog_delete(svc_db *db, int64_t id, product *out);
+/* A product as a JSON object with the fields in select (id always). */
+void product_write(svc_jw *w, const product *p, unsigned select);
+/* The same fields without the braces, to extend the object. */
+void product_write_fields(svc_jw *w, const product *p, unsigned select);
+/* Now as RFC 3339 UTC with milliseconds. */
+void catalog_now(char out[32]);
+
+#endif

@@ -1,0 +1,365 @@
+/*
+ * The auth middleware: a before-hook that verifies the caller's token on
+ * routes declared SVC_AUTH_USER or SVC_AUTH_ADMIN.
+ *
+ * It is written against the public API only (app.h, client.h), so it keeps
+ * its per-app state in a small registry of its own rather than in the app.
+ *
+ * Keys come from one of three places (see auth.h): a key set the service owns
+ * (the auth service), JWT_SECRET (HS256), or AUTH_JWKS_URL. For the last, a
+ * refresher thread per app fetches the JWKS with the blocking client, so no
+ * loop ever waits on the network and no request holds a lock while a fetch
+ * runs; verifiers keep using the old keys until a new document has been
+ * parsed whole (svc_jwt_keyset_load_jwks is all or nothing).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "auth/internal.h"
+#include "svckit/client.h"
+
+/* While the key set is empty (the auth service not up yet), retry this often. */
+#define JWKS_RETRY_EMPTY_S 1
+
+enum { MODE_NONE, MODE_KEYSET, MODE_HS256, MODE_JWKS };
+
+typedef struct auth_state {
+    svc_app *app;
+    struct auth_state *next;       /* the registry */
+    pthread_mutex_t mu;            /* configuration and the refresher's wishes */
+    pthread_cond_t cond;
+    atomic_int configured;
+    int installed;
+    int mode;
+    svc_jwt_keyset *ks;            /* what verifies: borrowed or owned */
+    svc_jwt_keyset *owned;
+    svc_jwt_keyset *borrowed;      /* from svc_auth_use_keyset */
+    svc__jwt_cache *cache;
+    char *jwks_url;
+    /* Refresher (MODE_JWKS). Times are CLOCK_MONOTONIC seconds. */
+    pthread_t thread;
+    int have_thread;
+    int stop;                      /* under mu */
+    int wanted;                    /* under mu: a request asked for a refresh */
+    atomic_llong last_attempt;
+    atomic_llong last_success;
+    int failing;                   /* log the first failure loudly, the rest quietly */
+} auth_state;
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static auth_state *registry;
+
+static int64_t mono_s(void) { return (int64_t)(svc_now_ns() / 1000000000u); }
+
+static auth_state *find_locked(const svc_app *app) {
+    for (auth_state *s = registry; s; s = s->next)
+        if (s->app == app) return s;
+    return NULL;
+}
+
+static auth_state *state_of(const svc_app *app, int create) {
+    pthread_mutex_lock(&registry_mu);
+    auth_state *s = find_locked(app);
+    if (!s && create && (s = calloc(1, sizeof *s))) {
+        s->app = (svc_app *)app;
+        pthread_mutex_init(&s->mu, NULL);
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->cond, &ca);
+        pthread_condattr_destroy(&ca);
+        atomic_init(&s->last_attempt, INT64_MIN / 2);
+        atomic_init(&s->last_success, INT64_MIN / 2);
+        s->next = registry;
+        registry = s;
+    }
+    pthread_mutex_unlock(&registry_mu);
+    return s;
+}
+
+/* ---- JWKS fetching --------------------------------------------------------- */
+
+static int fetch_jwks(auth_state *s) {
+    atomic_store(&s->last_attempt, mono_s());
+    static const char *const headers[] = {"Accept: application/json", NULL};
+    int status = 0;
+    char *body = NULL;
+    size_t len = 0;
+    int rc = svc_http_fetch("GET", s->jwks_url, headers, NULL, 0, SVC_AUTH_JWKS_TIMEOUT_MS,
+                            &status, &body, &len);
+    const char *why = NULL;
+    char buf[48];
+    if (rc != SVC_OK) {
+        why = svc_status_str(rc);
+    } else if (status != 200) {
+        snprintf(buf, sizeof buf, "HTTP status %d", status);
+        why = buf;
+        rc = SVC_EIO;
+    } else if ((rc = svc_jwt_keyset_load_jwks(s->ks, body, len)) != SVC_OK) {
+        why = "not a usable JWKS document";
+    }
+    free(body);
+    if (rc == SVC_OK) {
+        atomic_store(&s->last_success, mono_s());
+        svc_log(s->failing ? SVC_LOG_INFO : SVC_LOG_DEBUG, "loaded %zu signing key%s from %s",
+                svc_jwt_keyset_count(s->ks), svc_jwt_keyset_count(s->ks) == 1 ? "" : "s",
+                s->jwks_url);
+        s->failing = 0;
+    } else {
+        svc_log(s->failing ? SVC_LOG_DEBUG : SVC_LOG_WARN, "cannot load JWKS from %s: %s",
+                s->jwks_url, why);
+        s->failing = 1;
+    }
+    return rc;
+}
+
+/* When the refresher should fetch next, in monotonic seconds. */
+static int64_t next_due(auth_state *s) {
+    if (svc_jwt_keyset_count(s->ks) == 0)
+        return atomic_load(&s->last_attempt) + JWKS_RETRY_EMPTY_S;
+    return atomic_load(&s->last_success) + SVC_AUTH_JWKS_MAX_AGE_S;
+}
+
+static void *refresher(void *arg) {
+    auth_state *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->stop && !s->wanted && mono_s() < next_due(s)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            int64_t wait = next_due(s) - mono_s();
+            ts.tv_sec += wait < 1 ? 1 : wait > 60 ? 60 : (time_t)wait;
+            pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+        }
+        if (s->stop) break;
+        s->wanted = 0;
+        pthread_mutex_unlock(&s->mu);
+        (void)fetch_jwks(s);
+        pthread_mutex_lock(&s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* A token named a kid we do not have: the signer may have rotated its key.
+ * Ask for a refresh, at most once per SVC_AUTH_JWKS_REFRESH_S, so a stream of
+ * tokens with made-up kids costs the JWKS server nothing. */
+static void want_refresh(auth_state *s) {
+    if (s->mode != MODE_JWKS) return;
+    if (mono_s() - atomic_load(&s->last_attempt) < SVC_AUTH_JWKS_REFRESH_S) return;
+    pthread_mutex_lock(&s->mu);
+    s->wanted = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- configuration --------------------------------------------------------- */
+
+/* Under s->mu. may_block: not on a loop (start-up), so the first JWKS fetch
+ * can be done right here. */
+static int configure_locked(auth_state *s, int may_block) {
+    if (atomic_load(&s->configured)) return SVC_OK;
+    const svc_config *cfg = svc_app_config(s->app);
+    if (!cfg || !cfg->service) return SVC_EAGAIN; /* not loaded yet */
+    if (!s->cache && !(s->cache = svc__jwt_cache_new(SVC_AUTH_CACHE_ENTRIES))) return SVC_ENOMEM;
+    if (s->borrowed) {
+        s->mode = MODE_KEYSET;
+        s->ks = s->borrowed;
+        svc_info("verifying tokens with the service's own keys");
+    } else if (cfg->jwt_secret && *cfg->jwt_secret) {
+        svc_jwt_key k;
+        if (!(s->owned = svc_jwt_keyset_new())) return SVC_ENOMEM;
+        int rc = svc_jwt_key_hs256(&k, cfg->jwt_secret, strlen(cfg->jwt_secret));
+        if (rc == SVC_OK) rc = svc_jwt_keyset_add(s->owned, &k);
+        svc_jwt_key_wipe(&k);
+        if (rc != SVC_OK) {
+            svc_error("JWT_SECRET: unusable as an HS256 key (at least %d bytes)",
+                      SVC_JWT_MIN_SECRET);
+            return rc;
+        }
+        s->mode = MODE_HS256;
+        s->ks = s->owned;
+        svc_info("verifying HS256 tokens with JWT_SECRET");
+    } else {
+        const char *url = cfg->jwks_url && *cfg->jwks_url
+                              ? cfg->jwks_url
+                              : "http://127.0.0.1:8081/.well-known/jwks.json";
+        if (!(s->owned = svc_jwt_keyset_new()) || !(s->jwks_url = strdup(url)))
+            return SVC_ENOMEM;
+        s->mode = MODE_JWKS;
+        s->ks = s->owned;
+        if (may_block) (void)fetch_jwks(s);
+        if (pthread_create(&s->thread, NULL, refresher, s) != 0) {
+            svc_error("cannot start the JWKS refresher thread");
+            return SVC_ERR;
+        }
+        s->have_thread = 1;
+        svc_info("verifying EdDSA tokens with keys from %s", url);
+    }
+    atomic_store(&s->configured, 1);
+    return SVC_OK;
+}
+
+static int ensure_configured(auth_state *s, int may_block) {
+    if (atomic_load(&s->configured)) return SVC_OK;
+    pthread_mutex_lock(&s->mu);
+    int rc = configure_locked(s, may_block);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+/* ---- the hook -------------------------------------------------------------- */
+
+static int unauthorized(svc_res *res, int token_sent, const char *msg) {
+    /* RFC 6750 section 3.1: no error code when the request had no token. */
+    svc_res_header(res, "WWW-Authenticate",
+                   token_sent ? "Bearer realm=\"svckit\", error=\"invalid_token\""
+                              : "Bearer realm=\"svckit\"");
+    svc_res_error(res, 401, "unauthorized", "%s", msg);
+    return SVC_EAUTH;
+}
+
+/* The token from "Authorization: Bearer <token>", or else the "token" cookie.
+ * *len is 0 and the result NULL when there is none; *bad is set for an
+ * Authorization header of another scheme. */
+static const char *token_of(svc_req *req, size_t *len, int *bad) {
+    *len = 0;
+    *bad = 0;
+    const char *h = svc_req_header(req, "Authorization");
+    const char *t = NULL;
+    if (h) {
+        if (strncasecmp(h, "Bearer ", 7) != 0) {
+            *bad = 1;
+            return NULL;
+        }
+        t = h + 7;
+        while (*t == ' ') t++;
+    } else {
+        t = svc_req_cookie(req, "token");
+    }
+    if (!t) return NULL;
+    size_t n = strlen(t);
+    while (n > 0 && (t[n - 1] == ' ' || t[n - 1] == '\t')) n--;
+    *len = n;
+    return n ? t : NULL;
+}
+
+static int before(svc_req *req, svc_res *res, void *ud) {
+    auth_state *s = ud;
+    unsigned flags = svc_req_route_flags(req);
+    if (!(flags & (SVC_AUTH_USER | SVC_AUTH_ADMIN))) return SVC_OK;
+    if (ensure_configured(s, 0) != SVC_OK) {
+        svc_res_error(res, 500, "internal", "token verification is not configured");
+        return SVC_ERR;
+    }
+    size_t len;
+    int bad;
+    const char *token = token_of(req, &len, &bad);
+    if (bad) return unauthorized(res, 1, "expected a Bearer token");
+    if (!token) return unauthorized(res, 0, "missing bearer token");
+
+    svc_claims c;
+    int64_t now = (int64_t)time(NULL);
+    uint64_t gen = svc__keyset_generation(s->ks);
+    if (svc__jwt_cache_get(s->cache, token, len, gen, now, &c) != SVC_OK) {
+        char why[64];
+        int rc = svc_jwt_verify(s->ks, token, len, NULL, &c, why, sizeof why);
+        if (rc == SVC_ENOTFOUND) {
+            want_refresh(s);
+            return unauthorized(res, 1, "invalid token: unknown signing key");
+        }
+        if (rc != SVC_OK) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "invalid token: %s", why);
+            return unauthorized(res, 1, msg);
+        }
+        /* Cached under the generation read before verifying: if the keys
+         * changed meanwhile, the entry is simply never hit. */
+        svc__jwt_cache_put(s->cache, token, len, gen, c.exp + SVC_JWT_LEEWAY_S, &c);
+    }
+    if ((flags & SVC_AUTH_ADMIN) && strcmp(c.role, "admin") != 0) {
+        svc_res_error(res, 403, "forbidden", "this needs the admin role");
+        return SVC_EAUTH;
+    }
+    svc_claims *kept = svc_arena_alloc(svc_req_arena(req), sizeof *kept);
+    if (!kept) {
+        svc_res_error(res, 500, "internal", "out of memory");
+        return SVC_ENOMEM;
+    }
+    *kept = c;
+    svc_req_set_user(req, kept);
+    return SVC_OK;
+}
+
+static int ready(void *ud, char *reason, size_t reason_len) {
+    auth_state *s = ud;
+    if (!atomic_load(&s->configured) || s->mode != MODE_JWKS) return SVC_OK;
+    if (svc_jwt_keyset_count(s->ks) > 0) return SVC_OK;
+    snprintf(reason, reason_len, "no signing keys from %s yet", s->jwks_url);
+    return SVC_EAGAIN;
+}
+
+/* ---- public ---------------------------------------------------------------- */
+
+int svc_auth_install(svc_app *app) {
+    if (!app) return SVC_EINVAL;
+    if (svc__auth_sodium_init() != SVC_OK) return SVC_ERR;
+    auth_state *s = state_of(app, 1);
+    if (!s) return SVC_ENOMEM;
+    pthread_mutex_lock(&s->mu);
+    int rc = SVC_OK;
+    if (!s->installed) {
+        rc = svc_app_use(app, before, NULL, s);
+        if (rc == SVC_OK) rc = svc_app_ready_check(app, "auth", ready, s);
+        if (rc == SVC_OK) s->installed = 1;
+    }
+    /* Not loaded yet (a service calling this before svc_app_run) is fine:
+     * svc_app_run calls again, or the first request configures. */
+    if (rc == SVC_OK) {
+        rc = configure_locked(s, 1);
+        if (rc == SVC_EAGAIN) rc = SVC_OK;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+const svc_claims *svc_req_claims(const svc_req *req) {
+    return (const svc_claims *)svc_req_user(req);
+}
+
+void svc_auth_use_keyset(svc_app *app, svc_jwt_keyset *ks) {
+    auth_state *s = app ? state_of(app, 1) : NULL;
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->borrowed = ks;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void svc__auth_release(svc_app *app) {
+    pthread_mutex_lock(&registry_mu);
+    auth_state **pp = &registry, *s = NULL;
+    while (*pp && (*pp)->app != app) pp = &(*pp)->next;
+    if (*pp) {
+        s = *pp;
+        *pp = s->next;
+    }
+    pthread_mutex_unlock(&registry_mu);
+    if (!s) return;
+    if (s->have_thread) {
+        pthread_mutex_lock(&s->mu);
+        s->stop = 1;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+    }
+    svc_jwt_keyset_free(s->owned);
+    svc__jwt_cache_free(s->cache);
+    free(s->jwks_url);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

@@ -1,0 +1,257 @@
+/*
+ * SQLite helpers: per-thread connections, a statement cache, migrations.
+ *
+ * Why per-thread connections instead of one connection behind a mutex: the
+ * event-loop workers read on every request, and a shared connection would
+ * serialise them (and make a writer on the thread pool stall every loop).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "svckit/store.h"
+
+typedef struct stmt_entry {
+    const char *key;        /* the caller's pointer (a string literal) */
+    sqlite3_stmt *stmt;
+} stmt_entry;
+
+typedef struct db_conn {
+    sqlite3 *db;
+    stmt_entry stmts[SVC_DB_MAX_STATEMENTS];
+    int nstmts;
+    int64_t own_commits;    /* commits made on this connection (commit hook) */
+    pthread_t owner;
+} db_conn;
+
+struct svc_db {
+    char *path;
+    pthread_key_t key;
+    pthread_mutex_t lock;   /* guards conns[] registration only */
+    db_conn *conns[SVC_DB_MAX_CONNECTIONS];
+    int nconns;
+};
+
+int svc_db_status(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_OK:
+    case SQLITE_DONE:
+    case SQLITE_ROW: return SVC_OK;
+    case SQLITE_CONSTRAINT: return SVC_EEXIST;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: return SVC_EAGAIN;
+    case SQLITE_NOMEM: return SVC_ENOMEM;
+    case SQLITE_NOTFOUND: return SVC_ENOTFOUND;
+    case SQLITE_TOOBIG:
+    case SQLITE_RANGE: return SVC_ERANGE;
+    default: return SVC_EIO;
+    }
+}
+
+static int count_commit(void *arg) {
+    db_conn *c = arg;
+    c->own_commits++;
+    return 0; /* 0: let the commit proceed */
+}
+
+static int exec_simple(sqlite3 *db, const char *sql) {
+    char *err = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+    if (rc != SQLITE_OK) {
+        svc_error("sqlite: %s: %s", sql, err ? err : sqlite3_errstr(rc));
+        sqlite3_free(err);
+    }
+    return rc;
+}
+
+static sqlite3 *open_connection(const char *path) {
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        svc_error("sqlite: cannot open %s: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, SVC_DB_BUSY_TIMEOUT_MS);
+    sqlite3_extended_result_codes(db, 1);
+    if (exec_simple(db, "PRAGMA journal_mode=WAL") != SQLITE_OK ||
+        exec_simple(db, "PRAGMA synchronous=FULL") != SQLITE_OK ||
+        exec_simple(db, "PRAGMA foreign_keys=ON") != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+static void conn_free(db_conn *c) {
+    if (!c) return;
+    for (int i = 0; i < c->nstmts; i++) sqlite3_finalize(c->stmts[i].stmt);
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static db_conn *thread_conn(svc_db *db) {
+    db_conn *c = pthread_getspecific(db->key);
+    if (c) return c;
+    c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->db = open_connection(db->path);
+    if (!c->db) {
+        free(c);
+        return NULL;
+    }
+    c->owner = pthread_self();
+    sqlite3_commit_hook(c->db, count_commit, c);
+    pthread_mutex_lock(&db->lock);
+    int ok = db->nconns < SVC_DB_MAX_CONNECTIONS;
+    if (ok) db->conns[db->nconns++] = c;
+    pthread_mutex_unlock(&db->lock);
+    if (!ok) {
+        svc_error("sqlite: more than %d threads use %s", SVC_DB_MAX_CONNECTIONS, db->path);
+        conn_free(c);
+        return NULL;
+    }
+    pthread_setspecific(db->key, c);
+    return c;
+}
+
+sqlite3 *svc_db_conn(svc_db *db) {
+    db_conn *c = thread_conn(db);
+    return c ? c->db : NULL;
+}
+
+sqlite3_stmt *svc_db_prepare(svc_db *db, const char *sql) {
+    db_conn *c = thread_conn(db);
+    if (!c) return NULL;
+    for (int i = 0; i < c->nstmts; i++) {
+        if (c->stmts[i].key == sql) {
+            sqlite3_stmt *s = c->stmts[i].stmt;
+            sqlite3_reset(s);
+            sqlite3_clear_bindings(s);
+            return s;
+        }
+    }
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, NULL);
+    if (rc != SQLITE_OK) {
+        svc_error("sqlite: prepare failed: %s: %s", sqlite3_errmsg(c->db), sql);
+        return NULL;
+    }
+    if (c->nstmts < SVC_DB_MAX_STATEMENTS) {
+        c->stmts[c->nstmts++] = (stmt_entry){sql, s};
+    } else {
+        /* A full cache means the caller builds SQL dynamically; recycle the
+         * oldest slot rather than growing without bound. */
+        sqlite3_finalize(c->stmts[0].stmt);
+        memmove(c->stmts, c->stmts + 1, sizeof c->stmts[0] * (SVC_DB_MAX_STATEMENTS - 1));
+        c->stmts[SVC_DB_MAX_STATEMENTS - 1] = (stmt_entry){sql, s};
+    }
+    return s;
+}
+
+int svc_db_exec(svc_db *db, const char *sql) {
+    sqlite3 *c = svc_db_conn(db);
+    if (!c) return SVC_EIO;
+    return svc_db_status(exec_simple(c, sql));
+}
+
+int svc_db_begin(svc_db *db) { return svc_db_exec(db, "BEGIN IMMEDIATE"); }
+int svc_db_commit(svc_db *db) { return svc_db_exec(db, "COMMIT"); }
+
+void svc_db_rollback(svc_db *db) {
+    sqlite3 *c = svc_db_conn(db);
+    if (c && !sqlite3_get_autocommit(c)) sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int64_t svc_db_version(svc_db *db) {
+    db_conn *c = thread_conn(db);
+    if (!c) return -1;
+    sqlite3_stmt *s = svc_db_prepare(db, "PRAGMA data_version");
+    int64_t v = -1;
+    if (s && sqlite3_step(s) == SQLITE_ROW) v = sqlite3_column_int64(s, 0);
+    if (s) sqlite3_reset(s);
+    /* data_version moves for other connections' commits; our own are counted
+     * by the commit hook. Their sum moves for every commit. */
+    return v < 0 ? -1 : v + c->own_commits;
+}
+
+int svc_db_integrity_check(svc_db *db) {
+    sqlite3_stmt *s = svc_db_prepare(db, "PRAGMA integrity_check");
+    if (!s) return SVC_EIO;
+    int ok = sqlite3_step(s) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(s, 0), "ok") == 0;
+    sqlite3_reset(s);
+    return ok ? SVC_OK : SVC_EIO;
+}
+
+static int migrate(svc_db *db, const svc_migration *m, size_t n) {
+    sqlite3 *c = svc_db_conn(db);
+    if (!c) return SVC_EIO;
+    sqlite3_stmt *s = svc_db_prepare(db, "PRAGMA user_version");
+    if (!s || sqlite3_step(s) != SQLITE_ROW) return SVC_EIO;
+    int current = sqlite3_column_int(s, 0);
+    sqlite3_reset(s);
+    int latest = n ? m[n - 1].version : 0;
+    if (current > latest) {
+        svc_error("database %s is at schema version %d, newer than this build knows (%d)", db->path, current,
+                  latest);
+        return SVC_EIO;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].version != (int)i + 1) {
+            svc_error("migration %zu has version %d; versions must be 1, 2, 3, ...", i, m[i].version);
+            return SVC_EINVAL;
+        }
+        if (m[i].version <= current) continue;
+        if (svc_db_begin(db) != SVC_OK) return SVC_EIO;
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", m[i].version);
+        if (exec_simple(c, m[i].sql) != SQLITE_OK || exec_simple(c, pragma) != SQLITE_OK) {
+            svc_db_rollback(db);
+            svc_error("migration %d (%s) failed", m[i].version, m[i].name);
+            return SVC_EIO;
+        }
+        if (svc_db_commit(db) != SVC_OK) return SVC_EIO;
+        svc_info("database %s: applied migration %d (%s)", db->path, m[i].version, m[i].name);
+    }
+    return SVC_OK;
+}
+
+int svc_db_open(const char *path, const svc_migration *migrations, size_t n, svc_db **out) {
+    *out = NULL;
+    /* Create the file ourselves so it starts life as 0600, not umask-wide. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        svc_error("cannot open database %s: %s", path, strerror(errno));
+        return SVC_EIO;
+    }
+    close(fd);
+    svc_db *db = calloc(1, sizeof *db);
+    if (!db) return SVC_ENOMEM;
+    db->path = strdup(path);
+    pthread_mutex_init(&db->lock, NULL);
+    if (!db->path || pthread_key_create(&db->key, NULL) != 0) {
+        free(db->path);
+        free(db);
+        return SVC_ENOMEM;
+    }
+    int rc = migrate(db, migrations, n);
+    if (rc != SVC_OK) {
+        svc_db_close(db);
+        return rc;
+    }
+    *out = db;
+    return SVC_OK;
+}
+
+void svc_db_close(svc_db *db) {
+    if (!db) return;
+    for (int i = 0; i < db->nconns; i++) conn_free(db->conns[i]);
+    pthread_key_delete(db->key);
+    pthread_mutex_destroy(&db->lock);
+    free(db->path);
+    free(db);
+}
