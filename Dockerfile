@@ -44,6 +44,9 @@ RUN test -n "$SERVICE" || { echo "pass --build-arg SERVICE=<name>" >&2; exit 2; 
 
 FROM scratch
 COPY --from=build /rootfs/ /
+# The one writable directory. Its owner is given here, not left to COPY: Docker
+# and podman differ in whether COPY --from keeps the build stage's owners.
+COPY --from=build --chown=65532:65532 /rootfs-data /data
 # 65532: the conventional "nonroot" of distroless images; /etc/passwd names it.
 USER 65532:65532
 ENV PORT=8080 \

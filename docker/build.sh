@@ -15,9 +15,11 @@
 #   dynamic  exactly the Makefile's link: every library shared
 # The runtime filesystem then holds the program, the probe, exactly the shared
 # objects ldd lists for them (with the loader), /etc/passwd, /etc/group and
-# /etc/nsswitch.conf, and empty /data and /tmp.
+# /etc/nsswitch.conf, and an empty /tmp; $ROOTFS-data is the empty /data,
+# owned by the non-root user.
 #
 # Environment: ROOTFS (default /rootfs), GIT_REV (passed to make), JOBS.
+# Run as root (chown); in the build stage it is.
 set -eu
 
 SERVICE=${1:?usage: docker/build.sh SERVICE [auto|static|mixed|dynamic]}
@@ -94,6 +96,7 @@ link_dynamic() {
 # The objects are built once: a static attempt that fails leaves them for the
 # mixed link, which then costs only a link.
 make -j"$JOBS" --no-print-directory build/lib/libsvckit.a GIT_REV="${GIT_REV:-unknown}"
+linked=$LINK
 case $LINK in
   static) link_static "$shared_libs" ;;
   mixed) link_mixed ;;
@@ -102,7 +105,9 @@ case $LINK in
     log=$(mktemp)
     if link_static "" >"$log" 2>&1; then
       cat "$log"
+      linked=static
     else
+      linked=mixed
       grep -m3 -E 'undefined reference|cannot find' "$log" | sed 's/^/  /' || true
       echo "build.sh: no fully static link (no static archive for:$missing): mixed link"
       link_mixed
@@ -111,8 +116,8 @@ case $LINK in
   *) echo "build.sh: LINK must be auto, static, mixed or dynamic" >&2; exit 2 ;;
 esac
 
-rm -rf "$ROOTFS"
-mkdir -p "$ROOTFS/etc" "$ROOTFS/data" "$ROOTFS/tmp"
+rm -rf "$ROOTFS" "$ROOTFS-data"
+mkdir -p "$ROOTFS/etc" "$ROOTFS/tmp" "$ROOTFS-data"
 cp "build/bin/$SERVICE" "$ROOTFS/service"
 strip --strip-all "$ROOTFS/service"
 
@@ -145,9 +150,9 @@ printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%s:%s:nonroot:/data:/sbin
   "$UID_NONROOT" "$UID_NONROOT" > "$ROOTFS/etc/passwd"
 printf 'root:x:0:\nnonroot:x:%s:\n' "$UID_NONROOT" > "$ROOTFS/etc/group"
 printf 'passwd: files\ngroup: files\nhosts: files dns\n' > "$ROOTFS/etc/nsswitch.conf"
-chown "$UID_NONROOT:$UID_NONROOT" "$ROOTFS/data"
-chmod 0755 "$ROOTFS/data"
+chown "$UID_NONROOT:$UID_NONROOT" "$ROOTFS-data"
+chmod 0755 "$ROOTFS-data"
 chmod 1777 "$ROOTFS/tmp"
 
-echo "build.sh: $SERVICE ($LINK link):"
+echo "build.sh: $SERVICE linked $linked (LINK=$LINK); runtime files:"
 ( cd "$ROOTFS" && find . -type f -exec ls -l {} + | awk '{ printf "  %9d  %s\n", $5, $9; s += $5 } END { printf "  %9d  total\n", s }' )

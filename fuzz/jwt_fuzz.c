@@ -5,7 +5,11 @@
  *   2. a payload, signed with the HS256 key and verified, which drives the
  *      claims checks past the signature with arbitrary JSON;
  *   3. a JWKS document loaded into a scratch key set, and a single JWK.
- * The keys are derived from fixed seeds (see fuzz/corpus/jwt/README).
+ * The keys are fixed (Ed25519 seed bytes 1..32, kid "fuzz-ed"; HS256 secret
+ * below, kid "hs256") and so is the clock, so the seeds ed_valid and hs_valid
+ * in fuzz/corpus/jwt verify and the fuzzer explores past the signature. The
+ * other named seeds are forgeries, JWKS and JWK documents; fz-* files are what
+ * libFuzzer found that added coverage.
  */
 #include <sodium.h>
 #include <stdint.h>

@@ -10,7 +10,7 @@ PKGS=(gcc make pkg-config libc6-dev libuv1-dev libhttp-parser-dev libjansson-dev
 PKGS+=(nats-server)
 # Test: the integration suite (python3 + pytest), JWT interop peers (PyJWT and
 # node's jose), promtool for the exposition format, clang for libFuzzer, curl.
-PKGS+=(python3 python3-pytest python3-jwt nodejs npm prometheus clang
+PKGS+=(python3 python3-pytest python3-jwt python3-cryptography nodejs npm prometheus clang
        libclang-rt-14-dev curl procps iproute2)
 if [ "${SVCKIT_DEPS_BENCH:-0}" = 1 ]; then
   PKGS+=(nginx-light wrk util-linux)

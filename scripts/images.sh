@@ -88,7 +88,7 @@ build() {
       exit 1
     fi
     echo "images: $IMAGE_PREFIX/$s:latest built in $(( $(date +%s) - b0 )) s" \
-         "($(grep -m1 -oE '(auto|static|mixed|dynamic) link' "$log" || echo '?'))"
+         "($(grep -m1 -oE 'linked (static|mixed|dynamic)' "$log" || echo 'linked ?'))"
   done
   rm -f "$log"
   echo "images: built ${#svcs[@]} image(s) in $(( $(date +%s) - t0 )) s"

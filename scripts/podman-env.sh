@@ -38,6 +38,7 @@ cat > "$SVCKIT_CONTAINERS_STATE/containers.conf.tmp" <<CONF
 [containers]
 default_ulimits = ["nofile=$_svckit_nofile:$_svckit_nofile", "nproc=$_svckit_nproc:$_svckit_nproc"]
 [network]
+network_backend = "netavark"
 network_config_dir = "$SVCKIT_CONTAINERS_STATE/networks"
 [engine]
 runtime = "runc"

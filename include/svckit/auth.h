@@ -245,9 +245,14 @@ int svc_auth_install(svc_app *app);
 /* The verified claims of the caller (owned by the request), or NULL on a
  * route without auth. */
 const svc_claims *svc_req_claims(const svc_req *req);
-/* Lets a service that owns the keys (the auth service) verify locally
- * instead of fetching JWKS. Call before svc_app_run; the key set must outlive
- * the app. */
+/*
+ * Lets a service that owns the keys (the auth service) verify locally instead
+ * of fetching JWKS. Call it before svc_app_run (svc_app_run decides where keys
+ * come from before on_start runs; a later call is ignored with a warning). The
+ * set may still be empty then: fill it in on_start, once DATA_DIR is known
+ * (svc_jwt_key_load_or_create, then svc_jwt_keyset_add, which is thread-safe).
+ * The key set must outlive the app.
+ */
 void svc_auth_use_keyset(svc_app *app, svc_jwt_keyset *ks);
 
 #ifdef __cplusplus

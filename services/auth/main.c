@@ -31,7 +31,7 @@ static svc_ratelimit *login_limiter;
 
 /* ---- handlers --------------------------------------------------------------- */
 
-/* Reads {"username","password"} and checks both; NULL after writing a 400. */
+/* Reads {"username","password"} and checks both; SVC_EINVAL after writing a 400 (or 415). */
 static int read_credentials(svc_req *req, svc_res *res, const char **name, const char **pass, size_t *plen,
                             int strict) {
     json_t *body = svc_req_json(req, res);
@@ -119,7 +119,10 @@ static int limit_logins(svc_req *req, svc_res *res, void *ud) {
     char ra[16];
     snprintf(ra, sizeof ra, "%d", retry_after);
     svc_res_header(res, "Retry-After", ra);
-    return svc_res_error(res, 429, "too_many_requests", "too many login attempts; retry in %d s", retry_after);
+    svc_res_error(res, 429, "too_many_requests", "too many login attempts; retry in %d s", retry_after);
+    /* Anything but SVC_OK tells the dispatcher the answer is written: the
+     * handler (and its password hashing) must not run. */
+    return SVC_EAGAIN;
 }
 
 static int me(svc_req *req, svc_res *res) {

@@ -59,13 +59,12 @@ int auth_parse_credentials(const json_t *body, const char **username, const char
         snprintf(err, errlen, "username and password must not contain NUL");
         return SVC_EINVAL;
     }
-    if (strict && !username_ok(*username, ulen)) {
+    if (ulen == 0 || ulen > AUTH_USERNAME_MAX || (strict && !username_ok(*username, ulen))) {
         snprintf(err, errlen, "username must be %d-%d characters of a-z 0-9 . _ -", AUTH_USERNAME_MIN,
                  AUTH_USERNAME_MAX);
         return SVC_EINVAL;
     }
-    if ((strict && plen < AUTH_PASSWORD_MIN) || plen > AUTH_PASSWORD_MAX || plen == 0 ||
-        ulen > AUTH_USERNAME_MAX || ulen == 0) {
+    if (plen == 0 || plen > AUTH_PASSWORD_MAX || (strict && plen < AUTH_PASSWORD_MIN)) {
         snprintf(err, errlen, "password must be %d-%d bytes", AUTH_PASSWORD_MIN, AUTH_PASSWORD_MAX);
         return SVC_EINVAL;
     }

@@ -45,8 +45,9 @@ typedef struct auth_state {
     int have_thread;
     int stop;                      /* under mu */
     int wanted;                    /* under mu: a request asked for a refresh */
-    atomic_llong last_attempt;
+    atomic_llong last_attempt;     /* any fetch */
     atomic_llong last_success;
+    atomic_llong last_wanted;      /* a fetch asked for by an unknown kid */
     int failing;                   /* log the first failure loudly, the rest quietly */
 } auth_state;
 
@@ -74,6 +75,7 @@ static auth_state *state_of(const svc_app *app, int create) {
         pthread_condattr_destroy(&ca);
         atomic_init(&s->last_attempt, INT64_MIN / 2);
         atomic_init(&s->last_success, INT64_MIN / 2);
+        atomic_init(&s->last_wanted, INT64_MIN / 2);
         s->next = registry;
         registry = s;
     }
@@ -147,10 +149,15 @@ static void *refresher(void *arg) {
 
 /* A token named a kid we do not have: the signer may have rotated its key.
  * Ask for a refresh, at most once per SVC_AUTH_JWKS_REFRESH_S, so a stream of
- * tokens with made-up kids costs the JWKS server nothing. */
+ * tokens with made-up kids costs the JWKS server next to nothing. (Other
+ * fetches do not count: a key rotated just after our start-up fetch must
+ * still be picked up at once.) */
 static void want_refresh(auth_state *s) {
     if (s->mode != MODE_JWKS) return;
-    if (mono_s() - atomic_load(&s->last_attempt) < SVC_AUTH_JWKS_REFRESH_S) return;
+    int64_t now = mono_s(), last = atomic_load(&s->last_wanted);
+    if (now - last < SVC_AUTH_JWKS_REFRESH_S) return;
+    /* One request per window wins; the others return here. */
+    if (!atomic_compare_exchange_strong(&s->last_wanted, &last, now)) return;
     pthread_mutex_lock(&s->mu);
     s->wanted = 1;
     pthread_cond_signal(&s->cond);
@@ -335,7 +342,10 @@ void svc_auth_use_keyset(svc_app *app, svc_jwt_keyset *ks) {
     auth_state *s = app ? state_of(app, 1) : NULL;
     if (!s) return;
     pthread_mutex_lock(&s->mu);
-    s->borrowed = ks;
+    if (atomic_load(&s->configured))
+        svc_warn("svc_auth_use_keyset called after start-up: ignored");
+    else
+        s->borrowed = ks;
     pthread_mutex_unlock(&s->mu);
 }
 

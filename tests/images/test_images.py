@@ -195,9 +195,37 @@ def check_config(service):
     if hc.get("Test") != ["CMD", "/healthcheck"]:
         problems.append("HEALTHCHECK is %r" % hc.get("Test"))
     result(name, not problems, "; ".join(problems))
+    check_filesystem(service)
     size_mb = cfg.get("Size", 0) / 1e6
     result("%s: image size %.2f MB <= %.0f MB" % (service, size_mb, IMAGE_MAX_MB),
            0 < size_mb <= IMAGE_MAX_MB)
+
+
+def check_filesystem(service):
+    """What the image holds: /data owned by the non-root user, /tmp 1777, the
+    program and the probe, and nothing that makes it a distribution (no shell)."""
+    name = "%s: image files (/data owned by %s, /tmp 1777, no shell)" % (service, UID)
+    try:
+        root = podman("image", "mount", image(service)).strip()
+    except RuntimeError as e:
+        return result(name, False, str(e))
+    try:
+        problems = []
+        st = os.stat(os.path.join(root, "data"))
+        if str(st.st_uid) != UID or str(st.st_gid) != UID:
+            problems.append("/data is owned by %d:%d" % (st.st_uid, st.st_gid))
+        st = os.stat(os.path.join(root, "tmp"))
+        if st.st_mode & 0o7777 != 0o1777:
+            problems.append("/tmp mode is %o" % (st.st_mode & 0o7777))
+        for f in ("service", "healthcheck"):
+            if not os.access(os.path.join(root, f), os.X_OK):
+                problems.append("no executable /%s" % f)
+        for f in ("bin/sh", "usr/bin/sh"):
+            if os.path.lexists(os.path.join(root, f)):
+                problems.append("/%s exists" % f)
+        result(name, not problems, "; ".join(problems))
+    finally:
+        podman("image", "unmount", image(service), check=False)
 
 
 def start_nats():

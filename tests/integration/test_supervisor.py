@@ -303,18 +303,22 @@ def test_colours_on_a_terminal(run):
 
 
 def test_restarts_with_backoff(run, tmp_path):
-    sup = run("crash: sh -c 'echo run >> runs.log; echo dying; exit 3'\n"
-              "sig: sh -c 'echo $$ >> sig.pid; kill -9 $$'\n"
+    # crash exits 3 times, sig kills itself twice; then both stay up, so the
+    # stop at the end is clean.
+    sup = run("crash: sh -c 'echo run >> runs.log; [ $(wc -l < runs.log) -gt 3 ] && exec sleep 30; "
+              "echo dying; exit 3'\n"
+              "sig: sh -c 'echo $$ >> sig.pid; [ $(wc -l < sig.pid) -gt 2 ] && exec sleep 30; kill -9 $$'\n"
               "steady: sh -c 'echo $$ > steady.pid; exec sleep 30'\n")
     runs = tmp_path / "runs.log"
     wait_until(lambda: runs.exists() and len(runs.read_text().split()) >= 4, what="4 runs of crash")
+    wait_until(lambda: sup.text.count("started sig (pid") == 3, what="3 starts of sig")
     sup.wait_for(r"^svckit \| crash exited with status 3, restarting in 0\.1s$")
     sup.wait_for(r"^svckit \| crash exited with status 3, restarting in 0\.2s$")
     sup.wait_for(r"^svckit \| crash exited with status 3, restarting in 0\.4s$")
     sup.wait_for(r"^svckit \| sig killed by signal 9 \(SIGKILL\), restarting in 0\.1s$")
     sup.wait_for(r"^svckit \| sig killed by signal 9 \(SIGKILL\), restarting in 0\.2s$")
-    assert sup.text.count("dying") >= 4
-    # 0.1 + 0.2 + 0.4 s of backoff: four runs cannot come sooner.
+    assert sup.text.count("crash  | dying") == 3
+    assert "restarting in 0.8s" not in sup.text
     steady = read_pid(str(tmp_path / "steady.pid"))
     assert alive(steady), "a healthy process is left alone"
     assert sup.text.count("started steady") == 1

@@ -157,8 +157,9 @@ static void child_exec(proc *p, int outw, int errw, int exw, pid_t parent) {
     if (getppid() != parent) _exit(127);
     if (dup2(S.devnull, STDIN_FILENO) < 0 || dup2(outw, STDOUT_FILENO) < 0 || dup2(errw, STDERR_FILENO) < 0)
         goto fail;
-    /* Ignored signals stay ignored across exec; handlers must not swallow a
-     * SIGTERM that arrives before exec; then the mask can open. */
+    /* Undo what exec would keep: SIGPIPE is ignored here and would stay
+     * ignored. Our handlers go back to the default before the mask opens, so
+     * a SIGTERM that arrived meanwhile (PDEATHSIG) kills instead of vanishing. */
     signal(SIGPIPE, SIG_DFL);
     for (size_t i = 0; i < NHANDLED; i++) signal(handled_signals[i], SIG_DFL);
     sigset_t none;
