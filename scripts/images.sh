@@ -12,7 +12,8 @@
 # same one a stock `docker build --build-arg SERVICE=<name> .` uses elsewhere.
 #
 # Environment:
-#   SERVICES   the programs to build (default: every services/*/main.c)
+#   SERVICES   the programs to build (default: every services/*/main.c, then
+#              every examples/*/main.c)
 #   LINK       passed to the Dockerfile: auto (default), static, mixed, dynamic
 #   IMAGE_PREFIX  image names (default svckit, giving svckit/<service>)
 set -euo pipefail
@@ -46,19 +47,22 @@ ensure_packages() {
 
 service_list() {
   if [ -n "${SERVICES:-}" ]; then
-    echo "$SERVICES" | tr ', ' '\n\n' | grep -v '^$'
+    echo "$SERVICES" | tr ', ' '\n' | grep -v '^$'
   else
     local d
-    for d in services/*/main.c; do
+    for d in services/*/main.c examples/*/main.c; do
       [ -f "$d" ] && basename "$(dirname "$d")"
     done
   fi
   return 0
 }
 
+# The sizes of the images of the services named (all of IMAGE_PREFIX's without).
 sizes() {
-  podman image ls --filter "reference=$IMAGE_PREFIX/*:latest" \
-    --format 'table {{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.Created}}'
+  local filters=() s
+  for s in "$@"; do filters+=(--filter "reference=$IMAGE_PREFIX/$s:latest"); done
+  [ ${#filters[@]} -gt 0 ] || filters=(--filter "reference=$IMAGE_PREFIX/*:latest")
+  podman image ls "${filters[@]}" --format 'table {{.Repository}}:{{.Tag}}\t{{.Size}}\t{{.Created}}'
 }
 
 build() {
@@ -69,7 +73,7 @@ build() {
   bash scripts/base-image.sh
   mapfile -t svcs < <(service_list)
   if [ ${#svcs[@]} -eq 0 ]; then
-    echo "images: no services/*/main.c yet: nothing to build"
+    echo "images: no services/*/main.c nor examples/*/main.c: nothing to build"
     return 0
   fi
   rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -88,11 +92,11 @@ build() {
       exit 1
     fi
     echo "images: $IMAGE_PREFIX/$s:latest built in $(( $(date +%s) - b0 )) s" \
-         "($(grep -m1 -oE 'linked (static|mixed|dynamic)' "$log" || echo 'linked ?'))"
+         "($(grep -m1 -oE 'linked (static|mixed|dynamic)' "$log" || echo 'cached'))"
   done
   rm -f "$log"
   echo "images: built ${#svcs[@]} image(s) in $(( $(date +%s) - t0 )) s"
-  sizes
+  sizes "${svcs[@]}"
 }
 
 case $cmd in
@@ -103,6 +107,6 @@ case $cmd in
     # The test prints the closing tally last.
     SERVICES="$(service_list | tr '\n' ' ')" IMAGE_PREFIX=$IMAGE_PREFIX \
       exec python3 tests/images/test_images.py ;;
-  sizes) . scripts/podman-env.sh; sizes ;;
+  sizes) . scripts/podman-env.sh; mapfile -t svcs < <(service_list); sizes "${svcs[@]}" ;;
   *) echo "usage: $0 build|test|sizes" >&2; exit 2 ;;
 esac

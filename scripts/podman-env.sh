@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced, not run: points podman at configuration and storage kept under the
 # project's state dir, so no system file is edited and `rm -rf var/containers`
 # (or `podman system reset -f` with these variables set) wipes it all.

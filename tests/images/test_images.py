@@ -356,7 +356,7 @@ def flow(auth, products):
 
 def check_restart_keeps_data(auth, user, volume, nats_url):
     """auth on the same named volume after a restart: the user is still there."""
-    code, _, _ = stop(auth)
+    stop(auth)
     podman("rm", auth.name, check=False)
     again = start("auth", nats_url, volume=volume)
     if not wait_healthy(again):

@@ -14,6 +14,7 @@ import secrets
 import time
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from conftest import Service
 
@@ -132,6 +133,10 @@ def auth_signing_key(auth):
 
 def jwk_public_key(jwk):
     return Ed25519PublicKey.from_public_bytes(b64u_decode(jwk["x"]))
+
+
+def raw_public_key(private_key):
+    return private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def new_ed25519_key():

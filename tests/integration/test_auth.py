@@ -133,8 +133,9 @@ def test_malformed_json_is_400_with_position(auth):
     assert "line 2" in doc["error"]["message"] and "column" in doc["error"]["message"], doc
 
 
-@pytest.mark.parametrize("headers", [{}, {"Content-Type": "text/plain"},
-                                     {"Content-Type": "application/x-www-form-urlencoded"}])
+@pytest.mark.parametrize("headers", [{"Content-Type": "text/plain"},
+                                     {"Content-Type": "application/x-www-form-urlencoded"},
+                                     {"Content-Type": "multipart/form-data; boundary=x"}])
 def test_body_without_json_content_type_is_415(auth, headers):
     body = json.dumps({"username": unique_name(), "password": "correct-horse"}).encode()
     for path in ("/auth/register", "/auth/login"):

@@ -55,7 +55,7 @@ def free_ports(n):
         try:
             for p in range(base, base + n):
                 s = socket.socket()
-                s.bind(("0.0.0.0", p))
+                s.bind(("127.0.0.1", p))
                 socks.append(s)
             return base
         except OSError:
@@ -175,6 +175,7 @@ def run(tmp_path):
 
 def svckit(*args, cwd=None, env=None):
     full_env = dict(os.environ)
+    full_env.pop("HOST", None)  # the port check binds HOST when set
     full_env.update(env or {})
     return subprocess.run([SVCKIT, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=WAIT)
 
@@ -245,8 +246,9 @@ def test_unknown_names_and_missing_programs(tmp_path):
     r = svckit("run", "--dry-run", "--skip-missing", cwd=tmp_path)
     assert r.returncode == 0 and [l.split()[0] for l in r.stdout.splitlines()] == ["web"]
     assert "skipping svc" in r.stderr
-    r = svckit("run", cwd=tmp_path / "..")
-    assert r.returncode == 1 and "Procfile" in r.stderr
+    (tmp_path / "empty").mkdir()
+    r = svckit("run", cwd=tmp_path / "empty")
+    assert r.returncode == 1 and "cannot open Procfile" in r.stderr and "-f FILE" in r.stderr
 
 
 # ---- running ---------------------------------------------------------------------
@@ -254,7 +256,11 @@ def test_unknown_names_and_missing_programs(tmp_path):
 
 def test_output_is_prefixed_and_never_interleaved(run, tmp_path):
     # Both children write each line in five pieces, at the same time.
+    # Each writes once; restarted, it only sleeps, so nothing is cut by the stop.
     writer = ("import os, sys, time\n"
+              "if os.path.exists(sys.argv[1] + '.done'):\n"
+              "    time.sleep(30)\n"
+              "open(sys.argv[1] + '.done', 'w').close()\n"
               "tag = sys.argv[1].encode()\n"
               "for i in range(200):\n"
               "    for part in range(5):\n"
@@ -265,7 +271,8 @@ def test_output_is_prefixed_and_never_interleaved(run, tmp_path):
     (tmp_path / "writer.py").write_text(writer)
     sup = run(f"alpha: {PY} writer.py A\n"
               f"b: {PY} writer.py B\n"
-              f"long: {PY} -c \"import sys; sys.stdout.write('\\u00e9' * 20000 + '\\\\n'); sys.stdout.flush()\"\n",
+              f"long: {PY} -c \"import os, sys, time; os.path.exists('long.done') and time.sleep(30); "
+              "open('long.done', 'w'); sys.stdout.write('x' + '\\u00e9' * 20000 + '\\\\n')\"\n",
               env={"SHUTDOWN_TIMEOUT": "0"})
     sup.wait_for(r"^svckit \| alpha exited")
     sup.wait_for(r"^svckit \| b exited")
@@ -276,16 +283,17 @@ def test_output_is_prefixed_and_never_interleaved(run, tmp_path):
     for tag, name in (("A", "alpha"), ("B", "b")):
         mine = [l for l in lines if l.startswith(f"{name:<6} | ")]
         body = [l[9:] for l in mine]
-        assert body.count(tag * 200) >= 200, f"{name}: {len([b for b in body if b == tag * 200])} whole lines"
+        assert body.count(tag * 200) == 200, f"{name}: {body.count(tag * 200)} whole lines"
         assert all(b in (tag * 200, "to stderr", "no newline at exit") for b in body), \
             [b for b in body if b not in (tag * 200, "to stderr", "no newline at exit")][:3]
         assert "to stderr" in body and "no newline at exit" in body
-    # The 40000-byte line comes in pieces of at most 16 KiB, each valid UTF-8.
+    # The 40001-byte line comes in pieces of at most 16 KiB, each valid UTF-8.
     pieces = [l for l in sup.raw.split(b"\n") if l.startswith(b"long   | ")]
-    assert len(pieces) >= 3, len(pieces)
-    first = pieces[:3]
-    assert all(len(p) - 9 <= 16384 for p in first)
-    assert b"".join(p[9:] for p in first).decode("utf-8") == "\u00e9" * 20000
+    assert len(pieces) == 3, len(pieces)
+    assert all(len(p) - 9 <= 16384 for p in pieces)
+    # The odd 'x' puts byte 16384 inside an 'é': the cut moves back one byte.
+    assert [len(p) - 9 for p in pieces] == [16383, 16384, 40001 - 16383 - 16384]
+    assert "".join(p[9:].decode("utf-8") for p in pieces) == "x" + "\u00e9" * 20000
     assert "\x1b[" not in sup.text, "no colours when stdout is not a terminal"
     assert all(re.match(r"^[a-z.]+ +\| ", l) for l in lines), [l for l in lines if not re.match(r"^[a-z.]+ +\| ", l)]
 
@@ -350,6 +358,16 @@ def test_sigint_stops_too(run, tmp_path):
     sup.signal(signal.SIGINT)
     assert sup.wait() == 0
     assert not alive(pid)
+
+
+def test_children_die_with_a_killed_supervisor(run, tmp_path):
+    # SIGKILL gives svckit no chance to stop anything: PR_SET_PDEATHSIG does.
+    sup = run("a: sh -c 'echo $$ > a.pid; exec sleep 30'\n")
+    pid = read_pid(str(tmp_path / "a.pid"))
+    sup.signal(signal.SIGKILL)
+    sup.wait()
+    # Its new parent may not reap it: a zombie counts as gone.
+    wait_until(lambda: state_of(pid) in (None, "Z"), timeout=5, what="the child to get SIGTERM")
 
 
 IGNORES_TERM = (f"{PY} -c \"import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
@@ -429,19 +447,44 @@ def test_busy_port_fails_fast(tmp_path):
     assert r.returncode == 2 and f"a and b both want port {port}" in r.stderr
 
 
+def ppid_of(pid):
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def state_of(pid):
+    """The process state letter (R, S, Z, ...), None when it is gone."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def children_of(pid):
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return None
+
+
 def test_orphans_are_reaped(run, tmp_path):
     # The inner shell exits at once, orphaning its background sleep; svckit
     # adopts it (subreaper) and must reap it, as PID 1 in a container would.
-    sup = run("o: sh -c 'sh -c \"sleep 0.2 & echo \\$! > orphan.pid\"; echo $$ > o.pid; exec sleep 30'\n")
+    sup = run("o: sh -c 'sh -c \"sleep 1 & echo \\$! > orphan.pid\"; echo $$ > o.pid; exec sleep 30'\n")
     orphan = read_pid(str(tmp_path / "orphan.pid"))
-    wait_until(lambda: not alive(orphan), timeout=5, what="the orphan to be reaped (not a zombie)")
+    wait_until(lambda: ppid_of(orphan) in (sup.proc.pid, None), timeout=5, what="svckit to adopt the orphan")
+    assert ppid_of(orphan) == sup.proc.pid, "the orphan's new parent is svckit"
+    wait_until(lambda: not alive(orphan), timeout=5, what="the orphan to be reaped (not left a zombie)")
     sup.signal(signal.SIGTERM)
     assert sup.wait() == 0
 
 
 def test_works_as_pid_1(tmp_path):
-    """In a fresh PID namespace svckit is PID 1: it still gets SIGTERM from outside
-    (only signals with a handler reach an init), reaps orphans, and stops."""
+    """In a fresh PID namespace svckit is PID 1: it gets SIGTERM from outside
+    (an init with the default action drops signals it has not blocked), reaps
+    orphans, and stops."""
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or not unshare:
         pytest.skip("needs root and unshare(1)")
@@ -449,7 +492,7 @@ def test_works_as_pid_1(tmp_path):
     if probe.returncode != 0:
         pytest.skip("cannot create a PID namespace here")
     (tmp_path / "Procfile").write_text(
-        "a: sh -c 'echo $$ > a.pid; sh -c \"sleep 0.2 & echo \\$! > orphan.pid\"; exec sleep 30'\n")
+        "a: sh -c 'echo $$ > a.pid; sh -c \"sleep 0.5 & echo \\$! > orphan.pid\"; exec sleep 30'\n")
     outer = subprocess.Popen([unshare, "--pid", "--fork", "--mount-proc", SVCKIT, "run"], cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -460,11 +503,12 @@ def test_works_as_pid_1(tmp_path):
         children = open(f"/proc/{outer.pid}/task/{outer.pid}/children").read().split()
         assert len(children) == 1
         init = int(children[0])
-        wait_until(lambda: all(open(f"/proc/{t}/stat").read().split(") ")[1][0] != "Z"
-                               for t in open(f"/proc/{init}/task/{init}/children").read().split()
-                               if os.path.exists(f"/proc/{t}")) and
-                   len(open(f"/proc/{init}/task/{init}/children").read().split()) == 1,
-                   timeout=5, what="the orphan reaped by PID 1")
+        orphan_ns = int((tmp_path / "orphan.pid").read_text())
+        assert orphan_ns > 2
+        # Adopted by PID 1 when its shell exits, then reaped when it ends: in
+        # the end svckit has one child left, the sleep of a.
+        wait_until(lambda: len(children_of(init) or []) == 2, timeout=5, what="PID 1 to adopt the orphan")
+        wait_until(lambda: len(children_of(init) or []) == 1, timeout=5, what="the orphan reaped by PID 1")
         os.kill(init, signal.SIGTERM)
         out, _ = outer.communicate(timeout=WAIT)
         assert outer.returncode == 0, out

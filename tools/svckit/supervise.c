@@ -68,8 +68,6 @@ static struct {
 static const int handled_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD};
 #define NHANDLED (sizeof handled_signals / sizeof handled_signals[0])
 
-static void nop_handler(int sig) { (void)sig; }
-
 static const char *sig_name(int sig) {
     const char *n = sigabbrev_np(sig);
     return n ? n : "?";
@@ -157,11 +155,8 @@ static void child_exec(proc *p, int outw, int errw, int exw, pid_t parent) {
     if (getppid() != parent) _exit(127);
     if (dup2(S.devnull, STDIN_FILENO) < 0 || dup2(outw, STDOUT_FILENO) < 0 || dup2(errw, STDERR_FILENO) < 0)
         goto fail;
-    /* Undo what exec would keep: SIGPIPE is ignored here and would stay
-     * ignored. Our handlers go back to the default before the mask opens, so
-     * a SIGTERM that arrived meanwhile (PDEATHSIG) kills instead of vanishing. */
+    /* Undo what exec would keep: the ignored SIGPIPE and the blocked signals. */
     signal(SIGPIPE, SIG_DFL);
-    for (size_t i = 0; i < NHANDLED; i++) signal(handled_signals[i], SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -343,17 +338,10 @@ static int setup_signals(void) {
     sigset_t set;
     sigemptyset(&set);
     for (size_t i = 0; i < NHANDLED; i++) sigaddset(&set, handled_signals[i]);
+    /* Blocked signals stay pending until signalfd reads them, even for PID 1:
+     * the kernel drops default-action signals to an init only when they are
+     * not blocked. */
     if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) return SVC_EIO;
-    /* Real (empty) handlers, not SIG_DFL: as PID 1 the kernel drops signals
-     * whose action is the default, even blocked ones read by signalfd. */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = nop_handler;
-    sigemptyset(&sa.sa_mask);
-    for (size_t i = 0; i < NHANDLED; i++) {
-        sa.sa_flags = SA_RESTART | (handled_signals[i] == SIGCHLD ? SA_NOCLDSTOP : 0);
-        sigaction(handled_signals[i], &sa, NULL);
-    }
     signal(SIGPIPE, SIG_IGN);
     S.sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     return S.sigfd < 0 ? SVC_EIO : SVC_OK;

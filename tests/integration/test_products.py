@@ -1,0 +1,482 @@
+"""The products service with a real auth service issuing its tokens.
+
+One auth + products pair (products with WORKERS=2, so that the per-worker
+response cache is exercised across workers) serves the whole module.
+"""
+import json
+import os
+import sqlite3
+import time
+
+import pytest
+
+from services_fixtures import (ADMIN_PASS, ADMIN_USER, auth_signing_key, b64u, bearer, claims, jwt_decode, login,
+                               new_ed25519_key, raw_public_key, register_and_login, running_system, sign_eddsa,
+                               sign_hs256, unsigned_token)
+
+FIELDS = {"id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at",
+          "updated_at"}
+JSON = {"Content-Type": "application/json"}
+
+
+class Ctx:
+    pass
+
+
+@pytest.fixture(scope="module")
+def sys_():
+    with running_system(products_env={"WORKERS": "2"}) as (auth, products):
+        c = Ctx()
+        c.auth, c.products = auth, products
+        c.admin = bearer(login(auth, ADMIN_USER, ADMIN_PASS))
+        c.user_token = register_and_login(auth)
+        c.user = bearer(c.user_token)
+        yield c
+
+
+def get(c, path, headers=None):
+    return c.products.json("GET", path, headers=c.user if headers is None else headers)
+
+
+def all_products(c):
+    """Every product, in id order, paging with the largest limit."""
+    out, skip = [], 0
+    while True:
+        status, doc = get(c, f"/products?limit=100&skip={skip}")
+        assert status == 200, doc
+        out += doc["products"]
+        skip += 100
+        if skip >= doc["total"]:
+            assert len(out) == doc["total"]
+            return out
+
+
+def create(c, **fields):
+    body = {"title": "Test item", "category": "testing", "price": 9.99}
+    body.update(fields)
+    status, doc = c.products.json("POST", "/products", body, c.admin)
+    assert status == 201, doc
+    return doc
+
+
+def total(c):
+    return get(c, "/products?limit=1")[1]["total"]
+
+
+def assert_error(status, doc, expected, code=None):
+    assert status == expected, (status, doc)
+    assert set(doc) == {"error"} and doc["error"]["message"], doc
+    if code:
+        assert doc["error"]["code"] == code
+
+
+# ---- who may do what ------------------------------------------------------------
+
+def test_reads_need_a_token(sys_):
+    status, hdrs, data = sys_.products.request("GET", "/products")
+    assert_error(status, json.loads(data), 401, "unauthorized")
+    assert hdrs["www-authenticate"].startswith("Bearer")
+    for path in ("/products/1", "/products/search?q=a", "/products/categories", "/products/category/beauty"):
+        assert get(sys_, path, headers={})[0] == 401
+
+
+def test_cookie_token_is_accepted(sys_):
+    status, doc = get(sys_, "/products/1", headers={"Cookie": f"token={sys_.user_token}"})
+    assert status == 200 and doc["id"] == 1
+
+
+def forged_tokens(c):
+    """Tokens products must refuse, by what is wrong with them."""
+    kid, real_key = auth_signing_key(c.auth)
+    now = int(time.time())
+    user_header, user_claims, user_sig, _ = jwt_decode(c.user_token)
+    other = new_ed25519_key()
+    return {
+        "garbage": "garbage",
+        "three garbage parts": "a.b.c",
+        "other key, same kid": sign_eddsa(other, kid, claims()),
+        "other key, unknown kid": sign_eddsa(other, "not-a-known-kid", claims()),
+        "expired (real key)": sign_eddsa(real_key, kid, claims(iat=now - 7200, exp=now - 3600)),
+        "not yet valid (real key)": sign_eddsa(real_key, kid, claims(nbf=now + 3600)),
+        "wrong audience (real key)": sign_eddsa(real_key, kid, claims(aud="someone-else")),
+        "wrong issuer (real key)": sign_eddsa(real_key, kid, claims(iss="evil")),
+        "no exp (real key)": sign_eddsa(real_key, kid, claims(exp=None)),
+        "jku header (real key)": sign_eddsa(real_key, kid, claims(), {"jku": "http://127.0.0.1:1/jwks"}),
+        "HS256 with a random secret": sign_hs256(os.urandom(32), claims()),
+        "HS256 keyed with the public key": sign_hs256(raw_public_key(real_key), claims(), kid=kid),
+        "alg none": unsigned_token(claims(), kid=kid),
+        "user token with role admin swapped in": ".".join([
+            c.user_token.split(".")[0], b64u(json.dumps(dict(user_claims, role="admin")).encode()),
+            b64u(user_sig)]),
+    }
+
+
+def test_forged_and_expired_tokens_are_401(sys_):
+    kid, real_key = auth_signing_key(sys_.auth)
+    # The forging kit works: a well-formed token signed with the real key passes.
+    assert get(sys_, "/products/1", headers=bearer(sign_eddsa(real_key, kid, claims(role="user"))))[0] == 200
+    for what, token in forged_tokens(sys_).items():
+        for headers in (bearer(token), {"Cookie": f"token={token}"}):
+            status, doc = get(sys_, "/products/1", headers=headers)
+            assert status == 401, (what, status, doc)
+        # Nor may it write.
+        status, _ = sys_.products.json("DELETE", "/products/1", headers=bearer(token))
+        assert status == 401, what
+    assert get(sys_, "/products/1")[0] == 200
+
+
+def test_users_cannot_write(sys_):
+    before = get(sys_, "/products/1")[1]
+    body = {"title": "Hacked", "category": "x", "price": 1}
+    for method, path in [("POST", "/products"), ("PUT", "/products/1"), ("PATCH", "/products/1"),
+                         ("DELETE", "/products/1")]:
+        status, doc = sys_.products.json(method, path, body if method != "DELETE" else None, sys_.user)
+        assert_error(status, doc, 403, "forbidden")
+    assert get(sys_, "/products/1")[1] == before
+
+
+# ---- CRUD ------------------------------------------------------------------------
+
+def test_admin_crud(sys_):
+    c = sys_
+    n = total(c)
+    status, hdrs, data = c.products.request(
+        "POST", "/products", {"title": "Desk Lamp", "description": "Bright", "category": "home-decoration",
+                              "brand": "Lumen", "price": 24.5, "stock": 7, "rating": 4.5}, c.admin)
+    assert status == 201, data
+    p = json.loads(data)
+    assert set(p) == FIELDS
+    assert hdrs["location"] == f"/products/{p['id']}"
+    assert (p["title"], p["description"], p["category"], p["brand"], p["price"], p["stock"], p["rating"]) == \
+        ("Desk Lamp", "Bright", "home-decoration", "Lumen", 24.5, 7, 4.5)
+    assert p["created_at"] == p["updated_at"]
+    assert get(c, hdrs["location"]) == (200, p)
+    assert total(c) == n + 1
+
+    # PUT replaces: the optional fields it leaves out go back to their defaults.
+    time.sleep(0.005)
+    status, put = c.products.json("PUT", f"/products/{p['id']}",
+                                  {"title": "Desk Lamp 2", "category": "furniture", "price": 30}, c.admin)
+    assert status == 200, put
+    assert (put["title"], put["category"], put["price"]) == ("Desk Lamp 2", "furniture", 30)
+    assert (put["description"], put["brand"], put["stock"], put["rating"]) == ("", "", 0, 0)
+    assert put["created_at"] == p["created_at"] and put["updated_at"] > p["updated_at"]
+    status, doc = c.products.json("PUT", f"/products/{p['id']}", {"title": "No price", "category": "x"}, c.admin)
+    assert_error(status, doc, 400)
+
+    # PATCH changes only what it carries.
+    status, patched = c.products.json("PATCH", f"/products/{p['id']}", {"stock": 3, "brand": "Acme"}, c.admin)
+    assert status == 200
+    assert patched == dict(put, stock=3, brand="Acme", updated_at=patched["updated_at"])
+    assert get(c, f"/products/{p['id']}") == (200, patched)
+
+    status, deleted = c.products.json("DELETE", f"/products/{p['id']}", headers=c.admin)
+    assert status == 200
+    assert deleted["isDeleted"] is True and deleted["id"] == p["id"] and deleted["title"] == "Desk Lamp 2"
+    assert "deletedOn" in deleted
+    assert get(c, f"/products/{p['id']}")[0] == 404
+    assert total(c) == n
+    for method, body in [("DELETE", None), ("PUT", {"title": "t", "category": "c", "price": 1}),
+                         ("PATCH", {"price": 1})]:
+        status, doc = c.products.json(method, f"/products/{p['id']}", body, c.admin)
+        assert_error(status, doc, 404, "not_found")
+
+
+def test_post_needs_the_required_fields(sys_):
+    for missing in ("title", "category", "price"):
+        body = {"title": "t", "category": "c", "price": 1}
+        del body[missing]
+        status, doc = sys_.products.json("POST", "/products", body, sys_.admin)
+        assert_error(status, doc, 400)
+        assert missing in doc["error"]["message"]
+
+
+@pytest.mark.parametrize("path", ["/products/abc", "/products/0", "/products/-1", "/products/1.5",
+                                  "/products/99999999999999999999"])
+def test_bad_ids_are_400(sys_, path):
+    assert_error(*get(sys_, path), 400)
+    for method, body in [("PUT", {"title": "t", "category": "c", "price": 1}), ("PATCH", {"price": 1}),
+                         ("DELETE", None)]:
+        status, doc = sys_.products.json(method, path, body, sys_.admin)
+        assert_error(status, doc, 400)
+
+
+def test_unknown_id_is_404(sys_):
+    assert_error(*get(sys_, "/products/987654321"), 404, "not_found")
+
+
+# ---- lists -----------------------------------------------------------------------
+
+def test_default_list(sys_):
+    status, doc = get(sys_, "/products")
+    assert status == 200
+    assert set(doc) == {"products", "total", "skip", "limit"}
+    assert doc["limit"] == 30 and doc["skip"] == 0 and len(doc["products"]) == 30
+    assert doc["total"] >= 100
+    assert all(set(p) == FIELDS for p in doc["products"])
+    ids = [p["id"] for p in doc["products"]]
+    assert ids == sorted(ids)
+
+
+def test_skip_and_limit(sys_):
+    everything = all_products(sys_)
+    status, doc = get(sys_, "/products?skip=10&limit=5")
+    assert status == 200 and doc["skip"] == 10 and doc["limit"] == 5
+    assert doc["products"] == everything[10:15]
+    assert doc["total"] == len(everything)
+    status, doc = get(sys_, f"/products?skip={len(everything) - 2}&limit=10")
+    assert doc["products"] == everything[-2:]
+    status, doc = get(sys_, f"/products?skip={len(everything) + 5}")
+    assert status == 200 and doc["products"] == [] and doc["total"] == len(everything)
+
+
+def test_select(sys_):
+    status, doc = get(sys_, "/products?select=title,price&limit=3")
+    assert status == 200
+    assert all(set(p) == {"id", "title", "price"} for p in doc["products"])
+
+
+@pytest.mark.parametrize("field", ["price", "title", "rating", "stock"])
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_sort_orders_for_real(sys_, field, order):
+    everything = all_products(sys_)
+    expected = sorted((p[field] for p in everything), reverse=order == "desc")
+    got, ids = [], []
+    for skip in range(0, len(everything), 100):
+        status, doc = get(sys_, f"/products?sortBy={field}&order={order}&limit=100&skip={skip}&select={field}")
+        assert status == 200, doc
+        got += [p[field] for p in doc["products"]]
+        ids += [p["id"] for p in doc["products"]]
+    assert got == expected
+    # Paging over a sort with ties neither repeats nor skips a product.
+    assert sorted(ids) == [p["id"] for p in everything]
+
+
+def test_sort_default_order_is_ascending(sys_):
+    asc = get(sys_, "/products?sortBy=price&limit=10&select=price")[1]["products"]
+    assert asc == get(sys_, "/products?sortBy=price&order=asc&limit=10&select=price")[1]["products"]
+
+
+@pytest.mark.parametrize("query", [
+    "limit=0", "limit=101", "limit=-1", "limit=abc", "limit=", "limit=1e2", "skip=-1", "skip=x",
+    "select=title,nope", "select=title,,price", "select=password",
+    "sortBy=nope", "sortBy=price;DROP%20TABLE%20products", "sortBy=", "order=sideways", "order=ASC;",
+])
+def test_bad_list_parameters_are_400(sys_, query):
+    for path in ("/products", "/products/search?q=a&", "/products/category/beauty"):
+        sep = "" if path.endswith("&") else "?"
+        status, doc = get(sys_, f"{path}{sep}{query}")
+        assert_error(status, doc, 400, "bad_request")
+
+
+# ---- search, categories -----------------------------------------------------------
+
+def matches(p, q):
+    q = q.lower()
+    return any(q in str(p[f]).lower() for f in ("title", "description", "brand", "category"))
+
+
+def search_all(c, q):
+    from urllib.parse import quote
+    status, doc = get(c, f"/products/search?q={quote(q)}&limit=100")
+    assert status == 200, doc
+    assert doc["total"] <= 100
+    return doc
+
+
+def test_search_is_case_insensitive_with_a_correct_total(sys_):
+    everything = all_products(sys_)
+    expected = [p for p in everything if matches(p, "phone")]
+    assert expected
+    for q in ("phone", "PHONE", "pHoNe"):
+        doc = search_all(sys_, q)
+        assert doc["total"] == len(expected)
+        assert doc["products"] == expected
+    status, doc = get(sys_, "/products/search?q=phone&limit=2&skip=1")
+    assert doc["total"] == len(expected) and doc["products"] == expected[1:3]
+    assert search_all(sys_, "no such thing anywhere")["total"] == 0
+
+
+def test_search_wildcards_are_literal(sys_):
+    made = create(sys_, title="100% cotton_x", category="apparel")
+    everything = all_products(sys_)
+    for q in ("%", "_", "0%", "n_x", "\\", "%%"):
+        doc = search_all(sys_, q)
+        expected = [p for p in everything if matches(p, q)]
+        assert doc["products"] == expected, q
+        assert all(matches(p, q) for p in doc["products"])
+    assert [p["id"] for p in search_all(sys_, "%")["products"]] == [made["id"]]
+    assert search_all(sys_, "0%")["total"] == 1
+    assert search_all(sys_, "cotton%x")["total"] == 0
+    sys_.products.json("DELETE", f"/products/{made['id']}", headers=sys_.admin)
+
+
+def test_search_query_limit(sys_):
+    assert get(sys_, "/products/search?q=" + "a" * 100)[0] == 200
+    assert_error(*get(sys_, "/products/search?q=" + "a" * 101), 400)
+
+
+def test_categories(sys_):
+    status, cats = get(sys_, "/products/categories")
+    assert status == 200 and isinstance(cats, list) and len(cats) >= 5
+    slugs = [x["slug"] for x in cats]
+    assert slugs == sorted(set(slugs))
+    everything = all_products(sys_)
+    assert set(slugs) == {p["category"] for p in everything}
+    home = next(x for x in cats if x["slug"] == "home-decoration")
+    assert home == {"slug": "home-decoration", "name": "Home Decoration",
+                    "url": "/products/category/home-decoration"}
+    for slug in slugs[:3]:
+        status, doc = get(sys_, f"/products/category/{slug}?limit=100")
+        expected = [p for p in everything if p["category"] == slug]
+        assert status == 200 and doc["total"] == len(expected) and doc["products"] == expected
+    status, doc = get(sys_, "/products/category/no-such-category")
+    assert status == 200 and doc["total"] == 0 and doc["products"] == []
+
+
+# ---- caching ------------------------------------------------------------------------
+
+def etag_of(c, path):
+    status, hdrs, data = c.products.request("GET", path, headers=c.user)
+    assert status == 200, data
+    return hdrs["etag"], json.loads(data)
+
+
+def test_etag_and_304(sys_):
+    for path in ("/products/2", "/products?limit=5", "/products/categories", "/products/search?q=vase"):
+        etag, _ = etag_of(sys_, path)
+        assert etag.startswith('"') and etag.endswith('"')
+        status, hdrs, data = sys_.products.request("GET", path, headers=dict(sys_.user, **{"If-None-Match": etag}))
+        assert status == 304 and data == b"" and hdrs["etag"] == etag
+        status, _, _ = sys_.products.request("GET", path, headers=dict(sys_.user, **{"If-None-Match": '"x"'}))
+        assert status == 200
+
+
+def test_writes_invalidate_cached_reads_on_every_worker(sys_):
+    c = sys_
+    p = create(c, title="Cache probe", price=1)
+    paths = [f"/products/{p['id']}", "/products?sortBy=id&order=desc&limit=3", "/products/search?q=cache+probe"]
+    # Fill the cache of both workers: each request is a new connection, and
+    # SO_REUSEPORT spreads connections over the workers.
+    old = {path: {etag_of(c, path)[0] for _ in range(8)} for path in paths}
+    assert all(len(tags) == 1 for tags in old.values()), old
+    status, _ = c.products.json("PATCH", f"/products/{p['id']}", {"price": 2.5}, c.admin)
+    assert status == 200
+    for path in paths:
+        (was,) = old[path]
+        for _ in range(8):
+            tag, doc = etag_of(c, path)
+            assert tag != was, path
+            found = doc if "id" in doc else next(x for x in doc["products"] if x["id"] == p["id"])
+            assert found["price"] == 2.5, path
+            status, _, _ = c.products.request("GET", path, headers=dict(c.user, **{"If-None-Match": was}))
+            assert status == 200
+    c.products.json("DELETE", f"/products/{p['id']}", headers=c.admin)
+    for _ in range(8):
+        assert get(c, f"/products/{p['id']}")[0] == 404
+
+
+# ---- validation -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("body", [
+    {"foo": 1},
+    {"id": 5},
+    {"created_at": "2020-01-01T00:00:00Z"},
+    {"updated_at": "2020-01-01T00:00:00Z"},
+    {"price": "12"},
+    {"price": -1},
+    {"price": None},
+    {"price": True},
+    {"stock": 1.5},
+    {"stock": -1},
+    {"stock": "3"},
+    {"rating": 6},
+    {"rating": -0.1},
+    {"title": ""},
+    {"title": "x" * 201},
+    {"title": 5},
+    {"title": "tab\tok but bell \u0007 is not"},
+    {"title": "nul \u0000 inside"},
+    {"category": "Bad Cat"},
+    {"category": ""},
+    {"category": "a'b"},
+    {"category": "c" * 51},
+    {"description": "d" * 2001},
+    {"brand": "b" * 101},
+    {},
+])
+def test_bad_bodies_are_400_and_change_nothing(sys_, body):
+    before = get(sys_, "/products/4")[1]
+    for method, path in [("PATCH", "/products/4"), ("PUT", "/products/4"), ("POST", "/products")]:
+        full = dict({"title": "t", "category": "c", "price": 1}, **body) if method != "PATCH" else body
+        if method != "PATCH" and not body:
+            continue
+        status, doc = sys_.products.json(method, path, full, sys_.admin)
+        assert_error(status, doc, 400)
+    assert get(sys_, "/products/4")[1] == before
+
+
+@pytest.mark.parametrize("raw", [b"[]", b'"title"', b"42", b"null", b'{"title": "x",}', b"{", b""])
+def test_body_not_an_object_is_400(sys_, raw):
+    for method, path in [("POST", "/products"), ("PATCH", "/products/4")]:
+        status, _, data = sys_.products.request(method, path, raw, dict(sys_.admin, **JSON))
+        assert_error(status, json.loads(data), 400)
+
+
+def test_write_without_json_content_type_is_415(sys_):
+    body = json.dumps({"price": 3}).encode()
+    status, _, data = sys_.products.request("PATCH", "/products/4", body,
+                                            dict(sys_.admin, **{"Content-Type": "text/plain"}))
+    assert_error(status, json.loads(data), 415)
+
+
+def test_limits_are_inclusive(sys_):
+    p = create(sys_, title="é" * 200, category="c" * 50, price=1e9, stock=1000000000, rating=5,
+               description="d" * 2000, brand="b" * 100)
+    assert p["title"] == "é" * 200 and p["price"] == 1e9 and p["rating"] == 5
+    sys_.products.json("DELETE", f"/products/{p['id']}", headers=sys_.admin)
+
+
+# ---- SQL metacharacters -----------------------------------------------------------------
+
+def db_count(c):
+    con = sqlite3.connect(f"file:{os.path.join(c.products.data_dir, 'products.db')}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT count(*) FROM products").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_sql_metacharacters_are_just_text(sys_):
+    from urllib.parse import quote
+    c = sys_
+    n = total(c)
+    assert db_count(c) == n
+    nasty = {
+        "title": "'; DROP TABLE products; --",
+        "description": "Robert'); DELETE FROM products WHERE ('1'='1",
+        "brand": "x\" OR \"1\"=\"1' OR '1'='1",
+    }
+    p = create(c, **nasty)
+    assert {k: p[k] for k in nasty} == nasty
+    assert {k: v for k, v in get(c, f"/products/{p['id']}")[1].items() if k in nasty} == nasty
+    patched = c.products.json("PATCH", f"/products/{p['id']}", {"title": "1 OR 1=1; --", "brand": "\\' ;"},
+                              c.admin)[1]
+    assert patched["title"] == "1 OR 1=1; --" and patched["brand"] == "\\' ;"
+
+    for q in ("' OR '1'='1", "\" OR 1=1 --", "'; DROP TABLE products; --", "1 OR 1=1; --", "\\' ;"):
+        doc = search_all(c, q)
+        assert all(matches(x, q) for x in doc["products"]), q
+        assert doc["total"] == sum(matches(x, q) for x in all_products(c)), q
+    assert [x["id"] for x in search_all(c, "1 OR 1=1; --")["products"]] == [p["id"]]
+
+    for name in ("beauty' OR '1'='1", "beauty\"; DROP TABLE products; --", "beauty%", "%", "_eauty"):
+        status, doc = get(c, f"/products/category/{quote(name, safe='')}")
+        assert status == 200 and doc["total"] == 0 and doc["products"] == [], name
+
+    for query in ("select=title,(SELECT 1)", "sortBy=price DESC; DROP TABLE products", "order=desc;--"):
+        assert get(c, f"/products?{quote(query, safe='=')}")[0] == 400
+
+    assert total(c) == n + 1 and db_count(c) == n + 1
+    assert c.products.json("DELETE", f"/products/{p['id']}", headers=c.admin)[0] == 200
+    assert total(c) == n and db_count(c) == n
