@@ -10,9 +10,9 @@
 #
 # Build arguments:
 #   SERVICE   required: a folder of services/ (or examples/)
-#   LINK      auto (default: fully static when every library has a static
-#             archive, else Debian's .a archives plus the shared objects of
-#             the rest), static, mixed or dynamic
+#   LINK      auto (default: fully static when the program links that way,
+#             else Debian's .a archives plus the shared objects of the rest,
+#             i.e. libnats and what it needs), static, mixed or dynamic
 #   GIT_REV   shown in build info (the context has no .git)
 #
 # On a machine without a registry, scripts/base-image.sh makes the local
@@ -44,8 +44,8 @@ RUN test -n "$SERVICE" || { echo "pass --build-arg SERVICE=<name>" >&2; exit 2; 
 
 FROM scratch
 COPY --from=build /rootfs/ /
-# The one writable directory. Its owner is given here, not left to COPY: Docker
-# and podman differ in whether COPY --from keeps the build stage's owners.
+# The one writable directory. Its owner is set here rather than inherited:
+# builders do not all keep the build stage's owners through COPY --from.
 COPY --from=build --chown=65532:65532 /rootfs-data /data
 # 65532: the conventional "nonroot" of distroless images; /etc/passwd names it.
 USER 65532:65532

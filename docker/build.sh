@@ -6,7 +6,9 @@
 #   sh docker/build.sh SERVICE [LINK]
 #
 # LINK chooses how the program is linked (the Makefile's objects either way):
-#   auto     static if every library has a static archive, else mixed (default)
+#   auto     (default) fully static from the archives that exist, leaving out
+#            the libraries that have none: links when the program never calls
+#            them (a program that does not call libnats); otherwise mixed
 #   static   fully static (-static): no loader, no shared library in the image;
 #            fails while a library (Debian's libnats) ships no .a archive
 #   mixed    Debian's .a archives where they exist (libuv, jansson, libsodium,

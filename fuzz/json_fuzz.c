@@ -8,6 +8,7 @@
  *     when they are valid UTF-8 (jansson decides), and is valid JSON always.
  *  3. The input read as a program of svc_jw calls: whenever svc_jw_ok says
  *     SVC_OK, the output is exactly one valid JSON document.
+ *  4. svc_jw_f64 of the input's first bytes reads back as the same double.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -123,7 +124,39 @@ static void fuzz_writer(const uint8_t *data, size_t size) {
     svc_buf_free(&b);
 }
 
+/* svc_jw_f64 on the first bytes read as a double, and as a decimal with a
+ * few digits (the shape of prices): it must read back bit for bit (any zero
+ * as a zero) and as a jansson real. */
+static void check_f64(double v) {
+    svc_buf b = {0};
+    svc_jw w;
+    svc_jw_init(&w, &b);
+    svc_jw_f64(&w, v);
+    check(svc_jw_ok(&w) == SVC_OK);
+    if (v != v || v - v != 0) {
+        check(strcmp(b.data, "null") == 0);
+    } else {
+        check(strtod(b.data, NULL) == v);
+        json_t *j = json_loadb(b.data, b.len, JSON_DECODE_ANY, NULL);
+        check(json_is_real(j) && json_real_value(j) == v);
+        json_decref(j);
+    }
+    svc_buf_free(&b);
+}
+
+static void fuzz_f64(const uint8_t *data, size_t size) {
+    if (size < 9) return;
+    double v;
+    memcpy(&v, data, 8);
+    check_f64(v);
+    int64_t m;
+    memcpy(&m, data, 8);
+    static const double p10[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10};
+    check_f64((double)(m % 100000000000000LL) / p10[data[8] % 11]);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fuzz_f64(data, size);
     fuzz_parse_roundtrip(data, size);
     fuzz_escape(data, size);
     fuzz_writer(data, size);

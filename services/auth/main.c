@@ -166,7 +166,8 @@ static int load_keys(svc_app *app) {
 static int on_start(svc_app *app, void *ud) {
     (void)ud;
     const svc_config *cfg = svc_app_config(app);
-    if (load_keys(app) != SVC_OK) return SVC_ERR;
+    /* Configuration first: a bad value stops the service before it creates
+     * a key or a database. */
     int64_t ttl, rate;
     if (svc_parse_i64(svc_app_env(app, "JWT_TTL"), &ttl) != SVC_OK || ttl < 60 || ttl > 86400 * 30) {
         svc_error("invalid configuration: JWT_TTL=\"%s\": expected seconds from 60 to 2592000",
@@ -180,7 +181,7 @@ static int on_start(svc_app *app, void *ud) {
         return SVC_ERR;
     }
     login_limiter = svc_ratelimit_new((double)rate, (double)rate / 60.0);
-    if (!login_limiter) return SVC_ERR;
+    if (!login_limiter || load_keys(app) != SVC_OK) return SVC_ERR;
     if (users_open(cfg->data_dir, &db) != SVC_OK) return SVC_ERR;
     return users_ensure_admin(db, cfg->data_dir, svc_app_env(app, "ADMIN_USERNAME"),
                               svc_app_env(app, "ADMIN_PASSWORD"));

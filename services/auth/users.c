@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "auth_service.h"
@@ -131,7 +132,9 @@ static int write_secret_file(const char *path, const char *content) {
         return SVC_EIO;
     }
     size_t n = strlen(content);
-    int ok = write(fd, content, n) == (ssize_t)n && write(fd, "\n", 1) == 1 && fsync(fd) == 0;
+    /* The mode of open() applies only to a new file: an old one may be readable by others. */
+    int ok = fchmod(fd, 0600) == 0 && write(fd, content, n) == (ssize_t)n && write(fd, "\n", 1) == 1 &&
+             fsync(fd) == 0;
     close(fd);
     return ok ? SVC_OK : SVC_EIO;
 }

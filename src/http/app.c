@@ -275,6 +275,8 @@ static void worker_main(void *arg) {
     for (int i = 0; i < w->narena_pool; i++) svc_arena_free(w->arena_pool[i]);
     w->narena_pool = 0;
     svc_buf_free(&w->logline);
+    free(w->readbuf);
+    w->readbuf = NULL;
     svc__log_thread_exit();
     atomic_fetch_sub(&app->workers_running, 1);
     uv_async_send(&app->stop_async);

@@ -9,7 +9,10 @@
  *
  * Framing is http_parser's (Debian's libhttp-parser). It tolerates two things
  * RFC 9112 tells servers to reject, obs-fold and a bare CR, so a small scanner
- * (hscan) checks the raw header-section bytes before the parser sees them.
+ * (hscan) checks the raw header-section bytes before the parser sees them. The
+ * scanner also enforces HTTP_MAX_HEADER_BYTES on the raw bytes: the parser's
+ * callbacks never see the whitespace and line ends, and its own limit is a
+ * fixed 80 KiB.
  * Every framing error gets a JSON 400 (or the specific 408/413/414/431) with
  * "Connection: close", then the connection lingers briefly and closes.
  *
@@ -48,14 +51,8 @@ static void conn_resume(svc_conn *c);
 static void start_linger(svc_conn *c);
 
 /* Answered, without parsing, to a connection over HTTP_MAX_CONNECTIONS. */
-static const char busy_response[] =
-    "HTTP/1.1 503 Service Unavailable\r\n"
-    "Content-Type: application/json\r\n"
-    "Content-Length: 82\r\n"
-    "Connection: close\r\n"
-    "Retry-After: 1\r\n"
-    "\r\n"
-    "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections, retry shortly\"}}\n";
+static const char busy_body[] =
+    "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections, retry shortly\"}}";
 
 /* ---- the header-section scanner ------------------------------------------ */
 
@@ -69,11 +66,31 @@ enum {
     HS_DONE,
 };
 
-/* Returns 0, or -1 on obs-fold or a bare CR. Stops at the end of the header
- * section (state HS_DONE) and ignores what follows: that is body. */
-static int hscan(svc_hscan *s, const char *data, size_t len) {
+enum {
+    HSCAN_OK,
+    HSCAN_MALFORMED,      /* obs-fold or a bare CR: 400 */
+    HSCAN_LONG_TARGET,    /* over the limit inside the request line: 414 */
+    HSCAN_TOO_LARGE,      /* over the limit in the fields: 431 */
+};
+
+static void hscan_reset(svc_hscan *s) {
+    s->state = HS_START;
+    s->first_line = 1;
+    s->bytes = 0;
+}
+
+/* Returns HSCAN_OK or why the header section is refused. Stops at the end of
+ * the header section (state HS_DONE) and ignores what follows: that is body. */
+static int hscan(svc_hscan *s, const char *data, size_t len, size_t limit) {
     unsigned char st = s->state;
-    for (size_t i = 0; i < len && st != HS_DONE; i++) {
+    size_t i = 0;
+    for (; i < len && st != HS_DONE; i++) {
+        /* Checked byte by byte, so that a long request line is a 414 even
+         * when the fields arrive in the same read. */
+        if (s->bytes + i >= limit) {
+            s->bytes += i;
+            return s->first_line ? HSCAN_LONG_TARGET : HSCAN_TOO_LARGE;
+        }
         char ch = data[i];
         switch (st) {
         case HS_START:
@@ -81,31 +98,33 @@ static int hscan(svc_hscan *s, const char *data, size_t len) {
             else if (ch != '\n') st = HS_LINE;
             break;
         case HS_START_CR:
-            if (ch != '\n') return -1;
+            if (ch != '\n') return HSCAN_MALFORMED;
             st = HS_START;
             break;
         case HS_LINE:
             if (ch == '\r') st = HS_CR;
-            else if (ch == '\n') st = HS_LINE_START;
+            else if (ch == '\n') st = HS_LINE_START, s->first_line = 0;
             break;
         case HS_CR:
-            if (ch != '\n') return -1;
+            if (ch != '\n') return HSCAN_MALFORMED;
             st = HS_LINE_START;
+            s->first_line = 0;
             break;
         case HS_LINE_START:
-            if (ch == ' ' || ch == '\t') return -1; /* obs-fold */
+            if (ch == ' ' || ch == '\t') return HSCAN_MALFORMED; /* obs-fold */
             if (ch == '\r') st = HS_END_CR;
             else if (ch == '\n') st = HS_DONE;
             else st = HS_LINE;
             break;
         case HS_END_CR:
-            if (ch != '\n') return -1;
+            if (ch != '\n') return HSCAN_MALFORMED;
             st = HS_DONE;
             break;
         }
     }
     s->state = st;
-    return 0;
+    s->bytes += i;
+    return HSCAN_OK;
 }
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -128,6 +147,7 @@ static int request_error(svc_req *req, int status, const char *code, const char 
 static void set_state(svc_conn *c, int state, int timeout_ms) {
     c->state = state;
     c->deadline = timeout_ms > 0 ? uv_now(&c->w->loop) + (uint64_t)timeout_ms : 0;
+    c->queued_mark = 0;
 }
 
 /* ---- parser callbacks ----------------------------------------------------- */
@@ -204,6 +224,10 @@ static int on_headers_complete(http_parser *p) {
     req->http_minor = p->http_minor;
     req->head = p->method == HTTP_HEAD;
     req->keep_alive = http_should_keep_alive(p) != 0;
+    /* CONNECT and Upgrade make http_parser treat what follows the message as
+     * another protocol. We serve neither: answer (ignoring Upgrade, as RFC
+     * 9110 allows) and close, so those bytes are never parsed as requests. */
+    if (p->upgrade) req->keep_alive = 0;
     if (svc__req_headers_done(req) != SVC_OK)
         return request_error(req, 503, "unavailable", "out of memory");
 
@@ -213,13 +237,20 @@ static int on_headers_complete(http_parser *p) {
         return request_error(req, 400, "bad_request", "missing Host header");
     if (req->host_count > 1)
         return request_error(req, 400, "bad_request", "more than one Host header");
-    if (req->has_te) {
+    if (req->te_count) {
         if (p->http_minor == 0)
             return request_error(req, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request");
         if (p->flags & F_CONTENTLENGTH)
             return request_error(req, 400, "bad_request", "both Content-Length and Transfer-Encoding");
         if (!(p->flags & F_CHUNKED))
             return request_error(req, 400, "bad_request", "Transfer-Encoding must end in chunked");
+        /* Two fields make the list "chunked, chunked": chunked twice. */
+        if (req->te_count > 1)
+            return request_error(req, 400, "bad_request", "more than one Transfer-Encoding header");
+        /* Anything before chunked (gzip, ...) would reach the handler still
+         * encoded; RFC 9112 6.1 says 501 for a coding we do not implement. */
+        if (req->te_other)
+            return request_error(req, 501, "not_implemented", "only the chunked transfer coding is supported");
     }
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > cfg->max_body_bytes)
         return request_error(req, 413, "payload_too_large", "request body too large");
@@ -272,6 +303,14 @@ static const char *parser_error_message(enum http_errno e) {
     }
 }
 
+/* http_parser counts every header byte, whitespace included, and stops at its
+ * own limit: that is the client's header section being too large too. */
+static int parser_error_status(enum http_errno e) { return e == HPE_HEADER_OVERFLOW ? 431 : 400; }
+
+static const char *parser_error_code(enum http_errno e) {
+    return e == HPE_HEADER_OVERFLOW ? "headers_too_large" : "bad_request";
+}
+
 /* Turns the current parse failure into an error response on a request. */
 static void fail_request(svc_conn *c, int status, const char *code, const char *msg) {
     if (!c->req) {
@@ -297,9 +336,13 @@ static size_t conn_process(svc_conn *c, const char *data, size_t len) {
     while (off < len && !c->closing) {
         if (c->state == CONN_HANDLING || c->close_after || c->state == CONN_LINGER) break;
         if (c->out.len + c->writing > SVC_OUTPUT_HIGH_WATER) break;
-        if (c->scan.state != HS_DONE && hscan(&c->scan, data + off, len - off) != 0) {
+        int scan = c->scan.state == HS_DONE ? HSCAN_OK
+                                             : hscan(&c->scan, data + off, len - off, conn_cfg(c)->max_header_bytes);
+        if (scan != HSCAN_OK) {
             if (!c->req) on_message_begin(&c->parser);
-            fail_request(c, 400, "bad_request", "malformed header section (bare CR or obs-fold)");
+            if (scan == HSCAN_LONG_TARGET) fail_request(c, 414, "uri_too_long", "request target too long");
+            else if (scan == HSCAN_TOO_LARGE) fail_request(c, 431, "headers_too_large", "header section too large");
+            else fail_request(c, 400, "bad_request", "malformed header section (bare CR or obs-fold)");
             off = len;
             break;
         }
@@ -308,13 +351,13 @@ static size_t conn_process(svc_conn *c, const char *data, size_t len) {
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
             http_parser_pause(&c->parser, 0);
-            c->scan.state = HS_START;
+            hscan_reset(&c->scan);
             svc__dispatch(c->req);
             continue;
         }
         if (e != HPE_OK) {
             if (c->req && c->req->error_status) fail_request(c, c->req->error_status, c->req->error_code, c->req->error_msg);
-            else fail_request(c, 400, "bad_request", parser_error_message(e));
+            else fail_request(c, parser_error_status(e), parser_error_code(e), parser_error_message(e));
             off = len;
             break;
         }
@@ -618,16 +661,23 @@ void svc__conn_accept(uv_stream_t *server, int status) {
         return;
     }
     if (w->nconns > conn_cfg(c)->max_connections) {
-        uv_buf_t b = uv_buf_init((char *)busy_response, sizeof busy_response - 1);
-        uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        /* Answered without parsing, then the usual linger rather than an
+         * abrupt close: the request the client has already sent would turn
+         * the close into a RST, which can destroy the 503 before it is read. */
         svc_counter_add(app->s_rejected, 1);
-        conn_close(c);
+        c->had_bytes = 1;
+        c->close_after = 1;
+        svc_buf_printf(&c->out,
+                       "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                       "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
+                       sizeof busy_body - 1, busy_body);
+        svc__conn_flush(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    c->scan.state = HS_START;
+    hscan_reset(&c->scan);
     peer_name(c);
     set_state(c, CONN_IDLE, conn_cfg(c)->header_timeout_ms);
     if (uv_read_start((uv_stream_t *)&c->tcp, read_alloc, on_read) != 0) {
@@ -647,6 +697,20 @@ static void conn_timeout(svc_conn *c) {
                      c->state == CONN_HEADERS ? "request headers not received in time"
                                               : "request body not received in time");
         if (!c->closing) svc__conn_flush(c);
+        break;
+    case CONN_IDLE:
+        /* A response still being delivered is not idleness, as long as the
+         * client keeps taking it: extend while libuv's queue shrinks, so a
+         * client that stops reading is still cut off. */
+        if (c->writing > 0 && !c->closing) {
+            size_t queued = c->tcp.write_queue_size;
+            if (c->queued_mark == 0 || queued < c->queued_mark) {
+                c->deadline = uv_now(&c->w->loop) + (uint64_t)conn_cfg(c)->idle_timeout_ms;
+                c->queued_mark = queued ? queued : 1;
+                break;
+            }
+        }
+        conn_close(c);
         break;
     default:
         conn_close(c);

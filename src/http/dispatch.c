@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "http/internal.h"
 
@@ -74,6 +75,37 @@ static void assign_ids(svc_req *req) {
                  (unsigned long long)xorshift(&w->rng), (unsigned long long)xorshift(&w->rng));
     }
     snprintf(req->span_id, sizeof req->span_id, "%016llx", (unsigned long long)xorshift(&w->rng));
+}
+
+/*
+ * RFC 9112 3.2.2: a server must accept the absolute-form ("http://host/p?q"),
+ * which proxies send. Its path and query route like the origin-form; an empty
+ * path is "/". Returns the origin-form target (*len updated), the target
+ * itself when it is not http(s) absolute-form (normalisation then refuses
+ * anything that is not origin-form), or NULL for an empty authority or out of
+ * memory.
+ */
+static const char *origin_form(svc_req *req, const char *target, size_t *len) {
+    size_t skip;
+    if (*len >= 7 && strncasecmp(target, "http://", 7) == 0) skip = 7;
+    else if (*len >= 8 && strncasecmp(target, "https://", 8) == 0) skip = 8;
+    else return target;
+    size_t a = skip;
+    while (a < *len && target[a] != '/' && target[a] != '?') a++;
+    if (a == skip) return NULL;
+    if (a < *len && target[a] == '/') {
+        *len -= a;
+        return target + a;
+    }
+    char *t = svc_arena_printf(req->arena, "/%.*s", (int)(*len - a), target + a);
+    if (t) *len = *len - a + 1;
+    return t;
+}
+
+/* An Allow value plus OPTIONS, which the server always answers. */
+static void allow_with_options(char *allow, size_t cap) {
+    size_t n = strlen(allow);
+    snprintf(allow + n, cap - n, "%sOPTIONS", n ? ", " : "");
 }
 
 static void run_handler_offloaded(uv_work_t *work) {
@@ -150,8 +182,12 @@ void svc__dispatch(svc_req *req) {
         return;
     }
     char *path, *query;
-    if (svc__path_normalize(target, req->url_len, req->arena, &path, &query) != SVC_OK) {
-        svc_res_error(res, 400, "bad_request", "malformed request target");
+    size_t target_len = req->url_len;
+    target = origin_form(req, target, &target_len);
+    int nrc = target ? svc__path_normalize(target, target_len, req->arena, &path, &query) : SVC_EINVAL;
+    if (nrc != SVC_OK) {
+        if (nrc == SVC_ENOMEM) svc_res_error(res, 503, "unavailable", "out of memory");
+        else svc_res_error(res, 400, "bad_request", "malformed request target");
         svc__request_finish(req);
         return;
     }
@@ -162,8 +198,7 @@ void svc__dispatch(svc_req *req) {
     int rc = svc__router_match(app->router, req->method, path, req->arena, &req->match, allow, sizeof allow);
     if (rc != SVC_OK && is_options) {
         if (svc__router_allow(app->router, path, req->arena, allow, sizeof allow) == SVC_OK) {
-            size_t n = strlen(allow);
-            snprintf(allow + n, sizeof allow - n, ", OPTIONS");
+            allow_with_options(allow, sizeof allow);
             svc_res_header(res, "Allow", allow);
             svc_res_status(res, 204);
         } else {
@@ -178,15 +213,14 @@ void svc__dispatch(svc_req *req) {
         return;
     }
     if (rc == SVC_EAGAIN) {
-        size_t n = strlen(allow);
-        snprintf(allow + n, sizeof allow - n, ", OPTIONS");
+        allow_with_options(allow, sizeof allow);
         svc_res_header(res, "Allow", allow);
         svc_res_error(res, 405, "method_not_allowed", "method %s not allowed here", req->method);
         svc__request_finish(req);
         return;
     }
     if (rc != SVC_OK) {
-        svc_res_error(res, 500, "internal", "internal error");
+        svc_res_error(res, 503, "unavailable", "out of memory");
         svc__request_finish(req);
         return;
     }

@@ -34,6 +34,14 @@
 
 typedef struct svc_worker svc_worker;
 typedef struct svc_conn svc_conn;
+typedef struct svc_msg svc_msg;      /* messaging state (src/msg), NULL if off */
+
+/* How a request that did not come from an HTTP connection is answered
+ * (NATS request-reply): finish() sends the final response. */
+typedef struct svc_transport {
+    const char *name;
+    void (*finish)(svc_req *req);
+} svc_transport;
 
 typedef struct svc_route_entry {
     char *method;
@@ -103,7 +111,7 @@ struct svc_app {
     svc_series *s_bad_requests;      /* framing errors */
     atomic_long inflight;
     atomic_long connections;
-    struct svc_auth_state *auth;     /* set by svc_auth_install */
+    svc_msg *msg;                    /* src/msg */
 };
 
 struct svc_worker {
@@ -121,7 +129,6 @@ struct svc_worker {
     svc_conn *conns;                 /* every open connection, a list */
     int nconns;
     char *readbuf;                   /* shared by every connection of the loop */
-    int readbuf_busy;
     svc_arena *arena_pool[SVC_ARENA_POOL];
     int narena_pool;
     uint64_t next_request_id;
@@ -149,11 +156,13 @@ enum {
     CONN_CLOSED,
 };
 
-/* The raw-byte scanner that enforces what http_parser tolerates (obs-fold,
- * bare CR) over a request's header section. */
+/* The raw-byte scanner that enforces, over a request's header section, what
+ * http_parser tolerates (obs-fold, bare CR) or does not count (whitespace
+ * toward the size limit). */
 typedef struct svc_hscan {
     unsigned char state;
-    unsigned char first_line;
+    unsigned char first_line;        /* still in the request line */
+    size_t bytes;                    /* of the header section so far */
 } svc_hscan;
 
 struct svc_conn {
@@ -164,6 +173,7 @@ struct svc_conn {
     svc_hscan scan;
     int state;
     uint64_t deadline;               /* uv_now() ms; 0: none */
+    size_t queued_mark;              /* unsent output at the last idle check */
     svc_req *req;                    /* the request being parsed or handled */
     char *pending;                   /* input not yet parsed (malloc) */
     size_t pending_len, pending_cap, pending_off;
@@ -236,11 +246,14 @@ struct svc_req {
     unsigned head : 1;
     unsigned offloaded : 1;
     unsigned dispatched : 1;         /* a handler or hook may hold it */
-    unsigned has_te : 1;
+    unsigned te_count : 2;           /* Transfer-Encoding fields, saturating at 3 */
+    unsigned te_other : 1;           /* a Transfer-Encoding other than "chunked" */
     unsigned host_count : 2;
     int mw_index;                    /* next before-hook to run */
     uv_work_t work;
     int handler_rc;
+    const svc_transport *transport;  /* NULL: the HTTP connection */
+    void *transport_data;
     svc_res res;
 };
 
@@ -265,6 +278,8 @@ void svc__request_finish(svc_req *req);
 
 /* request.c */
 svc_req *svc__req_new(svc_conn *c);
+/* A request on worker w with no connection (for other transports). */
+svc_req *svc__req_new_worker(svc_worker *w);
 void svc__req_free(svc_req *req);
 int svc__req_headers_done(svc_req *req);
 

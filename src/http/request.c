@@ -9,7 +9,12 @@
 #define REQUEST_ARENA_BLOCK (8 * 1024)
 
 svc_req *svc__req_new(svc_conn *c) {
-    svc_worker *w = c->w;
+    svc_req *req = svc__req_new_worker(c->w);
+    if (req) req->conn = c;
+    return req;
+}
+
+svc_req *svc__req_new_worker(svc_worker *w) {
     svc_arena *a = w->narena_pool ? w->arena_pool[--w->narena_pool] : svc_arena_new(REQUEST_ARENA_BLOCK);
     if (!a) return NULL;
     svc_req *req = svc_arena_calloc(a, sizeof *req);
@@ -18,7 +23,6 @@ svc_req *svc__req_new(svc_conn *c) {
         return NULL;
     }
     req->arena = a;
-    req->conn = c;
     req->w = w;
     req->app = w->app;
     req->method = "GET";
@@ -64,8 +68,12 @@ int svc__req_headers_done(svc_req *req) {
         trim_trailing_ows(value);
         req->headers[i].name = name;
         req->headers[i].value = value;
-        if (strcasecmp(name, "host") == 0 && req->host_count < 3) req->host_count++;
-        else if (strcasecmp(name, "transfer-encoding") == 0) req->has_te = 1;
+        if (strcasecmp(name, "host") == 0) {
+            if (req->host_count < 3) req->host_count++;
+        } else if (strcasecmp(name, "transfer-encoding") == 0) {
+            if (req->te_count < 3) req->te_count++;
+            if (strcasecmp(value, "chunked") != 0) req->te_other = 1;
+        }
     }
     req->nheaders = n;
     return SVC_OK;

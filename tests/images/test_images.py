@@ -31,6 +31,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPException
 
 PREFIX = os.environ.get("IMAGE_PREFIX", "svckit")
 TAG = os.environ.get("TAG", "latest")
@@ -56,12 +57,25 @@ NETWORK = RUN_ID
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 passed = 0
 failed = 0
+# A signal that arrives while podman runs is held until it returns: killing
+# `podman run` halfway leaves a container podman no longer knows but whose
+# runc and conmon processes live on.
+_in_podman = False
+_pending_signal = None
 
 
 def podman(*args, check=True, timeout=120):
     """Runs podman; returns stdout. Its stderr (health timer noise without
     systemd) is shown only when the command fails."""
-    p = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+    global _in_podman, _pending_signal
+    _in_podman = True
+    try:
+        p = subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout)
+    finally:
+        _in_podman = False
+    if _pending_signal is not None:
+        signum, _pending_signal = _pending_signal, None
+        raise SystemExit(128 + signum)
     if check and p.returncode != 0:
         raise RuntimeError("podman %s: exit %d: %s" % (" ".join(args[:3]), p.returncode,
                                                        p.stderr.strip()[-800:]))
@@ -90,7 +104,7 @@ def http(method, url, body=None, headers=None, timeout=5):
             raw, status, hdrs = r.read(), r.status, r.headers
     except urllib.error.HTTPError as e:
         raw, status, hdrs = e.read(), e.code, e.headers
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, HTTPException) as e:
         return 0, str(e), {}
     try:
         return status, json.loads(raw), hdrs
@@ -140,6 +154,10 @@ def cleanup(run=RUN_ID):
 
 
 def on_signal(signum, frame):
+    global _pending_signal
+    if _in_podman:
+        _pending_signal = signum
+        return
     raise SystemExit(128 + signum)
 
 
@@ -368,6 +386,11 @@ def check_restart_keeps_data(auth, user, volume, nats_url):
 
 
 def main():
+    if not os.environ.get("CONTAINERS_STORAGE_CONF"):
+        # Without it podman would use (and create) the system's store.
+        print("test_images.py: run it through `scripts/images.sh test`, or source "
+              "scripts/podman-env.sh first", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     t0 = time.monotonic()
@@ -411,6 +434,9 @@ def main():
     except RuntimeError as e:
         result("container setup", False, str(e))
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cleanup()
     print("# images test took %.0f s" % (time.monotonic() - t0))
     print("%d passed, %d failed" % (passed, failed))

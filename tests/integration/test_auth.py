@@ -8,7 +8,6 @@ import hmac
 import json
 import os
 import statistics
-import time
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -74,12 +73,10 @@ def test_register_rejects_bad_usernames(auth, username):
     assert "username" in doc["error"]["message"]
 
 
-@pytest.mark.parametrize("username", ["abc", "a" * 32, "x.y_z-0"])
+@pytest.mark.parametrize("username", ["abc", "z" * 32, "x.y_z-0"])
 def test_register_accepts_username_bounds(auth, username):
-    suffix = unique_name("")[-4:]
-    name = (username[:-4] + suffix) if len(username) > 8 else username + suffix
-    assert len(name) == max(len(username), len(name)) and len(name) <= 32
-    assert register(auth, name)[0] == 201
+    assert register(auth, username)[0] == 201
+    assert login(auth, username, "correct-horse")
 
 
 @pytest.mark.parametrize("password", ["a" * 7, "é" * 3 + "a", "a" * 129, ""])
@@ -97,24 +94,27 @@ def test_register_accepts_password_bounds_in_bytes(auth, password):
 
 
 @pytest.mark.parametrize("body", [
-    {"username": "eve-x", "password": "correct-horse", "role": "admin"},
-    {"username": "eve-x", "password": "correct-horse", "id": 1},
+    {"username": "NAME", "password": "correct-horse", "role": "admin"},
+    {"username": "NAME", "password": "correct-horse", "id": 1},
     {"username": 123, "password": "correct-horse"},
-    {"username": "eve-x", "password": 12345678},
-    {"username": "eve-x", "password": None},
-    {"username": ["eve-x"], "password": "correct-horse"},
-    {"username": "eve-x"},
+    {"username": "NAME", "password": 12345678},
+    {"username": "NAME", "password": None},
+    {"username": ["NAME"], "password": "correct-horse"},
+    {"username": "NAME"},
     {"password": "correct-horse"},
-    {"username": "eve-x", "password": "correct\u0000horse"},
+    {"username": "NAME", "password": "correct\u0000horse"},
+    {"username": "NAME\u0000x", "password": "correct-horse"},
     [],
-    "eve-x",
+    "NAME",
     None,
 ])
 def test_register_rejects_bad_bodies(auth, body):
-    status, _, data = auth.request("POST", "/auth/register", json.dumps(body).encode(), JSON)
+    name = unique_name()
+    raw = json.dumps(body).replace("NAME", name).encode()
+    status, _, data = auth.request("POST", "/auth/register", raw, JSON)
     assert_error(status, json.loads(data), 400)
     # Nothing was created: the name is still free.
-    assert register(auth, "eve-x")[0] in (201, 409)
+    assert register(auth, name)[0] == 201
 
 
 def test_role_field_never_makes_an_admin(auth):
@@ -178,17 +178,25 @@ def test_login_failures_look_the_same(auth):
 
 
 def test_login_time_does_not_reveal_unknown_users(auth):
+    """Both failures do one Argon2id computation, so their medians are close.
+    The machine is shared: a round may be disturbed, but an unknown user that
+    skipped the hashing would answer many times faster in every round."""
     name = unique_name()
     register(auth, name)
-    unknown, wrong = [], []
-    for i in range(5):
-        unknown.append(timed(auth.request, "POST", "/auth/login",
-                             {"username": f"ghost-{i}-{name}", "password": "correct-horse"})[0])
-        wrong.append(timed(auth.request, "POST", "/auth/login",
-                           {"username": name, "password": f"wrong-password-{i}"})[0])
-    mu, mw = statistics.median(unknown), statistics.median(wrong)
-    print(f"login medians: unknown user {mu * 1000:.1f} ms, wrong password {mw * 1000:.1f} ms")
-    assert 0.5 <= mu / mw <= 2.0, (unknown, wrong)
+    rounds = []
+    for _ in range(3):
+        unknown, wrong = [], []
+        for i in range(5):
+            unknown.append(timed(auth.request, "POST", "/auth/login",
+                                 {"username": f"ghost-{i}-{name}", "password": "correct-horse"})[0])
+            wrong.append(timed(auth.request, "POST", "/auth/login",
+                               {"username": name, "password": f"wrong-password-{i}"})[0])
+        mu, mw = statistics.median(unknown), statistics.median(wrong)
+        print(f"login medians: unknown user {mu * 1000:.1f} ms, wrong password {mw * 1000:.1f} ms")
+        rounds.append((mu, mw))
+        if 0.5 <= mu / mw <= 2.0:
+            return
+    raise AssertionError(f"median login times (unknown user, wrong password) differ over 2x: {rounds}")
 
 
 def test_login_with_bad_body_is_400(auth):
@@ -284,6 +292,15 @@ def test_generated_admin_password(tmp_path):
     with start_auth({"ADMIN_PASSWORD": ""}, data_dir=data) as a:
         assert open(path).read().strip() == password
         login(a, ADMIN_USER, password)
+
+
+def test_generated_admin_password_file_is_private_even_if_it_existed(tmp_path):
+    path = tmp_path / "admin-password"
+    path.write_text("stale\n")
+    os.chmod(path, 0o644)
+    with start_auth({"ADMIN_PASSWORD": ""}, data_dir=str(tmp_path)) as a:
+        assert file_mode(str(path)) == 0o600
+        login(a, ADMIN_USER, path.read_text().strip())
 
 
 def test_login_rate_limit(tmp_path):

@@ -7,6 +7,8 @@ import json
 import os
 import sqlite3
 import time
+from types import SimpleNamespace
+from urllib.parse import quote
 
 import pytest
 
@@ -19,19 +21,12 @@ FIELDS = {"id", "title", "description", "category", "brand", "price", "stock", "
 JSON = {"Content-Type": "application/json"}
 
 
-class Ctx:
-    pass
-
-
 @pytest.fixture(scope="module")
-def sys_():
+def shop():
     with running_system(products_env={"WORKERS": "2"}) as (auth, products):
-        c = Ctx()
-        c.auth, c.products = auth, products
-        c.admin = bearer(login(auth, ADMIN_USER, ADMIN_PASS))
-        c.user_token = register_and_login(auth)
-        c.user = bearer(c.user_token)
-        yield c
+        user_token = register_and_login(auth)
+        yield SimpleNamespace(auth=auth, products=products, admin=bearer(login(auth, ADMIN_USER, ADMIN_PASS)),
+                              user_token=user_token, user=bearer(user_token))
 
 
 def get(c, path, headers=None):
@@ -72,16 +67,16 @@ def assert_error(status, doc, expected, code=None):
 
 # ---- who may do what ------------------------------------------------------------
 
-def test_reads_need_a_token(sys_):
-    status, hdrs, data = sys_.products.request("GET", "/products")
+def test_reads_need_a_token(shop):
+    status, hdrs, data = shop.products.request("GET", "/products")
     assert_error(status, json.loads(data), 401, "unauthorized")
     assert hdrs["www-authenticate"].startswith("Bearer")
     for path in ("/products/1", "/products/search?q=a", "/products/categories", "/products/category/beauty"):
-        assert get(sys_, path, headers={})[0] == 401
+        assert get(shop, path, headers={})[0] == 401
 
 
-def test_cookie_token_is_accepted(sys_):
-    status, doc = get(sys_, "/products/1", headers={"Cookie": f"token={sys_.user_token}"})
+def test_cookie_token_is_accepted(shop):
+    status, doc = get(shop, "/products/1", headers={"Cookie": f"token={shop.user_token}"})
     assert status == 200 and doc["id"] == 1
 
 
@@ -111,34 +106,34 @@ def forged_tokens(c):
     }
 
 
-def test_forged_and_expired_tokens_are_401(sys_):
-    kid, real_key = auth_signing_key(sys_.auth)
+def test_forged_and_expired_tokens_are_401(shop):
+    kid, real_key = auth_signing_key(shop.auth)
     # The forging kit works: a well-formed token signed with the real key passes.
-    assert get(sys_, "/products/1", headers=bearer(sign_eddsa(real_key, kid, claims(role="user"))))[0] == 200
-    for what, token in forged_tokens(sys_).items():
+    assert get(shop, "/products/1", headers=bearer(sign_eddsa(real_key, kid, claims(role="user"))))[0] == 200
+    for what, token in forged_tokens(shop).items():
         for headers in (bearer(token), {"Cookie": f"token={token}"}):
-            status, doc = get(sys_, "/products/1", headers=headers)
+            status, doc = get(shop, "/products/1", headers=headers)
             assert status == 401, (what, status, doc)
         # Nor may it write.
-        status, _ = sys_.products.json("DELETE", "/products/1", headers=bearer(token))
+        status, _ = shop.products.json("DELETE", "/products/1", headers=bearer(token))
         assert status == 401, what
-    assert get(sys_, "/products/1")[0] == 200
+    assert get(shop, "/products/1")[0] == 200
 
 
-def test_users_cannot_write(sys_):
-    before = get(sys_, "/products/1")[1]
+def test_users_cannot_write(shop):
+    before = get(shop, "/products/1")[1]
     body = {"title": "Hacked", "category": "x", "price": 1}
     for method, path in [("POST", "/products"), ("PUT", "/products/1"), ("PATCH", "/products/1"),
                          ("DELETE", "/products/1")]:
-        status, doc = sys_.products.json(method, path, body if method != "DELETE" else None, sys_.user)
+        status, doc = shop.products.json(method, path, body if method != "DELETE" else None, shop.user)
         assert_error(status, doc, 403, "forbidden")
-    assert get(sys_, "/products/1")[1] == before
+    assert get(shop, "/products/1")[1] == before
 
 
 # ---- CRUD ------------------------------------------------------------------------
 
-def test_admin_crud(sys_):
-    c = sys_
+def test_admin_crud(shop):
+    c = shop
     n = total(c)
     status, hdrs, data = c.products.request(
         "POST", "/products", {"title": "Desk Lamp", "description": "Bright", "category": "home-decoration",
@@ -182,33 +177,33 @@ def test_admin_crud(sys_):
         assert_error(status, doc, 404, "not_found")
 
 
-def test_post_needs_the_required_fields(sys_):
+def test_post_needs_the_required_fields(shop):
     for missing in ("title", "category", "price"):
         body = {"title": "t", "category": "c", "price": 1}
         del body[missing]
-        status, doc = sys_.products.json("POST", "/products", body, sys_.admin)
+        status, doc = shop.products.json("POST", "/products", body, shop.admin)
         assert_error(status, doc, 400)
         assert missing in doc["error"]["message"]
 
 
 @pytest.mark.parametrize("path", ["/products/abc", "/products/0", "/products/-1", "/products/1.5",
                                   "/products/99999999999999999999"])
-def test_bad_ids_are_400(sys_, path):
-    assert_error(*get(sys_, path), 400)
+def test_bad_ids_are_400(shop, path):
+    assert_error(*get(shop, path), 400)
     for method, body in [("PUT", {"title": "t", "category": "c", "price": 1}), ("PATCH", {"price": 1}),
                          ("DELETE", None)]:
-        status, doc = sys_.products.json(method, path, body, sys_.admin)
+        status, doc = shop.products.json(method, path, body, shop.admin)
         assert_error(status, doc, 400)
 
 
-def test_unknown_id_is_404(sys_):
-    assert_error(*get(sys_, "/products/987654321"), 404, "not_found")
+def test_unknown_id_is_404(shop):
+    assert_error(*get(shop, "/products/987654321"), 404, "not_found")
 
 
 # ---- lists -----------------------------------------------------------------------
 
-def test_default_list(sys_):
-    status, doc = get(sys_, "/products")
+def test_default_list(shop):
+    status, doc = get(shop, "/products")
     assert status == 200
     assert set(doc) == {"products", "total", "skip", "limit"}
     assert doc["limit"] == 30 and doc["skip"] == 0 and len(doc["products"]) == 30
@@ -218,32 +213,32 @@ def test_default_list(sys_):
     assert ids == sorted(ids)
 
 
-def test_skip_and_limit(sys_):
-    everything = all_products(sys_)
-    status, doc = get(sys_, "/products?skip=10&limit=5")
+def test_skip_and_limit(shop):
+    everything = all_products(shop)
+    status, doc = get(shop, "/products?skip=10&limit=5")
     assert status == 200 and doc["skip"] == 10 and doc["limit"] == 5
     assert doc["products"] == everything[10:15]
     assert doc["total"] == len(everything)
-    status, doc = get(sys_, f"/products?skip={len(everything) - 2}&limit=10")
+    status, doc = get(shop, f"/products?skip={len(everything) - 2}&limit=10")
     assert doc["products"] == everything[-2:]
-    status, doc = get(sys_, f"/products?skip={len(everything) + 5}")
+    status, doc = get(shop, f"/products?skip={len(everything) + 5}")
     assert status == 200 and doc["products"] == [] and doc["total"] == len(everything)
 
 
-def test_select(sys_):
-    status, doc = get(sys_, "/products?select=title,price&limit=3")
+def test_select(shop):
+    status, doc = get(shop, "/products?select=title,price&limit=3")
     assert status == 200
     assert all(set(p) == {"id", "title", "price"} for p in doc["products"])
 
 
 @pytest.mark.parametrize("field", ["price", "title", "rating", "stock"])
 @pytest.mark.parametrize("order", ["asc", "desc"])
-def test_sort_orders_for_real(sys_, field, order):
-    everything = all_products(sys_)
+def test_sort_orders_for_real(shop, field, order):
+    everything = all_products(shop)
     expected = sorted((p[field] for p in everything), reverse=order == "desc")
     got, ids = [], []
     for skip in range(0, len(everything), 100):
-        status, doc = get(sys_, f"/products?sortBy={field}&order={order}&limit=100&skip={skip}&select={field}")
+        status, doc = get(shop, f"/products?sortBy={field}&order={order}&limit=100&skip={skip}&select={field}")
         assert status == 200, doc
         got += [p[field] for p in doc["products"]]
         ids += [p["id"] for p in doc["products"]]
@@ -252,9 +247,9 @@ def test_sort_orders_for_real(sys_, field, order):
     assert sorted(ids) == [p["id"] for p in everything]
 
 
-def test_sort_default_order_is_ascending(sys_):
-    asc = get(sys_, "/products?sortBy=price&limit=10&select=price")[1]["products"]
-    assert asc == get(sys_, "/products?sortBy=price&order=asc&limit=10&select=price")[1]["products"]
+def test_sort_default_order_is_ascending(shop):
+    asc = get(shop, "/products?sortBy=price&limit=10&select=price")[1]["products"]
+    assert asc == get(shop, "/products?sortBy=price&order=asc&limit=10&select=price")[1]["products"]
 
 
 @pytest.mark.parametrize("query", [
@@ -262,10 +257,10 @@ def test_sort_default_order_is_ascending(sys_):
     "select=title,nope", "select=title,,price", "select=password",
     "sortBy=nope", "sortBy=price;DROP%20TABLE%20products", "sortBy=", "order=sideways", "order=ASC;",
 ])
-def test_bad_list_parameters_are_400(sys_, query):
+def test_bad_list_parameters_are_400(shop, query):
     for path in ("/products", "/products/search?q=a&", "/products/category/beauty"):
         sep = "" if path.endswith("&") else "?"
-        status, doc = get(sys_, f"{path}{sep}{query}")
+        status, doc = get(shop, f"{path}{sep}{query}")
         assert_error(status, doc, 400, "bad_request")
 
 
@@ -277,60 +272,59 @@ def matches(p, q):
 
 
 def search_all(c, q):
-    from urllib.parse import quote
     status, doc = get(c, f"/products/search?q={quote(q)}&limit=100")
     assert status == 200, doc
     assert doc["total"] <= 100
     return doc
 
 
-def test_search_is_case_insensitive_with_a_correct_total(sys_):
-    everything = all_products(sys_)
+def test_search_is_case_insensitive_with_a_correct_total(shop):
+    everything = all_products(shop)
     expected = [p for p in everything if matches(p, "phone")]
     assert expected
     for q in ("phone", "PHONE", "pHoNe"):
-        doc = search_all(sys_, q)
+        doc = search_all(shop, q)
         assert doc["total"] == len(expected)
         assert doc["products"] == expected
-    status, doc = get(sys_, "/products/search?q=phone&limit=2&skip=1")
+    status, doc = get(shop, "/products/search?q=phone&limit=2&skip=1")
     assert doc["total"] == len(expected) and doc["products"] == expected[1:3]
-    assert search_all(sys_, "no such thing anywhere")["total"] == 0
+    assert search_all(shop, "no such thing anywhere")["total"] == 0
 
 
-def test_search_wildcards_are_literal(sys_):
-    made = create(sys_, title="100% cotton_x", category="apparel")
-    everything = all_products(sys_)
+def test_search_wildcards_are_literal(shop):
+    made = create(shop, title="100% cotton_x", category="apparel")
+    everything = all_products(shop)
     for q in ("%", "_", "0%", "n_x", "\\", "%%"):
-        doc = search_all(sys_, q)
+        doc = search_all(shop, q)
         expected = [p for p in everything if matches(p, q)]
         assert doc["products"] == expected, q
         assert all(matches(p, q) for p in doc["products"])
-    assert [p["id"] for p in search_all(sys_, "%")["products"]] == [made["id"]]
-    assert search_all(sys_, "0%")["total"] == 1
-    assert search_all(sys_, "cotton%x")["total"] == 0
-    sys_.products.json("DELETE", f"/products/{made['id']}", headers=sys_.admin)
+    assert [p["id"] for p in search_all(shop, "%")["products"]] == [made["id"]]
+    assert search_all(shop, "0%")["total"] == 1
+    assert search_all(shop, "cotton%x")["total"] == 0
+    shop.products.json("DELETE", f"/products/{made['id']}", headers=shop.admin)
 
 
-def test_search_query_limit(sys_):
-    assert get(sys_, "/products/search?q=" + "a" * 100)[0] == 200
-    assert_error(*get(sys_, "/products/search?q=" + "a" * 101), 400)
+def test_search_query_limit(shop):
+    assert get(shop, "/products/search?q=" + "a" * 100)[0] == 200
+    assert_error(*get(shop, "/products/search?q=" + "a" * 101), 400)
 
 
-def test_categories(sys_):
-    status, cats = get(sys_, "/products/categories")
+def test_categories(shop):
+    status, cats = get(shop, "/products/categories")
     assert status == 200 and isinstance(cats, list) and len(cats) >= 5
     slugs = [x["slug"] for x in cats]
     assert slugs == sorted(set(slugs))
-    everything = all_products(sys_)
+    everything = all_products(shop)
     assert set(slugs) == {p["category"] for p in everything}
     home = next(x for x in cats if x["slug"] == "home-decoration")
     assert home == {"slug": "home-decoration", "name": "Home Decoration",
                     "url": "/products/category/home-decoration"}
     for slug in slugs[:3]:
-        status, doc = get(sys_, f"/products/category/{slug}?limit=100")
+        status, doc = get(shop, f"/products/category/{slug}?limit=100")
         expected = [p for p in everything if p["category"] == slug]
         assert status == 200 and doc["total"] == len(expected) and doc["products"] == expected
-    status, doc = get(sys_, "/products/category/no-such-category")
+    status, doc = get(shop, "/products/category/no-such-category")
     assert status == 200 and doc["total"] == 0 and doc["products"] == []
 
 
@@ -342,18 +336,18 @@ def etag_of(c, path):
     return hdrs["etag"], json.loads(data)
 
 
-def test_etag_and_304(sys_):
+def test_etag_and_304(shop):
     for path in ("/products/2", "/products?limit=5", "/products/categories", "/products/search?q=vase"):
-        etag, _ = etag_of(sys_, path)
+        etag, _ = etag_of(shop, path)
         assert etag.startswith('"') and etag.endswith('"')
-        status, hdrs, data = sys_.products.request("GET", path, headers=dict(sys_.user, **{"If-None-Match": etag}))
+        status, hdrs, data = shop.products.request("GET", path, headers=dict(shop.user, **{"If-None-Match": etag}))
         assert status == 304 and data == b"" and hdrs["etag"] == etag
-        status, _, _ = sys_.products.request("GET", path, headers=dict(sys_.user, **{"If-None-Match": '"x"'}))
+        status, _, _ = shop.products.request("GET", path, headers=dict(shop.user, **{"If-None-Match": '"x"'}))
         assert status == 200
 
 
-def test_writes_invalidate_cached_reads_on_every_worker(sys_):
-    c = sys_
+def test_writes_invalidate_cached_reads_on_every_worker(shop):
+    c = shop
     p = create(c, title="Cache probe", price=1)
     paths = [f"/products/{p['id']}", "/products?sortBy=id&order=desc&limit=3", "/products/search?q=cache+probe"]
     # Fill the cache of both workers: each request is a new connection, and
@@ -405,36 +399,36 @@ def test_writes_invalidate_cached_reads_on_every_worker(sys_):
     {"brand": "b" * 101},
     {},
 ])
-def test_bad_bodies_are_400_and_change_nothing(sys_, body):
-    before = get(sys_, "/products/4")[1]
+def test_bad_bodies_are_400_and_change_nothing(shop, body):
+    before, n = get(shop, "/products/4")[1], total(shop)
     for method, path in [("PATCH", "/products/4"), ("PUT", "/products/4"), ("POST", "/products")]:
         full = dict({"title": "t", "category": "c", "price": 1}, **body) if method != "PATCH" else body
         if method != "PATCH" and not body:
             continue
-        status, doc = sys_.products.json(method, path, full, sys_.admin)
+        status, doc = shop.products.json(method, path, full, shop.admin)
         assert_error(status, doc, 400)
-    assert get(sys_, "/products/4")[1] == before
+    assert get(shop, "/products/4")[1] == before and total(shop) == n
 
 
 @pytest.mark.parametrize("raw", [b"[]", b'"title"', b"42", b"null", b'{"title": "x",}', b"{", b""])
-def test_body_not_an_object_is_400(sys_, raw):
+def test_body_not_an_object_is_400(shop, raw):
     for method, path in [("POST", "/products"), ("PATCH", "/products/4")]:
-        status, _, data = sys_.products.request(method, path, raw, dict(sys_.admin, **JSON))
+        status, _, data = shop.products.request(method, path, raw, dict(shop.admin, **JSON))
         assert_error(status, json.loads(data), 400)
 
 
-def test_write_without_json_content_type_is_415(sys_):
+def test_write_without_json_content_type_is_415(shop):
     body = json.dumps({"price": 3}).encode()
-    status, _, data = sys_.products.request("PATCH", "/products/4", body,
-                                            dict(sys_.admin, **{"Content-Type": "text/plain"}))
+    status, _, data = shop.products.request("PATCH", "/products/4", body,
+                                            dict(shop.admin, **{"Content-Type": "text/plain"}))
     assert_error(status, json.loads(data), 415)
 
 
-def test_limits_are_inclusive(sys_):
-    p = create(sys_, title="é" * 200, category="c" * 50, price=1e9, stock=1000000000, rating=5,
+def test_limits_are_inclusive(shop):
+    p = create(shop, title="é" * 200, category="c" * 50, price=1e9, stock=1000000000, rating=5,
                description="d" * 2000, brand="b" * 100)
     assert p["title"] == "é" * 200 and p["price"] == 1e9 and p["rating"] == 5
-    sys_.products.json("DELETE", f"/products/{p['id']}", headers=sys_.admin)
+    shop.products.json("DELETE", f"/products/{p['id']}", headers=shop.admin)
 
 
 # ---- SQL metacharacters -----------------------------------------------------------------
@@ -447,9 +441,8 @@ def db_count(c):
         con.close()
 
 
-def test_sql_metacharacters_are_just_text(sys_):
-    from urllib.parse import quote
-    c = sys_
+def test_sql_metacharacters_are_just_text(shop):
+    c = shop
     n = total(c)
     assert db_count(c) == n
     nasty = {
@@ -480,3 +473,15 @@ def test_sql_metacharacters_are_just_text(sys_):
     assert total(c) == n + 1 and db_count(c) == n + 1
     assert c.products.json("DELETE", f"/products/{p['id']}", headers=c.admin)[0] == 200
     assert total(c) == n and db_count(c) == n
+
+
+def test_cache_keys_do_not_collide(shop):
+    # The path is percent-decoded, so "/category/beauty%3Fx" (a category named
+    # "beauty?x", with no query) must not share a cache entry with
+    # "/category/beauty" and the query "x?".
+    for _ in range(8):
+        status, doc = get(shop, "/products/category/beauty%3Fx")
+        assert status == 200 and doc["total"] == 0
+    for _ in range(8):
+        status, doc = get(shop, "/products/category/beauty?x?")
+        assert status == 200 and doc["total"] > 0

@@ -470,6 +470,29 @@ TEST(escape_appends_and_handles_null) {
     svc_buf_free(&b);
 }
 
+/* Significant digits of a number as printed: leading and trailing zeros and
+ * the exponent do not count ("100000.0" and "1e+05" have one). */
+static int sig_digits(const char *s) {
+    char d[64];
+    int n = 0;
+    for (; *s && *s != 'e' && *s != 'E'; s++)
+        if (*s >= '0' && *s <= '9' && n < 63) d[n++] = *s;
+    int i = 0;
+    while (i < n && d[i] == '0') i++;
+    while (n > i && d[n - 1] == '0') n--;
+    return n - i;
+}
+
+/* The fewest significant digits that read back as v, by brute force. */
+static int shortest_digits(double v) {
+    char tmp[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, v);
+        if (strtod(tmp, NULL) == v) return sig_digits(tmp);
+    }
+    return 17;
+}
+
 static void f64_str(double v, svc_buf *b) {
     svc_jw w;
     svc_buf_reset(b);
@@ -511,15 +534,28 @@ TEST(writer_f64_round_trips) {
         CHECK(json_is_real(j) && json_real_value(j) == cases[i].v);
         json_decref(j);
     }
-    /* A spread of values: always round-trips, never more than 17 digits. */
+    /* A spread of values, and the prices and ratings a service prints: each
+     * reads back exactly, with the fewest digits that can. */
+    double vals[6000];
+    int nv = 0;
     double x = 1e-310;
     for (int i = 0; i < 2000; i++) {
-        f64_str(x, &b);
-        CHECK(strtod(b.data, NULL) == x);
-        CHECK(b.len <= 25);
+        vals[nv++] = x;
         x *= -1.7320508075688772;
         if (fabs(x) > 1e300) x = 3.3e-300;
     }
+    for (int i = 0; i < 2000; i++) vals[nv++] = i / 100.0 + 1000 * (i % 7);
+    for (int i = 0; i < 1000; i++) vals[nv++] = i / 1000.0 - 0.5;
+    for (int i = 0; i < 1000; i++) vals[nv++] = (double)i * 0.1 * (i % 2 ? 1e-3 : 1e9);
+    int bad = 0;
+    for (int i = 0; i < nv; i++) {
+        f64_str(vals[i], &b);
+        double back = strtod(b.data, NULL);
+        if (back != vals[i] || sig_digits(b.data) != shortest_digits(vals[i]) || b.len > 25) {
+            if (bad++ < 5) printf("#   %.17g printed as %s\n", vals[i], b.data);
+        }
+    }
+    CHECK_EQ(bad, 0);
     svc_buf_free(&b);
 }
 

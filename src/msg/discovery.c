@@ -1,0 +1,180 @@
+/*
+ * Discovery: the NATS services protocol (the one `nats micro` and the NATS
+ * "micro" libraries speak), so every live instance can be listed with its
+ * version, endpoints and request counts.
+ *
+ *   $SRV.<VERB>                 every service answers
+ *   $SRV.<VERB>.<name>          every instance of that service
+ *   $SRV.<VERB>.<name>.<id>     that instance
+ *
+ * with VERB one of PING, INFO, STATS and the JSON documents of type
+ * io.nats.micro.v1.{ping,info,stats}_response (docs/messaging.md). These are
+ * answered directly on libnats's delivery thread: building a document only
+ * reads atomics and immutable tables, and must work even when every worker
+ * loop is busy.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "msg/internal.h"
+
+static void metadata(svc_msg *m, svc_jw *w) {
+    const svc_config *cfg = &m->app->cfg;
+    char host[256];
+    /* A wildcard listen address tells a reader nothing: use the host name. */
+    if (!cfg->host || strcmp(cfg->host, "0.0.0.0") == 0 || strcmp(cfg->host, "::") == 0) {
+        if (gethostname(host, sizeof host) != 0) host[0] = '\0';
+        host[sizeof host - 1] = '\0';
+    } else {
+        snprintf(host, sizeof host, "%s", cfg->host);
+    }
+    char port[16];
+    snprintf(port, sizeof port, "%d", cfg->port);
+    svc_jw_key(w, "metadata");
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "transport"), svc_jw_str(w, "http+nats");
+    svc_jw_key(w, "host"), svc_jw_str(w, host);
+    svc_jw_key(w, "http_port"), svc_jw_str(w, port);
+    svc_jw_key(w, "revision"), svc_jw_str(w, SVC_GIT_REV);
+    svc_jw_obj_end(w);
+}
+
+static void endpoint_head(const msg_endpoint *ep, svc_jw *w) {
+    svc_jw_key(w, "name"), svc_jw_str(w, ep->name);
+    svc_jw_key(w, "subject"), svc_jw_str(w, ep->subject);
+    svc_jw_key(w, "queue_group"), svc_jw_str(w, ep->queue ? ep->queue : "");
+}
+
+static void rfc3339(int64_t ms, char out[40]) {
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 40 - n, ".%03dZ", (int)(ms % 1000));
+}
+
+void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
+    svc_jw w;
+    svc_jw_init(&w, out);
+    int info = strcmp(verb, "INFO") == 0, stats = strcmp(verb, "STATS") == 0;
+    char type[64];
+    snprintf(type, sizeof type, "io.nats.micro.v1.%s_response", info ? "info" : stats ? "stats" : "ping");
+    svc_jw_obj_begin(&w);
+    svc_jw_key(&w, "type"), svc_jw_str(&w, type);
+    svc_jw_key(&w, "name"), svc_jw_str(&w, m->app->name);
+    svc_jw_key(&w, "id"), svc_jw_str(&w, m->instance);
+    svc_jw_key(&w, "version"), svc_jw_str(&w, SVC_VERSION);
+    metadata(m, &w);
+    if (info) {
+        char desc[128];
+        snprintf(desc, sizeof desc, "svckit service %s", m->app->name);
+        svc_jw_key(&w, "description"), svc_jw_str(&w, desc);
+    }
+    if (stats) {
+        char started[40];
+        rfc3339(m->started_ms, started);
+        svc_jw_key(&w, "started"), svc_jw_str(&w, started);
+    }
+    if (info || stats) {
+        svc_jw_key(&w, "endpoints");
+        svc_jw_arr_begin(&w);
+        for (int i = 0; i < m->nendpoints; i++) {
+            msg_endpoint *ep = &m->endpoints[i];
+            svc_jw_obj_begin(&w);
+            endpoint_head(ep, &w);
+            if (info) {
+                svc_jw_key(&w, "metadata");
+                svc_jw_obj_begin(&w);
+                svc_jw_key(&w, "method"), svc_jw_str(&w, ep->route ? ep->route->method : "*");
+                svc_jw_key(&w, "path"), svc_jw_str(&w, ep->route ? ep->route->pattern : "*");
+                svc_jw_obj_end(&w);
+            } else {
+                long long n = atomic_load(&ep->requests), t = atomic_load(&ep->time_ns);
+                int last = atomic_load(&ep->last_error);
+                char err[64] = "";
+                if (last) snprintf(err, sizeof err, "%d %s", last, svc__status_reason(last));
+                svc_jw_key(&w, "num_requests"), svc_jw_i64(&w, n);
+                svc_jw_key(&w, "num_errors"), svc_jw_i64(&w, atomic_load(&ep->errors));
+                svc_jw_key(&w, "last_error"), svc_jw_str(&w, err);
+                svc_jw_key(&w, "processing_time"), svc_jw_i64(&w, t);
+                svc_jw_key(&w, "average_processing_time"), svc_jw_i64(&w, n ? t / n : 0);
+                svc_jw_key(&w, "data");
+                svc_jw_obj_begin(&w);
+                svc_jw_key(&w, "nats_requests"), svc_jw_i64(&w, atomic_load(&ep->nats_requests));
+                svc_jw_obj_end(&w);
+            }
+            svc_jw_obj_end(&w);
+        }
+        svc_jw_arr_end(&w);
+    }
+    svc_jw_obj_end(&w);
+}
+
+/* "$SRV.VERB[.name[.id]]" addressed to us: the verb, else NULL. */
+static const char *addressed_verb(svc_msg *m, const char *subject) {
+    static const char *const verbs[] = {"PING", "INFO", "STATS"};
+    const char *p = subject + strlen(SVC_MSG_DISCOVERY_PREFIX) + 1;
+    for (size_t i = 0; i < 3; i++) {
+        size_t vl = strlen(verbs[i]);
+        if (strncmp(p, verbs[i], vl) != 0) continue;
+        const char *rest = p + vl;
+        if (*rest == '\0') return verbs[i];
+        if (*rest != '.') return NULL;
+        rest++;
+        size_t nl = strlen(m->app->name);
+        if (strncmp(rest, m->app->name, nl) != 0) return NULL;
+        rest += nl;
+        if (*rest == '\0') return verbs[i];
+        if (*rest == '.' && strcmp(rest + 1, m->instance) == 0) return verbs[i];
+        return NULL;
+    }
+    return NULL;
+}
+
+void svc__discovery_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+    (void)sub;
+    msg_sub *s = closure;
+    svc_msg *m = s->m;
+    const char *reply = natsMsg_GetReply(msg);
+    const char *verb = addressed_verb(m, natsMsg_GetSubject(msg));
+    if (reply && *reply && verb) {
+        svc_buf b = {0};
+        svc__discovery_doc(m, verb, &b);
+        if (!b.oom) {
+            natsStatus st = natsConnection_Publish(nc, reply, b.data, (int)b.len);
+            if (st != NATS_OK) svc__msg_publish_status(m, st);
+        }
+        svc_buf_free(&b);
+    } else if (!reply || !*reply) {
+        svc__msg_drop(m, DROP_NO_REPLY, "discovery request on %s without a reply subject",
+                      natsMsg_GetSubject(msg));
+    }
+    natsMsg_Destroy(msg);
+}
+
+int svc__discovery_subscribe(svc_msg *m) {
+    const char *name = m->app->name;
+    int rc = SVC_OK;
+    for (int i = 0; i < 5; i++) {
+        msg_sub *s = calloc(1, sizeof *s);
+        if (!s) return SVC_ENOMEM;
+        s->m = m;
+        s->kind = SUB_DISCOVERY;
+        const char *p = SVC_MSG_DISCOVERY_PREFIX;
+        switch (i) {
+        case 0: snprintf(s->subject, sizeof s->subject, "%s.PING", p); break;
+        case 1: snprintf(s->subject, sizeof s->subject, "%s.INFO", p); break;
+        case 2: snprintf(s->subject, sizeof s->subject, "%s.STATS", p); break;
+        case 3: snprintf(s->subject, sizeof s->subject, "%s.*.%.64s", p, name); break;
+        default: snprintf(s->subject, sizeof s->subject, "%s.*.%.64s.%s", p, name, m->instance); break;
+        }
+        if (svc__msg_subscribe(m, s) != NATS_OK) {
+            free(s);
+            rc = SVC_ERR;
+        }
+    }
+    return rc;
+}

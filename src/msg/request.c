@@ -1,0 +1,319 @@
+/*
+ * NATS request-reply: a request message becomes an svc_req that goes through
+ * the same dispatch as HTTP (routing, middleware such as auth, handler,
+ * after-hooks, metrics, access log), and its final response becomes the reply
+ * message (svc_transport.finish). Only the framing differs: the method, path
+ * and query come from Svc-* headers instead of a request line (msg.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "msg/internal.h"
+
+static int fail(svc_req *req, int status, const char *code, const char *msg) {
+    req->error_status = status;
+    req->error_code = code;
+    req->error_msg = msg;
+    return status;
+}
+
+int svc__msg_req_fill(svc_req *req, const svc__msg_in *in, const svc__msg_limits *lim) {
+    const char *method = NULL, *path = NULL, *query = NULL, *client = NULL;
+    /* Until the method is known, an error is answered as the subject's. */
+    req->method = in->route_method ? in->route_method : "GET";
+    req->path = "/";
+    req->query = "";
+    if (in->nhdrs > lim->max_headers) return fail(req, 431, "headers_too_large", "too many header fields");
+    if (in->nhdrs) {
+        req->headers = svc_arena_alloc(req->arena, in->nhdrs * sizeof *req->headers);
+        if (!req->headers) return fail(req, 503, "unavailable", "out of memory");
+    }
+    size_t bytes = 0;
+    for (size_t i = 0; i < in->nhdrs; i++) {
+        const char *name = in->names[i], *value = in->values[i];
+        if (!name || !value) return fail(req, 400, "bad_request", "malformed header field");
+        size_t nl = strlen(name), vl = strlen(value);
+        bytes += nl + vl + 4;
+        if (bytes > lim->max_header_bytes) return fail(req, 431, "headers_too_large", "header section too large");
+        if (!svc__msg_header_name_ok(name) || !svc__msg_header_value_ok(value))
+            return fail(req, 400, "bad_request", "malformed header field");
+        const char **slot = NULL;
+        if (strcasecmp(name, "svc-method") == 0) slot = &method;
+        else if (strcasecmp(name, "svc-path") == 0) slot = &path;
+        else if (strcasecmp(name, "svc-query") == 0) slot = &query;
+        else if (strcasecmp(name, "svc-client") == 0) slot = &client;
+        if (slot) {
+            if (*slot) return fail(req, 400, "bad_request", "a Svc-* header appears twice");
+            *slot = value;
+        }
+        req->headers[req->nheaders++] = (svc_hdr){name, value};
+    }
+    if (in->len > lim->max_body) return fail(req, 413, "payload_too_large", "request body too large");
+
+    if (method) {
+        if (svc__msg_method_check(method) != SVC_OK) return fail(req, 400, "bad_request", "malformed Svc-Method");
+    } else if (in->route_method) {
+        method = in->route_method;
+    } else {
+        return fail(req, 400, "bad_request", "missing Svc-Method header");
+    }
+    if (in->route_method && strcmp(method, in->route_method) != 0 &&
+        !(strcmp(method, "HEAD") == 0 && strcmp(in->route_method, "GET") == 0))
+        return fail(req, 405, "method_not_allowed", "this subject serves one method only");
+    req->method = svc_arena_strdup(req->arena, method);
+    if (!req->method) {
+        req->method = "GET";
+        return fail(req, 503, "unavailable", "out of memory");
+    }
+    req->head = strcmp(method, "HEAD") == 0;
+
+    if (!path) path = in->default_path;
+    if (!path) return fail(req, 400, "bad_request", "missing Svc-Path header");
+    size_t plen = strlen(path);
+    if (svc__msg_path_check(path, plen, lim->max_header_bytes) != SVC_OK)
+        return fail(req, 400, "bad_request", "malformed Svc-Path: expected a normalised, percent-encoded path");
+    size_t qlen = query ? strlen(query) : 0;
+    if (query && svc__msg_query_check(query, qlen, lim->max_header_bytes) != SVC_OK)
+        return fail(req, 400, "bad_request", "malformed Svc-Query");
+    if (client && svc__msg_client_ok(client)) req->peer = svc_arena_strdup(req->arena, client);
+
+    svc_buf_append(&req->raw, path, plen);
+    if (qlen) {
+        svc_buf_putc(&req->raw, '?');
+        svc_buf_append(&req->raw, query, qlen);
+    }
+    req->url_len = req->raw.len;
+    if (in->len) svc_buf_append(&req->body, in->data, in->len);
+    if (req->raw.oom || req->body.oom) return fail(req, 503, "unavailable", "out of memory");
+    return 0;
+}
+
+/* ---- the transport ---------------------------------------------------------- */
+
+typedef struct nats_ctx {
+    msg_worker *mw;
+    msg_sub *sub;
+    natsMsg *msg;
+} nats_ctx;
+
+static void nats_finish(svc_req *req);
+static const svc_transport nats_transport = {"nats", nats_finish};
+
+static void set_header(natsMsg *r, const char *name, const char *value) {
+    if (value) natsMsgHeader_Set(r, name, value);
+}
+
+/* Publishes a reply: status, instance, request id, content type, the given
+ * extra headers, body. Returns the libnats status. */
+static natsStatus publish_reply(svc_msg *m, const char *reply, int status, const char *rid,
+                                const char *ctype, const svc_hdr *hdrs, size_t nhdrs, const char *body,
+                                size_t len) {
+    natsMsg *r = NULL;
+    natsStatus s = natsMsg_Create(&r, reply, NULL, body, (int)len);
+    if (s != NATS_OK) return s;
+    char st[8];
+    snprintf(st, sizeof st, "%d", status);
+    set_header(r, "Svc-Status", st);
+    set_header(r, "Svc-Instance", m->instance);
+    if (rid && *rid) set_header(r, "X-Request-Id", rid);
+    if (ctype && len) set_header(r, "Content-Type", ctype);
+    for (size_t i = 0; i < nhdrs; i++) natsMsgHeader_Add(r, hdrs[i].name, hdrs[i].value);
+    s = natsConnection_PublishMsg(m->nc, r);
+    natsMsg_Destroy(r);
+    return s;
+}
+
+static void error_body(svc_buf *b, const char *code, const char *message) {
+    svc_jw w;
+    svc_jw_init(&w, b);
+    svc_jw_obj_begin(&w);
+    svc_jw_key(&w, "error");
+    svc_jw_obj_begin(&w);
+    svc_jw_key(&w, "code");
+    svc_jw_str(&w, code);
+    svc_jw_key(&w, "message");
+    svc_jw_str(&w, message);
+    svc_jw_obj_end(&w);
+    svc_jw_obj_end(&w);
+}
+
+void svc__msg_reply_error(svc_msg *m, natsMsg *req, int status, const char *code, const char *message) {
+    const char *reply = natsMsg_GetReply(req);
+    if (!reply || !*reply) return;
+    svc_buf b = {0};
+    error_body(&b, code, message);
+    if (!b.oom) publish_reply(m, reply, status, NULL, "application/json", NULL, 0, b.data, b.len);
+    svc_buf_free(&b);
+}
+
+static int status_has_body(int status) { return status != 204 && status != 304; }
+
+static void nats_finish(svc_req *req) {
+    nats_ctx *x = req->transport_data;
+    msg_worker *mw = x->mw;
+    svc_msg *m = mw->m;
+    svc_res *res = &req->res;
+    int status = res->status ? res->status : 500;
+    const char *body = res->body.len ? res->body.data : "";
+    size_t len = res->body.len;
+    if (req->head || !status_has_body(status)) len = 0;
+    const char *reply = natsMsg_GetReply(x->msg);
+
+    int64_t maxp = natsConnection_GetMaxPayload(m->nc);
+    svc_buf err = {0};
+    if (maxp > 0 && (int64_t)len > maxp - 4096) {
+        /* The reply would not fit in one NATS message: say so instead of
+         * letting the caller time out. */
+        error_body(&err, "response_too_large", "response too large for NATS; use HTTP");
+        status = 502;
+        body = err.data ? err.data : "";
+        len = err.len;
+        svc__msg_drop(m, DROP_MALFORMED, "reply to %s too large (%zu bytes)", req->path, res->body.len);
+    }
+    int replaced = err.len > 0;
+    natsStatus s = publish_reply(m, reply, status, req->id, replaced ? "application/json" : res->content_type,
+                                 replaced ? NULL : res->headers, replaced ? 0 : res->nheaders, body, len);
+    svc_buf_free(&err);
+    if (s != NATS_OK) {
+        svc_counter_add(m->s_publish_failed, 1);
+        if (svc__msg_log_allowed(m, DROP_REASONS))
+            svc_warn("nats: reply to %s %s not sent: %s", req->method, req->path, natsStatus_GetText(s));
+    }
+
+    msg_endpoint *ep = x->sub->ep;
+    if (ep && !ep->route) {
+        atomic_fetch_add(&ep->requests, 1);
+        atomic_fetch_add(&ep->nats_requests, 1);
+        atomic_fetch_add(&ep->time_ns, (long long)(svc_now_ns() - req->start_ns));
+        if (status >= 500) {
+            atomic_fetch_add(&ep->errors, 1);
+            atomic_store(&ep->last_error, status);
+        }
+    }
+    char code[8];
+    snprintf(code, sizeof code, "%d", status);
+    const char *labels[] = {m->app->name, req->route ? req->route->pattern : "unmatched", req->method, code};
+    svc_counter_add(svc_metric_with(m->m_nats_requests, labels), 1);
+
+    atomic_fetch_sub(&x->sub->queued, 1);
+    atomic_fetch_sub(&x->sub->queued_bytes, (long long)natsMsg_GetDataLength(x->msg));
+    natsMsg_Destroy(x->msg);
+    svc__req_free(req);
+    mw->inflight--;
+    svc__msg_worker_done(mw);
+}
+
+/* Collects the message's headers as parallel arrays in the arena (the
+ * strings stay owned by msg). At most limit + 1 pairs: one more than allowed
+ * is enough for the fill to refuse. */
+static size_t collect_headers(natsMsg *msg, svc_arena *a, size_t limit, const char ***names,
+                              const char ***values) {
+    const char **keys = NULL;
+    int nkeys = 0;
+    *names = *values = NULL;
+    if (natsMsgHeader_Keys(msg, &keys, &nkeys) != NATS_OK || nkeys <= 0) return 0;
+    size_t cap = limit + 1, n = 0;
+    const char **nm = svc_arena_alloc(a, cap * sizeof *nm);
+    const char **vl = svc_arena_alloc(a, cap * sizeof *vl);
+    if (!nm || !vl) {
+        free((void *)keys);
+        return 0;
+    }
+    for (int i = 0; i < nkeys && n < cap; i++) {
+        const char **vals = NULL;
+        int nvals = 0;
+        if (natsMsgHeader_Values(msg, keys[i], &vals, &nvals) != NATS_OK) continue;
+        for (int j = 0; j < nvals && n < cap; j++) {
+            nm[n] = keys[i];
+            vl[n] = vals[j];
+            n++;
+        }
+        free((void *)vals);
+    }
+    free((void *)keys);
+    *names = nm;
+    *values = vl;
+    return n;
+}
+
+void svc__msg_handle_request(msg_worker *mw, msg_sub *s, natsMsg *msg) {
+    svc_msg *m = mw->m;
+    svc_app *app = m->app;
+    const char *dl = svc__msg_header(msg, "Svc-Deadline");
+    if (dl && svc__msg_deadline_passed(dl, svc_wall_ms())) {
+        svc__msg_drop(m, DROP_EXPIRED, "request on %s dropped: its Svc-Deadline passed", natsMsg_GetSubject(msg));
+        goto drop;
+    }
+    svc_req *req = svc__req_new_worker(mw->w);
+    if (!req) {
+        svc__msg_reply_error(m, msg, 503, "unavailable", "out of memory");
+        goto drop;
+    }
+    nats_ctx *x = svc_arena_alloc(req->arena, sizeof *x);
+    if (!x) {
+        svc__req_free(req);
+        svc__msg_reply_error(m, msg, 503, "unavailable", "out of memory");
+        goto drop;
+    }
+    *x = (nats_ctx){mw, s, msg};
+    req->transport = &nats_transport;
+    req->transport_data = x;
+    mw->inflight++;
+
+    const svc_config *cfg = &app->cfg;
+    const char **names, **values;
+    size_t n = collect_headers(msg, req->arena, (size_t)cfg->max_headers, &names, &values);
+    int len = natsMsg_GetDataLength(msg);
+    svc__msg_in in = {
+        .names = names,
+        .values = values,
+        .nhdrs = n,
+        .data = natsMsg_GetData(msg),
+        .len = len > 0 ? (size_t)len : 0,
+        .route_method = s->kind == SUB_ROUTE ? s->ep->route->method : NULL,
+        .default_path = s->default_path,
+    };
+    svc__msg_limits lim = {
+        .max_headers = (size_t)cfg->max_headers,
+        .max_header_bytes = cfg->max_header_bytes,
+        .max_body = cfg->max_body_bytes < SVC_MSG_MAX_PAYLOAD ? cfg->max_body_bytes : SVC_MSG_MAX_PAYLOAD,
+    };
+    int st = svc__msg_req_fill(req, &in, &lim);
+    if (st == 0 && s->kind == SUB_ROUTE) {
+        /* A route's subject serves that route only: NATS permissions granted
+         * per subject must mean what they say. */
+        char *path, *query;
+        svc_route_match match;
+        if (svc__path_normalize(req->raw.data, req->url_len, req->arena, &path, &query) == SVC_OK &&
+            svc__router_match(app->router, req->method, path, req->arena, &match, NULL, 0) == SVC_OK &&
+            match.data != s->ep->route) {
+            fail(req, 400, "bad_request", "Svc-Path does not match the route of this subject");
+        }
+    }
+    svc__dispatch(req);
+    return;
+drop:
+    atomic_fetch_sub(&s->queued, 1);
+    atomic_fetch_sub(&s->queued_bytes, (long long)natsMsg_GetDataLength(msg));
+    natsMsg_Destroy(msg);
+}
+
+/* Runs after every request, HTTP or NATS: per-route counts for $SRV.STATS. */
+void svc__msg_after_hook(svc_req *req, svc_res *res, void *ud) {
+    svc_msg *m = ud;
+    if (!req->route) return;
+    for (int i = 0; i < m->nendpoints; i++) {
+        msg_endpoint *ep = &m->endpoints[i];
+        if (ep->route != req->route) continue;
+        atomic_fetch_add(&ep->requests, 1);
+        if (req->transport) atomic_fetch_add(&ep->nats_requests, 1);
+        atomic_fetch_add(&ep->time_ns, (long long)(svc_now_ns() - req->start_ns));
+        if (res->status >= 500) {
+            atomic_fetch_add(&ep->errors, 1);
+            atomic_store(&ep->last_error, res->status);
+        }
+        return;
+    }
+}

@@ -1,0 +1,281 @@
+"""Limits and timeouts: each a named constant with an environment override."""
+import json
+import resource
+import socket
+import threading
+import time
+
+import pytest
+
+from conftest import Service, assert_closed, exchange, read_response, recv_until_closed
+
+TIMEOUTS = {"HTTP_HEADER_TIMEOUT": "0.4", "HTTP_BODY_TIMEOUT": "0.4", "HTTP_IDLE_TIMEOUT": "0.5"}
+
+
+@pytest.fixture(scope="module")
+def svc():
+    with Service("testsvc", env=TIMEOUTS) as s:
+        yield s
+
+
+def expect_error(svc, data, status, code):
+    got, h, body, s = exchange(svc.port, data)
+    try:
+        assert got == status, (got, body)
+        assert h["connection"] == "close" and json.loads(body)["error"]["code"] == code
+        assert_closed(s)
+    finally:
+        s.close()
+
+
+def test_long_url_gets_414(svc):
+    expect_error(svc, b"GET /items/" + b"9" * (16 * 1024) + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "uri_too_long")
+
+
+def test_url_just_under_the_limit_is_served(svc):
+    # request line + headers fit in 16 KiB
+    path = b"/items/" + b"9" * (16 * 1024 - 200)
+    status, _, body, s = exchange(svc.port, b"GET " + path + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert status == 200 and json.loads(body)["path"] == path.decode()
+    s.close()
+
+
+def test_big_headers_get_431(svc):
+    hdrs = b"".join(b"X-H%d: %s\r\n" % (i, b"v" * 1000) for i in range(17))
+    expect_error(svc, b"GET /items/1 HTTP/1.1\r\nHost: t\r\n" + hdrs + b"\r\n", 431, "headers_too_large")
+
+
+def test_big_headers_in_small_pieces_get_431(svc):
+    s = svc.connect()
+    s.sendall(b"GET /items/1 HTTP/1.1\r\nHost: t\r\n")
+    try:
+        for i in range(40):
+            s.sendall(b"X-H%d: %s\r\n" % (i, b"v" * 500))
+            time.sleep(0.002)
+    except OSError:
+        pass
+    status, h, body = read_response(s)
+    assert status == 431 and h["connection"] == "close"
+    s.close()
+
+
+def test_more_than_100_headers_get_431(svc):
+    ok = b"".join(b"X-H%d: v\r\n" % i for i in range(99))
+    status, _, _, s = exchange(svc.port, b"GET /items/1 HTTP/1.1\r\nHost: t\r\n" + ok + b"\r\n")
+    assert status == 200  # exactly 100 with Host
+    s.close()
+    expect_error(svc, b"GET /items/1 HTTP/1.1\r\nHost: t\r\n" + ok + b"X-Last: v\r\n\r\n", 431,
+                 "headers_too_large")
+
+
+def test_big_body_gets_413_before_it_is_sent(svc):
+    s = svc.connect()
+    s.sendall(b"POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % (1024 * 1024 + 1))
+    status, h, body = read_response(s, timeout=2)  # no body sent at all
+    assert status == 413 and h["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
+    assert_closed(s)
+    s.close()
+
+
+def test_body_at_the_limit_is_accepted(svc):
+    n = 1024 * 1024
+    status, _, body, s = exchange(svc.port, b"POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n" % n
+                                  + b"x" * n)
+    assert status == 200 and json.loads(body) == {"bytes": n}
+    s.close()
+
+
+def test_chunked_body_over_the_limit_gets_413(svc):
+    s = svc.connect()
+    s.sendall(b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"10000\r\n" + b"y" * 0x10000 + b"\r\n"
+    try:
+        for _ in range(17):  # 17 x 64 KiB > 1 MiB
+            s.sendall(chunk)
+    except OSError:
+        pass
+    status, h, _ = read_response(s)
+    assert status == 413 and h["connection"] == "close"
+    s.close()
+
+
+def test_header_timeout_gets_408_and_close(svc):
+    s = svc.connect()
+    s.sendall(b"GET /items/1 HTTP/1.1\r\nHost: t\r\n")  # never finished
+    t0 = time.monotonic()
+    status, h, body = read_response(s, timeout=3)
+    assert status == 408 and h["connection"] == "close"
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    assert 0.3 < time.monotonic() - t0 < 1.5
+    assert_closed(s)
+    s.close()
+
+
+def test_slowloris_cannot_extend_the_header_timeout(svc):
+    s = svc.connect()
+    s.sendall(b"GET /items/1 HTTP/1.1\r\n")
+    t0 = time.monotonic()
+    got = b""
+    s.settimeout(0.05)
+    while time.monotonic() - t0 < 3:
+        try:
+            s.sendall(b"X: y\r\n")
+        except OSError:
+            break
+        try:
+            b = s.recv(4096)
+            if not b:
+                break
+            got += b
+            if b"\r\n\r\n" in got:
+                break
+        except socket.timeout:
+            pass
+    assert got.startswith(b"HTTP/1.1 408"), got[:80]
+    assert time.monotonic() - t0 < 1.5
+    s.close()
+
+
+def test_body_timeout_gets_408_and_close(svc):
+    s = svc.connect()
+    s.sendall(b"POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+    t0 = time.monotonic()
+    status, h, body = read_response(s, timeout=3)
+    assert status == 408 and h["connection"] == "close"
+    assert "body" in json.loads(body)["error"]["message"]
+    assert time.monotonic() - t0 < 1.5
+    assert_closed(s)
+    s.close()
+
+
+def test_idle_keep_alive_connection_is_closed(svc):
+    s = svc.connect()
+    s.sendall(b"GET /items/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert read_response(s)[0] == 200
+    t0 = time.monotonic()
+    assert_closed(s, timeout=3)
+    assert 0.4 < time.monotonic() - t0 < 1.5
+    s.close()
+
+
+def test_fresh_silent_connection_is_closed(svc):
+    s = svc.connect()
+    t0 = time.monotonic()
+    assert recv_until_closed(s, timeout=3) == b""
+    assert time.monotonic() - t0 < 1.5
+    s.close()
+
+
+def test_a_slow_handler_is_not_a_timeout(svc):
+    # Timeouts cover the client's sending and idling, not our handling.
+    status, doc = svc.json("GET", "/slow?ms=900")
+    assert status == 200 and doc == {"slept_ms": 900}
+
+
+def test_a_slow_reader_is_not_cut_by_the_idle_timeout(svc):
+    # A response still being delivered is not idleness: reading 8 MiB slowly
+    # takes well over HTTP_IDLE_TIMEOUT (0.5 s) and must arrive whole.
+    s = svc.connect()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    s.sendall(b"GET /big?kb=8192 HTTP/1.1\r\nHost: t\r\n\r\n")
+    s.settimeout(5)
+    t0 = time.monotonic()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(4096)
+    head, first = head.split(b"\r\n\r\n", 1)
+    got = len(first)
+    while got < 8192 * 1024:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += len(b)
+        time.sleep(0.008)
+    assert time.monotonic() - t0 > 0.6
+    assert got == 8192 * 1024
+    s.close()
+
+
+def test_limits_are_configurable():
+    env = {"HTTP_MAX_HEADER_BYTES": "2048", "HTTP_MAX_HEADERS": "10", "HTTP_MAX_BODY_BYTES": "100"}
+    with Service("testsvc", env=env) as svc:
+        expect_error(svc, b"GET /items/" + b"1" * 2100 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, "uri_too_long")
+        expect_error(svc, b"GET /items/1 HTTP/1.1\r\nHost: t\r\nX: " + b"v" * 2100 + b"\r\n\r\n", 431,
+                     "headers_too_large")
+        hdrs = b"".join(b"X-%d: v\r\n" % i for i in range(10))
+        expect_error(svc, b"GET /items/1 HTTP/1.1\r\nHost: t\r\n" + hdrs + b"\r\n", 431, "headers_too_large")
+        expect_error(svc, b"POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n", 413,
+                     "payload_too_large")
+        status, _, body, s = exchange(svc.port, b"POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n"
+                                      + b"z" * 100)
+        assert status == 200 and json.loads(body) == {"bytes": 100}
+        s.close()
+
+
+def test_connection_cap_answers_503():
+    with Service("testsvc", env={"HTTP_MAX_CONNECTIONS": "5"}) as svc:
+        time.sleep(0.2)  # the readiness probe's connection is gone
+        held = [svc.connect() for _ in range(5)]
+        for s in held:  # make sure all five are accepted and counted
+            s.sendall(b"GET /items/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert read_response(s)[0] == 200
+        for _ in range(3):
+            extra = svc.connect()
+            extra.sendall(b"GET /items/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+            status, h, body = read_response(extra)
+            assert status == 503 and h["connection"] == "close" and h["retry-after"] == "1"
+            assert json.loads(body)["error"]["code"] == "unavailable"
+            assert_closed(extra)
+            extra.close()
+        # the held ones still work, and a slot frees up when one closes
+        held[0].sendall(b"GET /items/2 HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert read_response(held[0])[0] == 200
+        held.pop().close()
+        deadline = time.monotonic() + 3
+        while True:
+            s = svc.connect()
+            s.sendall(b"GET /items/3 HTTP/1.1\r\nHost: t\r\n\r\n")
+            status = read_response(s)[0]
+            s.close()
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status == 200
+        for s in held:
+            s.close()
+        metrics = svc.request("GET", "/metrics")[2].decode()
+        assert any(ln.startswith("http_connections_rejected_total") and not ln.endswith(" 0")
+                   for ln in metrics.splitlines())
+
+
+def test_1500_concurrent_connections():
+    n = 1500
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 500
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} < {want}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    try:
+        # The child inherits the raised limit.
+        with Service("testsvc") as svc:
+            socks = []
+            for i in range(n):
+                socks.append(svc.connect(timeout=10))
+            for i, s in enumerate(socks):
+                s.sendall(b"GET /items/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i)
+            for i, s in enumerate(socks):
+                status, _, body = read_response(s, timeout=10)
+                assert status == 200 and json.loads(body)["id"] == str(i)
+            # all still open and usable
+            for i, s in enumerate(socks[::50]):
+                s.sendall(b"GET /items/x%d HTTP/1.1\r\nHost: t\r\n\r\n" % i)
+                assert read_response(s)[0] == 200
+            metrics = svc.request("GET", "/metrics")[2].decode()
+            open_line = [ln for ln in metrics.splitlines() if ln.startswith("http_connections_open{")][0]
+            assert float(open_line.split()[-1]) >= n
+            for s in socks:
+                s.close()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

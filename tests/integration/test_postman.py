@@ -1,0 +1,74 @@
+"""The Postman collection of the tutorial flow, run by newman against live
+auth and products services.
+
+newman is an npm package pinned by tests/postman/package-lock.json and
+installed into tests/postman/node_modules (`npm ci`) when missing. Without
+node or npm this test fails: `make test` installs them.
+"""
+import json
+import os
+import shutil
+import subprocess
+
+from conftest import ROOT
+from services_fixtures import ADMIN_PASS, ADMIN_USER, running_system
+
+POSTMAN_DIR = os.path.join(ROOT, "tests", "postman")
+NEWMAN = os.path.join(POSTMAN_DIR, "node_modules", ".bin", "newman")
+COLLECTION = os.path.join(ROOT, "docs", "postman", "svckit.postman_collection.json")
+ENVIRONMENT = os.path.join(ROOT, "docs", "postman", "svckit.postman_environment.json")
+MIN_ASSERTIONS = 15
+
+
+def ensure_newman():
+    for tool in ("node", "npm"):
+        assert shutil.which(tool), f"{tool} is not installed (make test installs nodejs and npm)"
+    if not os.path.exists(NEWMAN):
+        r = subprocess.run(["npm", "ci", "--prefix", POSTMAN_DIR, "--no-audit", "--no-fund"],
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"npm ci failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    assert os.path.exists(NEWMAN), "npm ci did not install newman"
+
+
+def test_collection_is_postman_v2_1():
+    with open(COLLECTION) as f:
+        c = json.load(f)
+    assert c["info"]["schema"] == "https://schema.getpostman.com/json/collection/v2.1.0/collection.json"
+    names = {v["key"] for v in c["variable"]}
+    assert {"auth_url", "products_url"} <= names
+
+    def requests(items):
+        for it in items:
+            yield from requests(it["item"]) if "item" in it else [it]
+
+    reqs = list(requests(c["item"]))
+    assert len(reqs) >= 15
+    for r in reqs:
+        raw = r["request"]["url"]["raw"]
+        assert raw.startswith("{{auth_url}}") or raw.startswith("{{products_url}}"), raw
+        tests = "\n".join(line for e in r["event"] if e["listen"] == "test" for line in e["script"]["exec"])
+        assert "pm.response.to.have.status(" in tests, r["name"]
+        assert tests.count("pm.test(") >= 2, r["name"]
+
+
+def test_newman_runs_the_tutorial_flow(tmp_path):
+    ensure_newman()
+    report = str(tmp_path / "newman.json")
+    with running_system() as (auth, products):
+        cmd = [NEWMAN, "run", COLLECTION, "-e", ENVIRONMENT,
+               "--env-var", f"auth_url=http://127.0.0.1:{auth.port}",
+               "--env-var", f"products_url=http://127.0.0.1:{products.port}",
+               "--env-var", f"admin_username={ADMIN_USER}",
+               "--env-var", f"admin_password={ADMIN_PASS}",
+               "--timeout-request", "10000", "--color", "off",
+               "-r", "cli,json", "--reporter-json-export", report]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    out = r.stdout[-6000:] + r.stderr[-2000:]
+    assert r.returncode == 0, out
+    with open(report) as f:
+        stats = json.load(f)["run"]["stats"]
+    print(f"newman: {stats['requests']['total']} requests, {stats['assertions']['total']} assertions")
+    assert stats["assertions"]["total"] >= MIN_ASSERTIONS, out
+    assert stats["assertions"]["failed"] == 0, out
+    assert stats["requests"]["failed"] == 0, out
+    assert stats["testScripts"]["failed"] == 0 and stats["prerequestScripts"]["failed"] == 0, out
