@@ -150,7 +150,14 @@ void svc__dispatch_continue(svc_req *req) {
     while (req->mw_index < app->nmw) {
         svc_middleware *m = &app->mw[req->mw_index++];
         if (!m->before) continue;
-        if (m->before(req, &req->res, m->ud) != SVC_OK) {
+        int rc = m->before(req, &req->res, m->ud);
+        /* SVC_ASYNC: the hook resumes later with svc__dispatch_continue (or
+         * ends the request with svc_res_finish). */
+        if (rc == SVC_ASYNC) return;
+        /* A hook that wrote a response has answered, whatever it returned:
+         * `return svc_res_error(...)` returns SVC_OK, and reads so naturally
+         * that treating it as "go on" would run the handler over the refusal. */
+        if (rc != SVC_OK || req->res.has_body || req->res.streaming) {
             svc__request_finish(req);
             return;
         }

@@ -1,0 +1,305 @@
+"""Support for the messaging tests: a real nats-server per test module, and a
+small NATS client speaking the text protocol directly (Debian ships no Python
+NATS client, and a hand-rolled one can also send what a polite client never
+would: requests without reply subjects, bad headers, huge payloads).
+
+No tests here; test_msg_*.py import what they need.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import Service, free_port
+
+NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
+
+
+class NatsServer:
+    """nats-server with JetStream on a free port; kept across restart() (same port, same store)."""
+
+    def __init__(self, max_payload=4 * 1024 * 1024):
+        self.port = free_port()
+        self.tmp = tempfile.mkdtemp(prefix="svckit-nats-")
+        self.conf = os.path.join(self.tmp, "nats.conf")
+        with open(self.conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{self.port}\n"
+                    f"max_payload: {max_payload}\n"
+                    f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n")
+        self.proc = None
+        self.log = None
+        self.start()
+
+    @property
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout=10.0):
+        self.log = open(os.path.join(self.tmp, "nats.log"), "ab")
+        self.proc = subprocess.Popen([NATS_SERVER, "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited: {self.read_log()}")
+            try:
+                c = Nats(self.port, timeout=1)
+                c.close()
+                return
+            except OSError:
+                time.sleep(0.02)
+        raise RuntimeError("nats-server did not start")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.log:
+            self.log.close()
+            self.log = None
+
+    def read_log(self):
+        with open(os.path.join(self.tmp, "nats.log"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def close(self):
+        self.stop(signal.SIGKILL)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def nats_server():
+    s = NatsServer()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+JWT_SECRET = "msgsvc-test-secret-0123456789abcdef-0123"
+
+
+def msgsvc(nats, env=None, **kw):
+    e = {"NATS_URL": nats.url if nats else "none", "WORKERS": "2", "JWT_SECRET": JWT_SECRET}
+    e.update(env or {})
+    return Service("msgsvc", env=e, **kw)
+
+
+class Msg:
+    def __init__(self, subject, reply, headers, status, data):
+        self.subject, self.reply, self.headers, self.status, self.data = subject, reply, headers, status, data
+
+    def header(self, name):
+        for k, v in self.headers.items():
+            if k.lower() == name.lower():
+                return v
+        return None
+
+    def json(self):
+        return json.loads(self.data)
+
+    @property
+    def svc_status(self):
+        v = self.header("Svc-Status")
+        return int(v) if v is not None else None
+
+
+class Nats:
+    """A blocking NATS client: enough protocol for tests, nothing hidden."""
+
+    def __init__(self, port, timeout=5.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self.sid = 0
+        self.pending = []  # messages read while waiting for something else
+        info = self._line()
+        assert info.startswith(b"INFO "), info
+        self.info = json.loads(info[5:])
+        self.send(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,'
+                  b'"protocol":1,"name":"pytest"}\r\nPING\r\n')
+        self._wait_pong()
+        self.inbox = "_INBOX.pytest%d" % os.getpid() + "x" + str(id(self))
+        self.inbox_sid = self.subscribe(self.inbox + ".*")
+        self.req_seq = 0
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _fill(self, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no data from nats-server")
+        self.sock.settimeout(remaining)
+        b = self.sock.recv(1 << 20)
+        if not b:
+            raise ConnectionError("nats-server closed the connection")
+        self.buf += b
+
+    def _line(self, deadline=None):
+        deadline = deadline or time.monotonic() + 5
+        while b"\r\n" not in self.buf:
+            self._fill(deadline)
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _bytes(self, n, deadline):
+        while len(self.buf) < n + 2:
+            self._fill(deadline)
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def _read_op(self, deadline):
+        """One protocol operation: returns a Msg, or None for control lines."""
+        line = self._line(deadline)
+        if line.startswith(b"MSG "):
+            parts = line.split()
+            subject, n = parts[1].decode(), int(parts[-1])
+            reply = parts[3].decode() if len(parts) == 5 else None
+            return Msg(subject, reply, {}, None, self._bytes(n, deadline))
+        if line.startswith(b"HMSG "):
+            parts = line.split()
+            subject, hlen, total = parts[1].decode(), int(parts[-2]), int(parts[-1])
+            reply = parts[3].decode() if len(parts) == 6 else None
+            raw = self._bytes(total, deadline)
+            head, data = raw[:hlen], raw[hlen:]
+            lines = head.decode("latin-1").split("\r\n")
+            status = None
+            first = lines[0].split(" ", 2)
+            if len(first) > 1 and first[1].isdigit():
+                status = int(first[1])
+            headers = {}
+            for l in lines[1:]:
+                if ":" in l:
+                    k, v = l.split(":", 1)
+                    headers.setdefault(k.strip(), v.strip())
+            return Msg(subject, reply, headers, status, data)
+        if line == b"PING":
+            self.send(b"PONG\r\n")
+        elif line.startswith(b"-ERR"):
+            raise RuntimeError(line.decode())
+        return None
+
+    def _wait_pong(self, timeout=5):
+        deadline = time.monotonic() + timeout
+        while True:
+            line = self._line(deadline)
+            if line == b"PONG":
+                return
+            if line.startswith(b"-ERR"):
+                raise RuntimeError(line.decode())
+            if line.startswith(b"MSG") or line.startswith(b"HMSG"):
+                # put it back; it is read as data by the caller later
+                self.buf = line + b"\r\n" + self.buf
+                m = self._read_op(deadline)
+                if m:
+                    self.pending.append(m)
+
+    def flush(self, timeout=5):
+        self.send(b"PING\r\n")
+        self._wait_pong(timeout)
+
+    def subscribe(self, subject, queue=None):
+        self.sid += 1
+        q = f" {queue}" if queue else ""
+        self.send(f"SUB {subject}{q} {self.sid}\r\n".encode())
+        return self.sid
+
+    @staticmethod
+    def encode_headers(headers):
+        h = "NATS/1.0\r\n"
+        for k, v in (headers.items() if isinstance(headers, dict) else headers):
+            h += f"{k}: {v}\r\n"
+        return (h + "\r\n").encode()
+
+    def publish(self, subject, data=b"", reply=None, headers=None):
+        if isinstance(data, str):
+            data = data.encode()
+        r = f" {reply}" if reply else ""
+        if headers is not None:
+            h = self.encode_headers(headers)
+            self.send(f"HPUB {subject}{r} {len(h)} {len(h) + len(data)}\r\n".encode() + h + data + b"\r\n")
+        else:
+            self.send(f"PUB {subject}{r} {len(data)}\r\n".encode() + data + b"\r\n")
+
+    def next_msg(self, timeout=5.0, subject_prefix=None):
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, m in enumerate(self.pending):
+                if subject_prefix is None or m.subject.startswith(subject_prefix):
+                    return self.pending.pop(i)
+            m = self._read_op(deadline)
+            if m:
+                self.pending.append(m)
+
+    def request(self, subject, data=b"", headers=None, timeout=5.0):
+        self.req_seq += 1
+        reply = f"{self.inbox}.{self.req_seq}"
+        self.publish(subject, data, reply=reply, headers=headers)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self.next_msg(max(0.001, deadline - time.monotonic()), subject_prefix=self.inbox + ".")
+            if m.subject == reply:
+                return m
+
+    def request_all(self, subject, data=b"", headers=None, wait=0.5):
+        """Publishes once and gathers every reply that arrives within wait seconds."""
+        self.req_seq += 1
+        reply = f"{self.inbox}.{self.req_seq}"
+        self.publish(subject, data, reply=reply, headers=headers)
+        out = []
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                m = self.next_msg(max(0.001, deadline - time.monotonic()), subject_prefix=reply)
+            except (TimeoutError, socket.timeout):
+                return out
+            out.append(m)
+
+    def svc(self, service, method, path, query=None, body=b"", headers=None, subject=None, timeout=5.0):
+        """A request the way svc_rpc_call makes it, on svc.<service>.http unless subject is given."""
+        h = {"Svc-Method": method, "Svc-Path": path}
+        if query:
+            h["Svc-Query"] = query
+        h.update(headers or {})
+        return self.request(subject or f"svc.{service}.http", body, headers=h, timeout=timeout)
+
+
+def metric(svc, name, **labels):
+    """The value of one series in the service's /metrics (0 if absent)."""
+    status, _, body = svc.request("GET", "/metrics")
+    assert status == 200
+    total = 0.0
+    for line in body.decode().splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for(fn, timeout=3.0, what="condition"):
+    """Polls fn() until it returns something truthy; returns that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.03)
