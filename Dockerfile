@@ -49,9 +49,12 @@ COPY --from=build /rootfs/ /
 COPY --from=build --chown=65532:65532 /rootfs-data /data
 # 65532: the conventional "nonroot" of distroless images; /etc/passwd names it.
 USER 65532:65532
+# SHUTDOWN_TIMEOUT stays under `docker stop`'s default 10 s grace period, so a
+# drain that runs long still ends in our own exit, not in a SIGKILL.
 ENV PORT=8080 \
     HOST=0.0.0.0 \
-    DATA_DIR=/data
+    DATA_DIR=/data \
+    SHUTDOWN_TIMEOUT=8
 WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8080
