@@ -22,6 +22,11 @@ TARGETS = {
 }
 
 
+# A round during which other processes used more than this (percent of one CPU)
+# is flagged: its numbers are not the machine's.
+NOISY_PCT = 5
+
+
 def parse(path):
     rows = []
     with open(path) as f:
@@ -53,6 +58,15 @@ def median(xs):
         return None
     m = statistics.median(xs)
     return int(m) if isinstance(m, float) and m.is_integer() else m
+
+
+def others_pct(v, hz):
+    """CPU (percent of one CPU) that neither the server nor wrk used during the run:
+    other people's processes, steal. Kernel softirq work for our traffic is left out."""
+    if "machine_ticks" not in v or not v["wall_s"]:
+        return None
+    wrk = v["client_ticks"] * v["wall_s"] / v["client_wall_s"] if v["client_wall_s"] > 0 else 0
+    return round(max(0.0, 100 * (v["machine_ticks"] - v["cpu_ticks"] - wrk) / hz / v["wall_s"]), 1)
 
 
 def main():
@@ -108,6 +122,7 @@ def main():
                 "server_cpu_pct": round(100 * v["cpu_ticks"] / hz / v["wall_s"], 1) if v["wall_s"] else None,
                 "client_cpu_pct": round(100 * v["client_ticks"] / hz / v["client_wall_s"], 1)
                 if v["client_wall_s"] > 0 else None,
+                "others_cpu_pct": others_pct(v, hz),
                 "log_bytes_per_request": round(v["log_bytes"] / reqs, 1)
                 if reqs and v.get("log_expected") else None,
             })
@@ -134,7 +149,7 @@ def main():
             continue
         s["median"] = {k: median([r[k] for r in rs]) for k in (
             "rps", "p50_us", "p99_us", "rss_idle_kib", "rss_load_kib", "server_cpu_pct",
-            "client_cpu_pct", "bytes_per_response", "log_bytes_per_request")}
+            "client_cpu_pct", "others_cpu_pct", "bytes_per_response", "log_bytes_per_request")}
         s["errors"] = sum(r["errors"] for r in rs)
 
     def rps(name):
@@ -211,13 +226,13 @@ def render(res):
              f"`wrk -t1 -c{meta.get('conns')} -d{meta.get('duration_s')}s` after a {meta.get('warmup_s')} s warm-up, "
              f"{meta.get('rounds')} rounds in alternating order, medians shown. "
              f"Body: {meta.get('body_bytes')} bytes (sha256 {meta.get('body_sha256')}...), {meta.get('body_source')}.\n")
-    L.append("| server | req/s | vs ceiling | p50 | p99 | RSS idle | RSS load | +%s idle conns | exec to ready | server CPU | wrk CPU | bytes/resp | log bytes/req |"
+    L.append("| server | req/s | vs ceiling | p50 | p99 | RSS idle | RSS load | +%s idle conns | exec to ready | server CPU | wrk CPU | others CPU | bytes/resp | log bytes/req |"
              % meta.get("idle_conns"))
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in res["order"]:
         s = scen[name]
         if s["skipped"]:
-            L.append(f"| {name} | {s['skipped']} |" + " |" * 12)
+            L.append(f"| {name} | {s['skipped']} |" + " |" * 13)
             continue
         m = s.get("median")
         idle = s.get("idle")
@@ -230,26 +245,30 @@ def render(res):
             idle_s = "-"
         ready_s = f"{ready['median_us'] / 1000:.2f} ms" if ready else "-"
         if not m:
-            L.append(f"| {name} | failed | | | | | | {idle_s} | {ready_s} | | | | |")
+            L.append(f"| {name} | failed | | | | | | {idle_s} | {ready_s} | | | | | |")
             continue
         ratio = ratios.get(f"{name}/ceiling")
-        L.append("| {} | {:,.0f}{} | {} | {:.0f} us | {:.0f} us | {} | {} | {} | {} | {:.0f}% | {} | {:.0f} | {} |".format(
+        L.append("| {} | {:,.0f}{} | {} | {:.0f} us | {:.0f} us | {} | {} | {} | {} | {:.0f}% | {} | {} | {:.0f} | {} |".format(
             name, m["rps"], " (errors!)" if s["errors"] else "",
             "-" if ratio is None else f"{ratio:.3f}",
             m["p50_us"], m["p99_us"], mib(m["rss_idle_kib"]), mib(m["rss_load_kib"]), idle_s, ready_s,
             m["server_cpu_pct"] or 0,
             "-" if m["client_cpu_pct"] is None else f"{m['client_cpu_pct']:.0f}%",
+            "-" if m["others_cpu_pct"] is None else f"{m['others_cpu_pct']:.0f}%",
             m["bytes_per_response"] or 0,
             "-" if m["log_bytes_per_request"] is None else
             (f"{m['log_bytes_per_request']:.0f}" if m["log_bytes_per_request"] else "0 (log empty!)")))
     L.append("")
     L.append("Ratios (median req/s, same run): " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()) + "\n")
-    L.append("Per round (req/s, p99):\n")
+    L.append("Per round (req/s, p99, CPU used by other processes, in % of one CPU):\n")
     for name in res["order"]:
         s = scen[name]
         if s["rounds"]:
             L.append(f"- {name}: " + "; ".join(
-                f"r{r['round']} {r['rps']:,.0f} req/s p99 {r['p99_us']} us" for r in s["rounds"]))
+                f"r{r['round']} {r['rps']:,.0f} req/s p99 {r['p99_us']} us" +
+                ("" if r["others_cpu_pct"] is None else f" (others {r['others_cpu_pct']:.0f}%"
+                 + (", NOISY)" if r["others_cpu_pct"] > NOISY_PCT else ")"))
+                for r in s["rounds"]))
         for fl in s["failures"]:
             L.append(f"- {name}: FAILED {fl}")
     L.append("")

@@ -111,7 +111,7 @@ scenario_svckit() {
         return 1
     fi
     S_CMD=("$(realpath "$SVCKIT_BIN")")
-    S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info SHUTDOWN_TIMEOUT=2)
+    S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info SHUTDOWN_TIMEOUT=2 DRAIN_DELAY=0)
     S_PATH=/products S_READY=/readyz S_LOG=$PWD/$RUN/svckit-$1.log S_OUT=$S_LOG
     S_NOTE="$SVCKIT_BIN, WORKERS=1, access log on (stdout to a file)"
 }
@@ -196,6 +196,11 @@ read_ticks() { # utime+stime summed over the given PIDs -> CPU_TICKS
     done
 }
 now_s() { printf '%s' "$EPOCHREALTIME"; }
+read_machine() { # user+nice+system+steal ticks of all CPUs -> MACHINE_TICKS
+    local -a c
+    read -ra c </proc/stat
+    MACHINE_TICKS=$((c[1] + c[2] + c[3] + c[8]))
+}
 
 # Percent of all CPUs busy over one second (other engineers' builds skew numbers).
 machine_busy_pct() {
@@ -221,7 +226,7 @@ hdr_args() { # prefix each of S_HDRS with $1 (-H)
 
 # One round of scenario $1 on port $2: fresh start, idle RSS, warm-up, measured run.
 measure_load() {
-    local name=$1 port=$2 round=$3 url wpid max=0 t0 t1 c0 c1 w_ticks=0 w_t=0 line log_bytes=0
+    local name=$1 port=$2 round=$3 url wpid max=0 t0 t1 c0 c1 m0 m1 w_ticks=0 w_t=0 line log_bytes=0
     start_server "$port" || { echo "RUN scenario=$name round=$round error=start" >>"$RAW"; return 0; }
     url="http://$HOST:$port$S_PATH"
     hdr_args -H
@@ -237,7 +242,7 @@ measure_load() {
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${HDR_ARGS[@]}" "$url" >/dev/null
     [ -n "$S_LOG" ] && : >"$S_LOG" # count only the measured run's log bytes
 
-    read_ticks "${SPIDS[@]}"; c0=$CPU_TICKS; t0=$(now_s)
+    read_ticks "${SPIDS[@]}"; c0=$CPU_TICKS; read_machine; m0=$MACHINE_TICKS; t0=$(now_s)
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/latency.lua \
         "${HDR_ARGS[@]}" "$url" >"$RUN/wrk.out" 2>&1 &
     wpid=$!
@@ -251,7 +256,7 @@ measure_load() {
     done
     wait "$wpid" || true
     CHILD_PIDS=()
-    read_ticks "${SPIDS[@]}"; c1=$CPU_TICKS; t1=$(now_s)
+    read_ticks "${SPIDS[@]}"; c1=$CPU_TICKS; read_machine; m1=$MACHINE_TICKS; t1=$(now_s)
     [ -n "$S_LOG" ] && [ -f "$S_LOG" ] && log_bytes=$(stat -c %s "$S_LOG")
     line=$(grep '^BENCH_WRK ' "$RUN/wrk.out" || true)
     if [ -z "$line" ]; then
@@ -260,7 +265,7 @@ measure_load() {
     else
         echo "RUN scenario=$name round=$round ${line#BENCH_WRK } rss_idle_kib=$rss_idle" \
              "rss_load_kib=$max cpu_ticks=$((c1 - c0)) wall_s=$(awk "BEGIN{print $t1-$t0}")" \
-             "client_ticks=$w_ticks client_wall_s=$(awk "BEGIN{print $w_t-$t0}") log_bytes=$log_bytes log_expected=$([ -n "$S_LOG" ] && echo 1 || echo 0)" >>"$RAW"
+             "client_ticks=$w_ticks client_wall_s=$(awk "BEGIN{print $w_t-$t0}") machine_ticks=$((m1 - m0)) log_bytes=$log_bytes log_expected=$([ -n "$S_LOG" ] && echo 1 || echo 0)" >>"$RAW"
     fi
     stop_server
     [ -n "$S_LOG" ] && rm -f "$S_LOG" # access logs of a run are large; keep the disk clean

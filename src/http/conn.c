@@ -13,17 +13,24 @@
  * scanner also enforces HTTP_MAX_HEADER_BYTES on the raw bytes: the parser's
  * callbacks never see the whitespace and line ends, and its own limit is a
  * fixed 80 KiB.
- * Every framing error gets a JSON 400 (or the specific 408/413/414/431) with
- * "Connection: close", then the connection lingers briefly and closes.
+ *
+ * Every framing error gets a JSON 400 (or the specific 408, 413, 414, 417,
+ * 431, 501 or 505) with "Connection: close". Every close we initiate after
+ * the client may have sent something is a linger: half-close, discard input
+ * briefly, then close, so that unread input never turns into a RST that
+ * destroys the last response in flight.
  *
  * Idle connections cost only this struct (no request, no buffers): the read
  * buffer is shared by every connection of the worker, and requests are created
  * at their first byte.
  */
+#define _GNU_SOURCE /* accept4 */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/internal.h"
 #include "http/internal.h"
@@ -428,7 +435,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         return;
     }
     if (c->state == CONN_LINGER) return; /* discard */
-    c->had_bytes = 1;
     if (c->state == CONN_HANDLING || pending_size(c) > 0 || c->out.len + c->writing > SVC_OUTPUT_HIGH_WATER) {
         pending_append(c, buf->base, (size_t)nread);
         if (pending_size(c) > SVC_PENDING_HIGH_WATER) stop_reading(c);
@@ -532,10 +538,7 @@ void svc__conn_flush(svc_conn *c) {
 
 static void worker_maybe_exit(svc_worker *w) {
     if (!w->stopping || w->nconns > 0) return;
-    if (w->listening) {
-        uv_close((uv_handle_t *)&w->listener, NULL);
-        w->listening = 0;
-    }
+    svc__worker_stop_listening(w);
     if (!uv_is_closing((uv_handle_t *)&w->tick)) uv_close((uv_handle_t *)&w->tick, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup)) uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
@@ -585,15 +588,14 @@ static void on_shutdown(uv_shutdown_t *sr, int status) {
 }
 
 /* Half-close after the final response and discard input for a moment, so the
- * client reads the response before our close can turn into a RST. */
+ * client reads the response before our close can turn into a RST. Also for a
+ * connection that has sent nothing yet: its first request may be in flight,
+ * and a FIN before any response is a clean "closed between requests" that
+ * clients retry, where a RST is not. */
 static void start_linger(svc_conn *c) {
     if (c->closing || c->state == CONN_LINGER) return;
     set_state(c, CONN_LINGER, SVC_LINGER_MS);
     c->pending_off = c->pending_len = 0;
-    if (!c->had_bytes) {
-        conn_close(c);
-        return;
-    }
     uv_shutdown_t *sr = malloc(sizeof *sr);
     if (!sr) {
         conn_close(c);
@@ -639,15 +641,9 @@ static void peer_name(svc_conn *c) {
     else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
 }
 
-void svc__conn_accept(uv_stream_t *server, int status) {
-    svc_worker *w = server->data;
-    svc_app *app = w->app;
-    if (status < 0) {
-        svc_warn("accept failed: %s", uv_strerror(status));
-        return;
-    }
+static svc_conn *conn_new(svc_worker *w) {
     svc_conn *c = calloc(1, sizeof *c);
-    if (!c) return;
+    if (!c) return NULL;
     c->w = w;
     uv_tcp_init(&w->loop, &c->tcp);
     c->tcp.data = c;
@@ -655,17 +651,19 @@ void svc__conn_accept(uv_stream_t *server, int status) {
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
-    atomic_fetch_add(&app->connections, 1);
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
-        return;
-    }
+    atomic_fetch_add(&w->app->connections, 1);
+    return c;
+}
+
+/* A connection whose socket is open: the cap, then reading. */
+static void conn_start(svc_conn *c) {
+    svc_worker *w = c->w;
+    svc_app *app = w->app;
     if (w->nconns > conn_cfg(c)->max_connections) {
         /* Answered without parsing, then the usual linger rather than an
          * abrupt close: the request the client has already sent would turn
          * the close into a RST, which can destroy the 503 before it is read. */
         svc_counter_add(app->s_rejected, 1);
-        c->had_bytes = 1;
         c->close_after = 1;
         svc_buf_printf(&c->out,
                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -685,6 +683,54 @@ void svc__conn_accept(uv_stream_t *server, int status) {
         return;
     }
     c->reading = 1;
+}
+
+void svc__conn_accept(uv_stream_t *server, int status) {
+    svc_worker *w = server->data;
+    if (status < 0) {
+        svc_warn("accept failed: %s", uv_strerror(status));
+        return;
+    }
+    svc_conn *c = conn_new(w);
+    if (!c) return;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    conn_start(c);
+}
+
+int svc__conn_open_fd(svc_worker *w, int fd) {
+    svc_conn *c = conn_new(w);
+    if (!c) return SVC_ENOMEM;
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
+        conn_close(c); /* the handle has no fd: the caller still owns it */
+        return SVC_EIO;
+    }
+    conn_start(c);
+    return SVC_OK;
+}
+
+/*
+ * Closing a listening socket resets every connection still in its accept
+ * queue: clients whose handshake the kernel completed, and which may already
+ * have sent a request. So the queue is emptied first (those connections get
+ * the drain's treatment), leaving only the instant between the last accept
+ * and the close.
+ */
+void svc__worker_stop_listening(svc_worker *w) {
+    if (!w->listening) return;
+    for (;;) {
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            break;
+        }
+        if (svc__conn_open_fd(w, fd) != SVC_OK) close(fd);
+    }
+    uv_close((uv_handle_t *)&w->listener, NULL);
+    w->listening = 0;
 }
 
 static void conn_timeout(svc_conn *c) {
@@ -747,12 +793,8 @@ void svc__worker_close_idle(svc_worker *w, int force) {
             if (force) {
                 conn_close(c);
             } else if (c->state == CONN_IDLE && c->writing == 0 && c->out.len == 0 && pending_size(c) == 0) {
-                if (c->close_after || c->had_bytes) {
-                    c->close_after = 1;
-                    start_linger(c);
-                } else {
-                    conn_close(c);
-                }
+                c->close_after = 1;
+                start_linger(c);
             }
         }
         c = next;

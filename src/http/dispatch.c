@@ -145,7 +145,29 @@ static void run_handler(svc_req *req) {
     svc__request_finish(req);
 }
 
+/*
+ * A handler (or hook) may finish its response before it returns: a stream
+ * with all its data at hand, or an async call whose callback fires at once.
+ * svc__request_finish then must not free the request under the handler's
+ * feet, so while hooks and handler are on the stack the release waits for
+ * them to return.
+ */
+static void run_hooks_and_handler(svc_req *req);
+
+/* Hands a finished request back to where it came from, which frees it. */
+static void request_release(svc_req *req) {
+    if (req->transport) req->transport->finish(req);
+    else svc__conn_request_done(req);
+}
+
 void svc__dispatch_continue(svc_req *req) {
+    req->in_handler = 1;
+    run_hooks_and_handler(req);
+    req->in_handler = 0;
+    if (req->release_pending) request_release(req);
+}
+
+static void run_hooks_and_handler(svc_req *req) {
     svc_app *app = req->app;
     while (req->mw_index < app->nmw) {
         svc_middleware *m = &app->mw[req->mw_index++];
@@ -260,6 +282,10 @@ void svc__request_finish(svc_req *req) {
     if (!(req->route && (req->route->flags & SVC_NO_LOG))) svc__access_log(req, seconds, bytes);
     atomic_fetch_sub(&app->inflight, 1);
 
-    if (req->conn && !req->conn->closing) svc__res_serialize(res, &req->conn->out);
-    svc__conn_request_done(req);
+    if (!req->transport && req->conn && !req->conn->closing) svc__res_serialize(res, &req->conn->out);
+    if (req->in_handler) {
+        req->release_pending = 1;
+        return;
+    }
+    request_release(req);
 }

@@ -185,7 +185,6 @@ struct svc_conn {
     unsigned received : 1;           /* any byte of the current request */
     unsigned in_process : 1;         /* inside conn_process (re-entrancy) */
     unsigned eof : 1;                /* the client half-closed */
-    unsigned had_bytes : 1;          /* the client ever sent anything */
     int nrequests;
     char peer[48];
 };
@@ -246,6 +245,8 @@ struct svc_req {
     unsigned head : 1;
     unsigned offloaded : 1;
     unsigned dispatched : 1;         /* a handler or hook may hold it */
+    unsigned in_handler : 1;         /* hooks or the handler are on the stack */
+    unsigned release_pending : 1;    /* finished while in_handler: release on return */
     unsigned te_count : 2;           /* Transfer-Encoding fields, saturating at 3 */
     unsigned te_other : 1;           /* a Transfer-Encoding other than "chunked" */
     unsigned host_count : 2;
@@ -264,6 +265,13 @@ svc_route_entry *svc__app_unmatched(svc_app *app);
 void svc__conn_accept(uv_stream_t *listener, int status);
 void svc__worker_tick(uv_timer_t *t);
 void svc__worker_close_idle(svc_worker *w, int force);
+/* Serves an already-connected socket (non-blocking) on w, from w's loop
+ * thread; on success the connection owns fd, else the caller still does.
+ * Used to drain the accept queue, and by the fuzz target (fuzz/http_fuzz.c),
+ * which drives the real connection code over a socketpair. */
+int svc__conn_open_fd(svc_worker *w, int fd);
+/* Accepts what the kernel has queued, then closes the listener. */
+void svc__worker_stop_listening(svc_worker *w);
 /* Called when a request's response is complete (sync or async). */
 void svc__conn_request_done(svc_req *req);
 /* Queues bytes for the client and starts writing them. */

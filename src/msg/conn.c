@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/internal.h"
 #include "msg/internal.h"
 
 static const char *const drop_reasons[DROP_REASONS] = {
@@ -64,6 +65,13 @@ void svc__msg_drop(svc_msg *m, int reason, const char *fmt, ...) {
     va_end(ap);
     svc_warn("nats: %s (reason %s; %.0f dropped so far; at most one line per second)", line,
              drop_reasons[reason], svc_series_value(m->s_dropped[reason]));
+    svc__msg_log_release(m);
+}
+
+/* The log keeps a buffer per thread, freed only by threads that say they
+ * exit; libnats's threads never do, so ours give it back after each line. */
+void svc__msg_log_release(svc_msg *m) {
+    if (!svc__msg_current(m)) svc__log_thread_exit();
 }
 
 const char *svc__msg_header(natsMsg *msg, const char *name) {
@@ -394,15 +402,17 @@ static void on_connected(natsConnection *nc, void *closure) {
     atomic_store(&m->connected, 1);
     svc_gauge_set(m->s_connected, 1);
     log_url(nc, "connected to");
+    svc__log_thread_exit();
 }
 
 static void on_disconnected(natsConnection *nc, void *closure) {
     (void)nc;
     svc_msg *m = closure;
-    if (!atomic_exchange(&m->connected, 0)) return;
+    if (!atomic_exchange(&m->connected, 0) || atomic_load(&m->closing)) return;
     svc_gauge_set(m->s_connected, 0);
     svc_warn("nats: disconnected; reconnecting every %d ms (publishes are buffered up to %d bytes)",
              SVC_MSG_RECONNECT_WAIT_MS, SVC_MSG_RECONNECT_BUFFER);
+    svc__log_thread_exit();
 }
 
 static void on_reconnected(natsConnection *nc, void *closure) {
@@ -413,19 +423,45 @@ static void on_reconnected(natsConnection *nc, void *closure) {
     svc_gauge_set(m->s_connected, 1);
     svc_counter_add(m->s_reconnects, 1);
     log_url(nc, "reconnected to");
+    svc__log_thread_exit();
+}
+
+/* libnats counts what it drops per subscription (over its pending limits);
+ * this adds what it dropped since the last look to our drop counter. Runs at
+ * every /metrics render and on each slow-consumer event. */
+static _Atomic(svc_msg *) collect_target;
+
+static void sync_dropped(svc_msg *m) {
+    for (msg_sub *s = m->subs; s; s = s->next) {
+        int64_t d = 0;
+        if (!s->sub || natsSubscription_GetDropped(s->sub, &d) != NATS_OK) continue;
+        long long prev = atomic_load(&s->dropped_seen);
+        if (d > prev && atomic_compare_exchange_strong(&s->dropped_seen, &prev, d))
+            svc_counter_add(m->s_dropped[DROP_SLOW_CONSUMER], (uint64_t)(d - prev));
+    }
+}
+
+static void collect(void *ud) {
+    (void)ud;
+    svc_msg *m = atomic_load(&collect_target);
+    if (m && atomic_load(&m->started)) sync_dropped(m);
 }
 
 static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure) {
     (void)nc;
     svc_msg *m = closure;
     if (err == NATS_SLOW_CONSUMER) {
+        if (atomic_load(&m->started)) sync_dropped(m);
         const char *subject = sub ? natsSubscription_GetSubject(sub) : "?";
-        svc__msg_drop(m, DROP_SLOW_CONSUMER, "slow consumer on %s: libnats dropped messages over its pending limit",
-                      subject ? subject : "?");
+        if (svc__msg_log_allowed(m, DROP_SLOW_CONSUMER))
+            svc_warn("nats: slow consumer on %s: libnats dropped messages over its pending limit "
+                     "(counted in nats_messages_dropped_total{reason=\"slow_consumer\"})", subject ? subject : "?");
+        svc__log_thread_exit();
         return;
     }
     if (svc__msg_log_allowed(m, DROP_REASONS + 1))
         svc_warn("nats: asynchronous error: %s", natsStatus_GetText(err));
+    svc__log_thread_exit();
 }
 
 static int ready_check(void *ud, char *reason, size_t reason_len) {
@@ -554,6 +590,8 @@ int svc__msg_setup(svc_app *app) {
     m->started_ms = svc_wall_ms();
     setup_metrics(m);
     if (build_endpoints(m) != SVC_OK) return SVC_ERR;
+    atomic_store(&collect_target, m);
+    svc_metrics_on_collect(collect, NULL);
     if (svc_app_use(app, NULL, svc__msg_after_hook, m) != SVC_OK ||
         svc_app_ready_check(app, "nats", ready_check, m) != SVC_OK) {
         svc_error("nats: too many middleware or ready checks");
@@ -658,9 +696,22 @@ void svc__msg_start(svc_app *app) {
         add_sub(m, s, &failed);
         if (ep->route) nroutes++;
     }
+    /* One offload slot per event subscription and consumer, on every worker. */
+    int nslots = 0;
+    for (msg_event_reg *ev = m->events; ev; ev = ev->next) nslots++;
+    for (msg_consumer *c = m->consumers; c; c = c->next) c->slot = nslots++;
+    for (int i = 0; i < m->nworkers && nslots; i++) {
+        m->workers[i].slots = calloc((size_t)nslots, sizeof *m->workers[i].slots);
+        m->workers[i].nslots = m->workers[i].slots ? nslots : 0;
+    }
+    int slot = 0;
     for (msg_event_reg *ev = m->events; ev; ev = ev->next) {
         msg_sub *s = new_sub(m, SUB_EVENT, ev->subject, ev->queue);
-        if (s) s->ev = ev;
+        if (s) {
+            s->ev = ev;
+            s->slot = slot;
+        }
+        slot++;
         add_sub(m, s, &failed);
     }
     for (int i = 0; i < m->nworkers; i++) {
@@ -723,7 +774,16 @@ void svc__msg_stop(svc_app *app) {
     svc_msg *m = app->msg;
     if (!m || !m->nc) return;
     svc__js_stop(m, 1);
-    if (atomic_load(&m->connected)) natsConnection_FlushTimeout(m->nc, SVC_MSG_FLUSH_TIMEOUT_MS);
+    atomic_store(&m->started, 0);
+    atomic_store(&m->closing, 1);
+    /* Drain the connection: every subscription hands over what libnats still
+     * holds (our callbacks refuse it now, properly), queued replies are
+     * flushed, then it closes. Closing outright would leave messages in the
+     * delivery queue that nobody frees. */
+    if (natsConnection_DrainTimeout(m->nc, SVC_MSG_FLUSH_TIMEOUT_MS) == NATS_OK) {
+        for (int i = 0; i < SVC_MSG_FLUSH_TIMEOUT_MS / 10 + 50 && !natsConnection_IsClosed(m->nc); i++)
+            nats_Sleep(10);
+    }
     natsConnection_Close(m->nc);
     for (msg_sub *s = m->subs; s; s = s->next) natsSubscription_Destroy(s->sub);
     jsCtx_Destroy(m->js);
@@ -755,6 +815,8 @@ void svc__msg_free(svc_app *app) {
     svc_msg *m = app->msg;
     if (!m) return;
     svc__msg_stop(app);
+    svc_msg *expected = m;
+    atomic_compare_exchange_strong(&collect_target, &expected, NULL);
     for (msg_event_reg *ev = m->events; ev;) {
         msg_event_reg *next = ev->next;
         free(ev->subject);
@@ -780,7 +842,10 @@ void svc__msg_free(svc_app *app) {
         free(d);
         d = next;
     }
-    for (int i = 0; i < m->nworkers; i++) pthread_mutex_destroy(&m->workers[i].lock);
+    for (int i = 0; i < m->nworkers; i++) {
+        pthread_mutex_destroy(&m->workers[i].lock);
+        free(m->workers[i].slots);
+    }
     free(m->workers);
     free(m->endpoints);
     pthread_mutex_destroy(&m->streams_lock);

@@ -14,6 +14,7 @@
 #include "msg/internal.h"
 
 typedef struct ev_run {
+    struct ev_run *next;             /* waiting in its offload slot */
     svc_event ev;
     msg_worker *mw;
     natsMsg *msg;
@@ -22,6 +23,7 @@ typedef struct ev_run {
     svc_event_fn handler;
     void *ud;
     int rc;
+    int slot;                        /* -1: runs on the loop */
     uv_work_t work;
 } ev_run;
 
@@ -54,8 +56,11 @@ static void settle_stream(ev_run *r) {
     pthread_mutex_unlock(&c->lock);
 }
 
+static void start_offloaded(ev_run *r);
+
 static void run_done(ev_run *r) {
     msg_worker *mw = r->mw;
+    int slot = r->slot;
     if (r->consumer) {
         settle_stream(r);
     } else {
@@ -64,6 +69,28 @@ static void run_done(ev_run *r) {
     }
     natsMsg_Destroy(r->msg);
     free(r);
+    if (slot >= 0) {
+        /* Its turn is over: the next handler of the subscription may run;
+         * after a forced stop none does. */
+        offload_slot *os = &mw->slots[slot];
+        os->running--;
+        while (os->head && atomic_load(&mw->forced)) {
+            ev_run *next = os->head;
+            os->head = next->next;
+            next->rc = SVC_EAGAIN; /* a stream message goes back (nak) */
+            if (!next->consumer)
+                svc__msg_drop(mw->m, DROP_SHUTDOWN, "event on %s dropped: stopping", next->ev.subject);
+            next->slot = -1;
+            run_done(next);
+        }
+        if (!os->head) os->tail = NULL;
+        ev_run *next = os->head;
+        if (next) {
+            os->head = next->next;
+            if (!os->head) os->tail = NULL;
+            start_offloaded(next);
+        }
+    }
     mw->inflight--;
     svc__msg_worker_done(mw);
 }
@@ -81,8 +108,17 @@ static void after_work_cb(uv_work_t *w, int status) {
     run_done(r);
 }
 
+static void start_offloaded(ev_run *r) {
+    msg_worker *mw = r->mw;
+    mw->slots[r->slot].running++;
+    r->work.data = r;
+    if (uv_queue_work(&mw->w->loop, &r->work, work_cb, after_work_cb) == 0) return;
+    r->rc = r->handler(mw->m->app, &r->ev, r->ud);
+    run_done(r);
+}
+
 static void run(msg_worker *mw, natsMsg *msg, msg_sub *sub, msg_consumer *c, svc_event_fn handler,
-                unsigned flags, void *ud) {
+                unsigned flags, void *ud, int slot) {
     ev_run *r = calloc(1, sizeof *r);
     if (!r) {
         svc__msg_drop(mw->m, DROP_OVERFLOW, "event on %s dropped: out of memory", natsMsg_GetSubject(msg));
@@ -105,6 +141,7 @@ static void run(msg_worker *mw, natsMsg *msg, msg_sub *sub, msg_consumer *c, svc
     r->consumer = c;
     r->handler = handler;
     r->ud = ud;
+    r->slot = (flags & SVC_OFFLOAD) && slot >= 0 && slot < mw->nslots ? slot : -1;
     r->ev.subject = natsMsg_GetSubject(msg);
     r->ev.data = natsMsg_GetData(msg);
     if (!r->ev.data) r->ev.data = "";
@@ -120,9 +157,16 @@ static void run(msg_worker *mw, natsMsg *msg, msg_sub *sub, msg_consumer *c, svc
         }
     }
     mw->inflight++;
-    if (flags & SVC_OFFLOAD) {
-        r->work.data = r;
-        if (uv_queue_work(&mw->w->loop, &r->work, work_cb, after_work_cb) == 0) return;
+    if (r->slot >= 0) {
+        offload_slot *os = &mw->slots[r->slot];
+        if (os->running < SVC_MSG_OFFLOAD_PER_SUB) {
+            start_offloaded(r);
+        } else {
+            if (os->tail) os->tail->next = r;
+            else os->head = r;
+            os->tail = r;
+        }
+        return;
     }
     r->rc = handler(mw->m->app, &r->ev, ud);
     run_done(r);
@@ -130,11 +174,11 @@ static void run(msg_worker *mw, natsMsg *msg, msg_sub *sub, msg_consumer *c, svc
 
 void svc__event_handle(msg_worker *mw, msg_sub *s, natsMsg *msg) {
     msg_event_reg *ev = s->ev;
-    run(mw, msg, s, NULL, ev->handler, ev->flags, ev->ud);
+    run(mw, msg, s, NULL, ev->handler, ev->flags, ev->ud, s->slot);
 }
 
 void svc__stream_handle(msg_worker *mw, msg_consumer *c, natsMsg *msg) {
-    run(mw, msg, NULL, c, c->handler, c->flags, c->ud);
+    run(mw, msg, NULL, c, c->handler, c->flags, c->ud, c->slot);
 }
 
 int svc_app_on_event(svc_app *app, const char *subject, const char *queue_group, svc_event_fn handler,
@@ -191,6 +235,9 @@ int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t 
     natsStatus s = natsConnection_Publish(m->nc, subject, len ? data : NULL, (int)len);
     int rc = svc__msg_publish_status(m, s);
     if (rc != SVC_OK && svc__msg_log_allowed(m, DROP_REASONS))
+    {
         svc_warn("nats: publish on %s failed: %s", subject, natsStatus_GetText(s));
+        svc__msg_log_release(m);
+    }
     return rc;
 }

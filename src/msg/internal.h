@@ -47,6 +47,11 @@
 #define SVC_MSG_LOG_INTERVAL_MS 1000
 /* While draining, how often a worker checks whether it may close its handles. */
 #define SVC_MSG_DRAIN_POLL_MS 20
+/* SVC_OFFLOAD event and stream handlers of one subscription running at once
+ * on the thread pool, per worker: a flood on one subscription cannot fill the
+ * pool that offloaded HTTP routes and other subscriptions share, and one
+ * subject's events stay in order. */
+#define SVC_MSG_OFFLOAD_PER_SUB 1
 /* At stop, how long we wait for queued replies to reach the server. */
 #define SVC_MSG_FLUSH_TIMEOUT_MS 1000
 
@@ -101,6 +106,7 @@ typedef struct msg_consumer {
     svc_msg *m;
     char *stream, *subject, *durable;
     int ack_wait_ms;
+    int slot;                        /* index into msg_worker.slots */
     svc_event_fn handler;
     unsigned flags;
     void *ud;
@@ -125,6 +131,8 @@ struct msg_sub {
     natsSubscription *sub;
     atomic_long queued;              /* in our queues or being handled */
     atomic_llong queued_bytes;
+    int slot;                        /* SUB_EVENT: index into msg_worker.slots */
+    atomic_llong dropped_seen;       /* libnats's drop count already counted */
     struct msg_sub *next;
 };
 
@@ -140,6 +148,13 @@ typedef struct msg_item {
 } msg_item;
 
 typedef struct rpc_call rpc_call;
+struct ev_run;
+
+/* Offloaded handlers of one subscription on one worker (loop thread only). */
+typedef struct offload_slot {
+    int running;
+    struct ev_run *head, *tail;      /* waiting for a turn */
+} offload_slot;
 
 struct msg_worker {
     svc_msg *m;
@@ -162,6 +177,8 @@ struct msg_worker {
     uint64_t rpc_seq;
     rpc_call *calls[SVC_MSG_RPC_BUCKETS];
     long ncalls;
+    offload_slot *slots;             /* one per event subscription and consumer */
+    int nslots;
 };
 
 struct svc_msg {
@@ -174,6 +191,7 @@ struct svc_msg {
     jsCtx *js;
     atomic_int connected;
     atomic_int draining;
+    atomic_int closing;              /* svc__msg_stop began: quiet callbacks */
     char instance[SVC_MSG_INSTANCE_ID_LEN + 1];
     int64_t started_ms;              /* wall clock at setup, for STATS */
     msg_worker *workers;
@@ -287,6 +305,8 @@ msg_worker *svc__msg_pick(svc_msg *m);        /* round robin */
 void svc__msg_drop(svc_msg *m, int reason, const char *fmt, ...) SVC_PRINTF(3, 4);
 /* Logs at most once per SVC_MSG_LOG_INTERVAL_MS for slot (rate limit). */
 int svc__msg_log_allowed(svc_msg *m, int slot);
+/* Frees the log buffer of a thread that is not a worker loop (libnats's). */
+void svc__msg_log_release(svc_msg *m);
 /* A loop finished one handled item: maybe close the worker (draining). */
 void svc__msg_worker_done(msg_worker *mw);
 /* The loop the caller is on, or NULL. */

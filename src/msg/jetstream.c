@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/internal.h"
 #include "msg/internal.h"
 
 static void sleep_ms(int ms) {
@@ -150,8 +151,11 @@ int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t l
     if (s != NATS_OK) {
         svc_counter_add(m->s_publish_failed, 1);
         if (svc__msg_log_allowed(m, DROP_REASONS))
+        {
             svc_warn("nats: JetStream publish on %s failed: %s (JetStream error %d)", subject,
                      natsStatus_GetText(s), (int)jerr);
+            svc__msg_log_release(m);
+        }
     }
     return map_status(s);
 }
@@ -317,6 +321,7 @@ static void *fetch_main(void *arg) {
     }
     natsSubscription_Destroy(sub);
     nats_ReleaseThreadMemory();
+    svc__log_thread_exit();
     return NULL;
 }
 

@@ -7,7 +7,8 @@
  * Environment (besides svckit's): MSGSVC_JS=1 declares stream ORDERS
  * (orders.>) and consumes it as durable "msgsvc", appending each handled
  * message's id to $DATA_DIR/processed.log; MSGSVC_ACK_WAIT_MS (2000) and
- * MSGSVC_STREAM_SLEEP_MS (0) tune that consumer.
+ * MSGSVC_STREAM_SLEEP_MS (0) tune that consumer; MSGSVC_FLOOD_SPIN_US (20)
+ * is the CPU time each flood.> event takes on the loop.
  */
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -19,7 +20,7 @@
 #include "svckit.h"
 #include "svckit/msg.h"
 
-static atomic_long events_seen, broadcasts_seen, flood_seen, stream_seen;
+static atomic_long events_seen, broadcasts_seen, flood_seen, slow_seen, stream_seen, outage_seen;
 static char processed_path[4096];
 
 static int hello(svc_req *req, svc_res *res) {
@@ -164,8 +165,10 @@ static int jspublish(svc_req *req, svc_res *res) {
 static int counts(svc_req *req, svc_res *res) {
     (void)req;
     return svc_res_printf(res, 200, "application/json",
-                          "{\"events\":%ld,\"broadcast\":%ld,\"flood\":%ld,\"stream\":%ld,\"connected\":%d}",
+                          "{\"events\":%ld,\"broadcast\":%ld,\"flood\":%ld,\"slow\":%ld,\"outage\":%ld,"
+                          "\"stream\":%ld,\"connected\":%d}",
                           atomic_load(&events_seen), atomic_load(&broadcasts_seen), atomic_load(&flood_seen),
+                          atomic_load(&slow_seen), atomic_load(&outage_seen),
                           atomic_load(&stream_seen), svc_msg_connected(svc_req_app(req)));
 }
 
@@ -176,12 +179,26 @@ static int on_event(svc_app *app, const svc_event *ev, void *ud) {
     return SVC_OK;
 }
 
+/* flood.>: on the loop, a little CPU each (a spin, not a sleep, to be exact). */
 static int on_flood(svc_app *app, const svc_event *ev, void *ud) {
     (void)app;
     (void)ev;
     (void)ud;
-    usleep(1000);
+    const char *us = getenv("MSGSVC_FLOOD_SPIN_US");
+    uint64_t until = svc_now_ns() + (uint64_t)(us ? atoi(us) : 20) * 1000;
+    while (svc_now_ns() < until) {
+    }
     atomic_fetch_add(&flood_seen, 1);
+    return SVC_OK;
+}
+
+/* slowev.>: offloaded, 5 ms each. */
+static int on_slowev(svc_app *app, const svc_event *ev, void *ud) {
+    (void)app;
+    (void)ev;
+    (void)ud;
+    usleep(5000);
+    atomic_fetch_add(&slow_seen, 1);
     return SVC_OK;
 }
 
@@ -229,7 +246,9 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/files/*rest", hello, 0);
     svc_app_on_event(app, "ev.>", NULL, on_event, 0, &events_seen);
     svc_app_on_event(app, "bc.>", "", on_event, 0, &broadcasts_seen);
-    svc_app_on_event(app, "flood.>", NULL, on_flood, SVC_OFFLOAD, NULL);
+    svc_app_on_event(app, "out.>", NULL, on_event, 0, &outage_seen);
+    svc_app_on_event(app, "flood.>", NULL, on_flood, 0, NULL);
+    svc_app_on_event(app, "slowev.>", NULL, on_slowev, SVC_OFFLOAD, NULL);
     if (getenv("MSGSVC_JS")) {
         const char *aw = getenv("MSGSVC_ACK_WAIT_MS");
         svc_app_on_stream(app, "ORDERS", "orders.>", "msgsvc", aw ? atoi(aw) : 2000, on_order, SVC_OFFLOAD,

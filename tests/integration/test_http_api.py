@@ -99,6 +99,19 @@ def test_stream(svc):
     s.close()
 
 
+def test_response_finished_before_the_handler_returns(svc):
+    s = svc.connect()
+    s.sendall(b"GET /stream-now HTTP/1.1\r\nHost: t\r\n\r\nGET /finish-now HTTP/1.1\r\nHost: t\r\n\r\n"
+              b"HEAD /stream-now HTTP/1.1\r\nHost: t\r\n\r\nGET /items/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+    status, _, body = read_response(s)
+    assert status == 200 and body == b"one\ntwo\n"
+    status, _, body = read_response(s)
+    assert status == 200 and json.loads(body) == {"now": True}
+    assert read_response(s, head=True)[:1] == (200,)
+    assert read_response(s)[0] == 200
+    s.close()
+
+
 def test_async(svc):
     t0 = time.monotonic()
     status, doc = svc.json("GET", "/async?ms=100")

@@ -244,7 +244,12 @@ def test_connection_cap_answers_503():
         assert status == 200
         for s in held:
             s.close()
-        metrics = svc.request("GET", "/metrics")[2].decode()
+        for _ in range(50):  # rejected connections linger briefly and still count
+            status, _, metrics = svc.request("GET", "/metrics")
+            if status == 200:
+                break
+            time.sleep(0.05)
+        metrics = metrics.decode()
         assert any(ln.startswith("http_connections_rejected_total") and not ln.endswith(" 0")
                    for ln in metrics.splitlines())
 

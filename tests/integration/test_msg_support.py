@@ -24,8 +24,8 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 class NatsServer:
     """nats-server with JetStream on a free port; kept across restart() (same port, same store)."""
 
-    def __init__(self, max_payload=4 * 1024 * 1024):
-        self.port = free_port()
+    def __init__(self, max_payload=4 * 1024 * 1024, port=None):
+        self.port = port or free_port()
         self.tmp = tempfile.mkdtemp(prefix="svckit-nats-")
         self.conf = os.path.join(self.tmp, "nats.conf")
         with open(self.conf, "w") as f:

@@ -120,6 +120,25 @@ static int stream(svc_req *req, svc_res *res) {
     return SVC_ASYNC;
 }
 
+/* GET /stream-now: a whole stream, ended before the handler returns
+ * SVC_ASYNC (as when every chunk is at hand). */
+static int stream_now(svc_req *req, svc_res *res) {
+    (void)req;
+    svc_res_stream_start(res, 200, "text/plain");
+    svc_res_stream_write(res, "one\n", 4);
+    svc_res_stream_write(res, "two\n", 4);
+    svc_res_stream_end(res);
+    return SVC_ASYNC;
+}
+
+/* GET /finish-now: an "async" handler whose completion fires at once. */
+static int finish_now(svc_req *req, svc_res *res) {
+    (void)req;
+    svc_res_printf(res, 200, "application/json", "{\"now\":true}");
+    svc_res_finish(res);
+    return SVC_ASYNC;
+}
+
 /* GET /big?kb=N: a large body. */
 static int big(svc_req *req, svc_res *res) {
     const char *q = svc_req_query(req, "kb");
@@ -177,6 +196,8 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/slow", slow, SVC_OFFLOAD);
     svc_app_get(app, "/async", async_route, 0);
     svc_app_get(app, "/stream", stream, 0);
+    svc_app_get(app, "/stream-now", stream_now, 0);
+    svc_app_get(app, "/finish-now", finish_now, 0);
     svc_app_get(app, "/big", big, 0);
     svc_app_get(app, "/forgot", forgot, 0);
     svc_app_ready_check(app, "marker", ready_file, getenv("TESTSVC_NOT_READY"));
