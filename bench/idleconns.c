@@ -261,5 +261,10 @@ int main(int argc, char **argv) {
         close(c->fd);
     }
     printf("IDLE closed_by_server=%ld\n", closed);
+    for (long i = 0; i < n; i++)
+        free(pending[i]);
+    free(pending);
+    free(cs);
+    close(ep);
     return 0;
 }

@@ -101,6 +101,12 @@ static void setup(void) {
     int devnull = open("/dev/null", O_WRONLY);
     if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
     signal(SIGPIPE, SIG_IGN);
+    /* The configuration is the environment's: pin what could make it fail. */
+    static const char *const unset[] = {"PORT", "HOST", "WORKERS", "NATS_URL", "LOG_FORMAT", "JWT_SECRET",
+                                        "SECRET_KEY", "AUTH_JWKS_URL", "SHUTDOWN_TIMEOUT", "DRAIN_DELAY",
+                                        "HTTP_HEADER_TIMEOUT", "HTTP_BODY_TIMEOUT", "HTTP_IDLE_TIMEOUT",
+                                        "HTTP_MAX_CONNECTIONS"};
+    for (size_t i = 0; i < sizeof unset / sizeof unset[0]; i++) unsetenv(unset[i]);
     /* Small limits reach every limit branch with small inputs. */
     setenv("HTTP_MAX_HEADER_BYTES", "1024", 1);
     setenv("HTTP_MAX_HEADERS", "8", 1);

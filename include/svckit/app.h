@@ -64,7 +64,6 @@ enum {
 #define SVC_HTTP_BODY_TIMEOUT_MS 30000           /* HTTP_BODY_TIMEOUT (s) */
 #define SVC_HTTP_IDLE_TIMEOUT_MS 60000           /* HTTP_IDLE_TIMEOUT (s) */
 #define SVC_HTTP_MAX_CONNECTIONS 10000           /* HTTP_MAX_CONNECTIONS, per worker */
-#define SVC_HTTP_MAX_PIPELINE 32                 /* queued requests per connection */
 #define SVC_DRAIN_DELAY_MS 1000                  /* DRAIN_DELAY (s) */
 #define SVC_SHUTDOWN_TIMEOUT_MS 10000            /* SHUTDOWN_TIMEOUT (s) */
 
@@ -117,10 +116,12 @@ int svc_app_route(svc_app *app, const char *method, const char *pattern,
 #define svc_app_delete(a, p, h, f) svc_app_route((a), "DELETE", (p), (h), (f))
 
 /*
- * Middleware. `before` runs ahead of the handler, in registration order: it
- * returns SVC_OK to go on, or anything else once it has written a response
- * (which then skips the handler). `after` runs once the response is final and
- * before it is sent (both may be NULL). Hooks run on the loop thread.
+ * Middleware. `before` runs ahead of the handler, in registration order. It
+ * lets the request go on by returning SVC_OK without writing a response; a
+ * hook that writes a response (`return svc_res_error(...)`) ends the chain
+ * there, whatever it returns, and the handler is skipped. `after` runs once
+ * the response is final and before it is sent (both may be NULL). Hooks run
+ * on the loop thread.
  */
 typedef int (*svc_before_fn)(svc_req *req, svc_res *res, void *ud);
 typedef void (*svc_after_fn)(svc_req *req, svc_res *res, void *ud);
@@ -145,8 +146,10 @@ const char *svc_app_env(const svc_app *app, const char *name);
 
 /*
  * Called once after the configuration is validated and before the first
- * connection is accepted; a nonzero return stops the service with exit 1 (log
- * why first). Use it to open databases and seed data.
+ * connection is accepted. A nonzero return stops the service: SVC_EINVAL
+ * means bad configuration (exit 2, as for the core variables: log one line
+ * naming the variable first), anything else exit 1. Use it to check the
+ * service's own variables, open databases and seed data.
  */
 typedef int (*svc_start_fn)(svc_app *app, void *ud);
 void svc_app_on_start(svc_app *app, svc_start_fn fn, void *ud);
@@ -204,8 +207,9 @@ const char *svc_req_cookie(const svc_req *req, const char *name);
 const char *svc_req_body(const svc_req *req, size_t *len);
 /*
  * The body parsed as JSON with the app's limits. Returns a borrowed value
- * (freed with the request), or NULL after writing a 400 (or 415 if the
- * Content-Type is not JSON) to res: a handler then simply returns SVC_OK.
+ * (freed with the request), or NULL after writing a 400 (invalid or empty
+ * JSON, saying where) or 415 (a Content-Type other than application/json or
+ * application/<x>+json, or none) to res: a handler then simply returns SVC_OK.
  */
 json_t *svc_req_json(svc_req *req, svc_res *res);
 /* The request id (X-Request-Id as sent, if sane, else generated). */
@@ -257,6 +261,9 @@ const char *svc_res_get_body(const svc_res *res, size_t *len);
  * the stream unchunked with Connection: close. Loop thread only.
  */
 int svc_res_stream_start(svc_res *res, int status, const char *content_type);
+/* SVC_OK (queued), SVC_EAGAIN (over 1 MiB is still unsent: nothing was queued;
+ * try again later, e.g. from a timer), or SVC_ECLOSED (the client is gone:
+ * end the stream). */
 int svc_res_stream_write(svc_res *res, const void *data, size_t len);
 int svc_res_stream_end(svc_res *res);
 

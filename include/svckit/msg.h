@@ -1,22 +1,28 @@
 /*
  * svckit/msg.h: messaging over NATS (Debian's libnats, the official C client).
+ * docs/messaging.md has the whole protocol with examples.
  *
- * Every service connects to NATS_URL at start (NATS_URL=none: HTTP only) and,
- * while connected:
+ * Every service connects to NATS_URL at start (comma-separated list;
+ * NATS_URL=none: HTTP only) and, while connected:
  *  - serves every route it declared over NATS request-reply as well as HTTP
- *    (one handler, two transports; subjects below);
+ *    (one handler, two transports: routing, middleware such as auth, metrics
+ *    and the access log are the same; subjects below);
  *  - answers the NATS services discovery protocol ($SRV.PING / INFO / STATS,
  *    with and without the service name and instance id), so `nats micro ls`,
  *    the gateway and `svckit status` see every live instance;
  *  - can call other services (svc_rpc_call), publish events, and consume
  *    events (core NATS with queue groups, or JetStream with explicit acks).
- * While disconnected, /readyz answers 503 and the client reconnects on its own
- * (resubscribing); publishes during the outage wait in a bounded buffer
- * (SVC_MSG_RECONNECT_BUFFER) or fail with SVC_EAGAIN, never vanish silently.
+ * The service starts even while NATS is down and connects when it can. While
+ * disconnected, /readyz answers 503 (check "nats") and the client reconnects
+ * every SVC_MSG_RECONNECT_WAIT_MS, resubscribing; publishes during the outage
+ * wait in a bounded buffer (SVC_MSG_RECONNECT_BUFFER) or fail with
+ * SVC_EAGAIN, never vanish silently. On SIGTERM the service stops taking NATS
+ * requests when it stops accepting connections, answers those in flight,
+ * then closes.
  *
  * Threading: message handlers run on the worker loops, like HTTP handlers
  * (libnats delivers on its own threads; svckit hands each message to a loop).
- * Publishing is thread-safe and never blocks on the network.
+ * Publishing is thread-safe and does not wait for the server.
  *
  * Subjects (the scheme the gateway and other services rely on):
  *
@@ -26,19 +32,35 @@
  *   svc.<service>.<instance-id>.http        the same, on that instance only
  *
  * where each segment of the route template is written as-is when it is a
- * literal of [A-Za-z0-9_-], "{name}" for ":name", "{*name}" for "*name", and
- * otherwise percent-encoded (so no path can inject "." or a wildcard).
- * Example: GET /products/:id on products -> svc.products.GET.products.{id}.
+ * literal of [A-Za-z0-9_-], "{name}" for ":name", "{*name}" for "*name", "{}"
+ * for an empty last segment (a trailing slash), and otherwise percent-encoded
+ * ("%2E" for '.'), so no route can put a '.' or a wildcard in a subject. The
+ * service name must be [A-Za-z0-9_-]{1,64}. Example: GET /products/:id on
+ * products -> svc.products.GET.products.{id}. A route subject serves that
+ * route only (another path gets 400, another method 405).
  *
- * Request headers (all optional unless said): Svc-Method (required on the
- * .http subjects), Svc-Path (the concrete path,
- * percent-encoded; required), Svc-Query (raw query string), Authorization,
- * Cookie, Content-Type, X-Request-Id, traceparent, Svc-Client (the original
- * client's address, as seen by the gateway), Svc-Deadline (ms since the epoch
- * after which the caller no longer waits). Path parameters are recovered by
- * matching Svc-Path against the route, exactly as over HTTP.
+ * Request headers: Svc-Method (required on the .http subjects; on a route
+ * subject it defaults to the route's), Svc-Path (the concrete path,
+ * percent-encoded and normalised: no "." or ".." segment, no "//", no %2F;
+ * required, except on the subject of a route without parameters), Svc-Query
+ * (raw query string), Authorization, Cookie, Content-Type, X-Request-Id,
+ * traceparent, Svc-Client (the original client's address, as seen by the
+ * gateway; svc_req_peer returns it), Svc-Deadline (ms since the epoch after
+ * which the caller no longer waits: a request received later is dropped).
+ * Path parameters are recovered by matching Svc-Path against the route,
+ * exactly as over HTTP. Limits are HTTP's (header count and bytes, body
+ * bytes) and SVC_MSG_MAX_PAYLOAD; a refused request gets a 4xx reply, one
+ * without a reply subject is dropped (logged, counted).
  * Reply headers: Svc-Status (the HTTP status), Svc-Instance (who answered),
- * Content-Type, and the handler's response headers. Body: the response body.
+ * X-Request-Id, Content-Type, and the handler's response headers. Body: the
+ * response body (none for HEAD, 204, 304). Streaming responses
+ * (svc_res_stream_*) are HTTP-only: over NATS stream_start returns SVC_ECLOSED.
+ *
+ * Metrics: nats_connected, nats_reconnects_total, nats_requests_total{route,
+ * method,code} (requests over NATS; http_requests_total counts both
+ * transports), nats_messages_dropped_total{reason} (no_reply, overflow,
+ * slow_consumer, expired, late_reply, shutdown, malformed),
+ * nats_publish_failures_total, rpc_calls_total{service,outcome}.
  */
 #ifndef SVCKIT_MSG_H
 #define SVCKIT_MSG_H
@@ -58,6 +80,7 @@ extern "C" {
 #define SVC_MSG_RECONNECT_WAIT_MS 250
 #define SVC_MSG_RPC_TIMEOUT_MS 5000
 #define SVC_MSG_MAX_PENDING_PER_SUB 65536       /* messages queued before drops */
+#define SVC_MSG_NAK_DELAY_MS 1000               /* JetStream redelivery after SVC_EAGAIN */
 #define SVC_MSG_DISCOVERY_PREFIX "$SRV"
 
 /* ---- calling other services ------------------------------------------------ */
@@ -73,10 +96,14 @@ typedef struct svc_rpc_reply {
 } svc_rpc_reply;
 
 /*
- * err: SVC_OK with reply set; SVC_EAGAIN when no instance is listening (NATS
- * no-responders, reported at once, not after the deadline); SVC_ETIMEDOUT;
- * SVC_ECLOSED when not connected. The callback runs exactly once, on the loop
- * of the request (or of the app's first worker when called off a request).
+ * err: SVC_OK with reply set (any status: a 404 is a reply); SVC_EAGAIN when
+ * no instance is listening (NATS no-responders, reported at once, not after
+ * the deadline) or the reconnect buffer is full; SVC_ETIMEDOUT; SVC_ECLOSED
+ * when not connected at the time of the call (at once) or the service is
+ * stopping. The callback runs exactly once, on the loop of `from` (or of the
+ * calling worker, or the app's first worker), never inside svc_rpc_call.
+ * reply->status is the callee's Svc-Status (200 if a non-svckit responder
+ * sent none, 502 if it is not a status).
  */
 typedef void (*svc_rpc_cb)(int err, const svc_rpc_reply *reply, void *ud);
 
@@ -87,11 +114,18 @@ typedef struct svc_rpc_opts {
 } svc_rpc_opts;
 
 /*
- * Calls `method path` on service over NATS, passing the trace context and
- * request id of `from` (may be NULL). path may carry a query ("/products?x=1").
- * It goes to svc.<service>.http (or the instance's subject), so the callee's
- * router picks the route exactly as over HTTP. Copies everything. SVC_OK if started (cb will run), else
- * an error and cb never runs.
+ * Calls `method path` on service over NATS. path is percent-encoded and
+ * normalised, and may carry a query ("/products?x=1"). It goes to
+ * svc.<service>.http (or the instance's subject), so the callee's router
+ * picks the route exactly as over HTTP. From `from` (may be NULL) it passes
+ * traceparent (same trace, this request's span as parent), X-Request-Id and
+ * Svc-Client; it never forwards Authorization by itself: put it in
+ * opts->headers when the callee needs the caller's token. Svc-Deadline is
+ * now + timeout. Copies everything; thread-safe (from an offloaded handler
+ * too). Returns SVC_OK if started (cb will run), else an error and cb never
+ * runs: SVC_EINVAL (bad service, method, path, instance or header),
+ * SVC_ERANGE (body over SVC_MSG_MAX_PAYLOAD), SVC_ENOMEM, SVC_ECLOSED (NATS
+ * disabled, not started yet, or this worker is shutting down).
  */
 int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *method,
                  const char *path, const void *body, size_t body_len,
@@ -120,23 +154,36 @@ typedef int (*svc_event_fn)(svc_app *app, const svc_event *ev, void *ud);
 /*
  * Subscribes handler to subject (wildcards allowed) in a queue group (NULL:
  * the service name, so each event is handled once per service however many
- * instances run; "" for no group: every instance gets every event). flags:
- * SVC_OFFLOAD runs the handler on the thread pool. Call before svc_app_run.
+ * instances run; "" for no group: every instance gets every event). Events
+ * of one subject are handled in order, on one loop; with SVC_OFFLOAD the
+ * handler runs on the thread pool, at most one event of this subscription at
+ * a time per worker. Each subscription queues at most
+ * SVC_MSG_MAX_PENDING_PER_SUB messages: a flood beyond that is dropped
+ * (logged, counted) without slowing other subscriptions or requests. Call
+ * before svc_app_run (SVC_EINVAL after). Returns SVC_OK, SVC_EINVAL (bad
+ * subject or group, NULL handler) or SVC_ENOMEM.
  */
 int svc_app_on_event(svc_app *app, const char *subject, const char *queue_group,
                      svc_event_fn handler, unsigned flags, void *ud);
 
-/* Publishes data on subject (core NATS: at most once). Thread-safe. SVC_OK,
- * SVC_EAGAIN (reconnect buffer full), SVC_ECLOSED (NATS disabled), SVC_EINVAL
- * (bad subject: empty, spaces, wildcards). */
+/* Publishes data on subject (core NATS: at most once; while disconnected it
+ * waits in the reconnect buffer). Thread-safe. SVC_OK, SVC_EAGAIN (reconnect
+ * buffer full), SVC_ECLOSED (NATS disabled or closed), SVC_ERANGE (over
+ * SVC_MSG_MAX_PAYLOAD), SVC_EINVAL (bad subject: empty, spaces, empty token,
+ * a wildcard token). Failures are counted in nats_publish_failures_total. */
 int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t len);
 
 /* ---- JetStream: events that must not be lost ----------------------------------- */
 
 /*
- * Ensures a stream exists (file storage, the given subjects, a duplicate
- * window for Nats-Msg-Id de-duplication). Blocking: call from on_start or
- * SVC_OFFLOAD code.
+ * Declares a stream (file storage, the given subjects (wildcards allowed), a
+ * duplicate window for Nats-Msg-Id de-duplication): created, or updated if
+ * it exists. The declaration is remembered and applied again after every
+ * reconnect (a server may come back without its store) and before consumers
+ * bind. Connected: applies it now and returns the result (blocking up to
+ * JetStream's API timeout: call from on_start or SVC_OFFLOAD code); not yet
+ * connected: SVC_OK, applied once connected. SVC_EINVAL (stream name not
+ * [A-Za-z0-9_-]{1,64}, bad subject), SVC_ECLOSED (NATS_URL=none), SVC_EIO.
  */
 int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *subjects,
                          int64_t duplicate_window_ms);
@@ -144,16 +191,27 @@ int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *su
 /*
  * Publishes to JetStream and waits for the server's ack (so the event is
  * stored before this returns SVC_OK). msg_id (may be NULL) de-duplicates
- * retries within the stream's window. Blocking: call from SVC_OFFLOAD code.
+ * retries within the stream's window (a duplicate also returns SVC_OK).
+ * Blocking (up to timeout_ms, 0: SVC_MSG_RPC_TIMEOUT_MS; while disconnected
+ * the request waits in the reconnect buffer): call from SVC_OFFLOAD code.
+ * SVC_ETIMEDOUT, SVC_ENOTFOUND (no stream takes the subject), SVC_ECLOSED,
+ * SVC_EAGAIN, SVC_ERANGE, SVC_EINVAL, SVC_EIO.
  */
 int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t len,
                    const char *msg_id, int timeout_ms);
 
 /*
- * A durable consumer with explicit acks on stream, filtered by subject: each
+ * A durable pull consumer with explicit acks on stream, filtered by subject
+ * (created if missing: deliver all, ack wait ack_wait_ms (0: 30 s)): each
  * message goes to one instance of the service; unacked ones are redelivered
- * (after ack_wait_ms) to another, including after a crash. Call before
- * svc_app_run; it binds once connected.
+ * after ack_wait_ms to another, including after a crash (kill -9). The
+ * handler's return: SVC_OK acks, SVC_EAGAIN naks (redelivered after
+ * SVC_MSG_NAK_DELAY_MS), anything else terminates it (never redelivered;
+ * logged). ev->delivered counts deliveries (1 = first). Handlers may run
+ * more than once for one message (a crash between handling and ack): make
+ * them idempotent, keyed by ev->msg_id. durable is [A-Za-z0-9_-]{1,64}. Call
+ * before svc_app_run; it binds once connected and rebinds after a server
+ * loses the consumer.
  */
 int svc_app_on_stream(svc_app *app, const char *stream, const char *subject,
                       const char *durable, int ack_wait_ms, svc_event_fn handler,
@@ -163,7 +221,8 @@ int svc_app_on_stream(svc_app *app, const char *stream, const char *subject,
 
 /* 1 while connected to NATS, 0 otherwise (also when NATS_URL=none). */
 int svc_msg_connected(const svc_app *app);
-/* This instance's id (the discovery "id"); stable for the process's life. */
+/* This instance's id (the discovery "id": 22 base62 characters); stable for
+ * the process's life; "" when NATS is disabled or before svc_app_run. */
 const char *svc_app_instance_id(const svc_app *app);
 
 #ifdef __cplusplus

@@ -172,13 +172,13 @@ static int on_start(svc_app *app, void *ud) {
     if (svc_parse_i64(svc_app_env(app, "JWT_TTL"), &ttl) != SVC_OK || ttl < 60 || ttl > 86400 * 30) {
         svc_error("invalid configuration: JWT_TTL=\"%s\": expected seconds from 60 to 2592000",
                   svc_app_env(app, "JWT_TTL"));
-        return SVC_ERR;
+        return SVC_EINVAL;
     }
     token_ttl = ttl;
     if (svc_parse_i64(svc_app_env(app, "LOGIN_RATE_PER_MIN"), &rate) != SVC_OK || rate < 1 || rate > 1000000) {
         svc_error("invalid configuration: LOGIN_RATE_PER_MIN=\"%s\": expected 1 to 1000000",
                   svc_app_env(app, "LOGIN_RATE_PER_MIN"));
-        return SVC_ERR;
+        return SVC_EINVAL;
     }
     login_limiter = svc_ratelimit_new((double)rate, (double)rate / 60.0);
     if (!login_limiter || load_keys(app) != SVC_OK) return SVC_ERR;

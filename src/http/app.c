@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "auth/internal.h"
 #include "core/internal.h"
 #include "http/internal.h"
 #include "svckit/auth.h"
@@ -368,6 +369,7 @@ static int uses_auth(const svc_app *app) {
 }
 
 static void app_free(svc_app *app) {
+    svc__auth_release(app);
     svc_route_entry *e = app->routes;
     while (e) {
         svc_route_entry *n = e->next;
@@ -418,6 +420,11 @@ int svc_app_run(svc_app *app) {
     }
     svc_log_setup(app->name, app->cfg.log_level, app->cfg.log_json);
     signal(SIGPIPE, SIG_IGN);
+    /* http_parser has a process-wide header limit of its own (80 KiB by
+     * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the parser's
+     * is only ever raised, with room to spare, for a larger configured limit. */
+    if (app->cfg.max_header_bytes + 1024 > HTTP_MAX_HEADER_SIZE)
+        http_parser_set_max_header_size((uint32_t)app->cfg.max_header_bytes + 1024);
 
     svc__metrics_setup(app);
     svc__builtin_routes(app);
@@ -437,11 +444,15 @@ int svc_app_run(svc_app *app) {
         app_free(app);
         return 1;
     }
-    if (app->on_start && app->on_start(app, app->on_start_ud) != SVC_OK) {
-        svc_error("start-up failed");
-        svc_log_flush();
-        app_free(app);
-        return 1;
+    if (app->on_start) {
+        int rc = app->on_start(app, app->on_start_ud);
+        if (rc != SVC_OK) {
+            /* SVC_EINVAL means bad configuration: the same exit as a bad core variable. */
+            if (rc != SVC_EINVAL) svc_error("start-up failed: %s", svc_status_str(rc));
+            svc_log_flush();
+            app_free(app);
+            return rc == SVC_EINVAL ? 2 : 1;
+        }
     }
 
     app->nworkers = app->cfg.workers;

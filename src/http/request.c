@@ -159,7 +159,7 @@ static int is_json_type(const char *ct) {
 json_t *svc_req_json(svc_req *req, svc_res *res) {
     if (req->json) return req->json;
     const char *ct = svc_req_header(req, "content-type");
-    if (ct && !is_json_type(ct)) {
+    if (!ct || !is_json_type(ct)) {
         svc_res_error(res, 415, "unsupported_media_type", "request body must be application/json");
         return NULL;
     }

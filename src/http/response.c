@@ -238,6 +238,9 @@ int svc_res_stream_write(svc_res *res, const void *data, size_t len) {
     if (!res->streaming) return SVC_EINVAL;
     if (!req->conn || req->conn->closing) return SVC_ECLOSED;
     if (len == 0 || req->head) return SVC_OK;
+    /* Backpressure: a producer faster than its reader is told to wait
+     * rather than queueing without bound. */
+    if (req->conn->out.len + req->conn->writing > SVC_OUTPUT_HIGH_WATER) return SVC_EAGAIN;
     svc_buf *out = &req->conn->out;
     if (res->stream_chunked) {
         char size[24];

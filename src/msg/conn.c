@@ -776,14 +776,16 @@ void svc__msg_stop(svc_app *app) {
     svc__js_stop(m, 1);
     atomic_store(&m->started, 0);
     atomic_store(&m->closing, 1);
-    /* Drain the connection: every subscription hands over what libnats still
-     * holds (our callbacks refuse it now, properly), queued replies are
-     * flushed, then it closes. Closing outright would leave messages in the
-     * delivery queue that nobody frees. */
-    if (natsConnection_DrainTimeout(m->nc, SVC_MSG_FLUSH_TIMEOUT_MS) == NATS_OK) {
-        for (int i = 0; i < SVC_MSG_FLUSH_TIMEOUT_MS / 10 + 50 && !natsConnection_IsClosed(m->nc); i++)
-            nats_Sleep(10);
-    }
+    /* Drain every subscription (the request ones already are): libnats hands
+     * over what it still holds, which our callbacks now refuse properly.
+     * Closing with messages still in libnats's delivery queue would leak them.
+     * (Not natsConnection_Drain: draining a drained subscription a second
+     * time frees it twice in libnats 3.4.) */
+    for (msg_sub *s = m->subs; s; s = s->next)
+        if (s->sub && s->kind == SUB_INBOX) natsSubscription_Drain(s->sub);
+    for (msg_sub *s = m->subs; s; s = s->next)
+        if (s->sub) natsSubscription_WaitForDrainCompletion(s->sub, SVC_MSG_FLUSH_TIMEOUT_MS);
+    if (atomic_load(&m->connected)) natsConnection_FlushTimeout(m->nc, SVC_MSG_FLUSH_TIMEOUT_MS);
     natsConnection_Close(m->nc);
     for (msg_sub *s = m->subs; s; s = s->next) natsSubscription_Destroy(s->sub);
     jsCtx_Destroy(m->js);

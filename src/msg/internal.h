@@ -36,7 +36,6 @@
 #define SVC_MSG_MAX_METHOD 16
 /* A Svc-Client longer than this, or with other than address bytes, is ignored. */
 #define SVC_MSG_MAX_CLIENT 64
-#define SVC_MSG_NAK_DELAY_MS 1000
 #define SVC_MSG_FETCH_BATCH 32
 #define SVC_MSG_FETCH_WAIT_MS 500
 /* Messages of one JetStream consumer being handled at once per instance
@@ -230,11 +229,15 @@ void svc__msg_endpoint_name(const char *method, const char *pattern, char *out, 
 /*
  * A subject for publishing (wildcards 0) or subscribing (wildcards 1): 1 to
  * SVC_MSG_MAX_SUBJECT bytes of printable ASCII without spaces, tokens
- * separated by single dots, no empty token; with wildcards, "*" may be a
- * whole token and ">" the whole last token; without, neither character
- * appears at all. SVC_OK or SVC_EINVAL.
+ * separated by single dots, no empty token. A token that is exactly "*" or
+ * ">" is a wildcard: refused for publishing; for subscribing "*" anywhere and
+ * ">" last. Inside a longer token both are plain bytes, as NATS reads them.
+ * SVC_OK or SVC_EINVAL.
  */
 int svc__msg_subject_check(const char *s, int wildcards);
+/* SVC_OK if list is a comma-separated list of nats:// or tls:// URLs with a
+ * non-empty, printable, space-free rest (NATS_URL; config.c uses it). */
+int svc__msg_url_check(const char *list);
 /* A queue group name: 1..SVC_MSG_MAX_SUBJECT printable bytes, no space. */
 int svc__msg_queue_check(const char *s);
 /* A JetStream stream or durable name: [A-Za-z0-9_-]{1,64}. */

@@ -138,17 +138,15 @@ int svc__msg_subject_check(const char *s, int wildcards) {
         if (c == '.' || c == '\0') {
             size_t tl = i - tok;
             if (tl == 0) return SVC_EINVAL;
-            if (tl == 1 && s[tok] == '>' && c != '\0') return SVC_EINVAL; /* '>' only last */
+            /* As NATS reads subjects: '*' and '>' are wildcards only as a
+             * whole token ("{*rest}" is literal); '>' only as the last. */
+            if (tl == 1 && (s[tok] == '*' || s[tok] == '>')) {
+                if (!wildcards || (s[tok] == '>' && c != '\0')) return SVC_EINVAL;
+            }
             tok = i + 1;
             continue;
         }
         if (c <= 0x20 || c >= 0x7f) return SVC_EINVAL;
-        if (c == '*' || c == '>') {
-            if (!wildcards) return SVC_EINVAL;
-            /* A wildcard is a whole token; "a*" is refused as ambiguous. */
-            size_t next = i + 1;
-            if (i != tok || (s[next] != '.' && s[next] != '\0')) return SVC_EINVAL;
-        }
     }
     return SVC_OK;
 }

@@ -213,6 +213,17 @@ def test_limits_are_configurable():
         s.close()
 
 
+def test_header_limit_above_the_parsers_own():
+    # http_parser stops at 80 KiB by itself; a larger configured limit holds.
+    with Service("testsvc", env={"HTTP_MAX_HEADER_BYTES": "200000"}) as svc:
+        big = b"X-Big: " + b"v" * 150000 + b"\r\n"
+        status, _, _, s = exchange(svc.port, b"GET /items/1 HTTP/1.1\r\nHost: t\r\n" + big + b"\r\n")
+        assert status == 200
+        s.close()
+        expect_error(svc, b"GET /items/1 HTTP/1.1\r\nHost: t\r\n" + big + big + b"\r\n", 431,
+                     "headers_too_large")
+
+
 def test_connection_cap_answers_503():
     with Service("testsvc", env={"HTTP_MAX_CONNECTIONS": "5"}) as svc:
         time.sleep(0.2)  # the readiness probe's connection is gone
