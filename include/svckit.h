@@ -8,6 +8,7 @@
  *   svckit/auth.h    JWT, JWKS, passwords, auth middleware
  *   svckit/client.h  outbound HTTP client
  *   svckit/limit.h   per-key rate limiting
+ *   svckit/cache.h   per-worker cache of rendered responses, ETags
  *   svckit/store.h   SQLite helpers
  */
 #ifndef SVCKIT_H
@@ -20,6 +21,7 @@
 #include "svckit/auth.h"
 #include "svckit/client.h"
 #include "svckit/limit.h"
+#include "svckit/cache.h"
 #if __has_include("svckit/store.h")
 #include "svckit/store.h"
 #endif

@@ -6,8 +6,14 @@
  *   GET /products/:id            one product, or 404
  *
  * plus /healthz, /readyz and /metrics, which every svckit service has.
+ * Responses are rendered once per distinct path and query and then served
+ * from the worker's response cache with an ETag (the catalog never changes:
+ * its version is 0); DEMO_CACHE=0 renders every response, which is what the
+ * benchmark's "svckit-render" row measures.
  */
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "svckit.h"
 
@@ -24,6 +30,7 @@ typedef struct product {
 } product;
 
 static product catalog[NPRODUCTS];
+static int use_cache = 1;
 
 static void seed(void) {
     static const char *categories[] = {"beauty", "fragrances", "furniture", "groceries", "laptops"};
@@ -34,7 +41,7 @@ static void seed(void) {
         snprintf(p->title, sizeof p->title, "Product %d of the demo catalog", i + 1);
         snprintf(p->category, sizeof p->category, "%s", categories[i % 5]);
         snprintf(p->brand, sizeof p->brand, "%s", brands[(i * 3) % 5]);
-        p->price = 4.99 + i * 7.25;
+        p->price = round((4.99 + i * 7.25) * 100) / 100;
         p->stock = 10 + (i * 37) % 90;
         p->rating = 2.5 + (i % 25) / 10.0;
     }
@@ -62,6 +69,7 @@ static int query_int(svc_req *req, const char *name, int64_t def, int64_t lo, in
 }
 
 static int list_products(svc_req *req, svc_res *res) {
+    if (use_cache && svc_cache_serve(req, res, 0)) return SVC_OK;
     int64_t limit, skip;
     if (query_int(req, "limit", NPRODUCTS, 0, 100, &limit) || query_int(req, "skip", 0, 0, 1000000, &skip))
         return svc_res_error(res, 400, "bad_request", "limit must be 0-100 and skip >= 0");
@@ -75,6 +83,7 @@ static int list_products(svc_req *req, svc_res *res) {
     svc_jw_key(w, "skip"), svc_jw_i64(w, skip);
     svc_jw_key(w, "limit"), svc_jw_i64(w, limit);
     svc_jw_obj_end(w);
+    if (use_cache) svc_cache_store(req, res, 0);
     return SVC_OK;
 }
 
@@ -88,9 +97,22 @@ static int get_product(svc_req *req, svc_res *res) {
     return SVC_OK;
 }
 
+static int on_start(svc_app *app, void *ud) {
+    (void)ud;
+    const char *c = svc_app_env(app, "DEMO_CACHE");
+    if (strcmp(c, "0") != 0 && strcmp(c, "1") != 0) {
+        svc_error("invalid configuration: DEMO_CACHE=\"%.20s\": expected 0 or 1", c);
+        return SVC_EINVAL;
+    }
+    use_cache = c[0] == '1';
+    return SVC_OK;
+}
+
 int main(int argc, char **argv) {
     seed();
     svc_app *app = svc_app_new("demo", argc, argv);
+    svc_app_env_declare(app, "DEMO_CACHE", "1", "serve rendered lists from the response cache (0 or 1)");
+    svc_app_on_start(app, on_start, NULL);
     svc_app_default_port(app, 8090);
     svc_app_get(app, "/products", list_products, 0);
     svc_app_get(app, "/products/:id", get_product, 0);

@@ -8,7 +8,6 @@
  * a hot list costs a memcpy. Writes run on the thread pool (SVC_OFFLOAD):
  * they wait for fsync.
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,108 +15,6 @@
 #include "products.h"
 
 static svc_db *db;
-
-/* ---- the per-worker response cache ----------------------------------------- */
-
-#define CACHE_SLOTS 64
-#define CACHE_MAX_BODY (64 * 1024)
-
-typedef struct cache_entry {
-    char *key;
-    char *body;
-    size_t len;
-    int64_t version;
-    char etag[24];
-} cache_entry;
-
-/* One cache per loop thread, reached through a thread-local pointer. Every
- * cache is also on a list, so that on_stop frees them all once the workers
- * have exited (memory hanging off a _Thread_local array leaks at thread exit). */
-typedef struct cache {
-    cache_entry slot[CACHE_SLOTS];
-    struct cache *next;
-} cache;
-
-static _Thread_local cache *thread_cache;
-static cache *caches;
-static pthread_mutex_t caches_lock = PTHREAD_MUTEX_INITIALIZER;
-
-#define FNV_OFFSET 0xcbf29ce484222325ull
-
-static uint64_t fnv1a(const void *data, size_t n, uint64_t h) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* The slot for key in this thread's cache (made on first use); NULL when out
- * of memory, which only means no caching. */
-static cache_entry *cache_slot(const char *key) {
-    if (!thread_cache) {
-        cache *c = calloc(1, sizeof *c);
-        if (!c) return NULL;
-        pthread_mutex_lock(&caches_lock);
-        c->next = caches;
-        caches = c;
-        pthread_mutex_unlock(&caches_lock);
-        thread_cache = c;
-    }
-    return &thread_cache->slot[fnv1a(key, strlen(key), FNV_OFFSET) % CACHE_SLOTS];
-}
-
-static void caches_free(void) {
-    while (caches) {
-        cache *c = caches;
-        caches = c->next;
-        for (int i = 0; i < CACHE_SLOTS; i++) {
-            free(c->slot[i].key);
-            free(c->slot[i].body);
-        }
-        free(c);
-    }
-}
-
-static void make_etag(const char *body, size_t len, char out[24]) {
-    snprintf(out, 24, "\"%016llx\"", (unsigned long long)fnv1a(body, len, FNV_OFFSET));
-}
-
-/* If-None-Match: "*" or a list of entity tags, one of which is ours. */
-static int etag_matches(svc_req *req, const char *etag) {
-    const char *inm = svc_req_header(req, "if-none-match");
-    if (!inm) return 0;
-    if (strcmp(inm, "*") == 0) return 1;
-    return strstr(inm, etag) != NULL;
-}
-
-static int send_cached(svc_req *req, svc_res *res, const char *body, size_t len, const char *etag) {
-    svc_res_header(res, "ETag", etag);
-    svc_res_header(res, "Cache-Control", "private, no-cache");
-    if (etag_matches(req, etag)) return svc_res_status(res, 304);
-    return svc_res_body(res, 200, "application/json", body, len);
-}
-
-/* A response for this request's path and query that is still current, or NULL. */
-static cache_entry *cache_lookup(const char *key, int64_t version) {
-    cache_entry *e = cache_slot(key);
-    if (e && e->key && e->version == version && strcmp(e->key, key) == 0) return e;
-    return NULL;
-}
-
-static void cache_store(const char *key, int64_t version, const char *body, size_t len, const char *etag) {
-    cache_entry *e = len <= CACHE_MAX_BODY ? cache_slot(key) : NULL;
-    if (!e) return;
-    char *k = strdup(key), *b = malloc(len ? len : 1);
-    if (!k || !b) {
-        free(k);
-        free(b);
-        return;
-    }
-    memcpy(b, body, len);
-    free(e->key);
-    free(e->body);
-    *e = (cache_entry){k, b, len, version, ""};
-    memcpy(e->etag, etag, sizeof e->etag);
-}
 
 typedef int (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const void *arg);
 
@@ -127,28 +24,12 @@ typedef int (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const void *arg)
  * it and adds an ETag.
  */
 static int cached_read(svc_req *req, svc_res *res, render_fn render, const void *arg) {
-    /* The path is percent-decoded and may hold a '?' of its own: its length
-     * keeps "/category/a%3Fb" apart from "/category/a" with the query "b". */
-    const char *path = svc_req_path(req);
-    const char *key =
-        svc_arena_printf(svc_req_arena(req), "%zu:%s?%s", strlen(path), path, svc_req_query_string(req));
     int64_t version = svc_db_version(db);
-    cache_entry *e = key && version >= 0 ? cache_lookup(key, version) : NULL;
-    if (e) return send_cached(req, res, e->body, e->len, e->etag);
-
+    if (svc_cache_serve(req, res, version)) return SVC_OK;
     svc_jw *w = svc_res_jw(res, 200);
     int rc = render(req, res, w, arg);
-    if (rc != SVC_OK) return rc;
-    if (svc_res_get_status(res) != 200 || svc_jw_ok(w) != SVC_OK) return SVC_OK;
-    size_t len;
-    const char *body = svc_res_get_body(res, &len);
-    char etag[24];
-    make_etag(body, len, etag);
-    if (key && version >= 0) cache_store(key, version, body, len, etag);
-    svc_res_header(res, "ETag", etag);
-    svc_res_header(res, "Cache-Control", "private, no-cache");
-    if (etag_matches(req, etag)) return svc_res_status(res, 304);
-    return SVC_OK;
+    if (rc == SVC_OK && svc_jw_ok(w) == SVC_OK) svc_cache_store(req, res, version);
+    return rc;
 }
 
 static int storage_error(svc_res *res, int rc) {
@@ -305,7 +186,6 @@ static void on_stop(svc_app *app, void *ud) {
     (void)ud;
     svc_db_close(db);
     db = NULL;
-    caches_free();
 }
 
 int main(int argc, char **argv) {

@@ -305,6 +305,23 @@ void svc__access_log(svc_req *req, double seconds, size_t bytes);
 void svc__metrics_observe(svc_req *req, double seconds);
 void svc__metrics_setup(svc_app *app);
 
+/* src/msg (NATS), called by app.c; each is a no-op when NATS_URL=none.
+ * setup: after the configuration is loaded, before on_start (connects in the
+ * background); worker_start: on each worker thread once its loop exists;
+ * start: once the workers run (subscribes); drain: when the listeners close;
+ * force: at the shutdown deadline; stop: after the workers exited; free: in
+ * app_free (also frees what svc_app_on_event & co registered). */
+int svc__msg_setup(svc_app *app);
+void svc__msg_worker_start(svc_worker *w);
+void svc__msg_start(svc_app *app);
+void svc__msg_drain(svc_app *app);
+void svc__msg_force(svc_app *app);
+void svc__msg_stop(svc_app *app);
+void svc__msg_free(svc_app *app);
+/* SVC_OK if list is a comma-separated list of nats:// or tls:// URLs
+ * (config.c validates NATS_URL with it). */
+int svc__msg_url_check(const char *list);
+
 /* config.c */
 int svc__config_load(svc_app *app, char *err, size_t errlen);
 void svc__config_help(const svc_app *app, FILE *out);

@@ -630,6 +630,9 @@ int svc__msg_setup(svc_app *app) {
     if (s == NATS_OK) s = natsOptions_SetMaxPendingMsgs(o, SVC_MSG_MAX_PENDING_PER_SUB);
     /* Our callbacks only queue: one shared delivery thread, not one per subscription. */
     if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(o, true);
+    /* Replies and calls go out at once: libnats's default of batching
+     * writes in a flusher thread cost ~1 ms per request-reply round. */
+    if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, m);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, m);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, m);
@@ -733,9 +736,13 @@ void svc__msg_drain(svc_app *app) {
     svc_msg *m = app->msg;
     if (!m || !m->enabled || atomic_exchange(&m->draining, 1)) return;
     /* Stop taking new work; what libnats already holds is still delivered. */
+    int connected = atomic_load(&m->connected);
     for (msg_sub *s = m->subs; s; s = s->next) {
         if (s->kind == SUB_INBOX || !s->sub) continue;
-        if (natsSubscription_Drain(s->sub) != NATS_OK) natsSubscription_Unsubscribe(s->sub);
+        /* A drain waits for the server to confirm; disconnected, there is no
+         * server to ask and nothing more will arrive: just unsubscribe. */
+        if (!connected || natsSubscription_DrainTimeout(s->sub, SVC_MSG_DRAIN_TIMEOUT_MS) != NATS_OK)
+            natsSubscription_Unsubscribe(s->sub);
     }
     svc__js_stop(m, 0);
     for (int i = 0; i < m->nworkers; i++) {
@@ -781,11 +788,22 @@ void svc__msg_stop(svc_app *app) {
      * Closing with messages still in libnats's delivery queue would leak them.
      * (Not natsConnection_Drain: draining a drained subscription a second
      * time frees it twice in libnats 3.4.) */
-    for (msg_sub *s = m->subs; s; s = s->next)
-        if (s->sub && s->kind == SUB_INBOX) natsSubscription_Drain(s->sub);
-    for (msg_sub *s = m->subs; s; s = s->next)
-        if (s->sub) natsSubscription_WaitForDrainCompletion(s->sub, SVC_MSG_FLUSH_TIMEOUT_MS);
-    if (atomic_load(&m->connected)) natsConnection_FlushTimeout(m->nc, SVC_MSG_FLUSH_TIMEOUT_MS);
+    int connected = atomic_load(&m->connected);
+    for (msg_sub *s = m->subs; s; s = s->next) {
+        if (!s->sub || s->kind != SUB_INBOX) continue;
+        if (!connected || natsSubscription_DrainTimeout(s->sub, SVC_MSG_DRAIN_TIMEOUT_MS) != NATS_OK)
+            natsSubscription_Unsubscribe(s->sub);
+    }
+    /* One deadline for all of it: stopping must not take longer when NATS
+     * is down (a subscription that is not draining returns at once). */
+    int64_t deadline = nats_Now() + SVC_MSG_FLUSH_TIMEOUT_MS;
+    for (msg_sub *s = m->subs; s && connected; s = s->next) {
+        int64_t left = deadline - nats_Now();
+        if (left <= 0) break;
+        if (s->sub) natsSubscription_WaitForDrainCompletion(s->sub, left);
+    }
+    int64_t left = deadline - nats_Now();
+    if (connected && left > 0) natsConnection_FlushTimeout(m->nc, left);
     natsConnection_Close(m->nc);
     for (msg_sub *s = m->subs; s; s = s->next) natsSubscription_Destroy(s->sub);
     jsCtx_Destroy(m->js);

@@ -51,8 +51,11 @@
  * pool that offloaded HTTP routes and other subscriptions share, and one
  * subject's events stay in order. */
 #define SVC_MSG_OFFLOAD_PER_SUB 1
-/* At stop, how long we wait for queued replies to reach the server. */
+/* At stop, how long we wait in all for drained subscriptions and queued
+ * replies to reach the server. */
 #define SVC_MSG_FLUSH_TIMEOUT_MS 1000
+/* libnats's own limit for one subscription's drain. */
+#define SVC_MSG_DRAIN_TIMEOUT_MS 2000
 
 typedef struct svc_msg svc_msg;
 typedef struct msg_worker msg_worker;
