@@ -4,8 +4,12 @@
 # Every scenario (a server) is run in the same invocation, pinned to one CPU, with
 # wrk pinned to the other: requests/s and p50/p99 latency (median of ROUNDS rounds,
 # order alternating), RSS idle and under load, RSS with N idle connections, and the
-# time from exec to the first 200 on its readiness path. Results go to
-# build/bench/results.{md,json} and the table is printed at the end.
+# time from exec to the first 200 on its readiness path. Three groups:
+#   demo      GET /products of examples/demo (cached and rendered) vs nginx and the ceiling
+#   products  GET /products?limit=30 with a token on services/products vs the same
+#             bytes from nginx and the ceiling
+#   login     POST /auth/login on services/auth (Argon2id: slow on purpose)
+# Results go to build/bench/results.{md,json} and the table is printed at the end.
 #
 # Environment (all optional):
 #   BENCH_DURATION=10     seconds of each measured wrk run
@@ -14,11 +18,14 @@
 #   BENCH_ROUNDS=3        rounds; even rounds run the scenarios in reverse order
 #   BENCH_IDLE_CONNS=10000  idle connections for the idle-connection cost; 0 skips it
 #   BENCH_READY_RUNS=5    exec-to-ready samples per scenario; 0 skips it
+#   BENCH_LOGIN_DURATION=5 BENCH_LOGIN_WARMUP=1 BENCH_LOGIN_CONNS=8   the login scenario's
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   the CPUs of the server and of wrk
-#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i
-#   BENCH_ONLY="ceiling nginx nginx-nolog svckit"   scenarios to run, in this order
-#   BENCH_SVCKIT_BIN=build/bin/demo   the svckit server
-#   BENCH_SVCKIT_STANDIN=1  harness testing only: run the ceiling in the svckit slot
+#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+97..+99: helpers)
+#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login"
+#                         scenarios to run, in this order
+#   BENCH_SVCKIT_BIN=build/bin/demo   the svckit server of the demo group
+#   BENCH_AUTH_BIN=build/bin/auth BENCH_PRODUCTS_BIN=build/bin/products   the reference services
+#   BENCH_SVCKIT_STANDIN=1  harness testing only: run the ceiling in the svckit slots
 #   BENCH_BODY=FILE       serve this body instead of the one fetched from the demo
 #   BENCH_NO_DEPS=1       do not run scripts/deps.sh
 set -euo pipefail
@@ -33,8 +40,13 @@ READY_RUNS=${BENCH_READY_RUNS:-5}
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 BASE_PORT=${BENCH_PORT:-18400}
-read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit}"
+LOGIN_DURATION=${BENCH_LOGIN_DURATION:-5}
+LOGIN_WARMUP=${BENCH_LOGIN_WARMUP:-1}
+LOGIN_CONNS=${BENCH_LOGIN_CONNS:-8}
+read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login}"
 SVCKIT_BIN=${BENCH_SVCKIT_BIN:-build/bin/demo}
+AUTH_BIN=${BENCH_AUTH_BIN:-build/bin/auth}
+PRODUCTS_BIN=${BENCH_PRODUCTS_BIN:-build/bin/products}
 STANDIN=${BENCH_SVCKIT_STANDIN:-0}
 HOST=127.0.0.1
 NOFILE=20000               # room for IDLE_CONNS on both ends
@@ -46,7 +58,16 @@ SETTLE_S=0.3               # pause after ready (and after idle setup) before rea
 OUT=build/bench
 RUN=$OUT/run               # per-run scratch: configs, logs, wrk output; wiped each time
 RAW=$OUT/raw.txt           # one line per measurement, read by bench/report.py
-BODY=$PWD/$OUT/products30.json
+BODY=$PWD/$OUT/products30.json       # the demo group's body (from the demo)
+PBODY=$PWD/$OUT/products-limit30.json # the products group's body (from products)
+PRODUCTS_PATH="/products?limit=30"
+# The reference services share one data directory for the whole run (the catalog
+# is seeded once, so its bytes, timestamps included, are the same in every round).
+SVC_DATA=$PWD/$RUN/svc-data
+AUTH_PORT=$((BASE_PORT + 98))        # the helper auth: JWKS for products, tokens
+ADMIN_PASSWORD=bench-admin-password
+export BENCH_LOGIN_USER=benchuser BENCH_LOGIN_PASSWORD=bench-user-password  # bench/login.lua
+LOGIN_JSON="{\"username\":\"$BENCH_LOGIN_USER\",\"password\":\"$BENCH_LOGIN_PASSWORD\"}"
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -57,15 +78,23 @@ die() { log "error: $*"; exit 1; }
 #   S_CMD    array: the server command line (run pinned to SERVER_CPU)
 #   S_ENV    array: VAR=value added to the server's environment
 #   S_PATH   the path wrk requests
-#   S_BODY   what S_PATH must reply, byte for byte (default: the body file)
+#   S_BODY   what S_PATH must reply, byte for byte (default: the demo group's body)
 #   S_READY  path that answers 200 once the server is ready
 #   S_HDRS   array: extra request headers ("Name: value") for wrk, curl and idleconns
 #   S_OUT    file the server's stdout is appended to (default /dev/null)
 #   S_LOG    the server's access log file, or empty: emptied after warm-up, its size
 #            per request is reported (proof that logging was on), removed after
 #   S_NOTE   one line shown in the results
+#   S_LABEL  the row's name in the results (default: the scenario's name)
+#   S_GROUP  the results table it belongs to: demo (default), products or login;
+#            req/s are compared with the group's ceiling* scenario
 #   S_SETUP  optional function run after the server is ready, before any request
 #            (e.g. log in and append "Authorization: Bearer ..." to S_HDRS)
+#   S_CHECK  function checking the reply before the load, given the URL
+#            (default check_body: a GET with S_HDRS must reply S_BODY exactly)
+#   S_SCRIPT wrk's Lua script (default bench/latency.lua; it must print BENCH_WRK)
+#   S_DURATION S_WARMUP S_CONNS   per-scenario wrk settings (default: the globals)
+#   S_IDLE   0: no idle-connection test;  S_READYT  0: no exec-to-ready test
 # To add a scenario: write scenario_<name> and add <name> to BENCH_ONLY's default.
 # ---------------------------------------------------------------------------
 scenario_ceiling() {
@@ -74,19 +103,19 @@ scenario_ceiling() {
     S_NOTE="minimal epoll server, precomputed response (bench/ceiling.c)"
 }
 
-nginx_conf() { # PORT ACCESS_LOG -> prints the config directory
+nginx_conf() { # PORT ACCESS_LOG BODY -> prints the config directory
     local dir=$PWD/$RUN/nginx-$1 user=
     mkdir -p "$dir"
     [ "$(id -u)" = 0 ] && user="user root;"
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$1|g" -e "s|@HOST@|$HOST|g" \
         -e "s|@ACCESS_LOG@|$2|g" -e "s|@USER@|$user|g" -e "s|@PATH@|/products|g" \
-        -e "s|@BODY@|$BODY|g" bench/nginx.conf.in >"$dir/nginx.conf"
+        -e "s|@BODY@|$3|g" bench/nginx.conf.in >"$dir/nginx.conf"
     printf '%s' "$dir"
 }
 
 scenario_nginx() {
     local dir
-    dir=$(nginx_conf "$1" "$PWD/$RUN/nginx-$1/access.log")
+    dir=$(nginx_conf "$1" "$PWD/$RUN/nginx-$1/access.log" "$BODY")
     S_CMD=(/usr/sbin/nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf")
     S_PATH=/products S_READY=/readyz S_LOG=$dir/access.log
     S_NOTE="nginx $NGINX_VERSION, static file, access log on (to a file, like svckit's)"
@@ -94,13 +123,14 @@ scenario_nginx() {
 
 scenario_nginx-nolog() {
     local dir
-    dir=$(nginx_conf "$1" off)
+    dir=$(nginx_conf "$1" off "$BODY")
     S_CMD=(/usr/sbin/nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf")
     S_PATH=/products S_READY=/readyz S_LOG=
     S_NOTE="nginx $NGINX_VERSION, static file, access_log off"
 }
 
-scenario_svckit() {
+# The demo, as the svckit scenarios run it; $2 is DEMO_CACHE.
+demo_scenario() {
     if [ "$STANDIN" = 1 ]; then
         scenario_ceiling "$1"
         S_NOTE="STAND-IN (ceiling binary), for testing the harness only: not svckit"
@@ -111,14 +141,113 @@ scenario_svckit() {
         return 1
     fi
     S_CMD=("$(realpath "$SVCKIT_BIN")")
-    S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info SHUTDOWN_TIMEOUT=2 DRAIN_DELAY=0)
+    S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info SHUTDOWN_TIMEOUT=2 DRAIN_DELAY=0
+           DEMO_CACHE="$2" NATS_URL="$NATS")
     S_PATH=/products S_READY=/readyz S_LOG=$PWD/$RUN/svckit-$1.log S_OUT=$S_LOG
-    S_NOTE="$SVCKIT_BIN, WORKERS=1, access log on (stdout to a file)"
+}
+
+# The recommended design for read-mostly data: the rendered list is kept in the
+# worker's response cache (svckit/cache.h) and served from it with an ETag.
+scenario_svckit() {
+    demo_scenario "$1" 1 || return 1
+    S_LABEL="svckit (cached)"
+    [ "$STANDIN" = 1 ] ||
+        S_NOTE="$SVCKIT_BIN, DEMO_CACHE=1: the list comes from svckit's per-worker response cache (svckit/cache.h), the recommended design for read-mostly data; WORKERS=1, access log on (stdout to a file)"
+}
+
+# The same binary rendering the 30 products with svckit's JSON writer on every
+# request: the raw speed of request handling plus rendering.
+scenario_svckit-render() {
+    demo_scenario "$1" 0 || return 1
+    S_LABEL="svckit-render (no cache)"
+    S_IDLE=0 S_READYT=0 # the same binary as svckit: those two are svckit's row
+    [ "$STANDIN" = 1 ] ||
+        S_NOTE="$SVCKIT_BIN, DEMO_CACHE=0: renders the JSON on every request (raw writer speed, no cache); WORKERS=1, access log on; idle connections and ready time: see svckit (same binary)"
+}
+
+# The products group: the same request (path and a token of the same length) to
+# every server, and the same reply bytes.
+scenario_ceiling-products() {
+    [ -s "$PBODY" ] || { S_SKIP="pending: $PRODUCTS_SKIP"; return 1; }
+    S_CMD=("$PWD/$OUT/ceiling" "$1" "$PBODY" "$HOST")
+    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_LOG= S_BODY=$PBODY S_GROUP=products
+    S_HDRS=("Authorization: Bearer $PTOKEN")
+    S_IDLE=0 S_READYT=0 # the ceiling's row has them
+    S_NOTE="the ceiling (bench/ceiling.c) sending products' reply to GET $PRODUCTS_PATH"
+}
+
+scenario_nginx-products() {
+    [ -s "$PBODY" ] || { S_SKIP="pending: $PRODUCTS_SKIP"; return 1; }
+    local dir
+    dir=$(nginx_conf "$1" "$PWD/$RUN/nginx-$1/access.log" "$PBODY")
+    S_CMD=(/usr/sbin/nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf")
+    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_LOG=$dir/access.log S_BODY=$PBODY S_GROUP=products
+    S_HDRS=("Authorization: Bearer $PTOKEN")
+    S_IDLE=0 S_READYT=0 # nginx's row has them
+    S_NOTE="nginx $NGINX_VERSION, products' reply as a static file, access log on"
+}
+
+# Logs in to the helper auth (prints the token, fails if there is none).
+auth_token() {
+    local reply
+    reply=$(curl -sf -X POST -H 'Content-Type: application/json' -d "$LOGIN_JSON" \
+        "http://$HOST:$AUTH_PORT/auth/login") || return 1
+    reply=$(printf '%s' "$reply" | sed -n 's/.*"access_token":"\([^"]*\)".*/\1/p')
+    [ -n "$reply" ] || return 1
+    printf '%s' "$reply"
+}
+
+products_login() {
+    local token
+    token=$(auth_token) || { log "products: login to auth on port $AUTH_PORT failed"; return 1; }
+    S_HDRS+=("Authorization: Bearer $token")
+}
+
+products_env() { # PORT
+    S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info NATS_URL="$NATS" DATA_DIR="$SVC_DATA"
+           AUTH_JWKS_URL="http://$HOST:$AUTH_PORT/.well-known/jwks.json"
+           SHUTDOWN_TIMEOUT=2 DRAIN_DELAY=0)
+}
+
+scenario_products() {
+    [ -s "$PBODY" ] || { S_SKIP="pending: $PRODUCTS_SKIP"; return 1; }
+    S_CMD=("$(realpath "$PRODUCTS_BIN")")
+    products_env "$1"
+    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_BODY=$PBODY S_GROUP=products
+    S_LOG=$PWD/$RUN/products-$1.log S_OUT=$S_LOG
+    S_SETUP=products_login
+    S_LABEL="products (svckit)"
+    S_NOTE="$PRODUCTS_BIN (SQLite catalog, per-worker response cache), WORKERS=1, EdDSA token verified on every request (Authorization header; keys from the helper auth's JWKS), access log on"
+}
+
+auth_env() { # PORT
+    S_ENV=(PORT="$1" HOST="$HOST" LOG_LEVEL=info NATS_URL="$NATS" DATA_DIR="$SVC_DATA"
+           ADMIN_PASSWORD="$ADMIN_PASSWORD" LOGIN_RATE_PER_MIN=1000000
+           SHUTDOWN_TIMEOUT=2 DRAIN_DELAY=0)
+}
+
+check_login() { # URL: a login answers a token
+    curl -sf -X POST -H 'Content-Type: application/json' -d "$LOGIN_JSON" "$1" | grep -q '"access_token":"'
+}
+
+scenario_auth-login() {
+    [ -n "$AUTH_READY" ] || { S_SKIP="pending: $AUTH_BIN is not built"; return 1; }
+    S_CMD=("$(realpath "$AUTH_BIN")")
+    auth_env "$1" # WORKERS: the default (CPUs available: 1 when pinned)
+    S_PATH=/auth/login S_READY=/readyz S_GROUP=login S_CHECK=check_login
+    S_SCRIPT=bench/login.lua
+    S_DURATION=$LOGIN_DURATION S_WARMUP=$LOGIN_WARMUP S_CONNS=$LOGIN_CONNS
+    S_LOG=$PWD/$RUN/auth-$1.log S_OUT=$S_LOG
+    S_IDLE=0 # its path is a POST
+    S_LABEL="auth login"
+    S_NOTE="$AUTH_BIN, POST /auth/login with valid credentials (Argon2id t=2 m=19 MiB p=1 on the thread pool, slow on purpose), default WORKERS, LOGIN_RATE_PER_MIN=1000000 (the limiter never refuses), wrk -c$LOGIN_CONNS for ${LOGIN_DURATION}s, access log on"
 }
 
 # Sets the S_* fields of scenario $1 on port $2; returns 1 if it is skipped.
 load_scenario() {
     S_CMD=() S_ENV=() S_HDRS=() S_PATH='' S_READY='' S_OUT=/dev/null S_BODY=$BODY S_LOG='' S_NOTE='' S_SETUP='' S_SKIP=''
+    S_LABEL=$1 S_GROUP=demo S_CHECK=check_body S_SCRIPT=bench/latency.lua
+    S_DURATION=$DURATION S_WARMUP=$WARMUP S_CONNS=$CONNS S_IDLE=1 S_READYT=1
     declare -F "scenario_$1" >/dev/null || die "unknown scenario '$1'"
     "scenario_$1" "$2"
 }

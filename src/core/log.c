@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <errno.h>
 
@@ -62,18 +63,31 @@ unsigned long svc__log_dropped(void) { return atomic_load(&log_dropped); }
 
 void svc__log_set_buffered(int on) { tl_buffered = on; }
 
-static void write_all(const char *p, size_t n) {
+/* Writes whole buffers under one lock so lines never interleave. */
+static void write_iov(struct iovec *iov, int n) {
     pthread_mutex_lock(&out_lock);
-    while (n) {
-        ssize_t w = write(STDOUT_FILENO, p, n);
+    while (n > 0) {
+        ssize_t w = writev(STDOUT_FILENO, iov, n);
         if (w < 0) {
             if (errno == EINTR) continue;
             break; /* stdout gone: nothing better to do than drop */
         }
-        p += w;
-        n -= (size_t)w;
+        while (n > 0 && (size_t)w >= iov->iov_len) {
+            w -= (ssize_t)iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + w;
+            iov->iov_len -= (size_t)w;
+        }
     }
     pthread_mutex_unlock(&out_lock);
+}
+
+static void write_all(const char *p, size_t n) {
+    struct iovec iov = {(void *)p, n};
+    write_iov(&iov, 1);
 }
 
 void svc_log_flush(void) {
@@ -109,6 +123,13 @@ const char *svc__log_timestamp(char out[32]) {
 }
 
 void svc_log_raw(const char *line, size_t len) {
+    if (!tl_buffered) {
+        /* Threads without a loop to flush for them write at once, and keep no
+         * buffer that would outlive them. */
+        struct iovec iov[2] = {{(void *)line, len}, {(void *)"\n", 1}};
+        write_iov(iov, 2);
+        return;
+    }
     if (tl_buf.len + len + 1 > LOG_MAX_BUFFER) {
         atomic_fetch_add(&log_dropped, 1);
         return;
@@ -120,7 +141,7 @@ void svc_log_raw(const char *line, size_t len) {
         atomic_fetch_add(&log_dropped, 1);
         return;
     }
-    if (!tl_buffered || tl_buf.len >= LOG_FLUSH_AT) svc_log_flush();
+    if (tl_buf.len >= LOG_FLUSH_AT) svc_log_flush();
 }
 
 static const char *level_name(svc_log_level l) {

@@ -264,6 +264,7 @@ static void worker_main(void *arg) {
     w->tick.data = w;
     svc__worker_tick(&w->tick); /* fills the Date header before the first request */
     uv_timer_start(&w->tick, svc__worker_tick, SVC_TICK_MS, SVC_TICK_MS);
+    svc__msg_worker_start(w);
 
     uv_run(&w->loop, UV_RUN_DEFAULT);
 
@@ -308,6 +309,7 @@ static void force_stop(main_state *ms, const char *why) {
     ms->exit_code = 1;
     svc_warn("shutdown: %s; closing every connection now", why);
     send_workers(ms->app, WORKER_CMD_FORCE);
+    svc__msg_force(ms->app);
 }
 
 static void grace_expired(uv_timer_t *t) {
@@ -327,6 +329,7 @@ static void drain_delay_over(uv_timer_t *t) {
     main_state *ms = t->data;
     svc_info("shutdown: no longer accepting connections");
     send_workers(ms->app, WORKER_CMD_STOP_ACCEPTING);
+    svc__msg_drain(ms->app);
 }
 
 static void begin_drain(main_state *ms, const char *why) {
@@ -369,6 +372,7 @@ static int uses_auth(const svc_app *app) {
 }
 
 static void app_free(svc_app *app) {
+    svc__msg_free(app);
     svc__auth_release(app);
     svc_route_entry *e = app->routes;
     while (e) {
@@ -444,6 +448,11 @@ int svc_app_run(svc_app *app) {
         app_free(app);
         return 1;
     }
+    if (svc__msg_setup(app) != SVC_OK) {
+        svc_log_flush();
+        app_free(app);
+        return 1;
+    }
     if (app->on_start) {
         int rc = app->on_start(app, app->on_start_ud);
         if (rc != SVC_OK) {
@@ -492,6 +501,7 @@ int svc_app_run(svc_app *app) {
     }
     svc_info("listening on http://%s:%d with %d worker%s", app->cfg.host, app->cfg.port,
              app->nworkers, app->nworkers == 1 ? "" : "s");
+    svc__msg_start(app);
     svc_log_flush();
 
     uv_run(&app->main_loop, UV_RUN_DEFAULT);
@@ -501,6 +511,7 @@ int svc_app_run(svc_app *app) {
     uv_loop_close(&app->main_loop);
     exit_code = ms.exit_code;
     if (app->on_stop) app->on_stop(app, app->on_stop_ud);
+    svc__msg_stop(app);
     svc_info("stopped%s", exit_code ? " (connections were cut at the deadline)" : " cleanly");
     svc_log_flush();
     svc_metrics_reset();

@@ -119,7 +119,8 @@ void svc__metrics_observe(svc_req *req, double seconds) {
 }
 
 /* One line per request. JSON fields: time, level, service, msg, method, path,
- * route, status, duration_ms, bytes, request_id, trace_id, peer. */
+ * route, status, duration_ms, bytes, request_id, trace_id, peer, and
+ * transport ("nats") for requests that did not come over HTTP. */
 void svc__access_log(svc_req *req, double seconds, size_t bytes) {
     int status = req->res.status;
     svc_log_level lvl = status >= 500 ? SVC_LOG_ERROR : SVC_LOG_INFO;
@@ -138,14 +139,17 @@ void svc__access_log(svc_req *req, double seconds, size_t bytes) {
         if (req->route) svc_json_escape(b, req->route->pattern, strlen(req->route->pattern));
         else svc_buf_puts(b, "null");
         svc_buf_printf(b, ",\"status\":%d,\"duration_ms\":%.3f,\"bytes\":%zu,\"request_id\":\"%s\","
-                          "\"trace_id\":\"%s\",\"peer\":\"%s\"}",
+                          "\"trace_id\":\"%s\",\"peer\":\"%s\"",
                        status, seconds * 1e3, bytes, req->id ? req->id : "", req->trace_id,
                        req->peer ? req->peer : "");
+        if (req->transport) svc_buf_printf(b, ",\"transport\":\"%s\"", req->transport->name);
+        svc_buf_putc(b, '}');
     } else {
         svc_buf_printf(b, "%s ", req->method);
         /* Text logs are for a human at a terminal; keep control bytes out. */
         for (const char *p = path; *p; p++) svc_buf_putc(b, (*p < 0x20 || *p == 0x7f) ? '?' : *p);
         svc_buf_printf(b, " %d %.2fms %zuB rid=%s", status, seconds * 1e3, bytes, req->id ? req->id : "");
+        if (req->transport) svc_buf_printf(b, " via %s", req->transport->name);
     }
     if (!b->oom) svc_log_raw(b->data, b->len);
     if (lvl >= SVC_LOG_ERROR) svc_log_flush();

@@ -25,7 +25,7 @@ static const core_var core_vars[] = {
     {"PORT", NULL, "HTTP listen port (per service default)"},
     {"HOST", "0.0.0.0", "listen address"},
     {"WORKERS", NULL, "event-loop threads (default: CPUs available)"},
-    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated"},
+    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated; none: HTTP only"},
     {"DATA_DIR", "./var", "where SQLite files live"},
     {"LOG_LEVEL", "info", "debug, info, warn or error"},
     {"LOG_FORMAT", NULL, "json or text (default: json when stdout is not a tty)"},
@@ -118,8 +118,8 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if ((rc = get_int("WORKERS", 1, 256, ncpu, &v, err, errlen))) return rc;
     c->workers = (int)v;
     c->nats_url = get_str("NATS_URL", "nats://127.0.0.1:4222");
-    if (strncmp(c->nats_url, "nats://", 7) != 0 && strncmp(c->nats_url, "tls://", 6) != 0)
-        return fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...]");
+    if (strcmp(c->nats_url, "none") != 0 && svc__msg_url_check(c->nats_url) != SVC_OK)
+        return fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...] or none");
     c->data_dir = get_str("DATA_DIR", "./var");
 
     const char *lvl = get_str("LOG_LEVEL", "info");

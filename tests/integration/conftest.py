@@ -63,6 +63,8 @@ class Service:
             "LOG_FORMAT": "json",
             "SHUTDOWN_TIMEOUT": "5",
             "DRAIN_DELAY": "0",
+            # No NATS unless the test brings its own (test_msg_*.py pass NATS_URL).
+            "NATS_URL": "none",
         })
         e.update(env or {})
         self.env = e

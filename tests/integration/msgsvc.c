@@ -118,8 +118,11 @@ static int call(svc_req *req, svc_res *res) {
     call_ctx *c = svc_arena_alloc(svc_req_arena(req), sizeof *c);
     c->res = res;
     c->start = svc_now_ns();
-    const char *hdrs[2] = {NULL, NULL};
-    if (auth) hdrs[0] = svc_arena_printf(svc_req_arena(req), "Authorization: Bearer %s", auth);
+    const char *hdrs[3] = {NULL, NULL, NULL};
+    int nh = 0;
+    if (auth) hdrs[nh++] = svc_arena_printf(svc_req_arena(req), "Authorization: Bearer %s", auth);
+    const char *ct = svc_req_header(req, "content-type");
+    if (ct) hdrs[nh++] = svc_arena_printf(svc_req_arena(req), "Content-Type: %s", ct);
     svc_rpc_opts o = {.timeout_ms = (int)timeout, .instance = svc_req_query(req, "instance"), .headers = hdrs};
     const char *method = svc_req_query(req, "method");
     size_t blen;

@@ -52,8 +52,14 @@ def test_queue_groups_over_three_instances(nats_server):  # noqa: F811
             assert doc["instance"] == ids[2]
     finally:
         nc.close()
-        for s in svcs:
-            s.__exit__(None, None, None)
+        errors = []
+        for s in svcs:  # stop them all, even if one reports a problem
+            try:
+                s.__exit__(None, None, None)
+            except AssertionError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 def test_event_flood_does_not_stall_requests_or_publisher(nats_server):  # noqa: F811

@@ -160,3 +160,21 @@ def test_drain_answers_in_flight_then_stops_listening(nats_server):  # noqa: F81
         s.stop()
         if s.tmp:
             s.tmp.cleanup()
+
+
+def test_sigterm_while_nats_is_down_exits_promptly():
+    ns = NatsServer()
+    try:
+        s = msgsvc(ns)
+        nc = Nats(ns.port)
+        assert nc.svc("msgsvc", "GET", "/whoami").svc_status == 200
+        nc.close()
+        ns.stop(signal.SIGKILL)
+        wait_for(lambda: ready(s)[0] == 503, what="readyz 503")
+        t = time.monotonic()
+        assert s.stop() == 0
+        assert time.monotonic() - t < 3.0
+        if s.tmp:
+            s.tmp.cleanup()
+    finally:
+        ns.close()

@@ -257,7 +257,7 @@ class Nats:
             if m.subject == reply:
                 return m
 
-    def request_all(self, subject, data=b"", headers=None, wait=0.5):
+    def request_all(self, subject, data=b"", headers=None, wait=0.3):
         """Publishes once and gathers every reply that arrives within wait seconds."""
         self.req_seq += 1
         reply = f"{self.inbox}.{self.req_seq}"
