@@ -27,6 +27,7 @@
 #   BENCH_AUTH_BIN=build/bin/auth BENCH_PRODUCTS_BIN=build/bin/products   the reference services
 #   BENCH_SVCKIT_STANDIN=1  harness testing only: run the ceiling in the svckit slots
 #   BENCH_BODY=FILE       serve this body instead of the one fetched from the demo
+#   BENCH_NATS_URL=none   NATS_URL of the svckit services (default: none, HTTP only)
 #   BENCH_NO_DEPS=1       do not run scripts/deps.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -48,6 +49,7 @@ SVCKIT_BIN=${BENCH_SVCKIT_BIN:-build/bin/demo}
 AUTH_BIN=${BENCH_AUTH_BIN:-build/bin/auth}
 PRODUCTS_BIN=${BENCH_PRODUCTS_BIN:-build/bin/products}
 STANDIN=${BENCH_SVCKIT_STANDIN:-0}
+NATS=${BENCH_NATS_URL:-none}   # the services run HTTP only unless this names a NATS server
 HOST=127.0.0.1
 NOFILE=20000               # room for IDLE_CONNS on both ends
 READY_TIMEOUT_S=10         # a server not answering by then is a failed scenario
@@ -133,6 +135,7 @@ scenario_nginx-nolog() {
 demo_scenario() {
     if [ "$STANDIN" = 1 ]; then
         scenario_ceiling "$1"
+        S_LABEL="$S_LABEL STAND-IN"
         S_NOTE="STAND-IN (ceiling binary), for testing the harness only: not svckit"
         return 0
     fi
@@ -149,8 +152,8 @@ demo_scenario() {
 # The recommended design for read-mostly data: the rendered list is kept in the
 # worker's response cache (svckit/cache.h) and served from it with an ETag.
 scenario_svckit() {
-    demo_scenario "$1" 1 || return 1
     S_LABEL="svckit (cached)"
+    demo_scenario "$1" 1 || return 1
     [ "$STANDIN" = 1 ] ||
         S_NOTE="$SVCKIT_BIN, DEMO_CACHE=1: the list comes from svckit's per-worker response cache (svckit/cache.h), the recommended design for read-mostly data; WORKERS=1, access log on (stdout to a file)"
 }
@@ -158,8 +161,8 @@ scenario_svckit() {
 # The same binary rendering the 30 products with svckit's JSON writer on every
 # request: the raw speed of request handling plus rendering.
 scenario_svckit-render() {
-    demo_scenario "$1" 0 || return 1
     S_LABEL="svckit-render (no cache)"
+    demo_scenario "$1" 0 || return 1
     S_IDLE=0 S_READYT=0 # the same binary as svckit: those two are svckit's row
     [ "$STANDIN" = 1 ] ||
         S_NOTE="$SVCKIT_BIN, DEMO_CACHE=0: renders the JSON on every request (raw writer speed, no cache); WORKERS=1, access log on; idle connections and ready time: see svckit (same binary)"
@@ -168,20 +171,22 @@ scenario_svckit-render() {
 # The products group: the same request (path and a token of the same length) to
 # every server, and the same reply bytes.
 scenario_ceiling-products() {
-    [ -s "$PBODY" ] || { S_SKIP="pending: $PRODUCTS_SKIP"; return 1; }
+    S_GROUP=products
+    [ -s "$PBODY" ] || { S_SKIP="pending: ${PRODUCTS_SKIP:-no products body}"; return 1; }
     S_CMD=("$PWD/$OUT/ceiling" "$1" "$PBODY" "$HOST")
-    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_LOG= S_BODY=$PBODY S_GROUP=products
+    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_LOG='' S_BODY=$PBODY
     S_HDRS=("Authorization: Bearer $PTOKEN")
     S_IDLE=0 S_READYT=0 # the ceiling's row has them
     S_NOTE="the ceiling (bench/ceiling.c) sending products' reply to GET $PRODUCTS_PATH"
 }
 
 scenario_nginx-products() {
-    [ -s "$PBODY" ] || { S_SKIP="pending: $PRODUCTS_SKIP"; return 1; }
+    S_GROUP=products
+    [ -s "$PBODY" ] || { S_SKIP="pending: ${PRODUCTS_SKIP:-no products body}"; return 1; }
     local dir
     dir=$(nginx_conf "$1" "$PWD/$RUN/nginx-$1/access.log" "$PBODY")
     S_CMD=(/usr/sbin/nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf")
-    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_LOG=$dir/access.log S_BODY=$PBODY S_GROUP=products
+    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_LOG=$dir/access.log S_BODY=$PBODY
     S_HDRS=("Authorization: Bearer $PTOKEN")
     S_IDLE=0 S_READYT=0 # nginx's row has them
     S_NOTE="nginx $NGINX_VERSION, products' reply as a static file, access log on"
@@ -210,14 +215,14 @@ products_env() { # PORT
 }
 
 scenario_products() {
-    [ -s "$PBODY" ] || { S_SKIP="pending: $PRODUCTS_SKIP"; return 1; }
+    S_GROUP=products S_LABEL="products (svckit)"
+    [ -z "$PRODUCTS_SKIP" ] || { S_SKIP="pending: $PRODUCTS_SKIP"; return 1; }
     S_CMD=("$(realpath "$PRODUCTS_BIN")")
     products_env "$1"
-    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_BODY=$PBODY S_GROUP=products
+    S_PATH=$PRODUCTS_PATH S_READY=/readyz S_BODY=$PBODY
     S_LOG=$PWD/$RUN/products-$1.log S_OUT=$S_LOG
     S_SETUP=products_login
-    S_LABEL="products (svckit)"
-    S_NOTE="$PRODUCTS_BIN (SQLite catalog, per-worker response cache), WORKERS=1, EdDSA token verified on every request (Authorization header; keys from the helper auth's JWKS), access log on"
+    S_NOTE="$PRODUCTS_BIN (SQLite catalog, per-worker response cache), WORKERS=1, token checked on every request (Authorization header; Ed25519 verified once, then a hit in the verified-token cache: one BLAKE2b; keys from the helper auth's JWKS), access log on"
 }
 
 auth_env() { # PORT
@@ -231,15 +236,15 @@ check_login() { # URL: a login answers a token
 }
 
 scenario_auth-login() {
+    S_GROUP=login S_LABEL="auth login"
     [ -n "$AUTH_READY" ] || { S_SKIP="pending: $AUTH_BIN is not built"; return 1; }
     S_CMD=("$(realpath "$AUTH_BIN")")
     auth_env "$1" # WORKERS: the default (CPUs available: 1 when pinned)
-    S_PATH=/auth/login S_READY=/readyz S_GROUP=login S_CHECK=check_login
+    S_PATH=/auth/login S_READY=/readyz S_CHECK=check_login
     S_SCRIPT=bench/login.lua
     S_DURATION=$LOGIN_DURATION S_WARMUP=$LOGIN_WARMUP S_CONNS=$LOGIN_CONNS
     S_LOG=$PWD/$RUN/auth-$1.log S_OUT=$S_LOG
     S_IDLE=0 # its path is a POST
-    S_LABEL="auth login"
     S_NOTE="$AUTH_BIN, POST /auth/login with valid credentials (Argon2id t=2 m=19 MiB p=1 on the thread pool, slow on purpose), default WORKERS, LOGIN_RATE_PER_MIN=1000000 (the limiter never refuses), wrk -c$LOGIN_CONNS for ${LOGIN_DURATION}s, access log on"
 }
 
@@ -255,12 +260,13 @@ load_scenario() {
 # ---------------------------------------------------------------------------
 # Processes. Only processes started here are ever signalled, by PID.
 # ---------------------------------------------------------------------------
-SPID='' SPIDS=() CHILD_PIDS=()
+SPID='' SPIDS=() CHILD_PIDS=() AUTH_PID=''
 
 cleanup() {
     local p
     for p in "${CHILD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     [ -n "$SPID" ] && stop_server
+    stop_auth
     return 0
 }
 trap cleanup EXIT
@@ -279,7 +285,11 @@ start_server() {
         if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port$S_READY" 2>/dev/null)" = 200 ]; then
             # The server and its children (nginx's worker), fixed from here on.
             mapfile -t SPIDS < <(echo "$SPID"; pgrep -P "$SPID" || true)
-            [ -z "$S_SETUP" ] || "$S_SETUP" "$port"
+            if [ -n "$S_SETUP" ] && ! "$S_SETUP" "$port"; then
+                log "setup $S_SETUP failed on port $port"
+                stop_server
+                return 1
+            fi
             return 0
         fi
         sleep 0.02
@@ -289,17 +299,47 @@ start_server() {
     return 1
 }
 
-stop_server() {
+stop_pid() { # SIGTERM, then SIGKILL after 5 s
     local i
-    [ -n "$SPID" ] || return 0
-    kill -TERM "$SPID" 2>/dev/null || true
+    kill -TERM "$1" 2>/dev/null || true
     for ((i = 0; i < 250; i++)); do
-        kill -0 "$SPID" 2>/dev/null || break
+        kill -0 "$1" 2>/dev/null || break
         sleep 0.02
     done
-    kill -KILL "$SPID" 2>/dev/null || true
-    wait "$SPID" 2>/dev/null || true
+    kill -KILL "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+stop_server() {
+    [ -n "$SPID" ] || return 0
+    stop_pid "$SPID"
     SPID='' SPIDS=()
+}
+
+# The helper auth of the products group, for the whole run, on the client CPU (it
+# is idle during the measurements: products verifies tokens with the keys it
+# fetched at start). It also registers the benchmark's user.
+start_auth() {
+    local i
+    mkdir -p "$SVC_DATA"
+    auth_env "$AUTH_PORT"
+    env "${S_ENV[@]}" WORKERS=1 taskset -c "$CLIENT_CPU" "$(realpath "$AUTH_BIN")" \
+        >"$RUN/auth-helper.log" 2>&1 &
+    AUTH_PID=$!
+    for ((i = 0; i < READY_TIMEOUT_S * 50; i++)); do
+        kill -0 "$AUTH_PID" 2>/dev/null || { AUTH_PID=; cat "$RUN/auth-helper.log" >&2; return 1; }
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$AUTH_PORT/readyz")" = 200 ] && break
+        sleep 0.02
+    done
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+        -d "$LOGIN_JSON" "http://$HOST:$AUTH_PORT/auth/register")" = 201 ] || {
+        log "$AUTH_BIN: registering $BENCH_LOGIN_USER failed"; cat "$RUN/auth-helper.log" >&2; return 1; }
+}
+
+stop_auth() {
+    [ -n "$AUTH_PID" ] || return 0
+    stop_pid "$AUTH_PID"
+    AUTH_PID=''
 }
 
 # Reads /proc without forking, so sampling during a run costs the client CPU little.
@@ -353,26 +393,37 @@ hdr_args() { # prefix each of S_HDRS with $1 (-H)
 # Measurements
 # ---------------------------------------------------------------------------
 
-# One round of scenario $1 on port $2: fresh start, idle RSS, warm-up, measured run.
+# The default S_CHECK: GET URL with S_HDRS replies S_BODY, byte for byte.
+check_body() {
+    hdr_args -H
+    curl -sf "${HDR_ARGS[@]}" "$1" | cmp -s - "$S_BODY" && return 0
+    log "GET $S_PATH is not $S_BODY, byte for byte"
+    return 1
+}
+
+# One round of scenario $1 on port $2: fresh start, idle RSS, reply check, warm-up,
+# measured run.
 measure_load() {
     local name=$1 port=$2 round=$3 url wpid max=0 t0 t1 c0 c1 m0 m1 w_ticks=0 w_t=0 line log_bytes=0
     start_server "$port" || { echo "RUN scenario=$name round=$round error=start" >>"$RAW"; return 0; }
     url="http://$HOST:$port$S_PATH"
-    hdr_args -H
-    if ! curl -sf "${HDR_ARGS[@]}" "$url" | cmp -s - "$S_BODY"; then
-        log "$name: GET $S_PATH is not $S_BODY, byte for byte"
+    # Idle means before the first request other than the readiness probes (one
+    # login would leave auth's 19 MiB Argon2id block behind).
+    sleep "$SETTLE_S"
+    read_rss
+    local rss_idle=$RSS_KIB
+    if ! "$S_CHECK" "$url"; then
+        log "$name: the reply check ($S_CHECK) failed"
         echo "RUN scenario=$name round=$round error=body" >>"$RAW"
         stop_server
         return 0
     fi
-    sleep "$SETTLE_S"
-    read_rss
-    local rss_idle=$RSS_KIB
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${WARMUP}s" "${HDR_ARGS[@]}" "$url" >/dev/null
+    hdr_args -H
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$S_CONNS" -d"${S_WARMUP}s" -s "$S_SCRIPT" "${HDR_ARGS[@]}" "$url" >/dev/null
     [ -n "$S_LOG" ] && : >"$S_LOG" # count only the measured run's log bytes
 
     read_ticks "${SPIDS[@]}"; c0=$CPU_TICKS; read_machine; m0=$MACHINE_TICKS; t0=$(now_s)
-    taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s bench/latency.lua \
+    taskset -c "$CLIENT_CPU" wrk -t1 -c"$S_CONNS" -d"${S_DURATION}s" -s "$S_SCRIPT" \
         "${HDR_ARGS[@]}" "$url" >"$RUN/wrk.out" 2>&1 &
     wpid=$!
     CHILD_PIDS=("$wpid")
@@ -392,7 +443,7 @@ measure_load() {
         log "$name: wrk printed no result:"; cat "$RUN/wrk.out" >&2
         echo "RUN scenario=$name round=$round error=wrk" >>"$RAW"
     else
-        echo "RUN scenario=$name round=$round ${line#BENCH_WRK } rss_idle_kib=$rss_idle" \
+        echo "RUN scenario=$name round=$round conns=$S_CONNS ${line#BENCH_WRK } rss_idle_kib=$rss_idle" \
              "rss_load_kib=$max cpu_ticks=$((c1 - c0)) wall_s=$(awk "BEGIN{print $t1-$t0}")" \
              "client_ticks=$w_ticks client_wall_s=$(awk "BEGIN{print $w_t-$t0}") machine_ticks=$((m1 - m0)) log_bytes=$log_bytes log_expected=$([ -n "$S_LOG" ] && echo 1 || echo 0)" >>"$RAW"
     fi
@@ -479,6 +530,37 @@ prepare_body() {
     [ -s "$BODY" ] || die "empty body file"
 }
 
+# The products group's body: products' reply to GET PRODUCTS_PATH with a token, so
+# that nginx and the ceiling send the same bytes. Starts the helper auth (kept for
+# the whole run) when a scenario needs it; sets PTOKEN, the token the peers send.
+prepare_products() {
+    local port=$((BASE_PORT + 97)) ct need=0 n
+    for n in "${SCENARIOS[@]}"; do
+        case $n in ceiling-products | nginx-products | products | auth-login) need=1 ;; esac
+    done
+    [ "$need" = 1 ] || return 0
+    if [ ! -x "$AUTH_BIN" ]; then PRODUCTS_SKIP="$AUTH_BIN is not built"; return 0; fi
+    start_auth || die "$AUTH_BIN (helper on port $AUTH_PORT) did not start"
+    AUTH_READY=1
+    if [ ! -x "$PRODUCTS_BIN" ]; then PRODUCTS_SKIP="$PRODUCTS_BIN is not built"; return 0; fi
+    PTOKEN=$(auth_token) || die "login to the helper auth on port $AUTH_PORT failed"
+    load_scenario products "$port" || die "products: $S_SKIP"
+    start_server "$port" || die "$PRODUCTS_BIN did not start"
+    hdr_args -H
+    ct=$(curl -sf -o "$PBODY" -w '%{content_type}' "${HDR_ARGS[@]}" "http://$HOST:$port$PRODUCTS_PATH") ||
+        { stop_server; die "GET $PRODUCTS_PATH on $PRODUCTS_BIN failed"; }
+    stop_server
+    rm -f "$S_LOG"
+    [[ $ct == application/json* ]] || die "$PRODUCTS_BIN: GET $PRODUCTS_PATH has Content-Type '$ct'"
+    [ -s "$PBODY" ] || die "$PRODUCTS_BIN: empty reply to GET $PRODUCTS_PATH"
+    PBODY_SOURCE="GET $PRODUCTS_PATH with a token from $PRODUCTS_BIN"
+}
+
+enc() { # a value for raw.txt: no spaces (report.py decodes %XX)
+    local v=${1//%/%25}
+    printf '%s' "${v// /%20}"
+}
+
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
@@ -510,12 +592,15 @@ NGINX_VERSION=$(/usr/sbin/nginx -v 2>&1 | sed 's|.*nginx/||')
 START=$(date +%s)
 BUSY=$(machine_busy_pct)
 ((BUSY < 10)) || log "warning: the machine is ${BUSY}% busy before the run; numbers will be low and noisy"
+PRODUCTS_SKIP='' AUTH_READY='' PTOKEN='' PBODY_SOURCE=''
+rm -f "$PBODY"
 prepare_body
+prepare_products
 : >"$RAW"
 {
     echo "META date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "META kernel=$(uname -r)"
-    echo "META cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr ' ' '_')"
+    echo "META cpu=$(enc "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)")"
     echo "META nproc=$(nproc --all)"
     echo "META loadavg_start=$(cut -d' ' -f1 /proc/loadavg) busy_pct_start=$BUSY"
     echo "META git_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -524,7 +609,13 @@ prepare_body
     echo "META duration_s=$DURATION warmup_s=$WARMUP conns=$CONNS rounds=$ROUNDS"
     echo "META idle_conns=$IDLE_CONNS ready_runs=$READY_RUNS server_cpu=$SERVER_CPU client_cpu=$CLIENT_CPU"
     echo "META body_bytes=$(stat -c %s "$BODY") body_sha256=$(sha256sum "$BODY" | cut -c1-16)"
-    echo "META body_source=$(printf '%s' "$BODY_SOURCE" | tr ' ' '_')"
+    echo "META body_source=$(enc "$BODY_SOURCE")"
+    if [ -s "$PBODY" ]; then
+        echo "META pbody_bytes=$(stat -c %s "$PBODY") pbody_sha256=$(sha256sum "$PBODY" | cut -c1-16)"
+        echo "META pbody_source=$(enc "$PBODY_SOURCE") pbody_path=$(enc "$PRODUCTS_PATH")"
+    fi
+    echo "META login_duration_s=$LOGIN_DURATION login_warmup_s=$LOGIN_WARMUP login_conns=$LOGIN_CONNS"
+    echo "META nats_url=$(enc "$NATS")"
     echo "META clk_tck=$(getconf CLK_TCK)"
 } >>"$RAW"
 
@@ -535,15 +626,16 @@ for i in "${!SCENARIOS[@]}"; do
     port=$((BASE_PORT + i))
     if load_scenario "$name" "$port"; then
         ACTIVE+=("$name:$port")
-        echo "SCENARIO name=$name port=$port note=$(printf '%s' "$S_NOTE" | tr ' ' '_')" >>"$RAW"
+        echo "SCENARIO name=$name port=$port group=$S_GROUP label=$(enc "$S_LABEL") note=$(enc "$S_NOTE")" >>"$RAW"
     else
-        echo "SCENARIO name=$name port=$port skipped=$(printf '%s' "$S_SKIP" | tr ' ' '_')" >>"$RAW"
+        echo "SCENARIO name=$name port=$port group=$S_GROUP label=$(enc "$S_LABEL") skipped=$(enc "$S_SKIP")" >>"$RAW"
         log "$name: skipped ($S_SKIP)"
     fi
 done
 [ ${#ACTIVE[@]} -gt 0 ] || die "no scenario to run"
 
 log "body: $(stat -c %s "$BODY") bytes, $BODY_SOURCE"
+[ ! -s "$PBODY" ] || log "products body: $(stat -c %s "$PBODY") bytes, $PBODY_SOURCE"
 log "$ROUNDS rounds x ${#ACTIVE[@]} scenarios x (${WARMUP}s warm-up + ${DURATION}s), -c$CONNS"
 for ((r = 1; r <= ROUNDS; r++)); do
     order=("${ACTIVE[@]}")
@@ -559,18 +651,21 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 if [ "$IDLE_CONNS" -gt 0 ]; then
     for sp in "${ACTIVE[@]}"; do
-        log "$IDLE_CONNS idle connections: ${sp%%:*}"
         load_scenario "${sp%%:*}" "${sp##*:}"
+        [ "$S_IDLE" = 1 ] || continue
+        log "$IDLE_CONNS idle connections: ${sp%%:*}"
         measure_idle "${sp%%:*}" "${sp##*:}"
     done
 fi
 if [ "$READY_RUNS" -gt 0 ]; then
     for sp in "${ACTIVE[@]}"; do
-        log "ready time: ${sp%%:*}"
         load_scenario "${sp%%:*}" "${sp##*:}"
+        [ "$S_READYT" = 1 ] || continue
+        log "ready time: ${sp%%:*}"
         measure_ready "${sp%%:*}" "${sp##*:}"
     done
 fi
+stop_auth
 echo "META loadavg_end=$(cut -d' ' -f1 /proc/loadavg) elapsed_s=$(($(date +%s) - START))" >>"$RAW"
 
 python3 bench/report.py "$RAW" "$OUT/results.md" "$OUT/results.json"

@@ -9,6 +9,7 @@
  *   svckit/client.h  outbound HTTP client
  *   svckit/limit.h   per-key rate limiting
  *   svckit/cache.h   per-worker cache of rendered responses, ETags
+ *   svckit/msg.h     NATS: routes over request-reply, RPC, events, JetStream, discovery
  *   svckit/store.h   SQLite helpers
  */
 #ifndef SVCKIT_H
@@ -22,6 +23,7 @@
 #include "svckit/client.h"
 #include "svckit/limit.h"
 #include "svckit/cache.h"
+#include "svckit/msg.h"
 #if __has_include("svckit/store.h")
 #include "svckit/store.h"
 #endif

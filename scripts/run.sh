@@ -10,7 +10,8 @@
 #   make run RUN_ARGS=demo                     only the example app
 #
 # Environment given to the services (each overridable): DATA_DIR=var,
-# HOST=127.0.0.1, LOG_FORMAT=text on a terminal, AUTH_JWKS_URL pointing at auth.
+# HOST=127.0.0.1, LOG_FORMAT=text on a terminal, AUTH_JWKS_URL pointing at auth,
+# NATS_URL pointing at the nats entry.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,8 @@ export DATA_DIR=${DATA_DIR:-var}
 export HOST=${HOST:-127.0.0.1}
 if [ -t 1 ]; then export LOG_FORMAT=${LOG_FORMAT:-text}; fi
 export AUTH_JWKS_URL=${AUTH_JWKS_URL:-http://127.0.0.1:${AUTH_PORT:-8081}/.well-known/jwks.json}
+export NATS_URL=${NATS_URL:-nats://127.0.0.1:${NATS_PORT:-4222}}
+mkdir -p "$DATA_DIR/nats"
 
 # What will run: "name port command..." per instance. The notes about skipped
 # entries come once, from the real run below.
@@ -49,7 +52,11 @@ echo "svckit: the reference system (make run); state in $DATA_DIR/"
 has_auth=0
 while read -r name port _; do
   if [ "$port" != "-" ]; then
-    printf '  %-10s http://%s:%s\n' "$name" "$url_host" "$port"
+    if [ "$name" = nats ]; then
+      printf '  %-10s nats://%s:%s\n' "$name" "$url_host" "$port"
+    else
+      printf '  %-10s http://%s:%s\n' "$name" "$url_host" "$port"
+    fi
   else
     printf '  %-10s (no port)\n' "$name"
   fi

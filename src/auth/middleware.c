@@ -53,6 +53,8 @@ typedef struct auth_state {
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static auth_state *registry;
+/* Moves whenever a state is released (see svc_auth_check). */
+static atomic_uint registry_gen;
 
 static int64_t mono_s(void) { return (int64_t)(svc_now_ns() / 1000000000u); }
 
@@ -255,10 +257,10 @@ static const char *token_of(svc_req *req, size_t *len, int *bad) {
     return n ? t : NULL;
 }
 
-static int before(svc_req *req, svc_res *res, void *ud) {
-    auth_state *s = ud;
-    unsigned flags = svc_req_route_flags(req);
-    if (!(flags & (SVC_AUTH_USER | SVC_AUTH_ADMIN))) return SVC_OK;
+/* The verification itself, for a route that needs `flags` (SVC_AUTH_USER
+ * and/or SVC_AUTH_ADMIN): SVC_OK with the claims on the request, or an error
+ * after writing the 401/403/500. */
+static int check(auth_state *s, svc_req *req, svc_res *res, unsigned flags) {
     if (ensure_configured(s, 0) != SVC_OK) {
         svc_res_error(res, 500, "internal", "token verification is not configured");
         return SVC_ERR;
@@ -302,6 +304,12 @@ static int before(svc_req *req, svc_res *res, void *ud) {
     return SVC_OK;
 }
 
+static int before(svc_req *req, svc_res *res, void *ud) {
+    unsigned flags = svc_req_route_flags(req);
+    if (!(flags & (SVC_AUTH_USER | SVC_AUTH_ADMIN))) return SVC_OK;
+    return check(ud, req, res, flags);
+}
+
 static int ready(void *ud, char *reason, size_t reason_len) {
     auth_state *s = ud;
     if (!atomic_load(&s->configured) || s->mode != MODE_JWKS) return SVC_OK;
@@ -334,6 +342,31 @@ int svc_auth_install(svc_app *app) {
     return rc;
 }
 
+int svc_auth_check(svc_req *req, svc_res *res, unsigned need) {
+    if (!req || !res) return SVC_EINVAL;
+    need &= SVC_AUTH_USER | SVC_AUTH_ADMIN;
+    if (!need) return SVC_OK;
+    /* The registry takes a lock; a gateway calls this on every request, so
+     * each thread remembers its last answer, valid while no state has been
+     * released since (a release bumps registry_gen). */
+    static _Thread_local const svc_app *last_app;
+    static _Thread_local auth_state *last_state;
+    static _Thread_local unsigned last_gen;
+    const svc_app *app = svc_req_app(req);
+    unsigned gen = atomic_load(&registry_gen);
+    auth_state *s = last_app == app && last_gen == gen ? last_state : NULL;
+    if (!s) {
+        if (!(s = state_of(app, 1))) {
+            svc_res_error(res, 500, "internal", "out of memory");
+            return SVC_ENOMEM;
+        }
+        last_app = app;
+        last_state = s;
+        last_gen = gen;
+    }
+    return check(s, req, res, need);
+}
+
 const svc_claims *svc_req_claims(const svc_req *req) {
     return (const svc_claims *)svc_req_user(req);
 }
@@ -356,6 +389,7 @@ void svc__auth_release(svc_app *app) {
     if (*pp) {
         s = *pp;
         *pp = s->next;
+        atomic_fetch_add(&registry_gen, 1);
     }
     pthread_mutex_unlock(&registry_mu);
     if (!s) return;

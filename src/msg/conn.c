@@ -210,13 +210,22 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
     }
 }
 
+/* A subscription is closed and libnats will deliver nothing more for it. */
+static void on_sub_complete(void *closure) {
+    svc_msg *m = closure;
+    atomic_fetch_sub(&m->subs_live, 1);
+}
+
 natsStatus svc__msg_subscribe(svc_msg *m, msg_sub *s) {
     natsStatus st;
     natsMsgHandler cb = s->kind == SUB_DISCOVERY ? svc__discovery_on_msg : on_msg;
     if (s->queue) st = natsConnection_QueueSubscribe(&s->sub, m->nc, s->subject, s->queue, cb, s);
     else st = natsConnection_Subscribe(&s->sub, m->nc, s->subject, cb, s);
-    if (st == NATS_OK)
+    if (st == NATS_OK) {
         natsSubscription_SetPendingLimits(s->sub, SVC_MSG_MAX_PENDING_PER_SUB, SVC_MSG_MAX_PENDING_BYTES_PER_SUB);
+        if (natsSubscription_SetOnCompleteCB(s->sub, on_sub_complete, m) == NATS_OK)
+            atomic_fetch_add(&m->subs_live, 1);
+    }
     if (st != NATS_OK) {
         svc_error("nats: cannot subscribe to %s: %s", s->subject, natsStatus_GetText(st));
         s->sub = NULL;
@@ -805,6 +814,11 @@ void svc__msg_stop(svc_app *app) {
     int64_t left = deadline - nats_Now();
     if (connected && left > 0) natsConnection_FlushTimeout(m->nc, left);
     natsConnection_Close(m->nc);
+    /* Closing queues one last control message per subscription on libnats's
+     * delivery thread; shutting the library down before that thread has
+     * handled them all leaks them. Wait (bounded) until every subscription
+     * reports it is complete. */
+    for (int i = 0; i < 200 && atomic_load(&m->subs_live) > 0; i++) nats_Sleep(5);
     for (msg_sub *s = m->subs; s; s = s->next) natsSubscription_Destroy(s->sub);
     jsCtx_Destroy(m->js);
     m->js = NULL;

@@ -200,6 +200,7 @@ struct svc_msg {
     int nworkers;
     atomic_uint rr;
     msg_sub *subs;                   /* built by start, freed by stop */
+    atomic_int subs_live;            /* subscriptions libnats has not completed */
     msg_endpoint *endpoints;
     int nendpoints;
     msg_event_reg *events;           /* registered before run */

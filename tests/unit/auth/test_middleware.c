@@ -116,6 +116,7 @@ static void start_app_with(svc_jwt_keyset *own_keys, svc_start_fn on_start) {
     setenv("LOG_LEVEL", "error", 1);
     setenv("DRAIN_DELAY", "0", 1);
     setenv("SHUTDOWN_TIMEOUT", "1", 1);
+    setenv("NATS_URL", "none", 1); /* readiness must not wait for a NATS server */
     app = svc_app_new("authtest", 0, NULL);
     svc_app_get(app, "/open", who, 0);
     svc_app_get(app, "/user", who, SVC_AUTH_USER);

@@ -1,0 +1,300 @@
+/*
+ * gateway: the one public entry point. Internal interfaces between its files,
+ * in reading order:
+ *
+ *   main.c       the app: catch-all routes, start-up, metrics, the CORS hook
+ *   proxy.c      one request: limits, route, edge auth, forward over NATS,
+ *                retry, reply
+ *   config.c     the route table and settings (GATEWAY_CONFIG JSON), validated
+ *   forward.c    what crosses the gateway: request and response header
+ *                allow-lists, path re-encoding, idempotent methods
+ *   cors.c       allowed origins and preflight answers
+ *   breaker.c    a circuit breaker per service (lock-free, shared by workers)
+ *   budget.c     the retry budget (per worker, sliding window)
+ *   instances.c  live instances per service: the shared directory discovery
+ *                fills, and each worker's copy it balances over
+ *   discovery.c  the $SRV.PING scatter-gather that keeps the directory fresh
+ *
+ * config.c, forward.c, cors.c, breaker.c, budget.c and instances.c are pure
+ * (no NATS, no loop): the unit tests in tests/unit/gateway compile them
+ * directly. Times are passed in as milliseconds of a monotonic clock.
+ */
+#ifndef GATEWAY_H
+#define GATEWAY_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#include "svckit.h"
+
+/* ---- limits ---------------------------------------------------------------- */
+
+#define GW_MAX_ROUTES 64
+#define GW_MAX_SERVICES 32
+#define GW_MAX_PREFIX 128            /* bytes of a route prefix */
+#define GW_MAX_SERVICE_NAME 64       /* [A-Za-z0-9_-]{1,64}, as msg.h wants */
+#define GW_MAX_ORIGINS 32
+#define GW_MAX_ORIGIN 255            /* bytes of one allowed origin */
+#define GW_CONFIG_MAX_BYTES (256 * 1024)
+#define GW_MAX_TIMEOUT_MS 600000
+#define GW_BUDGET_MAX_WINDOW_S 60
+#define GW_MAX_INSTANCES 32          /* per service; more are not balanced over */
+#define GW_INSTANCE_ID_MAX 63        /* bytes of an instance id (svckit's are 22) */
+/* An instance that timed out or answered 5xx is skipped this long (per worker). */
+#define GW_INSTANCE_SKIP_MS 2000
+/* Discovery rounds an instance may miss before it is dropped: one late PING
+ * answer under load must not take a live instance out of rotation. */
+#define GW_DISCOVERY_MISSES 2
+/* How long one discovery round gathers PING answers. */
+#define GW_DISCOVERY_GATHER_MS 100
+/* Asked-for rounds (a service with no instance, an instance gone) are at
+ * least this far apart, so a stream of requests to a missing service costs
+ * NATS one PING per interval, not one per request. */
+#define GW_DISCOVERY_MIN_GAP_MS 100
+
+/* ---- configuration (config.c) --------------------------------------------- */
+
+enum { GW_AUTH_NONE = 0, GW_AUTH_USER = 1, GW_AUTH_ADMIN = 2 };
+
+typedef struct gw_route {
+    char prefix[GW_MAX_PREFIX + 1];
+    size_t prefix_len;
+    int service;                     /* index into gw_config.services */
+    int auth;                        /* GW_AUTH_* */
+    int timeout_ms;
+    int retry;                       /* idempotent requests may be retried */
+} gw_route;
+
+typedef struct gw_config {
+    gw_route routes[GW_MAX_ROUTES];  /* longest prefix first */
+    int nroutes;
+    char services[GW_MAX_SERVICES][GW_MAX_SERVICE_NAME + 1];
+    int nservices;
+    char origins[GW_MAX_ORIGINS][GW_MAX_ORIGIN + 1];
+    int norigins;
+    int cors_max_age_s;
+    double rate_per_s;               /* per client; 0: no rate limit */
+    double burst;
+    int max_concurrency;             /* proxied requests in flight; 0: no cap */
+    double retry_ratio;              /* retries / requests over the window */
+    int retry_window_s;
+    int breaker_failures;            /* consecutive failures that open it */
+    int breaker_open_ms;
+    int discovery_interval_ms;
+} gw_config;
+
+/* The built-in configuration, identical to deploy/gateway.json. */
+extern const char gw_default_config[];
+
+/*
+ * Parses and validates a configuration document (see README.md for the
+ * format). Strict: unknown keys, wrong types, out-of-range values, bad or
+ * duplicate prefixes, bad service names and bad origins are refused. Returns
+ * SVC_OK with *out filled, or SVC_EINVAL with a one-line reason naming the
+ * offending field in err ("routes[2].timeout_ms: must be 1..600000").
+ */
+int gw_config_parse(const char *json, size_t len, gw_config *out, char *err, size_t errlen);
+/* Reads and parses the file at path (NULL or "": the built-in table).
+ * SVC_EINVAL with the reason in err, for an unreadable file too. */
+int gw_config_load(const char *path, gw_config *out, char *err, size_t errlen);
+/* The route for a normalised path: the longest prefix that matches, where a
+ * prefix ending in '/' matches any path starting with it and any other
+ * matches the path itself or the path followed by '/' ("/products" matches
+ * "/products" and "/products/7", not "/productsX"). NULL if none. */
+const gw_route *gw_route_find(const gw_config *c, const char *path);
+
+/* ---- what crosses the gateway (forward.c) ---------------------------------- */
+
+/* 1 if a request header of this name is passed to services. Every other
+ * header is dropped: Svc-*, X-Forwarded-*, X-Real-IP, Forwarded and anything
+ * unknown never reach a service from a client. */
+int gw_forward_request_header(const char *name);
+/* 1 if a service's reply header of this name is passed to the client. */
+int gw_forward_response_header(const char *name);
+/* The same list, NULL-terminated, Content-Type first. */
+extern const char *const gw_response_headers[];
+/* 1 for methods RFC 9110 calls idempotent (GET, HEAD, PUT, DELETE, OPTIONS). */
+int gw_idempotent(const char *method);
+/*
+ * Re-encodes a normalised, decoded path (svc_req_path) and a raw query
+ * (svc_req_query_string) as the target svc_rpc_call wants: every path byte
+ * outside RFC 3986 pchar and '/' percent-encoded, the query's bytes outside
+ * printable ASCII (and space, '#') percent-encoded, joined by '?' when the
+ * query is not empty. Returns an arena string, or NULL on out-of-memory.
+ */
+char *gw_target_encode(svc_arena *a, const char *path, const char *query);
+
+/* ---- CORS (cors.c) ----------------------------------------------------------- */
+
+#define GW_CORS_METHODS "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
+#define GW_CORS_HEADERS "Authorization, Content-Type, Accept, If-None-Match, If-Match, X-Request-Id, traceparent"
+#define GW_CORS_EXPOSE "X-Request-Id, ETag, Location, Retry-After, WWW-Authenticate"
+
+/* 1 if origin (the Origin header, may be NULL) is one of the configured
+ * origins, compared exactly (scheme and host are case-insensitive). */
+int gw_cors_allowed(const gw_config *c, const char *origin);
+/* 1 if the request is a CORS preflight: OPTIONS with Origin and
+ * Access-Control-Request-Method. */
+int gw_cors_is_preflight(const char *method, const char *origin, const char *request_method);
+
+/* ---- circuit breaker (breaker.c) ------------------------------------------- */
+
+enum { GW_BREAKER_CLOSED = 0, GW_BREAKER_OPEN = 1, GW_BREAKER_HALF_OPEN = 2 };
+enum { GW_OUTCOME_SUCCESS, GW_OUTCOME_FAILURE, GW_OUTCOME_NEUTRAL };
+
+/*
+ * Closed -> open after `failures` consecutive failed requests -> (fail fast)
+ * -> half-open once open_ms have passed: exactly one trial request goes
+ * through -> closed if it succeeds, open again if it fails, half-open
+ * waiting for a new trial if it ended neutral (the gateway's own NATS was
+ * down). State and open time share one atomic word, so transitions are
+ * single compare-and-swaps: any thread, no lock.
+ */
+typedef struct gw_breaker {
+    _Atomic uint64_t word;           /* opened_ms << 3 | state */
+    atomic_int failures;             /* consecutive, while closed */
+    int threshold;
+    int open_ms;
+} gw_breaker;
+
+void gw_breaker_init(gw_breaker *b, int threshold, int open_ms);
+/* May a request go through now? 1 yes (*trial set to 1 when it is the
+ * half-open trial, whose gw_breaker_record decides the state), 0 fail fast. */
+int gw_breaker_allow(gw_breaker *b, uint64_t now_ms, int *trial);
+/* A request's final outcome (GW_OUTCOME_*), with the trial flag allow gave. */
+void gw_breaker_record(gw_breaker *b, int outcome, int trial, uint64_t now_ms);
+/* GW_BREAKER_CLOSED, _OPEN or _HALF_OPEN. */
+int gw_breaker_state(const gw_breaker *b);
+
+/* ---- retry budget (budget.c) ----------------------------------------------- */
+
+/*
+ * Retries may be at most ratio x requests over the last window_s seconds:
+ * per-second buckets, so the window slides a second at a time. One budget
+ * per worker (no sharing, no lock); as each worker's retries stay within its
+ * own requests' ratio, so do the process's.
+ */
+typedef struct gw_budget {
+    double ratio;
+    int window_s;
+    uint64_t second[GW_BUDGET_MAX_WINDOW_S];
+    uint32_t requests[GW_BUDGET_MAX_WINDOW_S];
+    uint32_t retries[GW_BUDGET_MAX_WINDOW_S];
+} gw_budget;
+
+void gw_budget_init(gw_budget *b, double ratio, int window_s);
+/* Counts one request. */
+void gw_budget_request(gw_budget *b, uint64_t now_ms);
+/* 1 and counts the retry if one more keeps retries <= ratio x requests. */
+int gw_budget_take(gw_budget *b, uint64_t now_ms);
+
+/* ---- instances (instances.c) ------------------------------------------------ */
+
+/*
+ * The directory: live instance ids per configured service, written by
+ * discovery (and by workers that saw an instance vanish), read by workers.
+ * A mutex guards it, but workers only take it when `version` moved, i.e.
+ * when an instance came or went: the request path reads one atomic.
+ */
+typedef struct gw_dir_entry {
+    char id[GW_INSTANCE_ID_MAX + 1];
+    int misses;                      /* discovery rounds without an answer */
+} gw_dir_entry;
+
+typedef struct gw_directory {
+    pthread_mutex_t mu;
+    atomic_uint version;
+    int nservices;
+    gw_dir_entry entries[GW_MAX_SERVICES][GW_MAX_INSTANCES];
+    int count[GW_MAX_SERVICES];
+    atomic_int wanted;               /* a worker asked for a round now */
+} gw_directory;
+
+void gw_directory_init(gw_directory *d, int nservices);
+void gw_directory_destroy(gw_directory *d);
+/* One discovery round's answers for service: ids seen (n of them) are kept or
+ * added, those missing more than GW_DISCOVERY_MISSES rounds in a row dropped.
+ * Returns the number of instances now known. */
+int gw_directory_update(gw_directory *d, int service, const char *const *ids, int n);
+/* An instance is certainly gone (no responders on its own subject). */
+void gw_directory_forget(gw_directory *d, int service, const char *id);
+int gw_directory_count(gw_directory *d, int service);
+
+/* A worker's view of one service: its own copy of the ids, where it is in the
+ * rotation, and which instances it is skipping after a failure. */
+typedef struct gw_pool {
+    struct {
+        char id[GW_INSTANCE_ID_MAX + 1];
+        uint64_t skip_until_ms;
+    } inst[GW_MAX_INSTANCES];
+    int n;
+    unsigned next;
+} gw_pool;
+
+typedef struct gw_pools {
+    unsigned version;                /* of the directory copied */
+    int nservices;
+    gw_pool pool[GW_MAX_SERVICES];
+} gw_pools;
+
+/* Copies the directory into the pools if it changed, keeping skip marks of
+ * instances still present. Cheap when nothing changed (one atomic load). */
+void gw_pools_sync(gw_pools *p, gw_directory *d);
+/*
+ * Round robin over the instances of service that are not being skipped and
+ * are not `exclude` (may be NULL). Returns the id (owned by the pool, valid
+ * until the next sync: copy it) or NULL when there is none, in which case
+ * the caller uses the service's queue subject.
+ */
+const char *gw_pool_pick(gw_pools *p, int service, uint64_t now_ms, const char *exclude);
+/* Skip this instance for GW_INSTANCE_SKIP_MS. */
+void gw_pool_skip(gw_pools *p, int service, const char *id, uint64_t now_ms);
+/* Removes it from this worker's pool at once (no responders). */
+void gw_pool_remove(gw_pools *p, int service, const char *id);
+
+/* ---- discovery (discovery.c) ------------------------------------------------ */
+
+/* Starts the thread that pings every configured service each
+ * discovery_interval_ms (and at once when a worker asks). SVC_OK or SVC_ERR. */
+int gw_discovery_start(svc_app *app, const gw_config *c, gw_directory *d);
+/* Asks for a round now (any thread; cheap; rounds stay GW_DISCOVERY_MIN_GAP_MS apart). */
+void gw_discovery_wake(gw_directory *d);
+void gw_discovery_stop(void);
+
+/* ---- the proxy (proxy.c) ------------------------------------------------------ */
+
+/* Everything the request path reads, built once by main.c's on_start. */
+typedef struct gw_metrics {
+    svc_series *retries, *budget_exhausted, *rate_limited, *concurrency_rejected, *requests;
+    svc_series *breaker_rejected[GW_MAX_SERVICES];
+    /* gateway_upstream_requests_total{service,outcome}, by GW_UP_* */
+    svc_series *upstream[GW_MAX_SERVICES][6];
+    svc_series *instances[GW_MAX_SERVICES];
+} gw_metrics;
+
+enum { GW_UP_OK, GW_UP_ERROR_5XX, GW_UP_NO_RESPONDERS, GW_UP_TIMEOUT, GW_UP_CLOSED, GW_UP_ERROR };
+
+typedef struct gw_state {
+    gw_config cfg;
+    svc_app *app;
+    svc_ratelimit *rl;               /* NULL: no rate limit */
+    atomic_int inflight;
+    gw_breaker breakers[GW_MAX_SERVICES];
+    gw_directory dir;
+    int dir_ready;
+    gw_metrics m;
+    int auth_installed;
+} gw_state;
+
+/* The handler of every catch-all route (SVC_ASYNC). */
+int gw_proxy(svc_req *req, svc_res *res);
+/* The after-hook that adds CORS headers for allowed origins. */
+void gw_cors_after(svc_req *req, svc_res *res, void *ud);
+/* Frees the per-worker states (after the workers stopped). */
+void gw_proxy_release(void);
+/* Milliseconds of the monotonic clock. */
+uint64_t gw_now_ms(void);
+
+#endif

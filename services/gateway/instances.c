@@ -1,0 +1,143 @@
+/*
+ * Live instances. Discovery writes the shared directory about once a second;
+ * each worker keeps its own copy (gw_pools) that it balances over, refreshed
+ * only when the directory's version moved, so the request path touches no
+ * shared memory but one atomic counter. Failure marks are per worker: a
+ * worker that saw an instance time out skips it for a while without telling
+ * the others, which learn the same within a request or two if it is real.
+ */
+#include <string.h>
+
+#include "gateway.h"
+
+void gw_directory_init(gw_directory *d, int nservices) {
+    memset(d, 0, sizeof *d);
+    pthread_mutex_init(&d->mu, NULL);
+    atomic_init(&d->version, 1);
+    atomic_init(&d->wanted, 0);
+    d->nservices = nservices < 0 ? 0 : nservices > GW_MAX_SERVICES ? GW_MAX_SERVICES : nservices;
+}
+
+void gw_directory_destroy(gw_directory *d) { pthread_mutex_destroy(&d->mu); }
+
+static int id_ok(const char *id) {
+    size_t n = strlen(id);
+    if (n == 0 || n > GW_INSTANCE_ID_MAX) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return 0;
+    }
+    return 1;
+}
+
+int gw_directory_update(gw_directory *d, int service, const char *const *ids, int n) {
+    if (service < 0 || service >= d->nservices) return 0;
+    pthread_mutex_lock(&d->mu);
+    gw_dir_entry *e = d->entries[service];
+    int count = d->count[service], changed = 0;
+    for (int i = 0; i < count; i++) e[i].misses++;
+    for (int k = 0; k < n; k++) {
+        if (!ids[k] || !id_ok(ids[k])) continue;
+        int found = 0;
+        for (int i = 0; i < count; i++) {
+            if (strcmp(e[i].id, ids[k]) == 0) {
+                e[i].misses = 0;
+                found = 1;
+                break;
+            }
+        }
+        if (!found && count < GW_MAX_INSTANCES) {
+            strcpy(e[count].id, ids[k]);
+            e[count].misses = 0;
+            count++;
+            changed = 1;
+        }
+    }
+    for (int i = 0; i < count;) {
+        if (e[i].misses > GW_DISCOVERY_MISSES) {
+            e[i] = e[--count];
+            changed = 1;
+        } else {
+            i++;
+        }
+    }
+    d->count[service] = count;
+    if (changed) atomic_fetch_add(&d->version, 1);
+    pthread_mutex_unlock(&d->mu);
+    return count;
+}
+
+void gw_directory_forget(gw_directory *d, int service, const char *id) {
+    if (service < 0 || service >= d->nservices || !id) return;
+    pthread_mutex_lock(&d->mu);
+    gw_dir_entry *e = d->entries[service];
+    for (int i = 0; i < d->count[service]; i++) {
+        if (strcmp(e[i].id, id) == 0) {
+            e[i] = e[--d->count[service]];
+            atomic_fetch_add(&d->version, 1);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+int gw_directory_count(gw_directory *d, int service) {
+    if (service < 0 || service >= d->nservices) return 0;
+    pthread_mutex_lock(&d->mu);
+    int n = d->count[service];
+    pthread_mutex_unlock(&d->mu);
+    return n;
+}
+
+void gw_pools_sync(gw_pools *p, gw_directory *d) {
+    unsigned v = atomic_load_explicit(&d->version, memory_order_acquire);
+    if (v == p->version) return;
+    pthread_mutex_lock(&d->mu);
+    p->nservices = d->nservices;
+    for (int s = 0; s < d->nservices; s++) {
+        gw_pool *pool = &p->pool[s];
+        gw_pool old = *pool;
+        pool->n = 0;
+        for (int i = 0; i < d->count[s]; i++) {
+            strcpy(pool->inst[pool->n].id, d->entries[s][i].id);
+            pool->inst[pool->n].skip_until_ms = 0;
+            for (int j = 0; j < old.n; j++)
+                if (strcmp(old.inst[j].id, pool->inst[pool->n].id) == 0)
+                    pool->inst[pool->n].skip_until_ms = old.inst[j].skip_until_ms;
+            pool->n++;
+        }
+    }
+    p->version = atomic_load_explicit(&d->version, memory_order_relaxed);
+    pthread_mutex_unlock(&d->mu);
+}
+
+const char *gw_pool_pick(gw_pools *p, int service, uint64_t now_ms, const char *exclude) {
+    if (service < 0 || service >= p->nservices) return NULL;
+    gw_pool *pool = &p->pool[service];
+    for (int k = 0; k < pool->n; k++) {
+        int i = (int)(pool->next++ % (unsigned)pool->n);
+        if (pool->inst[i].skip_until_ms > now_ms) continue;
+        if (exclude && strcmp(pool->inst[i].id, exclude) == 0) continue;
+        return pool->inst[i].id;
+    }
+    return NULL;
+}
+
+void gw_pool_skip(gw_pools *p, int service, const char *id, uint64_t now_ms) {
+    if (service < 0 || service >= p->nservices || !id) return;
+    gw_pool *pool = &p->pool[service];
+    for (int i = 0; i < pool->n; i++)
+        if (strcmp(pool->inst[i].id, id) == 0) pool->inst[i].skip_until_ms = now_ms + GW_INSTANCE_SKIP_MS;
+}
+
+void gw_pool_remove(gw_pools *p, int service, const char *id) {
+    if (service < 0 || service >= p->nservices || !id) return;
+    gw_pool *pool = &p->pool[service];
+    for (int i = 0; i < pool->n; i++) {
+        if (strcmp(pool->inst[i].id, id) == 0) {
+            pool->inst[i] = pool->inst[--pool->n];
+            return;
+        }
+    }
+}

@@ -1,0 +1,133 @@
+/*
+ * gateway: the one public entry point (port 8080). Every path but the
+ * gateway's own /healthz, /readyz and /metrics goes through gw_proxy (proxy.c)
+ * to the service the route table (config.c) names, over NATS request-reply.
+ * README.md has the configuration format, the resilience rules and the
+ * metrics.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+
+static gw_state *state;
+
+static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
+
+/* Breaker states are read at scrape time: a gauge set at each transition
+ * could be left showing a stale state by two racing transitions. */
+static void collect(void *ud) {
+    gw_state *g = ud;
+    static svc_metric *m;
+    static svc_metric *inst;
+    if (!m) {
+        const char *labels[] = {"service"};
+        m = svc_metric_gauge("gateway_breaker_state", "Circuit breaker per service: 0 closed, 1 open, 2 half-open",
+                             1, labels);
+        inst = svc_metric_gauge("gateway_instances", "Live instances known per service", 1, labels);
+    }
+    for (int i = 0; i < g->cfg.nservices; i++) {
+        const char *v[] = {g->cfg.services[i]};
+        svc_gauge_set(svc_metric_with(m, v), (double)gw_breaker_state(&g->breakers[i]));
+        svc_gauge_set(svc_metric_with(inst, v), (double)gw_directory_count(&g->dir, i));
+    }
+}
+
+static void register_metrics(gw_state *g) {
+    static const char *const outcomes[] = {"ok", "error_5xx", "no_responders", "timeout", "closed", "error"};
+    gw_metrics *m = &g->m;
+    m->retries = svc_metric_with(
+        svc_metric_counter("gateway_retries_total", "Requests retried on another instance", 0, NULL), NULL);
+    m->budget_exhausted = svc_metric_with(
+        svc_metric_counter("gateway_retry_budget_exhausted_total",
+                           "Retries not made because the retry budget was spent", 0, NULL),
+        NULL);
+    m->rate_limited = svc_metric_with(
+        svc_metric_counter("gateway_rate_limited_total", "Requests refused by the per-client rate limit (429)", 0,
+                           NULL),
+        NULL);
+    m->concurrency_rejected = svc_metric_with(
+        svc_metric_counter("gateway_concurrency_rejected_total",
+                           "Requests refused by the concurrency cap (503)", 0, NULL),
+        NULL);
+    m->requests = svc_metric_with(
+        svc_metric_counter("gateway_requests_total", "Requests forwarded to a service (first attempts)", 0, NULL),
+        NULL);
+    const char *l1[] = {"service"}, *l2[] = {"service", "outcome"};
+    svc_metric *up = svc_metric_counter("gateway_upstream_requests_total",
+                                        "Calls to services (attempts, retries included) by outcome", 2, l2);
+    svc_metric *br = svc_metric_counter("gateway_breaker_rejected_total",
+                                        "Requests failed fast while a service's breaker was open", 1, l1);
+    for (int s = 0; s < g->cfg.nservices; s++) {
+        const char *v1[] = {g->cfg.services[s]};
+        m->breaker_rejected[s] = svc_metric_with(br, v1);
+        for (int o = 0; o < 6; o++) {
+            const char *v2[] = {g->cfg.services[s], outcomes[o]};
+            m->upstream[s][o] = svc_metric_with(up, v2);
+        }
+    }
+    svc_metrics_on_collect(collect, g);
+}
+
+static int on_start(svc_app *app, void *ud) {
+    gw_state *g = ud;
+    const char *path = svc_app_env(app, "GATEWAY_CONFIG");
+    char err[256];
+    if (gw_config_load(path, &g->cfg, err, sizeof err) != SVC_OK) {
+        svc_error("GATEWAY_CONFIG: %s", err);
+        fprintf(stderr, "gateway: GATEWAY_CONFIG: %s\n", err);
+        return SVC_EINVAL;
+    }
+    g->app = app;
+    if (g->cfg.rate_per_s > 0 && !(g->rl = svc_ratelimit_new(g->cfg.burst, g->cfg.rate_per_s))) return SVC_ENOMEM;
+    for (int i = 0; i < g->cfg.nservices; i++)
+        gw_breaker_init(&g->breakers[i], g->cfg.breaker_failures, g->cfg.breaker_open_ms);
+    gw_directory_init(&g->dir, g->cfg.nservices);
+    g->dir_ready = 1;
+    register_metrics(g);
+    /* Edge auth: installed here, after the configuration is loaded, so that
+     * the JWKS is fetched before the first request (svc_auth_install blocks
+     * for it at most SVC_AUTH_JWKS_TIMEOUT_MS). */
+    for (int i = 0; i < g->cfg.nroutes; i++) {
+        if (g->cfg.routes[i].auth != GW_AUTH_NONE && !g->auth_installed) {
+            if (svc_auth_install(app) != SVC_OK) return SVC_ERR;
+            g->auth_installed = 1;
+        }
+    }
+    if (gw_discovery_start(app, &g->cfg, &g->dir) != SVC_OK) return SVC_ERR;
+    svc_info("gateway: %d route%s to %d service%s (%s)", g->cfg.nroutes, g->cfg.nroutes == 1 ? "" : "s",
+             g->cfg.nservices, g->cfg.nservices == 1 ? "" : "s", path && *path ? path : "built-in table");
+    return SVC_OK;
+}
+
+static void on_stop(svc_app *app, void *ud) {
+    (void)app;
+    gw_state *g = ud;
+    gw_discovery_stop();
+    gw_proxy_release();
+    svc_ratelimit_free(g->rl);
+    g->rl = NULL;
+}
+
+int main(int argc, char **argv) {
+    svc_app *app = svc_app_new("gateway", argc, argv);
+    svc_app_default_port(app, 8080);
+    svc_app_env_declare(app, "GATEWAY_CONFIG", "",
+                        "route table and limits, a JSON file (empty: the built-in table, deploy/gateway.json)");
+    /* The state is large (fixed tables) and lives as long as the process. */
+    state = calloc(1, sizeof *state);
+    if (!state) {
+        fprintf(stderr, "gateway: out of memory\n");
+        return 1;
+    }
+    svc_app_set_data(app, state);
+    for (const char *const *m = methods; *m; m++) svc_app_route(app, *m, "/*path", gw_proxy, 0);
+    svc_app_use(app, NULL, gw_cors_after, state);
+    svc_app_on_start(app, on_start, state);
+    svc_app_on_stop(app, on_stop, state);
+    int rc = svc_app_run(app);
+    if (state->dir_ready) gw_directory_destroy(&state->dir);
+    free(state);
+    return rc;
+}

@@ -1,0 +1,359 @@
+/*
+ * One request through the gateway:
+ *
+ *   rate limit (429) -> route (404) -> CORS preflight (204/403) -> edge auth
+ *   (401/403) -> concurrency cap (503) -> breaker (503) -> svc_rpc_call to one
+ *   instance -> maybe one retry on another -> the service's answer, or 503/504
+ *
+ * Everything a request needs lives in its arena; the call context too, so a
+ * request costs no malloc of its own (svc_rpc_call copies what it sends).
+ * Shared state is read-only configuration plus atomics (breakers, the
+ * in-flight count, the directory's version); the rotation, failure marks and
+ * retry budget are per worker thread, so the path takes no lock but the rate
+ * limiter's (svckit/limit.h keeps one table for every worker, which is what
+ * makes a client's limit the same whichever worker its connections land on).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "gateway.h"
+#include "svckit/msg.h"
+
+/* ---- per-worker state ------------------------------------------------------- */
+
+typedef struct gw_worker {
+    gw_pools pools;
+    gw_budget budget;
+    struct gw_worker *next;
+} gw_worker;
+
+static _Thread_local gw_worker *tls_worker;
+static pthread_mutex_t workers_mu = PTHREAD_MUTEX_INITIALIZER;
+static gw_worker *workers;
+
+/* Made on the first request a worker thread serves; freed by
+ * gw_proxy_release once every worker has stopped. */
+static gw_worker *worker(gw_state *g) {
+    gw_worker *w = tls_worker;
+    if (w) return w;
+    if (!(w = calloc(1, sizeof *w))) return NULL;
+    gw_budget_init(&w->budget, g->cfg.retry_ratio, g->cfg.retry_window_s);
+    pthread_mutex_lock(&workers_mu);
+    w->next = workers;
+    workers = w;
+    pthread_mutex_unlock(&workers_mu);
+    return tls_worker = w;
+}
+
+void gw_proxy_release(void) {
+    pthread_mutex_lock(&workers_mu);
+    while (workers) {
+        gw_worker *w = workers;
+        workers = w->next;
+        free(w);
+    }
+    pthread_mutex_unlock(&workers_mu);
+}
+
+uint64_t gw_now_ms(void) { return svc_now_ns() / 1000000u; }
+
+/* ---- one call --------------------------------------------------------------- */
+
+typedef struct gw_call {
+    svc_req *req;
+    svc_res *res;
+    gw_state *g;
+    gw_worker *w;
+    const gw_route *route;
+    const char *method;              /* as sent: HEAD goes as GET */
+    const char *target;              /* encoded path?query */
+    const char *body;
+    size_t body_len;
+    const char **headers;            /* "Name: value", NULL-terminated */
+    char instance[GW_INSTANCE_ID_MAX + 1]; /* this attempt's, "" for the queue */
+    int attempt;
+    int trial;                       /* the breaker's half-open trial */
+    int holds_slot;                  /* counted in g->inflight */
+} gw_call;
+
+static void release_slot(gw_call *c) {
+    if (c->holds_slot) {
+        atomic_fetch_sub(&c->g->inflight, 1);
+        c->holds_slot = 0;
+    }
+}
+
+static const char *service_name(const gw_call *c) { return c->g->cfg.services[c->route->service]; }
+
+/* An answer made by the gateway itself when the call could not even start. */
+static int start_error(gw_call *c, int rc) {
+    switch (rc) {
+    case SVC_EINVAL:
+        return svc_res_error(c->res, 400, "bad_request", "the request cannot be forwarded (path, query or a header)");
+    case SVC_ERANGE:
+        return svc_res_error(c->res, 413, "payload_too_large", "request body too large");
+    case SVC_ECLOSED:
+        return svc_res_error(c->res, 503, "unavailable", "the gateway is not connected to the message bus");
+    default:
+        return svc_res_error(c->res, 503, "unavailable", "cannot forward the request now");
+    }
+}
+
+static void on_reply(int err, const svc_rpc_reply *reply, void *ud);
+
+/* Sends the current attempt to c->instance (or the queue when it is empty). */
+static int send_attempt(gw_call *c) {
+    svc_rpc_opts o = {
+        .timeout_ms = c->route->timeout_ms,
+        .instance = c->instance[0] ? c->instance : NULL,
+        .headers = c->headers,
+    };
+    return svc_rpc_call(c->g->app, c->req, service_name(c), c->method, c->target, c->body, c->body_len, &o,
+                        on_reply, c);
+}
+
+static void set_instance(gw_call *c, const char *id) {
+    if (id) snprintf(c->instance, sizeof c->instance, "%s", id);
+    else c->instance[0] = '\0';
+}
+
+/* The service's reply, as the client gets it. */
+static void write_reply(gw_call *c, const svc_rpc_reply *r) {
+    svc_res *res = c->res;
+    int status = r->status;
+    /* A 1xx cannot end an exchange, and anything else out of range is broken. */
+    if (status < 200 || status > 599) {
+        svc_res_error(res, 502, "bad_gateway", "%s sent an invalid status", service_name(c));
+        return;
+    }
+    for (const char *const *h = gw_response_headers + 1; *h; h++) {
+        const char *v = r->header(r, *h);
+        if (v) svc_res_header(res, *h, v);
+    }
+    if (status == 204 || status == 304) {
+        svc_res_status(res, status);
+        return;
+    }
+    const char *ct = r->header(r, "Content-Type");
+    /* The reply (and its headers) are gone after this callback; the response
+     * keeps the content type by pointer, so it goes to the request's arena. */
+    if (ct && !(ct = svc_arena_strdup(svc_req_arena(c->req), ct))) {
+        svc_res_error(res, 503, "unavailable", "out of memory");
+        return;
+    }
+    svc_res_body(res, status, ct, r->body, r->body_len);
+}
+
+static void finish(gw_call *c, int err, const svc_rpc_reply *r, int up, uint64_t now) {
+    gw_state *g = c->g;
+    int outcome = up == GW_UP_OK ? GW_OUTCOME_SUCCESS
+                  : (up == GW_UP_ERROR_5XX || up == GW_UP_NO_RESPONDERS || up == GW_UP_TIMEOUT) ? GW_OUTCOME_FAILURE
+                                                                                                 : GW_OUTCOME_NEUTRAL;
+    gw_breaker_record(&g->breakers[c->route->service], outcome, c->trial, now);
+    if (err == SVC_OK) {
+        write_reply(c, r);
+    } else if (up == GW_UP_NO_RESPONDERS) {
+        svc_res_header(c->res, "Retry-After", "1");
+        svc_res_error(c->res, 503, "unavailable", "%s has no live instance", service_name(c));
+    } else if (up == GW_UP_TIMEOUT) {
+        svc_res_error(c->res, 504, "gateway_timeout", "%s did not answer within %d ms", service_name(c),
+                      c->route->timeout_ms);
+    } else if (up == GW_UP_CLOSED) {
+        svc_res_header(c->res, "Retry-After", "1");
+        svc_res_error(c->res, 503, "unavailable", "the gateway is not connected to the message bus");
+    } else {
+        svc_res_error(c->res, 502, "bad_gateway", "%s could not be called", service_name(c));
+    }
+    release_slot(c);
+    svc_res_finish(c->res);
+}
+
+static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
+    gw_call *c = ud;
+    gw_state *g = c->g;
+    gw_worker *w = c->w;
+    int svc = c->route->service;
+    uint64_t now = gw_now_ms();
+
+    int up, retryable = 0;
+    switch (err) {
+    case SVC_OK:
+        up = r->status >= 500 || r->status < 200 ? GW_UP_ERROR_5XX : GW_UP_OK;
+        retryable = r->status == 502 || r->status == 503 || r->status == 504;
+        break;
+    case SVC_EAGAIN: up = GW_UP_NO_RESPONDERS, retryable = 1; break;
+    case SVC_ETIMEDOUT: up = GW_UP_TIMEOUT, retryable = 1; break;
+    case SVC_ECLOSED: up = GW_UP_CLOSED; break;
+    default: up = GW_UP_ERROR; break;
+    }
+    svc_counter_add(g->m.upstream[svc][up], 1);
+
+    /* What this says about the instance. No responders on an instance's own
+     * subject is certain: it is gone (its process died or drained), for every
+     * worker; the others are likely, for a while. */
+    if (c->instance[0]) {
+        if (up == GW_UP_NO_RESPONDERS) {
+            gw_pool_remove(&w->pools, svc, c->instance);
+            gw_directory_forget(&g->dir, svc, c->instance);
+            gw_discovery_wake(&g->dir);
+        } else if (retryable) {
+            gw_pool_skip(&w->pools, svc, c->instance, now);
+        }
+    }
+
+    /* One retry, on another instance: for idempotent requests, and for any
+     * request that no one received (no responders: nothing can have run).
+     * After a vanished instance the queue subject is a fine second target
+     * (it cannot pick the dead one); otherwise it might pick the same. */
+    if (retryable && c->attempt == 0 && c->route->retry &&
+        (gw_idempotent(c->method) || up == GW_UP_NO_RESPONDERS)) {
+        gw_pools_sync(&w->pools, &g->dir);
+        const char *next = gw_pool_pick(&w->pools, svc, now, c->instance[0] ? c->instance : NULL);
+        if (next || (up == GW_UP_NO_RESPONDERS && c->instance[0])) {
+            if (gw_budget_take(&w->budget, now)) {
+                svc_counter_add(g->m.retries, 1);
+                c->attempt = 1;
+                set_instance(c, next);
+                int rc = send_attempt(c);
+                if (rc == SVC_OK) return;
+                /* Could not even start: answer with the first failure. */
+            } else {
+                svc_counter_add(g->m.budget_exhausted, 1);
+            }
+        }
+    }
+    finish(c, err, r, up, now);
+}
+
+/* ---- the handler ------------------------------------------------------------- */
+
+static int preflight(gw_state *g, svc_res *res, const char *origin) {
+    if (!gw_cors_allowed(&g->cfg, origin)) return svc_res_error(res, 403, "forbidden", "origin not allowed");
+    char age[16];
+    snprintf(age, sizeof age, "%d", g->cfg.cors_max_age_s);
+    svc_res_header(res, "Access-Control-Allow-Methods", GW_CORS_METHODS);
+    svc_res_header(res, "Access-Control-Allow-Headers", GW_CORS_HEADERS);
+    svc_res_header(res, "Access-Control-Max-Age", age);
+    return svc_res_status(res, 204);
+}
+
+/* The client's headers that services may see, as "Name: value" lines. */
+static const char **forwarded_headers(svc_req *req) {
+    size_t n = 0;
+    const char *name, *value;
+    for (size_t i = 0; svc_req_header_at(req, i, &name, &value) == SVC_OK; i++)
+        if (gw_forward_request_header(name)) n++;
+    const char **out = svc_arena_alloc(svc_req_arena(req), (n + 1) * sizeof *out);
+    if (!out) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; k < n && svc_req_header_at(req, i, &name, &value) == SVC_OK; i++) {
+        if (!gw_forward_request_header(name)) continue;
+        if (!(out[k++] = svc_arena_printf(svc_req_arena(req), "%s: %s", name, value))) return NULL;
+    }
+    out[k] = NULL;
+    return out;
+}
+
+int gw_proxy(svc_req *req, svc_res *res) {
+    gw_state *g = svc_req_app_data(req);
+    gw_worker *w = worker(g);
+    if (!w) return svc_res_error(res, 503, "unavailable", "out of memory");
+
+    if (g->rl) {
+        int after = 1;
+        const char *peer = svc_req_peer(req);
+        if (svc_ratelimit_take(g->rl, *peer ? peer : "unknown", &after) != SVC_OK) {
+            char ra[16];
+            snprintf(ra, sizeof ra, "%d", after);
+            svc_counter_add(g->m.rate_limited, 1);
+            svc_res_header(res, "Retry-After", ra);
+            return svc_res_error(res, 429, "too_many_requests", "rate limit exceeded; retry in %d s", after);
+        }
+    }
+
+    const char *path = svc_req_path(req);
+    const gw_route *route = gw_route_find(&g->cfg, path);
+    if (!route) return svc_res_error(res, 404, "not_found", "no such resource");
+
+    const char *method = svc_req_method(req);
+    const char *origin = svc_req_header(req, "Origin");
+    if (gw_cors_is_preflight(method, origin, svc_req_header(req, "Access-Control-Request-Method")))
+        return preflight(g, res, origin);
+
+    if (route->auth != GW_AUTH_NONE &&
+        svc_auth_check(req, res, route->auth == GW_AUTH_ADMIN ? SVC_AUTH_ADMIN : SVC_AUTH_USER) != SVC_OK)
+        return SVC_OK; /* the 401/403 is written */
+
+    gw_call *c = svc_arena_calloc(svc_req_arena(req), sizeof *c);
+    if (!c) return svc_res_error(res, 503, "unavailable", "out of memory");
+    c->req = req;
+    c->res = res;
+    c->g = g;
+    c->w = w;
+    c->route = route;
+
+    if (g->cfg.max_concurrency > 0) {
+        if (atomic_fetch_add(&g->inflight, 1) >= g->cfg.max_concurrency) {
+            atomic_fetch_sub(&g->inflight, 1);
+            svc_counter_add(g->m.concurrency_rejected, 1);
+            svc_res_header(res, "Retry-After", "1");
+            return svc_res_error(res, 503, "overloaded", "too many requests in flight; retry shortly");
+        }
+        c->holds_slot = 1;
+    }
+
+    int svc = route->service;
+    uint64_t now = gw_now_ms();
+    if (!gw_breaker_allow(&g->breakers[svc], now, &c->trial)) {
+        release_slot(c);
+        char ra[16];
+        snprintf(ra, sizeof ra, "%d", (g->cfg.breaker_open_ms + 999) / 1000);
+        svc_counter_add(g->m.breaker_rejected[svc], 1);
+        svc_res_header(res, "Retry-After", ra);
+        return svc_res_error(res, 503, "unavailable", "%s is failing; try again shortly", g->cfg.services[svc]);
+    }
+
+    /* HEAD goes as GET: the core answers HEAD from a GET response with the
+     * right Content-Length and no body, which a HEAD reply could not give. */
+    c->method = strcmp(method, "HEAD") == 0 ? "GET" : method;
+    c->target = gw_target_encode(svc_req_arena(req), path, svc_req_query_string(req));
+    c->body = svc_req_body(req, &c->body_len);
+    c->headers = forwarded_headers(req);
+    int rc = c->target && c->headers ? SVC_OK : SVC_ENOMEM;
+
+    gw_budget_request(&w->budget, now);
+    svc_counter_add(g->m.requests, 1);
+    if (rc == SVC_OK) {
+        gw_pools_sync(&w->pools, &g->dir);
+        const char *id = gw_pool_pick(&w->pools, svc, now, NULL);
+        /* Nothing known yet (a service started after us, or all skipped):
+         * the queue subject still reaches whoever listens, and discovery is
+         * asked to look now. */
+        if (!id && w->pools.pool[svc].n == 0) gw_discovery_wake(&g->dir);
+        set_instance(c, id);
+        rc = send_attempt(c);
+    }
+    if (rc != SVC_OK) {
+        gw_breaker_record(&g->breakers[svc], GW_OUTCOME_NEUTRAL, c->trial, now);
+        release_slot(c);
+        return start_error(c, rc);
+    }
+    return SVC_ASYNC;
+}
+
+/* ---- CORS on every answer ------------------------------------------------------ */
+
+void gw_cors_after(svc_req *req, svc_res *res, void *ud) {
+    gw_state *g = ud;
+    if (g->cfg.norigins == 0) return;
+    const char *origin = svc_req_header(req, "Origin");
+    /* Caches must not serve one origin's answer to another. */
+    svc_res_header(res, "Vary", "Origin");
+    if (!gw_cors_allowed(&g->cfg, origin)) return;
+    svc_res_header(res, "Access-Control-Allow-Origin", origin);
+    svc_res_header(res, "Access-Control-Allow-Credentials", "true");
+    if (strcmp(svc_req_method(req), "OPTIONS") != 0)
+        svc_res_header(res, "Access-Control-Expose-Headers", GW_CORS_EXPOSE);
+}

@@ -1,0 +1,183 @@
+"""The gateway when things fail: balancing over instances, an instance killed
+under load, NATS restarted under load, the circuit breaker, the retry budget,
+and a service that starts after the gateway."""
+import collections
+import signal
+import time
+
+import pytest
+
+from conftest import Service
+from services_fixtures import claims, sign_hs256
+from test_gateway_support import (JWT_SECRET, FakeInstance, Load, NatsServer, echo, fail, gateway, instances,
+                                  metric, nats_server, wait_for, wait_instances)  # noqa: F401
+
+TOKEN = sign_hs256(JWT_SECRET.encode(), claims(role="user", name="loadtest", exp=int(time.time()) + 3600))
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def products(nats, **kw):
+    return Service("products", env={"NATS_URL": nats.url, "JWT_SECRET": JWT_SECRET, "WORKERS": "1"}, **kw)
+
+
+def msgsvc(nats, **kw):
+    return Service("msgsvc", env={"NATS_URL": nats.url, "JWT_SECRET": JWT_SECRET, "WORKERS": "1"}, **kw)
+
+
+def served_over_nats(p):
+    return metric(p, "nats_requests_total", route="/products/:id")
+
+
+@pytest.fixture(scope="module")
+def three_products(nats_server):  # noqa: F811
+    ps = [products(nats_server) for _ in range(3)]
+    try:
+        with gateway(nats_server, [{"prefix": "/products", "service": "products", "auth": "user",
+                                    "timeout_ms": 1000}]) as gw:
+            wait_instances(gw, "products", 3)
+            yield ps, gw
+    finally:
+        for p in ps:
+            p.stop()
+
+
+def test_requests_are_spread_over_every_instance(three_products):
+    ps, gw = three_products
+    before = [served_over_nats(p) for p in ps]
+    for i in range(90):
+        st, _, _ = gw.request("GET", f"/products/{i % 20 + 1}", headers=AUTH)
+        assert st == 200
+    shares = [served_over_nats(p) - b for p, b in zip(ps, before)]
+    assert sum(shares) == 90
+    # Round robin per worker: each instance gets close to a third.
+    assert all(s >= 20 for s in shares), shares
+
+
+def test_instance_killed_under_load_loses_no_get(three_products):
+    ps, gw = three_products
+    load = Load(gw.port, "/products/1", headers=AUTH, clients=4)
+    try:
+        time.sleep(1.0)
+        t_kill = time.monotonic()
+        ps[0].signal(signal.SIGKILL)
+        time.sleep(2.0)
+    finally:
+        results = load.stop()
+    statuses = collections.Counter(s for _, s, _ in results)
+    assert statuses[200] == len(results), statuses
+    after = [s for t, s, _ in results if t > t_kill]
+    assert len(after) > 50, len(after)
+    assert metric(gw, "gateway_retries_total") >= 1
+    # The dead instance is gone from the rotation.
+    wait_instances(gw, "products", 2)
+    # Retries stayed within the budget.
+    assert metric(gw, "gateway_retries_total") <= 0.2 * metric(gw, "gateway_requests_total")
+
+
+def test_nats_restart_under_load():
+    nats = NatsServer()
+    try:
+        with msgsvc(nats) as svc, gateway(nats, [{"prefix": "/whoami", "service": "msgsvc",
+                                                 "timeout_ms": 1000}]) as gw:
+            wait_instances(gw, "msgsvc", 1)
+            load = Load(gw.port, "/whoami", clients=2)
+            try:
+                time.sleep(0.5)
+                nats.stop(signal.SIGKILL)
+                t_down = time.monotonic()
+                time.sleep(1.5)
+                t_up = time.monotonic()
+                nats.start()
+                # Both the gateway and the service reconnect by themselves.
+                wait_for(lambda: load.statuses(since=time.monotonic() - 0.3).count(200) > 5, timeout=10,
+                         what="requests succeeding after the restart")
+                t_ok = time.monotonic()
+                time.sleep(1.0)
+            finally:
+                load.stop()
+            before = load.statuses(until=t_down)
+            outage = load.statuses(since=t_down + 0.1, until=t_up)
+            tail = load.statuses(since=t_ok + 0.2)
+            assert before and set(before) == {200}, collections.Counter(before)
+            # During the outage: visible failures, never a hang or a reset.
+            assert outage and set(outage) <= {503, 504}, collections.Counter(outage)
+            assert tail and set(tail) == {200}, collections.Counter(tail)
+            assert t_ok - t_up < 8
+            assert gw.request("GET", "/readyz")[0] == 200
+    finally:
+        nats.close()
+
+
+def test_breaker_opens_when_the_only_instance_stops_and_closes_after(nats_server):  # noqa: F811
+    with gateway(nats_server, [{"prefix": "/whoami", "service": "msgsvc"}],
+                 breaker={"failures": 3, "open_ms": 1000}) as gw:
+        svc = msgsvc(nats_server)
+        wait_instances(gw, "msgsvc", 1)
+        assert gw.request("GET", "/whoami")[0] == 200
+        svc.stop()
+        codes = []
+        for _ in range(3):
+            st, _, body = gw.request("GET", "/whoami")
+            codes.append(st)
+        assert codes == [503] * 3
+        assert metric(gw, "gateway_breaker_state", service="msgsvc") == 1
+        # Open: failing fast, without calling anyone.
+        calls = metric(gw, "gateway_upstream_requests_total", service="msgsvc")
+        t = time.monotonic()
+        st, hdrs, body = gw.json("GET", "/whoami")[0], None, None
+        assert st == 503 and time.monotonic() - t < 0.2
+        st, doc = gw.json("GET", "/whoami")
+        assert st == 503 and "failing" in doc["error"]["message"]
+        assert metric(gw, "gateway_upstream_requests_total", service="msgsvc") == calls
+        assert metric(gw, "gateway_breaker_rejected_total", service="msgsvc") >= 2
+        with msgsvc(nats_server):
+            # After open_ms, one trial goes through; its success closes the breaker.
+            wait_for(lambda: gw.request("GET", "/whoami")[0] == 200, timeout=5, what="breaker closing")
+            assert metric(gw, "gateway_breaker_state", service="msgsvc") == 0
+            assert all(gw.request("GET", "/whoami")[0] == 200 for _ in range(5))
+
+
+def test_retry_budget_holds_when_every_instance_fails(nats_server):  # noqa: F811
+    # Forty instances answering 503 to everything: each first failure would
+    # want a retry on another instance; the budget allows 20% of requests.
+    with FakeInstance(nats_server, "broken", fail(503), identities=40) as inst, \
+            gateway(nats_server, {"/broken": "broken"}) as gw:
+        wait_instances(gw, "broken", 40)
+        for _ in range(150):
+            st, _, _ = gw.request("GET", "/broken")
+            assert st == 503
+        requests = metric(gw, "gateway_requests_total")
+        retries = metric(gw, "gateway_retries_total")
+        assert requests == 150
+        assert 1 <= retries <= 0.2 * requests, retries
+        assert metric(gw, "gateway_retry_budget_exhausted_total") >= 1
+        assert inst.count() == requests + retries
+
+
+def test_one_failing_instance_costs_no_client_request(nats_server):  # noqa: F811
+    with FakeInstance(nats_server, "half", fail(503)) as bad, FakeInstance(nats_server, "half") as good, \
+            gateway(nats_server, {"/half": "half"}) as gw:
+        wait_instances(gw, "half", 2)
+        for _ in range(100):
+            assert gw.request("GET", "/half")[0] == 200
+        retries = metric(gw, "gateway_retries_total")
+        assert bad.count() >= 1 and retries == bad.count()
+        assert retries <= 0.2 * metric(gw, "gateway_requests_total")
+        # A POST is not idempotent: the service's 503 comes back as it is, no retry.
+        posts = [gw.request("POST", "/half", body=b"{}")[0] for _ in range(30)]
+        assert metric(gw, "gateway_retries_total") == retries
+        assert set(posts) <= {200, 503}
+
+
+def test_service_started_after_the_gateway_is_picked_up(nats_server):  # noqa: F811
+    with gateway(nats_server, {"/late": "late"}) as gw:
+        assert gw.request("GET", "/late")[0] == 503
+        assert instances(gw, "late") == 0
+        with FakeInstance(nats_server, "late", echo):
+            wait_for(lambda: gw.request("GET", "/late")[0] == 200, timeout=3, what="the late service")
+            wait_instances(gw, "late", 1, timeout=3)
+            a = FakeInstance(nats_server, "late", echo)
+            try:
+                wait_instances(gw, "late", 2, timeout=3)
+            finally:
+                a.close()

@@ -1,0 +1,60 @@
+/* What crosses the gateway: header allow-lists, target re-encoding, idempotency. */
+#include "../../../services/gateway/forward.c"
+#include "../test.h"
+
+TEST(request_headers_allow_list) {
+    CHECK(gw_forward_request_header("Authorization"));
+    CHECK(gw_forward_request_header("cookie"));
+    CHECK(gw_forward_request_header("CONTENT-TYPE"));
+    CHECK(gw_forward_request_header("If-None-Match"));
+    CHECK(!gw_forward_request_header("Svc-Client"));
+    CHECK(!gw_forward_request_header("svc-deadline"));
+    CHECK(!gw_forward_request_header("Svc-Method"));
+    CHECK(!gw_forward_request_header("X-Forwarded-For"));
+    CHECK(!gw_forward_request_header("X-Real-IP"));
+    CHECK(!gw_forward_request_header("Forwarded"));
+    CHECK(!gw_forward_request_header("X-Request-Id")); /* sent by svc_rpc_call from the request */
+    CHECK(!gw_forward_request_header("traceparent"));
+    CHECK(!gw_forward_request_header("Host"));
+    CHECK(!gw_forward_request_header(NULL));
+}
+
+TEST(response_headers_allow_list) {
+    CHECK(gw_forward_response_header("Set-Cookie"));
+    CHECK(gw_forward_response_header("etag"));
+    CHECK(gw_forward_response_header("Location"));
+    CHECK(gw_forward_response_header("WWW-Authenticate"));
+    CHECK(gw_forward_response_header("Allow"));
+    CHECK(gw_forward_response_header("Retry-After"));
+    CHECK(!gw_forward_response_header("Svc-Status"));
+    CHECK(!gw_forward_response_header("Svc-Instance"));
+    CHECK(!gw_forward_response_header("X-Request-Id")); /* the core writes the gateway's own */
+    CHECK(!gw_forward_response_header("Content-Length"));
+    CHECK(!gw_forward_response_header("Connection"));
+}
+
+TEST(idempotent_methods) {
+    CHECK(gw_idempotent("GET"));
+    CHECK(gw_idempotent("HEAD"));
+    CHECK(gw_idempotent("PUT"));
+    CHECK(gw_idempotent("DELETE"));
+    CHECK(gw_idempotent("OPTIONS"));
+    CHECK(!gw_idempotent("POST"));
+    CHECK(!gw_idempotent("PATCH"));
+    CHECK(!gw_idempotent("get"));
+}
+
+TEST(target_encoding) {
+    svc_arena *a = svc_arena_new(0);
+    REQUIRE(a);
+    CHECK_STR(gw_target_encode(a, "/products/7", ""), "/products/7");
+    CHECK_STR(gw_target_encode(a, "/products", "limit=5&skip=10"), "/products?limit=5&skip=10");
+    CHECK_STR(gw_target_encode(a, "/products/a.b", NULL), "/products/a.b");
+    CHECK_STR(gw_target_encode(a, "/products/*", ""), "/products/*");
+    CHECK_STR(gw_target_encode(a, "/products/>", ""), "/products/%3E");
+    CHECK_STR(gw_target_encode(a, "/a b/%/?#", ""), "/a%20b/%25/%3F%23");
+    CHECK_STR(gw_target_encode(a, "/caf\xc3\xa9", ""), "/caf%C3%A9");
+    CHECK_STR(gw_target_encode(a, "/", "q=caf\xc3\xa9 x%20y"), "/?q=caf%C3%A9%20x%20y");
+    CHECK_STR(gw_target_encode(a, "/x/", ""), "/x/");
+    svc_arena_free(a);
+}

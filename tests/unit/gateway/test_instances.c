@@ -1,0 +1,80 @@
+/* The instance directory and the per-worker pools balanced over. */
+#include "../../../services/gateway/instances.c"
+#include "../test.h"
+
+TEST(directory_keeps_instances_until_they_miss_rounds) {
+    gw_directory d;
+    gw_directory_init(&d, 2);
+    const char *ab[] = {"a", "b"}, *b_only[] = {"b"};
+    unsigned v0 = atomic_load(&d.version);
+    CHECK_EQ(gw_directory_update(&d, 0, ab, 2), 2);
+    unsigned v1 = atomic_load(&d.version);
+    CHECK(v1 != v0);
+    CHECK_EQ(gw_directory_update(&d, 0, ab, 2), 2);
+    CHECK_EQ(atomic_load(&d.version), v1); /* nothing changed */
+    for (int i = 0; i < GW_DISCOVERY_MISSES; i++) CHECK_EQ(gw_directory_update(&d, 0, b_only, 1), 2);
+    CHECK_EQ(gw_directory_update(&d, 0, b_only, 1), 1);
+    CHECK_EQ(gw_directory_count(&d, 1), 0);
+    /* Out-of-range services and bad ids are ignored. */
+    const char *bad[] = {"x.y", "*", "", NULL};
+    CHECK_EQ(gw_directory_update(&d, 1, bad, 4), 0);
+    CHECK_EQ(gw_directory_update(&d, 5, ab, 2), 0);
+    gw_directory_forget(&d, 0, "b");
+    CHECK_EQ(gw_directory_count(&d, 0), 0);
+    gw_directory_destroy(&d);
+}
+
+TEST(round_robin_over_live_instances) {
+    gw_directory d;
+    gw_directory_init(&d, 1);
+    const char *abc[] = {"a", "b", "c"};
+    gw_directory_update(&d, 0, abc, 3);
+    static gw_pools p;
+    memset(&p, 0, sizeof p);
+    gw_pools_sync(&p, &d);
+    int seen[3] = {0};
+    for (int i = 0; i < 30; i++) {
+        const char *id = gw_pool_pick(&p, 0, 0, NULL);
+        REQUIRE(id);
+        seen[id[0] - 'a']++;
+    }
+    CHECK_EQ(seen[0], 10);
+    CHECK_EQ(seen[1], 10);
+    CHECK_EQ(seen[2], 10);
+    gw_directory_destroy(&d);
+}
+
+TEST(skips_failed_and_excluded_instances) {
+    gw_directory d;
+    gw_directory_init(&d, 1);
+    const char *ab[] = {"a", "b"};
+    gw_directory_update(&d, 0, ab, 2);
+    static gw_pools p;
+    memset(&p, 0, sizeof p);
+    gw_pools_sync(&p, &d);
+    gw_pool_skip(&p, 0, "a", 1000);
+    for (int i = 0; i < 5; i++) CHECK_STR(gw_pool_pick(&p, 0, 1000, NULL), "b");
+    CHECK(gw_pool_pick(&p, 0, 1000, "b") == NULL);
+    /* The mark expires. */
+    CHECK_STR(gw_pool_pick(&p, 0, 1000 + GW_INSTANCE_SKIP_MS, "b"), "a");
+    /* A sync keeps marks of instances still there. */
+    gw_pool_skip(&p, 0, "b", 5000);
+    const char *abc[] = {"a", "b", "c"};
+    gw_directory_update(&d, 0, abc, 3);
+    gw_pools_sync(&p, &d);
+    for (int i = 0; i < 6; i++) CHECK(strcmp(gw_pool_pick(&p, 0, 5000, NULL), "b") != 0);
+    gw_pool_remove(&p, 0, "a");
+    for (int i = 0; i < 4; i++) CHECK_STR(gw_pool_pick(&p, 0, 5000, NULL), "c");
+    CHECK(gw_pool_pick(&p, 1, 0, NULL) == NULL);
+    gw_directory_destroy(&d);
+}
+
+TEST(empty_pool_picks_nothing) {
+    gw_directory d;
+    gw_directory_init(&d, 1);
+    static gw_pools p;
+    memset(&p, 0, sizeof p);
+    gw_pools_sync(&p, &d);
+    CHECK(gw_pool_pick(&p, 0, 0, NULL) == NULL);
+    gw_directory_destroy(&d);
+}
