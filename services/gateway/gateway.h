@@ -173,8 +173,8 @@ int gw_breaker_state(const gw_breaker *b);
 /*
  * Retries may be at most ratio x requests over the last window_s seconds:
  * per-second buckets, so the window slides a second at a time. One budget
- * per worker (no sharing, no lock); as each worker's retries stay within its
- * own requests' ratio, so do the process's.
+ * per service per worker (no sharing, no lock); as each worker's retries stay
+ * within its own requests' ratio, so do the process's.
  */
 typedef struct gw_budget {
     double ratio;

@@ -25,7 +25,9 @@
 
 typedef struct gw_worker {
     gw_pools pools;
-    gw_budget budget;
+    /* One budget per service: a failing service with little traffic must not
+     * spend the retries a busy healthy one earns. */
+    gw_budget budget[GW_MAX_SERVICES];
     struct gw_worker *next;
 } gw_worker;
 
@@ -39,7 +41,8 @@ static gw_worker *worker(gw_state *g) {
     gw_worker *w = tls_worker;
     if (w) return w;
     if (!(w = calloc(1, sizeof *w))) return NULL;
-    gw_budget_init(&w->budget, g->cfg.retry_ratio, g->cfg.retry_window_s);
+    for (int i = 0; i < g->cfg.nservices; i++)
+        gw_budget_init(&w->budget[i], g->cfg.retry_ratio, g->cfg.retry_window_s);
     pthread_mutex_lock(&workers_mu);
     w->next = workers;
     workers = w;
@@ -212,7 +215,7 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
         gw_pools_sync(&w->pools, &g->dir);
         const char *next = gw_pool_pick(&w->pools, svc, now, c->instance[0] ? c->instance : NULL);
         if (next || (up == GW_UP_NO_RESPONDERS && c->instance[0])) {
-            if (gw_budget_take(&w->budget, now)) {
+            if (gw_budget_take(&w->budget[svc], now)) {
                 svc_counter_add(g->m.retries, 1);
                 c->attempt = 1;
                 set_instance(c, next);
@@ -323,7 +326,7 @@ int gw_proxy(svc_req *req, svc_res *res) {
     c->headers = forwarded_headers(req);
     int rc = c->target && c->headers ? SVC_OK : SVC_ENOMEM;
 
-    gw_budget_request(&w->budget, now);
+    gw_budget_request(&w->budget[svc], now);
     svc_counter_add(g->m.requests, 1);
     if (rc == SVC_OK) {
         gw_pools_sync(&w->pools, &g->dir);

@@ -195,6 +195,7 @@ class Load:
             t.join(self.timeout + 5)
         return self.results
 
-    def statuses(self, since=0.0, until=float("inf")):
+    def statuses(self, since=0.0, until=float("inf"), finished_before=float("inf")):
+        """Outcomes of the requests started in [since, until) and done by finished_before."""
         with self.lock:
-            return [s for t, s, _ in self.results if since <= t < until]
+            return [s for t, s, d in self.results if since <= t < until and t + d < finished_before]
