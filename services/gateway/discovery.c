@@ -24,7 +24,6 @@
 #include "svckit/msg.h"
 
 #define MAX_URLS 16
-#define PING_MAX_BYTES (64 * 1024)
 
 static struct {
     pthread_t thread;
@@ -42,19 +41,6 @@ static struct {
 } D = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- one round ------------------------------------------------------------- */
-
-/* The "id" of a ping answer from `service`, copied into out; 0 if it is not one. */
-static int ping_id(const char *data, size_t len, const char *service, char *out, size_t outlen) {
-    json_t *doc = NULL;
-    svc_json_limits lim = {.max_bytes = PING_MAX_BYTES, .max_depth = 8};
-    if (!data || svc_json_parse(data, len, &lim, &doc, NULL, 0) != SVC_OK) return 0;
-    const char *name = json_string_value(json_object_get(doc, "name"));
-    const char *id = json_string_value(json_object_get(doc, "id"));
-    int ok = name && id && strcmp(name, service) == 0 && strlen(id) < outlen;
-    if (ok) strcpy(out, id);
-    json_decref(doc);
-    return ok;
-}
 
 static void round_once(void) {
     const gw_config *c = D.cfg;
@@ -90,8 +76,8 @@ static void round_once(void) {
         int64_t idx = -1;
         if (subj && strlen(subj) > prefix && svc_parse_i64(subj + prefix, &idx) == SVC_OK && idx >= 0 &&
             idx < c->nservices && n[idx] < GW_MAX_INSTANCES &&
-            ping_id(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), c->services[idx], ids[idx][n[idx]],
-                    sizeof ids[0][0]))
+            gw_ping_id(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), c->services[idx],
+                       ids[idx][n[idx]], sizeof ids[0][0]))
             n[idx]++;
         natsMsg_Destroy(msg);
     }

@@ -31,6 +31,18 @@ static int id_ok(const char *id) {
     return 1;
 }
 
+int gw_ping_id(const char *data, size_t len, const char *service, char *out, size_t outlen) {
+    json_t *doc = NULL;
+    svc_json_limits lim = {.max_bytes = GW_PING_MAX_BYTES, .max_depth = 8};
+    if (!data || !out || svc_json_parse(data, len, &lim, &doc, NULL, 0) != SVC_OK) return 0;
+    const char *name = json_string_value(json_object_get(doc, "name"));
+    const char *id = json_string_value(json_object_get(doc, "id"));
+    int ok = json_is_object(doc) && name && id && strcmp(name, service) == 0 && strlen(id) < outlen && id_ok(id);
+    if (ok) strcpy(out, id);
+    json_decref(doc);
+    return ok;
+}
+
 int gw_directory_update(gw_directory *d, int service, const char *const *ids, int n) {
     if (service < 0 || service >= d->nservices) return 0;
     pthread_mutex_lock(&d->mu);

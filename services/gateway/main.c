@@ -79,6 +79,16 @@ static int on_start(svc_app *app, void *ud) {
         fprintf(stderr, "gateway: GATEWAY_CONFIG: %s\n", err);
         return SVC_EINVAL;
     }
+    /* The gateway serves its routes over NATS too (every svckit service does):
+     * a route to itself would forward each request back to itself. */
+    for (int i = 0; i < g->cfg.nservices; i++) {
+        if (strcmp(g->cfg.services[i], svc_app_name(app)) == 0) {
+            svc_error("GATEWAY_CONFIG: a route to \"%s\" would call the gateway itself", g->cfg.services[i]);
+            fprintf(stderr, "gateway: GATEWAY_CONFIG: a route to \"%s\" would call the gateway itself\n",
+                    g->cfg.services[i]);
+            return SVC_EINVAL;
+        }
+    }
     g->app = app;
     if (g->cfg.rate_per_s > 0 && !(g->rl = svc_ratelimit_new(g->cfg.burst, g->cfg.rate_per_s))) return SVC_ENOMEM;
     for (int i = 0; i < g->cfg.nservices; i++)

@@ -334,6 +334,7 @@ def test_no_instance_is_503_at_once(nats_server):  # noqa: F811
     ('{"routes":[{"prefix":"/a","service":"a","timout_ms":5}]}', 'routes[0]: unknown key "timout_ms"'),
     ('{"routes":[{"prefix":"/a","service":"a.b"}]}', "routes[0].service"),
     ('{"routes":[],"cors":{"origins":["*"]}}', "cors.origins[0]"),
+    ('{"routes":[{"prefix":"/loop","service":"gateway"}]}', 'route to "gateway"'),
 ])
 def test_bad_config_stops_the_gateway_with_exit_2(tmp_path, doc, needle):
     path = tmp_path / "gw.json"

@@ -180,6 +180,21 @@ def test_one_failing_instance_costs_no_client_request(nats_server):  # noqa: F81
         assert set(posts) <= {200, 503}
 
 
+def test_request_nobody_received_is_retried_even_if_not_idempotent(nats_server):  # noqa: F811
+    with FakeInstance(nats_server, "ghosted") as inst, gateway(nats_server, {"/g": "ghosted"}) as gw:
+        wait_instances(gw, "ghosted", 1)
+        for _ in range(40):
+            assert gw.request("GET", "/g")[0] == 200
+        inst.add_ghost()
+        wait_instances(gw, "ghosted", 2)
+        codes = [gw.request("POST", "/g", body=b"{}")[0] for _ in range(20)]
+        assert codes == [200] * 20
+        # Some POSTs were sent to the ghost first (no responders) and retried.
+        assert metric(gw, "gateway_upstream_requests_total", service="ghosted", outcome="no_responders") >= 1
+        assert metric(gw, "gateway_retries_total") >= 1
+        assert inst.count() == 60  # each request reached the live instance exactly once
+
+
 def test_service_started_after_the_gateway_is_picked_up(nats_server):  # noqa: F811
     with gateway(nats_server, {"/late": "late"}) as gw:
         assert gw.request("GET", "/late")[0] == 503

@@ -62,6 +62,9 @@ class FakeInstance:
         self.name, self.id = name, new_id()
         # More than one identity: the same thread poses as that many instances.
         self.ids = [self.id] + [new_id() for _ in range(identities - 1)]
+        # Ghosts are announced in discovery but listen on nothing (a process
+        # that died between two discovery rounds).
+        self.ghosts = []
         self.behaviour = behaviour or echo
         self.delay_s = delay_s
         self.answer_ping = answer_ping
@@ -79,6 +82,10 @@ class FakeInstance:
         self.seq = 0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
+
+    def add_ghost(self):
+        self.ghosts.append(new_id())
+        return self.ghosts[-1]
 
     def count(self):
         with self.lock:
@@ -102,7 +109,7 @@ class FakeInstance:
                 continue
             if m.subject.startswith("$SRV.PING"):
                 if self.answer_ping and m.reply:
-                    for i in self.ids:
+                    for i in self.ids + self.ghosts:
                         doc = {"type": "io.nats.micro.v1.ping_response", "name": self.name, "id": i,
                                "version": "0.0.0", "metadata": {}}
                         self.nc.publish(m.reply, json.dumps(doc))
