@@ -23,28 +23,6 @@ cmd=${1:-build}
 IMAGE_PREFIX=${IMAGE_PREFIX:-svckit}
 LINK=${LINK:-auto}
 
-# Podman and what it runs with here. iptables: netavark sets up the bridge
-# with it, and fails with "No such file or directory" without it.
-CONTAINER_PKGS=(podman runc conmon catatonit netavark aardvark-dns iptables uidmap debootstrap)
-
-ensure_packages() {
-  local missing=() p st
-  for p in "${CONTAINER_PKGS[@]}"; do
-    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$st" = "install ok installed" ] || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  echo "images: installing missing Debian packages: ${missing[*]}"
-  local sudo=
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { echo "images: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
-    sudo=sudo
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 service_list() {
   if [ -n "${SERVICES:-}" ]; then
     echo "$SERVICES" | tr ', ' '\n' | grep -v '^$'
@@ -67,7 +45,7 @@ sizes() {
 
 build() {
   local t0 s rev version log b0
-  ensure_packages
+  SVCKIT_DEPS_IMAGES=1 bash scripts/deps.sh
   . scripts/podman-env.sh
   t0=$(date +%s)
   bash scripts/base-image.sh

@@ -5,8 +5,12 @@
 #   fuzz corpora    build/san/fuzz/*_fuzz fuzz/<name>/   (each file replayed once)
 #   integration     pytest tests/integration, against the ASan/UBSan binaries
 #                   and then the release binaries
+#   images          scripts/images.sh test: builds the container images with
+#                   podman and runs the login-then-list flow against them
+#                   (SVCKIT_TEST_IMAGES=0 skips it, e.g. on a machine without
+#                   the network to debootstrap a base image)
 #
-# Environment: TESTS_ONLY=unit|fuzz|integration to run one part; PYTEST_ARGS.
+# Environment: TESTS_ONLY=unit|fuzz|integration|images to run one part; PYTEST_ARGS.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +81,25 @@ if [ -z "$only" ] || [ "$only" = integration ]; then
     run_integration build/san
     run_integration build
   fi
+fi
+
+run_images() {
+  local log summary p f
+  log=$(mktemp)
+  bash scripts/images.sh test >"$log" 2>&1
+  tail -25 "$log"
+  summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  p=$(printf '%s' "$summary" | sed -E 's/^([0-9]+) passed.*/\1/')
+  f=$(printf '%s' "$summary" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+  if [ -z "$summary" ]; then p=0; f=1; fi
+  passed=$((passed + p)); failed=$((failed + f))
+  [ "$f" -gt 0 ] && failures+=("images")
+  echo "image tests: $p passed, $f failed"
+  rm -f "$log"
+}
+
+if { [ -z "$only" ] && [ "${SVCKIT_TEST_IMAGES:-1}" != 0 ]; } || [ "$only" = images ]; then
+  run_images
 fi
 
 echo

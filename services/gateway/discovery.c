@@ -73,11 +73,13 @@ static void round_once(void) {
         natsMsg *msg = NULL;
         if (natsSubscription_NextMsg(&msg, sub, (int64_t)(deadline - now)) != NATS_OK) break;
         const char *subj = natsMsg_GetSubject(msg);
+        char name[GW_MAX_SERVICE_NAME + 1];
         int64_t idx = -1;
         if (subj && strlen(subj) > prefix && svc_parse_i64(subj + prefix, &idx) == SVC_OK && idx >= 0 &&
             idx < c->nservices && n[idx] < GW_MAX_INSTANCES &&
-            gw_ping_id(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), c->services[idx],
-                       ids[idx][n[idx]], sizeof ids[0][0]))
+            gw_ping_parse(natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg), name, sizeof name,
+                          ids[idx][n[idx]], sizeof ids[0][0]) &&
+            strcmp(name, c->services[idx]) == 0)
             n[idx]++;
         natsMsg_Destroy(msg);
     }

@@ -215,11 +215,11 @@ typedef struct gw_directory {
 /* Bytes of a discovery answer we read. */
 #define GW_PING_MAX_BYTES (64 * 1024)
 
-/* The instance id of a $SRV.PING answer (io.nats.micro.v1.ping_response) from
- * `service`, copied into out: 1, or 0 if data is not such an answer, names
- * another service, or has an id that is empty, too long for out or not
- * [A-Za-z0-9_-] (ids end up in subjects). */
-int gw_ping_id(const char *data, size_t len, const char *service, char *out, size_t outlen);
+/* The service name and instance id of a $SRV.PING answer
+ * (io.nats.micro.v1.ping_response), copied into name and id: 1, or 0 if data
+ * is not such an answer, or its name or id does not fit, or the id is not
+ * [A-Za-z0-9_-]{1,} (ids end up in subjects). */
+int gw_ping_parse(const char *data, size_t len, char *name, size_t namelen, char *id, size_t idlen);
 
 void gw_directory_init(gw_directory *d, int nservices);
 void gw_directory_destroy(gw_directory *d);

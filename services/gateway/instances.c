@@ -31,14 +31,17 @@ static int id_ok(const char *id) {
     return 1;
 }
 
-int gw_ping_id(const char *data, size_t len, const char *service, char *out, size_t outlen) {
+int gw_ping_parse(const char *data, size_t len, char *name, size_t namelen, char *id, size_t idlen) {
     json_t *doc = NULL;
     svc_json_limits lim = {.max_bytes = GW_PING_MAX_BYTES, .max_depth = 8};
-    if (!data || !out || svc_json_parse(data, len, &lim, &doc, NULL, 0) != SVC_OK) return 0;
-    const char *name = json_string_value(json_object_get(doc, "name"));
-    const char *id = json_string_value(json_object_get(doc, "id"));
-    int ok = json_is_object(doc) && name && id && strcmp(name, service) == 0 && strlen(id) < outlen && id_ok(id);
-    if (ok) strcpy(out, id);
+    if (!data || !name || !id || svc_json_parse(data, len, &lim, &doc, NULL, 0) != SVC_OK) return 0;
+    const char *n = json_string_value(json_object_get(doc, "name"));
+    const char *i = json_string_value(json_object_get(doc, "id"));
+    int ok = n && i && strlen(n) < namelen && strlen(i) < idlen && id_ok(i);
+    if (ok) {
+        strcpy(name, n);
+        strcpy(id, i);
+    }
     json_decref(doc);
     return ok;
 }

@@ -80,23 +80,26 @@ TEST(empty_pool_picks_nothing) {
 }
 
 TEST(ping_answers_are_read_strictly) {
-    char id[GW_INSTANCE_ID_MAX + 1];
+    char id[GW_INSTANCE_ID_MAX + 1], name[GW_MAX_SERVICE_NAME + 1];
     const char *ok = "{\"type\":\"io.nats.micro.v1.ping_response\",\"name\":\"products\",\"id\":\"abcDEF123_-x\","
                      "\"version\":\"0.1.0\",\"metadata\":{}}";
-    CHECK_EQ(gw_ping_id(ok, strlen(ok), "products", id, sizeof id), 1);
+    CHECK_EQ(gw_ping_parse(ok, strlen(ok), name, sizeof name, id, sizeof id), 1);
     CHECK_STR(id, "abcDEF123_-x");
-    CHECK_EQ(gw_ping_id(ok, strlen(ok), "auth", id, sizeof id), 0);
-    CHECK_EQ(gw_ping_id(ok, strlen(ok) - 1, "products", id, sizeof id), 0); /* truncated */
+    CHECK_STR(name, "products");
+    CHECK_EQ(gw_ping_parse(ok, strlen(ok) - 1, name, sizeof name, id, sizeof id), 0); /* truncated */
     char small[4];
-    CHECK_EQ(gw_ping_id(ok, strlen(ok), "products", small, sizeof small), 0);
+    CHECK_EQ(gw_ping_parse(ok, strlen(ok), name, sizeof name, small, sizeof small), 0);
+    CHECK_EQ(gw_ping_parse(ok, strlen(ok), small, sizeof small, id, sizeof id), 0);
     static const char *const bad[] = {
         "", "null", "[]", "{\"name\":\"products\"}", "{\"name\":\"products\",\"id\":7}",
+        "{\"id\":\"abc\"}", "{\"name\":1,\"id\":\"abc\"}",
         "{\"name\":\"products\",\"id\":\"\"}", "{\"name\":\"products\",\"id\":\"a.b\"}",
         "{\"name\":\"products\",\"id\":\"*\"}", "{\"name\":\"products\",\"id\":\">\"}",
         "{\"name\":\"products\",\"id\":\"a b\"}", "{\"name\":\"products\",\"id\":\"a\\u0000b\"}",
         "{\"name\":\"products\",\"id\":\"a\",\"id\":\"b\"}", NULL,
     };
     for (const char *const *b = bad; *b; b++)
-        if (gw_ping_id(*b, strlen(*b), "products", id, sizeof id) != 0) test_fail(__FILE__, __LINE__, "accepted %s", *b);
-    CHECK_EQ(gw_ping_id(NULL, 0, "products", id, sizeof id), 0);
+        if (gw_ping_parse(*b, strlen(*b), name, sizeof name, id, sizeof id) != 0)
+            test_fail(__FILE__, __LINE__, "accepted %s", *b);
+    CHECK_EQ(gw_ping_parse(NULL, 0, name, sizeof name, id, sizeof id), 0);
 }
