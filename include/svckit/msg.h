@@ -1,5 +1,5 @@
 /*
- * svckit/msg.h: messaging over NATS (Debian's libnats, the official C client).
+ * svckit/msg.h: messaging over NATS (svckit's own client on libuv, src/msg/nats.c).
  * docs/messaging.md has the whole protocol with examples.
  *
  * Every service connects to NATS_URL at start (comma-separated list;
@@ -21,8 +21,8 @@
  * then closes.
  *
  * Threading: message handlers run on the worker loops, like HTTP handlers
- * (libnats delivers on its own threads; svckit hands each message to a loop).
- * Publishing is thread-safe and does not wait for the server.
+ * (each loop has its own NATS connection). Publishing is thread-safe and
+ * does not wait for the server.
  *
  * Subjects (the scheme the gateway and other services rely on):
  *

@@ -1,24 +1,24 @@
 /*
- * The NATS connection and its life cycle, and the hand-off of messages from
- * libnats's threads to the worker loops.
+ * The NATS connections and their life cycle: one connection per worker loop
+ * (internal.h says which subscribes to what), the hand-off from other
+ * threads, and the hooks app.c calls.
  *
- *   setup   (before on_start) options, metrics, endpoints, connect. With
- *           RetryOnFailedConnect the service starts while NATS is down and
- *           connects later; /readyz says "nats" until then.
- *   start   (workers running) subscribe: one subject per route, the .http
- *           subjects, discovery, events, one RPC inbox per worker, and the
- *           JetStream consumers. libnats resubscribes on every reconnect.
- *   drain   (when the HTTP listeners close) drain the request, event and
- *           discovery subscriptions; what is already queued is still served;
- *           each worker closes its handles once it has nothing in flight.
- *   stop    (workers joined) flush the replies, close, free.
+ *   setup         (before on_start) servers, metrics, endpoints, instance id.
+ *   worker_start  (each worker thread) its connection, which connects in
+ *                 the background; /readyz says "nats" until all are up.
+ *   start         (workers running) declares the subscriptions; each worker
+ *                 makes its own on its connection (ITEM_START).
+ *   drain         (the HTTP listeners close) each worker unsubscribes its
+ *                 request, event and discovery subscriptions, flushes (the
+ *                 PONG means the server sent all it will), serves what came,
+ *                 and closes its connection (replies written first) once
+ *                 nothing is in flight.
+ *   stop / free   (workers joined) free what is left.
  *
- * Why a queue per worker rather than libnats's libuv adapter: the adapter
- * drives the socket from one loop, but message callbacks still run on libnats
- * threads, and a single connection cannot belong to several loops. One
- * connection per process, and a cheap hand-off (a mutex-protected list and a
- * uv_async_send, which coalesces wake-ups), keeps every handler on a worker
- * loop without a connection per worker.
+ * Why a connection per loop rather than one per process: a request then
+ * arrives, is handled and is answered on one thread, and a call's reply
+ * comes back to the caller's loop: no hand-off, no lock, no wake-up on the
+ * request path. A connection costs a socket and two 64 KiB buffers.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -55,6 +55,12 @@ int svc__msg_log_allowed(svc_msg *m, int slot) {
     return atomic_compare_exchange_strong(&m->last_log_ms[slot], &last, now);
 }
 
+/* The log keeps a buffer per thread, freed only by threads that say they
+ * exit; thread-pool threads never do, so they give it back after each line. */
+static void log_release(svc_msg *m) {
+    if (!svc__msg_current(m)) svc__log_thread_exit();
+}
+
 void svc__msg_drop(svc_msg *m, int reason, const char *fmt, ...) {
     svc_counter_add(m->s_dropped[reason], 1);
     if (!svc__msg_log_allowed(m, reason)) return;
@@ -65,25 +71,7 @@ void svc__msg_drop(svc_msg *m, int reason, const char *fmt, ...) {
     va_end(ap);
     svc_warn("nats: %s (reason %s; %.0f dropped so far; at most one line per second)", line,
              drop_reasons[reason], svc_series_value(m->s_dropped[reason]));
-    svc__msg_log_release(m);
-}
-
-/* The log keeps a buffer per thread, freed only by threads that say they
- * exit; libnats's threads never do, so ours give it back after each line. */
-void svc__msg_log_release(svc_msg *m) {
-    if (!svc__msg_current(m)) svc__log_thread_exit();
-}
-
-const char *svc__msg_header(natsMsg *msg, const char *name) {
-    const char *v = NULL;
-    if (natsMsgHeader_Get(msg, name, &v) == NATS_OK) return v;
-    const char **keys = NULL;
-    int n = 0;
-    if (natsMsgHeader_Keys(msg, &keys, &n) != NATS_OK) return NULL;
-    for (int i = 0; i < n && !v; i++)
-        if (strcasecmp(keys[i], name) == 0 && natsMsgHeader_Get(msg, keys[i], &v) != NATS_OK) v = NULL;
-    free((void *)keys);
-    return v;
+    log_release(m);
 }
 
 /* ---- the queues ----------------------------------------------------------------- */
@@ -130,181 +118,6 @@ static uint32_t fnv1a(const char *s) {
     return h;
 }
 
-/* Disposes of an item that no loop will handle (worker closing). */
-static void refuse_item(svc_msg *m, msg_item *it) {
-    if (it->kind == ITEM_MSG) {
-        msg_sub *s = it->sub;
-        if (s->kind == SUB_ROUTE || s->kind == SUB_HTTP)
-            svc__msg_reply_error(m, it->msg, 503, "unavailable", "service is shutting down");
-        else
-            svc__msg_drop(m, DROP_SHUTDOWN, "message on %s dropped: shutting down", natsMsg_GetSubject(it->msg));
-        atomic_fetch_sub(&s->queued, 1);
-        atomic_fetch_sub(&s->queued_bytes, (long long)it->bytes);
-        natsMsg_Destroy(it->msg);
-    } else if (it->kind == ITEM_STREAM) {
-        msg_consumer *c = it->ptr;
-        /* Redelivered at once to another instance rather than after ack_wait. */
-        natsMsg_Nak(it->msg, NULL);
-        natsMsg_Destroy(it->msg);
-        pthread_mutex_lock(&c->lock);
-        atomic_fetch_sub(&c->inflight, 1);
-        pthread_cond_signal(&c->cond);
-        pthread_mutex_unlock(&c->lock);
-    }
-    free(it);
-}
-
-/* libnats's delivery thread: validate cheaply, pick a loop, queue. */
-static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
-    (void)nc;
-    (void)sub;
-    msg_sub *s = closure;
-    svc_msg *m = s->m;
-    int request = s->kind == SUB_ROUTE || s->kind == SUB_HTTP;
-    size_t len = (size_t)natsMsg_GetDataLength(msg);
-    if (request) {
-        const char *reply = natsMsg_GetReply(msg);
-        if (!reply || !*reply) {
-            svc__msg_drop(m, DROP_NO_REPLY, "request on %s without a reply subject dropped", natsMsg_GetSubject(msg));
-            natsMsg_Destroy(msg);
-            return;
-        }
-    }
-    if (atomic_load(&s->queued) >= SVC_MSG_MAX_PENDING_PER_SUB ||
-        atomic_load(&s->queued_bytes) + (long long)len > SVC_MSG_MAX_PENDING_BYTES_PER_SUB) {
-        if (request) svc__msg_reply_error(m, msg, 503, "unavailable", "too many requests queued");
-        svc__msg_drop(m, DROP_OVERFLOW, "message on %s dropped: %s queue full", natsMsg_GetSubject(msg), s->subject);
-        natsMsg_Destroy(msg);
-        return;
-    }
-    msg_item *it = malloc(sizeof *it);
-    if (!it) {
-        if (request) svc__msg_reply_error(m, msg, 503, "unavailable", "out of memory");
-        svc__msg_drop(m, DROP_OVERFLOW, "message on %s dropped: out of memory", natsMsg_GetSubject(msg));
-        natsMsg_Destroy(msg);
-        return;
-    }
-    *it = (msg_item){.kind = ITEM_MSG, .msg = msg, .sub = s, .bytes = len};
-    atomic_fetch_add(&s->queued, 1);
-    atomic_fetch_add(&s->queued_bytes, (long long)len);
-    msg_worker *mw;
-    int hi = 1;
-    if (s->kind == SUB_INBOX) {
-        mw = s->owner;
-    } else if (s->kind == SUB_EVENT) {
-        /* By subject: one subject's events stay in order on one loop. */
-        mw = &m->workers[fnv1a(natsMsg_GetSubject(msg)) % (unsigned)m->nworkers];
-        hi = 0;
-    } else {
-        mw = svc__msg_pick(m);
-    }
-    if (svc__msg_push(mw, it, hi) != SVC_OK) {
-        if (s->kind == SUB_INBOX) {
-            atomic_fetch_sub(&s->queued, 1);
-            atomic_fetch_sub(&s->queued_bytes, (long long)len);
-            natsMsg_Destroy(msg);
-            free(it);
-            return;
-        }
-        refuse_item(m, it);
-    }
-}
-
-/* A subscription is closed and libnats will deliver nothing more for it. */
-static void on_sub_complete(void *closure) {
-    svc_msg *m = closure;
-    atomic_fetch_sub(&m->subs_live, 1);
-}
-
-natsStatus svc__msg_subscribe(svc_msg *m, msg_sub *s) {
-    natsStatus st;
-    natsMsgHandler cb = s->kind == SUB_DISCOVERY ? svc__discovery_on_msg : on_msg;
-    if (s->queue) st = natsConnection_QueueSubscribe(&s->sub, m->nc, s->subject, s->queue, cb, s);
-    else st = natsConnection_Subscribe(&s->sub, m->nc, s->subject, cb, s);
-    if (st == NATS_OK) {
-        natsSubscription_SetPendingLimits(s->sub, SVC_MSG_MAX_PENDING_PER_SUB, SVC_MSG_MAX_PENDING_BYTES_PER_SUB);
-        if (natsSubscription_SetOnCompleteCB(s->sub, on_sub_complete, m) == NATS_OK)
-            atomic_fetch_add(&m->subs_live, 1);
-    }
-    if (st != NATS_OK) {
-        svc_error("nats: cannot subscribe to %s: %s", s->subject, natsStatus_GetText(st));
-        s->sub = NULL;
-        return st;
-    } else {
-        s->next = m->subs;
-        m->subs = s;
-    }
-    return st;
-}
-
-/* ---- the worker side ---------------------------------------------------------- */
-
-static void process(msg_worker *mw, msg_item *it) {
-    switch (it->kind) {
-    case ITEM_MSG: {
-        msg_sub *s = it->sub;
-        if (s->kind == SUB_INBOX) {
-            svc__rpc_on_reply(mw, it->msg);
-            atomic_fetch_sub(&s->queued, 1);
-            atomic_fetch_sub(&s->queued_bytes, (long long)it->bytes);
-        } else if (s->kind == SUB_EVENT) {
-            svc__event_handle(mw, s, it->msg);
-        } else {
-            svc__msg_handle_request(mw, s, it->msg);
-        }
-        break;
-    }
-    case ITEM_STREAM:
-        svc__stream_handle(mw, it->ptr, it->msg);
-        break;
-    case ITEM_RPC:
-        svc__rpc_start_call(mw, it->ptr);
-        break;
-    }
-    free(it);
-}
-
-static void close_handles(msg_worker *mw) {
-    msg_item *left = NULL;
-    pthread_mutex_lock(&mw->lock);
-    if (mw->closed) {
-        pthread_mutex_unlock(&mw->lock);
-        return;
-    }
-    mw->closed = 1;
-    /* Whatever is still queued (only on a forced stop) is refused. */
-    msg_item *lists[2] = {mw->hi_head, mw->lo_head};
-    mw->hi_head = mw->hi_tail = mw->lo_head = mw->lo_tail = NULL;
-    pthread_mutex_unlock(&mw->lock);
-    for (int k = 0; k < 2; k++) {
-        msg_item *it = lists[k];
-        while (it) {
-            msg_item *next = it->next;
-            if (it->kind == ITEM_RPC) {
-                it->next = left;
-                left = it;
-            } else if (it->kind == ITEM_MSG && it->sub->kind == SUB_INBOX) {
-                atomic_fetch_sub(&it->sub->queued, 1);
-                natsMsg_Destroy(it->msg);
-                free(it);
-            } else {
-                refuse_item(mw->m, it);
-            }
-            it = next;
-        }
-    }
-    /* Calls queued but not started still get their one callback. */
-    while (left) {
-        msg_item *next = left->next;
-        svc__rpc_start_call(mw, left->ptr); /* sees the worker closed: fails at once */
-        free(left);
-        left = next;
-    }
-    svc__rpc_fail_all(mw, SVC_ECLOSED);
-    if (!uv_is_closing((uv_handle_t *)&mw->async)) uv_close((uv_handle_t *)&mw->async, NULL);
-    if (!uv_is_closing((uv_handle_t *)&mw->drain_timer)) uv_close((uv_handle_t *)&mw->drain_timer, NULL);
-}
-
 static int worker_closed(msg_worker *mw) {
     pthread_mutex_lock(&mw->lock);
     int c = mw->closed;
@@ -312,13 +125,257 @@ static int worker_closed(msg_worker *mw) {
     return c;
 }
 
-/* Closes the worker's handles once draining and idle: no HTTP connection
- * (an HTTP handler may still await an RPC reply), no NATS request, event or
- * call in flight, nothing queued. */
+/* ---- publishing ------------------------------------------------------------------- */
+
+int svc__msg_pub(msg_worker *mw, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
+                 const void *data, size_t len) {
+    int rc = mw->nc ? svc__nats_pub(mw->nc, subject, reply, hdr, hdr_len, data, len) : SVC_ECLOSED;
+    if (rc != SVC_OK && rc != SVC_ERANGE && rc != SVC_EINVAL) svc_counter_add(mw->m->s_publish_failed, 1);
+    return rc;
+}
+
+static void free_pub(msg_pub *p) { free(p); }
+
+int svc__msg_pub_any(svc_msg *m, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
+                     const void *data, size_t len) {
+    msg_worker *self = svc__msg_current(m);
+    if (self) return svc__msg_pub(self, subject, reply, hdr, hdr_len, data, len);
+    msg_worker *mw = &m->workers[fnv1a(subject) % (unsigned)m->nworkers];
+    /* Decided here, so that the caller gets SVC_EAGAIN rather than a
+     * publish that fails later on the loop: while disconnected, what other
+     * threads hand over is bounded like the reconnect buffer. (The loop's
+     * connection is not read from here: it belongs to that thread.) */
+    size_t wire = strlen(subject) + (reply ? strlen(reply) : 0) + hdr_len + len + 32;
+    if (!atomic_load(&mw->connected)) {
+        if ((size_t)atomic_load(&mw->handed_bytes) + wire > SVC_MSG_RECONNECT_BUFFER) {
+            svc_counter_add(m->s_publish_failed, 1);
+            return SVC_EAGAIN;
+        }
+    }
+    size_t sl = strlen(subject), rl = reply ? strlen(reply) : 0;
+    msg_pub *p = malloc(sizeof *p + sl + 1 + (reply ? rl + 1 : 0) + hdr_len + len + 1);
+    msg_item *it = malloc(sizeof *it);
+    if (!p || !it) {
+        free(p);
+        free(it);
+        return SVC_ENOMEM;
+    }
+    char *q = (char *)(p + 1);
+    p->subject = q;
+    memcpy(q, subject, sl + 1);
+    q += sl + 1;
+    p->reply = NULL;
+    if (reply) {
+        p->reply = q;
+        memcpy(q, reply, rl + 1);
+        q += rl + 1;
+    }
+    p->hdr = q;
+    p->hdr_len = hdr_len;
+    if (hdr_len) memcpy(q, hdr, hdr_len);
+    q += hdr_len;
+    p->data = q;
+    p->len = len;
+    if (len) memcpy(q, data, len);
+    *it = (msg_item){.kind = ITEM_PUB, .ptr = p, .bytes = wire};
+    atomic_fetch_add(&mw->handed_bytes, (long long)wire);
+    if (svc__msg_push(mw, it, 1) != SVC_OK) {
+        atomic_fetch_sub(&mw->handed_bytes, (long long)wire);
+        free_pub(p);
+        free(it);
+        svc_counter_add(m->s_publish_failed, 1);
+        return SVC_ECLOSED;
+    }
+    return SVC_OK;
+}
+
+static void run_pub(msg_worker *mw, msg_item *it) {
+    msg_pub *p = it->ptr;
+    atomic_fetch_sub(&mw->handed_bytes, (long long)it->bytes);
+    int rc = svc__msg_pub(mw, p->subject, p->reply, p->hdr_len ? p->hdr : NULL, p->hdr_len, p->data, p->len);
+    if (rc != SVC_OK && svc__msg_log_allowed(mw->m, DROP_REASONS))
+        svc_warn("nats: publish on %s failed after hand-over: %s", p->subject, svc_status_str(rc));
+    free_pub(p);
+}
+
+/* ---- messages from the connections (loop thread) ------------------------------------- */
+
+static int is_request(const msg_sub *s) { return s->kind == SUB_ROUTE || s->kind == SUB_HTTP; }
+
+static void on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud) {
+    msg_sub *s = ud;
+    svc_msg *m = s->m;
+    msg_worker *mw = svc__nats_ud(nc);
+    if (is_request(s)) {
+        if (!msg->reply) {
+            svc__msg_drop(m, DROP_NO_REPLY, "request on %s without a reply subject dropped", msg->subject);
+            svc__nats_msg_free(msg);
+            return;
+        }
+        if (atomic_load(&mw->forced) || worker_closed(mw)) {
+            svc__msg_reply_error(mw, msg, 503, "unavailable", "service is shutting down");
+            svc__nats_msg_free(msg);
+            return;
+        }
+    }
+    if (atomic_load(&s->queued) >= SVC_MSG_MAX_PENDING_PER_SUB ||
+        atomic_load(&s->queued_bytes) + (long long)msg->wire_bytes > SVC_MSG_MAX_PENDING_BYTES_PER_SUB) {
+        if (is_request(s)) svc__msg_reply_error(mw, msg, 503, "unavailable", "too many requests queued");
+        svc__msg_drop(m, DROP_OVERFLOW, "message on %s dropped: %s queue full", msg->subject, s->subject);
+        svc__nats_msg_free(msg);
+        return;
+    }
+    atomic_fetch_add(&s->queued, 1);
+    atomic_fetch_add(&s->queued_bytes, (long long)msg->wire_bytes);
+    if (is_request(s)) {
+        svc__msg_handle_request(mw, s, msg);
+        return;
+    }
+    /* An event: to the loop its subject hashes to (one subject, one loop,
+     * in order), through the queue even when that is this loop, so that a
+     * flood is worked off in batches between other I/O. */
+    msg_worker *to = &m->workers[fnv1a(msg->subject) % (unsigned)m->nworkers];
+    msg_item *it = malloc(sizeof *it);
+    if (it) {
+        *it = (msg_item){.kind = ITEM_MSG, .msg = msg, .sub = s, .bytes = msg->wire_bytes};
+        if (svc__msg_push(to, it, 0) == SVC_OK) return;
+        free(it);
+    }
+    svc__msg_drop(m, it ? DROP_SHUTDOWN : DROP_OVERFLOW, "event on %s dropped: %s", msg->subject,
+                  it ? "shutting down" : "out of memory");
+    atomic_fetch_sub(&s->queued, 1);
+    atomic_fetch_sub(&s->queued_bytes, (long long)msg->wire_bytes);
+    svc__nats_msg_free(msg);
+}
+
+/* Worker 0's subscriptions are registered (the server answered a PING sent
+ * after them): the other workers may send what they buffered. */
+static void w0_confirmed(svc_nats *nc, int ok, void *ud) {
+    (void)nc;
+    msg_worker *mw = ud;
+    svc_msg *m = mw->m;
+    if (!ok || atomic_exchange(&m->w0_subs_ready, 1)) return;
+    for (int i = 1; i < m->nworkers; i++) {
+        msg_item *it = calloc(1, sizeof *it);
+        if (!it) continue;
+        it->kind = ITEM_RELEASE;
+        if (svc__msg_push(&m->workers[i], it, 1) != SVC_OK) free(it);
+    }
+}
+
+static void subscribe_all(msg_worker *mw) {
+    svc_msg *m = mw->m;
+    if (!mw->nc) return;
+    int n = 0;
+    for (msg_sub *s = m->subs; s; s = s->next) n++;
+    mw->sids = calloc((size_t)n + 1, sizeof *mw->sids);
+    int failed = 0;
+    for (msg_sub *s = m->subs; s; s = s->next) {
+        if (!s->every_worker && mw->id != 0) continue;
+        uint64_t sid = svc__nats_sub(mw->nc, s->subject, s->queue,
+                                     s->kind == SUB_DISCOVERY ? svc__discovery_on_msg : on_msg, s);
+        if (!sid) failed++;
+        else if (mw->sids) mw->sids[mw->nsids++] = sid;
+    }
+    if (failed) svc_error("nats: worker %d could not subscribe to %d subject%s (out of memory)", mw->id, failed,
+                          failed == 1 ? "" : "s");
+    if (mw->id == 0) svc__js_subscribe(mw);
+    if (mw->id == 0 && svc__nats_connected(mw->nc)) {
+        svc__nats_flush(mw->nc, w0_confirmed, mw);
+        svc__js_on_connected(mw);
+    }
+}
+
+/* ---- the worker side ---------------------------------------------------------- */
+
+static void refuse_item(msg_worker *mw, msg_item *it);
+
+static void process(msg_worker *mw, msg_item *it) {
+    switch (it->kind) {
+    case ITEM_MSG:
+        svc__event_handle(mw, it->sub, it->msg);
+        break;
+    case ITEM_RPC:
+    case ITEM_SYNC:
+        svc__rpc_start_call(mw, it->ptr);
+        break;
+    case ITEM_PUB:
+        run_pub(mw, it);
+        break;
+    case ITEM_START:
+        subscribe_all(mw);
+        break;
+    case ITEM_RELEASE:
+        if (mw->nc) svc__nats_release(mw->nc);
+        break;
+    }
+    free(it);
+}
+
+/* Disposes of an item that no loop will handle (worker closing). */
+static void refuse_item(msg_worker *mw, msg_item *it) {
+    svc_msg *m = mw->m;
+    switch (it->kind) {
+    case ITEM_MSG:
+        svc__msg_drop(m, DROP_SHUTDOWN, "message on %s dropped: shutting down", it->msg->subject);
+        atomic_fetch_sub(&it->sub->queued, 1);
+        atomic_fetch_sub(&it->sub->queued_bytes, (long long)it->bytes);
+        svc__nats_msg_free(it->msg);
+        break;
+    case ITEM_PUB:
+        atomic_fetch_sub(&mw->handed_bytes, (long long)it->bytes);
+        svc_counter_add(m->s_publish_failed, 1);
+        free_pub(it->ptr);
+        break;
+    case ITEM_RPC:
+    case ITEM_SYNC:
+        svc__rpc_start_call(mw, it->ptr); /* sees the worker closed: fails at once */
+        break;
+    default:
+        break;
+    }
+    free(it);
+}
+
+static void close_handles(msg_worker *mw) {
+    pthread_mutex_lock(&mw->lock);
+    if (mw->closed) {
+        pthread_mutex_unlock(&mw->lock);
+        return;
+    }
+    mw->closed = 1;
+    msg_item *lists[2] = {mw->hi_head, mw->lo_head};
+    mw->hi_head = mw->hi_tail = mw->lo_head = mw->lo_tail = NULL;
+    pthread_mutex_unlock(&mw->lock);
+    for (int k = 0; k < 2; k++) {
+        msg_item *it = lists[k];
+        while (it) {
+            msg_item *next = it->next;
+            refuse_item(mw, it);
+            it = next;
+        }
+    }
+    svc__rpc_fail_all(mw, SVC_ECLOSED, 0);
+    if (mw->id == 0) svc__js_close(mw);
+    /* What is still queued (replies, acks) is written before the socket
+     * closes; the connection frees itself once its handles are closed. */
+    svc__nats_close(mw->nc);
+    mw->nc = NULL;
+    if (atomic_exchange(&mw->connected, 0)) atomic_fetch_sub(&mw->m->nconnected, 1);
+    if (!uv_is_closing((uv_handle_t *)&mw->async)) uv_close((uv_handle_t *)&mw->async, NULL);
+    if (!uv_is_closing((uv_handle_t *)&mw->drain_timer)) uv_close((uv_handle_t *)&mw->drain_timer, NULL);
+    if (!uv_is_closing((uv_handle_t *)&mw->grace_timer)) uv_close((uv_handle_t *)&mw->grace_timer, NULL);
+}
+
+/* Closes the worker's handles once drained and idle: the server has
+ * confirmed the unsubscriptions, no HTTP connection is left (an HTTP
+ * handler may still await an RPC reply), no NATS request, event or call is
+ * in flight, nothing is queued. */
 static void maybe_close(msg_worker *mw) {
-    if (!mw->drain_started || worker_closed(mw)) return;
+    if (!mw->drain_started || !mw->drain_flushed || worker_closed(mw)) return;
     svc_worker *w = mw->w;
     if (!w->stopping || w->nconns > 0 || mw->inflight > 0 || mw->ncalls > 0) return;
+    if (mw->id == 0 && svc__js_inflight(mw->m) > 0) return;
     pthread_mutex_lock(&mw->lock);
     int empty = !mw->hi_head && !mw->lo_head;
     pthread_mutex_unlock(&mw->lock);
@@ -328,6 +385,26 @@ static void maybe_close(msg_worker *mw) {
 void svc__msg_worker_done(msg_worker *mw) { maybe_close(mw); }
 
 static void drain_poll(uv_timer_t *t) { maybe_close(t->data); }
+
+static void drain_flushed(svc_nats *nc, int ok, void *ud) {
+    (void)nc;
+    (void)ok;
+    msg_worker *mw = ud;
+    mw->drain_flushed = 1;
+}
+
+static void start_drain(msg_worker *mw) {
+    mw->drain_started = 1;
+    /* Stop taking new work; what the server already sent is still served. */
+    if (mw->id == 0) svc__js_stop(mw);
+    if (!mw->nc) {
+        mw->drain_flushed = 1;
+    } else {
+        for (int i = 0; i < mw->nsids; i++) svc__nats_unsub(mw->nc, mw->sids[i]);
+        if (svc__nats_flush(mw->nc, drain_flushed, mw) != SVC_OK) mw->drain_flushed = 1;
+    }
+    uv_timer_start(&mw->drain_timer, drain_poll, SVC_MSG_DRAIN_POLL_MS, SVC_MSG_DRAIN_POLL_MS);
+}
 
 static msg_item *take(msg_item **head, msg_item **tail, int max) {
     msg_item *first = *head, *last = NULL, *it = first;
@@ -349,10 +426,7 @@ static void on_async(uv_async_t *a) {
         close_handles(mw);
         return;
     }
-    if (atomic_load(&mw->draining) && !mw->drain_started) {
-        mw->drain_started = 1;
-        uv_timer_start(&mw->drain_timer, drain_poll, SVC_MSG_DRAIN_POLL_MS, SVC_MSG_DRAIN_POLL_MS);
-    }
+    if (atomic_load(&mw->draining) && !mw->drain_started) start_drain(mw);
     pthread_mutex_lock(&mw->lock);
     msg_item *hi = take(&mw->hi_head, &mw->hi_tail, SVC_MSG_BATCH);
     msg_item *lo = take(&mw->lo_head, &mw->lo_tail, SVC_MSG_BATCH);
@@ -380,6 +454,59 @@ static void on_async(uv_async_t *a) {
     maybe_close(mw);
 }
 
+/* ---- connection events (loop thread) ------------------------------------------------ */
+
+static void update_gauge(svc_msg *m) {
+    svc_gauge_set(m->s_connected, atomic_load(&m->nconnected) == m->nworkers ? 1 : 0);
+}
+
+static void grace_over(uv_timer_t *t);
+
+static void on_conn_event(svc_nats *nc, int event, void *ud) {
+    msg_worker *mw = ud;
+    svc_msg *m = mw->m;
+    if (event == SVC_NATS_DISCONNECTED) {
+        if (atomic_exchange(&mw->connected, 0)) atomic_fetch_sub(&m->nconnected, 1);
+        update_gauge(m);
+        if (mw->id == 0) atomic_store(&m->w0_subs_ready, 0);
+        else svc__nats_hold(nc);
+        svc_warn("nats: disconnected (worker %d); reconnecting every %d ms (publishes are buffered up to %d bytes)",
+                 mw->id, SVC_MSG_RECONNECT_WAIT_MS, SVC_MSG_RECONNECT_BUFFER);
+        uv_timer_start(&mw->grace_timer, grace_over, SVC_MSG_DISCONNECT_GRACE_MS, 0);
+        return;
+    }
+    if (!atomic_exchange(&mw->connected, 1)) atomic_fetch_add(&m->nconnected, 1);
+    update_gauge(m);
+    if (event == SVC_NATS_RECONNECTED) {
+        svc_counter_add(m->s_reconnects, 1);
+        svc_info("nats: reconnected to %s (worker %d)", svc__nats_url(nc), mw->id);
+    } else {
+        svc_info("nats: connected to %s (worker %d)", svc__nats_url(nc), mw->id);
+    }
+    if (mw->id == 0 && atomic_load(&m->started)) {
+        svc__nats_flush(nc, w0_confirmed, mw);
+        /* The server may have restarted without its store: declare again. */
+        atomic_store(&m->streams_dirty, 1);
+        svc__js_on_connected(mw);
+    } else if (mw->id != 0 && atomic_load(&m->w0_subs_ready)) {
+        svc__nats_release(nc);
+    }
+}
+
+static void grace_over(uv_timer_t *t) {
+    msg_worker *mw = t->data;
+    /* Still down: the calls' replies would come to a subscription the
+     * server forgot, and new calls fail fast from now on. */
+    if (!atomic_load(&mw->connected)) svc__rpc_fail_all(mw, SVC_ECLOSED, 1);
+}
+
+static int ready_check(void *ud, char *reason, size_t reason_len) {
+    svc_msg *m = ud;
+    if (atomic_load(&m->nconnected) == m->nworkers) return SVC_OK;
+    snprintf(reason, reason_len, "not connected to NATS");
+    return SVC_ERR;
+}
+
 void svc__msg_worker_start(svc_worker *w) {
     svc_msg *m = w->app->msg;
     if (!m || !m->enabled) return;
@@ -390,94 +517,32 @@ void svc__msg_worker_start(svc_worker *w) {
     mw->async.data = mw;
     uv_timer_init(&w->loop, &mw->drain_timer);
     mw->drain_timer.data = mw;
+    uv_timer_init(&w->loop, &mw->grace_timer);
+    mw->grace_timer.data = mw;
+    svc_nats_opts o = {
+        .servers = m->servers,
+        .nservers = m->nservers,
+        .name = m->app->name,
+        .reconnect_wait_ms = SVC_MSG_RECONNECT_WAIT_MS,
+        .reconnect_buffer = SVC_MSG_RECONNECT_BUFFER,
+        .on_event = on_conn_event,
+        .ud = mw,
+    };
+    mw->nc = svc__nats_new(&w->loop, &o);
+    if (!mw->nc) svc_error("nats: worker %d cannot create its connection (out of memory)", w->id);
+    else {
+        /* What it publishes waits until worker 0's subscriptions exist. */
+        if (w->id != 0) svc__nats_hold(mw->nc);
+        char subj[96];
+        snprintf(subj, sizeof subj, "%s.*", mw->inbox);
+        svc__nats_sub(mw->nc, subj, NULL, svc__rpc_on_inbox, mw);
+    }
     pthread_mutex_lock(&mw->lock);
     mw->ready = 1;
-    /* Messages may have arrived before the loop existed; a drain too. */
+    /* Items may have arrived before the loop existed; a drain too. */
     if (mw->hi_head || mw->lo_head || atomic_load(&mw->draining) || atomic_load(&mw->forced))
         uv_async_send(&mw->async);
     pthread_mutex_unlock(&mw->lock);
-}
-
-/* ---- connection callbacks (libnats threads) ------------------------------------- */
-
-static void log_url(natsConnection *nc, const char *what) {
-    char url[256] = "";
-    natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    svc_info("nats: %s %s", what, url);
-}
-
-static void on_connected(natsConnection *nc, void *closure) {
-    svc_msg *m = closure;
-    atomic_store(&m->connected, 1);
-    svc_gauge_set(m->s_connected, 1);
-    log_url(nc, "connected to");
-    svc__log_thread_exit();
-}
-
-static void on_disconnected(natsConnection *nc, void *closure) {
-    (void)nc;
-    svc_msg *m = closure;
-    if (!atomic_exchange(&m->connected, 0) || atomic_load(&m->closing)) return;
-    svc_gauge_set(m->s_connected, 0);
-    svc_warn("nats: disconnected; reconnecting every %d ms (publishes are buffered up to %d bytes)",
-             SVC_MSG_RECONNECT_WAIT_MS, SVC_MSG_RECONNECT_BUFFER);
-    svc__log_thread_exit();
-}
-
-static void on_reconnected(natsConnection *nc, void *closure) {
-    svc_msg *m = closure;
-    /* The server may have restarted without its store: re-declare streams. */
-    atomic_store(&m->streams_dirty, 1);
-    atomic_store(&m->connected, 1);
-    svc_gauge_set(m->s_connected, 1);
-    svc_counter_add(m->s_reconnects, 1);
-    log_url(nc, "reconnected to");
-    svc__log_thread_exit();
-}
-
-/* libnats counts what it drops per subscription (over its pending limits);
- * this adds what it dropped since the last look to our drop counter. Runs at
- * every /metrics render and on each slow-consumer event. */
-static _Atomic(svc_msg *) collect_target;
-
-static void sync_dropped(svc_msg *m) {
-    for (msg_sub *s = m->subs; s; s = s->next) {
-        int64_t d = 0;
-        if (!s->sub || natsSubscription_GetDropped(s->sub, &d) != NATS_OK) continue;
-        long long prev = atomic_load(&s->dropped_seen);
-        if (d > prev && atomic_compare_exchange_strong(&s->dropped_seen, &prev, d))
-            svc_counter_add(m->s_dropped[DROP_SLOW_CONSUMER], (uint64_t)(d - prev));
-    }
-}
-
-static void collect(void *ud) {
-    (void)ud;
-    svc_msg *m = atomic_load(&collect_target);
-    if (m && atomic_load(&m->started)) sync_dropped(m);
-}
-
-static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure) {
-    (void)nc;
-    svc_msg *m = closure;
-    if (err == NATS_SLOW_CONSUMER) {
-        if (atomic_load(&m->started)) sync_dropped(m);
-        const char *subject = sub ? natsSubscription_GetSubject(sub) : "?";
-        if (svc__msg_log_allowed(m, DROP_SLOW_CONSUMER))
-            svc_warn("nats: slow consumer on %s: libnats dropped messages over its pending limit "
-                     "(counted in nats_messages_dropped_total{reason=\"slow_consumer\"})", subject ? subject : "?");
-        svc__log_thread_exit();
-        return;
-    }
-    if (svc__msg_log_allowed(m, DROP_REASONS + 1))
-        svc_warn("nats: asynchronous error: %s", natsStatus_GetText(err));
-    svc__log_thread_exit();
-}
-
-static int ready_check(void *ud, char *reason, size_t reason_len) {
-    svc_msg *m = ud;
-    if (atomic_load(&m->connected)) return SVC_OK;
-    snprintf(reason, reason_len, "not connected to NATS");
-    return SVC_ERR;
 }
 
 /* ---- setup ------------------------------------------------------------------------- */
@@ -562,23 +627,46 @@ static void setup_metrics(svc_msg *m) {
                                             req_labels);
 }
 
-/* "nats://a:4222, nats://b:4222" -> libnats's server array (one malloc). */
-static char **split_servers(const char *list, int *count) {
-    size_t n = 1, len = strlen(list);
-    for (const char *p = list; *p; p++) n += *p == ',';
-    char **arr = malloc(n * sizeof *arr + len + 1);
-    if (!arr) return NULL;
-    char *copy = (char *)(arr + n);
-    memcpy(copy, list, len + 1);
-    int k = 0;
-    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+
+/* "nats://a:4222, nats://b:4222" -> m->servers. */
+static int parse_servers(svc_msg *m, const char *list) {
+    char *copy = strdup(list);
+    m->servers = calloc(SVC_NATS_MAX_SERVERS, sizeof *m->servers);
+    if (!copy || !m->servers) {
+        free(copy);
+        return SVC_ENOMEM;
+    }
+    int rc = SVC_OK;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         while (*tok == ' ') tok++;
         char *end = tok + strlen(tok);
         while (end > tok && end[-1] == ' ') *--end = '\0';
-        if (*tok) arr[k++] = tok;
+        if (!*tok) continue;
+        if (m->nservers == SVC_NATS_MAX_SERVERS) {
+            svc_warn("nats: NATS_URL lists more than %d servers; using the first %d", SVC_NATS_MAX_SERVERS,
+                     SVC_NATS_MAX_SERVERS);
+            break;
+        }
+        if (svc__nats_url_parse(tok, &m->servers[m->nservers]) != SVC_OK) {
+            svc_error("nats: NATS_URL: cannot use \"%.64s\"%s", tok,
+                      strncmp(tok, "tls://", 6) == 0 ? " (TLS is not supported by svckit's NATS client)" : "");
+            rc = SVC_EINVAL;
+            break;
+        }
+        m->nservers++;
     }
-    *count = k;
-    return arr;
+    free(copy);
+    if (rc == SVC_OK && m->nservers == 0) rc = SVC_EINVAL;
+    return rc;
+}
+
+static void random_token(char *out, size_t n) {
+    static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    unsigned char r[64];
+    if (n > sizeof r) n = sizeof r;
+    svc_random(r, n);
+    for (size_t i = 0; i < n; i++) out[i] = b62[r[i] % 62];
+    out[n] = '\0';
 }
 
 int svc__msg_setup(svc_app *app) {
@@ -595,12 +683,11 @@ int svc__msg_setup(svc_app *app) {
                   "set NATS_URL=none to run without NATS", app->name);
         return SVC_EINVAL;
     }
+    if (parse_servers(m, url) != SVC_OK) return SVC_EINVAL;
     make_instance_id(m->instance);
     m->started_ms = svc_wall_ms();
     setup_metrics(m);
     if (build_endpoints(m) != SVC_OK) return SVC_ERR;
-    atomic_store(&collect_target, m);
-    svc_metrics_on_collect(collect, NULL);
     if (svc_app_use(app, NULL, svc__msg_after_hook, m) != SVC_OK ||
         svc_app_ready_check(app, "nats", ready_check, m) != SVC_OK) {
         svc_error("nats: too many middleware or ready checks");
@@ -614,83 +701,30 @@ int svc__msg_setup(svc_app *app) {
         mw->m = m;
         mw->id = i;
         pthread_mutex_init(&mw->lock, NULL);
-        natsInbox *inbox = NULL;
-        if (natsInbox_Create(&inbox) != NATS_OK) return SVC_ENOMEM;
-        snprintf(mw->inbox, sizeof mw->inbox, "%s", inbox);
-        natsInbox_Destroy(inbox);
+        char tok[SVC_MSG_INSTANCE_ID_LEN + 1];
+        random_token(tok, SVC_MSG_INSTANCE_ID_LEN);
+        snprintf(mw->inbox, sizeof mw->inbox, "_INBOX.%s", tok);
     }
-
-    int nservers = 0;
-    char **servers = split_servers(url, &nservers);
-    if (!servers) return SVC_ENOMEM;
-    natsOptions *o = NULL;
-    natsStatus s = natsOptions_Create(&o);
-    if (s == NATS_OK) s = natsOptions_SetServers(o, (const char **)servers, nservers);
-    free(servers);
-    if (s == NATS_OK) s = natsOptions_SetName(o, app->name);
-    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
-    if (s == NATS_OK) s = natsOptions_SetReconnectWait(o, SVC_MSG_RECONNECT_WAIT_MS);
-    if (s == NATS_OK) s = natsOptions_SetReconnectJitter(o, 100, 1000);
-    if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(o, SVC_MSG_RECONNECT_BUFFER);
-    if (s == NATS_OK) s = natsOptions_SetTimeout(o, 2000);
-    /* A dead peer that sends no RST is noticed within ~15 s. */
-    if (s == NATS_OK) s = natsOptions_SetPingInterval(o, 5000);
-    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(o, 2);
-    if (s == NATS_OK) s = natsOptions_SetMaxPendingMsgs(o, SVC_MSG_MAX_PENDING_PER_SUB);
-    /* Our callbacks only queue: one shared delivery thread, not one per subscription. */
-    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(o, true);
-    /* Replies and calls go out at once: libnats's default of batching
-     * writes in a flusher thread cost ~1 ms per request-reply round. */
-    if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, m);
-    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, m);
-    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, m);
-    if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_error, m);
-    if (s != NATS_OK) {
-        svc_error("nats: cannot set up the connection options: %s", natsStatus_GetText(s));
-        natsOptions_Destroy(o);
-        return SVC_ERR;
-    }
-    m->opts = o;
     m->enabled = 1;
-    s = natsConnection_Connect(&m->nc, o);
-    if (s == NATS_OK) {
-        atomic_store(&m->connected, 1);
-        svc_gauge_set(m->s_connected, 1);
-        log_url(m->nc, "connected to");
-    } else if (s == NATS_NOT_YET_CONNECTED) {
-        svc_warn("nats: %s not reachable yet; retrying in the background (readyz 503 until then)", url);
-    } else {
-        svc_error("nats: cannot connect to %s: %s", url, natsStatus_GetText(s));
-        m->nc = NULL;
-        return SVC_ERR;
-    }
-    s = natsConnection_JetStream(&m->js, m->nc, NULL);
-    if (s != NATS_OK) {
-        svc_error("nats: cannot create the JetStream context: %s", natsStatus_GetText(s));
-        return SVC_ERR;
-    }
+    svc_info("nats: connecting to %s (%d connection%s, one per worker)", url, m->nworkers,
+             m->nworkers == 1 ? "" : "s");
     return SVC_OK;
 }
 
 /* ---- start, drain, stop ------------------------------------------------------------ */
 
-static msg_sub *new_sub(svc_msg *m, int kind, const char *subject, const char *queue) {
+msg_sub *svc__msg_add_sub(svc_msg *m, int kind, const char *subject, const char *queue, int every) {
     msg_sub *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->m = m;
     s->kind = kind;
     snprintf(s->subject, sizeof s->subject, "%s", subject);
     s->queue = queue;
-    return s;
-}
-
-static msg_sub *add_sub(svc_msg *m, msg_sub *s, int *failed) {
-    if (!s || svc__msg_subscribe(m, s) != NATS_OK) {
-        free(s);
-        (*failed)++;
-        return NULL;
-    }
+    s->every_worker = every;
+    /* Appended: subscriptions are made in declaration order. */
+    msg_sub **p = &m->subs;
+    while (*p) p = &(*p)->next;
+    *p = s;
     return s;
 }
 
@@ -700,12 +734,17 @@ void svc__msg_start(svc_app *app) {
     int failed = 0, nroutes = 0;
     for (int i = 0; i < m->nendpoints; i++) {
         msg_endpoint *ep = &m->endpoints[i];
-        msg_sub *s = new_sub(m, ep->route ? SUB_ROUTE : SUB_HTTP, ep->subject, ep->queue);
-        if (s) {
-            s->ep = ep;
-            if (ep->route && !has_params(ep->route->pattern)) s->default_path = ep->route->pattern;
+        /* The instance subject has no queue group in discovery (it is this
+         * instance's alone); across this instance's connections it is one
+         * group, so one worker answers. */
+        int inst = !ep->route && !ep->queue;
+        msg_sub *s = svc__msg_add_sub(m, ep->route ? SUB_ROUTE : SUB_HTTP, ep->subject, inst ? m->instance : ep->queue, 1);
+        if (!s) {
+            failed++;
+            continue;
         }
-        add_sub(m, s, &failed);
+        s->ep = ep;
+        if (ep->route && !has_params(ep->route->pattern)) s->default_path = ep->route->pattern;
         if (ep->route) nroutes++;
     }
     /* One offload slot per event subscription and consumer, on every worker. */
@@ -718,139 +757,93 @@ void svc__msg_start(svc_app *app) {
     }
     int slot = 0;
     for (msg_event_reg *ev = m->events; ev; ev = ev->next) {
-        msg_sub *s = new_sub(m, SUB_EVENT, ev->subject, ev->queue);
+        msg_sub *s = svc__msg_add_sub(m, SUB_EVENT, ev->subject, ev->queue, 0);
         if (s) {
             s->ev = ev;
             s->slot = slot;
+        } else {
+            failed++;
         }
         slot++;
-        add_sub(m, s, &failed);
-    }
-    for (int i = 0; i < m->nworkers; i++) {
-        msg_worker *mw = &m->workers[i];
-        char subj[96];
-        snprintf(subj, sizeof subj, "%s.*", mw->inbox);
-        msg_sub *s = new_sub(m, SUB_INBOX, subj, NULL);
-        if (s) s->owner = mw;
-        mw->inbox_sub = add_sub(m, s, &failed);
     }
     if (svc__discovery_subscribe(m) != SVC_OK) failed++;
-    svc__js_start(m);
     atomic_store(&m->started, 1);
+    for (int i = 0; i < m->nworkers; i++) {
+        msg_item *it = calloc(1, sizeof *it);
+        if (!it) {
+            failed++;
+            continue;
+        }
+        it->kind = ITEM_START;
+        if (svc__msg_push(&m->workers[i], it, 1) != SVC_OK) free(it);
+    }
     svc_info("nats: instance %s serves %d route%s on svc.%s.* (and svc.%s.http)%s", m->instance, nroutes,
              nroutes == 1 ? "" : "s", app->name, app->name, failed ? "; some subscriptions failed" : "");
+}
+
+static void wake_all(svc_msg *m, int forced) {
+    for (int i = 0; i < m->nworkers; i++) {
+        msg_worker *mw = &m->workers[i];
+        atomic_store(&mw->draining, 1);
+        if (forced) atomic_store(&mw->forced, 1);
+        pthread_mutex_lock(&mw->lock);
+        if (mw->ready && !mw->closed) uv_async_send(&mw->async);
+        pthread_mutex_unlock(&mw->lock);
+    }
 }
 
 void svc__msg_drain(svc_app *app) {
     svc_msg *m = app->msg;
     if (!m || !m->enabled || atomic_exchange(&m->draining, 1)) return;
-    /* Stop taking new work; what libnats already holds is still delivered. */
-    int connected = atomic_load(&m->connected);
-    for (msg_sub *s = m->subs; s; s = s->next) {
-        if (s->kind == SUB_INBOX || !s->sub) continue;
-        /* A drain waits for the server to confirm; disconnected, there is no
-         * server to ask and nothing more will arrive: just unsubscribe. */
-        if (!connected || natsSubscription_DrainTimeout(s->sub, SVC_MSG_DRAIN_TIMEOUT_MS) != NATS_OK)
-            natsSubscription_Unsubscribe(s->sub);
-    }
-    svc__js_stop(m, 0);
-    for (int i = 0; i < m->nworkers; i++) {
-        msg_worker *mw = &m->workers[i];
-        atomic_store(&mw->draining, 1);
-        pthread_mutex_lock(&mw->lock);
-        if (mw->ready && !mw->closed) uv_async_send(&mw->async);
-        pthread_mutex_unlock(&mw->lock);
-    }
+    wake_all(m, 0);
 }
 
 void svc__msg_force(svc_app *app) {
     svc_msg *m = app->msg;
     if (!m || !m->enabled) return;
-    svc__msg_drain(app);
-    for (int i = 0; i < m->nworkers; i++) {
-        msg_worker *mw = &m->workers[i];
-        atomic_store(&mw->forced, 1);
-        pthread_mutex_lock(&mw->lock);
-        if (mw->ready && !mw->closed) uv_async_send(&mw->async);
-        pthread_mutex_unlock(&mw->lock);
-    }
+    atomic_store(&m->draining, 1);
+    wake_all(m, 1);
 }
 
 static void free_items(msg_item *it) {
     while (it) {
         msg_item *next = it->next;
-        if (it->kind == ITEM_RPC) svc__rpc_free_call(it->ptr);
-        else natsMsg_Destroy(it->msg);
+        if (it->kind == ITEM_RPC || it->kind == ITEM_SYNC) svc__rpc_free_call(it->ptr);
+        else if (it->kind == ITEM_MSG) svc__nats_msg_free(it->msg);
+        else if (it->kind == ITEM_PUB) free_pub(it->ptr);
         free(it);
         it = next;
     }
 }
 
+/* The workers have exited: their loops closed their connections. What a
+ * worker that never ran left queued is freed here. */
 void svc__msg_stop(svc_app *app) {
     svc_msg *m = app->msg;
-    if (!m || !m->nc) return;
-    svc__js_stop(m, 1);
+    if (!m || !m->enabled) return;
     atomic_store(&m->started, 0);
-    atomic_store(&m->closing, 1);
-    /* Drain every subscription (the request ones already are): libnats hands
-     * over what it still holds, which our callbacks now refuse properly.
-     * Closing with messages still in libnats's delivery queue would leak them.
-     * (Not natsConnection_Drain: draining a drained subscription a second
-     * time frees it twice in libnats 3.4.) */
-    int connected = atomic_load(&m->connected);
-    for (msg_sub *s = m->subs; s; s = s->next) {
-        if (!s->sub || s->kind != SUB_INBOX) continue;
-        if (!connected || natsSubscription_DrainTimeout(s->sub, SVC_MSG_DRAIN_TIMEOUT_MS) != NATS_OK)
-            natsSubscription_Unsubscribe(s->sub);
-    }
-    /* One deadline for all of it: stopping must not take longer when NATS
-     * is down (a subscription that is not draining returns at once). */
-    int64_t deadline = nats_Now() + SVC_MSG_FLUSH_TIMEOUT_MS;
-    for (msg_sub *s = m->subs; s && connected; s = s->next) {
-        int64_t left = deadline - nats_Now();
-        if (left <= 0) break;
-        if (s->sub) natsSubscription_WaitForDrainCompletion(s->sub, left);
-    }
-    int64_t left = deadline - nats_Now();
-    if (connected && left > 0) natsConnection_FlushTimeout(m->nc, left);
-    natsConnection_Close(m->nc);
-    /* Closing queues one last control message per subscription on libnats's
-     * delivery thread; shutting the library down before that thread has
-     * handled them all leaks them. Wait (bounded) until every subscription
-     * reports it is complete. */
-    for (int i = 0; i < 200 && atomic_load(&m->subs_live) > 0; i++) nats_Sleep(5);
-    for (msg_sub *s = m->subs; s; s = s->next) natsSubscription_Destroy(s->sub);
-    jsCtx_Destroy(m->js);
-    m->js = NULL;
-    natsConnection_Destroy(m->nc);
-    m->nc = NULL;
-    natsOptions_Destroy(m->opts);
-    m->opts = NULL;
-    /* Every library thread has stopped once this returns: no callback can
-     * touch m after. */
-    nats_CloseAndWait(2000);
-    msg_sub *s = m->subs;
-    while (s) {
-        msg_sub *next = s->next;
-        free(s);
-        s = next;
-    }
-    m->subs = NULL;
     for (int i = 0; i < m->nworkers; i++) {
         msg_worker *mw = &m->workers[i];
-        free_items(mw->hi_head);
-        free_items(mw->lo_head);
+        pthread_mutex_lock(&mw->lock);
+        msg_item *hi = mw->hi_head, *lo = mw->lo_head;
         mw->hi_head = mw->hi_tail = mw->lo_head = mw->lo_tail = NULL;
+        mw->closed = 1;
+        pthread_mutex_unlock(&mw->lock);
+        free_items(hi);
+        free_items(lo);
     }
-    atomic_store(&m->connected, 0);
+    atomic_store(&m->nconnected, 0);
 }
 
 void svc__msg_free(svc_app *app) {
     svc_msg *m = app->msg;
     if (!m) return;
     svc__msg_stop(app);
-    svc_msg *expected = m;
-    atomic_compare_exchange_strong(&collect_target, &expected, NULL);
+    for (msg_sub *s = m->subs; s;) {
+        msg_sub *next = s->next;
+        free(s);
+        s = next;
+    }
     for (msg_event_reg *ev = m->events; ev;) {
         msg_event_reg *next = ev->next;
         free(ev->subject);
@@ -863,8 +856,6 @@ void svc__msg_free(svc_app *app) {
         free(c->stream);
         free(c->subject);
         free(c->durable);
-        pthread_mutex_destroy(&c->lock);
-        pthread_cond_destroy(&c->cond);
         free(c);
         c = next;
     }
@@ -879,9 +870,11 @@ void svc__msg_free(svc_app *app) {
     for (int i = 0; i < m->nworkers; i++) {
         pthread_mutex_destroy(&m->workers[i].lock);
         free(m->workers[i].slots);
+        free(m->workers[i].sids);
     }
     free(m->workers);
     free(m->endpoints);
+    free(m->servers);
     pthread_mutex_destroy(&m->streams_lock);
     free(m);
     app->msg = NULL;
@@ -890,8 +883,8 @@ void svc__msg_free(svc_app *app) {
 /* ---- public state -------------------------------------------------------------------- */
 
 int svc_msg_connected(const svc_app *app) {
-    const svc_msg *m = app ? app->msg : NULL;
-    return m && m->enabled && atomic_load(&((svc_msg *)m)->connected);
+    svc_msg *m = app ? app->msg : NULL;
+    return m && m->enabled && atomic_load(&m->nconnected) == m->nworkers;
 }
 
 const char *svc_app_instance_id(const svc_app *app) {

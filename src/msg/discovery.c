@@ -8,10 +8,9 @@
  *   $SRV.<VERB>.<name>.<id>     that instance
  *
  * with VERB one of PING, INFO, STATS and the JSON documents of type
- * io.nats.micro.v1.{ping,info,stats}_response (docs/messaging.md). These are
- * answered directly on libnats's delivery thread: building a document only
- * reads atomics and immutable tables, and must work even when every worker
- * loop is busy.
+ * io.nats.micro.v1.{ping,info,stats}_response (docs/messaging.md). Worker
+ * 0's connection subscribes, and answers at once on its loop: building a
+ * document only reads atomics and immutable tables.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,47 +133,36 @@ static const char *addressed_verb(svc_msg *m, const char *subject) {
     return NULL;
 }
 
-void svc__discovery_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
-    (void)sub;
-    msg_sub *s = closure;
+void svc__discovery_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud) {
+    msg_sub *s = ud;
     svc_msg *m = s->m;
-    const char *reply = natsMsg_GetReply(msg);
-    const char *verb = addressed_verb(m, natsMsg_GetSubject(msg));
-    if (reply && *reply && verb) {
+    msg_worker *mw = svc__nats_ud(nc);
+    const char *verb = addressed_verb(m, msg->subject);
+    if (msg->reply && verb) {
         svc_buf b = {0};
         svc__discovery_doc(m, verb, &b);
-        if (!b.oom) {
-            natsStatus st = natsConnection_Publish(nc, reply, b.data, (int)b.len);
-            if (st != NATS_OK) svc__msg_publish_status(m, st);
-        }
+        if (!b.oom) svc__msg_pub(mw, msg->reply, NULL, NULL, 0, b.data, b.len);
         svc_buf_free(&b);
-    } else if (!reply || !*reply) {
-        svc__msg_drop(m, DROP_NO_REPLY, "discovery request on %s without a reply subject",
-                      natsMsg_GetSubject(msg));
+    } else if (!msg->reply) {
+        svc__msg_drop(m, DROP_NO_REPLY, "discovery request on %s without a reply subject", msg->subject);
     }
-    natsMsg_Destroy(msg);
+    svc__nats_msg_free(msg);
 }
 
 int svc__discovery_subscribe(svc_msg *m) {
-    const char *name = m->app->name;
+    const char *name = m->app->name, *p = SVC_MSG_DISCOVERY_PREFIX;
     int rc = SVC_OK;
     for (int i = 0; i < 5; i++) {
-        msg_sub *s = calloc(1, sizeof *s);
-        if (!s) return SVC_ENOMEM;
-        s->m = m;
-        s->kind = SUB_DISCOVERY;
-        const char *p = SVC_MSG_DISCOVERY_PREFIX;
+        char subject[SVC_MSG_MAX_SUBJECT];
         switch (i) {
-        case 0: snprintf(s->subject, sizeof s->subject, "%s.PING", p); break;
-        case 1: snprintf(s->subject, sizeof s->subject, "%s.INFO", p); break;
-        case 2: snprintf(s->subject, sizeof s->subject, "%s.STATS", p); break;
-        case 3: snprintf(s->subject, sizeof s->subject, "%s.*.%.64s", p, name); break;
-        default: snprintf(s->subject, sizeof s->subject, "%s.*.%.64s.%s", p, name, m->instance); break;
+        case 0: snprintf(subject, sizeof subject, "%s.PING", p); break;
+        case 1: snprintf(subject, sizeof subject, "%s.INFO", p); break;
+        case 2: snprintf(subject, sizeof subject, "%s.STATS", p); break;
+        case 3: snprintf(subject, sizeof subject, "%s.*.%.64s", p, name); break;
+        default: snprintf(subject, sizeof subject, "%s.*.%.64s.%s", p, name, m->instance); break;
         }
-        if (svc__msg_subscribe(m, s) != NATS_OK) {
-            free(s);
-            rc = SVC_ERR;
-        }
+        /* Worker 0 only: one answer per instance. */
+        if (!svc__msg_add_sub(m, SUB_DISCOVERY, subject, NULL, 0)) rc = SVC_ENOMEM;
     }
     return rc;
 }

@@ -4,20 +4,21 @@
  * loop (events of one subject on one loop, in order) or, with SVC_OFFLOAD,
  * on the thread pool. A flood on one subscription fills that subscription's
  * bounded queue and is dropped there (logged, counted); other subscriptions
- * and requests keep flowing because each loop alternates between requests
- * and events. The same runner serves JetStream messages (jetstream.c), whose
+ * and requests keep flowing because each loop works events off in batches
+ * between its other I/O. The same runner serves JetStream messages (jetstream.c), whose
  * handler's return value decides ack, nak or term.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "msg/internal.h"
 
 typedef struct ev_run {
     struct ev_run *next;             /* waiting in its offload slot */
     svc_event ev;
     msg_worker *mw;
-    natsMsg *msg;
+    svc_nats_msg *msg;
     msg_sub *sub;                    /* core events */
     msg_consumer *consumer;          /* JetStream */
     svc_event_fn handler;
@@ -30,30 +31,7 @@ typedef struct ev_run {
 static const char *event_header(const svc_event *e, const char *name) {
     if (!e || !e->impl || !name) return NULL;
     const ev_run *r = e->impl;
-    return svc__msg_header(r->msg, name);
-}
-
-static void settle_stream(ev_run *r) {
-    msg_consumer *c = r->consumer;
-    svc_msg *m = r->mw->m;
-    natsStatus s;
-    if (r->rc == SVC_OK) {
-        s = natsMsg_Ack(r->msg, NULL);
-    } else if (r->rc == SVC_EAGAIN) {
-        s = natsMsg_NakWithDelay(r->msg, SVC_MSG_NAK_DELAY_MS, NULL);
-    } else {
-        if (svc__msg_log_allowed(m, DROP_MALFORMED))
-            svc_warn("nats: %s on %s refused by its handler (%s); terminated, never redelivered",
-                     r->ev.msg_id ? r->ev.msg_id : "message", r->ev.subject, svc_status_str(r->rc));
-        s = natsMsg_Term(r->msg, NULL);
-    }
-    if (s != NATS_OK && svc__msg_log_allowed(m, DROP_REASONS))
-        svc_warn("nats: cannot acknowledge a message of %s: %s (it will be redelivered)", c->durable,
-                 natsStatus_GetText(s));
-    pthread_mutex_lock(&c->lock);
-    atomic_fetch_sub(&c->inflight, 1);
-    pthread_cond_signal(&c->cond);
-    pthread_mutex_unlock(&c->lock);
+    return svc__nats_msg_header(r->msg, name);
 }
 
 static void start_offloaded(ev_run *r);
@@ -62,12 +40,12 @@ static void run_done(ev_run *r) {
     msg_worker *mw = r->mw;
     int slot = r->slot;
     if (r->consumer) {
-        settle_stream(r);
+        svc__stream_settle(mw, r->consumer, r->msg, r->rc, r->ev.msg_id, r->ev.subject);
     } else {
         atomic_fetch_sub(&r->sub->queued, 1);
-        atomic_fetch_sub(&r->sub->queued_bytes, (long long)r->ev.len);
+        atomic_fetch_sub(&r->sub->queued_bytes, (long long)r->msg->wire_bytes);
     }
-    natsMsg_Destroy(r->msg);
+    svc__nats_msg_free(r->msg);
     free(r);
     if (slot >= 0) {
         /* Its turn is over: the next handler of the subscription may run;
@@ -117,22 +95,18 @@ static void start_offloaded(ev_run *r) {
     run_done(r);
 }
 
-static void run(msg_worker *mw, natsMsg *msg, msg_sub *sub, msg_consumer *c, svc_event_fn handler,
+static void run(msg_worker *mw, svc_nats_msg *msg, msg_sub *sub, msg_consumer *c, svc_event_fn handler,
                 unsigned flags, void *ud, int slot) {
     ev_run *r = calloc(1, sizeof *r);
     if (!r) {
-        svc__msg_drop(mw->m, DROP_OVERFLOW, "event on %s dropped: out of memory", natsMsg_GetSubject(msg));
+        svc__msg_drop(mw->m, DROP_OVERFLOW, "event on %s dropped: out of memory", msg->subject);
         if (c) {
-            natsMsg_Nak(msg, NULL);
-            pthread_mutex_lock(&c->lock);
-            atomic_fetch_sub(&c->inflight, 1);
-            pthread_cond_signal(&c->cond);
-            pthread_mutex_unlock(&c->lock);
+            svc__stream_settle(mw, c, msg, SVC_EAGAIN, NULL, msg->subject);
         } else {
             atomic_fetch_sub(&sub->queued, 1);
-            atomic_fetch_sub(&sub->queued_bytes, (long long)natsMsg_GetDataLength(msg));
+            atomic_fetch_sub(&sub->queued_bytes, (long long)msg->wire_bytes);
         }
-        natsMsg_Destroy(msg);
+        svc__nats_msg_free(msg);
         return;
     }
     r->mw = mw;
@@ -142,20 +116,13 @@ static void run(msg_worker *mw, natsMsg *msg, msg_sub *sub, msg_consumer *c, svc
     r->handler = handler;
     r->ud = ud;
     r->slot = (flags & SVC_OFFLOAD) && slot >= 0 && slot < mw->nslots ? slot : -1;
-    r->ev.subject = natsMsg_GetSubject(msg);
-    r->ev.data = natsMsg_GetData(msg);
-    if (!r->ev.data) r->ev.data = "";
-    r->ev.len = (size_t)natsMsg_GetDataLength(msg);
-    r->ev.msg_id = svc__msg_header(msg, "Nats-Msg-Id");
+    r->ev.subject = msg->subject;
+    r->ev.data = msg->data;
+    r->ev.len = msg->len;
+    r->ev.msg_id = svc__nats_msg_header(msg, "Nats-Msg-Id");
     r->ev.header = event_header;
     r->ev.impl = r;
-    if (c) {
-        jsMsgMetaData *meta = NULL;
-        if (natsMsg_GetMetaData(&meta, msg) == NATS_OK) {
-            r->ev.delivered = meta->NumDelivered;
-            jsMsgMetaData_Destroy(meta);
-        }
-    }
+    if (c) r->ev.delivered = svc__js_delivered(msg->reply);
     mw->inflight++;
     if (r->slot >= 0) {
         offload_slot *os = &mw->slots[r->slot];
@@ -172,12 +139,12 @@ static void run(msg_worker *mw, natsMsg *msg, msg_sub *sub, msg_consumer *c, svc
     run_done(r);
 }
 
-void svc__event_handle(msg_worker *mw, msg_sub *s, natsMsg *msg) {
+void svc__event_handle(msg_worker *mw, msg_sub *s, svc_nats_msg *msg) {
     msg_event_reg *ev = s->ev;
     run(mw, msg, s, NULL, ev->handler, ev->flags, ev->ud, s->slot);
 }
 
-void svc__stream_handle(msg_worker *mw, msg_consumer *c, natsMsg *msg) {
+void svc__stream_handle(msg_worker *mw, msg_consumer *c, svc_nats_msg *msg) {
     run(mw, msg, NULL, c, c->handler, c->flags, c->ud, c->slot);
 }
 
@@ -210,34 +177,16 @@ int svc_app_on_event(svc_app *app, const char *subject, const char *queue_group,
     return SVC_OK;
 }
 
-int svc__msg_publish_status(svc_msg *m, natsStatus s) {
-    switch (s) {
-    case NATS_OK: return SVC_OK;
-    case NATS_INSUFFICIENT_BUFFER:
-        svc_counter_add(m->s_publish_failed, 1);
-        return SVC_EAGAIN;
-    case NATS_MAX_PAYLOAD: return SVC_ERANGE;
-    case NATS_CONNECTION_CLOSED:
-        svc_counter_add(m->s_publish_failed, 1);
-        return SVC_ECLOSED;
-    default:
-        svc_counter_add(m->s_publish_failed, 1);
-        return SVC_EIO;
-    }
-}
-
 int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t len) {
     if (!app || (len && !data)) return SVC_EINVAL;
     svc_msg *m = app->msg;
     if (svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
-    if (!m || !m->enabled || !m->nc) return SVC_ECLOSED;
+    if (!m || !m->enabled || !m->workers) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
-    natsStatus s = natsConnection_Publish(m->nc, subject, len ? data : NULL, (int)len);
-    int rc = svc__msg_publish_status(m, s);
-    if (rc != SVC_OK && svc__msg_log_allowed(m, DROP_REASONS))
-    {
-        svc_warn("nats: publish on %s failed: %s", subject, natsStatus_GetText(s));
-        svc__msg_log_release(m);
+    int rc = svc__msg_pub_any(m, subject, NULL, NULL, 0, len ? data : NULL, len);
+    if (rc != SVC_OK && svc__msg_log_allowed(m, DROP_REASONS)) {
+        svc_warn("nats: publish on %s failed: %s", subject, svc_status_str(rc));
+        if (!svc__msg_current(m)) svc__log_thread_exit();
     }
     return rc;
 }

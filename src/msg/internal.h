@@ -1,31 +1,46 @@
 /*
- * Internal to src/msg: NATS for svckit. Reading order: conn.c (the
- * connection, its callbacks, the hand-off of messages to the worker loops, the
- * life cycle hooks app.c calls), request.c (a NATS request becomes an svc_req;
- * its response becomes the reply), subject.c (the subject scheme and every
- * validation of outside input, pure functions), rpc.c (svc_rpc_call),
- * events.c (publish and subscribe), jetstream.c (streams, durable
- * consumers), discovery.c ($SRV.PING/INFO/STATS).
+ * Internal to src/msg: NATS for svckit. Reading order: nats.h / nats.c (the
+ * protocol client: one connection on one libuv loop), conn.c (a connection
+ * per worker loop, the life cycle hooks app.c calls, the hand-off from other
+ * threads), request.c (a NATS request becomes an svc_req; its response
+ * becomes the reply), subject.c (the subject scheme and every validation of
+ * outside input, pure functions), rpc.c (svc_rpc_call, and the request-reply
+ * that JetStream uses), events.c (publish and subscribe), jetstream.c
+ * (streams, durable pull consumers), discovery.c ($SRV.PING/INFO/STATS).
  *
- * Threads: libnats delivers messages on its own threads (the global delivery
- * pool); the callbacks only validate cheaply and queue the message on one
- * worker's msg_worker, then wake the loop with uv_async_send. Everything
- * after that (dispatch, handlers, RPC replies and timers) runs on the worker
- * loop, like HTTP. Discovery answers directly on the delivery thread (it only
- * reads atomics). JetStream consumers fetch on one thread each.
+ * Threads: each worker loop owns one NATS connection. The server delivers a
+ * request to one connection of the queue group; that worker handles it and
+ * publishes the reply on the same connection, with no thread hop.
+ * svc_rpc_call publishes on the caller's loop and gets its reply there.
+ *
+ * Which connection subscribes to what:
+ *   every worker   route subjects, svc.<service>.http (queue group <service>),
+ *                  svc.<service>.<id>.http (queue group <id>: once per
+ *                  instance), and its own RPC inbox _INBOX.<random>.*
+ *   worker 0 only  discovery $SRV.* (answered once per instance), events
+ *                  (both kinds: the server delivers one subject's events in
+ *                  order on one connection, and msg.h promises that order;
+ *                  each event is then handed to the loop its subject hashes
+ *                  to, as before), JetStream fetches and acks.
+ * Other threads (thread-pool handlers) publish, call and use JetStream by
+ * queueing an item on a worker (a mutex-protected list + uv_async_send);
+ * the blocking JetStream calls wait on a condition variable.
+ *
+ * Readiness: ready while every worker's connection is up (a request or call
+ * can land on any worker); /readyz says "nats" otherwise.
  */
 #ifndef SVC_MSG_INTERNAL_H
 #define SVC_MSG_INTERNAL_H
 
-#include <nats/nats.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
 #include "http/internal.h"
+#include "msg/nats.h"
 #include "svckit/msg.h"
 
 /* Bytes of queued messages per subscription before drops (with the count
- * limit SVC_MSG_MAX_PENDING_PER_SUB), in libnats and again in our queues. */
+ * limit SVC_MSG_MAX_PENDING_PER_SUB). */
 #define SVC_MSG_MAX_PENDING_BYTES_PER_SUB (64 * 1024 * 1024)
 /* Items a worker takes from each queue per wake-up before it lets the loop
  * serve other I/O: an event flood never starves requests or HTTP. */
@@ -36,11 +51,12 @@
 #define SVC_MSG_MAX_METHOD 16
 /* A Svc-Client longer than this, or with other than address bytes, is ignored. */
 #define SVC_MSG_MAX_CLIENT 64
-#define SVC_MSG_FETCH_BATCH 32
+#define SVC_MSG_FETCH_BATCH 16
 #define SVC_MSG_FETCH_WAIT_MS 500
-/* Messages of one JetStream consumer being handled at once per instance
- * (also the consumer's MaxAckPending). */
-#define SVC_MSG_STREAM_INFLIGHT 256
+/* Messages of one JetStream consumer fetched and not yet acked, per
+ * instance. Small on purpose: they are handled one subscription at a time,
+ * and one that waits here longer than ack_wait is redelivered meanwhile. */
+#define SVC_MSG_STREAM_INFLIGHT 32
 #define SVC_MSG_RPC_BUCKETS 1024
 /* Drop and error lines: at most one per reason per interval (with a count). */
 #define SVC_MSG_LOG_INTERVAL_MS 1000
@@ -51,11 +67,18 @@
  * pool that offloaded HTTP routes and other subscriptions share, and one
  * subject's events stay in order. */
 #define SVC_MSG_OFFLOAD_PER_SUB 1
-/* At stop, how long we wait in all for drained subscriptions and queued
- * replies to reach the server. */
-#define SVC_MSG_FLUSH_TIMEOUT_MS 1000
-/* libnats's own limit for one subscription's drain. */
-#define SVC_MSG_DRAIN_TIMEOUT_MS 2000
+/* After a connection is lost, svc_rpc_call waits this long (its request in
+ * the reconnect buffer) before it fails fast with SVC_ECLOSED: a blip that
+ * heals at once costs no call, and a caller still learns of an outage in a
+ * tenth of a second rather than at its deadline. */
+#define SVC_MSG_DISCONNECT_GRACE_MS 100
+/* JetStream API requests (stream and consumer declarations). */
+#define SVC_MSG_JS_API_TIMEOUT_MS 5000
+/* After a failed declaration or bind, before the next try. */
+#define SVC_MSG_JS_RETRY_MS 1000
+/* A blocking call waits this much longer than its own deadline for the loop
+ * to answer (the loop may be busy), then gives up with SVC_ETIMEDOUT. */
+#define SVC_MSG_SYNC_GRACE_MS 2000
 
 typedef struct svc_msg svc_msg;
 typedef struct msg_worker msg_worker;
@@ -65,7 +88,8 @@ typedef struct msg_sub msg_sub;
 enum {
     DROP_NO_REPLY,      /* a request without a reply subject */
     DROP_OVERFLOW,      /* our per-subscription queue was full */
-    DROP_SLOW_CONSUMER, /* libnats's pending limit was hit */
+    DROP_SLOW_CONSUMER, /* kept for the metric's labels: the server drops for
+                           a slow client, and tells only that client's peer */
     DROP_EXPIRED,       /* Svc-Deadline already passed */
     DROP_LATE_REPLY,    /* an RPC reply after its deadline */
     DROP_SHUTDOWN,      /* arrived while the worker was closing */
@@ -78,14 +102,14 @@ enum {
 typedef struct msg_endpoint {
     char name[96];
     char subject[SVC_MSG_MAX_SUBJECT];
-    const char *queue;               /* NULL: none */
+    const char *queue;               /* NULL: none (as discovery shows it) */
     svc_route_entry *route;          /* NULL for http / instance */
     atomic_llong requests, errors, time_ns;
     atomic_llong nats_requests;      /* of requests, how many came over NATS */
     atomic_int last_error;           /* status of the last 5xx, 0: none */
 } msg_endpoint;
 
-enum { SUB_ROUTE, SUB_HTTP, SUB_DISCOVERY, SUB_EVENT, SUB_INBOX };
+enum { SUB_ROUTE, SUB_HTTP, SUB_DISCOVERY, SUB_EVENT };
 
 typedef struct msg_event_reg {
     char *subject;
@@ -104,6 +128,7 @@ typedef struct msg_stream_def {
     struct msg_stream_def *next;
 } msg_stream_def;
 
+/* A durable pull consumer; runs on worker 0's loop (jetstream.c). */
 typedef struct msg_consumer {
     svc_msg *m;
     char *stream, *subject, *durable;
@@ -112,42 +137,53 @@ typedef struct msg_consumer {
     svc_event_fn handler;
     unsigned flags;
     void *ud;
-    pthread_t thread;
-    int started;
-    atomic_int stop;
-    atomic_int inflight;             /* handed to a loop, not yet acked */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;             /* signalled when inflight drops */
+    int bound;                       /* the server has the consumer */
+    int binding;                     /* a CREATE request is out */
+    int fetching;                    /* a MSG.NEXT request is out */
+    uint64_t fetch_gen;              /* which fetch the messages answer */
+    int fetch_left;                  /* messages that request may still bring */
+    int inflight;                    /* being handled, not yet acked */
+    int errors;
+    uv_timer_t timer;                /* fetch deadline and retries */
+    int timer_init;
     struct msg_consumer *next;
 } msg_consumer;
 
+/* A subscription as declared: the same on every connection that makes it. */
 struct msg_sub {
     svc_msg *m;
     int kind;
     char subject[SVC_MSG_MAX_SUBJECT];
     const char *queue;
+    int every_worker;                /* else worker 0's connection only */
     msg_endpoint *ep;                /* SUB_ROUTE, SUB_HTTP */
     const char *default_path;        /* SUB_ROUTE without parameters, else NULL */
     msg_event_reg *ev;               /* SUB_EVENT */
-    msg_worker *owner;               /* SUB_INBOX */
-    natsSubscription *sub;
     atomic_long queued;              /* in our queues or being handled */
     atomic_llong queued_bytes;
     int slot;                        /* SUB_EVENT: index into msg_worker.slots */
-    atomic_llong dropped_seen;       /* libnats's drop count already counted */
     struct msg_sub *next;
 };
 
-enum { ITEM_MSG, ITEM_STREAM, ITEM_RPC };
+enum { ITEM_MSG, ITEM_RPC, ITEM_PUB, ITEM_SYNC, ITEM_START, ITEM_RELEASE };
 
 typedef struct msg_item {
     struct msg_item *next;
     int kind;
-    natsMsg *msg;
+    svc_nats_msg *msg;               /* ITEM_MSG */
     msg_sub *sub;                    /* ITEM_MSG */
-    void *ptr;                       /* ITEM_STREAM: msg_consumer; ITEM_RPC: rpc_call */
+    void *ptr;                       /* ITEM_RPC, ITEM_SYNC: rpc_call; ITEM_PUB: msg_pub */
     size_t bytes;
 } msg_item;
+
+/* A publish handed over by another thread: one allocation. */
+typedef struct msg_pub {
+    char *subject, *reply;           /* reply may be NULL */
+    char *hdr;
+    size_t hdr_len;
+    char *data;
+    size_t len;
+} msg_pub;
 
 typedef struct rpc_call rpc_call;
 struct ev_run;
@@ -163,20 +199,25 @@ struct msg_worker {
     svc_worker *w;
     int id;
     pthread_mutex_t lock;            /* the queues and the two flags below */
-    msg_item *hi_head, *hi_tail;     /* requests, replies, calls */
-    msg_item *lo_head, *lo_tail;     /* events, stream messages */
+    msg_item *hi_head, *hi_tail;     /* calls, publishes from other threads */
+    msg_item *lo_head, *lo_tail;     /* events */
     int ready;                       /* async initialised: wake-ups allowed */
     int closed;                      /* handles closing: pushes refused */
     uv_async_t async;
     uv_timer_t drain_timer;
+    uv_timer_t grace_timer;          /* running: lost the connection < grace ago */
     uv_thread_t tid;
     atomic_int draining, forced;     /* set by the main thread */
-    int drain_started;
+    int drain_started, drain_flushed;
     long inflight;                   /* requests and events being handled (loop) */
-    /* RPC: "_INBOX.<nuid>"; replies come to <inbox>.<seq>. */
+    svc_nats *nc;                    /* this loop's connection (loop thread) */
+    atomic_int connected;
+    atomic_llong handed_bytes;       /* ITEM_PUB bytes queued, not yet published */
+    uint64_t *sids;                  /* subscriptions to drain */
+    int nsids;
+    /* Calls: "_INBOX.<random>"; replies come to <inbox>.<seq>. */
     char inbox[64];
-    msg_sub *inbox_sub;
-    uint64_t rpc_seq;
+    atomic_ullong rpc_seq;
     rpc_call *calls[SVC_MSG_RPC_BUCKETS];
     long ncalls;
     offload_slot *slots;             /* one per event subscription and consumer */
@@ -186,27 +227,27 @@ struct msg_worker {
 struct svc_msg {
     svc_app *app;
     int enabled;                     /* NATS_URL is not "none" (set up) */
-    atomic_int started;              /* subscriptions made */
+    atomic_int started;              /* subscriptions declared */
     atomic_int streams_dirty;        /* stream definitions to (re)apply */
-    natsConnection *nc;
-    natsOptions *opts;
-    jsCtx *js;
-    atomic_int connected;
+    svc_nats_server *servers;
+    int nservers;
+    atomic_int nconnected;           /* workers whose connection is up */
+    atomic_int w0_subs_ready;        /* worker 0's subscriptions confirmed */
     atomic_int draining;
-    atomic_int closing;              /* svc__msg_stop began: quiet callbacks */
     char instance[SVC_MSG_INSTANCE_ID_LEN + 1];
     int64_t started_ms;              /* wall clock at setup, for STATS */
     msg_worker *workers;
     int nworkers;
     atomic_uint rr;
-    msg_sub *subs;                   /* built by start, freed by stop */
-    atomic_int subs_live;            /* subscriptions libnats has not completed */
+    msg_sub *subs;                   /* built by start, freed by free */
     msg_endpoint *endpoints;
     int nendpoints;
     msg_event_reg *events;           /* registered before run */
     msg_consumer *consumers;
     pthread_mutex_t streams_lock;
     msg_stream_def *streams;
+    int js_applying;                 /* worker 0: a declaration round is out */
+    int js_stopping;                 /* worker 0: draining, no more pulls */
     /* Metrics. */
     svc_series *s_connected;
     svc_series *s_reconnects;
@@ -295,10 +336,11 @@ typedef struct svc__msg_limits {
  */
 int svc__msg_req_fill(svc_req *req, const svc__msg_in *in, const svc__msg_limits *lim);
 
-/* Turns a queued NATS request into a dispatched svc_req (loop thread). */
-void svc__msg_handle_request(msg_worker *mw, msg_sub *s, natsMsg *msg);
-/* Publishes a bare error reply (when no request can be made). Any thread. */
-void svc__msg_reply_error(svc_msg *m, natsMsg *req, int status, const char *code, const char *message);
+/* Turns a NATS request into a dispatched svc_req (loop thread; takes msg). */
+void svc__msg_handle_request(msg_worker *mw, msg_sub *s, svc_nats_msg *msg);
+/* Publishes a bare error reply (when no request can be made). Loop thread. */
+void svc__msg_reply_error(msg_worker *mw, const svc_nats_msg *req, int status, const char *code,
+                          const char *message);
 /* The after-hook that counts requests per route for discovery. */
 void svc__msg_after_hook(svc_req *req, svc_res *res, void *ud);
 
@@ -312,32 +354,67 @@ msg_worker *svc__msg_pick(svc_msg *m);        /* round robin */
 void svc__msg_drop(svc_msg *m, int reason, const char *fmt, ...) SVC_PRINTF(3, 4);
 /* Logs at most once per SVC_MSG_LOG_INTERVAL_MS for slot (rate limit). */
 int svc__msg_log_allowed(svc_msg *m, int slot);
-/* Frees the log buffer of a thread that is not a worker loop (libnats's). */
-void svc__msg_log_release(svc_msg *m);
 /* A loop finished one handled item: maybe close the worker (draining). */
 void svc__msg_worker_done(msg_worker *mw);
-/* The loop the caller is on, or NULL. */
+/* The worker whose loop the caller runs on, or NULL. */
 msg_worker *svc__msg_current(svc_msg *m);
-natsStatus svc__msg_subscribe(svc_msg *m, msg_sub *s);
 const char *svc__msg_drop_reason(int reason);
-/* A header of msg by case-insensitive name (first value), or NULL. */
-const char *svc__msg_header(natsMsg *msg, const char *name);
+/* Declares a subscription (appended to m->subs; made by each worker at
+ * start, or by worker 0 only). NULL: no memory. Before svc__msg_start's
+ * ITEM_START only. */
+msg_sub *svc__msg_add_sub(svc_msg *m, int kind, const char *subject, const char *queue, int every_worker);
+/* Publishes on mw's connection (loop thread), counting failures in
+ * nats_publish_failures_total; returns svc__nats_pub's status. */
+int svc__msg_pub(msg_worker *mw, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
+                 const void *data, size_t len);
+/* The same from any thread: directly on the caller's own loop, else handed
+ * to the loop that subject hashes to (same order for one subject). */
+int svc__msg_pub_any(svc_msg *m, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
+                     const void *data, size_t len);
 
-/* ---- rpc.c / events.c / jetstream.c / discovery.c -------------------------- */
+/* ---- rpc.c ------------------------------------------------------------------- */
+
+/* A request-reply exchange on a worker's inbox. done runs once on the loop:
+ * err SVC_OK with reply (done owns it), SVC_EAGAIN (no responders, or the
+ * reconnect buffer is full), SVC_ETIMEDOUT, SVC_ECLOSED. */
+typedef void (*rpc_done_fn)(int err, svc_nats_msg *reply, void *ud);
 
 void svc__rpc_start_call(msg_worker *mw, rpc_call *c);   /* loop thread */
-void svc__rpc_on_reply(msg_worker *mw, natsMsg *msg);    /* loop thread */
-void svc__rpc_fail_all(msg_worker *mw, int err);         /* loop thread */
+/* A message on mw's inbox: a reply to a call. */
+void svc__rpc_on_inbox(svc_nats *nc, svc_nats_msg *msg, void *ud);
+/* Ends the calls of mw with err (only those that fail fast, svc_rpc_call's,
+ * when only_fast: a lost connection). Loop thread. */
+void svc__rpc_fail_all(msg_worker *mw, int err, int only_fast);
 void svc__rpc_free_call(rpc_call *c);                    /* never started */
-/* Maps a libnats publish status to ours, counting failures. */
-int svc__msg_publish_status(svc_msg *m, natsStatus s);
-void svc__event_handle(msg_worker *mw, msg_sub *s, natsMsg *msg);
-void svc__stream_handle(msg_worker *mw, msg_consumer *c, natsMsg *msg);
-int svc__js_apply_streams(svc_msg *m);
-void svc__js_start(svc_msg *m);
-/* Tells the fetch threads to stop; join: also waits for them. */
-void svc__js_stop(svc_msg *m, int join);
-void svc__discovery_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure);
+/* An internal request (JetStream API) from the loop: SVC_OK (done will
+ * run), else an error and done never runs. hdr: a header block or NULL. */
+int svc__rpc_request(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len, const void *data,
+                     size_t len, int timeout_ms, rpc_done_fn done, void *ud);
+/* The same from any thread but mw's loop, waiting for the reply: returns
+ * the error and, with SVC_OK, the reply in *out (free with
+ * svc__nats_msg_free). */
+int svc__rpc_request_sync(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len,
+                          const void *data, size_t len, int timeout_ms, svc_nats_msg **out);
+
+/* ---- events.c / jetstream.c / discovery.c -------------------------------------- */
+
+void svc__event_handle(msg_worker *mw, msg_sub *s, svc_nats_msg *msg);
+void svc__stream_handle(msg_worker *mw, msg_consumer *c, svc_nats_msg *msg);
+/* After a stream message's handler (rc): ack, nak or term it. Worker 0. */
+void svc__stream_settle(msg_worker *mw, msg_consumer *c, const svc_nats_msg *msg, int rc, const char *msg_id,
+                        const char *subject);
+/* The delivery count in a $JS.ACK reply subject (0 if it is not one). */
+uint64_t svc__js_delivered(const char *reply);
+/* Worker 0, loop thread: (re)declare streams and bind the consumers (after
+ * each connection), stop fetching (drain), free timers (close). */
+void svc__js_on_connected(msg_worker *mw);
+void svc__js_stop(msg_worker *mw);
+void svc__js_close(msg_worker *mw);
+/* Messages being handled by the consumers (worker 0's drain waits for 0). */
+int svc__js_inflight(svc_msg *m);
+/* Worker 0 at start: the consumers' pull inboxes. */
+void svc__js_subscribe(msg_worker *mw);
+void svc__discovery_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud);
 int svc__discovery_subscribe(svc_msg *m);
 /* The JSON document for verb (PING, INFO or STATS) into out. */
 void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out);

@@ -1,76 +1,162 @@
 /*
- * JetStream: durable streams, publishing with a stored ack and
- * de-duplication by Nats-Msg-Id, and durable pull consumers with explicit
- * acks.
+ * JetStream over plain request-reply on $JS.API.*: durable streams,
+ * publishing with a stored ack and de-duplication by Nats-Msg-Id, and
+ * durable pull consumers with explicit acks.
  *
  * Stream definitions are remembered and (re)applied whenever they may be
- * missing: when declared while connected, before a consumer binds, before a
- * publish after a reconnect. A consumer runs one fetch thread per instance:
- * it creates (or finds) the durable consumer with js_AddConsumer, binds a
- * pull subscription to it, fetches in batches while fewer than
- * SVC_MSG_STREAM_INFLIGHT messages are being handled, and hands each message
- * to a worker loop. The handler's return value acks, naks (redelivery after
- * SVC_MSG_NAK_DELAY_MS) or terminates it. Anything not acked (a crash, a
- * kill -9) is redelivered by the server after ack_wait to another instance.
- * The subscription is destroyed, never unsubscribed, so the durable consumer
- * outlives the process.
+ * missing: when declared while connected, after every (re)connection of
+ * worker 0 before its consumers bind, before a publish after a
+ * reconnection. STREAM.CREATE.<name>; if the server refuses (it exists with
+ * another configuration), STREAM.UPDATE.<name>.
+ *
+ * Consumers run on worker 0's loop, without a thread: CONSUMER.DURABLE.
+ * CREATE.<stream>.<durable> (the same request updates an existing one),
+ * then a loop of pull requests, CONSUMER.MSG.NEXT with {"batch","expires"}
+ * and the reply subject "<inbox>.F.<slot>" (a subscription of its own, out
+ * of reach of the calls' "<inbox>.*"), issued while fewer than
+ * SVC_MSG_STREAM_INFLIGHT messages are being handled. Each message comes
+ * with a reply subject $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.
+ * <cseq>.<ts>.<pending> (or the longer form with domain and account hash);
+ * the handler's return acks (+ACK), naks with a delay (-NAK {"delay":ns}) or
+ * terminates (+TERM) it by a publish to that subject. A status message
+ * (408 the request expired, 404 nothing there, 409 consumer gone or too
+ * many waiting) ends a pull. Anything not acked (a crash, a kill -9) is
+ * redelivered by the server after ack_wait, to any instance. The consumer
+ * is never deleted, so it outlives the process.
+ *
+ * The blocking calls (svc_js_publish, svc_js_stream_ensure) hand their
+ * request to a worker loop that is not the caller's and wait for the reply.
  */
+#include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/internal.h"
 #include "msg/internal.h"
 
-static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+#define JS_API "$JS.API."
+
+
+
+/* ---- replies ---------------------------------------------------------------- */
+
+/* SVC_OK, or SVC_EIO with *code the JetStream err_code (and desc). */
+static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen) {
+    *code = 0;
+    if (desc && desclen) desc[0] = '\0';
+    if (r->status == 503) return SVC_ENOTFOUND; /* no responders: no JetStream or no stream */
+    json_error_t e;
+    json_t *doc = json_loadb(r->data, r->len, 0, &e);
+    if (!doc) return SVC_EIO;
+    json_t *err = json_object_get(doc, "error");
+    int rc = SVC_OK;
+    if (err) {
+        rc = SVC_EIO;
+        *code = (int)json_integer_value(json_object_get(err, "err_code"));
+        const char *d = json_string_value(json_object_get(err, "description"));
+        if (desc && d) snprintf(desc, desclen, "%s", d);
+    }
+    json_decref(doc);
+    return rc;
 }
 
-static int map_status(natsStatus s) {
-    switch (s) {
-    case NATS_OK: return SVC_OK;
-    case NATS_TIMEOUT: return SVC_ETIMEDOUT;
-    case NATS_NO_RESPONDERS: return SVC_ENOTFOUND;
-    case NATS_NOT_FOUND: return SVC_ENOTFOUND;
-    case NATS_CONNECTION_CLOSED: return SVC_ECLOSED;
-    case NATS_INSUFFICIENT_BUFFER: return SVC_EAGAIN;
-    case NATS_MAX_PAYLOAD: return SVC_ERANGE;
-    default: return SVC_EIO;
-    }
+static void stream_body(const msg_stream_def *d, svc_buf *b) {
+    svc_jw w;
+    svc_jw_init(&w, b);
+    svc_jw_obj_begin(&w);
+    svc_jw_key(&w, "name"), svc_jw_str(&w, d->name);
+    svc_jw_key(&w, "subjects");
+    svc_jw_arr_begin(&w);
+    for (int i = 0; i < d->nsubjects; i++) svc_jw_str(&w, d->subjects[i]);
+    svc_jw_arr_end(&w);
+    svc_jw_key(&w, "retention"), svc_jw_str(&w, "limits");
+    svc_jw_key(&w, "storage"), svc_jw_str(&w, "file");
+    svc_jw_key(&w, "num_replicas"), svc_jw_i64(&w, 1);
+    svc_jw_key(&w, "duplicate_window"), svc_jw_i64(&w, d->duplicate_window_ms * 1000000LL);
+    svc_jw_obj_end(&w);
 }
 
-static int apply_stream(svc_msg *m, const msg_stream_def *d) {
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = d->name;
-    cfg.Subjects = (const char **)d->subjects;
-    cfg.SubjectsLen = d->nsubjects;
-    cfg.Storage = js_FileStorage;
-    cfg.Duplicates = d->duplicate_window_ms * 1000000LL;
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddStream(&si, m->js, &cfg, NULL, &jerr);
-    if (s != NATS_OK && jerr == JSStreamNameExistErr) {
-        jerr = 0;
-        s = js_UpdateStream(&si, m->js, &cfg, NULL, &jerr);
+uint64_t svc__js_delivered(const char *reply) {
+    if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0) return 0;
+    const char *tok[16];
+    size_t len[16];
+    int n = 0;
+    for (const char *p = reply; n < 16;) {
+        const char *dot = strchr(p, '.');
+        tok[n] = p;
+        len[n] = dot ? (size_t)(dot - p) : strlen(p);
+        n++;
+        if (!dot) break;
+        p = dot + 1;
     }
-    jsStreamInfo_Destroy(si);
-    if (s != NATS_OK) {
-        svc_error("nats: cannot declare stream %s: %s (JetStream error %d)", d->name, natsStatus_GetText(s),
-                  (int)jerr);
-        return s == NATS_TIMEOUT || s == NATS_NO_RESPONDERS ? SVC_EAGAIN : map_status(s);
+    /* $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>,
+     * or with <domain>.<account hash> after ACK and a token at the end. */
+    int at = n == 9 ? 4 : n >= 11 ? 6 : -1;
+    if (at < 0 || len[at] == 0 || len[at] > 18) return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len[at]; i++) {
+        if (tok[at][i] < '0' || tok[at][i] > '9') return 0;
+        v = v * 10 + (uint64_t)(tok[at][i] - '0');
     }
-    return SVC_OK;
+    return v;
 }
 
-int svc__js_apply_streams(svc_msg *m) {
-    if (!atomic_load(&m->connected)) return SVC_EAGAIN;
+/* ---- blocking, from other threads --------------------------------------------------- */
+
+/* A worker to hand a blocking request to: never the caller's own loop. */
+static msg_worker *sync_worker(svc_msg *m) {
+    msg_worker *self = svc__msg_current(m);
+    msg_worker *mw = svc__msg_pick(m);
+    if (mw == self) mw = m->nworkers > 1 ? &m->workers[(self->id + 1) % m->nworkers] : NULL;
+    return mw;
+}
+
+static int request_sync(svc_msg *m, const char *subject, const char *hdr, size_t hdr_len, const void *data,
+                        size_t len, int timeout_ms, svc_nats_msg **out) {
+    msg_worker *mw = sync_worker(m);
+    if (!mw) {
+        if (svc__msg_log_allowed(m, DROP_REASONS + 1))
+            svc_warn("nats: a blocking JetStream call on the only worker loop cannot wait for it; "
+                     "call it from SVC_OFFLOAD code");
+        return SVC_EIO;
+    }
+    return svc__rpc_request_sync(mw, subject, hdr, hdr_len, data, len, timeout_ms, out);
+}
+
+static int apply_stream_sync(svc_msg *m, const msg_stream_def *d) {
+    svc_buf b = {0};
+    stream_body(d, &b);
+    if (b.oom) {
+        svc_buf_free(&b);
+        return SVC_ENOMEM;
+    }
+    char subject[SVC_MSG_MAX_SUBJECT], desc[160] = "";
+    int code = 0, rc = SVC_OK;
+    for (int update = 0; update < 2; update++) {
+        snprintf(subject, sizeof subject, JS_API "STREAM.%s.%s", update ? "UPDATE" : "CREATE", d->name);
+        svc_nats_msg *r = NULL;
+        rc = request_sync(m, subject, NULL, 0, b.data, b.len, SVC_MSG_JS_API_TIMEOUT_MS, &r);
+        if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc);
+        svc__nats_msg_free(r);
+        if (rc != SVC_EIO) break;
+    }
+    svc_buf_free(&b);
+    if (rc != SVC_OK) {
+        svc_error("nats: cannot declare stream %s: %s%s%s (JetStream error %d)", d->name, svc_status_str(rc),
+                  desc[0] ? ": " : "", desc, code);
+        if (rc == SVC_ETIMEDOUT || rc == SVC_ENOTFOUND) rc = SVC_EAGAIN;
+    }
+    return rc;
+}
+
+static int apply_streams_sync(svc_msg *m) {
+    if (atomic_load(&m->nconnected) == 0) return SVC_EAGAIN;
     atomic_store(&m->streams_dirty, 0);
     int rc = SVC_OK;
     pthread_mutex_lock(&m->streams_lock);
     for (msg_stream_def *d = m->streams; d; d = d->next) {
-        int r = apply_stream(m, d);
+        int r = apply_stream_sync(m, d);
         if (r != SVC_OK) rc = r;
     }
     pthread_mutex_unlock(&m->streams_lock);
@@ -84,6 +170,31 @@ static void free_def(msg_stream_def *d) {
     free(d->subjects);
     free(d->name);
     free(d);
+}
+
+
+int svc_app_on_stream(svc_app *app, const char *stream, const char *subject, const char *durable,
+                      int ack_wait_ms, svc_event_fn handler, unsigned flags, void *ud) {
+    if (!app || !handler || !svc__msg_js_name_ok(stream) || !svc__msg_js_name_ok(durable) ||
+        svc__msg_subject_check(subject, 1) != SVC_OK || ack_wait_ms < 0)
+        return SVC_EINVAL;
+    svc_msg *m = svc__msg_get(app);
+    if (!m) return SVC_ENOMEM;
+    if (atomic_load(&m->started)) return SVC_EINVAL;
+    msg_consumer *c = calloc(1, sizeof *c);
+    if (!c) return SVC_ENOMEM;
+    c->m = m;
+    c->stream = strdup(stream);
+    c->subject = strdup(subject);
+    c->durable = strdup(durable);
+    c->ack_wait_ms = ack_wait_ms ? ack_wait_ms : 30000;
+    c->handler = handler;
+    c->flags = flags;
+    c->ud = ud;
+    c->next = m->consumers;
+    m->consumers = c;
+    if (!c->stream || !c->subject || !c->durable) return SVC_ENOMEM; /* freed with the app */
+    return SVC_OK;
 }
 
 int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *subjects,
@@ -125,7 +236,9 @@ int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *su
     d->next = m->streams;
     m->streams = d;
     int rc = SVC_OK;
-    if (m->enabled && m->js && atomic_load(&m->connected)) rc = apply_stream(m, d);
+    /* Connected (only once the workers run): now, blocking. Before that (on_start) worker 0
+     * declares it as soon as it connects. */
+    if (m->enabled && atomic_load(&m->nconnected) > 0) rc = apply_stream_sync(m, d);
     else atomic_store(&m->streams_dirty, 1);
     pthread_mutex_unlock(&m->streams_lock);
     if (!m->enabled) return SVC_ECLOSED;
@@ -137,206 +250,344 @@ int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t l
     if (!app || (len && !data) || svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
     if (msg_id && (!*msg_id || strlen(msg_id) > 256 || !svc__msg_header_value_ok(msg_id))) return SVC_EINVAL;
     svc_msg *m = app->msg;
-    if (!m || !m->enabled || !m->js) return SVC_ECLOSED;
+    if (!m || !m->enabled || !m->workers || !atomic_load(&m->started)) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
-    if (atomic_load(&m->streams_dirty)) svc__js_apply_streams(m);
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MsgId = msg_id;
-    po.MaxWait = timeout_ms > 0 ? timeout_ms : SVC_MSG_RPC_TIMEOUT_MS;
-    jsPubAck *ack = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_Publish(&ack, m->js, subject, len ? data : NULL, (int)len, &po, &jerr);
-    jsPubAck_Destroy(ack);
-    if (s != NATS_OK) {
-        svc_counter_add(m->s_publish_failed, 1);
-        if (svc__msg_log_allowed(m, DROP_REASONS))
-        {
-            svc_warn("nats: JetStream publish on %s failed: %s (JetStream error %d)", subject,
-                     natsStatus_GetText(s), (int)jerr);
-            svc__msg_log_release(m);
+    if (atomic_load(&m->streams_dirty)) apply_streams_sync(m);
+    svc_buf h = {0};
+    if (msg_id) {
+        svc__nats_hdr_begin(&h);
+        svc__nats_hdr_add(&h, "Nats-Msg-Id", msg_id);
+        svc__nats_hdr_end(&h);
+        if (h.oom) {
+            svc_buf_free(&h);
+            return SVC_ENOMEM;
         }
     }
-    return map_status(s);
+    svc_nats_msg *r = NULL;
+    int code = 0;
+    char desc[160] = "";
+    int rc = request_sync(m, subject, h.data, h.len, data, len, timeout_ms > 0 ? timeout_ms : SVC_MSG_RPC_TIMEOUT_MS,
+                          &r);
+    svc_buf_free(&h);
+    if (rc == SVC_EAGAIN && r == NULL) rc = SVC_ENOTFOUND; /* no responders: no stream takes it */
+    if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc);
+    svc__nats_msg_free(r);
+    if (rc != SVC_OK) {
+        svc_counter_add(m->s_publish_failed, 1);
+        if (svc__msg_log_allowed(m, DROP_REASONS)) {
+            svc_warn("nats: JetStream publish on %s failed: %s%s%s (JetStream error %d)", subject,
+                     svc_status_str(rc), desc[0] ? ": " : "", desc, code);
+            if (!svc__msg_current(m)) svc__log_thread_exit();
+        }
+    }
+    return rc;
 }
 
-int svc_app_on_stream(svc_app *app, const char *stream, const char *subject, const char *durable,
-                      int ack_wait_ms, svc_event_fn handler, unsigned flags, void *ud) {
-    if (!app || !handler || !svc__msg_js_name_ok(stream) || !svc__msg_js_name_ok(durable) ||
-        svc__msg_subject_check(subject, 1) != SVC_OK || ack_wait_ms < 0)
-        return SVC_EINVAL;
-    svc_msg *m = svc__msg_get(app);
-    if (!m) return SVC_ENOMEM;
-    if (atomic_load(&m->started)) return SVC_EINVAL;
-    msg_consumer *c = calloc(1, sizeof *c);
-    if (!c) return SVC_ENOMEM;
-    c->m = m;
-    c->stream = strdup(stream);
-    c->subject = strdup(subject);
-    c->durable = strdup(durable);
-    c->ack_wait_ms = ack_wait_ms ? ack_wait_ms : 30000;
-    c->handler = handler;
-    c->flags = flags;
-    c->ud = ud;
-    pthread_mutex_init(&c->lock, NULL);
-    pthread_cond_init(&c->cond, NULL);
-    c->next = m->consumers;
-    m->consumers = c;
-    if (!c->stream || !c->subject || !c->durable) return SVC_ENOMEM; /* freed with the app */
-    return SVC_OK;
+/* ---- worker 0: declarations and consumers, on the loop --------------------------------- */
+
+static void bind_consumer(msg_worker *mw, msg_consumer *c);
+static void fetch(msg_worker *mw, msg_consumer *c);
+
+typedef struct js_round {
+    msg_worker *mw;
+    svc_buf *bodies;                 /* one per stream, built under the lock */
+    char (*names)[65];
+    int n, i, update, failed;
+} js_round;
+
+static void round_free(js_round *r) {
+    for (int i = 0; i < r->n; i++) svc_buf_free(&r->bodies[i]);
+    free(r->bodies);
+    free(r->names);
+    free(r);
 }
 
-/* ---- the fetch thread ----------------------------------------------------------- */
+static void round_next(js_round *r);
 
-static int stopping(msg_consumer *c) { return atomic_load(&c->stop); }
-
-static void pause_ms(msg_consumer *c, int ms) {
-    for (int t = 0; t < ms && !stopping(c); t += 50) sleep_ms(50);
+static void round_done(int err, svc_nats_msg *reply, void *ud) {
+    js_round *r = ud;
+    int code = 0;
+    char desc[160] = "";
+    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc) : err;
+    svc__nats_msg_free(reply);
+    if (rc == SVC_EIO && !r->update) {
+        r->update = 1; /* exists with another configuration: update it */
+    } else {
+        if (rc != SVC_OK) {
+            r->failed++;
+            svc_error("nats: cannot declare stream %s: %s%s%s (JetStream error %d); retrying", r->names[r->i],
+                      svc_status_str(rc), desc[0] ? ": " : "", desc, code);
+        }
+        r->i++;
+        r->update = 0;
+    }
+    round_next(r);
 }
 
-static natsSubscription *bind_consumer(msg_consumer *c) {
-    svc_msg *m = c->m;
-    if (atomic_load(&m->streams_dirty)) svc__js_apply_streams(m);
-    jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = c->durable;
-    cc.AckPolicy = js_AckExplicit;
-    cc.AckWait = (int64_t)c->ack_wait_ms * 1000000LL;
-    cc.FilterSubject = c->subject;
-    cc.DeliverPolicy = js_DeliverAll;
-    cc.MaxAckPending = SVC_MSG_STREAM_INFLIGHT * 4;
-    jsConsumerInfo *ci = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddConsumer(&ci, m->js, c->stream, &cc, NULL, &jerr);
-    if (s != NATS_OK && jerr != 0) {
-        /* It exists with another configuration (say a new ack_wait): update. */
-        jsErrCode jerr2 = 0;
-        if (js_UpdateConsumer(&ci, m->js, c->stream, &cc, NULL, &jerr2) == NATS_OK) s = NATS_OK;
+static void retry_later(msg_worker *mw, msg_consumer *c);
+
+static void round_next(js_round *r) {
+    msg_worker *mw = r->mw;
+    svc_msg *m = mw->m;
+    while (r->i < r->n) {
+        char subject[SVC_MSG_MAX_SUBJECT];
+        snprintf(subject, sizeof subject, JS_API "STREAM.%s.%s", r->update ? "UPDATE" : "CREATE", r->names[r->i]);
+        if (svc__rpc_request(mw, subject, NULL, 0, r->bodies[r->i].data, r->bodies[r->i].len,
+                             SVC_MSG_JS_API_TIMEOUT_MS, round_done, r) == SVC_OK)
+            return;
+        r->failed++;
+        r->i++;
+        r->update = 0;
     }
-    jsConsumerInfo_Destroy(ci);
-    if (s != NATS_OK) {
-        if (svc__msg_log_allowed(m, DROP_REASONS + 1))
-            svc_warn("nats: cannot create consumer %s on stream %s: %s (JetStream error %d); retrying",
-                     c->durable, c->stream, natsStatus_GetText(s), (int)jerr);
-        return NULL;
+    int failed = r->failed;
+    if (failed) atomic_store(&m->streams_dirty, 1);
+    m->js_applying = 0;
+    round_free(r);
+    if (mw->m->js_stopping) return;
+    /* Consumers bind after the streams exist (or were tried). */
+    for (msg_consumer *c = m->consumers; c; c = c->next) {
+        if (failed && !c->bound) retry_later(mw, c);
+        else if (!c->bound) bind_consumer(mw, c);
+        else fetch(mw, c);
     }
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = c->stream;
-    so.Consumer = c->durable;
-    so.ManualAck = true;
-    natsSubscription *sub = NULL;
-    jerr = 0;
-    s = js_PullSubscribe(&sub, m->js, c->subject, c->durable, NULL, &so, &jerr);
-    if (s != NATS_OK) {
-        if (svc__msg_log_allowed(m, DROP_REASONS + 1))
-            svc_warn("nats: cannot bind to consumer %s: %s (JetStream error %d); retrying", c->durable,
-                     natsStatus_GetText(s), (int)jerr);
-        return NULL;
+}
+
+/* Declares the streams (when dirty) then binds the consumers. */
+static void declare_then_bind(msg_worker *mw) {
+    svc_msg *m = mw->m;
+    if (m->js_applying || mw->m->js_stopping || !svc__nats_connected(mw->nc)) return;
+    js_round *r = calloc(1, sizeof *r);
+    if (!r) return;
+    r->mw = mw;
+    if (atomic_exchange(&m->streams_dirty, 0)) {
+        /* Never wait for the lock on the loop: a blocking declaration on
+         * another thread may hold it while it waits for this very loop. */
+        if (pthread_mutex_trylock(&m->streams_lock) != 0) {
+            atomic_store(&m->streams_dirty, 1);
+            r->failed = 1;
+            m->js_applying = 1;
+            round_next(r);
+            return;
+        }
+        for (msg_stream_def *d = m->streams; d; d = d->next) r->n++;
+        r->bodies = calloc((size_t)r->n + 1, sizeof *r->bodies);
+        r->names = calloc((size_t)r->n + 1, sizeof *r->names);
+        int k = 0;
+        for (msg_stream_def *d = m->streams; d && r->bodies && r->names; d = d->next, k++) {
+            stream_body(d, &r->bodies[k]);
+            snprintf(r->names[k], sizeof r->names[k], "%s", d->name);
+        }
+        pthread_mutex_unlock(&m->streams_lock);
+        if (!r->bodies || !r->names) {
+            r->n = 0;
+            r->failed = 1;
+        }
     }
+    m->js_applying = 1;
+    round_next(r);
+}
+
+static void on_retry(uv_timer_t *t) {
+    msg_consumer *c = t->data;
+    msg_worker *mw = &c->m->workers[0];
+    if (mw->m->js_stopping) return;
+    if (!c->bound) {
+        if (atomic_load(&c->m->streams_dirty)) declare_then_bind(mw);
+        else bind_consumer(mw, c);
+        return;
+    }
+    /* A pull that never ended (its answer was lost): ask again. */
+    c->fetching = 0;
+    fetch(mw, c);
+}
+
+static void ensure_timer(msg_worker *mw, msg_consumer *c) {
+    if (c->timer_init) return;
+    uv_timer_init(&mw->w->loop, &c->timer);
+    c->timer.data = c;
+    c->timer_init = 1;
+}
+
+static void retry_later(msg_worker *mw, msg_consumer *c) {
+    ensure_timer(mw, c);
+    uv_timer_start(&c->timer, on_retry, SVC_MSG_JS_RETRY_MS, 0);
+}
+
+static void bound_done(int err, svc_nats_msg *reply, void *ud) {
+    msg_consumer *c = ud;
+    msg_worker *mw = &c->m->workers[0];
+    c->binding = 0;
+    int code = 0;
+    char desc[160] = "";
+    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc) : err;
+    svc__nats_msg_free(reply);
+    if (mw->m->js_stopping) return;
+    if (rc != SVC_OK) {
+        if (svc__msg_log_allowed(c->m, DROP_REASONS + 1))
+            svc_warn("nats: cannot create consumer %s on stream %s: %s%s%s (JetStream error %d); retrying",
+                     c->durable, c->stream, svc_status_str(rc), desc[0] ? ": " : "", desc, code);
+        /* The stream may be missing (a server that lost its store). */
+        if (rc == SVC_EIO) atomic_store(&c->m->streams_dirty, 1);
+        retry_later(mw, c);
+        return;
+    }
+    c->bound = 1;
+    c->errors = 0;
     svc_info("nats: consuming %s from stream %s as %s (ack wait %d ms)", c->subject, c->stream, c->durable,
              c->ack_wait_ms);
-    return sub;
+    fetch(mw, c);
 }
 
-static void hand_over(msg_consumer *c, natsMsg *msg) {
-    svc_msg *m = c->m;
-    msg_item *it = malloc(sizeof *it);
-    atomic_fetch_add(&c->inflight, 1);
-    if (it) {
-        *it = (msg_item){.kind = ITEM_STREAM, .msg = msg, .ptr = c};
-        if (svc__msg_push(svc__msg_pick(m), it, 0) == SVC_OK) return;
-        free(it);
+static void bind_consumer(msg_worker *mw, msg_consumer *c) {
+    if (c->binding || mw->m->js_stopping) return;
+    char subject[SVC_MSG_MAX_SUBJECT];
+    snprintf(subject, sizeof subject, JS_API "CONSUMER.DURABLE.CREATE.%s.%s", c->stream, c->durable);
+    svc_buf b = {0};
+    svc_jw w;
+    svc_jw_init(&w, &b);
+    svc_jw_obj_begin(&w);
+    svc_jw_key(&w, "stream_name"), svc_jw_str(&w, c->stream);
+    svc_jw_key(&w, "config");
+    svc_jw_obj_begin(&w);
+    svc_jw_key(&w, "durable_name"), svc_jw_str(&w, c->durable);
+    svc_jw_key(&w, "deliver_policy"), svc_jw_str(&w, "all");
+    svc_jw_key(&w, "ack_policy"), svc_jw_str(&w, "explicit");
+    svc_jw_key(&w, "ack_wait"), svc_jw_i64(&w, (int64_t)c->ack_wait_ms * 1000000LL);
+    svc_jw_key(&w, "max_deliver"), svc_jw_i64(&w, -1);
+    svc_jw_key(&w, "filter_subject"), svc_jw_str(&w, c->subject);
+    svc_jw_key(&w, "replay_policy"), svc_jw_str(&w, "instant");
+    svc_jw_key(&w, "max_ack_pending"), svc_jw_i64(&w, SVC_MSG_STREAM_INFLIGHT * 4);
+    svc_jw_obj_end(&w);
+    svc_jw_obj_end(&w);
+    int rc = b.oom ? SVC_ENOMEM
+                   : svc__rpc_request(mw, subject, NULL, 0, b.data, b.len, SVC_MSG_JS_API_TIMEOUT_MS, bound_done, c);
+    svc_buf_free(&b);
+    if (rc == SVC_OK) c->binding = 1;
+    else retry_later(mw, c);
+}
+
+static void fetch(msg_worker *mw, msg_consumer *c) {
+    if (mw->m->js_stopping || !c->bound || c->fetching || !svc__nats_connected(mw->nc)) return;
+    int room = SVC_MSG_STREAM_INFLIGHT - c->inflight;
+    if (room <= 0) return;
+    int batch = room < SVC_MSG_FETCH_BATCH ? room : SVC_MSG_FETCH_BATCH;
+    char subject[SVC_MSG_MAX_SUBJECT], reply[96], body[96];
+    snprintf(subject, sizeof subject, JS_API "CONSUMER.MSG.NEXT.%s.%s", c->stream, c->durable);
+    snprintf(reply, sizeof reply, "%s.F.%d", mw->inbox, c->slot);
+    int n = snprintf(body, sizeof body, "{\"batch\":%d,\"expires\":%lld}", batch,
+                     (long long)SVC_MSG_FETCH_WAIT_MS * 1000000LL);
+    if (svc__msg_pub(mw, subject, reply, NULL, 0, body, (size_t)n) != SVC_OK) {
+        retry_later(mw, c);
+        return;
     }
-    natsMsg_Nak(msg, NULL);
-    natsMsg_Destroy(msg);
-    pthread_mutex_lock(&c->lock);
-    atomic_fetch_sub(&c->inflight, 1);
-    pthread_mutex_unlock(&c->lock);
+    c->fetching = 1;
+    c->fetch_left = batch;
+    ensure_timer(mw, c);
+    /* The server answers by the expiry; if that answer is lost, ask again. */
+    uv_timer_start(&c->timer, on_retry, SVC_MSG_FETCH_WAIT_MS + SVC_MSG_JS_RETRY_MS, 0);
 }
 
-static void *fetch_main(void *arg) {
-    msg_consumer *c = arg;
-    svc_msg *m = c->m;
-    natsSubscription *sub = NULL;
-    int errors = 0;
-    while (!stopping(c)) {
-        if (!atomic_load(&m->connected)) {
-            pause_ms(c, 100);
-            continue;
-        }
-        if (!sub && !(sub = bind_consumer(c))) {
-            pause_ms(c, 1000);
-            continue;
-        }
-        pthread_mutex_lock(&c->lock);
-        while (atomic_load(&c->inflight) >= SVC_MSG_STREAM_INFLIGHT && !stopping(c)) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_nsec += 100 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
+/* Deliveries of c's pulls: on their own subscription, because they keep
+ * the subject they were published on. */
+static void on_fetched(svc_nats *nc, svc_nats_msg *msg, void *ud) {
+    msg_consumer *c = ud;
+    msg_worker *mw = svc__nats_ud(nc);
+    if (!msg->reply || strncmp(msg->reply, "$JS.ACK.", 8) != 0) {
+        /* A status: the pull ended (408 expired, 404 nothing, 409 the
+         * consumer is gone or too many pulls wait). */
+        int status = msg->status;
+        svc__nats_msg_free(msg);
+        c->fetching = 0;
+        if (c->timer_init) uv_timer_stop(&c->timer);
+        if (status == 408 || status == 404 || status == 100) {
+            c->errors = 0;
+            fetch(mw, c);
+        } else {
+            /* After a few other answers, bind again from scratch. */
+            if (++c->errors >= 3) {
+                c->bound = 0;
+                c->errors = 0;
+                atomic_store(&c->m->streams_dirty, 1);
             }
-            pthread_cond_timedwait(&c->cond, &c->lock, &ts);
+            retry_later(mw, c);
         }
-        int room = SVC_MSG_STREAM_INFLIGHT - atomic_load(&c->inflight);
-        pthread_mutex_unlock(&c->lock);
-        if (stopping(c)) break;
-        int batch = room < SVC_MSG_FETCH_BATCH ? room : SVC_MSG_FETCH_BATCH;
-        natsMsgList list = {0};
-        jsErrCode jerr = 0;
-        natsStatus s = natsSubscription_Fetch(&list, sub, batch, SVC_MSG_FETCH_WAIT_MS, &jerr);
-        if (s == NATS_TIMEOUT) {
-            errors = 0;
-            continue;
-        }
-        if (s != NATS_OK) {
-            /* The consumer or stream may be gone (a server that lost its
-             * store): after a few failures, bind again from scratch. */
-            if (++errors >= 3) {
-                natsSubscription_Destroy(sub);
-                sub = NULL;
-                atomic_store(&m->streams_dirty, 1);
-                errors = 0;
-            }
-            if (svc__msg_log_allowed(m, DROP_REASONS + 1))
-                svc_warn("nats: fetch from %s failed: %s", c->durable, natsStatus_GetText(s));
-            pause_ms(c, 250);
-            continue;
-        }
-        errors = 0;
-        for (int i = 0; i < list.Count; i++) {
-            natsMsg *msg = list.Msgs[i];
-            list.Msgs[i] = NULL;
-            if (!msg) continue;
-            if (stopping(c)) {
-                natsMsg_Nak(msg, NULL);
-                natsMsg_Destroy(msg);
-                continue;
-            }
-            hand_over(c, msg);
-        }
-        natsMsgList_Destroy(&list);
+        return;
     }
-    natsSubscription_Destroy(sub);
-    nats_ReleaseThreadMemory();
-    svc__log_thread_exit();
-    return NULL;
+    if (mw->m->js_stopping) {
+        /* Redelivered at once to another instance rather than after ack_wait. */
+        svc__msg_pub(mw, msg->reply, NULL, NULL, 0, "-NAK", 4);
+        svc__nats_msg_free(msg);
+        return;
+    }
+    c->inflight++;
+    if (--c->fetch_left <= 0) {
+        c->fetching = 0;
+        if (c->timer_init) uv_timer_stop(&c->timer);
+    }
+    svc__stream_handle(mw, c, msg);
+    fetch(mw, c);
 }
 
-void svc__js_start(svc_msg *m) {
+void svc__stream_settle(msg_worker *mw, msg_consumer *c, const svc_nats_msg *msg, int rc, const char *msg_id,
+                        const char *subject) {
+    svc_msg *m = mw->m;
+    char nak[64];
+    const char *ack;
+    if (rc == SVC_OK) {
+        ack = "+ACK";
+    } else if (rc == SVC_EAGAIN) {
+        snprintf(nak, sizeof nak, "-NAK {\"delay\":%lld}", (long long)SVC_MSG_NAK_DELAY_MS * 1000000LL);
+        ack = nak;
+    } else {
+        if (svc__msg_log_allowed(m, DROP_MALFORMED))
+            svc_warn("nats: %s on %s refused by its handler (%s); terminated, never redelivered",
+                     msg_id ? msg_id : "message", subject, svc_status_str(rc));
+        ack = "+TERM";
+    }
+    int s = msg->reply ? svc__msg_pub(mw, msg->reply, NULL, NULL, 0, ack, strlen(ack)) : SVC_EINVAL;
+    if (s != SVC_OK && svc__msg_log_allowed(m, DROP_REASONS))
+        svc_warn("nats: cannot acknowledge a message of %s: %s (it will be redelivered)", c->durable,
+                 svc_status_str(s));
+    c->inflight--;
+    if (mw->id == 0) fetch(mw, c);
+}
+
+void svc__js_subscribe(msg_worker *mw) {
+    for (msg_consumer *c = mw->m->consumers; c; c = c->next) {
+        char subject[96];
+        snprintf(subject, sizeof subject, "%s.F.%d", mw->inbox, c->slot);
+        if (!svc__nats_sub(mw->nc, subject, NULL, on_fetched, c))
+            svc_error("nats: cannot subscribe for consumer %s (out of memory)", c->durable);
+    }
+}
+
+void svc__js_on_connected(msg_worker *mw) {
+    svc_msg *m = mw->m;
+    if (!atomic_load(&m->started) || mw->m->js_stopping) return;
+    /* Pulls made on the lost connection are gone with it. */
     for (msg_consumer *c = m->consumers; c; c = c->next) {
-        if (pthread_create(&c->thread, NULL, fetch_main, c) == 0) c->started = 1;
-        else svc_error("nats: cannot start the fetch thread of %s", c->durable);
+        c->bound = 0;
+        c->fetching = 0;
+        if (c->timer_init) uv_timer_stop(&c->timer);
     }
+    if (!m->streams && !m->consumers) return;
+    declare_then_bind(mw);
 }
 
-void svc__js_stop(svc_msg *m, int join) {
-    for (msg_consumer *c = m->consumers; c; c = c->next) atomic_store(&c->stop, 1);
-    for (msg_consumer *c = join ? m->consumers : NULL; c; c = c->next) {
-        if (!c->started) continue;
-        pthread_join(c->thread, NULL);
-        c->started = 0;
-    }
+void svc__js_stop(msg_worker *mw) {
+    mw->m->js_stopping = 1;
+    for (msg_consumer *c = mw->m->consumers; c; c = c->next)
+        if (c->timer_init) uv_timer_stop(&c->timer);
+}
+
+void svc__js_close(msg_worker *mw) {
+    mw->m->js_stopping = 1;
+    for (msg_consumer *c = mw->m->consumers; c; c = c->next)
+        if (c->timer_init && !uv_is_closing((uv_handle_t *)&c->timer)) uv_close((uv_handle_t *)&c->timer, NULL);
+}
+
+int svc__js_inflight(svc_msg *m) {
+    int n = 0;
+    for (msg_consumer *c = m->consumers; c; c = c->next) n += c->inflight;
+    return n;
 }

@@ -95,34 +95,30 @@ int svc__msg_req_fill(svc_req *req, const svc__msg_in *in, const svc__msg_limits
 typedef struct nats_ctx {
     msg_worker *mw;
     msg_sub *sub;
-    natsMsg *msg;
+    svc_nats_msg *msg;
 } nats_ctx;
 
 static void nats_finish(svc_req *req);
 static const svc_transport nats_transport = {"nats", nats_finish};
 
-static void set_header(natsMsg *r, const char *name, const char *value) {
-    if (value) natsMsgHeader_Set(r, name, value);
-}
-
 /* Publishes a reply: status, instance, request id, content type, the given
- * extra headers, body. Returns the libnats status. */
-static natsStatus publish_reply(svc_msg *m, const char *reply, int status, const char *rid,
-                                const char *ctype, const svc_hdr *hdrs, size_t nhdrs, const char *body,
-                                size_t len) {
-    natsMsg *r = NULL;
-    natsStatus s = natsMsg_Create(&r, reply, NULL, body, (int)len);
-    if (s != NATS_OK) return s;
+ * extra headers, body. Returns svc__msg_pub's status. */
+static int publish_reply(msg_worker *mw, const char *reply, int status, const char *rid, const char *ctype,
+                         const svc_hdr *hdrs, size_t nhdrs, const char *body, size_t len) {
+    svc_buf h = {0};
     char st[8];
     snprintf(st, sizeof st, "%d", status);
-    set_header(r, "Svc-Status", st);
-    set_header(r, "Svc-Instance", m->instance);
-    if (rid && *rid) set_header(r, "X-Request-Id", rid);
-    if (ctype && len) set_header(r, "Content-Type", ctype);
-    for (size_t i = 0; i < nhdrs; i++) natsMsgHeader_Add(r, hdrs[i].name, hdrs[i].value);
-    s = natsConnection_PublishMsg(m->nc, r);
-    natsMsg_Destroy(r);
-    return s;
+    svc__nats_hdr_begin(&h);
+    svc__nats_hdr_add(&h, "Svc-Status", st);
+    svc__nats_hdr_add(&h, "Svc-Instance", mw->m->instance);
+    if (rid && *rid) svc__nats_hdr_add(&h, "X-Request-Id", rid);
+    if (ctype && len) svc__nats_hdr_add(&h, "Content-Type", ctype);
+    /* A header the handler set with a CR or LF in it is left out. */
+    for (size_t i = 0; i < nhdrs; i++) svc__nats_hdr_add(&h, hdrs[i].name, hdrs[i].value);
+    svc__nats_hdr_end(&h);
+    int rc = h.oom ? SVC_ENOMEM : svc__msg_pub(mw, reply, NULL, h.data, h.len, body, len);
+    svc_buf_free(&h);
+    return rc;
 }
 
 static void error_body(svc_buf *b, const char *code, const char *message) {
@@ -139,12 +135,12 @@ static void error_body(svc_buf *b, const char *code, const char *message) {
     svc_jw_obj_end(&w);
 }
 
-void svc__msg_reply_error(svc_msg *m, natsMsg *req, int status, const char *code, const char *message) {
-    const char *reply = natsMsg_GetReply(req);
-    if (!reply || !*reply) return;
+void svc__msg_reply_error(msg_worker *mw, const svc_nats_msg *req, int status, const char *code,
+                          const char *message) {
+    if (!req->reply) return;
     svc_buf b = {0};
     error_body(&b, code, message);
-    if (!b.oom) publish_reply(m, reply, status, NULL, "application/json", NULL, 0, b.data, b.len);
+    if (!b.oom) publish_reply(mw, req->reply, status, NULL, "application/json", NULL, 0, b.data, b.len);
     svc_buf_free(&b);
 }
 
@@ -159,11 +155,10 @@ static void nats_finish(svc_req *req) {
     const char *body = res->body.len ? res->body.data : "";
     size_t len = res->body.len;
     if (req->head || !status_has_body(status)) len = 0;
-    const char *reply = natsMsg_GetReply(x->msg);
 
-    int64_t maxp = natsConnection_GetMaxPayload(m->nc);
+    size_t maxp = mw->nc ? svc__nats_max_payload(mw->nc) : SVC_NATS_DEFAULT_MAX_PAYLOAD;
     svc_buf err = {0};
-    if (maxp > 0 && (int64_t)len > maxp - 4096) {
+    if (len + 4096 > maxp) {
         /* The reply would not fit in one NATS message: say so instead of
          * letting the caller time out. */
         error_body(&err, "response_too_large", "response too large for NATS; use HTTP");
@@ -173,14 +168,11 @@ static void nats_finish(svc_req *req) {
         svc__msg_drop(m, DROP_MALFORMED, "reply to %s too large (%zu bytes)", req->path, res->body.len);
     }
     int replaced = err.len > 0;
-    natsStatus s = publish_reply(m, reply, status, req->id, replaced ? "application/json" : res->content_type,
-                                 replaced ? NULL : res->headers, replaced ? 0 : res->nheaders, body, len);
+    int rc = publish_reply(mw, x->msg->reply, status, req->id, replaced ? "application/json" : res->content_type,
+                           replaced ? NULL : res->headers, replaced ? 0 : res->nheaders, body, len);
     svc_buf_free(&err);
-    if (s != NATS_OK) {
-        svc_counter_add(m->s_publish_failed, 1);
-        if (svc__msg_log_allowed(m, DROP_REASONS))
-            svc_warn("nats: reply to %s %s not sent: %s", req->method, req->path, natsStatus_GetText(s));
-    }
+    if (rc != SVC_OK && svc__msg_log_allowed(m, DROP_REASONS))
+        svc_warn("nats: reply to %s %s not sent: %s", req->method, req->path, svc_status_str(rc));
 
     msg_endpoint *ep = x->sub->ep;
     if (ep && !ep->route) {
@@ -198,63 +190,30 @@ static void nats_finish(svc_req *req) {
     svc_counter_add(svc_metric_with(m->m_nats_requests, labels), 1);
 
     atomic_fetch_sub(&x->sub->queued, 1);
-    atomic_fetch_sub(&x->sub->queued_bytes, (long long)natsMsg_GetDataLength(x->msg));
-    natsMsg_Destroy(x->msg);
+    atomic_fetch_sub(&x->sub->queued_bytes, (long long)x->msg->wire_bytes);
+    svc__nats_msg_free(x->msg);
     svc__req_free(req);
     mw->inflight--;
     svc__msg_worker_done(mw);
 }
 
-/* Collects the message's headers as parallel arrays in the arena (the
- * strings stay owned by msg). At most limit + 1 pairs: one more than allowed
- * is enough for the fill to refuse. */
-static size_t collect_headers(natsMsg *msg, svc_arena *a, size_t limit, const char ***names,
-                              const char ***values) {
-    const char **keys = NULL;
-    int nkeys = 0;
-    *names = *values = NULL;
-    if (natsMsgHeader_Keys(msg, &keys, &nkeys) != NATS_OK || nkeys <= 0) return 0;
-    size_t cap = limit + 1, n = 0;
-    const char **nm = svc_arena_alloc(a, cap * sizeof *nm);
-    const char **vl = svc_arena_alloc(a, cap * sizeof *vl);
-    if (!nm || !vl) {
-        free((void *)keys);
-        return 0;
-    }
-    for (int i = 0; i < nkeys && n < cap; i++) {
-        const char **vals = NULL;
-        int nvals = 0;
-        if (natsMsgHeader_Values(msg, keys[i], &vals, &nvals) != NATS_OK) continue;
-        for (int j = 0; j < nvals && n < cap; j++) {
-            nm[n] = keys[i];
-            vl[n] = vals[j];
-            n++;
-        }
-        free((void *)vals);
-    }
-    free((void *)keys);
-    *names = nm;
-    *values = vl;
-    return n;
-}
-
-void svc__msg_handle_request(msg_worker *mw, msg_sub *s, natsMsg *msg) {
+void svc__msg_handle_request(msg_worker *mw, msg_sub *s, svc_nats_msg *msg) {
     svc_msg *m = mw->m;
     svc_app *app = m->app;
-    const char *dl = svc__msg_header(msg, "Svc-Deadline");
+    const char *dl = svc__nats_msg_header(msg, "Svc-Deadline");
     if (dl && svc__msg_deadline_passed(dl, svc_wall_ms())) {
-        svc__msg_drop(m, DROP_EXPIRED, "request on %s dropped: its Svc-Deadline passed", natsMsg_GetSubject(msg));
+        svc__msg_drop(m, DROP_EXPIRED, "request on %s dropped: its Svc-Deadline passed", msg->subject);
         goto drop;
     }
     svc_req *req = svc__req_new_worker(mw->w);
     if (!req) {
-        svc__msg_reply_error(m, msg, 503, "unavailable", "out of memory");
+        svc__msg_reply_error(mw, msg, 503, "unavailable", "out of memory");
         goto drop;
     }
     nats_ctx *x = svc_arena_alloc(req->arena, sizeof *x);
     if (!x) {
         svc__req_free(req);
-        svc__msg_reply_error(m, msg, 503, "unavailable", "out of memory");
+        svc__msg_reply_error(mw, msg, 503, "unavailable", "out of memory");
         goto drop;
     }
     *x = (nats_ctx){mw, s, msg};
@@ -263,15 +222,15 @@ void svc__msg_handle_request(msg_worker *mw, msg_sub *s, natsMsg *msg) {
     mw->inflight++;
 
     const svc_config *cfg = &app->cfg;
-    const char **names, **values;
-    size_t n = collect_headers(msg, req->arena, (size_t)cfg->max_headers, &names, &values);
-    int len = natsMsg_GetDataLength(msg);
+    /* One more pair than allowed is enough for the fill to refuse. */
+    size_t n = msg->nhdrs;
+    if (n > (size_t)cfg->max_headers + 1) n = (size_t)cfg->max_headers + 1;
     svc__msg_in in = {
-        .names = names,
-        .values = values,
+        .names = msg->names,
+        .values = msg->values,
         .nhdrs = n,
-        .data = natsMsg_GetData(msg),
-        .len = len > 0 ? (size_t)len : 0,
+        .data = msg->data,
+        .len = msg->len,
         .route_method = s->kind == SUB_ROUTE ? s->ep->route->method : NULL,
         .default_path = s->default_path,
     };
@@ -280,7 +239,9 @@ void svc__msg_handle_request(msg_worker *mw, msg_sub *s, natsMsg *msg) {
         .max_header_bytes = cfg->max_header_bytes,
         .max_body = cfg->max_body_bytes < SVC_MSG_MAX_PAYLOAD ? cfg->max_body_bytes : SVC_MSG_MAX_PAYLOAD,
     };
+    if (msg->status < 0) in.nhdrs = 0;
     int st = svc__msg_req_fill(req, &in, &lim);
+    if (msg->status < 0) st = fail(req, 400, "bad_request", "malformed NATS header block");
     if (st == 0 && s->kind == SUB_ROUTE) {
         /* A route's subject serves that route only: NATS permissions granted
          * per subject must mean what they say. */
@@ -296,8 +257,8 @@ void svc__msg_handle_request(msg_worker *mw, msg_sub *s, natsMsg *msg) {
     return;
 drop:
     atomic_fetch_sub(&s->queued, 1);
-    atomic_fetch_sub(&s->queued_bytes, (long long)natsMsg_GetDataLength(msg));
-    natsMsg_Destroy(msg);
+    atomic_fetch_sub(&s->queued_bytes, (long long)msg->wire_bytes);
+    svc__nats_msg_free(msg);
 }
 
 /* Runs after every request, HTTP or NATS: per-route counts for $SRV.STATS. */

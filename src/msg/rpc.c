@@ -1,19 +1,27 @@
 /*
- * svc_rpc_call: service-to-service requests over NATS.
+ * svc_rpc_call, and the request-reply that JetStream's API uses.
  *
- * Each worker owns one wildcard inbox subscription, "_INBOX.<nuid>.*",
- * created at start; a call publishes its request with the reply subject
- * "<inbox>.<seq>" and waits on the caller's loop, with a uv timer for the
- * deadline. Replies reach the loop through the worker's queue and are matched
- * by seq in a small hash table; one that finds no call (its deadline passed)
- * is dropped and counted. When nobody listens on the subject the server
- * answers at once with a no-responders status, which becomes SVC_EAGAIN
- * without waiting for the deadline. The callback runs exactly once, always
- * from the loop, never from inside svc_rpc_call.
+ * Each worker's connection subscribes to its own inbox, "_INBOX.<random>.*";
+ * a call publishes its request with the reply subject "<inbox>.<seq>" on the
+ * caller's loop and waits there, with a uv timer for the deadline. Replies
+ * arrive on the same loop (same connection) and are matched by seq in a
+ * small hash table; one that finds no call (its deadline passed) is dropped
+ * and counted. When nobody listens on the subject the server answers at once
+ * with a no-responders status (503), which becomes SVC_EAGAIN without
+ * waiting for the deadline. A call from the loop itself is published at
+ * once; from another thread it is handed to the loop. Its callback runs
+ * exactly once, on the loop, never from inside svc_rpc_call.
+ *
+ * Blocking requests (svc__rpc_request_sync, for JetStream from the thread
+ * pool) are the same calls, handed over, with a condition variable to wait
+ * on; the waiter and the loop share the wait object and the last one to let
+ * go frees it.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "msg/internal.h"
 
@@ -21,13 +29,20 @@ struct rpc_call {
     rpc_call *next;                  /* hash chain */
     msg_worker *mw;
     uint64_t seq;
-    natsMsg *out;                    /* the request, until published */
+    char *subject;                   /* the request, one block with hdr and data */
+    char *hdr;
+    size_t hdr_len;
+    char *data;
+    size_t len;
     uv_timer_t timer;
     int timer_live;
-    svc_rpc_cb cb;
-    void *ud;
     int timeout_ms;
+    int fail_fast;                   /* svc_rpc_call: SVC_ECLOSED while disconnected */
+    svc_rpc_cb cb;                   /* svc_rpc_call */
+    void *ud;
     char service[65];
+    rpc_done_fn done;                /* internal requests */
+    void *done_ud;
 };
 
 static rpc_call **bucket(msg_worker *mw, uint64_t seq) { return &mw->calls[seq % SVC_MSG_RPC_BUCKETS]; }
@@ -50,14 +65,14 @@ static rpc_call *find_call(msg_worker *mw, uint64_t seq) {
 
 void svc__rpc_free_call(rpc_call *c) {
     if (!c) return;
-    natsMsg_Destroy(c->out);
+    free(c->subject);
     free(c);
 }
 
 static void free_after_close(uv_handle_t *h) { svc__rpc_free_call(h->data); }
 
 static const char *reply_header(const svc_rpc_reply *r, const char *name) {
-    return r && r->impl && name ? svc__msg_header(r->impl, name) : NULL;
+    return r && r->impl && name ? svc__nats_msg_header(r->impl, name) : NULL;
 }
 
 static const char *outcome_of(int err) {
@@ -70,29 +85,33 @@ static const char *outcome_of(int err) {
     }
 }
 
-/* Runs the callback once, then forgets the call. reply may be NULL. */
-static void complete(rpc_call *c, int err, natsMsg *reply) {
+/* Runs the callback once, then forgets the call. Takes reply (may be NULL). */
+static void complete(rpc_call *c, int err, svc_nats_msg *reply) {
     msg_worker *mw = c->mw;
     svc_msg *m = mw->m;
     unlink_call(mw, c);
-    svc_rpc_reply r = {0};
-    if (reply) {
-        const char *st = svc__msg_header(reply, "Svc-Status");
-        int64_t status = 200;
-        /* A responder that is not svckit may omit Svc-Status: its data is the answer. */
-        if (st && (svc_parse_i64(st, &status) != SVC_OK || status < 100 || status > 599)) status = 502;
-        const char *inst = svc__msg_header(reply, "Svc-Instance");
-        r.status = (int)status;
-        r.body = natsMsg_GetData(reply);
-        if (!r.body) r.body = "";
-        r.body_len = (size_t)natsMsg_GetDataLength(reply);
-        r.instance = inst ? inst : "";
-        r.header = reply_header;
-        r.impl = reply;
+    if (c->done) {
+        c->done(err, reply, c->done_ud);
+    } else {
+        svc_rpc_reply r = {0};
+        if (reply) {
+            const char *st = svc__nats_msg_header(reply, "Svc-Status");
+            int64_t status = 200;
+            /* A responder that is not svckit may omit Svc-Status: its data is the answer. */
+            if (st && (svc_parse_i64(st, &status) != SVC_OK || status < 100 || status > 599)) status = 502;
+            const char *inst = svc__nats_msg_header(reply, "Svc-Instance");
+            r.status = (int)status;
+            r.body = reply->data;
+            r.body_len = reply->len;
+            r.instance = inst ? inst : "";
+            r.header = reply_header;
+            r.impl = reply;
+        }
+        const char *labels[] = {c->service, outcome_of(err)};
+        svc_counter_add(svc_metric_with(m->m_rpc, labels), 1);
+        c->cb(err, reply ? &r : NULL, c->ud);
+        svc__nats_msg_free(reply);
     }
-    const char *labels[] = {c->service, outcome_of(err)};
-    svc_counter_add(svc_metric_with(m->m_rpc, labels), 1);
-    c->cb(err, reply ? &r : NULL, c->ud);
     if (c->timer_live) {
         uv_timer_stop(&c->timer);
         uv_close((uv_handle_t *)&c->timer, free_after_close);
@@ -104,63 +123,212 @@ static void complete(rpc_call *c, int err, natsMsg *reply) {
 
 static void on_timeout(uv_timer_t *t) { complete(t->data, SVC_ETIMEDOUT, NULL); }
 
-void svc__rpc_start_call(msg_worker *mw, rpc_call *c) {
-    svc_msg *m = mw->m;
-    c->next = *bucket(mw, c->seq);
-    *bucket(mw, c->seq) = c;
-    mw->ncalls++;
+static int worker_is_closed(msg_worker *mw) {
     pthread_mutex_lock(&mw->lock);
     int closed = mw->closed;
     pthread_mutex_unlock(&mw->lock);
-    if (closed || !mw->inbox_sub) {
-        complete(c, SVC_ECLOSED, NULL);
-        return;
-    }
-    /* Fail fast while disconnected: a caller (the gateway) answers 503 now
-     * rather than after its deadline. */
-    if (!atomic_load(&m->connected)) {
-        complete(c, SVC_ECLOSED, NULL);
-        return;
-    }
+    return closed;
+}
+
+/* Registers c and publishes its request. SVC_OK: c completes later. Else c
+ * was not registered and the caller still owns it. Loop thread. */
+static int launch(msg_worker *mw, rpc_call *c) {
+    if (!mw->nc || worker_is_closed(mw)) return SVC_ECLOSED;
+    /* Fail fast while disconnected (a caller, the gateway, answers 503 now
+     * rather than after its deadline), except within the grace after a loss. */
+    if (c->fail_fast && !atomic_load(&mw->connected) && !uv_is_active((uv_handle_t *)&mw->grace_timer))
+        return SVC_ECLOSED;
+    char reply[96];
+    snprintf(reply, sizeof reply, "%s.%llu", mw->inbox, (unsigned long long)c->seq);
+    int rc = svc__msg_pub(mw, c->subject, reply, c->hdr_len ? c->hdr : NULL, c->hdr_len, c->data, c->len);
+    if (rc != SVC_OK) return rc;
+    c->next = *bucket(mw, c->seq);
+    *bucket(mw, c->seq) = c;
+    mw->ncalls++;
     uv_timer_init(&mw->w->loop, &c->timer);
     c->timer.data = c;
     c->timer_live = 1;
     uv_timer_start(&c->timer, on_timeout, (uint64_t)c->timeout_ms, 0);
-    natsStatus s = natsConnection_PublishMsg(m->nc, c->out);
-    natsMsg_Destroy(c->out);
-    c->out = NULL;
-    if (s != NATS_OK) {
-        svc_counter_add(m->s_publish_failed, 1);
-        complete(c, s == NATS_INSUFFICIENT_BUFFER ? SVC_EAGAIN : SVC_ECLOSED, NULL);
-    }
+    return SVC_OK;
 }
 
-void svc__rpc_on_reply(msg_worker *mw, natsMsg *msg) {
-    const char *subj = natsMsg_GetSubject(msg);
-    const char *dot = subj ? strrchr(subj, '.') : NULL;
+void svc__rpc_start_call(msg_worker *mw, rpc_call *c) {
+    int rc = launch(mw, c);
+    if (rc == SVC_OK) return;
+    /* Registered only to be completed through the common path. */
+    c->next = *bucket(mw, c->seq);
+    *bucket(mw, c->seq) = c;
+    mw->ncalls++;
+    complete(c, rc == SVC_ECLOSED || rc == SVC_EAGAIN ? rc : SVC_EIO, NULL);
+}
+
+void svc__rpc_on_inbox(svc_nats *nc, svc_nats_msg *msg, void *ud) {
+    (void)nc;
+    msg_worker *mw = ud;
+    const char *dot = strrchr(msg->subject, '.');
+    const char *tok = dot ? dot + 1 : "";
     int64_t seq = -1;
-    if (!dot || svc_parse_i64(dot + 1, &seq) != SVC_OK || seq < 0) {
-        svc__msg_drop(mw->m, DROP_MALFORMED, "reply on %s without a call sequence", subj ? subj : "?");
-        natsMsg_Destroy(msg);
+    if (svc_parse_i64(tok, &seq) != SVC_OK || seq < 0) {
+        svc__msg_drop(mw->m, DROP_MALFORMED, "reply on %s without a call sequence", msg->subject);
+        svc__nats_msg_free(msg);
         return;
     }
     rpc_call *c = find_call(mw, (uint64_t)seq);
     if (!c) {
-        svc__msg_drop(mw->m, DROP_LATE_REPLY, "reply on %s arrived after its call ended", subj);
-        natsMsg_Destroy(msg);
+        svc__msg_drop(mw->m, DROP_LATE_REPLY, "reply on %s arrived after its call ended", msg->subject);
+        svc__nats_msg_free(msg);
         return;
     }
-    complete(c, natsMsg_IsNoResponders(msg) ? SVC_EAGAIN : SVC_OK, natsMsg_IsNoResponders(msg) ? NULL : msg);
-    natsMsg_Destroy(msg);
+    if (msg->status == 503 && msg->len == 0) {
+        svc__nats_msg_free(msg);
+        complete(c, SVC_EAGAIN, NULL);
+        return;
+    }
+    complete(c, SVC_OK, msg);
 }
 
-void svc__rpc_fail_all(msg_worker *mw, int err) {
-    for (int i = 0; i < SVC_MSG_RPC_BUCKETS; i++)
-        while (mw->calls[i]) complete(mw->calls[i], err, NULL);
+void svc__rpc_fail_all(msg_worker *mw, int err, int only_fast) {
+    for (int i = 0; i < SVC_MSG_RPC_BUCKETS; i++) {
+        rpc_call **p = &mw->calls[i];
+        while (*p) {
+            if (only_fast && !(*p)->fail_fast) {
+                p = &(*p)->next;
+                continue;
+            }
+            complete(*p, err, NULL); /* unlinks it */
+        }
+    }
 }
 
-/* "Name: value" from svc_rpc_opts.headers onto msg; SVC_EINVAL if malformed. */
-static int add_opt_header(natsMsg *msg, const char *line) {
+/* A call with its request copied into one block. */
+static rpc_call *new_call(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len, const void *data,
+                          size_t len, int timeout_ms) {
+    rpc_call *c = calloc(1, sizeof *c);
+    size_t sl = strlen(subject);
+    char *block = malloc(sl + 1 + hdr_len + len + 1);
+    if (!c || !block) {
+        free(c);
+        free(block);
+        return NULL;
+    }
+    c->subject = block;
+    memcpy(block, subject, sl + 1);
+    c->hdr = block + sl + 1;
+    if (hdr_len) memcpy(c->hdr, hdr, hdr_len);
+    c->hdr_len = hdr_len;
+    c->data = c->hdr + hdr_len;
+    if (len) memcpy(c->data, data, len);
+    c->len = len;
+    c->mw = mw;
+    c->timeout_ms = timeout_ms;
+    c->seq = atomic_fetch_add(&mw->rpc_seq, 1) + 1;
+    return c;
+}
+
+static int hand_over(msg_worker *mw, rpc_call *c, int kind) {
+    msg_item *it = malloc(sizeof *it);
+    if (!it) return SVC_ENOMEM;
+    *it = (msg_item){.kind = kind, .ptr = c};
+    if (svc__msg_push(mw, it, 1) != SVC_OK) {
+        free(it);
+        return SVC_ECLOSED;
+    }
+    return SVC_OK;
+}
+
+int svc__rpc_request(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len, const void *data,
+                     size_t len, int timeout_ms, rpc_done_fn done, void *ud) {
+    rpc_call *c = new_call(mw, subject, hdr, hdr_len, data, len, timeout_ms);
+    if (!c) return SVC_ENOMEM;
+    c->done = done;
+    c->done_ud = ud;
+    int rc = launch(mw, c);
+    if (rc != SVC_OK) svc__rpc_free_call(c);
+    return rc;
+}
+
+/* ---- blocking requests from other threads ---- */
+
+typedef struct sync_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int refs, finished, err;
+    svc_nats_msg *reply;
+} sync_wait;
+
+static void sync_release(sync_wait *s) {
+    pthread_mutex_lock(&s->lock);
+    int last = --s->refs == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (!last) return;
+    svc__nats_msg_free(s->reply);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}
+
+static void sync_done(int err, svc_nats_msg *reply, void *ud) {
+    sync_wait *s = ud;
+    pthread_mutex_lock(&s->lock);
+    s->finished = 1;
+    s->err = err;
+    s->reply = reply;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    sync_release(s);
+}
+
+int svc__rpc_request_sync(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len,
+                          const void *data, size_t len, int timeout_ms, svc_nats_msg **out) {
+    *out = NULL;
+    sync_wait *s = calloc(1, sizeof *s);
+    rpc_call *c = s ? new_call(mw, subject, hdr, hdr_len, data, len, timeout_ms) : NULL;
+    if (!c) {
+        free(s);
+        return SVC_ENOMEM;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    s->refs = 2;
+    c->done = sync_done;
+    c->done_ud = s;
+    int rc = hand_over(mw, c, ITEM_SYNC);
+    if (rc != SVC_OK) {
+        svc__rpc_free_call(c);
+        s->refs = 1;
+        sync_release(s);
+        return rc;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ms = (int64_t)timeout_ms + SVC_MSG_SYNC_GRACE_MS;
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!s->finished)
+        if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT) break;
+    rc = s->finished ? s->err : SVC_ETIMEDOUT;
+    if (s->finished && rc == SVC_OK) {
+        *out = s->reply;
+        s->reply = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    sync_release(s);
+    return rc;
+}
+
+/* ---- svc_rpc_call ---- */
+
+/* "Name: value" from svc_rpc_opts.headers onto the header block. */
+static int add_opt_header(svc_buf *h, const char *line) {
     const char *colon = strchr(line, ':');
     if (!colon || colon == line || colon - line > 128) return SVC_EINVAL;
     char name[129];
@@ -169,14 +337,14 @@ static int add_opt_header(natsMsg *msg, const char *line) {
     const char *value = colon + 1;
     while (*value == ' ' || *value == '\t') value++;
     if (!svc__msg_header_name_ok(name) || !svc__msg_header_value_ok(value)) return SVC_EINVAL;
-    return natsMsgHeader_Add(msg, name, value) == NATS_OK ? SVC_OK : SVC_ENOMEM;
+    return svc__nats_hdr_add(h, name, value);
 }
 
 int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *method, const char *path,
                  const void *body, size_t body_len, const svc_rpc_opts *opts, svc_rpc_cb cb, void *ud) {
     if (!app || !service || !method || !path || !cb || (body_len && !body)) return SVC_EINVAL;
     svc_msg *m = app->msg;
-    if (!m || !m->enabled || !m->started) return SVC_ECLOSED;
+    if (!m || !m->enabled || !atomic_load(&m->started)) return SVC_ECLOSED;
     if (!svc__msg_name_ok(service) || svc__msg_method_check(method) != SVC_OK) return SVC_EINVAL;
     const char *instance = opts ? opts->instance : NULL;
     if (instance && !svc__msg_name_ok(instance)) return SVC_EINVAL;
@@ -188,65 +356,60 @@ int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *m
     int timeout = opts && opts->timeout_ms > 0 ? opts->timeout_ms : SVC_MSG_RPC_TIMEOUT_MS;
 
     /* The caller's loop: the request's, else the loop we run on, else the first. */
-    msg_worker *mw = NULL;
+    msg_worker *self = svc__msg_current(m), *mw = NULL;
     if (from && from->w && from->w->id < m->nworkers) mw = &m->workers[from->w->id];
-    if (!mw) mw = svc__msg_current(m);
+    if (!mw) mw = self;
     if (!mw) mw = &m->workers[0];
 
-    rpc_call *c = calloc(1, sizeof *c);
-    if (!c) return SVC_ENOMEM;
-    c->mw = mw;
-    c->cb = cb;
-    c->ud = ud;
-    c->timeout_ms = timeout;
-    snprintf(c->service, sizeof c->service, "%s", service);
-    pthread_mutex_lock(&mw->lock);
-    c->seq = ++mw->rpc_seq;
-    pthread_mutex_unlock(&mw->lock);
-
-    char subject[SVC_MSG_MAX_SUBJECT], reply[128], buf[64];
+    char subject[SVC_MSG_MAX_SUBJECT], buf[64];
     if (instance) snprintf(subject, sizeof subject, "svc.%s.%s.http", service, instance);
     else snprintf(subject, sizeof subject, "svc.%s.http", service);
-    snprintf(reply, sizeof reply, "%s.%llu", mw->inbox, (unsigned long long)c->seq);
-    natsStatus s = natsMsg_Create(&c->out, subject, reply, body_len ? body : NULL, (int)body_len);
-    int rc = s == NATS_OK ? SVC_OK : SVC_ENOMEM;
-    char *pathcopy = rc == SVC_OK ? strndup(path, plen) : NULL;
-    if (rc == SVC_OK && !pathcopy) rc = SVC_ENOMEM;
+    svc_buf h = {0};
+    svc__nats_hdr_begin(&h);
+    char *pathcopy = strndup(path, plen);
+    int rc = pathcopy ? SVC_OK : SVC_ENOMEM;
     if (rc == SVC_OK) {
-        natsMsgHeader_Set(c->out, "Svc-Method", method);
-        natsMsgHeader_Set(c->out, "Svc-Path", pathcopy);
-        if (q && q[1]) natsMsgHeader_Set(c->out, "Svc-Query", q + 1);
+        svc__nats_hdr_add(&h, "Svc-Method", method);
+        svc__nats_hdr_add(&h, "Svc-Path", pathcopy);
+        if (q && q[1]) svc__nats_hdr_add(&h, "Svc-Query", q + 1);
         snprintf(buf, sizeof buf, "%lld", (long long)(svc_wall_ms() + timeout));
-        natsMsgHeader_Set(c->out, "Svc-Deadline", buf);
+        svc__nats_hdr_add(&h, "Svc-Deadline", buf);
         if (from) {
             char tp[64];
             snprintf(tp, sizeof tp, "00-%s-%s-01", svc_req_trace_id(from), from->span_id);
             if (strlen(svc_req_trace_id(from)) == 32 && strlen(from->span_id) == 16)
-                natsMsgHeader_Set(c->out, "traceparent", tp);
-            if (*svc_req_id(from)) natsMsgHeader_Set(c->out, "X-Request-Id", svc_req_id(from));
+                svc__nats_hdr_add(&h, "traceparent", tp);
+            if (*svc_req_id(from) && svc__msg_header_value_ok(svc_req_id(from)))
+                svc__nats_hdr_add(&h, "X-Request-Id", svc_req_id(from));
             if (*svc_req_peer(from) && svc__msg_client_ok(svc_req_peer(from)))
-                natsMsgHeader_Set(c->out, "Svc-Client", svc_req_peer(from));
+                svc__nats_hdr_add(&h, "Svc-Client", svc_req_peer(from));
         }
-        for (const char *const *h = opts ? opts->headers : NULL; h && *h && rc == SVC_OK; h++)
-            rc = add_opt_header(c->out, *h);
+        for (const char *const *hp = opts ? opts->headers : NULL; hp && *hp && rc == SVC_OK; hp++)
+            rc = add_opt_header(&h, *hp);
     }
     free(pathcopy);
-    if (rc != SVC_OK) {
-        svc__rpc_free_call(c);
-        return rc;
+    svc__nats_hdr_end(&h);
+    if (rc == SVC_OK && h.oom) rc = SVC_ENOMEM;
+    rpc_call *c = rc == SVC_OK ? new_call(mw, subject, h.data, h.len, body, body_len, timeout) : NULL;
+    svc_buf_free(&h);
+    if (rc != SVC_OK) return rc;
+    if (!c) return SVC_ENOMEM;
+    c->cb = cb;
+    c->ud = ud;
+    c->fail_fast = 1;
+    snprintf(c->service, sizeof c->service, "%s", service);
+    /* On the caller's own loop and connected: publish now, no hand-off (the
+     * callback still runs later, from the loop). Otherwise through the
+     * queue, where a failure reaches the callback. */
+    if (self == mw && mw->nc) {
+        rc = launch(mw, c);
+        if (rc == SVC_OK) return SVC_OK;
+        if (rc == SVC_ERANGE) {
+            svc__rpc_free_call(c);
+            return rc;
+        }
     }
-    msg_item *it = malloc(sizeof *it);
-    if (!it) {
-        svc__rpc_free_call(c);
-        return SVC_ENOMEM;
-    }
-    /* Always through the queue, even from the caller's own loop: the
-     * callback must never run inside svc_rpc_call. */
-    *it = (msg_item){.kind = ITEM_RPC, .ptr = c};
-    if (svc__msg_push(mw, it, 1) != SVC_OK) {
-        free(it);
-        svc__rpc_free_call(c);
-        return SVC_ECLOSED;
-    }
-    return SVC_OK;
+    rc = hand_over(mw, c, ITEM_RPC);
+    if (rc != SVC_OK) svc__rpc_free_call(c);
+    return rc;
 }
