@@ -26,7 +26,7 @@ OPT     ?= -O2
 LDSAN   :=
 endif
 
-PKGS    := libuv jansson libsodium sqlite3 libnats
+PKGS    := libuv jansson libsodium sqlite3
 WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
 ifeq ($(CI),true)
 WARN    += -Werror

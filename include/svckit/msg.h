@@ -10,7 +10,8 @@
  *  - answers the NATS services discovery protocol ($SRV.PING / INFO / STATS,
  *    with and without the service name and instance id), so `nats micro ls`,
  *    the gateway and `svckit status` see every live instance;
- *  - can call other services (svc_rpc_call), publish events, and consume
+ *  - can call other services (svc_rpc_call), gather every answer to one
+ *    request (svc_msg_request_all), publish events, and consume
  *    events (core NATS with queue groups, or JetStream with explicit acks).
  * The service starts even while NATS is down and connects when it can. While
  * disconnected, /readyz answers 503 (check "nats") and the client reconnects
@@ -174,6 +175,66 @@ int svc_app_on_event(svc_app *app, const char *subject, const char *queue_group,
  * SVC_MSG_MAX_PAYLOAD), SVC_EINVAL (bad subject: empty, spaces, empty token,
  * a wildcard token). Failures are counted in nats_publish_failures_total. */
 int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t len);
+
+/* ---- scatter-gather: every answer to one request ------------------------------ */
+
+#define SVC_MSG_GATHER_MAX_MS 60000             /* longest gather window */
+
+/* One reply of a gather. */
+typedef struct svc_msg_reply {
+    const char *subject;        /* where it came (the gather's reply subject) */
+    const char *data;           /* valid during the callback; NUL-terminated */
+    size_t len;
+    /* Header lookup (case-insensitive); NULL if absent or no headers. */
+    const char *(*header)(const struct svc_msg_reply *r, const char *name);
+    void *impl;
+} svc_msg_reply;
+
+/*
+ * Runs once per reply with err SVC_OK and r set, then exactly once more with
+ * r NULL at the end: err SVC_OK when the window ended normally; SVC_ECLOSED
+ * when NATS was not connected at the start (at once, without waiting), the
+ * connection was lost during the window (the replies may be incomplete), or
+ * the service is stopping. Always on a worker loop, never inside
+ * svc_msg_request_all. After the end call nothing more comes (later replies
+ * are dropped, counted as late_reply).
+ */
+typedef void (*svc_msg_gather_cb)(int err, const svc_msg_reply *r, void *ud);
+
+/*
+ * Scatter-gather: publishes data on subject (core NATS, a reply subject of
+ * this worker's inbox) and hands every reply that arrives within gather_ms
+ * to cb, then ends (see svc_msg_gather_cb). Made for questions every instance
+ * answers, such as discovery ("$SRV.PING.<service>"): the replies are not
+ * counted or limited, and no-responders is not an error (nobody answering
+ * is an empty gather: just the end, after the window). Runs on the loop of
+ * the calling worker, else the app's first worker (handed over; copies
+ * everything; thread-safe). ud must stay valid until the end call.
+ * Returns SVC_OK (cb will run, at least for the end), else an error and cb
+ * never runs: SVC_EINVAL (NULL app or cb, data NULL with len, a bad
+ * subject (wildcards refused), gather_ms outside 1..SVC_MSG_GATHER_MAX_MS),
+ * SVC_ERANGE (len over SVC_MSG_MAX_PAYLOAD), SVC_ENOMEM, SVC_ECLOSED (NATS
+ * disabled, or that worker is shutting down). Callable from on_start: the
+ * request is then published once the worker's loop runs.
+ */
+int svc_msg_request_all(svc_app *app, const char *subject, const void *data, size_t len, int gather_ms,
+                        svc_msg_gather_cb cb, void *ud);
+
+/*
+ * Runs fn(loop, ud) once on the loop of the app's first worker (the one that
+ * also answers discovery and takes events): the way to start a uv timer or
+ * other handles for periodic messaging work from on_start, where no loop
+ * exists yet. Thread-safe; never runs fn inside this call; queued until
+ * that loop runs. Handles fn starts there should be uv_unref'd, so they do
+ * not keep the worker from stopping: the worker closes whatever is left
+ * when its loop ends (after svc_app_run's drain, before on_stop), so their
+ * memory must outlive on_stop. Returns SVC_OK, or an error and fn never
+ * runs: SVC_EINVAL (NULL app or fn), SVC_ENOMEM, SVC_ECLOSED (NATS disabled
+ * or not set up yet, i.e. before on_start, or the worker is shutting down).
+ * fn may also never run when the service stops before that loop starts.
+ */
+typedef void (*svc_msg_loop_fn)(uv_loop_t *loop, void *ud);
+int svc_msg_run_on_loop(svc_app *app, svc_msg_loop_fn fn, void *ud);
 
 /* ---- JetStream: events that must not be lost ----------------------------------- */
 

@@ -13,7 +13,8 @@
  *   budget.c     the retry budget (per worker, sliding window)
  *   instances.c  live instances per service: the shared directory discovery
  *                fills, and each worker's copy it balances over
- *   discovery.c  the $SRV.PING scatter-gather that keeps the directory fresh
+ *   discovery.c  the $SRV.PING scatter-gather (svc_msg_request_all) that keeps
+ *                the directory fresh
  *
  * config.c, forward.c, cors.c, breaker.c, budget.c and instances.c are pure
  * (no NATS, no loop): the unit tests in tests/unit/gateway compile them
@@ -265,11 +266,13 @@ void gw_pool_remove(gw_pools *p, int service, const char *id);
 
 /* ---- discovery (discovery.c) ------------------------------------------------ */
 
-/* Starts the thread that pings every configured service each
- * discovery_interval_ms (and at once when a worker asks). SVC_OK or SVC_ERR. */
+/* Schedules discovery on the first worker's loop: a $SRV.PING round every
+ * discovery_interval_ms, and sooner when a worker asks. From on_start.
+ * SVC_OK (also when NATS_URL=none: no discovery) or SVC_ERR. */
 int gw_discovery_start(svc_app *app, const gw_config *c, gw_directory *d);
 /* Asks for a round now (any thread; cheap; rounds stay GW_DISCOVERY_MIN_GAP_MS apart). */
 void gw_discovery_wake(gw_directory *d);
+/* After the workers stopped. */
 void gw_discovery_stop(void);
 
 /* ---- the proxy (proxy.c) ------------------------------------------------------ */

@@ -244,16 +244,22 @@ static int preflight(gw_state *g, svc_res *res, const char *origin) {
 
 /* The client's headers that services may see, as "Name: value" lines. */
 static const char **forwarded_headers(svc_req *req) {
-    size_t n = 0;
+    svc_arena *a = svc_req_arena(req);
+    size_t total = 0;
     const char *name, *value;
-    for (size_t i = 0; svc_req_header_at(req, i, &name, &value) == SVC_OK; i++)
-        if (gw_forward_request_header(name)) n++;
-    const char **out = svc_arena_alloc(svc_req_arena(req), (n + 1) * sizeof *out);
+    while (svc_req_header_at(req, total, &name, &value) == SVC_OK) total++;
+    const char **out = svc_arena_alloc(a, (total + 1) * sizeof *out);
     if (!out) return NULL;
     size_t k = 0;
-    for (size_t i = 0; k < n && svc_req_header_at(req, i, &name, &value) == SVC_OK; i++) {
+    for (size_t i = 0; i < total && svc_req_header_at(req, i, &name, &value) == SVC_OK; i++) {
         if (!gw_forward_request_header(name)) continue;
-        if (!(out[k++] = svc_arena_printf(svc_req_arena(req), "%s: %s", name, value))) return NULL;
+        size_t nl = strlen(name), vl = strlen(value);
+        char *line = svc_arena_alloc(a, nl + vl + 3);
+        if (!line) return NULL;
+        memcpy(line, name, nl);
+        memcpy(line + nl, ": ", 2);
+        memcpy(line + nl + 2, value, vl + 1);
+        out[k++] = line;
     }
     out[k] = NULL;
     return out;

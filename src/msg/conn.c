@@ -308,6 +308,9 @@ static void process(msg_worker *mw, msg_item *it) {
     case ITEM_RELEASE:
         if (mw->nc) svc__nats_release(mw->nc);
         break;
+    case ITEM_CALL:
+        it->fn(&mw->w->loop, it->ptr);
+        break;
     }
     free(it);
 }
@@ -467,6 +470,7 @@ static void on_conn_event(svc_nats *nc, int event, void *ud) {
     svc_msg *m = mw->m;
     if (event == SVC_NATS_DISCONNECTED) {
         if (atomic_exchange(&mw->connected, 0)) atomic_fetch_sub(&m->nconnected, 1);
+        mw->disconnects++;
         update_gauge(m);
         if (mw->id == 0) atomic_store(&m->w0_subs_ready, 0);
         else svc__nats_hold(nc);
@@ -878,6 +882,25 @@ void svc__msg_free(svc_app *app) {
     pthread_mutex_destroy(&m->streams_lock);
     free(m);
     app->msg = NULL;
+}
+
+/* ---- svc_msg_run_on_loop ------------------------------------------------------------------ */
+
+int svc_msg_run_on_loop(svc_app *app, svc_msg_loop_fn fn, void *ud) {
+    if (!app || !fn) return SVC_EINVAL;
+    svc_msg *m = app->msg;
+    if (!m || !m->enabled || !m->workers) return SVC_ECLOSED;
+    msg_item *it = calloc(1, sizeof *it);
+    if (!it) return SVC_ENOMEM;
+    it->kind = ITEM_CALL;
+    it->fn = fn;
+    it->ptr = ud;
+    /* Through the queue even from worker 0's own loop: never inside the call. */
+    if (svc__msg_push(&m->workers[0], it, 1) != SVC_OK) {
+        free(it);
+        return SVC_ECLOSED;
+    }
+    return SVC_OK;
 }
 
 /* ---- public state -------------------------------------------------------------------- */

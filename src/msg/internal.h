@@ -11,7 +11,8 @@
  * Threads: each worker loop owns one NATS connection. The server delivers a
  * request to one connection of the queue group; that worker handles it and
  * publishes the reply on the same connection, with no thread hop.
- * svc_rpc_call publishes on the caller's loop and gets its reply there.
+ * svc_rpc_call publishes on the caller's loop and gets its reply there;
+ * svc_msg_request_all (scatter-gather) is the same call, kept for a window.
  *
  * Which connection subscribes to what:
  *   every worker   route subjects, svc.<service>.http (queue group <service>),
@@ -165,14 +166,16 @@ struct msg_sub {
     struct msg_sub *next;
 };
 
-enum { ITEM_MSG, ITEM_RPC, ITEM_PUB, ITEM_SYNC, ITEM_START, ITEM_RELEASE };
+enum { ITEM_MSG, ITEM_RPC, ITEM_PUB, ITEM_SYNC, ITEM_START, ITEM_RELEASE, ITEM_CALL };
 
 typedef struct msg_item {
     struct msg_item *next;
     int kind;
     svc_nats_msg *msg;               /* ITEM_MSG */
     msg_sub *sub;                    /* ITEM_MSG */
-    void *ptr;                       /* ITEM_RPC, ITEM_SYNC: rpc_call; ITEM_PUB: msg_pub */
+    void *ptr;                       /* ITEM_RPC, ITEM_SYNC: rpc_call; ITEM_PUB: msg_pub;
+                                        ITEM_CALL: fn's ud */
+    svc_msg_loop_fn fn;              /* ITEM_CALL (svc_msg_run_on_loop) */
     size_t bytes;
 } msg_item;
 
@@ -212,6 +215,7 @@ struct msg_worker {
     long inflight;                   /* requests and events being handled (loop) */
     svc_nats *nc;                    /* this loop's connection (loop thread) */
     atomic_int connected;
+    unsigned disconnects;            /* connections lost so far (loop thread) */
     atomic_llong handed_bytes;       /* ITEM_PUB bytes queued, not yet published */
     uint64_t *sids;                  /* subscriptions to drain */
     int nsids;

@@ -12,6 +12,14 @@
  * once; from another thread it is handed to the loop. Its callback runs
  * exactly once, on the loop, never from inside svc_rpc_call.
  *
+ * A gather (svc_msg_request_all) is the same call that stays registered
+ * for its whole window: each reply goes to its callback as it comes, the
+ * no-responders status is ignored (an empty gather is an answer), and the
+ * timer ends it. It is also the one place a lost connection matters after
+ * the fact: replies sent while the server had forgotten our inbox are gone,
+ * so a window that saw a disconnection ends with SVC_ECLOSED rather than
+ * pass off a partial list as complete.
+ *
  * Blocking requests (svc__rpc_request_sync, for JetStream from the thread
  * pool) are the same calls, handed over, with a condition variable to wait
  * on; the waiter and the loop share the wait object and the last one to let
@@ -43,6 +51,8 @@ struct rpc_call {
     char service[65];
     rpc_done_fn done;                /* internal requests */
     void *done_ud;
+    svc_msg_gather_cb gather;        /* svc_msg_request_all (uses ud) */
+    unsigned conn_gen;               /* mw->disconnects when published */
 };
 
 static rpc_call **bucket(msg_worker *mw, uint64_t seq) { return &mw->calls[seq % SVC_MSG_RPC_BUCKETS]; }
@@ -75,6 +85,10 @@ static const char *reply_header(const svc_rpc_reply *r, const char *name) {
     return r && r->impl && name ? svc__nats_msg_header(r->impl, name) : NULL;
 }
 
+static const char *gather_header(const svc_msg_reply *r, const char *name) {
+    return r && r->impl && name ? svc__nats_msg_header(r->impl, name) : NULL;
+}
+
 static const char *outcome_of(int err) {
     switch (err) {
     case SVC_OK: return "ok";
@@ -90,7 +104,14 @@ static void complete(rpc_call *c, int err, svc_nats_msg *reply) {
     msg_worker *mw = c->mw;
     svc_msg *m = mw->m;
     unlink_call(mw, c);
-    if (c->done) {
+    if (c->gather) {
+        /* The window ending is the normal end; anything else means the
+         * request or its replies may not have gone where they should. */
+        if (err == SVC_ETIMEDOUT && mw->disconnects == c->conn_gen) err = SVC_OK;
+        else err = SVC_ECLOSED;
+        c->gather(err, NULL, c->ud);
+        svc__nats_msg_free(reply);
+    } else if (c->done) {
         c->done(err, reply, c->done_ud);
     } else {
         svc_rpc_reply r = {0};
@@ -142,6 +163,7 @@ static int launch(msg_worker *mw, rpc_call *c) {
     snprintf(reply, sizeof reply, "%s.%llu", mw->inbox, (unsigned long long)c->seq);
     int rc = svc__msg_pub(mw, c->subject, reply, c->hdr_len ? c->hdr : NULL, c->hdr_len, c->data, c->len);
     if (rc != SVC_OK) return rc;
+    c->conn_gen = mw->disconnects;
     c->next = *bucket(mw, c->seq);
     *bucket(mw, c->seq) = c;
     mw->ncalls++;
@@ -176,6 +198,15 @@ void svc__rpc_on_inbox(svc_nats *nc, svc_nats_msg *msg, void *ud) {
     rpc_call *c = find_call(mw, (uint64_t)seq);
     if (!c) {
         svc__msg_drop(mw->m, DROP_LATE_REPLY, "reply on %s arrived after its call ended", msg->subject);
+        svc__nats_msg_free(msg);
+        return;
+    }
+    if (c->gather) {
+        if (!(msg->status == 503 && msg->len == 0)) {
+            svc_msg_reply r = {.subject = msg->subject, .data = msg->data, .len = msg->len,
+                               .header = gather_header, .impl = msg};
+            c->gather(SVC_OK, &r, c->ud);
+        }
         svc__nats_msg_free(msg);
         return;
     }
@@ -402,6 +433,38 @@ int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *m
      * callback still runs later, from the loop). Otherwise through the
      * queue, where a failure reaches the callback. */
     if (self == mw && mw->nc) {
+        rc = launch(mw, c);
+        if (rc == SVC_OK) return SVC_OK;
+        if (rc == SVC_ERANGE) {
+            svc__rpc_free_call(c);
+            return rc;
+        }
+    }
+    rc = hand_over(mw, c, ITEM_RPC);
+    if (rc != SVC_OK) svc__rpc_free_call(c);
+    return rc;
+}
+
+/* ---- svc_msg_request_all ---- */
+
+int svc_msg_request_all(svc_app *app, const char *subject, const void *data, size_t len, int gather_ms,
+                        svc_msg_gather_cb cb, void *ud) {
+    if (!app || !subject || !cb || (len && !data)) return SVC_EINVAL;
+    if (gather_ms <= 0 || gather_ms > SVC_MSG_GATHER_MAX_MS) return SVC_EINVAL;
+    if (svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
+    if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
+    svc_msg *m = app->msg;
+    if (!m || !m->enabled || !m->workers) return SVC_ECLOSED;
+    msg_worker *self = svc__msg_current(m), *mw = self ? self : &m->workers[0];
+    rpc_call *c = new_call(mw, subject, NULL, 0, data, len, gather_ms);
+    if (!c) return SVC_ENOMEM;
+    c->gather = cb;
+    c->ud = ud;
+    /* Not connected: end at once with SVC_ECLOSED (after the grace of a
+     * blip), as svc_rpc_call does, rather than gather nothing for a window. */
+    c->fail_fast = 1;
+    int rc;
+    if (self && mw->nc) {
         rc = launch(mw, c);
         if (rc == SVC_OK) return SVC_OK;
         if (rc == SVC_ERANGE) {
