@@ -44,7 +44,7 @@ fi
 mkdir -p build && touch build/.deps-ok
 
 # One variable of the Makefile, as make computes it.
-mkvar() { make --no-print-directory --eval="print-var-%: ; @echo \$(\$*)" "print-var-$1"; }
+mkvar() { make --no-print-directory STATIC=0 --eval="print-var-%: ; @echo \$(\$*)" "print-var-$1"; }
 
 MULTIARCH=$(gcc -print-multiarch 2>/dev/null || true)
 # The static archive for -lNAME, if Debian ships one (libuv's is libuv_a.a).
@@ -80,19 +80,18 @@ done
 # calls them links fully static).
 link_static() {
   rm -f "build/bin/$SERVICE"
-  make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" \
-    LDFLAGS="-pthread -static -Wl,--gc-sections" \
+  make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" STATIC=1 \
     LDLIBS="$static_libs $1 -lpthread -ldl -lm"
 }
 link_mixed() {
   rm -f "build/bin/$SERVICE"
-  make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" \
+  make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" STATIC=0 \
     LDFLAGS="-pthread -Wl,--as-needed -Wl,--gc-sections" \
     LDLIBS="$static_libs $shared_libs -ldl -lm"
 }
 link_dynamic() {
   rm -f "build/bin/$SERVICE"
-  make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}"
+  make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" STATIC=0
 }
 
 # The objects are built once: a static attempt that fails leaves them for the
