@@ -8,6 +8,7 @@
  *   run.c        `svckit run`: options, the plan (instances, ports), dry run
  *   supervise.c  the supervisor loop: spawn, restart, shutdown, reaping
  *   output.c     prefixed, coloured, never interleaved output lines
+ *   status.c     `svckit status`: live instances from NATS discovery
  *
  * The tool is single-threaded; nothing here is thread-safe.
  */
@@ -157,6 +158,7 @@ int svc__supervise(svc__plan *plan);
 
 /* Subcommands. */
 int svc__cmd_run(int argc, char **argv);
+int svc__cmd_status(int argc, char **argv); /* status.c */
 
 /* Writes a word to b quoted for a POSIX shell when it needs quoting. */
 void svc__shell_quote(svc_buf *b, const char *word);

@@ -13,6 +13,8 @@ static const char usage[] =
     "commands:\n"
     "  run [name ...]   start the processes of a Procfile, prefix their output,\n"
     "                   restart them when they exit, stop them all on Ctrl-C\n"
+    "  status           list the live svckit instances on NATS: version,\n"
+    "                   health, request counts\n"
     "  version          print the version\n"
     "  help             this text\n"
     "\n"
@@ -40,6 +42,7 @@ int main(int argc, char **argv) {
         return SVC__EXIT_OK;
     }
     if (!strcmp(cmd, "run")) return svc__cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status")) return svc__cmd_status(argc - 1, argv + 1);
     fprintf(stderr, "svckit: unknown command '%s'\n\n%s", cmd, usage);
     return SVC__EXIT_USAGE;
 }

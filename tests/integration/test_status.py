@@ -1,0 +1,103 @@
+"""`svckit status`: live instances listed from NATS discovery ($SRV.INFO/STATS)."""
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import BIN, free_port
+from test_msg_support import msgsvc, nats_server  # noqa: F401  (fixture)
+
+SVCKIT = os.path.join(BIN, "svckit")
+
+
+def status(*args, timeout=20):
+    p = subprocess.run([SVCKIT, "status", *args], capture_output=True, timeout=timeout,
+                       env={k: v for k, v in os.environ.items() if k != "NATS_URL"})
+    return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def two(nats_server):  # noqa: F811
+    a = msgsvc(nats_server)
+    b = msgsvc(nats_server)
+    try:
+        # One request each, so the counts are not all zero.
+        assert a.request("GET", "/hello/x")[0] == 200
+        yield nats_server, [a, b]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def instance_ids(nats):
+    """Ids from the instances' own PING answers, independent of svckit."""
+    from test_msg_support import Nats
+    c = Nats(nats.port)
+    try:
+        return {json.loads(m.data)["id"] for m in c.request_all("$SRV.PING", wait=0.3)}
+    finally:
+        c.close()
+
+
+def test_lists_both_instances(two):
+    nats, svcs = two
+    rc, out, err = status("--nats", nats.url)
+    assert rc == 0, err
+    lines = out.strip().splitlines()
+    assert lines[0].split()[:4] == ["SERVICE", "ID", "VERSION", "HTTP"]
+    rows = [l.split() for l in lines[1:]]
+    assert len(rows) == 2, out
+    assert all(r[0] == "msgsvc" for r in rows)
+    assert rows[0][1] < rows[1][1]  # sorted by id within the service
+    assert all(r[2] == "0.1.0" or r[2][0].isdigit() for r in rows)
+    ports = {r[3].rsplit(":", 1)[1] for r in rows}
+    assert ports == {str(s.port) for s in svcs}
+    assert all(r[4] == "ready" for r in rows), out
+    total = sum(int(r[5]) for r in rows)
+    assert total >= 1, out
+
+
+def test_ids_match_the_instances(two):
+    nats, _ = two
+    rc, out, _ = status("--nats", nats.url, "--no-ready")
+    assert rc == 0
+    listed = {l.split()[1] for l in out.strip().splitlines()[1:]}
+    assert listed == instance_ids(nats) and len(listed) == 2
+
+
+def test_json(two):
+    nats, _ = two
+    rc, out, err = status("--nats", nats.url, "--json", "--wait", "300")
+    assert rc == 0, err
+    docs = json.loads(out)
+    assert isinstance(docs, list)
+    types = sorted(d["type"] for d in docs)
+    assert types == ["io.nats.micro.v1.info_response"] * 2 + ["io.nats.micro.v1.stats_response"] * 2
+    assert len({d["id"] for d in docs}) == 2
+    assert all(d["name"] == "msgsvc" and d["version"] for d in docs)
+
+
+def test_no_instances_exit_1():
+    from test_msg_support import NatsServer
+    s = NatsServer()
+    try:
+        rc, out, err = status("--nats", s.url, "--wait", "200")
+        assert rc == 1
+        assert f"no svckit instances on {s.url}" in err
+    finally:
+        s.close()
+
+
+def test_unreachable_exit_2():
+    url = f"nats://127.0.0.1:{free_port()}"
+    rc, out, err = status("--nats", url, "--wait", "100")
+    assert rc == 2
+    assert out == "" and len(err.strip().splitlines()) == 1 and url in err
+
+
+@pytest.mark.parametrize("args", [["--wait", "0"], ["--wait", "x"], ["--nats", "http://x"], ["--bogus"],
+                                  ["--nats"]])
+def test_bad_arguments_exit_2(args):
+    rc, _, err = status(*args)
+    assert rc == 2 and err

@@ -1,0 +1,347 @@
+/* `svckit status`: every live instance of every service on NATS, gathered
+ * with the services discovery protocol ($SRV.INFO and $SRV.STATS, answered
+ * by every instance; docs/messaging.md), on svckit's own NATS client and a
+ * private loop. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "msg/nats.h"
+#include "svckit/client.h"
+
+#define STATUS_DEFAULT_WAIT_MS 500
+#define STATUS_MAX_WAIT_MS 60000
+/* From the first attempt: a NATS that does not answer by then is unreachable. */
+#define STATUS_CONNECT_MS SVC_NATS_CONNECT_TIMEOUT_MS
+#define STATUS_MAX_DOCS 4096   /* replies kept; more are ignored */
+#define STATUS_READY_TIMEOUT_MS 300
+#define STATUS_DEFAULT_URL "nats://127.0.0.1:4222"
+
+static const char status_usage[] =
+    "usage: svckit status [options]\n"
+    "\n"
+    "Lists every live svckit instance on NATS ($SRV.INFO and $SRV.STATS):\n"
+    "service, instance id, version, HTTP address, health, requests, errors,\n"
+    "average latency.\n"
+    "\n"
+    "options:\n"
+    "  --nats URL      NATS server; default $NATS_URL, else " STATUS_DEFAULT_URL "\n"
+    "  --wait MS       how long to gather replies (1-60000); default 500\n"
+    "  --no-ready      do not ask each instance's /readyz over HTTP\n"
+    "  --json          print the gathered documents as one JSON array\n"
+    "  -h, --help      this text\n"
+    "\n"
+    "Exit status: 0 some instance answered, 1 none did, 2 bad arguments or NATS\n"
+    "unreachable.\n";
+
+typedef struct gather {
+    uv_loop_t *loop;
+    uv_timer_t timer;
+    svc_nats *nc;
+    int connected, lost, timed_out;
+    json_t *docs; /* every parsed reply, in arrival order */
+} gather;
+
+typedef struct instance {
+    const char *name, *id, *version;
+    char http[300]; /* "host:port" or "-" */
+    const char *host, *port;
+    int stats; /* answered STATS */
+    long long requests, errors, time_ns;
+    const char *health;
+} instance;
+
+static void on_event(svc_nats *nc, int event, void *ud) {
+    gather *g = ud;
+    if (event == SVC_NATS_CONNECTED || event == SVC_NATS_RECONNECTED) {
+        g->connected = 1;
+        uv_stop(g->loop);
+    } else if (event == SVC_NATS_DISCONNECTED) {
+        g->lost = 1;
+    }
+}
+
+static void on_timer(uv_timer_t *t) {
+    gather *g = t->data;
+    g->timed_out = 1;
+    uv_stop(g->loop);
+}
+
+static void on_reply(svc_nats *nc, svc_nats_msg *msg, void *ud) {
+    gather *g = ud;
+    /* A no-responders status or an empty body is not an instance. */
+    if (msg->status == 0 && msg->len > 0 && json_array_size(g->docs) < STATUS_MAX_DOCS) {
+        json_error_t jerr;
+        json_t *doc = json_loadb(msg->data, msg->len, JSON_REJECT_DUPLICATES, &jerr);
+        if (json_is_object(doc) && json_is_string(json_object_get(doc, "name")) &&
+            json_is_string(json_object_get(doc, "id")))
+            json_array_append_new(g->docs, doc);
+        else
+            json_decref(doc);
+    }
+    svc__nats_msg_free(msg);
+}
+
+static const char *str_or(json_t *o, const char *key, const char *dflt) {
+    const char *s = json_string_value(json_object_get(o, key));
+    return s && *s ? s : dflt;
+}
+
+static long long int_of(json_t *o, const char *key) {
+    json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+}
+
+static int is_type(json_t *doc, const char *suffix) {
+    const char *t = str_or(doc, "type", "");
+    size_t tl = strlen(t), sl = strlen(suffix);
+    return tl >= sl && strcmp(t + tl - sl, suffix) == 0;
+}
+
+static int cmp_instance(const void *a, const void *b) {
+    const instance *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->id, y->id);
+}
+
+/* One row per (name, id), from its INFO and STATS documents. */
+static size_t collect(json_t *docs, instance *out) {
+    size_t n = 0, i;
+    json_t *doc;
+    json_array_foreach(docs, i, doc) {
+        const char *name = str_or(doc, "name", ""), *id = str_or(doc, "id", "");
+        instance *in = NULL;
+        for (size_t k = 0; k < n; k++)
+            if (!strcmp(out[k].name, name) && !strcmp(out[k].id, id)) in = &out[k];
+        if (!in) {
+            in = &out[n++];
+            memset(in, 0, sizeof *in);
+            in->name = name, in->id = id;
+            in->version = str_or(doc, "version", "-");
+            json_t *md = json_object_get(doc, "metadata");
+            in->host = json_string_value(json_object_get(md, "host"));
+            in->port = json_string_value(json_object_get(md, "http_port"));
+            if (in->host && *in->host && in->port && *in->port)
+                snprintf(in->http, sizeof in->http, "%s%s%s:%s", strchr(in->host, ':') ? "[" : "",
+                         in->host, strchr(in->host, ':') ? "]" : "", in->port);
+            else
+                snprintf(in->http, sizeof in->http, "-"), in->host = in->port = NULL;
+        }
+        if (!is_type(doc, "stats_response") || in->stats) continue;
+        in->stats = 1;
+        size_t e;
+        json_t *ep;
+        json_array_foreach(json_object_get(doc, "endpoints"), e, ep) {
+            /* A route's endpoint counts its requests over both transports;
+             * "http" and "instance" count those same requests again by the
+             * subject they came on. */
+            const char *en = str_or(ep, "name", "");
+            if (!strcmp(en, "http") || !strcmp(en, "instance")) continue;
+            in->requests += int_of(ep, "num_requests");
+            in->errors += int_of(ep, "num_errors");
+            in->time_ns += int_of(ep, "processing_time");
+        }
+    }
+    return n;
+}
+
+static void probe_ready(instance *in) {
+    char url[400];
+    if (!in->host) return;
+    snprintf(url, sizeof url, "http://%s/readyz", in->http);
+    int status = 0;
+    int rc = svc_http_fetch("GET", url, NULL, NULL, 0, STATUS_READY_TIMEOUT_MS, &status, NULL, NULL);
+    in->health = rc == SVC_OK && status == 200 ? "ready" : "not-ready";
+}
+
+static void print_table(instance *rows, size_t n) {
+    int wn = 7, wi = 2, wv = 7, wh = 4;
+    for (size_t i = 0; i < n; i++) {
+        int l;
+        if ((l = (int)strlen(rows[i].name)) > wn) wn = l;
+        if ((l = (int)strlen(rows[i].id)) > wi) wi = l;
+        if ((l = (int)strlen(rows[i].version)) > wv) wv = l;
+        if ((l = (int)strlen(rows[i].http)) > wh) wh = l;
+    }
+    printf("%-*s  %-*s  %-*s  %-*s  %-9s  %8s  %6s  %11s\n", wn, "SERVICE", wi, "ID", wv, "VERSION", wh,
+           "HTTP", "HEALTH", "REQUESTS", "ERRORS", "AVG-LATENCY");
+    for (size_t i = 0; i < n; i++) {
+        instance *r = &rows[i];
+        char req[32] = "-", err[32] = "-", avg[32] = "-";
+        if (r->stats) {
+            snprintf(req, sizeof req, "%lld", r->requests);
+            snprintf(err, sizeof err, "%lld", r->errors);
+            if (r->requests > 0)
+                snprintf(avg, sizeof avg, "%.3fms", (double)r->time_ns / (double)r->requests / 1e6);
+        }
+        printf("%-*s  %-*s  %-*s  %-*s  %-9s  %8s  %6s  %11s\n", wn, r->name, wi, r->id, wv, r->version, wh,
+               r->http, r->health, req, err, avg);
+    }
+}
+
+static int parse_wait(const char *s, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > STATUS_MAX_WAIT_MS) return SVC_EINVAL;
+    *out = (int)v;
+    return SVC_OK;
+}
+
+/* Splits a comma-separated URL list into servers. */
+static int parse_urls(const char *urls, svc_nats_server *servers, int *n) {
+    char buf[SVC_NATS_MAX_URL * 2];
+    if (strlen(urls) >= sizeof buf) return SVC_EINVAL;
+    snprintf(buf, sizeof buf, "%s", urls);
+    *n = 0;
+    char *save = NULL;
+    for (char *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        while (*u == ' ') u++;
+        if (*n >= SVC_NATS_MAX_SERVERS || svc__nats_url_parse(u, &servers[*n]) != SVC_OK) return SVC_EINVAL;
+        (*n)++;
+    }
+    return *n > 0 ? SVC_OK : SVC_EINVAL;
+}
+
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+static int run_gather(const svc_nats_server *servers, int nservers, int wait_ms, gather *g) {
+    uv_loop_t loop;
+    if (uv_loop_init(&loop) != 0) return SVC_EIO;
+    g->loop = &loop;
+    uv_timer_init(&loop, &g->timer);
+    g->timer.data = g;
+    svc_nats_opts o = {.servers = servers, .nservers = nservers, .name = "svckit status",
+                       .reconnect_wait_ms = 250, .reconnect_buffer = 64 * 1024,
+                       .on_event = on_event, .ud = g};
+    int rc = SVC_OK;
+    g->nc = svc__nats_new(&loop, &o);
+    if (!g->nc) {
+        rc = SVC_ENOMEM;
+        goto out;
+    }
+    uv_timer_start(&g->timer, on_timer, STATUS_CONNECT_MS, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_timer_stop(&g->timer);
+    if (!g->connected) {
+        rc = SVC_ETIMEDOUT;
+        goto out;
+    }
+    unsigned char rnd[12];
+    svc_random(rnd, sizeof rnd);
+    char inbox[64] = "_INBOX.", subj[80];
+    for (size_t i = 0; i < sizeof rnd; i++) snprintf(inbox + 7 + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(subj, sizeof subj, "%s.*", inbox);
+    if (!svc__nats_sub(g->nc, subj, NULL, on_reply, g)) {
+        rc = SVC_ENOMEM;
+        goto out;
+    }
+    static const char *const verbs[] = {"INFO", "STATS"};
+    for (int i = 0; i < 2; i++) {
+        char req[64], reply[80];
+        snprintf(req, sizeof req, "$SRV.%s", verbs[i]);
+        snprintf(reply, sizeof reply, "%s.%s", inbox, verbs[i]);
+        if ((rc = svc__nats_pub(g->nc, req, reply, NULL, 0, "", 0)) != SVC_OK) goto out;
+    }
+    g->timed_out = 0;
+    uv_timer_start(&g->timer, on_timer, (uint64_t)wait_ms, 0);
+    while (!g->timed_out) uv_run(&loop, UV_RUN_DEFAULT);
+out:
+    svc__nats_close(g->nc);
+    g->nc = NULL;
+    uv_close((uv_handle_t *)&g->timer, close_cb);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_loop_close(&loop);
+    return rc;
+}
+
+int svc__cmd_status(int argc, char **argv) {
+    const char *url = getenv("NATS_URL");
+    if (!url || !*url) url = STATUS_DEFAULT_URL;
+    int wait_ms = STATUS_DEFAULT_WAIT_MS, as_json = 0, ready = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(status_usage, stdout);
+            return SVC__EXIT_OK;
+        } else if (!strcmp(a, "--json")) {
+            as_json = 1;
+        } else if (!strcmp(a, "--no-ready")) {
+            ready = 0;
+        } else if (!strcmp(a, "--nats") || !strncmp(a, "--nats=", 7)) {
+            const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) goto missing;
+            url = v;
+        } else if (!strcmp(a, "--wait") || !strncmp(a, "--wait=", 7)) {
+            const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) goto missing;
+            if (parse_wait(v, &wait_ms) != SVC_OK) {
+                fprintf(stderr, "svckit status: --wait must be a number of ms from 1 to %d, got '%s'\n",
+                        STATUS_MAX_WAIT_MS, v);
+                return SVC__EXIT_USAGE;
+            }
+        } else {
+            fprintf(stderr, "svckit status: unknown option '%s'\n\n%s", a, status_usage);
+            return SVC__EXIT_USAGE;
+        }
+        continue;
+    missing:
+        fprintf(stderr, "svckit status: %s needs a value\n", a);
+        return SVC__EXIT_USAGE;
+    }
+    if (!strcmp(url, "none")) {
+        fprintf(stderr, "svckit status: NATS_URL is 'none': messaging is off, nothing to ask\n");
+        return SVC__EXIT_USAGE;
+    }
+    svc_nats_server servers[SVC_NATS_MAX_SERVERS];
+    int nservers = 0;
+    if (parse_urls(url, servers, &nservers) != SVC_OK) {
+        fprintf(stderr, "svckit status: bad NATS URL '%s' (want nats://host[:port])\n", url);
+        return SVC__EXIT_USAGE;
+    }
+    /* The client's retry warnings would land on stdout, amid the table or the
+     * JSON; our own line on stderr says what matters. */
+    svc_log_setup("svckit", SVC_LOG_ERROR, 0);
+    gather g = {.docs = json_array()};
+    if (!g.docs) return SVC__EXIT_FAIL;
+    int rc = run_gather(servers, nservers, wait_ms, &g);
+    if (rc == SVC_ETIMEDOUT) {
+        fprintf(stderr, "svckit status: cannot connect to NATS at %s\n", url);
+        json_decref(g.docs);
+        return SVC__EXIT_USAGE;
+    }
+    if (rc != SVC_OK) {
+        fprintf(stderr, "svckit status: asking NATS at %s failed (error %d)\n", url, rc);
+        json_decref(g.docs);
+        return SVC__EXIT_USAGE;
+    }
+    if (g.lost) fprintf(stderr, "svckit status: connection to NATS lost meanwhile; the list may be incomplete\n");
+    size_t ndocs = json_array_size(g.docs);
+    instance *rows = calloc(ndocs ? ndocs : 1, sizeof *rows);
+    if (!rows) {
+        json_decref(g.docs);
+        return SVC__EXIT_FAIL;
+    }
+    size_t n = collect(g.docs, rows);
+    qsort(rows, n, sizeof *rows, cmp_instance);
+    if (as_json) {
+        char *s = json_dumps(g.docs, JSON_COMPACT);
+        if (s) puts(s);
+        free(s);
+    } else if (n > 0) {
+        for (size_t i = 0; i < n; i++) {
+            rows[i].health = rows[i].stats ? "up" : "-";
+            if (ready && rows[i].stats) probe_ready(&rows[i]);
+        }
+        print_table(rows, n);
+    }
+    if (n == 0) fprintf(stderr, "no svckit instances on %s\n", url);
+    free(rows);
+    json_decref(g.docs);
+    return n > 0 ? SVC__EXIT_OK : SVC__EXIT_FAIL;
+}
