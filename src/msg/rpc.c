@@ -371,6 +371,26 @@ static int add_opt_header(svc_buf *h, const char *line) {
     return svc__nats_hdr_add(h, name, value);
 }
 
+/*
+ * On the caller's own loop and connected: publish now, no hand-off (the
+ * callback still runs later, from the loop). Otherwise through mw's queue,
+ * where a failure reaches the callback. Frees c when it cannot start.
+ */
+static int start_call(msg_worker *self, msg_worker *mw, rpc_call *c) {
+    int rc;
+    if (self == mw && mw->nc) {
+        rc = launch(mw, c);
+        if (rc == SVC_OK) return SVC_OK;
+        if (rc == SVC_ERANGE) {
+            svc__rpc_free_call(c);
+            return rc;
+        }
+    }
+    rc = hand_over(mw, c, ITEM_RPC);
+    if (rc != SVC_OK) svc__rpc_free_call(c);
+    return rc;
+}
+
 int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *method, const char *path,
                  const void *body, size_t body_len, const svc_rpc_opts *opts, svc_rpc_cb cb, void *ud) {
     if (!app || !service || !method || !path || !cb || (body_len && !body)) return SVC_EINVAL;
@@ -429,20 +449,7 @@ int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *m
     c->ud = ud;
     c->fail_fast = 1;
     snprintf(c->service, sizeof c->service, "%s", service);
-    /* On the caller's own loop and connected: publish now, no hand-off (the
-     * callback still runs later, from the loop). Otherwise through the
-     * queue, where a failure reaches the callback. */
-    if (self == mw && mw->nc) {
-        rc = launch(mw, c);
-        if (rc == SVC_OK) return SVC_OK;
-        if (rc == SVC_ERANGE) {
-            svc__rpc_free_call(c);
-            return rc;
-        }
-    }
-    rc = hand_over(mw, c, ITEM_RPC);
-    if (rc != SVC_OK) svc__rpc_free_call(c);
-    return rc;
+    return start_call(self, mw, c);
 }
 
 /* ---- svc_msg_request_all ---- */
@@ -463,16 +470,5 @@ int svc_msg_request_all(svc_app *app, const char *subject, const void *data, siz
     /* Not connected: end at once with SVC_ECLOSED (after the grace of a
      * blip), as svc_rpc_call does, rather than gather nothing for a window. */
     c->fail_fast = 1;
-    int rc;
-    if (self && mw->nc) {
-        rc = launch(mw, c);
-        if (rc == SVC_OK) return SVC_OK;
-        if (rc == SVC_ERANGE) {
-            svc__rpc_free_call(c);
-            return rc;
-        }
-    }
-    rc = hand_over(mw, c, ITEM_RPC);
-    if (rc != SVC_OK) svc__rpc_free_call(c);
-    return rc;
+    return start_call(self, mw, c);
 }
