@@ -12,6 +12,11 @@ Scenarios come in groups (SCENARIO group=...), one table each:
   demo      GET /products of the demo; ceiling: "ceiling"
   products  GET /products?limit=30 with a token; ceiling: "ceiling-products"
   login     POST /auth/login; no ceiling
+  gateway   GET /products/1 through the gateway; base: "direct" (products, no gateway)
+
+The gateway group also has LAT lines: wrk runs at a fixed small concurrency on the
+same server after its measured run; the gateway hop is gateway minus direct, p50
+and p99, at the same concurrency (medians over rounds).
 """
 import json
 import statistics
@@ -38,11 +43,27 @@ TARGETS3 = {
     "service_rss_idle_kib_max": 4 * 1024,
 }
 
+# Issue 4's targets, for the gateway: the hop it adds at p50/p99 (judged at every
+# fixed concurrency measured; the issue says "at half of the maximum load", see
+# bench/README.md for why a fixed concurrency stands in for it), and its req/s
+# against products directly (both with WORKERS=1, sharing the 2 CPUs).
+TARGETS4 = {
+    "hop_p50_us_max": 150,
+    "hop_p99_us_max": 500,
+    "rps_vs_direct_min": 0.4,
+}
+ISSUE4_SUBJECTS = ("gateway", "gateway-3")
+
+# A group compared with a scenario that is not a ceiling.
+GROUP_BASE = {"gateway": "direct"}
+
 GROUPS = {
     "demo": "GET /products on the demo: the same 30-product JSON from every server",
     "products": "GET /products?limit=30 with a valid token: the products service, and the same bytes "
                 "from nginx and the ceiling",
     "login": "POST /auth/login with valid credentials: Argon2id (t=2, m=19 MiB), slow on purpose",
+    "gateway": "GET /products/1 with a valid token: through the gateway (gateway -> NATS -> products) "
+               "and straight to products",
 }
 
 # A round during which other processes used more than this (percent of one CPU)
@@ -95,6 +116,9 @@ def others_pct(v, hz):
 
 
 def group_ceiling(scen, order, group):
+    base = GROUP_BASE.get(group)
+    if base:
+        return base if base in scen and scen[base]["group"] == group else None
     for name in order:
         s = scen[name]
         if s["group"] == group and (name == "ceiling" or name.startswith("ceiling-")):
@@ -120,6 +144,7 @@ def collect(rows):
                 "skipped": unquote(f.get("skipped", "")) or None,
                 "rounds": [],
                 "failures": [],
+                "lat": {},
             }
     hz = meta.get("clk_tck", 100)
 
@@ -158,6 +183,23 @@ def collect(rows):
                 "log_bytes_per_request": round(v["log_bytes"] / reqs, 1)
                 if reqs and v.get("log_expected") else None,
             })
+        elif kind == "LAT":
+            v = {k: num(x) for k, x in f.items() if k != "scenario"}
+            reqs = v["requests"]
+            secs = v["duration_us"] / 1e6
+            errors = sum(v[k] for k in ("err_connect", "err_read", "err_write", "err_status", "err_timeout"))
+            wall = v["wall_s"]
+            s["lat"].setdefault(str(v["conns"]), []).append({
+                "round": v["round"],
+                "rps": round(reqs / secs, 1),
+                "p50_us": v["p50_us"], "p90_us": v["p90_us"], "p99_us": v["p99_us"],
+                "p999_us": v["p999_us"], "max_us": v["max_us"],
+                "requests": reqs, "errors": errors,
+                "server_cpu_pct": round(100 * v["cpu_ticks"] / hz / wall, 1) if wall else None,
+                # wrk's CPU is not sampled in these runs: "others" includes it.
+                "others_and_wrk_cpu_pct": round(max(0.0, 100 * (v["machine_ticks"] - v["cpu_ticks"]) / hz / wall), 1)
+                if wall else None,
+            })
         elif kind == "IDLE":
             v = {k: num(x) for k, x in f.items() if k != "scenario"}
             s["idle"] = {
@@ -183,6 +225,10 @@ def collect(rows):
             "rps", "p50_us", "p99_us", "rss_idle_kib", "rss_load_kib", "server_cpu_pct",
             "client_cpu_pct", "others_cpu_pct", "bytes_per_response", "log_bytes_per_request")}
         s["errors"] = sum(r["errors"] for r in rs)
+    for s in scen.values():
+        s["lat_median"] = {c: {k: median([r[k] for r in rs]) for k in (
+            "rps", "p50_us", "p99_us", "server_cpu_pct", "others_and_wrk_cpu_pct")}
+            | {"errors": sum(r["errors"] for r in rs)} for c, rs in s["lat"].items()}
     return meta, order, scen
 
 
@@ -271,12 +317,42 @@ def issue3(scen, ratios):
     return {"checks": checks, "info": [{"what": w, "value": v} for w, v in info]}
 
 
+def issue4(scen, ratios):
+    """Issue 4: the gateway hop at each fixed concurrency, and req/s vs direct."""
+    d = scen.get("direct")
+    if not d or "median" not in d:
+        return None
+    subjects = [n for n in ISSUE4_SUBJECTS if n in scen and "median" in scen[n]]
+    if not subjects:
+        return None
+    gw_max = {n: scen[n]["median"]["rps"] for n in subjects}
+    checks, hops = [], []
+    for n in subjects:
+        label = scen[n]["label"]
+        rv = ratios.get(f"{n}/direct")
+        check(checks, f"{label}: req/s vs direct (-c{d['rounds'][0]['conns']})", rv,
+              rv is not None and rv >= TARGETS4["rps_vs_direct_min"], f">= {TARGETS4['rps_vs_direct_min']}")
+        for c in sorted(scen[n]["lat_median"], key=int, reverse=True):
+            g, b = scen[n]["lat_median"][c], d["lat_median"].get(c)
+            if not b:
+                continue
+            h50, h99 = g["p50_us"] - b["p50_us"], g["p99_us"] - b["p99_us"]
+            load = round(g["rps"] / gw_max[n], 3) if gw_max[n] else None
+            hops.append({"scenario": n, "label": label, "conns": int(c), "hop_p50_us": h50, "hop_p99_us": h99,
+                         "direct": b, "via": g, "via_load_vs_max": load})
+            check(checks, f"{label}: hop p50 at -c{c} (us)", h50, h50 <= TARGETS4["hop_p50_us_max"],
+                  f"<= {TARGETS4['hop_p50_us_max']}")
+            check(checks, f"{label}: hop p99 at -c{c} (us)", h99, h99 <= TARGETS4["hop_p99_us_max"],
+                  f"<= {TARGETS4['hop_p99_us_max']}")
+    return {"checks": checks, "hops": hops}
+
+
 def main():
     raw, out_md, out_json = sys.argv[1:4]
     meta, order, scen = collect(parse(raw))
     ratios = compute_ratios(scen, order)
     subjects = {n: t for n in ISSUE2_SUBJECTS if (t := issue2_checks(meta, scen, ratios, n))}
-    targets = {"issue2": subjects or None, "issue3": issue3(scen, ratios)}
+    targets = {"issue2": subjects or None, "issue3": issue3(scen, ratios), "issue4": issue4(scen, ratios)}
 
     result = {"meta": meta, "order": order, "scenarios": scen, "ratios": ratios, "targets": targets}
     with open(out_json, "w") as f:
@@ -352,6 +428,28 @@ def table(res, group):
     return L
 
 
+def hop_table(res):
+    t4 = res["targets"]["issue4"]
+    meta = res["meta"]
+    L = [f"Latency at a fixed concurrency (`wrk -t1 -cN -d{meta.get('lat_duration_s')}s` on the same "
+         "server right after its measured run; medians over rounds). The hop is the gateway's p50/p99 "
+         "minus direct's at the same N; \"load\" is that run's req/s over the same scenario's "
+         "maximum (-c%s run), i.e. where on its curve the gateway was.\n" % meta.get("conns"),
+         "| path | conns | direct req/s | direct p50 | direct p99 | via req/s | load vs its max | via p50 "
+         "| via p99 | hop p50 | hop p99 | others+wrk CPU |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for h in t4["hops"]:
+        b, g = h["direct"], h["via"]
+        L.append("| {} | {} | {:,.0f} | {} | {} | {:,.0f}{} | {} | {} | {} | {:+.0f} us | {:+.0f} us | {} |".format(
+            h["label"], h["conns"], b["rps"], us(b["p50_us"]), us(b["p99_us"]), g["rps"],
+            " (errors!)" if g["errors"] or b["errors"] else "",
+            "-" if h["via_load_vs_max"] is None else f"{h['via_load_vs_max']:.2f}",
+            us(g["p50_us"]), us(g["p99_us"]), h["hop_p50_us"], h["hop_p99_us"],
+            "-" if g["others_and_wrk_cpu_pct"] is None else f"{g['others_and_wrk_cpu_pct']:.0f}%"))
+    L.append("")
+    return L
+
+
 def render(res):
     meta, scen, ratios = res["meta"], res["scenarios"], res["ratios"]
     L = []
@@ -382,12 +480,22 @@ def render(res):
                          "`Authorization: Bearer <token>` included. products checks the token on every "
                          "request (the Ed25519 signature once, then svckit's verified-token cache) and "
                          "serves the page from its per-worker response cache.\n")
+        elif g == "gateway":
+            L.append(f"Body: {meta.get('gbody_bytes')} bytes, products' reply to GET {meta.get('gbody_path')} "
+                     f"with a token. nats-server {meta.get('nats_server')} (no JetStream), the gateway and "
+                     "products (WORKERS=1 each) are **not pinned**: they share both CPUs, wrk included "
+                     f"(pinned to CPU {meta.get('client_cpu')}). \"server\" columns sum every process on "
+                     "the path: products (and the idle nats-server) for direct; gateway, nats-server and "
+                     "the products instances through the gateway. The gateway's per-client rate limit is "
+                     "off (`rate_per_client_per_s: 0`): wrk is one address.\n")
         elif g == "login":
             L.append("Every request is a successful login: one Argon2id hash (10-20 ms of CPU) on the "
                      "thread pool, then an EdDSA-signed token. Slow on purpose; RSS under load includes "
                      "19 MiB per hash in flight.\n")
         L.extend(table(res, g))
         L.append("")
+        if g == "gateway" and res["targets"].get("issue4"):
+            L.extend(hop_table(res))
     L.append("Ratios (median req/s, same run): " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()) + "\n")
     L.append("Per round (req/s, p99, CPU used by other processes, in % of one CPU):\n")
     for name in res["order"]:
@@ -428,6 +536,15 @@ def render(res):
             L.append(f"| {what} | {r['limit']} | " + " | ".join(cells) + " |")
         if "svckit-render" in t2:
             L.append("\nsvckit-render has no idle-connection or ready-time run: it is the same binary as svckit.")
+        L.append("")
+    t4 = res["targets"].get("issue4")
+    if t4:
+        L.append("Targets (issue 4) for the gateway: the hop at p50/p99 at each fixed concurrency, and "
+                 "req/s through the gateway vs products directly (same run, 2 shared CPUs):\n")
+        L.append("| target | value | limit | |")
+        L.append("|---|---:|---|---|")
+        for c in t4["checks"]:
+            L.append(f"| {c['what']} | {fmt_value(c['value'])} | {c['limit']} | {verdict(c)} |")
         L.append("")
     t3 = res["targets"]["issue3"]
     if t3:

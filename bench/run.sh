@@ -9,6 +9,8 @@
 #   products  GET /products?limit=30 with a token on services/products vs the same
 #             bytes from nginx and the ceiling
 #   login     POST /auth/login on services/auth (Argon2id: slow on purpose)
+#   gateway   GET /products/1 through the gateway (client -> gateway -> NATS -> products)
+#             against products directly, with 1 and 3 products instances (issue 4)
 # Results go to build/bench/results.{md,json} and the table is printed at the end.
 #
 # Environment (all optional):
@@ -19,9 +21,13 @@
 #   BENCH_IDLE_CONNS=10000  idle connections for the idle-connection cost; 0 skips it
 #   BENCH_READY_RUNS=5    exec-to-ready samples per scenario; 0 skips it
 #   BENCH_LOGIN_DURATION=5 BENCH_LOGIN_WARMUP=1 BENCH_LOGIN_CONNS=8   the login scenario's
+#   BENCH_LAT_CONNS="4 1" BENCH_LAT_DURATION=5   the gateway group's fixed-concurrency
+#                         latency runs (after the -c CONNS run, same server), one per value
+#   BENCH_GATEWAY_BIN=build/bin/gateway   the gateway of the gateway group
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   the CPUs of the server and of wrk
-#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+97..+99: helpers)
-#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login"
+#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+96..+99: helpers,
+#                         +60..+62: the products instances behind the gateway)
+#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3"
 #                         scenarios to run, in this order
 #   BENCH_SVCKIT_BIN=build/bin/demo   the svckit server of the demo group
 #   BENCH_AUTH_BIN=build/bin/auth BENCH_PRODUCTS_BIN=build/bin/products   the reference services
@@ -44,10 +50,13 @@ BASE_PORT=${BENCH_PORT:-18400}
 LOGIN_DURATION=${BENCH_LOGIN_DURATION:-5}
 LOGIN_WARMUP=${BENCH_LOGIN_WARMUP:-1}
 LOGIN_CONNS=${BENCH_LOGIN_CONNS:-8}
-read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login}"
+LAT_CONNS=${BENCH_LAT_CONNS:-4 1}
+LAT_DURATION=${BENCH_LAT_DURATION:-5}
+read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3}"
 SVCKIT_BIN=${BENCH_SVCKIT_BIN:-build/bin/demo}
 AUTH_BIN=${BENCH_AUTH_BIN:-build/bin/auth}
 PRODUCTS_BIN=${BENCH_PRODUCTS_BIN:-build/bin/products}
+GATEWAY_BIN=${BENCH_GATEWAY_BIN:-build/bin/gateway}
 STANDIN=${BENCH_SVCKIT_STANDIN:-0}
 NATS=${BENCH_NATS_URL:-none}   # the services run HTTP only unless this names a NATS server
 HOST=127.0.0.1
@@ -67,6 +76,15 @@ PRODUCTS_PATH="/products?limit=30"
 # is seeded once, so its bytes, timestamps included, are the same in every round).
 SVC_DATA=$PWD/$RUN/svc-data
 AUTH_PORT=$((BASE_PORT + 98))        # the helper auth: JWKS for products, tokens
+# The gateway group: its own nats-server (started once, for the whole run, when the
+# group is selected), products' reply to GET /products/1, and the ports of the
+# products instances behind the gateway.
+NATS_PORT=$((BASE_PORT + 96))
+GW_NATS=nats://$HOST:$NATS_PORT
+GW_PATH=/products/1
+GBODY=$PWD/$OUT/products-1.json
+GW_BACKEND_PORT=$((BASE_PORT + 60))
+GW_DISCOVERY_TIMEOUT_S=10
 ADMIN_PASSWORD=bench-admin-password
 export BENCH_LOGIN_USER=benchuser BENCH_LOGIN_PASSWORD=bench-user-password  # bench/login.lua
 LOGIN_JSON="{\"username\":\"$BENCH_LOGIN_USER\",\"password\":\"$BENCH_LOGIN_PASSWORD\"}"
@@ -97,6 +115,15 @@ die() { log "error: $*"; exit 1; }
 #   S_SCRIPT wrk's Lua script (default bench/latency.lua; it must print BENCH_WRK)
 #   S_DURATION S_WARMUP S_CONNS   per-scenario wrk settings (default: the globals)
 #   S_IDLE   0: no idle-connection test;  S_READYT  0: no exec-to-ready test
+#   S_PIN    1 (default): the server runs on SERVER_CPU;  0: on every CPU, unpinned
+#   S_PRE    optional function run before the server starts, given its port: starts
+#            the processes it needs (e.g. the products instances behind the gateway)
+#            with start_extra; they are stopped with the server, and their CPU and
+#            RSS are counted with the server's
+#   S_ACCT   array: PIDs of shared processes (the group's nats-server) whose CPU and
+#            RSS are counted with the server's, but which are not stopped
+#   S_LATCONNS  extra wrk runs after the measured one, one per connection count
+#            ("4 1"), LAT_DURATION s each: latency at a fixed concurrency
 # To add a scenario: write scenario_<name> and add <name> to BENCH_ONLY's default.
 # ---------------------------------------------------------------------------
 scenario_ceiling() {
@@ -248,11 +275,112 @@ scenario_auth-login() {
     S_NOTE="$AUTH_BIN, POST /auth/login with valid credentials (Argon2id t=2 m=19 MiB p=1 on the thread pool, slow on purpose), default WORKERS, LOGIN_RATE_PER_MIN=1000000 (the limiter never refuses), wrk -c$LOGIN_CONNS for ${LOGIN_DURATION}s, access log on"
 }
 
+# The gateway group (issue 4): GET /products/1 with a token, straight to products
+# and through the gateway (client -> gateway -> NATS -> products -> back). Nothing
+# is pinned but wrk: the gateway, nats-server and products share both CPUs, as
+# they would on a 2-core host, and a pinned set would make the scheduler's choice
+# for them. The group's nats-server, the products instances and the gateway all
+# count as "the server" (CPU, RSS).
+gw_products_env() { # PORT
+    products_env "$1"
+    S_ENV+=(NATS_URL="$GW_NATS")
+}
+
+scenario_direct() {
+    S_GROUP=gateway S_LABEL="direct (products)"
+    [ -z "$GW_SKIP" ] || { S_SKIP="pending: $GW_SKIP"; return 1; }
+    S_CMD=("$(realpath "$PRODUCTS_BIN")")
+    gw_products_env "$1"
+    S_PATH=$GW_PATH S_READY=/readyz S_BODY=$GBODY S_PIN=0
+    S_LOG=$PWD/$RUN/direct-$1.log S_OUT=$S_LOG
+    S_SETUP=products_login S_LATCONNS=$LAT_CONNS S_IDLE=0 S_READYT=0
+    S_ACCT=(${NATS_PID:+"$NATS_PID"})
+    S_NOTE="$PRODUCTS_BIN, WORKERS=1, connected to the group's nats-server (idle here), GET $GW_PATH with a token over HTTP, unpinned; access log on"
+}
+
+# Starts N products instances (S_PRE of the gateway scenarios) on GW_BACKEND_PORT+i.
+gw_backends() { # N
+    local i rc=0
+    local -a saved=("${S_ENV[@]}")
+    for ((i = 0; i < $1; i++)); do
+        gw_products_env $((GW_BACKEND_PORT + i))
+        start_extra $((GW_BACKEND_PORT + i)) "$RUN/products-gw-$i.log" "$(realpath "$PRODUCTS_BIN")" ||
+            { rc=1; break; }
+    done
+    S_ENV=("${saved[@]}")
+    return $rc
+}
+gw_backends_1() { gw_backends 1; }
+gw_backends_3() { gw_backends 3; }
+
+# The gateway's configuration: deploy/gateway.json's routes and settings, but no
+# per-client rate limit (all of wrk is one client address, 127.0.0.1).
+gw_config() {
+    local f=$PWD/$RUN/gateway.json
+    cat >"$f" <<'JSON'
+{
+  "routes": [
+    {"prefix": "/auth/", "service": "auth", "auth": "none", "timeout_ms": 5000, "retry": true},
+    {"prefix": "/.well-known/", "service": "auth", "auth": "none", "timeout_ms": 2000, "retry": true},
+    {"prefix": "/products", "service": "products", "auth": "user", "timeout_ms": 3000, "retry": true},
+    {"prefix": "/orders", "service": "orders", "auth": "user", "timeout_ms": 5000, "retry": true}
+  ],
+  "cors": {"origins": ["http://localhost:3000", "http://127.0.0.1:3000"], "max_age_s": 600},
+  "limits": {"rate_per_client_per_s": 0, "burst": 2000, "max_concurrency": 2048},
+  "retry_budget": {"ratio": 0.2, "window_s": 10},
+  "breaker": {"failures": 5, "open_ms": 2000},
+  "discovery": {"interval_ms": 1000}
+}
+JSON
+    printf '%s' "$f"
+}
+
+# S_SETUP of the gateway scenarios: wait until the gateway's discovery knows every
+# products instance (else the first requests could find fewer), then log in.
+GW_WANT=1
+gw_setup() { # PORT
+    local i n
+    for ((i = 0; i < GW_DISCOVERY_TIMEOUT_S * 10; i++)); do
+        n=$(curl -s "http://$HOST:$1/metrics" | sed -n 's/^gateway_instances{service="products"} \([0-9]*\).*/\1/p')
+        [ "${n:-0}" -ge "$GW_WANT" ] && { products_login; return; }
+        sleep 0.1
+    done
+    log "gateway on port $1: discovery found ${n:-0} products instances, not $GW_WANT"
+    return 1
+}
+
+gateway_scenario() { # PORT INSTANCES
+    S_GROUP=gateway
+    [ -z "$GW_SKIP" ] || { S_SKIP="pending: $GW_SKIP"; return 1; }
+    S_CMD=("$(realpath "$GATEWAY_BIN")")
+    S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info NATS_URL="$GW_NATS"
+           AUTH_JWKS_URL="http://$HOST:$AUTH_PORT/.well-known/jwks.json"
+           GATEWAY_CONFIG="$GW_CONFIG" SHUTDOWN_TIMEOUT=2 DRAIN_DELAY=0)
+    S_PATH=$GW_PATH S_READY=/readyz S_BODY=$GBODY S_PIN=0
+    S_LOG=$PWD/$RUN/gateway-$1.log S_OUT=$S_LOG
+    S_PRE=gw_backends_$2 S_SETUP=gw_setup GW_WANT=$2
+    S_LATCONNS=$LAT_CONNS S_IDLE=0 S_READYT=0
+    S_ACCT=(${NATS_PID:+"$NATS_PID"})
+}
+
+scenario_gateway() {
+    S_LABEL="gateway -> products"
+    gateway_scenario "$1" 1 || return 1
+    S_NOTE="$GATEWAY_BIN (WORKERS=1, rate_per_client_per_s 0, otherwise deploy/gateway.json) -> nats-server -> one $PRODUCTS_BIN (WORKERS=1), GET $GW_PATH with a token (checked by the gateway and by products), all unpinned; access logs on"
+}
+
+scenario_gateway-3() {
+    S_LABEL="gateway -> 3 products"
+    gateway_scenario "$1" 3 || return 1
+    S_NOTE="the same with 3 products instances (WORKERS=1 each) behind the gateway, round robin"
+}
+
 # Sets the S_* fields of scenario $1 on port $2; returns 1 if it is skipped.
 load_scenario() {
     S_CMD=() S_ENV=() S_HDRS=() S_PATH='' S_READY='' S_OUT=/dev/null S_BODY=$BODY S_LOG='' S_NOTE='' S_SETUP='' S_SKIP=''
     S_LABEL=$1 S_GROUP=demo S_CHECK=check_body S_SCRIPT=bench/latency.lua
     S_DURATION=$DURATION S_WARMUP=$WARMUP S_CONNS=$CONNS S_IDLE=1 S_READYT=1
+    S_PIN=1 S_PRE='' S_ACCT=() S_LATCONNS=''
     declare -F "scenario_$1" >/dev/null || die "unknown scenario '$1'"
     "scenario_$1" "$2"
 }
@@ -260,31 +388,70 @@ load_scenario() {
 # ---------------------------------------------------------------------------
 # Processes. Only processes started here are ever signalled, by PID.
 # ---------------------------------------------------------------------------
-SPID='' SPIDS=() CHILD_PIDS=() AUTH_PID=''
+SPID='' SPIDS=() CHILD_PIDS=() AUTH_PID='' NATS_PID='' EXTRA_PIDS=() EXTRA_LOGS=()
 
 cleanup() {
     local p
     for p in "${CHILD_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     [ -n "$SPID" ] && stop_server
+    stop_extra
     stop_auth
+    stop_nats
     return 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+# The CPUs a server may use: SERVER_CPU, or all of them when S_PIN=0 (this script
+# is pinned to CLIENT_CPU and its children would inherit that).
+server_cpus() {
+    if [ "$S_PIN" = 1 ]; then printf '%s' "$SERVER_CPU"; else printf '0-%d' $(($(nproc --all) - 1)); fi
+}
+
+# Starts a helper process of the loaded scenario (S_PRE), with S_ENV, on the
+# server's CPUs, and waits until it answers 200 on /readyz at port $1.
+start_extra() { # PORT LOGFILE CMD...
+    local port=$1 out=$2 i pid
+    shift 2
+    env "${S_ENV[@]}" taskset -c "$(server_cpus)" "$@" >>"$out" 2>&1 &
+    pid=$!
+    EXTRA_PIDS+=("$pid") EXTRA_LOGS+=("$out")
+    for ((i = 0; i < READY_TIMEOUT_S * 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || { cat "$out" >&2; return 1; }
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port/readyz" 2>/dev/null)" = 200 ] && return 0
+        sleep 0.02
+    done
+    log "helper on port $port not ready after ${READY_TIMEOUT_S}s"
+    return 1
+}
+
+stop_extra() {
+    local p
+    for p in "${EXTRA_PIDS[@]}"; do stop_pid "$p"; done
+    [ ${#EXTRA_LOGS[@]} -eq 0 ] || rm -f "${EXTRA_LOGS[@]}" # access logs: large
+    EXTRA_PIDS=() EXTRA_LOGS=()
+}
 
 # Starts the loaded scenario on port $1 and waits until S_READY answers 200.
 start_server() {
     local port=$1 i
     local -a envs=("${S_ENV[@]}")
     [ -n "$S_LOG" ] && : >"$S_LOG"
-    env "${envs[@]}" taskset -c "$SERVER_CPU" "${S_CMD[@]}" \
+    if [ -n "$S_PRE" ] && ! "$S_PRE" "$port"; then
+        log "$S_PRE failed for port $port"
+        stop_extra
+        return 1
+    fi
+    env "${envs[@]}" taskset -c "$(server_cpus)" "${S_CMD[@]}" \
         >>"$S_OUT" 2>"$RUN/server-$port.err" &
     SPID=$!
     for ((i = 0; i < READY_TIMEOUT_S * 50; i++)); do
-        kill -0 "$SPID" 2>/dev/null || { SPID=; cat "$RUN/server-$port.err" >&2; return 1; }
+        kill -0 "$SPID" 2>/dev/null || { SPID=; cat "$RUN/server-$port.err" >&2; stop_extra; return 1; }
         if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$HOST:$port$S_READY" 2>/dev/null)" = 200 ]; then
-            # The server and its children (nginx's worker), fixed from here on.
+            # The server and its children (nginx's worker), fixed from here on, with
+            # the helpers it needs and the shared processes counted with it.
             mapfile -t SPIDS < <(echo "$SPID"; pgrep -P "$SPID" || true)
+            SPIDS+=("${EXTRA_PIDS[@]}" "${S_ACCT[@]}")
             if [ -n "$S_SETUP" ] && ! "$S_SETUP" "$port"; then
                 log "setup $S_SETUP failed on port $port"
                 stop_server
@@ -311,8 +478,8 @@ stop_pid() { # SIGTERM, then SIGKILL after 5 s
 }
 
 stop_server() {
-    [ -n "$SPID" ] || return 0
-    stop_pid "$SPID"
+    [ -n "$SPID" ] && stop_pid "$SPID"
+    stop_extra
     SPID='' SPIDS=()
 }
 
@@ -323,7 +490,8 @@ start_auth() {
     local i
     mkdir -p "$SVC_DATA"
     auth_env "$AUTH_PORT"
-    env "${S_ENV[@]}" WORKERS=1 taskset -c "$CLIENT_CPU" "$(realpath "$AUTH_BIN")" \
+    # With the gateway group it joins that group's NATS (the gateway sees it there).
+    env "${S_ENV[@]}" WORKERS=1 ${NATS_PID:+NATS_URL="$GW_NATS"} taskset -c "$CLIENT_CPU" "$(realpath "$AUTH_BIN")" \
         >"$RUN/auth-helper.log" 2>&1 &
     AUTH_PID=$!
     for ((i = 0; i < READY_TIMEOUT_S * 50; i++)); do
@@ -340,6 +508,27 @@ stop_auth() {
     [ -n "$AUTH_PID" ] || return 0
     stop_pid "$AUTH_PID"
     AUTH_PID=''
+}
+
+# The gateway group's nats-server, for the whole run (no JetStream), unpinned like
+# the rest of that group.
+start_nats() {
+    local i
+    taskset -c "0-$(($(nproc --all) - 1))" /usr/sbin/nats-server -a "$HOST" -p "$NATS_PORT" \
+        >"$RUN/nats.log" 2>&1 &
+    NATS_PID=$!
+    for ((i = 0; i < READY_TIMEOUT_S * 50; i++)); do
+        kill -0 "$NATS_PID" 2>/dev/null || { NATS_PID=; cat "$RUN/nats.log" >&2; return 1; }
+        (exec 3<>"/dev/tcp/$HOST/$NATS_PORT") 2>/dev/null && return 0
+        sleep 0.02
+    done
+    return 1
+}
+
+stop_nats() {
+    [ -n "$NATS_PID" ] || return 0
+    stop_pid "$NATS_PID"
+    NATS_PID=''
 }
 
 # Reads /proc without forking, so sampling during a run costs the client CPU little.
@@ -447,9 +636,33 @@ measure_load() {
              "rss_load_kib=$max cpu_ticks=$((c1 - c0)) wall_s=$(awk "BEGIN{print $t1-$t0}")" \
              "client_ticks=$w_ticks client_wall_s=$(awk "BEGIN{print $w_t-$t0}") machine_ticks=$((m1 - m0)) log_bytes=$log_bytes log_expected=$([ -n "$S_LOG" ] && echo 1 || echo 0)" >>"$RAW"
     fi
+    measure_latency "$name" "$url" "$round"
     stop_server
     [ -n "$S_LOG" ] && rm -f "$S_LOG" # access logs of a run are large; keep the disk clean
     return 0
+}
+
+# S_LATCONNS: on the same (warm) server, one wrk run per connection count, LAT_DURATION
+# s each: the latency at a fixed concurrency (Debian's wrk has no constant-rate -R).
+measure_latency() { # NAME URL ROUND
+    local c line c0 c1 m0 m1 t0 t1
+    for c in $S_LATCONNS; do
+        hdr_args -H
+        read_ticks "${SPIDS[@]}"; c0=$CPU_TICKS; read_machine; m0=$MACHINE_TICKS; t0=$(now_s)
+        taskset -c "$CLIENT_CPU" wrk -t1 -c"$c" -d"${LAT_DURATION}s" -s "$S_SCRIPT" \
+            "${HDR_ARGS[@]}" "$2" >"$RUN/wrk.out" 2>&1 || true
+        read_ticks "${SPIDS[@]}"; c1=$CPU_TICKS; read_machine; m1=$MACHINE_TICKS; t1=$(now_s)
+        line=$(grep '^BENCH_WRK ' "$RUN/wrk.out" || true)
+        if [ -z "$line" ]; then
+            log "$1: wrk -c$c printed no result:"; cat "$RUN/wrk.out" >&2
+            echo "LAT scenario=$1 round=$3 conns=$c error=wrk" >>"$RAW"
+        else
+            # wrk's own CPU is not sampled here: at this concurrency it is small, and it
+            # counts in "others" (an upper bound on other processes' share).
+            echo "LAT scenario=$1 round=$3 conns=$c ${line#BENCH_WRK } cpu_ticks=$((c1 - c0))" \
+                 "wall_s=$(awk "BEGIN{print $t1-$t0}") machine_ticks=$((m1 - m0))" >>"$RAW"
+        fi
+    done
 }
 
 # RSS before and after IDLE_CONNS keep-alive connections that each made one request.
@@ -536,13 +749,13 @@ prepare_body() {
 prepare_products() {
     local port=$((BASE_PORT + 97)) ct need=0 n
     for n in "${SCENARIOS[@]}"; do
-        case $n in ceiling-products | nginx-products | products | auth-login) need=1 ;; esac
+        case $n in ceiling-products | nginx-products | products | auth-login | direct | gateway*) need=1 ;; esac
     done
     [ "$need" = 1 ] || return 0
-    if [ ! -x "$AUTH_BIN" ]; then PRODUCTS_SKIP="$AUTH_BIN is not built"; return 0; fi
+    if [ ! -x "$AUTH_BIN" ]; then PRODUCTS_SKIP="$AUTH_BIN is not built"; GW_SKIP=$PRODUCTS_SKIP; return 0; fi
     start_auth || die "$AUTH_BIN (helper on port $AUTH_PORT) did not start"
     AUTH_READY=1
-    if [ ! -x "$PRODUCTS_BIN" ]; then PRODUCTS_SKIP="$PRODUCTS_BIN is not built"; return 0; fi
+    if [ ! -x "$PRODUCTS_BIN" ]; then PRODUCTS_SKIP="$PRODUCTS_BIN is not built"; GW_SKIP=$PRODUCTS_SKIP; return 0; fi
     PTOKEN=$(auth_token) || die "login to the helper auth on port $AUTH_PORT failed"
     load_scenario products "$port" || die "products: $S_SKIP"
     start_server "$port" || die "$PRODUCTS_BIN did not start"
@@ -554,6 +767,33 @@ prepare_products() {
     [[ $ct == application/json* ]] || die "$PRODUCTS_BIN: GET $PRODUCTS_PATH has Content-Type '$ct'"
     [ -s "$PBODY" ] || die "$PRODUCTS_BIN: empty reply to GET $PRODUCTS_PATH"
     PBODY_SOURCE="GET $PRODUCTS_PATH with a token from $PRODUCTS_BIN"
+}
+
+# The gateway group: starts its nats-server (before the helper auth, which joins it)
+# when one of its scenarios is selected; GW_SKIP says why the group cannot run.
+prepare_nats() {
+    local n need=0
+    for n in "${SCENARIOS[@]}"; do case $n in direct | gateway*) need=1 ;; esac; done
+    [ "$need" = 1 ] || return 0
+    [ -x /usr/sbin/nats-server ] || { GW_SKIP="/usr/sbin/nats-server is missing"; return 0; }
+    [ -x "$GATEWAY_BIN" ] || { GW_SKIP="$GATEWAY_BIN is not built"; return 0; }
+    start_nats || die "nats-server on port $NATS_PORT did not start"
+}
+
+# The gateway group's body: products' reply to GET /products/1 (with a token), from an
+# instance connected to the group's NATS. Runs after prepare_products (auth, seed).
+prepare_gateway() {
+    local port=$((BASE_PORT + 97))
+    [ -n "$NATS_PID" ] && [ -z "$GW_SKIP" ] || return 0
+    GW_CONFIG=$(gw_config)
+    load_scenario direct "$port" || die "direct: $S_SKIP"
+    start_server "$port" || die "$PRODUCTS_BIN (with NATS) did not start"
+    hdr_args -H
+    curl -sf -o "$GBODY" "${HDR_ARGS[@]}" "http://$HOST:$port$GW_PATH" ||
+        { stop_server; die "GET $GW_PATH on $PRODUCTS_BIN failed"; }
+    stop_server
+    rm -f "$S_LOG"
+    [ -s "$GBODY" ] || die "$PRODUCTS_BIN: empty reply to GET $GW_PATH"
 }
 
 enc() { # a value for raw.txt: no spaces (report.py decodes %XX)
@@ -592,10 +832,12 @@ NGINX_VERSION=$(/usr/sbin/nginx -v 2>&1 | sed 's|.*nginx/||')
 START=$(date +%s)
 BUSY=$(machine_busy_pct)
 ((BUSY < 10)) || log "warning: the machine is ${BUSY}% busy before the run; numbers will be low and noisy"
-PRODUCTS_SKIP='' AUTH_READY='' PTOKEN='' PBODY_SOURCE=''
-rm -f "$PBODY"
+PRODUCTS_SKIP='' AUTH_READY='' PTOKEN='' PBODY_SOURCE='' GW_SKIP='' GW_CONFIG=''
+rm -f "$PBODY" "$GBODY"
 prepare_body
+prepare_nats
 prepare_products
+prepare_gateway
 : >"$RAW"
 {
     echo "META date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -616,6 +858,11 @@ prepare_products
     fi
     echo "META login_duration_s=$LOGIN_DURATION login_warmup_s=$LOGIN_WARMUP login_conns=$LOGIN_CONNS"
     echo "META nats_url=$(enc "$NATS")"
+    echo "META lat_conns=$(enc "$LAT_CONNS") lat_duration_s=$LAT_DURATION"
+    if [ -s "$GBODY" ]; then
+        echo "META gbody_bytes=$(stat -c %s "$GBODY") gbody_path=$(enc "$GW_PATH")"
+        echo "META nats_server=$(/usr/sbin/nats-server --version 2>&1 | awk '{print $NF}')"
+    fi
     echo "META clk_tck=$(getconf CLK_TCK)"
 } >>"$RAW"
 
@@ -666,6 +913,7 @@ if [ "$READY_RUNS" -gt 0 ]; then
     done
 fi
 stop_auth
+stop_nats
 echo "META loadavg_end=$(cut -d' ' -f1 /proc/loadavg) elapsed_s=$(($(date +%s) - START))" >>"$RAW"
 
 python3 bench/report.py "$RAW" "$OUT/results.md" "$OUT/results.json"
