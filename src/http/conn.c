@@ -187,6 +187,10 @@ static int on_url(http_parser *p, const char *at, size_t len) {
 static int on_header_field(http_parser *p, const char *at, size_t len) {
     svc_conn *c = parser_conn(p);
     svc_req *req = c->req;
+    /* Chunked trailer fields come after svc__req_headers_done: appending
+     * them could move raw and leave req->headers dangling. Ignored; the
+     * parser still bounds their size. */
+    if (c->state == CONN_BODY) return 0;
     if (req->nhdr_parts == 0 || req->last_was_value) {
         /* A new field: terminate what came before (the URL or a value). */
         if ((req->nhdr_parts / 2) >= (size_t)conn_cfg(c)->max_headers)
@@ -204,6 +208,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
 static int on_header_value(http_parser *p, const char *at, size_t len) {
     svc_conn *c = parser_conn(p);
     svc_req *req = c->req;
+    if (c->state == CONN_BODY) return 0; /* a trailer: see on_header_field */
     if (!req->last_was_value) {
         svc_buf_putc(&req->raw, '\0');
         req->hdr_off[req->nhdr_parts++] = req->raw.len;

@@ -57,6 +57,20 @@ static int header_text_ok(const char *s) {
     return 1;
 }
 
+/* Writers copy what they are given: the content type too, checked like any
+ * header value (it may come from another service, through the gateway). */
+static int set_content_type(svc_res *res, const char *content_type) {
+    if (!content_type) {
+        res->content_type = NULL;
+        return SVC_OK;
+    }
+    if (!header_text_ok(content_type)) return SVC_EINVAL;
+    const char *ct = svc_arena_strdup(res->req->arena, content_type);
+    if (!ct) return SVC_ENOMEM;
+    res->content_type = ct;
+    return SVC_OK;
+}
+
 int svc_res_header(svc_res *res, const char *name, const char *value) {
     if (!name || !value || !*name || !header_text_ok(name) || !header_text_ok(value) || strchr(name, ':'))
         return SVC_EINVAL;
@@ -77,8 +91,9 @@ int svc_res_header(svc_res *res, const char *name, const char *value) {
 
 int svc_res_body(svc_res *res, int status, const char *content_type, const void *body, size_t len) {
     if (!valid_status(status)) return SVC_EINVAL;
+    int rc = set_content_type(res, content_type);
+    if (rc != SVC_OK) return rc;
     res->status = status;
-    res->content_type = content_type;
     res->jw_used = 0;
     svc_buf_reset(&res->body);
     svc_buf_append(&res->body, body, len);
@@ -92,8 +107,9 @@ int svc_res_body(svc_res *res, int status, const char *content_type, const void 
 
 int svc_res_printf(svc_res *res, int status, const char *content_type, const char *fmt, ...) {
     if (!valid_status(status)) return SVC_EINVAL;
+    int rc = set_content_type(res, content_type);
+    if (rc != SVC_OK) return rc;
     res->status = status;
-    res->content_type = content_type;
     res->jw_used = 0;
     svc_buf_reset(&res->body);
     va_list ap;
@@ -220,8 +236,9 @@ int svc_res_stream_start(svc_res *res, int status, const char *content_type) {
     svc_req *req = res->req;
     if (res->streaming || !valid_status(status)) return SVC_EINVAL;
     if (!req->conn) return SVC_ECLOSED;
+    int rc = set_content_type(res, content_type);
+    if (rc != SVC_OK) return rc;
     res->status = status;
-    res->content_type = content_type;
     res->streaming = 1;
     res->has_body = 1;
     /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */

@@ -758,7 +758,10 @@ static int on_op(void *ud, const svc_nats_op *op) {
         if (nc->state == ST_HANDSHAKE && nc->npongs == 0) send_connect(nc);
         break;
     case SVC_NATS_OP_PING:
-        if (append_str(&nc->out, "PONG\r\n") == 0) want_write(nc);
+        /* A peer that pings without reading would grow out without bound:
+         * past the cap, no answer (it then drops us as stale). */
+        if (nc->out.len + nc->wbuf.len < SVC_NATS_MAX_OUTPUT && append_str(&nc->out, "PONG\r\n") == 0)
+            want_write(nc);
         break;
     case SVC_NATS_OP_PONG: {
         nc->pings_out = 0;
@@ -944,7 +947,11 @@ static void on_ping_timer(uv_timer_t *t) {
         lost(nc, "no answer to PING (stale connection)");
         return;
     }
-    if (push_pong(nc, NULL, NULL) != 0 || append_str(&nc->out, "PING\r\n") != 0) return;
+    if (push_pong(nc, NULL, NULL) != 0) return;
+    if (append_str(&nc->out, "PING\r\n") != 0) {
+        nc->npongs--; /* no PING went out: no PONG to wait for */
+        return;
+    }
     nc->pings_out++;
     want_write(nc);
 }

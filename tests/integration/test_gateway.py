@@ -89,8 +89,8 @@ def test_edge_auth_refuses_without_reaching_the_service(system):
     # /metrics counts itself once per scrape: only the two scrapes moved it.
     assert products_requests(products) - before <= 1
     # Routes marked "none" need nothing at the edge.
-    st, _ = gw.json("POST", "/auth/login", {"username": "nobody-here", "password": "wrong-password"})
-    assert st == 401  # auth's own answer
+    st, doc = gw.json("POST", "/auth/login", {"username": "nobody-here", "password": "wrong-password"})
+    assert st == 401 and doc["error"]["message"] == "invalid username or password"  # auth's own answer
 
 
 def test_bad_input_gets_4xx_and_the_gateway_keeps_serving(system):
@@ -325,6 +325,7 @@ def test_no_instance_is_503_at_once(nats_server):  # noqa: F811
         st, hdrs, body = gw.request("GET", "/ghost/1")
         assert st == 503 and time.monotonic() - t < 0.5
         assert json.loads(body)["error"]["code"] == "unavailable"
+        assert "no live instance" in json.loads(body)["error"]["message"] and hdrs["retry-after"] == "1"
 
 
 # ---- configuration -------------------------------------------------------------------

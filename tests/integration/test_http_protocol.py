@@ -95,6 +95,20 @@ def test_chunked_body_with_extensions_and_trailers(svc):
     s.close()
 
 
+def test_large_trailers_leave_the_headers_intact(svc):
+    # Trailers arrive after the header section has been indexed; they must not
+    # move the memory the indexed headers point into (a use-after-free, once).
+    trailers = b"".join(b"X-T%d: %s\r\n" % (i, b"v" * 200) for i in range(60))
+    req = (b"POST /raw HTTP/1.1\r\nHost: t\r\nX-Request-Id: keep-me-1\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n" + trailers + b"\r\n")
+    status, headers, body, s = exchange(svc.port, req)
+    assert status == 200 and json.loads(body) == {"bytes": 4}
+    assert headers["x-request-id"] == "keep-me-1"
+    s.sendall(get("/items/9"))
+    assert read_response(s)[0] == 200
+    s.close()
+
+
 def test_empty_bodies(svc):
     status, _, body, s = exchange(svc.port, b"POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n")
     assert status == 200 and json.loads(body) == {"bytes": 0}
