@@ -10,7 +10,7 @@
  * DATA_DIR/auth-signing-key.json (0600), or HS256 when JWT_SECRET is set.
  * Passwords are Argon2id; register and login hash on the thread pool. An
  * unknown user and a wrong password get the same answer after the same work.
- * Login attempts are rate limited per client address.
+ * Login attempts and registrations are rate limited per client address.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +27,27 @@ static svc_jwt_key signing_key;
 static svc_jwt_keyset *keyset;
 static svc_buf jwks_doc;
 static int64_t token_ttl = SVC_JWT_DEFAULT_TTL_S;
-static svc_ratelimit *login_limiter;
+
+#define RATE_PER_MIN_MAX 1000000
+
+/* The routes limited per client address, each with its own bucket and its own
+ * setting: both would otherwise start an Argon2id hash per request. */
+typedef struct route_limit {
+    const char *route; /* the route template it guards */
+    const char *env;   /* its setting: requests per client address per minute */
+    const char *def;   /* the setting's default */
+    const char *help;  /* the setting's --help line */
+    const char *what;  /* for the 429's message: "too many <what>" */
+    svc_ratelimit *rl; /* made in on_start */
+} route_limit;
+
+static route_limit limits[] = {
+    {"/auth/login", "LOGIN_RATE_PER_MIN", "10", "login attempts per client address per minute", "login attempts",
+     NULL},
+    {"/auth/register", "REGISTER_RATE_PER_MIN", "5", "registrations per client address per minute",
+     "registrations", NULL},
+};
+#define NLIMITS (sizeof limits / sizeof limits[0])
 
 /* ---- handlers --------------------------------------------------------------- */
 
@@ -108,18 +128,23 @@ static int login(svc_req *req, svc_res *res) {
     return SVC_OK;
 }
 
-/* Login attempts per client: checked on the loop before the handler is
- * offloaded, so a flood never reaches the (expensive) password hashing. */
-static int limit_logins(svc_req *req, svc_res *res, void *ud) {
+/* Logins and registrations per client: checked on the loop before the
+ * handler is offloaded, so a flood never reaches the (expensive) password
+ * hashing, nor the body parsing before it. */
+static int limit_requests(svc_req *req, svc_res *res, void *ud) {
     (void)ud;
     const char *route = svc_req_route(req);
-    if (!route || strcmp(route, "/auth/login") != 0) return SVC_OK;
+    if (!route) return SVC_OK;
+    const route_limit *l = NULL;
+    for (size_t i = 0; i < NLIMITS && !l; i++)
+        if (strcmp(route, limits[i].route) == 0) l = &limits[i];
+    if (!l) return SVC_OK;
     int retry_after = 0;
-    if (svc_ratelimit_take(login_limiter, svc_req_peer(req), &retry_after) == SVC_OK) return SVC_OK;
+    if (svc_ratelimit_take(l->rl, svc_req_peer(req), &retry_after) == SVC_OK) return SVC_OK;
     char ra[16];
     snprintf(ra, sizeof ra, "%d", retry_after);
     svc_res_header(res, "Retry-After", ra);
-    svc_res_error(res, 429, "too_many_requests", "too many login attempts; retry in %d s", retry_after);
+    svc_res_error(res, 429, "too_many_requests", "too many %s; retry in %d s", l->what, retry_after);
     /* Anything but SVC_OK tells the dispatcher the answer is written: the
      * handler (and its password hashing) must not run. */
     return SVC_EAGAIN;
@@ -148,6 +173,13 @@ static int jwks(svc_req *req, svc_res *res) {
 
 /* ---- start-up ------------------------------------------------------------- */
 
+static void free_limits(void) {
+    for (size_t i = 0; i < NLIMITS; i++) {
+        svc_ratelimit_free(limits[i].rl);
+        limits[i].rl = NULL;
+    }
+}
+
 static int load_keys(svc_app *app) {
     const svc_config *cfg = svc_app_config(app);
     if (cfg->jwt_secret) {
@@ -168,20 +200,33 @@ static int on_start(svc_app *app, void *ud) {
     const svc_config *cfg = svc_app_config(app);
     /* Configuration first: a bad value stops the service before it creates
      * a key or a database. */
-    int64_t ttl, rate;
+    int64_t ttl;
     if (svc_parse_i64(svc_app_env(app, "JWT_TTL"), &ttl) != SVC_OK || ttl < 60 || ttl > 86400 * 30) {
         svc_error("invalid configuration: JWT_TTL=\"%s\": expected seconds from 60 to 2592000",
                   svc_app_env(app, "JWT_TTL"));
         return SVC_EINVAL;
     }
     token_ttl = ttl;
-    if (svc_parse_i64(svc_app_env(app, "LOGIN_RATE_PER_MIN"), &rate) != SVC_OK || rate < 1 || rate > 1000000) {
-        svc_error("invalid configuration: LOGIN_RATE_PER_MIN=\"%s\": expected 1 to 1000000",
-                  svc_app_env(app, "LOGIN_RATE_PER_MIN"));
-        return SVC_EINVAL;
+    int64_t rates[NLIMITS];
+    for (size_t i = 0; i < NLIMITS; i++) {
+        const char *v = svc_app_env(app, limits[i].env);
+        if (svc_parse_i64(v, &rates[i]) != SVC_OK || rates[i] < 1 || rates[i] > RATE_PER_MIN_MAX) {
+            svc_error("invalid configuration: %s=\"%s\": expected 1 to %d", limits[i].env, v, RATE_PER_MIN_MAX);
+            return SVC_EINVAL;
+        }
     }
-    login_limiter = svc_ratelimit_new((double)rate, (double)rate / 60.0);
-    if (!login_limiter || load_keys(app) != SVC_OK) return SVC_ERR;
+    /* A bucket of `rate` requests at once, refilled over a minute. */
+    for (size_t i = 0; i < NLIMITS; i++) {
+        limits[i].rl = svc_ratelimit_new((double)rates[i], (double)rates[i] / 60.0);
+        if (!limits[i].rl) {
+            free_limits();
+            return SVC_ERR;
+        }
+    }
+    if (load_keys(app) != SVC_OK) {
+        free_limits();
+        return SVC_ERR;
+    }
     if (users_open(cfg->data_dir, &db) != SVC_OK) return SVC_ERR;
     return users_ensure_admin(db, cfg->data_dir, svc_app_env(app, "ADMIN_USERNAME"),
                               svc_app_env(app, "ADMIN_PASSWORD"));
@@ -191,7 +236,7 @@ static void on_stop(svc_app *app, void *ud) {
     (void)app;
     (void)ud;
     svc_db_close(db);
-    svc_ratelimit_free(login_limiter);
+    free_limits();
     svc_jwt_key_wipe(&signing_key);
     svc_buf_free(&jwks_doc);
 }
@@ -202,11 +247,11 @@ int main(int argc, char **argv) {
     svc_app_env_declare(app, "ADMIN_PASSWORD", NULL,
                         "its password (unset: generated into DATA_DIR/admin-password, 0600)");
     svc_app_env_declare(app, "JWT_TTL", "3600", "lifetime of issued tokens, seconds");
-    svc_app_env_declare(app, "LOGIN_RATE_PER_MIN", "10", "login attempts per client address per minute");
+    for (size_t i = 0; i < NLIMITS; i++) svc_app_env_declare(app, limits[i].env, limits[i].def, limits[i].help);
     keyset = svc_jwt_keyset_new();
     if (!keyset) return 1;
     svc_auth_use_keyset(app, keyset);
-    svc_app_use(app, limit_logins, NULL, NULL);
+    svc_app_use(app, limit_requests, NULL, NULL);
     svc_app_post(app, "/auth/register", register_user, SVC_OFFLOAD);
     svc_app_post(app, "/auth/login", login, SVC_OFFLOAD);
     svc_app_get(app, "/auth/me", me, SVC_AUTH_USER);

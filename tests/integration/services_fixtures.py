@@ -32,7 +32,9 @@ def unique_name(prefix="user"):
 
 
 def start_auth(env=None, **kw):
-    e = {"ADMIN_PASSWORD": ADMIN_PASS, "LOGIN_RATE_PER_MIN": NO_RATE_LIMIT}
+    """auth without its per-address limits (tests send everything from
+    127.0.0.1); the tests of a limit set it in env."""
+    e = {"ADMIN_PASSWORD": ADMIN_PASS, "LOGIN_RATE_PER_MIN": NO_RATE_LIMIT, "REGISTER_RATE_PER_MIN": NO_RATE_LIMIT}
     e.update(env or {})
     return Service("auth", env=e, **kw)
 

@@ -13,8 +13,9 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 
 from conftest import Service
-from services_fixtures import (ADMIN_PASS, ADMIN_USER, AUDIENCE, ISSUER, bearer, file_mode, jwk_public_key,
-                               jwt_decode, login, register_and_login, start_auth, timed, unique_name)
+from services_fixtures import (ADMIN_PASS, ADMIN_USER, AUDIENCE, ISSUER, bearer, file_mode,
+                               jwk_public_key, jwt_decode, login, register_and_login, start_auth, timed,
+                               unique_name)
 
 JSON = {"Content-Type": "application/json"}
 UNAUTHORIZED = {"error": {"code": "unauthorized", "message": "invalid username or password"}}
@@ -336,6 +337,61 @@ def test_hs256_mode(tmp_path):
         assert hmac.compare_digest(sig, hmac.new(secret, signing_input, hashlib.sha256).digest())
         assert a.json("GET", "/auth/me", headers=bearer(token))[0] == 200
         assert a.json("GET", "/.well-known/jwks.json") == (200, {"keys": []})
+
+
+def test_register_rate_limit(tmp_path):
+    with start_auth({"REGISTER_RATE_PER_MIN": "2"}, data_dir=str(tmp_path)) as a:
+        slow = []
+        for name in ("early-one", "early-two"):
+            t, (status, _, data) = timed(a.request, "POST", "/auth/register",
+                                         {"username": name, "password": "correct-horse"})
+            assert status == 201, data
+            slow.append(t)
+        # The third within the minute is refused, without hashing anything.
+        t, (status, hdrs, data) = timed(a.request, "POST", "/auth/register",
+                                        {"username": "third-one", "password": "correct-horse"})
+        assert status == 429, data
+        doc = json.loads(data)
+        assert_error(status, doc, 429, "too_many_requests")
+        assert doc["error"]["message"].startswith("too many registrations; retry in "), doc
+        # A bucket of 2 refilled over a minute: the next token is 30 s away.
+        assert 1 <= int(hdrs["retry-after"]) <= 30, hdrs
+        print(f"register: 201 median {statistics.median(slow) * 1000:.1f} ms, 429 {t * 1000:.1f} ms")
+        assert t < min(slow) / 3, (t, slow)
+        # The limit comes before the body is even read.
+        status, hdrs, data = a.request("POST", "/auth/register", b'{"username": ', headers=JSON)
+        assert status == 429 and "retry-after" in hdrs, data
+        # No account was made: its login fails like an unknown user's.
+        assert a.json("POST", "/auth/login", {"username": "third-one", "password": "correct-horse"}) == \
+            (401, UNAUTHORIZED)
+        # Login has its own bucket; other routes are not limited.
+        login(a, "early-one", "correct-horse")
+        login(a, "early-two", "correct-horse")
+        assert a.json("GET", "/.well-known/jwks.json")[0] == 200
+        assert register(a, "fourth-one")[0] == 429, "still refused"
+    # The buckets live in memory: on the same data after a restart, the
+    # refused name is free, and the earlier ones are really taken.
+    with start_auth({"REGISTER_RATE_PER_MIN": "2"}, data_dir=str(tmp_path)) as a:
+        assert register(a, "third-one")[0] == 201
+        assert_error(*register(a, "early-one"), 409, "conflict")
+
+
+def test_register_rate_limit_default_is_5(tmp_path):
+    # REGISTER_RATE_PER_MIN unset: the default applies.
+    with Service("auth", env={"ADMIN_PASSWORD": ADMIN_PASS}, data_dir=str(tmp_path)) as a:
+        for i in range(5):
+            assert register(a, f"default-{i}")[0] == 201
+        status, doc = register(a, "default-5")
+        assert_error(status, doc, 429, "too_many_requests")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1000001", "five", "5x"])
+def test_bad_register_rate_stops_the_service(value):
+    with Service("auth", env={"REGISTER_RATE_PER_MIN": value}, wait_ready=False, check_exit=False) as s:
+        assert s.proc.wait(10) == 2
+        errors = [d["msg"] for d in map(json.loads, s.read_log().splitlines()) if d["level"] == "error"]
+        assert errors == [f'invalid configuration: REGISTER_RATE_PER_MIN="{value}": expected 1 to 1000000'], errors
+        assert not os.path.exists(os.path.join(s.data_dir, "auth.db")), "stopped before opening the database"
 
 
 @pytest.mark.parametrize("service", ["auth", "products"])

@@ -88,10 +88,11 @@ void svc__words_free(svc__words *w);
 
 typedef struct svc__entry {
     char name[SVC__NAME_MAX + 1];
-    int port;      /* from [port=N]; 0 when none */
-    int manual;    /* [manual]: started only when named */
-    char *command; /* the text after ':', malloc'd */
-    int line;      /* 1-based line in the Procfile */
+    int port;        /* from [port=N]; 0 when none */
+    int manual;      /* [manual]: started only when named */
+    int stop_signal; /* [stop=SIG]: what stops it; SIGTERM when not given */
+    char *command;   /* the text after ':', malloc'd */
+    int line;        /* 1-based line in the Procfile */
 } svc__entry;
 
 typedef struct svc__procfile {
@@ -141,6 +142,7 @@ typedef struct svc__instance {
     int index;                             /* 0-based instance of its entry */
     int port;                              /* 0 when none */
     int color;                             /* palette index */
+    int stop_signal;                       /* its entry's [stop=SIG] */
     svc__words words;                      /* argv (assignments stripped below) */
     char **argv;                           /* points into words.argv past assignments */
     svc__env env;                          /* the complete environment of the child */
@@ -149,11 +151,11 @@ typedef struct svc__instance {
 typedef struct svc__plan {
     svc__instance *inst;
     size_t n;
-    double shutdown_s; /* SIGTERM to SIGKILL */
+    double shutdown_s; /* stop signal to SIGKILL */
 } svc__plan;
 
 /* Runs the supervisor over a checked plan until a signal stops it. Returns the
- * exit code: 0 when every process stopped cleanly after SIGTERM. */
+ * exit code: 0 when every process stopped cleanly after its stop signal. */
 int svc__supervise(svc__plan *plan);
 
 /* Subcommands. */

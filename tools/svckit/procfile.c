@@ -9,10 +9,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -238,7 +240,26 @@ const svc__entry *svc__procfile_find(const svc__procfile *pf, const char *name) 
     return NULL;
 }
 
-/* Parses "[port=8082, manual]" content (without the brackets) into e. */
+/* What [stop=...] may name: signals a program can take as "shut down". KILL
+ * is what the timeout sends anyway, and STOP, CHLD and the like would only
+ * make every shutdown wait for it. */
+static const struct {
+    const char *name;
+    int sig;
+} stop_signals[] = {
+    {"TERM", SIGTERM}, {"INT", SIGINT}, {"QUIT", SIGQUIT}, {"HUP", SIGHUP}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+};
+#define STOP_SIGNALS_TEXT "TERM, INT, QUIT, HUP, USR1 or USR2"
+
+/* The signal of a [stop=...] value ("INT", "SIGINT", "int"), or 0. */
+static int stop_signal_parse(const char *name) {
+    if (strncasecmp(name, "SIG", 3) == 0) name += 3;
+    for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++)
+        if (strcasecmp(name, stop_signals[i].name) == 0) return stop_signals[i].sig;
+    return 0;
+}
+
+/* Parses "[port=8082, stop=INT, manual]" content (without the brackets) into e. */
 static int parse_options(const char *s, size_t len, const svc__env *env, svc__entry *e, char *err,
                          size_t errlen) {
     size_t i = 0;
@@ -292,10 +313,30 @@ static int parse_options(const char *s, size_t len, const svc__env *env, svc__en
             }
             svc__words_free(&w);
             e->port = (int)port;
+        } else if (klen == 4 && memcmp(key, "stop", 4) == 0) {
+            if (!has_val) {
+                set_err(err, errlen, "stop needs a signal name: [stop=INT]");
+                return SVC_EINVAL;
+            }
+            svc__words w;
+            char werr[160];
+            if (svc__words_split(val, env, &w, werr, sizeof werr) != SVC_OK) {
+                set_err(err, errlen, "stop: %s", werr);
+                return SVC_EINVAL;
+            }
+            int sig = w.n == 1 ? stop_signal_parse(w.argv[0]) : 0;
+            if (!sig) {
+                set_err(err, errlen, "stop must be one of " STOP_SIGNALS_TEXT " (SIG prefix optional), got '%s'",
+                        w.n ? w.argv[0] : val);
+                svc__words_free(&w);
+                return SVC_EINVAL;
+            }
+            svc__words_free(&w);
+            e->stop_signal = sig;
         } else if (klen == 6 && memcmp(key, "manual", 6) == 0 && !has_val) {
             e->manual = 1;
         } else {
-            set_err(err, errlen, "unknown option '%.*s' (known: port=N, manual)", (int)klen, key);
+            set_err(err, errlen, "unknown option '%.*s' (known: port=N, stop=SIG, manual)", (int)klen, key);
             return SVC_EINVAL;
         }
     }
@@ -403,6 +444,7 @@ int svc__procfile_parse(const char *text, size_t len, const svc__env *env, svc__
         }
         svc__entry e = {0};
         e.line = lineno;
+        e.stop_signal = SIGTERM;
         char lerr[256];
         rc = parse_line(line, env, &e, lerr, sizeof lerr);
         if (rc != SVC_OK) {

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,8 @@ static const char run_usage[] =
     "\n"
     "Starts the processes of a Procfile, prefixes every line they print with\n"
     "their name, restarts any that exits (backoff 0.1 s doubling to 10 s), and on\n"
-    "Ctrl-C or SIGTERM stops them all: SIGTERM, then SIGKILL after the timeout.\n"
+    "Ctrl-C or SIGTERM stops them all: SIGTERM (or the entry's [stop=SIG]),\n"
+    "then SIGKILL after the timeout.\n"
     "With names, only those run; without, every entry not marked [manual].\n"
     "\n"
     "options:\n"
@@ -39,15 +41,16 @@ static const char run_usage[] =
     "  -n, --dry-run        print name, port and command of each instance; exit\n"
     "  -h, --help           this text\n"
     "\n"
-    "Procfile lines:  name [port=N, manual]: command args...\n"
+    "Procfile lines:  name [port=N, stop=SIG, manual]: command args...\n"
     "  $NAME, ${NAME}, ${NAME:-default} expand from the environment; leading\n"
     "  NAME=value words set the child's environment; no shell is involved.\n"
     "  Each child gets PORT (when declared), SVCKIT_INSTANCE (0, 1, ...) and\n"
-    "  SVCKIT_PROCESS (its name).\n"
+    "  SVCKIT_PROCESS (its name). stop=SIG (TERM, INT, QUIT, HUP, USR1, USR2)\n"
+    "  is the signal that stops the entry's processes; default TERM.\n"
     "\n"
     "environment:\n"
-    "  SHUTDOWN_TIMEOUT  seconds to drain after SIGTERM (default 10); svckit\n"
-    "                    sends SIGKILL 2 s after that\n"
+    "  SHUTDOWN_TIMEOUT  seconds to drain after the stop signal (default 10);\n"
+    "                    svckit sends SIGKILL 2 s after that\n"
     "  NO_COLOR          no colours even on a terminal\n"
     "\n"
     "exit status: 0 when every process stopped cleanly, 1 on failure, 2 on a\n"
@@ -203,6 +206,7 @@ static int build_instance(svc__instance *in, const svc__entry *e, int index, con
         return SVC_ERANGE;
     }
     in->port = e->port ? e->port + index : 0;
+    in->stop_signal = e->stop_signal ? e->stop_signal : SIGTERM;
     for (size_t i = 0; i < base->n; i++)
         if (svc__env_put(&in->env, base->vars[i]) != SVC_OK) goto oom;
     char num[16];

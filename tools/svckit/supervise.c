@@ -84,14 +84,16 @@ static void describe(int status, char *out, size_t len) {
     }
 }
 
-/* After a SIGTERM: exit 0, or dying of (or exiting as the shell does after)
- * SIGTERM or SIGINT, is a clean stop. */
-static int clean_stop(int status) {
+/* After its stop signal: exit 0, or dying of (or exiting as the shell does
+ * after) SIGTERM, SIGINT or the stop signal it was sent, is a clean stop. */
+static int clean_stop(int status, int stop_sig) {
     if (WIFEXITED(status)) {
         int c = WEXITSTATUS(status);
-        return c == 0 || c == 128 + SIGTERM || c == 128 + SIGINT;
+        return c == 0 || c == 128 + SIGTERM || c == 128 + SIGINT || c == 128 + stop_sig;
     }
-    return WIFSIGNALED(status) && (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT);
+    if (!WIFSIGNALED(status)) return 0;
+    int sig = WTERMSIG(status);
+    return sig == SIGTERM || sig == SIGINT || sig == stop_sig;
 }
 
 /* ---- streams --------------------------------------------------------------- */
@@ -150,8 +152,9 @@ static int stream_add(int fd, proc *p) {
 /* Between fork and exec: only async-signal-safe calls. */
 static void child_exec(proc *p, int outw, int errw, int exw, pid_t parent) {
     setpgid(0, 0);
-    /* The safety net: if the supervisor dies without stopping us, we get SIGTERM. */
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    /* The safety net: if the supervisor dies without stopping us, we get our
+     * stop signal anyway. */
+    prctl(PR_SET_PDEATHSIG, p->in->stop_signal);
     if (getppid() != parent) _exit(127);
     if (dup2(S.devnull, STDIN_FILENO) < 0 || dup2(outw, STDOUT_FILENO) < 0 || dup2(errw, STDERR_FILENO) < 0)
         goto fail;
@@ -240,7 +243,7 @@ static void on_exit_status(proc *p, int status) {
     char what[96];
     describe(status, what, sizeof what);
     if (S.stopping) {
-        if (clean_stop(status)) {
+        if (clean_stop(status, p->in->stop_signal)) {
             svc__out_self("%s stopped", p->in->name);
         } else {
             S.unclean = 1;
@@ -271,10 +274,12 @@ static int reap(void) {
 }
 
 /* Sends sig to every process group we started and to every other child we
- * have (orphans we adopted, or what we inherited as PID 1). */
-static void signal_all(int sig) {
+ * have (orphans we adopted, or what we inherited as PID 1). With own_stop,
+ * each group gets its entry's stop signal instead; the others get sig, as
+ * nothing tells which entry they came from. */
+static void signal_all(int sig, int own_stop) {
     for (size_t i = 0; i < S.nprocs; i++)
-        if (S.procs[i].pid > 0) kill(-S.procs[i].pid, sig);
+        if (S.procs[i].pid > 0) kill(-S.procs[i].pid, own_stop ? S.procs[i].in->stop_signal : sig);
     /* A /proc of another PID namespace (unshare -p without --mount-proc) would
      * make us signal strangers whose parent has our number: use it only when
      * /proc/self is us. */
@@ -317,7 +322,7 @@ static void begin_stop(int sig) {
     S.deadline_ns = svc_now_ns() + (uint64_t)(S.shutdown_s * 1e9);
     svc__out_self("received SIG%s, stopping %zu process%s (SIGKILL in %gs)", sig_name(sig), running,
                   running == 1 ? "" : "es", S.shutdown_s);
-    signal_all(SIGTERM);
+    signal_all(SIGTERM, 1);
 }
 
 static void kill_now(const char *why) {
@@ -329,7 +334,7 @@ static void kill_now(const char *why) {
     S.killing = 1;
     S.unclean = 1;
     S.deadline_ns = svc_now_ns() + KILL_WAIT_NS;
-    signal_all(SIGKILL);
+    signal_all(SIGKILL, 0);
 }
 
 /* ---- setup and loop ----------------------------------------------------------- */
@@ -438,7 +443,7 @@ int svc__supervise(svc__plan *plan) {
                     svc__out_self("giving up: some processes did not die after SIGKILL");
                     break;
                 }
-                signal_all(SIGKILL); /* catches orphans adopted since the last round */
+                signal_all(SIGKILL, 0); /* catches orphans adopted since the last round */
             } else if (now >= S.deadline_ns) {
                 char why[64];
                 snprintf(why, sizeof why, "did not stop within %gs", S.shutdown_s);
