@@ -21,8 +21,17 @@
 #   BENCH_IDLE_CONNS=10000  idle connections for the idle-connection cost; 0 skips it
 #   BENCH_READY_RUNS=5    exec-to-ready samples per scenario; 0 skips it
 #   BENCH_LOGIN_DURATION=5 BENCH_LOGIN_WARMUP=1 BENCH_LOGIN_CONNS=8   the login scenario's
-#   BENCH_LAT_CONNS="4 1" BENCH_LAT_DURATION=5   the gateway group's fixed-concurrency
+#   BENCH_LAT_CONNS=1 BENCH_LAT_DURATION=5   the gateway group's fixed-concurrency
 #                         latency runs (after the -c CONNS run, same server), one per value
+#   BENCH_HALF_DURATION=10 BENCH_HALF_WARMUP=2   the gateway group's constant-rate runs
+#                         (bench/rate.c) at half of the gateway's maximum req/s, per round
+#   BENCH_KILL_DURATION=30 BENCH_KILL_RATE=1000   the kill loop: 3 products instances
+#                         behind the gateway, one SIGKILLed every 2 s and restarted 1 s
+#                         later, under a constant BENCH_KILL_RATE req/s; 0 skips it
+#   BENCH_GW_PIN=0        1: the gateway group's servers (gateway, nats-server, products)
+#                         all on BENCH_SERVER_CPU, like the other groups; 0: unpinned
+#   BENCH_NATS_GOMAXPROCS=1  GOMAXPROCS of the group's nats-server, as Procfile runs it
+#                         (empty: Go's default, one per CPU)
 #   BENCH_GATEWAY_BIN=build/bin/gateway   the gateway of the gateway group
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   the CPUs of the server and of wrk
 #   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+96..+99: helpers,
@@ -50,8 +59,17 @@ BASE_PORT=${BENCH_PORT:-18400}
 LOGIN_DURATION=${BENCH_LOGIN_DURATION:-5}
 LOGIN_WARMUP=${BENCH_LOGIN_WARMUP:-1}
 LOGIN_CONNS=${BENCH_LOGIN_CONNS:-8}
-LAT_CONNS=${BENCH_LAT_CONNS:-4 1}
+LAT_CONNS=${BENCH_LAT_CONNS:-1}
 LAT_DURATION=${BENCH_LAT_DURATION:-5}
+HALF_DURATION=${BENCH_HALF_DURATION:-10}
+HALF_WARMUP=${BENCH_HALF_WARMUP:-2}
+KILL_DURATION=${BENCH_KILL_DURATION:-30}
+KILL_RATE=${BENCH_KILL_RATE:-1000}
+KILL_EVERY_S=2             # one products instance is SIGKILLed this often...
+KILL_DOWN_S=1              # ...and restarted this long after
+RATE_CONNS=256             # most connections bench/rate.c may open
+GW_PIN=${BENCH_GW_PIN:-0}
+NATS_GOMAXPROCS=${BENCH_NATS_GOMAXPROCS-1}
 read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3}"
 SVCKIT_BIN=${BENCH_SVCKIT_BIN:-build/bin/demo}
 AUTH_BIN=${BENCH_AUTH_BIN:-build/bin/auth}
@@ -291,11 +309,15 @@ scenario_direct() {
     [ -z "$GW_SKIP" ] || { S_SKIP="pending: $GW_SKIP"; return 1; }
     S_CMD=("$(realpath "$PRODUCTS_BIN")")
     gw_products_env "$1"
-    S_PATH=$GW_PATH S_READY=/readyz S_BODY=$GBODY S_PIN=0
+    S_PATH=$GW_PATH S_READY=/readyz S_BODY=$GBODY S_PIN=$GW_PIN
     S_LOG=$PWD/$RUN/direct-$1.log S_OUT=$S_LOG
     S_SETUP=products_login S_LATCONNS=$LAT_CONNS S_IDLE=0 S_READYT=0
     S_ACCT=(${NATS_PID:+"$NATS_PID"})
-    S_NOTE="$PRODUCTS_BIN, WORKERS=1, connected to the group's nats-server (idle here), GET $GW_PATH with a token over HTTP, unpinned; access log on"
+    S_NOTE="$PRODUCTS_BIN, WORKERS=1, connected to the group's nats-server (idle here), GET $GW_PATH with a token over HTTP, $(gw_placement); access log on"
+}
+
+gw_placement() {
+    if [ "$GW_PIN" = 1 ]; then printf 'all pinned to CPU %s' "$SERVER_CPU"; else printf 'all unpinned'; fi
 }
 
 # Starts N products instances (S_PRE of the gateway scenarios) on GW_BACKEND_PORT+i.
@@ -356,7 +378,7 @@ gateway_scenario() { # PORT INSTANCES
     S_ENV=(PORT="$1" HOST="$HOST" WORKERS=1 LOG_LEVEL=info NATS_URL="$GW_NATS"
            AUTH_JWKS_URL="http://$HOST:$AUTH_PORT/.well-known/jwks.json"
            GATEWAY_CONFIG="$GW_CONFIG" SHUTDOWN_TIMEOUT=2 DRAIN_DELAY=0)
-    S_PATH=$GW_PATH S_READY=/readyz S_BODY=$GBODY S_PIN=0
+    S_PATH=$GW_PATH S_READY=/readyz S_BODY=$GBODY S_PIN=$GW_PIN
     S_LOG=$PWD/$RUN/gateway-$1.log S_OUT=$S_LOG
     S_PRE=gw_backends_$2 S_SETUP=gw_setup GW_WANT=$2
     S_LATCONNS=$LAT_CONNS S_IDLE=0 S_READYT=0
@@ -366,7 +388,7 @@ gateway_scenario() { # PORT INSTANCES
 scenario_gateway() {
     S_LABEL="gateway -> products"
     gateway_scenario "$1" 1 || return 1
-    S_NOTE="$GATEWAY_BIN (WORKERS=1, rate_per_client_per_s 0, otherwise deploy/gateway.json) -> nats-server -> one $PRODUCTS_BIN (WORKERS=1), GET $GW_PATH with a token (checked by the gateway and by products), all unpinned; access logs on"
+    S_NOTE="$GATEWAY_BIN (WORKERS=1, rate_per_client_per_s 0, otherwise deploy/gateway.json) -> nats-server -> one $PRODUCTS_BIN (WORKERS=1), GET $GW_PATH with a token (checked by the gateway and by products), $(gw_placement); access logs on"
 }
 
 scenario_gateway-3() {
@@ -510,12 +532,13 @@ stop_auth() {
     AUTH_PID=''
 }
 
-# The gateway group's nats-server, for the whole run (no JetStream), unpinned like
-# the rest of that group.
+# The gateway group's nats-server, for the whole run (no JetStream), placed like
+# the rest of that group, with GOMAXPROCS as the Procfile sets it.
 start_nats() {
-    local i
-    taskset -c "0-$(($(nproc --all) - 1))" /usr/sbin/nats-server -a "$HOST" -p "$NATS_PORT" \
-        >"$RUN/nats.log" 2>&1 &
+    local i cpus="0-$(($(nproc --all) - 1))"
+    [ "$GW_PIN" = 1 ] && cpus=$SERVER_CPU
+    env ${NATS_GOMAXPROCS:+GOMAXPROCS="$NATS_GOMAXPROCS"} taskset -c "$cpus" \
+        /usr/sbin/nats-server -a "$HOST" -p "$NATS_PORT" >"$RUN/nats.log" 2>&1 &
     NATS_PID=$!
     for ((i = 0; i < READY_TIMEOUT_S * 50; i++)); do
         kill -0 "$NATS_PID" 2>/dev/null || { NATS_PID=; cat "$RUN/nats.log" >&2; return 1; }
@@ -663,6 +686,105 @@ measure_latency() { # NAME URL ROUND
                  "wall_s=$(awk "BEGIN{print $t1-$t0}") machine_ticks=$((m1 - m0))" >>"$RAW"
         fi
     done
+}
+
+# The gateway group at a constant rate (bench/rate.c, open loop: latency counted
+# from each request's due time): a fresh server, HALF_WARMUP s at the rate (not
+# counted), then HALF_DURATION s. One HALF line per run.
+measure_half() { # NAME PORT ROUND RATE
+    local name=$1 port=$2 round=$3 rate=$4 line c0 c1 m0 m1 t0 t1
+    start_server "$port" || { echo "HALF scenario=$name round=$round error=start" >>"$RAW"; return 0; }
+    if ! "$S_CHECK" "http://$HOST:$port$S_PATH"; then
+        log "$name: the reply check ($S_CHECK) failed"
+        echo "HALF scenario=$name round=$round error=body" >>"$RAW"
+        stop_server
+        return 0
+    fi
+    hdr_args -H
+    read_ticks "${SPIDS[@]}"; c0=$CPU_TICKS; read_machine; m0=$MACHINE_TICKS; t0=$(now_s)
+    taskset -c "$CLIENT_CPU" "$OUT/rate" -r "$rate" -d "$HALF_DURATION" -w "$HALF_WARMUP" -c "$RATE_CONNS" \
+        "${HDR_ARGS[@]}" "$HOST" "$port" "$S_PATH" >"$RUN/rate.out" 2>"$RUN/rate.err" || true
+    read_ticks "${SPIDS[@]}"; c1=$CPU_TICKS; read_machine; m1=$MACHINE_TICKS; t1=$(now_s)
+    line=$(grep '^RATE ' "$RUN/rate.out" || true)
+    if [ -z "$line" ]; then
+        log "$name: rate printed no result:"; cat "$RUN/rate.err" >&2
+        echo "HALF scenario=$name round=$round error=rate" >>"$RAW"
+    else
+        echo "HALF scenario=$name round=$round ${line#RATE } cpu_ticks=$((c1 - c0))" \
+             "wall_s=$(awk "BEGIN{print $t1-$t0}") machine_ticks=$((m1 - m0))" >>"$RAW"
+    fi
+    stop_server
+    [ -n "$S_LOG" ] && rm -f "$S_LOG"
+    return 0
+}
+
+# Half of the gateway's maximum load: the median req/s of scenario $1's -c CONNS
+# runs in RAW, halved; empty when it has none.
+half_rate() { # NAME
+    awk -v n="scenario=$1" '$1 == "RUN" && $2 == n {
+            r = d = 0
+            for (i = 3; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "requests") r = kv[2]; if (kv[1] == "duration_us") d = kv[2] }
+            if (d > 0) v[k++] = r / (d / 1e6)
+        }
+        END {
+            if (!k) exit
+            for (i = 0; i < k; i++) for (j = i + 1; j < k; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            m = k % 2 ? v[int(k / 2)] : (v[k / 2 - 1] + v[k / 2]) / 2
+            printf "%d", m / 2
+        }' "$RAW"
+}
+
+# (Re)starts products instance $1 behind the gateway without waiting for it: the
+# kill loop's restart.
+restart_backend() { # INDEX
+    local i=$1 port=$((GW_BACKEND_PORT + $1))
+    local -a saved=("${S_ENV[@]}")
+    gw_products_env "$port"
+    env "${S_ENV[@]}" taskset -c "$(server_cpus)" "$(realpath "$PRODUCTS_BIN")" >>"$RUN/products-gw-$i.log" 2>&1 &
+    EXTRA_PIDS[i]=$!
+    S_ENV=("${saved[@]}")
+}
+
+# The kill loop (issue 4): gateway-3 under a constant KILL_RATE req/s for
+# KILL_DURATION s; every KILL_EVERY_S s one products instance (in turn) gets SIGKILL
+# and is restarted KILL_DOWN_S s later. Every failed GET counts (bench/rate.c: a
+# non-2xx reply, a reset or closed connection, or no reply within 10 s).
+measure_kill() { # PORT
+    local port=$1 rpid line kills=0 victim t_end retries exhausted
+    start_server "$port" || { echo "KILL scenario=gateway-3 error=start" >>"$RAW"; return 0; }
+    hdr_args -H
+    taskset -c "$CLIENT_CPU" "$OUT/rate" -r "$KILL_RATE" -d "$KILL_DURATION" -w 1 -c 64 -t 10000 \
+        "${HDR_ARGS[@]}" "$HOST" "$port" "$S_PATH" >"$RUN/kill.out" 2>"$RUN/kill.err" &
+    rpid=$!
+    CHILD_PIDS=("$rpid")
+    sleep 1 # the warm-up
+    t_end=$((${EPOCHREALTIME/./} + KILL_DURATION * 1000000))
+    while kill -0 "$rpid" 2>/dev/null &&
+        ((${EPOCHREALTIME/./} + (KILL_EVERY_S + 1) * 1000000 < t_end)); do
+        sleep $((KILL_EVERY_S - KILL_DOWN_S))
+        victim=$((kills % 3))
+        kill -KILL "${EXTRA_PIDS[victim]}" 2>/dev/null || true
+        wait "${EXTRA_PIDS[victim]}" 2>/dev/null || true
+        kills=$((kills + 1))
+        sleep "$KILL_DOWN_S"
+        restart_backend "$victim"
+    done
+    wait "$rpid" || true
+    CHILD_PIDS=()
+    retries=$(curl -s "http://$HOST:$port/metrics" | sed -n 's/^gateway_retries_total \([0-9]*\).*/\1/p')
+    exhausted=$(curl -s "http://$HOST:$port/metrics" | sed -n 's/^gateway_retry_budget_exhausted_total \([0-9]*\).*/\1/p')
+    line=$(grep '^RATE ' "$RUN/kill.out" || true)
+    if [ -z "$line" ]; then
+        log "kill loop: rate printed no result:"; cat "$RUN/kill.err" >&2
+        echo "KILL scenario=gateway-3 error=rate" >>"$RAW"
+    else
+        echo "KILL scenario=gateway-3 kills=$kills every_s=$KILL_EVERY_S down_s=$KILL_DOWN_S duration_s=$KILL_DURATION" \
+             "retries=${retries:-0} budget_exhausted=${exhausted:-0} ${line#RATE }" >>"$RAW"
+        grep '^FAIL ' "$RUN/kill.err" | head -20 | sed 's/^/bench: kill loop: /' >&2 || true
+    fi
+    stop_server
+    [ -n "$S_LOG" ] && rm -f "$S_LOG"
+    return 0
 }
 
 # RSS before and after IDLE_CONNS keep-alive connections that each made one request.
@@ -824,7 +946,7 @@ taskset -cp "$CLIENT_CPU" $$ >/dev/null
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
-for t in ceiling readytime idleconns; do
+for t in ceiling readytime idleconns rate; do
     cc -std=gnu11 -O2 -Wall -Wextra -Werror "bench/$t.c" -o "$OUT/$t"
 done
 NGINX_VERSION=$(/usr/sbin/nginx -v 2>&1 | sed 's|.*nginx/||')
@@ -858,7 +980,8 @@ prepare_gateway
     fi
     echo "META login_duration_s=$LOGIN_DURATION login_warmup_s=$LOGIN_WARMUP login_conns=$LOGIN_CONNS"
     echo "META nats_url=$(enc "$NATS")"
-    echo "META lat_conns=$(enc "$LAT_CONNS") lat_duration_s=$LAT_DURATION"
+    echo "META lat_conns=$(enc "$LAT_CONNS") lat_duration_s=$LAT_DURATION gw_pin=$GW_PIN"
+    echo "META nats_gomaxprocs=${NATS_GOMAXPROCS:-default} kill_rate=$KILL_RATE kill_duration_s=$KILL_DURATION"
     if [ -s "$GBODY" ]; then
         echo "META gbody_bytes=$(stat -c %s "$GBODY") gbody_path=$(enc "$GW_PATH")"
         echo "META nats_server=$(/usr/sbin/nats-server --version 2>&1 | awk '{print $NF}')"
@@ -896,6 +1019,36 @@ for ((r = 1; r <= ROUNDS; r++)); do
         measure_load "${sp%%:*}" "${sp##*:}" "$r"
     done
 done
+# The gateway group at half of the gateway's maximum load (one rate for direct and
+# both gateway rows, so the hop compares equal load), then the kill loop.
+HALF_RATE=''
+for sp in "${ACTIVE[@]}"; do [ "${sp%%:*}" = gateway ] && HALF_RATE=$(half_rate gateway); done
+[ -n "$HALF_RATE" ] || for sp in "${ACTIVE[@]}"; do [ "${sp%%:*}" = gateway-3 ] && HALF_RATE=$(half_rate gateway-3); done
+if [ -n "$HALF_RATE" ] && [ "$HALF_RATE" -gt 0 ] && [ "$HALF_DURATION" -gt 0 ]; then
+    echo "META half_rate=$HALF_RATE half_duration_s=$HALF_DURATION half_warmup_s=$HALF_WARMUP" >>"$RAW"
+    gw_active=()
+    for sp in "${ACTIVE[@]}"; do case ${sp%%:*} in direct | gateway | gateway-3) gw_active+=("$sp") ;; esac; done
+    for ((r = 1; r <= ROUNDS; r++)); do
+        order=("${gw_active[@]}")
+        if ((r % 2 == 0)); then
+            order=()
+            for ((i = ${#gw_active[@]} - 1; i >= 0; i--)); do order+=("${gw_active[$i]}"); done
+        fi
+        for sp in "${order[@]}"; do
+            log "half load ($HALF_RATE req/s), round $r/$ROUNDS: ${sp%%:*}"
+            load_scenario "${sp%%:*}" "${sp##*:}"
+            measure_half "${sp%%:*}" "${sp##*:}" "$r" "$HALF_RATE"
+        done
+    done
+fi
+if [ "$KILL_DURATION" -gt 0 ]; then
+    for sp in "${ACTIVE[@]}"; do
+        [ "${sp%%:*}" = gateway-3 ] || continue
+        log "kill loop: ${KILL_RATE} req/s for ${KILL_DURATION}s, one of 3 products SIGKILLed every ${KILL_EVERY_S}s"
+        load_scenario gateway-3 "${sp##*:}"
+        measure_kill "${sp##*:}"
+    done
+fi
 if [ "$IDLE_CONNS" -gt 0 ]; then
     for sp in "${ACTIVE[@]}"; do
         load_scenario "${sp%%:*}" "${sp##*:}"
