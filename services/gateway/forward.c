@@ -22,10 +22,15 @@ const char *const gw_response_headers[] = {
     "WWW-Authenticate", "Allow", "Last-Modified", NULL,
 };
 
+static int lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
 static int listed(const char *const *list, const char *name) {
     if (!name) return 0;
+    /* Every request and reply header comes through here: names whose first
+     * letter differs are passed over without a full compare. */
+    int first = lower((unsigned char)name[0]);
     for (const char *const *p = list; *p; p++)
-        if (strcasecmp(*p, name) == 0) return 1;
+        if (lower((unsigned char)(*p)[0]) == first && strcasecmp(*p, name) == 0) return 1;
     return 0;
 }
 

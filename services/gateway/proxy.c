@@ -118,8 +118,9 @@ static int send_attempt(gw_call *c) {
 }
 
 static void set_instance(gw_call *c, const char *id) {
-    if (id) snprintf(c->instance, sizeof c->instance, "%s", id);
-    else c->instance[0] = '\0';
+    size_t n = id ? strnlen(id, sizeof c->instance - 1) : 0;
+    memcpy(c->instance, id ? id : "", n);
+    c->instance[n] = '\0';
 }
 
 /* The service's reply, as the client gets it. */

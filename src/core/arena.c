@@ -73,8 +73,12 @@ void *svc_arena_alloc(svc_arena *a, size_t n) {
     block *b = a->head;
     if (!b || b->size - b->used < n) {
         /* Big requests get a block of their own behind the current one, so the
-         * current block's free space is not wasted. */
-        size_t size = n > a->block_size / 4 ? n : a->block_size;
+         * current block's free space is not wasted. The first allocation of
+         * an empty arena has nothing to waste: it starts a default block when
+         * it fits one, which reset then keeps (a pooled request arena would
+         * otherwise keep a block of the request's size and malloc a default
+         * one for every request). */
+        size_t size = n > a->block_size || (b && n > a->block_size / 4) ? n : a->block_size;
         block *nb = block_new(size);
         if (!nb) return NULL;
         a->bytes += size;

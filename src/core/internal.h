@@ -12,4 +12,30 @@ const char *svc__log_timestamp(char out[32]);/* RFC 3339 UTC with milliseconds *
 void svc__log_line_begin(svc_buf *b, svc_log_level level); /* "{"time":..,"service":.." or text prefix */
 int svc__log_json(void);                     /* 1 when lines are JSON */
 
+/*
+ * Hand formatting for hot paths (src/core/buf.c), where a printf call costs
+ * more than the work around it. Each gives the bytes printf would for the
+ * format named, so log lines and headers stay the same.
+ */
+/* Lowercase hex, zero-padded to at least width digits (0..16): "%0<width>llx".
+ * out needs 17 bytes; it is NUL-terminated. Returns the digits written. */
+size_t svc__fmt_hex64(char *out, uint64_t v, int width);
+/* "%llu" and "%lld". out needs 21 bytes; NUL-terminated. Returns the length. */
+size_t svc__fmt_u64(char *out, uint64_t v);
+size_t svc__fmt_i64(char *out, int64_t v);
+/*
+ * "%.<decimals>f" of v, for decimals 0..9: the exact binary value of v
+ * rounded to nearest, ties to even, as glibc does; "-" for every negative v,
+ * -0.0 included. out needs SVC__FMT_FIXED_MAX bytes; NUL-terminated.
+ * Returns the length, or 0 (out untouched) for what it leaves to printf:
+ * NaN, the infinities, decimals out of range, and |v| * 10^decimals of
+ * 2^64 and more (|v| from about 1.8e10 with 9 decimals, 1.8e16 with 3).
+ */
+#define SVC__FMT_FIXED_MAX 32
+size_t svc__fmt_fixed(char *out, double v, int decimals);
+/* The same, appended to a buffer (what svc__fmt_fixed leaves to printf goes
+ * through svc_buf_printf). */
+void svc__buf_put_hex64(svc_buf *b, uint64_t v, int width);
+void svc__buf_put_fixed(svc_buf *b, double v, int decimals);
+
 #endif

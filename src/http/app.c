@@ -274,6 +274,7 @@ static void worker_main(void *arg) {
     for (int i = 0; i < w->narena_pool; i++) svc_arena_free(w->arena_pool[i]);
     w->narena_pool = 0;
     svc_buf_free(&w->logline);
+    svc__worker_buf_pool_free(w);
     free(w->readbuf);
     w->readbuf = NULL;
     svc__log_thread_exit();

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/internal.h"
+#include "http/internal.h"
 #include "svckit/cache.h"
 
 #define FNV_OFFSET 0xcbf29ce484222325ull
@@ -44,8 +46,22 @@ static uint64_t fnv1a(const void *data, size_t n, uint64_t h) {
 /* The path is percent-decoded and may hold a '?' of its own: its length keeps
  * "/c/a%3Fb" apart from "/c/a" with the query "b". */
 static char *make_key(svc_req *req) {
-    const char *path = svc_req_path(req);
-    return svc_arena_printf(svc_req_arena(req), "%zu:%s?%s", strlen(path), path, svc_req_query_string(req));
+    /* "%zu:%s?%s" of the path's length, the path and the query, formatted
+     * once per request (a miss asks again to store) and by hand. */
+    if (req->cache_key) return req->cache_key;
+    const char *path = svc_req_path(req), *query = svc_req_query_string(req);
+    size_t pl = strlen(path), ql = strlen(query);
+    char num[21];
+    size_t nl = svc__fmt_u64(num, pl);
+    char *k = svc_arena_alloc(svc_req_arena(req), nl + 1 + pl + 1 + ql + 1);
+    if (!k) return NULL;
+    char *o = k;
+    memcpy(o, num, nl), o += nl;
+    *o++ = ':';
+    memcpy(o, path, pl), o += pl;
+    *o++ = '?';
+    memcpy(o, query, ql + 1);
+    return req->cache_key = k;
 }
 
 static entry *slot_for(const char *key, int create) {

@@ -55,6 +55,7 @@ static const http_parser_settings parser_settings = {
 
 static void conn_close(svc_conn *c);
 static void conn_resume(svc_conn *c);
+static void resume_once(svc_conn *c);
 static void start_linger(svc_conn *c);
 
 /* Answered, without parsing, to a connection over HTTP_MAX_CONNECTIONS. */
@@ -108,10 +109,27 @@ static int hscan(svc_hscan *s, const char *data, size_t len, size_t limit) {
             if (ch != '\n') return HSCAN_MALFORMED;
             st = HS_START;
             break;
-        case HS_LINE:
-            if (ch == '\r') st = HS_CR;
-            else if (ch == '\n') st = HS_LINE_START, s->first_line = 0;
+        case HS_LINE: {
+            /* The bulk of the section: find the line's end with memchr rather
+             * than byte by byte, never looking past the limit. A CR before
+             * the LF is the CR of CRLF, or a bare one that HS_CR refuses. */
+            size_t stop = limit - s->bytes; /* > i: checked above */
+            if (stop > len) stop = len;
+            const char *from = data + i;
+            const char *lf = memchr(from, '\n', stop - i);
+            const char *cr = memchr(from, '\r', lf ? (size_t)(lf - from) : stop - i);
+            if (cr) {
+                i = (size_t)(cr - data);
+                st = HS_CR;
+            } else if (lf) {
+                i = (size_t)(lf - data);
+                st = HS_LINE_START;
+                s->first_line = 0;
+            } else {
+                i = stop - 1; /* the loop moves on to stop: the limit, or the end */
+            }
             break;
+        }
         case HS_CR:
             if (ch != '\n') return HSCAN_MALFORMED;
             st = HS_LINE_START;
@@ -267,7 +285,7 @@ static int on_headers_complete(http_parser *p) {
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > cfg->max_body_bytes)
         return request_error(req, 413, "payload_too_large", "request body too large");
 
-    const char *expect = svc_req_header(req, "expect");
+    const char *expect = req->hdr_expect;
     if (expect) {
         if (strcasecmp(expect, "100-continue") != 0)
             return request_error(req, 417, "expectation_failed", "only 100-continue is supported");
@@ -453,6 +471,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void conn_resume(svc_conn *c) {
     if (c->closing) return;
+    c->resuming = 1;
+    do {
+        c->resume_again = 0;
+        resume_once(c);
+        /* The flush wrote everything at once: pipelined input held back by
+         * the output mark may go on (here, not by recursion). */
+    } while (c->resume_again && !c->closing);
+    c->resuming = 0;
+}
+
+static void resume_once(svc_conn *c) {
     while (pending_size(c) > 0 && !c->closing && c->state != CONN_HANDLING && !c->close_after &&
            c->out.len + c->writing <= SVC_OUTPUT_HIGH_WATER) {
         size_t before = pending_size(c);
@@ -479,20 +508,33 @@ static void conn_resume(svc_conn *c) {
 typedef struct write_req {
     uv_write_t req;
     svc_buf buf;
+    size_t off;                      /* bytes of buf written before the request */
     svc_conn *conn;
 } write_req;
 
-static void on_write(uv_write_t *wr, int status) {
-    write_req *r = (write_req *)wr;
-    svc_conn *c = r->conn;
-    c->writing -= r->buf.len;
-    svc_buf_free(&r->buf);
-    free(r);
-    if (c->closing) return;
-    if (status < 0) {
-        conn_close(c);
-        return;
+void svc__worker_buf_take(svc_worker *w, svc_buf *b) {
+    if (b->cap || !w->nbuf_pool) return;
+    *b = w->buf_pool[--w->nbuf_pool];
+}
+
+void svc__worker_buf_give(svc_worker *w, svc_buf *b) {
+    if (b->data && !b->oom && b->cap <= SVC_BUF_POOL_MAX_CAP && w->nbuf_pool >= 0 && w->nbuf_pool < SVC_BUF_POOL) {
+        svc_buf_reset(b);
+        w->buf_pool[w->nbuf_pool++] = *b;
+        memset(b, 0, sizeof *b);
+    } else {
+        svc_buf_free(b);
     }
+}
+
+void svc__worker_buf_pool_free(svc_worker *w) {
+    while (w->nbuf_pool > 0) svc_buf_free(&w->buf_pool[--w->nbuf_pool]);
+    w->nbuf_pool = -1; /* closed: what is given back later is freed */
+}
+
+/* After output was written (by a uv_write, or at once): timeouts, the close
+ * that waited for it, and pipelined input that waited for room. */
+static void output_written(svc_conn *c) {
     if (c->state == CONN_IDLE) set_state(c, CONN_IDLE, conn_cfg(c)->idle_timeout_ms);
     if (c->close_after || (c->w->stopping && c->state == CONN_IDLE && pending_size(c) == 0)) {
         c->close_after = 1;
@@ -501,8 +543,24 @@ static void on_write(uv_write_t *wr, int status) {
     }
     /* Output drained below the mark: pipelined input can be processed again. */
     if (c->writing + c->out.len <= SVC_OUTPUT_HIGH_WATER / 2 && pending_size(c) > 0 &&
-        c->state != CONN_HANDLING && !c->in_process)
-        conn_resume(c);
+        c->state != CONN_HANDLING && !c->in_process) {
+        if (c->resuming) c->resume_again = 1;
+        else conn_resume(c);
+    }
+}
+
+static void on_write(uv_write_t *wr, int status) {
+    write_req *r = (write_req *)wr;
+    svc_conn *c = r->conn;
+    c->writing -= r->buf.len - r->off;
+    svc__worker_buf_give(c->w, &r->buf);
+    free(r);
+    if (c->closing) return;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    output_written(c);
 }
 
 void svc__conn_write(svc_conn *c, const void *data, size_t len) {
@@ -520,6 +578,25 @@ void svc__conn_flush(svc_conn *c) {
             start_linger(c);
         return;
     }
+    size_t sent = 0;
+    if (c->writing == 0) {
+        /* Nothing in flight: write what the socket takes now. A response that
+         * goes whole (the usual case) needs no write request, keeps its
+         * buffer for the next one, and spares the epoll change libuv makes
+         * after every completed uv_write. */
+        uv_buf_t b = uv_buf_init(c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        sent = n > 0 ? (size_t)n : 0;
+        if (sent == c->out.len) {
+            svc__worker_buf_give(c->w, &c->out);
+            output_written(c);
+            return;
+        }
+    }
     write_req *r = malloc(sizeof *r);
     if (!r) {
         conn_close(c);
@@ -527,12 +604,13 @@ void svc__conn_flush(svc_conn *c) {
     }
     r->conn = c;
     r->buf = c->out; /* hand the buffer over; the connection starts a fresh one */
+    r->off = sent;
     memset(&c->out, 0, sizeof c->out);
-    uv_buf_t b = uv_buf_init(r->buf.data, (unsigned)r->buf.len);
-    c->writing += r->buf.len;
+    uv_buf_t b = uv_buf_init(r->buf.data + sent, (unsigned)(r->buf.len - sent));
+    c->writing += r->buf.len - sent;
     int rc = uv_write(&r->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (rc != 0) {
-        c->writing -= r->buf.len;
+        c->writing -= r->buf.len - sent;
         svc_buf_free(&r->buf);
         free(r);
         conn_close(c);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/internal.h"
 #include "http/internal.h"
 
 static uint64_t xorshift(uint64_t *s) {
@@ -23,7 +24,7 @@ static void worker_seed(svc_worker *w) {
     uint64_t seed[2];
     svc_random(seed, sizeof seed);
     w->rng = seed[0] | 1;
-    snprintf(w->id_prefix, sizeof w->id_prefix, "%016llx", (unsigned long long)seed[1]);
+    svc__fmt_hex64(w->id_prefix, seed[1], 16);
 }
 
 static int is_hex(const char *s, size_t n) {
@@ -57,24 +58,30 @@ static int sane_request_id(const char *s) {
 static void assign_ids(svc_req *req) {
     svc_worker *w = req->w;
     worker_seed(w);
-    const char *rid = svc_req_header(req, "x-request-id");
+    const char *rid = req->hdr_request_id;
     if (rid && sane_request_id(rid)) {
         req->id = rid;
     } else {
-        req->id = svc_arena_printf(req->arena, "%s-%08llx", w->id_prefix,
-                                   (unsigned long long)++w->next_request_id);
+        /* "<16 hex prefix>-<at least 8 hex of the counter>" */
+        char *id = svc_arena_alloc(req->arena, 16 + 1 + 16 + 1);
+        if (id) {
+            memcpy(id, w->id_prefix, 16);
+            id[16] = '-';
+            svc__fmt_hex64(id + 17, ++w->next_request_id, 8);
+        }
+        req->id = id;
     }
     /* W3C traceparent: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>. */
-    const char *tp = svc_req_header(req, "traceparent");
+    const char *tp = req->hdr_traceparent;
     if (tp && strlen(tp) >= 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' && is_hex(tp, 2) &&
         is_hex(tp + 3, 32) && !all_zero(tp + 3, 32) && is_hex(tp + 36, 16) && strncmp(tp, "ff", 2) != 0) {
         memcpy(req->trace_id, tp + 3, 32);
         req->trace_id[32] = '\0';
     } else {
-        snprintf(req->trace_id, sizeof req->trace_id, "%016llx%016llx",
-                 (unsigned long long)xorshift(&w->rng), (unsigned long long)xorshift(&w->rng));
+        svc__fmt_hex64(req->trace_id, xorshift(&w->rng), 16);
+        svc__fmt_hex64(req->trace_id + 16, xorshift(&w->rng), 16);
     }
-    snprintf(req->span_id, sizeof req->span_id, "%016llx", (unsigned long long)xorshift(&w->rng));
+    svc__fmt_hex64(req->span_id, xorshift(&w->rng), 16);
 }
 
 /*
@@ -191,7 +198,11 @@ void svc__dispatch(svc_req *req) {
     svc_app *app = req->app;
     svc_res *res = &req->res;
     req->dispatched = 1;
-    if (req->conn) req->peer = svc_arena_strdup(req->arena, req->conn->peer);
+    /* Copied: a handler may outlive the connection. */
+    if (req->conn) {
+        memcpy(req->peer_buf, req->conn->peer, sizeof req->peer_buf);
+        req->peer = req->peer_buf;
+    }
     atomic_fetch_add(&app->inflight, 1);
     assign_ids(req);
 
@@ -282,7 +293,10 @@ void svc__request_finish(svc_req *req) {
     if (!(req->route && (req->route->flags & SVC_NO_LOG))) svc__access_log(req, seconds, bytes);
     atomic_fetch_sub(&app->inflight, 1);
 
-    if (!req->transport && req->conn && !req->conn->closing) svc__res_serialize(res, &req->conn->out);
+    if (!req->transport && req->conn && !req->conn->closing) {
+        svc__worker_buf_take(req->w, &req->conn->out);
+        svc__res_serialize(res, &req->conn->out);
+    }
     if (req->in_handler) {
         req->release_pending = 1;
         return;

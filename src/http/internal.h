@@ -10,6 +10,7 @@
 
 #include <http_parser.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <uv.h>
 
 #include "http/router.h"
@@ -30,6 +31,11 @@
 #define SVC_LINGER_MS 2000
 #define SVC_TICK_MS 100
 #define SVC_ARENA_POOL 64
+/* Empty buffers a worker keeps for the next requests (request line and
+ * headers, body, response body) and responses (connection output), and the
+ * largest it keeps. Idle connections hold none. */
+#define SVC_BUF_POOL 32
+#define SVC_BUF_POOL_MAX_CAP (64 * 1024)
 #define SVC_STATUS_CODES 600
 
 typedef struct svc_worker svc_worker;
@@ -131,6 +137,8 @@ struct svc_worker {
     char *readbuf;                   /* shared by every connection of the loop */
     svc_arena *arena_pool[SVC_ARENA_POOL];
     int narena_pool;
+    svc_buf buf_pool[SVC_BUF_POOL];  /* empty, allocated buffers */
+    int nbuf_pool;
     uint64_t next_request_id;
     char id_prefix[17];
     uint64_t rng;                    /* xorshift state for trace ids */
@@ -185,6 +193,8 @@ struct svc_conn {
     unsigned received : 1;           /* any byte of the current request */
     unsigned in_process : 1;         /* inside conn_process (re-entrancy) */
     unsigned eof : 1;                /* the client half-closed */
+    unsigned resuming : 1;           /* inside conn_resume */
+    unsigned resume_again : 1;       /* output went out meanwhile: look at pending again */
     int nrequests;
     char peer[48];
 };
@@ -192,6 +202,7 @@ struct svc_conn {
 typedef struct svc_hdr {
     const char *name;
     const char *value;
+    size_t name_len;                 /* request headers: strlen(name); 0: not known */
 } svc_hdr;
 
 struct svc_res {
@@ -221,11 +232,13 @@ struct svc_req {
     unsigned http_major, http_minor;
     svc_buf raw;                     /* url, then header names/values, NUL-separated */
     size_t url_len;
-    size_t hdr_off[2 * SVC_HTTP_MAX_HEADERS + 2];  /* offsets into raw */
-    size_t nhdr_parts;               /* name/value parts seen */
+    size_t nhdr_parts;               /* name/value parts seen (offsets in hdr_off) */
     int last_was_value;
     svc_hdr *headers;
     size_t nheaders;
+    /* The first value of the fields the core itself reads, noted once by
+     * svc__req_note_header instead of a scan of every field per lookup. */
+    const char *hdr_expect, *hdr_request_id, *hdr_traceparent;
     char *path;
     char *query;
     svc_buf body;
@@ -253,10 +266,17 @@ struct svc_req {
     int mw_index;                    /* next before-hook to run */
     uv_work_t work;
     int handler_rc;
+    char *cache_key;                 /* cache.c's key, made on first use */
     const svc_transport *transport;  /* NULL: the HTTP connection */
     void *transport_data;
     svc_res res;
+    char peer_buf[48];               /* the connection's peer, copied at dispatch */
+    /* Last, and not zeroed when a request is made: only ever read below
+     * nhdr_parts, each slot written first (SVC_REQ_ZEROED says how much is). */
+    size_t hdr_off[2 * SVC_HTTP_MAX_HEADERS + 2];  /* offsets into raw */
 };
+
+#define SVC_REQ_ZEROED offsetof(svc_req, hdr_off)
 
 /* app.c */
 svc_route_entry *svc__app_unmatched(svc_app *app);
@@ -277,6 +297,13 @@ void svc__conn_request_done(svc_req *req);
 /* Queues bytes for the client and starts writing them. */
 void svc__conn_write(svc_conn *c, const void *data, size_t len);
 void svc__conn_flush(svc_conn *c);
+/* The worker's buffer pool (w's loop thread only). take: gives b, if it
+ * has no memory yet, an empty pooled buffer (no-op if the pool is empty).
+ * give: puts b's memory back in the pool, or frees it (too large, out of
+ * memory, pool full); b is zeroed either way. free: at worker exit. */
+void svc__worker_buf_take(svc_worker *w, svc_buf *b);
+void svc__worker_buf_give(svc_worker *w, svc_buf *b);
+void svc__worker_buf_pool_free(svc_worker *w);
 
 /* dispatch.c */
 void svc__dispatch(svc_req *req);
@@ -290,6 +317,10 @@ svc_req *svc__req_new(svc_conn *c);
 svc_req *svc__req_new_worker(svc_worker *w);
 void svc__req_free(svc_req *req);
 int svc__req_headers_done(svc_req *req);
+/* Notes a field in the request's index (hdr_expect & co) if it is one of
+ * those and the first of its name; every transport calls it for each field,
+ * in order. nlen is strlen(name). */
+void svc__req_note_header(svc_req *req, const char *name, size_t nlen, const char *value);
 
 /* response.c */
 void svc__res_init(svc_res *res, svc_req *req);

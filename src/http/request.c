@@ -17,7 +17,9 @@ svc_req *svc__req_new(svc_conn *c) {
 svc_req *svc__req_new_worker(svc_worker *w) {
     svc_arena *a = w->narena_pool ? w->arena_pool[--w->narena_pool] : svc_arena_new(REQUEST_ARENA_BLOCK);
     if (!a) return NULL;
-    svc_req *req = svc_arena_calloc(a, sizeof *req);
+    /* Zeroed but for the header offsets, which are written before read. */
+    svc_req *req = svc_arena_alloc(a, sizeof *req);
+    if (req) memset(req, 0, SVC_REQ_ZEROED);
     if (!req) {
         svc_arena_free(a);
         return NULL;
@@ -30,6 +32,9 @@ svc_req *svc__req_new_worker(svc_worker *w) {
     req->query = "";
     req->start_ns = svc_now_ns();
     svc__res_init(&req->res, req);
+    /* Every request fills these two: start them with pooled memory. */
+    svc__worker_buf_take(w, &req->raw);
+    svc__worker_buf_take(w, &req->res.body);
     return req;
 }
 
@@ -37,9 +42,9 @@ void svc__req_free(svc_req *req) {
     if (!req) return;
     svc_worker *w = req->w;
     if (req->json) json_decref(req->json);
-    svc__res_free(&req->res);
-    svc_buf_free(&req->raw);
-    svc_buf_free(&req->body);
+    svc__worker_buf_give(w, &req->res.body);
+    svc__worker_buf_give(w, &req->raw);
+    svc__worker_buf_give(w, &req->body);
     svc_arena *a = req->arena;
     /* Arenas that grew for a big request are freed, not pooled. */
     if (w->narena_pool < SVC_ARENA_POOL && svc_arena_bytes(a) <= 2 * REQUEST_ARENA_BLOCK) {
@@ -55,6 +60,17 @@ static void trim_trailing_ows(char *s) {
     while (n && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = '\0';
 }
 
+void svc__req_note_header(svc_req *req, const char *name, size_t nlen, const char *value) {
+    const char **slot = NULL;
+    switch (nlen) {
+    case 6: if (strcasecmp(name, "expect") == 0) slot = &req->hdr_expect; break;
+    case 11: if (strcasecmp(name, "traceparent") == 0) slot = &req->hdr_traceparent; break;
+    case 12: if (strcasecmp(name, "x-request-id") == 0) slot = &req->hdr_request_id; break;
+    default: break;
+    }
+    if (slot && !*slot) *slot = value;
+}
+
 /* Turns the offsets gathered while parsing into name/value pointers, and
  * notes the fields that framing depends on. */
 int svc__req_headers_done(svc_req *req) {
@@ -65,14 +81,17 @@ int svc__req_headers_done(svc_req *req) {
     for (size_t i = 0; i < n; i++) {
         char *name = base + req->hdr_off[2 * i];
         char *value = base + req->hdr_off[2 * i + 1];
+        /* The name ends with the NUL written before its value. */
+        size_t nlen = req->hdr_off[2 * i + 1] - req->hdr_off[2 * i] - 1;
         trim_trailing_ows(value);
-        req->headers[i].name = name;
-        req->headers[i].value = value;
-        if (strcasecmp(name, "host") == 0) {
+        req->headers[i] = (svc_hdr){name, value, nlen};
+        if (nlen == 4 && strcasecmp(name, "host") == 0) {
             if (req->host_count < 3) req->host_count++;
-        } else if (strcasecmp(name, "transfer-encoding") == 0) {
+        } else if (nlen == 17 && strcasecmp(name, "transfer-encoding") == 0) {
             if (req->te_count < 3) req->te_count++;
             if (strcasecmp(value, "chunked") != 0) req->te_other = 1;
+        } else {
+            svc__req_note_header(req, name, nlen, value);
         }
     }
     req->nheaders = n;
@@ -104,8 +123,13 @@ const char *svc_req_query(const svc_req *req, const char *name) {
 const char *svc_req_query_string(const svc_req *req) { return req->query ? req->query : ""; }
 
 const char *svc_req_header(const svc_req *req, const char *name) {
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+    size_t nlen = strlen(name);
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const svc_hdr *h = &req->headers[i];
+        /* Names of another length cannot match: skip them without a compare. */
+        if (h->name_len && h->name_len != nlen) continue;
+        if (strcasecmp(h->name, name) == 0) return h->value;
+    }
     return NULL;
 }
 

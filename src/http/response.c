@@ -85,7 +85,7 @@ int svc_res_header(svc_res *res, const char *name, const char *value) {
     const char *n = svc_arena_strdup(res->req->arena, name);
     const char *v = svc_arena_strdup(res->req->arena, value);
     if (!n || !v) return SVC_ENOMEM;
-    res->headers[res->nheaders++] = (svc_hdr){n, v};
+    res->headers[res->nheaders++] = (svc_hdr){n, v, 0};
     return SVC_OK;
 }
 
@@ -180,42 +180,48 @@ const char *svc_res_get_body(const svc_res *res, size_t *len) {
     return res->body.len ? res->body.data : "";
 }
 
+/* A string literal, its length known at compile time. */
+#define PUT_LIT(b, s) svc_buf_append((b), (s), sizeof(s) - 1)
+
 static int status_has_body(int status) { return status != 204 && status != 304 && status >= 200; }
 
 /* Status line and headers; the caller appends the body (or the first chunk). */
 static void serialize_head(svc_res *res, svc_buf *out, int chunked, int streaming_close) {
     svc_req *req = res->req;
     svc_worker *w = req->w;
-    char line[64];
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", res->status, svc__status_reason(res->status));
-    svc_buf_append(out, line, (size_t)n);
+    /* "HTTP/1.1 %d %s\r\n", by hand: this runs for every response. */
+    PUT_LIT(out, "HTTP/1.1 ");
+    svc_buf_put_i64(out, res->status);
+    svc_buf_putc(out, ' ');
+    svc_buf_puts(out, svc__status_reason(res->status));
+    PUT_LIT(out, "\r\n");
     svc_buf_append(out, w->date, w->date_len);
     if (res->content_type && status_has_body(res->status)) {
-        svc_buf_puts(out, "Content-Type: ");
+        PUT_LIT(out, "Content-Type: ");
         svc_buf_puts(out, res->content_type);
-        svc_buf_puts(out, "\r\n");
+        PUT_LIT(out, "\r\n");
     }
     if (chunked) {
-        svc_buf_puts(out, "Transfer-Encoding: chunked\r\n");
+        PUT_LIT(out, "Transfer-Encoding: chunked\r\n");
     } else if (!streaming_close && res->status != 304 && res->status != 204) {
-        svc_buf_puts(out, "Content-Length: ");
+        PUT_LIT(out, "Content-Length: ");
         svc_buf_put_u64(out, res->body.len);
-        svc_buf_puts(out, "\r\n");
+        PUT_LIT(out, "\r\n");
     }
     if (req->id) {
-        svc_buf_puts(out, "X-Request-Id: ");
+        PUT_LIT(out, "X-Request-Id: ");
         svc_buf_puts(out, req->id);
-        svc_buf_puts(out, "\r\n");
+        PUT_LIT(out, "\r\n");
     }
-    if (!req->keep_alive || w->stopping) svc_buf_puts(out, "Connection: close\r\n");
-    else if (req->http_minor == 0) svc_buf_puts(out, "Connection: keep-alive\r\n");
+    if (!req->keep_alive || w->stopping) PUT_LIT(out, "Connection: close\r\n");
+    else if (req->http_minor == 0) PUT_LIT(out, "Connection: keep-alive\r\n");
     for (size_t i = 0; i < res->nheaders; i++) {
         svc_buf_puts(out, res->headers[i].name);
-        svc_buf_puts(out, ": ");
+        PUT_LIT(out, ": ");
         svc_buf_puts(out, res->headers[i].value);
-        svc_buf_puts(out, "\r\n");
+        PUT_LIT(out, "\r\n");
     }
-    svc_buf_puts(out, "\r\n");
+    PUT_LIT(out, "\r\n");
 }
 
 void svc__res_serialize(svc_res *res, svc_buf *out) {

@@ -99,8 +99,15 @@ msg_worker *svc__msg_pick(svc_msg *m) {
     return &m->workers[i % (unsigned)m->nworkers];
 }
 
+/* The worker whose loop runs on this thread, remembered by the thread itself
+ * once it is ready (a worker is never un-readied), so that the request path
+ * does not lock every worker's mutex to find its own. */
+static _Thread_local svc_msg *tl_msg;
+static _Thread_local msg_worker *tl_worker;
+
 msg_worker *svc__msg_current(svc_msg *m) {
     if (!m || !m->workers) return NULL;
+    if (tl_worker && tl_msg == m) return tl_worker;
     uv_thread_t self = uv_thread_self();
     for (int i = 0; i < m->nworkers; i++) {
         msg_worker *mw = &m->workers[i];
@@ -543,6 +550,8 @@ void svc__msg_worker_start(svc_worker *w) {
     }
     pthread_mutex_lock(&mw->lock);
     mw->ready = 1;
+    tl_msg = m;
+    tl_worker = mw;
     /* Items may have arrived before the loop existed; a drain too. */
     if (mw->hi_head || mw->lo_head || atomic_load(&mw->draining) || atomic_load(&mw->forced))
         uv_async_send(&mw->async);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/internal.h"
 #include "msg/nats.h"
 #include "svckit/json.h"
 
@@ -76,13 +77,13 @@ static int parse_headers(svc_nats_msg *m, char *h, size_t len, size_t maxn) {
         char *v = colon + 1, *ve = lend;
         while (v < ve && (*v == ' ' || *v == '\t')) v++;
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-        for (char *c = v; c < ve; c++)
-            if (*c == '\0' || *c == '\r') return -1;
+        if (memchr(v, '\0', (size_t)(ve - v)) || memchr(v, '\r', (size_t)(ve - v))) return -1;
         if (m->nhdrs >= maxn) return -1;
         *colon = '\0';
         *ve = '\0';
         m->names[m->nhdrs] = p;
         m->values[m->nhdrs] = v;
+        m->name_lens[m->nhdrs] = (size_t)(colon - p);
         m->nhdrs++;
         if (!eol) break;
         p = eol + 1;
@@ -94,9 +95,13 @@ int svc__nats_msg_new(const char *subject, size_t subject_len, const char *reply
                       const char *hdr, size_t hdr_len, const char *data, size_t len, svc_nats_msg **out) {
     *out = NULL;
     size_t maxn = 0;
-    for (size_t i = 0; i < hdr_len; i++) maxn += hdr[i] == '\n';
+    for (const char *p = hdr, *end = hdr + hdr_len; p && p < end; maxn++) {
+        p = memchr(p, '\n', (size_t)(end - p));
+        if (!p) break;
+        p++;
+    }
     if (maxn > SVC_NATS_MAX_HEADERS) maxn = SVC_NATS_MAX_HEADERS + 1;
-    size_t arrays = 2 * maxn * sizeof(char *);
+    size_t arrays = 3 * maxn * sizeof(char *);
     size_t size = sizeof(svc_nats_msg) + arrays + subject_len + 1 + (reply ? reply_len + 1 : 0) + hdr_len + 1 +
                   len + 1;
     svc_nats_msg *m = malloc(size);
@@ -105,6 +110,7 @@ int svc__nats_msg_new(const char *subject, size_t subject_len, const char *reply
     char *p = (char *)(m + 1);
     m->names = (const char **)p;
     m->values = m->names + maxn;
+    m->name_lens = (size_t *)(m->values + maxn);
     p += arrays;
     m->subject = p;
     memcpy(p, subject, subject_len);
@@ -137,28 +143,49 @@ void svc__nats_msg_free(svc_nats_msg *m) { free(m); }
 
 const char *svc__nats_msg_header(const svc_nats_msg *m, const char *name) {
     if (!m || !name) return NULL;
+    size_t n = strlen(name);
     for (size_t i = 0; i < m->nhdrs; i++)
-        if (strcasecmp(m->names[i], name) == 0) return m->values[i];
+        if (m->name_lens[i] == n && strcasecmp(m->names[i], name) == 0) return m->values[i];
     return NULL;
 }
 
-void svc__nats_hdr_begin(svc_buf *b) { svc_buf_puts(b, "NATS/1.0\r\n"); }
+void svc__nats_hdr_begin(svc_buf *b) { svc_buf_append(b, "NATS/1.0\r\n", 10); }
 
+/* RFC 9110 tchar. */
 static int token_char(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c && strchr("!#$%&'*+-.^_`|~", c));
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
+    switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-': case '.':
+    case '^': case '_': case '`': case '|': case '~':
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+void svc__nats_hdr_put(svc_buf *b, const char *name, size_t name_len, const char *value, size_t value_len) {
+    if (svc_buf_reserve(b, name_len + value_len + 4) != SVC_OK) return;
+    char *o = b->data + b->len;
+    memcpy(o, name, name_len);
+    o += name_len;
+    *o++ = ':';
+    *o++ = ' ';
+    memcpy(o, value, value_len);
+    o += value_len;
+    *o++ = '\r';
+    *o++ = '\n';
+    *o = '\0';
+    b->len += name_len + value_len + 4;
 }
 
 int svc__nats_hdr_add(svc_buf *b, const char *name, const char *value) {
     if (!name || !*name || !value) return SVC_EINVAL;
-    for (const char *c = name; *c; c++)
-        if (!token_char((unsigned char)*c)) return SVC_EINVAL;
-    for (const char *c = value; *c; c++)
-        if (*c == '\r' || *c == '\n') return SVC_EINVAL;
-    svc_buf_puts(b, name);
-    svc_buf_append(b, ": ", 2);
-    svc_buf_puts(b, value);
-    svc_buf_append(b, "\r\n", 2);
+    size_t nl = 0;
+    for (; name[nl]; nl++)
+        if (!token_char((unsigned char)name[nl])) return SVC_EINVAL;
+    size_t vl = strcspn(value, "\r\n");
+    if (value[vl]) return SVC_EINVAL;
+    svc__nats_hdr_put(b, name, nl, value, vl);
     return SVC_OK;
 }
 
@@ -462,11 +489,26 @@ static void write_now(svc_nats *nc) {
     if (nc->writing || !nc->out.len || !nc->tcp_init ||
         (nc->state != ST_HANDSHAKE && nc->state != ST_CONNECTED))
         return;
+    /* Nothing is in flight: write what the socket takes now. Output that goes
+     * whole (the usual case) needs no write request, and spares the epoll
+     * change libuv makes after every completed uv_write. */
+    uv_buf_t now = uv_buf_init(nc->out.data, (unsigned)nc->out.len);
+    int n = uv_try_write((uv_stream_t *)&nc->tcp, &now, 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        lost(nc, uv_strerror(n));
+        return;
+    }
+    size_t sent = n > 0 ? (size_t)n : 0;
+    if (sent == nc->out.len) {
+        nc->out.len = 0;
+        if (nc->out.cap > 1024 * 1024) nbuf_free(&nc->out);
+        return;
+    }
     nbuf t = nc->wbuf;
     nc->wbuf = nc->out;
     nc->out = t;
     nc->out.len = 0;
-    uv_buf_t b = uv_buf_init(nc->wbuf.data, (unsigned)nc->wbuf.len);
+    uv_buf_t b = uv_buf_init(nc->wbuf.data + sent, (unsigned)(nc->wbuf.len - sent));
     int rc = uv_write(&nc->wreq, (uv_stream_t *)&nc->tcp, &b, 1, on_written);
     if (rc < 0) {
         nc->wbuf.len = 0;
@@ -614,10 +656,18 @@ int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const ch
     if (nc->closing) return SVC_ECLOSED;
     if (!printable_token(subject) || (reply && !printable_token(reply))) return SVC_EINVAL;
     if (len + hdr_len > atomic_load(&nc->max_payload)) return SVC_ERANGE;
-    char head[96];
-    int hn = hdr_len ? snprintf(head, sizeof head, " %zu %zu\r\n", hdr_len, hdr_len + len)
-                     : snprintf(head, sizeof head, " %zu\r\n", len);
-    size_t size = 5 + strlen(subject) + (reply ? strlen(reply) + 1 : 0) + (size_t)hn + hdr_len + len + 2;
+    /* " <hdr_len> <total>\r\n" or " <len>\r\n", by hand: once per message. */
+    char head[64];
+    size_t hn = 0;
+    head[hn++] = ' ';
+    if (hdr_len) {
+        hn += svc__fmt_u64(head + hn, hdr_len);
+        head[hn++] = ' ';
+    }
+    hn += svc__fmt_u64(head + hn, hdr_len + len);
+    head[hn++] = '\r';
+    head[hn++] = '\n';
+    size_t size = 5 + strlen(subject) + (reply ? strlen(reply) + 1 : 0) + hn + hdr_len + len + 2;
     int live = nc->state == ST_CONNECTED && !nc->hold;
     nbuf *b = live ? &nc->out : &nc->pend;
     if (live ? b->len + nc->wbuf.len + size > SVC_NATS_MAX_OUTPUT : b->len + size > nc->o.reconnect_buffer)
@@ -629,7 +679,7 @@ int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const ch
         append_str(b, " ");
         append_str(b, reply);
     }
-    append(b, head, (size_t)hn);
+    append(b, head, hn);
     if (hdr_len) append(b, hdr, hdr_len);
     if (len) append(b, data, len);
     append(b, "\r\n", 2);

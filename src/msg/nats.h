@@ -66,6 +66,7 @@ typedef struct svc_nats_msg {
     int status;                      /* -1: the header block was malformed (dropped) */
     size_t nhdrs;
     const char **names, **values;
+    size_t *name_lens;               /* strlen(names[i]), for quick lookups */
     size_t wire_bytes;               /* header + payload bytes, for accounting */
 } svc_nats_msg;
 
@@ -86,6 +87,9 @@ const char *svc__nats_msg_header(const svc_nats_msg *m, const char *name);
  * (nothing added). */
 void svc__nats_hdr_begin(svc_buf *b);
 int svc__nats_hdr_add(svc_buf *b, const char *name, const char *value);
+/* Adds a field the caller has already checked as svc__nats_hdr_add would
+ * (name a token, value without CR, LF and NUL), of the given lengths. */
+void svc__nats_hdr_put(svc_buf *b, const char *name, size_t name_len, const char *value, size_t value_len);
 void svc__nats_hdr_end(svc_buf *b);
 
 /* ---- the protocol parser ----------------------------------------------------

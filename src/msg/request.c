@@ -48,7 +48,8 @@ int svc__msg_req_fill(svc_req *req, const svc__msg_in *in, const svc__msg_limits
             if (*slot) return fail(req, 400, "bad_request", "a Svc-* header appears twice");
             *slot = value;
         }
-        req->headers[req->nheaders++] = (svc_hdr){name, value};
+        req->headers[req->nheaders++] = (svc_hdr){name, value, nl};
+        svc__req_note_header(req, name, nl, value);
     }
     if (in->len > lim->max_body) return fail(req, 413, "payload_too_large", "request body too large");
 

@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/internal.h"
 #include "msg/internal.h"
 
 struct rpc_call {
@@ -74,9 +75,7 @@ static rpc_call *find_call(msg_worker *mw, uint64_t seq) {
 }
 
 void svc__rpc_free_call(rpc_call *c) {
-    if (!c) return;
-    free(c->subject);
-    free(c);
+    free(c); /* the request's bytes are in the same block */
 }
 
 static void free_after_close(uv_handle_t *h) { svc__rpc_free_call(h->data); }
@@ -159,8 +158,12 @@ static int launch(msg_worker *mw, rpc_call *c) {
      * rather than after its deadline), except within the grace after a loss. */
     if (c->fail_fast && !atomic_load(&mw->connected) && !uv_is_active((uv_handle_t *)&mw->grace_timer))
         return SVC_ECLOSED;
-    char reply[96];
-    snprintf(reply, sizeof reply, "%s.%llu", mw->inbox, (unsigned long long)c->seq);
+    /* "<inbox>.<seq>", by hand: once per call. */
+    char reply[sizeof mw->inbox + 24];
+    size_t il = strlen(mw->inbox);
+    memcpy(reply, mw->inbox, il);
+    reply[il] = '.';
+    svc__fmt_u64(reply + il + 1, c->seq);
     int rc = svc__msg_pub(mw, c->subject, reply, c->hdr_len ? c->hdr : NULL, c->hdr_len, c->data, c->len);
     if (rc != SVC_OK) return rc;
     c->conn_gen = mw->disconnects;
@@ -231,17 +234,14 @@ void svc__rpc_fail_all(msg_worker *mw, int err, int only_fast) {
     }
 }
 
-/* A call with its request copied into one block. */
+/* A call and its request, copied behind it, in one block. */
 static rpc_call *new_call(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len, const void *data,
                           size_t len, int timeout_ms) {
-    rpc_call *c = calloc(1, sizeof *c);
     size_t sl = strlen(subject);
-    char *block = malloc(sl + 1 + hdr_len + len + 1);
-    if (!c || !block) {
-        free(c);
-        free(block);
-        return NULL;
-    }
+    rpc_call *c = malloc(sizeof *c + sl + 1 + hdr_len + len + 1);
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    char *block = (char *)(c + 1);
     c->subject = block;
     memcpy(block, subject, sl + 1);
     c->hdr = block + sl + 1;
@@ -363,13 +363,20 @@ static int add_opt_header(svc_buf *h, const char *line) {
     const char *colon = strchr(line, ':');
     if (!colon || colon == line || colon - line > 128) return SVC_EINVAL;
     char name[129];
-    memcpy(name, line, (size_t)(colon - line));
-    name[colon - line] = '\0';
+    size_t nl = (size_t)(colon - line);
+    memcpy(name, line, nl);
+    name[nl] = '\0';
     const char *value = colon + 1;
     while (*value == ' ' || *value == '\t') value++;
+    /* These checks are stricter than svc__nats_hdr_add's, so the field goes
+     * in without its second look. */
     if (!svc__msg_header_name_ok(name) || !svc__msg_header_value_ok(value)) return SVC_EINVAL;
-    return svc__nats_hdr_add(h, name, value);
+    svc__nats_hdr_put(h, name, nl, value, strlen(value));
+    return SVC_OK;
 }
+
+/* Literal names, their lengths known at compile time. */
+#define HDR_PUT(h, name, value, len) svc__nats_hdr_put((h), (name), sizeof(name) - 1, (value), (len))
 
 /*
  * On the caller's own loop and connected: publish now, no hand-off (the
@@ -412,43 +419,61 @@ int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *m
     if (!mw) mw = self;
     if (!mw) mw = &m->workers[0];
 
-    char subject[SVC_MSG_MAX_SUBJECT], buf[64];
-    if (instance) snprintf(subject, sizeof subject, "svc.%s.%s.http", service, instance);
-    else snprintf(subject, sizeof subject, "svc.%s.http", service);
-    svc_buf h = {0};
-    svc__nats_hdr_begin(&h);
-    char *pathcopy = strndup(path, plen);
-    int rc = pathcopy ? SVC_OK : SVC_ENOMEM;
-    if (rc == SVC_OK) {
-        svc__nats_hdr_add(&h, "Svc-Method", method);
-        svc__nats_hdr_add(&h, "Svc-Path", pathcopy);
-        if (q && q[1]) svc__nats_hdr_add(&h, "Svc-Query", q + 1);
-        snprintf(buf, sizeof buf, "%lld", (long long)(svc_wall_ms() + timeout));
-        svc__nats_hdr_add(&h, "Svc-Deadline", buf);
-        if (from) {
-            char tp[64];
-            snprintf(tp, sizeof tp, "00-%s-%s-01", svc_req_trace_id(from), from->span_id);
-            if (strlen(svc_req_trace_id(from)) == 32 && strlen(from->span_id) == 16)
-                svc__nats_hdr_add(&h, "traceparent", tp);
-            if (*svc_req_id(from) && svc__msg_header_value_ok(svc_req_id(from)))
-                svc__nats_hdr_add(&h, "X-Request-Id", svc_req_id(from));
-            if (*svc_req_peer(from) && svc__msg_client_ok(svc_req_peer(from)))
-                svc__nats_hdr_add(&h, "Svc-Client", svc_req_peer(from));
-        }
-        for (const char *const *hp = opts ? opts->headers : NULL; hp && *hp && rc == SVC_OK; hp++)
-            rc = add_opt_header(&h, *hp);
+    /* "svc.<service>[.<instance>].http": both names checked above (at most
+     * 64 bytes each of [A-Za-z0-9_-]), so it fits and needs no escaping. */
+    char subject[SVC_MSG_MAX_SUBJECT];
+    size_t sl = strlen(service), n = 0;
+    memcpy(subject, "svc.", 4), n = 4;
+    memcpy(subject + n, service, sl), n += sl;
+    if (instance) {
+        size_t il = strlen(instance);
+        subject[n++] = '.';
+        memcpy(subject + n, instance, il), n += il;
     }
-    free(pathcopy);
+    memcpy(subject + n, ".http", 6);
+
+    /* Every value below was checked above or is made here (digits, hex),
+     * so the fields go in without svc__nats_hdr_add's second look. */
+    svc_buf h = {0};
+    size_t extra = 0;
+    for (const char *const *hp = opts ? opts->headers : NULL; hp && *hp; hp++) extra += strlen(*hp) + 4;
+    svc_buf_reserve(&h, 384 + plen + (q ? strlen(q) : 0) + extra);
+    svc__nats_hdr_begin(&h);
+    int rc = SVC_OK;
+    HDR_PUT(&h, "Svc-Method", method, strlen(method));
+    HDR_PUT(&h, "Svc-Path", path, plen);
+    if (q && q[1]) HDR_PUT(&h, "Svc-Query", q + 1, strlen(q + 1));
+    char buf[24];
+    HDR_PUT(&h, "Svc-Deadline", buf, svc__fmt_i64(buf, svc_wall_ms() + timeout));
+    if (from) {
+        const char *trace = svc_req_trace_id(from);
+        if (strlen(trace) == 32 && strlen(from->span_id) == 16) {
+            /* "00-<trace id>-<span id>-01" */
+            char tp[56];
+            memcpy(tp, "00-", 3);
+            memcpy(tp + 3, trace, 32);
+            tp[35] = '-';
+            memcpy(tp + 36, from->span_id, 16);
+            memcpy(tp + 52, "-01", 3);
+            HDR_PUT(&h, "traceparent", tp, 55);
+        }
+        const char *rid = svc_req_id(from);
+        if (*rid && svc__msg_header_value_ok(rid)) svc__nats_hdr_add(&h, "X-Request-Id", rid);
+        const char *peer = svc_req_peer(from);
+        if (*peer && svc__msg_client_ok(peer)) HDR_PUT(&h, "Svc-Client", peer, strlen(peer));
+    }
+    for (const char *const *hp = opts ? opts->headers : NULL; hp && *hp && rc == SVC_OK; hp++)
+        rc = add_opt_header(&h, *hp);
     svc__nats_hdr_end(&h);
     if (rc == SVC_OK && h.oom) rc = SVC_ENOMEM;
     rpc_call *c = rc == SVC_OK ? new_call(mw, subject, h.data, h.len, body, body_len, timeout) : NULL;
     svc_buf_free(&h);
     if (rc != SVC_OK) return rc;
     if (!c) return SVC_ENOMEM;
+    memcpy(c->service, service, sl + 1);
     c->cb = cb;
     c->ud = ud;
     c->fail_fast = 1;
-    snprintf(c->service, sizeof c->service, "%s", service);
     return start_call(self, mw, c);
 }
 

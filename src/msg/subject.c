@@ -223,12 +223,27 @@ int svc__msg_header_name_ok(const char *s) {
     return 1;
 }
 
+static int value_byte_ok(unsigned char c) { return !((c < 0x20 && c != '\t') || c == 0x7f); }
+
 int svc__msg_header_value_ok(const char *s) {
     if (!s) return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if ((c < 0x20 && c != '\t') || c == 0x7f) return 0;
+    /* Values run to hundreds of bytes (a bearer token) on every proxied
+     * request: eight at a time, bytes below 0x20 or equal to 0x7f flag a
+     * word (never a miss; now and then a false alarm), and only a flagged
+     * word is looked at byte by byte. */
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t n = strlen(s), i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t del = x ^ (0x7f * ones);
+        if ((((x - 0x20 * ones) & ~x) | ((del - ones) & ~del)) & highs) {
+            for (size_t k = i; k < i + 8; k++)
+                if (!value_byte_ok((unsigned char)s[k])) return 0;
+        }
     }
+    for (; i < n; i++)
+        if (!value_byte_ok((unsigned char)s[i])) return 0;
     return 1;
 }
 
