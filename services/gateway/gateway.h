@@ -250,8 +250,11 @@ typedef struct gw_pools {
 } gw_pools;
 
 /* Copies the directory into the pools if it changed, keeping skip marks of
- * instances still present. Cheap when nothing changed (one atomic load). */
-void gw_pools_sync(gw_pools *p, gw_directory *d);
+ * instances still present. Cheap when nothing changed (one atomic load).
+ * Returns 1 when it copied, 0 when nothing changed. */
+int gw_pools_sync(gw_pools *p, gw_directory *d);
+/* 1 if id is in this worker's pool of service. */
+int gw_pool_has(const gw_pools *p, int service, const char *id);
 /*
  * Round robin over the instances of service that are not being skipped and
  * are not `exclude` (may be NULL). Returns the id (owned by the pool, valid
@@ -279,7 +282,7 @@ void gw_discovery_stop(void);
 
 /* Everything the request path reads, built once by main.c's on_start. */
 typedef struct gw_metrics {
-    svc_series *retries, *budget_exhausted, *rate_limited, *concurrency_rejected, *requests;
+    svc_series *retries, *moved, *budget_exhausted, *rate_limited, *concurrency_rejected, *requests;
     svc_series *breaker_rejected[GW_MAX_SERVICES];
     /* gateway_upstream_requests_total{service,outcome}, by GW_UP_* */
     svc_series *upstream[GW_MAX_SERVICES][6];

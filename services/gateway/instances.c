@@ -105,9 +105,9 @@ int gw_directory_count(gw_directory *d, int service) {
     return n;
 }
 
-void gw_pools_sync(gw_pools *p, gw_directory *d) {
+int gw_pools_sync(gw_pools *p, gw_directory *d) {
     unsigned v = atomic_load_explicit(&d->version, memory_order_acquire);
-    if (v == p->version) return;
+    if (v == p->version) return 0;
     pthread_mutex_lock(&d->mu);
     p->nservices = d->nservices;
     for (int s = 0; s < d->nservices; s++) {
@@ -125,6 +125,15 @@ void gw_pools_sync(gw_pools *p, gw_directory *d) {
     }
     p->version = atomic_load_explicit(&d->version, memory_order_relaxed);
     pthread_mutex_unlock(&d->mu);
+    return 1;
+}
+
+int gw_pool_has(const gw_pools *p, int service, const char *id) {
+    if (service < 0 || service >= p->nservices || !id) return 0;
+    const gw_pool *pool = &p->pool[service];
+    for (int i = 0; i < pool->n; i++)
+        if (strcmp(pool->inst[i].id, id) == 0) return 1;
+    return 0;
 }
 
 const char *gw_pool_pick(gw_pools *p, int service, uint64_t now_ms, const char *exclude) {

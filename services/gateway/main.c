@@ -39,6 +39,11 @@ static void register_metrics(gw_state *g) {
     gw_metrics *m = &g->m;
     m->retries = svc_metric_with(
         svc_metric_counter("gateway_retries_total", "Requests retried on another instance", 0, NULL), NULL);
+    m->moved = svc_metric_with(
+        svc_metric_counter("gateway_moved_total",
+                           "In-flight requests moved to another instance when theirs was found gone (also retries)",
+                           0, NULL),
+        NULL);
     m->budget_exhausted = svc_metric_with(
         svc_metric_counter("gateway_retry_budget_exhausted_total",
                            "Retries not made because the retry budget was spent", 0, NULL),

@@ -5,8 +5,17 @@
  *   (401/403) -> concurrency cap (503) -> breaker (503) -> svc_rpc_call to one
  *   instance -> maybe one retry on another -> the service's answer, or 503/504
  *
- * Everything a request needs lives in its arena; the call context too, so a
- * request costs no malloc of its own (svc_rpc_call copies what it sends).
+ * Everything a request needs lives in its arena; the call context too
+ * (svc_rpc_call copies what it sends). Only the token an attempt's callback
+ * gets is malloc'd: it outlives the request when the request has moved on
+ * (below) and its first attempt's callback comes later.
+ *
+ * When an instance leaves a worker's pool (no responders on its own subject:
+ * its process died; or discovery stopped seeing it), the calls this worker has
+ * in flight on it move at once to another instance, within the retry budget,
+ * instead of waiting for their timeout: an instance SIGKILLed with a GET in
+ * flight costs that GET a few milliseconds, not timeout_ms. Only calls that
+ * may run twice move (idempotent methods on a route with retries).
  * Shared state is read-only configuration plus atomics (breakers, the
  * in-flight count, the directory's version); the rotation, failure marks and
  * retry budget are per worker thread, so the path takes no lock but the rate
@@ -23,8 +32,11 @@
 
 /* ---- per-worker state ------------------------------------------------------- */
 
+typedef struct gw_call gw_call;
+
 typedef struct gw_worker {
     gw_pools pools;
+    gw_call *inflight;               /* calls waiting for a reply, this thread's */
     /* One budget per service: a failing service with little traffic must not
      * spend the retries a busy healthy one earns. */
     gw_budget budget[GW_MAX_SERVICES];
@@ -64,7 +76,13 @@ uint64_t gw_now_ms(void) { return svc_now_ns() / 1000000u; }
 
 /* ---- one call --------------------------------------------------------------- */
 
-typedef struct gw_call {
+/* What an attempt's callback gets: the call, or NULL once the call moved on
+ * without it (the callback then only frees the token). */
+typedef struct gw_attempt {
+    struct gw_call *call;
+} gw_attempt;
+
+struct gw_call {
     svc_req *req;
     svc_res *res;
     gw_state *g;
@@ -79,7 +97,24 @@ typedef struct gw_call {
     int attempt;
     int trial;                       /* the breaker's half-open trial */
     int holds_slot;                  /* counted in g->inflight */
-} gw_call;
+    gw_attempt *cur;                 /* the attempt in flight, NULL between attempts */
+    gw_call *prev, *next;            /* in w->inflight while an attempt is */
+};
+
+static void inflight_add(gw_call *c) {
+    gw_worker *w = c->w;
+    c->prev = NULL;
+    c->next = w->inflight;
+    if (w->inflight) w->inflight->prev = c;
+    w->inflight = c;
+}
+
+static void inflight_remove(gw_call *c) {
+    if (c->prev) c->prev->next = c->next;
+    else if (c->w->inflight == c) c->w->inflight = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
 
 static void release_slot(gw_call *c) {
     if (c->holds_slot) {
@@ -106,15 +141,26 @@ static int start_error(gw_call *c, int rc) {
 
 static void on_reply(int err, const svc_rpc_reply *reply, void *ud);
 
-/* Sends the current attempt to c->instance (or the queue when it is empty). */
+/* Sends the current attempt to c->instance (or the queue when it is empty);
+ * on SVC_OK, c is in its worker's in-flight list until the reply. */
 static int send_attempt(gw_call *c) {
     svc_rpc_opts o = {
         .timeout_ms = c->route->timeout_ms,
         .instance = c->instance[0] ? c->instance : NULL,
         .headers = c->headers,
     };
-    return svc_rpc_call(c->g->app, c->req, service_name(c), c->method, c->target, c->body, c->body_len, &o,
-                        on_reply, c);
+    gw_attempt *a = malloc(sizeof *a);
+    if (!a) return SVC_ENOMEM;
+    a->call = c;
+    int rc = svc_rpc_call(c->g->app, c->req, service_name(c), c->method, c->target, c->body, c->body_len, &o,
+                          on_reply, a);
+    if (rc != SVC_OK) {
+        free(a);
+        return rc;
+    }
+    c->cur = a;
+    if (!c->prev && c->w->inflight != c) inflight_add(c);
+    return SVC_OK;
 }
 
 static void set_instance(gw_call *c, const char *id) {
@@ -170,12 +216,56 @@ static void finish(gw_call *c, int err, const svc_rpc_reply *r, int up, uint64_t
     } else {
         svc_res_error(c->res, 502, "bad_gateway", "%s could not be called", service_name(c));
     }
+    inflight_remove(c);
     release_slot(c);
     svc_res_finish(c->res);
 }
 
+/*
+ * The calls of this worker waiting on an instance that is no longer in its
+ * pool, that may run twice and have not been retried yet, go to another
+ * instance now (a retry, within the budget). The old attempt is disowned:
+ * when its callback comes (at its timeout), it only frees its token. The
+ * others wait for their reply or timeout as before.
+ */
+static void move_stranded(gw_worker *w, uint64_t now) {
+    gw_call *next;
+    for (gw_call *c = w->inflight; c; c = next) {
+        next = c->next;
+        int svc = c->route->service;
+        if (!c->cur || c->attempt != 0 || !c->instance[0] || !c->route->retry || !gw_idempotent(c->method) ||
+            gw_pool_has(&w->pools, svc, c->instance))
+            continue;
+        const char *to = gw_pool_pick(&w->pools, svc, now, c->instance);
+        if (!to) continue; /* nowhere to go: it waits */
+        if (!gw_budget_take(&w->budget[svc], now)) {
+            svc_counter_add(c->g->m.budget_exhausted, 1);
+            continue;
+        }
+        gw_attempt *old = c->cur;
+        char was[sizeof c->instance];
+        memcpy(was, c->instance, sizeof was);
+        c->attempt = 1;
+        set_instance(c, to);
+        if (send_attempt(c) != SVC_OK) {
+            /* Could not start: it keeps waiting on the old attempt. */
+            c->attempt = 0;
+            c->cur = old;
+            memcpy(c->instance, was, sizeof was);
+            continue;
+        }
+        old->call = NULL;
+        svc_counter_add(c->g->m.retries, 1);
+        svc_counter_add(c->g->m.moved, 1);
+    }
+}
+
 static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
-    gw_call *c = ud;
+    gw_attempt *a = ud;
+    gw_call *c = a->call;
+    free(a);
+    if (!c) return; /* an attempt the call moved on from */
+    c->cur = NULL;
     gw_state *g = c->g;
     gw_worker *w = c->w;
     int svc = c->route->service;
@@ -202,6 +292,7 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
             gw_pool_remove(&w->pools, svc, c->instance);
             gw_directory_forget(&g->dir, svc, c->instance);
             gw_discovery_wake(&g->dir);
+            move_stranded(w, now);
         } else if (retryable) {
             gw_pool_skip(&w->pools, svc, c->instance, now);
         }
@@ -213,7 +304,7 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
      * (it cannot pick the dead one); otherwise it might pick the same. */
     if (retryable && c->attempt == 0 && c->route->retry &&
         (gw_idempotent(c->method) || up == GW_UP_NO_RESPONDERS)) {
-        gw_pools_sync(&w->pools, &g->dir);
+        if (gw_pools_sync(&w->pools, &g->dir)) move_stranded(w, now);
         const char *next = gw_pool_pick(&w->pools, svc, now, c->instance[0] ? c->instance : NULL);
         if (next || (up == GW_UP_NO_RESPONDERS && c->instance[0])) {
             if (gw_budget_take(&w->budget[svc], now)) {
@@ -336,7 +427,7 @@ int gw_proxy(svc_req *req, svc_res *res) {
     gw_budget_request(&w->budget[svc], now);
     svc_counter_add(g->m.requests, 1);
     if (rc == SVC_OK) {
-        gw_pools_sync(&w->pools, &g->dir);
+        if (gw_pools_sync(&w->pools, &g->dir)) move_stranded(w, now);
         const char *id = gw_pool_pick(&w->pools, svc, now, NULL);
         /* Nothing known yet (a service started after us, or all skipped):
          * the queue subject still reaches whoever listens, and discovery is

@@ -2,6 +2,7 @@
 under load, NATS restarted under load, the circuit breaker, the retry budget,
 and a service that starts after the gateway."""
 import collections
+import threading
 import signal
 import time
 
@@ -207,3 +208,51 @@ def test_service_started_after_the_gateway_is_picked_up(nats_server):  # noqa: F
                 wait_instances(gw, "late", 2, timeout=3)
             finally:
                 a.close()
+
+
+def test_get_in_flight_on_an_instance_that_dies_moves_at_once(nats_server):  # noqa: F811
+    """An instance dies with GETs in flight on it: as soon as the gateway finds
+    it gone (the next request sent to it meets no responders), those GETs go to
+    another instance, instead of waiting for the route's 5 s timeout."""
+    hang = {"now": False}
+
+    def maybe_hang(inst, m):
+        return None if hang["now"] else echo(inst, m)
+
+    routes = [{"prefix": "/mv", "service": "mover", "timeout_ms": 5000}]
+    with FakeInstance(nats_server, "mover") as good, gateway(nats_server, routes, env={"WORKERS": "1"}) as gw:
+        bad = FakeInstance(nats_server, "mover", maybe_hang)
+        closed = False
+        try:
+            wait_instances(gw, "mover", 2)
+            for _ in range(40):  # traffic first: the retry budget is a share of it
+                assert gw.request("GET", "/mv")[0] == 200
+            hang["now"] = True
+            before_bad, results = bad.count(), []
+
+            def one():
+                st = gw.request("GET", "/mv", timeout=10)[0]
+                results.append((st, time.monotonic()))
+
+            threads = [threading.Thread(target=one) for _ in range(4)]
+            for t in threads:
+                t.start()
+            wait_for(lambda: bad.count() > before_bad, timeout=5.0, what="a GET held by the dying instance")
+            time.sleep(0.1)
+            t_close = time.monotonic()
+            bad.close()  # its NATS connection goes: nats-server drops its subscriptions
+            closed = True
+            for _ in range(4):  # some meet no responders on its subject: the gateway learns it is gone
+                assert gw.request("GET", "/mv")[0] == 200
+            for t in threads:
+                t.join(10)
+        finally:
+            if not closed:
+                bad.close()
+        assert [st for st, _ in results] == [200] * 4, results
+        held = bad.count() - before_bad
+        assert held >= 1
+        # Every GET that was held is answered well before its 5 s timeout.
+        assert max(done for _, done in results) - t_close < 2.0, [done - t_close for _, done in results]
+        assert metric(gw, "gateway_moved_total") >= held
+        assert good.count() >= 40 // 2

@@ -103,3 +103,25 @@ TEST(ping_answers_are_read_strictly) {
             test_fail(__FILE__, __LINE__, "accepted %s", *b);
     CHECK_EQ(gw_ping_parse(NULL, 0, name, sizeof name, id, sizeof id), 0);
 }
+
+TEST(sync_reports_a_change_and_membership_follows_it) {
+    gw_directory d;
+    gw_directory_init(&d, 1);
+    const char *ab[] = {"a", "b"};
+    gw_directory_update(&d, 0, ab, 2);
+    static gw_pools p;
+    memset(&p, 0, sizeof p);
+    CHECK_EQ(gw_pools_sync(&p, &d), 1);
+    CHECK_EQ(gw_pools_sync(&p, &d), 0); /* nothing moved since */
+    CHECK_EQ(gw_pool_has(&p, 0, "a"), 1);
+    CHECK_EQ(gw_pool_has(&p, 0, "c"), 0);
+    CHECK_EQ(gw_pool_has(&p, 3, "a"), 0); /* no such service */
+    CHECK_EQ(gw_pool_has(&p, 0, NULL), 0);
+    gw_directory_forget(&d, 0, "a");
+    CHECK_EQ(gw_pools_sync(&p, &d), 1);
+    CHECK_EQ(gw_pool_has(&p, 0, "a"), 0);
+    CHECK_EQ(gw_pool_has(&p, 0, "b"), 1);
+    gw_pool_remove(&p, 0, "b");
+    CHECK_EQ(gw_pool_has(&p, 0, "b"), 0);
+    gw_directory_destroy(&d);
+}
