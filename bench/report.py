@@ -555,6 +555,12 @@ def render(res):
                      "the path: products (and the idle nats-server) for direct; gateway, nats-server and "
                      "the products instances through the gateway. The gateway's per-client rate limit is "
                      "off (`rate_per_client_per_s: 0`): wrk is one address.\n")
+            if meta.get("cross_cpu_p50_us") is not None:
+                L.append("One process-to-process hand-off on this machine (`bench/wakeup.c`: one byte ping-ponged "
+                         "over loopback TCP, each side asleep until the other writes), round trip p50/p99: "
+                         f"**{meta['same_cpu_p50_us']}/{meta['same_cpu_p99_us']} us on one CPU, "
+                         f"{meta['cross_cpu_p50_us']}/{meta['cross_cpu_p99_us']} us across the two**. A request "
+                         "through the gateway makes four more hand-offs than one straight to products.\n")
         elif g == "login":
             L.append("Every request is a successful login: one Argon2id hash (10-20 ms of CPU) on the "
                      "thread pool, then an EdDSA-signed token. Slow on purpose; RSS under load includes "

@@ -34,7 +34,7 @@
 #                         (empty: Go's default, one per CPU)
 #   BENCH_GATEWAY_BIN=build/bin/gateway   the gateway of the gateway group
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   the CPUs of the server and of wrk
-#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+96..+99: helpers,
+#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+95..+99: helpers,
 #                         +60..+62: the products instances behind the gateway)
 #   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3"
 #                         scenarios to run, in this order
@@ -946,7 +946,7 @@ taskset -cp "$CLIENT_CPU" $$ >/dev/null
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
-for t in ceiling readytime idleconns rate; do
+for t in ceiling readytime idleconns rate wakeup; do
     cc -std=gnu11 -O2 -Wall -Wextra -Werror "bench/$t.c" -o "$OUT/$t"
 done
 NGINX_VERSION=$(/usr/sbin/nginx -v 2>&1 | sed 's|.*nginx/||')
@@ -984,6 +984,9 @@ prepare_gateway
     echo "META nats_gomaxprocs=${NATS_GOMAXPROCS:-default} kill_rate=$KILL_RATE kill_duration_s=$KILL_DURATION"
     if [ -s "$GBODY" ]; then
         echo "META gbody_bytes=$(stat -c %s "$GBODY") gbody_path=$(enc "$GW_PATH")"
+        # What one process-to-process hand-off costs here (bench/wakeup.c).
+        line=$("$OUT/wakeup" -p $((BASE_PORT + 95)) "$CLIENT_CPU" "$SERVER_CPU" 2>/dev/null || true)
+        [ -z "$line" ] || echo "META ${line#WAKEUP }"
         echo "META nats_server=$(/usr/sbin/nats-server --version 2>&1 | awk '{print $NF}')"
     fi
     echo "META clk_tck=$(getconf CLK_TCK)"
