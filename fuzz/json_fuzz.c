@@ -9,6 +9,9 @@
  *  3. The input read as a program of svc_jw calls: whenever svc_jw_ok says
  *     SVC_OK, the output is exactly one valid JSON document.
  *  4. svc_jw_f64 of the input's first bytes reads back as the same double.
+ *  5. No key or string of what svc_json_parse accepts holds a NUL byte (the
+ *     services use them as C strings without checking), and
+ *     svc_json_only_keys agrees with a plain search of the object's keys.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,6 +27,32 @@ static void check(int cond) {
     if (!cond) abort();
 }
 
+/* Property 5 over the whole tree. */
+static void check_no_nul_and_only_keys(json_t *v) {
+    if (json_is_string(v)) {
+        check(strlen(json_string_value(v)) == json_string_length(v));
+    } else if (json_is_array(v)) {
+        for (size_t i = 0; i < json_array_size(v); i++) check_no_nul_and_only_keys(json_array_get(v, i));
+    } else if (json_is_object(v)) {
+        /* The allowed list: every other key of the object, in order. */
+        const char *allowed[FUZZ_MAX_BYTES / 4 + 1];
+        size_t n = 0, i = 0;
+        const char *key, *first_skipped = NULL;
+        size_t key_len;
+        json_t *m;
+        json_object_keylen_foreach(v, key, key_len, m) {
+            check(strlen(key) == key_len);
+            if (i++ % 2 == 0) allowed[n++] = key;
+            else if (!first_skipped) first_skipped = key;
+            check_no_nul_and_only_keys(m);
+        }
+        allowed[n] = NULL;
+        const char *unknown = "stale";
+        int rc = svc_json_only_keys(v, allowed, &unknown);
+        check(first_skipped ? rc == SVC_EINVAL && unknown == first_skipped : rc == SVC_OK && unknown == NULL);
+    }
+}
+
 static void fuzz_parse_roundtrip(const uint8_t *data, size_t size) {
     svc_json_limits lim = {FUZZ_MAX_BYTES, FUZZ_MAX_DEPTH, FUZZ_MAX_STRING};
     json_t *v = NULL;
@@ -36,6 +65,7 @@ static void fuzz_parse_roundtrip(const uint8_t *data, size_t size) {
         return;
     }
     check(v != NULL);
+    check_no_nul_and_only_keys(v);
     svc_buf b = {0};
     svc_jw w;
     svc_jw_init(&w, &b);

@@ -140,6 +140,13 @@ int svc_parse_i64(const char *s, int64_t *out);
 uint64_t svc_now_ns(void);
 /* Wall-clock time in milliseconds since the epoch. */
 int64_t svc_wall_ms(void);
+/* Writes the time ms (milliseconds since the epoch) as RFC 3339 in UTC with
+ * milliseconds, "2026-11-26T03:37:00.123Z", to out (NUL-terminated), and
+ * returns its length: 24 for the years 0000 to 9999 (RFC 3339's range; other
+ * years get more digits or a '-', and still fit). A time gmtime cannot
+ * represent writes "" and returns 0. Thread-safe. */
+#define SVC_TIME_RFC3339_MAX 32
+size_t svc_time_rfc3339(int64_t ms, char out[SVC_TIME_RFC3339_MAX]);
 /* Fills buf with n random bytes from the OS CSPRNG. */
 void svc_random(void *buf, size_t n);
 

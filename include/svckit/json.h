@@ -49,6 +49,17 @@ typedef struct svc_json_limits {
 int svc_json_parse(const char *data, size_t len, const svc_json_limits *limits,
                    json_t **out, char *err, size_t errlen);
 
+/*
+ * The strict check behind "unknown field" errors: SVC_OK if every key of the
+ * object obj is one of allowed (a NULL-terminated list of names; NULL counts
+ * as an empty list). Otherwise SVC_EINVAL and, if unknown is not NULL,
+ * *unknown is the first key not allowed, in obj's iteration order (the
+ * document's order for what svc_json_parse returns), owned by obj; or NULL
+ * when obj is not an object (or NULL). Reads only; thread-safe for an obj no
+ * thread changes.
+ */
+int svc_json_only_keys(const json_t *obj, const char *const *allowed, const char **unknown);
+
 /* ---- streaming writer -----------------------------------------------------
  * Usage:
  *     svc_jw w; svc_jw_init(&w, &buf);

@@ -59,17 +59,11 @@ static int fail(char *err, size_t errlen, const char *fmt, ...) {
     return SVC_EINVAL;
 }
 
-/* Every key of obj must be one of allowed (NULL-terminated). */
+/* Every key of the object obj must be one of allowed (NULL-terminated). */
 static int only_keys(json_t *obj, const char *const *allowed, const char *where, char *err, size_t errlen) {
     const char *k;
-    json_t *v;
-    json_object_foreach(obj, k, v) {
-        (void)v;
-        int ok = 0;
-        for (const char *const *a = allowed; *a; a++)
-            if (strcmp(k, *a) == 0) ok = 1;
-        if (!ok) return fail(err, errlen, "%s: unknown key \"%.64s\"", where, k);
-    }
+    if (svc_json_only_keys(obj, allowed, &k) != SVC_OK)
+        return fail(err, errlen, "%s: unknown key \"%.64s\"", where, k ? k : "");
     return SVC_OK;
 }
 
@@ -168,9 +162,10 @@ static int parse_route(json_t *r, int i, gw_config *c, char *err, size_t errlen)
 
     json_t *p = json_object_get(r, "prefix");
     if (!json_is_string(p)) return fail(err, errlen, "%s.prefix: required, a string", where);
+    /* svc_json_parse refuses NUL in strings: plen is the C string's length. */
     const char *prefix = json_string_value(p);
     size_t plen = json_string_length(p);
-    if (plen != strlen(prefix) || !prefix_ok(prefix, plen))
+    if (!prefix_ok(prefix, plen))
         return fail(err, errlen,
                     "%s.prefix: must be an absolute path of at most %d plain characters, "
                     "without empty, \".\" or \"..\" segments",

@@ -2,12 +2,11 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "products.h"
 
-const char *const product_fields[F_COUNT] = {
-    "id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at", "updated_at",
+const char *const product_fields[F_COUNT + 1] = {
+    "id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at", "updated_at", NULL,
 };
 
 static const svc_migration migrations[] = {
@@ -32,15 +31,7 @@ int catalog_open(const char *data_dir, svc_db **out) {
     return svc_db_open(path, migrations, sizeof migrations / sizeof migrations[0], out);
 }
 
-void catalog_now(char out[32]) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    struct tm tm;
-    gmtime_r(&ts.tv_sec, &tm);
-    char base[24];
-    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, 32, "%.19s.%03dZ", base, (int)(ts.tv_nsec / 1000000) % 1000);
-}
+void catalog_now(char out[32]) { svc_time_rfc3339(svc_wall_ms(), out); }
 
 /* ---- seed: a deterministic, DummyJSON-shaped catalog ---------------------- */
 

@@ -27,7 +27,7 @@ enum {
     F_ID, F_TITLE, F_DESCRIPTION, F_CATEGORY, F_BRAND, F_PRICE, F_STOCK, F_RATING,
     F_CREATED_AT, F_UPDATED_AT, F_COUNT
 };
-extern const char *const product_fields[F_COUNT];
+extern const char *const product_fields[F_COUNT + 1];   /* NULL-terminated */
 #define F_ALL ((1u << F_COUNT) - 1)
 /* Fields a client may write. */
 #define F_WRITABLE ((1u << F_TITLE) | (1u << F_DESCRIPTION) | (1u << F_CATEGORY) | (1u << F_BRAND) | \
@@ -61,7 +61,8 @@ typedef struct list_query {
 /* validate.c: each returns SVC_OK or SVC_EINVAL with a message for a 400. */
 int products_parse_list_query(svc_req *req, list_query *q, char *err, size_t errlen);
 /* Checks a JSON body; sets the fields present in *p and their bits in *set.
- * required is F_REQUIRED for POST/PUT, 0 for PATCH (which needs at least one). */
+ * required is F_REQUIRED for POST/PUT, 0 for PATCH (which needs at least one).
+ * body comes from svc_json_parse (svc_req_json), so its strings hold no NUL. */
 int products_parse_body(const json_t *body, unsigned required, product *p, unsigned *set, char *err,
                         size_t errlen);
 

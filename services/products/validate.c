@@ -89,10 +89,6 @@ static int want_string(const json_t *v, const char *name, size_t min, size_t max
     }
     const char *s = json_string_value(v);
     size_t bytes = json_string_length(v);
-    if (strlen(s) != bytes) {
-        snprintf(err, errlen, "%s must not contain NUL characters", name);
-        return SVC_EINVAL;
-    }
     size_t chars = utf8_chars(s);
     if (chars < min || chars > max || bytes >= dstlen) {
         snprintf(err, errlen, "%s must be %zu to %zu characters long", name, min, max);
@@ -130,18 +126,15 @@ static int category_ok(const char *s) {
 int products_parse_body(const json_t *body, unsigned required, product *p, unsigned *set, char *err,
                         size_t errlen) {
     *set = 0;
-    if (!json_is_object(body)) {
-        snprintf(err, errlen, "request body must be a JSON object");
+    const char *key;
+    if (svc_json_only_keys(body, product_fields, &key) != SVC_OK) {
+        if (key) snprintf(err, errlen, "unknown field \"%.40s\"", key);
+        else snprintf(err, errlen, "request body must be a JSON object");
         return SVC_EINVAL;
     }
-    const char *key;
     json_t *v;
     json_object_foreach((json_t *)body, key, v) {
-        int f = field_index(key, strlen(key));
-        if (f < 0) {
-            snprintf(err, errlen, "unknown field \"%.40s\"", key);
-            return SVC_EINVAL;
-        }
+        int f = field_index(key, strlen(key)); /* found: every key is a field */
         if (!(F_WRITABLE & (1u << f))) {
             snprintf(err, errlen, "field \"%s\" is read-only", key);
             return SVC_EINVAL;

@@ -38,4 +38,14 @@ size_t svc__fmt_fixed(char *out, double v, int decimals);
 void svc__buf_put_hex64(svc_buf *b, uint64_t v, int width);
 void svc__buf_put_fixed(svc_buf *b, double v, int decimals);
 
+/*
+ * FNV-1a, 64 bits, over data[0..n) (src/core/util.c), continuing from h:
+ * SVC__FNV1A_SEED (the standard offset basis) for a fresh hash, or an earlier
+ * result to hash more bytes after it. For spreading keys (cache slots, the
+ * loop a subject goes to) and ETags; not a defence against chosen
+ * collisions. data may be NULL when n is 0. Thread-safe.
+ */
+#define SVC__FNV1A_SEED 0xcbf29ce484222325ull
+uint64_t svc__fnv1a(const void *data, size_t n, uint64_t h);
+
 #endif

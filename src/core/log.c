@@ -34,7 +34,7 @@ static atomic_ulong log_dropped;
 static _Thread_local svc_buf tl_buf;
 static _Thread_local int tl_buffered;
 static _Thread_local time_t tl_sec = -1;
-static _Thread_local char tl_stamp[32];
+static _Thread_local char tl_stamp[SVC_TIME_RFC3339_MAX];
 
 void svc_log_setup(const char *service, svc_log_level level, int json) {
     if (service) log_service = service;
@@ -106,9 +106,7 @@ const char *svc__log_timestamp(char out[32]) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     if (ts.tv_sec != tl_sec) {
-        struct tm tm;
-        gmtime_r(&ts.tv_sec, &tm);
-        strftime(tl_stamp, sizeof tl_stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        svc_time_rfc3339((int64_t)ts.tv_sec * 1000, tl_stamp);
         tl_sec = ts.tv_sec;
     }
     int ms = (int)(ts.tv_nsec / 1000000);

@@ -1,9 +1,11 @@
-/* Status strings, strict integer parsing, clocks and randomness. */
+/* Status strings, strict integer parsing, clocks, randomness and hashing. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
 #include <time.h>
 
+#include "core/internal.h"
 #include "svckit/core.h"
 
 const char *svc_status_str(int status) {
@@ -53,6 +55,24 @@ int64_t svc_wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+size_t svc_time_rfc3339(int64_t ms, char out[SVC_TIME_RFC3339_MAX]) {
+    /* Floor division, so that times before 1970 keep 0..999 milliseconds. */
+    int64_t sec = ms / 1000, rem = ms % 1000;
+    if (rem < 0) {
+        rem += 1000;
+        sec--;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if (!gmtime_r(&t, &tm)) {
+        out[0] = '\0';
+        return 0;
+    }
+    int n = snprintf(out, SVC_TIME_RFC3339_MAX, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)rem);
+    return n > 0 && n < SVC_TIME_RFC3339_MAX ? (size_t)n : 0;
+}
+
 void svc_random(void *buf, size_t n) {
     unsigned char *p = buf;
     while (n) {
@@ -64,4 +84,10 @@ void svc_random(void *buf, size_t n) {
         p += r;
         n -= (size_t)r;
     }
+}
+
+uint64_t svc__fnv1a(const void *data, size_t n, uint64_t h) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
 }

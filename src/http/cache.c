@@ -8,8 +8,6 @@
 #include "http/internal.h"
 #include "svckit/cache.h"
 
-#define FNV_OFFSET 0xcbf29ce484222325ull
-
 typedef struct entry {
     char *key;
     char *body;
@@ -36,12 +34,6 @@ static void cache_free(void *p) {
 }
 
 static void cache_init(void) { pthread_key_create(&cache_key, cache_free); }
-
-static uint64_t fnv1a(const void *data, size_t n, uint64_t h) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
 
 /* The path is percent-decoded and may hold a '?' of its own: its length keeps
  * "/c/a%3Fb" apart from "/c/a" with the query "b". */
@@ -71,7 +63,7 @@ static entry *slot_for(const char *key, int create) {
         if (!create || !(c = calloc(1, sizeof *c))) return NULL;
         pthread_setspecific(cache_key, c);
     }
-    return &c->slot[fnv1a(key, strlen(key), FNV_OFFSET) % SVC_CACHE_SLOTS];
+    return &c->slot[svc__fnv1a(key, strlen(key), SVC__FNV1A_SEED) % SVC_CACHE_SLOTS];
 }
 
 /* If-None-Match: "*" or a list of entity tags, one of which is ours. */
@@ -102,7 +94,7 @@ void svc_cache_store(svc_req *req, svc_res *res, int64_t version) {
     const char *body = svc_res_get_body(res, &len);
     if (svc_res_get_status(res) != 200) return;
     char etag[24];
-    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)fnv1a(body, len, FNV_OFFSET));
+    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)svc__fnv1a(body, len, SVC__FNV1A_SEED));
     char *key = make_key(req);
     entry *e = key && svc_req_loop(req) && version >= 0 && len <= SVC_CACHE_MAX_BODY ? slot_for(key, 1) : NULL;
     if (e) {

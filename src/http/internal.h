@@ -324,7 +324,6 @@ void svc__req_note_header(svc_req *req, const char *name, size_t nlen, const cha
 
 /* response.c */
 void svc__res_init(svc_res *res, svc_req *req);
-void svc__res_free(svc_res *res);
 /* Serialises status line, headers and body into the connection's output. */
 void svc__res_serialize(svc_res *res, svc_buf *out);
 int svc__res_set_error(svc_res *res, int status, const char *code, const char *msg);

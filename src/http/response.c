@@ -10,8 +10,6 @@ void svc__res_init(svc_res *res, svc_req *req) {
     res->req = req;
 }
 
-void svc__res_free(svc_res *res) { svc_buf_free(&res->body); }
-
 svc_req *svc_res_req(svc_res *res) { return res->req; }
 
 const char *svc__status_reason(int status) {
@@ -89,14 +87,20 @@ int svc_res_header(svc_res *res, const char *name, const char *value) {
     return SVC_OK;
 }
 
-int svc_res_body(svc_res *res, int status, const char *content_type, const void *body, size_t len) {
+/* A whole body written at once (svc_res_body, svc_res_printf): begin checks
+ * and sets the status and type and empties the body, which the caller then
+ * fills; end marks the response complete, or out of memory. */
+static int body_begin(svc_res *res, int status, const char *content_type) {
     if (!valid_status(status)) return SVC_EINVAL;
     int rc = set_content_type(res, content_type);
     if (rc != SVC_OK) return rc;
     res->status = status;
     res->jw_used = 0;
     svc_buf_reset(&res->body);
-    svc_buf_append(&res->body, body, len);
+    return SVC_OK;
+}
+
+static int body_end(svc_res *res) {
     res->has_body = 1;
     if (res->body.oom) {
         res->oom = 1;
@@ -105,23 +109,21 @@ int svc_res_body(svc_res *res, int status, const char *content_type, const void 
     return SVC_OK;
 }
 
-int svc_res_printf(svc_res *res, int status, const char *content_type, const char *fmt, ...) {
-    if (!valid_status(status)) return SVC_EINVAL;
-    int rc = set_content_type(res, content_type);
+int svc_res_body(svc_res *res, int status, const char *content_type, const void *body, size_t len) {
+    int rc = body_begin(res, status, content_type);
     if (rc != SVC_OK) return rc;
-    res->status = status;
-    res->jw_used = 0;
-    svc_buf_reset(&res->body);
+    svc_buf_append(&res->body, body, len);
+    return body_end(res);
+}
+
+int svc_res_printf(svc_res *res, int status, const char *content_type, const char *fmt, ...) {
+    int rc = body_begin(res, status, content_type);
+    if (rc != SVC_OK) return rc;
     va_list ap;
     va_start(ap, fmt);
     svc_buf_vprintf(&res->body, fmt, ap);
     va_end(ap);
-    res->has_body = 1;
-    if (res->body.oom) {
-        res->oom = 1;
-        return SVC_ENOMEM;
-    }
-    return SVC_OK;
+    return body_end(res);
 }
 
 int svc_res_json(svc_res *res, int status, const json_t *json) {

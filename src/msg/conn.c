@@ -119,10 +119,10 @@ msg_worker *svc__msg_current(svc_msg *m) {
     return NULL;
 }
 
-static uint32_t fnv1a(const char *s) {
-    uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
-    return h;
+/* The loop a subject's publishes and events go to: always the same one, so
+ * that one subject keeps its order. */
+static msg_worker *worker_for(svc_msg *m, const char *subject) {
+    return &m->workers[svc__fnv1a(subject, strlen(subject), SVC__FNV1A_SEED) % (unsigned)m->nworkers];
 }
 
 static int worker_closed(msg_worker *mw) {
@@ -147,24 +147,28 @@ int svc__msg_pub_any(svc_msg *m, const char *subject, const char *reply, const c
                      const void *data, size_t len) {
     msg_worker *self = svc__msg_current(m);
     if (self) return svc__msg_pub(self, subject, reply, hdr, hdr_len, data, len);
-    msg_worker *mw = &m->workers[fnv1a(subject) % (unsigned)m->nworkers];
+    msg_worker *mw = worker_for(m, subject);
     /* Decided here, so that the caller gets SVC_EAGAIN rather than a
-     * publish that fails later on the loop: while disconnected, what other
-     * threads hand over is bounded like the reconnect buffer. (The loop's
-     * connection is not read from here: it belongs to that thread.) */
-    size_t wire = strlen(subject) + (reply ? strlen(reply) : 0) + hdr_len + len + 32;
-    if (!atomic_load(&mw->connected)) {
-        if ((size_t)atomic_load(&mw->handed_bytes) + wire > SVC_MSG_RECONNECT_BUFFER) {
-            svc_counter_add(m->s_publish_failed, 1);
-            return SVC_EAGAIN;
-        }
-    }
+     * publish that fails later on the loop: what other threads hand over
+     * and the loop has not taken yet is bounded, connected or not, so that
+     * a loop that falls behind cannot pile up memory. The bytes are
+     * reserved before the check, so that threads racing for the last room
+     * cannot overshoot it together. (The loop's connection is not read from
+     * here: it belongs to that thread.) */
     size_t sl = strlen(subject), rl = reply ? strlen(reply) : 0;
+    size_t wire = sl + rl + hdr_len + len + 32;
+    long long before = atomic_fetch_add(&mw->handed_bytes, (long long)wire);
+    if ((size_t)before + wire > SVC_MSG_MAX_HANDED_BYTES) {
+        atomic_fetch_sub(&mw->handed_bytes, (long long)wire);
+        svc_counter_add(m->s_publish_failed, 1);
+        return SVC_EAGAIN;
+    }
     msg_pub *p = malloc(sizeof *p + sl + 1 + (reply ? rl + 1 : 0) + hdr_len + len + 1);
     msg_item *it = malloc(sizeof *it);
     if (!p || !it) {
         free(p);
         free(it);
+        atomic_fetch_sub(&mw->handed_bytes, (long long)wire);
         return SVC_ENOMEM;
     }
     char *q = (char *)(p + 1);
@@ -185,7 +189,6 @@ int svc__msg_pub_any(svc_msg *m, const char *subject, const char *reply, const c
     p->len = len;
     if (len) memcpy(q, data, len);
     *it = (msg_item){.kind = ITEM_PUB, .ptr = p, .bytes = wire};
-    atomic_fetch_add(&mw->handed_bytes, (long long)wire);
     if (svc__msg_push(mw, it, 1) != SVC_OK) {
         atomic_fetch_sub(&mw->handed_bytes, (long long)wire);
         free_pub(p);
@@ -241,7 +244,7 @@ static void on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud) {
     /* An event: to the loop its subject hashes to (one subject, one loop,
      * in order), through the queue even when that is this loop, so that a
      * flood is worked off in batches between other I/O. */
-    msg_worker *to = &m->workers[fnv1a(msg->subject) % (unsigned)m->nworkers];
+    msg_worker *to = worker_for(m, msg->subject);
     msg_item *it = malloc(sizeof *it);
     if (it) {
         *it = (msg_item){.kind = ITEM_MSG, .msg = msg, .sub = s, .bytes = msg->wire_bytes};
@@ -536,6 +539,7 @@ void svc__msg_worker_start(svc_worker *w) {
         .name = m->app->name,
         .reconnect_wait_ms = SVC_MSG_RECONNECT_WAIT_MS,
         .reconnect_buffer = SVC_MSG_RECONNECT_BUFFER,
+        .server_errors = m->s_server_errors,
         .on_event = on_conn_event,
         .ud = mw,
     };
@@ -625,7 +629,11 @@ static void setup_metrics(svc_msg *m) {
         svc_metric_counter("nats_reconnects_total", "Reconnections to NATS", 1, svc_label), name);
     m->s_publish_failed = svc_metric_with(
         svc_metric_counter("nats_publish_failures_total",
-                           "Publishes and replies refused (not connected, reconnect buffer full)", 1, svc_label),
+                           "Publishes and replies refused (not connected, reconnect buffer or hand-over queue full)",
+                           1, svc_label),
+        name);
+    m->s_server_errors = svc_metric_with(
+        svc_metric_counter("nats_server_errors_total", "-ERR lines received from the NATS server", 1, svc_label),
         name);
     svc_metric *drops = svc_metric_counter("nats_messages_dropped_total",
                                            "NATS messages dropped, by reason", 2, drop_labels);

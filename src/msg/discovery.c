@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "msg/internal.h"
@@ -47,14 +46,6 @@ static void endpoint_head(const msg_endpoint *ep, svc_jw *w) {
     svc_jw_key(w, "queue_group"), svc_jw_str(w, ep->queue ? ep->queue : "");
 }
 
-static void rfc3339(int64_t ms, char out[40]) {
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 40 - n, ".%03dZ", (int)(ms % 1000));
-}
-
 void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
     svc_jw w;
     svc_jw_init(&w, out);
@@ -73,8 +64,8 @@ void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
         svc_jw_key(&w, "description"), svc_jw_str(&w, desc);
     }
     if (stats) {
-        char started[40];
-        rfc3339(m->started_ms, started);
+        char started[SVC_TIME_RFC3339_MAX];
+        svc_time_rfc3339(m->started_ms, started);
         svc_jw_key(&w, "started"), svc_jw_str(&w, started);
     }
     if (info || stats) {

@@ -59,6 +59,12 @@
  * and one that waits here longer than ack_wait is redelivered meanwhile. */
 #define SVC_MSG_STREAM_INFLIGHT 32
 #define SVC_MSG_RPC_BUCKETS 1024
+/* Bytes of publishes that other threads have handed to one worker loop and
+ * that loop has not taken yet (msg_worker.handed_bytes). Beyond it a publish
+ * fails at once with SVC_EAGAIN (counted in nats_publish_failures_total),
+ * connected or not: a loop that falls behind cannot pile up memory without
+ * bound. The reconnect buffer's size, which holds them while disconnected. */
+#define SVC_MSG_MAX_HANDED_BYTES SVC_MSG_RECONNECT_BUFFER
 /* Drop and error lines: at most one per reason per interval (with a count). */
 #define SVC_MSG_LOG_INTERVAL_MS 1000
 /* While draining, how often a worker checks whether it may close its handles. */
@@ -216,7 +222,8 @@ struct msg_worker {
     svc_nats *nc;                    /* this loop's connection (loop thread) */
     atomic_int connected;
     unsigned disconnects;            /* connections lost so far (loop thread) */
-    atomic_llong handed_bytes;       /* ITEM_PUB bytes queued, not yet published */
+    atomic_llong handed_bytes;       /* ITEM_PUB bytes queued, not yet taken by
+                                        the loop (at most SVC_MSG_MAX_HANDED_BYTES) */
     uint64_t *sids;                  /* subscriptions to drain */
     int nsids;
     /* Calls: "_INBOX.<random>"; replies come to <inbox>.<seq>. */
@@ -257,6 +264,7 @@ struct svc_msg {
     svc_series *s_reconnects;
     svc_series *s_dropped[DROP_REASONS];
     svc_series *s_publish_failed;
+    svc_series *s_server_errors;     /* -ERR lines from the server */
     svc_metric *m_rpc;
     svc_metric *m_nats_requests;
     atomic_llong last_log_ms[DROP_REASONS + 2];

@@ -467,6 +467,9 @@ struct svc_nats {
     int pings_out;
     nsub *subs;                      /* index sid - 1 */
     size_t nsubs, subs_cap;
+    uint64_t err_logged_ms;          /* loop time of the last -ERR line logged */
+    int err_logged;                  /* one was logged */
+    unsigned long err_suppressed;    /* -ERR not logged since that one */
     char url[300];
 };
 
@@ -799,6 +802,28 @@ static void established(svc_nats *nc) {
     if (nc->o.on_event) nc->o.on_event(nc, event, nc->o.ud);
 }
 
+/* The server sends an -ERR for each operation it refuses and goes on (a
+ * publish without permission, say), so a busy service could log thousands
+ * of lines a second: one per SVC_NATS_ERR_LOG_INTERVAL_MS, saying how many
+ * were left out since the last; the counter sees them all. */
+static void server_error(svc_nats *nc, const char *msg, size_t len) {
+    svc_counter_add(nc->o.server_errors, 1);
+    uint64_t now = uv_now(nc->loop);
+    if (nc->err_logged && now - nc->err_logged_ms < SVC_NATS_ERR_LOG_INTERVAL_MS) {
+        nc->err_suppressed++;
+        return;
+    }
+    int n = (int)(len > 200 ? 200 : len);
+    if (nc->err_suppressed)
+        svc_warn("nats: server %s says: %.*s (and %lu more errors since the last line; at most one line per %d ms)",
+                 nc->url, n, msg, nc->err_suppressed, SVC_NATS_ERR_LOG_INTERVAL_MS);
+    else
+        svc_warn("nats: server %s says: %.*s", nc->url, n, msg);
+    nc->err_logged = 1;
+    nc->err_logged_ms = now;
+    nc->err_suppressed = 0;
+}
+
 static int on_op(void *ud, const svc_nats_op *op) {
     svc_nats *nc = ud;
     if (nc->closing || nc->state == ST_DOWN) return 1;
@@ -825,7 +850,7 @@ static int on_op(void *ud, const svc_nats_op *op) {
     case SVC_NATS_OP_OK:
         break;
     case SVC_NATS_OP_ERR:
-        svc_warn("nats: server %s says: %.*s", nc->url, (int)(op->arg_len > 200 ? 200 : op->arg_len), op->arg);
+        server_error(nc, op->arg, op->arg_len);
         break;
     case SVC_NATS_OP_MSG: {
         if (nc->state != ST_CONNECTED) {

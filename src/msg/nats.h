@@ -27,6 +27,7 @@
 #include <uv.h>
 
 #include "svckit/core.h"
+#include "svckit/obs.h"
 
 /* Longest protocol line we accept from a server (INFO carries JSON). */
 #define SVC_NATS_MAX_LINE (64 * 1024)
@@ -48,6 +49,9 @@
 #define SVC_NATS_MAX_HEADERS 256
 /* How long a closing connection may take to write what it still holds. */
 #define SVC_NATS_CLOSE_FLUSH_MS 1000
+/* -ERR lines from the server: logged at most once per interval per
+ * connection, with the count of those left out (every one is counted). */
+#define SVC_NATS_ERR_LOG_INTERVAL_MS 1000
 
 /* ---- messages ------------------------------------------------------------- */
 
@@ -181,6 +185,7 @@ typedef struct svc_nats_opts {
     int reconnect_wait_ms;
     size_t reconnect_buffer;         /* bytes of publishes kept while disconnected */
     int ping_ms;                     /* 0: SVC_NATS_PING_MS */
+    svc_series *server_errors;       /* counts every -ERR; NULL: not counted */
     svc_nats_event_fn on_event;
     void *ud;
 } svc_nats_opts;

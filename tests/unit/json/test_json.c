@@ -242,6 +242,101 @@ TEST(parse_rejects_nul_bytes) {
     CHECK(starts_with(err, "invalid JSON at line 1, column 11: \\u0000 in a string is not allowed"));
 }
 
+/* Services rely on this to use json_string_value as a C string, without
+ * checking json_string_length against strlen (auth, products, gateway). */
+TEST(parse_rejects_nul_in_keys_and_values_everywhere) {
+    static const struct {
+        const char *doc;
+        size_t len;
+    } bad[] = {
+        {"{\"a\0b\":1}", 9},
+        {"{\"a\":\"x\0y\"}", 11},
+        {"{\"o\":{\"k\0\":[]}}", 15},
+        {"[{\"k\":[\"\0\"]}]", 13},
+    };
+    static const char *const escaped[] = {
+        "{\"a\\u0000b\":1}",         "{\"\\u0000\":1}",          "{\"a\":\"x\\u0000\"}",
+        "{\"o\":{\"k\\u0000\":true}}", "[{\"k\":[\"\\u0000\"]}]", "{\"a\":{\"b\":\"\\u0000tail\"}}",
+    };
+    char err[256];
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *v = (json_t *)1;
+        CHECK_EQ(svc_json_parse(bad[i].doc, bad[i].len, NULL, &v, err, sizeof err), SVC_EINVAL);
+        CHECK(v == NULL);
+        CHECK(strstr(err, "NUL byte") != NULL);
+    }
+    for (size_t i = 0; i < sizeof escaped / sizeof *escaped; i++) {
+        json_t *v = (json_t *)1;
+        if (parse_str(escaped[i], NULL, &v, err, sizeof err) != SVC_EINVAL || v != NULL)
+            test_fail(__FILE__, __LINE__, "accepted: %s", escaped[i]);
+    }
+    /* The same keys and values without the NUL are fine. */
+    json_t *v = NULL;
+    CHECK_EQ(parse_str("{\"ab\":\"xy\",\"o\":{\"k\":[\"\\u0001\"]}}", NULL, &v, err, sizeof err), SVC_OK);
+    json_decref(v);
+}
+
+TEST(only_keys_accepts_allowed_keys_in_any_order) {
+    static const char *const allowed[] = {"username", "password", NULL};
+    json_t *v = NULL;
+    char err[256];
+    const char *unknown = "stale";
+    REQUIRE(parse_str("{\"password\":\"p\",\"username\":\"u\"}", NULL, &v, err, sizeof err) == SVC_OK);
+    CHECK_EQ(svc_json_only_keys(v, allowed, &unknown), SVC_OK);
+    CHECK(unknown == NULL);
+    json_decref(v);
+    /* Not every allowed key must be present; an empty object passes. */
+    REQUIRE(parse_str("{}", NULL, &v, err, sizeof err) == SVC_OK);
+    CHECK_EQ(svc_json_only_keys(v, allowed, &unknown), SVC_OK);
+    CHECK_EQ(svc_json_only_keys(v, NULL, &unknown), SVC_OK);
+    CHECK_EQ(svc_json_only_keys(v, allowed, NULL), SVC_OK);
+    json_decref(v);
+}
+
+TEST(only_keys_names_the_first_unknown_key_in_document_order) {
+    static const char *const allowed[] = {"a", "b", NULL};
+    json_t *v = NULL;
+    char err[256];
+    const char *unknown = NULL;
+    REQUIRE(parse_str("{\"a\":1,\"zz\":2,\"b\":3,\"yy\":4}", NULL, &v, err, sizeof err) == SVC_OK);
+    CHECK_EQ(svc_json_only_keys(v, allowed, &unknown), SVC_EINVAL);
+    CHECK_STR(unknown, "zz");
+    CHECK_EQ(svc_json_only_keys(v, allowed, NULL), SVC_EINVAL);
+    json_decref(v);
+    /* Keys are compared whole and case-sensitively. */
+    const char *near[] = {"{\"A\":1}", "{\"ab\":1}", "{\"\":1}", "{\"a \":1}", "{\"b\":{\"c\":1},\"a\":0,\"c\":2}"};
+    const char *want[] = {"A", "ab", "", "a ", "c"};
+    for (size_t i = 0; i < sizeof near / sizeof *near; i++) {
+        REQUIRE(parse_str(near[i], NULL, &v, err, sizeof err) == SVC_OK);
+        unknown = NULL;
+        CHECK_EQ(svc_json_only_keys(v, allowed, &unknown), SVC_EINVAL);
+        CHECK_STR(unknown, want[i]);
+        json_decref(v);
+    }
+    /* With no list, any key is unknown. */
+    REQUIRE(parse_str("{\"a\":1}", NULL, &v, err, sizeof err) == SVC_OK);
+    CHECK_EQ(svc_json_only_keys(v, NULL, &unknown), SVC_EINVAL);
+    CHECK_STR(unknown, "a");
+    json_decref(v);
+}
+
+TEST(only_keys_refuses_what_is_not_an_object) {
+    static const char *const allowed[] = {"a", NULL};
+    const char *docs[] = {"[]", "[{\"a\":1}]", "\"a\"", "1", "null", "true"};
+    char err[256];
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+        json_t *v = NULL;
+        REQUIRE(parse_str(docs[i], NULL, &v, err, sizeof err) == SVC_OK);
+        const char *unknown = "stale";
+        CHECK_EQ(svc_json_only_keys(v, allowed, &unknown), SVC_EINVAL);
+        CHECK(unknown == NULL);
+        json_decref(v);
+    }
+    const char *unknown = "stale";
+    CHECK_EQ(svc_json_only_keys(NULL, allowed, &unknown), SVC_EINVAL);
+    CHECK(unknown == NULL);
+}
+
 TEST(parse_rejects_invalid_utf8) {
     json_t *v = (json_t *)1;
     char err[256];

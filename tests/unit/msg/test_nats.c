@@ -1,8 +1,8 @@
 /* The NATS client (src/msg/nats.c): the parser under every split of its
  * input, messages and headers, URLs, and the connection against a real
  * nats-server (pub/sub, queue groups, headers, no-responders, max_payload,
- * reconnection, resubscription, the reconnect buffer) and a silent fake
- * server (keepalive PINGs). */
+ * reconnection, resubscription, the reconnect buffer) and fake servers
+ * (keepalive PINGs; -ERR lines counted, their log rate-limited). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -313,14 +313,20 @@ static void on_flush(svc_nats *nc, int ok, void *ud) {
         (cond);                                                             \
     })
 
-static svc_nats *connect_to(uv_loop_t *loop, int port, int ping_ms) {
+/* errors: where -ERR lines are counted (may be NULL). */
+static svc_nats *connect_counting(uv_loop_t *loop, int port, int ping_ms, svc_series *errors) {
     svc_nats_server s;
     char url[64];
     snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
     svc__nats_url_parse(url, &s);
     svc_nats_opts o = {.servers = &s, .nservers = 1, .name = "unit", .reconnect_wait_ms = 50,
-                       .reconnect_buffer = 4096, .ping_ms = ping_ms, .on_event = on_event};
+                       .reconnect_buffer = 4096, .ping_ms = ping_ms, .server_errors = errors,
+                       .on_event = on_event};
     return svc__nats_new(loop, &o);
+}
+
+static svc_nats *connect_to(uv_loop_t *loop, int port, int ping_ms) {
+    return connect_counting(loop, port, ping_ms, NULL);
 }
 
 static void close_and_drain(uv_loop_t *loop, svc_nats *a, svc_nats *b) {
@@ -423,11 +429,21 @@ TEST(client_against_nats_server) {
     stop_server(srv, port);
 }
 
-/* A server that greets and answers the CONNECT's PING, then stays silent. */
-static void *mute_server(void *arg) {
-    int lfd = *(int *)arg;
-    int fd = accept(lfd, NULL, NULL);
-    const char info[] = "INFO {\"server_id\":\"mute\",\"max_payload\":1024,\"headers\":true}\r\n";
+/* ---- against fake servers --------------------------------------------------------- */
+
+/* A server on a thread: accepts one client, greets it, answers the PING of
+ * its CONNECT, runs its script (NULL: none), then reads until the client
+ * goes, answering nothing more. */
+typedef struct fake_server {
+    int lfd, port;
+    void (*script)(int fd);
+    pthread_t th;
+} fake_server;
+
+static void *fake_main(void *arg) {
+    fake_server *f = arg;
+    int fd = accept(f->lfd, NULL, NULL);
+    const char info[] = "INFO {\"server_id\":\"fake\",\"max_payload\":1024,\"headers\":true}\r\n";
     write(fd, info, sizeof info - 1);
     char buf[4096];
     size_t got = 0;
@@ -439,34 +455,116 @@ static void *mute_server(void *arg) {
         if (strstr(buf, "PING\r\n")) break;
     }
     write(fd, "PONG\r\n", 6);
+    if (f->script) f->script(fd);
     while (read(fd, buf, sizeof buf) > 0) {
     }
     close(fd);
     return NULL;
 }
 
+static int fake_start(fake_server *f, void (*script)(int fd)) {
+    f->script = script;
+    f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t l = sizeof a;
+    if (bind(f->lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(f->lfd, 4) != 0 ||
+        getsockname(f->lfd, (struct sockaddr *)&a, &l) != 0)
+        return -1;
+    f->port = ntohs(a.sin_port);
+    return pthread_create(&f->th, NULL, fake_main, f);
+}
+
+static void fake_stop(fake_server *f) {
+    shutdown(f->lfd, SHUT_RDWR);
+    close(f->lfd);
+    pthread_join(f->th, NULL);
+}
+
+/* Closes nc and runs the loop until its handles are gone. */
+static void close_one(uv_loop_t *loop, svc_nats *nc) {
+    svc__nats_close(nc);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_loop_close(loop);
+}
+
 TEST(keepalive_pings_find_a_dead_server) {
     memset(&G, 0, sizeof G);
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    REQUIRE(bind(lfd, (struct sockaddr *)&a, sizeof a) == 0 && listen(lfd, 4) == 0);
-    socklen_t l = sizeof a;
-    getsockname(lfd, (struct sockaddr *)&a, &l);
-    pthread_t th;
-    pthread_create(&th, NULL, mute_server, &lfd);
+    fake_server f;
+    REQUIRE(fake_start(&f, NULL) == 0);
     uv_loop_t loop;
     uv_loop_init(&loop);
-    svc_nats *nc = connect_to(&loop, ntohs(a.sin_port), 100);
+    svc_nats *nc = connect_to(&loop, f.port, 100);
     CHECK(RUN_UNTIL(&loop, G.connected == 1, 2000));
     uint64_t t0 = uv_now(&loop);
     /* Two PINGs unanswered: the third tick declares the connection dead. */
     CHECK(RUN_UNTIL(&loop, G.disconnected == 1, 2000));
     uint64_t took = uv_now(&loop) - t0;
     CHECK(took >= 250 && took < 1000);
-    svc__nats_close(nc);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    shutdown(lfd, SHUT_RDWR);
-    close(lfd);
-    pthread_join(th, NULL);
+    close_one(&loop, nc);
+    fake_stop(&f);
+}
+
+/* A burst of 50 -ERR lines, then one more after the log interval. */
+static void send_errors(int fd) {
+    char burst[50 * 64];
+    size_t len = 0;
+    for (int i = 0; i < 50; i++)
+        len += (size_t)snprintf(burst + len, sizeof burst - len,
+                                "-ERR 'Permissions Violation for Publish to x.%d'\r\n", i);
+    write(fd, burst, len);
+    usleep((SVC_NATS_ERR_LOG_INTERVAL_MS + 300) * 1000);
+    const char last[] = "-ERR 'Permissions Violation for Publish to y'\r\n";
+    write(fd, last, sizeof last - 1);
+}
+
+/* Lines of the file at path that hold needle; the last one in last. */
+static int count_lines(const char *path, const char *needle, char *last, size_t lastlen) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, needle)) {
+            n++;
+            snprintf(last, lastlen, "%s", line);
+        }
+    fclose(f);
+    return n;
+}
+
+TEST(server_errors_are_counted_and_their_log_is_rate_limited) {
+    memset(&G, 0, sizeof G);
+    /* The log goes to stdout: catch it in a file for the length of the test. */
+    char path[] = "/tmp/svckit-test-nats-err-XXXXXX";
+    int logfd = mkstemp(path);
+    REQUIRE(logfd >= 0);
+    fflush(stdout);
+    int saved = dup(1);
+    dup2(logfd, 1);
+    svc_log_setup("unit", SVC_LOG_INFO, 0);
+    fake_server f;
+    REQUIRE(fake_start(&f, send_errors) == 0);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    svc_series *errors = svc_metric_with(svc_metric_counter("test_server_errors_total", "", 0, NULL), NULL);
+    svc_nats *nc = connect_counting(&loop, f.port, 0, errors);
+    int burst = RUN_UNTIL(&loop, svc_series_value(errors) >= 50, 3000);
+    int all = RUN_UNTIL(&loop, svc_series_value(errors) >= 51, 3000);
+    close_one(&loop, nc);
+    fake_stop(&f);
+    svc_log_flush();
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    close(logfd);
+    char last[1024] = "";
+    int lines = count_lines(path, "says: Permissions Violation", last, sizeof last);
+    unlink(path);
+    CHECK(burst);
+    CHECK(all);
+    CHECK_EQ(svc_series_value(errors), 51);
+    CHECK(G.disconnected == 0); /* an -ERR alone does not end the connection */
+    /* The first of the burst, then the last one with the count of the 49 left out. */
+    CHECK_EQ(lines, 2);
+    CHECK(strstr(last, "Publish to y (and 49 more errors since the last line") != NULL);
 }
