@@ -61,7 +61,9 @@
  * method,code} (requests over NATS; http_requests_total counts both
  * transports), nats_messages_dropped_total{reason} (no_reply, overflow,
  * slow_consumer, expired, late_reply, shutdown, malformed),
- * nats_publish_failures_total, rpc_calls_total{service,outcome}.
+ * nats_publish_failures_total, nats_server_errors_total (-ERR lines from
+ * nats-server; logged at most once a second per connection),
+ * rpc_calls_total{service,outcome}.
  */
 #ifndef SVCKIT_MSG_H
 #define SVCKIT_MSG_H
@@ -171,7 +173,8 @@ int svc_app_on_event(svc_app *app, const char *subject, const char *queue_group,
 
 /* Publishes data on subject (core NATS: at most once; while disconnected it
  * waits in the reconnect buffer). Thread-safe. SVC_OK, SVC_EAGAIN (reconnect
- * buffer full), SVC_ECLOSED (NATS disabled or closed), SVC_ERANGE (over
+ * buffer full, or more than SVC_MSG_RECONNECT_BUFFER bytes handed from other
+ * threads still waiting for the worker's loop), SVC_ECLOSED (NATS disabled or closed), SVC_ERANGE (over
  * SVC_MSG_MAX_PAYLOAD), SVC_EINVAL (bad subject: empty, spaces, empty token,
  * a wildcard token). Failures are counted in nats_publish_failures_total. */
 int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t len);

@@ -264,6 +264,11 @@ void svc__dispatch(svc_req *req) {
         svc__request_finish(req);
         return;
     }
+    if (req->want_route && req->match.data != req->want_route) {
+        svc_res_error(res, 400, "bad_request", "Svc-Path does not match the route of this subject");
+        svc__request_finish(req);
+        return;
+    }
     req->route = req->match.data;
     svc__dispatch_continue(req);
 }

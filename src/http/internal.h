@@ -243,6 +243,9 @@ struct svc_req {
     char *query;
     svc_buf body;
     svc_route_entry *route;
+    /* Set by the NATS transport for a route's own subject: the route the
+     * request must match (dispatch answers 400 otherwise); NULL: any. */
+    const svc_route_entry *want_route;
     svc_route_match match;
     json_t *json;
     void *user;

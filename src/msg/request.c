@@ -243,17 +243,9 @@ void svc__msg_handle_request(msg_worker *mw, msg_sub *s, svc_nats_msg *msg) {
     if (msg->status < 0) in.nhdrs = 0;
     int st = svc__msg_req_fill(req, &in, &lim);
     if (msg->status < 0) st = fail(req, 400, "bad_request", "malformed NATS header block");
-    if (st == 0 && s->kind == SUB_ROUTE) {
-        /* A route's subject serves that route only: NATS permissions granted
-         * per subject must mean what they say. */
-        char *path, *query;
-        svc_route_match match;
-        if (svc__path_normalize(req->raw.data, req->url_len, req->arena, &path, &query) == SVC_OK &&
-            svc__router_match(app->router, req->method, path, req->arena, &match, NULL, 0) == SVC_OK &&
-            match.data != s->ep->route) {
-            fail(req, 400, "bad_request", "Svc-Path does not match the route of this subject");
-        }
-    }
+    /* A route's subject serves that route only: NATS permissions granted per
+     * subject must mean what they say. Dispatch checks it when it routes. */
+    if (st == 0 && s->kind == SUB_ROUTE) req->want_route = s->ep->route;
     svc__dispatch(req);
     return;
 drop:

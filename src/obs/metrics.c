@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "obs/internal.h"
 #include "svckit/obs.h"
 
@@ -34,8 +35,7 @@
 #define NAME_MAX_LEN 200
 #define TABLE_INITIAL_SIZE 8
 #define OVERFLOW_VALUE "_overflow"
-#define FNV_OFFSET 1469598103934665603ull
-#define FNV_PRIME 1099511628211ull
+#define FNV_OFFSET SVC__FNV1A_SEED
 
 enum series_kind { KIND_COUNTER, KIND_COUNTER_F64, KIND_GAUGE, KIND_HISTOGRAM };
 
@@ -266,9 +266,9 @@ static void value_sanitize(const char *v, char out[SVC_METRIC_MAX_VALUE_LEN + 1]
 }
 
 static uint64_t hash_value(uint64_t h, const char *v) {
-    for (const unsigned char *p = (const unsigned char *)v; *p; p++) h = (h ^ *p) * FNV_PRIME;
-    /* 0xFF never occurs in UTF-8, so ("ab","c") and ("a","bc") differ. */
-    return (h ^ 0xFF) * FNV_PRIME;
+    /* A 0xFF after each value (never in UTF-8), so ("ab","c") and ("a","bc") differ. */
+    static const unsigned char sep = 0xFF;
+    return svc__fnv1a(&sep, 1, svc__fnv1a(v, strlen(v), h));
 }
 
 static size_t escaped_len(const char *s, bool quote) {

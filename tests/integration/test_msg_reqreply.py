@@ -81,6 +81,7 @@ def test_route_subjects_and_instance_subject(svc, nc):
     # A subject serves its own route only.
     m = nc.request("svc.msgsvc.GET.hello.{name}", headers={"Svc-Path": "/whoami"})
     assert m.svc_status == 400
+    assert m.json()["error"]["message"] == "Svc-Path does not match the route of this subject"
     m = nc.request("svc.msgsvc.GET.hello.{name}", headers={"Svc-Path": "/hello/x", "Svc-Method": "POST"})
     assert m.svc_status == 405
     m = nc.request("svc.msgsvc.POST.echo", b'{"k":2}', headers={"Content-Type": "application/json"})
