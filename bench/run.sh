@@ -665,16 +665,30 @@ measure_load() {
     return 0
 }
 
+# The CPU the server's processes (SPIDS) and the machine used during a run:
+# cpu_begin before it, then $(cpu_end) prints "cpu_ticks=N wall_s=S machine_ticks=N".
+cpu_begin() {
+    read_ticks "${SPIDS[@]}"; CPU_BEGIN=$CPU_TICKS
+    read_machine; MACHINE_BEGIN=$MACHINE_TICKS
+    T_BEGIN=$(now_s)
+}
+cpu_end() {
+    local t1
+    read_ticks "${SPIDS[@]}"; read_machine; t1=$(now_s)
+    printf 'cpu_ticks=%d wall_s=%s machine_ticks=%d' $((CPU_TICKS - CPU_BEGIN)) \
+        "$(awk "BEGIN{print $t1-$T_BEGIN}")" $((MACHINE_TICKS - MACHINE_BEGIN))
+}
+
 # S_LATCONNS: on the same (warm) server, one wrk run per connection count, LAT_DURATION
 # s each: the latency at a fixed concurrency (Debian's wrk has no constant-rate -R).
 measure_latency() { # NAME URL ROUND
-    local c line c0 c1 m0 m1 t0 t1
+    local c line used
     for c in $S_LATCONNS; do
         hdr_args -H
-        read_ticks "${SPIDS[@]}"; c0=$CPU_TICKS; read_machine; m0=$MACHINE_TICKS; t0=$(now_s)
+        cpu_begin
         taskset -c "$CLIENT_CPU" wrk -t1 -c"$c" -d"${LAT_DURATION}s" -s "$S_SCRIPT" \
             "${HDR_ARGS[@]}" "$2" >"$RUN/wrk.out" 2>&1 || true
-        read_ticks "${SPIDS[@]}"; c1=$CPU_TICKS; read_machine; m1=$MACHINE_TICKS; t1=$(now_s)
+        used=$(cpu_end)
         line=$(grep '^BENCH_WRK ' "$RUN/wrk.out" || true)
         if [ -z "$line" ]; then
             log "$1: wrk -c$c printed no result:"; cat "$RUN/wrk.out" >&2
@@ -682,8 +696,7 @@ measure_latency() { # NAME URL ROUND
         else
             # wrk's own CPU is not sampled here: at this concurrency it is small, and it
             # counts in "others" (an upper bound on other processes' share).
-            echo "LAT scenario=$1 round=$3 conns=$c ${line#BENCH_WRK } cpu_ticks=$((c1 - c0))" \
-                 "wall_s=$(awk "BEGIN{print $t1-$t0}") machine_ticks=$((m1 - m0))" >>"$RAW"
+            echo "LAT scenario=$1 round=$3 conns=$c ${line#BENCH_WRK } $used" >>"$RAW"
         fi
     done
 }
@@ -692,7 +705,7 @@ measure_latency() { # NAME URL ROUND
 # from each request's due time): a fresh server, HALF_WARMUP s at the rate (not
 # counted), then HALF_DURATION s. One HALF line per run.
 measure_half() { # NAME PORT ROUND RATE
-    local name=$1 port=$2 round=$3 rate=$4 line c0 c1 m0 m1 t0 t1
+    local name=$1 port=$2 round=$3 rate=$4 line used
     start_server "$port" || { echo "HALF scenario=$name round=$round error=start" >>"$RAW"; return 0; }
     if ! "$S_CHECK" "http://$HOST:$port$S_PATH"; then
         log "$name: the reply check ($S_CHECK) failed"
@@ -701,17 +714,16 @@ measure_half() { # NAME PORT ROUND RATE
         return 0
     fi
     hdr_args -H
-    read_ticks "${SPIDS[@]}"; c0=$CPU_TICKS; read_machine; m0=$MACHINE_TICKS; t0=$(now_s)
+    cpu_begin
     taskset -c "$CLIENT_CPU" "$OUT/rate" -r "$rate" -d "$HALF_DURATION" -w "$HALF_WARMUP" -c "$RATE_CONNS" \
         "${HDR_ARGS[@]}" "$HOST" "$port" "$S_PATH" >"$RUN/rate.out" 2>"$RUN/rate.err" || true
-    read_ticks "${SPIDS[@]}"; c1=$CPU_TICKS; read_machine; m1=$MACHINE_TICKS; t1=$(now_s)
+    used=$(cpu_end)
     line=$(grep '^RATE ' "$RUN/rate.out" || true)
     if [ -z "$line" ]; then
         log "$name: rate printed no result:"; cat "$RUN/rate.err" >&2
         echo "HALF scenario=$name round=$round error=rate" >>"$RAW"
     else
-        echo "HALF scenario=$name round=$round ${line#RATE } cpu_ticks=$((c1 - c0))" \
-             "wall_s=$(awk "BEGIN{print $t1-$t0}") machine_ticks=$((m1 - m0))" >>"$RAW"
+        echo "HALF scenario=$name round=$round ${line#RATE } $used" >>"$RAW"
     fi
     stop_server
     [ -n "$S_LOG" ] && rm -f "$S_LOG"

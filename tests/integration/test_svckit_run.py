@@ -11,9 +11,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
+
+from test_supervisor import wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("SVCKIT_BUILD", "build")
@@ -50,15 +51,6 @@ def svckit(*args, cwd=None, env=None):
     full_env.pop("HOST", None)  # the port check binds HOST when set
     full_env.update(env or {})
     return subprocess.run([SVCKIT, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=WAIT)
-
-
-def wait_until(cond, timeout=WAIT, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def alive(pid):
