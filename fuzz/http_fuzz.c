@@ -39,13 +39,7 @@
 #include "core/internal.h"
 #include "http/internal.h"
 
-#define CHECK(c)                                                                      \
-    do {                                                                              \
-        if (!(c)) {                                                                   \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                                  \
-        }                                                                             \
-    } while (0)
+#include "fuzz_util.h"
 
 /* Loop turns allowed for one input before we call it a hang. */
 #define MAX_TURNS 100000

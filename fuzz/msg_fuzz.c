@@ -26,13 +26,7 @@
 
 #include "msg/internal.h"
 
-#define CHECK(c)                                                                   \
-    do {                                                                           \
-        if (!(c)) {                                                                \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                               \
-        }                                                                          \
-    } while (0)
+#include "fuzz_util.h"
 
 #define MAX_HDRS 40
 

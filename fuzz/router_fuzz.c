@@ -25,13 +25,7 @@
 
 #include "http/router.h"
 
-#define CHECK(c)                                                                   \
-    do {                                                                           \
-        if (!(c)) {                                                                \
-            fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #c); \
-            abort();                                                               \
-        }                                                                          \
-    } while (0)
+#include "fuzz_util.h"
 
 typedef struct fixed_route {
     const char *method;

@@ -286,6 +286,8 @@ typedef struct gw_metrics {
     svc_series *breaker_rejected[GW_MAX_SERVICES];
     /* gateway_upstream_requests_total{service,outcome}, by GW_UP_* */
     svc_series *upstream[GW_MAX_SERVICES][6];
+    /* gauges set at scrape time (main.c's collect) */
+    svc_series *breaker_state[GW_MAX_SERVICES];
     svc_series *instances[GW_MAX_SERVICES];
 } gw_metrics;
 

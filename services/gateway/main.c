@@ -16,21 +16,14 @@ static gw_state *state;
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
 
 /* Breaker states are read at scrape time: a gauge set at each transition
- * could be left showing a stale state by two racing transitions. */
+ * could be left showing a stale state by two racing transitions. The series
+ * are looked up once, in register_metrics: renders may run on several
+ * threads at once. */
 static void collect(void *ud) {
     gw_state *g = ud;
-    static svc_metric *m;
-    static svc_metric *inst;
-    if (!m) {
-        const char *labels[] = {"service"};
-        m = svc_metric_gauge("gateway_breaker_state", "Circuit breaker per service: 0 closed, 1 open, 2 half-open",
-                             1, labels);
-        inst = svc_metric_gauge("gateway_instances", "Live instances known per service", 1, labels);
-    }
     for (int i = 0; i < g->cfg.nservices; i++) {
-        const char *v[] = {g->cfg.services[i]};
-        svc_gauge_set(svc_metric_with(m, v), (double)gw_breaker_state(&g->breakers[i]));
-        svc_gauge_set(svc_metric_with(inst, v), (double)gw_directory_count(&g->dir, i));
+        svc_gauge_set(g->m.breaker_state[i], (double)gw_breaker_state(&g->breakers[i]));
+        svc_gauge_set(g->m.instances[i], (double)gw_directory_count(&g->dir, i));
     }
 }
 
@@ -64,9 +57,14 @@ static void register_metrics(gw_state *g) {
                                         "Calls to services (attempts, retries included) by outcome", 2, l2);
     svc_metric *br = svc_metric_counter("gateway_breaker_rejected_total",
                                         "Requests failed fast while a service's breaker was open", 1, l1);
+    svc_metric *bs = svc_metric_gauge("gateway_breaker_state",
+                                      "Circuit breaker per service: 0 closed, 1 open, 2 half-open", 1, l1);
+    svc_metric *in = svc_metric_gauge("gateway_instances", "Live instances known per service", 1, l1);
     for (int s = 0; s < g->cfg.nservices; s++) {
         const char *v1[] = {g->cfg.services[s]};
         m->breaker_rejected[s] = svc_metric_with(br, v1);
+        m->breaker_state[s] = svc_metric_with(bs, v1);
+        m->instances[s] = svc_metric_with(in, v1);
         for (int o = 0; o < 6; o++) {
             const char *v2[] = {g->cfg.services[s], outcomes[o]};
             m->upstream[s][o] = svc_metric_with(up, v2);

@@ -248,9 +248,8 @@ static void move_stranded(gw_worker *w, uint64_t now) {
         c->attempt = 1;
         set_instance(c, to);
         if (send_attempt(c) != SVC_OK) {
-            /* Could not start: it keeps waiting on the old attempt. */
+            /* Could not start: it keeps waiting on the old attempt (c->cur). */
             c->attempt = 0;
-            c->cur = old;
             memcpy(c->instance, was, sizeof was);
             continue;
         }
@@ -289,9 +288,13 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
      * worker; the others are likely, for a while. */
     if (c->instance[0]) {
         if (up == GW_UP_NO_RESPONDERS) {
-            gw_pool_remove(&w->pools, svc, c->instance);
             gw_directory_forget(&g->dir, svc, c->instance);
             gw_discovery_wake(&g->dir);
+            /* Catch up with the directory first (the forget moved its
+             * version), so that one walk moves the calls stranded on any
+             * instance gone and the sync below finds nothing new. */
+            gw_pools_sync(&w->pools, &g->dir);
+            gw_pool_remove(&w->pools, svc, c->instance);
             move_stranded(w, now);
         } else if (retryable) {
             gw_pool_skip(&w->pools, svc, c->instance, now);

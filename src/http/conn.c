@@ -513,7 +513,7 @@ typedef struct write_req {
 } write_req;
 
 void svc__worker_buf_take(svc_worker *w, svc_buf *b) {
-    if (b->cap || !w->nbuf_pool) return;
+    if (b->cap || w->nbuf_pool <= 0) return; /* empty, or closed (-1) */
     *b = w->buf_pool[--w->nbuf_pool];
 }
 

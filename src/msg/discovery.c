@@ -106,7 +106,11 @@ void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
 /* "$SRV.VERB[.name[.id]]" addressed to us: the verb, else NULL. */
 static const char *addressed_verb(svc_msg *m, const char *subject) {
     static const char *const verbs[] = {"PING", "INFO", "STATS"};
-    const char *p = subject + strlen(SVC_MSG_DISCOVERY_PREFIX) + 1;
+    /* The server delivers by sid: a subject that is not ours must not send
+     * the scan past its end. */
+    size_t pl = strlen(SVC_MSG_DISCOVERY_PREFIX);
+    if (strncmp(subject, SVC_MSG_DISCOVERY_PREFIX, pl) != 0 || subject[pl] != '.') return NULL;
+    const char *p = subject + pl + 1;
     for (size_t i = 0; i < 3; i++) {
         size_t vl = strlen(verbs[i]);
         if (strncmp(p, verbs[i], vl) != 0) continue;

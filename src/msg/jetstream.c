@@ -36,6 +36,9 @@
 #include "msg/internal.h"
 
 #define JS_API "$JS.API."
+/* The consumer's max_ack_pending: the server never has more of its
+ * messages unacknowledged, so more in flight here did not come from it. */
+#define JS_MAX_ACK_PENDING (SVC_MSG_STREAM_INFLIGHT * 4)
 
 
 
@@ -456,7 +459,7 @@ static void bind_consumer(msg_worker *mw, msg_consumer *c) {
     svc_jw_key(&w, "max_deliver"), svc_jw_i64(&w, -1);
     svc_jw_key(&w, "filter_subject"), svc_jw_str(&w, c->subject);
     svc_jw_key(&w, "replay_policy"), svc_jw_str(&w, "instant");
-    svc_jw_key(&w, "max_ack_pending"), svc_jw_i64(&w, SVC_MSG_STREAM_INFLIGHT * 4);
+    svc_jw_key(&w, "max_ack_pending"), svc_jw_i64(&w, JS_MAX_ACK_PENDING);
     svc_jw_obj_end(&w);
     svc_jw_obj_end(&w);
     int rc = b.oom ? SVC_ENOMEM
@@ -516,6 +519,15 @@ static void on_fetched(svc_nats *nc, svc_nats_msg *msg, void *ud) {
     if (mw->m->js_stopping) {
         /* Redelivered at once to another instance rather than after ack_wait. */
         svc__msg_pub(mw, msg->reply, NULL, NULL, 0, "-NAK", 4);
+        svc__nats_msg_free(msg);
+        return;
+    }
+    if (c->inflight >= JS_MAX_ACK_PENDING) {
+        /* Deliveries nobody pulled (a peer publishing to our inbox): they
+         * would queue without bound behind an offloaded handler. Not acked:
+         * a real one comes again after ack_wait. */
+        svc__msg_drop(mw->m, DROP_OVERFLOW, "message on %s dropped: more in flight than %s may have",
+                      msg->subject, c->durable);
         svc__nats_msg_free(msg);
         return;
     }

@@ -17,7 +17,7 @@
 #include <strings.h>
 
 #include "core/internal.h"
-#include "msg/nats.h"
+#include "msg/internal.h" /* svc__msg_header_name_ok; includes msg/nats.h */
 #include "svckit/json.h"
 
 #ifndef SVC_VERSION
@@ -151,18 +151,6 @@ const char *svc__nats_msg_header(const svc_nats_msg *m, const char *name) {
 
 void svc__nats_hdr_begin(svc_buf *b) { svc_buf_append(b, "NATS/1.0\r\n", 10); }
 
-/* RFC 9110 tchar. */
-static int token_char(unsigned char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return 1;
-    switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+': case '-': case '.':
-    case '^': case '_': case '`': case '|': case '~':
-        return 1;
-    default:
-        return 0;
-    }
-}
-
 void svc__nats_hdr_put(svc_buf *b, const char *name, size_t name_len, const char *value, size_t value_len) {
     if (svc_buf_reserve(b, name_len + value_len + 4) != SVC_OK) return;
     char *o = b->data + b->len;
@@ -179,10 +167,8 @@ void svc__nats_hdr_put(svc_buf *b, const char *name, size_t name_len, const char
 }
 
 int svc__nats_hdr_add(svc_buf *b, const char *name, const char *value) {
-    if (!name || !*name || !value) return SVC_EINVAL;
-    size_t nl = 0;
-    for (; name[nl]; nl++)
-        if (!token_char((unsigned char)name[nl])) return SVC_EINVAL;
+    if (!value || !svc__msg_header_name_ok(name)) return SVC_EINVAL;
+    size_t nl = strlen(name);
     size_t vl = strcspn(value, "\r\n");
     if (value[vl]) return SVC_EINVAL;
     svc__nats_hdr_put(b, name, nl, value, vl);
@@ -611,12 +597,17 @@ static int write_sub(nbuf *b, uint64_t sid, const nsub *s) {
     return append_str(b, num);
 }
 
-static int printable_token(const char *s) {
-    if (!s || !*s) return 0;
-    for (; *s; s++)
-        if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f) return 0;
-    return 1;
+/* The length of s if it is a non-empty printable token without spaces,
+ * else 0. */
+static size_t token_len(const char *s) {
+    if (!s) return 0;
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char)s[n] <= 0x20 || (unsigned char)s[n] == 0x7f) return 0;
+    return n;
 }
+
+static int printable_token(const char *s) { return token_len(s) > 0; }
 
 uint64_t svc__nats_sub(svc_nats *nc, const char *subject, const char *queue, svc_nats_msg_fn fn, void *ud) {
     if (!printable_token(subject) || (queue && !printable_token(queue)) || !fn) return 0;
@@ -657,7 +648,8 @@ void svc__nats_unsub(svc_nats *nc, uint64_t sid) {
 int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
                   const void *data, size_t len) {
     if (nc->closing) return SVC_ECLOSED;
-    if (!printable_token(subject) || (reply && !printable_token(reply))) return SVC_EINVAL;
+    size_t sl = token_len(subject), rl = reply ? token_len(reply) : 0;
+    if (!sl || (reply && !rl)) return SVC_EINVAL;
     if (len + hdr_len > atomic_load(&nc->max_payload)) return SVC_ERANGE;
     /* " <hdr_len> <total>\r\n" or " <len>\r\n", by hand: once per message. */
     char head[64];
@@ -670,17 +662,17 @@ int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const ch
     hn += svc__fmt_u64(head + hn, hdr_len + len);
     head[hn++] = '\r';
     head[hn++] = '\n';
-    size_t size = 5 + strlen(subject) + (reply ? strlen(reply) + 1 : 0) + hn + hdr_len + len + 2;
+    size_t size = 5 + sl + (reply ? rl + 1 : 0) + hn + hdr_len + len + 2;
     int live = nc->state == ST_CONNECTED && !nc->hold;
     nbuf *b = live ? &nc->out : &nc->pend;
     if (live ? b->len + nc->wbuf.len + size > SVC_NATS_MAX_OUTPUT : b->len + size > nc->o.reconnect_buffer)
         return SVC_EAGAIN;
     if (nbuf_reserve(b, size) != 0) return SVC_ENOMEM;
     append_str(b, hdr_len ? "HPUB " : "PUB ");
-    append_str(b, subject);
+    append(b, subject, sl);
     if (reply) {
-        append_str(b, " ");
-        append_str(b, reply);
+        append(b, " ", 1);
+        append(b, reply, rl);
     }
     append(b, head, hn);
     if (hdr_len) append(b, hdr, hdr_len);

@@ -19,6 +19,9 @@
 /* From the first attempt: a NATS that does not answer by then is unreachable. */
 #define STATUS_CONNECT_MS SVC_NATS_CONNECT_TIMEOUT_MS
 #define STATUS_MAX_DOCS 4096   /* replies kept; more are ignored */
+/* Bytes of replies parsed in all: a server may allow 64 MiB messages, and
+ * anyone on NATS may answer $SRV.INFO; real answers are a few KiB each. */
+#define STATUS_MAX_BYTES (16 * 1024 * 1024)
 #define STATUS_READY_TIMEOUT_MS 300
 #define STATUS_DEFAULT_URL "nats://127.0.0.1:4222"
 
@@ -44,6 +47,7 @@ typedef struct gather {
     uv_timer_t timer;
     svc_nats *nc;
     int connected, lost, timed_out;
+    size_t bytes; /* of the replies parsed so far */
     json_t *docs; /* every parsed reply, in arrival order */
 } gather;
 
@@ -75,7 +79,9 @@ static void on_timer(uv_timer_t *t) {
 static void on_reply(svc_nats *nc, svc_nats_msg *msg, void *ud) {
     gather *g = ud;
     /* A no-responders status or an empty body is not an instance. */
-    if (msg->status == 0 && msg->len > 0 && json_array_size(g->docs) < STATUS_MAX_DOCS) {
+    if (msg->status == 0 && msg->len > 0 && json_array_size(g->docs) < STATUS_MAX_DOCS &&
+        msg->len <= STATUS_MAX_BYTES - g->bytes) {
+        g->bytes += msg->len;
         json_error_t jerr;
         json_t *doc = json_loadb(msg->data, msg->len, JSON_REJECT_DUPLICATES, &jerr);
         if (json_is_object(doc) && json_is_string(json_object_get(doc, "name")) &&

@@ -153,6 +153,23 @@ TEST(parser_refuses_protocol_violations) {
     free(big);
 }
 
+/* parse_one stops at the first NUL (strlen); here the bytes go in whole. */
+static int parse_bytes(const char *s, size_t len) {
+    svc_nats_parser p = {0};
+    svc__nats_parser_init(&p, 100);
+    oplog l = {0};
+    int rc = svc__nats_parse(&p, s, len, log_op, &l);
+    svc__nats_parser_free(&p);
+    CHECK_EQ(l.len, 0); /* nothing delivered before the refusal */
+    return rc;
+}
+
+TEST(parser_refuses_a_nul_in_a_protocol_line) {
+    static const char msg[] = "MSG a\0b 1 3\r\nabc\r\n", ping[] = "PING\0\r\n";
+    CHECK_EQ(parse_bytes(msg, sizeof msg - 1), -1);
+    CHECK_EQ(parse_bytes(ping, sizeof ping - 1), -1);
+}
+
 /* ---- messages, headers, URLs ------------------------------------------------- */
 
 TEST(message_headers_are_parsed) {
