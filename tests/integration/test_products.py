@@ -410,6 +410,29 @@ def test_bad_bodies_are_400_and_change_nothing(shop, body):
     assert get(shop, "/products/4")[1] == before and total(shop) == n
 
 
+@pytest.mark.parametrize("char", ["\u0007", "\u001b", "\u007f", "\u0080", "\u0085", "\u009b", "\u009f"])
+@pytest.mark.parametrize("field", ["title", "description", "brand"])
+def test_control_characters_are_refused_saying_where(shop, field, char):
+    """The README allows no control character but tab and newline: C0, DEL
+    and C1 (U+0085 a line break to some, U+009B a terminal's CSI) are 400s
+    that name the field, the character and where it is."""
+    before = get(shop, "/products/4")[1]
+    text = "éb\tc\n" + char + "[31mred"  # the 6th character, the 7th byte
+    status, doc = shop.products.json("PATCH", "/products/4", {field: text}, shop.admin)
+    assert_error(status, doc, 400, "bad_request")
+    msg = doc["error"]["message"]
+    assert msg.startswith(field + " ") and f"U+{ord(char):04X} at character 6" in msg, msg
+    assert get(shop, "/products/4")[1] == before
+
+
+def test_printable_neighbours_of_the_controls_are_kept(shop):
+    text = "tab\there\nnbsp\u00a0copy\u00a9 tilde~ \u00e9\u4e2d\U0001f600"
+    p = create(shop, title=text, description=text, brand=text)
+    assert p["title"] == p["description"] == p["brand"] == text
+    assert get(shop, f"/products/{p['id']}")[1]["title"] == text
+    shop.products.json("DELETE", f"/products/{p['id']}", headers=shop.admin)
+
+
 @pytest.mark.parametrize("raw", [b"[]", b'"title"', b"42", b"null", b'{"title": "x",}', b"{", b""])
 def test_body_not_an_object_is_400(shop, raw):
     for method, path in [("POST", "/products"), ("PATCH", "/products/4")]:
