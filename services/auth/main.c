@@ -204,9 +204,9 @@ static int on_start(svc_app *app, void *ud) {
     (void)ud;
     const svc_config *cfg = svc_app_config(app);
     /* Configuration first: a bad value stops the service before it creates
-     * a key or a database. */
-    /* auth verifies its own tokens (/auth/me) with the same bound as every
-     * other verifier: a longer TTL would make tokens nobody accepts. */
+     * a key or a database. JWT_TTL within AUTH_MAX_TOKEN_LIFETIME: auth
+     * verifies its own tokens (/auth/me) with the bound every verifier has,
+     * and a longer TTL would make tokens nobody accepts. */
     int64_t ttl;
     if (svc_parse_i64(svc_app_env(app, "JWT_TTL"), &ttl) != SVC_OK || ttl < 60 || ttl > cfg->jwt_max_lifetime_s) {
         svc_error("invalid configuration: JWT_TTL=\"%s\": expected seconds from 60 to %lld "

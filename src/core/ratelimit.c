@@ -8,9 +8,11 @@
  * min-heap on it names the entry to give up when the table is full; and a take
  * only ever moves `empty` later, so keeping the heap costs one sift-down.
  *
- * Entries live in one array; a chained hash table (heads plus a next index
+ * Entries live in one array; a chained hash table (heads plus a next link
  * per entry) finds them by their whole key, hashed with SipHash under a
- * random key so that clients cannot choose keys that chain together.
+ * random key so that clients cannot choose keys that chain together. Links
+ * are entry indices plus one, so that 0 ends a chain and the zeroed memory of
+ * calloc is an empty table: the pages are only touched once keys arrive.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -29,7 +31,7 @@
 typedef struct entry {
     int64_t empty_ns;  /* when the bucket was, or will be, empty */
     uint32_t hash;     /* of the key: its chain without hashing again */
-    uint32_t next;     /* next entry on the same chain, or NONE */
+    uint32_t next;     /* link to the next entry on the same chain */
     uint32_t pos;      /* its index in the heap */
     uint8_t len;
     char key[SVC_RATELIMIT_KEY_MAX + 1];
@@ -41,7 +43,7 @@ struct svc_ratelimit {
     int64_t refill_ns;    /* time to fill an empty bucket: burst tokens */
     unsigned char seed[crypto_shorthash_KEYBYTES];
     uint32_t capacity, used, mask;
-    uint32_t *heads;      /* mask + 1 chains */
+    uint32_t *heads;      /* mask + 1 chains: links to their first entries */
     uint32_t *heap;       /* entry indices; heap[0] has the smallest empty_ns */
     entry *entries;
     uint64_t evicted_active;
@@ -55,14 +57,13 @@ svc_ratelimit *svc__ratelimit_new_sized(double burst, double per_second, uint32_
     pthread_mutex_init(&rl->mu, NULL);
     uint32_t chains = 2;
     while (chains < 2 * capacity) chains *= 2;
-    rl->heads = malloc(chains * sizeof *rl->heads);
+    rl->heads = calloc(chains, sizeof *rl->heads);
     rl->heap = malloc(capacity * sizeof *rl->heap);
     rl->entries = calloc(capacity, sizeof *rl->entries);
     if (!rl->heads || !rl->heap || !rl->entries) {
         svc_ratelimit_free(rl);
         return NULL;
     }
-    memset(rl->heads, 0xff, chains * sizeof *rl->heads);
     rl->mask = chains - 1;
     rl->capacity = capacity;
     rl->refill_ns = refill >= (double)REFILL_MAX_NS ? REFILL_MAX_NS : (int64_t)refill;
@@ -127,16 +128,17 @@ static void sift_down(svc_ratelimit *rl, uint32_t pos) {
 /* ---- the table ------------------------------------------------------------- */
 
 static uint32_t find(const svc_ratelimit *rl, const char *key, size_t n, uint32_t h) {
-    for (uint32_t i = rl->heads[h & rl->mask]; i != NONE; i = rl->entries[i].next)
-        if (rl->entries[i].hash == h && rl->entries[i].len == n && memcmp(rl->entries[i].key, key, n) == 0)
-            return i;
+    for (uint32_t link = rl->heads[h & rl->mask]; link; link = rl->entries[link - 1].next) {
+        const entry *e = &rl->entries[link - 1];
+        if (e->hash == h && e->len == n && memcmp(e->key, key, n) == 0) return link - 1;
+    }
     return NONE;
 }
 
 static void unlink_entry(svc_ratelimit *rl, uint32_t i) {
-    uint32_t *p = &rl->heads[rl->entries[i].hash & rl->mask];
-    while (*p != i) p = &rl->entries[*p].next;
-    *p = rl->entries[i].next;
+    uint32_t *link = &rl->heads[rl->entries[i].hash & rl->mask];
+    while (*link != i + 1) link = &rl->entries[*link - 1].next;
+    *link = rl->entries[i].next;
 }
 
 /* A new entry for key with a full bucket at now: a free one, or else the one
@@ -157,7 +159,7 @@ static uint32_t insert(svc_ratelimit *rl, const char *key, size_t n, uint32_t h,
     e->len = (uint8_t)n;
     e->hash = h;
     e->next = rl->heads[h & rl->mask];
-    rl->heads[h & rl->mask] = i;
+    rl->heads[h & rl->mask] = i + 1;
     e->empty_ns = now - rl->refill_ns;
     /* Appended as a leaf it moves up; put at the root it may belong below
      * buckets that have been full for longer. */
