@@ -195,11 +195,11 @@ void svc__config_help(const svc_app *app, FILE *out) {
         char def[64];
         if (strcmp(cv->name, "PORT") == 0) snprintf(def, sizeof def, "%d", app->default_port);
         else snprintf(def, sizeof def, "%s", cv->def ? cv->def : "unset");
-        fprintf(out, "  %-22s %s [default: %s]\n", cv->name, cv->help, def);
+        fprintf(out, "  %-24s %s [default: %s]\n", cv->name, cv->help, def);
     }
     if (app->nenv) fprintf(out, "\n%s-specific:\n\n", app->name);
     for (int i = 0; i < app->nenv; i++)
-        fprintf(out, "  %-22s %s [default: %s]\n", app->env[i].name, app->env[i].help,
+        fprintf(out, "  %-24s %s [default: %s]\n", app->env[i].name, app->env[i].help,
                 app->env[i].def ? app->env[i].def : "unset");
     fprintf(out, "\nEndpoints: GET /healthz, GET /readyz, GET /metrics. SIGTERM drains and exits.\n");
 }
