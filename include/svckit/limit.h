@@ -5,13 +5,14 @@
  * Every key has a bucket of its own: keys are stored whole (up to
  * SVC_RATELIMIT_KEY_MAX bytes) in a hash table, so two keys never share a
  * bucket, whatever their hashes. Memory is bounded: a limiter tracks at most
- * SVC_RATELIMIT_KEYS keys (about 90 bytes each, allocated once). When the
- * table is full, a new key takes the entry of the key whose bucket would be
- * the fullest now (a full bucket carries no information: its key would start
- * full anyway), and starts with a full bucket of its own. A flood from more
- * addresses than that can therefore only reset the buckets of the fullest
- * keys, its own partly drained ones among them; it never makes a client
- * inherit another's empty bucket. Thread-safe.
+ * SVC_RATELIMIT_KEYS keys (about 100 bytes each, reserved at creation and
+ * touched only as keys arrive). When the table is full, a new key takes the
+ * entry of the key whose bucket would be the fullest now (a full bucket
+ * carries no information: its key would start full anyway), and starts with
+ * a full bucket of its own. A flood from more addresses than that can
+ * therefore only reset the buckets of the fullest keys, its own partly
+ * drained ones among them; it never makes a client inherit another's empty
+ * bucket. Thread-safe.
  */
 #ifndef SVCKIT_LIMIT_H
 #define SVCKIT_LIMIT_H
