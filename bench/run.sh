@@ -11,6 +11,10 @@
 #   login     POST /auth/login on services/auth (Argon2id: slow on purpose)
 #   gateway   GET /products/1 through the gateway (client -> gateway -> NATS -> products)
 #             against products directly, with 1 and 3 products instances (issue 4)
+#   auth-timing  POST /auth/login one at a time: unknown user vs wrong password vs
+#             right password, medians and p90 of each (bench/login_timing.py; not wrk)
+#   search-flood one user's distinct searches on products against another user's
+#             cached reads, with and without the search limit (bench/search_flood.py)
 # Results go to build/bench/results.{md,json} and the table is printed at the end.
 #
 # Environment (all optional):
@@ -21,6 +25,8 @@
 #   BENCH_IDLE_CONNS=10000  idle connections for the idle-connection cost; 0 skips it
 #   BENCH_READY_RUNS=5    exec-to-ready samples per scenario; 0 skips it
 #   BENCH_LOGIN_DURATION=5 BENCH_LOGIN_WARMUP=1 BENCH_LOGIN_CONNS=8   the login scenario's
+#   BENCH_TIMING_SAMPLES=200   auth-timing: logins of each kind
+#   BENCH_FLOOD_SECONDS=8 BENCH_FLOOD_CONNS=32   search-flood: each flood, its connections
 #   BENCH_LAT_CONNS=1 BENCH_LAT_DURATION=5   the gateway group's fixed-concurrency
 #                         latency runs (after the -c CONNS run, same server), one per value
 #   BENCH_HALF_DURATION=10 BENCH_HALF_WARMUP=2   the gateway group's constant-rate runs
@@ -34,9 +40,9 @@
 #                         (empty: Go's default, one per CPU)
 #   BENCH_GATEWAY_BIN=build/bin/gateway   the gateway of the gateway group
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   the CPUs of the server and of wrk
-#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+95..+99: helpers,
+#   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+92..+99: helpers,
 #                         +60..+62: the products instances behind the gateway)
-#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3"
+#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3 auth-timing search-flood"
 #                         scenarios to run, in this order
 #   BENCH_SVCKIT_BIN=build/bin/demo   the svckit server of the demo group
 #   BENCH_AUTH_BIN=build/bin/auth BENCH_PRODUCTS_BIN=build/bin/products   the reference services
@@ -70,7 +76,18 @@ KILL_DOWN_S=1              # ...and restarted this long after
 RATE_CONNS=256             # most connections bench/rate.c may open
 GW_PIN=${BENCH_GW_PIN:-0}
 NATS_GOMAXPROCS=${BENCH_NATS_GOMAXPROCS-1}
-read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3}"
+read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3 auth-timing search-flood}"
+# Groups with a driver of their own instead of wrk: taken out of the list, run apart.
+SCRIPT_GROUPS=()
+for i in "${!SCENARIOS[@]}"; do
+    case ${SCENARIOS[$i]} in
+    auth-timing | search-flood) SCRIPT_GROUPS+=("${SCENARIOS[$i]}"); unset 'SCENARIOS[i]' ;;
+    esac
+done
+SCENARIOS=("${SCENARIOS[@]}")
+TIMING_SAMPLES=${BENCH_TIMING_SAMPLES:-200}
+FLOOD_SECONDS=${BENCH_FLOOD_SECONDS:-8}
+FLOOD_CONNS=${BENCH_FLOOD_CONNS:-32}
 SVCKIT_BIN=${BENCH_SVCKIT_BIN:-build/bin/demo}
 AUTH_BIN=${BENCH_AUTH_BIN:-build/bin/auth}
 PRODUCTS_BIN=${BENCH_PRODUCTS_BIN:-build/bin/products}
@@ -939,7 +956,9 @@ enc() { # a value for raw.txt: no spaces (report.py decodes %XX)
 # Main
 # ---------------------------------------------------------------------------
 [ "${BENCH_NO_DEPS:-0}" = 1 ] || SVCKIT_DEPS_BENCH=1 bash scripts/deps.sh
-for t in wrk taskset curl cc python3 pgrep /usr/sbin/nginx; do
+tools=(taskset curl cc python3 pgrep)
+[ ${#SCENARIOS[@]} = 0 ] || tools+=(wrk /usr/sbin/nginx) # auth-timing alone needs neither
+for t in "${tools[@]}"; do
     command -v "$t" >/dev/null || die "$t is missing (SVCKIT_DEPS_BENCH=1 bash scripts/deps.sh)"
 done
 [ "$(nproc --all)" -ge 2 ] || die "needs 2 CPUs (server and client pinned apart)"
@@ -961,6 +980,36 @@ mkdir -p "$RUN"
 for t in ceiling readytime idleconns rate wakeup; do
     cc -std=gnu11 -O2 -Wall -Wextra -Werror "bench/$t.c" -o "$OUT/$t"
 done
+# The groups with their own drivers; each leaves its table in $OUT/<group>.md.
+run_script_group() { # NAME
+    local name=$1
+    rm -f "$OUT/$name.md" "$OUT/$name.json"
+    case $name in
+    auth-timing)
+        [ -x "$AUTH_BIN" ] || { log "$name: skipped ($AUTH_BIN is not built)"; return 0; }
+        log "$name: $TIMING_SAMPLES logins of each kind"
+        python3 bench/login_timing.py --auth "$(realpath "$AUTH_BIN")" --port $((BASE_PORT + 94)) \
+            --data "$PWD/$RUN/$name" --server-cpu "$SERVER_CPU" --samples "$TIMING_SAMPLES" \
+            --out "$OUT/$name" >/dev/null || die "$name failed"
+        ;;
+    search-flood)
+        [ -x "$AUTH_BIN" ] && [ -x "$PRODUCTS_BIN" ] ||
+            { log "$name: skipped ($AUTH_BIN or $PRODUCTS_BIN is not built)"; return 0; }
+        log "$name: $ROUNDS rounds x 2 settings x ${FLOOD_SECONDS}s"
+        python3 bench/search_flood.py --auth "$(realpath "$AUTH_BIN")" --products "$(realpath "$PRODUCTS_BIN")" \
+            --port $((BASE_PORT + 92)) --data "$PWD/$RUN/$name" --server-cpu "$SERVER_CPU" \
+            --client-cpu "$CLIENT_CPU" --rounds "$ROUNDS" --seconds "$FLOOD_SECONDS" --conns "$FLOOD_CONNS" \
+            --out "$OUT/$name" >/dev/null || die "$name failed"
+        ;;
+    esac
+}
+for g in "${SCRIPT_GROUPS[@]}"; do run_script_group "$g"; done
+if [ ${#SCENARIOS[@]} = 0 ]; then
+    for g in "${SCRIPT_GROUPS[@]}"; do cat "$OUT/$g.md" 2>/dev/null; done
+    rm -rf "$RUN"
+    exit 0
+fi
+
 NGINX_VERSION=$(/usr/sbin/nginx -v 2>&1 | sed 's|.*nginx/||')
 
 START=$(date +%s)
@@ -1085,4 +1134,7 @@ stop_nats
 echo "META loadavg_end=$(cut -d' ' -f1 /proc/loadavg) elapsed_s=$(($(date +%s) - START))" >>"$RAW"
 
 python3 bench/report.py "$RAW" "$OUT/results.md" "$OUT/results.json"
+for g in "${SCRIPT_GROUPS[@]}"; do
+    if [ -s "$OUT/$g.md" ]; then { echo; cat "$OUT/$g.md"; } | tee -a "$OUT/results.md"; fi
+done
 rm -rf "$RUN"

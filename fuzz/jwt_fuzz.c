@@ -53,8 +53,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     svc_buf tok = {0};
     if (svc_jwt_sign_payload(&hs, in, size, &tok) == SVC_OK &&
         svc_jwt_verify(ks, tok.data, tok.len, &pol, &c, err, sizeof err) == SVC_OK) {
-        /* Whatever passed must be within the claims' bounds. */
-        if (!c.sub[0] || strlen(c.sub) >= sizeof c.sub || strcmp(c.iss, SVC_JWT_ISSUER) != 0)
+        /* Whatever passed must be within the claims' bounds, its lifetime too. */
+        if (!c.sub[0] || strlen(c.sub) >= sizeof c.sub || strcmp(c.iss, SVC_JWT_ISSUER) != 0 ||
+            c.exp > FUZZ_NOW + SVC_JWT_LEEWAY_S + SVC_JWT_MAX_LIFETIME_S ||
+            (c.iat && c.exp > c.iat + SVC_JWT_MAX_LIFETIME_S))
             abort();
     }
     svc_buf_free(&tok);

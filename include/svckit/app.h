@@ -81,6 +81,7 @@ typedef struct svc_config {
     int drain_delay_ms;             /* DRAIN_DELAY */
     const char *jwt_secret;         /* JWT_SECRET or SECRET_KEY */
     const char *jwks_url;           /* AUTH_JWKS_URL */
+    int64_t jwt_max_lifetime_s;     /* AUTH_MAX_TOKEN_LIFETIME */
     size_t max_header_bytes;
     int max_headers;
     size_t max_body_bytes;

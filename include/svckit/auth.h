@@ -31,6 +31,8 @@ extern "C" {
 #define SVC_JWT_MAX_JWKS (64 * 1024)  /* bytes of a JWKS or JWK document */
 #define SVC_JWT_MAX_KID 63            /* bytes of a key id */
 #define SVC_JWT_DEFAULT_TTL_S 3600    /* lifetime of tokens the auth service signs */
+#define SVC_JWT_MAX_LIFETIME_S 86400  /* longest lifetime a verifier accepts
+                                       * (AUTH_MAX_TOKEN_LIFETIME) */
 #define SVC_JWT_ISSUER "svckit-auth"
 #define SVC_JWT_AUDIENCE "svckit"
 #define SVC_JWT_HS256_KID "hs256"     /* kid of keys made by svc_jwt_key_hs256 */
@@ -82,6 +84,7 @@ typedef struct svc_jwt_policy {
     const char *audience;       /* required in "aud"; NULL: SVC_JWT_AUDIENCE */
     int leeway_s;               /* <0: SVC_JWT_LEEWAY_S */
     int64_t now;                /* seconds since epoch; 0: the clock */
+    int64_t max_lifetime_s;     /* <=0: SVC_JWT_MAX_LIFETIME_S */
 } svc_jwt_policy;
 
 /* New empty key set; NULL on out-of-memory. Free with svc_jwt_keyset_free,
@@ -171,7 +174,12 @@ int svc_jwt_sign_payload(const svc_jwt_key *key, const char *payload, size_t len
  * must be an object with a numeric "exp", "iss" equal to the policy issuer, an
  * "aud" (string or array of strings) containing the policy audience, and a
  * string "sub"; "nbf" and "iat" (numbers) are checked when present; all times
- * with the policy leeway. On SVC_OK fills *claims (may be NULL). On failure
+ * with the policy leeway. A token may not live longer than the policy's
+ * max_lifetime_s: exp at most that far from now (plus the leeway) and, when
+ * iat is present, from iat, so a validly signed token whose exp is far away
+ * (1e300) is refused rather than valid for ever. NumericDates may be any JSON
+ * number; fractions round towards the stricter side and huge values are
+ * clamped before any arithmetic. On SVC_OK fills *claims (may be NULL). On failure
  * returns SVC_EAUTH (bad token, signature, algorithm or claims) or
  * SVC_ENOTFOUND (unknown kid, or an empty key set: the caller may refresh its
  * JWKS and retry), and writes a short reason into err (may be NULL; never
@@ -192,6 +200,11 @@ int svc_jwt_verify(const svc_jwt_keyset *ks, const char *token, size_t len,
  * old hashes. */
 #define SVC_PASSWORD_OPSLIMIT 2
 #define SVC_PASSWORD_MEMLIMIT (19u * 1024 * 1024)
+/* Every Argon2id computation of the functions below is counted in this
+ * counter of the process's registry, labelled op="hash" (svc_password_hash,
+ * and a rehash) or op="verify" (svc_password_verify and
+ * svc_password_dummy_verify, when they compute). */
+#define SVC_PASSWORD_METRIC "auth_password_hashes_total"
 
 /*
  * Argon2id hash, PHC format ("$argon2id$v=19$m=...,t=...,p=1$salt$hash"), into
@@ -204,9 +217,10 @@ int svc_password_hash(const char *password, size_t len, char *out, size_t outlen
 /* SVC_OK if the password matches the hash, SVC_EAUTH if not (or if it is too
  * long), SVC_EINVAL if hash is not an Argon2id string. Thread-safe, slow. */
 int svc_password_verify(const char *hash, const char *password, size_t len);
-/* Does the work of one svc_password_verify against a fixed dummy hash and
+/* Does the work of one svc_password_verify, against a dummy hash with the
+ * current parameters (random salt and digest: nothing matches it), and
  * returns SVC_EAUTH: call it for an unknown user so that a login costs the
- * same time whether or not the user exists. */
+ * same work whether or not the user exists. */
 int svc_password_dummy_verify(const char *password, size_t len);
 /* 1 if hash was made with other parameters than the current ones (rehash it
  * at the next successful login), 0 if not, SVC_EINVAL if malformed. */
@@ -216,7 +230,8 @@ int svc_password_needs_rehash(const char *hash);
  * svc_auth_install registers a before-hook on the app that, for routes with
  * SVC_AUTH_USER or SVC_AUTH_ADMIN, takes the token from "Authorization: Bearer"
  * (or, when there is no Authorization header, the "token" cookie) and verifies
- * it with the default policy:
+ * it with the default policy, but for the longest lifetime, which is
+ * AUTH_MAX_TOKEN_LIFETIME (svc_config.jwt_max_lifetime_s):
  *  - with a key set from svc_auth_use_keyset: against that set;
  *  - else, when JWT_SECRET is set: HS256 with that secret only;
  *  - else EdDSA with keys from AUTH_JWKS_URL, fetched once at start (blocking,
@@ -227,8 +242,10 @@ int svc_password_needs_rehash(const char *hash);
  *    readiness check "auth" fails while the set is empty.
  * Failures answer 401 {"error":{"code":"unauthorized","message":...}} with
  * `WWW-Authenticate: Bearer realm="svckit"` (plus `, error="invalid_token"`
- * when a token was sent), and SVC_AUTH_ADMIN routes answer 403 "forbidden" to
- * a valid token whose role is not "admin". Verified tokens are cached (keyed
+ * when a token was sent; not for a request without one, nor for an
+ * Authorization header of another scheme: RFC 6750 section 3.1), and
+ * SVC_AUTH_ADMIN routes answer 403 "forbidden" to a valid token whose role
+ * is not "admin". Verified tokens are cached (keyed
  * by a keyed BLAKE2b hash of the token, until exp, SVC_AUTH_CACHE_ENTRIES
  * entries) so that a hot token costs one hash and a lookup.
  * svc_app_run calls svc_auth_install when any route asks for auth, after the

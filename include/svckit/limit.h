@@ -2,11 +2,17 @@
  * svckit/limit.h: per-key rate limiting (token buckets), for login attempts,
  * per-client request limits and the like.
  *
- * A limiter holds at most SVC_RATELIMIT_SLOTS keys in a fixed table: a new key
- * that finds its slot taken by another replaces it when that one's bucket has
- * refilled (it would allow a burst anyway), else shares its bucket. Memory is
- * therefore fixed however many distinct clients appear, and a flood from many
- * addresses can only make the limiter stricter, never unbounded. Thread-safe.
+ * Every key has a bucket of its own: keys are stored whole (up to
+ * SVC_RATELIMIT_KEY_MAX bytes) in a hash table, so two keys never share a
+ * bucket, whatever their hashes. Memory is bounded: a limiter tracks at most
+ * SVC_RATELIMIT_KEYS keys (about 100 bytes each, reserved at creation and
+ * touched only as keys arrive). When the table is full, a new key takes the
+ * entry of the key whose bucket would be the fullest now (a full bucket
+ * carries no information: its key would start full anyway), and starts with
+ * a full bucket of its own. A flood from more addresses than that can
+ * therefore only reset the buckets of the fullest keys, its own partly
+ * drained ones among them; it never makes a client inherit another's empty
+ * bucket. Thread-safe.
  */
 #ifndef SVCKIT_LIMIT_H
 #define SVCKIT_LIMIT_H
@@ -17,13 +23,14 @@
 extern "C" {
 #endif
 
-#define SVC_RATELIMIT_SLOTS 4096
-#define SVC_RATELIMIT_KEY_MAX 63
+#define SVC_RATELIMIT_KEYS 4096      /* keys tracked per limiter */
+#define SVC_RATELIMIT_KEY_MAX 63     /* bytes of a key; longer keys are cut */
 
 typedef struct svc_ratelimit svc_ratelimit;
 
-/* burst: bucket size (requests allowed at once); per_second: refill rate.
- * NULL on out-of-memory or non-positive arguments. */
+/* burst: bucket size (requests allowed at once, at least 1); per_second:
+ * refill rate (> 0). NULL on out-of-memory or bad arguments. Free with
+ * svc_ratelimit_free; NULL is a no-op. */
 svc_ratelimit *svc_ratelimit_new(double burst, double per_second);
 void svc_ratelimit_free(svc_ratelimit *rl);
 /* Takes one token for key (truncated to SVC_RATELIMIT_KEY_MAX bytes). SVC_OK,

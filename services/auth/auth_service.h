@@ -3,6 +3,7 @@
  *
  *   main.c   routes, handlers, keys, rate limiting
  *   users.c  the accounts in SQLite, credential checks, the first admin
+ *   cookie.c the login cookie: Secure from COOKIE_SECURE and TRUSTED_PROXIES
  */
 #ifndef AUTH_SERVICE_H
 #define AUTH_SERVICE_H
@@ -11,8 +12,10 @@
 
 #define AUTH_USERNAME_MIN 3
 #define AUTH_USERNAME_MAX 32
+#define AUTH_USERNAME_RULE "3-32 characters of a-z 0-9 . _ -, not ending in a dot"
 #define AUTH_PASSWORD_MIN 8
 #define AUTH_PASSWORD_MAX SVC_PASSWORD_MAX
+#define AUTH_TRUSTED_PROXIES_MAX 32     /* entries of TRUSTED_PROXIES */
 
 typedef struct user {
     int64_t id;
@@ -23,7 +26,7 @@ typedef struct user {
 
 /*
  * Takes "username" and "password" from a JSON object. strict (register):
- * username 3-32 of a-z 0-9 . _ -, password 8-128 bytes, no other fields. Not
+ * username AUTH_USERNAME_RULE, password 8-128 bytes, no other fields. Not
  * strict (login): both must be strings of sane length, nothing more, so that
  * a login never reveals which rule a stored account follows. Pointers are
  * into body. SVC_OK or SVC_EINVAL with a message.
@@ -40,5 +43,13 @@ int users_set_hash(svc_db *db, int64_t id, const char *hash);
 /* Creates the admin account if no admin exists: with password, or with a
  * generated one written to DATA_DIR/admin-password (0600). */
 int users_ensure_admin(svc_db *db, const char *data_dir, const char *username, const char *password);
+
+/* cookie.c. Declares COOKIE_SECURE and TRUSTED_PROXIES (before svc_app_run);
+ * reads them (on_start: SVC_EINVAL after logging the bad one); the
+ * Set-Cookie value carrying token for ttl seconds, from the request's arena
+ * (NULL when out of memory). */
+void cookie_declare(svc_app *app);
+int cookie_configure(svc_app *app);
+const char *cookie_for(svc_req *req, const char *token, int64_t ttl);
 
 #endif

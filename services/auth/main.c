@@ -114,8 +114,7 @@ static int login(svc_req *req, svc_res *res) {
         svc_buf_free(&token);
         return svc_res_error(res, 500, "internal", "cannot sign a token");
     }
-    char *cookie = svc_arena_printf(svc_req_arena(req), "token=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%lld",
-                                    token.data, (long long)token_ttl);
+    const char *cookie = cookie_for(req, token.data, token_ttl);
     if (cookie) svc_res_header(res, "Set-Cookie", cookie);
     svc_res_header(res, "Cache-Control", "no-store");
     svc_jw *w = svc_res_jw(res, 200);
@@ -150,17 +149,23 @@ static int limit_requests(svc_req *req, svc_res *res, void *ud) {
     return SVC_EAGAIN;
 }
 
+/* Every claim of the caller's token, which only this service's key can have
+ * signed: those svc_jwt_sign writes. The audience is the one verification
+ * required (auth signs it as that one string); nbf and iat only when the
+ * token has them. */
 static int me(svc_req *req, svc_res *res) {
     const svc_claims *c = svc_req_claims(req);
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
-    svc_jw_key(w, "sub"), svc_jw_str(w, c->sub);
-    svc_jw_key(w, "name"), svc_jw_str(w, c->name);
-    svc_jw_key(w, "role"), svc_jw_str(w, c->role);
     svc_jw_key(w, "iss"), svc_jw_str(w, c->iss);
-    svc_jw_key(w, "iat"), svc_jw_i64(w, c->iat);
+    svc_jw_key(w, "sub"), svc_jw_str(w, c->sub);
+    svc_jw_key(w, "aud"), svc_jw_str(w, SVC_JWT_AUDIENCE);
+    if (c->iat) svc_jw_key(w, "iat"), svc_jw_i64(w, c->iat);
+    if (c->nbf) svc_jw_key(w, "nbf"), svc_jw_i64(w, c->nbf);
     svc_jw_key(w, "exp"), svc_jw_i64(w, c->exp);
-    svc_jw_key(w, "jti"), svc_jw_str(w, c->jti);
+    if (*c->jti) svc_jw_key(w, "jti"), svc_jw_str(w, c->jti);
+    if (*c->name) svc_jw_key(w, "name"), svc_jw_str(w, c->name);
+    if (*c->role) svc_jw_key(w, "role"), svc_jw_str(w, c->role);
     svc_jw_obj_end(w);
     return SVC_OK;
 }
@@ -199,13 +204,17 @@ static int on_start(svc_app *app, void *ud) {
     (void)ud;
     const svc_config *cfg = svc_app_config(app);
     /* Configuration first: a bad value stops the service before it creates
-     * a key or a database. */
+     * a key or a database. JWT_TTL within AUTH_MAX_TOKEN_LIFETIME: auth
+     * verifies its own tokens (/auth/me) with the bound every verifier has,
+     * and a longer TTL would make tokens nobody accepts. */
     int64_t ttl;
-    if (svc_parse_i64(svc_app_env(app, "JWT_TTL"), &ttl) != SVC_OK || ttl < 60 || ttl > 86400 * 30) {
-        svc_error("invalid configuration: JWT_TTL=\"%s\": expected seconds from 60 to 2592000",
-                  svc_app_env(app, "JWT_TTL"));
+    if (svc_parse_i64(svc_app_env(app, "JWT_TTL"), &ttl) != SVC_OK || ttl < 60 || ttl > cfg->jwt_max_lifetime_s) {
+        svc_error("invalid configuration: JWT_TTL=\"%s\": expected seconds from 60 to %lld "
+                  "(AUTH_MAX_TOKEN_LIFETIME)",
+                  svc_app_env(app, "JWT_TTL"), (long long)cfg->jwt_max_lifetime_s);
         return SVC_EINVAL;
     }
+    if (cookie_configure(app) != SVC_OK) return SVC_EINVAL;
     token_ttl = ttl;
     int64_t rates[NLIMITS];
     for (size_t i = 0; i < NLIMITS; i++) {
@@ -248,6 +257,7 @@ int main(int argc, char **argv) {
                         "its password (unset: generated into DATA_DIR/admin-password, 0600)");
     svc_app_env_declare(app, "JWT_TTL", "3600", "lifetime of issued tokens, seconds");
     for (size_t i = 0; i < NLIMITS; i++) svc_app_env_declare(app, limits[i].env, limits[i].def, limits[i].help);
+    cookie_declare(app);
     keyset = svc_jwt_keyset_new();
     if (!keyset) return 1;
     svc_auth_use_keyset(app, keyset);

@@ -24,8 +24,11 @@ int users_open(const char *data_dir, svc_db **out) {
     return svc_db_open(path, migrations, sizeof migrations / sizeof migrations[0], out);
 }
 
+/* A name that ends in a dot (".", "..", "alice.") reads as a path or a
+ * fully-qualified host name to whatever later puts it in a URL, a file name
+ * or a log; it is refused. */
 static int username_ok(const char *s, size_t n) {
-    if (n < AUTH_USERNAME_MIN || n > AUTH_USERNAME_MAX) return 0;
+    if (n < AUTH_USERNAME_MIN || n > AUTH_USERNAME_MAX || s[n - 1] == '.') return 0;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) return 0;
@@ -54,8 +57,7 @@ int auth_parse_credentials(const json_t *body, const char **username, const char
     *password = json_string_value(p);
     *password_len = plen;
     if (ulen == 0 || ulen > AUTH_USERNAME_MAX || (strict && !username_ok(*username, ulen))) {
-        snprintf(err, errlen, "username must be %d-%d characters of a-z 0-9 . _ -", AUTH_USERNAME_MIN,
-                 AUTH_USERNAME_MAX);
+        snprintf(err, errlen, "username must be %s", AUTH_USERNAME_RULE);
         return SVC_EINVAL;
     }
     if (plen == 0 || plen > AUTH_PASSWORD_MAX || (strict && plen < AUTH_PASSWORD_MIN)) {
@@ -139,8 +141,7 @@ int users_ensure_admin(svc_db *db, const char *data_dir, const char *username, c
     sqlite3_reset(s);
     if (admins > 0) return SVC_OK;
     if (!username_ok(username, strlen(username))) {
-        svc_error("invalid configuration: ADMIN_USERNAME=\"%.40s\": expected %d-%d characters of a-z 0-9 . _ -",
-                  username, AUTH_USERNAME_MIN, AUTH_USERNAME_MAX);
+        svc_error("invalid configuration: ADMIN_USERNAME=\"%.40s\": expected %s", username, AUTH_USERNAME_RULE);
         return SVC_EINVAL;
     }
     char generated[25], file[4096];

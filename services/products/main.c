@@ -50,13 +50,8 @@ static int render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
         if (strlen(name) > PRODUCTS_CATEGORY_MAX) return svc_res_error(res, 404, "not_found", "no such category");
         q.category = name;
     }
-    if (strcmp(svc_req_route(req), "/products/search") == 0) {
-        const char *s = svc_req_query(req, "q");
-        if (!s) s = "";
-        if (strlen(s) > PRODUCTS_MAX_QUERY)
-            return svc_res_error(res, 400, "bad_request", "q must be at most %d bytes", PRODUCTS_MAX_QUERY);
-        q.search = s;
-    }
+    if (strcmp(svc_req_route(req), "/products/search") == 0 && search_query(req, res, &q) != SVC_OK)
+        return SVC_OK; /* the 400 or 429 is written */
     int rc = catalog_list(db, &q, w);
     return rc == SVC_OK ? SVC_OK : storage_error(res, rc);
 }
@@ -177,6 +172,8 @@ static int db_ready(void *ud, char *reason, size_t len) {
 static int on_start(svc_app *app, void *ud) {
     (void)ud;
     const svc_config *cfg = svc_app_config(app);
+    int rc = search_start(app);
+    if (rc != SVC_OK) return rc;
     if (catalog_open(cfg->data_dir, &db) != SVC_OK) return SVC_ERR;
     return catalog_seed_if_empty(db);
 }
@@ -186,6 +183,7 @@ static void on_stop(svc_app *app, void *ud) {
     (void)ud;
     svc_db_close(db);
     db = NULL;
+    search_stop();
 }
 
 int main(int argc, char **argv) {
@@ -200,6 +198,7 @@ int main(int argc, char **argv) {
     svc_app_patch(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
     svc_app_delete(app, "/products/:id", delete_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
     svc_app_ready_check(app, "catalog", db_ready, NULL);
+    search_declare(app);
     svc_app_on_start(app, on_start, NULL);
     svc_app_on_stop(app, on_stop, NULL);
     return svc_app_run(app);

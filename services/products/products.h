@@ -4,6 +4,7 @@
  *   main.c      routes and handlers (HTTP in, JSON out), the response cache
  *   catalog.c   the SQLite schema, seed data and every query
  *   validate.c  request bodies and query strings -> checked values, precise errors
+ *   search.c    the search query, and the per-user limit on uncached searches
  */
 #ifndef PRODUCTS_H
 #define PRODUCTS_H
@@ -65,6 +66,16 @@ int products_parse_list_query(svc_req *req, list_query *q, char *err, size_t err
  * body comes from svc_json_parse (svc_req_json), so its strings hold no NUL. */
 int products_parse_body(const json_t *body, unsigned required, product *p, unsigned *set, char *err,
                         size_t errlen);
+
+/* search.c. Declares SEARCH_RATE_PER_MIN (before svc_app_run), reads it
+ * (on_start: SVC_EINVAL after logging a bad value) and frees the limiter.
+ * search_query is called on a cache miss of /products/search: sets q->search,
+ * or writes a 400 (q too long) or a 429 (the user is out of uncached
+ * searches) and returns an error. */
+void search_declare(svc_app *app);
+int search_start(svc_app *app);
+void search_stop(void);
+int search_query(svc_req *req, svc_res *res, list_query *q);
 
 /* catalog.c */
 int catalog_open(const char *data_dir, svc_db **out);

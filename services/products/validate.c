@@ -31,10 +31,26 @@ static size_t utf8_chars(const char *s) {
     return n;
 }
 
-static int has_control(const char *s) {
-    for (; *s; s++)
-        if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t') return 1;
-    return 0;
+/*
+ * The first control character (Unicode category Cc) other than tab and
+ * newline: C0 (U+0000..U+001F), DEL (U+007F) and C1 (U+0080..U+009F, which
+ * UTF-8 writes as C2 80..C2 9F; U+009B is a terminal's CSI). Returns its code
+ * point and sets *at to its position in characters from 1; -1 if none.
+ */
+static long first_control(const char *s, size_t *at) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t chars = 1; *p; p++) {
+        if ((*p & 0xC0) == 0x80) continue; /* inside a character */
+        long cp = -1;
+        if ((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7F) cp = *p;
+        else if (*p == 0xC2 && p[1] >= 0x80 && p[1] <= 0x9F) cp = p[1];
+        if (cp >= 0) {
+            *at = chars;
+            return cp;
+        }
+        chars++;
+    }
+    return -1;
 }
 
 int products_parse_list_query(svc_req *req, list_query *q, char *err, size_t errlen) {
@@ -94,8 +110,11 @@ static int want_string(const json_t *v, const char *name, size_t min, size_t max
         snprintf(err, errlen, "%s must be %zu to %zu characters long", name, min, max);
         return SVC_EINVAL;
     }
-    if (has_control(s)) {
-        snprintf(err, errlen, "%s must not contain control characters", name);
+    size_t at;
+    long cp = first_control(s, &at);
+    if (cp >= 0) {
+        snprintf(err, errlen, "%s must not contain control characters but tab and newline: U+%04lX at character %zu",
+                 name, cp, at);
         return SVC_EINVAL;
     }
     memcpy(dst, s, bytes + 1);

@@ -77,6 +77,11 @@ void svc__jwt_cache_put(svc__jwt_cache *c, const char *token, size_t len,
 void svc__jwt_cache_stats(svc__jwt_cache *c, uint64_t *hits, uint64_t *misses,
                           size_t *live, int64_t now);
 
+/* ---- passwords ------------------------------------------------------------ */
+
+/* The hash svc_password_dummy_verify checks against (made at first use). */
+const char *svc__password_dummy_hash(void);
+
 /* ---- the middleware ------------------------------------------------------- */
 
 /* Frees the auth state of app (joins a background JWKS refresh). For the app

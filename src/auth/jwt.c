@@ -19,8 +19,10 @@
 #define HS256_SIG 32
 /* Decoded header or payload of the largest token. */
 #define PART_MAX (SVC_JWT_MAX_TOKEN / 4 * 3 + 3)
-/* NumericDates beyond this are clamped, so that exp + leeway cannot overflow. */
+/* NumericDates beyond this are clamped, and the policy's clock and lifetime
+ * beyond POLICY_LIMIT, so that no sum of the checks can overflow. */
 #define TIME_LIMIT ((int64_t)1 << 62)
+#define POLICY_LIMIT (TIME_LIMIT / 4)
 
 static int fail(char *err, size_t errlen, int rc, const char *msg) {
     if (err && errlen) snprintf(err, errlen, "%s", msg);
@@ -178,6 +180,9 @@ static int check_claims(json_t *p, const svc_jwt_policy *pol, svc_claims *c, cha
     const char *audience = pol && pol->audience ? pol->audience : SVC_JWT_AUDIENCE;
     int64_t leeway = pol && pol->leeway_s >= 0 ? pol->leeway_s : SVC_JWT_LEEWAY_S;
     int64_t now = pol && pol->now ? pol->now : (int64_t)time(NULL);
+    int64_t max_lifetime = pol && pol->max_lifetime_s > 0 ? pol->max_lifetime_s : SVC_JWT_MAX_LIFETIME_S;
+    now = now > POLICY_LIMIT ? POLICY_LIMIT : now < -POLICY_LIMIT ? -POLICY_LIMIT : now;
+    if (max_lifetime > POLICY_LIMIT) max_lifetime = POLICY_LIMIT;
     json_t *v;
 
     memset(c, 0, sizeof *c);
@@ -185,6 +190,8 @@ static int check_claims(json_t *p, const svc_jwt_policy *pol, svc_claims *c, cha
     if (!v) return fail(err, errlen, SVC_EAUTH, "token has no exp");
     if (!numeric_date(v, 0, &c->exp)) return fail(err, errlen, SVC_EAUTH, "exp is not a number");
     if (now > c->exp + leeway) return fail(err, errlen, SVC_EAUTH, "token expired");
+    if (c->exp > now + leeway + max_lifetime)
+        return fail(err, errlen, SVC_EAUTH, "exp is too far in the future");
     if ((v = json_object_get(p, "nbf"))) {
         if (!numeric_date(v, 1, &c->nbf))
             return fail(err, errlen, SVC_EAUTH, "nbf is not a number");
@@ -195,6 +202,8 @@ static int check_claims(json_t *p, const svc_jwt_policy *pol, svc_claims *c, cha
             return fail(err, errlen, SVC_EAUTH, "iat is not a number");
         if (c->iat > now + leeway)
             return fail(err, errlen, SVC_EAUTH, "token issued in the future");
+        if (c->exp > c->iat + max_lifetime)
+            return fail(err, errlen, SVC_EAUTH, "token lifetime too long");
     }
     if (str_claim(p, "iss", 1, c->iss, sizeof c->iss) != 1 || strcmp(c->iss, issuer) != 0)
         return fail(err, errlen, SVC_EAUTH, "wrong issuer");

@@ -39,6 +39,7 @@ typedef struct auth_state {
     svc_jwt_keyset *owned;
     svc_jwt_keyset *borrowed;      /* from svc_auth_use_keyset */
     svc__jwt_cache *cache;
+    svc_jwt_policy policy;         /* the defaults, but AUTH_MAX_TOKEN_LIFETIME */
     char *jwks_url;
     /* Refresher (MODE_JWKS). Times are CLOCK_MONOTONIC seconds. */
     pthread_t thread;
@@ -175,6 +176,7 @@ static int configure_locked(auth_state *s, int may_block) {
     const svc_config *cfg = svc_app_config(s->app);
     if (!cfg || !cfg->service) return SVC_EAGAIN; /* not loaded yet */
     if (!s->cache && !(s->cache = svc__jwt_cache_new(SVC_AUTH_CACHE_ENTRIES))) return SVC_ENOMEM;
+    s->policy = (svc_jwt_policy){.leeway_s = -1, .max_lifetime_s = cfg->jwt_max_lifetime_s};
     if (s->borrowed) {
         s->mode = MODE_KEYSET;
         s->ks = s->borrowed;
@@ -268,7 +270,8 @@ static int check(auth_state *s, svc_req *req, svc_res *res, unsigned flags) {
     size_t len;
     int bad;
     const char *token = token_of(req, &len, &bad);
-    if (bad) return unauthorized(res, 1, "expected a Bearer token");
+    /* Another scheme carries no bearer credentials: no error code either. */
+    if (bad) return unauthorized(res, 0, "expected a Bearer token");
     if (!token) return unauthorized(res, 0, "missing bearer token");
 
     svc_claims c;
@@ -276,7 +279,7 @@ static int check(auth_state *s, svc_req *req, svc_res *res, unsigned flags) {
     uint64_t gen = svc__keyset_generation(s->ks);
     if (svc__jwt_cache_get(s->cache, token, len, gen, now, &c) != SVC_OK) {
         char why[64];
-        int rc = svc_jwt_verify(s->ks, token, len, NULL, &c, why, sizeof why);
+        int rc = svc_jwt_verify(s->ks, token, len, &s->policy, &c, why, sizeof why);
         if (rc == SVC_ENOTFOUND) {
             want_refresh(s);
             return unauthorized(res, 1, "invalid token: unknown signing key");

@@ -48,4 +48,16 @@ void svc__buf_put_fixed(svc_buf *b, double v, int decimals);
 #define SVC__FNV1A_SEED 0xcbf29ce484222325ull
 uint64_t svc__fnv1a(const void *data, size_t n, uint64_t h);
 
+/*
+ * The rate limiter's insides (src/core/ratelimit.c), for its tests: a limiter
+ * tracking capacity keys; a take at a given monotonic time in nanoseconds;
+ * the hash chain a key goes to (equal chains: colliding keys); and the keys
+ * tracked, with how many evictions took a bucket that was not full.
+ */
+typedef struct svc_ratelimit svc_ratelimit;
+svc_ratelimit *svc__ratelimit_new_sized(double burst, double per_second, uint32_t capacity);
+int svc__ratelimit_take_at(svc_ratelimit *rl, const char *key, int64_t now_ns, int *retry_after_s);
+uint32_t svc__ratelimit_chain(const svc_ratelimit *rl, const char *key);
+void svc__ratelimit_stats(svc_ratelimit *rl, uint32_t *keys, uint64_t *evicted_active);
+
 #endif

@@ -15,6 +15,8 @@
 #include "http/internal.h"
 #include "svckit/auth.h"
 
+#define AUTH_MAX_TOKEN_LIFETIME_MAX (366L * 86400) /* a year: tokens are not credentials for ever */
+
 typedef struct core_var {
     const char *name;
     const char *def;     /* NULL: shown as "unset" */
@@ -33,6 +35,7 @@ static const core_var core_vars[] = {
     {"DRAIN_DELAY", "1", "seconds new connections are still accepted after SIGTERM"},
     {"JWT_SECRET", NULL, "HS256 secret, >= 32 bytes; replaces EdDSA (alias SECRET_KEY)"},
     {"AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "where verifiers get public keys"},
+    {"AUTH_MAX_TOKEN_LIFETIME", "86400", "longest token lifetime verifiers accept, seconds"},
     {"HTTP_MAX_HEADER_BYTES", "16384", "request line plus headers, bytes"},
     {"HTTP_MAX_HEADERS", "100", "header fields per request"},
     {"HTTP_MAX_BODY_BYTES", "1048576", "request body, bytes"},
@@ -153,6 +156,9 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     c->jwks_url = get_str("AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json");
     if (strncmp(c->jwks_url, "http://", 7) != 0)
         return fail(err, errlen, "AUTH_JWKS_URL", c->jwks_url, "expected an http:// URL");
+    if ((rc = get_int("AUTH_MAX_TOKEN_LIFETIME", 60, AUTH_MAX_TOKEN_LIFETIME_MAX, SVC_JWT_MAX_LIFETIME_S, &v,
+                      err, errlen))) return rc;
+    c->jwt_max_lifetime_s = v;
 
     if ((rc = get_int("HTTP_MAX_HEADER_BYTES", 1024, 1024 * 1024, SVC_HTTP_MAX_HEADER_BYTES, &v,
                       err, errlen))) return rc;
@@ -189,11 +195,11 @@ void svc__config_help(const svc_app *app, FILE *out) {
         char def[64];
         if (strcmp(cv->name, "PORT") == 0) snprintf(def, sizeof def, "%d", app->default_port);
         else snprintf(def, sizeof def, "%s", cv->def ? cv->def : "unset");
-        fprintf(out, "  %-22s %s [default: %s]\n", cv->name, cv->help, def);
+        fprintf(out, "  %-24s %s [default: %s]\n", cv->name, cv->help, def);
     }
     if (app->nenv) fprintf(out, "\n%s-specific:\n\n", app->name);
     for (int i = 0; i < app->nenv; i++)
-        fprintf(out, "  %-22s %s [default: %s]\n", app->env[i].name, app->env[i].help,
+        fprintf(out, "  %-24s %s [default: %s]\n", app->env[i].name, app->env[i].help,
                 app->env[i].def ? app->env[i].def : "unset");
     fprintf(out, "\nEndpoints: GET /healthz, GET /readyz, GET /metrics. SIGTERM drains and exits.\n");
 }

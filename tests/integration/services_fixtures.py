@@ -147,9 +147,3 @@ def new_ed25519_key():
 
 def file_mode(path):
     return os.stat(path).st_mode & 0o777
-
-
-def timed(fn, *args, **kw):
-    t = time.perf_counter()
-    out = fn(*args, **kw)
-    return time.perf_counter() - t, out

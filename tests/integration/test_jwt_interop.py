@@ -191,6 +191,10 @@ def test_svckit_refuses_pyjwt_token_for_another_audience(keys, alg):
     ({"nbf": int(time.time()) + 3600}, "token not yet valid"),
     ({"exp": None}, "token has no exp"),
     ({"exp": str(int(time.time()) + 600)}, "exp is not a number"),
+    # Validly signed, but for ever: the lifetime bound (24 h by default).
+    ({"exp": 1e300}, "exp is too far in the future"),
+    ({"exp": int(time.time()) + 2 * 86400, "iat": None}, "exp is too far in the future"),
+    ({"exp": int(time.time()) + 3600, "iat": int(time.time()) - 86400}, "token lifetime too long"),
     ({"aud": ["a", "b"]}, "wrong audience"),
     ({"sub": None}, "bad sub"),
 ])

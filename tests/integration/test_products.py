@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import pytest
 
+from conftest import Service
 from services_fixtures import (ADMIN_PASS, ADMIN_USER, auth_signing_key, b64u, bearer, claims, jwt_decode, login,
                                new_ed25519_key, raw_public_key, register_and_login, running_system, sign_eddsa,
                                sign_hs256, unsigned_token)
@@ -23,7 +24,9 @@ JSON = {"Content-Type": "application/json"}
 
 @pytest.fixture(scope="module")
 def shop():
-    with running_system(products_env={"WORKERS": "2"}) as (auth, products):
+    # The module's one user searches more than the default budget of uncached
+    # searches allows; the test of that limit starts its own products.
+    with running_system(products_env={"WORKERS": "2", "SEARCH_RATE_PER_MIN": "1000000"}) as (auth, products):
         user_token = register_and_login(auth)
         yield SimpleNamespace(auth=auth, products=products, admin=bearer(login(auth, ADMIN_USER, ADMIN_PASS)),
                               user_token=user_token, user=bearer(user_token))
@@ -310,6 +313,62 @@ def test_search_query_limit(shop):
     assert_error(*get(shop, "/products/search?q=" + "a" * 101), 400)
 
 
+def requests_counted(products, route, code):
+    status, _, body = products.request("GET", "/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith("http_requests_total{") and f'route="{route}"' in line and f'code="{code}"' in line:
+            return int(float(line.rsplit(" ", 1)[1]))
+    return 0
+
+
+def test_one_users_searches_are_bounded_and_others_keep_their_answers():
+    """The finding: one user's varied searches (each a miss of the cache and
+    a scan of the catalog) raised everyone's latency. Uncached searches are
+    limited per user: a flood of distinct ones gets 429s after the budget,
+    while another user's searches and reads, and the flooder's own cached
+    searches, keep being answered."""
+    rate = 5
+    with running_system(products_env={"SEARCH_RATE_PER_MIN": str(rate)}) as (auth, products):
+        flooder, other = bearer(register_and_login(auth)), bearer(register_and_login(auth))
+        ok = refused = 0
+        last_ok = None
+        for i in range(200):
+            path = f"/products/search?q=flood{i}"
+            status, hdrs, data = products.request("GET", path, headers=flooder)
+            if status == 200:
+                ok += 1
+                last_ok = path
+            else:
+                assert_error(status, json.loads(data), 429, "too_many_requests")
+                assert 1 <= int(hdrs["retry-after"]) <= 60 // rate
+                refused += 1
+                if refused == 1:
+                    # A search answered from the cache costs nothing: the
+                    # last one let through still is (a refusal stores nothing).
+                    assert products.json("GET", last_ok, headers=flooder)[0] == 200
+            # Meanwhile the other user is served: reads, and (within its own
+            # budget) searches.
+            if i % 10 == 0:
+                assert products.json("GET", f"/products/{i // 10 + 1}", headers=other)[0] == 200
+            if i % 50 == 0:
+                assert products.json("GET", f"/products/search?q=other{i}", headers=other)[0] == 200
+        # The budget, plus what refilled meanwhile (a search per 12 s).
+        assert ok <= rate + 2 and refused >= 200 - rate - 2, (ok, refused)
+        assert requests_counted(products, "/products/search", 429) == refused
+        # Over the gateway every user has the same address: a budget per user
+        # (not per address) keeps one from using up the others'.
+        assert products.json("GET", "/products/search?q=late", headers=bearer(register_and_login(auth)))[0] == 200
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1000001", "x"])
+def test_bad_search_rate_stops_the_service(value):
+    with Service("products", env={"SEARCH_RATE_PER_MIN": value}, wait_ready=False, check_exit=False) as s:
+        assert s.proc.wait(10) == 2
+        errors = [d["msg"] for d in s.log_lines() if d["level"] == "error"]
+        assert errors == [f'invalid configuration: SEARCH_RATE_PER_MIN="{value}": expected 1 to 1000000'], errors
+
+
 def test_categories(shop):
     status, cats = get(shop, "/products/categories")
     assert status == 200 and isinstance(cats, list) and len(cats) >= 5
@@ -408,6 +467,29 @@ def test_bad_bodies_are_400_and_change_nothing(shop, body):
         status, doc = shop.products.json(method, path, full, shop.admin)
         assert_error(status, doc, 400)
     assert get(shop, "/products/4")[1] == before and total(shop) == n
+
+
+@pytest.mark.parametrize("char", ["\u0007", "\u001b", "\u007f", "\u0080", "\u0085", "\u009b", "\u009f"])
+@pytest.mark.parametrize("field", ["title", "description", "brand"])
+def test_control_characters_are_refused_saying_where(shop, field, char):
+    """The README allows no control character but tab and newline: C0, DEL
+    and C1 (U+0085 a line break to some, U+009B a terminal's CSI) are 400s
+    that name the field, the character and where it is."""
+    before = get(shop, "/products/4")[1]
+    text = "éb\tc\n" + char + "[31mred"  # the 6th character, the 7th byte
+    status, doc = shop.products.json("PATCH", "/products/4", {field: text}, shop.admin)
+    assert_error(status, doc, 400, "bad_request")
+    msg = doc["error"]["message"]
+    assert msg.startswith(field + " ") and f"U+{ord(char):04X} at character 6" in msg, msg
+    assert get(shop, "/products/4")[1] == before
+
+
+def test_printable_neighbours_of_the_controls_are_kept(shop):
+    text = "tab\there\nnbsp\u00a0copy\u00a9 tilde~ \u00e9\u4e2d\U0001f600"
+    p = create(shop, title=text, description=text, brand=text)
+    assert p["title"] == p["description"] == p["brand"] == text
+    assert get(shop, f"/products/{p['id']}")[1]["title"] == text
+    shop.products.json("DELETE", f"/products/{p['id']}", headers=shop.admin)
 
 
 @pytest.mark.parametrize("raw", [b"[]", b'"title"', b"42", b"null", b'{"title": "x",}', b"{", b""])

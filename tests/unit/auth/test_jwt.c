@@ -8,6 +8,8 @@
 #include "../test.h"
 
 #define NOW 1700000000LL
+#define NOW_S "1700000000"
+#define LATER "1700003600" /* NOW plus an hour: within every lifetime bound */
 
 static svc_jwt_key ed, ed2, hs;
 static const char hs_secret[] = "0123456789abcdef0123456789abcdef-hs256";
@@ -485,11 +487,10 @@ TEST(times_with_leeway_boundaries) {
         {"\"exp\":", NOW - 31, "", 0, "token expired"},
         {"\"exp\":", NOW - 100000, "", 0, "token expired"},
         {"\"exp\":", NOW + 30, ",\"nbf\":1", 1, ""},
-        {"\"exp\":9999999999,\"nbf\":", NOW + 30, "", 1, ""},
-        {"\"exp\":9999999999,\"nbf\":", NOW + 31, "", 0, "token not yet valid"},
-        {"\"exp\":9999999999,\"iat\":", NOW + 30, "", 1, ""},
-        {"\"exp\":9999999999,\"iat\":", NOW + 31, "", 0, "token issued in the future"},
-        {"\"exp\":9223372036854775807,\"iat\":", NOW, "", 1, ""},
+        {"\"exp\":" LATER ",\"nbf\":", NOW + 30, "", 1, ""},
+        {"\"exp\":" LATER ",\"nbf\":", NOW + 31, "", 0, "token not yet valid"},
+        {"\"exp\":" LATER ",\"iat\":", NOW + 30, "", 1, ""},
+        {"\"exp\":" LATER ",\"iat\":", NOW + 31, "", 0, "token issued in the future"},
         {"\"exp\":", NOW - 31, ".9", 0, "token expired"},
         {"\"exp\":", NOW, ".0", 1, ""},
         {"\"exp\":", NOW, ",\"nbf\":\"0\"", 0, "nbf is not a number"},
@@ -537,12 +538,79 @@ TEST(exp_required_and_numeric) {
     CHECK_EQ(verify_payload(payload, why, sizeof why), SVC_EAUTH);
     snprintf(payload, sizeof payload, "{%s,\"exp\":%lld.5}", base, NOW + 60);
     CHECK_EQ(verify_payload(payload, why, sizeof why), SVC_OK);
-    snprintf(payload, sizeof payload, "{%s,\"exp\":1e300}", base);
-    CHECK_EQ(verify_payload(payload, why, sizeof why), SVC_OK);
     snprintf(payload, sizeof payload, "{%s,\"exp\":-1e300}", base);
     CHECK_EQ(verify_payload(payload, why, sizeof why), SVC_EAUTH);
     snprintf(payload, sizeof payload, "{%s,\"exp\":99999999999999999999999}", base);
     CHECK_EQ(verify_payload(payload, why, sizeof why), SVC_EAUTH); /* not parsable */
+}
+
+/* The finding: a validly signed token with exp 1e300 never expired. */
+TEST(exp_is_bounded_by_the_max_lifetime) {
+    setup();
+    headers();
+    char why[64], payload[300];
+    const char *base = "\"iss\":\"svckit-auth\",\"sub\":\"1\",\"aud\":\"svckit\"";
+    const char *far[] = {"1e300", "1e19", "9223372036854775807", "4611686018427387904", "9999999999"};
+    for (size_t i = 0; i < sizeof far / sizeof *far; i++) {
+        snprintf(payload, sizeof payload, "{%s,\"exp\":%s}", base, far[i]);
+        CHECK_EQ(verify_payload(payload, why, sizeof why), SVC_EAUTH);
+        CHECK_STR(why, "exp is too far in the future");
+        snprintf(payload, sizeof payload, "{%s,\"iat\":%lld,\"exp\":%s}", base, NOW, far[i]);
+        CHECK_EQ(verify_payload(payload, why, sizeof why), SVC_EAUTH);
+    }
+    /* The default bound: exp up to now + 24 h (+ leeway) and iat + 24 h. */
+    long long max = SVC_JWT_MAX_LIFETIME_S, leeway = SVC_JWT_LEEWAY_S;
+    struct {
+        const char *before; /* members before a number, which is followed by after */
+        long long t;
+        const char *after;
+        int ok;
+        const char *why;
+    } cases[] = {
+        {"\"exp\":", NOW + max + leeway, "", 1, ""},
+        {"\"exp\":", NOW + max + leeway + 1, "", 0, "exp is too far in the future"},
+        {"\"exp\":", NOW + max + leeway, ".5", 1, ""}, /* rounded down */
+        {"\"iat\":" NOW_S ",\"exp\":", NOW + max, "", 1, ""},
+        {"\"iat\":" NOW_S ",\"exp\":", NOW + max + 1, "", 0, "token lifetime too long"},
+        {"\"iat\":1699999900,\"exp\":", NOW + max, "", 0, "token lifetime too long"},
+        {"\"iat\":1699999999.5,\"exp\":", NOW + max, "", 1, ""}, /* iat rounded up */
+        /* Huge or tiny iat, nbf: clamped, no overflow, the right verdict. */
+        {"\"iat\":-1e300,\"exp\":", NOW + 60, "", 0, "token lifetime too long"},
+        {"\"iat\":-9223372036854775807,\"exp\":", NOW + 60, "", 0, "token lifetime too long"},
+        {"\"iat\":1e300,\"exp\":", NOW + 60, "", 0, "token issued in the future"},
+        {"\"nbf\":1e300,\"exp\":", NOW + 60, "", 0, "token not yet valid"},
+        {"\"nbf\":-1e300,\"exp\":", NOW + 60, "", 1, ""},
+        {"\"nbf\":-9223372036854775808,\"exp\":", NOW + 60, "", 1, ""},
+        {"\"nbf\":1e400,\"exp\":", NOW + 60, "", 0, "payload is not a JSON object"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        snprintf(payload, sizeof payload, "{%s,%s%lld%s}", base, cases[i].before, cases[i].t, cases[i].after);
+        int rc = verify_payload(payload, why, sizeof why);
+        if ((rc == SVC_OK) != cases[i].ok || (!cases[i].ok && strcmp(why, cases[i].why) != 0))
+            test_fail(__FILE__, __LINE__, "%s: rc %d (%s)", payload, rc, why);
+    }
+    /* A policy's own bound, and one too large to add to anything. */
+    svc_jwt_keyset *ks = keyset_of(&ed, NULL);
+    snprintf(payload, sizeof payload, "{%s,\"iat\":%lld,\"exp\":%lld}", base, NOW, NOW + 7200);
+    char *t = craft(hdr_ed, payload, SIG_KEY, &ed, NULL, 0);
+    svc_jwt_policy hour = {.now = NOW, .leeway_s = -1, .max_lifetime_s = 3600};
+    CHECK_EQ(svc_jwt_verify(ks, t, strlen(t), &hour, NULL, why, sizeof why), SVC_EAUTH);
+    CHECK_STR(why, "exp is too far in the future");
+    hour.max_lifetime_s = 7200;
+    CHECK_EQ(svc_jwt_verify(ks, t, strlen(t), &hour, NULL, NULL, 0), SVC_OK);
+    free(t);
+    snprintf(payload, sizeof payload, "{%s,\"iat\":1e300,\"exp\":1e300}", base);
+    t = craft(hdr_ed, payload, SIG_KEY, &ed, NULL, 0);
+    /* Extreme policies are clamped as the claims are: no overflow (UBSan
+     * watches), and still a verdict. */
+    svc_jwt_policy huge = {.now = INT64_MAX, .leeway_s = INT32_MAX, .max_lifetime_s = INT64_MAX};
+    CHECK_EQ(svc_jwt_verify(ks, t, strlen(t), &huge, NULL, why, sizeof why), SVC_EAUTH);
+    CHECK_STR(why, "exp is too far in the future");
+    huge.now = INT64_MIN + 1;
+    CHECK_EQ(svc_jwt_verify(ks, t, strlen(t), &huge, NULL, why, sizeof why), SVC_EAUTH);
+    CHECK_STR(why, "exp is too far in the future");
+    free(t);
+    svc_jwt_keyset_free(ks);
 }
 
 TEST(issuer_and_audience) {
@@ -595,7 +663,7 @@ TEST(string_claims_are_checked_not_truncated) {
     setup();
     headers();
     char why[64], payload[1200], big[300];
-    const char *base = "\"iss\":\"svckit-auth\",\"aud\":\"svckit\",\"exp\":9999999999";
+    const char *base = "\"iss\":\"svckit-auth\",\"aud\":\"svckit\",\"exp\":" LATER;
     memset(big, 'x', sizeof big);
     struct {
         const char *name;
@@ -634,7 +702,7 @@ TEST(payload_must_be_an_object) {
     char why[64];
     const char *bad[] = {"[]", "\"svckit\"", "123", "null", "{", "{\"sub\":\"1\"} {}",
                          "{\"sub\":\"1\",\"sub\":\"2\",\"iss\":\"svckit-auth\","
-                         "\"aud\":\"svckit\",\"exp\":9999999999}"};
+                         "\"aud\":\"svckit\",\"exp\":" LATER "}"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         int rc = verify_payload(bad[i], why, sizeof why);
         CHECK_EQ(rc, SVC_EAUTH);

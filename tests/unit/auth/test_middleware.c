@@ -268,8 +268,16 @@ TEST(own_keys_user_and_admin_routes) {
     CHECK_EQ(r.status, 401);
     CHECK(strstr(r.head, "error=\"invalid_token\"") != NULL);
 
-    r = get("/user", "Authorization: Basic dXNlcjpwYXNz\r\n");
-    CHECK_EQ(r.status, 401);
+    /* Another scheme, or the Bearer scheme with nothing after it, carries no
+     * bearer credentials: the challenge has no error code (RFC 6750 3.1). */
+    const char *none[] = {"Authorization: Basic dXNlcjpwYXNz\r\n", "Authorization: Bearer\r\n",
+                          "Authorization: Bearer   \r\n", "Authorization: Digest x\r\nCookie: token=\r\n"};
+    for (size_t i = 0; i < sizeof none / sizeof *none; i++) {
+        r = get("/user", none[i]);
+        CHECK_EQ(r.status, 401);
+        CHECK(strstr(r.head, "\r\nWWW-Authenticate: Bearer realm=\"svckit\"") != NULL);
+        CHECK(strstr(r.head, "error=") == NULL);
+    }
     /* An Authorization header wins over the cookie, even a bad one. */
     snprintf(h, sizeof h, "Authorization: Basic eA==\r\nCookie: token=%s\r\n", user);
     r = get("/user", h);
