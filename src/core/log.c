@@ -207,7 +207,7 @@ static size_t put_clean(svc_buf *b, const char *s, size_t n) {
 
 /* "  trace=<id>" when a request is being handled on this thread. */
 static void put_trace_text(svc_buf *b, const char *trace_id) {
-    if (!trace_id) return;
+    if (!trace_id || !*trace_id) return;
     PUT_LIT(b, "  ");
     put_sgr(b, SGR_DIM);
     PUT_LIT(b, "trace=");
