@@ -237,11 +237,11 @@ static int build_instance(svc__instance *in, const svc__entry *e, int index, con
     for (size_t i = 0; i < in->words.nassign; i++)
         if (svc__env_put(&in->env, in->words.argv[i]) != SVC_OK) goto oom;
     /* The child writes into a pipe, but its lines end on our terminal: say so,
-     * unless the user has chosen. */
-    if (tty && !svc__env_get(&in->env, "LOG_FORMAT", 10) && svc__env_set(&in->env, "LOG_FORMAT", "text") != SVC_OK)
-        goto oom;
-    if (color && !svc__env_get(&in->env, "LOG_COLOR", 9) && svc__env_set(&in->env, "LOG_COLOR", "always") != SVC_OK)
-        goto oom;
+     * unless the user has chosen (empty is no choice, as for the services). */
+    const char *fmt = svc__env_get(&in->env, "LOG_FORMAT", 10);
+    if (tty && !(fmt && *fmt) && svc__env_set(&in->env, "LOG_FORMAT", "text") != SVC_OK) goto oom;
+    const char *col = svc__env_get(&in->env, "LOG_COLOR", 9);
+    if (color && !(col && *col) && svc__env_set(&in->env, "LOG_COLOR", "always") != SVC_OK) goto oom;
     in->argv = in->words.argv + in->words.nassign;
     return SVC_OK;
 oom:
