@@ -51,9 +51,16 @@ def read_pid(path):
 
 
 def free_ports(n):
-    """n consecutive free TCP ports."""
+    """n consecutive free TCP ports, below the kernel's ephemeral range: the
+    outgoing connections of everything else on the machine take ports from
+    there, and one of them could take ours before the process under test
+    listens."""
+    try:
+        low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
     for _ in range(200):
-        base = random.randrange(20000, 40000)
+        base = random.randrange(20000, max(low, 20000 + 1000) - n)
         socks = []
         try:
             for p in range(base, base + n):
