@@ -36,6 +36,14 @@ if [ -s "$log" ]; then
 fi
 echo "svckit: deps      ok"
 
+# The output is captured, so parallel jobs cost no readability: one per CPU
+# unless the caller chose (make -jN run).
+jobs=()
+case " ${MAKEFLAGS:-} " in
+*-j* | *--jobs*) ;;
+*) jobs=(-j"$(nproc 2>/dev/null || echo 1)") ;;
+esac
+
 total=$("$make" --no-print-directory -n all 2>/dev/null | grep -c -e ' -c ')
 start=$SECONDS
 : >"$log"
@@ -48,11 +56,10 @@ while IFS= read -r line; do
     [ "$tty" = 1 ] && printf '\rsvckit: build     compiling %d of %d files' "$compiled" "$total"
     ;;
   esac
-done < <("$make" --no-print-directory all 2>&1; echo "exit=$?")
+done < <("$make" --no-print-directory "${jobs[@]}" all 2>&1; echo $? >"$log.rc")
 [ "$tty" = 1 ] && [ "$compiled" -gt 0 ] && printf '\r\033[K'
-rc=$(tail -n 1 "$log")
-rc=${rc#exit=}
-sed -i '$d' "$log"
+rc=$(cat "$log.rc" 2>/dev/null || echo 1)
+rm -f "$log.rc"
 took=$((SECONDS - start))
 
 if [ "$rc" != 0 ]; then
@@ -67,5 +74,7 @@ note=
 if [ "$compiled" -eq 0 ]; then
   echo "svckit: build     up to date$note"
 else
-  echo "svckit: build     $compiled files compiled in ${took}s$note"
+  files=files
+  [ "$compiled" = 1 ] && files=file
+  echo "svckit: build     $compiled $files compiled in ${took}s$note"
 fi
