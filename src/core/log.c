@@ -58,7 +58,7 @@ int svc_log_enabled(svc_log_level level) { return level >= log_level; }
 
 const char *svc__log_trace_swap(const char *trace_id) {
     const char *prev = tl_trace_id;
-    tl_trace_id = trace_id && *trace_id ? trace_id : NULL;
+    tl_trace_id = trace_id;
     return prev;
 }
 
@@ -284,7 +284,7 @@ void svc_log(svc_log_level level, const char *fmt, ...) {
     if (log_json) {
         svc_buf_puts(&line, ",\"msg\":");
         svc_json_escape(&line, msg, mlen);
-        if (tl_trace_id) {
+        if (tl_trace_id && *tl_trace_id) {
             PUT_LIT(&line, ",\"trace_id\":\"");
             svc_buf_puts(&line, tl_trace_id);
             svc_buf_putc(&line, '"');

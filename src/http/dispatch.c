@@ -124,7 +124,10 @@ static void run_handler_offloaded(uv_work_t *work) {
 
 static void after_offload(uv_work_t *work, int status) {
     svc_req *req = work->data;
-    const char *prev = svc__log_trace_swap(req->trace_id);
+    /* A copy: finishing may free the request. */
+    char trace_id[sizeof req->trace_id];
+    memcpy(trace_id, req->trace_id, sizeof trace_id);
+    const char *prev = svc__log_trace_swap(trace_id);
     req->offloaded = 0;
     if (status == UV_ECANCELED) {
         svc__res_set_error(&req->res, 503, "unavailable", "service is shutting down");
@@ -177,9 +180,12 @@ static void request_release(svc_req *req) {
     svc__log_trace_swap(prev);
 }
 
-/* What hooks and handler log carries the trace id (svc__log_trace_swap). */
+/* What hooks and handler log carries the trace id (svc__log_trace_swap); a
+ * copy, as the release below may free the request. */
 void svc__dispatch_continue(svc_req *req) {
-    const char *prev = svc__log_trace_swap(req->trace_id);
+    char trace_id[sizeof req->trace_id];
+    memcpy(trace_id, req->trace_id, sizeof trace_id);
+    const char *prev = svc__log_trace_swap(trace_id);
     req->in_handler = 1;
     run_hooks_and_handler(req);
     req->in_handler = 0;
