@@ -8,6 +8,7 @@ process states) with a generous bound, and checks what happened, in which
 order, how many times. Children that must outlive a test block for an hour
 and are stopped by it.
 """
+import fcntl
 import os
 import pty
 import random
@@ -17,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import termios
 import threading
 import time
 
@@ -380,6 +382,47 @@ def test_children_die_with_a_killed_supervisor(run, tmp_path):
     sup.wait()
     # Its new parent may not reap it: a zombie counts as gone.
     wait_until(lambda: state_of(pid) in (None, "Z"), what="the child to get SIGTERM")
+
+
+def test_ctrl_c_on_a_terminal_reaches_only_svckit(tmp_path):
+    """Started by a shell (or make) in the terminal's foreground group, svckit
+    takes the foreground for itself: the terminal's Ctrl-C stops it cleanly
+    and the shell lives on to report its status. Without that, the shell
+    would die of the same SIGINT."""
+    (tmp_path / "Procfile").write_text("a: sh -c 'echo $$ > a.pid; exec sleep 3600'\n")
+    master, slave = pty.openpty()
+
+    def controlling_terminal():  # in the child, after setsid
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    env = dict(os.environ, SVCKIT=SVCKIT)
+    shell = subprocess.Popen(["sh", "-c", '"$SVCKIT" run; echo "svckit exited $?"; exec sleep 3600'],
+                             cwd=tmp_path, env=env, stdin=slave, stdout=slave, stderr=slave,
+                             start_new_session=True, preexec_fn=controlling_terminal)
+    os.close(slave)
+    out = b""
+
+    def read_until(needle):
+        nonlocal out
+        end = time.monotonic() + WAIT
+        while needle not in out and time.monotonic() < end:
+            try:
+                out += os.read(master, 65536)
+            except OSError:
+                break
+        assert needle in out, out
+
+    try:
+        read_until(b"started a")
+        pid = read_pid(str(tmp_path / "a.pid"))
+        os.write(master, b"\x03")  # Ctrl-C, as typed
+        read_until(b"svckit exited 0")
+        assert not alive(pid) or state_of(pid) == "Z"
+        assert shell.poll() is None, "the shell lives on"
+    finally:
+        shell.kill()
+        shell.wait(WAIT)
+        os.close(master)
 
 
 IGNORES_TERM = (f"{PY} -c \"import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
