@@ -42,6 +42,7 @@ class Tmux:
         self.socket = f"svckit-test-{uuid.uuid4().hex[:12]}"
         self.env = env
         self.tmux("new-session", "-d", "-s", "run", "-x", "200", "-y", "50", "-c", cwd, command)
+        self.path = self.tmux("display-message", "-p", "-t", "run", "#{socket_path}").strip()
 
     def tmux(self, *args):
         return subprocess.run([TMUX, "-L", self.socket, "-f", "/dev/null", *args], env=self.env,
@@ -66,6 +67,11 @@ class Tmux:
 
     def kill(self):
         subprocess.run([TMUX, "-L", self.socket, "kill-server"], env=self.env, capture_output=True, timeout=30)
+        if self.path.startswith("/"):
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
 
 
 def get(port, path):
