@@ -130,9 +130,11 @@ test: $(DEPS_STAMP)
 	bash tests/run.sh
 
 # `make run`: the reference system as local processes; Ctrl-C stops all of it.
-run: $(DEPS_STAMP)
-	$(MAKE) --no-print-directory all
-	bash scripts/run.sh
+# The build says one line per phase (the compiler's output only if it fails);
+# `make run SAN=1` runs the ASan/UBSan binaries.
+run:
+	@MAKE='$(MAKE)' BUILD='$(BUILD)' bash scripts/build-quiet.sh
+	@SVCKIT_BUILD="$${SVCKIT_BUILD:-$(BUILD)}" bash scripts/run.sh
 
 # `make fuzz FUZZ_SECONDS=60`: libFuzzer (clang) on every target, corpus grows in place.
 FUZZ_SECONDS ?= 30

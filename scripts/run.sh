@@ -10,8 +10,9 @@
 #   make run RUN_ARGS=demo                     only the example app
 #
 # Environment given to the services (each overridable): DATA_DIR=var,
-# HOST=127.0.0.1, LOG_FORMAT=text on a terminal, AUTH_JWKS_URL pointing at auth,
-# NATS_URL pointing at the nats entry.
+# HOST=127.0.0.1, AUTH_JWKS_URL pointing at auth, NATS_URL pointing at the nats
+# entry. On a terminal svckit run adds LOG_FORMAT=text and LOG_COLOR=always
+# (NO_COLOR=1 for none). SVCKIT_BUILD picks the binaries (build/san: ASan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,7 +31,7 @@ fi
 mkdir -p var
 export DATA_DIR=${DATA_DIR:-var}
 export HOST=${HOST:-127.0.0.1}
-if [ -t 1 ]; then export LOG_FORMAT=${LOG_FORMAT:-text}; fi
+export SVCKIT_BUILD=${SVCKIT_BUILD:-build}
 export AUTH_JWKS_URL=${AUTH_JWKS_URL:-http://127.0.0.1:${AUTH_PORT:-8081}/.well-known/jwks.json}
 export NATS_URL=${NATS_URL:-nats://127.0.0.1:${NATS_PORT:-4222}}
 mkdir -p "$DATA_DIR/nats"

@@ -77,6 +77,7 @@ typedef struct svc_config {
     const char *data_dir;           /* DATA_DIR */
     svc_log_level log_level;        /* LOG_LEVEL */
     int log_json;                   /* LOG_FORMAT */
+    int log_color;                  /* LOG_COLOR, NO_COLOR: text logs in colour */
     int shutdown_timeout_ms;        /* SHUTDOWN_TIMEOUT */
     int drain_delay_ms;             /* DRAIN_DELAY */
     const char *jwt_secret;         /* JWT_SECRET or SECRET_KEY */

@@ -101,10 +101,13 @@ void svc_buf_free(svc_buf *b);
 
 /* ---- logging --------------------------------------------------------------
  * One line per event on stdout: JSON ({"time","level","service","msg",...})
- * when LOG_FORMAT=json or stdout is not a tty, else human text. Lines are
- * buffered per thread and flushed by the event loop at least every 100 ms, at
- * exit, and at once for SVC_LOG_ERROR, so the hot path costs no syscall.
- * Thread-safe. */
+ * when LOG_FORMAT=json or stdout is not a tty, else human text
+ * ("HH:MM:SS.mmm LEVEL service message", control characters shown as '?').
+ * A line logged while a request is handled on the thread (its handler,
+ * hooks, and the finishing of its response) carries the request's trace id:
+ * "trace_id" in JSON, "trace=<id>" at the end in text. Lines are buffered per
+ * thread and flushed by the event loop at least every 100 ms, at exit, and
+ * at once for SVC_LOG_ERROR, so the hot path costs no syscall. Thread-safe. */
 
 typedef enum {
     SVC_LOG_DEBUG = 0,
@@ -115,6 +118,13 @@ typedef enum {
 
 /* Process-wide settings; svc_app_run sets them from the environment. */
 void svc_log_setup(const char *service, svc_log_level level, int json);
+/* Text lines only (JSON never has colour and always names the service): with
+ * color, time, level and status are coloured with ANSI escapes; with
+ * name_service 0 the service name is left out, for a supervisor that prefixes
+ * every line with it (svckit run). Default: no colour, named. svc_app_run sets
+ * both from LOG_COLOR, NO_COLOR, the terminal and SVCKIT_PROCESS. Call before
+ * the first line is logged; not synchronised with logging threads. */
+void svc_log_text_style(int color, int name_service);
 int svc_log_enabled(svc_log_level level);
 /* "msg" is printf-formatted; the message is JSON-escaped as needed. */
 void svc_log(svc_log_level level, const char *fmt, ...) SVC_PRINTF(2, 3);

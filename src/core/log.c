@@ -1,6 +1,10 @@
 /*
  * Logging: one line per event on stdout, JSON or text.
  *
+ * JSON is for machines and stays on the fast path. Text is for a person at a
+ * terminal: aligned, optionally coloured, and scrubbed of control characters
+ * (a request path or a peer's message must not drive the terminal).
+ *
  * Worker threads (svc__log_set_buffered) collect lines in a thread-local buffer
  * that their loop flushes on a timer, so a request's access-log line costs a
  * memcpy, not a write(2). Other threads write each line at once. A global
@@ -28,6 +32,8 @@
 static const char *log_service = "svckit";
 static svc_log_level log_level = SVC_LOG_INFO;
 static int log_json = 1;
+static int log_color;
+static int log_named = 1;
 static pthread_mutex_t out_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_ulong log_dropped;
 
@@ -35,6 +41,7 @@ static _Thread_local svc_buf tl_buf;
 static _Thread_local int tl_buffered;
 static _Thread_local time_t tl_sec = -1;
 static _Thread_local char tl_stamp[SVC_TIME_RFC3339_MAX];
+static _Thread_local const char *tl_trace_id;
 
 void svc_log_setup(const char *service, svc_log_level level, int json) {
     if (service) log_service = service;
@@ -42,7 +49,18 @@ void svc_log_setup(const char *service, svc_log_level level, int json) {
     log_json = json;
 }
 
+void svc_log_text_style(int color, int name_service) {
+    log_color = color;
+    log_named = name_service;
+}
+
 int svc_log_enabled(svc_log_level level) { return level >= log_level; }
+
+const char *svc__log_trace_swap(const char *trace_id) {
+    const char *prev = tl_trace_id;
+    tl_trace_id = trace_id;
+    return prev;
+}
 
 int svc_log_level_parse(const char *s, svc_log_level *out) {
     static const char *names[] = {"debug", "info", "warn", "error"};
@@ -147,6 +165,56 @@ static const char *level_name(svc_log_level l) {
     return (unsigned)l < 4 ? n[l] : "info";
 }
 
+/* SGR sequences of the text format; red is kept for errors. */
+#define SGR_RESET "\033[0m"
+#define SGR_DIM "\033[90m"
+#define PUT_LIT(b, s) svc_buf_append((b), (s), sizeof(s) - 1)
+
+static void put_sgr(svc_buf *b, const char *sgr) {
+    if (log_color) svc_buf_puts(b, sgr);
+}
+
+static void put_spaces(svc_buf *b, size_t n) {
+    static const char spaces[] = "                                ";
+    while (n) {
+        size_t k = n < sizeof spaces - 1 ? n : sizeof spaces - 1;
+        svc_buf_append(b, spaces, k);
+        n -= k;
+    }
+}
+
+/* Appends s with every C0 control, DEL and C1 control (U+0080..U+009F,
+ * 0xC2 0x80..0x9F in UTF-8; U+009B is a CSI to many terminals) as '?'.
+ * Returns the characters written. */
+static size_t put_clean(svc_buf *b, const char *s, size_t n) {
+    size_t start = 0, chars = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        int c1 = c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9F;
+        if (c >= 0x20 && c != 0x7F && !c1) {
+            chars += (c & 0xC0) != 0x80;
+            continue;
+        }
+        svc_buf_append(b, s + start, i - start);
+        svc_buf_putc(b, '?');
+        chars++;
+        if (c1) i++;
+        start = i + 1;
+    }
+    svc_buf_append(b, s + start, n - start);
+    return chars;
+}
+
+/* "  trace=<id>" when a request is being handled on this thread. */
+static void put_trace_text(svc_buf *b, const char *trace_id) {
+    if (!trace_id || !*trace_id) return;
+    PUT_LIT(b, "  ");
+    put_sgr(b, SGR_DIM);
+    PUT_LIT(b, "trace=");
+    svc_buf_puts(b, trace_id);
+    put_sgr(b, SGR_RESET);
+}
+
 void svc__log_line_begin(svc_buf *b, svc_log_level level) {
     char ts[32];
     svc__log_timestamp(ts);
@@ -157,16 +225,50 @@ void svc__log_line_begin(svc_buf *b, svc_log_level level) {
         svc_buf_puts(b, level_name(level));
         svc_buf_puts(b, "\",\"service\":");
         svc_json_escape(b, log_service, strlen(log_service));
-    } else {
-        static const char *tn[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
-        svc_buf_append(b, ts + 11, 12); /* HH:MM:SS.mmm */
-        svc_buf_putc(b, ' ');
-        svc_buf_puts(b, (unsigned)level < 4 ? tn[level] : "INFO ");
+        return;
+    }
+    static const char *const tn[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+    static const char *const tc[] = {SGR_DIM, "\033[32m", "\033[33m", "\033[1;31m"};
+    unsigned l = (unsigned)level < 4 ? (unsigned)level : SVC_LOG_INFO;
+    put_sgr(b, SGR_DIM);
+    svc_buf_append(b, ts + 11, 12); /* HH:MM:SS.mmm */
+    put_sgr(b, SGR_RESET);
+    svc_buf_putc(b, ' ');
+    put_sgr(b, tc[l]);
+    svc_buf_puts(b, tn[l]);
+    put_sgr(b, SGR_RESET);
+    svc_buf_putc(b, ' ');
+    if (log_named) {
+        svc_buf_puts(b, log_service);
         svc_buf_putc(b, ' ');
     }
 }
 
 int svc__log_json(void) { return log_json; }
+
+void svc__log_text_access(svc_buf *b, const char *method, const char *path, int status, double ms,
+                          const char *trace_id, const char *via) {
+    size_t n = strlen(method);
+    put_clean(b, method, n);
+    put_spaces(b, n < 7 ? 8 - n : 1); /* OPTIONS is the longest */
+    n = put_clean(b, path, strlen(path));
+    put_spaces(b, n < 23 ? 24 - n : 1);
+    put_sgr(b, status >= 500 ? "\033[1;31m" : status >= 400 ? "\033[33m" : status >= 300 ? "\033[36m"
+                                                                                      : "\033[32m");
+    svc_buf_put_i64(b, status);
+    put_sgr(b, SGR_RESET);
+    char d[SVC__FMT_FIXED_MAX];
+    n = svc__fmt_fixed(d, ms, 2);
+    put_spaces(b, n && n < 7 ? 8 - n : 1);
+    if (n) svc_buf_append(b, d, n);
+    else svc__buf_put_fixed(b, ms, 2);
+    PUT_LIT(b, "ms");
+    put_trace_text(b, trace_id);
+    if (via) {
+        PUT_LIT(b, " via ");
+        svc_buf_puts(b, via);
+    }
+}
 
 void svc_log(svc_log_level level, const char *fmt, ...) {
     if (level < log_level) return;
@@ -182,9 +284,15 @@ void svc_log(svc_log_level level, const char *fmt, ...) {
     if (log_json) {
         svc_buf_puts(&line, ",\"msg\":");
         svc_json_escape(&line, msg, mlen);
+        if (tl_trace_id && *tl_trace_id) {
+            PUT_LIT(&line, ",\"trace_id\":\"");
+            svc_buf_puts(&line, tl_trace_id);
+            svc_buf_putc(&line, '"');
+        }
         svc_buf_putc(&line, '}');
     } else {
-        svc_buf_append(&line, msg, mlen);
+        put_clean(&line, msg, mlen);
+        put_trace_text(&line, tl_trace_id);
     }
     if (!line.oom) svc_log_raw(line.data, line.len);
     svc_buf_free(&line);

@@ -424,6 +424,8 @@ int svc_app_run(svc_app *app) {
         return 2;
     }
     svc_log_setup(app->name, app->cfg.log_level, app->cfg.log_json);
+    /* Under svckit run, its prefix names the process on every line already. */
+    svc_log_text_style(app->cfg.log_color, getenv("SVCKIT_PROCESS") == NULL);
     signal(SIGPIPE, SIG_IGN);
     /* http_parser has a process-wide header limit of its own (80 KiB by
      * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the parser's

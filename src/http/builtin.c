@@ -163,23 +163,8 @@ void svc__access_log(svc_req *req, double seconds, size_t bytes) {
         }
         svc_buf_putc(b, '}');
     } else {
-        svc_buf_puts(b, req->method);
-        svc_buf_putc(b, ' ');
-        /* Text logs are for a human at a terminal; keep control bytes out. */
-        for (const char *p = path; *p; p++) svc_buf_putc(b, (*p < 0x20 || *p == 0x7f) ? '?' : *p);
-        /* " %d %.2fms %zuB rid=%s" */
-        svc_buf_putc(b, ' ');
-        svc_buf_put_i64(b, status);
-        svc_buf_putc(b, ' ');
-        svc__buf_put_fixed(b, seconds * 1e3, 2);
-        PUT_LIT(b, "ms ");
-        svc_buf_put_u64(b, bytes);
-        PUT_LIT(b, "B rid=");
-        svc_buf_puts(b, req->id ? req->id : "");
-        if (req->transport) {
-            PUT_LIT(b, " via ");
-            svc_buf_puts(b, req->transport->name);
-        }
+        svc__log_text_access(b, req->method, path, status, seconds * 1e3, req->trace_id,
+                             req->transport ? req->transport->name : NULL);
     }
     if (!b->oom) svc_log_raw(b->data, b->len);
     if (lvl >= SVC_LOG_ERROR) svc_log_flush();

@@ -30,7 +30,8 @@ static const core_var core_vars[] = {
     {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated; none: HTTP only"},
     {"DATA_DIR", "./var", "where SQLite files live"},
     {"LOG_LEVEL", "info", "debug, info, warn or error"},
-    {"LOG_FORMAT", NULL, "json or text (default: json when stdout is not a tty)"},
+    {"LOG_FORMAT", NULL, "json or text (default: text on a terminal, else json)"},
+    {"LOG_COLOR", "auto", "text logs in colour: auto (on a terminal), always or never; NO_COLOR=1 is never"},
     {"SHUTDOWN_TIMEOUT", "10", "seconds to drain on SIGTERM"},
     {"DRAIN_DELAY", "1", "seconds new connections are still accepted after SIGTERM"},
     {"JWT_SECRET", NULL, "HS256 secret, >= 32 bytes; replaces EdDSA (alias SECRET_KEY)"},
@@ -133,6 +134,16 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     else if (strcmp(fmt, "json") == 0) c->log_json = 1;
     else if (strcmp(fmt, "text") == 0) c->log_json = 0;
     else return fail(err, errlen, "LOG_FORMAT", fmt, "expected json or text");
+    /* NO_COLOR (no-color.org) wins over everything; svckit run passes
+     * LOG_COLOR=always when the terminal is at the other end of its pipe. */
+    const char *color = get_str("LOG_COLOR", "auto"), *no_color = getenv("NO_COLOR"), *term = getenv("TERM");
+    if (strcmp(color, "always") == 0) c->log_color = 1;
+    else if (strcmp(color, "never") == 0) c->log_color = 0;
+    else if (strcmp(color, "auto") == 0)
+        c->log_color = isatty(STDOUT_FILENO) && !(term && strcmp(term, "dumb") == 0);
+    else return fail(err, errlen, "LOG_COLOR", color, "expected auto, always or never");
+    if (no_color && *no_color) c->log_color = 0;
+    if (c->log_json) c->log_color = 0;
 
     if ((rc = get_seconds("SHUTDOWN_TIMEOUT", 3600, SVC_SHUTDOWN_TIMEOUT_MS,
                           &c->shutdown_timeout_ms, err, errlen))) return rc;

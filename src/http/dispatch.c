@@ -117,11 +117,17 @@ static void allow_with_options(char *allow, size_t cap) {
 
 static void run_handler_offloaded(uv_work_t *work) {
     svc_req *req = work->data;
+    const char *prev = svc__log_trace_swap(req->trace_id);
     req->handler_rc = req->route->handler(req, &req->res);
+    svc__log_trace_swap(prev);
 }
 
 static void after_offload(uv_work_t *work, int status) {
     svc_req *req = work->data;
+    /* A copy: finishing may free the request. */
+    char trace_id[sizeof req->trace_id];
+    memcpy(trace_id, req->trace_id, sizeof trace_id);
+    const char *prev = svc__log_trace_swap(trace_id);
     req->offloaded = 0;
     if (status == UV_ECANCELED) {
         svc__res_set_error(&req->res, 503, "unavailable", "service is shutting down");
@@ -131,6 +137,7 @@ static void after_offload(uv_work_t *work, int status) {
         svc__res_set_error(&req->res, 500, "internal", "internal error");
     }
     svc__request_finish(req);
+    svc__log_trace_swap(prev);
 }
 
 static void run_handler(svc_req *req) {
@@ -161,17 +168,29 @@ static void run_handler(svc_req *req) {
  */
 static void run_hooks_and_handler(svc_req *req);
 
-/* Hands a finished request back to where it came from, which frees it. */
+/* Hands a finished request back to where it came from, which frees it. A
+ * transport's finish may log (a reply it could not send) before and after the
+ * free: the trace id stays, copied. */
 static void request_release(svc_req *req) {
+    char trace_id[sizeof req->trace_id];
+    memcpy(trace_id, req->trace_id, sizeof trace_id);
+    const char *prev = svc__log_trace_swap(trace_id);
     if (req->transport) req->transport->finish(req);
     else svc__conn_request_done(req);
+    svc__log_trace_swap(prev);
 }
 
+/* What hooks and handler log carries the trace id (svc__log_trace_swap); a
+ * copy, as the release below may free the request. */
 void svc__dispatch_continue(svc_req *req) {
+    char trace_id[sizeof req->trace_id];
+    memcpy(trace_id, req->trace_id, sizeof trace_id);
+    const char *prev = svc__log_trace_swap(trace_id);
     req->in_handler = 1;
     run_hooks_and_handler(req);
     req->in_handler = 0;
     if (req->release_pending) request_release(req);
+    svc__log_trace_swap(prev);
 }
 
 static void run_hooks_and_handler(svc_req *req) {
@@ -278,6 +297,7 @@ void svc__request_finish(svc_req *req) {
     svc_app *app = req->app;
     if (res->finished) return;
     res->finished = 1;
+    const char *prev = svc__log_trace_swap(req->trace_id);
     if (res->oom) {
         svc__res_set_error(res, 503, "unavailable", "out of memory");
     } else if (!res->streaming && (!res->has_body || !res->status)) {
@@ -303,8 +323,10 @@ void svc__request_finish(svc_req *req) {
         svc__res_serialize(res, &req->conn->out);
     }
     if (req->in_handler) {
+        svc__log_trace_swap(prev);
         req->release_pending = 1;
         return;
     }
+    svc__log_trace_swap(prev);
     request_release(req);
 }

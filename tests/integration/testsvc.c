@@ -159,6 +159,14 @@ static int forgot(svc_req *req, svc_res *res) {
     return SVC_OK;
 }
 
+/* GET /log?msg=...: logs msg from the handler, on the loop or (/log-offload)
+ * on the thread pool, so tests see what a handler's line carries. */
+static int log_route(svc_req *req, svc_res *res) {
+    const char *msg = svc_req_query(req, "msg");
+    svc_warn("handler says: %s", msg ? msg : "");
+    return svc_res_printf(res, 200, "application/json", "{\"trace_id\":\"%s\"}", svc_req_trace_id(req));
+}
+
 /* A readiness check that files can toggle: ready unless $TESTSVC_NOT_READY exists. */
 static int ready_file(void *ud, char *reason, size_t len) {
     const char *f = ud;
@@ -200,6 +208,8 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/finish-now", finish_now, 0);
     svc_app_get(app, "/big", big, 0);
     svc_app_get(app, "/forgot", forgot, 0);
+    svc_app_get(app, "/log", log_route, 0);
+    svc_app_get(app, "/log-offload", log_route, SVC_OFFLOAD);
     svc_app_ready_check(app, "marker", ready_file, getenv("TESTSVC_NOT_READY"));
     return svc_app_run(app);
 }

@@ -6,7 +6,8 @@
  *   env.c        environment vectors and $VAR expansion
  *   procfile.c   Procfile parsing and the word splitting of its commands
  *   run.c        `svckit run`: options, the plan (instances, ports), dry run
- *   supervise.c  the supervisor loop: spawn, restart, shutdown, reaping
+ *   supervise.c  the supervisor loop: spawn, start order, restart, shutdown, reaping
+ *   ready.c      readiness probes for the start order ([after=NAME], [ready=...])
  *   output.c     prefixed, coloured, never interleaved output lines
  *   status.c     `svckit status`: live instances from NATS discovery
  *
@@ -41,6 +42,8 @@
 #define SVC__EXPANDED_MAX (64 * 1024)         /* bytes of one command after expansion */
 #define SVC__LINE_MAX (16 * 1024)             /* longer output lines are cut in pieces */
 #define SVC__INSTANCE_NAME_MAX (SVC__NAME_MAX + 12) /* "name.64", room for any int */
+#define SVC__AFTER_MAX 8                      /* after=NAME options of one entry */
+#define SVC__READY_PATH_MAX 200               /* bytes in a ready=/path */
 
 /* Exit codes of the tool. */
 enum { SVC__EXIT_OK = 0, SVC__EXIT_FAIL = 1, SVC__EXIT_USAGE = 2 };
@@ -86,11 +89,25 @@ void svc__words_free(svc__words *w);
 
 /* ---- Procfile (procfile.c) ------------------------------------------------- */
 
+/* How svckit tells that a process is ready, for those that wait for it. */
+typedef enum {
+    SVC__READY_STARTED = 0, /* no port, no ready=: once it is started */
+    SVC__READY_TCP,         /* [ready=tcp], the default with a port: a TCP connect to it succeeds */
+    SVC__READY_HTTP,        /* [ready=/path]: GET /path on its port answers 2xx */
+} svc__ready_kind;
+
 typedef struct svc__entry {
     char name[SVC__NAME_MAX + 1];
     int port;        /* from [port=N]; 0 when none */
     int manual;      /* [manual]: started only when named */
     int stop_signal; /* [stop=SIG]: what stops it; SIGTERM when not given */
+    svc__ready_kind ready;
+    char ready_path[SVC__READY_PATH_MAX + 1]; /* SVC__READY_HTTP */
+    /* [after=NAME ...]: started once these are ready. Names until the whole
+     * file is read, then also their indexes in the Procfile. */
+    char after[SVC__AFTER_MAX][SVC__NAME_MAX + 1];
+    int after_idx[SVC__AFTER_MAX];
+    int nafter;
     char *command;   /* the text after ':', malloc'd */
     int line;        /* 1-based line in the Procfile */
 } svc__entry;
@@ -101,8 +118,9 @@ typedef struct svc__procfile {
 } svc__procfile;
 
 /* Parses a Procfile held in memory. Annotation values and (for checking) the
- * commands are expanded from env. On error returns SVC_EINVAL or SVC_ERANGE,
- * with "line N: ..." in err, and leaves *pf empty. */
+ * commands are expanded from env. Every after=NAME must name an entry, and
+ * the after= relation must have no cycle. On error returns SVC_EINVAL or
+ * SVC_ERANGE, with "line N: ..." in err, and leaves *pf empty. */
 int svc__procfile_parse(const char *text, size_t len, const svc__env *env, svc__procfile *pf,
                         char *err, size_t errlen);
 /* Reads and parses a file; SVC_EIO with the reason in err when unreadable. */
@@ -139,6 +157,7 @@ void svc__linebuf_drain(svc__linebuf *lb, const char *name, int color, int eof);
 
 typedef struct svc__instance {
     char name[SVC__INSTANCE_NAME_MAX + 1]; /* "products", "products.2", ... */
+    const svc__entry *entry;               /* its Procfile entry */
     int index;                             /* 0-based instance of its entry */
     int port;                              /* 0 when none */
     int color;                             /* palette index */
@@ -152,11 +171,40 @@ typedef struct svc__plan {
     svc__instance *inst;
     size_t n;
     double shutdown_s; /* stop signal to SIGKILL */
+    double ready_s;    /* SVCKIT_READY_TIMEOUT: the longest wait for an after= */
+    int color;         /* stdout is a terminal that wants colour */
 } svc__plan;
 
-/* Runs the supervisor over a checked plan until a signal stops it. Returns the
- * exit code: 0 when every process stopped cleanly after its stop signal. */
+/* Runs the supervisor over a checked plan until a signal stops it. Entries
+ * with after= start once every instance of those entries (in the plan) is
+ * ready, or after ready_s with a warning. Returns the exit code: 0 when every
+ * process stopped cleanly after its stop signal. */
 int svc__supervise(svc__plan *plan);
+
+/* ---- readiness probes (ready.c) -------------------------------------------- */
+
+#define SVC__PROBE_TIMEOUT_MS 1000  /* one attempt: connect, and the answer for ready=/path */
+
+typedef struct svc__probe {
+    int fd;               /* -1 between attempts */
+    int sent;             /* the GET is out; waiting for the status line */
+    uint64_t deadline_ns; /* of this attempt */
+    char buf[64];
+    size_t len;
+    char addr[64];        /* "127.0.0.1:8081", for messages */
+    char why[160];        /* what the last failed attempt saw */
+} svc__probe;
+
+/* Starts an attempt on the instance's port: 0 under way (poll for
+ * svc__probe_events), -1 failed at once (why set). */
+int svc__probe_start(svc__probe *pr, const svc__instance *in, uint64_t now_ns);
+/* What to poll the probe's fd for; 0 when no attempt is under way. */
+short svc__probe_events(const svc__probe *pr);
+/* Advances the attempt with what poll reported (0: nothing, which only checks
+ * the deadline): 1 ready, 0 still under way, -1 failed (why set). The fd is
+ * closed once it is not 0. */
+int svc__probe_step(svc__probe *pr, const svc__instance *in, short revents, uint64_t now_ns);
+void svc__probe_close(svc__probe *pr);
 
 /* Subcommands. */
 int svc__cmd_run(int argc, char **argv);

@@ -18,6 +18,7 @@
 /* Bright, readable on dark and light terminals; red is left for nobody. */
 static const char *const palette[] = {"36", "33", "32", "35", "34", "96", "93", "92", "95", "94"};
 #define PALETTE_N (sizeof palette / sizeof palette[0])
+#define SGR_RESET "\033[0m"
 
 static int use_color;
 static int name_width = 6;
@@ -55,15 +56,21 @@ void svc__out_line(const char *name, int color, const char *text, size_t len) {
     int n;
     if (use_color) {
         const char *c = color == SVC__COLOR_SELF ? "1" : palette[(unsigned)color % PALETTE_N];
-        n = snprintf(line, sizeof line, "\033[%sm%-*s |\033[0m ", c, name_width, name);
+        n = snprintf(line, sizeof line, "\033[%sm%-*s |" SGR_RESET " ", c, name_width, name);
     } else {
         n = snprintf(line, sizeof line, "%-*s | ", name_width, name);
     }
     if (n < 0) return;
     size_t off = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    if (len > sizeof line - off - 1) len = sizeof line - off - 1;
+    if (len > sizeof line - off - sizeof SGR_RESET) len = sizeof line - off - sizeof SGR_RESET;
     memcpy(line + off, text, len);
     off += len;
+    /* A child's own colours (LOG_COLOR) pass through untouched; whatever
+     * they leave on, a line cut short included, ends with the line. */
+    if (use_color && memchr(text, '\033', len)) {
+        memcpy(line + off, SGR_RESET, sizeof SGR_RESET - 1);
+        off += sizeof SGR_RESET - 1;
+    }
     line[off++] = '\n';
     write_all(line, off);
 }

@@ -335,9 +335,110 @@ static int parse_options(const char *s, size_t len, const svc__env *env, svc__en
             e->stop_signal = sig;
         } else if (klen == 6 && memcmp(key, "manual", 6) == 0 && !has_val) {
             e->manual = 1;
+        } else if (klen == 5 && memcmp(key, "after", 5) == 0) {
+            /* A plain name, never expanded: the order of a system is part
+             * of its Procfile, not of the environment. */
+            size_t vl = has_val ? strlen(val) : 0;
+            int ok = vl > 0 && vl <= SVC__NAME_MAX;
+            for (size_t k = 0; ok && k < vl; k++) ok = is_proc_char(val[k]);
+            if (!ok) {
+                set_err(err, errlen, "after needs a process name: [after=nats]");
+                return SVC_EINVAL;
+            }
+            if (e->nafter == SVC__AFTER_MAX) {
+                set_err(err, errlen, "more than %d after= options", SVC__AFTER_MAX);
+                return SVC_ERANGE;
+            }
+            memcpy(e->after[e->nafter++], val, vl + 1);
+        } else if (klen == 5 && memcmp(key, "ready", 5) == 0) {
+            if (!has_val) {
+                set_err(err, errlen, "ready needs a probe: [ready=tcp] or [ready=/readyz]");
+                return SVC_EINVAL;
+            }
+            svc__words w;
+            char werr[160];
+            if (svc__words_split(val, env, &w, werr, sizeof werr) != SVC_OK) {
+                set_err(err, errlen, "ready: %s", werr);
+                return SVC_EINVAL;
+            }
+            const char *v = w.n == 1 ? w.argv[0] : "";
+            int ok = 1;
+            if (strcmp(v, "tcp") == 0) {
+                e->ready = SVC__READY_TCP;
+            } else if (v[0] == '/' && strlen(v) <= SVC__READY_PATH_MAX) {
+                /* Goes into a request line as it is: visible ASCII only. */
+                for (const char *c = v; *c && ok; c++) ok = *c > 0x20 && *c < 0x7f;
+                e->ready = SVC__READY_HTTP;
+                snprintf(e->ready_path, sizeof e->ready_path, "%s", v);
+            } else {
+                ok = 0;
+            }
+            if (!ok) set_err(err, errlen, "ready must be tcp or an HTTP path such as /readyz, got '%s'", w.n ? v : val);
+            svc__words_free(&w);
+            if (!ok) return SVC_EINVAL;
         } else {
-            set_err(err, errlen, "unknown option '%.*s' (known: port=N, stop=SIG, manual)", (int)klen, key);
+            set_err(err, errlen, "unknown option '%.*s' (known: port=N, stop=SIG, after=NAME, ready=PROBE, manual)",
+                    (int)klen, key);
             return SVC_EINVAL;
+        }
+    }
+    if (e->ready != SVC__READY_STARTED && !e->port) {
+        set_err(err, errlen, "ready= probes the process's port: give it port=N too");
+        return SVC_EINVAL;
+    }
+    if (e->ready == SVC__READY_STARTED && e->port) e->ready = SVC__READY_TCP;
+    return SVC_OK;
+}
+
+/* Resolves every after=NAME to its entry and refuses cycles, naming the line
+ * of the first entry on one and the whole loop. */
+static int resolve_after(svc__procfile *pf, char *err, size_t errlen) {
+    for (size_t i = 0; i < pf->n; i++) {
+        svc__entry *e = &pf->entries[i];
+        for (int k = 0; k < e->nafter; k++) {
+            const svc__entry *d = svc__procfile_find(pf, e->after[k]);
+            if (!d) {
+                svc_buf b = {0};
+                for (size_t j = 0; j < pf->n; j++) svc_buf_printf(&b, "%s%s", j ? ", " : "", pf->entries[j].name);
+                set_err(err, errlen, "line %d: after=%s: no such process (known: %s)", e->line, e->after[k],
+                        b.data ? b.data : "none");
+                svc_buf_free(&b);
+                return SVC_EINVAL;
+            }
+            e->after_idx[k] = (int)(d - pf->entries);
+        }
+    }
+    /* Depth-first, iteratively: 0 unvisited, 1 on the current path, 2 done. */
+    unsigned char state[SVC__PROCFILE_MAX_ENTRIES] = {0};
+    int path[SVC__PROCFILE_MAX_ENTRIES], next[SVC__PROCFILE_MAX_ENTRIES];
+    for (size_t root = 0; root < pf->n; root++) {
+        if (state[root]) continue;
+        int depth = 0;
+        path[0] = (int)root;
+        next[0] = 0;
+        state[root] = 1;
+        while (depth >= 0) {
+            const svc__entry *e = &pf->entries[path[depth]];
+            if (next[depth] == e->nafter) {
+                state[path[depth--]] = 2;
+                continue;
+            }
+            int d = e->after_idx[next[depth]++];
+            if (state[d] == 2) continue;
+            if (state[d] == 1) {
+                int from = depth;
+                while (path[from] != d) from--;
+                svc_buf b = {0};
+                for (int j = from; j <= depth; j++) svc_buf_printf(&b, "%s -> ", pf->entries[path[j]].name);
+                svc_buf_puts(&b, pf->entries[d].name);
+                set_err(err, errlen, "line %d: after= makes a cycle: %s", pf->entries[d].line,
+                        b.data ? b.data : "");
+                svc_buf_free(&b);
+                return SVC_EINVAL;
+            }
+            state[d] = 1;
+            path[++depth] = d;
+            next[depth] = 0;
         }
     }
     return SVC_OK;
@@ -469,6 +570,7 @@ int svc__procfile_parse(const char *text, size_t len, const svc__env *env, svc__
         }
         pf->entries[pf->n++] = e;
     }
+    if ((rc = resolve_after(pf, err, errlen)) != SVC_OK) goto fail;
     return SVC_OK;
 fail:
     svc__procfile_free(pf);

@@ -23,6 +23,7 @@
 #define DEFAULT_SHUTDOWN_S 10.0
 #define SHUTDOWN_GRACE_S 2.0   /* on top of SHUTDOWN_TIMEOUT: time to exit after draining */
 #define SHUTDOWN_MAX_S 3600.0
+#define DEFAULT_READY_S 30.0   /* SVCKIT_READY_TIMEOUT: the longest wait for an after= */
 
 static const char run_usage[] =
     "usage: svckit run [options] [name ...]\n"
@@ -30,7 +31,8 @@ static const char run_usage[] =
     "Starts the processes of a Procfile, prefixes every line they print with\n"
     "their name, restarts any that exits (backoff 0.1 s doubling to 10 s), and on\n"
     "Ctrl-C or SIGTERM stops them all: SIGTERM (or the entry's [stop=SIG]),\n"
-    "then SIGKILL after the timeout.\n"
+    "then SIGKILL after the timeout. An entry with [after=NAME] starts once\n"
+    "NAME is ready.\n"
     "With names, only those run; without, every entry not marked [manual].\n"
     "\n"
     "options:\n"
@@ -41,16 +43,24 @@ static const char run_usage[] =
     "  -n, --dry-run        print name, port and command of each instance; exit\n"
     "  -h, --help           this text\n"
     "\n"
-    "Procfile lines:  name [port=N, stop=SIG, manual]: command args...\n"
+    "Procfile lines:  name [port=N, stop=SIG, after=NAME, ready=PROBE, manual]: command args...\n"
     "  $NAME, ${NAME}, ${NAME:-default} expand from the environment; leading\n"
     "  NAME=value words set the child's environment; no shell is involved.\n"
     "  Each child gets PORT (when declared), SVCKIT_INSTANCE (0, 1, ...) and\n"
     "  SVCKIT_PROCESS (its name). stop=SIG (TERM, INT, QUIT, HUP, USR1, USR2)\n"
     "  is the signal that stops the entry's processes; default TERM.\n"
+    "  after=NAME (repeatable): start only when every instance of NAME is\n"
+    "  ready. ready=tcp (the default with a port: a TCP connect succeeds) or\n"
+    "  ready=/path (GET /path on its port answers 2xx) says when that is;\n"
+    "  without a port, an entry is ready once started.\n"
+    "  On a terminal each child also gets LOG_FORMAT=text and, with colour,\n"
+    "  LOG_COLOR=always, unless they are set.\n"
     "\n"
     "environment:\n"
     "  SHUTDOWN_TIMEOUT  seconds to drain after the stop signal (default 10);\n"
     "                    svckit sends SIGKILL 2 s after that\n"
+    "  SVCKIT_READY_TIMEOUT  seconds an entry waits for its after= (default 30);\n"
+    "                    then it starts anyway, with a warning\n"
     "  NO_COLOR          no colours even on a terminal\n"
     "\n"
     "exit status: 0 when every process stopped cleanly, 1 on failure, 2 on a\n"
@@ -69,6 +79,7 @@ typedef struct run_opts {
     size_t nnames;
     int skip_missing;
     int dry_run;
+    int tty; /* stdout is a terminal */
 } run_opts;
 
 static int usage_error(const char *fmt, ...) SVC_PRINTF(1, 2);
@@ -136,21 +147,20 @@ static int parse_opts(run_opts *o, int argc, char **argv) {
     return -1;
 }
 
-/* SHUTDOWN_TIMEOUT in seconds (fractions allowed), plus the grace period. */
-static int shutdown_seconds(const svc__env *env, double *out) {
-    const char *v = svc__env_get(env, "SHUTDOWN_TIMEOUT", 16);
-    double s = DEFAULT_SHUTDOWN_S;
+/* A number of seconds from the environment (fractions allowed), 0 to max. */
+static int env_seconds(const svc__env *env, const char *name, double def, double max, double *out) {
+    const char *v = svc__env_get(env, name, strlen(name));
+    double s = def;
     if (v && *v) {
         char *end;
         errno = 0;
         s = strtod(v, &end);
-        if (errno || *end || end == v || !isfinite(s) || s < 0 || s > SHUTDOWN_MAX_S) {
-            fprintf(stderr, "svckit: SHUTDOWN_TIMEOUT must be a number of seconds from 0 to %.0f, got '%s'\n",
-                    SHUTDOWN_MAX_S, v);
+        if (errno || *end || end == v || !isfinite(s) || s < 0 || s > max) {
+            fprintf(stderr, "svckit: %s must be a number of seconds from 0 to %.0f, got '%s'\n", name, max, v);
             return SVC_EINVAL;
         }
     }
-    *out = s + SHUTDOWN_GRACE_S;
+    *out = s;
     return SVC_OK;
 }
 
@@ -196,8 +206,9 @@ static int selected(const run_opts *o, const svc__entry *e, int *scale) {
 }
 
 /* Fills one instance: environment, then argv expanded against it. */
-static int build_instance(svc__instance *in, const svc__entry *e, int index, const svc__env *base, char *err,
-                          size_t errlen) {
+static int build_instance(svc__instance *in, const svc__entry *e, int index, const svc__env *base, int tty,
+                          int color, char *err, size_t errlen) {
+    in->entry = e;
     in->index = index;
     if (index == 0) snprintf(in->name, sizeof in->name, "%s", e->name);
     else snprintf(in->name, sizeof in->name, "%s.%d", e->name, index + 1);
@@ -225,6 +236,12 @@ static int build_instance(svc__instance *in, const svc__entry *e, int index, con
     /* Inline assignments win over everything, as with env(1). */
     for (size_t i = 0; i < in->words.nassign; i++)
         if (svc__env_put(&in->env, in->words.argv[i]) != SVC_OK) goto oom;
+    /* The child writes into a pipe, but its lines end on our terminal: say so,
+     * unless the user has chosen (empty is no choice, as for the services). */
+    const char *fmt = svc__env_get(&in->env, "LOG_FORMAT", 10);
+    if (tty && !(fmt && *fmt) && svc__env_set(&in->env, "LOG_FORMAT", "text") != SVC_OK) goto oom;
+    const char *col = svc__env_get(&in->env, "LOG_COLOR", 9);
+    if (color && !(col && *col) && svc__env_set(&in->env, "LOG_COLOR", "always") != SVC_OK) goto oom;
     in->argv = in->words.argv + in->words.nassign;
     return SVC_OK;
 oom:
@@ -262,7 +279,7 @@ static int build_plan(const run_opts *o, const svc__procfile *pf, const svc__env
         for (int k = 0; k < scale; k++) {
             svc__instance *in = &plan->inst[plan->n++];
             char err[300];
-            int rc = build_instance(in, e, k, base, err, sizeof err);
+            int rc = build_instance(in, e, k, base, o->tty, plan->color, err, sizeof err);
             if (rc != SVC_OK) {
                 fprintf(stderr, "svckit: %s\n", err);
                 return rc == SVC_ENOMEM ? SVC__EXIT_FAIL : SVC__EXIT_USAGE;
@@ -385,10 +402,15 @@ int svc__cmd_run(int argc, char **argv) {
         rc = SVC__EXIT_FAIL;
         goto out;
     }
-    if (shutdown_seconds(&base, &plan.shutdown_s) != SVC_OK) {
+    if (env_seconds(&base, "SHUTDOWN_TIMEOUT", DEFAULT_SHUTDOWN_S, SHUTDOWN_MAX_S, &plan.shutdown_s) != SVC_OK ||
+        env_seconds(&base, "SVCKIT_READY_TIMEOUT", DEFAULT_READY_S, SHUTDOWN_MAX_S, &plan.ready_s) != SVC_OK) {
         rc = SVC__EXIT_USAGE;
         goto out;
     }
+    plan.shutdown_s += SHUTDOWN_GRACE_S;
+    const char *no_color = svc__env_get(&base, "NO_COLOR", 8), *term = svc__env_get(&base, "TERM", 4);
+    o.tty = isatty(STDOUT_FILENO);
+    plan.color = o.tty && !(no_color && *no_color) && !(term && !strcmp(term, "dumb"));
     int prc = svc__procfile_load(o.procfile, &base, &pf, err, sizeof err);
     if (prc != SVC_OK) {
         fprintf(stderr, "svckit: %s\n", err);

@@ -8,6 +8,11 @@
  * a child subreaper: descendants orphaned by a dying child become its
  * children, are reaped, and are waited for at shutdown. That is also what it
  * takes to be PID 1 in a container.
+ *
+ * Start order: an instance whose entry says [after=NAME] waits until every
+ * instance of NAME in the plan is ready (ready.c probes it), or until
+ * SVCKIT_READY_TIMEOUT has passed since the last of them started; then it
+ * starts anyway, with one warning. Restarts after a crash do not wait.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -34,13 +39,20 @@ extern char **environ;
 #define KILL_RESCAN_MS 100        /* while killing, look for new orphans this often */
 #define STREAMS_MAX (4 * SVC__INSTANCES_MAX)     /* open pipes, old ones included */
 #define DRAIN_READS_MAX 64        /* reads of one pipe when a child exits */
+#define PROBE_INTERVAL_MS 100     /* between readiness attempts */
 
 typedef struct proc {
     svc__instance *in;
     pid_t pid;              /* 0 when not running; also its process group */
     uint64_t started_ns;
+    uint64_t first_started_ns; /* 0 until the first start */
     uint64_t restart_at_ns; /* when pid is 0 and no stop is under way */
     uint64_t backoff_ms;
+    int waiting;            /* not started yet: waits for its after= */
+    int watched;            /* another instance waits for this one */
+    int ready;              /* watched, and found ready since it last started */
+    uint64_t probe_at_ns;   /* the next attempt, when none is under way */
+    svc__probe probe;
 } proc;
 
 /* One pipe from a child. It outlives the child when a grandchild keeps it. */
@@ -62,6 +74,7 @@ static struct {
     int killing;
     int unclean;
     double shutdown_s;
+    double ready_s;
     uint64_t deadline_ns; /* stopping: when SIGKILL comes; killing: when we give up */
 } S;
 
@@ -181,6 +194,14 @@ static void schedule_restart(proc *p, const char *what) {
     svc__out_self("%s %s, restarting in %gs", p->in->name, what, (double)delay / 1000.0);
 }
 
+/* 1 when p's entry says after= q's entry. */
+static int waits_for(const proc *p, const proc *q) {
+    const svc__entry *e = p->in->entry;
+    for (int k = 0; k < e->nafter; k++)
+        if (!strcmp(e->after[k], q->in->entry->name)) return 1;
+    return 0;
+}
+
 static void spawn(proc *p) {
     int out[2] = {-1, -1}, err[2] = {-1, -1}, ex[2] = {-1, -1};
     char why[160];
@@ -207,15 +228,17 @@ static void spawn(proc *p) {
     close(ex[0]);
     p->pid = pid;
     p->started_ns = svc_now_ns();
+    if (!p->first_started_ns) p->first_started_ns = p->started_ns;
     p->restart_at_ns = 0;
+    p->probe_at_ns = p->started_ns;
     if (stream_add(out[0], p) != SVC_OK) close(out[0]);
     if (stream_add(err[0], p) != SVC_OK) close(err[0]);
     if (r == (ssize_t)sizeof e) {
         svc__out_self("cannot run %s: %s: %s", p->in->name, p->in->argv[0], strerror(e));
-    } else if (p->in->port) {
-        svc__out_self("started %s (pid %d, PORT=%d)", p->in->name, (int)pid, p->in->port);
     } else {
-        svc__out_self("started %s (pid %d)", p->in->name, (int)pid);
+        if (p->in->port) svc__out_self("started %s (pid %d, PORT=%d)", p->in->name, (int)pid, p->in->port);
+        else svc__out_self("started %s (pid %d)", p->in->name, (int)pid);
+        if (p->watched && p->in->entry->ready == SVC__READY_STARTED) p->ready = 1;
     }
     return;
 fail:
@@ -240,6 +263,8 @@ static void on_exit_status(proc *p, int status) {
         if (S.streams[i]->pid == p->pid) stream_read(i, DRAIN_READS_MAX);
     pid_t pgid = p->pid;
     p->pid = 0;
+    p->ready = 0;
+    svc__probe_close(&p->probe);
     char what[96];
     describe(status, what, sizeof what);
     if (S.stopping) {
@@ -317,7 +342,10 @@ static void signal_all(int sig, int own_stop) {
 
 static void begin_stop(int sig) {
     size_t running = 0;
-    for (size_t i = 0; i < S.nprocs; i++) running += S.procs[i].pid > 0;
+    for (size_t i = 0; i < S.nprocs; i++) {
+        running += S.procs[i].pid > 0;
+        svc__probe_close(&S.procs[i].probe);
+    }
     S.stopping = 1;
     S.deadline_ns = svc_now_ns() + (uint64_t)(S.shutdown_s * 1e9);
     svc__out_self("received SIG%s, stopping %zu process%s (SIGKILL in %gs)", sig_name(sig), running,
@@ -335,6 +363,77 @@ static void kill_now(const char *why) {
     S.unclean = 1;
     S.deadline_ns = svc_now_ns() + KILL_WAIT_NS;
     signal_all(SIGKILL, 0);
+}
+
+/* ---- start order --------------------------------------------------------------- */
+
+/* 1 while an instance that has not started yet waits for q. */
+static int awaited(const proc *q) {
+    for (size_t i = 0; i < S.nprocs; i++)
+        if (S.procs[i].waiting && waits_for(&S.procs[i], q)) return 1;
+    return 0;
+}
+
+static void probe_result(proc *q, int rc, uint64_t now) {
+    if (rc > 0) {
+        q->ready = 1;
+        svc__out_self("%s ready", q->in->name);
+    } else if (rc < 0) {
+        q->probe_at_ns = now + PROBE_INTERVAL_MS * 1000000ull;
+    }
+}
+
+/* Starts the attempts that are due and ends those past their deadline. Only
+ * what someone still waits for is probed. */
+static void probe_due(uint64_t now) {
+    for (size_t i = 0; i < S.nprocs; i++) {
+        proc *q = &S.procs[i];
+        if (!q->watched || q->ready || q->pid <= 0 || !awaited(q)) {
+            svc__probe_close(&q->probe);
+        } else if (q->probe.fd >= 0) {
+            if (now >= q->probe.deadline_ns) probe_result(q, svc__probe_step(&q->probe, q->in, 0, now), now);
+        } else if (now >= q->probe_at_ns) {
+            if (svc__probe_start(&q->probe, q->in, now) < 0) probe_result(q, -1, now);
+        }
+    }
+}
+
+/* Starts every waiting instance whose after= are all ready, or have all been
+ * started for longer than the ready timeout (then with a warning). Returns 1
+ * while some instance still waits. */
+static int start_waiting(uint64_t now) {
+    int left = 0;
+    for (int again = 1; again;) {
+        again = 0;
+        left = 0;
+        for (size_t i = 0; i < S.nprocs; i++) {
+            proc *p = &S.procs[i];
+            if (!p->waiting) continue;
+            const proc *late = NULL;
+            uint64_t last_start = 0;
+            int all_started = 1;
+            for (size_t j = 0; j < S.nprocs; j++) {
+                const proc *q = &S.procs[j];
+                if (!waits_for(p, q)) continue;
+                if (!q->first_started_ns) all_started = 0;
+                else if (q->first_started_ns > last_start) last_start = q->first_started_ns;
+                if (!q->ready && !late) late = q;
+            }
+            if (late) {
+                if (!all_started || now < last_start + (uint64_t)(S.ready_s * 1e9)) {
+                    left = 1;
+                    continue;
+                }
+                svc__out_self("warning: %s not ready after %gs (%s); starting %s anyway", late->in->name, S.ready_s,
+                              late->probe.why[0] ? late->probe.why : late->pid > 0 ? "no answer yet" : "not running",
+                              p->in->name);
+            }
+            p->waiting = 0;
+            spawn(p);
+            again = 1; /* what waited for p may be able to go too */
+        }
+    }
+    return left;
 }
 
 /* ---- setup and loop ----------------------------------------------------------- */
@@ -388,16 +487,43 @@ static void setup_stdio(void) {
     S.devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
+/* tcsetpgrp from what is then a background group is allowed only with
+ * SIGTTOU blocked. */
+static int set_foreground(pid_t pgrp) {
+    sigset_t ttou, old;
+    sigemptyset(&ttou);
+    sigaddset(&ttou, SIGTTOU);
+    sigprocmask(SIG_BLOCK, &ttou, &old);
+    int rc = tcsetpgrp(STDIN_FILENO, pgrp);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
+/* The terminal's Ctrl-C should reach the supervisor alone, not also a make
+ * or a script that started it, which would die of it (and say so) while the
+ * processes stop cleanly: run in the terminal's foreground group but not as
+ * its leader, we move to a group of our own and make that the foreground.
+ * Returns the group to give the terminal back to at the end, or 0. */
+static pid_t take_terminal(void) {
+    if (!isatty(STDIN_FILENO)) return 0;
+    pid_t own = getpgrp();
+    if (tcgetpgrp(STDIN_FILENO) != own || own == getpid() || setpgid(0, 0) != 0) return 0;
+    if (set_foreground(getpid()) != 0) {
+        setpgid(0, own);
+        return 0;
+    }
+    return own;
+}
+
 int svc__supervise(svc__plan *plan) {
     memset(&S, 0, sizeof S);
     S.sigfd = -1;
     S.shutdown_s = plan->shutdown_s;
+    S.ready_s = plan->ready_s;
     int width = 6;
     for (size_t i = 0; i < plan->n; i++)
         if ((int)strlen(plan->inst[i].name) > width) width = (int)strlen(plan->inst[i].name);
-    const char *no_color = getenv("NO_COLOR"), *term = getenv("TERM");
-    int color = isatty(STDOUT_FILENO) && !(no_color && *no_color) && !(term && !strcmp(term, "dumb"));
-    svc__out_setup(color, width);
+    svc__out_setup(plan->color, width);
 
     setup_stdio();
     if (S.devnull < 0) {
@@ -409,9 +535,6 @@ int svc__supervise(svc__plan *plan) {
         close(S.devnull);
         return SVC__EXIT_FAIL;
     }
-    /* Orphaned descendants become our children, so we reap and stop them. */
-    if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
-        svc__out_self("warning: cannot become a subreaper (%s); orphans escape", strerror(errno));
     S.procs = calloc(plan->n, sizeof *S.procs);
     if (!S.procs) {
         fprintf(stderr, "svckit: out of memory\n");
@@ -419,23 +542,39 @@ int svc__supervise(svc__plan *plan) {
         close(S.devnull);
         return SVC__EXIT_FAIL;
     }
+    pid_t terminal_owner = take_terminal();
+    /* Orphaned descendants become our children, so we reap and stop them. */
+    if (getpid() != 1 && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        svc__out_self("warning: cannot become a subreaper (%s); orphans escape", strerror(errno));
     S.nprocs = plan->n;
     for (size_t i = 0; i < plan->n; i++) {
         S.procs[i].in = &plan->inst[i];
         S.procs[i].backoff_ms = BACKOFF_MIN_MS;
+        S.procs[i].probe.fd = -1;
     }
+    for (size_t i = 0; i < S.nprocs; i++)
+        for (size_t j = 0; j < S.nprocs; j++)
+            if (waits_for(&S.procs[i], &S.procs[j])) {
+                S.procs[i].waiting = 1;
+                S.procs[j].watched = 1;
+            }
     svc__out_self("version %s, %zu process%s; Ctrl-C stops %s", SVC_VERSION, plan->n, plan->n == 1 ? "" : "es",
                   plan->n == 1 ? "it" : "them all");
-    for (size_t i = 0; i < S.nprocs; i++) spawn(&S.procs[i]);
+    for (size_t i = 0; i < S.nprocs; i++)
+        if (!S.procs[i].waiting) spawn(&S.procs[i]);
 
-    struct pollfd pfds[1 + STREAMS_MAX];
+    struct pollfd pfds[1 + STREAMS_MAX + SVC__INSTANCES_MAX];
     stream *polled[STREAMS_MAX];
+    proc *probed[SVC__INSTANCES_MAX];
     for (;;) {
         uint64_t now = svc_now_ns();
+        int waiting = 0;
         if (!S.stopping) {
             for (size_t i = 0; i < S.nprocs; i++)
                 if (!S.procs[i].pid && S.procs[i].restart_at_ns && S.procs[i].restart_at_ns <= now)
                     spawn(&S.procs[i]);
+            waiting = start_waiting(now);
+            probe_due(now);
         } else {
             if (!reap()) break;
             if (S.killing) {
@@ -456,8 +595,17 @@ int svc__supervise(svc__plan *plan) {
             polled[i] = S.streams[i];
             pfds[n++] = (struct pollfd){.fd = S.streams[i]->fd, .events = POLLIN};
         }
-        size_t npolled = S.nstreams;
-        int rc = poll(pfds, n, poll_timeout_ms(svc_now_ns()));
+        size_t npolled = S.nstreams, nprobed = 0;
+        for (size_t i = 0; i < S.nprocs; i++) {
+            short ev = svc__probe_events(&S.procs[i].probe);
+            if (!ev) continue;
+            probed[nprobed++] = &S.procs[i];
+            pfds[n++] = (struct pollfd){.fd = S.procs[i].probe.fd, .events = ev};
+        }
+        /* While something waits, look at deadlines and due attempts often. */
+        int timeout = poll_timeout_ms(svc_now_ns());
+        if (waiting && (timeout < 0 || timeout > PROBE_INTERVAL_MS)) timeout = PROBE_INTERVAL_MS;
+        int rc = poll(pfds, n, timeout);
         if (rc < 0 && errno != EINTR) {
             svc__out_self("poll: %s", strerror(errno));
             break;
@@ -471,6 +619,11 @@ int svc__supervise(svc__plan *plan) {
                     stream_read(i, 1);
                     break;
                 }
+        }
+        for (size_t k = 0; k < nprobed; k++) {
+            short rev = pfds[1 + npolled + k].revents;
+            if (rev) probe_result(probed[k], svc__probe_step(&probed[k]->probe, probed[k]->in, rev, svc_now_ns()),
+                                  svc_now_ns());
         }
         if (pfds[0].revents) {
             handle_signals();
@@ -487,5 +640,6 @@ int svc__supervise(svc__plan *plan) {
     free(S.procs);
     close(S.sigfd);
     close(S.devnull);
+    if (terminal_owner) set_foreground(terminal_owner);
     return code;
 }
