@@ -78,6 +78,9 @@ FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 DEPS_STAMP := build/.deps-ok
 
 .PHONY: all lib bins tests deps test test-unit test-integration run fuzz clean images test-images bench format
+# Objects of tests and fuzz targets are intermediates by make's rules; keep them,
+# so a second `make` does not compile them again.
+.SECONDARY:
 all: bins tests
 
 deps: $(DEPS_STAMP)
