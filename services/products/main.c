@@ -6,7 +6,8 @@
  * go through a small per-worker response cache, validated on every request by
  * svc_db_version (which moves on any commit, from any thread or process), so
  * a hot list costs a memcpy. Writes run on the thread pool (SVC_OFFLOAD):
- * they wait for fsync.
+ * they wait for fsync, and check the request's preconditions (If-Match & co)
+ * inside their transaction.
  */
 #include <stdio.h>
 #include <stdlib.h>
