@@ -217,7 +217,17 @@ static int not_modified(svc_req *req, svc_res *res, const char *etag, int64_t la
     return 304;
 }
 
+/* Any If-* field: most requests (every cache hit asks) have none. */
+static int has_conditions(const svc_req *req) {
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const char *n = req->headers[i].name;
+        if ((n[0] | 0x20) == 'i' && (n[1] | 0x20) == 'f' && n[2] == '-') return 1;
+    }
+    return 0;
+}
+
 int svc__preconditions(svc_req *req, svc_res *res, const char *etag, int64_t last_modified, int gz, int varies) {
+    if (!has_conditions(req)) return 0;
     int present;
     int64_t t;
     int m = list_match(req, "if-match", etag, 0, &present);

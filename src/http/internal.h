@@ -3,7 +3,8 @@
  * responses. Reading order: app.c (configuration, workers, shutdown), conn.c
  * (bytes in, framing, timeouts, bytes out), dispatch.c (routing, middleware,
  * handlers, offloading), request.c and response.c (the handler API),
- * builtin.c (/healthz, /readyz, /metrics, the access log).
+ * encoding.c (gzip) and conditional.c (If-Match & co), cache.c (the
+ * response cache), builtin.c (/healthz, /readyz, /metrics, the access log).
  */
 #ifndef SVC_HTTP_INTERNAL_H
 #define SVC_HTTP_INTERNAL_H
