@@ -21,6 +21,7 @@
 FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      zlib1g-dev \
       gcc make pkg-config libc6-dev musl-tools \
       libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev \
  && rm -rf /var/lib/apt/lists/*

@@ -27,7 +27,7 @@ OPT     ?= -O2
 LDSAN   :=
 endif
 
-PKGS    := libuv jansson libsodium sqlite3
+PKGS    := libuv jansson libsodium sqlite3 zlib
 WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wformat=2 -Wno-unused-parameter
 ifeq ($(CI),true)
 WARN    += -Werror
@@ -45,7 +45,7 @@ STATIC  ?= $(if $(filter 1,$(SAN)),0,1)
 LIBDIR  := /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)
 ifeq ($(STATIC),1)
 LDLIBS  := $(LIBDIR)/libuv_a.a $(LIBDIR)/libjansson.a $(LIBDIR)/libsodium.a $(LIBDIR)/libsqlite3.a \
-           $(LIBDIR)/libhttp_parser.a -lpthread -ldl -lm
+           $(LIBDIR)/libhttp_parser.a $(LIBDIR)/libz.a -lpthread -ldl -lm
 LDFLAGS += -static -Wl,--gc-sections
 else
 LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm

@@ -13,6 +13,8 @@ Scenarios come in groups (SCENARIO group=...), one table each:
   products  GET /products?limit=30 with a token; ceiling: "ceiling-products"
   login     POST /auth/login; no ceiling
   gateway   GET /products/1 through the gateway; base: "direct" (products, no gateway)
+  gzip      GET /products?limit=30 with a token, without and with Accept-Encoding: gzip;
+            base: "products-plain"
 
 The gateway group also has HALF lines: bench/rate.c's constant-rate runs at half
 of the gateway's maximum req/s, the same rate for direct and the gateway rows;
@@ -59,7 +61,7 @@ TARGETS4 = {
 ISSUE4_SUBJECTS = ("gateway", "gateway-3")
 
 # A group compared with a scenario that is not a ceiling.
-GROUP_BASE = {"gateway": "direct"}
+GROUP_BASE = {"gateway": "direct", "gzip": "products-plain"}
 
 GROUPS = {
     "demo": "GET /products on the demo: the same 30-product JSON from every server",
@@ -68,6 +70,7 @@ GROUPS = {
     "login": "POST /auth/login with valid credentials: Argon2id (t=2, m=19 MiB), slow on purpose",
     "gateway": "GET /products/1 with a valid token: through the gateway (gateway -> NATS -> products) "
                "and straight to products",
+    "gzip": "GET /products?limit=30 with a valid token, without and with Accept-Encoding: gzip",
 }
 
 # A round during which other processes used more than this (percent of one CPU)
@@ -182,6 +185,8 @@ def collect(rows):
                 "rss_idle_kib": v["rss_idle_kib"],
                 "rss_load_kib": v["rss_load_kib"],
                 "server_cpu_pct": round(100 * v["cpu_ticks"] / hz / v["wall_s"], 1) if v["wall_s"] else None,
+                # The server's CPU time over the requests of the measured run.
+                "server_cpu_us_per_request": round(1e6 * v["cpu_ticks"] / hz / reqs, 1) if reqs else None,
                 "client_cpu_pct": round(100 * v["client_ticks"] / hz / v["client_wall_s"], 1)
                 if v["client_wall_s"] > 0 else None,
                 "others_cpu_pct": others_pct(v, hz),
@@ -241,7 +246,7 @@ def collect(rows):
             continue
         s["median"] = {k: median([r[k] for r in rs]) for k in (
             "rps", "p50_us", "p99_us", "rss_idle_kib", "rss_load_kib", "server_cpu_pct",
-            "client_cpu_pct", "others_cpu_pct", "bytes_per_response", "log_bytes_per_request")}
+            "server_cpu_us_per_request", "client_cpu_pct", "others_cpu_pct", "bytes_per_response", "log_bytes_per_request")}
         s["errors"] = sum(r["errors"] for r in rs)
     for s in scen.values():
         s["lat_median"] = {c: {k: median([r[k] for r in rs]) for k in (
@@ -425,15 +430,15 @@ def table(res, group):
     meta, scen, ratios = res["meta"], res["scenarios"], res["ratios"]
     ceil = group_ceiling(scen, res["order"], group)
     L = ["| server | req/s | vs %s | p50 | p99 | RSS idle | RSS load | +%s idle conns | exec to ready "
-         "| server CPU | wrk CPU | others CPU | bytes/resp | log bytes/req |"
+         "| server CPU | CPU/req | wrk CPU | others CPU | bytes/resp | log bytes/req |"
          % (ceil or "ceiling", meta.get("idle_conns")),
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in res["order"]:
         s = scen[name]
         if s["group"] != group:
             continue
         if s["skipped"]:
-            L.append(f"| {s['label']} | {s['skipped']} |" + " |" * 13)
+            L.append(f"| {s['label']} | {s['skipped']} |" + " |" * 14)
             continue
         m = s.get("median")
         idle = s.get("idle")
@@ -446,14 +451,15 @@ def table(res, group):
             idle_s = "-"
         ready_s = f"{ready['median_us'] / 1000:.2f} ms" if ready else "-"
         if not m:
-            L.append(f"| {s['label']} | failed | | | | | | {idle_s} | {ready_s} | | | | | |")
+            L.append(f"| {s['label']} | failed | | | | | | {idle_s} | {ready_s} | | | | | | |")
             continue
         ratio = 1.0 if name == ceil and m["rps"] else ratios.get(f"{name}/{ceil}") if ceil else None
-        L.append("| {} | {:,.0f}{} | {} | {} | {} | {} | {} | {} | {} | {:.0f}% | {} | {} | {:.0f} | {} |".format(
+        L.append("| {} | {:,.0f}{} | {} | {} | {} | {} | {} | {} | {} | {:.0f}% | {} | {} | {} | {:.0f} | {} |".format(
             s["label"], m["rps"], " (errors!)" if s["errors"] else "",
             "-" if ratio is None else f"{ratio:.3f}",
             us(m["p50_us"]), us(m["p99_us"]), mib(m["rss_idle_kib"]), mib(m["rss_load_kib"]), idle_s, ready_s,
             m["server_cpu_pct"] or 0,
+            "-" if m["server_cpu_us_per_request"] is None else f"{m['server_cpu_us_per_request']:.1f} us",
             "-" if m["client_cpu_pct"] is None else f"{m['client_cpu_pct']:.0f}%",
             "-" if m["others_cpu_pct"] is None else f"{m['others_cpu_pct']:.0f}%",
             m["bytes_per_response"] or 0,
@@ -561,6 +567,11 @@ def render(res):
                          f"**{meta['same_cpu_p50_us']}/{meta['same_cpu_p99_us']} us on one CPU, "
                          f"{meta['cross_cpu_p50_us']}/{meta['cross_cpu_p99_us']} us across the two**. A request "
                          "through the gateway makes four more hand-offs than one straight to products.\n")
+        elif g == "gzip":
+            L.append(f"The products group's request to products, without and with `Accept-Encoding: gzip`: "
+                     f"the page is {meta.get('pbody_bytes')} bytes plain, {meta.get('gzbody_bytes')} bytes "
+                     "gzipped. Both forms come from products' response cache, which compressed the page once, "
+                     "when it stored it; CPU/req is the server's CPU time over the measured run's requests.\n")
         elif g == "login":
             L.append("Every request is a successful login: one Argon2id hash (10-20 ms of CPU) on the "
                      "thread pool, then an EdDSA-signed token. Slow on purpose; RSS under load includes "

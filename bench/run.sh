@@ -4,7 +4,7 @@
 # Every scenario (a server) is run in the same invocation, pinned to one CPU, with
 # wrk pinned to the other: requests/s and p50/p99 latency (median of ROUNDS rounds,
 # order alternating), RSS idle and under load, RSS with N idle connections, and the
-# time from exec to the first 200 on its readiness path. Three groups:
+# time from exec to the first 200 on its readiness path. The groups:
 #   demo      GET /products of examples/demo (cached and rendered) vs nginx and the ceiling
 #   products  GET /products?limit=30 with a token on services/products vs the same
 #             bytes from nginx and the ceiling
@@ -15,6 +15,7 @@
 #             right password, medians and p90 of each (bench/login_timing.py; not wrk)
 #   search-flood one user's distinct searches on products against another user's
 #             cached reads, with and without the search limit (bench/search_flood.py)
+#   gzip      the products group's request without and with Accept-Encoding: gzip (issue 8)
 # Results go to build/bench/results.{md,json} and the table is printed at the end.
 #
 # Environment (all optional):
@@ -42,7 +43,7 @@
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   the CPUs of the server and of wrk
 #   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+92..+99: helpers,
 #                         +60..+62: the products instances behind the gateway)
-#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3 auth-timing search-flood"
+#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products products-plain products-gzip auth-login direct gateway gateway-3 auth-timing search-flood"
 #                         scenarios to run, in this order
 #   BENCH_SVCKIT_BIN=build/bin/demo   the svckit server of the demo group
 #   BENCH_AUTH_BIN=build/bin/auth BENCH_PRODUCTS_BIN=build/bin/products   the reference services
@@ -76,7 +77,7 @@ KILL_DOWN_S=1              # ...and restarted this long after
 RATE_CONNS=256             # most connections bench/rate.c may open
 GW_PIN=${BENCH_GW_PIN:-0}
 NATS_GOMAXPROCS=${BENCH_NATS_GOMAXPROCS-1}
-read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products auth-login direct gateway gateway-3 auth-timing search-flood}"
+read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products products-plain products-gzip auth-login direct gateway gateway-3 auth-timing search-flood}"
 # Groups with a driver of their own instead of wrk: taken out of the list, run apart.
 SCRIPT_GROUPS=()
 for i in "${!SCENARIOS[@]}"; do
@@ -141,8 +142,9 @@ die() { log "error: $*"; exit 1; }
 #            per request is reported (proof that logging was on), removed after
 #   S_NOTE   one line shown in the results
 #   S_LABEL  the row's name in the results (default: the scenario's name)
-#   S_GROUP  the results table it belongs to: demo (default), products or login;
-#            req/s are compared with the group's ceiling* scenario
+#   S_GROUP  the results table it belongs to: demo (default), products, login, gateway
+#            or gzip; req/s are compared with the group's ceiling* scenario (gateway:
+#            direct; gzip: products-plain)
 #   S_SETUP  optional function run after the server is ready, before any request
 #            (e.g. log in and append "Authorization: Bearer ..." to S_HDRS)
 #   S_CHECK  function checking the reply before the load, given the URL
@@ -285,6 +287,25 @@ scenario_products() {
     S_LOG=$PWD/$RUN/products-$1.log S_OUT=$S_LOG
     S_SETUP=products_login
     S_NOTE="$PRODUCTS_BIN (SQLite catalog, per-worker response cache), WORKERS=1, token checked on every request (Authorization header; Ed25519 verified once, then a hit in the verified-token cache: one BLAKE2b; keys from the helper auth's JWKS), access log on"
+}
+
+# The gzip group (issue 8): the products group's request without and with
+# `Accept-Encoding: gzip`, to the same binary in the same run. Both are served
+# from products' response cache, which compressed the page once, when it stored it.
+scenario_products-plain() {
+    scenario_products "$1" || return 1
+    S_GROUP=gzip S_LABEL="products, plain"
+    S_IDLE=0 S_READYT=0 # the products row has them
+    S_NOTE="$PRODUCTS_BIN as in the products group, no Accept-Encoding: the plain page"
+}
+
+scenario_products-gzip() {
+    scenario_products "$1" || return 1
+    S_GROUP=gzip S_LABEL="products, gzip"
+    S_HDRS+=("Accept-Encoding: gzip")
+    S_CHECK=check_gzip
+    S_IDLE=0 S_READYT=0
+    S_NOTE="$PRODUCTS_BIN as in the products group, with Accept-Encoding: gzip: the page's gzip form, kept by the cache"
 }
 
 auth_env() { # PORT
@@ -630,6 +651,17 @@ check_body() {
     return 1
 }
 
+# S_CHECK of the gzip scenario: the reply to GET URL with S_HDRS is gzip-coded and
+# inflates to S_BODY, byte for byte; its size goes to the results.
+check_gzip() {
+    local head=$RUN/gzip-head.txt body=$RUN/gzip-body.gz
+    hdr_args -H
+    curl -sf -D "$head" -o "$body" "${HDR_ARGS[@]}" "$1" || { log "GET $S_PATH failed"; return 1; }
+    grep -qi '^content-encoding: gzip' "$head" || { log "GET $S_PATH with Accept-Encoding: gzip is not gzip-coded"; return 1; }
+    gzip -dc "$body" | cmp -s - "$S_BODY" || { log "GET $S_PATH: the gzip body does not inflate to $S_BODY"; return 1; }
+    echo "META gzbody_bytes=$(stat -c %s "$body")" >>"$RAW"
+}
+
 # One round of scenario $1 on port $2: fresh start, idle RSS, reply check, warm-up,
 # measured run.
 measure_load() {
@@ -900,7 +932,7 @@ prepare_body() {
 prepare_products() {
     local port=$((BASE_PORT + 97)) ct need=0 n
     for n in "${SCENARIOS[@]}"; do
-        case $n in ceiling-products | nginx-products | products | auth-login | direct | gateway*) need=1 ;; esac
+        case $n in ceiling-products | nginx-products | products* | auth-login | direct | gateway*) need=1 ;; esac
     done
     [ "$need" = 1 ] || return 0
     if [ ! -x "$AUTH_BIN" ]; then PRODUCTS_SKIP="$AUTH_BIN is not built"; GW_SKIP=$PRODUCTS_SKIP; return 0; fi
@@ -956,7 +988,7 @@ enc() { # a value for raw.txt: no spaces (report.py decodes %XX)
 # Main
 # ---------------------------------------------------------------------------
 [ "${BENCH_NO_DEPS:-0}" = 1 ] || SVCKIT_DEPS_BENCH=1 bash scripts/deps.sh
-tools=(taskset curl cc python3 pgrep)
+tools=(taskset curl cc python3 pgrep gzip)
 [ ${#SCENARIOS[@]} = 0 ] || tools+=(wrk /usr/sbin/nginx) # auth-timing alone needs neither
 for t in "${tools[@]}"; do
     command -v "$t" >/dev/null || die "$t is missing (SVCKIT_DEPS_BENCH=1 bash scripts/deps.sh)"

@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Build and link.
 PKGS=(gcc make pkg-config libc6-dev libuv1-dev libhttp-parser-dev libjansson-dev
-      libsodium-dev libsqlite3-dev sqlite3)
+      libsodium-dev libsqlite3-dev zlib1g-dev sqlite3)
 # Run: the broker of the reference system.
 PKGS+=(nats-server)
 # Test: the integration suite (python3 + pytest), JWT interop peers (PyJWT and

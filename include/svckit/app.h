@@ -67,6 +67,20 @@ enum {
 #define SVC_DRAIN_DELAY_MS 1000                  /* DRAIN_DELAY (s) */
 #define SVC_SHUTDOWN_TIMEOUT_MS 10000            /* SHUTDOWN_TIMEOUT (s) */
 
+/* Content coding (gzip, RFC 9110 8.4). A response with a JSON or text body of
+ * at least SVC_GZIP_MIN_BYTES is sent gzip-compressed (level SVC_GZIP_LEVEL)
+ * to a client whose Accept-Encoding gives gzip (or x-gzip, or "*") a nonzero
+ * q-value, over HTTP and NATS alike, with `Vary: Accept-Encoding` whether or
+ * not this client got it. Left alone: bodies of 204, 304 and streams, a body
+ * whose Content-Encoding the handler set, other types (images, archives). A
+ * HEAD gets the headers of the GET, the compressed Content-Length included.
+ * A strong ETag of a compressed response gets SVC_ETAG_GZIP_SUFFIX inside its
+ * quotes ("abc" -> "abc-gzip"): the two forms are different representations
+ * (RFC 9110 8.8.3), of the same state (svc_req_preconditions accepts both). */
+#define SVC_GZIP_MIN_BYTES 1024
+#define SVC_GZIP_LEVEL 6                         /* zlib's default */
+#define SVC_ETAG_GZIP_SUFFIX "-gzip"
+
 /* The validated configuration; svc_app_config() returns it after start. */
 typedef struct svc_config {
     const char *service;
@@ -214,6 +228,29 @@ const char *svc_req_body(const svc_req *req, size_t *len);
  * application/<x>+json, or none) to res: a handler then simply returns SVC_OK.
  */
 json_t *svc_req_json(svc_req *req, svc_res *res);
+/*
+ * Conditional requests (RFC 9110 13.2.2): evaluates If-Match,
+ * If-Unmodified-Since, If-None-Match and If-Modified-Since, in that order,
+ * against the target resource as it is now. Call it once the request would
+ * otherwise succeed (a 404 or 400 stays that), and for a write inside the
+ * transaction that makes the write, with what the transaction read, so that
+ * two clients holding the same ETag cannot both write.
+ *
+ * etag: the current representation's strong entity tag with its quotes
+ * ("\"7-v3\""), or NULL when the resource has no current representation
+ * (If-Match then fails and If-None-Match: * holds). last_modified: seconds
+ * since the epoch, or -1 if unknown (the date conditions are then ignored).
+ * If-Match compares strongly (a weak tag never matches), If-None-Match
+ * weakly; a tag matches etag or its gzip form (SVC_ETAG_GZIP_SUFFIX).
+ * If-Unmodified-Since is ignored when If-Match is present, If-Modified-Since
+ * when If-None-Match is, and either when it is not a valid HTTP-date.
+ *
+ * Returns 0: go on (no condition, or all hold). Otherwise it wrote the
+ * response and returns its status: 412 (error code "precondition_failed"),
+ * or 304 for a GET or HEAD, with ETag (the form the client named) and
+ * Last-Modified.
+ */
+int svc_req_preconditions(svc_req *req, svc_res *res, const char *etag, int64_t last_modified);
 /* The request id (X-Request-Id as sent, if sane, else generated). */
 const char *svc_req_id(const svc_req *req);
 /* The W3C trace id (32 hex) from traceparent, or generated. */
@@ -251,6 +288,10 @@ svc_jw *svc_res_jw(svc_res *res, int status);
 /* {"error":{"code":code,"message":message}} with the status. */
 int svc_res_error(svc_res *res, int status, const char *code, const char *fmt, ...)
     SVC_PRINTF(4, 5);
+/* The representation's validators, for the client's next conditional
+ * request (svc_req_preconditions): ETag as given (NULL: none) and
+ * Last-Modified, seconds since the epoch written as an HTTP-date (-1: none). */
+int svc_res_validators(svc_res *res, const char *etag, int64_t last_modified);
 /* 304/204-style: status with no body. */
 int svc_res_status(svc_res *res, int status);
 int svc_res_get_status(const svc_res *res);

@@ -14,12 +14,12 @@
  * svc_rpc_call sends those, with Svc-Client, from the request itself. */
 static const char *const request_headers[] = {
     "Authorization", "Cookie", "Content-Type", "Accept", "Accept-Language",
-    "If-None-Match", "If-Match", "If-Modified-Since", NULL,
+    "If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since", "Accept-Encoding", NULL,
 };
 
 const char *const gw_response_headers[] = {
     "Content-Type", "ETag", "Cache-Control", "Set-Cookie", "Location", "Retry-After",
-    "WWW-Authenticate", "Allow", "Last-Modified", NULL,
+    "WWW-Authenticate", "Allow", "Last-Modified", "Content-Encoding", "Vary", NULL,
 };
 
 static int lower(unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }

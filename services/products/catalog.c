@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "products.h"
 
@@ -23,6 +24,9 @@ static const svc_migration migrations[] = {
      "  created_at TEXT NOT NULL,"
      "  updated_at TEXT NOT NULL);"
      "CREATE INDEX products_category ON products(category);"},
+    /* The ETag of a product (product_etag): moved by every write, so a write
+     * checks If-Match against one column inside its transaction. */
+    {2, "product versions", "ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 1;"},
 };
 
 int catalog_open(const char *data_dir, svc_db **out) {
@@ -78,7 +82,8 @@ int catalog_seed_if_empty(svc_db *db) {
 
 /* ---- reads ---------------------------------------------------------------- */
 
-#define PRODUCT_COLUMNS "id, title, description, category, brand, price, stock, rating, created_at, updated_at"
+#define PRODUCT_COLUMNS \
+    "id, title, description, category, brand, price, stock, rating, created_at, updated_at, version"
 
 static void copy_text(char *dst, size_t n, sqlite3_stmt *s, int col) {
     const unsigned char *t = sqlite3_column_text(s, col);
@@ -96,6 +101,22 @@ static void row_to_product(sqlite3_stmt *s, product *p) {
     p->rating = sqlite3_column_double(s, 7);
     copy_text(p->created_at, sizeof p->created_at, s, 8);
     copy_text(p->updated_at, sizeof p->updated_at, s, 9);
+    p->version = sqlite3_column_int64(s, 10);
+}
+
+void product_etag(const product *p, char out[PRODUCT_ETAG_MAX]) {
+    snprintf(out, PRODUCT_ETAG_MAX, "\"p%lld-v%lld\"", (long long)p->id, (long long)p->version);
+}
+
+int64_t product_last_modified(const product *p) {
+    struct tm tm = {0};
+    if (sscanf(p->updated_at, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec) != 6)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t t = timegm(&tm);
+    return t == (time_t)-1 ? -1 : (int64_t)t;
 }
 
 void product_write(svc_jw *w, const product *p, unsigned select) {
@@ -276,13 +297,33 @@ int catalog_create(svc_db *db, const product *in, product *out) {
     return catalog_get(db, sqlite3_last_insert_rowid(svc_db_conn(db)), out);
 }
 
-int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, product *out) {
+/* Ends a write's transaction: commits after success, else rolls back. */
+static int end_write(svc_db *db, int rc) {
+    if (rc == SVC_OK) rc = svc_db_commit(db);
+    if (rc != SVC_OK) svc_db_rollback(db);
+    return rc;
+}
+
+/* The product as stored, then the caller's check, in the write's transaction:
+ * nothing can change between the check and the write. */
+static int begin_write(svc_db *db, int64_t id, catalog_check_fn check, void *ud, product *current) {
+    if (svc_db_begin(db) != SVC_OK) return SVC_EAGAIN;
+    int rc = catalog_get(db, id, current);
+    if (rc == SVC_OK && check) rc = check(current, ud);
+    return rc;
+}
+
+int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, catalog_check_fn check, void *ud,
+                   product *out) {
+    int rc = begin_write(db, id, check, ud, out);
+    if (rc != SVC_OK) return end_write(db, rc);
     /* COALESCE keeps the stored value for every field the request left out. */
     sqlite3_stmt *s = svc_db_prepare(
         db, "UPDATE products SET title = COALESCE(?2, title), description = COALESCE(?3, description),"
             " category = COALESCE(?4, category), brand = COALESCE(?5, brand), price = COALESCE(?6, price),"
-            " stock = COALESCE(?7, stock), rating = COALESCE(?8, rating), updated_at = ?9 WHERE id = ?1");
-    if (!s) return SVC_EIO;
+            " stock = COALESCE(?7, stock), rating = COALESCE(?8, rating), updated_at = ?9,"
+            " version = version + 1 WHERE id = ?1");
+    if (!s) return end_write(db, SVC_EIO);
     char now[32];
     catalog_now(now);
     sqlite3_bind_int64(s, 1, id);
@@ -294,16 +335,14 @@ int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, prod
     if (set & (1u << F_STOCK)) sqlite3_bind_int64(s, 7, in->stock);
     if (set & (1u << F_RATING)) sqlite3_bind_double(s, 8, in->rating);
     sqlite3_bind_text(s, 9, now, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(s);
+    rc = svc_db_status(sqlite3_step(s));
     sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return svc_db_status(rc);
-    if (sqlite3_changes(svc_db_conn(db)) == 0) return SVC_ENOTFOUND;
-    return catalog_get(db, id, out);
+    if (rc == SVC_OK) rc = catalog_get(db, id, out);
+    return end_write(db, rc);
 }
 
-int catalog_delete(svc_db *db, int64_t id, product *out) {
-    if (svc_db_begin(db) != SVC_OK) return SVC_EAGAIN;
-    int rc = catalog_get(db, id, out);
+int catalog_delete(svc_db *db, int64_t id, catalog_check_fn check, void *ud, product *out) {
+    int rc = begin_write(db, id, check, ud, out);
     if (rc == SVC_OK) {
         sqlite3_stmt *s = svc_db_prepare(db, "DELETE FROM products WHERE id = ?1");
         if (!s) {
@@ -314,9 +353,5 @@ int catalog_delete(svc_db *db, int64_t id, product *out) {
             sqlite3_reset(s);
         }
     }
-    if (rc != SVC_OK) {
-        svc_db_rollback(db);
-        return rc;
-    }
-    return svc_db_commit(db);
+    return end_write(db, rc);
 }

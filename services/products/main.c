@@ -6,7 +6,8 @@
  * go through a small per-worker response cache, validated on every request by
  * svc_db_version (which moves on any commit, from any thread or process), so
  * a hot list costs a memcpy. Writes run on the thread pool (SVC_OFFLOAD):
- * they wait for fsync.
+ * they wait for fsync, and check the request's preconditions (If-Match & co)
+ * inside their transaction.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,28 +78,43 @@ static int parse_id(svc_req *req, svc_res *res, int64_t *id) {
     return SVC_OK;
 }
 
-static int render_one(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
-    const int64_t id = *(const int64_t *)arg;
+/* A product's ETag comes from its version, the same in the answer to a write,
+ * so a client can GET, edit, and write back with If-Match. */
+static int get_product(svc_req *req, svc_res *res) {
+    int64_t id;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    int64_t version = svc_db_version(db);
+    if (svc_cache_serve(req, res, version)) return SVC_OK;
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
     if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
     int rc = catalog_get(db, id, p);
     if (rc == SVC_ENOTFOUND) return svc_res_error(res, 404, "not_found", "product %lld not found", (long long)id);
     if (rc != SVC_OK) return storage_error(res, rc);
-    product_write(w, p, F_ALL);
+    product_write(svc_res_jw(res, 200), p, F_ALL);
+    char etag[PRODUCT_ETAG_MAX];
+    product_etag(p, etag);
+    svc_cache_store_tagged(req, res, version, etag, product_last_modified(p));
     return SVC_OK;
-}
-
-static int get_product(svc_req *req, svc_res *res) {
-    int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
-    return cached_read(req, res, render_one, &id);
 }
 
 /* ---- writes (thread pool) ------------------------------------------------- */
 
+/* The request's If-Match & co against the product as the write's transaction
+ * read it (ud: the response): 0, or 412 written. */
+static int check_preconditions(const product *current, void *ud) {
+    svc_res *res = ud;
+    char etag[PRODUCT_ETAG_MAX];
+    product_etag(current, etag);
+    return svc_req_preconditions(svc_res_req(res), res, etag, product_last_modified(current));
+}
+
 static int write_result(svc_res *res, int rc, int status, const product *p, int64_t id) {
+    if (rc > 0) return SVC_OK; /* a precondition failed: answered */
     if (rc == SVC_ENOTFOUND) return svc_res_error(res, 404, "not_found", "product %lld not found", (long long)id);
     if (rc != SVC_OK) return storage_error(res, rc);
+    char etag[PRODUCT_ETAG_MAX];
+    product_etag(p, etag);
+    svc_res_validators(res, etag, product_last_modified(p));
     product_write(svc_res_jw(res, status), p, F_ALL);
     return SVC_OK;
 }
@@ -136,7 +152,7 @@ static int update_product(svc_req *req, svc_res *res) {
     if (products_parse_body(body, full ? F_REQUIRED : 0, in, &set, err, sizeof err) != SVC_OK)
         return svc_res_error(res, 400, "bad_request", "%s", err);
     if (full) set = F_WRITABLE;
-    return write_result(res, catalog_update(db, id, in, set, in + 1), 200, in + 1, id);
+    return write_result(res, catalog_update(db, id, in, set, check_preconditions, res, in + 1), 200, in + 1, id);
 }
 
 static int delete_product(svc_req *req, svc_res *res) {
@@ -144,7 +160,7 @@ static int delete_product(svc_req *req, svc_res *res) {
     if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
     if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
-    int rc = catalog_delete(db, id, p);
+    int rc = catalog_delete(db, id, check_preconditions, res, p);
     if (rc != SVC_OK) return write_result(res, rc, 200, p, id);
     /* DummyJSON answers a delete with the product and isDeleted/deletedOn. */
     char now[32];

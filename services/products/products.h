@@ -47,7 +47,20 @@ typedef struct product {
     double rating;
     char created_at[32];
     char updated_at[32];
+    int64_t version;        /* 1 when created, +1 on every update; not in the JSON */
 } product;
+
+/* A product's validators (svc_req_preconditions): the strong ETag
+ * "p<id>-v<version>", which every write moves and a GET and the write's
+ * answer share, and Last-Modified, updated_at in seconds (-1 if unparsable). */
+#define PRODUCT_ETAG_MAX 48
+void product_etag(const product *p, char out[PRODUCT_ETAG_MAX]);
+int64_t product_last_modified(const product *p);
+
+/* Called by a write inside its transaction with the product as stored now:
+ * SVC_OK lets the write go on; anything else rolls it back and is what the
+ * write returns (a positive status: the check wrote the answer, e.g. 412). */
+typedef int (*catalog_check_fn)(const product *current, void *ud);
 
 /* What a list request asks for. */
 typedef struct list_query {
@@ -87,9 +100,12 @@ int catalog_categories(svc_db *db, svc_jw *w);
 /* SVC_OK and *p, or SVC_ENOTFOUND. */
 int catalog_get(svc_db *db, int64_t id, product *p);
 int catalog_create(svc_db *db, const product *in, product *out);
-/* Updates the fields in set; SVC_ENOTFOUND if there is no such product. */
-int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, product *out);
-int catalog_delete(svc_db *db, int64_t id, product *out);
+/* Updates the fields in set, in one transaction with check (NULL: none);
+ * SVC_ENOTFOUND if there is no such product. */
+int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, catalog_check_fn check, void *ud,
+                   product *out);
+/* Deletes, in one transaction with check; *out is the product deleted. */
+int catalog_delete(svc_db *db, int64_t id, catalog_check_fn check, void *ud, product *out);
 /* A product as a JSON object with the fields in select (id always). */
 void product_write(svc_jw *w, const product *p, unsigned select);
 /* The same fields without the braces, to extend the object. */

@@ -8,12 +8,24 @@
 #include "http/internal.h"
 #include "svckit/cache.h"
 
+/*
+ * An entry keeps both forms of its body: the gzip form is made once, when the
+ * entry is stored, and costs a tenth of the plain one for JSON (1,156 bytes
+ * for the 9,169 of a products page); keeping only it would mean inflating it
+ * for every client that does not take gzip, a cost per request where a hit
+ * should cost a copy.
+ */
 typedef struct entry {
     char *key;
     char *body;
     size_t len;
+    char *gz;                         /* the gzip form; NULL: the body stays plain */
+    size_t gzlen;
     int64_t version;
-    char etag[24];
+    int64_t last_modified;            /* seconds; -1: none */
+    char etag[SVC_CACHE_MAX_ETAG + 1];
+    char etag_gz[SVC_CACHE_MAX_ETAG + sizeof SVC_ETAG_GZIP_SUFFIX];
+    char last_modified_text[SVC__HTTP_DATE_MAX];
 } entry;
 
 typedef struct cache {
@@ -23,13 +35,16 @@ typedef struct cache {
 static pthread_key_t cache_key;
 static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
+static void entry_free(entry *e) {
+    free(e->key);
+    free(e->body);
+    free(e->gz);
+}
+
 /* Runs as each worker thread exits (a _Thread_local array would leak). */
 static void cache_free(void *p) {
     cache *c = p;
-    for (int i = 0; i < SVC_CACHE_SLOTS; i++) {
-        free(c->slot[i].key);
-        free(c->slot[i].body);
-    }
+    for (int i = 0; i < SVC_CACHE_SLOTS; i++) entry_free(&c->slot[i]);
     free(c);
 }
 
@@ -66,17 +81,52 @@ static entry *slot_for(const char *key, int create) {
     return &c->slot[svc__fnv1a(key, strlen(key), SVC__FNV1A_SEED) % SVC_CACHE_SLOTS];
 }
 
-/* If-None-Match: "*" or a list of entity tags, one of which is ours. */
-static int client_has(svc_req *req, const char *etag) {
-    const char *inm = svc_req_header(req, "if-none-match");
-    return inm && (strcmp(inm, "*") == 0 || strstr(inm, etag) != NULL);
+/* A strong entity tag with its quotes, short enough to keep. */
+static int etag_ok(const char *t) {
+    size_t n = t ? strlen(t) : 0;
+    if (n < 2 || n > SVC_CACHE_MAX_ETAG || t[0] != '"' || t[n - 1] != '"') return 0;
+    for (size_t i = 1; i + 1 < n; i++)
+        if ((unsigned char)t[i] < 0x21 || t[i] == '"' || t[i] == 0x7f) return 0;
+    return 1;
 }
 
-static int finish(svc_req *req, svc_res *res, const char *etag) {
-    svc_res_header(res, "ETag", etag);
+/* The validators of e, from the caller's or a hash of the body. */
+static void set_validators(entry *e, const char *etag, int64_t last_modified) {
+    if (etag_ok(etag)) snprintf(e->etag, sizeof e->etag, "%s", etag);
+    else snprintf(e->etag, sizeof e->etag, "\"%016llx\"", (unsigned long long)svc__fnv1a(e->body, e->len, SVC__FNV1A_SEED));
+    size_t n = strlen(e->etag);
+    snprintf(e->etag_gz, sizeof e->etag_gz, "%.*s" SVC_ETAG_GZIP_SUFFIX "\"", (int)(n - 1), e->etag);
+    e->last_modified = last_modified >= 0 && svc__http_date(last_modified, e->last_modified_text) ? last_modified : -1;
+}
+
+/*
+ * The answer for e: the conditions' 304 or 412, or a 200 in the form this
+ * client takes. kept: e is in the cache, with its gzip form if it has one,
+ * and copy says whether res still needs the plain body; otherwise (an entry
+ * that could not be kept) the plain body is in res and svc__res_encode
+ * compresses it as for any response.
+ */
+static void respond(svc_req *req, svc_res *res, const entry *e, int kept, int copy) {
+    int varies = e->len >= SVC_GZIP_MIN_BYTES;
+    int accepts = varies && svc__accepts_gzip(req);
+    int gz = accepts && (!kept || e->gz);
+    int st = svc__preconditions(req, res, e->etag, e->last_modified, gz, varies);
+    if (st == 412) return;
+    if (st == 0) {
+        if (kept) {
+            if (gz) {
+                svc_res_body(res, 200, "application/json", e->gz, e->gzlen);
+                svc_res_header(res, "Content-Encoding", "gzip");
+            } else if (copy) {
+                svc_res_body(res, 200, "application/json", e->body, e->len);
+            }
+            if (varies) svc_res_header(res, "Vary", "Accept-Encoding");
+            res->coded = 1;
+        }
+        svc_res_header(res, "ETag", kept && gz ? e->etag_gz : e->etag);
+        if (e->last_modified >= 0) svc_res_header(res, "Last-Modified", e->last_modified_text);
+    }
     svc_res_header(res, "Cache-Control", "private, no-cache");
-    if (client_has(req, etag)) return svc_res_status(res, 304);
-    return SVC_OK;
 }
 
 int svc_cache_serve(svc_req *req, svc_res *res, int64_t version) {
@@ -84,31 +134,45 @@ int svc_cache_serve(svc_req *req, svc_res *res, int64_t version) {
     char *key = make_key(req);
     entry *e = key ? slot_for(key, 0) : NULL;
     if (!e || !e->key || e->version != version || strcmp(e->key, key) != 0) return 0;
-    svc_res_body(res, 200, "application/json", e->body, e->len);
-    finish(req, res, e->etag);
+    respond(req, res, e, 1, 1);
     return 1;
 }
 
-void svc_cache_store(svc_req *req, svc_res *res, int64_t version) {
-    size_t len;
-    const char *body = svc_res_get_body(res, &len);
+void svc_cache_store_tagged(svc_req *req, svc_res *res, int64_t version, const char *etag, int64_t last_modified) {
     if (svc_res_get_status(res) != 200) return;
-    char etag[24];
-    snprintf(etag, sizeof etag, "\"%016llx\"", (unsigned long long)svc__fnv1a(body, len, SVC__FNV1A_SEED));
+    entry n = {.version = version};
+    n.body = (char *)svc_res_get_body(res, &n.len);
     char *key = make_key(req);
-    entry *e = key && svc_req_loop(req) && version >= 0 && len <= SVC_CACHE_MAX_BODY ? slot_for(key, 1) : NULL;
-    if (e) {
-        char *k = strdup(key), *b = malloc(len ? len : 1);
-        if (k && b) {
-            memcpy(b, body, len);
-            free(e->key);
-            free(e->body);
-            *e = (entry){k, b, len, version, ""};
-            memcpy(e->etag, etag, sizeof etag);
+    entry *e = key && svc_req_loop(req) && version >= 0 && n.len <= SVC_CACHE_MAX_BODY ? slot_for(key, 1) : NULL;
+    set_validators(&n, etag, last_modified);
+    if (!e) {
+        respond(req, res, &n, 0, 0);
+        return;
+    }
+    svc_buf gz = {0};
+    if (n.len >= SVC_GZIP_MIN_BYTES) {
+        if (svc__gzip(n.body, n.len, &gz) == SVC_OK) {
+            n.gz = gz.data;
+            n.gzlen = gz.len;
         } else {
-            free(k);
-            free(b);
+            svc_buf_free(&gz); /* it stays plain */
         }
     }
-    finish(req, res, etag);
+    n.key = strdup(key);
+    n.body = malloc(n.len ? n.len : 1);
+    if (!n.key || !n.body) {
+        entry_free(&n);
+        n.body = (char *)svc_res_get_body(res, &n.len);
+        n.gz = NULL;
+        respond(req, res, &n, 0, 0);
+        return;
+    }
+    memcpy(n.body, svc_res_get_body(res, NULL), n.len);
+    entry_free(e);
+    *e = n;
+    respond(req, res, e, 1, 0);
+}
+
+void svc_cache_store(svc_req *req, svc_res *res, int64_t version) {
+    svc_cache_store_tagged(req, res, version, NULL, -1);
 }

@@ -311,6 +311,7 @@ void svc__request_finish(svc_req *req) {
     }
     for (int i = app->nmw - 1; i >= 0; i--)
         if (app->mw[i].after) app->mw[i].after(req, res, app->mw[i].ud);
+    svc__res_encode(req, res);
 
     double seconds = (double)(svc_now_ns() - req->start_ns) / 1e9;
     size_t bytes = res->streaming ? res->streamed : (req->head ? 0 : res->body.len);

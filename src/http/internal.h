@@ -3,7 +3,8 @@
  * responses. Reading order: app.c (configuration, workers, shutdown), conn.c
  * (bytes in, framing, timeouts, bytes out), dispatch.c (routing, middleware,
  * handlers, offloading), request.c and response.c (the handler API),
- * builtin.c (/healthz, /readyz, /metrics, the access log).
+ * encoding.c (gzip) and conditional.c (If-Match & co), cache.c (the
+ * response cache), builtin.c (/healthz, /readyz, /metrics, the access log).
  */
 #ifndef SVC_HTTP_INTERNAL_H
 #define SVC_HTTP_INTERNAL_H
@@ -221,6 +222,7 @@ struct svc_res {
     unsigned stream_chunked : 1;
     unsigned finished : 1;
     unsigned oom : 1;
+    unsigned coded : 1;              /* content coding chosen (cache.c): leave it */
 };
 
 struct svc_req {
@@ -331,6 +333,39 @@ void svc__res_init(svc_res *res, svc_req *req);
 void svc__res_serialize(svc_res *res, svc_buf *out);
 int svc__res_set_error(svc_res *res, int status, const char *code, const char *msg);
 const char *svc__status_reason(int status);
+
+/* encoding.c: gzip (see app.h) */
+/* 1 if the request's Accept-Encoding fields give gzip (or x-gzip, else "*")
+ * a nonzero q-value. */
+int svc__accepts_gzip(const svc_req *req);
+/* 1 for a Content-Type worth compressing: JSON (+json), text, JavaScript, XML. */
+int svc__compressible(const char *content_type);
+/* Appends data[0..len) gzip-compressed (level SVC_GZIP_LEVEL) to out:
+ * SVC_OK, SVC_ENOMEM, or SVC_ERANGE (out unchanged) when that would not be
+ * smaller. Uses a zlib stream kept per thread. */
+int svc__gzip(const void *data, size_t len, svc_buf *out);
+/* "abc" -> "abc-gzip" in a, for a strong tag; NULL for anything else. */
+char *svc__etag_gzip(svc_arena *a, const char *etag);
+/* Called by svc__request_finish once the response is final: compresses it
+ * for the client, or leaves it plain, and sets Vary, Content-Encoding and the
+ * ETag's form (app.h). */
+void svc__res_encode(svc_req *req, svc_res *res);
+/* The first value of the response header name (any case), or NULL. */
+const char *svc__res_header_get(const svc_res *res, const char *name);
+
+/* conditional.c */
+/* svc_req_preconditions for a resource whose 200 would be sent gzip (gz 1),
+ * plain (0) or either (-1: not known). The 304 names the form the client
+ * holds, or, when it holds both or matched by date, the one it would get;
+ * varies: the 200 would carry Vary: Accept-Encoding, so the 304 does too. */
+int svc__preconditions(svc_req *req, svc_res *res, const char *etag, int64_t last_modified, int gz, int varies);
+/* IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") of secs; "" and 0 if out of
+ * range. */
+#define SVC__HTTP_DATE_MAX 32
+size_t svc__http_date(int64_t secs, char out[SVC__HTTP_DATE_MAX]);
+/* Parses an HTTP-date in any of its three forms (RFC 9110 5.6.7): SVC_OK
+ * and the seconds since the epoch, or SVC_EINVAL. */
+int svc__http_date_parse(const char *s, int64_t *out);
 
 /* builtin.c */
 void svc__builtin_routes(svc_app *app);

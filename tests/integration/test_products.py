@@ -3,9 +3,13 @@
 One auth + products pair (products with WORKERS=2, so that the per-worker
 response cache is exercised across workers) serves the whole module.
 """
+import gzip
+import http.client
 import json
 import os
 import sqlite3
+import tempfile
+import threading
 import time
 from types import SimpleNamespace
 from urllib.parse import quote
@@ -15,7 +19,7 @@ import pytest
 from conftest import Service
 from services_fixtures import (ADMIN_PASS, ADMIN_USER, auth_signing_key, b64u, bearer, claims, jwt_decode, login,
                                new_ed25519_key, raw_public_key, register_and_login, running_system, sign_eddsa,
-                               sign_hs256, unsigned_token)
+                               sign_hs256, start_products, unsigned_token)
 
 FIELDS = {"id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at",
           "updated_at"}
@@ -427,6 +431,304 @@ def test_writes_invalidate_cached_reads_on_every_worker(shop):
     c.products.json("DELETE", f"/products/{p['id']}", headers=c.admin)
     for _ in range(8):
         assert get(c, f"/products/{p['id']}")[0] == 404
+
+
+# ---- conditional requests (RFC 9110 13) -------------------------------------------------
+
+def etag_and_date(c, pid):
+    status, hdrs, data = c.products.request("GET", f"/products/{pid}", headers=c.user)
+    assert status == 200, data
+    return hdrs["etag"], hdrs["last-modified"], json.loads(data)
+
+
+def write(c, method, pid, body=None, **conds):
+    """A write with preconditions (keyword names: if_match -> If-Match)."""
+    h = dict(c.admin, **{k.replace("_", "-").title(): v for k, v in conds.items()})
+    status, hdrs, data = c.products.request(method, f"/products/{pid}", body, h)
+    return status, hdrs, json.loads(data) if data else None
+
+
+def test_writes_answer_with_the_etag_a_get_gives(shop):
+    c = shop
+    status, hdrs, data = c.products.request("POST", "/products", {"title": "Tagged", "category": "c", "price": 1},
+                                            c.admin)
+    assert status == 201, data
+    p = json.loads(data)
+    etag, date, doc = etag_and_date(c, p["id"])
+    assert etag == hdrs["etag"] == f'"p{p["id"]}-v1"' and doc == p
+    assert date == hdrs["last-modified"] and date.endswith(" GMT")
+    status, hdrs, patched = write(c, "PATCH", p["id"], {"price": 2}, if_match=etag)
+    assert status == 200, patched
+    assert hdrs["etag"] == f'"p{p["id"]}-v2"' != etag
+    # The same state, the same validators, from GET: a client can go round again.
+    assert etag_and_date(c, p["id"])[::2] == (hdrs["etag"], patched)
+    status, put_hdrs, put = write(c, "PUT", p["id"], {"title": "Tagged", "category": "c", "price": 3},
+                                  if_match=hdrs["etag"])
+    assert status == 200 and put_hdrs["etag"] == f'"p{p["id"]}-v3"' and put["price"] == 3
+    status, _, _ = c.products.request("GET", f"/products/{p['id']}",
+                                      headers=dict(c.user, **{"If-None-Match": put_hdrs["etag"]}))
+    assert status == 304
+    status, _, deleted = write(c, "DELETE", p["id"], if_match=put_hdrs["etag"])
+    assert status == 200 and deleted["isDeleted"] is True
+
+
+def test_a_stale_if_match_is_412_and_changes_nothing(shop):
+    c = shop
+    p = create(c, title="Stale", price=5)
+    etag, _, before = etag_and_date(c, p["id"])
+    assert write(c, "PATCH", p["id"], {"price": 6}, if_match=etag)[0] == 200
+    now, _, current = etag_and_date(c, p["id"])
+    n = total(c)
+    for method, body in [("PATCH", {"price": 7}), ("PUT", {"title": "t", "category": "c", "price": 8}),
+                         ("DELETE", None)]:
+        for stale in (etag, f'"p{p["id"]}-v9"', "W/" + now, now.strip('"'), '"*"'):
+            status, hdrs, doc = write(c, method, p["id"], body, if_match=stale)
+            assert_error(status, doc, 412, "precondition_failed")
+            assert "etag" not in hdrs
+    assert etag_and_date(c, p["id"])[::2] == (now, current) and total(c) == n
+    assert current["price"] == 6 and before["price"] == 5
+    c.products.json("DELETE", f"/products/{p['id']}", headers=c.admin)
+
+
+def test_if_match_star_and_lists(shop):
+    c = shop
+    p = create(c, title="Star")
+    etag = etag_and_date(c, p["id"])[0]
+    status, hdrs, _ = write(c, "PATCH", p["id"], {"price": 2}, if_match="*")
+    assert status == 200
+    status, hdrs, _ = write(c, "PATCH", p["id"], {"price": 3}, if_match=f'"nope", {hdrs["etag"]}')
+    assert status == 200
+    # The gzip form of the tag names the same state (a client that fetched it
+    # compressed writes it back).
+    gz = hdrs["etag"][:-1] + '-gzip"'
+    status, _, _ = write(c, "PATCH", p["id"], {"price": 4}, if_match=gz)
+    assert status == 200
+    assert write(c, "PATCH", p["id"], {"price": 5}, if_match=etag)[0] == 412
+    # No such product: a 404 stays a 404, whatever the conditions (RFC 9110 13.2.1).
+    assert write(c, "PATCH", 987654321, {"price": 1}, if_match="*")[0] == 404
+    assert write(c, "DELETE", 987654321, if_match='"x"')[0] == 404
+    # If-None-Match: * on an existing product: it exists, so 412.
+    assert write(c, "PUT", p["id"], {"title": "t", "category": "c", "price": 1}, if_none_match="*")[0] == 412
+    c.products.json("DELETE", f"/products/{p['id']}", headers=c.admin)
+
+
+def test_if_unmodified_since(shop):
+    c = shop
+    p = create(c, title="Dated")
+    etag, date, _ = etag_and_date(c, p["id"])
+    old = "Sun, 06 Nov 1994 08:49:37 GMT"
+    status, _, doc = write(c, "PATCH", p["id"], {"price": 2}, if_unmodified_since=old)
+    assert_error(status, doc, 412, "precondition_failed")
+    assert etag_and_date(c, p["id"])[0] == etag
+    # Ignored when If-Match is present, and when it is not a date.
+    status, hdrs, _ = write(c, "PATCH", p["id"], {"price": 3}, if_match=etag, if_unmodified_since=old)
+    assert status == 200
+    assert write(c, "PATCH", p["id"], {"price": 4}, if_unmodified_since="yesterday")[0] == 200
+    # Last-Modified itself holds (seconds: a write in the same second passes,
+    # which is why If-Match is the one to use).
+    date = etag_and_date(c, p["id"])[1]
+    assert write(c, "PATCH", p["id"], {"price": 5}, if_unmodified_since=date)[0] == 200
+    assert write(c, "DELETE", p["id"], if_unmodified_since=old)[0] == 412
+    assert write(c, "DELETE", p["id"], if_unmodified_since="Fri, 31 Dec 9999 23:59:59 GMT")[0] == 200
+
+
+def test_two_writers_with_the_same_if_match_one_wins(shop):
+    """Two admins edit the same product from the same GET: exactly one write
+    lands, the other gets 412, whatever the order they reach the thread pool.
+    The check is in the write's transaction, so no interleaving can let both
+    through (each round starts both requests at once)."""
+    c = shop
+    p = create(c, title="Contended", price=1)
+    for rnd in range(10):
+        etag = etag_and_date(c, p["id"])[0]
+        gate = threading.Barrier(2)
+        results = {}
+
+        def writer(name, method, body):
+            h = dict(c.admin, **{"If-Match": etag, "Content-Type": "application/json"})
+            conn = http.client.HTTPConnection("127.0.0.1", c.products.port, timeout=30)
+            try:
+                conn.connect()
+                gate.wait(timeout=30)
+                conn.request(method, f"/products/{p['id']}", json.dumps(body).encode(), h)
+                r = conn.getresponse()
+                results[name] = (r.status, r.getheader("ETag"), json.loads(r.read()))
+            finally:
+                conn.close()
+
+        a = {"price": 100 + rnd}
+        b = {"title": f"Contended {rnd}", "category": "testing", "price": 200 + rnd}
+        threads = [threading.Thread(target=writer, args=("a", "PATCH", a)),
+                   threading.Thread(target=writer, args=("b", "PUT", b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert sorted(st for st, _, _ in results.values()) == [200, 412], results
+        winner = next(k for k, (st, _, _) in results.items() if st == 200)
+        loser = "b" if winner == "a" else "a"
+        assert results[loser][2]["error"]["code"] == "precondition_failed"
+        now, _, doc = etag_and_date(c, p["id"])
+        assert now == results[winner][1] and doc == results[winner][2]
+        assert doc["price"] == (a if winner == "a" else b)["price"]
+    # A DELETE racing a PATCH: one of them. When the DELETE wins, the PATCH
+    # finds no product: 404, which conditions never turn into a 412.
+    etag = etag_and_date(c, p["id"])[0]
+    out = []
+    gate = threading.Barrier(2)
+
+    def racer(method, body):
+        h = dict(c.admin, **{"If-Match": etag, "Content-Type": "application/json"})
+        conn = http.client.HTTPConnection("127.0.0.1", c.products.port, timeout=30)
+        try:
+            conn.connect()
+            gate.wait(timeout=30)
+            conn.request(method, f"/products/{p['id']}", json.dumps(body).encode() if body else None, h)
+            out.append((method, conn.getresponse().status))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=racer, args=("DELETE", None)),
+               threading.Thread(target=racer, args=("PATCH", {"price": 1}))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    deleted = dict(out)["DELETE"] == 200
+    assert dict(out) == ({"DELETE": 200, "PATCH": 404} if deleted else {"DELETE": 412, "PATCH": 200}), out
+    assert get(c, f"/products/{p['id']}")[0] == (404 if deleted else 200)
+    if not deleted:
+        c.products.json("DELETE", f"/products/{p['id']}", headers=c.admin)
+
+
+def test_products_of_the_first_schema_get_versions(shop):
+    """A catalog made before versions existed (schema 1) is migrated: its
+    products start at version 1."""
+    with tempfile.TemporaryDirectory(prefix="svckit-products-v1-") as d:
+        con = sqlite3.connect(os.path.join(d, "products.db"))
+        con.executescript(
+            "CREATE TABLE products (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL,"
+            " description TEXT NOT NULL DEFAULT '', category TEXT NOT NULL, brand TEXT NOT NULL DEFAULT '',"
+            " price REAL NOT NULL CHECK (price >= 0), stock INTEGER NOT NULL DEFAULT 0 CHECK (stock >= 0),"
+            " rating REAL NOT NULL DEFAULT 0 CHECK (rating BETWEEN 0 AND 5), created_at TEXT NOT NULL,"
+            " updated_at TEXT NOT NULL);"
+            "CREATE INDEX products_category ON products(category);"
+            "INSERT INTO products (title, category, price, created_at, updated_at)"
+            " VALUES ('Old', 'legacy', 1, '2020-01-02T03:04:05.678Z', '2020-01-02T03:04:05.678Z');"
+            "PRAGMA user_version=1;")
+        con.close()
+        with start_products(shop.auth, data_dir=d) as old:
+            status, hdrs, data = old.request("GET", "/products/1", headers=shop.user)
+            assert status == 200, data
+            assert hdrs["etag"] == '"p1-v1"' and hdrs["last-modified"] == "Thu, 02 Jan 2020 03:04:05 GMT"
+            status, hdrs, _ = old.request("PATCH", "/products/1", {"price": 2},
+                                          dict(shop.admin, **{"If-Match": '"p1-v1"'}))
+            assert status == 200 and hdrs["etag"] == '"p1-v2"'
+
+
+# ---- compression --------------------------------------------------------------------------
+
+LIST = "/products?limit=30"
+
+
+def fetch(svc, path, headers, method="GET"):
+    """(status, [(name, value)] lower-cased names, body) on a fresh connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers)
+        r = conn.getresponse()
+        return r.status, [(k.lower(), v) for k, v in r.getheaders()], r.read()
+    finally:
+        conn.close()
+
+
+def one(hdrs, name):
+    values = [v for k, v in hdrs if k == name]
+    assert len(values) <= 1, (name, values)
+    return values[0] if values else None
+
+
+def varies(hdrs):
+    return any("accept-encoding" in v.lower() for k, v in hdrs if k == "vary")
+
+
+def gz(c, extra=None):
+    return dict(c.user, **{"Accept-Encoding": "gzip"}, **(extra or {}))
+
+
+def test_lists_are_gzipped_for_clients_that_ask(shop):
+    c = shop
+    status, plain_hdrs, plain = fetch(c.products, LIST, dict(c.user, **{"Accept-Encoding": "identity"}))
+    assert status == 200 and one(plain_hdrs, "content-encoding") is None and varies(plain_hdrs)
+    # Each worker (WORKERS=2; a fresh connection each time) serves the same bytes.
+    for _ in range(6):
+        status, hdrs, body = fetch(c.products, LIST, gz(c))
+        assert status == 200
+        assert one(hdrs, "content-encoding") == "gzip" and varies(hdrs)
+        assert int(one(hdrs, "content-length")) == len(body)
+        assert gzip.decompress(body) == plain
+        # About 9 KB to about 1.2 KB for this page.
+        assert len(body) * 4 < len(plain), (len(body), len(plain))
+        assert one(hdrs, "etag") == one(plain_hdrs, "etag")[:-1] + '-gzip"'
+    for ae in ("gzip, deflate, br", "br;q=1.0, gzip;q=0.5", "*", "x-gzip", "deflate, *;q=0.1"):
+        status, hdrs, body = fetch(c.products, LIST, dict(c.user, **{"Accept-Encoding": ae}))
+        assert one(hdrs, "content-encoding") == "gzip", ae
+        assert gzip.decompress(body) == plain
+
+
+def test_q_zero_and_other_codings_get_plain(shop):
+    c = shop
+    plain = fetch(c.products, LIST, c.user)[2]
+    for ae in ("gzip;q=0", "gzip; q=0.000, deflate", "*;q=0", "deflate, br", "identity", "gzip;q=0, *", ""):
+        status, hdrs, body = fetch(c.products, LIST, dict(c.user, **{"Accept-Encoding": ae}))
+        assert status == 200 and one(hdrs, "content-encoding") is None, ae
+        assert varies(hdrs) and body == plain, ae
+
+
+def test_small_bodies_stay_plain(shop):
+    c = shop
+    for path in ("/products/1", "/products?limit=1", "/products/987654321", "/healthz"):
+        status, hdrs, body = fetch(c.products, path, gz(c))
+        assert one(hdrs, "content-encoding") is None and not varies(hdrs), path
+        json.loads(body)
+
+
+def test_304_for_both_forms(shop):
+    c = shop
+    _, plain_hdrs, _ = fetch(c.products, LIST, c.user)
+    _, gz_hdrs, _ = fetch(c.products, LIST, gz(c))
+    plain_tag, gz_tag = one(plain_hdrs, "etag"), one(gz_hdrs, "etag")
+    assert plain_tag != gz_tag and gz_tag == plain_tag[:-1] + '-gzip"'
+    for headers, tag in ((c.user, plain_tag), (c.user, gz_tag), (gz(c), plain_tag), (gz(c), gz_tag)):
+        status, hdrs, body = fetch(c.products, LIST, dict(headers, **{"If-None-Match": tag}))
+        assert status == 304 and body == b"", (headers, tag)
+        # The 304 names the form the client holds, and varies like the 200.
+        assert one(hdrs, "etag") == tag and varies(hdrs)
+        assert one(hdrs, "content-encoding") is None
+    # A shared cache holding both gets the one it would be sent now.
+    status, hdrs, _ = fetch(c.products, LIST, gz(c, {"If-None-Match": f"{plain_tag}, {gz_tag}"}))
+    assert status == 304 and one(hdrs, "etag") == gz_tag
+    status, _, _ = fetch(c.products, LIST, gz(c, {"If-None-Match": '"x", "x-gzip"'}))
+    assert status == 200
+
+
+def test_head_sends_the_headers_of_the_get(shop):
+    c = shop
+    _, get_hdrs, get_body = fetch(c.products, LIST, gz(c))
+    status, hdrs, body = fetch(c.products, LIST, gz(c), method="HEAD")
+    assert status == 200 and body == b""
+    for name in ("content-encoding", "content-length", "etag", "content-type"):
+        assert one(hdrs, name) == one(get_hdrs, name), name
+    assert varies(hdrs) and int(one(hdrs, "content-length")) == len(get_body)
+
+
+def test_uncached_responses_are_compressed_too(shop):
+    """/metrics is rendered for every request: compressed as it is sent."""
+    status, hdrs, body = fetch(shop.products, "/metrics", {"Accept-Encoding": "gzip"})
+    assert status == 200 and one(hdrs, "content-encoding") == "gzip" and varies(hdrs)
+    assert b"http_requests_total" in gzip.decompress(body)
+    status, hdrs, body = fetch(shop.products, "/metrics", {})
+    assert one(hdrs, "content-encoding") is None and b"http_requests_total" in body
 
 
 # ---- validation -----------------------------------------------------------------------

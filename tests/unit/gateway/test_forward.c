@@ -7,6 +7,12 @@ TEST(request_headers_allow_list) {
     CHECK(gw_forward_request_header("cookie"));
     CHECK(gw_forward_request_header("CONTENT-TYPE"));
     CHECK(gw_forward_request_header("If-None-Match"));
+    /* Conditional requests and content coding reach the service, which
+     * evaluates them (and compresses once, in its cache). */
+    CHECK(gw_forward_request_header("if-match"));
+    CHECK(gw_forward_request_header("If-Unmodified-Since"));
+    CHECK(gw_forward_request_header("If-Modified-Since"));
+    CHECK(gw_forward_request_header("Accept-Encoding"));
     CHECK(!gw_forward_request_header("Svc-Client"));
     CHECK(!gw_forward_request_header("svc-deadline"));
     CHECK(!gw_forward_request_header("Svc-Method"));
@@ -26,6 +32,9 @@ TEST(response_headers_allow_list) {
     CHECK(gw_forward_response_header("WWW-Authenticate"));
     CHECK(gw_forward_response_header("Allow"));
     CHECK(gw_forward_response_header("Retry-After"));
+    CHECK(gw_forward_response_header("Last-Modified"));
+    CHECK(gw_forward_response_header("content-encoding"));
+    CHECK(gw_forward_response_header("Vary"));
     CHECK(!gw_forward_response_header("Svc-Status"));
     CHECK(!gw_forward_response_header("Svc-Instance"));
     CHECK(!gw_forward_response_header("X-Request-Id")); /* the core writes the gateway's own */

@@ -1,0 +1,191 @@
+/* The response cache (src/http/cache.c): both forms of a body, validators, 304s. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/internal.h"
+#include "svckit/cache.h"
+#include "../test.h"
+
+static svc_worker worker;
+
+static svc_req *request(const char *path, const char *const *fields, size_t n) {
+    svc_req *req = svc__req_new_worker(&worker);
+    if (!req) return NULL;
+    req->path = (char *)path;
+    if (n) {
+        req->headers = svc_arena_alloc(req->arena, n * sizeof *req->headers);
+        for (size_t i = 0; i < n; i++) req->headers[i] = (svc_hdr){fields[2 * i], fields[2 * i + 1], 0};
+        req->nheaders = n;
+    }
+    return req;
+}
+
+static void release(svc_req *req) {
+    svc__req_free(req);
+    for (int i = 0; i < worker.narena_pool; i++) svc_arena_free(worker.arena_pool[i]);
+    worker.narena_pool = 0;
+    svc__worker_buf_pool_free(&worker);
+    worker.nbuf_pool = 0;
+}
+
+static char *json_body(size_t n) {
+    char *b = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) b[i] = "{\"title\":\"Classic Lipstick\",\"price\":2.99},"[i % 41];
+    b[n] = '\0';
+    return b;
+}
+
+/* A miss rendering len bytes at version, stored with the given validators. */
+static svc_req *store(const char *path, size_t len, int64_t version, const char *etag, int64_t lm,
+                      const char *const *fields, size_t n) {
+    svc_req *req = request(path, fields, n);
+    if (!req) return NULL;
+    if (svc_cache_serve(req, &req->res, version)) {
+        test_fail(__FILE__, __LINE__, "a hit where a miss was expected");
+        return req;
+    }
+    char *b = json_body(len);
+    svc_res_body(&req->res, 200, "application/json", b, len);
+    free(b);
+    svc_cache_store_tagged(req, &req->res, version, etag, lm);
+    return req;
+}
+
+static svc_req *serve(const char *path, int64_t version, const char *const *fields, size_t n, int *hit) {
+    svc_req *req = request(path, fields, n);
+    if (req) *hit = svc_cache_serve(req, &req->res, version);
+    return req;
+}
+
+static const char *hdr(svc_req *req, const char *name) { return svc__res_header_get(&req->res, name); }
+
+TEST(both_forms_are_kept_and_each_client_gets_its_own) {
+    const char *gz[] = {"Accept-Encoding", "gzip"};
+    svc_req *req = store("/list", 9000, 7, NULL, -1, gz, 1);
+    REQUIRE(req);
+    /* The miss itself is answered compressed, with the ETag's gzip form. */
+    CHECK_STR(hdr(req, "Content-Encoding"), "gzip");
+    CHECK_STR(hdr(req, "Vary"), "Accept-Encoding");
+    const char *tag = hdr(req, "ETag");
+    REQUIRE(tag && strlen(tag) == 23 && strstr(tag, "-gzip\""));
+    char plain_tag[24];
+    memcpy(plain_tag, tag, 17);
+    plain_tag[17] = '"';
+    plain_tag[18] = '\0';
+    size_t gzlen = req->res.body.len;
+    CHECK(gzlen < 1000);
+    CHECK(req->res.coded);
+    release(req);
+
+    int hit;
+    req = serve("/list", 7, NULL, 0, &hit);
+    REQUIRE(req && hit);
+    CHECK(hdr(req, "Content-Encoding") == NULL);
+    CHECK_STR(hdr(req, "Vary"), "Accept-Encoding");
+    CHECK_STR(hdr(req, "ETag"), plain_tag);
+    CHECK_EQ(req->res.body.len, 9000);
+    CHECK(req->res.coded); /* finish must not compress it again */
+    release(req);
+
+    req = serve("/list", 7, gz, 1, &hit);
+    REQUIRE(req && hit);
+    CHECK_STR(hdr(req, "Content-Encoding"), "gzip");
+    CHECK_EQ(req->res.body.len, gzlen);
+    release(req);
+
+    /* 304 for either form, from a client of either kind; its ETag names what
+     * the client holds. */
+    const char *inm_plain_gz[] = {"Accept-Encoding", "gzip", "If-None-Match", plain_tag};
+    req = serve("/list", 7, inm_plain_gz, 2, &hit);
+    REQUIRE(req && hit);
+    CHECK_EQ(req->res.status, 304);
+    CHECK_STR(hdr(req, "ETag"), plain_tag);
+    CHECK_STR(hdr(req, "Vary"), "Accept-Encoding");
+    CHECK_EQ(req->res.body.len, 0);
+    release(req);
+    char gz_tag[32];
+    snprintf(gz_tag, sizeof gz_tag, "%.17s-gzip\"", plain_tag);
+    const char *inm_gz_plain[] = {"If-None-Match", gz_tag};
+    req = serve("/list", 7, inm_gz_plain, 1, &hit);
+    REQUIRE(req && hit);
+    CHECK_EQ(req->res.status, 304);
+    CHECK_STR(hdr(req, "ETag"), gz_tag);
+    release(req);
+
+    /* Another version is a miss. */
+    req = serve("/list", 8, gz, 1, &hit);
+    REQUIRE(req);
+    CHECK(!hit);
+    release(req);
+}
+
+TEST(small_bodies_stay_plain_without_vary) {
+    const char *gz[] = {"Accept-Encoding", "gzip"};
+    svc_req *req = store("/one", 300, 1, NULL, -1, gz, 1);
+    REQUIRE(req);
+    CHECK(hdr(req, "Content-Encoding") == NULL && hdr(req, "Vary") == NULL);
+    CHECK_EQ(req->res.body.len, 300);
+    release(req);
+    int hit;
+    req = serve("/one", 1, gz, 1, &hit);
+    REQUIRE(req && hit);
+    CHECK(hdr(req, "Content-Encoding") == NULL && hdr(req, "Vary") == NULL);
+    CHECK_EQ(req->res.body.len, 300);
+    release(req);
+}
+
+TEST(caller_validators) {
+    svc_req *req = store("/products/7", 300, 3, "\"p7-v2\"", 784111777, NULL, 0);
+    REQUIRE(req);
+    CHECK_STR(hdr(req, "ETag"), "\"p7-v2\"");
+    CHECK_STR(hdr(req, "Last-Modified"), "Sun, 06 Nov 1994 08:49:37 GMT");
+    CHECK_STR(hdr(req, "Cache-Control"), "private, no-cache");
+    release(req);
+    int hit;
+    const char *ims[] = {"If-Modified-Since", "Sun, 06 Nov 1994 08:49:37 GMT"};
+    req = serve("/products/7", 3, ims, 1, &hit);
+    REQUIRE(req && hit);
+    CHECK_EQ(req->res.status, 304);
+    CHECK_STR(hdr(req, "ETag"), "\"p7-v2\"");
+    release(req);
+    /* If-Match on a GET is evaluated too. */
+    const char *im[] = {"If-Match", "\"p7-v1\""};
+    req = serve("/products/7", 3, im, 1, &hit);
+    REQUIRE(req && hit);
+    CHECK_EQ(req->res.status, 412);
+    release(req);
+    /* A tag that is not a quoted strong tag is replaced by the body's hash. */
+    const char *bad[] = {"W/\"x\"", "p7", "\"a b\"", "\"" "0123456789012345678901234567890123456789012345678901234567890123" "\""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        req = store("/bad", 300, 10 + (int64_t)i, bad[i], -1, NULL, 0);
+        REQUIRE(req);
+        const char *t = hdr(req, "ETag");
+        CHECK(t && strlen(t) == 18 && t[0] == '"');
+        CHECK(hdr(req, "Last-Modified") == NULL);
+        release(req);
+    }
+}
+
+TEST(uncacheable_bodies_are_left_to_finish) {
+    /* Larger than SVC_CACHE_MAX_BODY: not kept, answered plain with its ETag;
+     * svc__res_encode then compresses it for this client. */
+    const char *gz[] = {"Accept-Encoding", "gzip"};
+    svc_req *req = store("/big", SVC_CACHE_MAX_BODY + 1, 1, NULL, -1, gz, 1);
+    REQUIRE(req);
+    CHECK(!req->res.coded);
+    CHECK_EQ(req->res.body.len, SVC_CACHE_MAX_BODY + 1);
+    const char *tag = hdr(req, "ETag");
+    REQUIRE(tag);
+    char plain_tag[32];
+    snprintf(plain_tag, sizeof plain_tag, "%s", tag);
+    svc__res_encode(req, &req->res);
+    CHECK_STR(hdr(req, "Content-Encoding"), "gzip");
+    const char *after = hdr(req, "ETag");
+    CHECK(after && strncmp(after, plain_tag, strlen(plain_tag) - 1) == 0 && strstr(after, "-gzip\""));
+    release(req);
+    int hit;
+    req = serve("/big", 1, gz, 1, &hit);
+    REQUIRE(req);
+    CHECK(!hit);
+    release(req);
+}
