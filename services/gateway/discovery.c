@@ -127,6 +127,28 @@ void gw_discovery_wake(gw_directory *d) {
     if (svc_msg_run_on_loop(D.app, on_loop, (void *)1) != SVC_OK) atomic_store(&d->wanted, 0);
 }
 
+/* A leave notice: that instance gets nothing new from now on (the calls
+ * already on it wait for its answer: it drains). A worker loop runs this. */
+static int on_leave(svc_app *app, const svc_event *ev, void *ud) {
+    (void)app;
+    (void)ud;
+    char name[GW_MAX_SERVICE_NAME + 1], id[GW_INSTANCE_ID_MAX + 1];
+    if (!D.cfg || !gw_leave_parse(ev->subject, name, sizeof name, id, sizeof id)) return SVC_OK;
+    for (int i = 0; i < D.cfg->nservices; i++) {
+        if (strcmp(name, D.cfg->services[i]) != 0) continue;
+        gw_directory_leave(D.dir, i, id);
+        /* Its replacement may be starting: look soon. */
+        gw_discovery_wake(D.dir);
+        break;
+    }
+    return SVC_OK;
+}
+
+int gw_discovery_listen(svc_app *app) {
+    /* Queue group "": every gateway instance hears every notice. */
+    return svc_app_on_event(app, SVC_MSG_LEAVE_PREFIX ".>", "", on_leave, 0, NULL);
+}
+
 void gw_discovery_stop(void) {
     /* The worker closed the timer when its loop ended; nothing else is held. */
     D.app = NULL;
