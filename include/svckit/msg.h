@@ -58,8 +58,9 @@
  * Nats-Service-Error-Code (the status), as the NATS services protocol
  * (ADR-32) has them; on a 503 that a shutting-down instance answered without
  * running the request, Svc-Draining: 1 (safe to send to another instance,
- * whatever the method). Body: the response body (none for HEAD, 204, 304). Streaming responses
- * (svc_res_stream_*) are HTTP-only: over NATS stream_start returns SVC_ECLOSED.
+ * whatever the method). Body: the response body (none for HEAD, 204, 304).
+ * Streaming responses (svc_res_stream_*) are HTTP-only: over NATS
+ * stream_start returns SVC_ECLOSED.
  *
  * Metrics: nats_connected, nats_reconnects_total, nats_requests_total{route,
  * method,code} (requests over NATS; http_requests_total counts both

@@ -104,6 +104,9 @@ static const svc_transport nats_transport = {"nats", nats_finish};
 
 /* Bytes of an error description in Nats-Service-Error. */
 #define SERVICE_ERROR_MAX 256
+/* A JSON error body longer than this is not parsed for its message (the
+ * reason phrase stands in). */
+#define SERVICE_ERROR_BODY_MAX (64 * 1024)
 
 /* desc as a header value: control bytes become spaces, cut at a character
  * boundary to fit out (SERVICE_ERROR_MAX + 1). */
@@ -182,7 +185,7 @@ void svc__msg_reply_error(msg_worker *mw, const svc_nats_msg *req, int status, c
 static const char *error_description(svc_req *req, int status, const char *body, size_t len) {
     const char *desc = svc__status_reason(status);
     const char *ct = req->res.content_type;
-    if (!len || !ct || strncmp(ct, "application/json", 16) != 0) return desc;
+    if (!len || len > SERVICE_ERROR_BODY_MAX || !ct || strncmp(ct, "application/json", 16) != 0) return desc;
     svc_json_limits lim = {.max_bytes = len, .max_depth = 8};
     json_t *doc = NULL;
     if (svc_json_parse(body, len, &lim, &doc, NULL, 0) != SVC_OK) return desc;
