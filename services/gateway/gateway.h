@@ -61,6 +61,10 @@
  * the retry budget, as nothing ran. The last one goes to the service's queue
  * subject, which only live instances listen on. */
 #define GW_MAX_RESENDS 3
+/* While a worker has calls in flight, it looks at the directory this often:
+ * calls stranded on an instance that discovery dropped move even when no
+ * new request comes to that worker to notice. */
+#define GW_STRANDED_CHECK_MS 100
 
 /* ---- configuration (config.c) --------------------------------------------- */
 

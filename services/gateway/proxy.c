@@ -37,8 +37,10 @@
 typedef struct gw_call gw_call;
 
 typedef struct gw_worker {
+    gw_state *g;
     gw_pools pools;
     gw_call *inflight;               /* calls waiting for a reply, this thread's */
+    uv_timer_t check;                /* runs while inflight is not empty */
     /* One budget per service: a failing service with little traffic must not
      * spend the retries a busy healthy one earns. */
     gw_budget budget[GW_MAX_SERVICES];
@@ -49,12 +51,19 @@ static _Thread_local gw_worker *tls_worker;
 static pthread_mutex_t workers_mu = PTHREAD_MUTEX_INITIALIZER;
 static gw_worker *workers;
 
-/* Made on the first request a worker thread serves; freed by
- * gw_proxy_release once every worker has stopped. */
-static gw_worker *worker(gw_state *g) {
+static void check_stranded(uv_timer_t *t);
+
+/* Made on the first request a worker thread serves, on its loop; freed by
+ * gw_proxy_release once every worker has stopped (the loop closed the timer
+ * as it ended: it is unref'd, so it never keeps a stopping worker alive). */
+static gw_worker *worker(gw_state *g, uv_loop_t *loop) {
     gw_worker *w = tls_worker;
     if (w) return w;
-    if (!(w = calloc(1, sizeof *w))) return NULL;
+    if (!loop || !(w = calloc(1, sizeof *w))) return NULL;
+    w->g = g;
+    uv_timer_init(loop, &w->check);
+    w->check.data = w;
+    uv_unref((uv_handle_t *)&w->check);
     for (int i = 0; i < g->cfg.nservices; i++)
         gw_budget_init(&w->budget[i], g->cfg.retry_ratio, g->cfg.retry_window_s);
     pthread_mutex_lock(&workers_mu);
@@ -106,6 +115,7 @@ struct gw_call {
 
 static void inflight_add(gw_call *c) {
     gw_worker *w = c->w;
+    if (!w->inflight) uv_timer_start(&w->check, check_stranded, GW_STRANDED_CHECK_MS, GW_STRANDED_CHECK_MS);
     c->prev = NULL;
     c->next = w->inflight;
     if (w->inflight) w->inflight->prev = c;
@@ -117,6 +127,7 @@ static void inflight_remove(gw_call *c) {
     else if (c->w->inflight == c) c->w->inflight = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
+    if (!c->w->inflight) uv_timer_stop(&c->w->check);
 }
 
 static void release_slot(gw_call *c) {
@@ -262,6 +273,11 @@ static void move_stranded(gw_worker *w, uint64_t now) {
         svc_counter_add(c->g->m.retries, 1);
         svc_counter_add(c->g->m.moved, 1);
     }
+}
+
+static void check_stranded(uv_timer_t *t) {
+    gw_worker *w = t->data;
+    if (gw_pools_sync(&w->pools, &w->g->dir)) move_stranded(w, gw_now_ms());
 }
 
 /* Sends a request nobody received (the instance tried is gone or leaving)
@@ -412,7 +428,7 @@ static const char **forwarded_headers(svc_req *req) {
 
 int gw_proxy(svc_req *req, svc_res *res) {
     gw_state *g = svc_req_app_data(req);
-    gw_worker *w = worker(g);
+    gw_worker *w = worker(g, svc_req_loop(req));
     if (!w) return svc_res_error(res, 503, "unavailable", "out of memory");
 
     if (g->rl) {

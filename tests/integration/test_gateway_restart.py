@@ -7,7 +7,8 @@ Both sides are tested on their own: a draining instance publishes a leave
 notice that takes it out of the gateway's rotation at once; and a request no
 instance received (no responders, or a reply saying the instance drains) is
 sent elsewhere whatever its method, without spending the retry budget."""
-import signal
+import json
+import threading
 
 import pytest
 
@@ -72,6 +73,73 @@ def test_leave_notice_takes_an_instance_out_at_once(nats_server):  # noqa: F811
     finally:
         a.stop()
         b.stop()
+
+
+def test_a_replacement_is_discovered_at_once(nats_server):  # noqa: F811
+    """Discovery rounds a minute apart: the instance that replaces one that
+    left is still found within a round of its first request (the queue
+    subject reaches it, and the gateway looks at once)."""
+    a = msgsvc(nats_server)
+    try:
+        with gateway(nats_server, {"/whoami": "msgsvc"}, discovery={"interval_ms": 60000}) as gw:
+            wait_instances(gw, "msgsvc", 1)
+            first = gw.json("GET", "/whoami")[1]["instance"]
+            a.stop()
+            wait_instances(gw, "msgsvc", 0)
+            a = msgsvc(nats_server)
+            st, doc = gw.json("GET", "/whoami")
+            assert st == 200 and doc["instance"] != first
+            wait_instances(gw, "msgsvc", 1)
+            for _ in range(10):
+                assert gw.json("GET", "/whoami")[1]["instance"] == doc["instance"]
+            assert metric(gw, "gateway_upstream_requests_total", outcome="ok") == 12
+    finally:
+        a.stop()
+
+
+def test_a_call_on_an_instance_that_dies_moves_with_no_other_request(nats_server):  # noqa: F811
+    """An instance dies (no leave notice) holding a GET, and no other request
+    comes to tell the gateway: once discovery stops seeing it, the GET moves
+    to another instance rather than wait for its timeout (none is counted).
+    The abandoned attempt still runs out its timeout: the gateway's drain
+    waits for it, hence SHUTDOWN_TIMEOUT above the route's timeout."""
+    hang = {"now": False}
+
+    def maybe_hang(inst, m):
+        return None if hang["now"] else echo(inst, m)
+
+    routes = [{"prefix": "/mv", "service": "mover", "timeout_ms": 8000}]
+    with FakeInstance(nats_server, "mover") as good, \
+            gateway(nats_server, routes, env={"WORKERS": "1", "SHUTDOWN_TIMEOUT": "15"}) as gw:
+        bad = FakeInstance(nats_server, "mover", maybe_hang)
+        try:
+            wait_instances(gw, "mover", 2)
+            for _ in range(20):  # traffic first: the retry budget is a share of it
+                assert gw.request("GET", "/mv")[0] == 200
+            hang["now"] = True
+            before = bad.count()
+            results = []
+
+            def client():
+                for _ in range(4):  # round robin: one of the first two is held
+                    n = bad.count()
+                    st, _, body = gw.request("GET", "/mv", timeout=30)
+                    held = bad.count() > n
+                    results.append((st, json.loads(body)["instance"], held))
+                    if held:
+                        return
+
+            t = threading.Thread(target=client)
+            t.start()
+            wait_for(lambda: bad.count() > before, timeout=10, what="a GET held by the dying instance")
+        finally:
+            bad.close()
+        t.join(40)
+        assert not t.is_alive()
+        # The held one was answered by the live instance.
+        assert results[-1] == (200, good.id, True), results
+        assert metric(gw, "gateway_moved_total") == 1
+        assert metric(gw, "gateway_upstream_requests_total", outcome="timeout") == 0
 
 
 @pytest.mark.parametrize("retry", [True, False])
