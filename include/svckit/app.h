@@ -132,6 +132,28 @@ int svc_app_route(svc_app *app, const char *method, const char *pattern,
 #define svc_app_delete(a, p, h, f) svc_app_route((a), "DELETE", (p), (h), (f))
 
 /*
+ * Route labels, for a handler that serves many routes of its own behind one
+ * declared route (a proxy's catch-all): it may count each request
+ * under a label of its choosing instead of the template that matched, in
+ * http_requests_total, http_request_duration_seconds, nats_requests_total
+ * and the access log's "route". Labels are declared up front and a request
+ * can only pick one of them, so a client can never add a label value.
+ *
+ * svc_app_route_label declares one: 1 to 128 bytes (SVC_METRIC_MAX_VALUE_LEN)
+ * of printable ASCII, at most SVC_MAX_ROUTE_LABELS, before the workers start
+ * (before svc_app_run, or from on_start). SVC_OK, SVC_EEXIST (declared
+ * already), SVC_ERANGE (too many), SVC_ENOMEM, or SVC_EINVAL (a bad label, or
+ * the workers run).
+ *
+ * svc_req_set_route_label counts req under a declared label (the last call
+ * wins): SVC_OK, SVC_EINVAL for a label never declared (req keeps its
+ * template), SVC_ENOMEM. Any thread that holds the request.
+ */
+#define SVC_MAX_ROUTE_LABELS 64
+int svc_app_route_label(svc_app *app, const char *label);
+int svc_req_set_route_label(svc_req *req, const char *label);
+
+/*
  * Middleware. `before` runs ahead of the handler, in registration order. It
  * lets the request go on by returning SVC_OK without writing a response; a
  * hook that writes a response (`return svc_res_error(...)`) ends the chain

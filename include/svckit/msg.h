@@ -18,8 +18,8 @@
  * every SVC_MSG_RECONNECT_WAIT_MS, resubscribing; publishes during the outage
  * wait in a bounded buffer (SVC_MSG_RECONNECT_BUFFER) or fail with
  * SVC_EAGAIN, never vanish silently. On SIGTERM the service stops taking NATS
- * requests when it stops accepting connections, answers those in flight,
- * then closes.
+ * requests when it stops accepting connections (publishing a leave notice
+ * first, SVC_MSG_LEAVE_PREFIX), answers those in flight, then closes.
  *
  * Threading: message handlers run on the worker loops, like HTTP handlers
  * (each loop has its own NATS connection). Publishing is thread-safe and
@@ -53,9 +53,14 @@
  * bytes) and SVC_MSG_MAX_PAYLOAD; a refused request gets a 4xx reply, one
  * without a reply subject is dropped (logged, counted).
  * Reply headers: Svc-Status (the HTTP status), Svc-Instance (who answered),
- * X-Request-Id, Content-Type, and the handler's response headers. Body: the
- * response body (none for HEAD, 204, 304). Streaming responses
- * (svc_res_stream_*) are HTTP-only: over NATS stream_start returns SVC_ECLOSED.
+ * X-Request-Id, Content-Type, and the handler's response headers; on an
+ * error (status >= 400) also Nats-Service-Error (its message) and
+ * Nats-Service-Error-Code (the status), as the NATS services protocol
+ * (ADR-32) has them; on a 503 that a shutting-down instance answered without
+ * running the request, Svc-Draining: 1 (safe to send to another instance,
+ * whatever the method). Body: the response body (none for HEAD, 204, 304).
+ * Streaming responses (svc_res_stream_*) are HTTP-only: over NATS
+ * stream_start returns SVC_ECLOSED.
  *
  * Metrics: nats_connected, nats_reconnects_total, nats_requests_total{route,
  * method,code} (requests over NATS; http_requests_total counts both
@@ -85,6 +90,12 @@ extern "C" {
 #define SVC_MSG_MAX_PENDING_PER_SUB 65536       /* messages queued before drops */
 #define SVC_MSG_NAK_DELAY_MS 1000               /* JetStream redelivery after SVC_EAGAIN */
 #define SVC_MSG_DISCOVERY_PREFIX "$SRV"
+/* The leave notice: an instance that starts draining publishes
+ * SVC_MSG_LEAVE_PREFIX.<service>.<instance-id> (no reply subject; the body is
+ * its PING document with type "io.svckit.v1.leave_notice") before it
+ * unsubscribes; it still answers what it already received. */
+#define SVC_MSG_LEAVE_VERB "LEAVE"
+#define SVC_MSG_LEAVE_PREFIX SVC_MSG_DISCOVERY_PREFIX "." SVC_MSG_LEAVE_VERB
 
 /* ---- calling other services ------------------------------------------------ */
 

@@ -175,6 +175,8 @@ static int parse_route(json_t *r, int i, gw_config *c, char *err, size_t errlen)
             return fail(err, errlen, "%s.prefix: \"%s\" is listed twice", where, prefix);
     memcpy(rt->prefix, prefix, plen + 1);
     rt->prefix_len = plen;
+    memcpy(rt->label, prefix, plen);
+    memcpy(rt->label + plen, "*", 2);
 
     json_t *s = json_object_get(r, "service");
     if (!json_is_string(s) || !service_name_ok(json_string_value(s)))

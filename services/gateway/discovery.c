@@ -14,7 +14,8 @@
  *
  * A round that ends with SVC_ECLOSED (NATS down at its start, or lost during
  * it) leaves the directory as it is: requests fail at once meanwhile anyway,
- * and the instances known are the best guess for when NATS comes back.
+ * and the instances known are the best guess for when NATS comes back. The
+ * next round then comes after GW_DISCOVERY_MIN_GAP_MS, not an interval.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,13 @@ static void bring_forward(void) {
     uv_timer_start(&D.timer, on_timer, due > now ? due - now : 0, (uint64_t)D.cfg->discovery_interval_ms);
 }
 
+/* A round that could not ask (NATS not connected yet, at start, or lost):
+ * the next one after the minimum gap rather than a whole interval later, so
+ * instances are known as soon as NATS is. */
+static void retry_soon(void) {
+    uv_timer_start(&D.timer, on_timer, GW_DISCOVERY_MIN_GAP_MS, (uint64_t)D.cfg->discovery_interval_ms);
+}
+
 static void on_answer(int err, const svc_msg_reply *r, void *ud) {
     (void)ud;
     if (r) {
@@ -70,6 +78,8 @@ static void on_answer(int err, const svc_msg_reply *r, void *ud) {
     if (D.again) {
         D.again = 0;
         bring_forward();
+    } else if (err != SVC_OK) {
+        retry_soon();
     }
 }
 
@@ -80,6 +90,8 @@ static void round_start(void) {
     D.last_start_ms = gw_now_ms();
     if (svc_msg_request_all(D.app, PING_SUBJECT, NULL, 0, GW_DISCOVERY_GATHER_MS, on_answer, NULL) == SVC_OK)
         D.in_flight = 1;
+    else
+        retry_soon();
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -125,6 +137,28 @@ void gw_discovery_wake(gw_directory *d) {
      * cleared when a round starts. */
     if (!D.app || atomic_exchange(&d->wanted, 1)) return;
     if (svc_msg_run_on_loop(D.app, on_loop, (void *)1) != SVC_OK) atomic_store(&d->wanted, 0);
+}
+
+/* A leave notice: that instance gets nothing new from now on (the calls
+ * already on it wait for its answer: it drains). A worker loop runs this. */
+static int on_leave(svc_app *app, const svc_event *ev, void *ud) {
+    (void)app;
+    (void)ud;
+    char name[GW_MAX_SERVICE_NAME + 1], id[GW_INSTANCE_ID_MAX + 1];
+    if (!D.cfg || !gw_leave_parse(ev->subject, name, sizeof name, id, sizeof id)) return SVC_OK;
+    for (int i = 0; i < D.cfg->nservices; i++) {
+        if (strcmp(name, D.cfg->services[i]) != 0) continue;
+        gw_directory_leave(D.dir, i, id);
+        /* Its replacement may be starting: look soon. */
+        gw_discovery_wake(D.dir);
+        break;
+    }
+    return SVC_OK;
+}
+
+int gw_discovery_listen(svc_app *app) {
+    /* Queue group "": every gateway instance hears every notice. */
+    return svc_app_on_event(app, SVC_MSG_LEAVE_PREFIX ".>", "", on_leave, 0, NULL);
 }
 
 void gw_discovery_stop(void) {

@@ -34,7 +34,9 @@
 
 #define GW_MAX_ROUTES 64
 #define GW_MAX_SERVICES 32
-#define GW_MAX_PREFIX 128            /* bytes of a route prefix */
+/* Bytes of a route prefix: its metric label, the prefix and a '*', must be
+ * a label value that is never cut. */
+#define GW_MAX_PREFIX (SVC_METRIC_MAX_VALUE_LEN - 1)
 #define GW_MAX_SERVICE_NAME 64       /* [A-Za-z0-9_-]{1,64}, as msg.h wants */
 #define GW_MAX_ORIGINS 32
 #define GW_MAX_ORIGIN 255            /* bytes of one allowed origin */
@@ -54,6 +56,15 @@
  * least this far apart, so a stream of requests to a missing service costs
  * NATS one PING per interval, not one per request. */
 #define GW_DISCOVERY_MIN_GAP_MS 100
+/* Times one request may be sent again because nobody received it (no
+ * responders, or an instance answered that it is shutting down): free of
+ * the retry budget, as nothing ran. The last one goes to the service's queue
+ * subject, which only live instances listen on. */
+#define GW_MAX_RESENDS 3
+/* While a worker has calls in flight, it looks at the directory this often:
+ * calls stranded on an instance that discovery dropped move even when no
+ * new request comes to that worker to notice. */
+#define GW_STRANDED_CHECK_MS 100
 
 /* ---- configuration (config.c) --------------------------------------------- */
 
@@ -62,6 +73,10 @@ enum { GW_AUTH_NONE = 0, GW_AUTH_USER = 1, GW_AUTH_ADMIN = 2 };
 typedef struct gw_route {
     char prefix[GW_MAX_PREFIX + 1];
     size_t prefix_len;
+    /* Its requests' route label in the metrics: the prefix and a '*'
+     * ("/products" gives "/products*"); declared at start
+     * (svc_app_route_label). */
+    char label[GW_MAX_PREFIX + 2];
     int service;                     /* index into gw_config.services */
     int auth;                        /* GW_AUTH_* */
     int timeout_ms;
@@ -202,6 +217,9 @@ int gw_budget_take(gw_budget *b, uint64_t now_ms);
 typedef struct gw_dir_entry {
     char id[GW_INSTANCE_ID_MAX + 1];
     int misses;                      /* discovery rounds without an answer */
+    int leaving;                     /* said it drains: answers what it has,
+                                        is sent nothing new, dropped once it
+                                        stops answering PINGs */
 } gw_dir_entry;
 
 typedef struct gw_directory {
@@ -224,12 +242,23 @@ int gw_ping_parse(const char *data, size_t len, char *name, size_t namelen, char
 
 void gw_directory_init(gw_directory *d, int nservices);
 void gw_directory_destroy(gw_directory *d);
+/* The service and instance of a leave notice's subject
+ * (SVC_MSG_LEAVE_PREFIX.<service>.<id>), copied into name and id: 1, or 0 if
+ * the subject is not one, or a part does not fit or is not
+ * [A-Za-z0-9_-]{1,}. */
+int gw_leave_parse(const char *subject, char *name, size_t namelen, char *id, size_t idlen);
+
 /* One discovery round's answers for service: ids seen (n of them) are kept or
  * added, those missing more than GW_DISCOVERY_MISSES rounds in a row dropped.
- * Returns the number of instances now known. */
+ * Returns the number of instances now known (leaving ones included). */
 int gw_directory_update(gw_directory *d, int service, const char *const *ids, int n);
 /* An instance is certainly gone (no responders on its own subject). */
 void gw_directory_forget(gw_directory *d, int service, const char *id);
+/* An instance is leaving (its leave notice, or a draining reply): marked so,
+ * or added marked when unknown, so that a PING answer it still gives does
+ * not bring it back into rotation. */
+void gw_directory_leave(gw_directory *d, int service, const char *id);
+/* Instances of service that are not leaving. */
 int gw_directory_count(gw_directory *d, int service);
 
 /* A worker's view of one service: its own copy of the ids, where it is in the
@@ -238,6 +267,7 @@ typedef struct gw_pool {
     struct {
         char id[GW_INSTANCE_ID_MAX + 1];
         uint64_t skip_until_ms;
+        int leaving;                 /* never picked; calls on it wait for it */
     } inst[GW_MAX_INSTANCES];
     int n;
     unsigned next;
@@ -253,11 +283,13 @@ typedef struct gw_pools {
  * instances still present. Cheap when nothing changed (one atomic load).
  * Returns 1 when it copied, 0 when nothing changed. */
 int gw_pools_sync(gw_pools *p, gw_directory *d);
-/* 1 if id is in this worker's pool of service. */
+/* 1 if id is in this worker's pool of service (leaving or not). */
 int gw_pool_has(const gw_pools *p, int service, const char *id);
+/* Instances of service in this worker's pool that are not leaving. */
+int gw_pool_live(const gw_pools *p, int service);
 /*
- * Round robin over the instances of service that are not being skipped and
- * are not `exclude` (may be NULL). Returns the id (owned by the pool, valid
+ * Round robin over the instances of service that are not leaving, not being
+ * skipped and are not `exclude` (may be NULL). Returns the id (owned by the pool, valid
  * until the next sync: copy it) or NULL when there is none, in which case
  * the caller uses the service's queue subject.
  */
@@ -277,21 +309,28 @@ int gw_discovery_start(svc_app *app, const gw_config *c, gw_directory *d);
 void gw_discovery_wake(gw_directory *d);
 /* After the workers stopped. */
 void gw_discovery_stop(void);
+/* Subscribes to the services' leave notices (SVC_MSG_LEAVE_PREFIX.>), which
+ * mark an instance leaving at once. Before svc_app_run. */
+int gw_discovery_listen(svc_app *app);
 
 /* ---- the proxy (proxy.c) ------------------------------------------------------ */
 
+/* Outcomes of one call to a service; GW_UP_DRAINING: a 503 with
+ * Svc-Draining (the instance shuts down and did not run the request). */
+enum { GW_UP_OK, GW_UP_ERROR_5XX, GW_UP_NO_RESPONDERS, GW_UP_TIMEOUT, GW_UP_CLOSED, GW_UP_ERROR, GW_UP_DRAINING,
+       GW_UP_COUNT };
+
 /* Everything the request path reads, built once by main.c's on_start. */
 typedef struct gw_metrics {
-    svc_series *retries, *moved, *budget_exhausted, *rate_limited, *concurrency_rejected, *requests;
+    svc_series *retries, *resends, *moved, *budget_exhausted, *rate_limited, *concurrency_rejected, *requests;
     svc_series *breaker_rejected[GW_MAX_SERVICES];
     /* gateway_upstream_requests_total{service,outcome}, by GW_UP_* */
-    svc_series *upstream[GW_MAX_SERVICES][6];
+    svc_series *upstream[GW_MAX_SERVICES][GW_UP_COUNT];
     /* gauges set at scrape time (main.c's collect) */
     svc_series *breaker_state[GW_MAX_SERVICES];
     svc_series *instances[GW_MAX_SERVICES];
 } gw_metrics;
 
-enum { GW_UP_OK, GW_UP_ERROR_5XX, GW_UP_NO_RESPONDERS, GW_UP_TIMEOUT, GW_UP_CLOSED, GW_UP_ERROR };
 
 typedef struct gw_state {
     gw_config cfg;

@@ -5,10 +5,16 @@
  * shared memory but one atomic counter. Failure marks are per worker: a
  * worker that saw an instance time out skips it for a while without telling
  * the others, which learn the same within a request or two if it is real.
+ *
+ * An instance that said it is leaving (its leave notice, or a reply saying
+ * it drains) stays listed, marked: it is picked no more, but calls already
+ * on it wait for its answer (it drains), instead of moving as calls on a
+ * vanished instance do. Discovery drops it once it stops answering PINGs.
  */
 #include <string.h>
 
 #include "gateway.h"
+#include "svckit/msg.h"
 
 void gw_directory_init(gw_directory *d, int nservices) {
     memset(d, 0, sizeof *d);
@@ -20,16 +26,19 @@ void gw_directory_init(gw_directory *d, int nservices) {
 
 void gw_directory_destroy(gw_directory *d) { pthread_mutex_destroy(&d->mu); }
 
-static int id_ok(const char *id) {
-    size_t n = strlen(id);
-    if (n == 0 || n > GW_INSTANCE_ID_MAX) return 0;
+/* 1..max of [A-Za-z0-9_-]: a service name or an instance id. */
+static int word_ok(const char *s, size_t max) {
+    size_t n = strlen(s);
+    if (n == 0 || n > max) return 0;
     for (size_t i = 0; i < n; i++) {
-        char c = id[i];
+        char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
             return 0;
     }
     return 1;
 }
+
+static int id_ok(const char *id) { return word_ok(id, GW_INSTANCE_ID_MAX); }
 
 int gw_ping_parse(const char *data, size_t len, char *name, size_t namelen, char *id, size_t idlen) {
     json_t *doc = NULL;
@@ -44,6 +53,21 @@ int gw_ping_parse(const char *data, size_t len, char *name, size_t namelen, char
     }
     json_decref(doc);
     return ok;
+}
+
+int gw_leave_parse(const char *subject, char *name, size_t namelen, char *id, size_t idlen) {
+    size_t pl = strlen(SVC_MSG_LEAVE_PREFIX);
+    if (!subject || !name || !id || strncmp(subject, SVC_MSG_LEAVE_PREFIX, pl) != 0 || subject[pl] != '.') return 0;
+    const char *n = subject + pl + 1, *dot = strchr(n, '.');
+    if (!dot) return 0;
+    size_t nl = (size_t)(dot - n);
+    const char *i = dot + 1;
+    size_t il = strlen(i);
+    if (nl == 0 || nl >= namelen || il >= idlen) return 0;
+    memcpy(name, n, nl);
+    name[nl] = '\0';
+    memcpy(id, i, il + 1);
+    return word_ok(name, GW_MAX_SERVICE_NAME) && id_ok(id);
 }
 
 int gw_directory_update(gw_directory *d, int service, const char *const *ids, int n) {
@@ -65,6 +89,7 @@ int gw_directory_update(gw_directory *d, int service, const char *const *ids, in
         if (!found && count < GW_MAX_INSTANCES) {
             strcpy(e[count].id, ids[k]);
             e[count].misses = 0;
+            e[count].leaving = 0;
             count++;
             changed = 1;
         }
@@ -97,10 +122,30 @@ void gw_directory_forget(gw_directory *d, int service, const char *id) {
     pthread_mutex_unlock(&d->mu);
 }
 
+void gw_directory_leave(gw_directory *d, int service, const char *id) {
+    if (service < 0 || service >= d->nservices || !id || !id_ok(id)) return;
+    pthread_mutex_lock(&d->mu);
+    gw_dir_entry *e = d->entries[service];
+    int i = 0;
+    while (i < d->count[service] && strcmp(e[i].id, id) != 0) i++;
+    if (i == d->count[service] && i < GW_MAX_INSTANCES) {
+        strcpy(e[i].id, id);
+        e[i].misses = 0;
+        e[i].leaving = 0;
+        d->count[service]++;
+    }
+    if (i < d->count[service] && !e[i].leaving) {
+        e[i].leaving = 1;
+        atomic_fetch_add(&d->version, 1);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
 int gw_directory_count(gw_directory *d, int service) {
     if (service < 0 || service >= d->nservices) return 0;
     pthread_mutex_lock(&d->mu);
-    int n = d->count[service];
+    int n = 0;
+    for (int i = 0; i < d->count[service]; i++) n += !d->entries[service][i].leaving;
     pthread_mutex_unlock(&d->mu);
     return n;
 }
@@ -117,6 +162,7 @@ int gw_pools_sync(gw_pools *p, gw_directory *d) {
         for (int i = 0; i < d->count[s]; i++) {
             strcpy(pool->inst[pool->n].id, d->entries[s][i].id);
             pool->inst[pool->n].skip_until_ms = 0;
+            pool->inst[pool->n].leaving = d->entries[s][i].leaving;
             for (int j = 0; j < old.n; j++)
                 if (strcmp(old.inst[j].id, pool->inst[pool->n].id) == 0)
                     pool->inst[pool->n].skip_until_ms = old.inst[j].skip_until_ms;
@@ -136,12 +182,19 @@ int gw_pool_has(const gw_pools *p, int service, const char *id) {
     return 0;
 }
 
+int gw_pool_live(const gw_pools *p, int service) {
+    if (service < 0 || service >= p->nservices) return 0;
+    int n = 0;
+    for (int i = 0; i < p->pool[service].n; i++) n += !p->pool[service].inst[i].leaving;
+    return n;
+}
+
 const char *gw_pool_pick(gw_pools *p, int service, uint64_t now_ms, const char *exclude) {
     if (service < 0 || service >= p->nservices) return NULL;
     gw_pool *pool = &p->pool[service];
     for (int k = 0; k < pool->n; k++) {
         int i = (int)(pool->next++ % (unsigned)pool->n);
-        if (pool->inst[i].skip_until_ms > now_ms) continue;
+        if (pool->inst[i].leaving || pool->inst[i].skip_until_ms > now_ms) continue;
         if (exclude && strcmp(pool->inst[i].id, exclude) == 0) continue;
         return pool->inst[i].id;
     }

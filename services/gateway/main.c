@@ -28,10 +28,17 @@ static void collect(void *ud) {
 }
 
 static void register_metrics(gw_state *g) {
-    static const char *const outcomes[] = {"ok", "error_5xx", "no_responders", "timeout", "closed", "error"};
+    static const char *const outcomes[GW_UP_COUNT] = {"ok",     "error_5xx", "no_responders", "timeout",
+                                                      "closed", "error",     "draining"};
     gw_metrics *m = &g->m;
     m->retries = svc_metric_with(
         svc_metric_counter("gateway_retries_total", "Requests retried on another instance", 0, NULL), NULL);
+    m->resends = svc_metric_with(
+        svc_metric_counter("gateway_resends_total",
+                           "Requests sent again because no instance received them (no responders, or a draining "
+                           "instance); free of the retry budget (also in gateway_retries_total)",
+                           0, NULL),
+        NULL);
     m->moved = svc_metric_with(
         svc_metric_counter("gateway_moved_total",
                            "In-flight requests moved to another instance when theirs was found gone (also retries)",
@@ -65,7 +72,7 @@ static void register_metrics(gw_state *g) {
         m->breaker_rejected[s] = svc_metric_with(br, v1);
         m->breaker_state[s] = svc_metric_with(bs, v1);
         m->instances[s] = svc_metric_with(in, v1);
-        for (int o = 0; o < 6; o++) {
+        for (int o = 0; o < GW_UP_COUNT; o++) {
             const char *v2[] = {g->cfg.services[s], outcomes[o]};
             m->upstream[s][o] = svc_metric_with(up, v2);
         }
@@ -99,6 +106,13 @@ static int on_start(svc_app *app, void *ud) {
     gw_directory_init(&g->dir, g->cfg.nservices);
     g->dir_ready = 1;
     register_metrics(g);
+    for (int i = 0; i < g->cfg.nroutes; i++) {
+        int rc = svc_app_route_label(app, g->cfg.routes[i].label);
+        if (rc != SVC_OK) {
+            svc_error("gateway: cannot declare the route label %s: %s", g->cfg.routes[i].label, svc_status_str(rc));
+            return SVC_ERR;
+        }
+    }
     /* Edge auth: installed here, after the configuration is loaded, so that
      * the JWKS is fetched before the first request (svc_auth_install blocks
      * for it at most SVC_AUTH_JWKS_TIMEOUT_MS). */
@@ -137,6 +151,11 @@ int main(int argc, char **argv) {
     svc_app_set_data(app, state);
     for (const char *const *m = methods; *m; m++) svc_app_route(app, *m, "/*path", gw_proxy, 0);
     svc_app_use(app, NULL, gw_cors_after, state);
+    if (gw_discovery_listen(app) != SVC_OK) {
+        fprintf(stderr, "gateway: cannot subscribe to leave notices\n");
+        free(state);
+        return 1;
+    }
     svc_app_on_start(app, on_start, state);
     svc_app_on_stop(app, on_stop, state);
     int rc = svc_app_run(app);

@@ -1,9 +1,11 @@
 /*
  * One request through the gateway:
  *
- *   rate limit (429) -> route (404) -> CORS preflight (204/403) -> edge auth
- *   (401/403) -> concurrency cap (503) -> breaker (503) -> svc_rpc_call to one
- *   instance -> maybe one retry on another -> the service's answer, or 503/504
+ *   rate limit (429) -> route (404; OPTIONS on the gateway's own paths 204)
+ *   -> CORS preflight (204/403) -> edge auth (401/403; not for a plain
+ *   OPTIONS) -> concurrency cap (503) -> breaker (503) -> svc_rpc_call to one
+ *   instance -> resent elsewhere if nobody received it, or maybe one retry on
+ *   another -> the service's answer, or 503/504
  *
  * Everything a request needs lives in its arena; the call context too
  * (svc_rpc_call copies what it sends). Only the token an attempt's callback
@@ -35,8 +37,10 @@
 typedef struct gw_call gw_call;
 
 typedef struct gw_worker {
+    gw_state *g;
     gw_pools pools;
     gw_call *inflight;               /* calls waiting for a reply, this thread's */
+    uv_timer_t check;                /* runs while inflight is not empty */
     /* One budget per service: a failing service with little traffic must not
      * spend the retries a busy healthy one earns. */
     gw_budget budget[GW_MAX_SERVICES];
@@ -47,12 +51,19 @@ static _Thread_local gw_worker *tls_worker;
 static pthread_mutex_t workers_mu = PTHREAD_MUTEX_INITIALIZER;
 static gw_worker *workers;
 
-/* Made on the first request a worker thread serves; freed by
- * gw_proxy_release once every worker has stopped. */
-static gw_worker *worker(gw_state *g) {
+static void check_stranded(uv_timer_t *t);
+
+/* Made on the first request a worker thread serves, on its loop; freed by
+ * gw_proxy_release once every worker has stopped (the loop closed the timer
+ * as it ended: it is unref'd, so it never keeps a stopping worker alive). */
+static gw_worker *worker(gw_state *g, uv_loop_t *loop) {
     gw_worker *w = tls_worker;
     if (w) return w;
-    if (!(w = calloc(1, sizeof *w))) return NULL;
+    if (!loop || !(w = calloc(1, sizeof *w))) return NULL;
+    w->g = g;
+    uv_timer_init(loop, &w->check);
+    w->check.data = w;
+    uv_unref((uv_handle_t *)&w->check);
     for (int i = 0; i < g->cfg.nservices; i++)
         gw_budget_init(&w->budget[i], g->cfg.retry_ratio, g->cfg.retry_window_s);
     pthread_mutex_lock(&workers_mu);
@@ -94,7 +105,8 @@ struct gw_call {
     size_t body_len;
     const char **headers;            /* "Name: value", NULL-terminated */
     char instance[GW_INSTANCE_ID_MAX + 1]; /* this attempt's, "" for the queue */
-    int attempt;
+    int attempt;                     /* 1 once retried (a retry may follow a run) */
+    int resends;                     /* sent again because nobody received it */
     int trial;                       /* the breaker's half-open trial */
     int holds_slot;                  /* counted in g->inflight */
     gw_attempt *cur;                 /* the attempt in flight, NULL between attempts */
@@ -103,6 +115,7 @@ struct gw_call {
 
 static void inflight_add(gw_call *c) {
     gw_worker *w = c->w;
+    if (!w->inflight) uv_timer_start(&w->check, check_stranded, GW_STRANDED_CHECK_MS, GW_STRANDED_CHECK_MS);
     c->prev = NULL;
     c->next = w->inflight;
     if (w->inflight) w->inflight->prev = c;
@@ -114,6 +127,7 @@ static void inflight_remove(gw_call *c) {
     else if (c->w->inflight == c) c->w->inflight = c->next;
     if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
+    if (!c->w->inflight) uv_timer_stop(&c->w->check);
 }
 
 static void release_slot(gw_call *c) {
@@ -199,8 +213,10 @@ static void write_reply(gw_call *c, const svc_rpc_reply *r) {
 static void finish(gw_call *c, int err, const svc_rpc_reply *r, int up, uint64_t now) {
     gw_state *g = c->g;
     int outcome = up == GW_UP_OK ? GW_OUTCOME_SUCCESS
-                  : (up == GW_UP_ERROR_5XX || up == GW_UP_NO_RESPONDERS || up == GW_UP_TIMEOUT) ? GW_OUTCOME_FAILURE
-                                                                                                 : GW_OUTCOME_NEUTRAL;
+                  : (up == GW_UP_ERROR_5XX || up == GW_UP_NO_RESPONDERS || up == GW_UP_TIMEOUT ||
+                     up == GW_UP_DRAINING)
+                      ? GW_OUTCOME_FAILURE
+                      : GW_OUTCOME_NEUTRAL;
     gw_breaker_record(&g->breakers[c->route->service], outcome, c->trial, now);
     if (err == SVC_OK) {
         write_reply(c, r);
@@ -259,6 +275,28 @@ static void move_stranded(gw_worker *w, uint64_t now) {
     }
 }
 
+static void check_stranded(uv_timer_t *t) {
+    gw_worker *w = t->data;
+    if (gw_pools_sync(&w->pools, &w->g->dir)) move_stranded(w, gw_now_ms());
+}
+
+/* Sends a request nobody received (the instance tried is gone or leaving)
+ * again: to another live instance, or, for the last resend or when none is
+ * known, to the queue subject, which only live instances listen on. No
+ * budget: nothing ran, so this adds no load a service would feel. */
+static int resend(gw_call *c, uint64_t now) {
+    gw_worker *w = c->w;
+    int svc = c->route->service;
+    if (gw_pools_sync(&w->pools, &c->g->dir)) move_stranded(w, now);
+    const char *next = NULL;
+    if (++c->resends < GW_MAX_RESENDS) next = gw_pool_pick(&w->pools, svc, now, c->instance[0] ? c->instance : NULL);
+    set_instance(c, next);
+    if (send_attempt(c) != SVC_OK) return 0;
+    svc_counter_add(c->g->m.resends, 1);
+    svc_counter_add(c->g->m.retries, 1);
+    return 1;
+}
+
 static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
     gw_attempt *a = ud;
     gw_call *c = a->call;
@@ -273,10 +311,14 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
     int up, retryable = 0;
     switch (err) {
     case SVC_OK:
-        up = r->status >= 500 || r->status < 200 ? GW_UP_ERROR_5XX : GW_UP_OK;
-        retryable = r->status == 502 || r->status == 503 || r->status == 504;
+        if (r->status == 503 && r->header(r, "Svc-Draining")) {
+            up = GW_UP_DRAINING;
+        } else {
+            up = r->status >= 500 || r->status < 200 ? GW_UP_ERROR_5XX : GW_UP_OK;
+            retryable = r->status == 502 || r->status == 503 || r->status == 504;
+        }
         break;
-    case SVC_EAGAIN: up = GW_UP_NO_RESPONDERS, retryable = 1; break;
+    case SVC_EAGAIN: up = GW_UP_NO_RESPONDERS; break;
     case SVC_ETIMEDOUT: up = GW_UP_TIMEOUT, retryable = 1; break;
     case SVC_ECLOSED: up = GW_UP_CLOSED; break;
     default: up = GW_UP_ERROR; break;
@@ -285,7 +327,8 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
 
     /* What this says about the instance. No responders on an instance's own
      * subject is certain: it is gone (its process died or drained), for every
-     * worker; the others are likely, for a while. */
+     * worker; a draining reply too, but it still answers what it holds; the
+     * others are likely, for a while. */
     if (c->instance[0]) {
         if (up == GW_UP_NO_RESPONDERS) {
             gw_directory_forget(&g->dir, svc, c->instance);
@@ -296,20 +339,30 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
             gw_pools_sync(&w->pools, &g->dir);
             gw_pool_remove(&w->pools, svc, c->instance);
             move_stranded(w, now);
+        } else if (up == GW_UP_DRAINING) {
+            gw_directory_leave(&g->dir, svc, c->instance);
+            gw_discovery_wake(&g->dir);
         } else if (retryable) {
             gw_pool_skip(&w->pools, svc, c->instance, now);
         }
+    } else if (up == GW_UP_OK && r->instance[0] && !gw_pool_has(&w->pools, svc, r->instance)) {
+        /* The queue subject found an instance discovery has not seen yet (it
+         * just started): look now rather than at the next round. */
+        gw_discovery_wake(&g->dir);
     }
 
-    /* One retry, on another instance: for idempotent requests, and for any
-     * request that no one received (no responders: nothing can have run).
-     * After a vanished instance the queue subject is a fine second target
-     * (it cannot pick the dead one); otherwise it might pick the same. */
-    if (retryable && c->attempt == 0 && c->route->retry &&
-        (gw_idempotent(c->method) || up == GW_UP_NO_RESPONDERS)) {
+    /* Nobody received the request: whatever its method, it goes elsewhere,
+     * up to GW_MAX_RESENDS times. No responders on the queue subject means
+     * no instance at all: nothing to resend to. */
+    int unreceived = up == GW_UP_DRAINING || (up == GW_UP_NO_RESPONDERS && c->instance[0]);
+    if (unreceived && c->resends < GW_MAX_RESENDS && resend(c, now)) return;
+
+    /* One retry, on another instance, for idempotent requests (they may
+     * have run once already). */
+    if (retryable && c->attempt == 0 && c->route->retry && gw_idempotent(c->method)) {
         if (gw_pools_sync(&w->pools, &g->dir)) move_stranded(w, now);
         const char *next = gw_pool_pick(&w->pools, svc, now, c->instance[0] ? c->instance : NULL);
-        if (next || (up == GW_UP_NO_RESPONDERS && c->instance[0])) {
+        if (next) {
             if (gw_budget_take(&w->budget[svc], now)) {
                 svc_counter_add(g->m.retries, 1);
                 c->attempt = 1;
@@ -337,6 +390,19 @@ static int preflight(gw_state *g, svc_res *res, const char *origin) {
     return svc_res_status(res, 204);
 }
 
+/* OPTIONS on a path no route takes: answered as a service answers it, 204
+ * with the methods of the gateway's own endpoints (the core's /healthz,
+ * /readyz, /metrics), 404 for any other path. */
+static int own_options(const char *path, svc_res *res) {
+    static const char *const own[] = {"/healthz", "/readyz", "/metrics", NULL};
+    for (const char *const *p = own; *p; p++) {
+        if (strcmp(path, *p) != 0) continue;
+        svc_res_header(res, "Allow", "GET, HEAD, OPTIONS");
+        return svc_res_status(res, 204);
+    }
+    return svc_res_error(res, 404, "not_found", "no such resource");
+}
+
 /* The client's headers that services may see, as "Name: value" lines. */
 static const char **forwarded_headers(svc_req *req) {
     svc_arena *a = svc_req_arena(req);
@@ -362,7 +428,7 @@ static const char **forwarded_headers(svc_req *req) {
 
 int gw_proxy(svc_req *req, svc_res *res) {
     gw_state *g = svc_req_app_data(req);
-    gw_worker *w = worker(g);
+    gw_worker *w = worker(g, svc_req_loop(req));
     if (!w) return svc_res_error(res, 503, "unavailable", "out of memory");
 
     if (g->rl) {
@@ -378,15 +444,20 @@ int gw_proxy(svc_req *req, svc_res *res) {
     }
 
     const char *path = svc_req_path(req);
-    const gw_route *route = gw_route_find(&g->cfg, path);
-    if (!route) return svc_res_error(res, 404, "not_found", "no such resource");
-
     const char *method = svc_req_method(req);
+    int options = strcmp(method, "OPTIONS") == 0;
+    const gw_route *route = gw_route_find(&g->cfg, path);
+    if (!route) return options ? own_options(path, res) : svc_res_error(res, 404, "not_found", "no such resource");
+    svc_req_set_route_label(req, route->label);
+
     const char *origin = svc_req_header(req, "Origin");
     if (gw_cors_is_preflight(method, origin, svc_req_header(req, "Access-Control-Request-Method")))
         return preflight(g, res, origin);
 
-    if (route->auth != GW_AUTH_NONE &&
+    /* A plain OPTIONS goes to the service unchecked: svckit services answer
+     * it for every path with 204 and Allow before any auth (a route that
+     * declares OPTIONS itself checks its own auth there). */
+    if (route->auth != GW_AUTH_NONE && !options &&
         svc_auth_check(req, res, route->auth == GW_AUTH_ADMIN ? SVC_AUTH_ADMIN : SVC_AUTH_USER) != SVC_OK)
         return SVC_OK; /* the 401/403 is written */
 
@@ -432,10 +503,11 @@ int gw_proxy(svc_req *req, svc_res *res) {
     if (rc == SVC_OK) {
         if (gw_pools_sync(&w->pools, &g->dir)) move_stranded(w, now);
         const char *id = gw_pool_pick(&w->pools, svc, now, NULL);
-        /* Nothing known yet (a service started after us, or all skipped):
-         * the queue subject still reaches whoever listens, and discovery is
-         * asked to look now. */
-        if (!id && w->pools.pool[svc].n == 0) gw_discovery_wake(&g->dir);
+        /* Nothing known yet (a service started after us, or every known
+         * instance is leaving or skipped): the queue subject still reaches
+         * whoever listens, and discovery is asked to look now when no live
+         * instance is known. */
+        if (!id && gw_pool_live(&w->pools, svc) == 0) gw_discovery_wake(&g->dir);
         set_instance(c, id);
         rc = send_attempt(c);
     }

@@ -385,6 +385,7 @@ static void app_free(svc_app *app) {
     }
     free(app->unmatched.method);
     free(app->unmatched.pattern);
+    svc__route_labels_free(app);
     for (int i = 0; i < app->nchecks; i++) free(app->checks[i].name);
     for (int i = 0; i < app->nenv; i++) {
         free(app->env[i].name);

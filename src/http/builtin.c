@@ -3,6 +3,7 @@
  * the standard metric families, and one access-log line per request.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/internal.h"
@@ -87,16 +88,99 @@ void svc__metrics_setup(svc_app *app) {
     svc_metrics_on_collect(collect_http, app);
 }
 
+/* ---- request metrics: labels from a fixed set ------------------------------
+ *
+ * Every label value of the request metrics comes from a set fixed at start,
+ * whatever a client sends, over HTTP or NATS: the route is a declared
+ * template, a declared route label or "unmatched"; the method one of
+ * method_labels or the matched route's own; the code a status the response
+ * writers accept (200..599, response.c). */
+
+static const char *const method_labels[SVC_METRIC_METHODS] = {
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE", "other",
+};
+#define METHOD_OTHER (SVC_METRIC_METHODS - 1)
+
+static int method_index(const char *method) {
+    for (int i = 0; i < METHOD_OTHER; i++)
+        if (strcmp(method_labels[i], method) == 0) return i;
+    return METHOD_OTHER;
+}
+
+const char *svc__metric_method(const svc_req *req) {
+    int i = method_index(req->method);
+    if (i != METHOD_OTHER) return method_labels[i];
+    if (req->route && strcmp(req->route->method, req->method) == 0) return req->route->method;
+    return method_labels[METHOD_OTHER];
+}
+
+svc_route_entry *svc__req_metric_route(svc_req *req) {
+    if (req->label_route) return req->label_route;
+    return req->route ? req->route : svc__app_unmatched(req->app);
+}
+
+int svc_app_route_label(svc_app *app, const char *label) {
+    /* The workers read the table without a lock. */
+    if (!app || app->workers || !label || !*label || strlen(label) > SVC_METRIC_MAX_VALUE_LEN) return SVC_EINVAL;
+    for (const char *p = label; *p; p++)
+        if (*p < 0x20 || *p > 0x7e) return SVC_EINVAL;
+    for (int i = 0; i < app->nlabels; i++)
+        if (strcmp(app->labels[i].label, label) == 0) return SVC_EEXIST;
+    if (app->nlabels == SVC_MAX_ROUTE_LABELS) return SVC_ERANGE;
+    char *copy = strdup(label);
+    if (!copy) return SVC_ENOMEM;
+    app->labels[app->nlabels++].label = copy;
+    return SVC_OK;
+}
+
+/* The entry of label l for method index mi, made on first use; two workers
+ * racing keep the first one published. */
+static svc_route_entry *label_entry(svc_route_label *l, int mi) {
+    svc_route_entry *e = atomic_load_explicit(&l->by_method[mi], memory_order_acquire);
+    if (e) return e;
+    svc_route_entry *made = calloc(1, sizeof *made);
+    if (!made) return NULL;
+    /* Borrowed: the label and method_labels outlive the entry. */
+    made->method = (char *)method_labels[mi];
+    made->pattern = l->label;
+    if (atomic_compare_exchange_strong_explicit(&l->by_method[mi], &e, made, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return made;
+    free(made);
+    return e;
+}
+
+int svc_req_set_route_label(svc_req *req, const char *label) {
+    if (!req || !label) return SVC_EINVAL;
+    svc_app *app = req->app;
+    for (int i = 0; i < app->nlabels; i++) {
+        if (strcmp(app->labels[i].label, label) != 0) continue;
+        svc_route_entry *e = label_entry(&app->labels[i], method_index(req->method));
+        if (!e) return SVC_ENOMEM;
+        req->label_route = e;
+        return SVC_OK;
+    }
+    return SVC_EINVAL;
+}
+
+void svc__route_labels_free(svc_app *app) {
+    for (int i = 0; i < app->nlabels; i++) {
+        for (int m = 0; m < SVC_METRIC_METHODS; m++) free(atomic_load(&app->labels[i].by_method[m]));
+        free(app->labels[i].label);
+    }
+    app->nlabels = 0;
+}
+
 static svc_series *requests_series(svc_req *req, svc_route_entry *e, int code) {
     svc_app *app = req->app;
     /* The per-route cache holds the series for the route's own method; the
-     * label is formatted only when the cache cannot answer. */
+     * labels are made only when the cache cannot answer. */
     int cached = code >= 0 && code < SVC_STATUS_CODES && strcmp(e->method, req->method) == 0;
     svc_series *s = cached ? atomic_load_explicit(&e->requests[code], memory_order_acquire) : NULL;
     if (s) return s;
     char codes[24];
     svc__fmt_i64(codes, code);
-    const char *labels[] = {app->name, e->pattern, req->method, codes};
+    const char *labels[] = {app->name, e->pattern, svc__metric_method(req), codes};
     s = svc_metric_with(app->m_requests, labels);
     if (cached) atomic_store_explicit(&e->requests[code], s, memory_order_release);
     return s;
@@ -104,9 +188,9 @@ static svc_series *requests_series(svc_req *req, svc_route_entry *e, int code) {
 
 void svc__metrics_observe(svc_req *req, double seconds) {
     svc_app *app = req->app;
-    svc_route_entry *e = req->route ? req->route : svc__app_unmatched(app);
+    svc_route_entry *e = svc__req_metric_route(req);
     svc_counter_add(requests_series(req, e, req->res.status), 1);
-    const char *labels[] = {app->name, e->pattern, req->method};
+    const char *labels[] = {app->name, e->pattern, svc__metric_method(req)};
     svc_series *d;
     if (strcmp(e->method, req->method) == 0) {
         if (!e->duration) e->duration = svc_metric_with(app->m_duration, labels);
@@ -138,7 +222,8 @@ void svc__access_log(svc_req *req, double seconds, size_t bytes) {
         PUT_LIT(b, "\",\"path\":");
         svc_json_escape(b, path, strlen(path));
         PUT_LIT(b, ",\"route\":");
-        if (req->route) svc_json_escape(b, req->route->pattern, strlen(req->route->pattern));
+        const svc_route_entry *r = req->label_route ? req->label_route : req->route;
+        if (r) svc_json_escape(b, r->pattern, strlen(r->pattern));
         else PUT_LIT(b, "null");
         /* Hand-formatted: the same bytes as ",\"status\":%d,\"duration_ms\":%.3f,
          * \"bytes\":%zu,\"request_id\":\"%s\",\"trace_id\":\"%s\",\"peer\":\"%s\""

@@ -62,6 +62,17 @@ typedef struct svc_route_entry {
     struct svc_route_entry *next;
 } svc_route_entry;
 
+/* Method labels of the request metrics: the methods RFC 9110 and RFC 5789
+ * define, then "other" (builtin.c), so a client cannot raise cardinality. */
+#define SVC_METRIC_METHODS 10
+
+/* A declared route label (svc_app_route_label): an entry per method label,
+ * made on first use, with the entry's metric cache. */
+typedef struct svc_route_label {
+    char *label;
+    _Atomic(svc_route_entry *) by_method[SVC_METRIC_METHODS];
+} svc_route_label;
+
 typedef struct svc_middleware {
     svc_before_fn before;
     svc_after_fn after;
@@ -88,6 +99,8 @@ struct svc_app {
     svc_router *router;
     svc_route_entry *routes;
     svc_route_entry unmatched;       /* metrics for 404/405/400 */
+    svc_route_label labels[SVC_MAX_ROUTE_LABELS];
+    int nlabels;                     /* fixed once the workers start */
     svc_middleware mw[SVC_MAX_MIDDLEWARE];
     int nmw;
     svc_ready_check checks[SVC_MAX_READY_CHECKS];
@@ -248,6 +261,8 @@ struct svc_req {
     /* Set by the NATS transport for a route's own subject: the route the
      * request must match (dispatch answers 400 otherwise); NULL: any. */
     const svc_route_entry *want_route;
+    /* svc_req_set_route_label's entry: counted under it instead of route. */
+    svc_route_entry *label_route;
     svc_route_match match;
     json_t *json;
     void *user;
@@ -372,6 +387,14 @@ void svc__builtin_routes(svc_app *app);
 void svc__access_log(svc_req *req, double seconds, size_t bytes);
 void svc__metrics_observe(svc_req *req, double seconds);
 void svc__metrics_setup(svc_app *app);
+/* The entry a request is counted under: its label's, its route's, or the
+ * app's "unmatched". */
+svc_route_entry *svc__req_metric_route(svc_req *req);
+/* The method label of a request: a method of SVC_METRIC_METHODS, the method
+ * of the route it matched, or "other". */
+const char *svc__metric_method(const svc_req *req);
+/* Frees the declared route labels (app_free). */
+void svc__route_labels_free(svc_app *app);
 
 /* src/msg (NATS), called by app.c; each is a no-op when NATS_URL=none.
  * setup: after the configuration is loaded, before on_start (connects in the

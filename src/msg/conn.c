@@ -413,6 +413,7 @@ static void start_drain(msg_worker *mw) {
     if (!mw->nc) {
         mw->drain_flushed = 1;
     } else {
+        if (mw->id == 0) svc__discovery_leave(mw);
         for (int i = 0; i < mw->nsids; i++) svc__nats_unsub(mw->nc, mw->sids[i]);
         if (svc__nats_flush(mw->nc, drain_flushed, mw) != SVC_OK) mw->drain_flushed = 1;
     }
@@ -516,8 +517,14 @@ static void grace_over(uv_timer_t *t) {
 
 static int ready_check(void *ud, char *reason, size_t reason_len) {
     svc_msg *m = ud;
-    if (atomic_load(&m->nconnected) == m->nworkers) return SVC_OK;
-    snprintf(reason, reason_len, "not connected to NATS");
+    if (atomic_load(&m->nconnected) != m->nworkers) {
+        snprintf(reason, reason_len, "not connected to NATS");
+        return SVC_ERR;
+    }
+    /* Worker 0 serves every subject: once the server has confirmed its
+     * subscriptions, a request sent after a 200 here reaches this instance. */
+    if (atomic_load(&m->w0_subs_ready)) return SVC_OK;
+    snprintf(reason, reason_len, "NATS subscriptions not confirmed yet");
     return SVC_ERR;
 }
 
@@ -613,6 +620,8 @@ static int build_endpoints(svc_msg *m) {
     http->queue = app->name;
     snprintf(inst->name, sizeof inst->name, "instance");
     snprintf(inst->subject, sizeof inst->subject, "svc.%s.%s.http", app->name, m->instance);
+    /* Its own group, the instance id: every worker subscribes, one answers. */
+    inst->queue = m->instance;
     m->nendpoints = n;
     return SVC_OK;
 }
@@ -755,11 +764,7 @@ void svc__msg_start(svc_app *app) {
     int failed = 0, nroutes = 0;
     for (int i = 0; i < m->nendpoints; i++) {
         msg_endpoint *ep = &m->endpoints[i];
-        /* The instance subject has no queue group in discovery (it is this
-         * instance's alone); across this instance's connections it is one
-         * group, so one worker answers. */
-        int inst = !ep->route && !ep->queue;
-        msg_sub *s = svc__msg_add_sub(m, ep->route ? SUB_ROUTE : SUB_HTTP, ep->subject, inst ? m->instance : ep->queue, 1);
+        msg_sub *s = svc__msg_add_sub(m, ep->route ? SUB_ROUTE : SUB_HTTP, ep->subject, ep->queue, 1);
         if (!s) {
             failed++;
             continue;

@@ -11,6 +11,12 @@
  * io.nats.micro.v1.{ping,info,stats}_response (docs/messaging.md). Worker
  * 0's connection subscribes, and answers at once on its loop: building a
  * document only reads atomics and immutable tables.
+ *
+ * svckit's one addition: an instance that drains publishes a leave notice,
+ * $SRV.LEAVE.<name>.<id> (the PING document, type
+ * io.svckit.v1.leave_notice), before it unsubscribes, so a caller that
+ * balances over instances (the gateway) stops choosing it at once rather
+ * than after missed PING rounds or a failed request.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +49,7 @@ static void metadata(svc_msg *m, svc_jw *w) {
 static void endpoint_head(const msg_endpoint *ep, svc_jw *w) {
     svc_jw_key(w, "name"), svc_jw_str(w, ep->name);
     svc_jw_key(w, "subject"), svc_jw_str(w, ep->subject);
-    svc_jw_key(w, "queue_group"), svc_jw_str(w, ep->queue ? ep->queue : "");
+    svc_jw_key(w, "queue_group"), svc_jw_str(w, ep->queue);
 }
 
 void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
@@ -51,7 +57,10 @@ void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
     svc_jw_init(&w, out);
     int info = strcmp(verb, "INFO") == 0, stats = strcmp(verb, "STATS") == 0;
     char type[64];
-    snprintf(type, sizeof type, "io.nats.micro.v1.%s_response", info ? "info" : stats ? "stats" : "ping");
+    if (strcmp(verb, SVC_MSG_LEAVE_VERB) == 0)
+        snprintf(type, sizeof type, "io.svckit.v1.leave_notice");
+    else
+        snprintf(type, sizeof type, "io.nats.micro.v1.%s_response", info ? "info" : stats ? "stats" : "ping");
     svc_jw_obj_begin(&w);
     svc_jw_key(&w, "type"), svc_jw_str(&w, type);
     svc_jw_key(&w, "name"), svc_jw_str(&w, m->app->name);
@@ -132,16 +141,28 @@ void svc__discovery_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud) {
     msg_sub *s = ud;
     svc_msg *m = s->m;
     msg_worker *mw = svc__nats_ud(nc);
+    /* No verb: not a question for us (our own leave notice comes back here). */
     const char *verb = addressed_verb(m, msg->subject);
     if (msg->reply && verb) {
         svc_buf b = {0};
         svc__discovery_doc(m, verb, &b);
         if (!b.oom) svc__msg_pub(mw, msg->reply, NULL, NULL, 0, b.data, b.len);
         svc_buf_free(&b);
-    } else if (!msg->reply) {
+    } else if (verb) {
         svc__msg_drop(m, DROP_NO_REPLY, "discovery request on %s without a reply subject", msg->subject);
     }
     svc__nats_msg_free(msg);
+}
+
+void svc__discovery_leave(msg_worker *mw) {
+    svc_msg *m = mw->m;
+    char subject[SVC_MSG_MAX_SUBJECT];
+    snprintf(subject, sizeof subject, "%s.%s.%s", SVC_MSG_LEAVE_PREFIX, m->app->name, m->instance);
+    svc_buf b = {0};
+    svc__discovery_doc(m, SVC_MSG_LEAVE_VERB, &b);
+    int rc = b.oom ? SVC_ENOMEM : svc__msg_pub(mw, subject, NULL, NULL, 0, b.data, b.len);
+    svc_buf_free(&b);
+    if (rc != SVC_OK) svc_warn("nats: leave notice not sent: %s", svc_status_str(rc));
 }
 
 int svc__discovery_subscribe(svc_msg *m) {

@@ -109,7 +109,7 @@ enum {
 typedef struct msg_endpoint {
     char name[96];
     char subject[SVC_MSG_MAX_SUBJECT];
-    const char *queue;               /* NULL: none (as discovery shows it) */
+    const char *queue;               /* the subscription's queue group */
     svc_route_entry *route;          /* NULL for http / instance */
     atomic_llong requests, errors, time_ns;
     atomic_llong nats_requests;      /* of requests, how many came over NATS */
@@ -430,5 +430,8 @@ void svc__discovery_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud);
 int svc__discovery_subscribe(svc_msg *m);
 /* The JSON document for verb (PING, INFO or STATS) into out. */
 void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out);
+/* Worker 0, loop thread, as the drain begins: publishes the leave notice
+ * (SVC_MSG_LEAVE_PREFIX.<service>.<id>) before the unsubscriptions. */
+void svc__discovery_leave(msg_worker *mw);
 
 #endif

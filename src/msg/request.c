@@ -102,10 +102,33 @@ typedef struct nats_ctx {
 static void nats_finish(svc_req *req);
 static const svc_transport nats_transport = {"nats", nats_finish};
 
-/* Publishes a reply: status, instance, request id, content type, the given
- * extra headers, body. Returns svc__msg_pub's status. */
+/* Bytes of an error description in Nats-Service-Error. */
+#define SERVICE_ERROR_MAX 256
+/* A JSON error body longer than this is not parsed for its message (the
+ * reason phrase stands in). */
+#define SERVICE_ERROR_BODY_MAX (64 * 1024)
+
+/* desc as a header value: control bytes become spaces, cut at a character
+ * boundary to fit out (SERVICE_ERROR_MAX + 1). */
+static void service_error_text(const char *desc, char *out) {
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)desc; *p && n < SERVICE_ERROR_MAX; p++)
+        out[n++] = (*p < 0x20 || *p == 0x7f) ? ' ' : (char)*p;
+    /* A multi-byte character cut in half: drop its lead and continuation bytes. */
+    if (desc[n]) {
+        size_t end = n;
+        while (end > 0 && ((unsigned char)out[end - 1] & 0xC0) == 0x80) end--;
+        if (end > 0 && (unsigned char)out[end - 1] >= 0xC0) n = end - 1;
+    }
+    out[n] = '\0';
+}
+
+/* Publishes a reply: status, instance, request id, content type, for an
+ * error (status >= 400) the NATS services error headers (ADR-32: the
+ * description desc and the status as code, which micro-aware clients read),
+ * the given extra headers, body. Returns svc__msg_pub's status. */
 static int publish_reply(msg_worker *mw, const char *reply, int status, const char *rid, const char *ctype,
-                         const svc_hdr *hdrs, size_t nhdrs, const char *body, size_t len) {
+                         const char *desc, const svc_hdr *hdrs, size_t nhdrs, const char *body, size_t len) {
     svc_buf h = {0};
     char st[8];
     snprintf(st, sizeof st, "%d", status);
@@ -114,6 +137,12 @@ static int publish_reply(msg_worker *mw, const char *reply, int status, const ch
     svc__nats_hdr_add(&h, "Svc-Instance", mw->m->instance);
     if (rid && *rid) svc__nats_hdr_add(&h, "X-Request-Id", rid);
     if (ctype && len) svc__nats_hdr_add(&h, "Content-Type", ctype);
+    if (status >= 400) {
+        char text[SERVICE_ERROR_MAX + 1];
+        service_error_text(desc && *desc ? desc : svc__status_reason(status), text);
+        svc__nats_hdr_add(&h, "Nats-Service-Error", text);
+        svc__nats_hdr_add(&h, "Nats-Service-Error-Code", st);
+    }
     /* A header the handler set with a CR or LF in it is left out. */
     for (size_t i = 0; i < nhdrs; i++) svc__nats_hdr_add(&h, hdrs[i].name, hdrs[i].value);
     svc__nats_hdr_end(&h);
@@ -141,8 +170,32 @@ void svc__msg_reply_error(msg_worker *mw, const svc_nats_msg *req, int status, c
     if (!req->reply) return;
     svc_buf b = {0};
     error_body(&b, code, message);
-    if (!b.oom) publish_reply(mw, req->reply, status, NULL, "application/json", NULL, 0, b.data, b.len);
+    /* Refused for the shutdown: the handler never ran, so the caller may
+     * send the request to another instance, whatever its method. */
+    svc_hdr draining = {"Svc-Draining", "1", 12};
+    int leaving = status == 503 && atomic_load(&mw->m->draining);
+    if (!b.oom)
+        publish_reply(mw, req->reply, status, NULL, "application/json", message, leaving ? &draining : NULL,
+                      leaving ? 1 : 0, b.data, b.len);
     svc_buf_free(&b);
+}
+
+/* The message of an error response: "message" of svckit's JSON error body,
+ * else the status's reason phrase. Into the request's arena. */
+static const char *error_description(svc_req *req, int status, const char *body, size_t len) {
+    const char *desc = svc__status_reason(status);
+    const char *ct = req->res.content_type;
+    if (!len || len > SERVICE_ERROR_BODY_MAX || !ct || strncmp(ct, "application/json", 16) != 0) return desc;
+    svc_json_limits lim = {.max_bytes = len, .max_depth = 8};
+    json_t *doc = NULL;
+    if (svc_json_parse(body, len, &lim, &doc, NULL, 0) != SVC_OK) return desc;
+    const char *m = json_string_value(json_object_get(json_object_get(doc, "error"), "message"));
+    if (m && *m) {
+        const char *copy = svc_arena_strdup(req->arena, m);
+        if (copy) desc = copy;
+    }
+    json_decref(doc);
+    return desc;
 }
 
 static int status_has_body(int status) { return status != 204 && status != 304; }
@@ -169,8 +222,11 @@ static void nats_finish(svc_req *req) {
         svc__msg_drop(m, DROP_MALFORMED, "reply to %s too large (%zu bytes)", req->path, res->body.len);
     }
     int replaced = err.len > 0;
+    const char *desc = NULL;
+    if (replaced) desc = "response too large for NATS; use HTTP";
+    else if (status >= 400) desc = error_description(req, status, res->body.data, res->body.len);
     int rc = publish_reply(mw, x->msg->reply, status, req->id, replaced ? "application/json" : res->content_type,
-                           replaced ? NULL : res->headers, replaced ? 0 : res->nheaders, body, len);
+                           desc, replaced ? NULL : res->headers, replaced ? 0 : res->nheaders, body, len);
     svc_buf_free(&err);
     if (rc != SVC_OK && svc__msg_log_allowed(m, DROP_REASONS))
         svc_warn("nats: reply to %s %s not sent: %s", req->method, req->path, svc_status_str(rc));
@@ -187,7 +243,7 @@ static void nats_finish(svc_req *req) {
     }
     char code[8];
     snprintf(code, sizeof code, "%d", status);
-    const char *labels[] = {m->app->name, req->route ? req->route->pattern : "unmatched", req->method, code};
+    const char *labels[] = {m->app->name, svc__req_metric_route(req)->pattern, svc__metric_method(req), code};
     svc_counter_add(svc_metric_with(m->m_nats_requests, labels), 1);
 
     atomic_fetch_sub(&x->sub->queued, 1);

@@ -35,6 +35,11 @@
 #define NAME_MAX_LEN 200
 #define TABLE_INITIAL_SIZE 8
 #define OVERFLOW_VALUE "_overflow"
+/* Counts, per family, the lookups of a new label set that the cap folded
+ * into the overflow series: a family at its cap is visible without reading
+ * every one of its series. */
+#define FOLDED_FAMILY "svckit_metric_series_overflow_total"
+#define FOLDED_HELP "Lookups of a new label set folded into the _overflow series of a family at its series cap"
 #define FNV_OFFSET SVC__FNV1A_SEED
 
 enum series_kind { KIND_COUNTER, KIND_COUNTER_F64, KIND_GAUGE, KIND_HISTOGRAM };
@@ -75,6 +80,8 @@ struct svc_metric {
     svc_series *overflow;  /* once the cap is reached */
     svc_series *spare;     /* the overflow series, allocated up front so that
                               running out of memory still yields a series */
+    bool warned;           /* the cap was logged */
+    _Atomic(svc_series *) folded; /* this family's FOLDED_FAMILY series */
 };
 
 struct collector {
@@ -415,6 +422,21 @@ static svc_series *overflow_series(svc_metric *m) {
     return s;
 }
 
+/* m's series of FOLDED_FAMILY, registered on first use. No lock is held
+ * here, and the family's own overflow is not counted in itself, so the
+ * lookup cannot recurse. */
+static svc_series *folded_series(svc_metric *m) {
+    svc_series *s = atomic_load_explicit(&m->folded, memory_order_acquire);
+    if (s) return s;
+    static const char *const label[] = {"family"};
+    svc_metric *f = svc_metric_counter(FOLDED_FAMILY, FOLDED_HELP, 1, label);
+    if (!f || f == m) return NULL;
+    const char *name[] = {m->name};
+    s = svc_metric_with(f, name);
+    atomic_store_explicit(&m->folded, s, memory_order_release);
+    return s;
+}
+
 svc_series *svc_metric_with(svc_metric *m, const char *const *label_values) {
     if (!m) return NULL;
     if (m->single) return m->single;
@@ -434,12 +456,22 @@ svc_series *svc_metric_with(svc_metric *m, const char *const *label_values) {
 
     pthread_mutex_lock(&m->mu);
     svc_series *s = table_find(m, hash, vals);
+    bool folded = false, warn = false;
     if (!s && m->nseries < SVC_METRIC_MAX_SERIES) {
         s = series_new(m, hash, vals);
         if (s) table_add(m, s);
     }
-    if (!s) s = overflow_series(m);
+    if (!s) {
+        s = overflow_series(m);
+        folded = true;
+        warn = !m->warned;
+        m->warned = true;
+    }
     pthread_mutex_unlock(&m->mu);
+    if (warn)
+        svc_warn("metrics: %s reached %d series; new label sets are counted in its _overflow series "
+                 "(%s)", m->name, SVC_METRIC_MAX_SERIES, FOLDED_FAMILY);
+    if (folded) svc_counter_add(folded_series(m), 1);
     return s;
 }
 

@@ -125,3 +125,67 @@ TEST(sync_reports_a_change_and_membership_follows_it) {
     CHECK_EQ(gw_pool_has(&p, 0, "b"), 0);
     gw_directory_destroy(&d);
 }
+
+TEST(leave_notices_are_read_strictly) {
+    char id[GW_INSTANCE_ID_MAX + 1], name[GW_MAX_SERVICE_NAME + 1];
+    CHECK_EQ(gw_leave_parse("$SRV.LEAVE.products.abcDEF123_-x", name, sizeof name, id, sizeof id), 1);
+    CHECK_STR(name, "products");
+    CHECK_STR(id, "abcDEF123_-x");
+    static const char *const bad[] = {
+        "", "$SRV.LEAVE", "$SRV.LEAVE.", "$SRV.LEAVE.products", "$SRV.LEAVE.products.", "$SRV.LEAVE..id",
+        "$SRV.LEAVEX.products.id", "$SRV.PING.products.id", "$SRV.LEAVE.products.a.b", "$SRV.LEAVE.pro*.id",
+        "$SRV.LEAVE.products.>", "x$SRV.LEAVE.products.id", NULL,
+    };
+    for (const char *const *b = bad; *b; b++)
+        if (gw_leave_parse(*b, name, sizeof name, id, sizeof id) != 0) test_fail(__FILE__, __LINE__, "accepted %s", *b);
+    char small[4];
+    CHECK_EQ(gw_leave_parse("$SRV.LEAVE.products.abc", small, sizeof small, id, sizeof id), 0);
+    CHECK_EQ(gw_leave_parse("$SRV.LEAVE.products.abcd", name, sizeof name, small, sizeof small), 0);
+    CHECK_EQ(gw_leave_parse(NULL, name, sizeof name, id, sizeof id), 0);
+}
+
+TEST(a_leaving_instance_is_picked_no_more_but_stays_until_it_stops_answering) {
+    gw_directory d;
+    gw_directory_init(&d, 1);
+    const char *ab[] = {"a", "b"};
+    gw_directory_update(&d, 0, ab, 2);
+    static gw_pools p;
+    memset(&p, 0, sizeof p);
+    gw_pools_sync(&p, &d);
+    CHECK_EQ(gw_pool_live(&p, 0), 2);
+    unsigned v = atomic_load(&d.version);
+    gw_directory_leave(&d, 0, "a");
+    CHECK(atomic_load(&d.version) != v);
+    CHECK_EQ(gw_directory_count(&d, 0), 1);
+    CHECK_EQ(gw_pools_sync(&p, &d), 1);
+    for (int i = 0; i < 4; i++) CHECK_STR(gw_pool_pick(&p, 0, 0, NULL), "b");
+    /* Still listed, so calls in flight on it are not moved: it answers them. */
+    CHECK_EQ(gw_pool_has(&p, 0, "a"), 1);
+    CHECK_EQ(gw_pool_live(&p, 0), 1);
+    /* A second notice changes nothing; its PING answers do not bring it back. */
+    v = atomic_load(&d.version);
+    gw_directory_leave(&d, 0, "a");
+    CHECK_EQ(atomic_load(&d.version), v);
+    gw_directory_update(&d, 0, ab, 2);
+    CHECK_EQ(gw_directory_count(&d, 0), 1);
+    CHECK(gw_pool_pick(&p, 0, 0, "b") == NULL);
+    /* Once it stops answering, it goes. */
+    const char *b_only[] = {"b"};
+    for (int i = 0; i <= GW_DISCOVERY_MISSES; i++) gw_directory_update(&d, 0, b_only, 1);
+    gw_pools_sync(&p, &d);
+    CHECK_EQ(gw_pool_has(&p, 0, "a"), 0);
+    /* A notice for an instance not known yet: listed as leaving, so that a
+     * round that saw it before it left cannot put it into rotation. */
+    gw_directory_leave(&d, 0, "c");
+    const char *bc[] = {"b", "c"};
+    gw_directory_update(&d, 0, bc, 2);
+    CHECK_EQ(gw_directory_count(&d, 0), 1);
+    gw_pools_sync(&p, &d);
+    for (int i = 0; i < 4; i++) CHECK_STR(gw_pool_pick(&p, 0, 0, NULL), "b");
+    /* Bad ids and services are ignored. */
+    gw_directory_leave(&d, 0, "x.y");
+    gw_directory_leave(&d, 3, "a");
+    gw_directory_leave(&d, 0, NULL);
+    CHECK_EQ(gw_directory_count(&d, 0), 1);
+    gw_directory_destroy(&d);
+}

@@ -323,6 +323,9 @@ TEST(overflow_series_after_cap) {
     CHECK(sample(text, "paths_total{path=\"_overflow\",code=\"_overflow\"}") == 2);
     CHECK(sample(text, "paths_total{path=\"/p/7\",code=\"200\"}") == 1);
     CHECK(count_lines(text, "paths_total{path=\"/new/") == 0);
+    /* Each lookup the cap folded is counted, per family; the ones that found
+     * an existing series (the overflow series by its own name too) are not. */
+    CHECK(sample(text, "svckit_metric_series_overflow_total{family=\"paths_total\"}") == 2);
     free(text);
 }
 
