@@ -9,12 +9,16 @@
 
 #include "gateway.h"
 
-/* X-Request-Id and traceparent are not here: the core keeps a sane client
+/* X-Forwarded-Proto is forwarded as the client sent it: a service believes
+ * it only when Svc-Client (the peer the gateway saw, e.g. a TLS ingress) is
+ * one of its TRUSTED_PROXIES (services/auth/cookie.c).
+ * X-Request-Id and traceparent are not here: the core keeps a sane client
  * X-Request-Id (or makes one) and continues the client's trace, and
  * svc_rpc_call sends those, with Svc-Client, from the request itself. */
 static const char *const request_headers[] = {
     "Authorization", "Cookie", "Content-Type", "Accept", "Accept-Language",
-    "If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since", "Accept-Encoding", NULL,
+    "If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since", "Accept-Encoding",
+    "X-Forwarded-Proto", NULL,
 };
 
 const char *const gw_response_headers[] = {

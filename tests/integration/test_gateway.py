@@ -350,3 +350,29 @@ def test_missing_config_file_exits_2(tmp_path):
     env = dict(os.environ, GATEWAY_CONFIG=str(tmp_path / "none.json"), NATS_URL="none", PORT="0")
     p = subprocess.run([binary("gateway")], env=env, capture_output=True, timeout=10)
     assert p.returncode == 2 and b"none.json" in p.stderr
+
+
+def test_login_cookie_secure_through_the_gateway(nats_server):  # noqa: F811
+    """The gateway forwards X-Forwarded-Proto as it came and tells auth, in
+    Svc-Client, which peer it saw: auth believes the header only from a peer in
+    its TRUSTED_PROXIES (a TLS ingress in front of the gateway), so a direct
+    client can neither turn Secure on nor off."""
+    from test_auth import request_from
+    env = {"NATS_URL": nats_server.url}
+    with start_auth({**env, "TRUSTED_PROXIES": "127.0.0.2"}) as auth:
+        e = {"NATS_URL": nats_server.url, "AUTH_JWKS_URL": jwks_url(auth)}
+        with Service("gateway", env=e) as gw:
+            wait_instances(gw, "auth", 1)
+
+            def secure(source, proto):
+                name = unique_name()
+                creds = {"username": name, "password": "correct-horse"}
+                assert request_from(gw, source, "POST", "/auth/register", creds)[0] == 201
+                headers = {"X-Forwarded-Proto": proto} if proto else None
+                st, hdrs, body = request_from(gw, source, "POST", "/auth/login", creds, headers)
+                assert st == 200, body
+                return "Secure" in [p.strip() for p in hdrs["set-cookie"].split(";")]
+
+            assert secure("127.0.0.2", "https")        # the trusted ingress says https
+            assert not secure("127.0.0.2", None)
+            assert not secure("127.0.0.1", "https")    # anyone else is not believed
