@@ -7,12 +7,14 @@
  * responses always leave in request order. Responses produced while handling
  * one read are written together with a single uv_write.
  *
- * Framing is http_parser's (Debian's libhttp-parser). It tolerates two things
- * RFC 9112 tells servers to reject, obs-fold and a bare CR, so a small scanner
- * (hscan) checks the raw header-section bytes before the parser sees them. The
- * scanner also enforces HTTP_MAX_HEADER_BYTES on the raw bytes: the parser's
- * callbacks never see the whitespace and line ends, and its own limit is a
- * fixed 80 KiB.
+ * Framing is http_parser's (Debian's libhttp-parser, built lenient). It
+ * tolerates what RFC 9112 tells servers to reject or lets them reject (obs-fold,
+ * bare CR or LF, whitespace before a field's colon, whitespace after a chunk
+ * size, anything in chunk extensions), so a small scanner (hscan) checks the
+ * raw bytes of the header section and of chunked bodies before the parser sees
+ * them, and hands it no more than it checked. The scanner also enforces
+ * HTTP_MAX_HEADER_BYTES on the raw bytes: the parser's callbacks never see the
+ * whitespace and line ends, and its own limit is a fixed 80 KiB.
  *
  * Every framing error gets a JSON 400 (or the specific 408, 413, 414, 417,
  * 431, 501 or 505) with "Connection: close". Every close we initiate after
@@ -62,23 +64,56 @@ static void start_linger(svc_conn *c);
 static const char busy_body[] =
     "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections, retry shortly\"}}";
 
-/* ---- the header-section scanner ------------------------------------------ */
+/* ---- the raw-byte scanner ------------------------------------------------- */
 
 enum {
-    HS_START,      /* before the request line; blank lines are skipped */
+    HS_START,      /* before the request line; empty lines (CRLF) are skipped */
     HS_START_CR,
-    HS_LINE,       /* inside the request line or a field line */
+    HS_LINE,       /* inside the request line or a field value */
+    HS_NAME,       /* inside a field name */
     HS_CR,         /* saw CR inside a line: LF must follow */
-    HS_LINE_START, /* at the start of a field line, or of the final blank line */
+    HS_LINE_START, /* at the start of a field line, or of the final empty line */
     HS_END_CR,
-    HS_DONE,
+    HS_DONE,       /* the header section (or a chunked body's trailers) ended */
+    HS_BODY,       /* a Content-Length body: the parser frames it alone */
+    CS_SIZE_START, /* a chunked body: the first digit of a chunk size */
+    CS_SIZE,
+    CS_SIZE_WS,    /* whitespace after the size: only a chunk extension may follow */
+    CS_EXT,
+    CS_SIZE_CR,
+    CS_DATA,
+    CS_DATA_CR,
+    CS_DATA_LF,
 };
 
 enum {
     HSCAN_OK,
-    HSCAN_MALFORMED,      /* obs-fold or a bare CR: 400 */
+    HSCAN_BARE_CR,        /* a CR not followed by LF */
+    HSCAN_BARE_LF,        /* a line ended by LF alone */
+    HSCAN_OBS_FOLD,       /* a field line starting with whitespace */
+    HSCAN_NAME_SPACE,     /* whitespace between a field name and its colon */
+    HSCAN_NO_COLON,       /* a field line without a colon */
+    HSCAN_CHUNK_SIZE,     /* a chunk size that is not 1*HEXDIG, or too large */
+    HSCAN_CHUNK_SPACE,    /* whitespace after a chunk size with no extension */
+    HSCAN_CHUNK_EXT,      /* a control byte in a chunk extension, or one too long */
+    HSCAN_CHUNK_END,      /* chunk data not followed by CRLF */
     HSCAN_LONG_TARGET,    /* over the limit inside the request line: 414 */
     HSCAN_TOO_LARGE,      /* over the limit in the fields: 431 */
+};
+
+/* The message of each refusal; all are 400 but the last two. */
+static const char *const hscan_messages[] = {
+    [HSCAN_BARE_CR] = "malformed line ending (CR without LF)",
+    [HSCAN_BARE_LF] = "malformed line ending (LF without CR)",
+    [HSCAN_OBS_FOLD] = "obsolete line folding in a header field",
+    [HSCAN_NAME_SPACE] = "whitespace between a header field name and its colon",
+    [HSCAN_NO_COLON] = "header field line without a colon",
+    [HSCAN_CHUNK_SIZE] = "invalid chunk size",
+    [HSCAN_CHUNK_SPACE] = "whitespace after a chunk size",
+    [HSCAN_CHUNK_EXT] = "invalid chunk extension",
+    [HSCAN_CHUNK_END] = "chunk data longer than its size",
+    [HSCAN_LONG_TARGET] = "request target too long",
+    [HSCAN_TOO_LARGE] = "header section too large",
 };
 
 static void hscan_reset(svc_hscan *s) {
@@ -87,69 +122,179 @@ static void hscan_reset(svc_hscan *s) {
     s->bytes = 0;
 }
 
-/* Returns HSCAN_OK or why the header section is refused. Stops at the end of
- * the header section (state HS_DONE) and ignores what follows: that is body. */
-static int hscan(svc_hscan *s, const char *data, size_t len, size_t limit) {
+/* Where the scanner goes once the header section has been parsed and a body
+ * follows. */
+static void hscan_body(svc_hscan *s, int chunked) {
+    s->state = chunked ? CS_SIZE_START : HS_BODY;
+    s->line = 0;
+}
+
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Checks raw request bytes before http_parser sees them, for what the parser
+ * tolerates and RFC 9112 lets a server refuse, where a proxy in front could
+ * read the message differently: bare CR or LF as a line end, obs-fold,
+ * whitespace before a field's colon (the parser takes "Transfer-Encoding :"
+ * as the framing header while our own checks look for the exact name), and in
+ * a chunked body whitespace after a chunk size, control bytes in chunk
+ * extensions, and the same line rules in the trailers. Also enforces
+ * HTTP_MAX_HEADER_BYTES on the raw bytes of the header section.
+ *
+ * Returns HSCAN_OK and sets *used to the bytes checked: the parser is given
+ * exactly those, so it stops where the header section ends (state HS_DONE,
+ * until the connection sets the body's mode) and where a chunked body's
+ * trailers end; a Content-Length body passes through.
+ */
+static int hscan(svc_hscan *s, const char *data, size_t len, size_t limit, size_t *used) {
     unsigned char st = s->state;
     size_t i = 0;
-    for (; i < len && st != HS_DONE; i++) {
-        /* Checked byte by byte, so that a long request line is a 414 even
-         * when the fields arrive in the same read. */
-        if (s->bytes + i >= limit) {
-            s->bytes += i;
-            return s->first_line ? HSCAN_LONG_TARGET : HSCAN_TOO_LARGE;
+    int rc = HSCAN_OK;
+    while (i < len && st != HS_DONE) {
+        if (st == HS_BODY) {
+            i = len;
+            break;
         }
-        char ch = data[i];
+        if (st == CS_DATA) {
+            size_t n = len - i < s->chunk_left ? len - i : (size_t)s->chunk_left;
+            i += n;
+            s->chunk_left -= n;
+            if (s->chunk_left == 0) st = CS_DATA_CR;
+            continue;
+        }
+        if (st < HS_DONE) {
+            /* Checked before every step, so that a long request line is a
+             * 414 even when the fields arrive in the same read. */
+            if (s->bytes >= limit) {
+                rc = s->first_line ? HSCAN_LONG_TARGET : HSCAN_TOO_LARGE;
+                break;
+            }
+            if (st == HS_LINE) {
+                /* The bulk of the section: find the line's end with memchr
+                 * rather than byte by byte, never looking past the limit. */
+                size_t n = len - i < limit - s->bytes ? len - i : limit - s->bytes;
+                const char *from = data + i;
+                const char *lf = memchr(from, '\n', n);
+                const char *cr = memchr(from, '\r', lf ? (size_t)(lf - from) : n);
+                if (!cr && lf) {
+                    rc = HSCAN_BARE_LF;
+                    break;
+                }
+                size_t step = cr ? (size_t)(cr - from) + 1 : n;
+                if (cr) st = HS_CR;
+                i += step;
+                s->bytes += step;
+                continue;
+            }
+            if (st == HS_NAME) {
+                /* Up to the colon, or whatever else the switch must see. */
+                size_t n = len - i < limit - s->bytes ? len - i : limit - s->bytes, k = 0;
+                while (k < n && (unsigned char)data[i + k] > ' ' && data[i + k] != ':') k++;
+                i += k;
+                s->bytes += k;
+                if (k == n) continue;
+            }
+            s->bytes++;
+        } else if (++s->line > SVC_HTTP_MAX_CHUNK_LINE) {
+            rc = st == CS_EXT ? HSCAN_CHUNK_EXT : HSCAN_CHUNK_SIZE;
+            break;
+        }
+        char ch = data[i++];
         switch (st) {
         case HS_START:
             if (ch == '\r') st = HS_START_CR;
-            else if (ch != '\n') st = HS_LINE;
+            else if (ch == '\n') rc = HSCAN_BARE_LF;
+            else st = HS_LINE;
             break;
         case HS_START_CR:
-            if (ch != '\n') return HSCAN_MALFORMED;
+            if (ch != '\n') rc = HSCAN_BARE_CR;
             st = HS_START;
             break;
-        case HS_LINE: {
-            /* The bulk of the section: find the line's end with memchr rather
-             * than byte by byte, never looking past the limit. A CR before
-             * the LF is the CR of CRLF, or a bare one that HS_CR refuses. */
-            size_t stop = limit - s->bytes; /* > i: checked above */
-            if (stop > len) stop = len;
-            const char *from = data + i;
-            const char *lf = memchr(from, '\n', stop - i);
-            const char *cr = memchr(from, '\r', lf ? (size_t)(lf - from) : stop - i);
-            if (cr) {
-                i = (size_t)(cr - data);
-                st = HS_CR;
-            } else if (lf) {
-                i = (size_t)(lf - data);
-                st = HS_LINE_START;
-                s->first_line = 0;
-            } else {
-                i = stop - 1; /* the loop moves on to stop: the limit, or the end */
-            }
+        case HS_NAME:
+            if (ch == ':') st = HS_LINE;
+            else if (ch == ' ' || ch == '\t') rc = HSCAN_NAME_SPACE;
+            else if (ch == '\r' || ch == '\n') rc = HSCAN_NO_COLON;
             break;
-        }
         case HS_CR:
-            if (ch != '\n') return HSCAN_MALFORMED;
+            if (ch != '\n') rc = HSCAN_BARE_CR;
             st = HS_LINE_START;
             s->first_line = 0;
             break;
         case HS_LINE_START:
-            if (ch == ' ' || ch == '\t') return HSCAN_MALFORMED; /* obs-fold */
-            if (ch == '\r') st = HS_END_CR;
-            else if (ch == '\n') st = HS_DONE;
-            else st = HS_LINE;
+            if (ch == ' ' || ch == '\t') rc = HSCAN_OBS_FOLD;
+            else if (ch == '\r') st = HS_END_CR;
+            else if (ch == '\n') rc = HSCAN_BARE_LF;
+            else st = ch == ':' ? HS_LINE : HS_NAME; /* an empty name: the parser's to refuse */
             break;
         case HS_END_CR:
-            if (ch != '\n') return HSCAN_MALFORMED;
+            if (ch != '\n') rc = HSCAN_BARE_CR;
             st = HS_DONE;
             break;
+        case CS_SIZE_START:
+        case CS_SIZE: {
+            int v = hex_value(ch);
+            if (v >= 0) {
+                /* A size past 2^60 is no size any limit would let through. */
+                if (st == CS_SIZE && s->chunk_left >> 56) rc = HSCAN_CHUNK_SIZE;
+                s->chunk_left = (st == CS_SIZE ? s->chunk_left << 4 : 0) | (uint64_t)v;
+                st = CS_SIZE;
+            } else if (st == CS_SIZE_START) {
+                rc = HSCAN_CHUNK_SIZE;
+            } else if (ch == ';') {
+                st = CS_EXT;
+            } else if (ch == ' ' || ch == '\t') {
+                st = CS_SIZE_WS;
+            } else if (ch == '\r') {
+                st = CS_SIZE_CR;
+            } else {
+                rc = ch == '\n' ? HSCAN_BARE_LF : HSCAN_CHUNK_SIZE;
+            }
+            break;
         }
+        case CS_SIZE_WS:
+            /* RFC 9112 allows whitespace before the ";" of an extension
+             * (BWS), and nothing else. */
+            if (ch == ';') st = CS_EXT;
+            else if (ch != ' ' && ch != '\t') rc = HSCAN_CHUNK_SPACE;
+            break;
+        case CS_EXT:
+            if (ch == '\r') st = CS_SIZE_CR;
+            else if (ch == '\n') rc = HSCAN_BARE_LF;
+            else if (((unsigned char)ch < 0x20 && ch != '\t') || ch == 0x7f) rc = HSCAN_CHUNK_EXT;
+            break;
+        case CS_SIZE_CR:
+            if (ch != '\n') {
+                rc = HSCAN_BARE_CR;
+            } else if (s->chunk_left == 0) {
+                /* The last chunk: trailer fields follow, with the header
+                 * section's rules and limit. */
+                st = HS_LINE_START;
+                s->first_line = 0;
+                s->bytes = 0;
+            } else {
+                st = CS_DATA;
+            }
+            break;
+        case CS_DATA_CR:
+            if (ch != '\r') rc = HSCAN_CHUNK_END;
+            st = CS_DATA_LF;
+            break;
+        case CS_DATA_LF:
+            if (ch != '\n') rc = HSCAN_BARE_CR;
+            st = CS_SIZE_START;
+            s->line = 0;
+            break;
+        }
+        if (rc != HSCAN_OK) break;
     }
     s->state = st;
-    s->bytes += i;
-    return HSCAN_OK;
+    *used = i;
+    return rc;
 }
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -366,17 +511,17 @@ static size_t conn_process(svc_conn *c, const char *data, size_t len) {
     while (off < len && !c->closing) {
         if (c->state == CONN_HANDLING || c->close_after || c->state == CONN_LINGER) break;
         if (c->out.len + c->writing > SVC_OUTPUT_HIGH_WATER) break;
-        int scan = c->scan.state == HS_DONE ? HSCAN_OK
-                                             : hscan(&c->scan, data + off, len - off, conn_cfg(c)->max_header_bytes);
+        size_t checked;
+        int scan = hscan(&c->scan, data + off, len - off, conn_cfg(c)->max_header_bytes, &checked);
         if (scan != HSCAN_OK) {
             if (!c->req) on_message_begin(&c->parser);
-            if (scan == HSCAN_LONG_TARGET) fail_request(c, 414, "uri_too_long", "request target too long");
-            else if (scan == HSCAN_TOO_LARGE) fail_request(c, 431, "headers_too_large", "header section too large");
-            else fail_request(c, 400, "bad_request", "malformed header section (bare CR or obs-fold)");
+            if (scan == HSCAN_LONG_TARGET) fail_request(c, 414, "uri_too_long", hscan_messages[scan]);
+            else if (scan == HSCAN_TOO_LARGE) fail_request(c, 431, "headers_too_large", hscan_messages[scan]);
+            else fail_request(c, 400, "bad_request", hscan_messages[scan]);
             off = len;
             break;
         }
-        size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+        size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, checked);
         off += n;
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
@@ -391,6 +536,8 @@ static size_t conn_process(svc_conn *c, const char *data, size_t len) {
             off = len;
             break;
         }
+        /* The header section ended and a body follows. */
+        if (c->scan.state == HS_DONE && c->state == CONN_BODY) hscan_body(&c->scan, (c->parser.flags & F_CHUNKED) != 0);
     }
     c->in_process = 0;
     return off;

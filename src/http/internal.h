@@ -37,6 +37,9 @@
 #define SVC_BUF_POOL 32
 #define SVC_BUF_POOL_MAX_CAP (64 * 1024)
 #define SVC_STATUS_CODES 600
+/* The longest chunk-size line (size and extensions) of a chunked request
+ * body; extensions are ignored, so no client needs more. */
+#define SVC_HTTP_MAX_CHUNK_LINE 4096
 
 typedef struct svc_worker svc_worker;
 typedef struct svc_conn svc_conn;
@@ -164,13 +167,16 @@ enum {
     CONN_CLOSED,
 };
 
-/* The raw-byte scanner that enforces, over a request's header section, what
- * http_parser tolerates (obs-fold, bare CR) or does not count (whitespace
- * toward the size limit). */
+/* The raw-byte scanner (conn.c) that enforces, over a request's header
+ * section and chunked body, what http_parser tolerates (bare CR or LF,
+ * obs-fold, whitespace before a colon or after a chunk size) or does not
+ * count (whitespace toward the size limit). */
 typedef struct svc_hscan {
     unsigned char state;
     unsigned char first_line;        /* still in the request line */
-    size_t bytes;                    /* of the header section so far */
+    unsigned short line;             /* bytes of the current chunk-size line */
+    size_t bytes;                    /* of the header section (or trailers) so far */
+    uint64_t chunk_left;             /* chunk size being read, then its data left */
 } svc_hscan;
 
 struct svc_conn {
