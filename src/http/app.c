@@ -21,6 +21,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -224,6 +226,41 @@ static int open_listeners(svc_app *app) {
     return SVC_OK;
 }
 
+/*
+ * Descriptors. The soft RLIMIT_NOFILE is raised to the hard one, then each
+ * worker gets an equal share of what SVC_FD_RESERVE leaves: at the share it
+ * stops accepting until a connection closes, and HTTP_MAX_CONNECTIONS is
+ * lowered to leave an eighth of the share for the 503s answered above it. So
+ * the service sheds load itself before the kernel refuses a descriptor.
+ */
+static void fit_fd_limit(svc_app *app) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        app->accept_cap = INT_MAX;
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {rl.rlim_max, rl.rlim_max};
+        /* An unlimited hard limit is no value the kernel takes (fs.nr_open). */
+        if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > (1u << 20)) want.rlim_cur = 1u << 20;
+        if (want.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &want) == 0) rl.rlim_cur = want.rlim_cur;
+    }
+    long long limit = rl.rlim_cur == RLIM_INFINITY ? INT_MAX : (long long)rl.rlim_cur;
+    long long reserve = limit / 2 < SVC_FD_RESERVE ? limit / 2 : SVC_FD_RESERVE;
+    long long share = (limit - reserve) / app->cfg.workers;
+    if (share > INT_MAX) share = INT_MAX;
+    if (share < 1) share = 1;
+    app->accept_cap = (int)share;
+    int fit = (int)(share - share / 8);
+    if (fit < 1) fit = 1;
+    if (app->cfg.max_connections > fit) {
+        svc_info("RLIMIT_NOFILE is %lld: HTTP_MAX_CONNECTIONS lowered from %d to %d per worker "
+                 "(a worker stops accepting at %d open connections)",
+                 limit, app->cfg.max_connections, fit, app->accept_cap);
+        app->cfg.max_connections = fit;
+    }
+}
+
 /* ---- workers -------------------------------------------------------------- */
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {
@@ -248,15 +285,10 @@ static void worker_main(void *arg) {
     svc__log_set_buffered(1);
     uv_loop_init(&w->loop);
     w->loop.data = w;
-    uv_tcp_init(&w->loop, &w->listener);
-    w->listener.data = w;
-    int rc = uv_tcp_open(&w->listener, w->listen_fd);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&w->listener, LISTEN_BACKLOG, svc__conn_accept);
+    int rc = svc__worker_listen(w);
     if (rc != 0) {
         svc_error("worker %d: cannot listen: %s", w->id, uv_strerror(rc));
         svc_app_stop(app);
-    } else {
-        w->listening = 1;
     }
     uv_async_init(&w->loop, &w->wakeup, worker_wakeup);
     w->wakeup.data = w;
@@ -433,6 +465,7 @@ int svc_app_run(svc_app *app) {
 
     svc__metrics_setup(app);
     svc__builtin_routes(app);
+    fit_fd_limit(app);
 
     /* Size libuv's thread pool for offloaded handlers before its first use. */
     if (!getenv("UV_THREADPOOL_SIZE")) {

@@ -77,6 +77,15 @@ void svc__metrics_setup(svc_app *app) {
         svc_metric_counter("http_connections_rejected_total",
                            "Connections refused with 503 at HTTP_MAX_CONNECTIONS", 1, svc_label),
         name);
+    static const char *accept_labels[] = {"service", "reason"};
+    static const char *const reasons[] = {[ACCEPT_ERR_EMFILE] = "emfile", [ACCEPT_ERR_ENFILE] = "enfile",
+                                          [ACCEPT_ERR_OTHER] = "other"};
+    svc_metric *accept_errors = svc_metric_counter(
+        "http_accept_errors_total", "Failed accepts (each pauses accepting briefly), by reason", 2, accept_labels);
+    for (int i = 0; i < 3; i++) {
+        const char *v[] = {app->name, reasons[i]};
+        app->s_accept_errors[i] = svc_metric_with(accept_errors, v);
+    }
     const char *build[] = {app->name, SVC_VERSION, SVC_GIT_REV};
     svc_gauge_set(svc_metric_with(svc_metric_gauge("svckit_build_info",
                                                    "Build information; the value is always 1", 3,

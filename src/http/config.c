@@ -39,7 +39,7 @@ static const core_var core_vars[] = {
     {"HTTP_HEADER_TIMEOUT", "10", "seconds to receive a request's headers"},
     {"HTTP_BODY_TIMEOUT", "30", "seconds to receive a request's body"},
     {"HTTP_IDLE_TIMEOUT", "60", "seconds a keep-alive connection may idle"},
-    {"HTTP_MAX_CONNECTIONS", "10000", "open connections per worker; more get 503"},
+    {"HTTP_MAX_CONNECTIONS", "10000", "open connections per worker; more get 503 (lowered to fit RLIMIT_NOFILE)"},
 };
 
 static int fail(char *err, size_t errlen, const char *var, const char *val, const char *why) {

@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -59,6 +60,8 @@ static void conn_close(svc_conn *c);
 static void conn_resume(svc_conn *c);
 static void resume_once(svc_conn *c);
 static void start_linger(svc_conn *c);
+static void accept_ready(uv_poll_t *p, int status, int events);
+static void accept_resume(svc_worker *w);
 
 /* Answered, without parsing, to a connection over HTTP_MAX_CONNECTIONS. */
 static const char busy_body[] =
@@ -784,6 +787,7 @@ static void on_close(uv_handle_t *h) {
     free(c->pending);
     svc_buf_free(&c->out);
     free(c);
+    accept_resume(w);
     worker_maybe_exit(w);
 }
 
@@ -915,19 +919,85 @@ static void conn_start(svc_conn *c) {
     c->reading = 1;
 }
 
-void svc__conn_accept(uv_stream_t *server, int status) {
-    svc_worker *w = server->data;
+/*
+ * Accepting, with accept4 on the worker's own SO_REUSEPORT socket rather than
+ * libuv's uv_listen: when accept fails for want of descriptors, libuv calls
+ * back and tries again at once, for ever, and its spare-descriptor trick
+ * cannot help when another loop of the process takes the spare first. Here a
+ * failure stops watching the listener (connections wait in the kernel's
+ * queue) until one of the worker's connections closes or a short timer
+ * fires; so does reaching the descriptor share, before the kernel refuses.
+ */
+static void accept_resume(svc_worker *w) {
+    if (!w->accept_paused || !w->listening) return;
+    w->accept_paused = 0;
+    uv_timer_stop(&w->accept_retry);
+    uv_poll_start(&w->listener, UV_READABLE, accept_ready);
+}
+
+static void accept_retry(uv_timer_t *t) { accept_resume(t->data); }
+
+static void accept_pause(svc_worker *w, int retry_ms) {
+    if (!w->accept_paused) {
+        uv_poll_stop(&w->listener);
+        w->accept_paused = 1;
+    }
+    if (retry_ms > 0) uv_timer_start(&w->accept_retry, accept_retry, (uint64_t)retry_ms, 0);
+}
+
+/* Counted every time; logged at most once per SVC_ACCEPT_LOG_INTERVAL_MS
+ * (over all workers), with how many were left out. */
+static void accept_failed(svc_worker *w, int err) {
+    svc_app *app = w->app;
+    int reason = err == EMFILE ? ACCEPT_ERR_EMFILE : err == ENFILE ? ACCEPT_ERR_ENFILE : ACCEPT_ERR_OTHER;
+    svc_counter_add(app->s_accept_errors[reason], 1);
+    accept_pause(w, SVC_ACCEPT_RETRY_MS);
+    long long now = (long long)(svc_now_ns() / 1000000u), last = atomic_load(&app->accept_logged_ms);
+    if ((last && now - last < SVC_ACCEPT_LOG_INTERVAL_MS) ||
+        !atomic_compare_exchange_strong(&app->accept_logged_ms, &last, now)) {
+        atomic_fetch_add(&app->accept_unlogged, 1);
+        return;
+    }
+    long more = atomic_exchange(&app->accept_unlogged, 0);
+    char also[64] = "";
+    if (more) snprintf(also, sizeof also, " (and %ld more since the last line)", more);
+    svc_warn("accept failed: %s%s; new connections wait in the queue until a connection closes, "
+             "retrying every %d ms",
+             strerror(err), also, SVC_ACCEPT_RETRY_MS);
+}
+
+static void accept_ready(uv_poll_t *p, int status, int events) {
+    (void)events;
+    svc_worker *w = p->data;
     if (status < 0) {
-        svc_warn("accept failed: %s", uv_strerror(status));
+        accept_failed(w, -status);
         return;
     }
-    svc_conn *c = conn_new(w);
-    if (!c) return;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
-        return;
+    for (int i = 0; i < SVC_ACCEPT_BATCH; i++) {
+        if (w->nconns >= w->app->accept_cap) {
+            accept_pause(w, 0); /* resumed by the next close */
+            return;
+        }
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) accept_failed(w, errno);
+            return;
+        }
+        if (svc__conn_open_fd(w, fd) != SVC_OK) close(fd);
     }
-    conn_start(c);
+}
+
+int svc__worker_listen(svc_worker *w) {
+    int rc = uv_poll_init_socket(&w->loop, &w->listener, w->listen_fd);
+    if (rc != 0) return rc;
+    w->listener.data = w;
+    uv_timer_init(&w->loop, &w->accept_retry);
+    w->accept_retry.data = w;
+    w->listening = 1;
+    rc = uv_poll_start(&w->listener, UV_READABLE, accept_ready);
+    if (rc != 0) svc__worker_stop_listening(w);
+    return rc;
 }
 
 int svc__conn_open_fd(svc_worker *w, int fd) {
@@ -959,7 +1029,11 @@ void svc__worker_stop_listening(svc_worker *w) {
         }
         if (svc__conn_open_fd(w, fd) != SVC_OK) close(fd);
     }
+    /* Closing the handle stops the polling before the socket goes. */
     uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_close((uv_handle_t *)&w->accept_retry, NULL);
+    close(w->listen_fd);
+    w->listen_fd = -1;
     w->listening = 0;
 }
 

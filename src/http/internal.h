@@ -40,6 +40,18 @@
 /* The longest chunk-size line (size and extensions) of a chunked request
  * body; extensions are ignored, so no client needs more. */
 #define SVC_HTTP_MAX_CHUNK_LINE 4096
+/* Descriptors kept free of client connections for everything else a service
+ * opens (log, loops, NATS, SQLite, outbound calls); the rest of RLIMIT_NOFILE
+ * is shared by the workers' connections (at most half the limit is kept). */
+#define SVC_FD_RESERVE 128
+/* Connections accepted per wakeup of a listener, so that one busy listener
+ * cannot hold its loop; the rest wait for the next turn. */
+#define SVC_ACCEPT_BATCH 64
+/* After accept fails for want of descriptors or memory, the listener is not
+ * watched for this long, or until one of the worker's connections closes. */
+#define SVC_ACCEPT_RETRY_MS 100
+/* At most one log line per this many ms about failed accepts. */
+#define SVC_ACCEPT_LOG_INTERVAL_MS 1000
 
 typedef struct svc_worker svc_worker;
 typedef struct svc_conn svc_conn;
@@ -118,6 +130,12 @@ struct svc_app {
     svc_series *s_connections;
     svc_series *s_rejected;          /* connections refused at the cap */
     svc_series *s_bad_requests;      /* framing errors */
+    svc_series *s_accept_errors[3];  /* by ACCEPT_ERR_* */
+    /* Per worker: connections (answered or lingering) at which a worker stops
+     * accepting until one closes; derived from RLIMIT_NOFILE at start. */
+    int accept_cap;
+    atomic_llong accept_logged_ms;   /* the last line about failed accepts */
+    atomic_long accept_unlogged;     /* failed accepts since that line */
     atomic_long inflight;
     atomic_long connections;
     svc_msg *msg;                    /* src/msg */
@@ -128,8 +146,10 @@ struct svc_worker {
     int id;
     uv_thread_t thread;
     uv_loop_t loop;
-    uv_tcp_t listener;
+    uv_poll_t listener;              /* readable: connections to accept */
+    uv_timer_t accept_retry;
     int listening;
+    int accept_paused;               /* listener not watched: at the cap, or out of fds */
     uv_async_t wakeup;
     uv_timer_t tick;
     int ticks;
@@ -290,8 +310,12 @@ struct svc_req {
 /* app.c */
 svc_route_entry *svc__app_unmatched(svc_app *app);
 
+/* Why accept failed, for http_accept_errors_total{reason}. */
+enum { ACCEPT_ERR_EMFILE, ACCEPT_ERR_ENFILE, ACCEPT_ERR_OTHER };
+
 /* conn.c */
-void svc__conn_accept(uv_stream_t *listener, int status);
+/* Starts watching w's listening socket (w->listen_fd) on its loop. */
+int svc__worker_listen(svc_worker *w);
 void svc__worker_tick(uv_timer_t *t);
 void svc__worker_close_idle(svc_worker *w, int force);
 /* Serves an already-connected socket (non-blocking) on w, from w's loop
@@ -299,7 +323,8 @@ void svc__worker_close_idle(svc_worker *w, int force);
  * Used to drain the accept queue, and by the fuzz target (fuzz/http_fuzz.c),
  * which drives the real connection code over a socketpair. */
 int svc__conn_open_fd(svc_worker *w, int fd);
-/* Accepts what the kernel has queued, then closes the listener. */
+/* Accepts what the kernel has queued, then closes the listener and its
+ * socket. */
 void svc__worker_stop_listening(svc_worker *w);
 /* Called when a request's response is complete (sync or async). */
 void svc__conn_request_done(svc_req *req);
