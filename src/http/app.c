@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -115,6 +116,13 @@ nomem:
 int svc_app_use(svc_app *app, svc_before_fn before, svc_after_fn after, void *ud) {
     if (app->nmw == SVC_MAX_MIDDLEWARE) return SVC_ERANGE;
     app->mw[app->nmw++] = (svc_middleware){before, after, ud};
+    return SVC_OK;
+}
+
+int svc_app_use_head(svc_app *app, svc_before_fn head, void *ud) {
+    if (!head) return SVC_EINVAL;
+    if (app->nhead == SVC_MAX_MIDDLEWARE) return SVC_ERANGE;
+    app->head[app->nhead++] = (svc_middleware){head, NULL, ud};
     return SVC_OK;
 }
 
@@ -261,6 +269,32 @@ static void fit_fd_limit(svc_app *app) {
     }
 }
 
+/* ---- memory ---------------------------------------------------------------- */
+
+void svc__peak_note(atomic_llong *peak, long long v) {
+    long long p = atomic_load(peak);
+    while (v > p && !atomic_compare_exchange_weak(peak, &p, v)) {
+    }
+}
+
+/*
+ * glibc keeps what is freed in its arenas for the next allocations, so a
+ * burst (thousands of slow connections, each with its request's arena and
+ * buffers; many bodies at once) would leave the process at its peak size for
+ * good. Large buffers are mmapped (SVC_MMAP_THRESHOLD) and go back when
+ * freed; after a burst, malloc_trim gives back the free pages of the arenas.
+ */
+static void trim_memory(uv_timer_t *t) {
+    svc_app *app = t->data;
+    long long conns = atomic_load(&app->connections), body = atomic_load(&app->body_bytes);
+    if (atomic_load(&app->peak_connections) - conns < SVC_TRIM_CONNECTIONS &&
+        atomic_load(&app->peak_body_bytes) - body < SVC_TRIM_BODY_BYTES)
+        return;
+    atomic_store(&app->peak_connections, conns);
+    atomic_store(&app->peak_body_bytes, body);
+    malloc_trim(0);
+}
+
 /* ---- workers -------------------------------------------------------------- */
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {
@@ -328,7 +362,7 @@ static void send_workers(svc_app *app, int cmd) {
 typedef struct main_state {
     svc_app *app;
     uv_signal_t sigterm, sigint;
-    uv_timer_t drain_timer, deadline_timer, grace_timer;
+    uv_timer_t drain_timer, deadline_timer, grace_timer, trim_timer;
     int draining, forced, exit_code;
 } main_state;
 
@@ -457,6 +491,7 @@ int svc_app_run(svc_app *app) {
     }
     svc_log_setup(app->name, app->cfg.log_level, app->cfg.log_json);
     signal(SIGPIPE, SIG_IGN);
+    mallopt(M_MMAP_THRESHOLD, SVC_MMAP_THRESHOLD);
     /* http_parser has a process-wide header limit of its own (80 KiB by
      * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the parser's
      * is only ever raised, with room to spare, for a larger configured limit. */
@@ -525,6 +560,9 @@ int svc_app_run(svc_app *app) {
     uv_timer_init(&app->main_loop, &ms.deadline_timer);
     uv_timer_init(&app->main_loop, &ms.grace_timer);
     ms.drain_timer.data = ms.deadline_timer.data = ms.grace_timer.data = &ms;
+    uv_timer_init(&app->main_loop, &ms.trim_timer);
+    ms.trim_timer.data = app;
+    uv_timer_start(&ms.trim_timer, trim_memory, SVC_TRIM_INTERVAL_MS, SVC_TRIM_INTERVAL_MS);
 
     atomic_store(&app->workers_running, app->nworkers);
     for (int i = 0; i < app->nworkers; i++) {

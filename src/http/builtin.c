@@ -42,6 +42,7 @@ static void collect_http(void *ud) {
     svc_app *app = ud;
     svc_gauge_set(app->s_inflight, (double)atomic_load(&app->inflight));
     svc_gauge_set(app->s_connections, (double)atomic_load(&app->connections));
+    svc_gauge_set(app->s_body_bytes, (double)atomic_load(&app->body_bytes));
 }
 
 static int metrics(svc_req *req, svc_res *res) {
@@ -76,6 +77,15 @@ void svc__metrics_setup(svc_app *app) {
     app->s_rejected = svc_metric_with(
         svc_metric_counter("http_connections_rejected_total",
                            "Connections refused with 503 at HTTP_MAX_CONNECTIONS", 1, svc_label),
+        name);
+    app->s_body_bytes = svc_metric_with(
+        svc_metric_gauge("http_buffered_body_bytes",
+                         "Request bodies held in memory (Content-Length ones whole from their head)", 1,
+                         svc_label),
+        name);
+    app->s_body_budget = svc_metric_with(
+        svc_metric_counter("http_body_budget_rejected_total",
+                           "Requests answered 503 at HTTP_MAX_BUFFERED_BODY_BYTES", 1, svc_label),
         name);
     static const char *accept_labels[] = {"service", "reason"};
     static const char *const reasons[] = {[ACCEPT_ERR_EMFILE] = "emfile", [ACCEPT_ERR_ENFILE] = "enfile",

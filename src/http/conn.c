@@ -433,25 +433,36 @@ static int on_headers_complete(http_parser *p) {
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > cfg->max_body_bytes)
         return request_error(req, 413, "payload_too_large", "request body too large");
 
-    const char *expect = req->hdr_expect;
-    if (expect) {
-        if (strcasecmp(expect, "100-continue") != 0)
-            return request_error(req, 417, "expectation_failed", "only 100-continue is supported");
-        int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
-        if (p->http_minor >= 1 && has_body) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            svc_buf_append(&c->out, cont, sizeof cont - 1);
-        }
-    }
+    /* "100 Continue" is sent once the head's checks have passed (head_complete). */
+    if (req->hdr_expect && strcasecmp(req->hdr_expect, "100-continue") != 0)
+        return request_error(req, 417, "expectation_failed", "only 100-continue is supported");
     set_state(c, CONN_BODY, cfg->body_timeout_ms);
+    return 0;
+}
+
+/* Takes n bytes of the process-wide budget of buffered request bodies for
+ * req; given back when the request is freed. */
+static int body_take(svc_conn *c, svc_req *req, size_t n) {
+    svc_app *app = c->w->app;
+    long long total = atomic_fetch_add(&app->body_bytes, (long long)n) + (long long)n;
+    if ((size_t)total > app->cfg.max_buffered_body_bytes) {
+        atomic_fetch_sub(&app->body_bytes, (long long)n);
+        svc_counter_add(app->s_body_budget, 1);
+        return request_error(req, 503, "unavailable", "too many request bodies in memory; retry shortly");
+    }
+    req->body_reserved += n;
+    svc__peak_note(&app->peak_body_bytes, total);
     return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
     svc_conn *c = parser_conn(p);
     svc_req *req = c->req;
+    if (req->discard_body) return 0;
     if (req->body.len + len > conn_cfg(c)->max_body_bytes)
         return request_error(req, 413, "payload_too_large", "request body too large");
+    /* A Content-Length body took its whole length at its head. */
+    if ((p->flags & F_CHUNKED) && body_take(c, req, len) != 0) return -1;
     svc_buf_append(&req->body, at, len);
     return req->body.oom ? request_error(req, 503, "unavailable", "out of memory") : 0;
 }
@@ -487,6 +498,39 @@ static int parser_error_status(enum http_errno e) { return e == HPE_HEADER_OVERF
 
 static const char *parser_error_code(enum http_errno e) {
     return e == HPE_HEADER_OVERFLOW ? "headers_too_large" : "bad_request";
+}
+
+/*
+ * The header section is complete and a body follows. What needs only the
+ * head runs now (routing, head hooks such as the token check), so that a
+ * refusal neither waits for the body nor buffers it, and "100 Continue" goes
+ * only to a request whose body will be read. A refused request with a small
+ * body reads and drops it, and is answered at its end (the connection
+ * stays); otherwise it is answered at once and the connection closes, its
+ * body unread (the linger discards what arrives).
+ */
+static void head_complete(svc_conn *c) {
+    svc_req *req = c->req;
+    http_parser *p = &c->parser;
+    int chunked = (p->flags & F_CHUNKED) != 0;
+    hscan_body(&c->scan, chunked);
+    if (svc__dispatch_head(req)) {
+        if (!chunked && p->content_length <= SVC_HTTP_DISCARD_BODY_BYTES && !req->hdr_expect) {
+            req->discard_body = 1;
+            return;
+        }
+    } else if (chunked || body_take(c, req, p->content_length) == 0) {
+        /* One allocation of the right size, not a doubling series. */
+        if (!chunked) svc_buf_reserve(&req->body, p->content_length);
+        if (req->hdr_expect && p->http_minor >= 1) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            svc_buf_append(&c->out, cont, sizeof cont - 1);
+        }
+        return;
+    }
+    req->keep_alive = 0;
+    set_state(c, CONN_HANDLING, 0);
+    svc__dispatch(req);
 }
 
 /* Turns the current parse failure into an error response on a request. */
@@ -539,8 +583,7 @@ static size_t conn_process(svc_conn *c, const char *data, size_t len) {
             off = len;
             break;
         }
-        /* The header section ended and a body follows. */
-        if (c->scan.state == HS_DONE && c->state == CONN_BODY) hscan_body(&c->scan, (c->parser.flags & F_CHUNKED) != 0);
+        if (c->scan.state == HS_DONE && c->state == CONN_BODY) head_complete(c);
     }
     c->in_process = 0;
     return off;
@@ -885,7 +928,7 @@ static svc_conn *conn_new(svc_worker *w) {
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
-    atomic_fetch_add(&w->app->connections, 1);
+    svc__peak_note(&w->app->peak_connections, atomic_fetch_add(&w->app->connections, 1) + 1);
     return c;
 }
 

@@ -52,6 +52,20 @@
 #define SVC_ACCEPT_RETRY_MS 100
 /* At most one log line per this many ms about failed accepts. */
 #define SVC_ACCEPT_LOG_INTERVAL_MS 1000
+/* A request refused at its head (head hooks, routing) whose Content-Length
+ * body is at most this is read and dropped, keeping the connection; a
+ * larger or chunked one is not read, and the connection closes. */
+#define SVC_HTTP_DISCARD_BODY_BYTES (64 * 1024)
+/* Memory returned to the system. Allocations from this size on are mmapped,
+ * so a large body buffer goes back when freed (glibc's own threshold rises
+ * to the largest size freed and stops doing so); what smaller ones leave in
+ * the allocator's arenas is trimmed, at most once per SVC_TRIM_INTERVAL_MS,
+ * once the connections or buffered bodies have fallen this far below their
+ * peak since the last trim. */
+#define SVC_MMAP_THRESHOLD (128 * 1024)
+#define SVC_TRIM_INTERVAL_MS 1000
+#define SVC_TRIM_CONNECTIONS 256
+#define SVC_TRIM_BODY_BYTES (16 * 1024 * 1024)
 
 typedef struct svc_worker svc_worker;
 typedef struct svc_conn svc_conn;
@@ -104,6 +118,8 @@ struct svc_app {
     svc_route_entry unmatched;       /* metrics for 404/405/400 */
     svc_middleware mw[SVC_MAX_MIDDLEWARE];
     int nmw;
+    svc_middleware head[SVC_MAX_MIDDLEWARE]; /* head hooks (before only) */
+    int nhead;
     svc_ready_check checks[SVC_MAX_READY_CHECKS];
     int nchecks;
     svc_env_var env[SVC_MAX_ENV_VARS];
@@ -138,6 +154,12 @@ struct svc_app {
     atomic_long accept_unlogged;     /* failed accepts since that line */
     atomic_long inflight;
     atomic_long connections;
+    atomic_llong body_bytes;         /* request bodies buffered (or reserved) */
+    svc_series *s_body_bytes;
+    svc_series *s_body_budget;       /* 503s at HTTP_MAX_BUFFERED_BODY_BYTES */
+    /* The highest values since memory was last trimmed (app.c). */
+    atomic_llong peak_connections;
+    atomic_llong peak_body_bytes;
     svc_msg *msg;                    /* src/msg */
 };
 
@@ -292,6 +314,11 @@ struct svc_req {
     unsigned te_count : 2;           /* Transfer-Encoding fields, saturating at 3 */
     unsigned te_other : 1;           /* a Transfer-Encoding other than "chunked" */
     unsigned host_count : 2;
+    unsigned prepared : 1;           /* ids and peer assigned */
+    unsigned head_checked : 1;       /* routed, head hooks run */
+    unsigned head_answered : 1;      /* ... and they wrote the response */
+    unsigned discard_body : 1;       /* answered at the head: drop the body */
+    size_t body_reserved;            /* of app->body_bytes, given back when freed */
     int mw_index;                    /* next before-hook to run */
     uv_work_t work;
     int handler_rc;
@@ -309,6 +336,8 @@ struct svc_req {
 
 /* app.c */
 svc_route_entry *svc__app_unmatched(svc_app *app);
+/* Raises *peak to v if v is higher (any thread); what the trim compares. */
+void svc__peak_note(atomic_llong *peak, long long v);
 
 /* Why accept failed, for http_accept_errors_total{reason}. */
 enum { ACCEPT_ERR_EMFILE, ACCEPT_ERR_ENFILE, ACCEPT_ERR_OTHER };
@@ -340,6 +369,10 @@ void svc__worker_buf_give(svc_worker *w, svc_buf *b);
 void svc__worker_buf_pool_free(svc_worker *w);
 
 /* dispatch.c */
+/* Routing and the head hooks, run once per request, when its header section
+ * is complete (conn.c, when a body follows) or else at dispatch: 1 if they
+ * wrote the response, which svc__dispatch then finishes. */
+int svc__dispatch_head(svc_req *req);
 void svc__dispatch(svc_req *req);
 /* Runs the remaining before-hooks and the handler (after async middleware). */
 void svc__dispatch_continue(svc_req *req);

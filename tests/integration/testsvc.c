@@ -215,6 +215,15 @@ static int before(svc_req *req, svc_res *res, void *ud) {
     return SVC_OK;
 }
 
+/* Head hook: refuses X-Deny: head before the body is read. */
+static int head_check(svc_req *req, svc_res *res, void *ud) {
+    (void)ud;
+    const char *d = svc_req_header(req, "x-deny");
+    if (d && strcmp(d, "head") == 0)
+        return svc_res_error(res, 403, "forbidden", "refused at the head of %s", svc_req_route(req));
+    return SVC_OK;
+}
+
 static void after(svc_req *req, svc_res *res, void *ud) {
     (void)req;
     (void)ud;
@@ -225,6 +234,7 @@ int main(int argc, char **argv) {
     svc_app *app = svc_app_new("testsvc", argc, argv);
     svc_app_env_declare(app, "TESTSVC_NOT_READY", NULL, "readiness fails while this file exists");
     svc_app_use(app, before, after, NULL);
+    svc_app_use_head(app, head_check, NULL);
     svc_app_post(app, "/echo", echo, 0);
     svc_app_post(app, "/raw", raw, 0);
     svc_app_get(app, "/items/:id", show_route, 0);
@@ -239,6 +249,9 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/big", big, 0);
     svc_app_get(app, "/forgot", forgot, 0);
     svc_app_get(app, "/fds", fds, 0);
+    /* With a secret to verify tokens with (without, the service would wait
+     * for the JWKS of an auth service to be ready). */
+    if (getenv("JWT_SECRET")) svc_app_post(app, "/private", raw, SVC_AUTH_USER);
     svc_app_ready_check(app, "marker", ready_file, getenv("TESTSVC_NOT_READY"));
     return svc_app_run(app);
 }
