@@ -944,6 +944,7 @@ static void conn_start(svc_conn *c) {
         c->close_after = 1;
         svc_buf_printf(&c->out,
                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                       "X-Content-Type-Options: nosniff\r\n"
                        "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
                        sizeof busy_body - 1, busy_body);
         svc__conn_flush(c);
