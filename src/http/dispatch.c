@@ -1,8 +1,10 @@
 /*
- * Dispatch: from a complete request to a complete response. Normalises the
- * target, assigns request and trace ids, routes, runs the before-hooks, runs
- * the handler (on the loop, or on the thread pool for SVC_OFFLOAD routes),
- * and finishes: after-hooks, metrics, access log, serialisation.
+ * Dispatch: from a request to a complete response. Assigns request and
+ * trace ids, normalises the target, routes and runs the head hooks (as soon
+ * as the header section is in, when a body follows: svc__dispatch_head),
+ * then, once the request is complete, runs the before-hooks and the handler
+ * (on the loop, or on the thread pool for SVC_OFFLOAD routes), and finishes:
+ * after-hooks, metrics, access log, serialisation.
  */
 #include <stdio.h>
 #include <string.h>
