@@ -60,6 +60,10 @@ enum {
 #define SVC_HTTP_MAX_HEADER_BYTES (16 * 1024)   /* HTTP_MAX_HEADER_BYTES */
 #define SVC_HTTP_MAX_HEADERS 100                 /* HTTP_MAX_HEADERS */
 #define SVC_HTTP_MAX_BODY_BYTES (1024 * 1024)    /* HTTP_MAX_BODY_BYTES */
+/* Request bodies buffered by the whole process at once (a Content-Length
+ * body counts whole from its head on); past it a request gets 503 with
+ * Retry-After. At least HTTP_MAX_BODY_BYTES. */
+#define SVC_HTTP_MAX_BUFFERED_BODY_BYTES (64 * 1024 * 1024) /* HTTP_MAX_BUFFERED_BODY_BYTES */
 #define SVC_HTTP_HEADER_TIMEOUT_MS 10000         /* HTTP_HEADER_TIMEOUT (s) */
 #define SVC_HTTP_BODY_TIMEOUT_MS 30000           /* HTTP_BODY_TIMEOUT (s) */
 #define SVC_HTTP_IDLE_TIMEOUT_MS 60000           /* HTTP_IDLE_TIMEOUT (s) */
@@ -103,7 +107,8 @@ typedef struct svc_config {
     int header_timeout_ms;
     int body_timeout_ms;
     int idle_timeout_ms;
-    int max_connections;
+    int max_connections;            /* lowered at start to fit RLIMIT_NOFILE */
+    size_t max_buffered_body_bytes;
 } svc_config;
 
 /* ---- the application ----------------------------------------------------- */
@@ -164,6 +169,24 @@ int svc_req_set_route_label(svc_req *req, const char *label);
 typedef int (*svc_before_fn)(svc_req *req, svc_res *res, void *ud);
 typedef void (*svc_after_fn)(svc_req *req, svc_res *res, void *ud);
 int svc_app_use(svc_app *app, svc_before_fn before, svc_after_fn after, void *ud);
+
+/*
+ * A head hook: a check that needs only the request's head. It runs as soon
+ * as the header section has arrived, after routing and before any byte of
+ * the body is read, buffered, or asked for with "100 Continue", so that a
+ * refusal (401, 403, 429...) never waits for an upload nor holds its memory.
+ * It may look at the method, path, route, parameters, query and headers,
+ * never at the body (svc_req_body is empty then; do not call svc_req_json);
+ * it must not return SVC_ASYNC nor call svc_res_finish. It answers as a
+ * before-hook does: SVC_OK without a response lets the request go on; a
+ * response written (or another return value) is the answer, and the
+ * request's body is then not kept: a small Content-Length body is read and
+ * dropped, otherwise the connection closes after the response. Head hooks
+ * run on the loop thread, for requests of every transport, in registration
+ * order, before every before-hook; the token check of SVC_AUTH_USER and
+ * SVC_AUTH_ADMIN routes is one (svc_auth_install). At most 16 of each kind.
+ */
+int svc_app_use_head(svc_app *app, svc_before_fn head, void *ud);
 
 /*
  * Readiness checks, polled by GET /readyz: return SVC_OK when ready, else fill

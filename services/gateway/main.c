@@ -149,7 +149,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     svc_app_set_data(app, state);
-    for (const char *const *m = methods; *m; m++) svc_app_route(app, *m, "/*path", gw_proxy, 0);
+    for (const char *const *m = methods; *m; m++) svc_app_route(app, *m, GW_PROXY_ROUTE, gw_proxy, 0);
+    svc_app_use_head(app, gw_edge_check, state);
     svc_app_use(app, NULL, gw_cors_after, state);
     if (gw_discovery_listen(app) != SVC_OK) {
         fprintf(stderr, "gateway: cannot subscribe to leave notices\n");

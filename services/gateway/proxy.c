@@ -426,11 +426,12 @@ static const char **forwarded_headers(svc_req *req) {
     return out;
 }
 
-int gw_proxy(svc_req *req, svc_res *res) {
-    gw_state *g = svc_req_app_data(req);
-    gw_worker *w = worker(g, svc_req_loop(req));
-    if (!w) return svc_res_error(res, 503, "unavailable", "out of memory");
-
+/* The edge checks that need only the head, run by the core before the body
+ * is read (a head hook): the per-client rate limit, then the route's token. */
+int gw_edge_check(svc_req *req, svc_res *res, void *ud) {
+    gw_state *g = ud;
+    const char *pattern = svc_req_route(req);
+    if (!pattern || strcmp(pattern, GW_PROXY_ROUTE) != 0) return SVC_OK; /* /healthz & co */
     if (g->rl) {
         int after = 1;
         const char *peer = svc_req_peer(req);
@@ -442,6 +443,22 @@ int gw_proxy(svc_req *req, svc_res *res) {
             return svc_res_error(res, 429, "too_many_requests", "rate limit exceeded; retry in %d s", after);
         }
     }
+    const gw_route *route = gw_route_find(&g->cfg, svc_req_path(req));
+    if (!route || route->auth == GW_AUTH_NONE) return SVC_OK;
+    /* A preflight needs no token; gw_proxy answers it. A plain OPTIONS goes
+     * to the service unchecked too: svckit services answer it for every path
+     * with 204 and Allow before any auth (a route that declares OPTIONS
+     * itself checks its own auth there). */
+    const char *method = svc_req_method(req);
+    if (strcmp(method, "OPTIONS") == 0) return SVC_OK;
+    svc_auth_check(req, res, route->auth == GW_AUTH_ADMIN ? SVC_AUTH_ADMIN : SVC_AUTH_USER);
+    return SVC_OK; /* a 401/403 written is the answer */
+}
+
+int gw_proxy(svc_req *req, svc_res *res) {
+    gw_state *g = svc_req_app_data(req);
+    gw_worker *w = worker(g, svc_req_loop(req));
+    if (!w) return svc_res_error(res, 503, "unavailable", "out of memory");
 
     const char *path = svc_req_path(req);
     const char *method = svc_req_method(req);
@@ -453,13 +470,6 @@ int gw_proxy(svc_req *req, svc_res *res) {
     const char *origin = svc_req_header(req, "Origin");
     if (gw_cors_is_preflight(method, origin, svc_req_header(req, "Access-Control-Request-Method")))
         return preflight(g, res, origin);
-
-    /* A plain OPTIONS goes to the service unchecked: svckit services answer
-     * it for every path with 204 and Allow before any auth (a route that
-     * declares OPTIONS itself checks its own auth there). */
-    if (route->auth != GW_AUTH_NONE && !options &&
-        svc_auth_check(req, res, route->auth == GW_AUTH_ADMIN ? SVC_AUTH_ADMIN : SVC_AUTH_USER) != SVC_OK)
-        return SVC_OK; /* the 401/403 is written */
 
     gw_call *c = svc_arena_calloc(svc_req_arena(req), sizeof *c);
     if (!c) return svc_res_error(res, 503, "unavailable", "out of memory");

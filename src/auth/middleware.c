@@ -1,6 +1,7 @@
 /*
- * The auth middleware: a before-hook that verifies the caller's token on
- * routes declared SVC_AUTH_USER or SVC_AUTH_ADMIN.
+ * The auth middleware: a head hook (run before the body is read) that
+ * verifies the caller's token on routes declared SVC_AUTH_USER or
+ * SVC_AUTH_ADMIN.
  *
  * It is written against the public API only (app.h, client.h), so it keeps
  * its per-app state in a small registry of its own rather than in the app.
@@ -331,7 +332,7 @@ int svc_auth_install(svc_app *app) {
     pthread_mutex_lock(&s->mu);
     int rc = SVC_OK;
     if (!s->installed) {
-        rc = svc_app_use(app, before, NULL, s);
+        rc = svc_app_use_head(app, before, s);
         if (rc == SVC_OK) rc = svc_app_ready_check(app, "auth", ready, s);
         if (rc == SVC_OK) s->installed = 1;
     }

@@ -21,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <malloc.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -113,6 +116,13 @@ nomem:
 int svc_app_use(svc_app *app, svc_before_fn before, svc_after_fn after, void *ud) {
     if (app->nmw == SVC_MAX_MIDDLEWARE) return SVC_ERANGE;
     app->mw[app->nmw++] = (svc_middleware){before, after, ud};
+    return SVC_OK;
+}
+
+int svc_app_use_head(svc_app *app, svc_before_fn head, void *ud) {
+    if (!head) return SVC_EINVAL;
+    if (app->nhead == SVC_MAX_MIDDLEWARE) return SVC_ERANGE;
+    app->head[app->nhead++] = (svc_middleware){head, NULL, ud};
     return SVC_OK;
 }
 
@@ -224,6 +234,67 @@ static int open_listeners(svc_app *app) {
     return SVC_OK;
 }
 
+/*
+ * Descriptors. The soft RLIMIT_NOFILE is raised to the hard one, then each
+ * worker gets an equal share of what SVC_FD_RESERVE leaves: at the share it
+ * stops accepting until a connection closes, and HTTP_MAX_CONNECTIONS is
+ * lowered to leave an eighth of the share for the 503s answered above it. So
+ * the service sheds load itself before the kernel refuses a descriptor.
+ */
+static void fit_fd_limit(svc_app *app) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        app->accept_cap = INT_MAX;
+        return;
+    }
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {rl.rlim_max, rl.rlim_max};
+        /* An unlimited hard limit is no value the kernel takes (fs.nr_open). */
+        if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > (1u << 20)) want.rlim_cur = 1u << 20;
+        if (want.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &want) == 0) rl.rlim_cur = want.rlim_cur;
+    }
+    long long limit = rl.rlim_cur == RLIM_INFINITY ? INT_MAX : (long long)rl.rlim_cur;
+    long long reserve = limit / 2 < SVC_FD_RESERVE ? limit / 2 : SVC_FD_RESERVE;
+    long long share = (limit - reserve) / app->cfg.workers;
+    if (share > INT_MAX) share = INT_MAX;
+    if (share < 1) share = 1;
+    app->accept_cap = (int)share;
+    int fit = (int)(share - share / 8);
+    if (fit < 1) fit = 1;
+    if (app->cfg.max_connections > fit) {
+        svc_info("RLIMIT_NOFILE is %lld: HTTP_MAX_CONNECTIONS lowered from %d to %d per worker "
+                 "(a worker stops accepting at %d open connections)",
+                 limit, app->cfg.max_connections, fit, app->accept_cap);
+        app->cfg.max_connections = fit;
+    }
+}
+
+/* ---- memory ---------------------------------------------------------------- */
+
+void svc__peak_note(atomic_llong *peak, long long v) {
+    long long p = atomic_load(peak);
+    while (v > p && !atomic_compare_exchange_weak(peak, &p, v)) {
+    }
+}
+
+/*
+ * glibc keeps what is freed in its arenas for the next allocations, so a
+ * burst (thousands of slow connections, each with its request's arena and
+ * buffers; many bodies at once) would leave the process at its peak size for
+ * good. Large buffers are mmapped (SVC_MMAP_THRESHOLD) and go back when
+ * freed; after a burst, malloc_trim gives back the free pages of the arenas.
+ */
+static void trim_memory(uv_timer_t *t) {
+    svc_app *app = t->data;
+    long long conns = atomic_load(&app->connections), body = atomic_load(&app->body_bytes);
+    if (atomic_load(&app->peak_connections) - conns < SVC_TRIM_CONNECTIONS &&
+        atomic_load(&app->peak_body_bytes) - body < SVC_TRIM_BODY_BYTES)
+        return;
+    atomic_store(&app->peak_connections, conns);
+    atomic_store(&app->peak_body_bytes, body);
+    malloc_trim(0);
+}
+
 /* ---- workers -------------------------------------------------------------- */
 
 static void close_walk_cb(uv_handle_t *h, void *arg) {
@@ -248,15 +319,10 @@ static void worker_main(void *arg) {
     svc__log_set_buffered(1);
     uv_loop_init(&w->loop);
     w->loop.data = w;
-    uv_tcp_init(&w->loop, &w->listener);
-    w->listener.data = w;
-    int rc = uv_tcp_open(&w->listener, w->listen_fd);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&w->listener, LISTEN_BACKLOG, svc__conn_accept);
+    int rc = svc__worker_listen(w);
     if (rc != 0) {
         svc_error("worker %d: cannot listen: %s", w->id, uv_strerror(rc));
         svc_app_stop(app);
-    } else {
-        w->listening = 1;
     }
     uv_async_init(&w->loop, &w->wakeup, worker_wakeup);
     w->wakeup.data = w;
@@ -296,7 +362,7 @@ static void send_workers(svc_app *app, int cmd) {
 typedef struct main_state {
     svc_app *app;
     uv_signal_t sigterm, sigint;
-    uv_timer_t drain_timer, deadline_timer, grace_timer;
+    uv_timer_t drain_timer, deadline_timer, grace_timer, trim_timer;
     int draining, forced, exit_code;
 } main_state;
 
@@ -428,6 +494,7 @@ int svc_app_run(svc_app *app) {
     /* Under svckit run, its prefix names the process on every line already. */
     svc_log_text_style(app->cfg.log_color, getenv("SVCKIT_PROCESS") == NULL);
     signal(SIGPIPE, SIG_IGN);
+    mallopt(M_MMAP_THRESHOLD, SVC_MMAP_THRESHOLD);
     /* http_parser has a process-wide header limit of its own (80 KiB by
      * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the parser's
      * is only ever raised, with room to spare, for a larger configured limit. */
@@ -436,6 +503,7 @@ int svc_app_run(svc_app *app) {
 
     svc__metrics_setup(app);
     svc__builtin_routes(app);
+    fit_fd_limit(app);
 
     /* Size libuv's thread pool for offloaded handlers before its first use. */
     if (!getenv("UV_THREADPOOL_SIZE")) {
@@ -495,6 +563,9 @@ int svc_app_run(svc_app *app) {
     uv_timer_init(&app->main_loop, &ms.deadline_timer);
     uv_timer_init(&app->main_loop, &ms.grace_timer);
     ms.drain_timer.data = ms.deadline_timer.data = ms.grace_timer.data = &ms;
+    uv_timer_init(&app->main_loop, &ms.trim_timer);
+    ms.trim_timer.data = app;
+    uv_timer_start(&ms.trim_timer, trim_memory, SVC_TRIM_INTERVAL_MS, SVC_TRIM_INTERVAL_MS);
 
     atomic_store(&app->workers_running, app->nworkers);
     for (int i = 0; i < app->nworkers; i++) {

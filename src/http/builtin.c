@@ -43,6 +43,7 @@ static void collect_http(void *ud) {
     svc_app *app = ud;
     svc_gauge_set(app->s_inflight, (double)atomic_load(&app->inflight));
     svc_gauge_set(app->s_connections, (double)atomic_load(&app->connections));
+    svc_gauge_set(app->s_body_bytes, (double)atomic_load(&app->body_bytes));
 }
 
 static int metrics(svc_req *req, svc_res *res) {
@@ -78,6 +79,24 @@ void svc__metrics_setup(svc_app *app) {
         svc_metric_counter("http_connections_rejected_total",
                            "Connections refused with 503 at HTTP_MAX_CONNECTIONS", 1, svc_label),
         name);
+    app->s_body_bytes = svc_metric_with(
+        svc_metric_gauge("http_buffered_body_bytes",
+                         "Request bodies held in memory (Content-Length ones whole from their head)", 1,
+                         svc_label),
+        name);
+    app->s_body_budget = svc_metric_with(
+        svc_metric_counter("http_body_budget_rejected_total",
+                           "Requests answered 503 at HTTP_MAX_BUFFERED_BODY_BYTES", 1, svc_label),
+        name);
+    static const char *accept_labels[] = {"service", "reason"};
+    static const char *const reasons[] = {[ACCEPT_ERR_EMFILE] = "emfile", [ACCEPT_ERR_ENFILE] = "enfile",
+                                          [ACCEPT_ERR_OTHER] = "other"};
+    svc_metric *accept_errors = svc_metric_counter(
+        "http_accept_errors_total", "Failed accepts (each pauses accepting briefly), by reason", 2, accept_labels);
+    for (int i = 0; i < 3; i++) {
+        const char *v[] = {app->name, reasons[i]};
+        app->s_accept_errors[i] = svc_metric_with(accept_errors, v);
+    }
     const char *build[] = {app->name, SVC_VERSION, SVC_GIT_REV};
     svc_gauge_set(svc_metric_with(svc_metric_gauge("svckit_build_info",
                                                    "Build information; the value is always 1", 3,

@@ -40,10 +40,12 @@ static const core_var core_vars[] = {
     {"HTTP_MAX_HEADER_BYTES", "16384", "request line plus headers, bytes"},
     {"HTTP_MAX_HEADERS", "100", "header fields per request"},
     {"HTTP_MAX_BODY_BYTES", "1048576", "request body, bytes"},
+    {"HTTP_MAX_BUFFERED_BODY_BYTES", "67108864",
+     "request bodies in memory at once, process-wide, bytes (>= HTTP_MAX_BODY_BYTES); more get 503"},
     {"HTTP_HEADER_TIMEOUT", "10", "seconds to receive a request's headers"},
     {"HTTP_BODY_TIMEOUT", "30", "seconds to receive a request's body"},
     {"HTTP_IDLE_TIMEOUT", "60", "seconds a keep-alive connection may idle"},
-    {"HTTP_MAX_CONNECTIONS", "10000", "open connections per worker; more get 503"},
+    {"HTTP_MAX_CONNECTIONS", "10000", "open connections per worker; more get 503 (lowered to fit RLIMIT_NOFILE)"},
 };
 
 static int fail(char *err, size_t errlen, const char *var, const char *val, const char *why) {
@@ -180,6 +182,14 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if ((rc = get_int("HTTP_MAX_BODY_BYTES", 0, 1L << 30, SVC_HTTP_MAX_BODY_BYTES, &v, err,
                       errlen))) return rc;
     c->max_body_bytes = (size_t)v;
+    if ((rc = get_int("HTTP_MAX_BUFFERED_BODY_BYTES", 0, 1LL << 40,
+                      c->max_body_bytes > SVC_HTTP_MAX_BUFFERED_BODY_BYTES ? (long)c->max_body_bytes
+                                                                           : SVC_HTTP_MAX_BUFFERED_BODY_BYTES,
+                      &v, err, errlen))) return rc;
+    c->max_buffered_body_bytes = (size_t)v;
+    if (c->max_buffered_body_bytes < c->max_body_bytes)
+        return fail(err, errlen, "HTTP_MAX_BUFFERED_BODY_BYTES", getenv("HTTP_MAX_BUFFERED_BODY_BYTES"),
+                    "must be at least HTTP_MAX_BODY_BYTES");
     if ((rc = get_seconds("HTTP_HEADER_TIMEOUT", 3600, SVC_HTTP_HEADER_TIMEOUT_MS,
                           &c->header_timeout_ms, err, errlen))) return rc;
     if ((rc = get_seconds("HTTP_BODY_TIMEOUT", 3600, SVC_HTTP_BODY_TIMEOUT_MS,

@@ -7,12 +7,14 @@
  * responses always leave in request order. Responses produced while handling
  * one read are written together with a single uv_write.
  *
- * Framing is http_parser's (Debian's libhttp-parser). It tolerates two things
- * RFC 9112 tells servers to reject, obs-fold and a bare CR, so a small scanner
- * (hscan) checks the raw header-section bytes before the parser sees them. The
- * scanner also enforces HTTP_MAX_HEADER_BYTES on the raw bytes: the parser's
- * callbacks never see the whitespace and line ends, and its own limit is a
- * fixed 80 KiB.
+ * Framing is http_parser's (Debian's libhttp-parser, built lenient). It
+ * tolerates what RFC 9112 tells servers to reject or lets them reject (obs-fold,
+ * bare CR or LF, whitespace before a field's colon, whitespace after a chunk
+ * size, anything in chunk extensions), so a small scanner (hscan) checks the
+ * raw bytes of the header section and of chunked bodies before the parser sees
+ * them, and hands it no more than it checked. The scanner also enforces
+ * HTTP_MAX_HEADER_BYTES on the raw bytes: the parser's callbacks never see the
+ * whitespace and line ends, and its own limit is a fixed 80 KiB.
  *
  * Every framing error gets a JSON 400 (or the specific 408, 413, 414, 417,
  * 431, 501 or 505) with "Connection: close". Every close we initiate after
@@ -26,6 +28,7 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -57,28 +60,63 @@ static void conn_close(svc_conn *c);
 static void conn_resume(svc_conn *c);
 static void resume_once(svc_conn *c);
 static void start_linger(svc_conn *c);
+static void accept_ready(uv_poll_t *p, int status, int events);
+static void accept_resume(svc_worker *w);
 
 /* Answered, without parsing, to a connection over HTTP_MAX_CONNECTIONS. */
 static const char busy_body[] =
     "{\"error\":{\"code\":\"unavailable\",\"message\":\"too many connections, retry shortly\"}}";
 
-/* ---- the header-section scanner ------------------------------------------ */
+/* ---- the raw-byte scanner ------------------------------------------------- */
 
 enum {
-    HS_START,      /* before the request line; blank lines are skipped */
+    HS_START,      /* before the request line; empty lines (CRLF) are skipped */
     HS_START_CR,
-    HS_LINE,       /* inside the request line or a field line */
+    HS_LINE,       /* inside the request line or a field value */
+    HS_NAME,       /* inside a field name */
     HS_CR,         /* saw CR inside a line: LF must follow */
-    HS_LINE_START, /* at the start of a field line, or of the final blank line */
+    HS_LINE_START, /* at the start of a field line, or of the final empty line */
     HS_END_CR,
-    HS_DONE,
+    HS_DONE,       /* the header section (or a chunked body's trailers) ended */
+    HS_BODY,       /* a Content-Length body: the parser frames it alone */
+    CS_SIZE_START, /* a chunked body: the first digit of a chunk size */
+    CS_SIZE,
+    CS_SIZE_WS,    /* whitespace after the size: only a chunk extension may follow */
+    CS_EXT,
+    CS_SIZE_CR,
+    CS_DATA,
+    CS_DATA_CR,
+    CS_DATA_LF,
 };
 
 enum {
     HSCAN_OK,
-    HSCAN_MALFORMED,      /* obs-fold or a bare CR: 400 */
+    HSCAN_BARE_CR,        /* a CR not followed by LF */
+    HSCAN_BARE_LF,        /* a line ended by LF alone */
+    HSCAN_OBS_FOLD,       /* a field line starting with whitespace */
+    HSCAN_NAME_SPACE,     /* whitespace between a field name and its colon */
+    HSCAN_NO_COLON,       /* a field line without a colon */
+    HSCAN_CHUNK_SIZE,     /* a chunk size that is not 1*HEXDIG, or too large */
+    HSCAN_CHUNK_SPACE,    /* whitespace after a chunk size with no extension */
+    HSCAN_CHUNK_EXT,      /* a control byte in a chunk extension, or one too long */
+    HSCAN_CHUNK_END,      /* chunk data not followed by CRLF */
     HSCAN_LONG_TARGET,    /* over the limit inside the request line: 414 */
     HSCAN_TOO_LARGE,      /* over the limit in the fields: 431 */
+};
+
+/* The message of each refusal; all are 400 but the last two. */
+static const char *const hscan_messages[] = {
+    [HSCAN_BARE_CR] = "malformed line ending (CR without LF)",
+    [HSCAN_BARE_LF] = "malformed line ending (LF without CR)",
+    [HSCAN_OBS_FOLD] = "obsolete line folding in a header field",
+    [HSCAN_NAME_SPACE] = "whitespace between a header field name and its colon",
+    [HSCAN_NO_COLON] = "header field line without a colon",
+    [HSCAN_CHUNK_SIZE] = "invalid chunk size",
+    [HSCAN_CHUNK_SPACE] = "whitespace after a chunk size",
+    [HSCAN_CHUNK_EXT] = "invalid chunk extension",
+    [HSCAN_CHUNK_END] = "chunk data longer than its size",
+    [HSCAN_LONG_TARGET] = "request target too long",
+    [HSCAN_TOO_LARGE] = "header section too large",
 };
 
 static void hscan_reset(svc_hscan *s) {
@@ -87,69 +125,179 @@ static void hscan_reset(svc_hscan *s) {
     s->bytes = 0;
 }
 
-/* Returns HSCAN_OK or why the header section is refused. Stops at the end of
- * the header section (state HS_DONE) and ignores what follows: that is body. */
-static int hscan(svc_hscan *s, const char *data, size_t len, size_t limit) {
+/* Where the scanner goes once the header section has been parsed and a body
+ * follows. */
+static void hscan_body(svc_hscan *s, int chunked) {
+    s->state = chunked ? CS_SIZE_START : HS_BODY;
+    s->line = 0;
+}
+
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+/*
+ * Checks raw request bytes before http_parser sees them, for what the parser
+ * tolerates and RFC 9112 lets a server refuse, where a proxy in front could
+ * read the message differently: bare CR or LF as a line end, obs-fold,
+ * whitespace before a field's colon (the parser takes "Transfer-Encoding :"
+ * as the framing header while our own checks look for the exact name), and in
+ * a chunked body whitespace after a chunk size, control bytes in chunk
+ * extensions, and the same line rules in the trailers. Also enforces
+ * HTTP_MAX_HEADER_BYTES on the raw bytes of the header section.
+ *
+ * Returns HSCAN_OK and sets *used to the bytes checked: the parser is given
+ * exactly those, so it stops where the header section ends (state HS_DONE,
+ * until the connection sets the body's mode) and where a chunked body's
+ * trailers end; a Content-Length body passes through.
+ */
+static int hscan(svc_hscan *s, const char *data, size_t len, size_t limit, size_t *used) {
     unsigned char st = s->state;
     size_t i = 0;
-    for (; i < len && st != HS_DONE; i++) {
-        /* Checked byte by byte, so that a long request line is a 414 even
-         * when the fields arrive in the same read. */
-        if (s->bytes + i >= limit) {
-            s->bytes += i;
-            return s->first_line ? HSCAN_LONG_TARGET : HSCAN_TOO_LARGE;
+    int rc = HSCAN_OK;
+    while (i < len && st != HS_DONE) {
+        if (st == HS_BODY) {
+            i = len;
+            break;
         }
-        char ch = data[i];
+        if (st == CS_DATA) {
+            size_t n = len - i < s->chunk_left ? len - i : (size_t)s->chunk_left;
+            i += n;
+            s->chunk_left -= n;
+            if (s->chunk_left == 0) st = CS_DATA_CR;
+            continue;
+        }
+        if (st < HS_DONE) {
+            /* Checked before every step, so that a long request line is a
+             * 414 even when the fields arrive in the same read. */
+            if (s->bytes >= limit) {
+                rc = s->first_line ? HSCAN_LONG_TARGET : HSCAN_TOO_LARGE;
+                break;
+            }
+            if (st == HS_LINE) {
+                /* The bulk of the section: find the line's end with memchr
+                 * rather than byte by byte, never looking past the limit. */
+                size_t n = len - i < limit - s->bytes ? len - i : limit - s->bytes;
+                const char *from = data + i;
+                const char *lf = memchr(from, '\n', n);
+                const char *cr = memchr(from, '\r', lf ? (size_t)(lf - from) : n);
+                if (!cr && lf) {
+                    rc = HSCAN_BARE_LF;
+                    break;
+                }
+                size_t step = cr ? (size_t)(cr - from) + 1 : n;
+                if (cr) st = HS_CR;
+                i += step;
+                s->bytes += step;
+                continue;
+            }
+            if (st == HS_NAME) {
+                /* Up to the colon, or whatever else the switch must see. */
+                size_t n = len - i < limit - s->bytes ? len - i : limit - s->bytes, k = 0;
+                while (k < n && (unsigned char)data[i + k] > ' ' && data[i + k] != ':') k++;
+                i += k;
+                s->bytes += k;
+                if (k == n) continue;
+            }
+            s->bytes++;
+        } else if (++s->line > SVC_HTTP_MAX_CHUNK_LINE) {
+            rc = st == CS_EXT ? HSCAN_CHUNK_EXT : HSCAN_CHUNK_SIZE;
+            break;
+        }
+        char ch = data[i++];
         switch (st) {
         case HS_START:
             if (ch == '\r') st = HS_START_CR;
-            else if (ch != '\n') st = HS_LINE;
+            else if (ch == '\n') rc = HSCAN_BARE_LF;
+            else st = HS_LINE;
             break;
         case HS_START_CR:
-            if (ch != '\n') return HSCAN_MALFORMED;
+            if (ch != '\n') rc = HSCAN_BARE_CR;
             st = HS_START;
             break;
-        case HS_LINE: {
-            /* The bulk of the section: find the line's end with memchr rather
-             * than byte by byte, never looking past the limit. A CR before
-             * the LF is the CR of CRLF, or a bare one that HS_CR refuses. */
-            size_t stop = limit - s->bytes; /* > i: checked above */
-            if (stop > len) stop = len;
-            const char *from = data + i;
-            const char *lf = memchr(from, '\n', stop - i);
-            const char *cr = memchr(from, '\r', lf ? (size_t)(lf - from) : stop - i);
-            if (cr) {
-                i = (size_t)(cr - data);
-                st = HS_CR;
-            } else if (lf) {
-                i = (size_t)(lf - data);
-                st = HS_LINE_START;
-                s->first_line = 0;
-            } else {
-                i = stop - 1; /* the loop moves on to stop: the limit, or the end */
-            }
+        case HS_NAME:
+            if (ch == ':') st = HS_LINE;
+            else if (ch == ' ' || ch == '\t') rc = HSCAN_NAME_SPACE;
+            else if (ch == '\r' || ch == '\n') rc = HSCAN_NO_COLON;
             break;
-        }
         case HS_CR:
-            if (ch != '\n') return HSCAN_MALFORMED;
+            if (ch != '\n') rc = HSCAN_BARE_CR;
             st = HS_LINE_START;
             s->first_line = 0;
             break;
         case HS_LINE_START:
-            if (ch == ' ' || ch == '\t') return HSCAN_MALFORMED; /* obs-fold */
-            if (ch == '\r') st = HS_END_CR;
-            else if (ch == '\n') st = HS_DONE;
-            else st = HS_LINE;
+            if (ch == ' ' || ch == '\t') rc = HSCAN_OBS_FOLD;
+            else if (ch == '\r') st = HS_END_CR;
+            else if (ch == '\n') rc = HSCAN_BARE_LF;
+            else st = ch == ':' ? HS_LINE : HS_NAME; /* an empty name: the parser's to refuse */
             break;
         case HS_END_CR:
-            if (ch != '\n') return HSCAN_MALFORMED;
+            if (ch != '\n') rc = HSCAN_BARE_CR;
             st = HS_DONE;
             break;
+        case CS_SIZE_START:
+        case CS_SIZE: {
+            int v = hex_value(ch);
+            if (v >= 0) {
+                /* A size past 2^60 is no size any limit would let through. */
+                if (st == CS_SIZE && s->chunk_left >> 56) rc = HSCAN_CHUNK_SIZE;
+                s->chunk_left = (st == CS_SIZE ? s->chunk_left << 4 : 0) | (uint64_t)v;
+                st = CS_SIZE;
+            } else if (st == CS_SIZE_START) {
+                rc = HSCAN_CHUNK_SIZE;
+            } else if (ch == ';') {
+                st = CS_EXT;
+            } else if (ch == ' ' || ch == '\t') {
+                st = CS_SIZE_WS;
+            } else if (ch == '\r') {
+                st = CS_SIZE_CR;
+            } else {
+                rc = ch == '\n' ? HSCAN_BARE_LF : HSCAN_CHUNK_SIZE;
+            }
+            break;
         }
+        case CS_SIZE_WS:
+            /* RFC 9112 allows whitespace before the ";" of an extension
+             * (BWS), and nothing else. */
+            if (ch == ';') st = CS_EXT;
+            else if (ch != ' ' && ch != '\t') rc = HSCAN_CHUNK_SPACE;
+            break;
+        case CS_EXT:
+            if (ch == '\r') st = CS_SIZE_CR;
+            else if (ch == '\n') rc = HSCAN_BARE_LF;
+            else if (((unsigned char)ch < 0x20 && ch != '\t') || ch == 0x7f) rc = HSCAN_CHUNK_EXT;
+            break;
+        case CS_SIZE_CR:
+            if (ch != '\n') {
+                rc = HSCAN_BARE_CR;
+            } else if (s->chunk_left == 0) {
+                /* The last chunk: trailer fields follow, with the header
+                 * section's rules and limit. */
+                st = HS_LINE_START;
+                s->first_line = 0;
+                s->bytes = 0;
+            } else {
+                st = CS_DATA;
+            }
+            break;
+        case CS_DATA_CR:
+            if (ch != '\r') rc = HSCAN_CHUNK_END;
+            st = CS_DATA_LF;
+            break;
+        case CS_DATA_LF:
+            if (ch != '\n') rc = HSCAN_BARE_CR;
+            st = CS_SIZE_START;
+            s->line = 0;
+            break;
+        }
+        if (rc != HSCAN_OK) break;
     }
     s->state = st;
-    s->bytes += i;
-    return HSCAN_OK;
+    *used = i;
+    return rc;
 }
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -285,25 +433,36 @@ static int on_headers_complete(http_parser *p) {
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > cfg->max_body_bytes)
         return request_error(req, 413, "payload_too_large", "request body too large");
 
-    const char *expect = req->hdr_expect;
-    if (expect) {
-        if (strcasecmp(expect, "100-continue") != 0)
-            return request_error(req, 417, "expectation_failed", "only 100-continue is supported");
-        int has_body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENTLENGTH) && p->content_length > 0);
-        if (p->http_minor >= 1 && has_body) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            svc_buf_append(&c->out, cont, sizeof cont - 1);
-        }
-    }
+    /* "100 Continue" is sent once the head's checks have passed (head_complete). */
+    if (req->hdr_expect && strcasecmp(req->hdr_expect, "100-continue") != 0)
+        return request_error(req, 417, "expectation_failed", "only 100-continue is supported");
     set_state(c, CONN_BODY, cfg->body_timeout_ms);
+    return 0;
+}
+
+/* Takes n bytes of the process-wide budget of buffered request bodies for
+ * req; given back when the request is freed. */
+static int body_take(svc_conn *c, svc_req *req, size_t n) {
+    svc_app *app = c->w->app;
+    long long total = atomic_fetch_add(&app->body_bytes, (long long)n) + (long long)n;
+    if ((size_t)total > app->cfg.max_buffered_body_bytes) {
+        atomic_fetch_sub(&app->body_bytes, (long long)n);
+        svc_counter_add(app->s_body_budget, 1);
+        return request_error(req, 503, "unavailable", "too many request bodies in memory; retry shortly");
+    }
+    req->body_reserved += n;
+    svc__peak_note(&app->peak_body_bytes, total);
     return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
     svc_conn *c = parser_conn(p);
     svc_req *req = c->req;
+    if (req->discard_body) return 0;
     if (req->body.len + len > conn_cfg(c)->max_body_bytes)
         return request_error(req, 413, "payload_too_large", "request body too large");
+    /* A Content-Length body took its whole length at its head. */
+    if ((p->flags & F_CHUNKED) && body_take(c, req, len) != 0) return -1;
     svc_buf_append(&req->body, at, len);
     return req->body.oom ? request_error(req, 503, "unavailable", "out of memory") : 0;
 }
@@ -341,6 +500,39 @@ static const char *parser_error_code(enum http_errno e) {
     return e == HPE_HEADER_OVERFLOW ? "headers_too_large" : "bad_request";
 }
 
+/*
+ * The header section is complete and a body follows. What needs only the
+ * head runs now (routing, head hooks such as the token check), so that a
+ * refusal neither waits for the body nor buffers it, and "100 Continue" goes
+ * only to a request whose body will be read. A refused request with a small
+ * body reads and drops it, and is answered at its end (the connection
+ * stays); otherwise it is answered at once and the connection closes, its
+ * body unread (the linger discards what arrives).
+ */
+static void head_complete(svc_conn *c) {
+    svc_req *req = c->req;
+    http_parser *p = &c->parser;
+    int chunked = (p->flags & F_CHUNKED) != 0;
+    hscan_body(&c->scan, chunked);
+    if (svc__dispatch_head(req)) {
+        if (!chunked && p->content_length <= SVC_HTTP_DISCARD_BODY_BYTES && !req->hdr_expect) {
+            req->discard_body = 1;
+            return;
+        }
+    } else if (chunked || body_take(c, req, p->content_length) == 0) {
+        /* One allocation of the right size, not a doubling series. */
+        if (!chunked) svc_buf_reserve(&req->body, p->content_length);
+        if (req->hdr_expect && p->http_minor >= 1) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            svc_buf_append(&c->out, cont, sizeof cont - 1);
+        }
+        return;
+    }
+    req->keep_alive = 0;
+    set_state(c, CONN_HANDLING, 0);
+    svc__dispatch(req);
+}
+
 /* Turns the current parse failure into an error response on a request. */
 static void fail_request(svc_conn *c, int status, const char *code, const char *msg) {
     if (!c->req) {
@@ -366,17 +558,17 @@ static size_t conn_process(svc_conn *c, const char *data, size_t len) {
     while (off < len && !c->closing) {
         if (c->state == CONN_HANDLING || c->close_after || c->state == CONN_LINGER) break;
         if (c->out.len + c->writing > SVC_OUTPUT_HIGH_WATER) break;
-        int scan = c->scan.state == HS_DONE ? HSCAN_OK
-                                             : hscan(&c->scan, data + off, len - off, conn_cfg(c)->max_header_bytes);
+        size_t checked;
+        int scan = hscan(&c->scan, data + off, len - off, conn_cfg(c)->max_header_bytes, &checked);
         if (scan != HSCAN_OK) {
             if (!c->req) on_message_begin(&c->parser);
-            if (scan == HSCAN_LONG_TARGET) fail_request(c, 414, "uri_too_long", "request target too long");
-            else if (scan == HSCAN_TOO_LARGE) fail_request(c, 431, "headers_too_large", "header section too large");
-            else fail_request(c, 400, "bad_request", "malformed header section (bare CR or obs-fold)");
+            if (scan == HSCAN_LONG_TARGET) fail_request(c, 414, "uri_too_long", hscan_messages[scan]);
+            else if (scan == HSCAN_TOO_LARGE) fail_request(c, 431, "headers_too_large", hscan_messages[scan]);
+            else fail_request(c, 400, "bad_request", hscan_messages[scan]);
             off = len;
             break;
         }
-        size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, len - off);
+        size_t n = http_parser_execute(&c->parser, &parser_settings, data + off, checked);
         off += n;
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
         if (e == HPE_PAUSED) {
@@ -391,6 +583,7 @@ static size_t conn_process(svc_conn *c, const char *data, size_t len) {
             off = len;
             break;
         }
+        if (c->scan.state == HS_DONE && c->state == CONN_BODY) head_complete(c);
     }
     c->in_process = 0;
     return off;
@@ -637,6 +830,7 @@ static void on_close(uv_handle_t *h) {
     free(c->pending);
     svc_buf_free(&c->out);
     free(c);
+    accept_resume(w);
     worker_maybe_exit(w);
 }
 
@@ -734,7 +928,7 @@ static svc_conn *conn_new(svc_worker *w) {
     if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
-    atomic_fetch_add(&w->app->connections, 1);
+    svc__peak_note(&w->app->peak_connections, atomic_fetch_add(&w->app->connections, 1) + 1);
     return c;
 }
 
@@ -750,6 +944,7 @@ static void conn_start(svc_conn *c) {
         c->close_after = 1;
         svc_buf_printf(&c->out,
                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                       "X-Content-Type-Options: nosniff\r\n"
                        "Content-Length: %zu\r\nConnection: close\r\nRetry-After: 1\r\n\r\n%s",
                        sizeof busy_body - 1, busy_body);
         svc__conn_flush(c);
@@ -768,19 +963,85 @@ static void conn_start(svc_conn *c) {
     c->reading = 1;
 }
 
-void svc__conn_accept(uv_stream_t *server, int status) {
-    svc_worker *w = server->data;
+/*
+ * Accepting, with accept4 on the worker's own SO_REUSEPORT socket rather than
+ * libuv's uv_listen: when accept fails for want of descriptors, libuv calls
+ * back and tries again at once, for ever, and its spare-descriptor trick
+ * cannot help when another loop of the process takes the spare first. Here a
+ * failure stops watching the listener (connections wait in the kernel's
+ * queue) until one of the worker's connections closes or a short timer
+ * fires; so does reaching the descriptor share, before the kernel refuses.
+ */
+static void accept_resume(svc_worker *w) {
+    if (!w->accept_paused || !w->listening) return;
+    w->accept_paused = 0;
+    uv_timer_stop(&w->accept_retry);
+    uv_poll_start(&w->listener, UV_READABLE, accept_ready);
+}
+
+static void accept_retry(uv_timer_t *t) { accept_resume(t->data); }
+
+static void accept_pause(svc_worker *w, int retry_ms) {
+    if (!w->accept_paused) {
+        uv_poll_stop(&w->listener);
+        w->accept_paused = 1;
+    }
+    if (retry_ms > 0) uv_timer_start(&w->accept_retry, accept_retry, (uint64_t)retry_ms, 0);
+}
+
+/* Counted every time; logged at most once per SVC_ACCEPT_LOG_INTERVAL_MS
+ * (over all workers), with how many were left out. */
+static void accept_failed(svc_worker *w, int err) {
+    svc_app *app = w->app;
+    int reason = err == EMFILE ? ACCEPT_ERR_EMFILE : err == ENFILE ? ACCEPT_ERR_ENFILE : ACCEPT_ERR_OTHER;
+    svc_counter_add(app->s_accept_errors[reason], 1);
+    accept_pause(w, SVC_ACCEPT_RETRY_MS);
+    long long now = (long long)(svc_now_ns() / 1000000u), last = atomic_load(&app->accept_logged_ms);
+    if ((last && now - last < SVC_ACCEPT_LOG_INTERVAL_MS) ||
+        !atomic_compare_exchange_strong(&app->accept_logged_ms, &last, now)) {
+        atomic_fetch_add(&app->accept_unlogged, 1);
+        return;
+    }
+    long more = atomic_exchange(&app->accept_unlogged, 0);
+    char also[64] = "";
+    if (more) snprintf(also, sizeof also, " (and %ld more since the last line)", more);
+    svc_warn("accept failed: %s%s; new connections wait in the queue until a connection closes, "
+             "retrying every %d ms",
+             strerror(err), also, SVC_ACCEPT_RETRY_MS);
+}
+
+static void accept_ready(uv_poll_t *p, int status, int events) {
+    (void)events;
+    svc_worker *w = p->data;
     if (status < 0) {
-        svc_warn("accept failed: %s", uv_strerror(status));
+        accept_failed(w, -status);
         return;
     }
-    svc_conn *c = conn_new(w);
-    if (!c) return;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
-        return;
+    for (int i = 0; i < SVC_ACCEPT_BATCH; i++) {
+        if (w->nconns >= w->app->accept_cap) {
+            accept_pause(w, 0); /* resumed by the next close */
+            return;
+        }
+        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) accept_failed(w, errno);
+            return;
+        }
+        if (svc__conn_open_fd(w, fd) != SVC_OK) close(fd);
     }
-    conn_start(c);
+}
+
+int svc__worker_listen(svc_worker *w) {
+    int rc = uv_poll_init_socket(&w->loop, &w->listener, w->listen_fd);
+    if (rc != 0) return rc;
+    w->listener.data = w;
+    uv_timer_init(&w->loop, &w->accept_retry);
+    w->accept_retry.data = w;
+    w->listening = 1;
+    rc = uv_poll_start(&w->listener, UV_READABLE, accept_ready);
+    if (rc != 0) svc__worker_stop_listening(w);
+    return rc;
 }
 
 int svc__conn_open_fd(svc_worker *w, int fd) {
@@ -812,7 +1073,11 @@ void svc__worker_stop_listening(svc_worker *w) {
         }
         if (svc__conn_open_fd(w, fd) != SVC_OK) close(fd);
     }
+    /* Closing the handle stops the polling before the socket goes. */
     uv_close((uv_handle_t *)&w->listener, NULL);
+    uv_close((uv_handle_t *)&w->accept_retry, NULL);
+    close(w->listen_fd);
+    w->listen_fd = -1;
     w->listening = 0;
 }
 

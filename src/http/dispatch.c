@@ -1,8 +1,10 @@
 /*
- * Dispatch: from a complete request to a complete response. Normalises the
- * target, assigns request and trace ids, routes, runs the before-hooks, runs
- * the handler (on the loop, or on the thread pool for SVC_OFFLOAD routes),
- * and finishes: after-hooks, metrics, access log, serialisation.
+ * Dispatch: from a request to a complete response. Assigns request and
+ * trace ids, normalises the target, routes and runs the head hooks (as soon
+ * as the header section is in, when a body follows: svc__dispatch_head),
+ * then, once the request is complete, runs the before-hooks and the handler
+ * (on the loop, or on the thread pool for SVC_OFFLOAD routes), and finishes:
+ * after-hooks, metrics, access log, serialisation.
  */
 #include <stdio.h>
 #include <string.h>
@@ -213,32 +215,29 @@ static void run_hooks_and_handler(svc_req *req) {
     run_handler(req);
 }
 
-void svc__dispatch(svc_req *req) {
-    svc_app *app = req->app;
-    svc_res *res = &req->res;
-    req->dispatched = 1;
-    /* Copied: a handler may outlive the connection. */
+/* Once per request: its ids, and its peer copied (a handler may outlive the
+ * connection). */
+static void prepare(svc_req *req) {
+    if (req->prepared) return;
+    req->prepared = 1;
     if (req->conn) {
         memcpy(req->peer_buf, req->conn->peer, sizeof req->peer_buf);
         req->peer = req->peer_buf;
     }
-    atomic_fetch_add(&app->inflight, 1);
     assign_ids(req);
+}
 
-    if (req->error_status) {
-        req->keep_alive = 0;
-        svc__res_set_error(res, req->error_status, req->error_code, req->error_msg);
-        svc__request_finish(req);
-        return;
-    }
-
+/* Normalises the target and routes: 1 with the response written (400, 404,
+ * 405, an OPTIONS answered here), 0 with req->route set. */
+static int route(svc_req *req) {
+    svc_app *app = req->app;
+    svc_res *res = &req->res;
     const char *target = req->raw.data ? req->raw.data : "";
     int is_options = strcmp(req->method, "OPTIONS") == 0;
     if (is_options && strcmp(target, "*") == 0) {
         svc_res_header(res, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
         svc_res_status(res, 204);
-        svc__request_finish(req);
-        return;
+        return 1;
     }
     char *path, *query;
     size_t target_len = req->url_len;
@@ -247,8 +246,7 @@ void svc__dispatch(svc_req *req) {
     if (nrc != SVC_OK) {
         if (nrc == SVC_ENOMEM) svc_res_error(res, 503, "unavailable", "out of memory");
         else svc_res_error(res, 400, "bad_request", "malformed request target");
-        svc__request_finish(req);
-        return;
+        return 1;
     }
     req->path = path;
     req->query = query;
@@ -263,32 +261,68 @@ void svc__dispatch(svc_req *req) {
         } else {
             svc_res_error(res, 404, "not_found", "no such resource");
         }
-        svc__request_finish(req);
-        return;
+        return 1;
     }
     if (rc == SVC_ENOTFOUND) {
         svc_res_error(res, 404, "not_found", "no such resource");
-        svc__request_finish(req);
-        return;
+        return 1;
     }
     if (rc == SVC_EAGAIN) {
         allow_with_options(allow, sizeof allow);
         svc_res_header(res, "Allow", allow);
         svc_res_error(res, 405, "method_not_allowed", "method %s not allowed here", req->method);
-        svc__request_finish(req);
-        return;
+        return 1;
     }
     if (rc != SVC_OK) {
         svc_res_error(res, 503, "unavailable", "out of memory");
-        svc__request_finish(req);
-        return;
+        return 1;
     }
     if (req->want_route && req->match.data != req->want_route) {
         svc_res_error(res, 400, "bad_request", "Svc-Path does not match the route of this subject");
+        return 1;
+    }
+    req->route = req->match.data;
+    return 0;
+}
+
+int svc__dispatch_head(svc_req *req) {
+    if (req->head_checked) return req->head_answered;
+    req->head_checked = 1;
+    prepare(req);
+    int answered = route(req);
+    svc_app *app = req->app;
+    for (int i = 0; i < app->nhead && !answered; i++) {
+        int rc = app->head[i].before(req, &req->res, app->head[i].ud);
+        if (rc == SVC_ASYNC) {
+            svc_error("%s %s: a head hook returned SVC_ASYNC", req->method, req->route->pattern);
+            svc__res_set_error(&req->res, 500, "internal", "internal error");
+        }
+        /* As for before-hooks: a response written is the answer. */
+        answered = rc != SVC_OK || req->res.has_body;
+    }
+    req->head_answered = answered != 0;
+    return answered;
+}
+
+void svc__dispatch(svc_req *req) {
+    svc_app *app = req->app;
+    svc_res *res = &req->res;
+    req->dispatched = 1;
+    atomic_fetch_add(&app->inflight, 1);
+    prepare(req);
+
+    if (req->error_status) {
+        req->keep_alive = 0;
+        res->nheaders = 0; /* of a refusal at the head, overtaken by this error */
+        svc__res_set_error(res, req->error_status, req->error_code, req->error_msg);
+        if (req->error_status == 503) svc_res_header(res, "Retry-After", "1");
         svc__request_finish(req);
         return;
     }
-    req->route = req->match.data;
+    if (svc__dispatch_head(req)) {
+        svc__request_finish(req);
+        return;
+    }
     svc__dispatch_continue(req);
 }
 

@@ -38,6 +38,35 @@
 #define SVC_BUF_POOL 32
 #define SVC_BUF_POOL_MAX_CAP (64 * 1024)
 #define SVC_STATUS_CODES 600
+/* The longest chunk-size line (size and extensions) of a chunked request
+ * body; extensions are ignored, so no client needs more. */
+#define SVC_HTTP_MAX_CHUNK_LINE 4096
+/* Descriptors kept free of client connections for everything else a service
+ * opens (log, loops, NATS, SQLite, outbound calls); the rest of RLIMIT_NOFILE
+ * is shared by the workers' connections (at most half the limit is kept). */
+#define SVC_FD_RESERVE 128
+/* Connections accepted per wakeup of a listener, so that one busy listener
+ * cannot hold its loop; the rest wait for the next turn. */
+#define SVC_ACCEPT_BATCH 64
+/* After accept fails for want of descriptors or memory, the listener is not
+ * watched for this long, or until one of the worker's connections closes. */
+#define SVC_ACCEPT_RETRY_MS 100
+/* At most one log line per this many ms about failed accepts. */
+#define SVC_ACCEPT_LOG_INTERVAL_MS 1000
+/* A request refused at its head (head hooks, routing) whose Content-Length
+ * body is at most this is read and dropped, keeping the connection; a
+ * larger or chunked one is not read, and the connection closes. */
+#define SVC_HTTP_DISCARD_BODY_BYTES (64 * 1024)
+/* Memory returned to the system. Allocations from this size on are mmapped,
+ * so a large body buffer goes back when freed (glibc's own threshold rises
+ * to the largest size freed and stops doing so); what smaller ones leave in
+ * the allocator's arenas is trimmed, at most once per SVC_TRIM_INTERVAL_MS,
+ * once the connections or buffered bodies have fallen this far below their
+ * peak since the last trim. */
+#define SVC_MMAP_THRESHOLD (128 * 1024)
+#define SVC_TRIM_INTERVAL_MS 1000
+#define SVC_TRIM_CONNECTIONS 256
+#define SVC_TRIM_BODY_BYTES (16 * 1024 * 1024)
 
 typedef struct svc_worker svc_worker;
 typedef struct svc_conn svc_conn;
@@ -103,6 +132,8 @@ struct svc_app {
     int nlabels;                     /* fixed once the workers start */
     svc_middleware mw[SVC_MAX_MIDDLEWARE];
     int nmw;
+    svc_middleware head[SVC_MAX_MIDDLEWARE]; /* head hooks (before only) */
+    int nhead;
     svc_ready_check checks[SVC_MAX_READY_CHECKS];
     int nchecks;
     svc_env_var env[SVC_MAX_ENV_VARS];
@@ -129,8 +160,20 @@ struct svc_app {
     svc_series *s_connections;
     svc_series *s_rejected;          /* connections refused at the cap */
     svc_series *s_bad_requests;      /* framing errors */
+    svc_series *s_accept_errors[3];  /* by ACCEPT_ERR_* */
+    /* Per worker: connections (answered or lingering) at which a worker stops
+     * accepting until one closes; derived from RLIMIT_NOFILE at start. */
+    int accept_cap;
+    atomic_llong accept_logged_ms;   /* the last line about failed accepts */
+    atomic_long accept_unlogged;     /* failed accepts since that line */
     atomic_long inflight;
     atomic_long connections;
+    atomic_llong body_bytes;         /* request bodies buffered (or reserved) */
+    svc_series *s_body_bytes;
+    svc_series *s_body_budget;       /* 503s at HTTP_MAX_BUFFERED_BODY_BYTES */
+    /* The highest values since memory was last trimmed (app.c). */
+    atomic_llong peak_connections;
+    atomic_llong peak_body_bytes;
     svc_msg *msg;                    /* src/msg */
 };
 
@@ -139,8 +182,10 @@ struct svc_worker {
     int id;
     uv_thread_t thread;
     uv_loop_t loop;
-    uv_tcp_t listener;
+    uv_poll_t listener;              /* readable: connections to accept */
+    uv_timer_t accept_retry;
     int listening;
+    int accept_paused;               /* listener not watched: at the cap, or out of fds */
     uv_async_t wakeup;
     uv_timer_t tick;
     int ticks;
@@ -178,13 +223,16 @@ enum {
     CONN_CLOSED,
 };
 
-/* The raw-byte scanner that enforces, over a request's header section, what
- * http_parser tolerates (obs-fold, bare CR) or does not count (whitespace
- * toward the size limit). */
+/* The raw-byte scanner (conn.c) that enforces, over a request's header
+ * section and chunked body, what http_parser tolerates (bare CR or LF,
+ * obs-fold, whitespace before a colon or after a chunk size) or does not
+ * count (whitespace toward the size limit). */
 typedef struct svc_hscan {
     unsigned char state;
     unsigned char first_line;        /* still in the request line */
-    size_t bytes;                    /* of the header section so far */
+    unsigned short line;             /* bytes of the current chunk-size line */
+    size_t bytes;                    /* of the header section (or trailers) so far */
+    uint64_t chunk_left;             /* chunk size being read, then its data left */
 } svc_hscan;
 
 struct svc_conn {
@@ -283,6 +331,11 @@ struct svc_req {
     unsigned te_count : 2;           /* Transfer-Encoding fields, saturating at 3 */
     unsigned te_other : 1;           /* a Transfer-Encoding other than "chunked" */
     unsigned host_count : 2;
+    unsigned prepared : 1;           /* ids and peer assigned */
+    unsigned head_checked : 1;       /* routed, head hooks run */
+    unsigned head_answered : 1;      /* ... and they wrote the response */
+    unsigned discard_body : 1;       /* answered at the head: drop the body */
+    size_t body_reserved;            /* of app->body_bytes, given back when freed */
     int mw_index;                    /* next before-hook to run */
     uv_work_t work;
     int handler_rc;
@@ -300,9 +353,15 @@ struct svc_req {
 
 /* app.c */
 svc_route_entry *svc__app_unmatched(svc_app *app);
+/* Raises *peak to v if v is higher (any thread); what the trim compares. */
+void svc__peak_note(atomic_llong *peak, long long v);
+
+/* Why accept failed, for http_accept_errors_total{reason}. */
+enum { ACCEPT_ERR_EMFILE, ACCEPT_ERR_ENFILE, ACCEPT_ERR_OTHER };
 
 /* conn.c */
-void svc__conn_accept(uv_stream_t *listener, int status);
+/* Starts watching w's listening socket (w->listen_fd) on its loop. */
+int svc__worker_listen(svc_worker *w);
 void svc__worker_tick(uv_timer_t *t);
 void svc__worker_close_idle(svc_worker *w, int force);
 /* Serves an already-connected socket (non-blocking) on w, from w's loop
@@ -310,7 +369,8 @@ void svc__worker_close_idle(svc_worker *w, int force);
  * Used to drain the accept queue, and by the fuzz target (fuzz/http_fuzz.c),
  * which drives the real connection code over a socketpair. */
 int svc__conn_open_fd(svc_worker *w, int fd);
-/* Accepts what the kernel has queued, then closes the listener. */
+/* Accepts what the kernel has queued, then closes the listener and its
+ * socket. */
 void svc__worker_stop_listening(svc_worker *w);
 /* Called when a request's response is complete (sync or async). */
 void svc__conn_request_done(svc_req *req);
@@ -326,6 +386,10 @@ void svc__worker_buf_give(svc_worker *w, svc_buf *b);
 void svc__worker_buf_pool_free(svc_worker *w);
 
 /* dispatch.c */
+/* Routing and the head hooks, run once per request, when its header section
+ * is complete (conn.c, when a body follows) or else at dispatch: 1 if they
+ * wrote the response, which svc__dispatch then finishes. */
+int svc__dispatch_head(svc_req *req);
 void svc__dispatch(svc_req *req);
 /* Runs the remaining before-hooks and the handler (after async middleware). */
 void svc__dispatch_continue(svc_req *req);

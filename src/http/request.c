@@ -41,6 +41,7 @@ svc_req *svc__req_new_worker(svc_worker *w) {
 void svc__req_free(svc_req *req) {
     if (!req) return;
     svc_worker *w = req->w;
+    if (req->body_reserved) atomic_fetch_sub(&req->app->body_bytes, (long long)req->body_reserved);
     if (req->json) json_decref(req->json);
     svc__worker_buf_give(w, &req->res.body);
     svc__worker_buf_give(w, &req->raw);

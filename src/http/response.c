@@ -198,6 +198,9 @@ static void serialize_head(svc_res *res, svc_buf *out, int chunked, int streamin
     svc_buf_puts(out, svc__status_reason(res->status));
     PUT_LIT(out, "\r\n");
     svc_buf_append(out, w->date, w->date_len);
+    /* No browser may guess a type other than the one sent (a JSON error
+     * echoing input rendered as HTML, say). */
+    PUT_LIT(out, "X-Content-Type-Options: nosniff\r\n");
     if (res->content_type && status_has_body(res->status)) {
         PUT_LIT(out, "Content-Type: ");
         svc_buf_puts(out, res->content_type);

@@ -40,10 +40,11 @@ def binary(name):
 
 
 class Service:
-    """A service process on a free port. Use as a context manager or call stop()."""
+    """A service process on a free port. Use as a context manager or call stop().
+    argv_prefix runs it under another command (["prlimit", "--nofile=256"])."""
 
     def __init__(self, name, env=None, port=None, wait_ready=True, timeout=10.0, data_dir=None,
-                 check_exit=True):
+                 check_exit=True, argv_prefix=()):
         self.name = name
         self.check_exit = check_exit
         self.sigterm_sent = False
@@ -69,8 +70,8 @@ class Service:
         e.update(env or {})
         self.env = e
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([binary(name)], env=e, stdout=self.log, stderr=subprocess.STDOUT,
-                                     cwd=data_dir)
+        self.proc = subprocess.Popen([*argv_prefix, binary(name)], env=e, stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=data_dir)
         if wait_ready:
             self.wait_ready(timeout)
 

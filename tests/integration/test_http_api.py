@@ -153,3 +153,26 @@ def test_big_response(svc):
 def test_request_id_is_echoed(svc):
     status, h, body = svc.request("GET", "/items/1", headers={"X-Request-Id": "abc-123"})
     assert h["x-request-id"] == "abc-123" and json.loads(body)["request_id"] == "abc-123"
+
+
+def test_every_response_says_nosniff(svc):
+    # Browsers must take the Content-Type as sent (a JSON error that echoes
+    # input is never sniffed as HTML): on answers, errors and framing errors.
+    requests = [
+        (b"GET /items/1 HTTP/1.1\r\nHost: t\r\n\r\n", 200, False),
+        (b"HEAD /items/1 HTTP/1.1\r\nHost: t\r\n\r\n", 200, True),
+        (b"GET /stream?n=2 HTTP/1.1\r\nHost: t\r\n\r\n", 200, False),
+        (b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", 200, False),
+        (b"OPTIONS /items/1 HTTP/1.1\r\nHost: t\r\n\r\n", 204, False),
+        (b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n", 404, False),
+        (b"DELETE /items/1 HTTP/1.1\r\nHost: t\r\n\r\n", 405, False),
+        (b"GET /items/1 HTTP/1.1\r\nHost: t\r\nX-Block: yes\r\n\r\n", 403, False),
+        (b"GET /forgot HTTP/1.1\r\nHost: t\r\n\r\n", 500, False),
+        (b"GET /items/1 HTTP/1.1\r\nHost : t\r\n\r\n", 400, False),
+    ]
+    for data, status, head in requests:
+        s = svc.connect()
+        s.sendall(data)
+        got, h, _ = read_response(s, head=head)
+        s.close()
+        assert got == status and h.get("x-content-type-options") == "nosniff", (data, got, h)

@@ -85,6 +85,59 @@ BAD_REQUESTS = {
     "space_in_target": b"GET /items/1 2 HTTP/1.1\r\nHost: t\r\n\r\n",
     "control_in_query": b"GET /items/1?a=\x01 HTTP/1.1\r\nHost: t\r\n\r\n",
     "high_bytes_in_name": b"GET /items/1 HTTP/1.1\r\nHost: t\r\nX-\xff: v\r\n\r\n",
+    # RFC 9112 5.1: no whitespace between a field name and its colon. The
+    # parser would take "Transfer-Encoding :" as the framing header while the
+    # checks above look for the exact name, so every one of them was bypassed.
+    "te_space_before_colon": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding : chunked\r\n\r\n"
+                             b"3\r\nabc\r\n0\r\n\r\n",
+    "te_space_colon_and_cl": b"POST /raw HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+                             b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    "te_space_colon_http10": b"POST /raw HTTP/1.0\r\nTransfer-Encoding : chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    "te_space_colon_twice": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                            b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+    "second_host_space_colon": b"GET /items/1 HTTP/1.1\r\nHost: a\r\nHost : b\r\n\r\n",
+    "other_field_space_colon": b"GET /items/1 HTTP/1.1\r\nHost: t\r\nX-A : b\r\n\r\n",
+    "tab_before_colon": b"GET /items/1 HTTP/1.1\r\nHost: t\r\nX-A\t: b\r\n\r\n",
+    "field_without_colon": b"GET /items/1 HTTP/1.1\r\nHost: t\r\nX-A\r\n\r\n",
+    # Bare LF as a line end, anywhere in the head.
+    "bare_lf_request_line": b"GET /items/1 HTTP/1.1\nHost: t\r\n\r\n",
+    "bare_lf_field": b"GET /items/1 HTTP/1.1\r\nHost: t\nX-A: b\r\n\r\n",
+    "bare_lf_end": b"GET /items/1 HTTP/1.1\r\nHost: t\r\n\n",
+    "bare_lf_everywhere": b"GET /items/1 HTTP/1.1\nHost: t\n\n",
+    "bare_lf_before_request": b"\nGET /items/1 HTTP/1.1\r\nHost: t\r\n\r\n",
+    # Chunk lines: no whitespace after a size without an extension, no bare
+    # LF or CR or other control bytes in extensions, CRLF after the data, and
+    # the head's rules in the trailers.
+    "chunk_size_trailing_space": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"3 \r\nabc\r\n0\r\n\r\n",
+    "chunk_size_trailing_tab": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               b"3\t\r\nabc\r\n0\r\n\r\n",
+    "last_chunk_trailing_space": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 b"3\r\nabc\r\n0 \r\n\r\n",
+    "chunk_ext_bare_lf": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"3;a=b\nabc\r\n0\r\n\r\n",
+    "chunk_ext_bare_lf_inside": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                b"3;a\nb\r\nabc\r\n0\r\n\r\n",
+    "chunk_ext_bare_cr": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"3;a\rbc\r\nabc\r\n0\r\n\r\n",
+    "chunk_ext_control": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"3;a=\x01\r\nabc\r\n0\r\n\r\n",
+    "chunk_ext_too_long": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"3;" + b"a" * 5000 + b"\r\nabc\r\n0\r\n\r\n",
+    "chunk_size_bare_lf": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"3\nabc\r\n0\r\n\r\n",
+    "chunk_data_bare_lf": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"3\r\nabc\n0\r\n\r\n",
+    "chunk_data_bare_cr": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"3\r\nabc\r0\r\n\r\n",
+    "trailer_bare_lf": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"3\r\nabc\r\n0\r\nX-T: 1\n\r\n",
+    "trailer_end_bare_lf": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           b"3\r\nabc\r\n0\r\n\n",
+    "trailer_obs_fold": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"3\r\nabc\r\n0\r\nX-T: 1\r\n 2\r\n\r\n",
+    "trailer_space_before_colon": b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                  b"3\r\nabc\r\n0\r\nX-T : 1\r\n\r\n",
 }
 
 

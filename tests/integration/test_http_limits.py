@@ -236,6 +236,7 @@ def test_connection_cap_answers_503():
             extra.sendall(b"GET /items/1 HTTP/1.1\r\nHost: t\r\n\r\n")
             status, h, body = read_response(extra)
             assert status == 503 and h["connection"] == "close" and h["retry-after"] == "1"
+            assert h["x-content-type-options"] == "nosniff"
             assert json.loads(body)["error"]["code"] == "unavailable"
             assert_closed(extra)
             extra.close()

@@ -95,6 +95,23 @@ def test_chunked_body_with_extensions_and_trailers(svc):
     s.close()
 
 
+def test_what_the_strict_framing_still_accepts(svc):
+    # RFC 9112 7.1.1 allows whitespace before a chunk extension's ";" (BWS),
+    # and quoted extension values; leading zeros in a size are still hex.
+    s = svc.connect()
+    for chunks, n in ((b"3 ;a=b\r\nabc\r\n0\r\n\r\n", 3),
+                      (b"3 ; a = \"q;\\\"x\"\r\nabc\r\n0;last\r\n\r\n", 3),
+                      (b"0003\r\nabc\r\n00\r\nX-T: v\r\nX-U:\r\n\r\n", 3)):
+        s.sendall(b"POST /raw HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+        status, _, body = read_response(s)
+        assert status == 200 and json.loads(body) == {"bytes": n}, (chunks, body)
+    # Whitespace after a field's colon and at the end of its value is fine.
+    s.sendall(b"GET /items/8 HTTP/1.1\r\nHost:t\r\nUser-Agent: \t spaced \t\r\n\r\n")
+    status, _, body = read_response(s)
+    assert status == 200 and json.loads(body)["agent"] == "spaced"
+    s.close()
+
+
 def test_large_trailers_leave_the_headers_intact(svc):
     # Trailers arrive after the header section has been indexed; they must not
     # move the memory the indexed headers point into (a use-after-free, once).

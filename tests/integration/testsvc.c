@@ -3,6 +3,7 @@
  * tests (tests/integration/test_http_*.py). Not an example: its routes exist to
  * be attacked.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -152,6 +153,43 @@ static int big(svc_req *req, svc_res *res) {
     return svc_res_body(res, 200, "text/plain", p, n);
 }
 
+/* GET /fds?ms=N: opens descriptors until the process has none left, holds
+ * them for N ms (from a loop timer), then closes them: the service out of
+ * descriptors, as a flood of connections or a leak would leave it. */
+typedef struct fd_hold {
+    uv_timer_t timer;
+    int n;
+    int fds[];
+} fd_hold;
+
+static void fds_release(uv_timer_t *t) {
+    fd_hold *h = t->data;
+    for (int i = 0; i < h->n; i++) close(h->fds[i]);
+    h->n = 0;
+    uv_close((uv_handle_t *)&h->timer, later_closed);
+}
+
+static int fds(svc_req *req, svc_res *res) {
+    const char *q = svc_req_query(req, "ms");
+    int64_t ms = 1000;
+    if (q) svc_parse_i64(q, &ms);
+    if (ms < 1 || ms > 30000) ms = 1000;
+    enum { MAX_HELD = 1 << 16 };
+    fd_hold *h = malloc(sizeof *h + MAX_HELD * sizeof(int));
+    if (!h) return svc_res_error(res, 503, "unavailable", "out of memory");
+    h->n = 0;
+    while (h->n < MAX_HELD) {
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) break;
+        h->fds[h->n++] = fd;
+    }
+    uv_timer_init(svc_req_loop(req), &h->timer);
+    h->timer.data = h;
+    uv_timer_start(&h->timer, fds_release, (uint64_t)ms, 0);
+    /* The response needs no descriptor: the connection has its own. */
+    return svc_res_printf(res, 200, "application/json", "{\"held\":%d}", h->n);
+}
+
 /* GET /forgot: a handler bug, answered as a 500. */
 static int forgot(svc_req *req, svc_res *res) {
     (void)req;
@@ -185,6 +223,15 @@ static int before(svc_req *req, svc_res *res, void *ud) {
     return SVC_OK;
 }
 
+/* Head hook: refuses X-Deny: head before the body is read. */
+static int head_check(svc_req *req, svc_res *res, void *ud) {
+    (void)ud;
+    const char *d = svc_req_header(req, "x-deny");
+    if (d && strcmp(d, "head") == 0)
+        return svc_res_error(res, 403, "forbidden", "refused at the head of %s", svc_req_route(req));
+    return SVC_OK;
+}
+
 static void after(svc_req *req, svc_res *res, void *ud) {
     (void)req;
     (void)ud;
@@ -195,6 +242,7 @@ int main(int argc, char **argv) {
     svc_app *app = svc_app_new("testsvc", argc, argv);
     svc_app_env_declare(app, "TESTSVC_NOT_READY", NULL, "readiness fails while this file exists");
     svc_app_use(app, before, after, NULL);
+    svc_app_use_head(app, head_check, NULL);
     svc_app_post(app, "/echo", echo, 0);
     svc_app_post(app, "/raw", raw, 0);
     svc_app_get(app, "/items/:id", show_route, 0);
@@ -210,6 +258,10 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/forgot", forgot, 0);
     svc_app_get(app, "/log", log_route, 0);
     svc_app_get(app, "/log-offload", log_route, SVC_OFFLOAD);
+    svc_app_get(app, "/fds", fds, 0);
+    /* With a secret to verify tokens with (without, the service would wait
+     * for the JWKS of an auth service to be ready). */
+    if (getenv("JWT_SECRET")) svc_app_post(app, "/private", raw, SVC_AUTH_USER);
     svc_app_ready_check(app, "marker", ready_file, getenv("TESTSVC_NOT_READY"));
     return svc_app_run(app);
 }
