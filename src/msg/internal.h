@@ -172,7 +172,7 @@ struct msg_sub {
     struct msg_sub *next;
 };
 
-enum { ITEM_MSG, ITEM_RPC, ITEM_PUB, ITEM_SYNC, ITEM_START, ITEM_RELEASE, ITEM_CALL };
+enum { ITEM_MSG, ITEM_RPC, ITEM_PUB, ITEM_SYNC, ITEM_START, ITEM_RELEASE, ITEM_RETRY, ITEM_CALL };
 
 typedef struct msg_item {
     struct msg_item *next;
