@@ -534,9 +534,11 @@ static void grace_over(uv_timer_t *t) {
     if (!svc__nats_sending(mw->nc)) svc__rpc_fail_all(mw, SVC_ECLOSED, 1);
 }
 
+/* Ready once every connection is up and worker 0's subscriptions are back:
+ * until then the other workers hold what they publish, calls included. */
 static int ready_check(void *ud, char *reason, size_t reason_len) {
     svc_msg *m = ud;
-    if (atomic_load(&m->nconnected) == m->nworkers) return SVC_OK;
+    if (atomic_load(&m->nconnected) == m->nworkers && atomic_load(&m->w0_subs_ready)) return SVC_OK;
     snprintf(reason, reason_len, "not connected to NATS");
     return SVC_ERR;
 }
