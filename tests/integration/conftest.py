@@ -225,6 +225,15 @@ class Service:
                 self.tmp.cleanup()
 
 
+def requests_in_flight(svc):
+    """Requests the service is handling, not counting the /metrics request
+    that asks."""
+    for line in svc.request("GET", "/metrics")[2].decode().splitlines():
+        if line.startswith("http_requests_in_flight"):
+            return float(line.rsplit(" ", 1)[1]) - 1
+    raise AssertionError("no http_requests_in_flight in /metrics")
+
+
 def recv_until_closed(sock, timeout=WAIT, limit=64 * 1024 * 1024):
     """Reads until the peer closes (a reset counts as closed) and returns the
     bytes; raises if the connection is still open after timeout."""
@@ -251,6 +260,16 @@ def recv_until_closed(sock, timeout=WAIT, limit=64 * 1024 * 1024):
 _leftover = weakref.WeakKeyDictionary()
 
 
+class ClosedEarly(ConnectionError):
+    """The peer closed (EOF) before a whole response; .received holds the
+    bytes of it that came (b"": closed before any)."""
+
+    def __init__(self, received):
+        super().__init__(f"closed after {len(received)} bytes of a response" if received
+                         else "closed before a response")
+        self.received = received
+
+
 def read_response(sock, timeout=WAIT, head=False):
     """Reads exactly one HTTP/1.1 response (Content-Length or chunked) from a raw socket.
     Returns (status, headers dict lower-cased, body bytes); bytes after it are kept for the next call.
@@ -262,7 +281,7 @@ def read_response(sock, timeout=WAIT, head=False):
         nonlocal buf
         b = sock.recv(65536)
         if not b:
-            raise ConnectionError("closed before a full response")
+            raise ClosedEarly(buf)
         buf += b
 
     while b"\r\n\r\n" not in buf:
@@ -298,7 +317,7 @@ def read_response(sock, timeout=WAIT, head=False):
         while True:
             try:
                 fill()
-            except ConnectionError:
+            except ClosedEarly:
                 break
         body, buf = buf, b""
     _leftover[sock] = buf
