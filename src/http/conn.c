@@ -622,15 +622,13 @@ void svc__conn_flush(svc_conn *c) {
 
 static void stop_listening(svc_worker *w);
 
-/* Once stopping: exits when no connection is left and the listener's grace
- * is over (the tick comes back for that). */
+/* Once stopping: the listener closes when its grace is over, whatever is
+ * still being answered (the tick comes back for that); the worker exits once
+ * it is closed and no connection is left. */
 static void worker_maybe_exit(svc_worker *w) {
-    if (!w->stopping || w->nconns > 0) return;
-    if (w->listening) {
-        if (uv_now(&w->loop) < w->accept_until) return;
-        stop_listening(w);
-        if (w->nconns > 0) return; /* accepted at the last moment: answered first */
-    }
+    if (!w->stopping) return;
+    if (w->listening && uv_now(&w->loop) >= w->accept_until) stop_listening(w);
+    if (w->listening || w->nconns > 0) return;
     if (!uv_is_closing((uv_handle_t *)&w->tick)) uv_close((uv_handle_t *)&w->tick, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup)) uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
@@ -836,11 +834,11 @@ int svc__conn_open_fd(svc_worker *w, int fd) {
  * filter on the listener drops new SYNs, while the handshakes already under
  * way complete (their last ACK passes) and are accepted as usual; a client
  * whose SYN was dropped sends it again a second later and finds the port
- * closed, a refusal it may retry elsewhere. Then, SVC_ACCEPT_GRACE_MS later
- * and once the worker has nothing left to answer, the queue is emptied and
- * the listener closed. Closing at once instead would reset the handshakes
- * in flight, and on a busy machine the kernel can take a while to finish
- * them (softirq work waits for a CPU like any thread).
+ * closed, a refusal it may retry elsewhere. Then, SVC_ACCEPT_GRACE_MS later,
+ * the queue is emptied and the listener closed, so that new clients are
+ * refused at once for the rest of the drain. Closing at once instead would
+ * reset the handshakes in flight, and on a busy machine the kernel can take
+ * a while to finish them (softirq work waits for a CPU like any thread).
  */
 static void refuse_handshakes(int fd) {
     struct sock_filter syn_only[] = {

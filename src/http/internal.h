@@ -299,7 +299,7 @@ void svc__worker_close_idle(svc_worker *w, int force);
  * which drives the real connection code over a socketpair. */
 int svc__conn_open_fd(svc_worker *w, int fd);
 /* A drain's first step: new handshakes are refused; the listener closes
- * SVC_ACCEPT_GRACE_MS later, once the worker is idle (conn.c says why). */
+ * SVC_ACCEPT_GRACE_MS later (conn.c says why). */
 void svc__worker_stop_accepting(svc_worker *w);
 /* Called when a request's response is complete (sync or async). */
 void svc__conn_request_done(svc_req *req);
