@@ -154,10 +154,13 @@ static int worker_is_closed(msg_worker *mw) {
  * was not registered and the caller still owns it. Loop thread. */
 static int launch(msg_worker *mw, rpc_call *c) {
     if (!mw->nc || worker_is_closed(mw)) return SVC_ECLOSED;
-    /* Worker 0's subscriptions are back and the item that releases this
-     * worker is still queued: release now, so that once /readyz says ready
-     * every call goes out. */
-    if (mw->id != 0 && atomic_load(&mw->m->w0_subs_ready)) svc__nats_release(mw->nc);
+    /* Connected again, worker 0's subscriptions are back and the item that
+     * releases this worker is still queued: release now, so that once
+     * /readyz says ready every call goes out. Not while disconnected: worker
+     * 0 may not have seen the same loss yet, and what this worker buffered
+     * would go out before worker 0 subscribed again. */
+    if (mw->id != 0 && svc__nats_connected(mw->nc) && atomic_load(&mw->m->w0_subs_ready))
+        svc__nats_release(mw->nc);
     /* Fail fast while the request cannot go out (a caller, the gateway,
      * answers 503 now rather than after its deadline), except within the
      * grace after a loss. That is while disconnected, and also while
