@@ -308,7 +308,7 @@ static void worker_wakeup(uv_async_t *a) {
     if (cmd == WORKER_CMD_NONE) return;
     if (!w->stopping) {
         w->stopping = 1;
-        svc__worker_stop_listening(w);
+        svc__worker_stop_accepting(w);
     }
     svc__worker_close_idle(w, cmd == WORKER_CMD_FORCE);
 }

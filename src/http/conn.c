@@ -28,6 +28,7 @@
  */
 #define _GNU_SOURCE /* accept4 */
 #include <errno.h>
+#include <linux/filter.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -812,9 +813,15 @@ void svc__conn_flush(svc_conn *c) {
 
 /* ---- closing -------------------------------------------------------------- */
 
+static void stop_listening(svc_worker *w);
+
+/* Once stopping: the listener closes when its grace is over, whatever is
+ * still being answered (the tick comes back for that); the worker exits once
+ * it is closed and no connection is left. */
 static void worker_maybe_exit(svc_worker *w) {
-    if (!w->stopping || w->nconns > 0) return;
-    svc__worker_stop_listening(w);
+    if (!w->stopping) return;
+    if (w->listening && uv_now(&w->loop) >= w->accept_until) stop_listening(w);
+    if (w->listening || w->nconns > 0) return;
     if (!uv_is_closing((uv_handle_t *)&w->tick)) uv_close((uv_handle_t *)&w->tick, NULL);
     if (!uv_is_closing((uv_handle_t *)&w->wakeup)) uv_close((uv_handle_t *)&w->wakeup, NULL);
 }
@@ -883,6 +890,30 @@ static void start_linger(svc_conn *c) {
         free(sr);
         conn_close(c);
     }
+}
+
+/* Bytes the client sent that we have not read yet: a request on its way in. */
+static int input_waiting(svc_conn *c) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return 0;
+    char b;
+    ssize_t n;
+    do n = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    return n > 0;
+}
+
+/*
+ * A drain closes the idle connections, and those it accepts: a FIN, then the
+ * linger, so that a request sent as the FIN leaves is discarded and the
+ * client sees a clean close it may retry, never a RST (the keep-alive race
+ * RFC 9112 9.3.1 tells clients to expect). A request that has already
+ * reached us is answered instead, with "Connection: close", once it is read.
+ */
+static void close_if_idle(svc_conn *c) {
+    if (c->state != CONN_IDLE || c->writing > 0 || c->out.len > 0 || pending_size(c) > 0 || input_waiting(c)) return;
+    c->close_after = 1;
+    start_linger(c);
 }
 
 /* ---- request completion --------------------------------------------------- */
@@ -961,6 +992,7 @@ static void conn_start(svc_conn *c) {
         return;
     }
     c->reading = 1;
+    if (w->stopping) close_if_idle(c);
 }
 
 /*
@@ -1040,7 +1072,7 @@ int svc__worker_listen(svc_worker *w) {
     w->accept_retry.data = w;
     w->listening = 1;
     rc = uv_poll_start(&w->listener, UV_READABLE, accept_ready);
-    if (rc != 0) svc__worker_stop_listening(w);
+    if (rc != 0) stop_listening(w);
     return rc;
 }
 
@@ -1059,12 +1091,36 @@ int svc__conn_open_fd(svc_worker *w, int fd) {
 /*
  * Closing a listening socket resets every connection still in its accept
  * queue: clients whose handshake the kernel completed, and which may already
- * have sent a request. So the queue is emptied first (those connections get
- * the drain's treatment), leaving only the instant between the last accept
- * and the close.
+ * have sent a request. So a drain stops accepting in two steps. First a
+ * filter on the listener drops new SYNs, while the handshakes already under
+ * way complete (their last ACK passes) and are accepted as usual; a client
+ * whose SYN was dropped sends it again a second later and finds the port
+ * closed, a refusal it may retry elsewhere. Then, SVC_ACCEPT_GRACE_MS later,
+ * the queue is emptied and the listener closed, so that new clients are
+ * refused at once for the rest of the drain. Closing at once instead would
+ * reset the handshakes in flight, and on a busy machine the kernel can take
+ * a while to finish them (softirq work waits for a CPU like any thread).
  */
-void svc__worker_stop_listening(svc_worker *w) {
+static void refuse_handshakes(int fd) {
+    struct sock_filter syn_only[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13), /* the TCP flags (the filter sees the TCP header) */
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1), /* SYN without ACK */
+        BPF_STMT(BPF_RET | BPF_K, 0),
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffffu),
+    };
+    struct sock_fprog prog = {.len = sizeof syn_only / sizeof syn_only[0], .filter = syn_only};
+    /* Best effort: without it, the instant above stays. */
+    setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
+}
+
+void svc__worker_stop_accepting(svc_worker *w) {
     if (!w->listening) return;
+    refuse_handshakes(w->listen_fd);
+    w->accept_until = uv_now(&w->loop) + SVC_ACCEPT_GRACE_MS;
+}
+
+static void stop_listening(svc_worker *w) {
     for (;;) {
         int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
@@ -1131,19 +1187,17 @@ void svc__worker_tick(uv_timer_t *t) {
         if (c->deadline && now >= c->deadline && !c->closing) conn_timeout(c);
         c = next;
     }
+    if (w->stopping) worker_maybe_exit(w);
 }
 
 void svc__worker_close_idle(svc_worker *w, int force) {
+    if (force) w->accept_until = 0;
     svc_conn *c = w->conns;
     while (c) {
         svc_conn *next = c->next;
         if (!c->closing) {
-            if (force) {
-                conn_close(c);
-            } else if (c->state == CONN_IDLE && c->writing == 0 && c->out.len == 0 && pending_size(c) == 0) {
-                c->close_after = 1;
-                start_linger(c);
-            }
+            if (force) conn_close(c);
+            else close_if_idle(c);
         }
         c = next;
     }

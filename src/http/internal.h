@@ -30,6 +30,10 @@
  * long so that unread input does not turn our close into a RST that destroys
  * the response in flight. */
 #define SVC_LINGER_MS 2000
+/* Once a drain stops accepting (new SYNs dropped), the listener stays open
+ * this long, so that handshakes already under way complete and are answered
+ * rather than reset by its close. */
+#define SVC_ACCEPT_GRACE_MS 200
 #define SVC_TICK_MS 100
 #define SVC_ARENA_POOL 64
 /* Empty buffers a worker keeps for the next requests (request line and
@@ -186,6 +190,7 @@ struct svc_worker {
     uv_timer_t accept_retry;
     int listening;
     int accept_paused;               /* listener not watched: at the cap, or out of fds */
+    uint64_t accept_until;           /* stopping: the listener closes after this (loop time) */
     uv_async_t wakeup;
     uv_timer_t tick;
     int ticks;
@@ -369,9 +374,9 @@ void svc__worker_close_idle(svc_worker *w, int force);
  * Used to drain the accept queue, and by the fuzz target (fuzz/http_fuzz.c),
  * which drives the real connection code over a socketpair. */
 int svc__conn_open_fd(svc_worker *w, int fd);
-/* Accepts what the kernel has queued, then closes the listener and its
- * socket. */
-void svc__worker_stop_listening(svc_worker *w);
+/* A drain's first step: new handshakes are refused; the listener closes
+ * SVC_ACCEPT_GRACE_MS later (conn.c says why). */
+void svc__worker_stop_accepting(svc_worker *w);
 /* Called when a request's response is complete (sync or async). */
 void svc__conn_request_done(svc_req *req);
 /* Queues bytes for the client and starts writing them. */

@@ -318,6 +318,9 @@ static void process(msg_worker *mw, msg_item *it) {
     case ITEM_RELEASE:
         if (mw->nc) svc__nats_release(mw->nc);
         break;
+    case ITEM_RETRY:
+        if (mw->nc) svc__nats_retry_now(mw->nc);
+        break;
     case ITEM_CALL:
         it->fn(&mw->w->loop, it->ptr);
         break;
@@ -476,6 +479,21 @@ static void update_gauge(svc_msg *m) {
 
 static void grace_over(uv_timer_t *t);
 
+/* One connection is up: the server is back, so the loops still down try now
+ * rather than wait out their pause (up to four times the reconnect wait):
+ * until every one is up the instance is not ready, and until worker 0 is,
+ * the others hold their publishes and their calls fail. */
+static void others_retry(msg_worker *mw) {
+    svc_msg *m = mw->m;
+    for (int i = 0; i < m->nworkers; i++) {
+        if (i == mw->id || atomic_load(&m->workers[i].connected)) continue;
+        msg_item *it = calloc(1, sizeof *it);
+        if (!it) continue;
+        it->kind = ITEM_RETRY;
+        if (svc__msg_push(&m->workers[i], it, 1) != SVC_OK) free(it);
+    }
+}
+
 static void on_conn_event(svc_nats *nc, int event, void *ud) {
     msg_worker *mw = ud;
     svc_msg *m = mw->m;
@@ -492,6 +510,7 @@ static void on_conn_event(svc_nats *nc, int event, void *ud) {
     }
     if (!atomic_exchange(&mw->connected, 1)) atomic_fetch_add(&m->nconnected, 1);
     update_gauge(m);
+    others_retry(mw);
     if (event == SVC_NATS_RECONNECTED) {
         svc_counter_add(m->s_reconnects, 1);
         svc_info("nats: reconnected to %s (worker %d)", svc__nats_url(nc), mw->id);
@@ -510,11 +529,14 @@ static void on_conn_event(svc_nats *nc, int event, void *ud) {
 
 static void grace_over(uv_timer_t *t) {
     msg_worker *mw = t->data;
-    /* Still down: the calls' replies would come to a subscription the
-     * server forgot, and new calls fail fast from now on. */
-    if (!atomic_load(&mw->connected)) svc__rpc_fail_all(mw, SVC_ECLOSED, 1);
+    /* Still down, or back but holding publishes: the calls' replies would
+     * come to a subscription the server forgot, or their requests wait
+     * behind worker 0; new calls fail fast from now on. */
+    if (!svc__nats_sending(mw->nc)) svc__rpc_fail_all(mw, SVC_ECLOSED, 1);
 }
 
+/* Ready once every connection is up and worker 0's subscriptions are back:
+ * until then the other workers hold what they publish, calls included. */
 static int ready_check(void *ud, char *reason, size_t reason_len) {
     svc_msg *m = ud;
     if (atomic_load(&m->nconnected) != m->nworkers) {

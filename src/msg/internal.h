@@ -28,7 +28,8 @@
  * the blocking JetStream calls wait on a condition variable.
  *
  * Readiness: ready while every worker's connection is up (a request or call
- * can land on any worker); /readyz says "nats" otherwise.
+ * can land on any worker) and worker 0's subscriptions are confirmed (the
+ * others hold their publishes until then); /readyz says "nats" otherwise.
  */
 #ifndef SVC_MSG_INTERNAL_H
 #define SVC_MSG_INTERNAL_H
@@ -172,7 +173,7 @@ struct msg_sub {
     struct msg_sub *next;
 };
 
-enum { ITEM_MSG, ITEM_RPC, ITEM_PUB, ITEM_SYNC, ITEM_START, ITEM_RELEASE, ITEM_CALL };
+enum { ITEM_MSG, ITEM_RPC, ITEM_PUB, ITEM_SYNC, ITEM_START, ITEM_RELEASE, ITEM_RETRY, ITEM_CALL };
 
 typedef struct msg_item {
     struct msg_item *next;

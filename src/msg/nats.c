@@ -759,6 +759,8 @@ static int move_pending(svc_nats *nc) {
 
 void svc__nats_hold(svc_nats *nc) { nc->hold = 1; }
 
+int svc__nats_sending(const svc_nats *nc) { return nc && nc->state == ST_CONNECTED && !nc->hold; }
+
 void svc__nats_release(svc_nats *nc) {
     if (!nc->hold) return;
     nc->hold = 0;
@@ -1005,6 +1007,12 @@ static void start_attempt(svc_nats *nc) {
         return;
     }
     nc->gai_live = 1;
+}
+
+void svc__nats_retry_now(svc_nats *nc) {
+    if (nc->closing || nc->state != ST_IDLE || !uv_is_active((uv_handle_t *)&nc->timer)) return;
+    uv_timer_stop(&nc->timer);
+    start_attempt(nc);
 }
 
 static void on_ping_timer(uv_timer_t *t) {

@@ -234,6 +234,12 @@ int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const ch
  * buffered for them is lost. */
 void svc__nats_hold(svc_nats *nc);
 void svc__nats_release(svc_nats *nc);
+/* 1 when a publish goes out now: connected and not held (0 while it would
+ * wait in the reconnect buffer). Loop thread. */
+int svc__nats_sending(const svc_nats *nc);
+/* Waiting out the pause between connection attempts: try now instead (the
+ * owner learnt the server is back). Else nothing. Loop thread. */
+void svc__nats_retry_now(svc_nats *nc);
 /* Sends a PING; fn runs once at its PONG (ok 1) or when the connection is
  * lost or closed (ok 0; also at once when not connected). SVC_OK or
  * SVC_ENOMEM (fn will not run). */

@@ -154,9 +154,19 @@ static int worker_is_closed(msg_worker *mw) {
  * was not registered and the caller still owns it. Loop thread. */
 static int launch(msg_worker *mw, rpc_call *c) {
     if (!mw->nc || worker_is_closed(mw)) return SVC_ECLOSED;
-    /* Fail fast while disconnected (a caller, the gateway, answers 503 now
-     * rather than after its deadline), except within the grace after a loss. */
-    if (c->fail_fast && !atomic_load(&mw->connected) && !uv_is_active((uv_handle_t *)&mw->grace_timer))
+    /* Connected again, worker 0's subscriptions are back and the item that
+     * releases this worker is still queued: release now, so that once
+     * /readyz says ready every call goes out. Not while disconnected: worker
+     * 0 may not have seen the same loss yet, and what this worker buffered
+     * would go out before worker 0 subscribed again. */
+    if (mw->id != 0 && svc__nats_connected(mw->nc) && atomic_load(&mw->m->w0_subs_ready))
+        svc__nats_release(mw->nc);
+    /* Fail fast while the request cannot go out (a caller, the gateway,
+     * answers 503 now rather than after its deadline), except within the
+     * grace after a loss. That is while disconnected, and also while
+     * connected again but holding publishes until worker 0's subscriptions
+     * are back: worker 0 may still be waiting out its reconnect pause. */
+    if (c->fail_fast && !svc__nats_sending(mw->nc) && !uv_is_active((uv_handle_t *)&mw->grace_timer))
         return SVC_ECLOSED;
     /* "<inbox>.<seq>", by hand: once per call. */
     char reply[sizeof mw->inbox + 24];

@@ -4,6 +4,9 @@ Every test talks to real processes over real sockets on 127.0.0.1. The binaries
 come from $SVCKIT_BUILD (build or build/san; tests/run.sh runs the suite against
 both). A service is started with `Service(...)`, which picks a free port, waits
 for /readyz (bounded), keeps its log, and stops it by PID.
+
+The machine is slow and shared (tests/README.md): every wait here is for a
+condition, bounded by WAIT, which costs time only when something is wrong.
 """
 import http.client
 import json
@@ -21,6 +24,46 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, os.environ.get("SVCKIT_BUILD", "build"))
 BIN = os.path.join(BUILD, "bin")
 TEST_BIN = os.path.join(BUILD, "tests", "bin")
+
+# The bound of every wait for something that should happen: generous, since a
+# loaded machine with sanitizers can be very slow, and it is only reached when
+# the thing never happens.
+WAIT = 30.0
+
+
+def wait_until(cond, timeout=WAIT, what="condition", interval=0.02):
+    """Polls cond() until it returns something truthy, and returns that. An
+    OSError from cond (a process not listening yet) counts as not yet."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            v = cond()
+            if v:
+                return v
+        except OSError as e:
+            last = e
+        if time.monotonic() > deadline:
+            why = f" (last: {last})" if last else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{why}")
+        time.sleep(interval)
+
+
+# Every process a test starts, so that none outlives the session (see
+# pytest_sessionfinish), whatever a failing test left behind.
+_processes = []
+
+
+def track(proc):
+    _processes.append(proc)
+    return proc
+
+
+def pytest_sessionfinish(session, exitstatus):
+    for p in _processes:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def free_port():
@@ -43,7 +86,7 @@ class Service:
     """A service process on a free port. Use as a context manager or call stop().
     argv_prefix runs it under another command (["prlimit", "--nofile=256"])."""
 
-    def __init__(self, name, env=None, port=None, wait_ready=True, timeout=10.0, data_dir=None,
+    def __init__(self, name, env=None, port=None, wait_ready=True, timeout=WAIT, data_dir=None,
                  check_exit=True, argv_prefix=()):
         self.name = name
         self.check_exit = check_exit
@@ -70,12 +113,12 @@ class Service:
         e.update(env or {})
         self.env = e
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([*argv_prefix, binary(name)], env=e, stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=data_dir)
+        self.proc = track(subprocess.Popen([*argv_prefix, binary(name)], env=e, stdout=self.log,
+                                           stderr=subprocess.STDOUT, cwd=data_dir))
         if wait_ready:
             self.wait_ready(timeout)
 
-    def wait_ready(self, timeout=10.0):
+    def wait_ready(self, timeout=WAIT):
         deadline = time.monotonic() + timeout
         last = None
         while time.monotonic() < deadline:
@@ -91,7 +134,7 @@ class Service:
             time.sleep(0.02)
         raise RuntimeError(f"{self.name} not ready after {timeout}s ({last}):\n{self.read_log()}")
 
-    def request(self, method, path, body=None, headers=None, timeout=5):
+    def request(self, method, path, body=None, headers=None, timeout=WAIT):
         """One request on a fresh connection: (status, headers dict lower-cased, body bytes)."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
@@ -106,7 +149,7 @@ class Service:
         finally:
             c.close()
 
-    def json(self, method, path, body=None, headers=None, timeout=5):
+    def json(self, method, path, body=None, headers=None, timeout=WAIT):
         status, hdrs, data = self.request(method, path, body, headers, timeout)
         try:
             doc = json.loads(data) if data else None
@@ -114,7 +157,7 @@ class Service:
             raise AssertionError(f"not JSON ({status}): {data[:200]!r}")
         return status, doc
 
-    def connect(self, timeout=5):
+    def connect(self, timeout=WAIT):
         s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return s
@@ -140,7 +183,7 @@ class Service:
                 self.sigterm_sent = True
             self.proc.send_signal(sig)
 
-    def stop(self, timeout=10):
+    def stop(self, timeout=WAIT):
         """SIGTERM, wait; SIGKILL if it does not exit. Returns the exit code.
         Raises AssertionError on a sanitizer report in the log, or (with
         check_exit) a non-zero exit after SIGTERM or a hang."""
@@ -183,17 +226,29 @@ class Service:
                 self.tmp.cleanup()
 
 
-def recv_until_closed(sock, timeout=5.0, limit=64 * 1024 * 1024):
-    """Reads until the peer closes (or timeout). Returns the bytes."""
+def requests_in_flight(svc):
+    """Requests the service is handling, not counting the /metrics request
+    that asks."""
+    for line in svc.request("GET", "/metrics")[2].decode().splitlines():
+        if line.startswith("http_requests_in_flight"):
+            return float(line.rsplit(" ", 1)[1]) - 1
+    raise AssertionError("no http_requests_in_flight in /metrics")
+
+
+def recv_until_closed(sock, timeout=WAIT, limit=64 * 1024 * 1024):
+    """Reads until the peer closes (a reset counts as closed) and returns the
+    bytes; raises if the connection is still open after timeout."""
     sock.settimeout(timeout)
     chunks = []
     total = 0
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and total < limit:
+    while total < limit:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"connection still open after {timeout}s")
         try:
             b = sock.recv(65536)
         except socket.timeout:
-            break
+            raise AssertionError(f"connection still open after {timeout}s")
         except ConnectionResetError:
             break
         if not b:
@@ -206,7 +261,17 @@ def recv_until_closed(sock, timeout=5.0, limit=64 * 1024 * 1024):
 _leftover = weakref.WeakKeyDictionary()
 
 
-def read_response(sock, timeout=5.0, head=False):
+class ClosedEarly(ConnectionError):
+    """The peer closed (EOF) before a whole response; .received holds the
+    bytes of it that came (b"": closed before any)."""
+
+    def __init__(self, received):
+        super().__init__(f"closed after {len(received)} bytes of a response" if received
+                         else "closed before a response")
+        self.received = received
+
+
+def read_response(sock, timeout=WAIT, head=False):
     """Reads exactly one HTTP/1.1 response (Content-Length or chunked) from a raw socket.
     Returns (status, headers dict lower-cased, body bytes); bytes after it are kept for the next call.
     head=True: the response to a HEAD request (no body whatever the headers say)."""
@@ -217,7 +282,7 @@ def read_response(sock, timeout=5.0, head=False):
         nonlocal buf
         b = sock.recv(65536)
         if not b:
-            raise ConnectionError("closed before a full response")
+            raise ClosedEarly(buf)
         buf += b
 
     while b"\r\n\r\n" not in buf:
@@ -253,14 +318,14 @@ def read_response(sock, timeout=5.0, head=False):
         while True:
             try:
                 fill()
-            except ConnectionError:
+            except ClosedEarly:
                 break
         body, buf = buf, b""
     _leftover[sock] = buf
     return status, headers, body
 
 
-def assert_closed(sock, timeout=5.0):
+def assert_closed(sock, timeout=WAIT):
     """Asserts the peer closed the connection cleanly: no bytes beyond the last
     response read with read_response, then EOF (not a reset, not a timeout)."""
     left = _leftover.get(sock, b"")
@@ -275,7 +340,7 @@ def assert_closed(sock, timeout=5.0):
     assert b == b"", f"unexpected bytes instead of a close: {b[:200]!r}"
 
 
-def exchange(port, data, timeout=5.0):
+def exchange(port, data, timeout=WAIT):
     """Sends raw bytes on a fresh connection and reads one response:
     (status, headers, body, sock). The caller closes sock."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)

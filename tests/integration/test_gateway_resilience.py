@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from conftest import Service
+from conftest import Service, wait_until
 from services_fixtures import claims, sign_hs256
-from test_gateway_support import (JWT_SECRET, FakeInstance, Load, NatsServer, echo, fail, gateway, instances,
-                                  metric, nats_server, wait_for, wait_instances)  # noqa: F401
+from test_gateway_support import (JWT_SECRET, FakeInstance, Load, Nats, NatsServer, echo, fail, gateway,
+                                  instances, metric, nats_server, wait_instances)  # noqa: F401
 
 TOKEN = sign_hs256(JWT_SECRET.encode(), claims(role="user", name="loadtest", exp=int(time.time()) + 3600))
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -58,16 +58,15 @@ def test_instance_killed_under_load_loses_no_get(three_products):
     ps, gw = three_products
     load = Load(gw.port, "/products/1", headers=AUTH, clients=4)
     try:
-        time.sleep(1.0)
+        wait_until(lambda: len(load.statuses()) >= 50, what="load before the kill")
         t_kill = time.monotonic()
         ps[0].signal(signal.SIGKILL)
-        time.sleep(2.0)
+        wait_until(lambda: len(load.statuses(since=t_kill)) > 50 and instances(gw, "products") == 2,
+                   what="load after the kill, the dead instance gone")
     finally:
         results = load.stop()
     statuses = collections.Counter(s for _, s, _ in results)
     assert statuses[200] == len(results), statuses
-    after = [s for t, s, _ in results if t > t_kill]
-    assert len(after) > 50, len(after)
     assert metric(gw, "gateway_retries_total") >= 1
     # The dead instance is gone from the rotation.
     wait_instances(gw, "products", 2)
@@ -83,28 +82,34 @@ def test_nats_restart_under_load():
             wait_instances(gw, "msgsvc", 1)
             load = Load(gw.port, "/whoami", clients=2)
             try:
-                time.sleep(0.5)
-                nats.stop(signal.SIGKILL)
+                wait_until(lambda: load.statuses().count(200) >= 10, what="load before the kill")
                 t_down = time.monotonic()
-                time.sleep(1.5)
+                nats.stop(signal.SIGKILL)
+                # Requests started once the kill is done cannot reach anyone.
+                t_dead = time.monotonic()
+                wait_until(lambda: len(load.statuses(since=t_dead, finished_before=time.monotonic())) >= 5,
+                           what="requests during the outage")
                 t_up = time.monotonic()
                 nats.start()
-                # Both the gateway and the service reconnect by themselves.
-                wait_for(lambda: load.statuses(since=time.monotonic() - 0.3).count(200) > 5, timeout=10,
-                         what="requests succeeding after the restart")
+                # Both the gateway and the service reconnect by themselves
+                # (ready: every worker connected and able to send), the
+                # gateway finds the instance again, and its breaker, opened
+                # by the outage, closes after a trial.
+                wait_until(lambda: gw.request("GET", "/readyz")[0] == 200 and svc.request("GET", "/readyz")[0] == 200
+                           and instances(gw, "msgsvc") == 1
+                           and metric(gw, "gateway_breaker_state", service="msgsvc") == 0,
+                           what="both ready again, the instance known, the breaker closed")
                 t_ok = time.monotonic()
-                time.sleep(1.0)
+                wait_until(lambda: load.statuses(since=t_ok).count(200) >= 10, what="load after the restart")
             finally:
                 load.stop()
             before = load.statuses(finished_before=t_down)
-            outage = load.statuses(since=t_down + 0.1, until=t_up)
-            tail = load.statuses(since=t_ok + 0.2)
+            outage = load.statuses(since=t_dead, until=t_up, finished_before=t_up)
+            tail = load.statuses(since=t_ok)
             assert before and set(before) == {200}, collections.Counter(before)
             # During the outage: visible failures, never a hang or a reset.
             assert outage and set(outage) <= {503, 504}, collections.Counter(outage)
             assert tail and set(tail) == {200}, collections.Counter(tail)
-            assert t_ok - t_up < 8
-            assert gw.request("GET", "/readyz")[0] == 200
     finally:
         nats.close()
 
@@ -124,16 +129,14 @@ def test_breaker_opens_when_the_only_instance_stops_and_closes_after(nats_server
         assert metric(gw, "gateway_breaker_state", service="msgsvc") == 1
         # Open: failing fast, without calling anyone.
         calls = metric(gw, "gateway_upstream_requests_total", service="msgsvc")
-        t = time.monotonic()
-        st, hdrs, body = gw.json("GET", "/whoami")[0], None, None
-        assert st == 503 and time.monotonic() - t < 0.2
+        assert gw.json("GET", "/whoami")[0] == 503
         st, doc = gw.json("GET", "/whoami")
         assert st == 503 and "failing" in doc["error"]["message"]
         assert metric(gw, "gateway_upstream_requests_total", service="msgsvc") == calls
         assert metric(gw, "gateway_breaker_rejected_total", service="msgsvc") >= 2
         with msgsvc(nats_server):
             # After open_ms, one trial goes through; its success closes the breaker.
-            wait_for(lambda: gw.request("GET", "/whoami")[0] == 200, timeout=5, what="breaker closing")
+            wait_until(lambda: gw.request("GET", "/whoami")[0] == 200, what="breaker closing")
             assert metric(gw, "gateway_breaker_state", service="msgsvc") == 0
             assert all(gw.request("GET", "/whoami")[0] == 200 for _ in range(5))
 
@@ -201,11 +204,11 @@ def test_service_started_after_the_gateway_is_picked_up(nats_server):  # noqa: F
         assert gw.request("GET", "/late")[0] == 503
         assert instances(gw, "late") == 0
         with FakeInstance(nats_server, "late", echo):
-            wait_for(lambda: gw.request("GET", "/late")[0] == 200, timeout=3, what="the late service")
-            wait_instances(gw, "late", 1, timeout=3)
+            wait_until(lambda: gw.request("GET", "/late")[0] == 200, what="the late service")
+            wait_instances(gw, "late", 1)
             a = FakeInstance(nats_server, "late", echo)
             try:
-                wait_instances(gw, "late", 2, timeout=3)
+                wait_instances(gw, "late", 2)
             finally:
                 a.close()
 
@@ -213,14 +216,20 @@ def test_service_started_after_the_gateway_is_picked_up(nats_server):  # noqa: F
 def test_get_in_flight_on_an_instance_that_dies_moves_at_once(nats_server):  # noqa: F811
     """An instance dies with GETs in flight on it: as soon as the gateway finds
     it gone (the next request sent to it meets no responders), those GETs go to
-    another instance, instead of waiting for the route's 5 s timeout."""
+    another instance, instead of waiting for the route's timeout (none of
+    them times out)."""
     hang = {"now": False}
 
     def maybe_hang(inst, m):
         return None if hang["now"] else echo(inst, m)
 
-    routes = [{"prefix": "/mv", "service": "mover", "timeout_ms": 5000}]
-    with FakeInstance(nats_server, "mover") as good, gateway(nats_server, routes, env={"WORKERS": "1"}) as gw:
+    # The route's timeout: longer than anything the test does before the
+    # GETs move, on any machine. The first attempts of moved GETs stay
+    # registered until it passes, and the gateway's drain waits for them, so
+    # its SHUTDOWN_TIMEOUT must be longer still.
+    routes = [{"prefix": "/mv", "service": "mover", "timeout_ms": 10000}]
+    with FakeInstance(nats_server, "mover") as good, \
+            gateway(nats_server, routes, env={"WORKERS": "1", "SHUTDOWN_TIMEOUT": "20"}) as gw:
         bad = FakeInstance(nats_server, "mover", maybe_hang)
         closed = False
         try:
@@ -231,17 +240,23 @@ def test_get_in_flight_on_an_instance_that_dies_moves_at_once(nats_server):  # n
             before_bad, results = bad.count(), []
 
             def one():
-                st = gw.request("GET", "/mv", timeout=10)[0]
-                results.append((st, time.monotonic()))
+                results.append((gw.request("GET", "/mv")[0], time.monotonic()))
 
             threads = [threading.Thread(target=one) for _ in range(4)]
             for t in threads:
                 t.start()
-            wait_for(lambda: bad.count() > before_bad, timeout=5.0, what="a GET held by the dying instance")
-            time.sleep(0.1)
-            t_close = time.monotonic()
+            wait_until(lambda: bad.count() > before_bad, what="a GET held by the dying instance")
             bad.close()  # its NATS connection goes: nats-server drops its subscriptions
             closed = True
+            # Once nats-server has done so (until then a request to it is
+            # still delivered to the dead connection, and waits for the
+            # timeout), the next requests sent to it meet no responders.
+            probe = Nats(nats_server.port)
+            try:
+                wait_until(lambda: probe.request(f"svc.mover.{bad.id}.http").status == 503,
+                           what="the dead instance's subscriptions gone")
+            finally:
+                probe.close()
             for _ in range(4):  # some meet no responders on its subject: the gateway learns it is gone
                 assert gw.request("GET", "/mv")[0] == 200
             for t in threads:
@@ -252,7 +267,7 @@ def test_get_in_flight_on_an_instance_that_dies_moves_at_once(nats_server):  # n
         assert [st for st, _ in results] == [200] * 4, results
         held = bad.count() - before_bad
         assert held >= 1
-        # Every GET that was held is answered well before its 5 s timeout.
-        assert max(done for _, done in results) - t_close < 2.0, [done - t_close for _, done in results]
+        # Every GET that was held moved on, none waited for its timeout.
+        assert metric(gw, "gateway_upstream_requests_total", service="mover", outcome="timeout") == 0
         assert metric(gw, "gateway_moved_total") >= held
         assert good.count() >= 40 // 2

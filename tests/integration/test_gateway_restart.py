@@ -12,10 +12,10 @@ import threading
 
 import pytest
 
-from conftest import Service
+from conftest import Service, wait_until
 from services_fixtures import ADMIN_PASS, ADMIN_USER, jwks_url, start_auth
 from test_gateway_support import (FakeInstance, echo, gateway, instances, metric, nats_server,  # noqa: F401
-                                  wait_for, wait_instances)
+                                  wait_instances)
 from test_msg_support import Nats, msgsvc
 
 LOGIN = {"username": ADMIN_USER, "password": ADMIN_PASS}
@@ -131,7 +131,7 @@ def test_a_call_on_an_instance_that_dies_moves_with_no_other_request(nats_server
 
             t = threading.Thread(target=client)
             t.start()
-            wait_for(lambda: bad.count() > before, timeout=10, what="a GET held by the dying instance")
+            wait_until(lambda: bad.count() > before, what="a GET held by the dying instance")
         finally:
             bad.close()
         t.join(40)

@@ -13,8 +13,8 @@ import threading
 import time
 import heapq
 
-from conftest import Service
-from test_msg_support import Nats, NatsServer, metric, nats_server, wait_for  # noqa: F401
+from conftest import WAIT, Service, wait_until
+from test_msg_support import Nats, NatsServer, metric, nats_server  # noqa: F401
 
 JWT_SECRET = "gateway-test-secret-0123456789abcdef-0123"
 
@@ -43,8 +43,8 @@ def instances(gw, service):
     return metric(gw, "gateway_instances", service=service)
 
 
-def wait_instances(gw, service, n, timeout=5.0):
-    wait_for(lambda: instances(gw, service) == n, timeout=timeout, what=f"{n} instance(s) of {service}")
+def wait_instances(gw, service, n, timeout=WAIT):
+    wait_until(lambda: instances(gw, service) == n, timeout=timeout, what=f"{n} instance(s) of {service}")
 
 
 def new_id():
@@ -55,7 +55,9 @@ class FakeInstance:
     """One instance of a service, answering svckit's NATS protocol from a thread:
     the queue subject svc.<name>.http, its own svc.<name>.<id>.http, and
     $SRV.PING. behaviour(msg) returns (status, headers, body) or None to stay
-    silent; delay_s postpones the answer without blocking the others.
+    silent; delay_s postpones the answer without blocking the others; while
+    .hold is set, answers wait until it is cleared (for as long as a test
+    needs requests in flight, whatever the machine's speed).
     Every request received is kept in .received (subject, headers, body)."""
 
     def __init__(self, nats, name, behaviour=None, delay_s=0.0, answer_ping=True, identities=1):
@@ -80,6 +82,8 @@ class FakeInstance:
         self.stop_ev = threading.Event()
         self.later = []  # heap of (when, seq, subject, headers, body)
         self.seq = 0
+        self.hold = threading.Event()
+        self.held = []  # (subject, headers, body) answered once hold clears
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -92,11 +96,16 @@ class FakeInstance:
             return len(self.received)
 
     def _reply(self, subject, headers, body):
-        self.nc.publish(subject, body, headers=headers)
+        if self.hold.is_set():
+            self.held.append((subject, headers, body))
+        else:
+            self.nc.publish(subject, body, headers=headers)
 
     def _run(self):
         while not self.stop_ev.is_set():
             now = time.monotonic()
+            while self.held and not self.hold.is_set():
+                self._reply(*self.held.pop(0))
             while self.later and self.later[0][0] <= now:
                 _, _, subj, h, b = heapq.heappop(self.later)
                 self._reply(subj, h, b)

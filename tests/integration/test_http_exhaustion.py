@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import Service, assert_closed, binary, exchange, read_response
+from conftest import Service, assert_closed, binary, exchange, read_response, wait_until
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 JWT_SECRET = "exhaustion-test-secret-0123456789abcdef"
@@ -61,17 +61,6 @@ def metric(svc, name, **labels):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
-
-def wait_for(cond, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def healthy(svc):
@@ -135,11 +124,11 @@ def test_connection_floods_under_a_small_descriptor_limit(many_fds, name):
     with Service(name, env=env, argv_prefix=["prlimit", "--nofile=256"]) as svc:
         for i in range(12):
             flood(svc.port, 1000, partial=i % 2 == 1)
-            wait_for(lambda: healthy(svc), what=f"/healthz after flood {i}")
+            wait_until(lambda: healthy(svc), what=f"/healthz after flood {i}")
         # The cap comes from the descriptor limit, and says so once.
         lowered = [ln for ln in svc.log_lines() if "HTTP_MAX_CONNECTIONS lowered" in str(ln.get("msg"))]
         assert len(lowered) == 1, lowered
-        wait_for(lambda: metric(svc, "http_connections_open") <= 1, what="every flood connection closed")
+        wait_until(lambda: metric(svc, "http_connections_open") <= 1, what="every flood connection closed")
         assert_idle(svc)
         # Shed, not refused by the kernel: no accept ever failed.
         assert metric(svc, "http_accept_errors_total") == 0
@@ -307,7 +296,7 @@ def test_body_budget_answers_503_and_recovers(many_fds):
             s = socket.create_connection(("127.0.0.1", svc.port), timeout=30)
             s.sendall(upload_head(b"/raw", 1 << 20) + b"y" * 1000)
             socks.append(s)
-        wait_for(lambda: metric(svc, "http_body_budget_rejected_total") == n - 8, what="4 uploads refused")
+        wait_until(lambda: metric(svc, "http_body_budget_rejected_total") == n - 8, what="4 uploads refused")
         assert metric(svc, "http_buffered_body_bytes") == 8 << 20
         refused = []
         for s in socks:
@@ -334,7 +323,7 @@ def test_body_budget_answers_503_and_recovers(many_fds):
             status, _, body = read_response(s, timeout=30)
             assert status == 200 and json.loads(body) == {"bytes": 1 << 20}
             s.close()
-        wait_for(lambda: metric(svc, "http_buffered_body_bytes") == 0, what="the budget given back")
+        wait_until(lambda: metric(svc, "http_buffered_body_bytes") == 0, what="the budget given back")
         status, _, body, s = exchange(svc.port, upload_head(b"/raw", 1 << 20) + b"z" * (1 << 20))
         assert status == 200 and json.loads(body) == {"bytes": 1 << 20}
         s.close()
@@ -354,15 +343,15 @@ def test_memory_of_a_slow_header_flood_is_returned(many_fds):
             s = socket.create_connection(("127.0.0.1", svc.port), timeout=30)
             s.sendall(head)
             socks.append(s)
-        wait_for(lambda: metric(svc, "http_connections_open") >= 3000, what="3000 connections open")
+        wait_until(lambda: metric(svc, "http_connections_open") >= 3000, what="3000 connections open")
         peak = rss_bytes(svc.proc.pid)
         assert peak - base > 16 << 20, "the flood should hold memory while it lasts"
         for s in socks:
             s.close()
-        wait_for(lambda: metric(svc, "http_connections_open") <= 1, what="the flood's connections closed")
+        wait_until(lambda: metric(svc, "http_connections_open") <= 1, what="the flood's connections closed")
         if sanitized():
             return
         # Returned within a few seconds of the flood's end (trimmed once a
         # second at most); the bound is generous: a quarter of what it took.
-        wait_for(lambda: rss_bytes(svc.proc.pid) - base < max(8 << 20, (peak - base) // 4),
+        wait_until(lambda: rss_bytes(svc.proc.pid) - base < max(8 << 20, (peak - base) // 4),
                  what=f"RSS back near {base >> 20} MiB (peak {peak >> 20} MiB)")

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from conftest import Service, assert_closed, exchange, read_response, recv_until_closed
+from conftest import WAIT, Service, assert_closed, exchange, read_response, recv_until_closed
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_unsupported_transfer_coding_gets_501(svc, bystander):
 def test_http2_preface_and_http2_version_are_refused(svc, bystander):
     for data in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", b"GET / HTTP/2.0\r\nHost: t\r\n\r\n",
                  b"GET / HTTP/0.9\r\n\r\n"):
-        s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=WAIT)
         s.sendall(data)
         out = recv_until_closed(s)
         s.close()
@@ -242,14 +242,14 @@ def test_random_garbage_never_hurts_the_worker(svc, bystander):
         data = bytes(rng.getrandbits(8) for _ in range(n))
         if i % 3 == 0:  # garbage after a plausible start
             data = b"GET /items/1 HTTP/1.1\r\n" + data
-        s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=WAIT)
         try:
             s.sendall(data)
             s.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         try:
-            out = recv_until_closed(s, timeout=5)
+            out = recv_until_closed(s)
         except OSError:
             out = b""
         s.close()
@@ -280,11 +280,11 @@ def test_huge_request_line_gets_414(svc, bystander):
 def test_many_small_bad_connections_at_once(svc, bystander):
     socks = []
     for i in range(100):
-        s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+        s = socket.create_connection(("127.0.0.1", svc.port), timeout=WAIT)
         s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(64))  # a TLS hello
         socks.append(s)
     for s in socks:
-        out = recv_until_closed(s, timeout=5)
+        out = recv_until_closed(s)
         assert out == b"" or out.startswith(b"HTTP/1.1 400")
         s.close()
     still_serving(svc, bystander)

@@ -9,44 +9,41 @@ import time
 
 import pytest
 
-from conftest import Service, exchange, read_response
+from conftest import Service, exchange, read_response, requests_in_flight, wait_until
 
 
 def test_slow_offloaded_handlers_never_stall_other_connections():
+    # Four handlers of 4 s (a sleep: at least that) fill the thread pool;
+    # fifty requests served meanwhile, on the loop, prove it is not stalled.
+    # How fast they are is bench/'s business.
+    slow_s = 4
     with Service("testsvc", env={"WORKERS": "1"}) as svc:
         slow_times = []
 
         def slow():
             t0 = time.monotonic()
-            status, _, _ = svc.request("GET", "/slow?ms=1500", timeout=10)
+            status, _, _ = svc.request("GET", f"/slow?ms={slow_s * 1000}")
             slow_times.append((status, time.monotonic() - t0))
 
         threads = [threading.Thread(target=slow) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(0.2)  # the four are in flight, filling the thread pool
-        fast = []
+        wait_until(lambda: requests_in_flight(svc) >= 4, what="the four in flight, filling the thread pool")
         s = svc.connect()
-        started = time.monotonic()
         for i in range(50):
-            t0 = time.monotonic()
             if i % 2:
                 s.sendall(b"GET /items/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i)
                 status, _, body = read_response(s)
             else:
                 status, _, body = svc.request("GET", f"/items/{i}")
-            fast.append(time.monotonic() - t0)
             assert status == 200 and json.loads(body)["id"] == str(i)
-        all_fast = time.monotonic() - started
         s.close()
         still_running = any(t.is_alive() for t in threads)
         for t in threads:
             t.join()
         assert still_running, "the slow requests finished before the fast ones: the test proves nothing"
-        assert max(fast) < 0.5, f"slowest fast request took {max(fast):.3f}s"
-        assert all_fast < 1.2
         assert [st for st, _ in slow_times] == [200] * 4
-        assert all(d >= 1.5 for _, d in slow_times)
+        assert all(d >= slow_s for _, d in slow_times)
 
 
 def test_workers_share_the_load():
@@ -112,14 +109,9 @@ def test_metrics_pass_promtool_and_labels_stay_bounded(svc):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def wait_log(svc, pred, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        lines = [x for x in svc.log_lines() if x.get("msg") == "request" and pred(x)]
-        if lines:
-            return lines
-        time.sleep(0.05)
-    raise AssertionError("no matching access-log line")
+def wait_log(svc, pred):
+    return wait_until(lambda: [x for x in svc.log_lines() if x.get("msg") == "request" and pred(x)],
+                      what="a matching access-log line")
 
 
 def test_one_json_log_line_per_request(svc):

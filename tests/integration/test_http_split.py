@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import Service, read_response
+from conftest import WAIT, Service, read_response
 
 REQUEST = (b"POST /echo?q=split HTTP/1.1\r\n"
            b"Host: t\r\n"
@@ -30,8 +30,12 @@ def svc():
         yield s
 
 
+# The sleeps below make pieces arrive in separate reads, which is what these
+# tests are about; on a slow machine pieces may arrive together and a test
+# proves less, but none can fail for it.
+
 def connect(svc):
-    s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+    s = socket.create_connection(("127.0.0.1", svc.port), timeout=WAIT)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
 

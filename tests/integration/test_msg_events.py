@@ -1,10 +1,6 @@
 """Events and queue groups over several instances; floods."""
-import threading
-import time
-
-import pytest
-
-from test_msg_support import Nats, metric, msgsvc, nats_server, wait_for  # noqa: F401
+from conftest import WAIT, wait_until
+from test_msg_support import Nats, metric, msgsvc, nats_server  # noqa: F401
 
 
 def counts(s):
@@ -32,9 +28,10 @@ def test_queue_groups_over_three_instances(nats_server):  # noqa: F811
         for i in range(50):
             nc.publish("bc.config", f"broadcast {i}")
         nc.flush()
-        wait_for(lambda: sum(counts(s)["events"] for s in svcs) >= 300 and
-                 all(counts(s)["broadcast"] >= 50 for s in svcs), what="events handled")
-        time.sleep(0.3)  # anything extra would show up now
+        # Then exactly that many: an extra delivery arriving later would be
+        # missed (never a false failure).
+        wait_until(lambda: sum(counts(s)["events"] for s in svcs) >= 300 and
+                   all(counts(s)["broadcast"] >= 50 for s in svcs), what="events handled")
         c = [counts(s) for s in svcs]
         assert sum(x["events"] for x in c) == 300, c
         assert all(x["events"] > 0 for x in c), c
@@ -68,51 +65,51 @@ def test_event_flood_does_not_stall_requests_or_publisher(nats_server):  # noqa:
         pub = Nats(nats_server.port)
         n = 150000
         blob = b"".join(b"PUB flood.x 8\r\nfloodxxx\r\n" for _ in range(n))
-        t = time.monotonic()
         pub.send(blob)
-        pub.flush(timeout=30)
-        publish_s = time.monotonic() - t
+        pub.flush()
         # While the flood is being worked off: requests on both transports
-        # and the service's own publishes stay fast.
-        worst = 0.0
+        # and the service's own publishes are served (how fast is bench/'s
+        # business).
         for i in range(20):
-            t = time.monotonic()
             assert nc.svc("msgsvc", "GET", f"/hello/n{i}").svc_status == 200
             assert s.request("GET", "/hello/h")[0] == 200
             st, doc = s.json("POST", "/publish?subject=ev.during&n=100", body=b"x")
             assert doc["ok"] == 100
-            worst = max(worst, time.monotonic() - t)
-        assert worst < 2.0, worst
-        assert publish_s < 10
-        # Every flood event is either handled or counted as dropped.
+        # Every flood event is either handled or counted as dropped. Some are
+        # dropped whatever the machine's speed: the loop reads the socket 64
+        # KiB (2,500 events) at a time and handles 64 events between reads,
+        # so its queue passes SVC_MSG_MAX_PENDING_PER_SUB (65,536).
         def settled():
             handled = counts(s)["flood"]
             dropped = (metric(s, "nats_messages_dropped_total", reason="overflow") +
                        metric(s, "nats_messages_dropped_total", reason="slow_consumer"))
             return handled + dropped == n and (handled, dropped)
-        handled, dropped = wait_for(settled, timeout=40, what="flood settled")
-        print("flood: handled", handled, "dropped", dropped, "publish", publish_s, "worst", worst)
+        handled, dropped = wait_until(settled, timeout=4 * WAIT, what="flood settled")
         assert dropped > 0 and handled > 0
-        assert any("queue full" in l.get("msg", "") or "slow consumer" in l.get("msg", "")
-                   for l in s.log_lines())
+        wait_until(lambda: any("queue full" in l.get("msg", "") or "slow consumer" in l.get("msg", "")
+                               for l in s.log_lines()), what="the drops logged")
         nc.close()
         pub.close()
 
 
 def test_offloaded_event_backlog_leaves_the_thread_pool_free(nats_server):  # noqa: F811
-    # 200 events of 5 ms each on the thread pool: 1 s of work, queued. One
+    # 1000 events of 5 ms each (a sleep: at least 5 ms) on the thread pool,
+    # at most one at a time per worker: 2.5 s of work at the very least. One
     # subscription never holds more than one pool thread per worker, so an
-    # offloaded HTTP route still answers at once.
+    # offloaded route is answered while that backlog is still there; were
+    # the pool's queue clogged with the events, the requests would come
+    # back only once the backlog was gone.
+    n = 1000
     with msgsvc(nats_server) as s:
         nc = Nats(nats_server.port)
-        for i in range(200):
+        for i in range(n):
             nc.publish("slowev.x", b"e")
         nc.flush()
-        wait_for(lambda: counts(s)["slow"] > 0, what="first slow event")
+        wait_until(lambda: counts(s)["slow"] > 0, what="first slow event")
         for _ in range(5):
-            t = time.monotonic()
             st, doc = s.json("GET", "/slow?ms=1")
-            assert st == 200 and time.monotonic() - t < 0.3
+            assert st == 200
             assert nc.svc("msgsvc", "GET", "/slow", query="ms=1").svc_status == 200
-        assert counts(s)["slow"] < 200  # the backlog really was there
+        assert counts(s)["slow"] < n  # the backlog really was still there
+        wait_until(lambda: counts(s)["slow"] == n, what="the backlog worked off")  # before the drain
         nc.close()

@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 
-from conftest import ROOT, free_port
-from test_msg_support import NatsServer, msgsvc, wait_for
+from conftest import ROOT, free_port, wait_until
+from test_msg_support import NatsServer, msgsvc
 
 JS = os.path.join(ROOT, "tests", "js")
 
@@ -113,7 +113,7 @@ def test_services_client_lists_the_truth(js, monitored_nats, svc):
     assert endpoints["GET-hello-_name"]["metadata"] == {"method": "GET", "path": "/hello/:name"}
     # Every endpoint is exactly a subscription the server holds (WORKERS=2:
     # each worker's connection makes the same ones).
-    subs = wait_for(lambda: subscriptions(monitored_nats), what="the server's subscriptions")
+    subs = wait_until(lambda: subscriptions(monitored_nats), what="the server's subscriptions")
     for e in info["endpoints"]:
         assert (e["subject"], e["queue_group"]) in subs, e
     ours = {(s, q) for s, q in subs if s.startswith("svc.msgsvc.")}

@@ -16,22 +16,23 @@ import time
 
 import pytest
 
-from conftest import Service, free_port
+from conftest import WAIT, Service, free_port, track
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 class NatsServer:
-    """nats-server with JetStream on a free port; kept across restart() (same port, same store)."""
+    """nats-server with JetStream on a free port; kept across stop() and
+    start() (same port, same store). conf: more lines of configuration."""
 
-    def __init__(self, max_payload=4 * 1024 * 1024, port=None):
+    def __init__(self, max_payload=4 * 1024 * 1024, port=None, conf=""):
         self.port = port or free_port()
         self.tmp = tempfile.mkdtemp(prefix="svckit-nats-")
         self.conf = os.path.join(self.tmp, "nats.conf")
         with open(self.conf, "w") as f:
             f.write(f"listen: 127.0.0.1:{self.port}\n"
                     f"max_payload: {max_payload}\n"
-                    f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n")
+                    f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n" + conf)
         self.proc = None
         self.log = None
         self.start()
@@ -40,26 +41,27 @@ class NatsServer:
     def url(self):
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout=10.0):
-        self.log = open(os.path.join(self.tmp, "nats.log"), "ab")
-        self.proc = subprocess.Popen([NATS_SERVER, "-c", self.conf], stdout=self.log, stderr=subprocess.STDOUT)
+    def start(self, timeout=WAIT):
+        """Starts it and waits until it says it is ready (its own log line: a
+        client probing it could be refused, by max_connections say)."""
+        log_path = os.path.join(self.tmp, "nats.log")
+        before = self.read_log().count("Server is ready") if os.path.exists(log_path) else 0
+        self.log = open(log_path, "ab")
+        self.proc = track(subprocess.Popen([NATS_SERVER, "-c", self.conf], stdout=self.log,
+                                           stderr=subprocess.STDOUT))
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while self.read_log().count("Server is ready") == before:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nats-server exited: {self.read_log()}")
-            try:
-                c = Nats(self.port, timeout=1)
-                c.close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("nats-server did not start")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nats-server did not start in {timeout}s: {self.read_log()}")
+            time.sleep(0.02)
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
-                self.proc.wait(10)
+                self.proc.wait(WAIT)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -116,7 +118,7 @@ class Msg:
 class Nats:
     """A blocking NATS client: enough protocol for tests, nothing hidden."""
 
-    def __init__(self, port, timeout=5.0):
+    def __init__(self, port, timeout=WAIT):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -152,7 +154,7 @@ class Nats:
         self.buf += b
 
     def _line(self, deadline=None):
-        deadline = deadline or time.monotonic() + 5
+        deadline = deadline or time.monotonic() + WAIT
         while b"\r\n" not in self.buf:
             self._fill(deadline)
         line, self.buf = self.buf.split(b"\r\n", 1)
@@ -195,7 +197,7 @@ class Nats:
             raise RuntimeError(line.decode())
         return None
 
-    def _wait_pong(self, timeout=5):
+    def _wait_pong(self, timeout=WAIT):
         deadline = time.monotonic() + timeout
         while True:
             line = self._line(deadline)
@@ -210,7 +212,7 @@ class Nats:
                 if m:
                     self.pending.append(m)
 
-    def flush(self, timeout=5):
+    def flush(self, timeout=WAIT):
         self.send(b"PING\r\n")
         self._wait_pong(timeout)
 
@@ -237,7 +239,7 @@ class Nats:
         else:
             self.send(f"PUB {subject}{r} {len(data)}\r\n".encode() + data + b"\r\n")
 
-    def next_msg(self, timeout=5.0, subject_prefix=None):
+    def next_msg(self, timeout=WAIT, subject_prefix=None):
         deadline = time.monotonic() + timeout
         while True:
             for i, m in enumerate(self.pending):
@@ -247,7 +249,7 @@ class Nats:
             if m:
                 self.pending.append(m)
 
-    def request(self, subject, data=b"", headers=None, timeout=5.0):
+    def request(self, subject, data=b"", headers=None, timeout=WAIT):
         self.req_seq += 1
         reply = f"{self.inbox}.{self.req_seq}"
         self.publish(subject, data, reply=reply, headers=headers)
@@ -257,21 +259,26 @@ class Nats:
             if m.subject == reply:
                 return m
 
-    def request_all(self, subject, data=b"", headers=None, wait=0.3):
-        """Publishes once and gathers every reply that arrives within wait seconds."""
+    def request_all(self, subject, until, data=b"", headers=None, wait=WAIT):
+        """Publishes once and gathers replies until until(replies) is true, or
+        wait seconds pass. A window of time instead would miss slow replies on
+        a loaded machine; a reply that comes after until() is satisfied (a
+        duplicate, say) is missed, which can hide a bug but never fails a
+        correct service."""
         self.req_seq += 1
         reply = f"{self.inbox}.{self.req_seq}"
         self.publish(subject, data, reply=reply, headers=headers)
         out = []
         deadline = time.monotonic() + wait
-        while True:
+        while not until(out):
             try:
                 m = self.next_msg(max(0.001, deadline - time.monotonic()), subject_prefix=reply)
             except (TimeoutError, socket.timeout):
                 return out
             out.append(m)
+        return out
 
-    def svc(self, service, method, path, query=None, body=b"", headers=None, subject=None, timeout=5.0):
+    def svc(self, service, method, path, query=None, body=b"", headers=None, subject=None, timeout=WAIT):
         """A request the way svc_rpc_call makes it, on svc.<service>.http unless subject is given."""
         h = {"Svc-Method": method, "Svc-Path": path}
         if query:
@@ -292,14 +299,3 @@ def metric(svc, name, **labels):
             total += float(line.rsplit(" ", 1)[1])
     return total
 
-
-def wait_for(fn, timeout=3.0, what="condition"):
-    """Polls fn() until it returns something truthy; returns that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.03)

@@ -5,13 +5,16 @@ import subprocess
 
 import pytest
 
-from conftest import BIN, free_port
+from conftest import BIN, WAIT, free_port, wait_until
 from test_msg_support import msgsvc, nats_server  # noqa: F401  (fixture)
 
 SVCKIT = os.path.join(BIN, "svckit")
+# svckit status gathers replies for a window (500 ms by default); here one
+# that every instance answers within on a loaded machine.
+GATHER = ["--wait", "3000"]
 
 
-def status(*args, timeout=20):
+def status(*args, timeout=WAIT):
     p = subprocess.run([SVCKIT, "status", *args], capture_output=True, timeout=timeout,
                        env={k: v for k, v in os.environ.items() if k != "NATS_URL"})
     return p.returncode, p.stdout.decode(), p.stderr.decode()
@@ -35,15 +38,23 @@ def instance_ids(nats):
     from test_msg_support import Nats
     c = Nats(nats.port)
     try:
-        return {json.loads(m.data)["id"] for m in c.request_all("$SRV.PING", wait=0.3)}
+        return {json.loads(m.data)["id"] for m in c.request_all("$SRV.PING", until=lambda rs: len(rs) >= 2)}
     finally:
         c.close()
 
 
 def test_lists_both_instances(two):
     nats, svcs = two
-    rc, out, err = status("--nats", nats.url)
-    assert rc == 0, err
+
+    # HEALTH is svckit status's own probe of /readyz, with a short timeout
+    # that a loaded machine can miss: the listing is asked again until both
+    # are seen ready.
+    def listed_ready():
+        rc, out, err = status("--nats", nats.url, *GATHER)
+        assert rc == 0, err
+        rows = [l.split() for l in out.strip().splitlines()[1:]]
+        return len(rows) == 2 and all(r[4] == "ready" for r in rows) and out
+    out = wait_until(listed_ready, what="both instances listed ready")
     lines = out.strip().splitlines()
     assert lines[0].split()[:4] == ["SERVICE", "ID", "VERSION", "HTTP"]
     rows = [l.split() for l in lines[1:]]
@@ -60,7 +71,7 @@ def test_lists_both_instances(two):
 
 def test_ids_match_the_instances(two):
     nats, _ = two
-    rc, out, _ = status("--nats", nats.url, "--no-ready")
+    rc, out, _ = status("--nats", nats.url, "--no-ready", *GATHER)
     assert rc == 0
     listed = {l.split()[1] for l in out.strip().splitlines()[1:]}
     assert listed == instance_ids(nats) and len(listed) == 2
@@ -68,7 +79,7 @@ def test_ids_match_the_instances(two):
 
 def test_json(two):
     nats, _ = two
-    rc, out, err = status("--nats", nats.url, "--json", "--wait", "300")
+    rc, out, err = status("--nats", nats.url, "--json", *GATHER)
     assert rc == 0, err
     docs = json.loads(out)
     assert isinstance(docs, list)

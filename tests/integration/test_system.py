@@ -3,23 +3,10 @@ and durability of acknowledged writes across a SIGKILL."""
 import os
 import sqlite3
 import threading
-import time
 
-from conftest import Service, free_port
+from conftest import WAIT, Service, free_port, wait_until
 from services_fixtures import (ADMIN_PASS, ADMIN_USER, bearer, claims, jwt_decode, login, register_and_login,
                                running_system, sign_hs256, start_auth, start_products)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except OSError:  # not listening yet
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_user_flow_across_services():
@@ -59,12 +46,12 @@ def test_products_waits_for_the_auth_keys():
     port = free_port()
     url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
     with Service("products", env={"AUTH_JWKS_URL": url}, wait_ready=False) as products:
-        wait_for(lambda: products.request("GET", "/healthz")[0] == 200, 10, "products /healthz")
+        wait_until(lambda: products.request("GET", "/healthz")[0] == 200, what="products /healthz")
         status, doc = products.json("GET", "/readyz")
         assert status == 503, doc
         assert products.json("GET", "/products/1", headers=bearer("a.b.c"))[0] == 401
         with start_auth(port=port) as auth:
-            products.wait_ready(timeout=10)
+            products.wait_ready()
             token = login(auth, ADMIN_USER, ADMIN_PASS)
             assert products.json("GET", "/products/1", headers=bearer(token))[0] == 200
 
@@ -84,8 +71,8 @@ def test_products_follows_an_auth_key_rotation(tmp_path):
                 new = login(auth2, ADMIN_USER, ADMIN_PASS)
                 assert jwt_decode(new)[0]["kid"] != jwt_decode(old)[0]["kid"]
                 # The first token with the unknown kid makes products refetch the JWKS.
-                wait_for(lambda: products.json("GET", "/products/1", headers=bearer(new))[0] == 200, 5,
-                         "products to accept the new key")
+                wait_until(lambda: products.json("GET", "/products/1", headers=bearer(new))[0] == 200,
+                           what="products to accept the new key")
                 assert products.json("GET", "/products/1", headers=bearer(old))[0] == 401
 
 
@@ -115,12 +102,12 @@ def test_acknowledged_writes_survive_sigkill(tmp_path):
             threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
             for t in threads:
                 t.start()
-            time.sleep(1.0)
+            wait_until(lambda: len(acked) >= 10 or errors, what="writes acknowledged before the kill")
             products.proc.kill()
-            products.proc.wait(5)
+            products.proc.wait(WAIT)
             stop.set()
             for t in threads:
-                t.join(10)
+                t.join(WAIT)
             n_acked = len(acked)
             print(f"{n_acked} writes acknowledged before SIGKILL")
             assert n_acked >= 10, (n_acked, errors)

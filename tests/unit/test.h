@@ -18,6 +18,11 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The bound of a wait for something that should happen: generous, since a
+ * shared machine running sanitizers can be very slow, and only reached when
+ * the thing never happens (tests/README.md). */
+#define TEST_WAIT_MS 30000
+
 typedef void (*test_fn)(void);
 void test_register(const char *name, test_fn fn);
 void test_fail(const char *file, int line, const char *fmt, ...)

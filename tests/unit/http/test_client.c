@@ -598,10 +598,10 @@ TEST(idle_connection_times_out) {
     result a = {0}, b = {0};
     CHECK_EQ(svc_http_client_request(c, "GET", url, NULL, NULL, 0, 0, record, &a), SVC_OK);
     run_until(&loop, &a.calls, 1);
-    /* The idle connection alone does not keep the loop running. */
-    uint64_t t0 = svc_now_ns();
+    /* The idle connection alone does not keep the loop running: had it, the
+     * loop would have run until the idle timeout closed the connection. */
     uv_run(&loop, UV_RUN_DEFAULT);
-    CHECK((svc_now_ns() - t0) / 1000000 < 50);
+    CHECK_EQ(atomic_load(&s.peer_closes), 0);
     sleep_ms(&loop, 400);
     CHECK_EQ(atomic_load(&s.peer_closes), 1); /* we closed it */
     CHECK_EQ(svc_http_client_request(c, "GET", url, NULL, NULL, 0, 0, record, &b), SVC_OK);
@@ -722,7 +722,7 @@ TEST(total_timeout_fires_when_server_never_answers) {
     uint64_t ms = (res.at_ns - t0) / 1000000;
     CHECK_EQ(res.calls, 1);
     CHECK_EQ(res.err, SVC_ETIMEDOUT);
-    CHECK(ms >= 290 && ms < 1500);
+    CHECK(ms >= 290); /* not early; how late is the machine's business */
     CHECK_EQ(atomic_load(&s.requests), 1);
     srv_stop(&s);
     leak_check();
@@ -739,11 +739,9 @@ TEST(connect_to_closed_port_fails_fast_with_eio) {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", ntohs(a.sin_port));
     result res = {0};
-    uint64_t t0 = svc_now_ns();
     CHECK_EQ(one_request(NULL, "GET", url, NULL, NULL, 5000, &res), SVC_OK);
     CHECK_EQ(res.calls, 1);
-    CHECK_EQ(res.err, SVC_EIO);
-    CHECK((res.at_ns - t0) / 1000000 < 1000);
+    CHECK_EQ(res.err, SVC_EIO); /* at once: waiting would have ended in SVC_ETIMEDOUT */
 
     /* The blocking helper reports the same and leaves its outputs alone. */
     int status = -1;
@@ -783,7 +781,7 @@ TEST(connect_timeout_fires) {
     uint64_t ms = (res.at_ns - t0) / 1000000;
     CHECK_EQ(res.calls, 1);
     CHECK_EQ(res.err, SVC_ETIMEDOUT);
-    CHECK(ms >= 190 && ms < 1500);
+    CHECK(ms >= 190); /* not early */
     for (int i = 0; i < nfill; i++) close(fill[i]);
     close(lfd);
     leak_check();
@@ -906,9 +904,7 @@ TEST(free_with_requests_in_flight_fails_them_with_eclosed) {
     /* A second request, by name, once the first is known to wait on the server. */
     while (atomic_load(&s.requests) < 1) uv_run(&loop, UV_RUN_NOWAIT);
     CHECK_EQ(svc_http_client_request(c, "GET", named, NULL, NULL, 0, 0, record, &by_name), SVC_OK);
-    uint64_t t0 = svc_now_ns();
-    uv_run(&loop, UV_RUN_DEFAULT); /* must return: nothing of the client remains */
-    CHECK((svc_now_ns() - t0) / 1000000 < 2000);
+    uv_run(&loop, UV_RUN_DEFAULT); /* returns: nothing of the client remains */
     CHECK_EQ(waiting.calls, 1);
     CHECK_EQ(waiting.err, SVC_ECLOSED);
     CHECK_EQ(by_name.calls, 1);
@@ -997,7 +993,7 @@ TEST(free_with_idle_pooled_connections_lets_loop_finish) {
         result_free(&r[i]);
     }
     teardown(&loop, c);
-    for (int i = 0; i < 100 && atomic_load(&s.peer_closes) < 4; i++) usleep(10000);
+    for (int i = 0; i < TEST_WAIT_MS / 10 && atomic_load(&s.peer_closes) < 4; i++) usleep(10000);
     CHECK_EQ(atomic_load(&s.peer_closes), 4);
     srv_stop(&s);
     leak_check();
