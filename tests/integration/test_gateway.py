@@ -370,15 +370,18 @@ def test_missing_config_file_exits_2(tmp_path):
     assert p.returncode == 2 and b"none.json" in p.stderr
 
 
-def test_login_cookie_secure_through_the_gateway(nats_server):  # noqa: F811
+def test_login_cookie_secure_through_the_gateway(request):
     """The gateway forwards X-Forwarded-Proto as it came and tells auth, in
     Svc-Client, which peer it saw: auth believes the header only from a peer in
     its TRUSTED_PROXIES (a TLS ingress in front of the gateway), so a direct
     client can neither turn Secure on nor off."""
     from test_auth import request_from
-    env = {"NATS_URL": nats_server.url}
+    from test_msg_support import NatsServer
+    nats = NatsServer()  # its own: no other auth instance may answer
+    request.addfinalizer(nats.close)
+    env = {"NATS_URL": nats.url}
     with start_auth({**env, "TRUSTED_PROXIES": "127.0.0.2"}) as auth:
-        e = {"NATS_URL": nats_server.url, "AUTH_JWKS_URL": jwks_url(auth)}
+        e = {"NATS_URL": nats.url, "AUTH_JWKS_URL": jwks_url(auth)}
         with Service("gateway", env=e) as gw:
             wait_instances(gw, "auth", 1)
 
