@@ -37,11 +37,16 @@ static int qvalue(const char *s, size_t n) {
     return whole * 1000 + frac;
 }
 
-/* One member, "coding *( OWS ; OWS name=value )", in s[0..n): its weight,
- * 1000 without one, -1 when malformed (the member is then ignored). */
-static int member_weight(const char *s, size_t n) {
+/* One member, "coding *( OWS ; OWS name=value )", in s[0..n), its coding
+ * the first cl bytes: its weight, 1000 without one, -1 when malformed (the
+ * member is then ignored). Reads only s[0..n): the field goes on past the
+ * member, and a scan to its end per member would make a long list cost its
+ * length squared. */
+static int member_weight(const char *s, size_t n, size_t cl) {
     int q = 1000;
-    size_t i = strcspn(s, ";");
+    size_t i = cl;
+    while (i < n && is_ows(s[i])) i++;
+    if (i < n && s[i] != ';') return -1; /* "gzip junk" */
     while (i < n) {
         size_t b = i + 1;
         while (b < n && is_ows(s[b])) b++;
@@ -76,7 +81,7 @@ int svc__accepts_gzip(const svc_req *req) {
             size_t cl = 0;
             while (s + cl < e && s[cl] != ';' && !is_ows(s[cl])) cl++;
             if (cl == 0) continue;
-            int q = member_weight(s, (size_t)(e - s));
+            int q = member_weight(s, (size_t)(e - s), cl);
             if (q < 0) continue;
             if (coding_is(s, cl, "gzip") || coding_is(s, cl, "x-gzip")) {
                 if (q > gzip) gzip = q;
