@@ -78,6 +78,10 @@ enum {
  * not this client got it. Left alone: bodies of 204, 304 and streams, a body
  * whose Content-Encoding the handler set, other types (images, archives). A
  * HEAD gets the headers of the GET, the compressed Content-Length included.
+ * HTTP_COMPRESS=0 turns it off for the process (no gzip, no Vary; what a
+ * service behind a gateway compressed still passes through it untouched).
+ * Counted in http_compressed_responses_total and
+ * http_compression_saved_bytes_total (plain minus gzip bytes).
  * A strong ETag of a compressed response gets SVC_ETAG_GZIP_SUFFIX inside its
  * quotes ("abc" -> "abc-gzip"): the two forms are different representations
  * (RFC 9110 8.8.3), of the same state (svc_req_preconditions accepts both). */
@@ -109,6 +113,7 @@ typedef struct svc_config {
     int idle_timeout_ms;
     int max_connections;            /* lowered at start to fit RLIMIT_NOFILE */
     size_t max_buffered_body_bytes;
+    int compress;                   /* HTTP_COMPRESS: gzip for clients that take it */
 } svc_config;
 
 /* ---- the application ----------------------------------------------------- */

@@ -88,6 +88,15 @@ void svc__metrics_setup(svc_app *app) {
         svc_metric_counter("http_body_budget_rejected_total",
                            "Requests answered 503 at HTTP_MAX_BUFFERED_BODY_BYTES", 1, svc_label),
         name);
+    app->s_gzip_responses = svc_metric_with(
+        svc_metric_counter("http_compressed_responses_total",
+                           "Responses sent gzip-compressed (HTTP_COMPRESS), cached forms included", 1, svc_label),
+        name);
+    app->s_gzip_saved = svc_metric_with(
+        svc_metric_counter("http_compression_saved_bytes_total",
+                           "Body bytes gzip saved: plain minus compressed, summed over those responses", 1,
+                           svc_label),
+        name);
     static const char *accept_labels[] = {"service", "reason"};
     static const char *const reasons[] = {[ACCEPT_ERR_EMFILE] = "emfile", [ACCEPT_ERR_ENFILE] = "enfile",
                                           [ACCEPT_ERR_OTHER] = "other"};

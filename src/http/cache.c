@@ -107,7 +107,7 @@ static void set_validators(entry *e, const char *etag, int64_t last_modified) {
  * compresses it as for any response.
  */
 static void respond(svc_req *req, svc_res *res, const entry *e, int kept, int copy) {
-    int varies = e->len >= SVC_GZIP_MIN_BYTES;
+    int varies = e->len >= SVC_GZIP_MIN_BYTES && req->app->cfg.compress;
     int accepts = varies && svc__accepts_gzip(req);
     int gz = accepts && (!kept || e->gz);
     int st = svc__preconditions(req, res, e->etag, e->last_modified, gz, varies);
@@ -117,6 +117,7 @@ static void respond(svc_req *req, svc_res *res, const entry *e, int kept, int co
             if (gz) {
                 svc_res_body(res, 200, "application/json", e->gz, e->gzlen);
                 svc_res_header(res, "Content-Encoding", "gzip");
+                svc__compressed(req->app, e->len, e->gzlen);
             } else if (copy) {
                 svc_res_body(res, 200, "application/json", e->body, e->len);
             }
@@ -150,7 +151,7 @@ void svc_cache_store_tagged(svc_req *req, svc_res *res, int64_t version, const c
         return;
     }
     svc_buf gz = {0};
-    if (n.len >= SVC_GZIP_MIN_BYTES) {
+    if (n.len >= SVC_GZIP_MIN_BYTES && req->app->cfg.compress) {
         if (svc__gzip(n.body, n.len, &gz) == SVC_OK) {
             n.gz = gz.data;
             n.gzlen = gz.len;

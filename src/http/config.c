@@ -46,6 +46,7 @@ static const core_var core_vars[] = {
     {"HTTP_BODY_TIMEOUT", "30", "seconds to receive a request's body"},
     {"HTTP_IDLE_TIMEOUT", "60", "seconds a keep-alive connection may idle"},
     {"HTTP_MAX_CONNECTIONS", "10000", "open connections per worker; more get 503 (lowered to fit RLIMIT_NOFILE)"},
+    {"HTTP_COMPRESS", "1", "gzip JSON and text responses for clients that accept it: 1 or 0"},
 };
 
 static int fail(char *err, size_t errlen, const char *var, const char *val, const char *why) {
@@ -199,6 +200,8 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if ((rc = get_int("HTTP_MAX_CONNECTIONS", 1, 1000000, SVC_HTTP_MAX_CONNECTIONS, &v, err,
                       errlen))) return rc;
     c->max_connections = (int)v;
+    if ((rc = get_int("HTTP_COMPRESS", 0, 1, 1, &v, err, errlen))) return rc;
+    c->compress = (int)v;
     if (c->header_timeout_ms == 0)
         return fail(err, errlen, "HTTP_HEADER_TIMEOUT", getenv("HTTP_HEADER_TIMEOUT"), "must be > 0");
     if (c->body_timeout_ms == 0)

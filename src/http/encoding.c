@@ -193,8 +193,13 @@ static int varies_already(const svc_res *res) {
     return 0;
 }
 
+void svc__compressed(const svc_app *app, size_t plain, size_t gz) {
+    svc_counter_add(app->s_gzip_responses, 1);
+    if (plain > gz) svc_counter_add(app->s_gzip_saved, plain - gz);
+}
+
 void svc__res_encode(svc_req *req, svc_res *res) {
-    if (res->coded || res->streaming || res->status == 204 || res->status == 304 || res->status < 200) return;
+    if (!req->app->cfg.compress || res->coded || res->streaming || res->status == 204 || res->status == 304 || res->status < 200) return;
     if (res->body.len < SVC_GZIP_MIN_BYTES || !svc__compressible(res->content_type)) return;
     if (svc__res_header_get(res, "Content-Encoding")) return;
     if (!varies_already(res) && svc_res_header(res, "Vary", "Accept-Encoding") != SVC_OK) return;
@@ -215,6 +220,7 @@ void svc__res_encode(svc_req *req, svc_res *res) {
         svc__worker_buf_give(req->w, &out);
         return;
     }
+    svc__compressed(req->app, res->body.len, out.len);
     svc__worker_buf_give(req->w, &res->body);
     res->body = out;
     if (gz_etag) res->headers[etag].value = gz_etag;

@@ -175,6 +175,8 @@ struct svc_app {
     atomic_llong body_bytes;         /* request bodies buffered (or reserved) */
     svc_series *s_body_bytes;
     svc_series *s_body_budget;       /* 503s at HTTP_MAX_BUFFERED_BODY_BYTES */
+    svc_series *s_gzip_responses;    /* responses sent gzip-compressed */
+    svc_series *s_gzip_saved;        /* plain minus compressed bytes of those */
     /* The highest values since memory was last trimmed (app.c). */
     atomic_llong peak_connections;
     atomic_llong peak_body_bytes;
@@ -434,6 +436,8 @@ char *svc__etag_gzip(svc_arena *a, const char *etag);
  * for the client, or leaves it plain, and sets Vary, Content-Encoding and the
  * ETag's form (app.h). */
 void svc__res_encode(svc_req *req, svc_res *res);
+/* Counts a response sent compressed: plain bytes became gz. */
+void svc__compressed(const svc_app *app, size_t plain, size_t gz);
 /* The first value of the response header name (any case), or NULL. */
 const char *svc__res_header_get(const svc_res *res, const char *name);
 

@@ -731,6 +731,45 @@ def test_uncached_responses_are_compressed_too(shop):
     assert one(hdrs, "content-encoding") is None and b"http_requests_total" in body
 
 
+def metric(svc, name):
+    """The value of an unlabelled-but-service series of the plain /metrics."""
+    for line in svc.request("GET", "/metrics")[2].decode().splitlines():
+        if line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+def test_compressed_responses_and_saved_bytes_are_counted(shop):
+    """Cached (the list) and uncached (/metrics) compressed responses count
+    once each, with what they saved; plain ones do not count."""
+    c = shop
+    # WORKERS=2: a response of either worker counts in the process's series.
+    before = (metric(c.products, "http_compressed_responses_total"),
+              metric(c.products, "http_compression_saved_bytes_total"))
+    _, _, plain = fetch(c.products, LIST, c.user)
+    _, hdrs, body = fetch(c.products, LIST, gz(c))
+    assert one(hdrs, "content-encoding") == "gzip"
+    after = (metric(c.products, "http_compressed_responses_total"),
+             metric(c.products, "http_compression_saved_bytes_total"))
+    assert after[0] == before[0] + 1, (before, after)
+    assert after[1] == before[1] + len(plain) - len(body), (before, after, len(plain), len(body))
+
+
+def test_http_compress_0_turns_compression_off(shop):
+    with start_products(shop.auth, {"HTTP_COMPRESS": "0"}) as products:
+        for path in (LIST, "/metrics"):
+            status, hdrs, body = fetch(products, path, gz(shop))
+            assert status == 200 and one(hdrs, "content-encoding") is None and not varies(hdrs), path
+            assert body.startswith(b"{") or b"http_requests_total" in body
+        assert metric(products, "http_compressed_responses_total") == 0
+
+
+def test_http_compress_must_be_0_or_1(shop):
+    with start_products(shop.auth, {"HTTP_COMPRESS": "yes"}, wait_ready=False, check_exit=False) as products:
+        assert products.proc.wait(10) != 0
+        assert "HTTP_COMPRESS" in products.read_log()
+
+
 # ---- validation -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("body", [

@@ -6,7 +6,8 @@
 #include "svckit/cache.h"
 #include "../test.h"
 
-static svc_worker worker;
+static svc_app app = {.cfg.compress = 1};
+static svc_worker worker = {.app = &app};
 
 static svc_req *request(const char *path, const char *const *fields, size_t n) {
     svc_req *req = svc__req_new_worker(&worker);
@@ -117,6 +118,24 @@ TEST(both_forms_are_kept_and_each_client_gets_its_own) {
     REQUIRE(req);
     CHECK(!hit);
     release(req);
+}
+
+/* HTTP_COMPRESS=0: the entry keeps no gzip form, hits are plain, no Vary. */
+TEST(compression_switched_off_stores_and_serves_plain) {
+    app.cfg.compress = 0;
+    const char *gz[] = {"Accept-Encoding", "gzip"};
+    svc_req *req = store("/off", 9000, 3, NULL, -1, gz, 1);
+    REQUIRE(req);
+    CHECK(hdr(req, "Content-Encoding") == NULL && hdr(req, "Vary") == NULL);
+    CHECK_EQ(req->res.body.len, 9000);
+    release(req);
+    int hit;
+    req = serve("/off", 3, gz, 1, &hit);
+    REQUIRE(req && hit);
+    CHECK(hdr(req, "Content-Encoding") == NULL && hdr(req, "Vary") == NULL);
+    CHECK_EQ(req->res.body.len, 9000);
+    release(req);
+    app.cfg.compress = 1;
 }
 
 TEST(small_bodies_stay_plain_without_vary) {

@@ -6,7 +6,8 @@
 #include "http/internal.h"
 #include "../test.h"
 
-static svc_worker worker;
+static svc_app app = {.cfg.compress = 1};
+static svc_worker worker = {.app = &app};
 
 /* A GET request carrying the given header fields (name, value, ...). */
 static svc_req *request(const char *method, const char *const *fields, size_t n) {
@@ -311,4 +312,17 @@ TEST(a_coded_response_is_not_coded_twice) {
     req->res.streaming = 0;
     release(req);
     free(b);
+}
+
+/* HTTP_COMPRESS=0: nothing is compressed and nothing says it varies. */
+TEST(compression_switched_off) {
+    app.cfg.compress = 0;
+    svc_req *req = encoded("GET", "gzip", 200, "application/json", 9000, "\"t1\"");
+    REQUIRE(req);
+    CHECK_EQ(req->res.body.len, 9000);
+    CHECK(svc__res_header_get(&req->res, "Content-Encoding") == NULL);
+    CHECK(svc__res_header_get(&req->res, "Vary") == NULL);
+    CHECK_STR(svc__res_header_get(&req->res, "ETag"), "\"t1\"");
+    release(req);
+    app.cfg.compress = 1;
 }
