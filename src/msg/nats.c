@@ -95,7 +95,8 @@ int svc__nats_msg_new(const char *subject, size_t subject_len, const char *reply
                       const char *hdr, size_t hdr_len, const char *data, size_t len, svc_nats_msg **out) {
     *out = NULL;
     size_t maxn = 0;
-    for (const char *p = hdr, *end = hdr + hdr_len; p && p < end; maxn++) {
+    /* No headers: hdr may be NULL, and NULL + 0 is undefined behaviour. */
+    for (const char *p = hdr, *end = hdr ? hdr + hdr_len : hdr; p && p < end; maxn++) {
         p = memchr(p, '\n', (size_t)(end - p));
         if (!p) break;
         p++;
