@@ -139,10 +139,11 @@ run:
 	@MAKE='$(MAKE)' BUILD='$(BUILD)' bash scripts/build-quiet.sh
 	@SVCKIT_BUILD="$${SVCKIT_BUILD:-$(BUILD)}" bash scripts/run.sh
 
-# `make fuzz FUZZ_SECONDS=60`: libFuzzer (clang) on every target, corpus grows in place.
+# `make fuzz FUZZ_SECONDS=60 [FUZZ_TARGETS="http_fields jwt"]`: libFuzzer (clang,
+# ASan+UBSan) on every target for that long, corpus grows in place.
 FUZZ_SECONDS ?= 30
 fuzz: $(DEPS_STAMP)
-	bash scripts/fuzz.sh $(FUZZ_SECONDS)
+	FUZZ_TARGETS='$(FUZZ_TARGETS)' bash scripts/fuzz.sh $(FUZZ_SECONDS)
 
 images: $(DEPS_STAMP)
 	bash scripts/images.sh build
