@@ -37,6 +37,15 @@ void svc_ratelimit_free(svc_ratelimit *rl);
  * or SVC_EAGAIN with *retry_after_s (>= 1) set to when a token will be there. */
 int svc_ratelimit_take(svc_ratelimit *rl, const char *key, int *retry_after_s);
 
+/* Bytes of svc_ratelimit_peer_key's output, its NUL included. */
+#define SVC_RATELIMIT_PEER_KEY_MAX 48
+/* The key a per-client limit should use for peer (svc_req_peer's text):
+ * an IPv6 address stands for its /64 ("2001:db8:1:2::/64"), since one
+ * client (a home, a cloud machine) is usually given a whole /64 and can
+ * send from any address in it; an IPv4-mapped IPv6 address is its IPv4
+ * address; anything else, IPv4 included, is itself. Returns out, or peer. */
+const char *svc_ratelimit_peer_key(const char *peer, char out[SVC_RATELIMIT_PEER_KEY_MAX]);
+
 #ifdef __cplusplus
 }
 #endif

@@ -139,7 +139,9 @@ static int limit_requests(svc_req *req, svc_res *res, void *ud) {
         if (strcmp(route, limits[i].route) == 0) l = &limits[i];
     if (!l) return SVC_OK;
     int retry_after = 0;
-    if (svc_ratelimit_take(l->rl, svc_req_peer(req), &retry_after) == SVC_OK) return SVC_OK;
+    char key[SVC_RATELIMIT_PEER_KEY_MAX];
+    if (svc_ratelimit_take(l->rl, svc_ratelimit_peer_key(svc_req_peer(req), key), &retry_after) == SVC_OK)
+        return SVC_OK;
     char ra[16];
     snprintf(ra, sizeof ra, "%d", retry_after);
     svc_res_header(res, "Retry-After", ra);

@@ -435,7 +435,8 @@ int gw_edge_check(svc_req *req, svc_res *res, void *ud) {
     if (g->rl) {
         int after = 1;
         const char *peer = svc_req_peer(req);
-        if (svc_ratelimit_take(g->rl, *peer ? peer : "unknown", &after) != SVC_OK) {
+        char key[SVC_RATELIMIT_PEER_KEY_MAX];
+        if (svc_ratelimit_take(g->rl, *peer ? svc_ratelimit_peer_key(peer, key) : "unknown", &after) != SVC_OK) {
             char ra[16];
             snprintf(ra, sizeof ra, "%d", after);
             svc_counter_add(g->m.rate_limited, 1);

@@ -14,6 +14,7 @@
  * are entry indices plus one, so that 0 ends a chain and the zeroed memory of
  * calloc is an empty table: the pages are only touched once keys arrive.
  */
+#include <arpa/inet.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -204,4 +205,16 @@ void svc__ratelimit_stats(svc_ratelimit *rl, uint32_t *keys, uint64_t *evicted_a
     *keys = rl->used;
     *evicted_active = rl->evicted_active;
     pthread_mutex_unlock(&rl->mu);
+}
+
+const char *svc_ratelimit_peer_key(const char *peer, char out[SVC_RATELIMIT_PEER_KEY_MAX]) {
+    unsigned char a[16];
+    if (!peer || inet_pton(AF_INET6, peer, a) != 1) return peer;
+    static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a, mapped, sizeof mapped) == 0)
+        return inet_ntop(AF_INET, a + 12, out, SVC_RATELIMIT_PEER_KEY_MAX) ? out : peer;
+    memset(a + 8, 0, 8);
+    if (!inet_ntop(AF_INET6, a, out, SVC_RATELIMIT_PEER_KEY_MAX - 3)) return peer;
+    strcat(out, "/64");
+    return out;
 }

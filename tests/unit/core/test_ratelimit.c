@@ -194,3 +194,31 @@ TEST(bad_arguments_make_no_limiter) {
     CHECK(svc__ratelimit_new_sized(1, 1, 0) == NULL);
     svc_ratelimit_free(NULL);
 }
+
+/* Found by the review: keys were whole addresses, so an IPv6 client, which
+ * holds a /64, got a fresh bucket per address: unlimited login attempts. */
+static const char *peer_key(const char *peer) {
+    static char out[SVC_RATELIMIT_PEER_KEY_MAX];
+    return svc_ratelimit_peer_key(peer, out);
+}
+
+TEST(ipv6_clients_are_limited_by_their_64) {
+    CHECK_STR(peer_key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+    CHECK_STR(peer_key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
+    CHECK_STR(peer_key("2001:db8:1:3::1"), "2001:db8:1:3::/64");
+    CHECK_STR(peer_key("::1"), "::/64");
+    CHECK_STR(peer_key("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), "ffff:ffff:ffff:ffff::/64");
+    CHECK_STR(peer_key("::ffff:192.0.2.7"), "192.0.2.7");
+    CHECK_STR(peer_key("192.0.2.7"), "192.0.2.7");
+    CHECK_STR(peer_key(""), "");
+    CHECK_STR(peer_key("not an address"), "not an address");
+    CHECK(svc_ratelimit_peer_key(NULL, (char[SVC_RATELIMIT_PEER_KEY_MAX]){0}) == NULL);
+    /* One bucket for the whole /64: the second address finds it empty. */
+    svc_ratelimit *rl = svc__ratelimit_new_sized(1, 1.0 / 60, 16);
+    REQUIRE(rl);
+    char a[SVC_RATELIMIT_PEER_KEY_MAX], b[SVC_RATELIMIT_PEER_KEY_MAX];
+    CHECK_EQ(take(rl, svc_ratelimit_peer_key("2001:db8::1", a), 0), SVC_OK);
+    CHECK_EQ(take(rl, svc_ratelimit_peer_key("2001:db8::2", b), 0), SVC_EAGAIN);
+    CHECK_EQ(take(rl, svc_ratelimit_peer_key("2001:db8:0:1::2", b), 0), SVC_OK);
+    svc_ratelimit_free(rl);
+}
