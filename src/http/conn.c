@@ -416,6 +416,7 @@ static int on_headers_complete(http_parser *p) {
         return request_error(req, 400, "bad_request", "missing Host header");
     if (req->host_count > 1)
         return request_error(req, 400, "bad_request", "more than one Host header");
+    if (req->host_bad) return request_error(req, 400, "bad_request", "malformed Host header");
     if (req->te_count) {
         if (p->http_minor == 0)
             return request_error(req, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request");

@@ -338,6 +338,7 @@ struct svc_req {
     unsigned te_count : 2;           /* Transfer-Encoding fields, saturating at 3 */
     unsigned te_other : 1;           /* a Transfer-Encoding other than "chunked" */
     unsigned host_count : 2;
+    unsigned host_bad : 1;           /* a Host value that is no uri-host[:port] */
     unsigned prepared : 1;           /* ids and peer assigned */
     unsigned head_checked : 1;       /* routed, head hooks run */
     unsigned head_answered : 1;      /* ... and they wrote the response */

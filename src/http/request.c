@@ -72,6 +72,26 @@ void svc__req_note_header(svc_req *req, const char *name, size_t nlen, const cha
     if (slot && !*slot) *slot = value;
 }
 
+/* A Host value (RFC 9110 7.2): uri-host [ ":" port ], uri-host an IP-literal
+ * ("[...]") or a reg-name (unreserved, pct-encoded, sub-delims), possibly
+ * empty. RFC 9112 3.2 has a server answer 400 to anything else, which a
+ * proxy in front may read otherwise ("a b", "a@b", "a/b"). */
+static int alnum(char c) { return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z'); }
+
+static int host_ok(const char *v) {
+    const char *p = v;
+    if (*p == '[') {
+        p++;
+        while (*p && *p != ']' && (alnum(*p) || *p == ':' || *p == '.')) p++;
+        if (*p++ != ']') return 0;
+    } else {
+        while (*p && (alnum(*p) || strchr("-._~%!$&'()*+,;=", *p))) p++;
+    }
+    if (*p == ':')
+        for (p++; *p >= '0' && *p <= '9'; p++) {}
+    return *p == '\0';
+}
+
 /* Turns the offsets gathered while parsing into name/value pointers, and
  * notes the fields that framing depends on. */
 int svc__req_headers_done(svc_req *req) {
@@ -88,6 +108,7 @@ int svc__req_headers_done(svc_req *req) {
         req->headers[i] = (svc_hdr){name, value, nlen};
         if (nlen == 4 && strcasecmp(name, "host") == 0) {
             if (req->host_count < 3) req->host_count++;
+            if (!host_ok(value)) req->host_bad = 1;
         } else if (nlen == 17 && strcasecmp(name, "transfer-encoding") == 0) {
             if (req->te_count < 3) req->te_count++;
             if (strcasecmp(value, "chunked") != 0) req->te_other = 1;
