@@ -99,7 +99,7 @@ static void setup(void) {
     static const char *const unset[] = {"PORT", "HOST", "WORKERS", "NATS_URL", "LOG_FORMAT", "JWT_SECRET",
                                         "SECRET_KEY", "AUTH_JWKS_URL", "SHUTDOWN_TIMEOUT", "DRAIN_DELAY",
                                         "HTTP_HEADER_TIMEOUT", "HTTP_BODY_TIMEOUT", "HTTP_IDLE_TIMEOUT",
-                                        "HTTP_MAX_CONNECTIONS"};
+                                        "HTTP_MAX_CONNECTIONS", "HTTP_COMPRESS"};
     for (size_t i = 0; i < sizeof unset / sizeof unset[0]; i++) unsetenv(unset[i]);
     /* Small limits reach every limit branch with small inputs. */
     setenv("HTTP_MAX_HEADER_BYTES", "1024", 1);
