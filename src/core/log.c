@@ -183,23 +183,52 @@ static void put_spaces(svc_buf *b, size_t n) {
     }
 }
 
-/* Appends s with every C0 control, DEL and C1 control (U+0080..U+009F,
- * 0xC2 0x80..0x9F in UTF-8; U+009B is a CSI to many terminals) as '?'.
+/* Bytes of the well-formed UTF-8 sequence (RFC 3629) at s[0..n) whose lead
+ * byte is c >= 0x80, and its code point; 0 if there is none. */
+static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp) {
+    unsigned char c = s[0];
+    size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    if (!len || len > n) return 0;
+    uint32_t v = c & (0x7F >> len);
+    for (size_t k = 1; k < len; k++) {
+        if ((s[k] & 0xC0) != 0x80) return 0;
+        v = v << 6 | (s[k] & 0x3F);
+    }
+    /* Overlong, surrogate or past U+10FFFF. */
+    if ((len == 3 && (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+/* Appends s with every C0 control, DEL, C1 control (U+0080..U+009F; U+009B
+ * is a CSI to many terminals) and every byte that is not part of well-formed
+ * UTF-8 (a lone 0x9B is a CSI to a terminal in an 8-bit mode) as '?'.
  * Returns the characters written. */
 static size_t put_clean(svc_buf *b, const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
     size_t start = 0, chars = 0;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int c1 = c == 0xC2 && i + 1 < n && (unsigned char)s[i + 1] >= 0x80 && (unsigned char)s[i + 1] <= 0x9F;
-        if (c >= 0x20 && c != 0x7F && !c1) {
-            chars += (c & 0xC0) != 0x80;
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        size_t len = 1;
+        int bad;
+        if (c < 0x80) {
+            bad = c < 0x20 || c == 0x7F;
+        } else {
+            uint32_t cp = 0;
+            len = utf8_seq(u + i, n - i, &cp);
+            bad = !len || cp <= 0x9F;
+            if (!len) len = 1;
+        }
+        chars++;
+        if (!bad) {
+            i += len;
             continue;
         }
         svc_buf_append(b, s + start, i - start);
         svc_buf_putc(b, '?');
-        chars++;
-        if (c1) i++;
-        start = i + 1;
+        i += len;
+        start = i;
     }
     svc_buf_append(b, s + start, n - start);
     return chars;

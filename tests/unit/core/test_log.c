@@ -126,6 +126,22 @@ TEST(text_lines_show_control_characters_as_question_marks) {
     CHECK_EQ(strchr(out, '\n') - out + 1, (long long)strlen(out));
 }
 
+/* Found by the review: a request target with a raw 0x9B byte (or %9b, which
+ * the path decodes to it) reached the text access line as is, a CSI to a
+ * terminal in an 8-bit mode. Bytes that are not well-formed UTF-8 are '?'
+ * too, each counting as one character; valid characters of every length
+ * stay. */
+TEST(text_lines_show_malformed_utf8_as_question_marks) {
+    svc_log_setup("svc", SVC_LOG_INFO, 0);
+    svc_log_text_style(0, 1);
+    svc_buf b = {0};
+    svc__log_text_access(&b, "GET", "/\23331m/\377\300\257/\355\240\200/\342\202\254\360\237\230\200/\303", 200, 0,
+                         NULL, NULL);
+    svc_buf_putc(&b, '\0');
+    CHECK_STR(b.data, "GET     /?31m/??" "?/??" "?/\342\202\254\360\237\230\200/?      200    0.00ms");
+    svc_buf_free(&b);
+}
+
 TEST(the_text_access_line_aligns_its_columns) {
     svc_log_setup("svc", SVC_LOG_INFO, 0);
     svc_log_text_style(0, 1);
