@@ -42,10 +42,16 @@ int gw_forward_request_header(const char *name) { return listed(request_headers,
 
 int gw_forward_response_header(const char *name) { return listed(gw_response_headers, name); }
 
-int gw_idempotent(const char *method) {
-    static const char *const m[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", NULL};
-    for (const char *const *p = m; *p; p++)
+int gw_may_run_twice(const char *method, const char *const *headers) {
+    static const char *const reads[] = {"GET", "HEAD", "OPTIONS", NULL}, *const writes[] = {"PUT", "DELETE", NULL};
+    for (const char *const *p = reads; *p; p++)
         if (strcmp(*p, method) == 0) return 1;
+    for (const char *const *p = writes; *p; p++) {
+        if (strcmp(*p, method) != 0) continue;
+        for (const char *const *h = headers; h && *h; h++)
+            if (strncasecmp(*h, "If-", 3) == 0) return 0;
+        return 1;
+    }
     return 0;
 }
 

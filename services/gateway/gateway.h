@@ -131,8 +131,12 @@ int gw_forward_request_header(const char *name);
 int gw_forward_response_header(const char *name);
 /* The same list, NULL-terminated, Content-Type first. */
 extern const char *const gw_response_headers[];
-/* 1 for methods RFC 9110 calls idempotent (GET, HEAD, PUT, DELETE, OPTIONS). */
-int gw_idempotent(const char *method);
+/* 1 if a request may be sent again after an attempt that may have run: its
+ * method is idempotent (RFC 9110: GET, HEAD, PUT, DELETE, OPTIONS), and a
+ * write carries no precondition (headers: "Name: value", NULL-terminated;
+ * an If-Match write that ran once fails its condition the second time, and
+ * the client would get 412 for a write that landed). */
+int gw_may_run_twice(const char *method, const char *const *headers);
 /*
  * Re-encodes a normalised, decoded path (svc_req_path) and a raw query
  * (svc_req_query_string) as the target svc_rpc_call wants: every path byte

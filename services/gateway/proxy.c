@@ -249,7 +249,7 @@ static void move_stranded(gw_worker *w, uint64_t now) {
     for (gw_call *c = w->inflight; c; c = next) {
         next = c->next;
         int svc = c->route->service;
-        if (!c->cur || c->attempt != 0 || !c->instance[0] || !c->route->retry || !gw_idempotent(c->method) ||
+        if (!c->cur || c->attempt != 0 || !c->instance[0] || !c->route->retry || !gw_may_run_twice(c->method, c->headers) ||
             gw_pool_has(&w->pools, svc, c->instance))
             continue;
         const char *to = gw_pool_pick(&w->pools, svc, now, c->instance);
@@ -359,7 +359,7 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
 
     /* One retry, on another instance, for idempotent requests (they may
      * have run once already). */
-    if (retryable && c->attempt == 0 && c->route->retry && gw_idempotent(c->method)) {
+    if (retryable && c->attempt == 0 && c->route->retry && gw_may_run_twice(c->method, c->headers)) {
         if (gw_pools_sync(&w->pools, &g->dir)) move_stranded(w, now);
         const char *next = gw_pool_pick(&w->pools, svc, now, c->instance[0] ? c->instance : NULL);
         if (next) {

@@ -271,3 +271,31 @@ def test_get_in_flight_on_an_instance_that_dies_moves_at_once(nats_server):  # n
         assert metric(gw, "gateway_upstream_requests_total", service="mover", outcome="timeout") == 0
         assert metric(gw, "gateway_moved_total") >= held
         assert good.count() >= 40 // 2
+
+
+def test_conditional_writes_are_not_retried(nats_server):  # noqa: F811
+    """A retry may run a request twice. For a PUT with If-Match that ran the
+    first time (a timeout, a lost reply), the second run fails its condition:
+    the client would get 412 for a write that landed. So the gateway never
+    retries a conditional write (unconditional PUTs and DELETEs it does: the
+    unit test of gw_may_run_twice)."""
+    broken = {"now": False}
+
+    def sometimes(inst, m):
+        return fail(503)(inst, m) if broken["now"] else echo(inst, m)
+
+    with FakeInstance(nats_server, "cw", sometimes) as bad, FakeInstance(nats_server, "cw") as good, \
+            gateway(nats_server, {"/cw": "cw"}, breaker={"failures": 1000}) as gw:
+        wait_instances(gw, "cw", 2)
+        for _ in range(40):  # a budget to retry with
+            assert gw.request("GET", "/cw")[0] == 200
+        broken["now"] = True
+        n, g, retries = bad.count(), good.count(), metric(gw, "gateway_retries_total")
+        # Round robin: one of the first two reaches the failing instance (which
+        # is then skipped for a while), and its 503 comes back as it is.
+        cond = [gw.request(method, "/cw", body=b"{}", headers={hdr: val})[0]
+                for method, hdr, val in (("PUT", "If-Match", '"e1"'),
+                                         ("DELETE", "If-Unmodified-Since", "Sun, 06 Nov 1994 08:49:37 GMT"))]
+        assert cond.count(503) == bad.count() - n == 1, cond
+        assert metric(gw, "gateway_retries_total") == retries
+        assert good.count() - g == 1
