@@ -73,8 +73,8 @@ int svc__accepts_gzip(const svc_req *req) {
         if (strcasecmp(req->headers[i].name, "accept-encoding") != 0) continue;
         const char *v = req->headers[i].value;
         while (*v) {
-            size_t len = strcspn(v, ",");
-            const char *s = v, *e = v + len;
+            const char *s = v, *e = v;
+            while (*e && *e != ',') e++;
             v = *e ? e + 1 : e;
             while (s < e && is_ows(*s)) s++;
             while (e > s && is_ows(e[-1])) e--;
