@@ -49,23 +49,25 @@ static int list_match(const svc_req *req, const char *name, const char *etag, in
         for (;;) {
             while (*p == ',' || is_ows(*p)) p++;
             if (!*p) break;
-            if (*p == '*') {
-                bits |= TAG_STAR;
-                p++;
-                continue;
-            }
             int w = p[0] == 'W' && p[1] == '/';
             const char *o = w ? p + 2 : p, *q = o + 1;
             if (*o == '"') {
                 /* etagc: %x21 / %x23-7E / obs-text */
                 while ((unsigned char)*q >= 0x21 && *q != '"' && *q != 0x7f) q++;
             }
-            if (*o != '"' || *q != '"') {
+            /* A member ends at OWS and a comma. Junk after a tag ("a"junk,
+             * *x) leans towards refusing a write: for If-Match the member
+             * matches nothing (412), for If-None-Match the tag counts. */
+            const char *end = *p == '*' ? p + 1 : *o == '"' && *q == '"' ? q + 1 : p;
+            const char *after = end;
+            while (is_ows(*after)) after++;
+            if (end == p || (!weak && *after && *after != ',')) {
                 p += strcspn(p, ",");
                 continue;
             }
-            if (etag && (weak || (!w && !etag_weak))) bits |= tag_cmp(o, (size_t)(q + 1 - o), etag, elen);
-            p = q + 1;
+            if (*p == '*') bits |= TAG_STAR;
+            else if (etag && (weak || (!w && !etag_weak))) bits |= tag_cmp(o, (size_t)(q + 1 - o), etag, elen);
+            p = after;
         }
     }
     return bits;

@@ -101,6 +101,14 @@ TEST(if_match_compares_strongly) {
     CHECK_EQ(EVAL("PUT", "If-Match", "\"p1-v1-gzipx\""), 412);
     CHECK_EQ(EVAL("PUT", "If-Match", ""), 412);
     CHECK_EQ(EVAL("GET", "If-Match", "\"other\""), 412);
+    /* Found by the review: a tag followed by junk matched; a member ends at
+     * OWS and a comma, or it is malformed and matches nothing. */
+    CHECK_EQ(EVAL("PUT", "If-Match", "\"p1-v1\"junk"), 412);
+    CHECK_EQ(EVAL("PUT", "If-Match", "\"p1-v1\"\"x\""), 412);
+    CHECK_EQ(EVAL("PUT", "If-Match", "*x"), 412);
+    CHECK_EQ(EVAL("PUT", "If-Match", "\"p1-v1\" \t, \"x\""), 0);
+    CHECK_EQ(EVAL("PUT", "If-Match", "\"p1-v1\"junk, \"p1-v1\""), 0);
+    CHECK_EQ(EVAL("PUT", "If-Match", "* "), 0);
     /* No current representation: only If-Match fails, "*" included. */
     const char *star[] = {"If-Match", "*"};
     CHECK_EQ(eval("PUT", NULL, star, 1, NULL), 412);
