@@ -136,10 +136,13 @@ int svc_db_write_wait(svc_db *db, svc_db_write_fn fn, void *ud);
 
 /* fn(db, ud) runs on the writer thread after each batch that committed at
  * least one closure, after their done callbacks (the outbox relay wakes on
- * it). Up to SVC_DB_MAX_COMMIT_HOOKS; SVC_ERANGE beyond. Register before the
- * first svc_db_write. */
+ * it). It must not block nor call these two functions. Up to
+ * SVC_DB_MAX_COMMIT_HOOKS; SVC_ERANGE beyond. svc_db_on_commit_remove takes
+ * the (fn, ud) registration back (SVC_ENOTFOUND if none): once it returns,
+ * fn is not running and will not run again. */
 typedef void (*svc_db_commit_fn)(svc_db *db, void *ud);
 int svc_db_on_commit(svc_db *db, svc_db_commit_fn fn, void *ud);
+int svc_db_on_commit_remove(svc_db *db, svc_db_commit_fn fn, void *ud);
 
 /* ---- Transactional outbox -------------------------------------------------
  *

@@ -49,6 +49,9 @@ struct svc_db {
     bool writer_started, closing;
     db_write *queue;        /* ring of SVC_DB_WRITE_QUEUE entries */
     size_t head, count;
+    /* Held while the hooks run, so a removed hook is never called after
+     * svc_db_on_commit_remove returns. */
+    pthread_mutex_t hook_lock;
     db_hook hooks[SVC_DB_MAX_COMMIT_HOOKS];
     int nhooks;
     svc_series *m_batches, *m_writes_ok, *m_writes_failed, *m_batch_size, *m_queue_full;

@@ -18,6 +18,7 @@ static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 
 void svc__db_write_init(svc_db *db) {
     pthread_mutex_init(&db->wlock, NULL);
+    pthread_mutex_init(&db->hook_lock, NULL);
     pthread_cond_init(&db->wcond, NULL);
     const char *base = strrchr(db->path, '/');
     base = base ? base + 1 : db->path;
@@ -40,14 +41,30 @@ void svc__db_write_init(svc_db *db) {
 }
 
 int svc_db_on_commit(svc_db *db, svc_db_commit_fn fn, void *ud) {
-    if (!fn) return SVC_EINVAL;
-    pthread_mutex_lock(&db->wlock);
+    if (!db || !fn) return SVC_EINVAL;
+    pthread_mutex_lock(&db->hook_lock);
     int rc = SVC_ERANGE;
     if (db->nhooks < SVC_DB_MAX_COMMIT_HOOKS) {
         db->hooks[db->nhooks++] = (db_hook){fn, ud};
         rc = SVC_OK;
     }
-    pthread_mutex_unlock(&db->wlock);
+    pthread_mutex_unlock(&db->hook_lock);
+    return rc;
+}
+
+int svc_db_on_commit_remove(svc_db *db, svc_db_commit_fn fn, void *ud) {
+    if (!db) return SVC_EINVAL;
+    pthread_mutex_lock(&db->hook_lock);
+    int rc = SVC_ENOTFOUND;
+    for (int i = 0; i < db->nhooks; i++) {
+        if (db->hooks[i].fn == fn && db->hooks[i].ud == ud) {
+            memmove(&db->hooks[i], &db->hooks[i + 1], sizeof db->hooks[0] * (size_t)(db->nhooks - i - 1));
+            db->nhooks--;
+            rc = SVC_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&db->hook_lock);
     return rc;
 }
 
@@ -107,9 +124,6 @@ static void *writer_main(void *arg) {
         for (size_t i = 0; i < n; i++) batch[i] = db->queue[(db->head + i) % SVC_DB_WRITE_QUEUE];
         db->head = (db->head + n) % SVC_DB_WRITE_QUEUE;
         db->count -= n;
-        int nhooks = db->nhooks;
-        db_hook hooks[SVC_DB_MAX_COMMIT_HOOKS];
-        memcpy(hooks, db->hooks, sizeof hooks);
         pthread_mutex_unlock(&db->wlock);
 
         memset(st, 0, sizeof st[0] * n);
@@ -124,8 +138,11 @@ static void *writer_main(void *arg) {
         svc_counter_add(db->m_writes_failed, n - ok);
         for (size_t i = 0; i < n; i++)
             if (batch[i].done) batch[i].done(st[i], batch[i].done_ud);
-        if (ok)
-            for (int i = 0; i < nhooks; i++) hooks[i].fn(db, hooks[i].ud);
+        if (ok) {
+            pthread_mutex_lock(&db->hook_lock);
+            for (int i = 0; i < db->nhooks; i++) db->hooks[i].fn(db, db->hooks[i].ud);
+            pthread_mutex_unlock(&db->hook_lock);
+        }
 
         pthread_mutex_lock(&db->wlock);
     }
@@ -210,5 +227,6 @@ void svc__db_write_stop(svc_db *db) {
     if (started) pthread_join(db->writer, NULL);
     free(db->queue);
     pthread_cond_destroy(&db->wcond);
+    pthread_mutex_destroy(&db->hook_lock);
     pthread_mutex_destroy(&db->wlock);
 }

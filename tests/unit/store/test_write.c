@@ -261,12 +261,20 @@ TEST(commit_hook_runs_after_each_durable_batch) {
     REQUIRE(svc_db_on_commit(db, on_commit, &h) == SVC_OK);
     for (int i = 1; i < SVC_DB_MAX_COMMIT_HOOKS; i++) CHECK_EQ(svc_db_on_commit(db, on_commit, &h), SVC_OK);
     CHECK_EQ(svc_db_on_commit(db, on_commit, &h), SVC_ERANGE);
+    hook_state removed = {0, 0};
+    CHECK_EQ(svc_db_on_commit_remove(db, on_commit, &removed), SVC_ENOTFOUND);
+    CHECK_EQ(svc_db_on_commit_remove(db, on_commit, &h), SVC_OK); /* one of them */
+    CHECK_EQ(svc_db_on_commit(db, on_commit, &removed), SVC_OK);
     CHECK_EQ(svc_db_write_wait(db, test_insert_item, "a"), SVC_OK);
+    CHECK_EQ(svc_db_on_commit_remove(db, on_commit, &removed), SVC_OK);
+    CHECK_EQ(svc_db_write_wait(db, test_insert_item, "b"), SVC_OK); /* removed: not called */
     /* A batch that commits nothing calls no hook. */
     CHECK_EQ(svc_db_write_wait(db, test_insert_item, "a"), SVC_EEXIST);
     svc_db_close(db); /* joins the writer: the hooks have run */
-    CHECK_EQ(h.calls, SVC_DB_MAX_COMMIT_HOOKS);
-    CHECK_EQ(h.rows_seen, 1);
+    CHECK_EQ(h.calls, 2 * (SVC_DB_MAX_COMMIT_HOOKS - 1));
+    CHECK_EQ(h.rows_seen, 2);
+    CHECK_EQ(removed.calls, 1);
+    CHECK_EQ(removed.rows_seen, 1);
     test_remove_db(path);
 }
 
