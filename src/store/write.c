@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "store/internal.h"
 
 static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
@@ -147,6 +148,7 @@ static void *writer_main(void *arg) {
         pthread_mutex_lock(&db->wlock);
     }
     pthread_mutex_unlock(&db->wlock);
+    svc__log_thread_exit();
     return NULL;
 }
 
