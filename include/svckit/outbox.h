@@ -59,8 +59,9 @@ void svc_outbox_relay_stop(svc_outbox_relay *r);
  */
 typedef int (*svc_db_event_fn)(svc_db *db, const svc_event *ev, void *ud);
 
-/* What svc_app_on_stream_db needs; the caller fills db, effect, ud, and
- * keeps it alive until svc_app_run returns. */
+/* What svc_app_on_stream_db needs; the caller fills effect and ud before,
+ * db before the first message can come (in on_start: until then messages are
+ * nak'd), and keeps it alive until svc_app_run returns. */
 typedef struct svc_db_consumer {
     svc_db *db;
     svc_db_event_fn effect;
@@ -77,7 +78,7 @@ typedef struct svc_db_consumer {
  * (db_consumer_events_total{durable,outcome="no_id"}); a full write queue or
  * a failed commit naks it (redelivered). Outcomes counted: applied,
  * duplicate, refused, retry, no_id. Same arguments and returns as
- * svc_app_on_stream, plus SVC_EINVAL for a NULL c, c->db or c->effect.
+ * svc_app_on_stream, plus SVC_EINVAL for a NULL c or c->effect.
  */
 int svc_app_on_stream_db(svc_app *app, const char *stream, const char *subject, const char *durable,
                          int ack_wait_ms, svc_db_consumer *c);

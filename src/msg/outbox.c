@@ -234,6 +234,7 @@ static int consume(svc_app *app, const svc_event *ev, void *ud) {
         svc_warn("%s: dropping a message on %s without a usable Nats-Msg-Id", c->durable, ev->subject);
         return SVC_EINVAL; /* terminate: a redelivery would have no id either */
     }
+    if (!c->db) return SVC_EAGAIN; /* on_start has not opened it yet */
     consume_job j = {c, ev, false};
     int rc = svc_db_write_wait(c->db, consume_closure, &j);
     if (rc == SVC_OK) {
@@ -251,7 +252,7 @@ static int consume(svc_app *app, const svc_event *ev, void *ud) {
 
 int svc_app_on_stream_db(svc_app *app, const char *stream, const char *subject, const char *durable,
                          int ack_wait_ms, svc_db_consumer *c) {
-    if (!c || !c->db || !c->effect || !durable || strlen(durable) >= sizeof c->durable) return SVC_EINVAL;
+    if (!c || !c->effect || !durable || strlen(durable) >= sizeof c->durable) return SVC_EINVAL;
     snprintf(c->durable, sizeof c->durable, "%s", durable);
     return svc_app_on_stream(app, stream, subject, durable, ack_wait_ms, consume, SVC_OFFLOAD, c);
 }
