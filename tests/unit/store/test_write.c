@@ -32,6 +32,13 @@ static void gate_wait_entered(gate *g) {
     pthread_mutex_unlock(&g->m);
 }
 
+/* Queues the gate and waits until the writer is inside it. */
+static int hold_writer(svc_db *db, gate *g) {
+    if (svc_db_write(db, gate_closure, g, NULL, NULL) != SVC_OK) return 0;
+    gate_wait_entered(g);
+    return 1;
+}
+
 static void gate_open(gate *g) {
     pthread_mutex_lock(&g->m);
     g->open = 1;
@@ -137,8 +144,7 @@ TEST(full_queue_refuses_at_once_and_counts) {
     svc_db *db = test_db_open(path);
     REQUIRE(db);
     gate g = GATE_INIT;
-    REQUIRE(svc_db_write(db, gate_closure, &g, NULL, NULL) == SVC_OK);
-    gate_wait_entered(&g);
+    REQUIRE(hold_writer(db, &g));
     static char names[SVC_DB_WRITE_QUEUE][16];
     for (int i = 0; i < SVC_DB_WRITE_QUEUE; i++) {
         snprintf(names[i], sizeof names[i], "n%d", i);
@@ -209,8 +215,7 @@ TEST(close_drains_the_queue) {
     svc_db *db = test_db_open(path);
     REQUIRE(db);
     gate g = GATE_INIT;
-    REQUIRE(svc_db_write(db, gate_closure, &g, NULL, NULL) == SVC_OK);
-    gate_wait_entered(&g);
+    REQUIRE(hold_writer(db, &g));
     static char names[500][16];
     for (int i = 0; i < 500; i++) {
         snprintf(names[i], sizeof names[i], "n%d", i);
