@@ -135,8 +135,8 @@ int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, 
 int svc_db_write_wait(svc_db *db, svc_db_write_fn fn, void *ud);
 
 /* fn(db, ud) runs on the writer thread after each batch that committed at
- * least one closure, after their done callbacks (the outbox relay wakes on
- * it). It must not block nor call these two functions. Up to
+ * least one closure, before their done callbacks (the outbox relay wakes on
+ * it; a svc_db_write_wait that returned saw its batch's hooks run). It must not block nor call these two functions. Up to
  * SVC_DB_MAX_COMMIT_HOOKS; SVC_ERANGE beyond. svc_db_on_commit_remove takes
  * the (fn, ud) registration back (SVC_ENOTFOUND if none): once it returns,
  * fn is not running and will not run again. */

@@ -137,13 +137,14 @@ static void *writer_main(void *arg) {
         }
         svc_counter_add(db->m_writes_ok, ok);
         svc_counter_add(db->m_writes_failed, n - ok);
-        for (size_t i = 0; i < n; i++)
-            if (batch[i].done) batch[i].done(st[i], batch[i].done_ud);
+        /* Hooks first: whoever a done callback wakes may rely on them having run. */
         if (ok) {
             pthread_mutex_lock(&db->hook_lock);
             for (int i = 0; i < db->nhooks; i++) db->hooks[i].fn(db, db->hooks[i].ud);
             pthread_mutex_unlock(&db->hook_lock);
         }
+        for (size_t i = 0; i < n; i++)
+            if (batch[i].done) batch[i].done(st[i], batch[i].done_ud);
 
         pthread_mutex_lock(&db->wlock);
     }
