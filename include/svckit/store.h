@@ -246,6 +246,13 @@ void svc_db_idem_response_free(svc_db_idem_response *r);
  * positive count). Returns the rows deleted or an error. */
 int svc_db_sweep(svc_db *db, int64_t before);
 
+/* The writer thread sweeps by itself, at most every SVC_DB_SWEEP_INTERVAL_S
+ * after a batch, what is older than the retention: SVC_DB_RETENTION_S unless
+ * set here (seconds >= 1; SVC_EINVAL otherwise). Keep it longer than any
+ * redelivery of a stream (inbox) and any client's retries (idempotency). */
+#define SVC_DB_SWEEP_INTERVAL_S 60
+int svc_db_set_retention(svc_db *db, int64_t seconds);
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,7 @@
 #define SVC_STORE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "svckit/obs.h"
@@ -54,6 +55,8 @@ struct svc_db {
     pthread_mutex_t hook_lock;
     db_hook hooks[SVC_DB_MAX_COMMIT_HOOKS];
     int nhooks;
+    _Atomic int64_t retention_s;
+    int64_t last_sweep;     /* writer thread only */
     svc_series *m_batches, *m_writes_ok, *m_writes_failed, *m_batch_size, *m_queue_full;
 };
 

@@ -11,6 +11,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/internal.h"
 #include "store/internal.h"
@@ -18,6 +19,7 @@
 static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 
 void svc__db_write_init(svc_db *db) {
+    db->retention_s = SVC_DB_RETENTION_S;
     pthread_mutex_init(&db->wlock, NULL);
     pthread_mutex_init(&db->hook_lock, NULL);
     pthread_cond_init(&db->wcond, NULL);
@@ -113,6 +115,28 @@ static void run_batch(svc_db *db, db_write *ws, int *st, size_t n) {
         if (st[i] == SVC_OK) st[i] = SVC_EIO; /* its changes are gone with the batch */
 }
 
+int svc_db_set_retention(svc_db *db, int64_t seconds) {
+    if (!db || seconds < 1) return SVC_EINVAL;
+    db->retention_s = seconds;
+    return SVC_OK;
+}
+
+/* The retention sweep, in its own transaction, at most every
+ * SVC_DB_SWEEP_INTERVAL_S; bounded per call, so a large backlog goes over
+ * several intervals rather than holding the writer. */
+static void maybe_sweep(svc_db *db) {
+    int64_t now = (int64_t)time(NULL);
+    if (now - db->last_sweep < SVC_DB_SWEEP_INTERVAL_S) return;
+    db->last_sweep = now;
+    if (step_once(db, "BEGIN IMMEDIATE") != SVC_OK) return;
+    int n = svc_db_sweep(db, now - db->retention_s);
+    if (n < 0 || step_once(db, "COMMIT") != SVC_OK) {
+        svc_db_rollback(db);
+        return;
+    }
+    if (n > 0) svc_info("database %s: swept %d inbox and idempotency rows", db->path, n);
+}
+
 static void *writer_main(void *arg) {
     svc_db *db = arg;
     db_write batch[SVC_DB_MAX_BATCH];
@@ -145,6 +169,7 @@ static void *writer_main(void *arg) {
         }
         for (size_t i = 0; i < n; i++)
             if (batch[i].done) batch[i].done(st[i], batch[i].done_ud);
+        maybe_sweep(db);
 
         pthread_mutex_lock(&db->wlock);
     }

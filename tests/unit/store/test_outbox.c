@@ -235,3 +235,25 @@ TEST(library_tables_leave_the_service_schema_alone) {
     CHECK(test_db_open(path) == NULL);
     test_remove_db(path);
 }
+
+TEST(the_writer_sweeps_by_itself_with_the_retention_set) {
+    const char *path = test_db_path();
+    svc_db *db = test_db_open(path);
+    REQUIRE(db);
+    CHECK_EQ(svc_db_set_retention(db, 0), SVC_EINVAL);
+    CHECK_EQ(svc_db_set_retention(db, 3600), SVC_OK);
+    char sql[256];
+    long long now = (long long)time(NULL);
+    snprintf(sql, sizeof sql, "INSERT INTO svc_inbox VALUES ('c', 'old', %lld), ('c', 'new', %lld)", now - 7200,
+             now);
+    REQUIRE(svc_db_exec(db, sql) == SVC_OK);
+    /* The writer's first batch is followed by a sweep; close waits for it. */
+    CHECK_EQ(svc_db_write_wait(db, test_insert_item, "x"), SVC_OK);
+    svc_db_close(db);
+    db = test_db_open(path);
+    REQUIRE(db);
+    CHECK_EQ(test_db_count(db, "SELECT count(*) FROM svc_inbox"), 1);
+    CHECK_EQ(test_db_count(db, "SELECT count(*) FROM svc_inbox WHERE msg_id = 'new'"), 1);
+    svc_db_close(db);
+    test_remove_db(path);
+}
