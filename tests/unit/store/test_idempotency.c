@@ -159,3 +159,39 @@ TEST(stored_bodies_are_bounded) {
     svc_db_close(db);
     test_remove_db(path);
 }
+
+#include <pthread.h>
+
+#define RACERS 8
+
+static svc_db *race_db;
+static int race_results[RACERS];
+
+static void *racer(void *arg) {
+    int i = (int)(intptr_t)arg;
+    idem_arg a = {"u", "same-key", "POST", "/orders", "{}", 0, {0}, 201, "{\"id\":1}"};
+    race_results[i] = check(race_db, &a);
+    if (a.result == SVC_DB_IDEM_REPLAY && (a.resp.status != 201 || strcmp(a.resp.body, "{\"id\":1}") != 0))
+        race_results[i] = -100;
+    svc_db_idem_response_free(&a.resp);
+    return NULL;
+}
+
+TEST(concurrent_retries_of_one_key_run_it_once) {
+    const char *path = test_db_path();
+    race_db = test_db_open(path);
+    REQUIRE(race_db);
+    pthread_t t[RACERS];
+    for (int i = 0; i < RACERS; i++) REQUIRE(pthread_create(&t[i], NULL, racer, (void *)(intptr_t)i) == 0);
+    int news = 0, replays = 0;
+    for (int i = 0; i < RACERS; i++) {
+        pthread_join(t[i], NULL);
+        news += race_results[i] == SVC_DB_IDEM_NEW;
+        replays += race_results[i] == SVC_DB_IDEM_REPLAY;
+    }
+    /* check and store in one closure: never "in progress" to anyone */
+    CHECK_EQ(news, 1);
+    CHECK_EQ(replays, RACERS - 1);
+    svc_db_close(race_db);
+    test_remove_db(path);
+}
