@@ -6,7 +6,8 @@
  * (an event-loop worker or a thread-pool thread running an SVC_OFFLOAD
  * handler) gets its own sqlite3 connection on first use, so no connection is
  * ever shared and no lock is taken on the read path. WAL lets readers run while
- * one writer commits; writers wait up to SVC_DB_BUSY_TIMEOUT_MS for each other.
+ * one writer commits; writers wait up to SVC_DB_BUSY_TIMEOUT_MS for each other
+ * (svc_db_write has one writer thread, which never waits for its own kind).
  *
  * Durability: synchronous=FULL, so a write that was acknowledged survives a
  * crash of the process (and of the machine).
@@ -124,8 +125,9 @@ typedef void (*svc_db_done_fn)(int status, void *done_ud);
  * Queues fn for the writer thread (started on the first call). SVC_OK: queued,
  * done (may be NULL) will be called exactly once. SVC_EAGAIN at once when
  * SVC_DB_WRITE_QUEUE closures are already queued (counted in
- * db_write_queue_full_total), SVC_ECLOSED while the db closes: then done is
- * never called. Closures run, commit and complete in the order queued.
+ * db_write_queue_full_total), SVC_ECLOSED while the db closes, SVC_EINVAL
+ * (NULL db or fn), SVC_ENOMEM or SVC_EIO (the writer could not start): then
+ * done is never called. Closures run, commit and complete in the order queued.
  */
 int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, void *done_ud);
 
