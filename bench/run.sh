@@ -16,6 +16,9 @@
 #   search-flood one user's distinct searches on products against another user's
 #             cached reads, with and without the search limit (bench/search_flood.py)
 #   gzip      the products group's request without and with Accept-Encoding: gzip (issue 8)
+#   store     durable writes/s: group commit (svc_db_write) against one transaction per
+#             write, BENCH_STORE_WRITERS threads, synchronous=FULL, on the disk under
+#             build/bench (bench/store.c; issue 10)
 # Results go to build/bench/results.{md,json} and the table is printed at the end.
 #
 # Environment (all optional):
@@ -28,6 +31,7 @@
 #   BENCH_LOGIN_DURATION=5 BENCH_LOGIN_WARMUP=1 BENCH_LOGIN_CONNS=8   the login scenario's
 #   BENCH_TIMING_SAMPLES=200   auth-timing: logins of each kind
 #   BENCH_FLOOD_SECONDS=8 BENCH_FLOOD_CONNS=32   search-flood: each flood, its connections
+#   BENCH_STORE_WRITERS=8 BENCH_STORE_SECONDS=5   store: writer threads, seconds per design
 #   BENCH_LAT_CONNS=1 BENCH_LAT_DURATION=5   the gateway group's fixed-concurrency
 #                         latency runs (after the -c CONNS run, same server), one per value
 #   BENCH_HALF_DURATION=10 BENCH_HALF_WARMUP=2   the gateway group's constant-rate runs
@@ -43,7 +47,7 @@
 #   BENCH_SERVER_CPU=0 BENCH_CLIENT_CPU=1   the CPUs of the server and of wrk
 #   BENCH_PORT=18400      first port; scenario i listens on BENCH_PORT+i (+92..+99: helpers,
 #                         +60..+62: the products instances behind the gateway)
-#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products products-plain products-gzip auth-login direct gateway gateway-3 auth-timing search-flood"
+#   BENCH_ONLY="ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products products-plain products-gzip auth-login direct gateway gateway-3 auth-timing search-flood store"
 #                         scenarios to run, in this order
 #   BENCH_SVCKIT_BIN=build/bin/demo   the svckit server of the demo group
 #   BENCH_AUTH_BIN=build/bin/auth BENCH_PRODUCTS_BIN=build/bin/products   the reference services
@@ -77,18 +81,20 @@ KILL_DOWN_S=1              # ...and restarted this long after
 RATE_CONNS=256             # most connections bench/rate.c may open
 GW_PIN=${BENCH_GW_PIN:-0}
 NATS_GOMAXPROCS=${BENCH_NATS_GOMAXPROCS-1}
-read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products products-plain products-gzip auth-login direct gateway gateway-3 auth-timing search-flood}"
+read -ra SCENARIOS <<<"${BENCH_ONLY:-ceiling nginx nginx-nolog svckit svckit-render ceiling-products nginx-products products products-plain products-gzip auth-login direct gateway gateway-3 auth-timing search-flood store}"
 # Groups with a driver of their own instead of wrk: taken out of the list, run apart.
 SCRIPT_GROUPS=()
 for i in "${!SCENARIOS[@]}"; do
     case ${SCENARIOS[$i]} in
-    auth-timing | search-flood) SCRIPT_GROUPS+=("${SCENARIOS[$i]}"); unset 'SCENARIOS[i]' ;;
+    auth-timing | search-flood | store) SCRIPT_GROUPS+=("${SCENARIOS[$i]}"); unset 'SCENARIOS[i]' ;;
     esac
 done
 SCENARIOS=("${SCENARIOS[@]}")
 TIMING_SAMPLES=${BENCH_TIMING_SAMPLES:-200}
 FLOOD_SECONDS=${BENCH_FLOOD_SECONDS:-8}
 FLOOD_CONNS=${BENCH_FLOOD_CONNS:-32}
+STORE_WRITERS=${BENCH_STORE_WRITERS:-8}
+STORE_SECONDS=${BENCH_STORE_SECONDS:-5}
 SVCKIT_BIN=${BENCH_SVCKIT_BIN:-build/bin/demo}
 AUTH_BIN=${BENCH_AUTH_BIN:-build/bin/auth}
 PRODUCTS_BIN=${BENCH_PRODUCTS_BIN:-build/bin/products}
@@ -1032,6 +1038,16 @@ run_script_group() { # NAME
             --port $((BASE_PORT + 92)) --data "$PWD/$RUN/$name" --server-cpu "$SERVER_CPU" \
             --client-cpu "$CLIENT_CPU" --rounds "$ROUNDS" --seconds "$FLOOD_SECONDS" --conns "$FLOOD_CONNS" \
             --out "$OUT/$name" >/dev/null || die "$name failed"
+        ;;
+    store)
+        [ -f build/lib/libsvckit.a ] || { log "$name: skipped (build/lib/libsvckit.a is not built)"; return 0; }
+        log "$name: $STORE_WRITERS writers x ${STORE_SECONDS}s per design"
+        # shellcheck disable=SC2046 # pkg-config's flags are words
+        cc -std=gnu11 -O2 -Wall -Wextra -Werror -Iinclude bench/store.c build/lib/libsvckit.a \
+            $(pkg-config --libs libuv jansson libsodium sqlite3 zlib) -lhttp_parser -lpthread -lm -o "$OUT/store"
+        mkdir -p "$RUN/$name"
+        { echo "### Durable writes: group commit against one transaction per write (issue 10)"; echo
+          "$OUT/store" "$RUN/$name" "$STORE_WRITERS" "$STORE_SECONDS"; } >"$OUT/$name.md" || die "$name failed"
         ;;
     esac
 }

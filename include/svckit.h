@@ -11,6 +11,7 @@
  *   svckit/cache.h   per-worker cache of rendered responses, ETags
  *   svckit/msg.h     NATS: routes over request-reply, RPC, events, JetStream, discovery
  *   svckit/store.h   SQLite helpers
+ *   svckit/outbox.h  outbox relay, idempotent JetStream consumers
  */
 #ifndef SVCKIT_H
 #define SVCKIT_H
@@ -26,6 +27,7 @@
 #include "svckit/msg.h"
 #if __has_include("svckit/store.h")
 #include "svckit/store.h"
+#include "svckit/outbox.h"
 #endif
 
 #endif

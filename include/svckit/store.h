@@ -6,15 +6,24 @@
  * (an event-loop worker or a thread-pool thread running an SVC_OFFLOAD
  * handler) gets its own sqlite3 connection on first use, so no connection is
  * ever shared and no lock is taken on the read path. WAL lets readers run while
- * one writer commits; writers wait up to SVC_DB_BUSY_TIMEOUT_MS for each other.
+ * one writer commits; writers wait up to SVC_DB_BUSY_TIMEOUT_MS for each other
+ * (svc_db_write has one writer thread, which never waits for its own kind).
  *
  * Durability: synchronous=FULL, so a write that was acknowledged survives a
  * crash of the process (and of the machine).
+ *
+ * Writes that must be durable and fast go through svc_db_write: one writer
+ * thread per database runs queued closures in batches, one transaction and
+ * one fsync per batch (group commit). On top of it, in tables the library
+ * creates itself: a transactional outbox, an inbox for idempotent consumers,
+ * and idempotency keys for HTTP handlers (docs/messaging.md).
  */
 #ifndef SVCKIT_STORE_H
 #define SVCKIT_STORE_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "svckit/core.h"
@@ -26,6 +35,18 @@ extern "C" {
 #define SVC_DB_BUSY_TIMEOUT_MS 5000
 #define SVC_DB_MAX_STATEMENTS 64     /* cached prepared statements per thread */
 #define SVC_DB_MAX_CONNECTIONS 128   /* threads that may use one svc_db */
+#define SVC_DB_WRITE_QUEUE 4096      /* queued write closures; more: SVC_EAGAIN */
+#define SVC_DB_MAX_BATCH 256         /* closures committed in one transaction */
+#define SVC_DB_MAX_COMMIT_HOOKS 4    /* svc_db_on_commit registrations */
+#define SVC_DB_RETENTION_S 86400     /* default age of inbox and idempotency rows to sweep */
+#define SVC_DB_SUBJECT_MAX 256       /* outbox subject length */
+#define SVC_DB_PAYLOAD_MAX (1024 * 1024) /* outbox payload bytes (NATS' default max_payload) */
+#define SVC_DB_MSG_ID_MAX 128        /* inbox message id length */
+#define SVC_DB_CONSUMER_MAX 128      /* inbox consumer name length */
+#define SVC_DB_IDEM_KEY_MAX 64       /* Idempotency-Key length (printable ASCII) */
+#define SVC_DB_IDEM_SCOPE_MAX 128    /* idempotency scope (user) length */
+#define SVC_DB_IDEM_BODY_MAX (1024 * 1024) /* stored response body bytes */
+#define SVC_DB_IDEM_LEASE_S 60       /* an in-progress key older than this is taken over */
 
 typedef struct svc_db svc_db;
 
@@ -80,6 +101,159 @@ int64_t svc_db_version(svc_db *db);
 
 /* PRAGMA integrity_check: SVC_OK if "ok". */
 int svc_db_integrity_check(svc_db *db);
+
+/* ---- Group commit ---------------------------------------------------------
+ *
+ * A write closure runs on the database's writer thread, inside its own
+ * SAVEPOINT of a transaction shared with up to SVC_DB_MAX_BATCH - 1 other
+ * closures. It uses the db as usual (svc_db_prepare, svc_db_conn: the writer's
+ * connection) and returns SVC_OK to keep its changes, or an error to roll back
+ * only its own changes (the others of the batch commit). It must not begin,
+ * commit or roll back the transaction, nor call svc_db_write_wait, nor block on
+ * anything slow: every closure of the batch waits for it.
+ */
+typedef int (*svc_db_write_fn)(svc_db *db, void *ud);
+
+/* Called once per queued closure, on the writer thread, after the batch's
+ * COMMIT is durable (status SVC_OK), or with the closure's own error, or with
+ * the batch's error (SVC_EIO, SVC_EAGAIN: the commit failed and nothing of
+ * the closure was kept). It must not block; hand the result to a loop with
+ * uv_async_send or similar. */
+typedef void (*svc_db_done_fn)(int status, void *done_ud);
+
+/*
+ * Queues fn for the writer thread (started on the first call). SVC_OK: queued,
+ * done (may be NULL) will be called exactly once. SVC_EAGAIN at once when
+ * SVC_DB_WRITE_QUEUE closures are already queued (counted in
+ * db_write_queue_full_total), SVC_ECLOSED while the db closes, SVC_EINVAL
+ * (NULL db or fn), SVC_ENOMEM or SVC_EIO (the writer could not start): then
+ * done is never called. Closures run, commit and complete in the order queued.
+ */
+int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, void *done_ud);
+
+/* svc_db_write, then blocks until done: for a thread-pool thread (an
+ * SVC_OFFLOAD handler). Returns the status done would get, or svc_db_write's
+ * error. SVC_EINVAL on the writer thread itself (it would wait for itself). */
+int svc_db_write_wait(svc_db *db, svc_db_write_fn fn, void *ud);
+
+/* fn(db, ud) runs on the writer thread after each batch that committed at
+ * least one closure, before their done callbacks (the outbox relay wakes on
+ * it; a svc_db_write_wait that returned saw its batch's hooks run). It must not block nor call these two functions. Up to
+ * SVC_DB_MAX_COMMIT_HOOKS; SVC_ERANGE beyond. svc_db_on_commit_remove takes
+ * the (fn, ud) registration back (SVC_ENOTFOUND if none): once it returns,
+ * fn is not running and will not run again. */
+typedef void (*svc_db_commit_fn)(svc_db *db, void *ud);
+int svc_db_on_commit(svc_db *db, svc_db_commit_fn fn, void *ud);
+int svc_db_on_commit_remove(svc_db *db, svc_db_commit_fn fn, void *ud);
+
+/* ---- Transactional outbox -------------------------------------------------
+ *
+ * An event stored in the same transaction as the state change it announces,
+ * so both happen or neither does; a relay publishes stored events to
+ * JetStream later, at least once, in id order, with Nats-Msg-Id = msg_id so
+ * JetStream drops the duplicates a crashed relay sends again.
+ */
+
+/* Adds an event inside the caller's transaction (a write closure, or between
+ * svc_db_begin and svc_db_commit): SVC_EINVAL outside one, or for a subject
+ * empty or over SVC_DB_SUBJECT_MAX, or a payload over SVC_DB_PAYLOAD_MAX.
+ * msg_id is "<epoch>.<id>", the epoch being 16 random hex digits drawn at
+ * every svc_db_open, the id never reused within the database, so no two
+ * events share a msg_id even after the database is restored from a backup or
+ * recreated. *id_out (may be NULL) gets the row id. */
+int svc_db_outbox_add(svc_db *db, const char *subject, const void *payload, size_t len, int64_t *id_out);
+
+typedef struct svc_db_outbox_msg {
+    int64_t id;
+    const char *subject;
+    const char *msg_id;
+    const void *payload;
+    size_t len;
+    const char *headers;     /* NULL: none */
+    int64_t created_at;      /* unix seconds */
+} svc_db_outbox_msg;
+
+/* Called per stored event; the pointers are valid during the call only.
+ * Return 0 to go on, anything else to stop. */
+typedef int (*svc_db_outbox_fn)(const svc_db_outbox_msg *m, void *ud);
+
+/* The oldest max (1..SVC_DB_MAX_BATCH) stored events, in id order. Returns
+ * how many cb saw, or an error (SVC_EINVAL, SVC_EIO). */
+int svc_db_outbox_next(svc_db *db, int max, svc_db_outbox_fn cb, void *ud);
+
+/* Deletes the stored events with id <= upto_id (published and acknowledged).
+ * In the caller's transaction if one is open, else its own. */
+int svc_db_outbox_delete(svc_db *db, int64_t upto_id);
+
+/* ---- Inbox: idempotent consumers ------------------------------------------
+ *
+ * Inside the transaction that applies a message's effect: SVC_OK the first
+ * time (consumer, msg_id) is claimed, SVC_EEXIST if it was already (the caller
+ * skips the effect and acks), SVC_EINVAL outside a transaction or for an
+ * empty or over-long consumer (SVC_DB_CONSUMER_MAX) or msg_id
+ * (SVC_DB_MSG_ID_MAX). A claim is remembered until svc_db_sweep removes it:
+ * keep retention longer than any redelivery (the stream's max age).
+ */
+int svc_db_inbox_claim(svc_db *db, const char *consumer, const char *msg_id);
+
+/* ---- Idempotency keys for HTTP handlers -----------------------------------
+ *
+ * A key is scoped (usually by user) and bound to a request: the SHA-256 of
+ * method, path and body. svc_db_idem_check, in a write closure:
+ *   SVC_DB_IDEM_NEW         first use: the key is now held "in progress"; do
+ *                           the work, then svc_db_idem_store the response (in
+ *                           the same closure: then "in progress" is never seen
+ *                           by anyone else), or svc_db_idem_release it;
+ *   SVC_DB_IDEM_REPLAY      the stored response is in *out: send it again;
+ *   SVC_DB_IDEM_CONFLICT    same key, different request: answer 422;
+ *   SVC_DB_IDEM_IN_PROGRESS another request with this key is being handled
+ *                           (answer 409); a key held longer than
+ *                           SVC_DB_IDEM_LEASE_S is taken over (NEW).
+ * Negative: SVC_EINVAL (key empty, over SVC_DB_IDEM_KEY_MAX or not printable
+ * ASCII 0x20-0x7e; scope empty or over SVC_DB_IDEM_SCOPE_MAX; no transaction),
+ * SVC_EIO.
+ */
+enum { SVC_DB_IDEM_NEW = 0, SVC_DB_IDEM_REPLAY = 1, SVC_DB_IDEM_CONFLICT = 2, SVC_DB_IDEM_IN_PROGRESS = 3 };
+
+typedef struct svc_db_idem_response {
+    int status;              /* HTTP status */
+    char *headers;           /* "Name: value\r\n..." or NULL; malloc'd */
+    char *body;              /* malloc'd, NUL-terminated, len bytes */
+    size_t len;
+} svc_db_idem_response;
+
+/* True for a valid Idempotency-Key (the check svc_db_idem_check applies). */
+bool svc_db_idem_key_valid(const char *key);
+
+int svc_db_idem_check(svc_db *db, const char *scope, const char *key, const char *method, const char *path,
+                      const void *body, size_t len, svc_db_idem_response *out);
+
+/* Stores the response of a key held by svc_db_idem_check (in a transaction);
+ * SVC_ENOTFOUND if the key is not held, SVC_ERANGE for a body over
+ * SVC_DB_IDEM_BODY_MAX. */
+int svc_db_idem_store(svc_db *db, const char *scope, const char *key, int status, const char *headers,
+                      const void *body, size_t len);
+
+/* Forgets a key still in progress (the work failed; a retry may run it). */
+int svc_db_idem_release(svc_db *db, const char *scope, const char *key);
+
+/* Frees what svc_db_idem_check put in a response. */
+void svc_db_idem_response_free(svc_db_idem_response *r);
+
+/* ---- Retention ------------------------------------------------------------ */
+
+/* Deletes inbox claims and idempotency keys created before `before` (unix
+ * seconds; usually time(NULL) - SVC_DB_RETENTION_S), at most
+ * SVC_DB_MAX_BATCH * 4 rows of each per call (call again while it returns a
+ * positive count). Returns the rows deleted or an error. */
+int svc_db_sweep(svc_db *db, int64_t before);
+
+/* The writer thread sweeps by itself, at most every SVC_DB_SWEEP_INTERVAL_S
+ * after a batch, what is older than the retention: SVC_DB_RETENTION_S unless
+ * set here (seconds >= 1; SVC_EINVAL otherwise). Keep it longer than any
+ * redelivery of a stream (inbox) and any client's retries (idempotency). */
+#define SVC_DB_SWEEP_INTERVAL_S 60
+int svc_db_set_retention(svc_db *db, int64_t seconds);
 
 #ifdef __cplusplus
 }

@@ -14,28 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "svckit/store.h"
+#include <sodium.h>
 
-typedef struct stmt_entry {
-    const char *key;        /* the caller's pointer (a string literal) */
-    sqlite3_stmt *stmt;
-} stmt_entry;
-
-typedef struct db_conn {
-    sqlite3 *db;
-    stmt_entry stmts[SVC_DB_MAX_STATEMENTS];
-    int nstmts;
-    int64_t own_commits;    /* commits made on this connection (commit hook) */
-    pthread_t owner;
-} db_conn;
-
-struct svc_db {
-    char *path;
-    pthread_key_t key;
-    pthread_mutex_t lock;   /* guards conns[] registration only */
-    db_conn *conns[SVC_DB_MAX_CONNECTIONS];
-    int nconns;
-};
+#include "store/internal.h"
 
 int svc_db_status(int rc) {
     switch (rc & 0xff) {
@@ -59,7 +40,7 @@ static int count_commit(void *arg) {
     return 0; /* 0: let the commit proceed */
 }
 
-static int exec_simple(sqlite3 *db, const char *sql) {
+int svc__db_exec_logged(sqlite3 *db, const char *sql) {
     char *err = NULL;
     int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
     if (rc != SQLITE_OK) {
@@ -79,9 +60,9 @@ static sqlite3 *open_connection(const char *path) {
     }
     sqlite3_busy_timeout(db, SVC_DB_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(db, 1);
-    if (exec_simple(db, "PRAGMA journal_mode=WAL") != SQLITE_OK ||
-        exec_simple(db, "PRAGMA synchronous=FULL") != SQLITE_OK ||
-        exec_simple(db, "PRAGMA foreign_keys=ON") != SQLITE_OK) {
+    if (svc__db_exec_logged(db, "PRAGMA journal_mode=WAL") != SQLITE_OK ||
+        svc__db_exec_logged(db, "PRAGMA synchronous=FULL") != SQLITE_OK ||
+        svc__db_exec_logged(db, "PRAGMA foreign_keys=ON") != SQLITE_OK) {
         sqlite3_close(db);
         return NULL;
     }
@@ -157,7 +138,7 @@ sqlite3_stmt *svc_db_prepare(svc_db *db, const char *sql) {
 int svc_db_exec(svc_db *db, const char *sql) {
     sqlite3 *c = svc_db_conn(db);
     if (!c) return SVC_EIO;
-    return svc_db_status(exec_simple(c, sql));
+    return svc_db_status(svc__db_exec_logged(c, sql));
 }
 
 int svc_db_begin(svc_db *db) { return svc_db_exec(db, "BEGIN IMMEDIATE"); }
@@ -166,6 +147,11 @@ int svc_db_commit(svc_db *db) { return svc_db_exec(db, "COMMIT"); }
 void svc_db_rollback(svc_db *db) {
     sqlite3 *c = svc_db_conn(db);
     if (c && !sqlite3_get_autocommit(c)) sqlite3_exec(c, "ROLLBACK", NULL, NULL, NULL);
+}
+
+bool svc__db_in_transaction(svc_db *db) {
+    sqlite3 *c = svc_db_conn(db);
+    return c && !sqlite3_get_autocommit(c);
 }
 
 int64_t svc_db_version(svc_db *db) {
@@ -210,7 +196,7 @@ static int migrate(svc_db *db, const svc_migration *m, size_t n) {
         if (svc_db_begin(db) != SVC_OK) return SVC_EIO;
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version=%d", m[i].version);
-        if (exec_simple(c, m[i].sql) != SQLITE_OK || exec_simple(c, pragma) != SQLITE_OK) {
+        if (svc__db_exec_logged(c, m[i].sql) != SQLITE_OK || svc__db_exec_logged(c, pragma) != SQLITE_OK) {
             svc_db_rollback(db);
             svc_error("migration %d (%s) failed", m[i].version, m[i].name);
             return SVC_EIO;
@@ -235,11 +221,21 @@ int svc_db_open(const char *path, const svc_migration *migrations, size_t n, svc
     db->path = strdup(path);
     pthread_mutex_init(&db->lock, NULL);
     if (!db->path || pthread_key_create(&db->key, NULL) != 0) {
+        pthread_mutex_destroy(&db->lock);
         free(db->path);
         free(db);
         return SVC_ENOMEM;
     }
-    int rc = migrate(db, migrations, n);
+    svc__db_write_init(db);
+    if (sodium_init() < 0) {
+        svc_db_close(db);
+        return SVC_EIO;
+    }
+    unsigned char epoch[8];
+    randombytes_buf(epoch, sizeof epoch);
+    sodium_bin2hex(db->epoch, sizeof db->epoch, epoch, sizeof epoch);
+    int rc = svc__db_library_migrate(db);
+    if (rc == SVC_OK) rc = migrate(db, migrations, n);
     if (rc != SVC_OK) {
         svc_db_close(db);
         return rc;
@@ -250,6 +246,7 @@ int svc_db_open(const char *path, const svc_migration *migrations, size_t n, svc
 
 void svc_db_close(svc_db *db) {
     if (!db) return;
+    svc__db_write_stop(db);
     for (int i = 0; i < db->nconns; i++) conn_free(db->conns[i]);
     pthread_key_delete(db->key);
     pthread_mutex_destroy(&db->lock);
