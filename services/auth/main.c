@@ -64,10 +64,10 @@ static int read_credentials(svc_req *req, svc_res *res, const char **name, const
     return SVC_OK;
 }
 
-static int register_user(svc_req *req, svc_res *res) {
+static svc_outcome register_user(svc_req *req, svc_res *res) {
     const char *username, *password;
     size_t plen;
-    if (read_credentials(req, res, &username, &password, &plen, 1) != SVC_OK) return SVC_OK;
+    if (read_credentials(req, res, &username, &password, &plen, 1) != SVC_OK) return SVC_DONE;
     char hash[SVC_PASSWORD_HASH_MAX];
     if (svc_password_hash(password, plen, hash, sizeof hash) != SVC_OK)
         return svc_res_error(res, 503, "unavailable", "cannot hash the password now, retry");
@@ -81,15 +81,15 @@ static int register_user(svc_req *req, svc_res *res) {
     svc_jw_key(w, "username"), svc_jw_str(w, u.username);
     svc_jw_key(w, "role"), svc_jw_str(w, u.role);
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int login(svc_req *req, svc_res *res) {
+static svc_outcome login(svc_req *req, svc_res *res) {
     const char *username, *password;
     size_t plen;
     /* Login takes any syntactically present credentials: a malformed username
      * is simply an unknown user, answered like every other failure. */
-    if (read_credentials(req, res, &username, &password, &plen, 0) != SVC_OK) return SVC_OK;
+    if (read_credentials(req, res, &username, &password, &plen, 0) != SVC_OK) return SVC_DONE;
     user u;
     int rc = users_find(db, username, &u);
     if (rc == SVC_ENOTFOUND) {
@@ -124,36 +124,33 @@ static int login(svc_req *req, svc_res *res) {
     svc_jw_key(w, "expires_in"), svc_jw_i64(w, token_ttl);
     svc_jw_obj_end(w);
     svc_buf_free(&token);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
 /* Logins and registrations per client: checked on the loop before the
  * handler is offloaded, so a flood never reaches the (expensive) password
  * hashing, nor the body parsing before it. */
-static int limit_requests(svc_req *req, svc_res *res, void *ud) {
+static svc_outcome limit_requests(svc_req *req, svc_res *res, void *ud) {
     (void)ud;
     const char *route = svc_req_route(req);
-    if (!route) return SVC_OK;
+    if (!route) return SVC_NEXT;
     const route_limit *l = NULL;
     for (size_t i = 0; i < NLIMITS && !l; i++)
         if (strcmp(route, limits[i].route) == 0) l = &limits[i];
-    if (!l) return SVC_OK;
+    if (!l) return SVC_NEXT;
     int retry_after = 0;
-    if (svc_ratelimit_take(l->rl, svc_req_peer(req), &retry_after) == SVC_OK) return SVC_OK;
+    if (svc_ratelimit_take(l->rl, svc_req_peer(req), &retry_after) == SVC_OK) return SVC_NEXT;
     char ra[16];
     snprintf(ra, sizeof ra, "%d", retry_after);
     svc_res_header(res, "Retry-After", ra);
-    svc_res_error(res, 429, "too_many_requests", "too many %s; retry in %d s", l->what, retry_after);
-    /* Anything but SVC_OK tells the dispatcher the answer is written: the
-     * handler (and its password hashing) must not run. */
-    return SVC_EAGAIN;
+    return svc_res_error(res, 429, "too_many_requests", "too many %s; retry in %d s", l->what, retry_after);
 }
 
 /* Every claim of the caller's token, which only this service's key can have
  * signed: those svc_jwt_sign writes. The audience is the one verification
  * required (auth signs it as that one string); nbf and iat only when the
  * token has them. */
-static int me(svc_req *req, svc_res *res) {
+static svc_outcome me(svc_req *req, svc_res *res) {
     const svc_claims *c = svc_req_claims(req);
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
@@ -167,10 +164,10 @@ static int me(svc_req *req, svc_res *res) {
     if (*c->name) svc_jw_key(w, "name"), svc_jw_str(w, c->name);
     if (*c->role) svc_jw_key(w, "role"), svc_jw_str(w, c->role);
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int jwks(svc_req *req, svc_res *res) {
+static svc_outcome jwks(svc_req *req, svc_res *res) {
     (void)req;
     svc_res_header(res, "Cache-Control", "public, max-age=60");
     return svc_res_body(res, 200, "application/json", jwks_doc.data, jwks_doc.len);

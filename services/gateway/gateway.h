@@ -346,9 +346,9 @@ typedef struct gw_state {
 
 /* The catch-all route of every method, and its handler (SVC_ASYNC). */
 #define GW_PROXY_ROUTE "/*path"
-int gw_proxy(svc_req *req, svc_res *res);
+svc_outcome gw_proxy(svc_req *req, svc_res *res);
 /* The head hook: rate limit and edge auth, before the body is read. */
-int gw_edge_check(svc_req *req, svc_res *res, void *ud);
+svc_outcome gw_edge_check(svc_req *req, svc_res *res, void *ud);
 /* The after-hook that adds CORS headers for allowed origins. */
 void gw_cors_after(svc_req *req, svc_res *res, void *ud);
 /* Frees the per-worker states (after the workers stopped). */

@@ -17,30 +17,30 @@
 
 static svc_db *db;
 
-typedef int (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const void *arg);
+typedef svc_outcome (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const void *arg);
 
 /*
  * Serves a read: from the cache when the database has not changed since it was
- * rendered, else renders it (render writes a 200 JSON body, or an error), caches
- * it and adds an ETag.
+ * rendered, else renders it (render fills the 200 JSON body, or answers an
+ * error instead), caches a 200 and adds an ETag.
  */
-static int cached_read(svc_req *req, svc_res *res, render_fn render, const void *arg) {
+static svc_outcome cached_read(svc_req *req, svc_res *res, render_fn render, const void *arg) {
     int64_t version = svc_db_version(db);
-    if (svc_cache_serve(req, res, version)) return SVC_OK;
+    if (svc_cache_serve(req, res, version)) return SVC_DONE;
     svc_jw *w = svc_res_jw(res, 200);
-    int rc = render(req, res, w, arg);
-    if (rc == SVC_OK && svc_jw_ok(w) == SVC_OK) svc_cache_store(req, res, version);
+    svc_outcome rc = render(req, res, w, arg);
+    if (svc_res_get_status(res) == 200 && svc_jw_ok(w) == SVC_OK) svc_cache_store(req, res, version);
     return rc;
 }
 
-static int storage_error(svc_res *res, int rc) {
+static svc_outcome storage_error(svc_res *res, int rc) {
     if (rc == SVC_EAGAIN) return svc_res_error(res, 503, "unavailable", "the catalog is busy, retry");
     return svc_res_error(res, 500, "internal", "catalog storage error");
 }
 
 /* ---- reads ---------------------------------------------------------------- */
 
-static int render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
+static svc_outcome render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
     (void)arg;
     list_query q;
     char err[160];
@@ -52,21 +52,21 @@ static int render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
         q.category = name;
     }
     if (strcmp(svc_req_route(req), "/products/search") == 0 && search_query(req, res, &q) != SVC_OK)
-        return SVC_OK; /* the 400 or 429 is written */
+        return SVC_DONE; /* the 400 or 429 is written */
     int rc = catalog_list(db, &q, w);
-    return rc == SVC_OK ? SVC_OK : storage_error(res, rc);
+    return rc == SVC_OK ? SVC_DONE : storage_error(res, rc);
 }
 
-static int list_products(svc_req *req, svc_res *res) { return cached_read(req, res, render_list, NULL); }
+static svc_outcome list_products(svc_req *req, svc_res *res) { return cached_read(req, res, render_list, NULL); }
 
-static int render_categories(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
+static svc_outcome render_categories(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
     (void)req;
     (void)arg;
     int rc = catalog_categories(db, w);
-    return rc == SVC_OK ? SVC_OK : storage_error(res, rc);
+    return rc == SVC_OK ? SVC_DONE : storage_error(res, rc);
 }
 
-static int list_categories(svc_req *req, svc_res *res) {
+static svc_outcome list_categories(svc_req *req, svc_res *res) {
     return cached_read(req, res, render_categories, NULL);
 }
 
@@ -80,11 +80,11 @@ static int parse_id(svc_req *req, svc_res *res, int64_t *id) {
 
 /* A product's ETag comes from its version, the same in the answer to a write,
  * so a client can GET, edit, and write back with If-Match. */
-static int get_product(svc_req *req, svc_res *res) {
+static svc_outcome get_product(svc_req *req, svc_res *res) {
     int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
     int64_t version = svc_db_version(db);
-    if (svc_cache_serve(req, res, version)) return SVC_OK;
+    if (svc_cache_serve(req, res, version)) return SVC_DONE;
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
     if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
     int rc = catalog_get(db, id, p);
@@ -94,7 +94,7 @@ static int get_product(svc_req *req, svc_res *res) {
     char etag[PRODUCT_ETAG_MAX];
     product_etag(p, etag);
     svc_cache_store_tagged(req, res, version, etag, product_last_modified(p));
-    return SVC_OK;
+    return SVC_DONE;
 }
 
 /* ---- writes (thread pool) ------------------------------------------------- */
@@ -108,20 +108,20 @@ static int check_preconditions(const product *current, void *ud) {
     return svc_req_preconditions(svc_res_req(res), res, etag, product_last_modified(current));
 }
 
-static int write_result(svc_res *res, int rc, int status, const product *p, int64_t id) {
-    if (rc > 0) return SVC_OK; /* a precondition failed: answered */
+static svc_outcome write_result(svc_res *res, int rc, int status, const product *p, int64_t id) {
+    if (rc > 0) return SVC_DONE; /* a precondition failed: answered */
     if (rc == SVC_ENOTFOUND) return svc_res_error(res, 404, "not_found", "product %lld not found", (long long)id);
     if (rc != SVC_OK) return storage_error(res, rc);
     char etag[PRODUCT_ETAG_MAX];
     product_etag(p, etag);
     svc_res_validators(res, etag, product_last_modified(p));
     product_write(svc_res_jw(res, status), p, F_ALL);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int create_product(svc_req *req, svc_res *res) {
+static svc_outcome create_product(svc_req *req, svc_res *res) {
     json_t *body = svc_req_json(req, res);
-    if (!body) return SVC_OK;
+    if (!body) return SVC_DONE;
     product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
     if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
     unsigned set;
@@ -139,11 +139,11 @@ static int create_product(svc_req *req, svc_res *res) {
 
 /* PUT replaces every writable field (absent optional ones reset to their
  * defaults); PATCH changes only the fields it carries. */
-static int update_product(svc_req *req, svc_res *res) {
+static svc_outcome update_product(svc_req *req, svc_res *res) {
     int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
     json_t *body = svc_req_json(req, res);
-    if (!body) return SVC_OK;
+    if (!body) return SVC_DONE;
     int full = strcmp(svc_req_method(req), "PUT") == 0;
     product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
     if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
@@ -155,9 +155,9 @@ static int update_product(svc_req *req, svc_res *res) {
     return write_result(res, catalog_update(db, id, in, set, check_preconditions, res, in + 1), 200, in + 1, id);
 }
 
-static int delete_product(svc_req *req, svc_res *res) {
+static svc_outcome delete_product(svc_req *req, svc_res *res) {
     int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
     if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
     int rc = catalog_delete(db, id, check_preconditions, res, p);
@@ -171,7 +171,7 @@ static int delete_product(svc_req *req, svc_res *res) {
     svc_jw_key(w, "isDeleted"), svc_jw_bool(w, 1);
     svc_jw_key(w, "deletedOn"), svc_jw_str(w, now);
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
 /* ---- start-up ------------------------------------------------------------- */

@@ -33,6 +33,7 @@ static const core_var core_vars[] = {
     {"LOG_FORMAT", NULL, "json or text (default: text on a terminal, else json)"},
     {"LOG_COLOR", "auto", "text logs in colour: auto (on a terminal), always or never; NO_COLOR=1 is never"},
     {"SHUTDOWN_TIMEOUT", "10", "seconds to drain on SIGTERM"},
+    {"REQUEST_TIMEOUT", "30", "seconds a request may take before it is answered 504"},
     {"DRAIN_DELAY", "1", "seconds new connections are still accepted after SIGTERM"},
     {"JWT_SECRET", NULL, "HS256 secret, >= 32 bytes; replaces EdDSA (alias SECRET_KEY)"},
     {"AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "where verifiers get public keys"},
@@ -149,6 +150,10 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
 
     if ((rc = get_seconds("SHUTDOWN_TIMEOUT", 3600, SVC_SHUTDOWN_TIMEOUT_MS,
                           &c->shutdown_timeout_ms, err, errlen))) return rc;
+    if ((rc = get_seconds("REQUEST_TIMEOUT", 3600, SVC_REQUEST_TIMEOUT_MS, &c->request_timeout_ms, err,
+                          errlen))) return rc;
+    if (c->request_timeout_ms <= 0)
+        return fail(err, errlen, "REQUEST_TIMEOUT", getenv("REQUEST_TIMEOUT"), "must be at least 1 second");
     if ((rc = get_seconds("DRAIN_DELAY", 600, SVC_DRAIN_DELAY_MS, &c->drain_delay_ms, err, errlen)))
         return rc;
 

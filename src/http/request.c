@@ -43,6 +43,7 @@ void svc__req_free(svc_req *req) {
     svc_worker *w = req->w;
     if (req->body_reserved) atomic_fetch_sub(&req->app->body_bytes, (long long)req->body_reserved);
     if (req->json) json_decref(req->json);
+    svc__compose_release(req);
     svc__worker_buf_give(w, &req->res.body);
     svc__worker_buf_give(w, &req->raw);
     svc__worker_buf_give(w, &req->body);
