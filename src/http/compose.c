@@ -132,6 +132,15 @@ void svc__compose_release(svc_req *req) {
 static void kick(svc_compose *c);
 
 /* Ends a request whose chain cannot go on, with an answer of its own. */
+static void end_chain(svc_compose *c, int status, const char *code, const char *msg);
+
+static void deadline_exceeded(svc_compose *c) {
+    svc_req *req = c->req;
+    svc_warn("%s %s: deadline exceeded", req->method, req->route->pattern);
+    svc_counter_add(req->app->s_deadline, 1);
+    end_chain(c, 504, "deadline_exceeded", "the request took too long");
+}
+
 static void end_chain(svc_compose *c, int status, const char *code, const char *msg) {
     svc_req *req = c->req;
     c->waiting = 0;
@@ -148,6 +157,10 @@ static int client_gone(const svc_req *req) { return !req->transport && !req->con
  * as a handler's does. */
 static void run_then(svc_compose *c) {
     svc_req *req = c->req;
+    if (now_ms() >= c->deadline_ms) {
+        deadline_exceeded(c);
+        return;
+    }
     svc_then_fn then = c->then;
     void *ud = c->ud;
     c->waiting = 0;
@@ -195,9 +208,7 @@ static void work_done(uv_work_t *uvw, int status) {
         return;
     }
     if (now_ms() >= c->deadline_ms) {
-        svc_warn("%s %s: deadline exceeded", req->method, req->route->pattern);
-        svc_counter_add(req->app->s_deadline, 1);
-        end_chain(c, 504, "deadline_exceeded", "the request took too long");
+        deadline_exceeded(c);
         return;
     }
     if (atomic_load(&c->pending) == 0) run_then(c);
@@ -276,9 +287,7 @@ void svc__compose_tick(svc_worker *w) {
         svc_compose *next = c->next;
         svc_req *req = c->req;
         if (!c->working && now >= c->deadline_ms) {
-            svc_warn("%s %s: deadline exceeded", req->method, req->route->pattern);
-            svc_counter_add(req->app->s_deadline, 1);
-            end_chain(c, 504, "deadline_exceeded", "the request took too long");
+            deadline_exceeded(c);
         } else if (!c->working && client_gone(req)) {
             svc_info("%s %s: the client went away; the chain ends", req->method, req->route->pattern);
             end_chain(c, 499, "client_closed", "the client went away");
