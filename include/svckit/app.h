@@ -156,6 +156,10 @@ svc_app *svc_app_new(const char *name, int argc, char **argv);
  */
 int svc_app_route(svc_app *app, const char *method, const char *pattern,
                   svc_handler h, unsigned flags);
+/* The same with per-route user data, for the handler (svc_req_route_data):
+ * the state a handler needs without a file-scope global. */
+int svc_app_route_data(svc_app *app, const char *method, const char *pattern,
+                       svc_handler h, unsigned flags, void *data);
 #define svc_app_get(a, p, h, f) svc_app_route((a), "GET", (p), (h), (f))
 #define svc_app_post(a, p, h, f) svc_app_route((a), "POST", (p), (h), (f))
 #define svc_app_put(a, p, h, f) svc_app_route((a), "PUT", (p), (h), (f))
@@ -334,9 +338,29 @@ svc_app *svc_req_app(const svc_req *req);
 void *svc_req_app_data(const svc_req *req);
 /* The loop the request lives on (NULL while running offloaded). */
 uv_loop_t *svc_req_loop(const svc_req *req);
-/* Per-request slot for middleware (e.g. verified claims). */
-void svc_req_set_user(svc_req *req, void *user);
-void *svc_req_user(const svc_req *req);
+/* The data of the route that matched (svc_app_route_data), or NULL. */
+void *svc_req_route_data(const svc_req *req);
+/*
+ * Typed per-request values, for middleware that hands something to the
+ * handler: keyed by the address of a `static const svc_key` of the module
+ * that owns the value, so two modules never collide and no string is
+ * compared:
+ *
+ *     static const svc_key tenant_key = {"tenant"};
+ *     svc_req_set(req, &tenant_key, t, NULL);         // a hook
+ *     tenant *t = svc_req_get(req, &tenant_key);      // the handler
+ *
+ * svc_req_set replaces a value already set (calling its free_fn);
+ * free_fn (may be NULL) runs when the request is freed. SVC_OK, SVC_ENOMEM
+ * or SVC_EINVAL. svc_req_get returns NULL when unset. Whoever holds the
+ * request (its loop, or its work on the thread pool). The caller's identity
+ * is not one of these: only the auth module sets what svc_req_claims reads.
+ */
+typedef struct svc_key {
+    const char *name;            /* for debugging */
+} svc_key;
+int svc_req_set(svc_req *req, const svc_key *key, void *value, void (*free_fn)(void *));
+void *svc_req_get(const svc_req *req, const svc_key *key);
 
 /* ---- composition: blocking work and continuations ----------------------------
  *

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "auth/internal.h"
+#include "http/module.h"
 #include "svckit/client.h"
 
 /* While the key set is empty (the auth service not up yet), retry this often. */
@@ -298,7 +299,7 @@ static svc_outcome check(auth_state *s, svc_req *req, svc_res *res, unsigned fla
     svc_claims *kept = svc_arena_alloc(svc_req_arena(req), sizeof *kept);
     if (!kept) return svc_res_error(res, 500, "internal", "out of memory");
     *kept = c;
-    svc_req_set_user(req, kept);
+    svc__req_set_claims(req, kept);
     return SVC_NEXT;
 }
 
@@ -362,7 +363,7 @@ svc_outcome svc_auth_check(svc_req *req, svc_res *res, unsigned need) {
 }
 
 const svc_claims *svc_req_claims(const svc_req *req) {
-    return (const svc_claims *)svc_req_user(req);
+    return (const svc_claims *)svc__req_claims(req);
 }
 
 void svc_auth_use_keyset(svc_app *app, svc_jwt_keyset *ks) {

@@ -86,6 +86,11 @@ void svc_app_default_port(svc_app *app, int port) { app->default_port = port; }
 
 int svc_app_route(svc_app *app, const char *method, const char *pattern, svc_handler h,
                   unsigned flags) {
+    return svc_app_route_data(app, method, pattern, h, flags, NULL);
+}
+
+int svc_app_route_data(svc_app *app, const char *method, const char *pattern, svc_handler h,
+                       unsigned flags, void *data) {
     if (!method || !pattern || !h) return SVC_EINVAL;
     for (const char *m = method; *m; m++)
         if (*m < 'A' || *m > 'Z') return SVC_EINVAL;
@@ -95,6 +100,7 @@ int svc_app_route(svc_app *app, const char *method, const char *pattern, svc_han
     e->pattern = strdup(pattern);
     e->handler = h;
     e->flags = flags;
+    e->data = data;
     if (!e->method || !e->pattern) goto nomem;
     int rc = svc__router_add(app->router, method, pattern, e);
     if (rc != SVC_OK) {

@@ -76,6 +76,7 @@ typedef struct svc_worker svc_worker;
 typedef struct svc_conn svc_conn;
 typedef struct svc_msg svc_msg;      /* messaging state (src/msg), NULL if off */
 typedef struct svc_compose svc_compose; /* a request that goes on in steps (compose.c) */
+typedef struct svc_req_value svc_req_value; /* svc_req_set (request.c) */
 
 /* How a request that did not come from an HTTP connection is answered
  * (NATS request-reply): finish() sends the final response. */
@@ -89,6 +90,7 @@ typedef struct svc_route_entry {
     char *pattern;
     svc_handler handler;
     unsigned flags;
+    void *data;                      /* svc_app_route_data */
     /* Metric series cached per status code so the hot path never looks up
      * labels; filled on first use. */
     _Atomic(svc_series *) requests[SVC_STATUS_CODES];
@@ -325,7 +327,8 @@ struct svc_req {
     svc_route_entry *label_route;
     svc_route_match match;
     json_t *json;
-    void *user;
+    const void *claims;              /* set by the auth module only (module.h) */
+    svc_req_value *values;           /* svc_req_set, in the arena */
     const char *id;
     const char *peer;
     char trace_id[33];

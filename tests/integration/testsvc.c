@@ -253,11 +253,32 @@ static int hook_bug(const char *kind, svc_req *req, svc_res *res, svc_outcome *o
     return 1;
 }
 
+/* A typed per-request value, set by the before-hook from X-Value (a
+ * malloc'd copy, freed with the request), read by GET /value. */
+static const svc_key value_key = {"testsvc.value"};
+
+/* GET /value: the hook's value, and whether the request has claims (never:
+ * the route is public, and no hook can set them). */
+static svc_outcome value_route(svc_req *req, svc_res *res) {
+    svc_jw *w = svc_res_jw(res, 200);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "value"), svc_jw_str(w, svc_req_get(req, &value_key));
+    svc_jw_key(w, "claims"), svc_jw_bool(w, svc_req_claims(req) != NULL);
+    svc_jw_key(w, "route_data"), svc_jw_str(w, svc_req_route_data(req));
+    svc_jw_obj_end(w);
+    return SVC_DONE;
+}
+
 /* Middleware: adds X-Middleware to every response; rejects X-Block: yes. */
 static svc_outcome before(svc_req *req, svc_res *res, void *ud) {
     (void)ud;
     svc_outcome bug;
     if (hook_bug("before", req, res, &bug)) return bug;
+    const char *v = svc_req_header(req, "x-value");
+    if (v) {
+        svc_req_set(req, &value_key, strdup("replaced"), free);
+        svc_req_set(req, &value_key, strdup(v), free);
+    }
     const char *b = svc_req_header(req, "x-block");
     if (b && strcmp(b, "yes") == 0) return svc_res_error(res, 403, "forbidden", "blocked by middleware");
     return SVC_NEXT;
@@ -299,6 +320,7 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/big", big, 0);
     svc_app_get(app, "/forgot", forgot, 0);
     svc_app_get(app, "/contract/:how", contract, 0);
+    svc_app_route_data(app, "GET", "/value", value_route, 0, "the /value route's data");
     svc_app_get(app, "/contract-offload/:how", contract, SVC_OFFLOAD);
     svc_app_get(app, "/log", log_route, 0);
     svc_app_get(app, "/log-offload", log_route, SVC_OFFLOAD);
