@@ -15,8 +15,6 @@
 
 #include "products.h"
 
-static svc_db *db;
-
 typedef svc_outcome (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const void *arg);
 
 /*
@@ -24,8 +22,11 @@ typedef svc_outcome (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const vo
  * rendered, else renders it (render fills the 200 JSON body, or answers an
  * error instead), caches a 200 and adds an ETag.
  */
+/* The catalog database of the service handling req. */
+static svc_db *db_of(const svc_req *req) { return ((products_app *)svc_req_app_data(req))->db; }
+
 static svc_outcome cached_read(svc_req *req, svc_res *res, render_fn render, const void *arg) {
-    int64_t version = svc_db_version(db);
+    int64_t version = svc_db_version(db_of(req));
     if (svc_cache_serve(req, res, version)) return SVC_DONE;
     svc_jw *w = svc_res_jw(res, 200);
     svc_outcome rc = render(req, res, w, arg);
@@ -51,9 +52,10 @@ static svc_outcome render_list(svc_req *req, svc_res *res, svc_jw *w, const void
         if (strlen(name) > PRODUCTS_CATEGORY_MAX) return svc_res_error(res, 404, "not_found", "no such category");
         q.category = name;
     }
-    if (strcmp(svc_req_route(req), "/products/search") == 0 && search_query(req, res, &q) != SVC_OK)
+    products_app *pa = svc_req_app_data(req);
+    if (strcmp(svc_req_route(req), "/products/search") == 0 && search_query(req, res, pa->search_limit, &q) != SVC_OK)
         return SVC_DONE; /* the 400 or 429 is written */
-    int rc = catalog_list(db, &q, w);
+    int rc = catalog_list(pa->db, &q, w);
     return rc == SVC_OK ? SVC_DONE : storage_error(res, rc);
 }
 
@@ -62,7 +64,7 @@ static svc_outcome list_products(svc_req *req, svc_res *res) { return cached_rea
 static svc_outcome render_categories(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
     (void)req;
     (void)arg;
-    int rc = catalog_categories(db, w);
+    int rc = catalog_categories(db_of(req), w);
     return rc == SVC_OK ? SVC_DONE : storage_error(res, rc);
 }
 
@@ -83,6 +85,7 @@ static int parse_id(svc_req *req, svc_res *res, int64_t *id) {
 static svc_outcome get_product(svc_req *req, svc_res *res) {
     int64_t id;
     if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
+    svc_db *db = db_of(req);
     int64_t version = svc_db_version(db);
     if (svc_cache_serve(req, res, version)) return SVC_DONE;
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
@@ -128,7 +131,7 @@ static svc_outcome create_product(svc_req *req, svc_res *res) {
     char err[160];
     if (products_parse_body(body, F_REQUIRED, in, &set, err, sizeof err) != SVC_OK)
         return svc_res_error(res, 400, "bad_request", "%s", err);
-    int rc = catalog_create(db, in, in + 1);
+    int rc = catalog_create(db_of(req), in, in + 1);
     if (rc == SVC_OK) {
         char loc[48];
         snprintf(loc, sizeof loc, "/products/%lld", (long long)in[1].id);
@@ -152,7 +155,7 @@ static svc_outcome update_product(svc_req *req, svc_res *res) {
     if (products_parse_body(body, full ? F_REQUIRED : 0, in, &set, err, sizeof err) != SVC_OK)
         return svc_res_error(res, 400, "bad_request", "%s", err);
     if (full) set = F_WRITABLE;
-    return write_result(res, catalog_update(db, id, in, set, check_preconditions, res, in + 1), 200, in + 1, id);
+    return write_result(res, catalog_update(db_of(req), id, in, set, check_preconditions, res, in + 1), 200, in + 1, id);
 }
 
 static svc_outcome delete_product(svc_req *req, svc_res *res) {
@@ -160,7 +163,7 @@ static svc_outcome delete_product(svc_req *req, svc_res *res) {
     if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
     if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
-    int rc = catalog_delete(db, id, check_preconditions, res, p);
+    int rc = catalog_delete(db_of(req), id, check_preconditions, res, p);
     if (rc != SVC_OK) return write_result(res, rc, 200, p, id);
     /* DummyJSON answers a delete with the product and isDeleted/deletedOn. */
     char now[32];
@@ -177,8 +180,8 @@ static svc_outcome delete_product(svc_req *req, svc_res *res) {
 /* ---- start-up ------------------------------------------------------------- */
 
 static int db_ready(void *ud, char *reason, size_t len) {
-    (void)ud;
-    if (svc_db_version(db) < 0) {
+    products_app *pa = ud;
+    if (!pa->db || svc_db_version(pa->db) < 0) {
         snprintf(reason, len, "catalog database unavailable");
         return SVC_ERR;
     }
@@ -186,24 +189,27 @@ static int db_ready(void *ud, char *reason, size_t len) {
 }
 
 static int on_start(svc_app *app, void *ud) {
-    (void)ud;
+    products_app *pa = ud;
     const svc_config *cfg = svc_app_config(app);
-    int rc = search_start(app);
+    int rc = search_start(app, &pa->search_limit);
     if (rc != SVC_OK) return rc;
-    if (catalog_open(cfg->data_dir, &db) != SVC_OK) return SVC_ERR;
-    return catalog_seed_if_empty(db);
+    if (catalog_open(cfg->data_dir, &pa->db) != SVC_OK) return SVC_ERR;
+    return catalog_seed_if_empty(pa->db);
 }
 
 static void on_stop(svc_app *app, void *ud) {
     (void)app;
-    (void)ud;
-    svc_db_close(db);
-    db = NULL;
-    search_stop();
+    products_app *pa = ud;
+    svc_db_close(pa->db);
+    pa->db = NULL;
+    svc_ratelimit_free(pa->search_limit);
+    pa->search_limit = NULL;
 }
 
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("products", argc, argv);
+    products_app pa = {0};
+    svc_app_set_data(app, &pa);
     svc_app_get(app, "/products", list_products, SVC_AUTH_USER);
     svc_app_get(app, "/products/search", list_products, SVC_AUTH_USER);
     svc_app_get(app, "/products/categories", list_categories, SVC_AUTH_USER);
@@ -213,9 +219,9 @@ int main(int argc, char **argv) {
     svc_app_put(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
     svc_app_patch(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
     svc_app_delete(app, "/products/:id", delete_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
-    svc_app_ready_check(app, "catalog", db_ready, NULL);
+    svc_app_ready_check(app, "catalog", db_ready, &pa);
     search_declare(app);
-    svc_app_on_start(app, on_start, NULL);
-    svc_app_on_stop(app, on_stop, NULL);
+    svc_app_on_start(app, on_start, &pa);
+    svc_app_on_stop(app, on_stop, &pa);
     return svc_app_run(app);
 }
