@@ -248,7 +248,9 @@ void svc_app_on_start(svc_app *app, svc_start_fn fn, void *ud);
 typedef void (*svc_stop_fn)(svc_app *app, void *ud);
 void svc_app_on_stop(svc_app *app, svc_stop_fn fn, void *ud);
 
-/* The PORT used when the environment sets none (default 8080). */
+/* The PORT used when the environment sets none (default SVC_DEFAULT_PORT):
+ * each service chooses its own; the library knows no service by name. */
+#define SVC_DEFAULT_PORT 8080
 void svc_app_default_port(svc_app *app, int port);
 
 /* Service-wide user data, for handlers (svc_req_app_data). */

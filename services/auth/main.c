@@ -249,6 +249,7 @@ static void on_stop(svc_app *app, void *ud) {
 
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("auth", argc, argv);
+    svc_app_default_port(app, 8081);
     svc_app_env_declare(app, "ADMIN_USERNAME", "admin", "the admin account created at first start");
     svc_app_env_declare(app, "ADMIN_PASSWORD", NULL,
                         "its password (unset: generated into DATA_DIR/admin-password, 0600)");

@@ -208,6 +208,7 @@ static void on_stop(svc_app *app, void *ud) {
 
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("products", argc, argv);
+    svc_app_default_port(app, 8082);
     products_app pa = {0};
     svc_app_set_data(app, &pa);
     svc_app_get(app, "/products", list_products, SVC_AUTH_USER);

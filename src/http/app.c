@@ -55,23 +55,12 @@ static char *xstrdup(const char *s) {
     return p;
 }
 
-static int default_port_for(const char *name) {
-    static const struct {
-        const char *name;
-        int port;
-    } ports[] = {{"gateway", 8080}, {"auth", 8081},     {"products", 8082},
-                 {"orders", 8083},  {"payments", 8084}};
-    for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
-        if (strcmp(ports[i].name, name) == 0) return ports[i].port;
-    return 8080;
-}
-
 svc_app *svc_app_new(const char *name, int argc, char **argv) {
     svc_app *app = xcalloc(1, sizeof *app);
     app->name = xstrdup(name);
     app->argc = argc;
     app->argv = argv;
-    app->default_port = default_port_for(name);
+    app->default_port = SVC_DEFAULT_PORT; /* each service sets its own */
     app->router = svc__router_new();
     if (!app->router) {
         fprintf(stderr, "svckit: out of memory\n");

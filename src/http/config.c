@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "http/internal.h"
@@ -104,6 +105,32 @@ static int cpus_available(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* DATA_DIR, and any missing parent, created 0700 (the service's files are
+ * its own): SVC_OK, or SVC_EIO with errno set. */
+static int make_dir(const char *path) {
+    char p[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof p) {
+        errno = ENAMETOOLONG;
+        return SVC_EIO;
+    }
+    memcpy(p, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) return SVC_EIO;
+        p[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) return SVC_EIO;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return SVC_EIO;
+    }
+    return SVC_OK;
+}
+
 int svc__config_load(svc_app *app, char *err, size_t errlen) {
     svc_config *c = &app->cfg;
     long v;
@@ -128,6 +155,7 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if (strcmp(c->nats_url, "none") != 0 && svc__msg_url_check(c->nats_url) != SVC_OK)
         return fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...] or none");
     c->data_dir = get_str("DATA_DIR", "./var");
+    if (make_dir(c->data_dir) != SVC_OK) return fail(err, errlen, "DATA_DIR", c->data_dir, strerror(errno));
 
     const char *lvl = get_str("LOG_LEVEL", "info");
     if (svc_log_level_parse(lvl, &c->log_level) != SVC_OK)
