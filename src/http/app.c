@@ -29,6 +29,7 @@
 
 #include "auth/internal.h"
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "http/internal.h"
 #include "svckit/auth.h"
 

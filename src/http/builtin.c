@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "http/internal.h"
 
 static svc_outcome healthz(svc_req *req, svc_res *res) {

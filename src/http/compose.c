@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "http/internal.h"
 #include "svckit/msg.h"
 

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "http/internal.h"
 
 static uint64_t xorshift(uint64_t *s) {
