@@ -237,8 +237,14 @@ static void run_hooks_and_handler(svc_req *req) {
         if (!m->before) continue;
         svc_outcome rc = m->before(req, &req->res, m->ud);
         /* SVC_ASYNC: the hook resumes later with svc__dispatch_continue (or
-         * ends the request with svc_res_finish). */
-        if (rc == SVC_ASYNC) return;
+         * ends the request with svc_res_finish). Steps (compose.c) are for
+         * handlers: a hook has no continuation to return to. */
+        if (rc == SVC_ASYNC && !svc__compose_waiting(req)) return;
+        if (rc == SVC_ASYNC) {
+            svc__res_contract_error(&req->res, "a hook went on in steps (svc_req_then & co are for handlers)");
+            svc__request_finish(req);
+            return;
+        }
         if (!hook_goes_on(req, rc)) {
             svc__request_finish(req);
             return;

@@ -37,6 +37,8 @@ CASES = [
     ("/items/1", {"X-Hook-Bug": "before:invalid"}, "GET /items/:id: a hook returned an invalid outcome"),
     ("/items/1", {"X-Hook-Bug": "head:async"}, "GET /items/:id: a head hook returned SVC_ASYNC"),
     ("/items/1", {"X-Hook-Bug": "head:answer-next"}, "GET /items/:id: a hook answered and returned SVC_NEXT"),
+    ("/items/1", {"X-Hook-Bug": "before:then"},
+     "GET /items/:id: a hook went on in steps (svc_req_then & co are for handlers)"),
 ]
 
 

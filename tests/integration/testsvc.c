@@ -233,9 +233,12 @@ static int ready_file(void *ud, char *reason, size_t len) {
     return SVC_OK;
 }
 
+static svc_outcome then_answer(svc_req *req, svc_res *res, void *ud) { return svc_res_status(res, 204); }
+
 /* A hook that breaks its contract when X-Hook-Bug names how: "answer-next"
  * (answers, then says SVC_NEXT), "done-empty" (SVC_DONE without an answer),
- * "invalid" (no outcome at all), "async" (SVC_ASYNC from a head hook). */
+ * "invalid" (no outcome at all), "async" (SVC_ASYNC from a head hook),
+ * "then" (a continuation, which only handlers may set). */
 static int hook_bug(const char *kind, svc_req *req, svc_res *res, svc_outcome *out) {
     const char *b = svc_req_header(req, "x-hook-bug");
     if (!b || strncmp(b, kind, strlen(kind)) != 0 || b[strlen(kind)] != ':') return 0;
@@ -247,6 +250,8 @@ static int hook_bug(const char *kind, svc_req *req, svc_res *res, svc_outcome *o
         *out = SVC_DONE;
     } else if (strcmp(b, "async") == 0) {
         *out = SVC_ASYNC;
+    } else if (strcmp(b, "then") == 0) {
+        *out = svc_req_then(req, then_answer, NULL);
     } else {
         *out = (svc_outcome)0;
     }
