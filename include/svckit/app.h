@@ -16,8 +16,11 @@
  * its first byte to its last; its handler runs on that worker's loop unless the
  * route is declared SVC_OFFLOAD, in which case it runs on libuv's thread pool
  * (for blocking work: SQLite, files, password hashing) and the response is sent
- * back on the loop. Handlers therefore never need locks for the request, the
- * response or the request's arena.
+ * back on the loop. A handler that needs other services or blocking work
+ * before it answers goes on in steps (svc_req_call, svc_req_then,
+ * svc_req_offload: "composition" below), each on the thread named there. At
+ * any moment one thread holds a request, so handlers never need locks for
+ * the request, the response or the request's arena.
  */
 #ifndef SVCKIT_APP_H
 #define SVCKIT_APP_H
@@ -413,8 +416,8 @@ svc_outcome svc_req_offload(svc_req *req, svc_work_fn work, void *ud, svc_then_f
 /* Runs then(req, res, ud) on the loop once every call started in this step
  * has ended (at once, after the handler returns, when there are none). */
 svc_outcome svc_req_then(svc_req *req, svc_then_fn then, void *ud);
-/* Once every call of this step has ended, runs work on the thread pool and
- * then done on the loop: "call, then write to SQLite, then answer". */
+/* The same step as svc_req_offload (which also waits for the step's calls
+ * first), for code that reads "once the calls ended, work, then done". */
 svc_outcome svc_req_then_offload(svc_req *req, svc_work_fn work, void *ud, svc_then_fn done);
 /* Milliseconds left before the request's deadline (0 when past it). */
 int64_t svc_req_remaining_ms(const svc_req *req);

@@ -137,8 +137,10 @@ typedef struct svc_rpc_opts {
  * traceparent (same trace, this request's span as parent), X-Request-Id and
  * Svc-Client; it never forwards Authorization by itself: put it in
  * opts->headers when the callee needs the caller's token. Svc-Deadline is
- * now + timeout. Copies everything; thread-safe. Call it from a loop
- * handler that returns SVC_ASYNC and finishes in cb: from an SVC_OFFLOAD
+ * now + timeout. Copies everything; thread-safe. Inside a request,
+ * svc_req_call (below) is simpler: no callback, the request's deadline.
+ * Call it from a loop handler that returns SVC_ASYNC and finishes in cb:
+ * from an SVC_OFFLOAD
  * handler, cb runs on the loop and may run before that handler returns.
  * Returns SVC_OK if started (cb will run), else an error and cb never
  * runs: SVC_EINVAL (bad service, method, path, instance or header),
