@@ -47,9 +47,9 @@ typedef struct gw_worker {
     struct gw_worker *next;
 } gw_worker;
 
+/* This thread's state, a cache of the lookup in g->workers: valid for the
+ * gateway it was made for. */
 static _Thread_local gw_worker *tls_worker;
-static pthread_mutex_t workers_mu = PTHREAD_MUTEX_INITIALIZER;
-static gw_worker *workers;
 
 static void check_stranded(uv_timer_t *t);
 
@@ -58,7 +58,7 @@ static void check_stranded(uv_timer_t *t);
  * as it ended: it is unref'd, so it never keeps a stopping worker alive). */
 static gw_worker *worker(gw_state *g, uv_loop_t *loop) {
     gw_worker *w = tls_worker;
-    if (w) return w;
+    if (w && w->g == g) return w;
     if (!loop || !(w = calloc(1, sizeof *w))) return NULL;
     w->g = g;
     uv_timer_init(loop, &w->check);
@@ -66,21 +66,22 @@ static gw_worker *worker(gw_state *g, uv_loop_t *loop) {
     uv_unref((uv_handle_t *)&w->check);
     for (int i = 0; i < g->cfg.nservices; i++)
         gw_budget_init(&w->budget[i], g->cfg.retry_ratio, g->cfg.retry_window_s);
-    pthread_mutex_lock(&workers_mu);
-    w->next = workers;
-    workers = w;
-    pthread_mutex_unlock(&workers_mu);
+    pthread_mutex_lock(&g->workers_mu);
+    w->next = g->workers;
+    g->workers = w;
+    pthread_mutex_unlock(&g->workers_mu);
     return tls_worker = w;
 }
 
-void gw_proxy_release(void) {
-    pthread_mutex_lock(&workers_mu);
-    while (workers) {
-        gw_worker *w = workers;
-        workers = w->next;
+void gw_proxy_release(gw_state *g) {
+    pthread_mutex_lock(&g->workers_mu);
+    while (g->workers) {
+        gw_worker *w = g->workers;
+        g->workers = w->next;
         free(w);
     }
-    pthread_mutex_unlock(&workers_mu);
+    pthread_mutex_unlock(&g->workers_mu);
+    tls_worker = NULL;
 }
 
 uint64_t gw_now_ms(void) { return svc_now_ns() / 1000000u; }
