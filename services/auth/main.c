@@ -49,6 +49,7 @@ typedef struct auth_app {
     svc_buf jwks_doc;
     int64_t token_ttl;
     svc_ratelimit *rl[NLIMITS];      /* per entry of limits, made in on_start */
+    cookie_config cookie;
 } auth_app;
 
 /* ---- handlers --------------------------------------------------------------- */
@@ -118,7 +119,7 @@ static svc_outcome login(svc_req *req, svc_res *res) {
         svc_buf_free(&token);
         return svc_res_error(res, 500, "internal", "cannot sign a token");
     }
-    const char *cookie = cookie_for(req, token.data, a->token_ttl);
+    const char *cookie = cookie_for(req, &a->cookie, token.data, a->token_ttl);
     if (cookie) svc_res_header(res, "Set-Cookie", cookie);
     svc_res_header(res, "Cache-Control", "no-store");
     svc_jw *w = svc_res_jw(res, 200);
@@ -216,7 +217,7 @@ static int on_start(svc_app *app, void *ud) {
                   svc_app_env(app, "JWT_TTL"), (long long)cfg->jwt_max_lifetime_s);
         return SVC_EINVAL;
     }
-    if (cookie_configure(app) != SVC_OK) return SVC_EINVAL;
+    if (cookie_configure(app, &a->cookie) != SVC_OK) return SVC_EINVAL;
     a->token_ttl = ttl;
     int64_t rates[NLIMITS];
     for (size_t i = 0; i < NLIMITS; i++) {
