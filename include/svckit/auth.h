@@ -239,7 +239,9 @@ int svc_password_needs_rehash(const char *hash);
  *    an unknown kid at most once per SVC_AUTH_JWKS_REFRESH_S (the request that
  *    saw it gets 401; a retry after the refresh succeeds), every
  *    SVC_AUTH_JWKS_MAX_AGE_S, and every second while the set is empty. A
- *    readiness check "auth" fails while the set is empty.
+ *    readiness check "auth" fails while the set is empty. AUTH_JWKS_URL has
+ *    no default (the library knows no auth service): unset, svc_auth_install
+ *    logs one line naming it and returns SVC_EINVAL (svc_app_run exits 2).
  * Failures answer 401 {"error":{"code":"unauthorized","message":...}} with
  * `WWW-Authenticate: Bearer realm="svckit"` (plus `, error="invalid_token"`
  * when a token was sent; not for a request without one, nor for an

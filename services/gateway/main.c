@@ -117,7 +117,8 @@ static int on_start(svc_app *app, void *ud) {
      * for it at most SVC_AUTH_JWKS_TIMEOUT_MS). */
     for (int i = 0; i < g->cfg.nroutes; i++) {
         if (g->cfg.routes[i].auth != GW_AUTH_NONE && !g->auth_installed) {
-            if (svc_auth_install(app) != SVC_OK) return SVC_ERR;
+            int arc = svc_auth_install(app);
+            if (arc != SVC_OK) return arc == SVC_EINVAL ? SVC_EINVAL : SVC_ERR; /* EINVAL: logged, exit 2 */
             g->auth_installed = 1;
         }
     }

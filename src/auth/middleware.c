@@ -197,10 +197,14 @@ static int configure_locked(auth_state *s, int may_block) {
         s->mode = MODE_HS256;
         s->ks = s->owned;
         svc_info("verifying HS256 tokens with JWT_SECRET");
+    } else if (!cfg->jwks_url || !*cfg->jwks_url) {
+        /* The library knows no auth service: where the keys are is the
+         * deployment's to say (the Procfile's run, the deploy files). */
+        svc_error("invalid configuration: AUTH_JWKS_URL is not set: set it (where verifiers get the public "
+                  "keys) or JWT_SECRET");
+        return SVC_EINVAL;
     } else {
-        const char *url = cfg->jwks_url && *cfg->jwks_url
-                              ? cfg->jwks_url
-                              : "http://127.0.0.1:8081/.well-known/jwks.json";
+        const char *url = cfg->jwks_url;
         if (!(s->owned = svc_jwt_keyset_new()) || !(s->jwks_url = strdup(url)))
             return SVC_ENOMEM;
         s->mode = MODE_JWKS;

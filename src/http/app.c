@@ -510,11 +510,13 @@ int svc_app_run(svc_app *app) {
     }
 
     int exit_code = 0;
-    if (uses_auth(app) && svc_auth_install(app) != SVC_OK) {
-        svc_error("cannot set up token verification");
+    int auth_rc = uses_auth(app) ? svc_auth_install(app) : SVC_OK;
+    if (auth_rc != SVC_OK) {
+        /* SVC_EINVAL: bad configuration, logged naming the variable (exit 2). */
+        if (auth_rc != SVC_EINVAL) svc_error("cannot set up token verification");
         svc_log_flush();
         app_free(app);
-        return 1;
+        return auth_rc == SVC_EINVAL ? 2 : 1;
     }
     if (svc__msg_setup(app) != SVC_OK) {
         svc_log_flush();

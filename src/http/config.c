@@ -37,7 +37,7 @@ static const core_var core_vars[] = {
     {"REQUEST_TIMEOUT", "30", "seconds a request may take before it is answered 504"},
     {"DRAIN_DELAY", "1", "seconds new connections are still accepted after SIGTERM"},
     {"JWT_SECRET", NULL, "HS256 secret, >= 32 bytes; replaces EdDSA (alias SECRET_KEY)"},
-    {"AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "where verifiers get public keys"},
+    {"AUTH_JWKS_URL", NULL, "where verifiers get public keys (needed to verify tokens without JWT_SECRET)"},
     {"AUTH_MAX_TOKEN_LIFETIME", "86400", "longest token lifetime verifiers accept, seconds"},
     {"HTTP_MAX_HEADER_BYTES", "16384", "request line plus headers, bytes"},
     {"HTTP_MAX_HEADERS", "100", "header fields per request"},
@@ -199,8 +199,8 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
         }
         c->jwt_secret = secret;
     }
-    c->jwks_url = get_str("AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json");
-    if (strncmp(c->jwks_url, "http://", 7) != 0)
+    c->jwks_url = get_str("AUTH_JWKS_URL", NULL);
+    if (c->jwks_url && strncmp(c->jwks_url, "http://", 7) != 0)
         return fail(err, errlen, "AUTH_JWKS_URL", c->jwks_url, "expected an http:// URL");
     if ((rc = get_int("AUTH_MAX_TOKEN_LIFETIME", 60, AUTH_MAX_TOKEN_LIFETIME_MAX, SVC_JWT_MAX_LIFETIME_S, &v,
                       err, errlen))) return rc;

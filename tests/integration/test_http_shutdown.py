@@ -286,3 +286,14 @@ def test_a_missing_data_dir_is_created_0700_and_a_file_there_stops_the_service(t
     assert r.returncode == 2
     lines = r.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and "DATA_DIR" in lines[0], lines
+
+
+def test_a_service_that_verifies_tokens_needs_a_jwks_url_or_a_secret(tmp_path):
+    # The library knows no auth service: no default JWKS URL.
+    e = {k: v for k, v in os.environ.items() if k not in ("AUTH_JWKS_URL", "JWT_SECRET", "SECRET_KEY")}
+    e.update(PORT="0", HOST="127.0.0.1", DATA_DIR=str(tmp_path), NATS_URL="none", LOG_FORMAT="text")
+    r = subprocess.run([binary("products")], env=e, capture_output=True, timeout=WAIT)
+    assert r.returncode == 2, r
+    out = (r.stdout + r.stderr).decode()
+    lines = [l for l in out.splitlines() if "AUTH_JWKS_URL" in l]
+    assert len(lines) == 1 and "JWT_SECRET" in lines[0], out
