@@ -244,6 +244,8 @@ static int on_start(svc_app *app, void *ud) {
                               svc_app_env(app, "ADMIN_PASSWORD"));
 }
 
+/* on_stop, and after svc_app_run whatever happened (a failed on_start has no
+ * on_stop): every step may find its part released already. */
 static void on_stop(svc_app *app, void *ud) {
     (void)app;
     auth_app *a = ud;
@@ -275,6 +277,7 @@ int main(int argc, char **argv) {
     svc_app_on_start(app, on_start, &a);
     svc_app_on_stop(app, on_stop, &a);
     int rc = svc_app_run(app);
+    on_stop(NULL, &a);
     svc_jwt_keyset_free(a.keyset);
     return rc;
 }

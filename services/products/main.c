@@ -197,6 +197,8 @@ static int on_start(svc_app *app, void *ud) {
     return catalog_seed_if_empty(pa->db);
 }
 
+/* on_stop, and after svc_app_run whatever happened (a failed on_start has no
+ * on_stop): each part may be released already. */
 static void on_stop(svc_app *app, void *ud) {
     (void)app;
     products_app *pa = ud;
@@ -224,5 +226,7 @@ int main(int argc, char **argv) {
     search_declare(app);
     svc_app_on_start(app, on_start, &pa);
     svc_app_on_stop(app, on_stop, &pa);
-    return svc_app_run(app);
+    int rc = svc_app_run(app);
+    on_stop(NULL, &pa);
+    return rc;
 }
