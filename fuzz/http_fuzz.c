@@ -49,7 +49,7 @@
 static svc_app *app;
 static svc_worker worker;
 
-static int item(svc_req *req, svc_res *res) {
+static svc_outcome item(svc_req *req, svc_res *res) {
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
     svc_jw_key(w, "id");
@@ -59,17 +59,17 @@ static int item(svc_req *req, svc_res *res) {
     svc_jw_key(w, "c");
     svc_jw_str(w, svc_req_cookie(req, "c"));
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int echo(svc_req *req, svc_res *res) {
+static svc_outcome echo(svc_req *req, svc_res *res) {
     json_t *v = svc_req_json(req, res);
-    if (!v) return SVC_OK;
+    if (!v) return SVC_DONE;
     return svc_res_json(res, 201, v);
 }
 
 /* A stream finished before the handler returns SVC_ASYNC. */
-static int stream(svc_req *req, svc_res *res) {
+static svc_outcome stream(svc_req *req, svc_res *res) {
     (void)req;
     svc_res_stream_start(res, 200, "text/plain");
     svc_res_stream_write(res, "a", 1);
@@ -78,16 +78,16 @@ static int stream(svc_req *req, svc_res *res) {
     return SVC_ASYNC;
 }
 
-static int nothing(svc_req *req, svc_res *res) {
+static svc_outcome nothing(svc_req *req, svc_res *res) {
     (void)req;
     (void)res;
-    return SVC_OK; /* a handler bug: 500 */
+    return SVC_DONE; /* a handler bug: 500 */
 }
 
-static int block(svc_req *req, svc_res *res, void *ud) {
+static svc_outcome block(svc_req *req, svc_res *res, void *ud) {
     (void)ud;
     if (svc_req_header(req, "x-block")) return svc_res_error(res, 403, "forbidden", "blocked");
-    return SVC_OK;
+    return SVC_NEXT;
 }
 
 static void setup(void) {

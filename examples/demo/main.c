@@ -68,8 +68,8 @@ static int query_int(svc_req *req, const char *name, int64_t def, int64_t lo, in
     return SVC_OK;
 }
 
-static int list_products(svc_req *req, svc_res *res) {
-    if (use_cache && svc_cache_serve(req, res, 0)) return SVC_OK;
+static svc_outcome list_products(svc_req *req, svc_res *res) {
+    if (use_cache && svc_cache_serve(req, res, 0)) return SVC_DONE;
     int64_t limit, skip;
     if (query_int(req, "limit", NPRODUCTS, 0, 100, &limit) || query_int(req, "skip", 0, 0, 1000000, &skip))
         return svc_res_error(res, 400, "bad_request", "limit must be 0-100 and skip >= 0");
@@ -84,17 +84,17 @@ static int list_products(svc_req *req, svc_res *res) {
     svc_jw_key(w, "limit"), svc_jw_i64(w, limit);
     svc_jw_obj_end(w);
     if (use_cache) svc_cache_store(req, res, 0);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int get_product(svc_req *req, svc_res *res) {
+static svc_outcome get_product(svc_req *req, svc_res *res) {
     int64_t id;
     if (svc_req_param_i64(req, "id", &id) != SVC_OK)
         return svc_res_error(res, 400, "bad_request", "id must be an integer");
     if (id < 1 || id > NPRODUCTS)
         return svc_res_error(res, 404, "not_found", "product %lld not found", (long long)id);
     write_product(svc_res_jw(res, 200), &catalog[id - 1]);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
 static int on_start(svc_app *app, void *ud) {

@@ -1,7 +1,7 @@
 /*
  * svckit/app.h: a service, its routes, requests and responses.
  *
- *     static int hello(svc_req *req, svc_res *res) {
+ *     static svc_outcome hello(svc_req *req, svc_res *res) {
  *         return svc_res_printf(res, 200, "text/plain", "hi %s\n",
  *                               svc_req_param(req, "name"));
  *     }
@@ -16,8 +16,11 @@
  * its first byte to its last; its handler runs on that worker's loop unless the
  * route is declared SVC_OFFLOAD, in which case it runs on libuv's thread pool
  * (for blocking work: SQLite, files, password hashing) and the response is sent
- * back on the loop. Handlers therefore never need locks for the request, the
- * response or the request's arena.
+ * back on the loop. A handler that needs other services or blocking work
+ * before it answers goes on in steps (svc_req_call, svc_req_then,
+ * svc_req_offload: "composition" below), each on the thread named there. At
+ * any moment one thread holds a request, so handlers never need locks for
+ * the request, the response or the request's arena.
  */
 #ifndef SVCKIT_APP_H
 #define SVCKIT_APP_H
@@ -39,13 +42,35 @@ typedef struct svc_req svc_req;
 typedef struct svc_res svc_res;
 
 /*
- * A handler reads the request and fills the response. It returns SVC_OK once
- * the response is complete (every svc_res_* writer returns SVC_OK, so
- * `return svc_res_json(...)` reads naturally), or SVC_ASYNC if it will finish
- * later from the same loop with svc_res_finish(). A handler that returns
- * without writing a response produces a 500.
+ * What a handler or hook says when it returns: one thing, never "a status
+ * code, and the dispatcher looks at whether a body was written".
+ *
+ *   SVC_NEXT   (hooks only) the request goes on: no response was written.
+ *   SVC_DONE   the response is written and complete. Every svc_res_* answer
+ *              (svc_res_error, svc_res_json, svc_res_body, svc_res_printf,
+ *              svc_res_status) returns SVC_DONE, so `return svc_res_error(...)`
+ *              is the whole refusal; when such a writer fails (out of memory,
+ *              an invalid status or type) it logs the reason and the answer
+ *              becomes a 500 (503 when out of memory) by itself.
+ *   SVC_ASYNC  (handlers and before-hooks on the loop) the answer comes later,
+ *              from the same loop, with svc_res_finish() or a stream.
+ *
+ * A contract error never crashes the process: a value outside these three,
+ * SVC_NEXT from a handler, SVC_DONE without a response, a response written
+ * by a hook that returned SVC_NEXT, or an answer written twice (a second
+ * svc_res_* answer on a response that has one) each turn the response into
+ * a 500 with one log line naming the route and count in
+ * svc_contract_errors_total. The values are not SVC_OK nor an error code, so
+ * a forgotten conversion (`return SVC_OK;`, `return rc;`) is caught too.
  */
-typedef int (*svc_handler)(svc_req *req, svc_res *res);
+typedef enum svc_outcome {
+    SVC_NEXT = 1,
+    SVC_DONE = 2,
+    SVC_ASYNC = 3,
+} svc_outcome;
+
+/* A handler reads the request and answers it (see svc_outcome). */
+typedef svc_outcome (*svc_handler)(svc_req *req, svc_res *res);
 
 /* Route flags. */
 enum {
@@ -70,6 +95,9 @@ enum {
 #define SVC_HTTP_MAX_CONNECTIONS 10000           /* HTTP_MAX_CONNECTIONS, per worker */
 #define SVC_DRAIN_DELAY_MS 1000                  /* DRAIN_DELAY (s) */
 #define SVC_SHUTDOWN_TIMEOUT_MS 10000            /* SHUTDOWN_TIMEOUT (s) */
+/* A request's deadline (the incoming Svc-Deadline of a NATS request may
+ * shorten it): a composed request still waiting then is answered 504. */
+#define SVC_REQUEST_TIMEOUT_MS 30000             /* REQUEST_TIMEOUT (s) */
 
 /* Content coding (gzip, RFC 9110 8.4). A response with a JSON or text body of
  * at least SVC_GZIP_MIN_BYTES is sent gzip-compressed (level SVC_GZIP_LEVEL)
@@ -101,6 +129,7 @@ typedef struct svc_config {
     int log_json;                   /* LOG_FORMAT */
     int log_color;                  /* LOG_COLOR, NO_COLOR: text logs in colour */
     int shutdown_timeout_ms;        /* SHUTDOWN_TIMEOUT */
+    int request_timeout_ms;         /* REQUEST_TIMEOUT */
     int drain_delay_ms;             /* DRAIN_DELAY */
     const char *jwt_secret;         /* JWT_SECRET or SECRET_KEY */
     const char *jwks_url;           /* AUTH_JWKS_URL */
@@ -135,6 +164,10 @@ svc_app *svc_app_new(const char *name, int argc, char **argv);
  */
 int svc_app_route(svc_app *app, const char *method, const char *pattern,
                   svc_handler h, unsigned flags);
+/* The same with per-route user data, for the handler (svc_req_route_data):
+ * the state a handler needs without a file-scope global. */
+int svc_app_route_data(svc_app *app, const char *method, const char *pattern,
+                       svc_handler h, unsigned flags, void *data);
 #define svc_app_get(a, p, h, f) svc_app_route((a), "GET", (p), (h), (f))
 #define svc_app_post(a, p, h, f) svc_app_route((a), "POST", (p), (h), (f))
 #define svc_app_put(a, p, h, f) svc_app_route((a), "PUT", (p), (h), (f))
@@ -165,13 +198,13 @@ int svc_req_set_route_label(svc_req *req, const char *label);
 
 /*
  * Middleware. `before` runs ahead of the handler, in registration order. It
- * lets the request go on by returning SVC_OK without writing a response; a
- * hook that writes a response (`return svc_res_error(...)`) ends the chain
- * there, whatever it returns, and the handler is skipped. `after` runs once
- * the response is final and before it is sent (both may be NULL). Hooks run
- * on the loop thread.
+ * returns SVC_NEXT to let the request go on, SVC_DONE when it answered
+ * (`return svc_res_error(...)`: the chain ends there and the handler is
+ * skipped), or SVC_ASYNC to answer or go on later from the loop. `after`
+ * runs once the response is final and before it is sent (both may be NULL).
+ * Hooks run on the loop thread.
  */
-typedef int (*svc_before_fn)(svc_req *req, svc_res *res, void *ud);
+typedef svc_outcome (*svc_before_fn)(svc_req *req, svc_res *res, void *ud);
 typedef void (*svc_after_fn)(svc_req *req, svc_res *res, void *ud);
 int svc_app_use(svc_app *app, svc_before_fn before, svc_after_fn after, void *ud);
 
@@ -182,10 +215,10 @@ int svc_app_use(svc_app *app, svc_before_fn before, svc_after_fn after, void *ud
  * refusal (401, 403, 429...) never waits for an upload nor holds its memory.
  * It may look at the method, path, route, parameters, query and headers,
  * never at the body (svc_req_body is empty then; do not call svc_req_json);
- * it must not return SVC_ASYNC nor call svc_res_finish. It answers as a
- * before-hook does: SVC_OK without a response lets the request go on; a
- * response written (or another return value) is the answer, and the
- * request's body is then not kept: a small Content-Length body is read and
+ * it must not return SVC_ASYNC (a contract error: 500) nor call
+ * svc_res_finish. It answers as a before-hook does: SVC_NEXT lets the
+ * request go on; SVC_DONE is the answer, and the request's body is then not
+ * kept: a small Content-Length body is read and
  * dropped, otherwise the connection closes after the response. Head hooks
  * run on the loop thread, for requests of every transport, in registration
  * order, before every before-hook; the token check of SVC_AUTH_USER and
@@ -223,7 +256,9 @@ void svc_app_on_start(svc_app *app, svc_start_fn fn, void *ud);
 typedef void (*svc_stop_fn)(svc_app *app, void *ud);
 void svc_app_on_stop(svc_app *app, svc_stop_fn fn, void *ud);
 
-/* The PORT used when the environment sets none (default 8080). */
+/* The PORT used when the environment sets none (default SVC_DEFAULT_PORT):
+ * each service chooses its own; the library knows no service by name. */
+#define SVC_DEFAULT_PORT 8080
 void svc_app_default_port(svc_app *app, int port);
 
 /* Service-wide user data, for handlers (svc_req_app_data). */
@@ -275,7 +310,7 @@ const char *svc_req_body(const svc_req *req, size_t *len);
  * The body parsed as JSON with the app's limits. Returns a borrowed value
  * (freed with the request), or NULL after writing a 400 (invalid or empty
  * JSON, saying where) or 415 (a Content-Type other than application/json or
- * application/<x>+json, or none) to res: a handler then simply returns SVC_OK.
+ * application/<x>+json, or none) to res: a handler then returns SVC_DONE.
  */
 json_t *svc_req_json(svc_req *req, svc_res *res);
 /*
@@ -313,37 +348,116 @@ svc_app *svc_req_app(const svc_req *req);
 void *svc_req_app_data(const svc_req *req);
 /* The loop the request lives on (NULL while running offloaded). */
 uv_loop_t *svc_req_loop(const svc_req *req);
-/* Per-request slot for middleware (e.g. verified claims). */
-void svc_req_set_user(svc_req *req, void *user);
-void *svc_req_user(const svc_req *req);
+/* The data of the route that matched (svc_app_route_data), or NULL. */
+void *svc_req_route_data(const svc_req *req);
+/*
+ * Typed per-request values, for middleware that hands something to the
+ * handler: keyed by the address of a `static const svc_key` of the module
+ * that owns the value, so two modules never collide and no string is
+ * compared:
+ *
+ *     static const svc_key tenant_key = {"tenant"};
+ *     svc_req_set(req, &tenant_key, t, NULL);         // a hook
+ *     tenant *t = svc_req_get(req, &tenant_key);      // the handler
+ *
+ * svc_req_set replaces a value already set (calling its free_fn);
+ * free_fn (may be NULL) runs when the request is freed. SVC_OK, SVC_ENOMEM
+ * or SVC_EINVAL. svc_req_get returns NULL when unset. Whoever holds the
+ * request (its loop, or its work on the thread pool). The caller's identity
+ * is not one of these: only the auth module sets what svc_req_claims reads.
+ */
+typedef struct svc_key {
+    const char *name;            /* for debugging */
+} svc_key;
+int svc_req_set(svc_req *req, const svc_key *key, void *value, void (*free_fn)(void *));
+void *svc_req_get(const svc_req *req, const svc_key *key);
+
+/* ---- composition: blocking work and continuations ----------------------------
+ *
+ * A handler that needs blocking work (SQLite, files, password hashing) or
+ * other services' answers (svc_req_call, svc/msg.h) before it can answer
+ * goes on in steps, each returned as an outcome, with no libuv in sight:
+ *
+ *     static void insert(svc_req *req, void *ud) { ... SQLite ... }   // thread pool
+ *     static svc_outcome inserted(svc_req *req, svc_res *res, void *ud) {  // loop
+ *         return svc_res_json(res, 201, ud);
+ *     }
+ *     static svc_outcome checked(svc_req *req, svc_res *res, void *ud) {   // loop
+ *         if (svc_call_status(req, 0) != 200) return svc_res_error(res, 422, ...);
+ *         return svc_req_offload(req, insert, ud, inserted);
+ *     }
+ *     static svc_outcome create(svc_req *req, svc_res *res) {              // loop
+ *         svc_req_call(req, "products", "GET", path, NULL, 0, NULL);
+ *         return svc_req_then(req, checked, ud);
+ *     }
+ *
+ * What runs where. A handler of a route without SVC_OFFLOAD, every svc_then_fn,
+ * and every svc_rpc/svc_req_call callback run on the request's loop thread, one
+ * at a time. A svc_work_fn runs on libuv's thread pool while nothing else
+ * touches the request: it may read the request, use its arena and its typed
+ * values, start calls (svc_req_call), and must not write the response (its
+ * continuation does). A step's continuation runs once, on the loop, after its
+ * work returned and every call started in the step (from the loop or from the
+ * work) has ended (a reply, an error, or a timeout).
+ *
+ * Deadlines: every request has one, REQUEST_TIMEOUT (default 30 s) from its
+ * first byte, or the incoming Svc-Deadline of a NATS request when that is
+ * sooner. A request still waiting for a step at its deadline is answered 504
+ * "deadline_exceeded" with one log line (work already running finishes
+ * first, its continuation does not run); calls are given at most the time
+ * left. A reply that arrives after its request was answered is dropped and
+ * counted (svc_calls_dropped_total). A client that goes away while a request
+ * waits ends its chain: no further continuation runs, the request is freed.
+ * Every svc_req_* below returns SVC_ASYNC: `return svc_req_then(...)`; on a
+ * failure to schedule it has answered (503) and still returns an outcome
+ * the dispatcher understands. Handlers and continuations only, never hooks.
+ */
+typedef void (*svc_work_fn)(svc_req *req, void *ud);
+typedef svc_outcome (*svc_then_fn)(svc_req *req, svc_res *res, void *ud);
+
+/* Runs work(req, ud) on the thread pool, then done(req, res, ud) on the loop
+ * once work returned and the calls it started have ended. Loop thread. */
+svc_outcome svc_req_offload(svc_req *req, svc_work_fn work, void *ud, svc_then_fn done);
+/* Runs then(req, res, ud) on the loop once every call started in this step
+ * has ended (at once, after the handler returns, when there are none). */
+svc_outcome svc_req_then(svc_req *req, svc_then_fn then, void *ud);
+/* The same step as svc_req_offload (which also waits for the step's calls
+ * first), for code that reads "once the calls ended, work, then done". */
+svc_outcome svc_req_then_offload(svc_req *req, svc_work_fn work, void *ud, svc_then_fn done);
+/* Milliseconds left before the request's deadline (0 when past it). */
+int64_t svc_req_remaining_ms(const svc_req *req);
 
 /* ---- responses -------------------------------------------------------------
- * Writers copy what they are given. Each returns SVC_OK, or SVC_ENOMEM after
- * which the server answers 500. Writing a body twice replaces the first. */
+ * Writers copy what they are given. The answers (svc_res_body, _printf,
+ * _json, _error, _status) return SVC_DONE whatever happens: a failure is
+ * logged and answered 500 (503 when out of memory) when the request
+ * finishes. A response has one answer: a second one on the same response is
+ * a contract error (500). svc_req_json and svc_req_preconditions answer when
+ * they refuse: the handler then returns SVC_DONE. */
 
 /* Adds a header; names and values with CR, LF or NUL are refused (SVC_EINVAL). */
 int svc_res_header(svc_res *res, const char *name, const char *value);
-int svc_res_body(svc_res *res, int status, const char *content_type,
-                 const void *body, size_t len);
-int svc_res_printf(svc_res *res, int status, const char *content_type,
-                   const char *fmt, ...) SVC_PRINTF(4, 5);
+svc_outcome svc_res_body(svc_res *res, int status, const char *content_type,
+                         const void *body, size_t len);
+svc_outcome svc_res_printf(svc_res *res, int status, const char *content_type,
+                           const char *fmt, ...) SVC_PRINTF(4, 5);
 /* Serialises json (compact) as application/json; does not take the reference. */
-int svc_res_json(svc_res *res, int status, const json_t *json);
+svc_outcome svc_res_json(svc_res *res, int status, const json_t *json);
 /*
  * The fast path: a writer into the response body, Content-Type
- * application/json. Fill it and return SVC_OK; an unbalanced or failed writer
- * turns into a 500.
+ * application/json. Fill it and return SVC_DONE; an unbalanced or failed
+ * writer turns into a 500.
  */
 svc_jw *svc_res_jw(svc_res *res, int status);
 /* {"error":{"code":code,"message":message}} with the status. */
-int svc_res_error(svc_res *res, int status, const char *code, const char *fmt, ...)
+svc_outcome svc_res_error(svc_res *res, int status, const char *code, const char *fmt, ...)
     SVC_PRINTF(4, 5);
 /* The representation's validators, for the client's next conditional
  * request (svc_req_preconditions): ETag as given (NULL: none) and
  * Last-Modified, seconds since the epoch written as an HTTP-date (-1: none). */
 int svc_res_validators(svc_res *res, const char *etag, int64_t last_modified);
 /* 304/204-style: status with no body. */
-int svc_res_status(svc_res *res, int status);
+svc_outcome svc_res_status(svc_res *res, int status);
 int svc_res_get_status(const svc_res *res);
 /* The body written so far (for middleware such as ETag). */
 const char *svc_res_get_body(const svc_res *res, size_t *len);

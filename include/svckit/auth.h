@@ -239,7 +239,9 @@ int svc_password_needs_rehash(const char *hash);
  *    an unknown kid at most once per SVC_AUTH_JWKS_REFRESH_S (the request that
  *    saw it gets 401; a retry after the refresh succeeds), every
  *    SVC_AUTH_JWKS_MAX_AGE_S, and every second while the set is empty. A
- *    readiness check "auth" fails while the set is empty.
+ *    readiness check "auth" fails while the set is empty. AUTH_JWKS_URL has
+ *    no default (the library knows no auth service): unset, svc_auth_install
+ *    logs one line naming it and returns SVC_EINVAL (svc_app_run exits 2).
  * Failures answer 401 {"error":{"code":"unauthorized","message":...}} with
  * `WWW-Authenticate: Bearer realm="svckit"` (plus `, error="invalid_token"`
  * when a token was sent; not for a request without one, nor for an
@@ -263,14 +265,14 @@ int svc_auth_install(svc_app *app);
  * The middleware's verification on demand, for a handler that decides per
  * request what it needs (the gateway: its catch-all routes carry no auth
  * flags, its route table does). need is SVC_AUTH_USER or SVC_AUTH_ADMIN (0:
- * nothing to check, SVC_OK). Same token sources, keys, cache and answers as
- * the middleware: SVC_OK with the claims on the request (svc_req_claims), or
- * SVC_EAUTH after writing the 401 or 403 to res (a handler then returns
- * SVC_OK), or another error after writing a 500. Call svc_auth_install first
- * (from on_start, so JWKS keys are fetched before the first request).
- * Loop thread or thread pool.
+ * nothing to check, SVC_NEXT). Same token sources, keys, cache and answers as
+ * the middleware, as a hook's outcome: SVC_NEXT with the claims on the
+ * request (svc_req_claims), or SVC_DONE after writing the 401, 403 or 500
+ * to res (`return svc_auth_check(...)` from a hook or handler). Call
+ * svc_auth_install first (from on_start, so JWKS keys are fetched before
+ * the first request). Loop thread or thread pool.
  */
-int svc_auth_check(svc_req *req, svc_res *res, unsigned need);
+svc_outcome svc_auth_check(svc_req *req, svc_res *res, unsigned need);
 /* The verified claims of the caller (owned by the request), or NULL on a
  * route without auth. */
 const svc_claims *svc_req_claims(const svc_req *req);

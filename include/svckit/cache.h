@@ -6,12 +6,12 @@
  * number the caller supplies (a database's svc_db_version, a catalog's
  * generation counter), not on who asks:
  *
- *     static int list(svc_req *req, svc_res *res) {
+ *     static svc_outcome list(svc_req *req, svc_res *res) {
  *         int64_t v = svc_db_version(db);
- *         if (svc_cache_serve(req, res, v)) return SVC_OK;    // hit: 200 or 304
+ *         if (svc_cache_serve(req, res, v)) return SVC_DONE;  // hit: 200 or 304
  *         render_the_list(svc_res_jw(res, 200));
  *         svc_cache_store(req, res, v);                      // adds the ETag
- *         return SVC_OK;
+ *         return SVC_DONE;
  *     }
  *
  * Each worker thread has its own SVC_CACHE_SLOTS entries (direct-mapped by a

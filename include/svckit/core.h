@@ -43,7 +43,6 @@ enum {
     SVC_EAGAIN = -9,     /* try again later (full, busy, rate limited) */
     SVC_ECLOSED = -10,   /* peer or object closed */
     SVC_EAUTH = -11,     /* authentication or signature failure */
-    SVC_ASYNC = 1,       /* not an error: the result will be delivered later */
 };
 
 /* Static, never NULL, English description of a status code. */

@@ -106,6 +106,8 @@ typedef struct svc_rpc_reply {
     const char *instance;       /* Svc-Instance of the responder, or "" */
     /* Header lookup on the reply (case-insensitive); NULL if absent. */
     const char *(*header)(const struct svc_rpc_reply *r, const char *name);
+    /* The i-th reply header, from 0: SVC_OK, or SVC_ENOTFOUND past the end. */
+    int (*header_at)(const struct svc_rpc_reply *r, size_t i, const char **name, const char **value);
     void *impl;
 } svc_rpc_reply;
 
@@ -135,8 +137,10 @@ typedef struct svc_rpc_opts {
  * traceparent (same trace, this request's span as parent), X-Request-Id and
  * Svc-Client; it never forwards Authorization by itself: put it in
  * opts->headers when the callee needs the caller's token. Svc-Deadline is
- * now + timeout. Copies everything; thread-safe. Call it from a loop
- * handler that returns SVC_ASYNC and finishes in cb: from an SVC_OFFLOAD
+ * now + timeout. Copies everything; thread-safe. Inside a request,
+ * svc_req_call (below) is simpler: no callback, the request's deadline.
+ * Call it from a loop handler that returns SVC_ASYNC and finishes in cb:
+ * from an SVC_OFFLOAD
  * handler, cb runs on the loop and may run before that handler returns.
  * Returns SVC_OK if started (cb will run), else an error and cb never
  * runs: SVC_EINVAL (bad service, method, path, instance or header),
@@ -146,6 +150,47 @@ typedef struct svc_rpc_opts {
 int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *method,
                  const char *path, const void *body, size_t body_len,
                  const svc_rpc_opts *opts, svc_rpc_cb cb, void *ud);
+
+/* ---- calls inside a request (composition, see svckit/app.h) -------------------
+ *
+ * svc_req_call starts `method path` on service for req, as svc_rpc_call does
+ * (traceparent, X-Request-Id, Svc-Client), with a timeout of at most what is
+ * left of the request's deadline. Call it from a handler or continuation on
+ * the loop, or from a svc_work_fn on the thread pool (thread-safe); any
+ * number up to SVC_MAX_CALLS per step, then `return svc_req_then(...)` (or,
+ * from work, simply return: the offload's done waits for the calls).
+ * Returns the call's index in its step (0, 1, ...) for svc_call_*; a call
+ * that could not start still has its index and reports its error there.
+ * Negative only when it was not even recorded: SVC_ERANGE (more than
+ * SVC_MAX_CALLS in a step), SVC_EINVAL (req NULL).
+ *
+ * In the continuation (or its work), for the step's call i:
+ *   svc_call_status  the callee's status; for no reply: 504 (timed out),
+ *                    503 (no instance, not connected, stopping), 500 else
+ *   svc_call_error   SVC_OK for a reply, else why there was none
+ *   svc_call_body    the reply's body (NUL-terminated), "" if none
+ *   svc_call_json    the body parsed as JSON (owned by the request; NULL
+ *                    if it is not JSON)
+ *   svc_call_header  a reply header (case-insensitive), NULL if absent
+ * Everything stays valid until the request's next step starts a call, or
+ * the request ends.
+ */
+#define SVC_MAX_CALLS 16
+#define SVC_CALL_FORWARD_AUTH (1u << 0) /* pass the caller's Authorization, or its token cookie */
+
+typedef struct svc_call_opts {
+    int timeout_ms;              /* 0: SVC_MSG_RPC_TIMEOUT_MS; never past the request's deadline */
+    unsigned flags;              /* SVC_CALL_* */
+    const char *const *headers;  /* NULL or a NULL-terminated "Name: value" list */
+} svc_call_opts;
+
+int svc_req_call(svc_req *req, const char *service, const char *method, const char *path,
+                 const void *body, size_t len, const svc_call_opts *opts);
+int svc_call_status(const svc_req *req, int i);
+int svc_call_error(const svc_req *req, int i);
+const char *svc_call_body(const svc_req *req, int i, size_t *len);
+json_t *svc_call_json(svc_req *req, int i);
+const char *svc_call_header(const svc_req *req, int i, const char *name);
 
 /* ---- events ------------------------------------------------------------------ */
 

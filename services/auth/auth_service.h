@@ -48,8 +48,21 @@ int users_ensure_admin(svc_db *db, const char *data_dir, const char *username, c
  * reads them (on_start: SVC_EINVAL after logging the bad one); the
  * Set-Cookie value carrying token for ttl seconds, from the request's arena
  * (NULL when out of memory). */
+typedef struct cookie_network {
+    int family;             /* AF_INET or AF_INET6 */
+    unsigned char addr[16];
+    int prefix;             /* bits that must match */
+} cookie_network;
+
+/* The cookie's configuration, part of the service's state (no globals). */
+typedef struct cookie_config {
+    enum { SECURE_AUTO, SECURE_ALWAYS, SECURE_NEVER } mode;
+    cookie_network proxies[AUTH_TRUSTED_PROXIES_MAX];
+    int nproxies;
+} cookie_config;
+
 void cookie_declare(svc_app *app);
-int cookie_configure(svc_app *app);
-const char *cookie_for(svc_req *req, const char *token, int64_t ttl);
+int cookie_configure(svc_app *app, cookie_config *cc);
+const char *cookie_for(svc_req *req, const cookie_config *cc, const char *token, int64_t ttl);
 
 #endif

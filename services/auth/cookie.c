@@ -17,15 +17,7 @@
 
 #include "auth_service.h"
 
-typedef struct network {
-    int family;             /* AF_INET or AF_INET6 */
-    unsigned char addr[16];
-    int prefix;             /* bits that must match */
-} network;
-
-static enum { SECURE_AUTO, SECURE_ALWAYS, SECURE_NEVER } mode;
-static network proxies[AUTH_TRUSTED_PROXIES_MAX];
-static int nproxies;
+typedef cookie_network network;
 
 void cookie_declare(svc_app *app) {
     svc_app_env_declare(app, "COOKIE_SECURE", "auto",
@@ -70,29 +62,29 @@ static int parse_network(const char *s, size_t len, network *n) {
     return 1;
 }
 
-int cookie_configure(svc_app *app) {
+int cookie_configure(svc_app *app, cookie_config *cc) {
     const char *m = svc_app_env(app, "COOKIE_SECURE");
-    if (strcmp(m, "auto") == 0) mode = SECURE_AUTO;
-    else if (strcmp(m, "always") == 0) mode = SECURE_ALWAYS;
-    else if (strcmp(m, "never") == 0) mode = SECURE_NEVER;
+    if (strcmp(m, "auto") == 0) cc->mode = SECURE_AUTO;
+    else if (strcmp(m, "always") == 0) cc->mode = SECURE_ALWAYS;
+    else if (strcmp(m, "never") == 0) cc->mode = SECURE_NEVER;
     else {
         svc_error("invalid configuration: COOKIE_SECURE=\"%.40s\": expected auto, always or never", m);
         return SVC_EINVAL;
     }
     const char *list = svc_app_env(app, "TRUSTED_PROXIES");
-    nproxies = 0;
+    cc->nproxies = 0;
     for (const char *p = list ? list : ""; *p;) {
         p += strspn(p, " ");
         size_t n = strcspn(p, ",");
         size_t len = n;
         while (len > 0 && p[len - 1] == ' ') len--;
-        if (nproxies == AUTH_TRUSTED_PROXIES_MAX || !parse_network(p, len, &proxies[nproxies])) {
+        if (cc->nproxies == AUTH_TRUSTED_PROXIES_MAX || !parse_network(p, len, &cc->proxies[cc->nproxies])) {
             svc_error("invalid configuration: TRUSTED_PROXIES=\"%.80s\": expected at most %d addresses or "
                       "networks (a.b.c.d[/n], ipv6[/n]), comma-separated",
                       list, AUTH_TRUSTED_PROXIES_MAX);
             return SVC_EINVAL;
         }
-        nproxies++;
+        cc->nproxies++;
         p += n;
         if (*p == ',') p++;
     }
@@ -108,12 +100,12 @@ static int in_network(const network *n, int family, const unsigned char *addr) {
     return (n->addr[whole] & mask) == (addr[whole] & mask);
 }
 
-static int trusted(const char *peer) {
+static int trusted(const cookie_config *cc, const char *peer) {
     int family;
     unsigned char addr[16];
-    if (!nproxies || !parse_addr(peer, &family, addr)) return 0;
-    for (int i = 0; i < nproxies; i++)
-        if (in_network(&proxies[i], family, addr)) return 1;
+    if (!cc->nproxies || !parse_addr(peer, &family, addr)) return 0;
+    for (int i = 0; i < cc->nproxies; i++)
+        if (in_network(&cc->proxies[i], family, addr)) return 1;
     return 0;
 }
 
@@ -132,12 +124,12 @@ static int forwarded_https(svc_req *req) {
     return n == 5 && strncasecmp(p, "https", 5) == 0 && p[n + strspn(p + n, " \t")] == '\0';
 }
 
-static int secure(svc_req *req) {
-    if (mode != SECURE_AUTO) return mode == SECURE_ALWAYS;
-    return trusted(svc_req_peer(req)) && forwarded_https(req);
+static int secure(svc_req *req, const cookie_config *cc) {
+    if (cc->mode != SECURE_AUTO) return cc->mode == SECURE_ALWAYS;
+    return trusted(cc, svc_req_peer(req)) && forwarded_https(req);
 }
 
-const char *cookie_for(svc_req *req, const char *token, int64_t ttl) {
+const char *cookie_for(svc_req *req, const cookie_config *cc, const char *token, int64_t ttl) {
     return svc_arena_printf(svc_req_arena(req), "token=%s; HttpOnly; SameSite=Strict; Path=/; Max-Age=%lld%s",
-                            token, (long long)ttl, secure(req) ? "; Secure" : "");
+                            token, (long long)ttl, secure(req, cc) ? "; Secure" : "");
 }

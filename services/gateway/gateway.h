@@ -341,6 +341,8 @@ typedef struct gw_state {
     svc_app *app;
     svc_ratelimit *rl;               /* NULL: no rate limit */
     atomic_int inflight;
+    pthread_mutex_t workers_mu;      /* guards workers (proxy.c) */
+    struct gw_worker *workers;       /* every worker thread's proxy state */
     gw_breaker breakers[GW_MAX_SERVICES];
     gw_directory dir;
     int dir_ready;
@@ -350,13 +352,13 @@ typedef struct gw_state {
 
 /* The catch-all route of every method, and its handler (SVC_ASYNC). */
 #define GW_PROXY_ROUTE "/*path"
-int gw_proxy(svc_req *req, svc_res *res);
+svc_outcome gw_proxy(svc_req *req, svc_res *res);
 /* The head hook: rate limit and edge auth, before the body is read. */
-int gw_edge_check(svc_req *req, svc_res *res, void *ud);
+svc_outcome gw_edge_check(svc_req *req, svc_res *res, void *ud);
 /* The after-hook that adds CORS headers for allowed origins. */
 void gw_cors_after(svc_req *req, svc_res *res, void *ud);
 /* Frees the per-worker states (after the workers stopped). */
-void gw_proxy_release(void);
+void gw_proxy_release(gw_state *g);
 /* Milliseconds of the monotonic clock. */
 uint64_t gw_now_ms(void);
 

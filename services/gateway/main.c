@@ -11,7 +11,6 @@
 
 #include "gateway.h"
 
-static gw_state *state;
 
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", NULL};
 
@@ -118,7 +117,8 @@ static int on_start(svc_app *app, void *ud) {
      * for it at most SVC_AUTH_JWKS_TIMEOUT_MS). */
     for (int i = 0; i < g->cfg.nroutes; i++) {
         if (g->cfg.routes[i].auth != GW_AUTH_NONE && !g->auth_installed) {
-            if (svc_auth_install(app) != SVC_OK) return SVC_ERR;
+            int arc = svc_auth_install(app);
+            if (arc != SVC_OK) return arc == SVC_EINVAL ? SVC_EINVAL : SVC_ERR; /* EINVAL: logged, exit 2 */
             g->auth_installed = 1;
         }
     }
@@ -132,7 +132,7 @@ static void on_stop(svc_app *app, void *ud) {
     (void)app;
     gw_state *g = ud;
     gw_discovery_stop();
-    gw_proxy_release();
+    gw_proxy_release(g);
     svc_ratelimit_free(g->rl);
     g->rl = NULL;
 }
@@ -143,11 +143,12 @@ int main(int argc, char **argv) {
     svc_app_env_declare(app, "GATEWAY_CONFIG", "",
                         "route table and limits, a JSON file (empty: the built-in table, deploy/gateway.json)");
     /* The state is large (fixed tables) and lives as long as the process. */
-    state = calloc(1, sizeof *state);
+    gw_state *state = calloc(1, sizeof *state);
     if (!state) {
         fprintf(stderr, "gateway: out of memory\n");
         return 1;
     }
+    pthread_mutex_init(&state->workers_mu, NULL);
     svc_app_set_data(app, state);
     for (const char *const *m = methods; *m; m++) svc_app_route(app, *m, GW_PROXY_ROUTE, gw_proxy, 0);
     svc_app_use_head(app, gw_edge_check, state);
@@ -161,6 +162,7 @@ int main(int argc, char **argv) {
     svc_app_on_stop(app, on_stop, state);
     int rc = svc_app_run(app);
     if (state->dir_ready) gw_directory_destroy(&state->dir);
+    pthread_mutex_destroy(&state->workers_mu);
     free(state);
     return rc;
 }

@@ -47,9 +47,9 @@ typedef struct gw_worker {
     struct gw_worker *next;
 } gw_worker;
 
+/* This thread's state, a cache of the lookup in g->workers: valid for the
+ * gateway it was made for. */
 static _Thread_local gw_worker *tls_worker;
-static pthread_mutex_t workers_mu = PTHREAD_MUTEX_INITIALIZER;
-static gw_worker *workers;
 
 static void check_stranded(uv_timer_t *t);
 
@@ -58,7 +58,7 @@ static void check_stranded(uv_timer_t *t);
  * as it ended: it is unref'd, so it never keeps a stopping worker alive). */
 static gw_worker *worker(gw_state *g, uv_loop_t *loop) {
     gw_worker *w = tls_worker;
-    if (w) return w;
+    if (w && w->g == g) return w;
     if (!loop || !(w = calloc(1, sizeof *w))) return NULL;
     w->g = g;
     uv_timer_init(loop, &w->check);
@@ -66,21 +66,22 @@ static gw_worker *worker(gw_state *g, uv_loop_t *loop) {
     uv_unref((uv_handle_t *)&w->check);
     for (int i = 0; i < g->cfg.nservices; i++)
         gw_budget_init(&w->budget[i], g->cfg.retry_ratio, g->cfg.retry_window_s);
-    pthread_mutex_lock(&workers_mu);
-    w->next = workers;
-    workers = w;
-    pthread_mutex_unlock(&workers_mu);
+    pthread_mutex_lock(&g->workers_mu);
+    w->next = g->workers;
+    g->workers = w;
+    pthread_mutex_unlock(&g->workers_mu);
     return tls_worker = w;
 }
 
-void gw_proxy_release(void) {
-    pthread_mutex_lock(&workers_mu);
-    while (workers) {
-        gw_worker *w = workers;
-        workers = w->next;
+void gw_proxy_release(gw_state *g) {
+    pthread_mutex_lock(&g->workers_mu);
+    while (g->workers) {
+        gw_worker *w = g->workers;
+        g->workers = w->next;
         free(w);
     }
-    pthread_mutex_unlock(&workers_mu);
+    pthread_mutex_unlock(&g->workers_mu);
+    tls_worker = NULL;
 }
 
 uint64_t gw_now_ms(void) { return svc_now_ns() / 1000000u; }
@@ -140,7 +141,7 @@ static void release_slot(gw_call *c) {
 static const char *service_name(const gw_call *c) { return c->g->cfg.services[c->route->service]; }
 
 /* An answer made by the gateway itself when the call could not even start. */
-static int start_error(gw_call *c, int rc) {
+static svc_outcome start_error(gw_call *c, int rc) {
     switch (rc) {
     case SVC_EINVAL:
         return svc_res_error(c->res, 400, "bad_request", "the request cannot be forwarded (path, query or a header)");
@@ -380,7 +381,7 @@ static void on_reply(int err, const svc_rpc_reply *r, void *ud) {
 
 /* ---- the handler ------------------------------------------------------------- */
 
-static int preflight(gw_state *g, svc_res *res, const char *origin) {
+static svc_outcome preflight(gw_state *g, svc_res *res, const char *origin) {
     if (!gw_cors_allowed(&g->cfg, origin)) return svc_res_error(res, 403, "forbidden", "origin not allowed");
     char age[16];
     snprintf(age, sizeof age, "%d", g->cfg.cors_max_age_s);
@@ -393,7 +394,7 @@ static int preflight(gw_state *g, svc_res *res, const char *origin) {
 /* OPTIONS on a path no route takes: answered as a service answers it, 204
  * with the methods of the gateway's own endpoints (the core's /healthz,
  * /readyz, /metrics), 404 for any other path. */
-static int own_options(const char *path, svc_res *res) {
+static svc_outcome own_options(const char *path, svc_res *res) {
     static const char *const own[] = {"/healthz", "/readyz", "/metrics", NULL};
     for (const char *const *p = own; *p; p++) {
         if (strcmp(path, *p) != 0) continue;
@@ -428,10 +429,10 @@ static const char **forwarded_headers(svc_req *req) {
 
 /* The edge checks that need only the head, run by the core before the body
  * is read (a head hook): the per-client rate limit, then the route's token. */
-int gw_edge_check(svc_req *req, svc_res *res, void *ud) {
+svc_outcome gw_edge_check(svc_req *req, svc_res *res, void *ud) {
     gw_state *g = ud;
     const char *pattern = svc_req_route(req);
-    if (!pattern || strcmp(pattern, GW_PROXY_ROUTE) != 0) return SVC_OK; /* /healthz & co */
+    if (!pattern || strcmp(pattern, GW_PROXY_ROUTE) != 0) return SVC_NEXT; /* /healthz & co */
     if (g->rl) {
         int after = 1;
         const char *peer = svc_req_peer(req);
@@ -445,18 +446,17 @@ int gw_edge_check(svc_req *req, svc_res *res, void *ud) {
         }
     }
     const gw_route *route = gw_route_find(&g->cfg, svc_req_path(req));
-    if (!route || route->auth == GW_AUTH_NONE) return SVC_OK;
+    if (!route || route->auth == GW_AUTH_NONE) return SVC_NEXT;
     /* A preflight needs no token; gw_proxy answers it. A plain OPTIONS goes
      * to the service unchecked too: svckit services answer it for every path
      * with 204 and Allow before any auth (a route that declares OPTIONS
      * itself checks its own auth there). */
     const char *method = svc_req_method(req);
-    if (strcmp(method, "OPTIONS") == 0) return SVC_OK;
-    svc_auth_check(req, res, route->auth == GW_AUTH_ADMIN ? SVC_AUTH_ADMIN : SVC_AUTH_USER);
-    return SVC_OK; /* a 401/403 written is the answer */
+    if (strcmp(method, "OPTIONS") == 0) return SVC_NEXT;
+    return svc_auth_check(req, res, route->auth == GW_AUTH_ADMIN ? SVC_AUTH_ADMIN : SVC_AUTH_USER);
 }
 
-int gw_proxy(svc_req *req, svc_res *res) {
+svc_outcome gw_proxy(svc_req *req, svc_res *res) {
     gw_state *g = svc_req_app_data(req);
     gw_worker *w = worker(g, svc_req_loop(req));
     if (!w) return svc_res_error(res, 503, "unavailable", "out of memory");

@@ -15,32 +15,33 @@
 
 #include "products.h"
 
-static svc_db *db;
-
-typedef int (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const void *arg);
+typedef svc_outcome (*render_fn)(svc_req *req, svc_res *res, svc_jw *w, const void *arg);
 
 /*
  * Serves a read: from the cache when the database has not changed since it was
- * rendered, else renders it (render writes a 200 JSON body, or an error), caches
- * it and adds an ETag.
+ * rendered, else renders it (render fills the 200 JSON body, or answers an
+ * error instead), caches a 200 and adds an ETag.
  */
-static int cached_read(svc_req *req, svc_res *res, render_fn render, const void *arg) {
-    int64_t version = svc_db_version(db);
-    if (svc_cache_serve(req, res, version)) return SVC_OK;
+/* The catalog database of the service handling req. */
+static svc_db *db_of(const svc_req *req) { return ((products_app *)svc_req_app_data(req))->db; }
+
+static svc_outcome cached_read(svc_req *req, svc_res *res, render_fn render, const void *arg) {
+    int64_t version = svc_db_version(db_of(req));
+    if (svc_cache_serve(req, res, version)) return SVC_DONE;
     svc_jw *w = svc_res_jw(res, 200);
-    int rc = render(req, res, w, arg);
-    if (rc == SVC_OK && svc_jw_ok(w) == SVC_OK) svc_cache_store(req, res, version);
+    svc_outcome rc = render(req, res, w, arg);
+    if (svc_res_get_status(res) == 200 && svc_jw_ok(w) == SVC_OK) svc_cache_store(req, res, version);
     return rc;
 }
 
-static int storage_error(svc_res *res, int rc) {
+static svc_outcome storage_error(svc_res *res, int rc) {
     if (rc == SVC_EAGAIN) return svc_res_error(res, 503, "unavailable", "the catalog is busy, retry");
     return svc_res_error(res, 500, "internal", "catalog storage error");
 }
 
 /* ---- reads ---------------------------------------------------------------- */
 
-static int render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
+static svc_outcome render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
     (void)arg;
     list_query q;
     char err[160];
@@ -51,22 +52,23 @@ static int render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
         if (strlen(name) > PRODUCTS_CATEGORY_MAX) return svc_res_error(res, 404, "not_found", "no such category");
         q.category = name;
     }
-    if (strcmp(svc_req_route(req), "/products/search") == 0 && search_query(req, res, &q) != SVC_OK)
-        return SVC_OK; /* the 400 or 429 is written */
-    int rc = catalog_list(db, &q, w);
-    return rc == SVC_OK ? SVC_OK : storage_error(res, rc);
+    products_app *pa = svc_req_app_data(req);
+    if (strcmp(svc_req_route(req), "/products/search") == 0 && search_query(req, res, pa->search_limit, &q) != SVC_OK)
+        return SVC_DONE; /* the 400 or 429 is written */
+    int rc = catalog_list(pa->db, &q, w);
+    return rc == SVC_OK ? SVC_DONE : storage_error(res, rc);
 }
 
-static int list_products(svc_req *req, svc_res *res) { return cached_read(req, res, render_list, NULL); }
+static svc_outcome list_products(svc_req *req, svc_res *res) { return cached_read(req, res, render_list, NULL); }
 
-static int render_categories(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
+static svc_outcome render_categories(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
     (void)req;
     (void)arg;
-    int rc = catalog_categories(db, w);
-    return rc == SVC_OK ? SVC_OK : storage_error(res, rc);
+    int rc = catalog_categories(db_of(req), w);
+    return rc == SVC_OK ? SVC_DONE : storage_error(res, rc);
 }
 
-static int list_categories(svc_req *req, svc_res *res) {
+static svc_outcome list_categories(svc_req *req, svc_res *res) {
     return cached_read(req, res, render_categories, NULL);
 }
 
@@ -80,11 +82,12 @@ static int parse_id(svc_req *req, svc_res *res, int64_t *id) {
 
 /* A product's ETag comes from its version, the same in the answer to a write,
  * so a client can GET, edit, and write back with If-Match. */
-static int get_product(svc_req *req, svc_res *res) {
+static svc_outcome get_product(svc_req *req, svc_res *res) {
     int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
+    svc_db *db = db_of(req);
     int64_t version = svc_db_version(db);
-    if (svc_cache_serve(req, res, version)) return SVC_OK;
+    if (svc_cache_serve(req, res, version)) return SVC_DONE;
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
     if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
     int rc = catalog_get(db, id, p);
@@ -94,7 +97,7 @@ static int get_product(svc_req *req, svc_res *res) {
     char etag[PRODUCT_ETAG_MAX];
     product_etag(p, etag);
     svc_cache_store_tagged(req, res, version, etag, product_last_modified(p));
-    return SVC_OK;
+    return SVC_DONE;
 }
 
 /* ---- writes (thread pool) ------------------------------------------------- */
@@ -108,27 +111,27 @@ static int check_preconditions(const product *current, void *ud) {
     return svc_req_preconditions(svc_res_req(res), res, etag, product_last_modified(current));
 }
 
-static int write_result(svc_res *res, int rc, int status, const product *p, int64_t id) {
-    if (rc > 0) return SVC_OK; /* a precondition failed: answered */
+static svc_outcome write_result(svc_res *res, int rc, int status, const product *p, int64_t id) {
+    if (rc > 0) return SVC_DONE; /* a precondition failed: answered */
     if (rc == SVC_ENOTFOUND) return svc_res_error(res, 404, "not_found", "product %lld not found", (long long)id);
     if (rc != SVC_OK) return storage_error(res, rc);
     char etag[PRODUCT_ETAG_MAX];
     product_etag(p, etag);
     svc_res_validators(res, etag, product_last_modified(p));
     product_write(svc_res_jw(res, status), p, F_ALL);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int create_product(svc_req *req, svc_res *res) {
+static svc_outcome create_product(svc_req *req, svc_res *res) {
     json_t *body = svc_req_json(req, res);
-    if (!body) return SVC_OK;
+    if (!body) return SVC_DONE;
     product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
     if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
     unsigned set;
     char err[160];
     if (products_parse_body(body, F_REQUIRED, in, &set, err, sizeof err) != SVC_OK)
         return svc_res_error(res, 400, "bad_request", "%s", err);
-    int rc = catalog_create(db, in, in + 1);
+    int rc = catalog_create(db_of(req), in, in + 1);
     if (rc == SVC_OK) {
         char loc[48];
         snprintf(loc, sizeof loc, "/products/%lld", (long long)in[1].id);
@@ -139,11 +142,11 @@ static int create_product(svc_req *req, svc_res *res) {
 
 /* PUT replaces every writable field (absent optional ones reset to their
  * defaults); PATCH changes only the fields it carries. */
-static int update_product(svc_req *req, svc_res *res) {
+static svc_outcome update_product(svc_req *req, svc_res *res) {
     int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
     json_t *body = svc_req_json(req, res);
-    if (!body) return SVC_OK;
+    if (!body) return SVC_DONE;
     int full = strcmp(svc_req_method(req), "PUT") == 0;
     product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
     if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
@@ -152,15 +155,15 @@ static int update_product(svc_req *req, svc_res *res) {
     if (products_parse_body(body, full ? F_REQUIRED : 0, in, &set, err, sizeof err) != SVC_OK)
         return svc_res_error(res, 400, "bad_request", "%s", err);
     if (full) set = F_WRITABLE;
-    return write_result(res, catalog_update(db, id, in, set, check_preconditions, res, in + 1), 200, in + 1, id);
+    return write_result(res, catalog_update(db_of(req), id, in, set, check_preconditions, res, in + 1), 200, in + 1, id);
 }
 
-static int delete_product(svc_req *req, svc_res *res) {
+static svc_outcome delete_product(svc_req *req, svc_res *res) {
     int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_OK;
+    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
     if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
-    int rc = catalog_delete(db, id, check_preconditions, res, p);
+    int rc = catalog_delete(db_of(req), id, check_preconditions, res, p);
     if (rc != SVC_OK) return write_result(res, rc, 200, p, id);
     /* DummyJSON answers a delete with the product and isDeleted/deletedOn. */
     char now[32];
@@ -171,14 +174,14 @@ static int delete_product(svc_req *req, svc_res *res) {
     svc_jw_key(w, "isDeleted"), svc_jw_bool(w, 1);
     svc_jw_key(w, "deletedOn"), svc_jw_str(w, now);
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
 /* ---- start-up ------------------------------------------------------------- */
 
 static int db_ready(void *ud, char *reason, size_t len) {
-    (void)ud;
-    if (svc_db_version(db) < 0) {
+    products_app *pa = ud;
+    if (!pa->db || svc_db_version(pa->db) < 0) {
         snprintf(reason, len, "catalog database unavailable");
         return SVC_ERR;
     }
@@ -186,24 +189,30 @@ static int db_ready(void *ud, char *reason, size_t len) {
 }
 
 static int on_start(svc_app *app, void *ud) {
-    (void)ud;
+    products_app *pa = ud;
     const svc_config *cfg = svc_app_config(app);
-    int rc = search_start(app);
+    int rc = search_start(app, &pa->search_limit);
     if (rc != SVC_OK) return rc;
-    if (catalog_open(cfg->data_dir, &db) != SVC_OK) return SVC_ERR;
-    return catalog_seed_if_empty(db);
+    if (catalog_open(cfg->data_dir, &pa->db) != SVC_OK) return SVC_ERR;
+    return catalog_seed_if_empty(pa->db);
 }
 
+/* on_stop, and after svc_app_run whatever happened (a failed on_start has no
+ * on_stop): each part may be released already. */
 static void on_stop(svc_app *app, void *ud) {
     (void)app;
-    (void)ud;
-    svc_db_close(db);
-    db = NULL;
-    search_stop();
+    products_app *pa = ud;
+    svc_db_close(pa->db);
+    pa->db = NULL;
+    svc_ratelimit_free(pa->search_limit);
+    pa->search_limit = NULL;
 }
 
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("products", argc, argv);
+    svc_app_default_port(app, 8082);
+    products_app pa = {0};
+    svc_app_set_data(app, &pa);
     svc_app_get(app, "/products", list_products, SVC_AUTH_USER);
     svc_app_get(app, "/products/search", list_products, SVC_AUTH_USER);
     svc_app_get(app, "/products/categories", list_categories, SVC_AUTH_USER);
@@ -213,9 +222,11 @@ int main(int argc, char **argv) {
     svc_app_put(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
     svc_app_patch(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
     svc_app_delete(app, "/products/:id", delete_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
-    svc_app_ready_check(app, "catalog", db_ready, NULL);
+    svc_app_ready_check(app, "catalog", db_ready, &pa);
     search_declare(app);
-    svc_app_on_start(app, on_start, NULL);
-    svc_app_on_stop(app, on_stop, NULL);
-    return svc_app_run(app);
+    svc_app_on_start(app, on_start, &pa);
+    svc_app_on_stop(app, on_stop, &pa);
+    int rc = svc_app_run(app);
+    on_stop(NULL, &pa);
+    return rc;
 }

@@ -86,9 +86,14 @@ int products_parse_body(const json_t *body, unsigned required, product *p, unsig
  * or writes a 400 (q too long) or a 429 (the user is out of uncached
  * searches) and returns an error. */
 void search_declare(svc_app *app);
-int search_start(svc_app *app);
-void search_stop(void);
-int search_query(svc_req *req, svc_res *res, list_query *q);
+int search_start(svc_app *app, svc_ratelimit **limit);
+int search_query(svc_req *req, svc_res *res, svc_ratelimit *limit, list_query *q);
+
+/* The service's state, the app's data (svc_app_set_data): no globals. */
+typedef struct products_app {
+    svc_db *db;
+    svc_ratelimit *search_limit;     /* uncached searches per user */
+} products_app;
 
 /* catalog.c */
 int catalog_open(const char *data_dir, svc_db **out);

@@ -15,30 +15,23 @@
 
 #define SEARCH_RATE_MAX 1000000
 
-static svc_ratelimit *limit;
-
 void search_declare(svc_app *app) {
     svc_app_env_declare(app, "SEARCH_RATE_PER_MIN", "60",
                         "searches that miss the cache, per user per minute (that many at once, refilled over a minute)");
 }
 
-int search_start(svc_app *app) {
+int search_start(svc_app *app, svc_ratelimit **limit) {
     const char *v = svc_app_env(app, "SEARCH_RATE_PER_MIN");
     int64_t rate;
     if (svc_parse_i64(v, &rate) != SVC_OK || rate < 1 || rate > SEARCH_RATE_MAX) {
         svc_error("invalid configuration: SEARCH_RATE_PER_MIN=\"%s\": expected 1 to %d", v, SEARCH_RATE_MAX);
         return SVC_EINVAL;
     }
-    limit = svc_ratelimit_new((double)rate, (double)rate / 60.0);
-    return limit ? SVC_OK : SVC_ENOMEM;
+    *limit = svc_ratelimit_new((double)rate, (double)rate / 60.0);
+    return *limit ? SVC_OK : SVC_ENOMEM;
 }
 
-void search_stop(void) {
-    svc_ratelimit_free(limit);
-    limit = NULL;
-}
-
-int search_query(svc_req *req, svc_res *res, list_query *q) {
+int search_query(svc_req *req, svc_res *res, svc_ratelimit *limit, list_query *q) {
     const char *s = svc_req_query(req, "q");
     if (!s) s = "";
     if (strlen(s) > PRODUCTS_MAX_QUERY) {

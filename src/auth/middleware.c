@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "auth/internal.h"
+#include "http/module.h"
 #include "svckit/client.h"
 
 /* While the key set is empty (the auth service not up yet), retry this often. */
@@ -196,10 +197,14 @@ static int configure_locked(auth_state *s, int may_block) {
         s->mode = MODE_HS256;
         s->ks = s->owned;
         svc_info("verifying HS256 tokens with JWT_SECRET");
+    } else if (!cfg->jwks_url || !*cfg->jwks_url) {
+        /* The library knows no auth service: where the keys are is the
+         * deployment's to say (the Procfile's run, the deploy files). */
+        svc_error("invalid configuration: AUTH_JWKS_URL is not set: set it (where verifiers get the public "
+                  "keys) or JWT_SECRET");
+        return SVC_EINVAL;
     } else {
-        const char *url = cfg->jwks_url && *cfg->jwks_url
-                              ? cfg->jwks_url
-                              : "http://127.0.0.1:8081/.well-known/jwks.json";
+        const char *url = cfg->jwks_url;
         if (!(s->owned = svc_jwt_keyset_new()) || !(s->jwks_url = strdup(url)))
             return SVC_ENOMEM;
         s->mode = MODE_JWKS;
@@ -226,13 +231,12 @@ static int ensure_configured(auth_state *s, int may_block) {
 
 /* ---- the hook -------------------------------------------------------------- */
 
-static int unauthorized(svc_res *res, int token_sent, const char *msg) {
+static svc_outcome unauthorized(svc_res *res, int token_sent, const char *msg) {
     /* RFC 6750 section 3.1: no error code when the request had no token. */
     svc_res_header(res, "WWW-Authenticate",
                    token_sent ? "Bearer realm=\"svckit\", error=\"invalid_token\""
                               : "Bearer realm=\"svckit\"");
-    svc_res_error(res, 401, "unauthorized", "%s", msg);
-    return SVC_EAUTH;
+    return svc_res_error(res, 401, "unauthorized", "%s", msg);
 }
 
 /* The token from "Authorization: Bearer <token>", or else the "token" cookie.
@@ -261,12 +265,11 @@ static const char *token_of(svc_req *req, size_t *len, int *bad) {
 }
 
 /* The verification itself, for a route that needs `flags` (SVC_AUTH_USER
- * and/or SVC_AUTH_ADMIN): SVC_OK with the claims on the request, or an error
- * after writing the 401/403/500. */
-static int check(auth_state *s, svc_req *req, svc_res *res, unsigned flags) {
+ * and/or SVC_AUTH_ADMIN): SVC_NEXT with the claims on the request, or
+ * SVC_DONE after writing the 401/403/500. */
+static svc_outcome check(auth_state *s, svc_req *req, svc_res *res, unsigned flags) {
     if (ensure_configured(s, 0) != SVC_OK) {
-        svc_res_error(res, 500, "internal", "token verification is not configured");
-        return SVC_ERR;
+        return svc_res_error(res, 500, "internal", "token verification is not configured");
     }
     size_t len;
     int bad;
@@ -295,22 +298,18 @@ static int check(auth_state *s, svc_req *req, svc_res *res, unsigned flags) {
         svc__jwt_cache_put(s->cache, token, len, gen, c.exp + SVC_JWT_LEEWAY_S, &c);
     }
     if ((flags & SVC_AUTH_ADMIN) && strcmp(c.role, "admin") != 0) {
-        svc_res_error(res, 403, "forbidden", "this needs the admin role");
-        return SVC_EAUTH;
+        return svc_res_error(res, 403, "forbidden", "this needs the admin role");
     }
     svc_claims *kept = svc_arena_alloc(svc_req_arena(req), sizeof *kept);
-    if (!kept) {
-        svc_res_error(res, 500, "internal", "out of memory");
-        return SVC_ENOMEM;
-    }
+    if (!kept) return svc_res_error(res, 500, "internal", "out of memory");
     *kept = c;
-    svc_req_set_user(req, kept);
-    return SVC_OK;
+    svc__req_set_claims(req, kept);
+    return SVC_NEXT;
 }
 
-static int before(svc_req *req, svc_res *res, void *ud) {
+static svc_outcome before(svc_req *req, svc_res *res, void *ud) {
     unsigned flags = svc_req_route_flags(req);
-    if (!(flags & (SVC_AUTH_USER | SVC_AUTH_ADMIN))) return SVC_OK;
+    if (!(flags & (SVC_AUTH_USER | SVC_AUTH_ADMIN))) return SVC_NEXT;
     return check(ud, req, res, flags);
 }
 
@@ -346,10 +345,9 @@ int svc_auth_install(svc_app *app) {
     return rc;
 }
 
-int svc_auth_check(svc_req *req, svc_res *res, unsigned need) {
-    if (!req || !res) return SVC_EINVAL;
+svc_outcome svc_auth_check(svc_req *req, svc_res *res, unsigned need) {
     need &= SVC_AUTH_USER | SVC_AUTH_ADMIN;
-    if (!need) return SVC_OK;
+    if (!need) return SVC_NEXT;
     /* The registry takes a lock; a gateway calls this on every request, so
      * each thread remembers its last answer, valid while no state has been
      * released since (a release bumps registry_gen). */
@@ -360,10 +358,7 @@ int svc_auth_check(svc_req *req, svc_res *res, unsigned need) {
     unsigned gen = atomic_load(&registry_gen);
     auth_state *s = last_app == app && last_gen == gen ? last_state : NULL;
     if (!s) {
-        if (!(s = state_of(app, 1))) {
-            svc_res_error(res, 500, "internal", "out of memory");
-            return SVC_ENOMEM;
-        }
+        if (!(s = state_of(app, 1))) return svc_res_error(res, 500, "internal", "out of memory");
         last_app = app;
         last_state = s;
         last_gen = gen;
@@ -372,7 +367,7 @@ int svc_auth_check(svc_req *req, svc_res *res, unsigned need) {
 }
 
 const svc_claims *svc_req_claims(const svc_req *req) {
-    return (const svc_claims *)svc_req_user(req);
+    return (const svc_claims *)svc__req_claims(req);
 }
 
 void svc_auth_use_keyset(svc_app *app, svc_jwt_keyset *ks) {

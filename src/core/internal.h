@@ -4,24 +4,6 @@
 
 #include "svckit/core.h"
 
-/* Logging (src/core/log.c). */
-void svc__log_set_buffered(int on);          /* this thread's lines wait for a flush */
-void svc__log_thread_exit(void);             /* flush and free this thread's buffer */
-unsigned long svc__log_dropped(void);        /* lines dropped because stdout blocked */
-const char *svc__log_timestamp(char out[32]);/* RFC 3339 UTC with milliseconds */
-void svc__log_line_begin(svc_buf *b, svc_log_level level); /* "{"time":..,"service":.." or text prefix */
-int svc__log_json(void);                     /* 1 when lines are JSON */
-/* The trace id that svc_log adds to every line this thread logs until the
- * next swap (NULL or "": none); returns the one it replaces, to be restored.
- * Dispatch sets it while a request is handled. Only read when a line is
- * logged: it must be valid while lines may be logged, not until restored. */
-const char *svc__log_trace_swap(const char *trace_id);
-/* The text form of an access line after svc__log_line_begin: method, path,
- * status and duration in aligned columns, then the trace id, then
- * " via <transport>" when via is not NULL. */
-void svc__log_text_access(svc_buf *b, const char *method, const char *path, int status, double ms,
-                          const char *trace_id, const char *via);
-
 /*
  * Hand formatting for hot paths (src/core/buf.c), where a printf call costs
  * more than the work around it. Each gives the bytes printf would for the

@@ -22,7 +22,6 @@ const char *svc_status_str(int status) {
     case SVC_EAGAIN: return "try again";
     case SVC_ECLOSED: return "closed";
     case SVC_EAUTH: return "authentication failed";
-    case SVC_ASYNC: return "pending";
     default: return "unknown status";
     }
 }

@@ -29,6 +29,7 @@
 
 #include "auth/internal.h"
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "http/internal.h"
 #include "svckit/auth.h"
 
@@ -55,23 +56,12 @@ static char *xstrdup(const char *s) {
     return p;
 }
 
-static int default_port_for(const char *name) {
-    static const struct {
-        const char *name;
-        int port;
-    } ports[] = {{"gateway", 8080}, {"auth", 8081},     {"products", 8082},
-                 {"orders", 8083},  {"payments", 8084}};
-    for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
-        if (strcmp(ports[i].name, name) == 0) return ports[i].port;
-    return 8080;
-}
-
 svc_app *svc_app_new(const char *name, int argc, char **argv) {
     svc_app *app = xcalloc(1, sizeof *app);
     app->name = xstrdup(name);
     app->argc = argc;
     app->argv = argv;
-    app->default_port = default_port_for(name);
+    app->default_port = SVC_DEFAULT_PORT; /* each service sets its own */
     app->router = svc__router_new();
     if (!app->router) {
         fprintf(stderr, "svckit: out of memory\n");
@@ -86,6 +76,11 @@ void svc_app_default_port(svc_app *app, int port) { app->default_port = port; }
 
 int svc_app_route(svc_app *app, const char *method, const char *pattern, svc_handler h,
                   unsigned flags) {
+    return svc_app_route_data(app, method, pattern, h, flags, NULL);
+}
+
+int svc_app_route_data(svc_app *app, const char *method, const char *pattern, svc_handler h,
+                       unsigned flags, void *data) {
     if (!method || !pattern || !h) return SVC_EINVAL;
     for (const char *m = method; *m; m++)
         if (*m < 'A' || *m > 'Z') return SVC_EINVAL;
@@ -95,6 +90,7 @@ int svc_app_route(svc_app *app, const char *method, const char *pattern, svc_han
     e->pattern = strdup(pattern);
     e->handler = h;
     e->flags = flags;
+    e->data = data;
     if (!e->method || !e->pattern) goto nomem;
     int rc = svc__router_add(app->router, method, pattern, e);
     if (rc != SVC_OK) {
@@ -514,11 +510,13 @@ int svc_app_run(svc_app *app) {
     }
 
     int exit_code = 0;
-    if (uses_auth(app) && svc_auth_install(app) != SVC_OK) {
-        svc_error("cannot set up token verification");
+    int auth_rc = uses_auth(app) ? svc_auth_install(app) : SVC_OK;
+    if (auth_rc != SVC_OK) {
+        /* SVC_EINVAL: bad configuration, logged naming the variable (exit 2). */
+        if (auth_rc != SVC_EINVAL) svc_error("cannot set up token verification");
         svc_log_flush();
         app_free(app);
-        return 1;
+        return auth_rc == SVC_EINVAL ? 2 : 1;
     }
     if (svc__msg_setup(app) != SVC_OK) {
         svc_log_flush();

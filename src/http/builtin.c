@@ -7,15 +7,16 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "http/internal.h"
 
-static int healthz(svc_req *req, svc_res *res) {
+static svc_outcome healthz(svc_req *req, svc_res *res) {
     (void)req;
     static const char ok[] = "{\"status\":\"ok\"}";
     return svc_res_body(res, 200, "application/json", ok, sizeof ok - 1);
 }
 
-static int readyz(svc_req *req, svc_res *res) {
+static svc_outcome readyz(svc_req *req, svc_res *res) {
     svc_app *app = req->app;
     if (atomic_load(&app->draining))
         return svc_res_printf(res, 503, "application/json",
@@ -32,7 +33,7 @@ static int readyz(svc_req *req, svc_res *res) {
             svc_jw_key(w, "reason");
             svc_jw_str(w, reason[0] ? reason : "not ready");
             svc_jw_obj_end(w);
-            return SVC_OK;
+            return SVC_DONE;
         }
     }
     static const char ok[] = "{\"status\":\"ready\"}";
@@ -46,12 +47,12 @@ static void collect_http(void *ud) {
     svc_gauge_set(app->s_body_bytes, (double)atomic_load(&app->body_bytes));
 }
 
-static int metrics(svc_req *req, svc_res *res) {
+static svc_outcome metrics(svc_req *req, svc_res *res) {
     (void)req;
     svc_res_body(res, 200, "text/plain; version=0.0.4; charset=utf-8", "", 0);
     svc_metrics_render(&res->body);
-    if (res->body.oom) return SVC_ENOMEM;
-    return SVC_OK;
+    if (res->body.oom) res->oom = 1;
+    return SVC_DONE;
 }
 
 void svc__builtin_routes(svc_app *app) {
@@ -96,6 +97,21 @@ void svc__metrics_setup(svc_app *app) {
         svc_metric_counter("http_compression_saved_bytes_total",
                            "Body bytes gzip saved: plain minus compressed, summed over those responses", 1,
                            svc_label),
+        name);
+    app->s_contract_errors = svc_metric_with(
+        svc_metric_counter("svc_contract_errors_total",
+                           "Responses turned into a 500 because a handler or hook broke its contract "
+                           "(invalid outcome, no answer, two answers)",
+                           1, svc_label),
+        name);
+    app->s_deadline = svc_metric_with(
+        svc_metric_counter("svc_request_deadline_exceeded_total",
+                           "Requests answered 504 at their deadline (REQUEST_TIMEOUT or Svc-Deadline)", 1,
+                           svc_label),
+        name);
+    app->s_calls_dropped = svc_metric_with(
+        svc_metric_counter("svc_calls_dropped_total",
+                           "Replies to svc_req_call that came after their request was answered", 1, svc_label),
         name);
     static const char *accept_labels[] = {"service", "reason"};
     static const char *const reasons[] = {[ACCEPT_ERR_EMFILE] = "emfile", [ACCEPT_ERR_ENFILE] = "enfile",

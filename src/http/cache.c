@@ -107,6 +107,7 @@ static void set_validators(entry *e, const char *etag, int64_t last_modified) {
  * compresses it as for any response.
  */
 static void respond(svc_req *req, svc_res *res, const entry *e, int kept, int copy) {
+    res->answered = 0; /* the cache's answer replaces the handler's */
     int varies = e->len >= SVC_GZIP_MIN_BYTES && req->app->cfg.compress;
     int accepts = varies && svc__accepts_gzip(req);
     int gz = accepts && (!kept || e->gz);

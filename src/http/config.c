@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "http/internal.h"
@@ -33,9 +34,10 @@ static const core_var core_vars[] = {
     {"LOG_FORMAT", NULL, "json or text (default: text on a terminal, else json)"},
     {"LOG_COLOR", "auto", "text logs in colour: auto (on a terminal), always or never; NO_COLOR=1 is never"},
     {"SHUTDOWN_TIMEOUT", "10", "seconds to drain on SIGTERM"},
+    {"REQUEST_TIMEOUT", "30", "seconds a request may take before it is answered 504"},
     {"DRAIN_DELAY", "1", "seconds new connections are still accepted after SIGTERM"},
     {"JWT_SECRET", NULL, "HS256 secret, >= 32 bytes; replaces EdDSA (alias SECRET_KEY)"},
-    {"AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json", "where verifiers get public keys"},
+    {"AUTH_JWKS_URL", NULL, "where verifiers get public keys (needed to verify tokens without JWT_SECRET)"},
     {"AUTH_MAX_TOKEN_LIFETIME", "86400", "longest token lifetime verifiers accept, seconds"},
     {"HTTP_MAX_HEADER_BYTES", "16384", "request line plus headers, bytes"},
     {"HTTP_MAX_HEADERS", "100", "header fields per request"},
@@ -104,6 +106,32 @@ static int cpus_available(void) {
     return n > 0 ? (int)n : 1;
 }
 
+/* DATA_DIR, and any missing parent, created 0700 (the service's files are
+ * its own): SVC_OK, or SVC_EIO with errno set. */
+static int make_dir(const char *path) {
+    char p[4096];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof p) {
+        errno = ENAMETOOLONG;
+        return SVC_EIO;
+    }
+    memcpy(p, path, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0') continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) return SVC_EIO;
+        p[i] = c;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0) return SVC_EIO;
+    if (!S_ISDIR(st.st_mode)) {
+        errno = ENOTDIR;
+        return SVC_EIO;
+    }
+    return SVC_OK;
+}
+
 int svc__config_load(svc_app *app, char *err, size_t errlen) {
     svc_config *c = &app->cfg;
     long v;
@@ -128,6 +156,7 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if (strcmp(c->nats_url, "none") != 0 && svc__msg_url_check(c->nats_url) != SVC_OK)
         return fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...] or none");
     c->data_dir = get_str("DATA_DIR", "./var");
+    if (make_dir(c->data_dir) != SVC_OK) return fail(err, errlen, "DATA_DIR", c->data_dir, strerror(errno));
 
     const char *lvl = get_str("LOG_LEVEL", "info");
     if (svc_log_level_parse(lvl, &c->log_level) != SVC_OK)
@@ -150,6 +179,10 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
 
     if ((rc = get_seconds("SHUTDOWN_TIMEOUT", 3600, SVC_SHUTDOWN_TIMEOUT_MS,
                           &c->shutdown_timeout_ms, err, errlen))) return rc;
+    if ((rc = get_seconds("REQUEST_TIMEOUT", 3600, SVC_REQUEST_TIMEOUT_MS, &c->request_timeout_ms, err,
+                          errlen))) return rc;
+    if (c->request_timeout_ms <= 0)
+        return fail(err, errlen, "REQUEST_TIMEOUT", getenv("REQUEST_TIMEOUT"), "must be at least 1 second");
     if ((rc = get_seconds("DRAIN_DELAY", 600, SVC_DRAIN_DELAY_MS, &c->drain_delay_ms, err, errlen)))
         return rc;
 
@@ -167,8 +200,8 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
         }
         c->jwt_secret = secret;
     }
-    c->jwks_url = get_str("AUTH_JWKS_URL", "http://127.0.0.1:8081/.well-known/jwks.json");
-    if (strncmp(c->jwks_url, "http://", 7) != 0)
+    c->jwks_url = get_str("AUTH_JWKS_URL", NULL);
+    if (c->jwks_url && strncmp(c->jwks_url, "http://", 7) != 0)
         return fail(err, errlen, "AUTH_JWKS_URL", c->jwks_url, "expected an http:// URL");
     if ((rc = get_int("AUTH_MAX_TOKEN_LIFETIME", 60, AUTH_MAX_TOKEN_LIFETIME_MAX, SVC_JWT_MAX_LIFETIME_S, &v,
                       err, errlen))) return rc;

@@ -1188,6 +1188,7 @@ void svc__worker_tick(uv_timer_t *t) {
         if (c->deadline && now >= c->deadline && !c->closing) conn_timeout(c);
         c = next;
     }
+    svc__compose_tick(w);
     if (w->stopping) worker_maybe_exit(w);
 }
 

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "http/internal.h"
 
 static uint64_t xorshift(uint64_t *s) {
@@ -117,6 +118,19 @@ static void allow_with_options(char *allow, size_t cap) {
     snprintf(allow + n, cap - n, "%sOPTIONS", n ? ", " : "");
 }
 
+/*
+ * What a handler's outcome means for its request (SVC_ASYNC aside): SVC_DONE
+ * with an answer finishes it; anything else is a contract error, answered
+ * 500 with one log line and a count (svc__res_contract_error).
+ */
+void svc__handler_outcome(svc_req *req, svc_outcome rc) {
+    svc_res *res = &req->res;
+    if (rc == SVC_NEXT) svc__res_contract_error(res, "handler returned SVC_NEXT");
+    else if (rc != SVC_DONE) svc__res_contract_error(res, "handler returned an invalid outcome");
+    else if (!res->has_body && !res->streaming)
+        svc__res_contract_error(res, "handler returned SVC_DONE without a response");
+}
+
 static void run_handler_offloaded(uv_work_t *work) {
     svc_req *req = work->data;
     const char *prev = svc__log_trace_swap(req->trace_id);
@@ -133,10 +147,17 @@ static void after_offload(uv_work_t *work, int status) {
     req->offloaded = 0;
     if (status == UV_ECANCELED) {
         svc__res_set_error(&req->res, 503, "unavailable", "service is shutting down");
+    } else if (req->handler_rc == SVC_ASYNC && req->compose && svc__compose_waiting(req)) {
+        /* It goes on in steps (compose.c). */
+        req->res.async = 1;
+        svc__compose_started(req);
+        svc__log_trace_swap(prev);
+        return;
     } else if (req->handler_rc == SVC_ASYNC) {
         /* Offloaded handlers have no loop to finish from later. */
-        svc_error("handler for %s %s returned SVC_ASYNC from the thread pool", req->method, req->route->pattern);
-        svc__res_set_error(&req->res, 500, "internal", "internal error");
+        svc__res_contract_error(&req->res, "handler returned SVC_ASYNC from the thread pool");
+    } else {
+        svc__handler_outcome(req, req->handler_rc);
     }
     svc__request_finish(req);
     svc__log_trace_swap(prev);
@@ -153,12 +174,26 @@ static void run_handler(svc_req *req) {
         svc__request_finish(req);
         return;
     }
-    int rc = req->route->handler(req, res);
+    svc_outcome rc = req->route->handler(req, res);
     if (rc == SVC_ASYNC) {
         res->async = 1;
+        svc__compose_started(req);
         return;
     }
+    svc__handler_outcome(req, rc);
     svc__request_finish(req);
+}
+
+/* A hook's outcome: 1 when the request goes on, 0 when it has its answer
+ * (or a contract error, answered 500). */
+static int hook_goes_on(svc_req *req, svc_outcome rc) {
+    svc_res *res = &req->res;
+    int answered = res->has_body || res->streaming;
+    if (rc == SVC_NEXT && !answered) return 1;
+    if (rc == SVC_NEXT) svc__res_contract_error(res, "a hook answered and returned SVC_NEXT");
+    else if (rc != SVC_DONE) svc__res_contract_error(res, "a hook returned an invalid outcome");
+    else if (!answered) svc__res_contract_error(res, "a hook returned SVC_DONE without a response");
+    return 0;
 }
 
 /*
@@ -173,7 +208,7 @@ static void run_hooks_and_handler(svc_req *req);
 /* Hands a finished request back to where it came from, which frees it. A
  * transport's finish may log (a reply it could not send) before and after the
  * free: the trace id stays, copied. */
-static void request_release(svc_req *req) {
+void svc__request_release(svc_req *req) {
     char trace_id[sizeof req->trace_id];
     memcpy(trace_id, req->trace_id, sizeof trace_id);
     const char *prev = svc__log_trace_swap(trace_id);
@@ -191,7 +226,7 @@ void svc__dispatch_continue(svc_req *req) {
     req->in_handler = 1;
     run_hooks_and_handler(req);
     req->in_handler = 0;
-    if (req->release_pending) request_release(req);
+    if (req->release_pending) svc__request_release(req);
     svc__log_trace_swap(prev);
 }
 
@@ -200,14 +235,17 @@ static void run_hooks_and_handler(svc_req *req) {
     while (req->mw_index < app->nmw) {
         svc_middleware *m = &app->mw[req->mw_index++];
         if (!m->before) continue;
-        int rc = m->before(req, &req->res, m->ud);
+        svc_outcome rc = m->before(req, &req->res, m->ud);
         /* SVC_ASYNC: the hook resumes later with svc__dispatch_continue (or
-         * ends the request with svc_res_finish). */
-        if (rc == SVC_ASYNC) return;
-        /* A hook that wrote a response has answered, whatever it returned:
-         * `return svc_res_error(...)` returns SVC_OK, and reads so naturally
-         * that treating it as "go on" would run the handler over the refusal. */
-        if (rc != SVC_OK || req->res.has_body || req->res.streaming) {
+         * ends the request with svc_res_finish). Steps (compose.c) are for
+         * handlers: a hook has no continuation to return to. */
+        if (rc == SVC_ASYNC && !svc__compose_waiting(req)) return;
+        if (rc == SVC_ASYNC) {
+            svc__res_contract_error(&req->res, "a hook went on in steps (svc_req_then & co are for handlers)");
+            svc__request_finish(req);
+            return;
+        }
+        if (!hook_goes_on(req, rc)) {
             svc__request_finish(req);
             return;
         }
@@ -292,13 +330,13 @@ int svc__dispatch_head(svc_req *req) {
     int answered = route(req);
     svc_app *app = req->app;
     for (int i = 0; i < app->nhead && !answered; i++) {
-        int rc = app->head[i].before(req, &req->res, app->head[i].ud);
+        svc_outcome rc = app->head[i].before(req, &req->res, app->head[i].ud);
         if (rc == SVC_ASYNC) {
-            svc_error("%s %s: a head hook returned SVC_ASYNC", req->method, req->route->pattern);
-            svc__res_set_error(&req->res, 500, "internal", "internal error");
+            svc__res_contract_error(&req->res, "a head hook returned SVC_ASYNC");
+            answered = 1;
+        } else {
+            answered = !hook_goes_on(req, rc);
         }
-        /* As for before-hooks: a response written is the answer. */
-        answered = rc != SVC_OK || req->res.has_body;
     }
     req->head_answered = answered != 0;
     return answered;
@@ -332,11 +370,12 @@ void svc__request_finish(svc_req *req) {
     if (res->finished) return;
     res->finished = 1;
     const char *prev = svc__log_trace_swap(req->trace_id);
+    if (!res->oom && !res->streaming && (!res->has_body || !res->status))
+        svc__res_contract_error(res, "request finished without a response");
     if (res->oom) {
         svc__res_set_error(res, 503, "unavailable", "out of memory");
-    } else if (!res->streaming && (!res->has_body || !res->status)) {
-        svc_error("%s %s: handler returned without a response", req->method,
-                  req->route ? req->route->pattern : req->path);
+    } else if (res->contract && !res->streaming) {
+        res->nheaders = 0;
         svc__res_set_error(res, 500, "internal", "internal error");
     } else if (res->jw_used && svc_jw_ok(&res->jw) != SVC_OK) {
         svc_error("%s %s: response JSON writer failed", req->method,
@@ -363,5 +402,5 @@ void svc__request_finish(svc_req *req) {
         return;
     }
     svc__log_trace_swap(prev);
-    request_release(req);
+    svc__request_release(req);
 }

@@ -75,6 +75,8 @@
 typedef struct svc_worker svc_worker;
 typedef struct svc_conn svc_conn;
 typedef struct svc_msg svc_msg;      /* messaging state (src/msg), NULL if off */
+typedef struct svc_compose svc_compose; /* a request that goes on in steps (compose.c) */
+typedef struct svc_req_value svc_req_value; /* svc_req_set (request.c) */
 
 /* How a request that did not come from an HTTP connection is answered
  * (NATS request-reply): finish() sends the final response. */
@@ -88,6 +90,7 @@ typedef struct svc_route_entry {
     char *pattern;
     svc_handler handler;
     unsigned flags;
+    void *data;                      /* svc_app_route_data */
     /* Metric series cached per status code so the hot path never looks up
      * labels; filled on first use. */
     _Atomic(svc_series *) requests[SVC_STATUS_CODES];
@@ -177,6 +180,9 @@ struct svc_app {
     svc_series *s_body_budget;       /* 503s at HTTP_MAX_BUFFERED_BODY_BYTES */
     svc_series *s_gzip_responses;    /* responses sent gzip-compressed */
     svc_series *s_gzip_saved;        /* plain minus compressed bytes of those */
+    svc_series *s_contract_errors;   /* handler/hook contract errors (dispatch.c) */
+    svc_series *s_deadline;          /* requests answered 504 at their deadline (compose.c) */
+    svc_series *s_calls_dropped;     /* call replies for requests already answered */
     /* The highest values since memory was last trimmed (app.c). */
     atomic_llong peak_connections;
     atomic_llong peak_body_bytes;
@@ -211,6 +217,7 @@ struct svc_worker {
     char date[64];                   /* "Date: ...\r\n", refreshed by tick */
     size_t date_len;
     svc_buf logline;                 /* scratch for access-log lines */
+    svc_compose *waiting;            /* requests waiting for a step (compose.c) */
     int listen_fd;
 };
 
@@ -291,6 +298,8 @@ struct svc_res {
     unsigned finished : 1;
     unsigned oom : 1;
     unsigned coded : 1;              /* content coding chosen (cache.c): leave it */
+    unsigned contract : 1;           /* a contract error: answered 500 at finish */
+    unsigned answered : 1;           /* an svc_res_* answer was written */
 };
 
 struct svc_req {
@@ -320,7 +329,8 @@ struct svc_req {
     svc_route_entry *label_route;
     svc_route_match match;
     json_t *json;
-    void *user;
+    const void *claims;              /* set by the auth module only (module.h) */
+    svc_req_value *values;           /* svc_req_set, in the arena */
     const char *id;
     const char *peer;
     char trace_id[33];
@@ -346,10 +356,11 @@ struct svc_req {
     size_t body_reserved;            /* of app->body_bytes, given back when freed */
     int mw_index;                    /* next before-hook to run */
     uv_work_t work;
-    int handler_rc;
+    svc_outcome handler_rc;
     char *cache_key;                 /* cache.c's key, made on first use */
     const svc_transport *transport;  /* NULL: the HTTP connection */
     void *transport_data;
+    svc_compose *compose;            /* compose.c's state, made on first use */
     svc_res res;
     char peer_buf[48];               /* the connection's peer, copied at dispatch */
     /* Last, and not zeroed when a request is made: only ever read below
@@ -402,6 +413,21 @@ void svc__dispatch(svc_req *req);
 /* Runs the remaining before-hooks and the handler (after async middleware). */
 void svc__dispatch_continue(svc_req *req);
 void svc__request_finish(svc_req *req);
+/* Hands a finished request back to its transport, which frees it. */
+void svc__request_release(svc_req *req);
+/* A handler's (or continuation's) outcome other than SVC_ASYNC: checks it,
+ * turning a contract error into a 500. */
+void svc__handler_outcome(svc_req *req, svc_outcome rc);
+
+/* compose.c */
+/* A handler returned SVC_ASYNC: a step it set goes on (loop thread). */
+void svc__compose_started(svc_req *req);
+/* 1 when a step of req waits for its continuation. */
+int svc__compose_waiting(const svc_req *req);
+/* The request is freed: its calls in flight will find it gone. */
+void svc__compose_release(svc_req *req);
+/* The worker's tick: deadlines and clients gone away. */
+void svc__compose_tick(svc_worker *w);
 
 /* request.c */
 svc_req *svc__req_new(svc_conn *c);
@@ -419,6 +445,7 @@ void svc__res_init(svc_res *res, svc_req *req);
 /* Serialises status line, headers and body into the connection's output. */
 void svc__res_serialize(svc_res *res, svc_buf *out);
 int svc__res_set_error(svc_res *res, int status, const char *code, const char *msg);
+void svc__res_contract_error(svc_res *res, const char *what);
 const char *svc__status_reason(int status);
 
 /* encoding.c: gzip (see app.h) */

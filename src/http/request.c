@@ -38,11 +38,15 @@ svc_req *svc__req_new_worker(svc_worker *w) {
     return req;
 }
 
+static void values_free(svc_req *req);
+
 void svc__req_free(svc_req *req) {
     if (!req) return;
     svc_worker *w = req->w;
     if (req->body_reserved) atomic_fetch_sub(&req->app->body_bytes, (long long)req->body_reserved);
     if (req->json) json_decref(req->json);
+    values_free(req);
+    svc__compose_release(req);
     svc__worker_buf_give(w, &req->res.body);
     svc__worker_buf_give(w, &req->raw);
     svc__worker_buf_give(w, &req->body);
@@ -231,5 +235,46 @@ svc_arena *svc_req_arena(svc_req *req) { return req->arena; }
 svc_app *svc_req_app(const svc_req *req) { return req->app; }
 void *svc_req_app_data(const svc_req *req) { return req->app->data; }
 uv_loop_t *svc_req_loop(const svc_req *req) { return req->offloaded ? NULL : &req->w->loop; }
-void svc_req_set_user(svc_req *req, void *user) { req->user = user; }
-void *svc_req_user(const svc_req *req) { return req->user; }
+void svc__req_set_claims(svc_req *req, const void *claims) { req->claims = claims; }
+const void *svc__req_claims(const svc_req *req) { return req->claims; }
+
+void *svc_req_route_data(const svc_req *req) { return req->route ? req->route->data : NULL; }
+
+/* ---- typed per-request values ------------------------------------------------ */
+
+struct svc_req_value {
+    const svc_key *key;
+    void *value;
+    void (*free_fn)(void *);
+    svc_req_value *next;
+};
+
+int svc_req_set(svc_req *req, const svc_key *key, void *value, void (*free_fn)(void *)) {
+    if (!req || !key) return SVC_EINVAL;
+    svc_req_value *v = req->values;
+    while (v && v->key != key) v = v->next;
+    if (!v) {
+        v = svc_arena_calloc(req->arena, sizeof *v);
+        if (!v) return SVC_ENOMEM;
+        v->key = key;
+        v->next = req->values;
+        req->values = v;
+    } else if (v->free_fn && v->value && v->value != value) {
+        v->free_fn(v->value);
+    }
+    v->value = value;
+    v->free_fn = free_fn;
+    return SVC_OK;
+}
+
+void *svc_req_get(const svc_req *req, const svc_key *key) {
+    for (const svc_req_value *v = req ? req->values : NULL; v; v = v->next)
+        if (v->key == key) return v->value;
+    return NULL;
+}
+
+static void values_free(svc_req *req) {
+    for (svc_req_value *v = req->values; v; v = v->next)
+        if (v->free_fn && v->value) v->free_fn(v->value);
+    req->values = NULL;
+}

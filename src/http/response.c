@@ -87,12 +87,43 @@ int svc_res_header(svc_res *res, const char *name, const char *value) {
     return SVC_OK;
 }
 
+/*
+ * A contract error of the code that answers (dispatch.c's too): one log
+ * line naming the route, a count, and a 500 when the request finishes.
+ */
+void svc__res_contract_error(svc_res *res, const char *what) {
+    svc_req *req = res->req;
+    if (!res->contract) {
+        svc_error("%s %s: %s", req->method ? req->method : "?",
+                  req->route ? req->route->pattern : (req->path ? req->path : "?"), what);
+        if (req->app) svc_counter_add(req->app->s_contract_errors, 1);
+    }
+    res->contract = 1;
+}
+
+/* Every answer starts here: a response has one. A body being built with
+ * svc_res_jw is no answer yet: an error may replace it. */
+static int answer_begin(svc_res *res, int status) {
+    if (res->answered) {
+        svc__res_contract_error(res, "a response answered twice");
+        return SVC_EINVAL;
+    }
+    if (!valid_status(status)) {
+        svc__res_contract_error(res, "an answer with an invalid status");
+        return SVC_EINVAL;
+    }
+    res->answered = 1;
+    return SVC_OK;
+}
+
 /* A whole body written at once (svc_res_body, svc_res_printf): begin checks
  * and sets the status and type and empties the body, which the caller then
  * fills; end marks the response complete, or out of memory. */
 static int body_begin(svc_res *res, int status, const char *content_type) {
-    if (!valid_status(status)) return SVC_EINVAL;
+    if (answer_begin(res, status) != SVC_OK) return SVC_EINVAL;
     int rc = set_content_type(res, content_type);
+    if (rc == SVC_EINVAL) svc__res_contract_error(res, "an answer with an invalid Content-Type");
+    if (rc == SVC_ENOMEM) res->oom = 1;
     if (rc != SVC_OK) return rc;
     res->status = status;
     res->jw_used = 0;
@@ -100,36 +131,33 @@ static int body_begin(svc_res *res, int status, const char *content_type) {
     return SVC_OK;
 }
 
-static int body_end(svc_res *res) {
+static void body_end(svc_res *res) {
     res->has_body = 1;
-    if (res->body.oom) {
-        res->oom = 1;
-        return SVC_ENOMEM;
-    }
-    return SVC_OK;
+    if (res->body.oom) res->oom = 1;
 }
 
-int svc_res_body(svc_res *res, int status, const char *content_type, const void *body, size_t len) {
-    int rc = body_begin(res, status, content_type);
-    if (rc != SVC_OK) return rc;
+svc_outcome svc_res_body(svc_res *res, int status, const char *content_type, const void *body, size_t len) {
+    if (body_begin(res, status, content_type) != SVC_OK) return SVC_DONE;
     svc_buf_append(&res->body, body, len);
-    return body_end(res);
+    body_end(res);
+    return SVC_DONE;
 }
 
-int svc_res_printf(svc_res *res, int status, const char *content_type, const char *fmt, ...) {
-    int rc = body_begin(res, status, content_type);
-    if (rc != SVC_OK) return rc;
+svc_outcome svc_res_printf(svc_res *res, int status, const char *content_type, const char *fmt, ...) {
+    if (body_begin(res, status, content_type) != SVC_OK) return SVC_DONE;
     va_list ap;
     va_start(ap, fmt);
     svc_buf_vprintf(&res->body, fmt, ap);
     va_end(ap);
-    return body_end(res);
+    body_end(res);
+    return SVC_DONE;
 }
 
-int svc_res_json(svc_res *res, int status, const json_t *json) {
+svc_outcome svc_res_json(svc_res *res, int status, const json_t *json) {
+    if (answer_begin(res, status) != SVC_OK) return SVC_DONE;
     svc_jw *w = svc_res_jw(res, status);
     svc_jw_value(w, json);
-    return svc_jw_ok(w) == SVC_OK ? SVC_OK : SVC_ENOMEM;
+    return SVC_DONE; /* a failed writer is a 500 at finish */
 }
 
 svc_jw *svc_res_jw(svc_res *res, int status) {
@@ -156,23 +184,25 @@ int svc__res_set_error(svc_res *res, int status, const char *code, const char *m
     return svc_jw_ok(w);
 }
 
-int svc_res_error(svc_res *res, int status, const char *code, const char *fmt, ...) {
+svc_outcome svc_res_error(svc_res *res, int status, const char *code, const char *fmt, ...) {
+    if (answer_begin(res, status) != SVC_OK) return SVC_DONE;
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return svc__res_set_error(res, status, code, msg);
+    svc__res_set_error(res, status, code, msg);
+    return SVC_DONE;
 }
 
-int svc_res_status(svc_res *res, int status) {
-    if (!valid_status(status)) return SVC_EINVAL;
+svc_outcome svc_res_status(svc_res *res, int status) {
+    if (answer_begin(res, status) != SVC_OK) return SVC_DONE;
     res->status = status;
     res->jw_used = 0;
     svc_buf_reset(&res->body);
     res->has_body = 1; /* a complete, empty response */
     res->content_type = NULL;
-    return SVC_OK;
+    return SVC_DONE;
 }
 
 int svc_res_get_status(const svc_res *res) { return res->status; }
@@ -245,7 +275,7 @@ void svc__res_serialize(svc_res *res, svc_buf *out) {
 
 int svc_res_stream_start(svc_res *res, int status, const char *content_type) {
     svc_req *req = res->req;
-    if (res->streaming || !valid_status(status)) return SVC_EINVAL;
+    if (answer_begin(res, status) != SVC_OK) return SVC_EINVAL;
     if (!req->conn) return SVC_ECLOSED;
     int rc = set_content_type(res, content_type);
     if (rc != SVC_OK) return rc;

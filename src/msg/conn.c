@@ -27,6 +27,7 @@
 #include <strings.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "msg/internal.h"
 
 static const char *const drop_reasons[DROP_REASONS] = {

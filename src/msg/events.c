@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "msg/internal.h"
 
 typedef struct ev_run {

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "msg/internal.h"
 
 #define JS_API "$JS.API."

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "svckit/obs.h"
 #include "svckit/outbox.h"
 

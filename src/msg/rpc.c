@@ -84,6 +84,14 @@ static const char *reply_header(const svc_rpc_reply *r, const char *name) {
     return r && r->impl && name ? svc__nats_msg_header(r->impl, name) : NULL;
 }
 
+static int reply_header_at(const svc_rpc_reply *r, size_t i, const char **name, const char **value) {
+    const svc_nats_msg *m = r ? r->impl : NULL;
+    if (!m || i >= m->nhdrs) return SVC_ENOTFOUND;
+    *name = m->names[i];
+    *value = m->values[i];
+    return SVC_OK;
+}
+
 static const char *gather_header(const svc_msg_reply *r, const char *name) {
     return r && r->impl && name ? svc__nats_msg_header(r->impl, name) : NULL;
 }
@@ -125,6 +133,7 @@ static void complete(rpc_call *c, int err, svc_nats_msg *reply) {
             r.body_len = reply->len;
             r.instance = inst ? inst : "";
             r.header = reply_header;
+            r.header_at = reply_header_at;
             r.impl = reply;
         }
         const char *labels[] = {c->service, outcome_of(err)};

@@ -2,7 +2,26 @@
 #ifndef SVC_OBS_INTERNAL_H
 #define SVC_OBS_INTERNAL_H
 
+#include "svckit/core.h"
 #include "svckit/obs.h"
+
+/* Logging (src/obs/log.c). */
+void svc__log_set_buffered(int on);          /* this thread's lines wait for a flush */
+void svc__log_thread_exit(void);             /* flush and free this thread's buffer */
+unsigned long svc__log_dropped(void);        /* lines dropped because stdout blocked */
+const char *svc__log_timestamp(char out[32]);/* RFC 3339 UTC with milliseconds */
+void svc__log_line_begin(svc_buf *b, svc_log_level level); /* "{"time":..,"service":.." or text prefix */
+int svc__log_json(void);                     /* 1 when lines are JSON */
+/* The trace id that svc_log adds to every line this thread logs until the
+ * next swap (NULL or "": none); returns the one it replaces, to be restored.
+ * Dispatch sets it while a request is handled. Only read when a line is
+ * logged: it must be valid while lines may be logged, not until restored. */
+const char *svc__log_trace_swap(const char *trace_id);
+/* The text form of an access line after svc__log_line_begin: method, path,
+ * status and duration in aligned columns, then the trace id, then
+ * " via <transport>" when via is not NULL. */
+void svc__log_text_access(svc_buf *b, const char *method, const char *path, int status, double ms,
+                          const char *trace_id, const char *via);
 
 /*
  * A counter family whose series hold a double rather than an integer, for

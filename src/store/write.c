@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "store/internal.h"
 
 static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};

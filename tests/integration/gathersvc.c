@@ -59,7 +59,7 @@ static void gathered(int err, const svc_msg_reply *r, void *ud) {
     svc_res_finish(c->res);
 }
 
-static int gather(svc_req *req, svc_res *res) {
+static svc_outcome gather(svc_req *req, svc_res *res) {
     const char *subject = svc_req_query(req, "subject");
     const char *ms = svc_req_query(req, "ms");
     const char *data = svc_req_query(req, "data");
@@ -85,7 +85,7 @@ static int gather(svc_req *req, svc_res *res) {
         svc_jw_key(c->w, "rc"), svc_jw_i64(c->w, rc);
         svc_jw_key(c->w, "inside_call"), svc_jw_bool(c->w, c->inside_call);
         svc_jw_obj_end(c->w);
-        return SVC_OK;
+        return SVC_DONE;
     }
     return SVC_ASYNC;
 }
@@ -105,7 +105,7 @@ static void on_loop(uv_loop_t *loop, void *ud) {
     atomic_store(&ran_on_loop, loop != NULL);
 }
 
-static int startup(svc_req *req, svc_res *res) {
+static svc_outcome startup(svc_req *req, svc_res *res) {
     int end = atomic_load(&start_end);
     return svc_res_printf(res, 200, "application/json", "{\"ran_on_loop\":%s,\"replies\":%d,\"end\":\"%s\"}",
                           atomic_load(&ran_on_loop) ? "true" : "false", atomic_load(&start_replies),

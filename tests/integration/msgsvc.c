@@ -23,7 +23,7 @@
 static atomic_long events_seen, broadcasts_seen, flood_seen, slow_seen, stream_seen, outage_seen;
 static char processed_path[4096];
 
-static int hello(svc_req *req, svc_res *res) {
+static svc_outcome hello(svc_req *req, svc_res *res) {
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
     svc_jw_key(w, "hello"), svc_jw_str(w, svc_req_param(req, "name"));
@@ -33,32 +33,32 @@ static int hello(svc_req *req, svc_res *res) {
     svc_jw_key(w, "path"), svc_jw_str(w, svc_req_path(req));
     svc_jw_key(w, "cookie"), svc_jw_str(w, svc_req_cookie(req, "c"));
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int echo(svc_req *req, svc_res *res) {
+static svc_outcome echo(svc_req *req, svc_res *res) {
     json_t *body = svc_req_json(req, res);
-    if (!body) return SVC_OK;
+    if (!body) return SVC_DONE;
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
     svc_jw_key(w, "echo"), svc_jw_value(w, body);
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int raw(svc_req *req, svc_res *res) {
+static svc_outcome raw(svc_req *req, svc_res *res) {
     size_t len;
     svc_req_body(req, &len);
     return svc_res_printf(res, 200, "application/json", "{\"bytes\":%zu}", len);
 }
 
-static int private_route(svc_req *req, svc_res *res) {
+static svc_outcome private_route(svc_req *req, svc_res *res) {
     (void)req;
     return svc_res_printf(res, 200, "application/json", "{\"private\":true}");
 }
 
 /* Identity of whoever answered, for distribution tests (differs per instance). */
-static int whoami(svc_req *req, svc_res *res) {
+static svc_outcome whoami(svc_req *req, svc_res *res) {
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
     svc_jw_key(w, "instance"), svc_jw_str(w, svc_app_instance_id(svc_req_app(req)));
@@ -66,10 +66,10 @@ static int whoami(svc_req *req, svc_res *res) {
     svc_jw_key(w, "request_id"), svc_jw_str(w, svc_req_id(req));
     svc_jw_key(w, "trace_id"), svc_jw_str(w, svc_req_trace_id(req));
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int status_route(svc_req *req, svc_res *res) {
+static svc_outcome status_route(svc_req *req, svc_res *res) {
     int64_t code;
     if (svc_req_param_i64(req, "code", &code) != SVC_OK || code < 200 || code > 599)
         return svc_res_error(res, 400, "bad_request", "code must be 200-599");
@@ -77,7 +77,7 @@ static int status_route(svc_req *req, svc_res *res) {
     return svc_res_printf(res, (int)code, "application/json", "{\"status\":%d}", (int)code);
 }
 
-static int slow(svc_req *req, svc_res *res) {
+static svc_outcome slow(svc_req *req, svc_res *res) {
     const char *ms = svc_req_query(req, "ms");
     int64_t n = 0;
     if (ms) svc_parse_i64(ms, &n);
@@ -109,7 +109,7 @@ static void call_done(int err, const svc_rpc_reply *r, void *ud) {
     svc_res_finish(c->res);
 }
 
-static int call(svc_req *req, svc_res *res) {
+static svc_outcome call(svc_req *req, svc_res *res) {
     const char *path = svc_req_query(req, "path");
     const char *t = svc_req_query(req, "timeout");
     const char *auth = svc_req_query(req, "auth");
@@ -135,7 +135,7 @@ static int call(svc_req *req, svc_res *res) {
 }
 
 /* POST /publish?subject=s&n=N: N publishes, outcome counts. */
-static int publish(svc_req *req, svc_res *res) {
+static svc_outcome publish(svc_req *req, svc_res *res) {
     const char *subject = svc_req_query(req, "subject");
     const char *ns = svc_req_query(req, "n");
     int64_t n = 1;
@@ -156,7 +156,7 @@ static int publish(svc_req *req, svc_res *res) {
 }
 
 /* POST /jspublish?subject=s&id=x (offloaded: waits for the stored ack). */
-static int jspublish(svc_req *req, svc_res *res) {
+static svc_outcome jspublish(svc_req *req, svc_res *res) {
     size_t len;
     const char *body = svc_req_body(req, &len);
     int rc = svc_js_publish(svc_req_app(req), svc_req_query(req, "subject"), body, len, svc_req_query(req, "id"),
@@ -165,7 +165,7 @@ static int jspublish(svc_req *req, svc_res *res) {
                           rc == SVC_OK ? "ok" : svc_status_str(rc));
 }
 
-static int counts(svc_req *req, svc_res *res) {
+static svc_outcome counts(svc_req *req, svc_res *res) {
     (void)req;
     return svc_res_printf(res, 200, "application/json",
                           "{\"events\":%ld,\"broadcast\":%ld,\"flood\":%ld,\"slow\":%ld,\"outage\":%ld,"

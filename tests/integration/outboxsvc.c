@@ -44,7 +44,7 @@ static int add_note(svc_db *d, void *ud) {
     return svc_db_outbox_add(d, "notes.created", n->body, n->len, NULL);
 }
 
-static int post_note(svc_req *req, svc_res *res) {
+static svc_outcome post_note(svc_req *req, svc_res *res) {
     note n = {0};
     n.body = svc_req_body(req, &n.len);
     int rc = svc_db_write_wait(db, add_note, &n);
@@ -60,7 +60,7 @@ static long long count(const char *sql) {
     return v;
 }
 
-static int state(svc_req *req, svc_res *res) {
+static svc_outcome state(svc_req *req, svc_res *res) {
     (void)req;
     return svc_res_printf(res, 200, "application/json",
                           "{\"notes\":%lld,\"outbox\":%lld,\"effects\":%lld,\"max_n\":%lld,\"inbox\":%lld}",

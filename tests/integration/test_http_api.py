@@ -177,3 +177,15 @@ def test_every_response_says_nosniff(svc):
         got, h, _ = read_response(s, head=head)
         s.close()
         assert got == status and h.get("x-content-type-options") == "nosniff", (data, got, h)
+
+
+def test_typed_values_route_data_and_no_claims_from_a_hook(svc):
+    # A hook hands a value to the handler by a key of its own (set twice: the
+    # first is freed); the route's own data reaches its handler; and on a
+    # public route nothing a hook does makes svc_req_claims non-NULL: only
+    # the auth module can set them.
+    status, doc = svc.json("GET", "/value", headers={"X-Value": "from-hook", "Authorization": "Bearer x"})
+    assert status == 200
+    assert doc == {"value": "from-hook", "claims": False, "route_data": "the /value route's data"}
+    status, doc = svc.json("GET", "/value")
+    assert doc == {"value": None, "claims": False, "route_data": "the /value route's data"}

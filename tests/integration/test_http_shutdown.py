@@ -272,3 +272,28 @@ def test_port_in_use_fails_at_start():
         assert r.returncode != 0 and b"cannot listen" in r.stdout + r.stderr
     finally:
         s.close()
+
+
+def test_a_missing_data_dir_is_created_0700_and_a_file_there_stops_the_service(tmp_path):
+    want = tmp_path / "a" / "b"
+    with Service("testsvc", env={"DATA_DIR": str(want)}) as s:
+        assert s.request("GET", "/healthz")[0] == 200
+        assert want.is_dir() and (want.stat().st_mode & 0o777) == 0o700
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    e = dict(os.environ, PORT="0", HOST="127.0.0.1", DATA_DIR=str(blocker / "sub"))
+    r = subprocess.run([binary("testsvc")], env=e, capture_output=True, timeout=WAIT)
+    assert r.returncode == 2
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "DATA_DIR" in lines[0], lines
+
+
+def test_a_service_that_verifies_tokens_needs_a_jwks_url_or_a_secret(tmp_path):
+    # The library knows no auth service: no default JWKS URL.
+    e = {k: v for k, v in os.environ.items() if k not in ("AUTH_JWKS_URL", "JWT_SECRET", "SECRET_KEY")}
+    e.update(PORT="0", HOST="127.0.0.1", DATA_DIR=str(tmp_path), NATS_URL="none", LOG_FORMAT="text")
+    r = subprocess.run([binary("products")], env=e, capture_output=True, timeout=WAIT)
+    assert r.returncode == 2, r
+    out = (r.stdout + r.stderr).decode()
+    lines = [l for l in out.splitlines() if "AUTH_JWKS_URL" in l]
+    assert len(lines) == 1 and "JWT_SECRET" in lines[0], out

@@ -218,7 +218,7 @@ def test_a_bad_log_color_stops_the_service():
 @pytest.mark.parametrize("path,line", [
     ("/log?msg=hello", "handler says: hello"),                       # in a handler, on the loop
     ("/log-offload?msg=hello", "handler says: hello"),               # on the thread pool
-    ("/forgot", "GET /forgot: handler returned without a response"),  # finishing the response
+    ("/forgot", "GET /forgot: handler returned SVC_DONE without a response"),  # finishing the response
 ])
 def test_lines_logged_for_a_request_carry_its_trace_id(path, line):
     with Service("testsvc") as svc:

@@ -367,7 +367,10 @@ def test_one_users_searches_are_bounded_and_others_keep_their_answers():
 
 @pytest.mark.parametrize("value", ["0", "-1", "1000001", "x"])
 def test_bad_search_rate_stops_the_service(value):
-    with Service("products", env={"SEARCH_RATE_PER_MIN": value}, wait_ready=False, check_exit=False) as s:
+    # A secret to verify with: the library has no default JWKS URL, and a
+    # service without one stops before it reads its own variables.
+    env = {"SEARCH_RATE_PER_MIN": value, "JWT_SECRET": "s" * 40}
+    with Service("products", env=env, wait_ready=False, check_exit=False) as s:
         assert s.proc.wait(10) == 2
         errors = [d["msg"] for d in s.log_lines() if d["level"] == "error"]
         assert errors == [f'invalid configuration: SEARCH_RATE_PER_MIN="{value}": expected 1 to 1000000'], errors

@@ -11,26 +11,26 @@
 #include "svckit.h"
 
 /* POST /echo: the JSON body back, wrapped. */
-static int echo(svc_req *req, svc_res *res) {
+static svc_outcome echo(svc_req *req, svc_res *res) {
     json_t *body = svc_req_json(req, res);
-    if (!body) return SVC_OK;
+    if (!body) return SVC_DONE;
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
     svc_jw_key(w, "echo");
     svc_jw_value(w, body);
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
 /* POST /raw: byte count of the body, whatever it is. */
-static int raw(svc_req *req, svc_res *res) {
+static svc_outcome raw(svc_req *req, svc_res *res) {
     size_t len;
     svc_req_body(req, &len);
     return svc_res_printf(res, 200, "application/json", "{\"bytes\":%zu}", len);
 }
 
 /* GET /items/:id and friends: which route matched, with which parameters. */
-static int show_route(svc_req *req, svc_res *res) {
+static svc_outcome show_route(svc_req *req, svc_res *res) {
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
     svc_jw_key(w, "route"), svc_jw_str(w, svc_req_route(req));
@@ -43,13 +43,13 @@ static int show_route(svc_req *req, svc_res *res) {
     svc_jw_key(w, "request_id"), svc_jw_str(w, svc_req_id(req));
     svc_jw_key(w, "trace_id"), svc_jw_str(w, svc_req_trace_id(req));
     svc_jw_obj_end(w);
-    return SVC_OK;
+    return SVC_DONE;
 }
 
-static int item_put(svc_req *req, svc_res *res) { return show_route(req, res); }
+static svc_outcome item_put(svc_req *req, svc_res *res) { return show_route(req, res); }
 
 /* GET /slow?ms=N: blocks a thread-pool thread, never the loop. */
-static int slow(svc_req *req, svc_res *res) {
+static svc_outcome slow(svc_req *req, svc_res *res) {
     const char *ms = svc_req_query(req, "ms");
     int64_t n = 0;
     if (ms) svc_parse_i64(ms, &n);
@@ -73,7 +73,7 @@ static void later_fire(uv_timer_t *t) {
     uv_close((uv_handle_t *)&l->timer, later_closed);
 }
 
-static int async_route(svc_req *req, svc_res *res) {
+static svc_outcome async_route(svc_req *req, svc_res *res) {
     const char *ms = svc_req_query(req, "ms");
     int64_t n = 10;
     if (ms) svc_parse_i64(ms, &n);
@@ -105,7 +105,7 @@ static void stream_tick(uv_timer_t *t) {
     }
 }
 
-static int stream(svc_req *req, svc_res *res) {
+static svc_outcome stream(svc_req *req, svc_res *res) {
     const char *q = svc_req_query(req, "n");
     int64_t n = 5;
     if (q) svc_parse_i64(q, &n);
@@ -123,7 +123,7 @@ static int stream(svc_req *req, svc_res *res) {
 
 /* GET /stream-now: a whole stream, ended before the handler returns
  * SVC_ASYNC (as when every chunk is at hand). */
-static int stream_now(svc_req *req, svc_res *res) {
+static svc_outcome stream_now(svc_req *req, svc_res *res) {
     (void)req;
     svc_res_stream_start(res, 200, "text/plain");
     svc_res_stream_write(res, "one\n", 4);
@@ -133,7 +133,7 @@ static int stream_now(svc_req *req, svc_res *res) {
 }
 
 /* GET /finish-now: an "async" handler whose completion fires at once. */
-static int finish_now(svc_req *req, svc_res *res) {
+static svc_outcome finish_now(svc_req *req, svc_res *res) {
     (void)req;
     svc_res_printf(res, 200, "application/json", "{\"now\":true}");
     svc_res_finish(res);
@@ -141,7 +141,7 @@ static int finish_now(svc_req *req, svc_res *res) {
 }
 
 /* GET /big?kb=N: a large body. */
-static int big(svc_req *req, svc_res *res) {
+static svc_outcome big(svc_req *req, svc_res *res) {
     const char *q = svc_req_query(req, "kb");
     int64_t kb = 512;
     if (q) svc_parse_i64(q, &kb);
@@ -169,7 +169,7 @@ static void fds_release(uv_timer_t *t) {
     uv_close((uv_handle_t *)&h->timer, later_closed);
 }
 
-static int fds(svc_req *req, svc_res *res) {
+static svc_outcome fds(svc_req *req, svc_res *res) {
     const char *q = svc_req_query(req, "ms");
     int64_t ms = 1000;
     if (q) svc_parse_i64(q, &ms);
@@ -191,15 +191,33 @@ static int fds(svc_req *req, svc_res *res) {
 }
 
 /* GET /forgot: a handler bug, answered as a 500. */
-static int forgot(svc_req *req, svc_res *res) {
+static svc_outcome forgot(svc_req *req, svc_res *res) {
     (void)req;
     (void)res;
-    return SVC_OK;
+    return SVC_DONE;
+}
+
+/* GET /contract/:how: handlers that break their contract, each answered
+ * 500 with one log line and a count: an outcome that is none ("invalid"),
+ * SVC_NEXT from a handler ("next"), two answers ("twice"), an answer with
+ * an invalid status ("status"), SVC_ASYNC from the thread pool
+ * ("/contract-offload/async"). */
+static svc_outcome contract(svc_req *req, svc_res *res) {
+    const char *how = svc_req_param(req, "how");
+    if (strcmp(how, "invalid") == 0) return (svc_outcome)SVC_ENOMEM;
+    if (strcmp(how, "next") == 0) return SVC_NEXT;
+    if (strcmp(how, "twice") == 0) {
+        svc_res_status(res, 204);
+        return svc_res_error(res, 404, "not_found", "second answer");
+    }
+    if (strcmp(how, "status") == 0) return svc_res_status(res, 42);
+    if (strcmp(how, "async") == 0) return SVC_ASYNC;
+    return svc_res_status(res, 204);
 }
 
 /* GET /log?msg=...: logs msg from the handler, on the loop or (/log-offload)
  * on the thread pool, so tests see what a handler's line carries. */
-static int log_route(svc_req *req, svc_res *res) {
+static svc_outcome log_route(svc_req *req, svc_res *res) {
     const char *msg = svc_req_query(req, "msg");
     svc_warn("handler says: %s", msg ? msg : "");
     return svc_res_printf(res, 200, "application/json", "{\"trace_id\":\"%s\"}", svc_req_trace_id(req));
@@ -215,21 +233,71 @@ static int ready_file(void *ud, char *reason, size_t len) {
     return SVC_OK;
 }
 
+static svc_outcome then_answer(svc_req *req, svc_res *res, void *ud) { return svc_res_status(res, 204); }
+
+/* A hook that breaks its contract when X-Hook-Bug names how: "answer-next"
+ * (answers, then says SVC_NEXT), "done-empty" (SVC_DONE without an answer),
+ * "invalid" (no outcome at all), "async" (SVC_ASYNC from a head hook),
+ * "then" (a continuation, which only handlers may set). */
+static int hook_bug(const char *kind, svc_req *req, svc_res *res, svc_outcome *out) {
+    const char *b = svc_req_header(req, "x-hook-bug");
+    if (!b || strncmp(b, kind, strlen(kind)) != 0 || b[strlen(kind)] != ':') return 0;
+    b += strlen(kind) + 1;
+    if (strcmp(b, "answer-next") == 0) {
+        svc_res_status(res, 204);
+        *out = SVC_NEXT;
+    } else if (strcmp(b, "done-empty") == 0) {
+        *out = SVC_DONE;
+    } else if (strcmp(b, "async") == 0) {
+        *out = SVC_ASYNC;
+    } else if (strcmp(b, "then") == 0) {
+        *out = svc_req_then(req, then_answer, NULL);
+    } else {
+        *out = (svc_outcome)0;
+    }
+    return 1;
+}
+
+/* A typed per-request value, set by the before-hook from X-Value (a
+ * malloc'd copy, freed with the request), read by GET /value. */
+static const svc_key value_key = {"testsvc.value"};
+
+/* GET /value: the hook's value, and whether the request has claims (never:
+ * the route is public, and no hook can set them). */
+static svc_outcome value_route(svc_req *req, svc_res *res) {
+    svc_jw *w = svc_res_jw(res, 200);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "value"), svc_jw_str(w, svc_req_get(req, &value_key));
+    svc_jw_key(w, "claims"), svc_jw_bool(w, svc_req_claims(req) != NULL);
+    svc_jw_key(w, "route_data"), svc_jw_str(w, svc_req_route_data(req));
+    svc_jw_obj_end(w);
+    return SVC_DONE;
+}
+
 /* Middleware: adds X-Middleware to every response; rejects X-Block: yes. */
-static int before(svc_req *req, svc_res *res, void *ud) {
+static svc_outcome before(svc_req *req, svc_res *res, void *ud) {
     (void)ud;
+    svc_outcome bug;
+    if (hook_bug("before", req, res, &bug)) return bug;
+    const char *v = svc_req_header(req, "x-value");
+    if (v) {
+        svc_req_set(req, &value_key, strdup("replaced"), free);
+        svc_req_set(req, &value_key, strdup(v), free);
+    }
     const char *b = svc_req_header(req, "x-block");
     if (b && strcmp(b, "yes") == 0) return svc_res_error(res, 403, "forbidden", "blocked by middleware");
-    return SVC_OK;
+    return SVC_NEXT;
 }
 
 /* Head hook: refuses X-Deny: head before the body is read. */
-static int head_check(svc_req *req, svc_res *res, void *ud) {
+static svc_outcome head_check(svc_req *req, svc_res *res, void *ud) {
     (void)ud;
+    svc_outcome bug;
+    if (hook_bug("head", req, res, &bug)) return bug;
     const char *d = svc_req_header(req, "x-deny");
     if (d && strcmp(d, "head") == 0)
         return svc_res_error(res, 403, "forbidden", "refused at the head of %s", svc_req_route(req));
-    return SVC_OK;
+    return SVC_NEXT;
 }
 
 static void after(svc_req *req, svc_res *res, void *ud) {
@@ -256,6 +324,9 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/finish-now", finish_now, 0);
     svc_app_get(app, "/big", big, 0);
     svc_app_get(app, "/forgot", forgot, 0);
+    svc_app_get(app, "/contract/:how", contract, 0);
+    svc_app_route_data(app, "GET", "/value", value_route, 0, "the /value route's data");
+    svc_app_get(app, "/contract-offload/:how", contract, SVC_OFFLOAD);
     svc_app_get(app, "/log", log_route, 0);
     svc_app_get(app, "/log-offload", log_route, SVC_OFFLOAD);
     svc_app_get(app, "/fds", fds, 0);

@@ -80,7 +80,7 @@ static char *sign(const svc_jwt_key *k, const char *sub, const char *role) {
 
 /* ---- the app under test ----------------------------------------------------- */
 
-static int who(svc_req *req, svc_res *res) {
+static svc_outcome who(svc_req *req, svc_res *res) {
     const svc_claims *c = svc_req_claims(req);
     return svc_res_printf(res, 200, "text/plain", "%s|%s", c ? c->sub : "-", c ? c->role : "-");
 }

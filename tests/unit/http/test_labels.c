@@ -8,7 +8,7 @@
 
 static svc_worker worker;
 
-static int handler(svc_req *req, svc_res *res) {
+static svc_outcome handler(svc_req *req, svc_res *res) {
     (void)req;
     return svc_res_status(res, 204);
 }

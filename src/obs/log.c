@@ -23,6 +23,7 @@
 #include <errno.h>
 
 #include "core/internal.h"
+#include "obs/internal.h"
 #include "svckit/core.h"
 #include "svckit/json.h"
 

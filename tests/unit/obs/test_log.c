@@ -1,4 +1,4 @@
-/* Logging (src/core/log.c): the JSON and text forms of a line, colour, the
+/* Logging (src/obs/log.c): the JSON and text forms of a line, colour, the
  * scrubbing of control characters, and the trace id of the request at hand.
  * Each test runs in its own process; stdout goes to a temporary file. */
 #include <stdlib.h>
@@ -6,6 +6,7 @@
 
 #include "../test.h"
 #include "core/internal.h"
+#include "obs/internal.h"
 
 static const char TRACE[] = "4bf92f3577b34da6a3ce929d0e0e4736";
 
