@@ -14,6 +14,11 @@
 #
 # Variables: SAN=1 builds with ASan+UBSan into build/san; CI=true adds -Werror;
 # STATIC=0 links release programs against shared libraries.
+#
+# `make install PREFIX=/opt/svckit` (default /usr/local; DESTDIR honoured)
+# installs the public headers, the static library, lib/pkgconfig/svckit.pc and
+# the svckit CLI, for services built outside this tree (README, "Writing a
+# service outside this repository"); `make uninstall` removes exactly those.
 
 CC      ?= cc
 SAN     ?= 0
@@ -77,7 +82,7 @@ FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all lib bins tests deps test test-unit test-integration run fuzz clean images test-images bench format
+.PHONY: install uninstall all lib bins tests deps test test-unit test-integration run fuzz clean images test-images bench format
 # Objects of tests and fuzz targets are intermediates by make's rules; keep them,
 # so a second `make` does not compile them again.
 .SECONDARY:
@@ -156,5 +161,39 @@ bench: $(DEPS_STAMP)
 
 clean:
 	rm -rf build
+
+# ---- install ----------------------------------------------------------------
+# Always the release build: an installed library carries no sanitizer runtime.
+PREFIX     ?= /usr/local
+INCLUDEDIR := $(DESTDIR)$(PREFIX)/include
+LIB_DEST   := $(DESTDIR)$(PREFIX)/lib
+BIN_DEST   := $(DESTDIR)$(PREFIX)/bin
+HEADERS    := $(wildcard include/svckit/*.h)
+PC_FILE    := $(BUILD)/pkgconfig/svckit.pc
+
+# svckit.pc names the prefix, which must be absolute for pkg-config users.
+$(PC_FILE): scripts/svckit.pc.in VERSION FORCE
+	@case '$(PREFIX)' in /*) ;; *) echo "make install: PREFIX must be an absolute path" >&2; exit 2 ;; esac
+	@mkdir -p $(dir $@)
+	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' $< > $@.tmp && mv $@.tmp $@
+
+install: $(LIB) $(BUILD)/bin/svckit $(PC_FILE)
+ifeq ($(SAN),1)
+	$(error make install: use the release build (without SAN=1))
+endif
+	install -d $(INCLUDEDIR)/svckit $(LIB_DEST)/pkgconfig $(BIN_DEST)
+	install -m 644 include/svckit.h $(INCLUDEDIR)/svckit.h
+	install -m 644 $(HEADERS) $(INCLUDEDIR)/svckit/
+	install -m 644 $(LIB) $(LIB_DEST)/libsvckit.a
+	install -m 644 $(PC_FILE) $(LIB_DEST)/pkgconfig/svckit.pc
+	install -m 755 $(BUILD)/bin/svckit $(BIN_DEST)/svckit
+
+uninstall:
+	rm -f $(INCLUDEDIR)/svckit.h $(HEADERS:include/%=$(INCLUDEDIR)/%) \
+	      $(LIB_DEST)/libsvckit.a $(LIB_DEST)/pkgconfig/svckit.pc $(BIN_DEST)/svckit
+	-rmdir $(INCLUDEDIR)/svckit 2>/dev/null
+
+.PHONY: FORCE
+FORCE:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
