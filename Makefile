@@ -7,7 +7,7 @@
 #   src/<layer>/*.c            -> $(BUILD)/lib/libsvckit.a
 #   services/<name>/*.c        -> $(BUILD)/bin/<name>
 #   examples/<name>/*.c        -> $(BUILD)/bin/<name>
-#   tools/svckit/*.c           -> $(BUILD)/bin/svckit
+#   tools/svckit/*.c           -> $(BUILD)/bin/svckit  (with tools/svckit/templates/ embedded)
 #   tests/unit/<layer>/test_*.c -> $(BUILD)/tests/unit/<layer>/test_*  (one binary each)
 #   tests/integration/*.c      -> $(BUILD)/tests/bin/<name>            (helper programs)
 #   fuzz/*_fuzz.c              -> $(BUILD)/fuzz/<name>   (corpus replayer; `make fuzz` for libFuzzer)
@@ -115,6 +115,16 @@ endef
 $(foreach s,$(SERVICES),$(eval $(call program_rule,$(s),services/$(s))))
 $(foreach s,$(EXAMPLES),$(eval $(call program_rule,$(s),examples/$(s))))
 $(eval $(call program_rule,svckit,tools/svckit))
+
+# The templates of `svckit new`, compiled into the CLI (never read at run time).
+TEMPLATES := $(shell find tools/svckit/templates -type f -name '*.tmpl' 2>/dev/null)
+$(BUILD)/gen/templates.c: tools/svckit/embed.sh $(TEMPLATES)
+	@mkdir -p $(dir $@)
+	sh tools/svckit/embed.sh tools/svckit/templates $@
+$(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools/svckit -c $< -o $@
+$(BUILD)/bin/svckit: $(BUILD)/obj/gen/templates.o
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_MAIN) $(LIB)
 	@mkdir -p $(dir $@)
