@@ -179,31 +179,24 @@ INCLUDEDIR := $(DESTDIR)$(PREFIX)/include
 LIB_DEST   := $(DESTDIR)$(PREFIX)/lib
 BIN_DEST   := $(DESTDIR)$(PREFIX)/bin
 HEADERS    := $(wildcard include/svckit/*.h)
-PC_FILE    := $(BUILD)/pkgconfig/svckit.pc
 
-# svckit.pc names the prefix, which must be absolute for pkg-config users.
-$(PC_FILE): scripts/svckit.pc.in VERSION FORCE
-	@case '$(PREFIX)' in /*) ;; *) echo "make install: PREFIX must be an absolute path" >&2; exit 2 ;; esac
-	@mkdir -p $(dir $@)
-	@sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' $< > $@.tmp && mv $@.tmp $@
-
-install: $(LIB) $(BUILD)/bin/svckit $(PC_FILE)
+install: $(LIB) $(BUILD)/bin/svckit
 ifeq ($(SAN),1)
 	$(error make install: use the release build (without SAN=1))
 endif
+	@case '$(PREFIX)' in /*) ;; *) echo "make install: PREFIX must be an absolute path" >&2; exit 2 ;; esac
 	install -d $(INCLUDEDIR)/svckit $(LIB_DEST)/pkgconfig $(BIN_DEST)
 	install -m 644 include/svckit.h $(INCLUDEDIR)/svckit.h
 	install -m 644 $(HEADERS) $(INCLUDEDIR)/svckit/
 	install -m 644 $(LIB) $(LIB_DEST)/libsvckit.a
-	install -m 644 $(PC_FILE) $(LIB_DEST)/pkgconfig/svckit.pc
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' \
+	    scripts/svckit.pc.in > $(LIB_DEST)/pkgconfig/svckit.pc
+	chmod 644 $(LIB_DEST)/pkgconfig/svckit.pc
 	install -m 755 $(BUILD)/bin/svckit $(BIN_DEST)/svckit
 
 uninstall:
 	rm -f $(INCLUDEDIR)/svckit.h $(HEADERS:include/%=$(INCLUDEDIR)/%) \
 	      $(LIB_DEST)/libsvckit.a $(LIB_DEST)/pkgconfig/svckit.pc $(BIN_DEST)/svckit
-	-rmdir $(INCLUDEDIR)/svckit 2>/dev/null
-
-.PHONY: FORCE
-FORCE:
+	@rmdir $(INCLUDEDIR)/svckit 2>/dev/null || true
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
