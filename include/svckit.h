@@ -11,6 +11,9 @@
  *   svckit/cache.h   per-worker cache of rendered responses, ETags
  *   svckit/msg.h     NATS: routes over request-reply, RPC, events, JetStream, discovery
  *   svckit/store.h   SQLite helpers
+ *
+ * Not included here: svckit/test.h, the in-process harness for a service's
+ * tests.
  */
 #ifndef SVCKIT_H
 #define SVCKIT_H
