@@ -60,7 +60,8 @@ svc_test *svc_test_new(svc_app *app);
 /* The app under test (for svc_app_data, svc_app_config). */
 svc_app *svc_test_app(const svc_test *t);
 
-/* Runs on_stop, waits for work still on the thread pool, frees the app. */
+/* Closes the loop (waiting for work still on the thread pool), runs
+ * on_stop, frees the app. */
 void svc_test_free(svc_test *t);
 
 /*

@@ -149,12 +149,13 @@ void svc_test_free(svc_test *t) {
     if (!t) return;
     svc_app *app = t->app;
     svc_worker *w = &t->w;
-    if (app->on_stop) app->on_stop(app, app->on_stop_ud);
-    /* Offloaded work still queued (an abandoned request's) completes first. */
-    uv_run(&w->loop, UV_RUN_DEFAULT);
+    /* As a worker exits: every handle closed (an abandoned request's timer
+     * too), offloaded work still queued completes; then on_stop, as after
+     * svc_app_run's workers have stopped. */
     uv_walk(&w->loop, close_cb, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
+    if (app->on_stop) app->on_stop(app, app->on_stop_ud);
     for (int i = 0; i < w->narena_pool; i++) svc_arena_free(w->arena_pool[i]);
     svc_buf_free(&w->logline);
     svc__worker_buf_pool_free(w);
