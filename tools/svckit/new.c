@@ -28,10 +28,13 @@ static const char usage[] =
     "NAME: 1 to 40 of a-z, 0-9 and '-', not starting or ending with '-'.\n"
     "Documentation: docs/cli.md\n";
 
+/* Files and folders one skeleton may create (templates and their folders). */
+#define NEW_MAX_PATHS 64
+
 /* Paths written so far, for the clean-up after a failure. */
 typedef struct created {
-    char *paths[64];
-    int is_dir[64];
+    char *paths[NEW_MAX_PATHS];
+    int is_dir[NEW_MAX_PATHS];
     int n;
 } created;
 
@@ -46,7 +49,7 @@ int svc__service_name_ok(const char *s) {
 }
 
 static int note(created *c, const char *path, int is_dir) {
-    if (c->n == (int)(sizeof c->paths / sizeof c->paths[0])) return -1;
+    if (c->n == NEW_MAX_PATHS) return -1;
     char *p = strdup(path);
     if (!p) return -1;
     c->paths[c->n] = p;
