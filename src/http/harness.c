@@ -194,7 +194,10 @@ static int fill(svc_req *req, const char *method, const char *target, const char
     if (nh) req->headers = svc_arena_alloc(req->arena, nh * sizeof *req->headers);
     if (!req->method || (nh && !req->headers)) return SVC_ENOMEM;
     for (size_t i = 0; i < nh; i++) {
-        const char *name = headers[2 * i], *value = headers[2 * i + 1];
+        /* Copies: an abandoned request may outlive the caller's strings. */
+        const char *name = svc_arena_strdup(req->arena, headers[2 * i]);
+        const char *value = svc_arena_strdup(req->arena, headers[2 * i + 1]);
+        if (!name || !value) return SVC_ENOMEM;
         size_t nl = strlen(name);
         req->headers[i] = (svc_hdr){name, value, nl};
         svc__req_note_header(req, name, nl, value);
