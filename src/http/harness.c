@@ -127,7 +127,6 @@ svc_test *svc_test_new(svc_app *app) {
         free(t);
         return NULL;
     }
-    app->nworkers = 1;
     svc_worker *w = &t->w;
     w->app = app;
     w->listen_fd = -1;
