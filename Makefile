@@ -7,13 +7,18 @@
 #   src/<layer>/*.c            -> $(BUILD)/lib/libsvckit.a
 #   services/<name>/*.c        -> $(BUILD)/bin/<name>
 #   examples/<name>/*.c        -> $(BUILD)/bin/<name>
-#   tools/svckit/*.c           -> $(BUILD)/bin/svckit
+#   tools/svckit/*.c           -> $(BUILD)/bin/svckit  (with tools/svckit/templates/ embedded)
 #   tests/unit/<layer>/test_*.c -> $(BUILD)/tests/unit/<layer>/test_*  (one binary each)
 #   tests/integration/*.c      -> $(BUILD)/tests/bin/<name>            (helper programs)
 #   fuzz/*_fuzz.c              -> $(BUILD)/fuzz/<name>   (corpus replayer; `make fuzz` for libFuzzer)
 #
 # Variables: SAN=1 builds with ASan+UBSan into build/san; CI=true adds -Werror;
 # STATIC=0 links release programs against shared libraries.
+#
+# `make install PREFIX=/opt/svckit` (default /usr/local; DESTDIR honoured)
+# installs the public headers, the static library, lib/pkgconfig/svckit.pc and
+# the svckit CLI, for services built outside this tree (README, "Writing a
+# service outside this repository"); `make uninstall` removes exactly those.
 
 CC      ?= cc
 SAN     ?= 0
@@ -77,7 +82,7 @@ FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all lib bins tests deps test test-unit test-integration run fuzz clean images test-images bench format
+.PHONY: install uninstall all lib bins tests deps test test-unit test-integration run fuzz clean images test-images bench format
 # Objects of tests and fuzz targets are intermediates by make's rules; keep them,
 # so a second `make` does not compile them again.
 .SECONDARY:
@@ -110,6 +115,16 @@ endef
 $(foreach s,$(SERVICES),$(eval $(call program_rule,$(s),services/$(s))))
 $(foreach s,$(EXAMPLES),$(eval $(call program_rule,$(s),examples/$(s))))
 $(eval $(call program_rule,svckit,tools/svckit))
+
+# The templates of `svckit new`, compiled into the CLI (never read at run time).
+TEMPLATES := $(shell find tools/svckit/templates -type f -name '*.tmpl' 2>/dev/null)
+$(BUILD)/gen/templates.c: tools/svckit/embed.sh $(TEMPLATES)
+	@mkdir -p $(dir $@)
+	sh tools/svckit/embed.sh tools/svckit/templates $@
+$(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools/svckit -c $< -o $@
+$(BUILD)/bin/svckit: $(BUILD)/obj/gen/templates.o
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_MAIN) $(LIB)
 	@mkdir -p $(dir $@)
@@ -157,5 +172,32 @@ bench: $(DEPS_STAMP)
 
 clean:
 	rm -rf build
+
+# ---- install ----------------------------------------------------------------
+# Always the release build: an installed library carries no sanitizer runtime.
+PREFIX     ?= /usr/local
+INCLUDEDIR := $(DESTDIR)$(PREFIX)/include
+LIB_DEST   := $(DESTDIR)$(PREFIX)/lib
+BIN_DEST   := $(DESTDIR)$(PREFIX)/bin
+HEADERS    := $(wildcard include/svckit/*.h)
+
+install: $(LIB) $(BUILD)/bin/svckit
+ifeq ($(SAN),1)
+	$(error make install: use the release build (without SAN=1))
+endif
+	@case '$(PREFIX)' in /*) ;; *) echo "make install: PREFIX must be an absolute path" >&2; exit 2 ;; esac
+	install -d $(INCLUDEDIR)/svckit $(LIB_DEST)/pkgconfig $(BIN_DEST)
+	install -m 644 include/svckit.h $(INCLUDEDIR)/svckit.h
+	install -m 644 $(HEADERS) $(INCLUDEDIR)/svckit/
+	install -m 644 $(LIB) $(LIB_DEST)/libsvckit.a
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' -e 's|@REQUIRES@|$(PKGS)|' \
+	    scripts/svckit.pc.in > $(LIB_DEST)/pkgconfig/svckit.pc
+	chmod 644 $(LIB_DEST)/pkgconfig/svckit.pc
+	install -m 755 $(BUILD)/bin/svckit $(BIN_DEST)/svckit
+
+uninstall:
+	rm -f $(INCLUDEDIR)/svckit.h $(HEADERS:include/%=$(INCLUDEDIR)/%) \
+	      $(LIB_DEST)/libsvckit.a $(LIB_DEST)/pkgconfig/svckit.pc $(BIN_DEST)/svckit
+	@rmdir $(INCLUDEDIR)/svckit 2>/dev/null || true
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -12,6 +12,9 @@
  *   svckit/msg.h     NATS: routes over request-reply, RPC, events, JetStream, discovery
  *   svckit/store.h   SQLite helpers
  *   svckit/outbox.h  outbox relay, idempotent JetStream consumers
+ *
+ * Not included here: svckit/test.h, the in-process harness for a service's
+ * tests.
  */
 #ifndef SVCKIT_H
 #define SVCKIT_H

@@ -434,7 +434,7 @@ static int uses_auth(const svc_app *app) {
     return 0;
 }
 
-static void app_free(svc_app *app) {
+void svc__app_free(svc_app *app) {
     svc__msg_free(app);
     svc__auth_release(app);
     svc_route_entry *e = app->routes;
@@ -460,30 +460,13 @@ static void app_free(svc_app *app) {
     free(app);
 }
 
-int svc_app_run(svc_app *app) {
-    for (int i = 1; i < app->argc; i++) {
-        const char *a = app->argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            svc__config_help(app, stdout);
-            app_free(app);
-            return 0;
-        }
-        if (strcmp(a, "--version") == 0) {
-            printf("%s (svckit %s, %s)\n", app->name, SVC_VERSION, SVC_GIT_REV);
-            app_free(app);
-            return 0;
-        }
-        fprintf(stderr, "%s: unknown argument \"%s\" (configuration comes from the environment; see --help)\n",
-                app->name, a);
-        app_free(app);
-        return 2;
-    }
-
+/* Start-up short of the network, shared by svc_app_run and the in-process
+ * harness (harness.c). */
+int svc__app_prepare(svc_app *app) {
     char err[256];
     if (svc__config_load(app, err, sizeof err) != SVC_OK) {
         /* One line, naming the variable, on stderr (and nothing else). */
         fprintf(stderr, "%s: %s\n", app->name, err);
-        app_free(app);
         return 2;
     }
     svc_log_setup(app->name, app->cfg.log_level, app->cfg.log_json);
@@ -499,7 +482,6 @@ int svc_app_run(svc_app *app) {
 
     svc__metrics_setup(app);
     svc__builtin_routes(app);
-    fit_fd_limit(app);
 
     /* Size libuv's thread pool for offloaded handlers before its first use. */
     if (!getenv("UV_THREADPOOL_SIZE")) {
@@ -509,27 +491,55 @@ int svc_app_run(svc_app *app) {
         setenv("UV_THREADPOOL_SIZE", n, 0);
     }
 
-    int exit_code = 0;
     int auth_rc = uses_auth(app) ? svc_auth_install(app) : SVC_OK;
     if (auth_rc != SVC_OK) {
         /* SVC_EINVAL: bad configuration, logged naming the variable (exit 2). */
         if (auth_rc != SVC_EINVAL) svc_error("cannot set up token verification");
         svc_log_flush();
-        app_free(app);
         return auth_rc == SVC_EINVAL ? 2 : 1;
     }
+    return 0;
+}
+
+int svc_app_run(svc_app *app) {
+    for (int i = 1; i < app->argc; i++) {
+        const char *a = app->argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            svc__config_help(app, stdout);
+            svc__app_free(app);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("%s (svckit %s, %s)\n", app->name, SVC_VERSION, SVC_GIT_REV);
+            svc__app_free(app);
+            return 0;
+        }
+        fprintf(stderr, "%s: unknown argument \"%s\" (configuration comes from the environment; see --help)\n",
+                app->name, a);
+        svc__app_free(app);
+        return 2;
+    }
+
+    int rc = svc__app_prepare(app);
+    if (rc != 0) {
+        svc__app_free(app);
+        return rc;
+    }
+    fit_fd_limit(app);
+
+    int exit_code = 0;
     if (svc__msg_setup(app) != SVC_OK) {
         svc_log_flush();
-        app_free(app);
+        svc__app_free(app);
         return 1;
     }
     if (app->on_start) {
-        int rc = app->on_start(app, app->on_start_ud);
+        rc = app->on_start(app, app->on_start_ud);
         if (rc != SVC_OK) {
             /* SVC_EINVAL means bad configuration: the same exit as a bad core variable. */
             if (rc != SVC_EINVAL) svc_error("start-up failed: %s", svc_status_str(rc));
             svc_log_flush();
-            app_free(app);
+            svc__app_free(app);
             return rc == SVC_EINVAL ? 2 : 1;
         }
     }
@@ -544,7 +554,7 @@ int svc_app_run(svc_app *app) {
     if (open_listeners(app) != SVC_OK) {
         svc_log_flush();
         if (app->on_stop) app->on_stop(app, app->on_stop_ud);
-        app_free(app);
+        svc__app_free(app);
         return 1;
     }
 
@@ -588,6 +598,6 @@ int svc_app_run(svc_app *app) {
     svc_info("stopped%s", exit_code ? " (connections were cut at the deadline)" : " cleanly");
     svc_log_flush();
     svc_metrics_reset();
-    app_free(app);
+    svc__app_free(app);
     return exit_code;
 }

@@ -372,6 +372,13 @@ struct svc_req {
 
 /* app.c */
 svc_route_entry *svc__app_unmatched(svc_app *app);
+/* What svc_app_run does before it touches the network: loads the
+ * configuration, sets up logging, metrics, the builtin routes and, if a route
+ * asks for it, token verification. 0, or the exit code for svc_app_run (2:
+ * bad configuration, said on stderr; 1: other, logged). */
+int svc__app_prepare(svc_app *app);
+/* Frees the app and all it owns (not its workers' loops: they are closed). */
+void svc__app_free(svc_app *app);
 /* Raises *peak to v if v is higher (any thread); what the trim compares. */
 void svc__peak_note(atomic_llong *peak, long long v);
 

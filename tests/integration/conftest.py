@@ -84,10 +84,11 @@ def binary(name):
 
 class Service:
     """A service process on a free port. Use as a context manager or call stop().
-    argv_prefix runs it under another command (["prlimit", "--nofile=256"])."""
+    argv_prefix runs it under another command (["prlimit", "--nofile=256"]);
+    path: a program built elsewhere than $SVCKIT_BUILD (default binary(name))."""
 
     def __init__(self, name, env=None, port=None, wait_ready=True, timeout=WAIT, data_dir=None,
-                 check_exit=True, argv_prefix=()):
+                 check_exit=True, argv_prefix=(), path=None):
         self.name = name
         self.check_exit = check_exit
         self.sigterm_sent = False
@@ -113,7 +114,7 @@ class Service:
         e.update(env or {})
         self.env = e
         self.log = open(self.log_path, "wb")
-        self.proc = track(subprocess.Popen([*argv_prefix, binary(name)], env=e, stdout=self.log,
+        self.proc = track(subprocess.Popen([*argv_prefix, path or binary(name)], env=e, stdout=self.log,
                                            stderr=subprocess.STDOUT, cwd=data_dir))
         if wait_ready:
             self.wait_ready(timeout)
