@@ -142,6 +142,13 @@ int svc__msg_pub(msg_worker *mw, const char *subject, const char *reply, const c
     return rc;
 }
 
+int svc__msg_reply(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len, const void *data,
+                   size_t len) {
+    int rc = mw->nc ? svc__nats_reply(mw->nc, subject, hdr, hdr_len, data, len) : SVC_ECLOSED;
+    if (rc != SVC_OK && rc != SVC_ERANGE && rc != SVC_EINVAL) svc_counter_add(mw->m->s_publish_failed, 1);
+    return rc;
+}
+
 static void free_pub(msg_pub *p) { free(p); }
 
 int svc__msg_pub_any(svc_msg *m, const char *subject, const char *reply, const char *hdr, size_t hdr_len,

@@ -380,6 +380,10 @@ msg_sub *svc__msg_add_sub(svc_msg *m, int kind, const char *subject, const char 
  * nats_publish_failures_total; returns svc__nats_pub's status. */
 int svc__msg_pub(msg_worker *mw, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
                  const void *data, size_t len);
+/* The same for a reply to a message mw's connection received
+ * (svc__nats_reply: not held behind worker 0's subscriptions). */
+int svc__msg_reply(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len, const void *data,
+                   size_t len);
 /* The same from any thread: directly on the caller's own loop, else handed
  * to the loop that subject hashes to (same order for one subject). */
 int svc__msg_pub_any(svc_msg *m, const char *subject, const char *reply, const char *hdr, size_t hdr_len,

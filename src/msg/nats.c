@@ -646,8 +646,8 @@ void svc__nats_unsub(svc_nats *nc, uint64_t sid) {
 
 /* ---- publishing ---- */
 
-int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
-                  const void *data, size_t len) {
+static int publish(svc_nats *nc, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
+                   const void *data, size_t len, int past_hold) {
     if (nc->closing) return SVC_ECLOSED;
     size_t sl = token_len(subject), rl = reply ? token_len(reply) : 0;
     if (!sl || (reply && !rl)) return SVC_EINVAL;
@@ -664,7 +664,7 @@ int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const ch
     head[hn++] = '\r';
     head[hn++] = '\n';
     size_t size = 5 + sl + (reply ? rl + 1 : 0) + hn + hdr_len + len + 2;
-    int live = nc->state == ST_CONNECTED && !nc->hold;
+    int live = nc->state == ST_CONNECTED && (!nc->hold || past_hold);
     nbuf *b = live ? &nc->out : &nc->pend;
     if (live ? b->len + nc->wbuf.len + size > SVC_NATS_MAX_OUTPUT : b->len + size > nc->o.reconnect_buffer)
         return SVC_EAGAIN;
@@ -682,6 +682,16 @@ int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const ch
     if (live) want_write(nc);
     else atomic_store(&nc->buffered, nc->pend.len);
     return SVC_OK;
+}
+
+int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
+                  const void *data, size_t len) {
+    return publish(nc, subject, reply, hdr, hdr_len, data, len, 0);
+}
+
+int svc__nats_reply(svc_nats *nc, const char *subject, const char *hdr, size_t hdr_len, const void *data,
+                    size_t len) {
+    return publish(nc, subject, NULL, hdr, hdr_len, data, len, 1);
 }
 
 int svc__nats_flush(svc_nats *nc, svc_nats_flush_fn fn, void *ud) {

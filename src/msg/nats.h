@@ -227,6 +227,16 @@ void svc__nats_unsub(svc_nats *nc, uint64_t sid);
  */
 int svc__nats_pub(svc_nats *nc, const char *subject, const char *reply, const char *hdr, size_t hdr_len,
                   const void *data, size_t len);
+/*
+ * svc__nats_pub for the answer to a message this connection received (a
+ * request's reply): while the connection is established it is written at
+ * once even when publishes are held, because it needs no subscription of
+ * another connection, and a full reconnect buffer does not refuse it (the
+ * caller would otherwise wait out its deadline). It may overtake what the
+ * hold keeps back. Disconnected: buffered as svc__nats_pub.
+ */
+int svc__nats_reply(svc_nats *nc, const char *subject, const char *hdr, size_t hdr_len, const void *data,
+                    size_t len);
 /* Hold: publishes stay in the reconnect buffer even once connected (SUBs
  * still go out), until release sends them. svckit holds a worker's buffer
  * after a disconnection until the subscriptions that another connection of

@@ -126,7 +126,7 @@ static void service_error_text(const char *desc, char *out) {
 /* Publishes a reply: status, instance, request id, content type, for an
  * error (status >= 400) the NATS services error headers (ADR-32: the
  * description desc and the status as code, which micro-aware clients read),
- * the given extra headers, body. Returns svc__msg_pub's status. */
+ * the given extra headers, body. Returns svc__msg_reply's status. */
 static int publish_reply(msg_worker *mw, const char *reply, int status, const char *rid, const char *ctype,
                          const char *desc, const svc_hdr *hdrs, size_t nhdrs, const char *body, size_t len) {
     svc_buf h = {0};
@@ -146,7 +146,7 @@ static int publish_reply(msg_worker *mw, const char *reply, int status, const ch
     /* A header the handler set with a CR or LF in it is left out. */
     for (size_t i = 0; i < nhdrs; i++) svc__nats_hdr_add(&h, hdrs[i].name, hdrs[i].value);
     svc__nats_hdr_end(&h);
-    int rc = h.oom ? SVC_ENOMEM : svc__msg_pub(mw, reply, NULL, h.data, h.len, body, len);
+    int rc = h.oom ? SVC_ENOMEM : svc__msg_reply(mw, reply, h.data, h.len, body, len);
     svc_buf_free(&h);
     return rc;
 }
