@@ -44,10 +44,7 @@ static svc_req *request(const char *method, const char *name, const char *value)
 
 static void release(svc_req *req) {
     svc__req_free(req);
-    for (int i = 0; i < worker.narena_pool; i++) svc_arena_free(worker.arena_pool[i]);
-    worker.narena_pool = 0;
-    svc__worker_buf_pool_free(&worker);
-    worker.nbuf_pool = 0;
+    svc__worker_pools_free(&worker, 1);
 }
 
 static int accepts(const char *value) {

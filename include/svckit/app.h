@@ -415,15 +415,13 @@ void *svc_req_get(const svc_req *req, const svc_key *key);
 typedef void (*svc_work_fn)(svc_req *req, void *ud);
 typedef svc_outcome (*svc_then_fn)(svc_req *req, svc_res *res, void *ud);
 
-/* Runs work(req, ud) on the thread pool, then done(req, res, ud) on the loop
- * once work returned and the calls it started have ended. Loop thread. */
+/* Once the calls started in this step have ended, runs work(req, ud) on the
+ * thread pool, then done(req, res, ud) on the loop once work returned and the
+ * calls it started have ended. Loop thread. */
 svc_outcome svc_req_offload(svc_req *req, svc_work_fn work, void *ud, svc_then_fn done);
 /* Runs then(req, res, ud) on the loop once every call started in this step
  * has ended (at once, after the handler returns, when there are none). */
 svc_outcome svc_req_then(svc_req *req, svc_then_fn then, void *ud);
-/* The same step as svc_req_offload (which also waits for the step's calls
- * first), for code that reads "once the calls ended, work, then done". */
-svc_outcome svc_req_then_offload(svc_req *req, svc_work_fn work, void *ud, svc_then_fn done);
 /* Milliseconds left before the request's deadline (0 when past it). */
 int64_t svc_req_remaining_ms(const svc_req *req);
 

@@ -333,10 +333,7 @@ static void worker_main(void *arg) {
     uv_walk(&w->loop, close_walk_cb, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
-    for (int i = 0; i < w->narena_pool; i++) svc_arena_free(w->arena_pool[i]);
-    w->narena_pool = 0;
-    svc_buf_free(&w->logline);
-    svc__worker_buf_pool_free(w);
+    svc__worker_pools_free(w, 0);
     free(w->readbuf);
     w->readbuf = NULL;
     svc__log_thread_exit();

@@ -61,58 +61,47 @@ void svc__builtin_routes(svc_app *app) {
     svc_app_get(app, "/metrics", metrics, SVC_NO_LOG);
 }
 
+/* The app's one series of a metric labelled by service alone. */
+static svc_series *counter(const svc_app *app, const char *name, const char *help) {
+    static const char *label[] = {"service"};
+    const char *v[] = {app->name};
+    return svc_metric_with(svc_metric_counter(name, help, 1, label), v);
+}
+
+static svc_series *gauge(const svc_app *app, const char *name, const char *help) {
+    static const char *label[] = {"service"};
+    const char *v[] = {app->name};
+    return svc_metric_with(svc_metric_gauge(name, help, 1, label), v);
+}
+
 void svc__metrics_setup(svc_app *app) {
     static const char *req_labels[] = {"service", "route", "method", "code"};
     static const char *dur_labels[] = {"service", "route", "method"};
-    static const char *svc_label[] = {"service"};
     static const char *build_labels[] = {"service", "version", "revision"};
     app->m_requests = svc_metric_counter("http_requests_total", "HTTP requests answered, by route template",
                                          4, req_labels);
     app->m_duration = svc_metric_histogram("http_request_duration_seconds",
                                            "Time from the first byte of a request to its response",
                                            3, dur_labels, NULL, 0);
-    const char *name[] = {app->name};
-    app->s_inflight = svc_metric_with(
-        svc_metric_gauge("http_requests_in_flight", "Requests being handled", 1, svc_label), name);
-    app->s_connections = svc_metric_with(
-        svc_metric_gauge("http_connections_open", "Open client connections", 1, svc_label), name);
-    app->s_rejected = svc_metric_with(
-        svc_metric_counter("http_connections_rejected_total",
-                           "Connections refused with 503 at HTTP_MAX_CONNECTIONS", 1, svc_label),
-        name);
-    app->s_body_bytes = svc_metric_with(
-        svc_metric_gauge("http_buffered_body_bytes",
-                         "Request bodies held in memory (Content-Length ones whole from their head)", 1,
-                         svc_label),
-        name);
-    app->s_body_budget = svc_metric_with(
-        svc_metric_counter("http_body_budget_rejected_total",
-                           "Requests answered 503 at HTTP_MAX_BUFFERED_BODY_BYTES", 1, svc_label),
-        name);
-    app->s_gzip_responses = svc_metric_with(
-        svc_metric_counter("http_compressed_responses_total",
-                           "Responses sent gzip-compressed (HTTP_COMPRESS), cached forms included", 1, svc_label),
-        name);
-    app->s_gzip_saved = svc_metric_with(
-        svc_metric_counter("http_compression_saved_bytes_total",
-                           "Body bytes gzip saved: plain minus compressed, summed over those responses", 1,
-                           svc_label),
-        name);
-    app->s_contract_errors = svc_metric_with(
-        svc_metric_counter("svc_contract_errors_total",
-                           "Responses turned into a 500 because a handler or hook broke its contract "
-                           "(invalid outcome, no answer, two answers)",
-                           1, svc_label),
-        name);
-    app->s_deadline = svc_metric_with(
-        svc_metric_counter("svc_request_deadline_exceeded_total",
-                           "Requests answered 504 at their deadline (REQUEST_TIMEOUT or Svc-Deadline)", 1,
-                           svc_label),
-        name);
-    app->s_calls_dropped = svc_metric_with(
-        svc_metric_counter("svc_calls_dropped_total",
-                           "Replies to svc_req_call that came after their request was answered", 1, svc_label),
-        name);
+    app->s_inflight = gauge(app, "http_requests_in_flight", "Requests being handled");
+    app->s_connections = gauge(app, "http_connections_open", "Open client connections");
+    app->s_rejected = counter(app, "http_connections_rejected_total",
+                              "Connections refused with 503 at HTTP_MAX_CONNECTIONS");
+    app->s_body_bytes = gauge(app, "http_buffered_body_bytes",
+                              "Request bodies held in memory (Content-Length ones whole from their head)");
+    app->s_body_budget = counter(app, "http_body_budget_rejected_total",
+                                 "Requests answered 503 at HTTP_MAX_BUFFERED_BODY_BYTES");
+    app->s_gzip_responses = counter(app, "http_compressed_responses_total",
+                                    "Responses sent gzip-compressed (HTTP_COMPRESS), cached forms included");
+    app->s_gzip_saved = counter(app, "http_compression_saved_bytes_total",
+                                "Body bytes gzip saved: plain minus compressed, summed over those responses");
+    app->s_contract_errors = counter(app, "svc_contract_errors_total",
+                                     "Responses turned into a 500 because a handler or hook broke its contract "
+                                     "(invalid outcome, no answer, two answers)");
+    app->s_deadline = counter(app, "svc_request_deadline_exceeded_total",
+                              "Requests answered 504 at their deadline (REQUEST_TIMEOUT or Svc-Deadline)");
+    app->s_calls_dropped = counter(app, "svc_calls_dropped_total",
+                                   "Replies to svc_req_call that came after their request was answered");
     static const char *accept_labels[] = {"service", "reason"};
     static const char *const reasons[] = {[ACCEPT_ERR_EMFILE] = "emfile", [ACCEPT_ERR_ENFILE] = "enfile",
                                           [ACCEPT_ERR_OTHER] = "other"};

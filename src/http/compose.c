@@ -267,10 +267,6 @@ svc_outcome svc_req_offload(svc_req *req, svc_work_fn work, void *ud, svc_then_f
     return wait_step(req, work, ud, done);
 }
 
-svc_outcome svc_req_then_offload(svc_req *req, svc_work_fn work, void *ud, svc_then_fn done) {
-    return svc_req_offload(req, work, ud, done);
-}
-
 int64_t svc_req_remaining_ms(const svc_req *req) {
     svc_compose *c = req->compose;
     uint64_t d = c ? c->deadline_ms : deadline_of((svc_req *)req);
@@ -433,7 +429,8 @@ const char *svc_call_body(const svc_req *req, int i, size_t *len) {
 json_t *svc_call_json(svc_req *req, int i) {
     call_slot *s = (call_slot *)slot(req, i);
     if (!s || !s->body || !s->len) return NULL;
-    if (!s->json) s->json = json_loadb(s->body, s->len, JSON_REJECT_DUPLICATES, NULL);
+    /* Another service's bytes: parsed with the same limits as a request body. */
+    if (!s->json && svc_json_parse(s->body, s->len, NULL, &s->json, NULL, 0) != SVC_OK) s->json = NULL;
     return s->json;
 }
 

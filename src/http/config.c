@@ -182,7 +182,7 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if ((rc = get_seconds("REQUEST_TIMEOUT", 3600, SVC_REQUEST_TIMEOUT_MS, &c->request_timeout_ms, err,
                           errlen))) return rc;
     if (c->request_timeout_ms <= 0)
-        return fail(err, errlen, "REQUEST_TIMEOUT", getenv("REQUEST_TIMEOUT"), "must be at least 1 second");
+        return fail(err, errlen, "REQUEST_TIMEOUT", getenv("REQUEST_TIMEOUT"), "must be more than 0");
     if ((rc = get_seconds("DRAIN_DELAY", 600, SVC_DRAIN_DELAY_MS, &c->drain_delay_ms, err, errlen)))
         return rc;
 

@@ -155,9 +155,7 @@ void svc_test_free(svc_test *t) {
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
     if (app->on_stop) app->on_stop(app, app->on_stop_ud);
-    for (int i = 0; i < w->narena_pool; i++) svc_arena_free(w->arena_pool[i]);
-    svc_buf_free(&w->logline);
-    svc__worker_buf_pool_free(w);
+    svc__worker_pools_free(w, 0);
     svc_log_flush();
     svc__app_free(app);
     svc_metrics_reset();

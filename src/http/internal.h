@@ -410,6 +410,10 @@ void svc__conn_flush(svc_conn *c);
 void svc__worker_buf_take(svc_worker *w, svc_buf *b);
 void svc__worker_buf_give(svc_worker *w, svc_buf *b);
 void svc__worker_buf_pool_free(svc_worker *w);
+/* Frees what w keeps for its next requests: pooled arenas and buffers, its
+ * log line. reopen: the pools take entries again (a test reusing w); else
+ * they stay closed and what is given back later is freed (a worker exiting). */
+void svc__worker_pools_free(svc_worker *w, int reopen);
 
 /* dispatch.c */
 /* Routing and the head hooks, run once per request, when its header section

@@ -38,6 +38,14 @@ svc_req *svc__req_new_worker(svc_worker *w) {
     return req;
 }
 
+void svc__worker_pools_free(svc_worker *w, int reopen) {
+    for (int i = 0; i < w->narena_pool; i++) svc_arena_free(w->arena_pool[i]);
+    w->narena_pool = 0;
+    svc_buf_free(&w->logline);
+    svc__worker_buf_pool_free(w);
+    if (reopen) w->nbuf_pool = 0;
+}
+
 static void values_free(svc_req *req);
 
 void svc__req_free(svc_req *req) {

@@ -3,6 +3,7 @@
  * another, through svc_req_call, svc_req_then and svc_req_offload. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "svckit.h"
 
@@ -89,7 +90,7 @@ static svc_outcome chain_route(svc_req *req, svc_res *res) {
     chain *c = svc_arena_calloc(svc_req_arena(req), sizeof *c);
     if (!c) return svc_res_error(res, 503, "unavailable", "out of memory");
     svc_req_call(req, "composesvc", "GET", "/peer/echo?n=1", NULL, 0, NULL);
-    return svc_req_then_offload(req, work, c, answer_calls);
+    return svc_req_offload(req, work, c, answer_calls);
 }
 
 /* GET /parallel: two calls at once, one answer once both ended. */
@@ -150,6 +151,29 @@ static svc_outcome forward(svc_req *req, svc_res *res) {
     return svc_req_then(req, answer_calls, NULL);
 }
 
+/* GET /slow-work?ms=N: blocking work of N ms on the thread pool (the sleep
+ * is what is tested: work that outlasts the request's deadline), then 200. */
+static void sleep_work(svc_req *req, void *ud) {
+    (void)req;
+    int64_t ms = *(int64_t *)ud;
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static svc_outcome slept(svc_req *req, svc_res *res, void *ud) {
+    (void)req;
+    (void)ud;
+    return svc_res_printf(res, 200, "application/json", "{\"slept\":true}");
+}
+
+static svc_outcome slow_work(svc_req *req, svc_res *res) {
+    int64_t *ms = svc_arena_alloc(svc_req_arena(req), sizeof *ms);
+    const char *q = svc_req_query(req, "ms");
+    if (!ms || !q || svc_parse_i64(q, ms) != SVC_OK || *ms < 0 || *ms > 60000)
+        return svc_res_error(res, 400, "bad_request", "ms must be 0-60000");
+    return svc_req_offload(req, sleep_work, ms, slept);
+}
+
 /* GET /too-many: more calls than a step takes. */
 static svc_outcome too_many(svc_req *req, svc_res *res) {
     int last = 0;
@@ -173,5 +197,6 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/no-wait", no_wait, 0);
     svc_app_get(app, "/forward", forward, 0);
     svc_app_get(app, "/too-many", too_many, 0);
+    svc_app_get(app, "/slow-work", slow_work, 0);
     return svc_app_run(app);
 }

@@ -87,6 +87,19 @@ def test_the_deadline_answers_504(nats_server):  # noqa: F811
         assert s.request("GET", "/parallel")[0] == 200
 
 
+def test_work_past_the_deadline_answers_504_deadline_exceeded(nats_server):  # noqa: F811
+    """The request's own deadline, with no call to time out: offloaded work
+    that outlasts REQUEST_TIMEOUT ends in 504 deadline_exceeded, counted,
+    and its continuation never answers."""
+    with composesvc(nats_server, {"REQUEST_TIMEOUT": "0.5"}) as s:
+        before = metric(s, "svc_request_deadline_exceeded_total")
+        status, _, body = s.request("GET", "/slow-work?ms=2000")
+        assert status == 504, body
+        assert json.loads(body)["error"]["code"] == "deadline_exceeded"
+        assert metric(s, "svc_request_deadline_exceeded_total") == before + 1
+        assert s.request("GET", "/slow-work?ms=0")[0] == 200
+
+
 def test_a_client_that_goes_away_ends_the_chain(svc):
     before = metric(svc, "http_requests_in_flight")
     sock = socket.create_connection(("127.0.0.1", svc.port))

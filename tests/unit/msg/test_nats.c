@@ -422,6 +422,28 @@ TEST(client_against_nats_server) {
     CHECK(RUN_UNTIL(&loop, G.flushed == 7, TEST_WAIT_MS));
     CHECK_EQ(G.n, before);
 
+    /* held (conn.c holds a worker's publishes after a reconnection) with its
+     * buffer full: publishes are refused, a reply still goes out at once,
+     * and release sends what was held */
+    CHECK(svc__nats_sub(a, "held.>", NULL, on_msg, NULL) > 0);
+    svc__nats_flush(a, on_flush, NULL);
+    CHECK(RUN_UNTIL(&loop, G.flushed == 8, TEST_WAIT_MS));
+    svc__nats_hold(b);
+    char fill[1500] = {0};
+    CHECK_EQ(svc__nats_pub(b, "held.kept", NULL, NULL, 0, "kept", 4), SVC_OK);
+    int refused = 0;
+    for (int i = 0; i < 5; i++) refused += svc__nats_pub(b, "nobody.fill", NULL, NULL, 0, fill, sizeof fill) == SVC_EAGAIN;
+    CHECK(refused > 0);
+    CHECK_EQ(svc__nats_pub(b, "held.pub", NULL, NULL, 0, fill, sizeof fill), SVC_EAGAIN);
+    before = G.n;
+    CHECK_EQ(svc__nats_reply(b, "held.reply", NULL, 0, "answer", 6), SVC_OK);
+    CHECK(RUN_UNTIL(&loop, G.n == before + 1, TEST_WAIT_MS));
+    CHECK_STR(G.last_subject, "held.reply");
+    CHECK_STR(G.last_data, "answer");
+    svc__nats_release(b);
+    CHECK(RUN_UNTIL(&loop, G.n == before + 2, TEST_WAIT_MS));
+    CHECK_STR(G.last_subject, "held.kept");
+
     /* reconnection: publishes wait in the bounded buffer, subscriptions come
      * back (on the same connection, before the buffer is sent) */
     CHECK(svc__nats_sub(b, "buf.>", NULL, on_msg, NULL) > 0);
