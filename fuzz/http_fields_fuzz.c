@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 #include "fuzz_util.h"
 

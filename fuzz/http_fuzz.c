@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 #include "fuzz_util.h"
 

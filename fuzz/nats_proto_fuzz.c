@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "msg/nats.h"
+#include "net/nats.h"
 
 #include "fuzz_util.h"
 

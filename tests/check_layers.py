@@ -23,21 +23,24 @@ SRC = os.path.join(ROOT, "src")
 
 # Lower numbers are lower layers; a folder may use its own layer's or lower.
 LAYERS = {
-    "core": 0,    # arenas, buffers, formatting, rate limits
-    "json": 1,    # JSON with limits
-    "obs": 2,     # logging, metrics, process stats
-    "store": 2,   # SQLite
-    "http": 3,    # runtime (app, dispatch, req/res, compose) + the HTTP transport + outbound client
-    "msg": 4,     # NATS client, NATS transport, rpc, events, JetStream, discovery
-    "auth": 4,    # tokens, JWKS, the auth module
+    "core": 0,     # arenas, buffers, formatting, rate limits
+    "json": 1,     # JSON with limits
+    "obs": 2,      # logging, metrics, process stats
+    "store": 2,    # SQLite
+    "net": 3,      # protocol clients: NATS, outbound HTTP; they know no app
+    "runtime": 4,  # the service: app, workers, dispatch, req/res, compose; transports and modules by interface
+    "http": 5,     # transport: the HTTP/1.1 server
+    "msg": 5,      # transport: NATS (routes, rpc, events, JetStream, discovery, outbox relay)
+    "auth": 5,     # module: tokens, JWKS, the verifying hook
+    "svc": 6,      # the default wiring: svc_app_new registers the transports and modules above
 }
 
 # Upward edges still present, each with why. Remove an entry when its edge
 # goes; the check fails if an entry no longer matches anything.
 KNOWN = {
-    ("http", "msg"): "app.c starts and stops messaging, and compose.c calls svc_rpc_call: "
-                     "the runtime should know the NATS transport and RPC through an interface",
-    ("http", "auth"): "app.c installs auth for SVC_AUTH_* routes and releases its state",
+    ("runtime", "msg"): "app.c starts and stops messaging, and compose.c calls svc_rpc_call",
+    ("runtime", "auth"): "app.c installs auth for SVC_AUTH_* routes and releases its state",
+    ("runtime", "http"): "app.c drives the HTTP workers' listeners, dispatch.c hands responses to conn.c",
 }
 
 

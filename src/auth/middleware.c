@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "auth/internal.h"
-#include "http/module.h"
+#include "runtime/module.h"
 #include "svckit/client.h"
 
 /* While the key set is empty (the auth service not up yet), retry this often. */

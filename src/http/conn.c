@@ -37,7 +37,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 static int on_message_begin(http_parser *p);
 static int on_url(http_parser *p, const char *at, size_t len);

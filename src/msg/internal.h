@@ -37,8 +37,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "http/internal.h"
-#include "msg/nats.h"
+#include "runtime/internal.h"
+#include "net/nats.h"
 #include "svckit/msg.h"
 
 /* Bytes of queued messages per subscription before drops (with the count
@@ -313,8 +313,7 @@ int svc__msg_path_check(const char *p, size_t len, size_t max);
 int svc__msg_query_check(const char *q, size_t len, size_t max);
 /* Svc-Method: 1..SVC_MSG_MAX_METHOD upper-case letters. */
 int svc__msg_method_check(const char *m);
-/* A header field name (RFC 9110 token) and value (no control bytes but tab). */
-int svc__msg_header_name_ok(const char *s);
+/* A header field value (no control bytes but tab); names: svc__nats_header_name_ok. */
 int svc__msg_header_value_ok(const char *s);
 /* 1 if v is a valid Svc-Deadline (ms since the epoch) earlier than now_ms. */
 int svc__msg_deadline_passed(const char *v, int64_t now_ms);

@@ -37,7 +37,7 @@ int svc__msg_req_fill(svc_req *req, const svc__msg_in *in, const svc__msg_limits
         size_t nl = strlen(name), vl = strlen(value);
         bytes += nl + vl + 4;
         if (bytes > lim->max_header_bytes) return fail(req, 431, "headers_too_large", "header section too large");
-        if (!svc__msg_header_name_ok(name) || !svc__msg_header_value_ok(value))
+        if (!svc__nats_header_name_ok(name) || !svc__msg_header_value_ok(value))
             return fail(req, 400, "bad_request", "malformed header field");
         const char **slot = NULL;
         if (strcasecmp(name, "svc-method") == 0) slot = &method;

@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "svckit/auth.h"
 
 #define AUTH_MAX_TOKEN_LIFETIME_MAX (366L * 86400) /* a year: tokens are not credentials for ever */

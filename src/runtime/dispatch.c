@@ -12,7 +12,7 @@
 
 #include "core/internal.h"
 #include "obs/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 static uint64_t xorshift(uint64_t *s) {
     uint64_t x = *s;

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 void svc__res_init(svc_res *res, svc_req *req) {
     memset(res, 0, sizeof *res);

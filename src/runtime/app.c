@@ -30,7 +30,7 @@
 #include "auth/internal.h"
 #include "core/internal.h"
 #include "obs/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "svckit/auth.h"
 
 #define LISTEN_BACKLOG 4096

@@ -3,7 +3,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "../test.h"
 
 static svc_app app = {.cfg.compress = 1};

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 /* A request and its first allocations fit the first block. */
 #define REQUEST_ARENA_BLOCK (8 * 1024)

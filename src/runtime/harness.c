@@ -12,7 +12,7 @@
 #include <strings.h>
 
 #include "core/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "svckit/test.h"
 
 /* A method is a short upper-case token, as svc_app_route takes them. */

@@ -20,7 +20,7 @@
 
 #include "core/internal.h"
 #include "obs/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "svckit/msg.h"
 
 typedef struct call_slot {

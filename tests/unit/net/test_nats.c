@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "msg/nats.h"
+#include "net/nats.h"
 #include "../test.h"
 
 /* ---- the parser ----------------------------------------------------------- */

@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <uv.h>
 
-#include "http/router.h"
+#include "runtime/router.h"
 #include "svckit/app.h"
 #include "svckit/obs.h"
 

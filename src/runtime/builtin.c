@@ -8,7 +8,7 @@
 
 #include "core/internal.h"
 #include "obs/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 static svc_outcome healthz(svc_req *req, svc_res *res) {
     (void)req;
