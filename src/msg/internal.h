@@ -1,8 +1,8 @@
 /*
- * Internal to src/msg: NATS for svckit. Reading order: nats.h / nats.c (the
- * protocol client: one connection on one libuv loop), conn.c (a connection
- * per worker loop, the life cycle hooks app.c calls, the hand-off from other
- * threads), request.c (a NATS request becomes an svc_req; its response
+ * Internal to src/msg: the NATS transport of svckit. Reading order:
+ * net/nats.h (the protocol client below: one connection on one libuv loop),
+ * conn.c (a connection per worker loop, the transport's hooks the runtime
+ * calls, svc__nats_transport, the hand-off from other threads), request.c (a NATS request becomes an svc_req; its response
  * becomes the reply), subject.c (the subject scheme and every validation of
  * outside input, pure functions), rpc.c (svc_rpc_call, and the request-reply
  * that JetStream uses), events.c (publish and subscribe), jetstream.c
@@ -37,8 +37,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "runtime/internal.h"
 #include "net/nats.h"
+#include "runtime/internal.h"
 #include "svckit/msg.h"
 
 /* Bytes of queued messages per subscription before drops (with the count
@@ -358,7 +358,9 @@ void svc__msg_after_hook(svc_req *req, svc_res *res, void *ud);
 
 /* ---- conn.c ---------------------------------------------------------------- */
 
-svc_msg *svc__msg_get(svc_app *app);   /* creates the state on first use */
+/* The NATS transport (runtime/module.h), which svc_app_new registers. */
+extern const svc_transport svc__nats_transport;
+svc_msg *svc__msg_get(svc_app *app);   /* the transport's state; NULL: not registered */
 /* Queues an item on a worker; SVC_ECLOSED if that worker is closing (the
  * caller keeps the item). hi: the request class. Any thread. */
 int svc__msg_push(msg_worker *mw, msg_item *it, int hi);

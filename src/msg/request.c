@@ -2,7 +2,7 @@
  * NATS request-reply: a request message becomes an svc_req that goes through
  * the same dispatch as HTTP (routing, middleware such as auth, handler,
  * after-hooks, metrics, access log), and its final response becomes the reply
- * message (svc_transport.finish). Only the framing differs: the method, path
+ * message (svc_req_ops.finish). Only the framing differs: the method, path
  * and query come from Svc-* headers instead of a request line (msg.h).
  */
 #include <stdio.h>
@@ -100,7 +100,7 @@ typedef struct nats_ctx {
 } nats_ctx;
 
 static void nats_finish(svc_req *req);
-static const svc_transport nats_transport = {"nats", nats_finish};
+static const svc_req_ops nats_transport = {.name = "nats", .deadline_header = "Svc-Deadline", .finish = nats_finish};
 
 /* Bytes of an error description in Nats-Service-Error. */
 #define SERVICE_ERROR_MAX 256
@@ -318,7 +318,7 @@ void svc__msg_after_hook(svc_req *req, svc_res *res, void *ud) {
         msg_endpoint *ep = &m->endpoints[i];
         if (ep->route != req->route) continue;
         atomic_fetch_add(&ep->requests, 1);
-        if (req->transport) atomic_fetch_add(&ep->nats_requests, 1);
+        if (req->transport == &nats_transport) atomic_fetch_add(&ep->nats_requests, 1);
         atomic_fetch_add(&ep->time_ns, (long long)(svc_now_ns() - req->start_ns));
         if (res->status >= 500) {
             atomic_fetch_add(&ep->errors, 1);

@@ -55,12 +55,14 @@ struct svc_compose {
 
 static uint64_t now_ms(void) { return svc_now_ns() / 1000000u; }
 
-/* The request's deadline: REQUEST_TIMEOUT from its first byte, or a NATS
- * request's Svc-Deadline (wall-clock ms) when that is sooner. */
+/* The request's deadline: REQUEST_TIMEOUT from its first byte, or the
+ * caller's deadline its transport carries (a NATS request's Svc-Deadline,
+ * wall-clock ms) when that is sooner. */
 static uint64_t deadline_of(svc_req *req) {
     int timeout = req->app->cfg.request_timeout_ms > 0 ? req->app->cfg.request_timeout_ms : SVC_REQUEST_TIMEOUT_MS;
     uint64_t d = req->start_ns / 1000000u + (uint64_t)timeout;
-    const char *sd = req->transport ? svc_req_header(req, "Svc-Deadline") : NULL;
+    const char *hd = req->transport ? req->transport->deadline_header : NULL;
+    const char *sd = hd ? svc_req_header(req, hd) : NULL;
     int64_t wall;
     if (sd && svc_parse_i64(sd, &wall) == SVC_OK && wall > 0) {
         int64_t left = wall - svc_wall_ms();
@@ -152,7 +154,7 @@ static void end_chain(svc_compose *c, int status, const char *code, const char *
     svc__request_finish(req);
 }
 
-static int client_gone(const svc_req *req) { return !req->transport && !req->conn; }
+static int client_gone(const svc_req *req) { return req->client_gone; }
 
 /* The step's continuation, on the loop: its outcome decides what follows,
  * as a handler's does. */
@@ -347,6 +349,18 @@ static const char *auth_header(svc_req *req) {
     return NULL;
 }
 
+/* A call through the first transport that makes calls (module.h): NATS
+ * request-reply with the default transports. SVC_ECLOSED when none does. */
+static int start_call(svc_req *req, const char *service, const char *method, const char *path,
+                      const void *body, size_t len, const svc_rpc_opts *ro, call_slot *s) {
+    svc_app *app = req->app;
+    for (int k = 0; k < app->ntransports; k++) {
+        const svc_transport *t = app->transports[k].ops;
+        if (t->call) return t->call(app, req, service, method, path, body, len, ro, on_reply, s);
+    }
+    return SVC_ECLOSED;
+}
+
 int svc_req_call(svc_req *req, const char *service, const char *method, const char *path, const void *body,
                  size_t len, const svc_call_opts *opts) {
     if (!req) return SVC_EINVAL;
@@ -388,7 +402,7 @@ int svc_req_call(svc_req *req, const char *service, const char *method, const ch
     svc_rpc_opts ro = {.timeout_ms = timeout, .headers = hdrs};
     atomic_fetch_add(&c->refs, 1);
     atomic_fetch_add(&c->pending, 1);
-    int rc = svc_rpc_call(req->app, req, service, method, path, body, len, &ro, on_reply, s);
+    int rc = start_call(req, service, method, path, body, len, &ro, s);
     if (rc != SVC_OK) {
         atomic_fetch_sub(&c->pending, 1);
         atomic_fetch_sub(&c->refs, 1);

@@ -14,21 +14,13 @@
 #include <unistd.h>
 
 #include "runtime/internal.h"
-#include "svckit/auth.h"
 
-#define AUTH_MAX_TOKEN_LIFETIME_MAX (366L * 86400) /* a year: tokens are not credentials for ever */
-
-typedef struct core_var {
-    const char *name;
-    const char *def;     /* NULL: shown as "unset" */
-    const char *help;
-} core_var;
-
-static const core_var core_vars[] = {
+/* The runtime's own variables; each transport and module declares its own
+ * (svc_transport.vars, svc_module.vars) and reads them in its configure. */
+static const svc_config_var core_vars[] = {
     {"PORT", NULL, "HTTP listen port (per service default)"},
     {"HOST", "0.0.0.0", "listen address"},
     {"WORKERS", NULL, "event-loop threads (default: CPUs available)"},
-    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated; none: HTTP only"},
     {"DATA_DIR", "./var", "where SQLite files live"},
     {"LOG_LEVEL", "info", "debug, info, warn or error"},
     {"LOG_FORMAT", NULL, "json or text (default: text on a terminal, else json)"},
@@ -36,9 +28,6 @@ static const core_var core_vars[] = {
     {"SHUTDOWN_TIMEOUT", "10", "seconds to drain on SIGTERM"},
     {"REQUEST_TIMEOUT", "30", "seconds a request may take before it is answered 504"},
     {"DRAIN_DELAY", "1", "seconds new connections are still accepted after SIGTERM"},
-    {"JWT_SECRET", NULL, "HS256 secret, >= 32 bytes; replaces EdDSA (alias SECRET_KEY)"},
-    {"AUTH_JWKS_URL", NULL, "where verifiers get public keys (needed to verify tokens without JWT_SECRET)"},
-    {"AUTH_MAX_TOKEN_LIFETIME", "86400", "longest token lifetime verifiers accept, seconds"},
     {"HTTP_MAX_HEADER_BYTES", "16384", "request line plus headers, bytes"},
     {"HTTP_MAX_HEADERS", "100", "header fields per request"},
     {"HTTP_MAX_BODY_BYTES", "1048576", "request body, bytes"},
@@ -51,12 +40,12 @@ static const core_var core_vars[] = {
     {"HTTP_COMPRESS", "1", "gzip JSON and text responses for clients that accept it: 1 or 0"},
 };
 
-static int fail(char *err, size_t errlen, const char *var, const char *val, const char *why) {
+int svc__config_fail(char *err, size_t errlen, const char *var, const char *val, const char *why) {
     snprintf(err, errlen, "invalid configuration: %s=\"%.64s\": %s", var, val, why);
     return SVC_EINVAL;
 }
 
-static int get_int(const char *var, long lo, long hi, long def, long *out, char *err, size_t errlen) {
+int svc__config_int(const char *var, long lo, long hi, long def, long *out, char *err, size_t errlen) {
     const char *v = getenv(var);
     if (!v || !*v) {
         *out = def;
@@ -66,7 +55,7 @@ static int get_int(const char *var, long lo, long hi, long def, long *out, char 
     if (svc_parse_i64(v, &n) != SVC_OK || n < lo || n > hi) {
         char why[96];
         snprintf(why, sizeof why, "expected an integer from %ld to %ld", lo, hi);
-        return fail(err, errlen, var, v, why);
+        return svc__config_fail(err, errlen, var, v, why);
     }
     *out = (long)n;
     return SVC_OK;
@@ -85,7 +74,7 @@ static int get_seconds(const char *var, double hi, int def_ms, int *out_ms, char
     if (errno || *end || end == v || !isfinite(d) || d < 0 || d > hi) {
         char why[96];
         snprintf(why, sizeof why, "expected seconds from 0 to %g", hi);
-        return fail(err, errlen, var, v, why);
+        return svc__config_fail(err, errlen, var, v, why);
     }
     *out_ms = (int)(d * 1000.0 + 0.5);
     return SVC_OK;
@@ -139,7 +128,7 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     c->service = app->name;
 
-    if ((rc = get_int("PORT", 0, 65535, app->default_port, &v, err, errlen))) return rc;
+    if ((rc = svc__config_int("PORT", 0, 65535, app->default_port, &v, err, errlen))) return rc;
     c->port = (int)v;
     c->host = get_str("HOST", "0.0.0.0");
     {
@@ -147,25 +136,22 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
         struct sockaddr_in6 a6;
         struct sockaddr_in a4;
         if (uv_ip4_addr(c->host, 0, &a4) != 0 && uv_ip6_addr(c->host, 0, &a6) != 0)
-            return fail(err, errlen, "HOST", c->host, "expected an IPv4 or IPv6 address");
+            return svc__config_fail(err, errlen, "HOST", c->host, "expected an IPv4 or IPv6 address");
     }
     int ncpu = cpus_available();
-    if ((rc = get_int("WORKERS", 1, 256, ncpu, &v, err, errlen))) return rc;
+    if ((rc = svc__config_int("WORKERS", 1, 256, ncpu, &v, err, errlen))) return rc;
     c->workers = (int)v;
-    c->nats_url = get_str("NATS_URL", "nats://127.0.0.1:4222");
-    if (strcmp(c->nats_url, "none") != 0 && svc__msg_url_check(c->nats_url) != SVC_OK)
-        return fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...] or none");
     c->data_dir = get_str("DATA_DIR", "./var");
-    if (make_dir(c->data_dir) != SVC_OK) return fail(err, errlen, "DATA_DIR", c->data_dir, strerror(errno));
+    if (make_dir(c->data_dir) != SVC_OK) return svc__config_fail(err, errlen, "DATA_DIR", c->data_dir, strerror(errno));
 
     const char *lvl = get_str("LOG_LEVEL", "info");
     if (svc_log_level_parse(lvl, &c->log_level) != SVC_OK)
-        return fail(err, errlen, "LOG_LEVEL", lvl, "expected debug, info, warn or error");
+        return svc__config_fail(err, errlen, "LOG_LEVEL", lvl, "expected debug, info, warn or error");
     const char *fmt = getenv("LOG_FORMAT");
     if (!fmt || !*fmt) c->log_json = !isatty(STDOUT_FILENO);
     else if (strcmp(fmt, "json") == 0) c->log_json = 1;
     else if (strcmp(fmt, "text") == 0) c->log_json = 0;
-    else return fail(err, errlen, "LOG_FORMAT", fmt, "expected json or text");
+    else return svc__config_fail(err, errlen, "LOG_FORMAT", fmt, "expected json or text");
     /* NO_COLOR (no-color.org) wins over everything; svckit run passes
      * LOG_COLOR=always when the terminal is at the other end of its pipe. */
     const char *color = get_str("LOG_COLOR", "auto"), *no_color = getenv("NO_COLOR"), *term = getenv("TERM");
@@ -173,7 +159,7 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     else if (strcmp(color, "never") == 0) c->log_color = 0;
     else if (strcmp(color, "auto") == 0)
         c->log_color = isatty(STDOUT_FILENO) && !(term && strcmp(term, "dumb") == 0);
-    else return fail(err, errlen, "LOG_COLOR", color, "expected auto, always or never");
+    else return svc__config_fail(err, errlen, "LOG_COLOR", color, "expected auto, always or never");
     if (no_color && *no_color) c->log_color = 0;
     if (c->log_json) c->log_color = 0;
 
@@ -182,47 +168,26 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if ((rc = get_seconds("REQUEST_TIMEOUT", 3600, SVC_REQUEST_TIMEOUT_MS, &c->request_timeout_ms, err,
                           errlen))) return rc;
     if (c->request_timeout_ms <= 0)
-        return fail(err, errlen, "REQUEST_TIMEOUT", getenv("REQUEST_TIMEOUT"), "must be more than 0");
+        return svc__config_fail(err, errlen, "REQUEST_TIMEOUT", getenv("REQUEST_TIMEOUT"), "must be more than 0");
     if ((rc = get_seconds("DRAIN_DELAY", 600, SVC_DRAIN_DELAY_MS, &c->drain_delay_ms, err, errlen)))
         return rc;
 
-    const char *secret = getenv("JWT_SECRET");
-    const char *alias = getenv("SECRET_KEY");
-    if (secret && *secret && alias && *alias && strcmp(secret, alias) != 0)
-        return fail(err, errlen, "SECRET_KEY", "(hidden)", "differs from JWT_SECRET; set only one");
-    if (!secret || !*secret) secret = alias;
-    if (secret && *secret) {
-        if (strlen(secret) < SVC_JWT_MIN_SECRET) {
-            snprintf(err, errlen,
-                     "invalid configuration: JWT_SECRET: %zu bytes, at least %d required",
-                     strlen(secret), SVC_JWT_MIN_SECRET);
-            return SVC_EINVAL;
-        }
-        c->jwt_secret = secret;
-    }
-    c->jwks_url = get_str("AUTH_JWKS_URL", NULL);
-    if (c->jwks_url && strncmp(c->jwks_url, "http://", 7) != 0)
-        return fail(err, errlen, "AUTH_JWKS_URL", c->jwks_url, "expected an http:// URL");
-    if ((rc = get_int("AUTH_MAX_TOKEN_LIFETIME", 60, AUTH_MAX_TOKEN_LIFETIME_MAX, SVC_JWT_MAX_LIFETIME_S, &v,
-                      err, errlen))) return rc;
-    c->jwt_max_lifetime_s = v;
-
-    if ((rc = get_int("HTTP_MAX_HEADER_BYTES", 1024, 1024 * 1024, SVC_HTTP_MAX_HEADER_BYTES, &v,
+    if ((rc = svc__config_int("HTTP_MAX_HEADER_BYTES", 1024, 1024 * 1024, SVC_HTTP_MAX_HEADER_BYTES, &v,
                       err, errlen))) return rc;
     c->max_header_bytes = (size_t)v;
-    if ((rc = get_int("HTTP_MAX_HEADERS", 8, SVC_HTTP_MAX_HEADERS, SVC_HTTP_MAX_HEADERS, &v, err,
+    if ((rc = svc__config_int("HTTP_MAX_HEADERS", 8, SVC_HTTP_MAX_HEADERS, SVC_HTTP_MAX_HEADERS, &v, err,
                       errlen))) return rc;
     c->max_headers = (int)v;
-    if ((rc = get_int("HTTP_MAX_BODY_BYTES", 0, 1L << 30, SVC_HTTP_MAX_BODY_BYTES, &v, err,
+    if ((rc = svc__config_int("HTTP_MAX_BODY_BYTES", 0, 1L << 30, SVC_HTTP_MAX_BODY_BYTES, &v, err,
                       errlen))) return rc;
     c->max_body_bytes = (size_t)v;
-    if ((rc = get_int("HTTP_MAX_BUFFERED_BODY_BYTES", 0, 1LL << 40,
+    if ((rc = svc__config_int("HTTP_MAX_BUFFERED_BODY_BYTES", 0, 1LL << 40,
                       c->max_body_bytes > SVC_HTTP_MAX_BUFFERED_BODY_BYTES ? (long)c->max_body_bytes
                                                                            : SVC_HTTP_MAX_BUFFERED_BODY_BYTES,
                       &v, err, errlen))) return rc;
     c->max_buffered_body_bytes = (size_t)v;
     if (c->max_buffered_body_bytes < c->max_body_bytes)
-        return fail(err, errlen, "HTTP_MAX_BUFFERED_BODY_BYTES", getenv("HTTP_MAX_BUFFERED_BODY_BYTES"),
+        return svc__config_fail(err, errlen, "HTTP_MAX_BUFFERED_BODY_BYTES", getenv("HTTP_MAX_BUFFERED_BODY_BYTES"),
                     "must be at least HTTP_MAX_BODY_BYTES");
     if ((rc = get_seconds("HTTP_HEADER_TIMEOUT", 3600, SVC_HTTP_HEADER_TIMEOUT_MS,
                           &c->header_timeout_ms, err, errlen))) return rc;
@@ -230,30 +195,47 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
                           &c->body_timeout_ms, err, errlen))) return rc;
     if ((rc = get_seconds("HTTP_IDLE_TIMEOUT", 86400, SVC_HTTP_IDLE_TIMEOUT_MS,
                           &c->idle_timeout_ms, err, errlen))) return rc;
-    if ((rc = get_int("HTTP_MAX_CONNECTIONS", 1, 1000000, SVC_HTTP_MAX_CONNECTIONS, &v, err,
+    if ((rc = svc__config_int("HTTP_MAX_CONNECTIONS", 1, 1000000, SVC_HTTP_MAX_CONNECTIONS, &v, err,
                       errlen))) return rc;
     c->max_connections = (int)v;
-    if ((rc = get_int("HTTP_COMPRESS", 0, 1, 1, &v, err, errlen))) return rc;
+    if ((rc = svc__config_int("HTTP_COMPRESS", 0, 1, 1, &v, err, errlen))) return rc;
     c->compress = (int)v;
     if (c->header_timeout_ms == 0)
-        return fail(err, errlen, "HTTP_HEADER_TIMEOUT", getenv("HTTP_HEADER_TIMEOUT"), "must be > 0");
+        return svc__config_fail(err, errlen, "HTTP_HEADER_TIMEOUT", getenv("HTTP_HEADER_TIMEOUT"), "must be > 0");
     if (c->body_timeout_ms == 0)
-        return fail(err, errlen, "HTTP_BODY_TIMEOUT", getenv("HTTP_BODY_TIMEOUT"), "must be > 0");
+        return svc__config_fail(err, errlen, "HTTP_BODY_TIMEOUT", getenv("HTTP_BODY_TIMEOUT"), "must be > 0");
     if (c->idle_timeout_ms == 0)
-        return fail(err, errlen, "HTTP_IDLE_TIMEOUT", getenv("HTTP_IDLE_TIMEOUT"), "must be > 0");
+        return svc__config_fail(err, errlen, "HTTP_IDLE_TIMEOUT", getenv("HTTP_IDLE_TIMEOUT"), "must be > 0");
+    /* Then each transport's and module's own variables. */
+    for (int i = 0; i < app->ntransports; i++) {
+        const svc_transport *t = app->transports[i].ops;
+        if (t->configure && (rc = t->configure(app, app->transports[i].state, err, errlen)) != SVC_OK) return rc;
+    }
+    for (int i = 0; i < app->nmodules; i++) {
+        const svc_module *m = app->modules[i].ops;
+        if (m->configure && (rc = m->configure(app, app->modules[i].state, err, errlen)) != SVC_OK) return rc;
+    }
     return SVC_OK;
+}
+
+static void help_vars(FILE *out, const svc_config_var *vars, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "  %-24s %s [default: %s]\n", vars[i].name, vars[i].help, vars[i].def ? vars[i].def : "unset");
 }
 
 void svc__config_help(const svc_app *app, FILE *out) {
     fprintf(out, "usage: %s [--help] [--version]\n\n", app->argv && app->argv[0] ? app->argv[0] : app->name);
     fprintf(out, "%s: an svckit service. Configuration comes from the environment:\n\n", app->name);
     for (size_t i = 0; i < sizeof core_vars / sizeof core_vars[0]; i++) {
-        const core_var *cv = &core_vars[i];
+        const svc_config_var *cv = &core_vars[i];
         char def[64];
         if (strcmp(cv->name, "PORT") == 0) snprintf(def, sizeof def, "%d", app->default_port);
         else snprintf(def, sizeof def, "%s", cv->def ? cv->def : "unset");
         fprintf(out, "  %-24s %s [default: %s]\n", cv->name, cv->help, def);
     }
+    for (int i = 0; i < app->ntransports; i++)
+        help_vars(out, app->transports[i].ops->vars, app->transports[i].ops->nvars);
+    for (int i = 0; i < app->nmodules; i++) help_vars(out, app->modules[i].ops->vars, app->modules[i].ops->nvars);
     if (app->nenv) fprintf(out, "\n%s-specific:\n\n", app->name);
     for (int i = 0; i < app->nenv; i++)
         fprintf(out, "  %-24s %s [default: %s]\n", app->env[i].name, app->env[i].help,

@@ -3,7 +3,7 @@
  * HTTP connection and NATS request-reply. A request is built the way the NATS
  * transport builds one (svc__req_new_worker, then method, target, headers,
  * body), handed to the same svc__dispatch, and its final response comes back
- * through svc_transport.finish, copied for the caller. The harness owns one
+ * through svc_req_ops.finish, copied for the caller. The harness owns one
  * worker whose loop it runs until that happens.
  */
 #include <stdio.h>
@@ -107,7 +107,7 @@ static void test_finish(svc_req *req) {
     svc__req_free(req);
 }
 
-static const svc_transport test_transport = {"test", test_finish};
+static const svc_req_ops test_transport = {.name = "test", .deadline_header = "Svc-Deadline", .finish = test_finish};
 
 svc_test *svc_test_new(svc_app *app) {
     if (!app) return NULL;
@@ -129,7 +129,6 @@ svc_test *svc_test_new(svc_app *app) {
     }
     svc_worker *w = &t->w;
     w->app = app;
-    w->listen_fd = -1;
     uv_loop_init(&w->loop);
     w->loop.data = w;
     uv_timer_init(&w->loop, &t->timeout);

@@ -1,19 +1,24 @@
 /*
- * Internal to src/http: the app, its workers, connections, requests and
- * responses. Reading order: app.c (configuration, workers, shutdown), conn.c
- * (bytes in, framing, timeouts, bytes out), dispatch.c (routing, middleware,
+ * Internal to src/runtime, and what the transports above it (src/http,
+ * src/msg) use to make requests: the app, its workers, requests and
+ * responses. The runtime knows no transport and no module by name: they
+ * plug in through runtime/module.h. Reading order: app.c (registry,
+ * configuration, workers, shutdown), dispatch.c (routing, middleware,
  * handlers, offloading), request.c and response.c (the handler API),
- * encoding.c (gzip) and conditional.c (If-Match & co), cache.c (the
- * response cache), builtin.c (/healthz, /readyz, /metrics, the access log).
+ * compose.c (calls, offloaded work, continuations, deadlines), encoding.c
+ * (gzip) and conditional.c (If-Match & co), cache.c (the response cache),
+ * builtin.c (/healthz, /readyz, /metrics, the access log), harness.c (the
+ * in-process transport of svckit/test.h).
  */
-#ifndef SVC_HTTP_INTERNAL_H
-#define SVC_HTTP_INTERNAL_H
+#ifndef SVC_RUNTIME_INTERNAL_H
+#define SVC_RUNTIME_INTERNAL_H
 
 #include <http_parser.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <uv.h>
 
+#include "runtime/module.h"
 #include "runtime/router.h"
 #include "svckit/app.h"
 #include "svckit/obs.h"
@@ -21,19 +26,7 @@
 #define SVC_MAX_MIDDLEWARE 16
 #define SVC_MAX_READY_CHECKS 16
 #define SVC_MAX_ENV_VARS 32
-#define SVC_READ_BUFFER (64 * 1024)
-/* Stop reading a connection when this much input waits behind a request. */
-#define SVC_PENDING_HIGH_WATER (64 * 1024)
-/* Stop processing pipelined requests while this much output is unsent. */
-#define SVC_OUTPUT_HIGH_WATER (1024 * 1024)
-/* After the last response on a closing connection, read and discard for this
- * long so that unread input does not turn our close into a RST that destroys
- * the response in flight. */
-#define SVC_LINGER_MS 2000
-/* Once a drain stops accepting (new SYNs dropped), the listener stays open
- * this long, so that handshakes already under way complete and are answered
- * rather than reset by its close. */
-#define SVC_ACCEPT_GRACE_MS 200
+/* Each worker's tick: transports' timeouts, deadlines, the log's flush. */
 #define SVC_TICK_MS 100
 #define SVC_ARENA_POOL 64
 /* Empty buffers a worker keeps for the next requests (request line and
@@ -42,25 +35,6 @@
 #define SVC_BUF_POOL 32
 #define SVC_BUF_POOL_MAX_CAP (64 * 1024)
 #define SVC_STATUS_CODES 600
-/* The longest chunk-size line (size and extensions) of a chunked request
- * body; extensions are ignored, so no client needs more. */
-#define SVC_HTTP_MAX_CHUNK_LINE 4096
-/* Descriptors kept free of client connections for everything else a service
- * opens (log, loops, NATS, SQLite, outbound calls); the rest of RLIMIT_NOFILE
- * is shared by the workers' connections (at most half the limit is kept). */
-#define SVC_FD_RESERVE 128
-/* Connections accepted per wakeup of a listener, so that one busy listener
- * cannot hold its loop; the rest wait for the next turn. */
-#define SVC_ACCEPT_BATCH 64
-/* After accept fails for want of descriptors or memory, the listener is not
- * watched for this long, or until one of the worker's connections closes. */
-#define SVC_ACCEPT_RETRY_MS 100
-/* At most one log line per this many ms about failed accepts. */
-#define SVC_ACCEPT_LOG_INTERVAL_MS 1000
-/* A request refused at its head (head hooks, routing) whose Content-Length
- * body is at most this is read and dropped, keeping the connection; a
- * larger or chunked one is not read, and the connection closes. */
-#define SVC_HTTP_DISCARD_BODY_BYTES (64 * 1024)
 /* Memory returned to the system. Allocations from this size on are mmapped,
  * so a large body buffer goes back when freed (glibc's own threshold rises
  * to the largest size freed and stops doing so); what smaller ones leave in
@@ -72,18 +46,8 @@
 #define SVC_TRIM_CONNECTIONS 256
 #define SVC_TRIM_BODY_BYTES (16 * 1024 * 1024)
 
-typedef struct svc_worker svc_worker;
-typedef struct svc_conn svc_conn;
-typedef struct svc_msg svc_msg;      /* messaging state (src/msg), NULL if off */
 typedef struct svc_compose svc_compose; /* a request that goes on in steps (compose.c) */
 typedef struct svc_req_value svc_req_value; /* svc_req_set (request.c) */
-
-/* How a request that did not come from an HTTP connection is answered
- * (NATS request-reply): finish() sends the final response. */
-typedef struct svc_transport {
-    const char *name;
-    void (*finish)(svc_req *req);
-} svc_transport;
 
 typedef struct svc_route_entry {
     char *method;
@@ -165,16 +129,8 @@ struct svc_app {
     svc_metric *m_duration;
     svc_series *s_inflight;
     svc_series *s_connections;
-    svc_series *s_rejected;          /* connections refused at the cap */
-    svc_series *s_bad_requests;      /* framing errors */
-    svc_series *s_accept_errors[3];  /* by ACCEPT_ERR_* */
-    /* Per worker: connections (answered or lingering) at which a worker stops
-     * accepting until one closes; derived from RLIMIT_NOFILE at start. */
-    int accept_cap;
-    atomic_llong accept_logged_ms;   /* the last line about failed accepts */
-    atomic_long accept_unlogged;     /* failed accepts since that line */
     atomic_long inflight;
-    atomic_long connections;
+    atomic_long connections;         /* client connections of every transport */
     atomic_llong body_bytes;         /* request bodies buffered (or reserved) */
     svc_series *s_body_bytes;
     svc_series *s_body_budget;       /* 503s at HTTP_MAX_BUFFERED_BODY_BYTES */
@@ -186,7 +142,21 @@ struct svc_app {
     /* The highest values since memory was last trimmed (app.c). */
     atomic_llong peak_connections;
     atomic_llong peak_body_bytes;
-    svc_msg *msg;                    /* src/msg */
+    /* Transports and modules (module.h), in registration order. */
+    struct {
+        const svc_transport *ops;
+        void *state;
+    } transports[SVC_MAX_TRANSPORTS];
+    int ntransports;
+    struct {
+        const svc_module *ops;
+        void *state;
+    } modules[SVC_MAX_MODULES];
+    int nmodules;
+    int started;                     /* prepared: registrations are closed */
+    /* The NATS transport's state, which is also its registry entry's: src/msg's
+     * files reach it here (svc__msg_get). The runtime never reads it. */
+    void *msg;
 };
 
 struct svc_worker {
@@ -194,19 +164,11 @@ struct svc_worker {
     int id;
     uv_thread_t thread;
     uv_loop_t loop;
-    uv_poll_t listener;              /* readable: connections to accept */
-    uv_timer_t accept_retry;
-    int listening;
-    int accept_paused;               /* listener not watched: at the cap, or out of fds */
-    uint64_t accept_until;           /* stopping: the listener closes after this (loop time) */
     uv_async_t wakeup;
     uv_timer_t tick;
     int ticks;
     atomic_int cmd;                  /* WORKER_CMD_* from the main thread */
     int stopping;                    /* no new requests; exit when idle */
-    svc_conn *conns;                 /* every open connection, a list */
-    int nconns;
-    char *readbuf;                   /* shared by every connection of the loop */
     svc_arena *arena_pool[SVC_ARENA_POOL];
     int narena_pool;
     svc_buf buf_pool[SVC_BUF_POOL];  /* empty, allocated buffers */
@@ -214,65 +176,14 @@ struct svc_worker {
     uint64_t next_request_id;
     char id_prefix[17];
     uint64_t rng;                    /* xorshift state for trace ids */
-    char date[64];                   /* "Date: ...\r\n", refreshed by tick */
-    size_t date_len;
     svc_buf logline;                 /* scratch for access-log lines */
     svc_compose *waiting;            /* requests waiting for a step (compose.c) */
-    int listen_fd;
 };
 
 enum {
     WORKER_CMD_NONE = 0,
     WORKER_CMD_STOP_ACCEPTING = 1,   /* drain: close the listener and idle conns */
     WORKER_CMD_FORCE = 2,            /* deadline: close everything */
-};
-
-/* Connection states, for timeouts and shutdown. */
-enum {
-    CONN_IDLE,       /* between requests (keep-alive), or fresh */
-    CONN_HEADERS,    /* inside a request's header section */
-    CONN_BODY,       /* inside a request's body */
-    CONN_HANDLING,   /* request dispatched; input paused */
-    CONN_LINGER,     /* final response sent, discarding input before close */
-    CONN_CLOSED,
-};
-
-/* The raw-byte scanner (conn.c) that enforces, over a request's header
- * section and chunked body, what http_parser tolerates (bare CR or LF,
- * obs-fold, whitespace before a colon or after a chunk size) or does not
- * count (whitespace toward the size limit). */
-typedef struct svc_hscan {
-    unsigned char state;
-    unsigned char first_line;        /* still in the request line */
-    unsigned short line;             /* bytes of the current chunk-size line */
-    size_t bytes;                    /* of the header section (or trailers) so far */
-    uint64_t chunk_left;             /* chunk size being read, then its data left */
-} svc_hscan;
-
-struct svc_conn {
-    uv_tcp_t tcp;                    /* first: handle <-> conn casts */
-    svc_worker *w;
-    svc_conn *prev, *next;
-    http_parser parser;
-    svc_hscan scan;
-    int state;
-    uint64_t deadline;               /* uv_now() ms; 0: none */
-    size_t queued_mark;              /* unsent output at the last idle check */
-    svc_req *req;                    /* the request being parsed or handled */
-    char *pending;                   /* input not yet parsed (malloc) */
-    size_t pending_len, pending_cap, pending_off;
-    svc_buf out;                     /* output not yet handed to uv_write */
-    size_t writing;                  /* bytes in uv_write requests */
-    unsigned reading : 1;
-    unsigned close_after : 1;        /* close once the output is written */
-    unsigned closing : 1;            /* uv_close called */
-    unsigned received : 1;           /* any byte of the current request */
-    unsigned in_process : 1;         /* inside conn_process (re-entrancy) */
-    unsigned eof : 1;                /* the client half-closed */
-    unsigned resuming : 1;           /* inside conn_resume */
-    unsigned resume_again : 1;       /* output went out meanwhile: look at pending again */
-    int nrequests;
-    char peer[48];
 };
 
 typedef struct svc_hdr {
@@ -304,7 +215,6 @@ struct svc_res {
 
 struct svc_req {
     svc_arena *arena;
-    svc_conn *conn;                  /* NULL once the connection is gone */
     svc_worker *w;
     svc_app *app;
     const char *method;
@@ -353,16 +263,17 @@ struct svc_req {
     unsigned head_checked : 1;       /* routed, head hooks run */
     unsigned head_answered : 1;      /* ... and they wrote the response */
     unsigned discard_body : 1;       /* answered at the head: drop the body */
+    unsigned client_gone : 1;        /* set by the transport: no one awaits the answer */
     size_t body_reserved;            /* of app->body_bytes, given back when freed */
     int mw_index;                    /* next before-hook to run */
     uv_work_t work;
     svc_outcome handler_rc;
     char *cache_key;                 /* cache.c's key, made on first use */
-    const svc_transport *transport;  /* NULL: the HTTP connection */
-    void *transport_data;
+    const svc_req_ops *transport;    /* where it came from (module.h) */
+    void *transport_data;            /* the transport's (HTTP: the connection) */
     svc_compose *compose;            /* compose.c's state, made on first use */
     svc_res res;
-    char peer_buf[48];               /* the connection's peer, copied at dispatch */
+    char peer_buf[48];               /* the peer, copied (a handler may outlive its connection) */
     /* Last, and not zeroed when a request is made: only ever read below
      * nhdr_parts, each slot written first (SVC_REQ_ZEROED says how much is). */
     size_t hdr_off[2 * SVC_HTTP_MAX_HEADERS + 2];  /* offsets into raw */
@@ -382,27 +293,17 @@ void svc__app_free(svc_app *app);
 /* Raises *peak to v if v is higher (any thread); what the trim compares. */
 void svc__peak_note(atomic_llong *peak, long long v);
 
-/* Why accept failed, for http_accept_errors_total{reason}. */
-enum { ACCEPT_ERR_EMFILE, ACCEPT_ERR_ENFILE, ACCEPT_ERR_OTHER };
-
-/* conn.c */
-/* Starts watching w's listening socket (w->listen_fd) on its loop. */
-int svc__worker_listen(svc_worker *w);
-void svc__worker_tick(uv_timer_t *t);
-void svc__worker_close_idle(svc_worker *w, int force);
-/* Serves an already-connected socket (non-blocking) on w, from w's loop
- * thread; on success the connection owns fd, else the caller still does.
- * Used to drain the accept queue, and by the fuzz target (fuzz/http_fuzz.c),
- * which drives the real connection code over a socketpair. */
-int svc__conn_open_fd(svc_worker *w, int fd);
-/* A drain's first step: new handshakes are refused; the listener closes
- * SVC_ACCEPT_GRACE_MS later (conn.c says why). */
-void svc__worker_stop_accepting(svc_worker *w);
-/* Called when a request's response is complete (sync or async). */
-void svc__conn_request_done(svc_req *req);
-/* Queues bytes for the client and starts writing them. */
-void svc__conn_write(svc_conn *c, const void *data, size_t len);
-void svc__conn_flush(svc_conn *c);
+/* A new app with no transport and no module (svc_app_new, in
+ * src/svc/app_default.c, adds the defaults). Exits on out of memory. */
+svc_app *svc__app_new(const char *name, int argc, char **argv);
+/* Worker loop: 1 while a transport other than except still holds work on w
+ * (a messaging transport waits for 0 before it closes: a handler of another
+ * transport may still await one of its calls). */
+int svc__worker_busy(svc_worker *w, const svc_transport *except);
+/* Worker loop: once stopping and no transport is busy, closes the worker's
+ * own handles so that its loop ends. Transports call it when they let go of
+ * something (a connection closed). */
+void svc__worker_maybe_exit(svc_worker *w);
 /* The worker's buffer pool (w's loop thread only). take: gives b, if it
  * has no memory yet, an empty pooled buffer (no-op if the pool is empty).
  * give: puts b's memory back in the pool, or frees it (too large, out of
@@ -441,8 +342,8 @@ void svc__compose_release(svc_req *req);
 void svc__compose_tick(svc_worker *w);
 
 /* request.c */
-svc_req *svc__req_new(svc_conn *c);
-/* A request on worker w with no connection (for other transports). */
+/* A request on worker w, from its arena pool; the transport sets
+ * transport (and transport_data) before it dispatches it. */
 svc_req *svc__req_new_worker(svc_worker *w);
 void svc__req_free(svc_req *req);
 int svc__req_headers_done(svc_req *req);
@@ -453,8 +354,6 @@ void svc__req_note_header(svc_req *req, const char *name, size_t nlen, const cha
 
 /* response.c */
 void svc__res_init(svc_res *res, svc_req *req);
-/* Serialises status line, headers and body into the connection's output. */
-void svc__res_serialize(svc_res *res, svc_buf *out);
 int svc__res_set_error(svc_res *res, int status, const char *code, const char *msg);
 void svc__res_contract_error(svc_res *res, const char *what);
 const char *svc__status_reason(int status);
@@ -507,23 +406,6 @@ svc_route_entry *svc__req_metric_route(svc_req *req);
 const char *svc__metric_method(const svc_req *req);
 /* Frees the declared route labels (app_free). */
 void svc__route_labels_free(svc_app *app);
-
-/* src/msg (NATS), called by app.c; each is a no-op when NATS_URL=none.
- * setup: after the configuration is loaded, before on_start (connects in the
- * background); worker_start: on each worker thread once its loop exists;
- * start: once the workers run (subscribes); drain: when the listeners close;
- * force: at the shutdown deadline; stop: after the workers exited; free: in
- * app_free (also frees what svc_app_on_event & co registered). */
-int svc__msg_setup(svc_app *app);
-void svc__msg_worker_start(svc_worker *w);
-void svc__msg_start(svc_app *app);
-void svc__msg_drain(svc_app *app);
-void svc__msg_force(svc_app *app);
-void svc__msg_stop(svc_app *app);
-void svc__msg_free(svc_app *app);
-/* SVC_OK if list is a comma-separated list of nats:// or tls:// URLs
- * (config.c validates NATS_URL with it). */
-int svc__msg_url_check(const char *list);
 
 /* config.c */
 int svc__config_load(svc_app *app, char *err, size_t errlen);
