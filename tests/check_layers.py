@@ -7,6 +7,9 @@ objects use and another's define, from `nm` on the release objects in
 $SVCKIT_BUILD/obj/src, default build). Public headers (include/svckit/*.h)
 are the API, not an edge: who calls what shows in the symbols.
 
+Programs outside src/ (services, examples, the CLI) may include only the
+internal headers PROGRAMS allows them.
+
 The check fails on an edge from a folder to one of a higher layer (LAYERS),
 on a cycle, and on an edge of KNOWN that has gone (so the list only
 shrinks). KNOWN lists, each with its reason, upward edges the tree is allowed to
@@ -59,6 +62,28 @@ def include_edges():
                     if to != f and to in LAYERS:
                         edges.setdefault((f, to), set()).add(f"{f}/{name} includes {to}/")
     return edges
+
+
+# Programs outside src/ and the internal headers each may include: services
+# and examples the public API only; the CLI also the NATS protocol client,
+# which knows no app (svckit status speaks NATS itself).
+PROGRAMS = {"services": set(), "examples": set(), "tools": {"net"}}
+
+
+def program_includes():
+    inc = re.compile(r'^\s*#\s*include\s+"([a-z_]+)/[^"]+"', re.M)
+    bad = []
+    for top, allowed in PROGRAMS.items():
+        for dirpath, _, names in os.walk(os.path.join(ROOT, top)):
+            for name in names:
+                if not name.endswith((".c", ".h")):
+                    continue
+                path = os.path.join(dirpath, name)
+                with open(path, encoding="utf-8", errors="replace") as fh:
+                    for m in inc.finditer(fh.read()):
+                        if m.group(1) in LAYERS and m.group(1) not in allowed:
+                            bad.append(f"{os.path.relpath(path, ROOT)} includes {m.group(1)}/ (src internals)")
+    return bad
 
 
 def nm(path, *flags):
@@ -128,6 +153,7 @@ def main():
     allowed = {e for e in edges if not (LAYERS.get(e[0], 0) < LAYERS.get(e[1], 0) and e in KNOWN)}
     for c in cycles(allowed):
         problems.append("cycle: " + " -> ".join(c))
+    problems.extend(program_includes())
     for e in sorted(KNOWN):
         if e not in edges:
             problems.append(f"KNOWN edge {e[0]} -> {e[1]} is gone: remove it from KNOWN")
