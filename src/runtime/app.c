@@ -75,35 +75,43 @@ void svc_app_default_port(svc_app *app, int port) { app->default_port = port; }
 
 /* ---- transports and modules (module.h) ------------------------------------ */
 
+/* What registering a transport or a module has in common: dup says whether
+ * one of that name (or that very one) is registered already. */
+static int registry_add(svc_app *app, const char *kind, const char *name, int dup, int n, int max,
+                        void *(*create)(svc_app *), void **state) {
+    if (dup) {
+        svc_error("%s \"%s\" registered twice on app %s: the second is refused", kind, name, app->name);
+        return SVC_EEXIST;
+    }
+    if (n == max) return SVC_ERANGE;
+    *state = NULL;
+    if (create && !(*state = create(app))) return SVC_ENOMEM;
+    return SVC_OK;
+}
+
 int svc__app_transport_add(svc_app *app, const svc_transport *t) {
     if (!app || !t || !t->name || app->started) return SVC_EINVAL;
+    int dup = 0;
     for (int i = 0; i < app->ntransports; i++)
-        if (app->transports[i].ops == t || strcmp(app->transports[i].ops->name, t->name) == 0) {
-            svc_error("transport \"%s\" registered twice on app %s: the second is refused", t->name, app->name);
-            return SVC_EEXIST;
-        }
-    if (app->ntransports == SVC_MAX_TRANSPORTS) return SVC_ERANGE;
-    void *state = NULL;
-    if (t->create && !(state = t->create(app))) return SVC_ENOMEM;
+        dup |= app->transports[i].ops == t || strcmp(app->transports[i].ops->name, t->name) == 0;
+    void *state;
+    int rc = registry_add(app, "transport", t->name, dup, app->ntransports, SVC_MAX_TRANSPORTS, t->create, &state);
+    if (rc != SVC_OK) return rc;
     app->transports[app->ntransports].ops = t;
-    app->transports[app->ntransports].state = state;
-    app->ntransports++;
+    app->transports[app->ntransports++].state = state;
     return SVC_OK;
 }
 
 int svc__app_module_add(svc_app *app, const svc_module *m) {
     if (!app || !m || !m->name || app->started) return SVC_EINVAL;
+    int dup = 0;
     for (int i = 0; i < app->nmodules; i++)
-        if (app->modules[i].ops == m || strcmp(app->modules[i].ops->name, m->name) == 0) {
-            svc_error("module \"%s\" registered twice on app %s: the second is refused", m->name, app->name);
-            return SVC_EEXIST;
-        }
-    if (app->nmodules == SVC_MAX_MODULES) return SVC_ERANGE;
-    void *state = NULL;
-    if (m->create && !(state = m->create(app))) return SVC_ENOMEM;
+        dup |= app->modules[i].ops == m || strcmp(app->modules[i].ops->name, m->name) == 0;
+    void *state;
+    int rc = registry_add(app, "module", m->name, dup, app->nmodules, SVC_MAX_MODULES, m->create, &state);
+    if (rc != SVC_OK) return rc;
     app->modules[app->nmodules].ops = m;
-    app->modules[app->nmodules].state = state;
-    app->nmodules++;
+    app->modules[app->nmodules++].state = state;
     return SVC_OK;
 }
 

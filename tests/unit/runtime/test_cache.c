@@ -1,4 +1,4 @@
-/* The response cache (src/http/cache.c): both forms of a body, validators, 304s. */
+/* The response cache (src/runtime/cache.c): both forms of a body, validators, 304s. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,4 +1,4 @@
-/* Content coding (src/http/encoding.c): Accept-Encoding, what is compressed, gzip. */
+/* Content coding (src/runtime/encoding.c): Accept-Encoding, what is compressed, gzip. */
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>

@@ -1,4 +1,4 @@
-/* Request header indexing and lookup (src/http/request.c). */
+/* Request header indexing and lookup (src/runtime/request.c). */
 #include <stdlib.h>
 #include <string.h>
 
