@@ -106,7 +106,7 @@ TEST(a_transport_registered_twice_is_refused) {
 TEST(registries_are_bounded) {
     svc_app *app = svc__app_new("bounded", 0, NULL);
     static svc_module many[SVC_MAX_MODULES + 1];
-    static char names[SVC_MAX_MODULES + 1][8];
+    static char names[SVC_MAX_MODULES + 1][16];
     for (int i = 0; i <= SVC_MAX_MODULES; i++) {
         snprintf(names[i], sizeof names[i], "m%d", i);
         many[i].name = names[i];
