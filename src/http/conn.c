@@ -915,7 +915,7 @@ static void close_if_idle(svc_conn *c) {
 static void http_finish(svc_req *req) {
     svc_conn *c = req->transport_data;
     if (!c) {
-        svc__req_free(req);
+        svc__req_done(req);
         return;
     }
     if (!c->closing) {
@@ -925,7 +925,7 @@ static void http_finish(svc_req *req) {
     c->req = NULL;
     c->nrequests++;
     int keep = req->keep_alive && !c->w->stopping;
-    svc__req_free(req);
+    svc__req_done(req);
     c->received = 0;
     if (!keep) {
         c->close_after = 1;

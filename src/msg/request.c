@@ -249,7 +249,7 @@ static void nats_finish(svc_req *req) {
     atomic_fetch_sub(&x->sub->queued, 1);
     atomic_fetch_sub(&x->sub->queued_bytes, (long long)x->msg->wire_bytes);
     svc__nats_msg_free(x->msg);
-    svc__req_free(req);
+    svc__req_done(req);
     mw->inflight--;
     svc__msg_worker_done(mw);
 }

@@ -312,6 +312,7 @@ static void worker_main(void *arg) {
     uv_walk(&w->loop, close_walk_cb, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
+    svc__compose_worker_exit(w);
     svc__worker_pools_free(w, 0);
     svc__log_thread_exit();
     atomic_fetch_sub(&app->workers_running, 1);

@@ -104,7 +104,7 @@ static void test_finish(svc_req *req) {
         if (!t->done) fprintf(stderr, "svc_test: out of memory copying a response\n");
         t->seq++; /* answered, copied or not: nothing more to wait for */
     }
-    svc__req_free(req);
+    svc__req_done(req);
 }
 
 static const svc_req_ops test_transport = {.name = "test", .deadline_header = "Svc-Deadline", .finish = test_finish};
@@ -153,6 +153,7 @@ void svc_test_free(svc_test *t) {
     uv_walk(&w->loop, close_cb, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
+    svc__compose_worker_exit(w);
     if (app->on_stop) app->on_stop(app, app->on_stop_ud);
     svc__worker_pools_free(w, 0);
     svc_log_flush();

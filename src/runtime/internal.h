@@ -178,6 +178,7 @@ struct svc_worker {
     uint64_t rng;                    /* xorshift state for trace ids */
     svc_buf logline;                 /* scratch for access-log lines */
     svc_compose *waiting;            /* requests waiting for a step (compose.c) */
+    svc_req *held;                   /* requests a handler answers later (compose.c) */
 };
 
 enum {
@@ -264,6 +265,8 @@ struct svc_req {
     unsigned head_answered : 1;      /* ... and they wrote the response */
     unsigned discard_body : 1;       /* answered at the head: drop the body */
     unsigned client_gone : 1;        /* set by the transport: no one awaits the answer */
+    unsigned held : 1;               /* on its worker's held list (compose.c) */
+    unsigned abandoned : 1;          /* answered at its deadline while its handler held it */
     size_t body_reserved;            /* of app->body_bytes, given back when freed */
     int mw_index;                    /* next before-hook to run */
     uv_work_t work;
@@ -272,6 +275,10 @@ struct svc_req {
     const svc_req_ops *transport;    /* where it came from (module.h) */
     void *transport_data;            /* the transport's (HTTP: the connection) */
     svc_compose *compose;            /* compose.c's state, made on first use */
+    /* A handler that returned plain SVC_ASYNC holds the request: it is on
+     * its worker's held list until answered, for its deadline (compose.c). */
+    svc_req *held_prev, *held_next;
+    uint64_t held_deadline_ms;
     svc_res res;
     char peer_buf[48];               /* the peer, copied (a handler may outlive its connection) */
     /* Last, and not zeroed when a request is made: only ever read below
@@ -340,12 +347,20 @@ int svc__compose_waiting(const svc_req *req);
 void svc__compose_release(svc_req *req);
 /* The worker's tick: deadlines and clients gone away. */
 void svc__compose_tick(svc_worker *w);
+/* The worker is exiting: frees the requests answered at their deadline
+ * whose handler never let go of them (no loop is left to answer from). */
+void svc__compose_worker_exit(svc_worker *w);
 
 /* request.c */
 /* A request on worker w, from its arena pool; the transport sets
  * transport (and transport_data) before it dispatches it. */
 svc_req *svc__req_new_worker(svc_worker *w);
 void svc__req_free(svc_req *req);
+/* What a transport calls at the end of its finish, instead of
+ * svc__req_free: frees the request, unless its handler still holds it (it
+ * was answered 504 at its deadline): then it is only detached from the
+ * transport, and freed by the handler's svc_res_finish or at worker exit. */
+void svc__req_done(svc_req *req);
 int svc__req_headers_done(svc_req *req);
 /* Notes a field in the request's index (hdr_expect & co) if it is one of
  * those and the first of its name; every transport calls it for each field,

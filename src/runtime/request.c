@@ -60,6 +60,15 @@ void svc__worker_pools_free(svc_worker *w, int reopen) {
     if (reopen) w->nbuf_pool = 0;
 }
 
+void svc__req_done(svc_req *req) {
+    if (!req->abandoned) {
+        svc__req_free(req);
+        return;
+    }
+    req->transport_data = NULL;
+    req->client_gone = 1;
+}
+
 static void values_free(svc_req *req);
 
 void svc__req_free(svc_req *req) {

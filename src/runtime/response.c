@@ -105,6 +105,9 @@ void svc__res_contract_error(svc_res *res, const char *what) {
 /* Every answer starts here: a response has one. A body being built with
  * svc_res_jw is no answer yet: an error may replace it. */
 static int answer_begin(svc_res *res, int status) {
+    /* Answered 504 at its deadline while the handler held it (compose.c):
+     * a late answer is dropped, quietly (the 504 was logged). */
+    if (res->req->abandoned) return SVC_ECLOSED;
     if (res->answered) {
         svc__res_contract_error(res, "a response answered twice");
         return SVC_EINVAL;
@@ -248,6 +251,10 @@ int svc_res_stream_end(svc_res *res) {
 }
 
 void svc_res_finish(svc_res *res) {
-    if (res->finished) return;
+    if (res->finished) {
+        /* The handler lets go of a request answered at its deadline. */
+        if (res->req->abandoned && !res->req->transport_data) svc__req_free(res->req);
+        return;
+    }
     svc__request_finish(res->req);
 }
