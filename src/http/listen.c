@@ -147,6 +147,15 @@ void svc__http_metrics_setup(http_state *hs) {
 
 /* ---- the transport ------------------------------------------------------------ */
 
+/* http_parser has a process-wide header limit of its own (80 KiB by
+ * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the parser's is
+ * only ever raised, with room to spare, for a larger configured limit. */
+static int http_configure(svc_app *app, void *state, char *err, size_t errlen) {
+    size_t max = svc_app_config(app)->max_header_bytes;
+    if (max + 1024 > HTTP_MAX_HEADER_SIZE) http_parser_set_max_header_size((uint32_t)max + 1024);
+    return SVC_OK;
+}
+
 static void *http_create(svc_app *app) {
     http_state *hs = calloc(1, sizeof *hs);
     if (hs) hs->app = app;
@@ -221,6 +230,7 @@ static void http_free(svc_app *app, void *state) {
 const svc_transport svc__http_transport = {
     .name = "http",
     .create = http_create,
+    .configure = http_configure,
     .open = http_open,
     .worker_start = http_worker_start,
     .start = http_start,

@@ -1,7 +1,8 @@
 /*
  * The NATS connections and their life cycle: one connection per worker loop
  * (internal.h says which subscribes to what), the hand-off from other
- * threads, and the hooks app.c calls.
+ * threads, and the transport hooks the runtime calls (svc__nats_transport, at
+ * the end of this file).
  *
  *   setup         (before on_start) servers, metrics, endpoints, instance id.
  *   worker_start  (each worker thread) its connection, which connects in

@@ -374,7 +374,7 @@ void svc__msg_worker_done(msg_worker *mw);
 msg_worker *svc__msg_current(svc_msg *m);
 const char *svc__msg_drop_reason(int reason);
 /* Declares a subscription (appended to m->subs; made by each worker at
- * start, or by worker 0 only). NULL: no memory. Before svc__msg_start's
+ * start, or by worker 0 only). NULL: no memory. Before nats_start's
  * ITEM_START only. */
 msg_sub *svc__msg_add_sub(svc_msg *m, int kind, const char *subject, const char *queue, int every_worker);
 /* Publishes on mw's connection (loop thread), counting failures in

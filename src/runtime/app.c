@@ -445,11 +445,6 @@ int svc__app_prepare(svc_app *app) {
     svc_log_text_style(app->cfg.log_color, getenv("SVCKIT_PROCESS") == NULL);
     signal(SIGPIPE, SIG_IGN);
     mallopt(M_MMAP_THRESHOLD, SVC_MMAP_THRESHOLD);
-    /* http_parser has a process-wide header limit of its own (80 KiB by
-     * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the parser's
-     * is only ever raised, with room to spare, for a larger configured limit. */
-    if (app->cfg.max_header_bytes + 1024 > HTTP_MAX_HEADER_SIZE)
-        http_parser_set_max_header_size((uint32_t)app->cfg.max_header_bytes + 1024);
 
     svc__metrics_setup(app);
     svc__builtin_routes(app);

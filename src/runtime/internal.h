@@ -13,7 +13,6 @@
 #ifndef SVC_RUNTIME_INTERNAL_H
 #define SVC_RUNTIME_INTERNAL_H
 
-#include <http_parser.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <uv.h>
