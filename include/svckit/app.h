@@ -413,6 +413,9 @@ void *svc_req_get(const svc_req *req, const svc_key *key);
  * left. A reply that arrives after its request was answered is dropped and
  * counted (svc_calls_dropped_total). A client that goes away while a request
  * waits ends its chain: no further continuation runs, the request is freed.
+ * Over HTTP a client's FIN counts as going away (TCP cannot tell a
+ * half-close from a close without writing): the chain ends with 499
+ * "client_closed", which a client that only half-closed still receives.
  * Every svc_req_* below returns SVC_ASYNC: `return svc_req_then(...)`; on a
  * failure to schedule it has answered (503) and still returns an outcome
  * the dispatcher understands. Handlers and continuations only, never hooks.

@@ -658,6 +658,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         if (nread == UV_EOF && (c->state == CONN_HANDLING || pending_size(c) > 0 ||
                                 c->writing > 0 || c->out.len > 0)) {
             c->eof = 1;
+            /* A handler still answers; a chain of steps takes it as gone. */
+            if (c->state == CONN_HANDLING && c->req) c->req->client_eof = 1;
             if (!c->in_process) conn_resume(c);
             return;
         }

@@ -211,7 +211,13 @@ static void end_chain(svc_compose *c, int status, const char *code, const char *
     svc__request_finish(req);
 }
 
-static int client_gone(const svc_req *req) { return req->client_gone; }
+/* The client is gone (a reset, a closed connection), or has sent its FIN
+ * while a step waits: TCP cannot tell a half-close from a close without a
+ * write, and a chain is worth going on only for someone listening (nginx
+ * takes a FIN during a proxied request as an abort too). The 499 still goes
+ * to a client that only half-closed. A plain handler, which answers on its
+ * own, still answers a half-closed client. */
+static int client_gone(const svc_req *req) { return req->client_gone || req->client_eof; }
 
 /* The step's continuation, on the loop: its outcome decides what follows,
  * as a handler's does. */

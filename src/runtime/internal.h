@@ -264,6 +264,8 @@ struct svc_req {
     unsigned head_answered : 1;      /* ... and they wrote the response */
     unsigned discard_body : 1;       /* answered at the head: drop the body */
     unsigned client_gone : 1;        /* set by the transport: no one awaits the answer */
+    unsigned client_eof : 1;         /* set by the transport: the client sent all it will
+                                        (HTTP: a FIN); a chain takes it as gone (compose.c) */
     unsigned held : 1;               /* on its worker's held list (compose.c) */
     unsigned abandoned : 1;          /* answered at its deadline while its handler held it */
     size_t body_reserved;            /* of app->body_bytes, given back when freed */
