@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from conftest import WAIT, Service, wait_until
+from conftest import Service, recv_until_closed, wait_until
 from test_msg_support import metric, nats_server  # noqa: F401
 
 
@@ -123,13 +123,7 @@ def test_a_client_that_half_closes_while_a_step_waits_ends_the_chain(svc):
     sock.sendall(b"GET /wait?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n")
     wait_until(lambda: metric(svc, "http_requests_in_flight") >= before + 2, what="the request in flight")
     sock.shutdown(socket.SHUT_WR)
-    sock.settimeout(WAIT)
-    data = b""
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = recv_until_closed(sock)
     sock.close()
     head, body = data.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 499"), head
