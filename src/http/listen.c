@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,12 +148,64 @@ void svc__http_metrics_setup(http_state *hs) {
 
 /* ---- the transport ------------------------------------------------------------ */
 
-/* http_parser has a process-wide header limit of its own (80 KiB by
- * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the parser's is
- * only ever raised, with room to spare, for a larger configured limit. */
+static const svc_config_var http_vars[] = {
+    {"PORT", NULL, "HTTP listen port (per service default)"},
+    {"HOST", "0.0.0.0", "listen address"},
+    {"HTTP_MAX_BUFFERED_BODY_BYTES", "67108864",
+     "request bodies in memory at once, process-wide, bytes (>= HTTP_MAX_BODY_BYTES); more get 503"},
+    {"HTTP_HEADER_TIMEOUT", "10", "seconds to receive a request's headers"},
+    {"HTTP_BODY_TIMEOUT", "30", "seconds to receive a request's body"},
+    {"HTTP_IDLE_TIMEOUT", "60", "seconds a keep-alive connection may idle"},
+    {"HTTP_MAX_CONNECTIONS", "10000", "open connections per worker; more get 503 (lowered to fit RLIMIT_NOFILE)"},
+};
+
+/* The server's own variables (the request limits that every transport
+ * enforces, HTTP_MAX_HEADER_BYTES & co, are the runtime's). */
 static int http_configure(svc_app *app, void *state, char *err, size_t errlen) {
-    size_t max = svc_app_config(app)->max_header_bytes;
-    if (max + 1024 > HTTP_MAX_HEADER_SIZE) http_parser_set_max_header_size((uint32_t)max + 1024);
+    svc_config *c = svc__app_config_edit(app);
+    long v;
+    int rc;
+    if ((rc = svc__config_int("PORT", 0, 65535, app->default_port, &v, err, errlen))) return rc;
+    c->port = (int)v;
+    const char *host = getenv("HOST");
+    c->host = host && *host ? host : "0.0.0.0";
+    /* Checked now: a typo should not surface as a bind error later. */
+    struct sockaddr_in6 a6;
+    struct sockaddr_in a4;
+    if (uv_ip4_addr(c->host, 0, &a4) != 0 && uv_ip6_addr(c->host, 0, &a6) != 0)
+        return svc__config_fail(err, errlen, "HOST", c->host, "expected an IPv4 or IPv6 address");
+    long def_budget = c->max_body_bytes > SVC_HTTP_MAX_BUFFERED_BODY_BYTES ? (long)c->max_body_bytes
+                                                                         : SVC_HTTP_MAX_BUFFERED_BODY_BYTES;
+    if ((rc = svc__config_int("HTTP_MAX_BUFFERED_BODY_BYTES", 0, 1LL << 40, def_budget, &v, err, errlen))) return rc;
+    c->max_buffered_body_bytes = (size_t)v;
+    if (c->max_buffered_body_bytes < c->max_body_bytes)
+        return svc__config_fail(err, errlen, "HTTP_MAX_BUFFERED_BODY_BYTES", getenv("HTTP_MAX_BUFFERED_BODY_BYTES"),
+                                "must be at least HTTP_MAX_BODY_BYTES");
+    static const struct {
+        const char *var;
+        double hi;
+        int def_ms;
+        size_t off;
+    } timeouts[] = {
+        {"HTTP_HEADER_TIMEOUT", 3600, SVC_HTTP_HEADER_TIMEOUT_MS, offsetof(svc_config, header_timeout_ms)},
+        {"HTTP_BODY_TIMEOUT", 3600, SVC_HTTP_BODY_TIMEOUT_MS, offsetof(svc_config, body_timeout_ms)},
+        {"HTTP_IDLE_TIMEOUT", 86400, SVC_HTTP_IDLE_TIMEOUT_MS, offsetof(svc_config, idle_timeout_ms)},
+    };
+    for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
+        int *ms = (int *)((char *)c + timeouts[i].off);
+        if ((rc = svc__config_seconds(timeouts[i].var, timeouts[i].hi, timeouts[i].def_ms, ms, err, errlen)))
+            return rc;
+        if (*ms == 0) return svc__config_fail(err, errlen, timeouts[i].var, getenv(timeouts[i].var), "must be > 0");
+    }
+    if ((rc = svc__config_int("HTTP_MAX_CONNECTIONS", 1, 1000000, SVC_HTTP_MAX_CONNECTIONS, &v, err, errlen)))
+        return rc;
+    c->max_connections = (int)v;
+    /* http_parser has a process-wide header limit of its own (80 KiB by
+     * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the
+     * parser's is only ever raised, with room to spare, for a larger
+     * configured limit. */
+    if (c->max_header_bytes + 1024 > HTTP_MAX_HEADER_SIZE)
+        http_parser_set_max_header_size((uint32_t)c->max_header_bytes + 1024);
     return SVC_OK;
 }
 
@@ -229,6 +282,8 @@ static void http_free(svc_app *app, void *state) {
 
 const svc_transport svc__http_transport = {
     .name = "http",
+    .vars = http_vars,
+    .nvars = sizeof http_vars / sizeof http_vars[0],
     .create = http_create,
     .configure = http_configure,
     .open = http_open,

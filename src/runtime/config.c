@@ -18,8 +18,6 @@
 /* The runtime's own variables; each transport and module declares its own
  * (svc_transport.vars, svc_module.vars) and reads them in its configure. */
 static const svc_config_var core_vars[] = {
-    {"PORT", NULL, "HTTP listen port (per service default)"},
-    {"HOST", "0.0.0.0", "listen address"},
     {"WORKERS", NULL, "event-loop threads (default: CPUs available)"},
     {"DATA_DIR", "./var", "where SQLite files live"},
     {"LOG_LEVEL", "info", "debug, info, warn or error"},
@@ -31,12 +29,6 @@ static const svc_config_var core_vars[] = {
     {"HTTP_MAX_HEADER_BYTES", "16384", "request line plus headers, bytes"},
     {"HTTP_MAX_HEADERS", "100", "header fields per request"},
     {"HTTP_MAX_BODY_BYTES", "1048576", "request body, bytes"},
-    {"HTTP_MAX_BUFFERED_BODY_BYTES", "67108864",
-     "request bodies in memory at once, process-wide, bytes (>= HTTP_MAX_BODY_BYTES); more get 503"},
-    {"HTTP_HEADER_TIMEOUT", "10", "seconds to receive a request's headers"},
-    {"HTTP_BODY_TIMEOUT", "30", "seconds to receive a request's body"},
-    {"HTTP_IDLE_TIMEOUT", "60", "seconds a keep-alive connection may idle"},
-    {"HTTP_MAX_CONNECTIONS", "10000", "open connections per worker; more get 503 (lowered to fit RLIMIT_NOFILE)"},
     {"HTTP_COMPRESS", "1", "gzip JSON and text responses for clients that accept it: 1 or 0"},
 };
 
@@ -62,7 +54,7 @@ int svc__config_int(const char *var, long lo, long hi, long def, long *out, char
 }
 
 /* Seconds, possibly fractional ("0.5"), into milliseconds. */
-static int get_seconds(const char *var, double hi, int def_ms, int *out_ms, char *err, size_t errlen) {
+int svc__config_seconds(const char *var, double hi, int def_ms, int *out_ms, char *err, size_t errlen) {
     const char *v = getenv(var);
     if (!v || !*v) {
         *out_ms = def_ms;
@@ -128,16 +120,6 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     memset(c, 0, sizeof *c);
     c->service = app->name;
 
-    if ((rc = svc__config_int("PORT", 0, 65535, app->default_port, &v, err, errlen))) return rc;
-    c->port = (int)v;
-    c->host = get_str("HOST", "0.0.0.0");
-    {
-        /* Validate HOST now: a typo should not surface as a bind error later. */
-        struct sockaddr_in6 a6;
-        struct sockaddr_in a4;
-        if (uv_ip4_addr(c->host, 0, &a4) != 0 && uv_ip6_addr(c->host, 0, &a6) != 0)
-            return svc__config_fail(err, errlen, "HOST", c->host, "expected an IPv4 or IPv6 address");
-    }
     int ncpu = cpus_available();
     if ((rc = svc__config_int("WORKERS", 1, 256, ncpu, &v, err, errlen))) return rc;
     c->workers = (int)v;
@@ -163,13 +145,13 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if (no_color && *no_color) c->log_color = 0;
     if (c->log_json) c->log_color = 0;
 
-    if ((rc = get_seconds("SHUTDOWN_TIMEOUT", 3600, SVC_SHUTDOWN_TIMEOUT_MS,
+    if ((rc = svc__config_seconds("SHUTDOWN_TIMEOUT", 3600, SVC_SHUTDOWN_TIMEOUT_MS,
                           &c->shutdown_timeout_ms, err, errlen))) return rc;
-    if ((rc = get_seconds("REQUEST_TIMEOUT", 3600, SVC_REQUEST_TIMEOUT_MS, &c->request_timeout_ms, err,
+    if ((rc = svc__config_seconds("REQUEST_TIMEOUT", 3600, SVC_REQUEST_TIMEOUT_MS, &c->request_timeout_ms, err,
                           errlen))) return rc;
     if (c->request_timeout_ms <= 0)
         return svc__config_fail(err, errlen, "REQUEST_TIMEOUT", getenv("REQUEST_TIMEOUT"), "must be more than 0");
-    if ((rc = get_seconds("DRAIN_DELAY", 600, SVC_DRAIN_DELAY_MS, &c->drain_delay_ms, err, errlen)))
+    if ((rc = svc__config_seconds("DRAIN_DELAY", 600, SVC_DRAIN_DELAY_MS, &c->drain_delay_ms, err, errlen)))
         return rc;
 
     if ((rc = svc__config_int("HTTP_MAX_HEADER_BYTES", 1024, 1024 * 1024, SVC_HTTP_MAX_HEADER_BYTES, &v,
@@ -181,31 +163,8 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     if ((rc = svc__config_int("HTTP_MAX_BODY_BYTES", 0, 1L << 30, SVC_HTTP_MAX_BODY_BYTES, &v, err,
                       errlen))) return rc;
     c->max_body_bytes = (size_t)v;
-    if ((rc = svc__config_int("HTTP_MAX_BUFFERED_BODY_BYTES", 0, 1LL << 40,
-                      c->max_body_bytes > SVC_HTTP_MAX_BUFFERED_BODY_BYTES ? (long)c->max_body_bytes
-                                                                           : SVC_HTTP_MAX_BUFFERED_BODY_BYTES,
-                      &v, err, errlen))) return rc;
-    c->max_buffered_body_bytes = (size_t)v;
-    if (c->max_buffered_body_bytes < c->max_body_bytes)
-        return svc__config_fail(err, errlen, "HTTP_MAX_BUFFERED_BODY_BYTES", getenv("HTTP_MAX_BUFFERED_BODY_BYTES"),
-                    "must be at least HTTP_MAX_BODY_BYTES");
-    if ((rc = get_seconds("HTTP_HEADER_TIMEOUT", 3600, SVC_HTTP_HEADER_TIMEOUT_MS,
-                          &c->header_timeout_ms, err, errlen))) return rc;
-    if ((rc = get_seconds("HTTP_BODY_TIMEOUT", 3600, SVC_HTTP_BODY_TIMEOUT_MS,
-                          &c->body_timeout_ms, err, errlen))) return rc;
-    if ((rc = get_seconds("HTTP_IDLE_TIMEOUT", 86400, SVC_HTTP_IDLE_TIMEOUT_MS,
-                          &c->idle_timeout_ms, err, errlen))) return rc;
-    if ((rc = svc__config_int("HTTP_MAX_CONNECTIONS", 1, 1000000, SVC_HTTP_MAX_CONNECTIONS, &v, err,
-                      errlen))) return rc;
-    c->max_connections = (int)v;
     if ((rc = svc__config_int("HTTP_COMPRESS", 0, 1, 1, &v, err, errlen))) return rc;
     c->compress = (int)v;
-    if (c->header_timeout_ms == 0)
-        return svc__config_fail(err, errlen, "HTTP_HEADER_TIMEOUT", getenv("HTTP_HEADER_TIMEOUT"), "must be > 0");
-    if (c->body_timeout_ms == 0)
-        return svc__config_fail(err, errlen, "HTTP_BODY_TIMEOUT", getenv("HTTP_BODY_TIMEOUT"), "must be > 0");
-    if (c->idle_timeout_ms == 0)
-        return svc__config_fail(err, errlen, "HTTP_IDLE_TIMEOUT", getenv("HTTP_IDLE_TIMEOUT"), "must be > 0");
     /* Then each transport's and module's own variables. */
     for (int i = 0; i < app->ntransports; i++) {
         const svc_transport *t = app->transports[i].ops;
@@ -218,24 +177,24 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     return SVC_OK;
 }
 
-static void help_vars(FILE *out, const svc_config_var *vars, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        fprintf(out, "  %-24s %s [default: %s]\n", vars[i].name, vars[i].help, vars[i].def ? vars[i].def : "unset");
+/* PORT's default is the service's (svc_app_default_port), whoever reads it. */
+static void help_vars(const svc_app *app, FILE *out, const svc_config_var *vars, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char def[64];
+        if (strcmp(vars[i].name, "PORT") == 0) snprintf(def, sizeof def, "%d", app->default_port);
+        else snprintf(def, sizeof def, "%s", vars[i].def ? vars[i].def : "unset");
+        fprintf(out, "  %-24s %s [default: %s]\n", vars[i].name, vars[i].help, def);
+    }
 }
 
 void svc__config_help(const svc_app *app, FILE *out) {
     fprintf(out, "usage: %s [--help] [--version]\n\n", app->argv && app->argv[0] ? app->argv[0] : app->name);
     fprintf(out, "%s: an svckit service. Configuration comes from the environment:\n\n", app->name);
-    for (size_t i = 0; i < sizeof core_vars / sizeof core_vars[0]; i++) {
-        const svc_config_var *cv = &core_vars[i];
-        char def[64];
-        if (strcmp(cv->name, "PORT") == 0) snprintf(def, sizeof def, "%d", app->default_port);
-        else snprintf(def, sizeof def, "%s", cv->def ? cv->def : "unset");
-        fprintf(out, "  %-24s %s [default: %s]\n", cv->name, cv->help, def);
-    }
+    help_vars(app, out, core_vars, sizeof core_vars / sizeof core_vars[0]);
     for (int i = 0; i < app->ntransports; i++)
-        help_vars(out, app->transports[i].ops->vars, app->transports[i].ops->nvars);
-    for (int i = 0; i < app->nmodules; i++) help_vars(out, app->modules[i].ops->vars, app->modules[i].ops->nvars);
+        help_vars(app, out, app->transports[i].ops->vars, app->transports[i].ops->nvars);
+    for (int i = 0; i < app->nmodules; i++)
+        help_vars(app, out, app->modules[i].ops->vars, app->modules[i].ops->nvars);
     if (app->nenv) fprintf(out, "\n%s-specific:\n\n", app->name);
     for (int i = 0; i < app->nenv; i++)
         fprintf(out, "  %-24s %s [default: %s]\n", app->env[i].name, app->env[i].help,

@@ -149,6 +149,8 @@ svc_config *svc__app_config_edit(svc_app *app);
  * or empty), and the error line "invalid configuration: VAR=\"...\": why". */
 int svc__config_int(const char *var, long lo, long hi, long def, long *out, char *err, size_t errlen);
 int svc__config_fail(char *err, size_t errlen, const char *var, const char *val, const char *why);
+/* Seconds, possibly fractional ("0.5"), from 0 to hi, into milliseconds. */
+int svc__config_seconds(const char *var, double hi, int def_ms, int *out_ms, char *err, size_t errlen);
 
 /* The verified claims (owned by the request: its arena); any thread that
  * holds the request. Only the auth module sets them, so a handler that

@@ -159,8 +159,9 @@ TEST(a_module_refusing_its_variable_stops_the_start) {
     CHECK_EQ(seen.freed, 1);
 }
 
-/* NATS_URL is read by the NATS transport, JWT_SECRET by the auth module: the
- * runtime's configuration knows neither, and each names its variable. */
+/* NATS_URL is read by the NATS transport, JWT_SECRET by the auth module,
+ * HOST by the HTTP transport: the runtime's configuration knows none of
+ * them, and each names its variable. */
 TEST(transports_and_modules_check_their_own_variables) {
     quiet_env();
     char err[256];
@@ -173,6 +174,10 @@ TEST(transports_and_modules_check_their_own_variables) {
     CHECK_EQ(svc__config_load(app, err, sizeof err), SVC_EINVAL);
     CHECK(strstr(err, "JWT_SECRET") != NULL);
     setenv("JWT_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    setenv("HOST", "not-an-address", 1); /* the HTTP transport's */
+    CHECK_EQ(svc__config_load(app, err, sizeof err), SVC_EINVAL);
+    CHECK(strstr(err, "HOST") != NULL);
+    unsetenv("HOST");
     CHECK_EQ(svc__config_load(app, err, sizeof err), SVC_OK);
     CHECK_STR(svc_app_config(app)->nats_url, "none");
     CHECK(svc_app_config(app)->jwt_secret != NULL);
