@@ -1,6 +1,6 @@
 /*
  * Fuzzes the parsers of request fields that decide a response without
- * touching the connection (src/http/encoding.c, src/http/conditional.c):
+ * touching the connection (src/runtime/encoding.c, src/runtime/conditional.c):
  * Accept-Encoding, the entity-tag lists of If-Match and If-None-Match, and
  * HTTP-dates. Byte 0 picks the method and the field, the rest (up to its
  * first NUL) is the field's value.
@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 #include "fuzz_util.h"
 

@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,6 +49,7 @@
 
 static svc_app *app;
 static svc_worker worker;
+static http_worker *hw;     /* the HTTP transport on worker */
 
 static svc_outcome item(svc_req *req, svc_res *res) {
     svc_jw *w = svc_res_jw(res, 200);
@@ -119,7 +121,17 @@ static void setup(void) {
     svc_app_get(app, "/stream", stream, 0);
     svc_app_get(app, "/nothing", nothing, 0);
     worker.app = app;
-    worker.listen_fd = -1;
+    /* The app's HTTP transport, on this one worker, without a listener. */
+    http_state *hs = svc__app_transport_state(app, &svc__http_transport);
+    CHECK(hs != NULL);
+    CHECK((hs->workers = calloc(1, sizeof *hs->workers)) != NULL);
+    hs->nworkers = 1;
+    hs->accept_cap = INT_MAX;
+    svc__http_metrics_setup(hs);
+    hw = &hs->workers[0];
+    hw->hs = hs;
+    hw->w = &worker;
+    hw->listen_fd = -1;
     CHECK(uv_loop_init(&worker.loop) == 0);
     worker.loop.data = &worker;
 }
@@ -133,7 +145,7 @@ static void worker_handles_open(void) {
     worker.tick.data = &worker;
     CHECK(uv_async_init(&worker.loop, &worker.wakeup, on_wakeup) == 0);
     worker.wakeup.data = &worker;
-    svc__worker_tick(&worker.tick); /* the Date header */
+    svc__http_tick(hw); /* the Date header */
 }
 
 static void worker_handles_close(void) {
@@ -144,9 +156,9 @@ static void worker_handles_close(void) {
 
 /* What the 100 ms tick does once every deadline has passed. */
 static void expire_deadlines(void) {
-    for (svc_conn *c = worker.conns; c; c = c->next)
+    for (svc_conn *c = hw->conns; c; c = c->next)
         if (c->deadline) c->deadline = 1;
-    svc__worker_tick(&worker.tick);
+    svc__http_tick(hw);
 }
 
 /* Reads what the server wrote, keeping the first bytes. */
@@ -206,7 +218,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int client = sv[0];
     worker.stopping = 0;
     worker_handles_open();
-    CHECK(svc__conn_open_fd(&worker, sv[1]) == SVC_OK);
+    CHECK(svc__conn_open_fd(hw, sv[1]) == SVC_OK);
 
     char keep[KEEP_OUTPUT];
     size_t kept = 0;
@@ -214,11 +226,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     send_piece(client, data, cut1, keep, &kept, &turns);
     if (flags & 2) {
         worker.stopping = 1;
-        svc__worker_close_idle(&worker, 0);
+        svc__http_close_idle(hw, 0);
     }
     turn(client, keep, &kept, &turns);
     send_piece(client, data + cut1, cut2 - cut1, keep, &kept, &turns);
-    if (flags & 4) svc__worker_close_idle(&worker, 1);
+    if (flags & 4) svc__http_close_idle(hw, 1);
     turn(client, keep, &kept, &turns);
     send_piece(client, data + cut2, size - cut2, keep, &kept, &turns);
     turn(client, keep, &kept, &turns);
@@ -227,13 +239,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         turn(client, keep, &kept, &turns);
     }
     shutdown(client, SHUT_WR);
-    while (worker.nconns > 0 && turns < MAX_TURNS) {
+    while (hw->nconns > 0 && turns < MAX_TURNS) {
         turn(client, keep, &kept, &turns);
         /* A lingering close waits for the client's EOF (sent) or its 2 s
          * deadline: expire deadlines as the tick would, so no input waits. */
         if (turns % 64 == 0) expire_deadlines();
     }
-    CHECK(worker.nconns == 0);
+    CHECK(hw->nconns == 0);
     worker_handles_close();
     drain_client(client, keep, &kept);
     close(client);

@@ -1,5 +1,5 @@
 /*
- * Fuzzes what a NATS server sends us (src/msg/nats.c): the incremental
+ * Fuzzes what a NATS server sends us (src/net/nats.c): the incremental
  * protocol parser and the header blocks of messages.
  *
  * Input layout: byte 0 chooses how the rest is cut into reads (0: one read;
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "msg/nats.h"
+#include "net/nats.h"
 
 #include "fuzz_util.h"
 

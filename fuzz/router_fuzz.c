@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/router.h"
+#include "runtime/router.h"
 
 #include "fuzz_util.h"
 

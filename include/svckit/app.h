@@ -53,7 +53,12 @@ typedef struct svc_res svc_res;
  *              an invalid status or type) it logs the reason and the answer
  *              becomes a 500 (503 when out of memory) by itself.
  *   SVC_ASYNC  (handlers and before-hooks on the loop) the answer comes later,
- *              from the same loop, with svc_res_finish() or a stream.
+ *              from the same loop, with svc_res_finish() or a stream. A
+ *              handler's answer that has not come by the request's deadline
+ *              (REQUEST_TIMEOUT, see svc_req_then) is replaced: the client
+ *              gets 504 "deadline_exceeded" with one log line; the request
+ *              stays valid for its handler, whose late answer is dropped and
+ *              whose svc_res_finish() then frees it.
  *
  * A contract error never crashes the process: a value outside these three,
  * SVC_NEXT from a handler, SVC_DONE without a response, a response written
@@ -408,6 +413,9 @@ void *svc_req_get(const svc_req *req, const svc_key *key);
  * left. A reply that arrives after its request was answered is dropped and
  * counted (svc_calls_dropped_total). A client that goes away while a request
  * waits ends its chain: no further continuation runs, the request is freed.
+ * Over HTTP a client's FIN counts as going away (TCP cannot tell a
+ * half-close from a close without writing): the chain ends with 499
+ * "client_closed", which a client that only half-closed still receives.
  * Every svc_req_* below returns SVC_ASYNC: `return svc_req_then(...)`; on a
  * failure to schedule it has answered (503) and still returns an outcome
  * the dispatcher understands. Handlers and continuations only, never hooks.

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "runtime/module.h"
 #include "svckit/auth.h"
 
 /* sodium_init() once per process; SVC_OK or SVC_ERR (logged). */
@@ -82,10 +83,11 @@ void svc__jwt_cache_stats(svc__jwt_cache *c, uint64_t *hits, uint64_t *misses,
 /* The hash svc_password_dummy_verify checks against (made at first use). */
 const char *svc__password_dummy_hash(void);
 
-/* ---- the middleware ------------------------------------------------------- */
+/* ---- the module ------------------------------------------------------------ */
 
-/* Frees the auth state of app (joins a background JWKS refresh). For the app
- * to call when it frees itself; safe to call for an app without auth. */
-void svc__auth_release(svc_app *app);
+/* Token verification as a module of the runtime (middleware.c): its state
+ * in the app, its variables, its hook for SVC_AUTH_* routes. svc_app_new
+ * registers it. */
+extern const svc_module svc__auth_module;
 
 #endif

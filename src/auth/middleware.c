@@ -3,8 +3,12 @@
  * verifies the caller's token on routes declared SVC_AUTH_USER or
  * SVC_AUTH_ADMIN.
  *
- * It is written against the public API only (app.h, client.h), so it keeps
- * its per-app state in a small registry of its own rather than in the app.
+ * It is a module of the runtime (runtime/module.h: svc__auth_module, which
+ * svc_app_new registers): its state lives in the app's registry, it reads
+ * its own variables (JWT_SECRET, AUTH_JWKS_URL, AUTH_MAX_TOKEN_LIFETIME),
+ * notes which routes ask for a token, and installs its hook at start-up.
+ * Beyond that it uses the public API only (app.h, client.h), and module.h
+ * for the one thing only it may do: set a request's claims.
  *
  * Keys come from one of three places (see auth.h): a key set the service owns
  * (the auth service), JWT_SECRET (HS256), or AUTH_JWKS_URL. For the last, a
@@ -21,7 +25,7 @@
 #include <time.h>
 
 #include "auth/internal.h"
-#include "http/module.h"
+#include "runtime/module.h"
 #include "svckit/client.h"
 
 /* While the key set is empty (the auth service not up yet), retry this often. */
@@ -31,7 +35,7 @@ enum { MODE_NONE, MODE_KEYSET, MODE_HS256, MODE_JWKS };
 
 typedef struct auth_state {
     svc_app *app;
-    struct auth_state *next;       /* the registry */
+    int needed;                    /* a route asks for a token (the route hook) */
     pthread_mutex_t mu;            /* configuration and the refresher's wishes */
     pthread_cond_t cond;
     atomic_int configured;
@@ -54,39 +58,9 @@ typedef struct auth_state {
     int failing;                   /* log the first failure loudly, the rest quietly */
 } auth_state;
 
-static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
-static auth_state *registry;
-/* Moves whenever a state is released (see svc_auth_check). */
-static atomic_uint registry_gen;
-
 static int64_t mono_s(void) { return (int64_t)(svc_now_ns() / 1000000000u); }
 
-static auth_state *find_locked(const svc_app *app) {
-    for (auth_state *s = registry; s; s = s->next)
-        if (s->app == app) return s;
-    return NULL;
-}
-
-static auth_state *state_of(const svc_app *app, int create) {
-    pthread_mutex_lock(&registry_mu);
-    auth_state *s = find_locked(app);
-    if (!s && create && (s = calloc(1, sizeof *s))) {
-        s->app = (svc_app *)app;
-        pthread_mutex_init(&s->mu, NULL);
-        pthread_condattr_t ca;
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&s->cond, &ca);
-        pthread_condattr_destroy(&ca);
-        atomic_init(&s->last_attempt, INT64_MIN / 2);
-        atomic_init(&s->last_success, INT64_MIN / 2);
-        atomic_init(&s->last_wanted, INT64_MIN / 2);
-        s->next = registry;
-        registry = s;
-    }
-    pthread_mutex_unlock(&registry_mu);
-    return s;
-}
+static auth_state *state_of(const svc_app *app) { return svc__app_module_state(app, &svc__auth_module); }
 
 /* ---- JWKS fetching --------------------------------------------------------- */
 
@@ -326,8 +300,11 @@ static int ready(void *ud, char *reason, size_t reason_len) {
 int svc_auth_install(svc_app *app) {
     if (!app) return SVC_EINVAL;
     if (svc__auth_sodium_init() != SVC_OK) return SVC_ERR;
-    auth_state *s = state_of(app, 1);
-    if (!s) return SVC_ENOMEM;
+    auth_state *s = state_of(app);
+    if (!s) {
+        svc_error("svc_auth_install: the app has no auth module (made without svc_app_new?)");
+        return SVC_EINVAL;
+    }
     pthread_mutex_lock(&s->mu);
     int rc = SVC_OK;
     if (!s->installed) {
@@ -336,7 +313,7 @@ int svc_auth_install(svc_app *app) {
         if (rc == SVC_OK) s->installed = 1;
     }
     /* Not loaded yet (a service calling this before svc_app_run) is fine:
-     * svc_app_run calls again, or the first request configures. */
+     * the module's init calls again, or the first request configures. */
     if (rc == SVC_OK) {
         rc = configure_locked(s, 1);
         if (rc == SVC_EAGAIN) rc = SVC_OK;
@@ -348,21 +325,8 @@ int svc_auth_install(svc_app *app) {
 svc_outcome svc_auth_check(svc_req *req, svc_res *res, unsigned need) {
     need &= SVC_AUTH_USER | SVC_AUTH_ADMIN;
     if (!need) return SVC_NEXT;
-    /* The registry takes a lock; a gateway calls this on every request, so
-     * each thread remembers its last answer, valid while no state has been
-     * released since (a release bumps registry_gen). */
-    static _Thread_local const svc_app *last_app;
-    static _Thread_local auth_state *last_state;
-    static _Thread_local unsigned last_gen;
-    const svc_app *app = svc_req_app(req);
-    unsigned gen = atomic_load(&registry_gen);
-    auth_state *s = last_app == app && last_gen == gen ? last_state : NULL;
-    if (!s) {
-        if (!(s = state_of(app, 1))) return svc_res_error(res, 500, "internal", "out of memory");
-        last_app = app;
-        last_state = s;
-        last_gen = gen;
-    }
+    auth_state *s = state_of(svc_req_app(req));
+    if (!s) return svc_res_error(res, 500, "internal", "token verification is not configured");
     return check(s, req, res, need);
 }
 
@@ -371,7 +335,7 @@ const svc_claims *svc_req_claims(const svc_req *req) {
 }
 
 void svc_auth_use_keyset(svc_app *app, svc_jwt_keyset *ks) {
-    auth_state *s = app ? state_of(app, 1) : NULL;
+    auth_state *s = app ? state_of(app) : NULL;
     if (!s) return;
     pthread_mutex_lock(&s->mu);
     if (atomic_load(&s->configured))
@@ -381,16 +345,79 @@ void svc_auth_use_keyset(svc_app *app, svc_jwt_keyset *ks) {
     pthread_mutex_unlock(&s->mu);
 }
 
-void svc__auth_release(svc_app *app) {
-    pthread_mutex_lock(&registry_mu);
-    auth_state **pp = &registry, *s = NULL;
-    while (*pp && (*pp)->app != app) pp = &(*pp)->next;
-    if (*pp) {
-        s = *pp;
-        *pp = s->next;
-        atomic_fetch_add(&registry_gen, 1);
+/* ---- the module (runtime/module.h) ------------------------------------------ */
+
+#define AUTH_MAX_TOKEN_LIFETIME_MAX (366L * 86400) /* a year: tokens are not credentials for ever */
+
+static const svc_config_var auth_vars[] = {
+    {"JWT_SECRET", NULL, "HS256 secret, >= 32 bytes; replaces EdDSA (alias SECRET_KEY)"},
+    {"AUTH_JWKS_URL", NULL, "where verifiers get public keys (needed to verify tokens without JWT_SECRET)"},
+    {"AUTH_MAX_TOKEN_LIFETIME", "86400", "longest token lifetime verifiers accept, seconds"},
+};
+
+static void *auth_create(svc_app *app) {
+    auth_state *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->app = app;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&s->last_attempt, INT64_MIN / 2);
+    atomic_init(&s->last_success, INT64_MIN / 2);
+    atomic_init(&s->last_wanted, INT64_MIN / 2);
+    return s;
+}
+
+/* The variables, checked at start whether or not a route asks for a token:
+ * a bad secret stops the service before it issues or trusts anything. */
+static int auth_configure(svc_app *app, void *state, char *err, size_t errlen) {
+    svc_config *c = svc__app_config_edit(app);
+    const char *secret = getenv("JWT_SECRET");
+    const char *alias = getenv("SECRET_KEY");
+    if (secret && *secret && alias && *alias && strcmp(secret, alias) != 0)
+        return svc__config_fail(err, errlen, "SECRET_KEY", "(hidden)", "differs from JWT_SECRET; set only one");
+    if (!secret || !*secret) secret = alias;
+    if (secret && *secret) {
+        if (strlen(secret) < SVC_JWT_MIN_SECRET) {
+            snprintf(err, errlen, "invalid configuration: JWT_SECRET: %zu bytes, at least %d required",
+                     strlen(secret), SVC_JWT_MIN_SECRET);
+            return SVC_EINVAL;
+        }
+        c->jwt_secret = secret;
     }
-    pthread_mutex_unlock(&registry_mu);
+    const char *url = getenv("AUTH_JWKS_URL");
+    c->jwks_url = url && *url ? url : NULL;
+    if (c->jwks_url && strncmp(c->jwks_url, "http://", 7) != 0)
+        return svc__config_fail(err, errlen, "AUTH_JWKS_URL", c->jwks_url, "expected an http:// URL");
+    long v;
+    int rc = svc__config_int("AUTH_MAX_TOKEN_LIFETIME", 60, AUTH_MAX_TOKEN_LIFETIME_MAX, SVC_JWT_MAX_LIFETIME_S,
+                             &v, err, errlen);
+    if (rc != SVC_OK) return rc;
+    c->jwt_max_lifetime_s = v;
+    return SVC_OK;
+}
+
+static void auth_route(svc_app *app, void *state, const char *method, const char *pattern, unsigned flags) {
+    auth_state *s = state;
+    if (flags & (SVC_AUTH_USER | SVC_AUTH_ADMIN)) s->needed = 1;
+}
+
+/* Installed only when a route asks for a token (or the service calls
+ * svc_auth_install itself, as the gateway does). */
+static int auth_init(svc_app *app, void *state) {
+    auth_state *s = state;
+    if (!s->needed) return SVC_OK;
+    int rc = svc_auth_install(app);
+    if (rc != SVC_OK && rc != SVC_EINVAL) svc_error("cannot set up token verification");
+    return rc;
+}
+
+/* Joins a background JWKS refresh, then frees the state. */
+static void auth_free(svc_app *app, void *state) {
+    auth_state *s = state;
     if (!s) return;
     if (s->have_thread) {
         pthread_mutex_lock(&s->mu);
@@ -406,3 +433,14 @@ void svc__auth_release(svc_app *app) {
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
+
+const svc_module svc__auth_module = {
+    .name = "auth",
+    .vars = auth_vars,
+    .nvars = sizeof auth_vars / sizeof auth_vars[0],
+    .create = auth_create,
+    .configure = auth_configure,
+    .route = auth_route,
+    .init = auth_init,
+    .free = auth_free,
+};

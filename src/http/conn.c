@@ -62,7 +62,7 @@ static void conn_resume(svc_conn *c);
 static void resume_once(svc_conn *c);
 static void start_linger(svc_conn *c);
 static void accept_ready(uv_poll_t *p, int status, int events);
-static void accept_resume(svc_worker *w);
+static void accept_resume(http_worker *hw);
 
 /* Answered, without parsing, to a connection over HTTP_MAX_CONNECTIONS. */
 static const char busy_body[] =
@@ -307,6 +307,18 @@ static svc_conn *parser_conn(http_parser *p) { return p->data; }
 
 static const svc_config *conn_cfg(const svc_conn *c) { return &c->w->app->cfg; }
 
+/* A request on c: the runtime reaches c back through svc__http_req_ops. The
+ * peer is copied, since a handler may outlive the connection. */
+static svc_req *conn_req_new(svc_conn *c) {
+    svc_req *req = svc__req_new_worker(c->w);
+    if (!req) return NULL;
+    req->transport = &svc__http_req_ops;
+    req->transport_data = c;
+    memcpy(req->peer_buf, c->peer, sizeof req->peer_buf);
+    req->peer = req->peer_buf;
+    return req;
+}
+
 /* Records a framing or limit error on the current request; the parser stops
  * (the callback returns nonzero) and the request is answered with it. */
 static int request_error(svc_req *req, int status, const char *code, const char *msg) {
@@ -329,7 +341,7 @@ static void set_state(svc_conn *c, int state, int timeout_ms) {
 static int on_message_begin(http_parser *p) {
     svc_conn *c = parser_conn(p);
     if (!c->req) {
-        c->req = svc__req_new(c);
+        c->req = conn_req_new(c);
         if (!c->req) return -1;
     }
     c->received = 1;
@@ -538,7 +550,7 @@ static void head_complete(svc_conn *c) {
 /* Turns the current parse failure into an error response on a request. */
 static void fail_request(svc_conn *c, int status, const char *code, const char *msg) {
     if (!c->req) {
-        c->req = svc__req_new(c);
+        c->req = conn_req_new(c);
         if (!c->req) {
             conn_close(c);
             return;
@@ -621,10 +633,10 @@ static size_t pending_size(const svc_conn *c) { return c->pending_len - c->pendi
 static void read_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
     (void)suggested;
     svc_conn *c = h->data;
-    svc_worker *w = c->w;
-    if (!w->readbuf) w->readbuf = malloc(SVC_READ_BUFFER);
-    buf->base = w->readbuf;
-    buf->len = w->readbuf ? SVC_READ_BUFFER : 0;
+    http_worker *hw = c->hw;
+    if (!hw->readbuf) hw->readbuf = malloc(SVC_READ_BUFFER);
+    buf->base = hw->readbuf;
+    buf->len = hw->readbuf ? SVC_READ_BUFFER : 0;
 }
 
 static void stop_reading(svc_conn *c) {
@@ -646,6 +658,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         if (nread == UV_EOF && (c->state == CONN_HANDLING || pending_size(c) > 0 ||
                                 c->writing > 0 || c->out.len > 0)) {
             c->eof = 1;
+            /* A handler still answers; a chain of steps takes it as gone. */
+            if (c->state == CONN_HANDLING && c->req) c->req->client_eof = 1;
             if (!c->in_process) conn_resume(c);
             return;
         }
@@ -707,26 +721,6 @@ typedef struct write_req {
     svc_conn *conn;
 } write_req;
 
-void svc__worker_buf_take(svc_worker *w, svc_buf *b) {
-    if (b->cap || w->nbuf_pool <= 0) return; /* empty, or closed (-1) */
-    *b = w->buf_pool[--w->nbuf_pool];
-}
-
-void svc__worker_buf_give(svc_worker *w, svc_buf *b) {
-    if (b->data && !b->oom && b->cap <= SVC_BUF_POOL_MAX_CAP && w->nbuf_pool >= 0 && w->nbuf_pool < SVC_BUF_POOL) {
-        svc_buf_reset(b);
-        w->buf_pool[w->nbuf_pool++] = *b;
-        memset(b, 0, sizeof *b);
-    } else {
-        svc_buf_free(b);
-    }
-}
-
-void svc__worker_buf_pool_free(svc_worker *w) {
-    while (w->nbuf_pool > 0) svc_buf_free(&w->buf_pool[--w->nbuf_pool]);
-    w->nbuf_pool = -1; /* closed: what is given back later is freed */
-}
-
 /* After output was written (by a uv_write, or at once): timeouts, the close
  * that waited for it, and pipelined input that waited for room. */
 static void output_written(svc_conn *c) {
@@ -756,10 +750,6 @@ static void on_write(uv_write_t *wr, int status) {
         return;
     }
     output_written(c);
-}
-
-void svc__conn_write(svc_conn *c, const void *data, size_t len) {
-    svc_buf_append(&c->out, data, len);
 }
 
 void svc__conn_flush(svc_conn *c) {
@@ -814,32 +804,31 @@ void svc__conn_flush(svc_conn *c) {
 
 /* ---- closing -------------------------------------------------------------- */
 
-static void stop_listening(svc_worker *w);
+static void stop_listening(http_worker *hw);
 
 /* Once stopping: the listener closes when its grace is over, whatever is
  * still being answered (the tick comes back for that); the worker exits once
- * it is closed and no connection is left. */
-static void worker_maybe_exit(svc_worker *w) {
+ * it is closed, no connection is left and no other transport is busy. */
+static void worker_maybe_exit(http_worker *hw) {
+    svc_worker *w = hw->w;
     if (!w->stopping) return;
-    if (w->listening && uv_now(&w->loop) >= w->accept_until) stop_listening(w);
-    if (w->listening || w->nconns > 0) return;
-    if (!uv_is_closing((uv_handle_t *)&w->tick)) uv_close((uv_handle_t *)&w->tick, NULL);
-    if (!uv_is_closing((uv_handle_t *)&w->wakeup)) uv_close((uv_handle_t *)&w->wakeup, NULL);
+    if (hw->listening && uv_now(&w->loop) >= hw->accept_until) stop_listening(hw);
+    svc__worker_maybe_exit(w);
 }
 
 static void on_close(uv_handle_t *h) {
     svc_conn *c = h->data;
-    svc_worker *w = c->w;
+    http_worker *hw = c->hw;
     if (c->prev) c->prev->next = c->next;
-    else w->conns = c->next;
+    else hw->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    w->nconns--;
-    atomic_fetch_sub(&w->app->connections, 1);
+    hw->nconns--;
+    atomic_fetch_sub(&hw->w->app->connections, 1);
     free(c->pending);
     svc_buf_free(&c->out);
     free(c);
-    accept_resume(w);
-    worker_maybe_exit(w);
+    accept_resume(hw);
+    worker_maybe_exit(hw);
 }
 
 static void conn_close(svc_conn *c) {
@@ -852,8 +841,12 @@ static void conn_close(svc_conn *c) {
         c->req = NULL;
         /* A handler still owns a dispatched request: detach it, and its
          * completion frees it. An undispatched one is ours to free. */
-        if (req->dispatched) req->conn = NULL;
-        else svc__req_free(req);
+        if (req->dispatched) {
+            req->transport_data = NULL;
+            req->client_gone = 1;
+        } else {
+            svc__req_free(req);
+        }
     }
     uv_close((uv_handle_t *)&c->tcp, on_close);
 }
@@ -919,16 +912,22 @@ static void close_if_idle(svc_conn *c) {
 
 /* ---- request completion --------------------------------------------------- */
 
-void svc__conn_request_done(svc_req *req) {
-    svc_conn *c = req->conn;
+/* svc_req_ops.finish: the response goes out, and the connection goes on
+ * with its next request (or closes). */
+static void http_finish(svc_req *req) {
+    svc_conn *c = req->transport_data;
     if (!c) {
-        svc__req_free(req);
+        svc__req_done(req);
         return;
+    }
+    if (!c->closing) {
+        svc__worker_buf_take(c->w, &c->out);
+        svc__http_serialize(c->hw, &req->res, &c->out);
     }
     c->req = NULL;
     c->nrequests++;
     int keep = req->keep_alive && !c->w->stopping;
-    svc__req_free(req);
+    svc__req_done(req);
     c->received = 0;
     if (!keep) {
         c->close_after = 1;
@@ -950,16 +949,18 @@ static void peer_name(svc_conn *c) {
     else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
 }
 
-static svc_conn *conn_new(svc_worker *w) {
+static svc_conn *conn_new(http_worker *hw) {
     svc_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
+    svc_worker *w = hw->w;
     c->w = w;
+    c->hw = hw;
     uv_tcp_init(&w->loop, &c->tcp);
     c->tcp.data = c;
-    c->next = w->conns;
-    if (w->conns) w->conns->prev = c;
-    w->conns = c;
-    w->nconns++;
+    c->next = hw->conns;
+    if (hw->conns) hw->conns->prev = c;
+    hw->conns = c;
+    hw->nconns++;
     svc__peak_note(&w->app->peak_connections, atomic_fetch_add(&w->app->connections, 1) + 1);
     return c;
 }
@@ -967,12 +968,11 @@ static svc_conn *conn_new(svc_worker *w) {
 /* A connection whose socket is open: the cap, then reading. */
 static void conn_start(svc_conn *c) {
     svc_worker *w = c->w;
-    svc_app *app = w->app;
-    if (w->nconns > conn_cfg(c)->max_connections) {
+    if (c->hw->nconns > conn_cfg(c)->max_connections) {
         /* Answered without parsing, then the usual linger rather than an
          * abrupt close: the request the client has already sent would turn
          * the close into a RST, which can destroy the 503 before it is read. */
-        svc_counter_add(app->s_rejected, 1);
+        svc_counter_add(c->hw->hs->s_rejected, 1);
         c->close_after = 1;
         svc_buf_printf(&c->out,
                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
@@ -1005,37 +1005,37 @@ static void conn_start(svc_conn *c) {
  * queue) until one of the worker's connections closes or a short timer
  * fires; so does reaching the descriptor share, before the kernel refuses.
  */
-static void accept_resume(svc_worker *w) {
-    if (!w->accept_paused || !w->listening) return;
-    w->accept_paused = 0;
-    uv_timer_stop(&w->accept_retry);
-    uv_poll_start(&w->listener, UV_READABLE, accept_ready);
+static void accept_resume(http_worker *hw) {
+    if (!hw->accept_paused || !hw->listening) return;
+    hw->accept_paused = 0;
+    uv_timer_stop(&hw->accept_retry);
+    uv_poll_start(&hw->listener, UV_READABLE, accept_ready);
 }
 
 static void accept_retry(uv_timer_t *t) { accept_resume(t->data); }
 
-static void accept_pause(svc_worker *w, int retry_ms) {
-    if (!w->accept_paused) {
-        uv_poll_stop(&w->listener);
-        w->accept_paused = 1;
+static void accept_pause(http_worker *hw, int retry_ms) {
+    if (!hw->accept_paused) {
+        uv_poll_stop(&hw->listener);
+        hw->accept_paused = 1;
     }
-    if (retry_ms > 0) uv_timer_start(&w->accept_retry, accept_retry, (uint64_t)retry_ms, 0);
+    if (retry_ms > 0) uv_timer_start(&hw->accept_retry, accept_retry, (uint64_t)retry_ms, 0);
 }
 
 /* Counted every time; logged at most once per SVC_ACCEPT_LOG_INTERVAL_MS
  * (over all workers), with how many were left out. */
-static void accept_failed(svc_worker *w, int err) {
-    svc_app *app = w->app;
+static void accept_failed(http_worker *hw, int err) {
+    http_state *hs = hw->hs;
     int reason = err == EMFILE ? ACCEPT_ERR_EMFILE : err == ENFILE ? ACCEPT_ERR_ENFILE : ACCEPT_ERR_OTHER;
-    svc_counter_add(app->s_accept_errors[reason], 1);
-    accept_pause(w, SVC_ACCEPT_RETRY_MS);
-    long long now = (long long)(svc_now_ns() / 1000000u), last = atomic_load(&app->accept_logged_ms);
+    svc_counter_add(hs->s_accept_errors[reason], 1);
+    accept_pause(hw, SVC_ACCEPT_RETRY_MS);
+    long long now = (long long)(svc_now_ns() / 1000000u), last = atomic_load(&hs->accept_logged_ms);
     if ((last && now - last < SVC_ACCEPT_LOG_INTERVAL_MS) ||
-        !atomic_compare_exchange_strong(&app->accept_logged_ms, &last, now)) {
-        atomic_fetch_add(&app->accept_unlogged, 1);
+        !atomic_compare_exchange_strong(&hs->accept_logged_ms, &last, now)) {
+        atomic_fetch_add(&hs->accept_unlogged, 1);
         return;
     }
-    long more = atomic_exchange(&app->accept_unlogged, 0);
+    long more = atomic_exchange(&hs->accept_unlogged, 0);
     char also[64] = "";
     if (more) snprintf(also, sizeof also, " (and %ld more since the last line)", more);
     svc_warn("accept failed: %s%s; new connections wait in the queue until a connection closes, "
@@ -1045,40 +1045,40 @@ static void accept_failed(svc_worker *w, int err) {
 
 static void accept_ready(uv_poll_t *p, int status, int events) {
     (void)events;
-    svc_worker *w = p->data;
+    http_worker *hw = p->data;
     if (status < 0) {
-        accept_failed(w, -status);
+        accept_failed(hw, -status);
         return;
     }
     for (int i = 0; i < SVC_ACCEPT_BATCH; i++) {
-        if (w->nconns >= w->app->accept_cap) {
-            accept_pause(w, 0); /* resumed by the next close */
+        if (hw->nconns >= hw->hs->accept_cap) {
+            accept_pause(hw, 0); /* resumed by the next close */
             return;
         }
-        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(hw->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK) accept_failed(w, errno);
+            if (errno != EAGAIN && errno != EWOULDBLOCK) accept_failed(hw, errno);
             return;
         }
-        if (svc__conn_open_fd(w, fd) != SVC_OK) close(fd);
+        if (svc__conn_open_fd(hw, fd) != SVC_OK) close(fd);
     }
 }
 
-int svc__worker_listen(svc_worker *w) {
-    int rc = uv_poll_init_socket(&w->loop, &w->listener, w->listen_fd);
+int svc__http_listen(http_worker *hw) {
+    int rc = uv_poll_init_socket(&hw->w->loop, &hw->listener, hw->listen_fd);
     if (rc != 0) return rc;
-    w->listener.data = w;
-    uv_timer_init(&w->loop, &w->accept_retry);
-    w->accept_retry.data = w;
-    w->listening = 1;
-    rc = uv_poll_start(&w->listener, UV_READABLE, accept_ready);
-    if (rc != 0) stop_listening(w);
+    hw->listener.data = hw;
+    uv_timer_init(&hw->w->loop, &hw->accept_retry);
+    hw->accept_retry.data = hw;
+    hw->listening = 1;
+    rc = uv_poll_start(&hw->listener, UV_READABLE, accept_ready);
+    if (rc != 0) stop_listening(hw);
     return rc;
 }
 
-int svc__conn_open_fd(svc_worker *w, int fd) {
-    svc_conn *c = conn_new(w);
+int svc__conn_open_fd(http_worker *hw, int fd) {
+    svc_conn *c = conn_new(hw);
     if (!c) return SVC_ENOMEM;
     int rc = uv_tcp_open(&c->tcp, fd);
     if (rc != 0) {
@@ -1115,27 +1115,27 @@ static void refuse_handshakes(int fd) {
     setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog);
 }
 
-void svc__worker_stop_accepting(svc_worker *w) {
-    if (!w->listening) return;
-    refuse_handshakes(w->listen_fd);
-    w->accept_until = uv_now(&w->loop) + SVC_ACCEPT_GRACE_MS;
+void svc__http_stop_accepting(http_worker *hw) {
+    if (!hw->listening || hw->accept_until) return; /* once */
+    refuse_handshakes(hw->listen_fd);
+    hw->accept_until = uv_now(&hw->w->loop) + SVC_ACCEPT_GRACE_MS;
 }
 
-static void stop_listening(svc_worker *w) {
+static void stop_listening(http_worker *hw) {
     for (;;) {
-        int fd = accept4(w->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(hw->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) continue;
             break;
         }
-        if (svc__conn_open_fd(w, fd) != SVC_OK) close(fd);
+        if (svc__conn_open_fd(hw, fd) != SVC_OK) close(fd);
     }
     /* Closing the handle stops the polling before the socket goes. */
-    uv_close((uv_handle_t *)&w->listener, NULL);
-    uv_close((uv_handle_t *)&w->accept_retry, NULL);
-    close(w->listen_fd);
-    w->listen_fd = -1;
-    w->listening = 0;
+    uv_close((uv_handle_t *)&hw->listener, NULL);
+    uv_close((uv_handle_t *)&hw->accept_retry, NULL);
+    close(hw->listen_fd);
+    hw->listen_fd = -1;
+    hw->listening = 0;
 }
 
 static void conn_timeout(svc_conn *c) {
@@ -1169,32 +1169,21 @@ static void conn_timeout(svc_conn *c) {
     }
 }
 
-void svc__worker_tick(uv_timer_t *t) {
-    svc_worker *w = t->data;
-    /* The Date header, once per second. */
-    time_t now_s = time(NULL);
-    static _Thread_local time_t last_date;
-    if (now_s != last_date) {
-        struct tm tm;
-        gmtime_r(&now_s, &tm);
-        w->date_len = strftime(w->date, sizeof w->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
-        last_date = now_s;
-    }
-    svc_log_flush();
-    uint64_t now = uv_now(&w->loop);
-    svc_conn *c = w->conns;
+void svc__http_tick(http_worker *hw) {
+    svc__http_date_tick(hw);
+    uint64_t now = uv_now(&hw->w->loop);
+    svc_conn *c = hw->conns;
     while (c) {
         svc_conn *next = c->next;
         if (c->deadline && now >= c->deadline && !c->closing) conn_timeout(c);
         c = next;
     }
-    svc__compose_tick(w);
-    if (w->stopping) worker_maybe_exit(w);
+    if (hw->w->stopping) worker_maybe_exit(hw);
 }
 
-void svc__worker_close_idle(svc_worker *w, int force) {
-    if (force) w->accept_until = 0;
-    svc_conn *c = w->conns;
+void svc__http_close_idle(http_worker *hw, int force) {
+    if (force) hw->accept_until = 0;
+    svc_conn *c = hw->conns;
     while (c) {
         svc_conn *next = c->next;
         if (!c->closing) {
@@ -1203,5 +1192,33 @@ void svc__worker_close_idle(svc_worker *w, int force) {
         }
         c = next;
     }
-    worker_maybe_exit(w);
+    worker_maybe_exit(hw);
 }
+
+/* ---- the request interface (runtime/module.h) ----------------------------- */
+
+static int http_stream_start(svc_req *req) {
+    svc_conn *c = req->transport_data;
+    if (!c || c->closing) return SVC_ECLOSED;
+    svc__http_stream_head(c->hw, &req->res, &c->out);
+    svc__conn_flush(c);
+    return SVC_OK;
+}
+
+static int http_stream_write(svc_req *req, const void *data, size_t len) {
+    svc_conn *c = req->transport_data;
+    if (!c || c->closing) return SVC_ECLOSED;
+    /* Backpressure: a producer faster than its reader is told to wait
+     * rather than queueing without bound. */
+    if (c->out.len + c->writing > SVC_OUTPUT_HIGH_WATER) return SVC_EAGAIN;
+    svc__http_stream_chunk(&req->res, &c->out, data, len);
+    svc__conn_flush(c);
+    return SVC_OK;
+}
+
+const svc_req_ops svc__http_req_ops = {
+    .name = NULL,
+    .finish = http_finish,
+    .stream_start = http_stream_start,
+    .stream_write = http_stream_write,
+};

@@ -1,7 +1,8 @@
 /*
  * The NATS connections and their life cycle: one connection per worker loop
  * (internal.h says which subscribes to what), the hand-off from other
- * threads, and the hooks app.c calls.
+ * threads, and the transport hooks the runtime calls (svc__nats_transport, at
+ * the end of this file).
  *
  *   setup         (before on_start) servers, metrics, endpoints, instance id.
  *   worker_start  (each worker thread) its connection, which connects in
@@ -38,15 +39,18 @@ const char *svc__msg_drop_reason(int reason) {
     return reason >= 0 && reason < DROP_REASONS ? drop_reasons[reason] : "other";
 }
 
-svc_msg *svc__msg_get(svc_app *app) {
-    if (!app->msg) {
-        svc_msg *m = calloc(1, sizeof *m);
-        if (!m) return NULL;
-        m->app = app;
-        pthread_mutex_init(&m->streams_lock, NULL);
-        app->msg = m;
-    }
-    return app->msg;
+/* The transport's state: made when svc_app_new registers the transport,
+ * and kept in app->msg too, where this folder's files reach it. NULL on an
+ * app without the NATS transport. */
+svc_msg *svc__msg_get(svc_app *app) { return app ? app->msg : NULL; }
+
+static void *nats_create(svc_app *app) {
+    svc_msg *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->app = app;
+    pthread_mutex_init(&m->streams_lock, NULL);
+    app->msg = m;
+    return m;
 }
 
 int svc__msg_log_allowed(svc_msg *m, int slot) {
@@ -392,13 +396,13 @@ static void close_handles(msg_worker *mw) {
 }
 
 /* Closes the worker's handles once drained and idle: the server has
- * confirmed the unsubscriptions, no HTTP connection is left (an HTTP
+ * confirmed the unsubscriptions, no other transport is busy (an HTTP
  * handler may still await an RPC reply), no NATS request, event or call is
  * in flight, nothing is queued. */
 static void maybe_close(msg_worker *mw) {
     if (!mw->drain_started || !mw->drain_flushed || worker_closed(mw)) return;
     svc_worker *w = mw->w;
-    if (!w->stopping || w->nconns > 0 || mw->inflight > 0 || mw->ncalls > 0) return;
+    if (!w->stopping || svc__worker_busy(w, &svc__nats_transport) || mw->inflight > 0 || mw->ncalls > 0) return;
     if (mw->id == 0 && svc__js_inflight(mw->m) > 0) return;
     pthread_mutex_lock(&mw->lock);
     int empty = !mw->hi_head && !mw->lo_head;
@@ -558,8 +562,8 @@ static int ready_check(void *ud, char *reason, size_t reason_len) {
     return SVC_ERR;
 }
 
-void svc__msg_worker_start(svc_worker *w) {
-    svc_msg *m = w->app->msg;
+static void nats_worker_start(svc_worker *w, void *state) {
+    svc_msg *m = state;
     if (!m || !m->enabled) return;
     msg_worker *mw = &m->workers[w->id];
     mw->w = w;
@@ -729,15 +733,15 @@ static void random_token(char *out, size_t n) {
     out[n] = '\0';
 }
 
-int svc__msg_setup(svc_app *app) {
+static int nats_setup(svc_app *app, void *state) {
     const char *url = app->cfg.nats_url;
     if (!url || strcmp(url, "none") == 0) {
-        if (app->msg && (app->msg->events || app->msg->consumers))
+        svc_msg *off = state;
+        if (off->events || off->consumers)
             svc_warn("nats: NATS_URL=none; event and stream handlers will not run");
         return SVC_OK;
     }
-    svc_msg *m = svc__msg_get(app);
-    if (!m) return SVC_ENOMEM;
+    svc_msg *m = state;
     if (!svc__msg_name_ok(app->name)) {
         svc_error("nats: service name \"%s\" cannot appear in subjects (expected 1-64 of A-Z a-z 0-9 _ -); "
                   "set NATS_URL=none to run without NATS", app->name);
@@ -788,8 +792,8 @@ msg_sub *svc__msg_add_sub(svc_msg *m, int kind, const char *subject, const char 
     return s;
 }
 
-void svc__msg_start(svc_app *app) {
-    svc_msg *m = app->msg;
+static void nats_start(svc_app *app, void *state) {
+    svc_msg *m = state;
     if (!m || !m->enabled) return;
     int failed = 0, nroutes = 0;
     for (int i = 0; i < m->nendpoints; i++) {
@@ -848,14 +852,14 @@ static void wake_all(svc_msg *m, int forced) {
     }
 }
 
-void svc__msg_drain(svc_app *app) {
-    svc_msg *m = app->msg;
+static void nats_drain(svc_app *app, void *state) {
+    svc_msg *m = state;
     if (!m || !m->enabled || atomic_exchange(&m->draining, 1)) return;
     wake_all(m, 0);
 }
 
-void svc__msg_force(svc_app *app) {
-    svc_msg *m = app->msg;
+static void nats_force(svc_app *app, void *state) {
+    svc_msg *m = state;
     if (!m || !m->enabled) return;
     atomic_store(&m->draining, 1);
     wake_all(m, 1);
@@ -874,8 +878,8 @@ static void free_items(msg_item *it) {
 
 /* The workers have exited: their loops closed their connections. What a
  * worker that never ran left queued is freed here. */
-void svc__msg_stop(svc_app *app) {
-    svc_msg *m = app->msg;
+static void nats_stop(svc_app *app, void *state) {
+    svc_msg *m = state;
     if (!m || !m->enabled) return;
     atomic_store(&m->started, 0);
     for (int i = 0; i < m->nworkers; i++) {
@@ -891,10 +895,10 @@ void svc__msg_stop(svc_app *app) {
     atomic_store(&m->nconnected, 0);
 }
 
-void svc__msg_free(svc_app *app) {
-    svc_msg *m = app->msg;
+static void nats_free(svc_app *app, void *state) {
+    svc_msg *m = state;
     if (!m) return;
-    svc__msg_stop(app);
+    nats_stop(app, m);
     for (msg_sub *s = m->subs; s;) {
         msg_sub *next = s->next;
         free(s);
@@ -935,6 +939,41 @@ void svc__msg_free(svc_app *app) {
     free(m);
     app->msg = NULL;
 }
+
+static const svc_config_var nats_vars[] = {
+    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated; none: HTTP only"},
+};
+
+/* NATS_URL, read here: the runtime knows no NATS. */
+static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
+    svc_config *c = svc__app_config_edit(app);
+    const char *v = getenv("NATS_URL");
+    c->nats_url = v && *v ? v : nats_vars[0].def;
+    if (strcmp(c->nats_url, "none") != 0 && svc__msg_url_check(c->nats_url) != SVC_OK)
+        return svc__config_fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...] or none");
+    return SVC_OK;
+}
+
+static int nats_call(svc_app *app, svc_req *req, const char *service, const char *method, const char *path,
+                     const void *body, size_t len, const svc_rpc_opts *opts, svc_rpc_cb done, void *ud) {
+    return svc_rpc_call(app, req, service, method, path, body, len, opts, done, ud);
+}
+
+const svc_transport svc__nats_transport = {
+    .name = "nats",
+    .vars = nats_vars,
+    .nvars = sizeof nats_vars / sizeof nats_vars[0],
+    .create = nats_create,
+    .configure = nats_configure,
+    .setup = nats_setup,
+    .worker_start = nats_worker_start,
+    .start = nats_start,
+    .drain = nats_drain,
+    .force = nats_force,
+    .stop = nats_stop,
+    .free = nats_free,
+    .call = nats_call,
+};
 
 /* ---- svc_msg_run_on_loop ------------------------------------------------------------------ */
 

@@ -1,8 +1,8 @@
 /*
- * Internal to src/msg: NATS for svckit. Reading order: nats.h / nats.c (the
- * protocol client: one connection on one libuv loop), conn.c (a connection
- * per worker loop, the life cycle hooks app.c calls, the hand-off from other
- * threads), request.c (a NATS request becomes an svc_req; its response
+ * Internal to src/msg: the NATS transport of svckit. Reading order:
+ * net/nats.h (the protocol client below: one connection on one libuv loop),
+ * conn.c (a connection per worker loop, the transport's hooks the runtime
+ * calls, svc__nats_transport, the hand-off from other threads), request.c (a NATS request becomes an svc_req; its response
  * becomes the reply), subject.c (the subject scheme and every validation of
  * outside input, pure functions), rpc.c (svc_rpc_call, and the request-reply
  * that JetStream uses), events.c (publish and subscribe), jetstream.c
@@ -37,8 +37,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "http/internal.h"
-#include "msg/nats.h"
+#include "net/nats.h"
+#include "runtime/internal.h"
 #include "svckit/msg.h"
 
 /* Bytes of queued messages per subscription before drops (with the count
@@ -313,8 +313,7 @@ int svc__msg_path_check(const char *p, size_t len, size_t max);
 int svc__msg_query_check(const char *q, size_t len, size_t max);
 /* Svc-Method: 1..SVC_MSG_MAX_METHOD upper-case letters. */
 int svc__msg_method_check(const char *m);
-/* A header field name (RFC 9110 token) and value (no control bytes but tab). */
-int svc__msg_header_name_ok(const char *s);
+/* A header field value (no control bytes but tab); names: svc__nats_header_name_ok. */
 int svc__msg_header_value_ok(const char *s);
 /* 1 if v is a valid Svc-Deadline (ms since the epoch) earlier than now_ms. */
 int svc__msg_deadline_passed(const char *v, int64_t now_ms);
@@ -359,7 +358,9 @@ void svc__msg_after_hook(svc_req *req, svc_res *res, void *ud);
 
 /* ---- conn.c ---------------------------------------------------------------- */
 
-svc_msg *svc__msg_get(svc_app *app);   /* creates the state on first use */
+/* The NATS transport (runtime/module.h), which svc_app_new registers. */
+extern const svc_transport svc__nats_transport;
+svc_msg *svc__msg_get(svc_app *app);   /* the transport's state; NULL: not registered */
 /* Queues an item on a worker; SVC_ECLOSED if that worker is closing (the
  * caller keeps the item). hi: the request class. Any thread. */
 int svc__msg_push(msg_worker *mw, msg_item *it, int hi);
@@ -373,7 +374,7 @@ void svc__msg_worker_done(msg_worker *mw);
 msg_worker *svc__msg_current(svc_msg *m);
 const char *svc__msg_drop_reason(int reason);
 /* Declares a subscription (appended to m->subs; made by each worker at
- * start, or by worker 0 only). NULL: no memory. Before svc__msg_start's
+ * start, or by worker 0 only). NULL: no memory. Before nats_start's
  * ITEM_START only. */
 msg_sub *svc__msg_add_sub(svc_msg *m, int kind, const char *subject, const char *queue, int every_worker);
 /* Publishes on mw's connection (loop thread), counting failures in

@@ -2,7 +2,7 @@
  * NATS request-reply: a request message becomes an svc_req that goes through
  * the same dispatch as HTTP (routing, middleware such as auth, handler,
  * after-hooks, metrics, access log), and its final response becomes the reply
- * message (svc_transport.finish). Only the framing differs: the method, path
+ * message (svc_req_ops.finish). Only the framing differs: the method, path
  * and query come from Svc-* headers instead of a request line (msg.h).
  */
 #include <stdio.h>
@@ -37,7 +37,7 @@ int svc__msg_req_fill(svc_req *req, const svc__msg_in *in, const svc__msg_limits
         size_t nl = strlen(name), vl = strlen(value);
         bytes += nl + vl + 4;
         if (bytes > lim->max_header_bytes) return fail(req, 431, "headers_too_large", "header section too large");
-        if (!svc__msg_header_name_ok(name) || !svc__msg_header_value_ok(value))
+        if (!svc__nats_header_name_ok(name) || !svc__msg_header_value_ok(value))
             return fail(req, 400, "bad_request", "malformed header field");
         const char **slot = NULL;
         if (strcasecmp(name, "svc-method") == 0) slot = &method;
@@ -100,7 +100,7 @@ typedef struct nats_ctx {
 } nats_ctx;
 
 static void nats_finish(svc_req *req);
-static const svc_transport nats_transport = {"nats", nats_finish};
+static const svc_req_ops nats_transport = {.name = "nats", .deadline_header = "Svc-Deadline", .finish = nats_finish};
 
 /* Bytes of an error description in Nats-Service-Error. */
 #define SERVICE_ERROR_MAX 256
@@ -249,7 +249,7 @@ static void nats_finish(svc_req *req) {
     atomic_fetch_sub(&x->sub->queued, 1);
     atomic_fetch_sub(&x->sub->queued_bytes, (long long)x->msg->wire_bytes);
     svc__nats_msg_free(x->msg);
-    svc__req_free(req);
+    svc__req_done(req);
     mw->inflight--;
     svc__msg_worker_done(mw);
 }
@@ -318,7 +318,7 @@ void svc__msg_after_hook(svc_req *req, svc_res *res, void *ud) {
         msg_endpoint *ep = &m->endpoints[i];
         if (ep->route != req->route) continue;
         atomic_fetch_add(&ep->requests, 1);
-        if (req->transport) atomic_fetch_add(&ep->nats_requests, 1);
+        if (req->transport == &nats_transport) atomic_fetch_add(&ep->nats_requests, 1);
         atomic_fetch_add(&ep->time_ns, (long long)(svc_now_ns() - req->start_ns));
         if (res->status >= 500) {
             atomic_fetch_add(&ep->errors, 1);

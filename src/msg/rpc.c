@@ -389,7 +389,7 @@ static int add_opt_header(svc_buf *h, const char *line) {
     while (*value == ' ' || *value == '\t') value++;
     /* These checks are stricter than svc__nats_hdr_add's, so the field goes
      * in without its second look. */
-    if (!svc__msg_header_name_ok(name) || !svc__msg_header_value_ok(value)) return SVC_EINVAL;
+    if (!svc__nats_header_name_ok(name) || !svc__msg_header_value_ok(value)) return SVC_EINVAL;
     svc__nats_hdr_put(h, name, nl, value, strlen(value));
     return SVC_OK;
 }

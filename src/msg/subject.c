@@ -214,15 +214,6 @@ int svc__msg_method_check(const char *m) {
     return n ? SVC_OK : SVC_EINVAL;
 }
 
-int svc__msg_header_name_ok(const char *s) {
-    if (!s || !*s) return 0;
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (!is_alnum(c) && !strchr("!#$%&'*+-.^_`|~", c)) return 0;
-    }
-    return 1;
-}
-
 static int value_byte_ok(unsigned char c) { return !((c < 0x20 && c != '\t') || c == 0x7f); }
 
 int svc__msg_header_value_ok(const char *s) {

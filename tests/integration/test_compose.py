@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from conftest import Service, wait_until
+from conftest import Service, recv_until_closed, wait_until
 from test_msg_support import metric, nats_server  # noqa: F401
 
 
@@ -110,4 +110,25 @@ def test_a_client_that_goes_away_ends_the_chain(svc):
     sock.close()
     wait_until(lambda: any(l.get("msg") == "GET /wait: the client went away; the chain ends"
                            for l in svc.log_lines()), what="the chain ended")
+    assert svc.request("GET", "/chain")[0] == 200
+
+
+def test_a_client_that_half_closes_while_a_step_waits_ends_the_chain(svc):
+    """A FIN while the request waits for its call: the client may be gone
+    (TCP cannot tell a half-close from a close), so the chain ends; a client
+    that only half-closed still reads the 499, then the close."""
+    before = metric(svc, "http_requests_in_flight")
+    ended = sum(1 for l in svc.log_lines() if l.get("msg") == "GET /wait: the client went away; the chain ends")
+    sock = socket.create_connection(("127.0.0.1", svc.port))
+    sock.sendall(b"GET /wait?ms=3000 HTTP/1.1\r\nHost: t\r\n\r\n")
+    wait_until(lambda: metric(svc, "http_requests_in_flight") >= before + 2, what="the request in flight")
+    sock.shutdown(socket.SHUT_WR)
+    data = recv_until_closed(sock)
+    sock.close()
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 499"), head
+    assert json.loads(body)["error"]["code"] == "client_closed"
+    wait_until(lambda: sum(1 for l in svc.log_lines()
+                           if l.get("msg") == "GET /wait: the client went away; the chain ends") == ended + 1,
+               what="the line that says so")
     assert svc.request("GET", "/chain")[0] == 200

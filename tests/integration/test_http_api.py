@@ -5,6 +5,7 @@ import time
 import pytest
 
 from conftest import Service, exchange, read_response, requests_in_flight, wait_until
+from test_msg_support import metric
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +190,26 @@ def test_typed_values_route_data_and_no_claims_from_a_hook(svc):
     assert doc == {"value": "from-hook", "claims": False, "route_data": "the /value route's data"}
     status, doc = svc.json("GET", "/value")
     assert doc == {"value": None, "claims": False, "route_data": "the /value route's data"}
+
+
+def test_async_handler_past_its_deadline_gets_504_and_its_late_answer_is_dropped():
+    """A handler that returns SVC_ASYNC and answers late (/async) or never
+    (/contract/async): at REQUEST_TIMEOUT the request is answered 504
+    deadline_exceeded with one log line and a count, the late answer is
+    dropped, and the service serves on (under ASan: no leak, no use after
+    free, whether the handler let go of its request or not)."""
+    with Service("testsvc", env={"REQUEST_TIMEOUT": "0.3", "LOG_LEVEL": "debug"}) as s:
+        before = metric(s, "svc_request_deadline_exceeded_total")
+        for path in ("/async?ms=1500", "/contract/async"):
+            status, _, body = s.request("GET", path)
+            assert status == 504, path
+            assert json.loads(body)["error"]["code"] == "deadline_exceeded"
+        assert metric(s, "svc_request_deadline_exceeded_total") == before + 2
+        lines = [ln for ln in s.log_lines() if "did not answer by the deadline" in ln.get("msg", "")]
+        assert len(lines) == 2 and all(ln["level"] == "warn" for ln in lines)
+        # The late handler answers into its abandoned request, which it frees.
+        wait_until(lambda: any("the handler answers now" in ln.get("msg", "") for ln in s.log_lines()),
+                   what="the late answer")
+        assert s.json("GET", "/items/1")[0] == 200
+        assert requests_in_flight(s) == 0
+

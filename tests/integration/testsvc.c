@@ -69,6 +69,7 @@ static void later_closed(uv_handle_t *h) { free(h->data); }
 static void later_fire(uv_timer_t *t) {
     later *l = t->data;
     svc_res_printf(l->res, 200, "application/json", "{\"async\":true}");
+    svc_debug("async: the handler answers now");
     svc_res_finish(l->res);
     uv_close((uv_handle_t *)&l->timer, later_closed);
 }

@@ -11,7 +11,7 @@
 #include <uv.h>
 
 #include "cli.h"
-#include "msg/nats.h"
+#include "net/nats.h"
 #include "svckit/client.h"
 
 #define STATUS_DEFAULT_WAIT_MS 500

@@ -1,5 +1,5 @@
 /* The hot-path forms of NATS header checks and building (src/msg/subject.c,
- * src/msg/nats.c) against the plain definitions they replace. */
+ * src/net/nats.c) against the plain definitions they replace. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -141,10 +141,10 @@ TEST(query_method_header_client_deadline) {
     CHECK_EQ(svc__msg_method_check(""), SVC_EINVAL);
     CHECK_EQ(svc__msg_method_check("GET "), SVC_EINVAL);
     CHECK_EQ(svc__msg_method_check("ABCDEFGHIJKLMNOPQ"), SVC_EINVAL);
-    CHECK(svc__msg_header_name_ok("X-Request-Id"));
-    CHECK(!svc__msg_header_name_ok("X Request"));
-    CHECK(!svc__msg_header_name_ok("X:Y"));
-    CHECK(!svc__msg_header_name_ok(""));
+    CHECK(svc__nats_header_name_ok("X-Request-Id"));
+    CHECK(!svc__nats_header_name_ok("X Request"));
+    CHECK(!svc__nats_header_name_ok("X:Y"));
+    CHECK(!svc__nats_header_name_ok(""));
     CHECK(svc__msg_header_value_ok("Bearer a.b.c\tx"));
     CHECK(!svc__msg_header_value_ok("a\rb"));
     CHECK(!svc__msg_header_value_ok("a\x7f"));

@@ -1,5 +1,5 @@
 /*
- * Internal to src/msg: a small NATS client on a libuv loop, written for
+ * The NATS protocol client (src/net, below the runtime: it knows no app): a small NATS client on a libuv loop, written for
  * svckit (https://docs.nats.io/reference/reference-protocols/nats-protocol).
  *
  * One svc_nats is one TCP connection owned by one loop: every function here
@@ -18,8 +18,8 @@
  * CONNECT), JetStream as an API (src/msg/jetstream.c speaks it over
  * request-reply).
  */
-#ifndef SVC_MSG_NATS_H
-#define SVC_MSG_NATS_H
+#ifndef SVC_NET_NATS_H
+#define SVC_NET_NATS_H
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -162,6 +162,8 @@ typedef struct svc_nats_server {
  * allowed). SVC_OK or SVC_EINVAL (other scheme, including tls://, empty host,
  * bad port, too long). */
 int svc__nats_url_parse(const char *url, svc_nats_server *out);
+/* 1 if s is a header field name (an RFC 9110 token), else 0. */
+int svc__nats_header_name_ok(const char *s);
 
 /* ---- the connection ------------------------------------------------------------ */
 

@@ -1,7 +1,7 @@
 /* The route table: priorities, backtracking, 404 versus 405, patterns. */
 #include <stdlib.h>
 
-#include "http/router.h"
+#include "runtime/router.h"
 #include "../test.h"
 
 /* Distinct addresses to hand out as route data. */

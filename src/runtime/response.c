@@ -1,9 +1,10 @@
-/* Responses: what handlers write, and its serialisation onto the connection. */
+/* Responses: what handlers write. Their framing on the wire is the transport's
+ * (src/http/serialize.c, src/msg/request.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 void svc__res_init(svc_res *res, svc_req *req) {
     memset(res, 0, sizeof *res);
@@ -104,6 +105,9 @@ void svc__res_contract_error(svc_res *res, const char *what) {
 /* Every answer starts here: a response has one. A body being built with
  * svc_res_jw is no answer yet: an error may replace it. */
 static int answer_begin(svc_res *res, int status) {
+    /* Answered 504 at its deadline while the handler held it (compose.c):
+     * a late answer is dropped, quietly (the 504 was logged). */
+    if (res->req->abandoned) return SVC_ECLOSED;
     if (res->answered) {
         svc__res_contract_error(res, "a response answered twice");
         return SVC_EINVAL;
@@ -212,71 +216,12 @@ const char *svc_res_get_body(const svc_res *res, size_t *len) {
     return res->body.len ? res->body.data : "";
 }
 
-/* A string literal, its length known at compile time. */
-#define PUT_LIT(b, s) svc_buf_append((b), (s), sizeof(s) - 1)
-
-static int status_has_body(int status) { return status != 204 && status != 304 && status >= 200; }
-
-/* Status line and headers; the caller appends the body (or the first chunk). */
-static void serialize_head(svc_res *res, svc_buf *out, int chunked, int streaming_close) {
-    svc_req *req = res->req;
-    svc_worker *w = req->w;
-    /* "HTTP/1.1 %d %s\r\n", by hand: this runs for every response. */
-    PUT_LIT(out, "HTTP/1.1 ");
-    svc_buf_put_i64(out, res->status);
-    svc_buf_putc(out, ' ');
-    svc_buf_puts(out, svc__status_reason(res->status));
-    PUT_LIT(out, "\r\n");
-    svc_buf_append(out, w->date, w->date_len);
-    /* No browser may guess a type other than the one sent (a JSON error
-     * echoing input rendered as HTML, say). */
-    PUT_LIT(out, "X-Content-Type-Options: nosniff\r\n");
-    if (res->content_type && status_has_body(res->status)) {
-        PUT_LIT(out, "Content-Type: ");
-        svc_buf_puts(out, res->content_type);
-        PUT_LIT(out, "\r\n");
-    }
-    if (chunked) {
-        PUT_LIT(out, "Transfer-Encoding: chunked\r\n");
-    } else if (!streaming_close && res->status != 304 && res->status != 204) {
-        PUT_LIT(out, "Content-Length: ");
-        svc_buf_put_u64(out, res->body.len);
-        PUT_LIT(out, "\r\n");
-    }
-    if (req->id) {
-        PUT_LIT(out, "X-Request-Id: ");
-        svc_buf_puts(out, req->id);
-        PUT_LIT(out, "\r\n");
-    }
-    if (!req->keep_alive || w->stopping) PUT_LIT(out, "Connection: close\r\n");
-    else if (req->http_minor == 0) PUT_LIT(out, "Connection: keep-alive\r\n");
-    for (size_t i = 0; i < res->nheaders; i++) {
-        svc_buf_puts(out, res->headers[i].name);
-        PUT_LIT(out, ": ");
-        svc_buf_puts(out, res->headers[i].value);
-        PUT_LIT(out, "\r\n");
-    }
-    PUT_LIT(out, "\r\n");
-}
-
-void svc__res_serialize(svc_res *res, svc_buf *out) {
-    svc_req *req = res->req;
-    if (res->streaming) {
-        /* A HEAD response ends with its header section: no last-chunk. */
-        if (res->stream_chunked && !req->head) svc_buf_puts(out, "0\r\n\r\n");
-        return;
-    }
-    if (req->w->stopping) req->keep_alive = 0;
-    serialize_head(res, out, 0, 0);
-    if (!req->head && status_has_body(res->status)) svc_buf_append(out, res->body.data, res->body.len);
-}
-
 /* ---- streaming ------------------------------------------------------------ */
 
 int svc_res_stream_start(svc_res *res, int status, const char *content_type) {
     svc_req *req = res->req;
     if (answer_begin(res, status) != SVC_OK) return SVC_EINVAL;
-    if (!req->conn) return SVC_ECLOSED;
+    if (req->client_gone || !req->transport || !req->transport->stream_start) return SVC_ECLOSED;
     int rc = set_content_type(res, content_type);
     if (rc != SVC_OK) return rc;
     res->status = status;
@@ -286,32 +231,17 @@ int svc_res_stream_start(svc_res *res, int status, const char *content_type) {
     res->stream_chunked = req->http_minor >= 1;
     if (!res->stream_chunked) req->keep_alive = 0;
     svc_buf_reset(&res->body);
-    serialize_head(res, &req->conn->out, res->stream_chunked, !res->stream_chunked);
-    svc__conn_flush(req->conn);
-    return SVC_OK;
+    return req->transport->stream_start(req);
 }
 
 int svc_res_stream_write(svc_res *res, const void *data, size_t len) {
     svc_req *req = res->req;
     if (!res->streaming) return SVC_EINVAL;
-    if (!req->conn || req->conn->closing) return SVC_ECLOSED;
+    if (req->client_gone || !req->transport || !req->transport->stream_write) return SVC_ECLOSED;
     if (len == 0 || req->head) return SVC_OK;
-    /* Backpressure: a producer faster than its reader is told to wait
-     * rather than queueing without bound. */
-    if (req->conn->out.len + req->conn->writing > SVC_OUTPUT_HIGH_WATER) return SVC_EAGAIN;
-    svc_buf *out = &req->conn->out;
-    if (res->stream_chunked) {
-        char size[24];
-        int n = snprintf(size, sizeof size, "%zx\r\n", len);
-        svc_buf_append(out, size, (size_t)n);
-        svc_buf_append(out, data, len);
-        svc_buf_append(out, "\r\n", 2);
-    } else {
-        svc_buf_append(out, data, len);
-    }
-    res->streamed += len;
-    svc__conn_flush(req->conn);
-    return SVC_OK;
+    int rc = req->transport->stream_write(req, data, len);
+    if (rc == SVC_OK) res->streamed += len;
+    return rc;
 }
 
 int svc_res_stream_end(svc_res *res) {
@@ -321,6 +251,10 @@ int svc_res_stream_end(svc_res *res) {
 }
 
 void svc_res_finish(svc_res *res) {
-    if (res->finished) return;
+    if (res->finished) {
+        /* The handler lets go of a request answered at its deadline. */
+        if (res->req->abandoned && !res->req->transport_data) svc__req_free(res->req);
+        return;
+    }
     svc__request_finish(res->req);
 }

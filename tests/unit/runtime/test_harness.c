@@ -1,4 +1,4 @@
-/* The in-process harness (svckit/test.h, src/http/harness.c): requests take
+/* The in-process harness (svckit/test.h, src/runtime/harness.c): requests take
  * dispatch's path (routing, hooks, offload, async, after-hooks, auth) and
  * come back as status, headers and body. */
 #include <stdlib.h>

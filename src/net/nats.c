@@ -17,12 +17,22 @@
 #include <strings.h>
 
 #include "core/internal.h"
-#include "msg/internal.h" /* svc__msg_header_name_ok; includes msg/nats.h */
+#include "net/nats.h"
 #include "svckit/json.h"
 
 #ifndef SVC_VERSION
 #define SVC_VERSION "0.0.0"
 #endif
+
+/* A header field name: an RFC 9110 token. */
+int svc__nats_header_name_ok(const char *s) {
+    if (!s || !*s) return 0;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!((c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')) && !strchr("!#$%&'*+-.^_`|~", c)) return 0;
+    }
+    return 1;
+}
 
 /* ---- byte buffers that, unlike svc_buf, recover from a failed allocation ---- */
 
@@ -168,7 +178,7 @@ void svc__nats_hdr_put(svc_buf *b, const char *name, size_t name_len, const char
 }
 
 int svc__nats_hdr_add(svc_buf *b, const char *name, const char *value) {
-    if (!value || !svc__msg_header_name_ok(name)) return SVC_EINVAL;
+    if (!value || !svc__nats_header_name_ok(name)) return SVC_EINVAL;
     size_t nl = strlen(name);
     size_t vl = strcspn(value, "\r\n");
     if (value[vl]) return SVC_EINVAL;

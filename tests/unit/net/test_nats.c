@@ -1,4 +1,4 @@
-/* The NATS client (src/msg/nats.c): the parser under every split of its
+/* The NATS client (src/net/nats.c): the parser under every split of its
  * input, messages and headers, URLs, and the connection against a real
  * nats-server (pub/sub, queue groups, headers, no-responders, max_payload,
  * reconnection, resubscription, the reconnect buffer) and fake servers
@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "msg/nats.h"
+#include "net/nats.h"
 #include "../test.h"
 
 /* ---- the parser ----------------------------------------------------------- */

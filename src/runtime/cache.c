@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "svckit/cache.h"
 
 /*

@@ -12,7 +12,7 @@
 #include <strings.h>
 #include <zlib.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 /* ---- Accept-Encoding (RFC 9110 12.5.3) --------------------------------------- */
 

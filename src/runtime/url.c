@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "http/router.h"
+#include "runtime/router.h"
 
 static int hex_value(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';

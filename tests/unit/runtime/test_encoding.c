@@ -1,9 +1,9 @@
-/* Content coding (src/http/encoding.c): Accept-Encoding, what is compressed, gzip. */
+/* Content coding (src/runtime/encoding.c): Accept-Encoding, what is compressed, gzip. */
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "../test.h"
 
 static svc_app app = {.cfg.compress = 1};

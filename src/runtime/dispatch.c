@@ -12,7 +12,7 @@
 
 #include "core/internal.h"
 #include "obs/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 static uint64_t xorshift(uint64_t *s) {
     uint64_t x = *s;
@@ -213,7 +213,7 @@ void svc__request_release(svc_req *req) {
     memcpy(trace_id, req->trace_id, sizeof trace_id);
     const char *prev = svc__log_trace_swap(trace_id);
     if (req->transport) req->transport->finish(req);
-    else svc__conn_request_done(req);
+    else svc__req_free(req); /* made by a test without a transport */
     svc__log_trace_swap(prev);
 }
 
@@ -253,15 +253,10 @@ static void run_hooks_and_handler(svc_req *req) {
     run_handler(req);
 }
 
-/* Once per request: its ids, and its peer copied (a handler may outlive the
- * connection). */
+/* Once per request: its ids (the transport has set its peer). */
 static void prepare(svc_req *req) {
     if (req->prepared) return;
     req->prepared = 1;
-    if (req->conn) {
-        memcpy(req->peer_buf, req->conn->peer, sizeof req->peer_buf);
-        req->peer = req->peer_buf;
-    }
     assign_ids(req);
 }
 
@@ -392,10 +387,6 @@ void svc__request_finish(svc_req *req) {
     if (!(req->route && (req->route->flags & SVC_NO_LOG))) svc__access_log(req, seconds, bytes);
     atomic_fetch_sub(&app->inflight, 1);
 
-    if (!req->transport && req->conn && !req->conn->closing) {
-        svc__worker_buf_take(req->w, &req->conn->out);
-        svc__res_serialize(res, &req->conn->out);
-    }
     if (req->in_handler) {
         svc__log_trace_swap(prev);
         req->release_pending = 1;

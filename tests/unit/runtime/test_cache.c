@@ -1,8 +1,8 @@
-/* The response cache (src/http/cache.c): both forms of a body, validators, 304s. */
+/* The response cache (src/runtime/cache.c): both forms of a body, validators, 304s. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "svckit/cache.h"
 #include "../test.h"
 

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/router.h"
+#include "runtime/router.h"
 
 /* Methods are interned router-wide and tracked in 64-bit masks. */
 #define MAX_DISTINCT_METHODS 64

@@ -1,5 +1,5 @@
 /* Request-target normalisation and query parameters. */
-#include "http/router.h"
+#include "runtime/router.h"
 #include "../test.h"
 
 typedef struct norm_case {

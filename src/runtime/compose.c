@@ -20,7 +20,7 @@
 
 #include "core/internal.h"
 #include "obs/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "svckit/msg.h"
 
 typedef struct call_slot {
@@ -55,12 +55,14 @@ struct svc_compose {
 
 static uint64_t now_ms(void) { return svc_now_ns() / 1000000u; }
 
-/* The request's deadline: REQUEST_TIMEOUT from its first byte, or a NATS
- * request's Svc-Deadline (wall-clock ms) when that is sooner. */
+/* The request's deadline: REQUEST_TIMEOUT from its first byte, or the
+ * caller's deadline its transport carries (a NATS request's Svc-Deadline,
+ * wall-clock ms) when that is sooner. */
 static uint64_t deadline_of(svc_req *req) {
     int timeout = req->app->cfg.request_timeout_ms > 0 ? req->app->cfg.request_timeout_ms : SVC_REQUEST_TIMEOUT_MS;
     uint64_t d = req->start_ns / 1000000u + (uint64_t)timeout;
-    const char *sd = req->transport ? svc_req_header(req, "Svc-Deadline") : NULL;
+    const char *hd = req->transport ? req->transport->deadline_header : NULL;
+    const char *sd = hd ? svc_req_header(req, hd) : NULL;
     int64_t wall;
     if (sd && svc_parse_i64(sd, &wall) == SVC_OK && wall > 0) {
         int64_t left = wall - svc_wall_ms();
@@ -119,9 +121,66 @@ static void list_remove(svc_compose *c, svc_worker *w) {
     c->listed = 0;
 }
 
+/* ---- requests a handler answers later ---------------------------------------
+ *
+ * A handler (or continuation) that returns plain SVC_ASYNC answers later
+ * itself, with svc_res_finish: the runtime cannot know when. Its request is
+ * kept on its worker's held list, an intrusive list (no allocation), which
+ * the tick walks: at the deadline the request is answered 504 with one log
+ * line, as a step past its deadline is. Its handler may still hold it, so
+ * it is not freed then (abandoned): the transport only lets go of it, a
+ * late answer is dropped, and the handler's svc_res_finish frees it (or the
+ * worker's exit, for a handler that never answers at all).
+ */
+
+static void held_add(svc_req *req) {
+    if (req->held || req->res.finished || req->res.streaming) return;
+    svc_worker *w = req->w;
+    req->held = 1;
+    req->held_deadline_ms = req->compose ? req->compose->deadline_ms : deadline_of(req);
+    req->held_prev = NULL;
+    req->held_next = w->held;
+    if (w->held) w->held->held_prev = req;
+    w->held = req;
+}
+
+static void held_remove(svc_req *req) {
+    if (!req->held) return;
+    if (req->held_prev) req->held_prev->held_next = req->held_next;
+    else req->w->held = req->held_next;
+    if (req->held_next) req->held_next->held_prev = req->held_prev;
+    req->held_prev = req->held_next = NULL;
+    req->held = 0;
+}
+
+static void held_expired(svc_req *req) {
+    svc_res *res = &req->res;
+    svc_warn("%s %s: the handler did not answer by the deadline (it returned SVC_ASYNC); answered 504, "
+             "its answer will be dropped",
+             req->method, req->route ? req->route->pattern : req->path);
+    svc_counter_add(req->app->s_deadline, 1);
+    req->abandoned = 1;
+    /* What the handler may have begun is replaced. */
+    res->answered = 0;
+    res->contract = 0;
+    res->nheaders = 0;
+    svc__res_set_error(res, 504, "deadline_exceeded", "the request took too long");
+    svc__request_finish(req);
+}
+
+void svc__compose_worker_exit(svc_worker *w) {
+    svc_req *req = w->held;
+    while (req) {
+        svc_req *next = req->held_next;
+        if (req->abandoned) svc__req_free(req);
+        req = next;
+    }
+}
+
 /* The request is being freed (request.c): calls still in flight find no
  * request and drop their replies. */
 void svc__compose_release(svc_req *req) {
+    held_remove(req);
     svc_compose *c = req->compose;
     if (!c) return;
     list_remove(c, req->w);
@@ -152,7 +211,13 @@ static void end_chain(svc_compose *c, int status, const char *code, const char *
     svc__request_finish(req);
 }
 
-static int client_gone(const svc_req *req) { return !req->transport && !req->conn; }
+/* The client is gone (a reset, a closed connection), or has sent its FIN
+ * while a step waits: TCP cannot tell a half-close from a close without a
+ * write, and a chain is worth going on only for someone listening (nginx
+ * takes a FIN during a proxied request as an abort too). The 499 still goes
+ * to a client that only half-closed. A plain handler, which answers on its
+ * own, still answers a half-closed client. */
+static int client_gone(const svc_req *req) { return req->client_gone || req->client_eof; }
 
 /* The step's continuation, on the loop: its outcome decides what follows,
  * as a handler's does. */
@@ -185,6 +250,7 @@ static void run_then(svc_compose *c) {
         svc__request_finish(req);
     } else {
         req->res.async = 1;
+        held_add(req);
     }
     req->in_handler = nested;
     if (!nested && req->release_pending) svc__request_release(req);
@@ -235,10 +301,12 @@ static void kick(svc_compose *c) {
     run_then(c);
 }
 
-/* A handler or continuation returned SVC_ASYNC (dispatch.c): a step set
- * with svc_req_then & co goes on now if nothing holds it. */
+/* A handler returned SVC_ASYNC (dispatch.c): a step set with svc_req_then
+ * & co goes on now if nothing holds it; else the handler answers later
+ * itself, and the request is held for its deadline. */
 void svc__compose_started(svc_req *req) {
     if (req->compose && req->compose->waiting) kick(req->compose);
+    else held_add(req);
 }
 
 static svc_outcome wait_step(svc_req *req, svc_work_fn work, void *ud, svc_then_fn then) {
@@ -274,9 +342,9 @@ int64_t svc_req_remaining_ms(const svc_req *req) {
     return d > now ? (int64_t)(d - now) : 0;
 }
 
-/* The worker's tick: requests past their deadline are answered 504; those
- * whose client went away end their chain. Work on the thread pool finishes
- * first (work_done looks again). */
+/* The worker's tick: requests past their deadline are answered 504 (steps
+ * and held requests alike); chains whose client went away end. Work on the
+ * thread pool finishes first (work_done looks again). */
 void svc__compose_tick(svc_worker *w) {
     uint64_t now = now_ms();
     svc_compose *c = w->waiting;
@@ -290,6 +358,12 @@ void svc__compose_tick(svc_worker *w) {
             end_chain(c, 499, "client_closed", "the client went away");
         }
         c = next;
+    }
+    for (svc_req *req = w->held, *next; req; req = next) {
+        next = req->held_next;
+        if (!req->abandoned && !req->res.finished && !req->res.streaming && !req->offloaded &&
+            now >= req->held_deadline_ms)
+            held_expired(req);
     }
 }
 
@@ -347,6 +421,18 @@ static const char *auth_header(svc_req *req) {
     return NULL;
 }
 
+/* A call through the first transport that makes calls (module.h): NATS
+ * request-reply with the default transports. SVC_ECLOSED when none does. */
+static int start_call(svc_req *req, const char *service, const char *method, const char *path,
+                      const void *body, size_t len, const svc_rpc_opts *ro, call_slot *s) {
+    svc_app *app = req->app;
+    for (int k = 0; k < app->ntransports; k++) {
+        const svc_transport *t = app->transports[k].ops;
+        if (t->call) return t->call(app, req, service, method, path, body, len, ro, on_reply, s);
+    }
+    return SVC_ECLOSED;
+}
+
 int svc_req_call(svc_req *req, const char *service, const char *method, const char *path, const void *body,
                  size_t len, const svc_call_opts *opts) {
     if (!req) return SVC_EINVAL;
@@ -388,7 +474,7 @@ int svc_req_call(svc_req *req, const char *service, const char *method, const ch
     svc_rpc_opts ro = {.timeout_ms = timeout, .headers = hdrs};
     atomic_fetch_add(&c->refs, 1);
     atomic_fetch_add(&c->pending, 1);
-    int rc = svc_rpc_call(req->app, req, service, method, path, body, len, &ro, on_reply, s);
+    int rc = start_call(req, service, method, path, body, len, &ro, s);
     if (rc != SVC_OK) {
         atomic_fetch_sub(&c->pending, 1);
         atomic_fetch_sub(&c->refs, 1);

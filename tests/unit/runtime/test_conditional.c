@@ -1,8 +1,8 @@
-/* Conditional requests (src/http/conditional.c): HTTP-dates and RFC 9110 13.2.2. */
+/* Conditional requests (src/runtime/conditional.c): HTTP-dates and RFC 9110 13.2.2. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "../test.h"
 
 static svc_worker worker;

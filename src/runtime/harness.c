@@ -3,7 +3,7 @@
  * HTTP connection and NATS request-reply. A request is built the way the NATS
  * transport builds one (svc__req_new_worker, then method, target, headers,
  * body), handed to the same svc__dispatch, and its final response comes back
- * through svc_transport.finish, copied for the caller. The harness owns one
+ * through svc_req_ops.finish, copied for the caller. The harness owns one
  * worker whose loop it runs until that happens.
  */
 #include <stdio.h>
@@ -12,7 +12,7 @@
 #include <strings.h>
 
 #include "core/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "svckit/test.h"
 
 /* A method is a short upper-case token, as svc_app_route takes them. */
@@ -104,10 +104,10 @@ static void test_finish(svc_req *req) {
         if (!t->done) fprintf(stderr, "svc_test: out of memory copying a response\n");
         t->seq++; /* answered, copied or not: nothing more to wait for */
     }
-    svc__req_free(req);
+    svc__req_done(req);
 }
 
-static const svc_transport test_transport = {"test", test_finish};
+static const svc_req_ops test_transport = {.name = "test", .deadline_header = "Svc-Deadline", .finish = test_finish};
 
 svc_test *svc_test_new(svc_app *app) {
     if (!app) return NULL;
@@ -129,7 +129,6 @@ svc_test *svc_test_new(svc_app *app) {
     }
     svc_worker *w = &t->w;
     w->app = app;
-    w->listen_fd = -1;
     uv_loop_init(&w->loop);
     w->loop.data = w;
     uv_timer_init(&w->loop, &t->timeout);
@@ -154,6 +153,7 @@ void svc_test_free(svc_test *t) {
     uv_walk(&w->loop, close_cb, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
+    svc__compose_worker_exit(w);
     if (app->on_stop) app->on_stop(app, app->on_stop_ud);
     svc__worker_pools_free(w, 0);
     svc_log_flush();

@@ -1,9 +1,9 @@
-/* Metric labels of requests (src/http/builtin.c): declared route labels, and
+/* Metric labels of requests (src/runtime/builtin.c): declared route labels, and
  * method labels from a fixed set whatever the client sent. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "../test.h"
 
 static svc_worker worker;

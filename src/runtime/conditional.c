@@ -6,7 +6,7 @@
 #include <strings.h>
 #include <time.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 /* ---- entity tags (RFC 9110 8.8.3) --------------------------------------------- */
 

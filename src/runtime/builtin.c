@@ -8,7 +8,7 @@
 
 #include "core/internal.h"
 #include "obs/internal.h"
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 static svc_outcome healthz(svc_req *req, svc_res *res) {
     (void)req;
@@ -85,8 +85,6 @@ void svc__metrics_setup(svc_app *app) {
                                            3, dur_labels, NULL, 0);
     app->s_inflight = gauge(app, "http_requests_in_flight", "Requests being handled");
     app->s_connections = gauge(app, "http_connections_open", "Open client connections");
-    app->s_rejected = counter(app, "http_connections_rejected_total",
-                              "Connections refused with 503 at HTTP_MAX_CONNECTIONS");
     app->s_body_bytes = gauge(app, "http_buffered_body_bytes",
                               "Request bodies held in memory (Content-Length ones whole from their head)");
     app->s_body_budget = counter(app, "http_body_budget_rejected_total",
@@ -102,15 +100,6 @@ void svc__metrics_setup(svc_app *app) {
                               "Requests answered 504 at their deadline (REQUEST_TIMEOUT or Svc-Deadline)");
     app->s_calls_dropped = counter(app, "svc_calls_dropped_total",
                                    "Replies to svc_req_call that came after their request was answered");
-    static const char *accept_labels[] = {"service", "reason"};
-    static const char *const reasons[] = {[ACCEPT_ERR_EMFILE] = "emfile", [ACCEPT_ERR_ENFILE] = "enfile",
-                                          [ACCEPT_ERR_OTHER] = "other"};
-    svc_metric *accept_errors = svc_metric_counter(
-        "http_accept_errors_total", "Failed accepts (each pauses accepting briefly), by reason", 2, accept_labels);
-    for (int i = 0; i < 3; i++) {
-        const char *v[] = {app->name, reasons[i]};
-        app->s_accept_errors[i] = svc_metric_with(accept_errors, v);
-    }
     const char *build[] = {app->name, SVC_VERSION, SVC_GIT_REV};
     svc_gauge_set(svc_metric_with(svc_metric_gauge("svckit_build_info",
                                                    "Build information; the value is always 1", 3,
@@ -274,7 +263,7 @@ void svc__access_log(svc_req *req, double seconds, size_t bytes) {
         PUT_LIT(b, "\",\"peer\":\"");
         svc_buf_puts(b, req->peer ? req->peer : "");
         svc_buf_putc(b, '"');
-        if (req->transport) {
+        if (req->transport && req->transport->name) {
             PUT_LIT(b, ",\"transport\":\"");
             svc_buf_puts(b, req->transport->name);
             svc_buf_putc(b, '"');

@@ -1,6 +1,8 @@
 /*
- * The application: route table, configuration, worker threads, signals and the
- * graceful shutdown sequence.
+ * The application: route table, the registry of transports and modules,
+ * configuration, worker threads, signals and the graceful shutdown sequence.
+ * The transports (module.h) do the I/O: the HTTP server binds its listeners
+ * in its open, NATS connects in its setup; here they are only called.
  *
  * Shutdown (SIGTERM/SIGINT or svc_app_stop):
  *   t=0            /readyz turns 503; connections are still accepted, so a load
@@ -27,13 +29,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "auth/internal.h"
 #include "core/internal.h"
 #include "obs/internal.h"
-#include "http/internal.h"
-#include "svckit/auth.h"
+#include "runtime/internal.h"
 
-#define LISTEN_BACKLOG 4096
 /* After a forced close, how long the main thread still waits for workers
  * (a handler stuck on the thread pool) before exiting anyway. */
 #define FORCE_GRACE_MS 1000
@@ -56,7 +55,7 @@ static char *xstrdup(const char *s) {
     return p;
 }
 
-svc_app *svc_app_new(const char *name, int argc, char **argv) {
+svc_app *svc__app_new(const char *name, int argc, char **argv) {
     svc_app *app = xcalloc(1, sizeof *app);
     app->name = xstrdup(name);
     app->argc = argc;
@@ -73,6 +72,69 @@ svc_app *svc_app_new(const char *name, int argc, char **argv) {
 }
 
 void svc_app_default_port(svc_app *app, int port) { app->default_port = port; }
+
+/* ---- transports and modules (module.h) ------------------------------------ */
+
+/* What registering a transport or a module has in common: dup says whether
+ * one of that name (or that very one) is registered already. */
+static int registry_add(svc_app *app, const char *kind, const char *name, int dup, int n, int max,
+                        void *(*create)(svc_app *), void **state) {
+    if (dup) {
+        svc_error("%s \"%s\" registered twice on app %s: the second is refused", kind, name, app->name);
+        return SVC_EEXIST;
+    }
+    if (n == max) return SVC_ERANGE;
+    *state = NULL;
+    if (create && !(*state = create(app))) return SVC_ENOMEM;
+    return SVC_OK;
+}
+
+int svc__app_transport_add(svc_app *app, const svc_transport *t) {
+    if (!app || !t || !t->name || app->started) return SVC_EINVAL;
+    int dup = 0;
+    for (int i = 0; i < app->ntransports; i++)
+        dup |= app->transports[i].ops == t || strcmp(app->transports[i].ops->name, t->name) == 0;
+    void *state;
+    int rc = registry_add(app, "transport", t->name, dup, app->ntransports, SVC_MAX_TRANSPORTS, t->create, &state);
+    if (rc != SVC_OK) return rc;
+    app->transports[app->ntransports].ops = t;
+    app->transports[app->ntransports++].state = state;
+    return SVC_OK;
+}
+
+int svc__app_module_add(svc_app *app, const svc_module *m) {
+    if (!app || !m || !m->name || app->started) return SVC_EINVAL;
+    int dup = 0;
+    for (int i = 0; i < app->nmodules; i++)
+        dup |= app->modules[i].ops == m || strcmp(app->modules[i].ops->name, m->name) == 0;
+    void *state;
+    int rc = registry_add(app, "module", m->name, dup, app->nmodules, SVC_MAX_MODULES, m->create, &state);
+    if (rc != SVC_OK) return rc;
+    app->modules[app->nmodules].ops = m;
+    app->modules[app->nmodules++].state = state;
+    return SVC_OK;
+}
+
+void *svc__app_transport_state(const svc_app *app, const svc_transport *t) {
+    for (int i = 0; app && i < app->ntransports; i++)
+        if (app->transports[i].ops == t) return app->transports[i].state;
+    return NULL;
+}
+
+void *svc__app_module_state(const svc_app *app, const svc_module *m) {
+    for (int i = 0; app && i < app->nmodules; i++)
+        if (app->modules[i].ops == m) return app->modules[i].state;
+    return NULL;
+}
+
+svc_config *svc__app_config_edit(svc_app *app) { return &app->cfg; }
+
+/* Calls a transport callback, by member, on every transport that has it. */
+#define EACH_TRANSPORT(app, fn, ...)                                                   \
+    for (int ti_ = 0; ti_ < (app)->ntransports; ti_++)                                 \
+        if ((app)->transports[ti_].ops->fn)                                            \
+            (app)->transports[ti_].ops->fn(__VA_ARGS__, (app)->transports[ti_].state)
+
 
 int svc_app_route(svc_app *app, const char *method, const char *pattern, svc_handler h,
                   unsigned flags) {
@@ -164,107 +226,6 @@ void svc_app_stop(svc_app *app) {
     uv_async_send(&app->stop_async);
 }
 
-/* ---- listening sockets ---------------------------------------------------- */
-
-static int make_sockaddr(const char *host, int port, struct sockaddr_storage *ss) {
-    memset(ss, 0, sizeof *ss);
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return SVC_OK;
-    if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return SVC_OK;
-    return SVC_EINVAL;
-}
-
-static int open_listener(const struct sockaddr_storage *ss, int reuseport) {
-    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (ss->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-    socklen_t len = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-    if (bind(fd, (const struct sockaddr *)ss, len) != 0 || listen(fd, LISTEN_BACKLOG) != 0) {
-        int e = errno;
-        close(fd);
-        return -e;
-    }
-    return fd;
-}
-
-/*
- * One listening socket per worker, bound with SO_REUSEPORT so the kernel
- * spreads connections over the workers. A probe bind without SO_REUSEPORT
- * first makes "port in use" fail loudly instead of silently joining another
- * process's reuseport group.
- */
-static int open_listeners(svc_app *app) {
-    struct sockaddr_storage ss;
-    if (make_sockaddr(app->cfg.host, app->cfg.port, &ss) != SVC_OK) return SVC_EINVAL;
-    int port = app->cfg.port;
-    int probe = open_listener(&ss, 0);
-    if (probe < 0) {
-        svc_error("cannot listen on %s:%d: %s", app->cfg.host, port, strerror(-probe));
-        return SVC_EIO;
-    }
-    if (port == 0) {
-        struct sockaddr_storage got;
-        socklen_t gl = sizeof got;
-        getsockname(probe, (struct sockaddr *)&got, &gl);
-        port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
-                                              : ((struct sockaddr_in6 *)&got)->sin6_port);
-        make_sockaddr(app->cfg.host, port, &ss);
-        app->cfg.port = port;
-    }
-    if (app->nworkers == 1) {
-        app->workers[0].listen_fd = probe;
-        return SVC_OK;
-    }
-    close(probe);
-    for (int i = 0; i < app->nworkers; i++) {
-        int fd = open_listener(&ss, 1);
-        if (fd < 0) {
-            svc_error("cannot listen on %s:%d: %s", app->cfg.host, port, strerror(-fd));
-            for (int j = 0; j < i; j++) close(app->workers[j].listen_fd);
-            return SVC_EIO;
-        }
-        app->workers[i].listen_fd = fd;
-    }
-    return SVC_OK;
-}
-
-/*
- * Descriptors. The soft RLIMIT_NOFILE is raised to the hard one, then each
- * worker gets an equal share of what SVC_FD_RESERVE leaves: at the share it
- * stops accepting until a connection closes, and HTTP_MAX_CONNECTIONS is
- * lowered to leave an eighth of the share for the 503s answered above it. So
- * the service sheds load itself before the kernel refuses a descriptor.
- */
-static void fit_fd_limit(svc_app *app) {
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
-        app->accept_cap = INT_MAX;
-        return;
-    }
-    if (rl.rlim_cur < rl.rlim_max) {
-        struct rlimit want = {rl.rlim_max, rl.rlim_max};
-        /* An unlimited hard limit is no value the kernel takes (fs.nr_open). */
-        if (want.rlim_cur == RLIM_INFINITY || want.rlim_cur > (1u << 20)) want.rlim_cur = 1u << 20;
-        if (want.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &want) == 0) rl.rlim_cur = want.rlim_cur;
-    }
-    long long limit = rl.rlim_cur == RLIM_INFINITY ? INT_MAX : (long long)rl.rlim_cur;
-    long long reserve = limit / 2 < SVC_FD_RESERVE ? limit / 2 : SVC_FD_RESERVE;
-    long long share = (limit - reserve) / app->cfg.workers;
-    if (share > INT_MAX) share = INT_MAX;
-    if (share < 1) share = 1;
-    app->accept_cap = (int)share;
-    int fit = (int)(share - share / 8);
-    if (fit < 1) fit = 1;
-    if (app->cfg.max_connections > fit) {
-        svc_info("RLIMIT_NOFILE is %lld: HTTP_MAX_CONNECTIONS lowered from %d to %d per worker "
-                 "(a worker stops accepting at %d open connections)",
-                 limit, app->cfg.max_connections, fit, app->accept_cap);
-        app->cfg.max_connections = fit;
-    }
-}
-
 /* ---- memory ---------------------------------------------------------------- */
 
 void svc__peak_note(atomic_llong *peak, long long v) {
@@ -298,15 +259,39 @@ static void close_walk_cb(uv_handle_t *h, void *arg) {
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+int svc__worker_busy(svc_worker *w, const svc_transport *except) {
+    svc_app *app = w->app;
+    for (int i = 0; i < app->ntransports; i++) {
+        const svc_transport *t = app->transports[i].ops;
+        if (t != except && t->worker_busy && t->worker_busy(w, app->transports[i].state)) return 1;
+    }
+    return 0;
+}
+
+void svc__worker_maybe_exit(svc_worker *w) {
+    if (!w->stopping || svc__worker_busy(w, NULL)) return;
+    if (!uv_is_closing((uv_handle_t *)&w->tick)) uv_close((uv_handle_t *)&w->tick, NULL);
+    if (!uv_is_closing((uv_handle_t *)&w->wakeup)) uv_close((uv_handle_t *)&w->wakeup, NULL);
+}
+
+static void worker_tick(uv_timer_t *t) {
+    svc_worker *w = t->data;
+    svc_log_flush();
+    EACH_TRANSPORT(w->app, worker_tick, w);
+    svc__compose_tick(w);
+    svc__worker_maybe_exit(w);
+}
+
 static void worker_wakeup(uv_async_t *a) {
     svc_worker *w = a->data;
     int cmd = atomic_exchange(&w->cmd, WORKER_CMD_NONE);
     if (cmd == WORKER_CMD_NONE) return;
-    if (!w->stopping) {
-        w->stopping = 1;
-        svc__worker_stop_accepting(w);
-    }
-    svc__worker_close_idle(w, cmd == WORKER_CMD_FORCE);
+    w->stopping = 1;
+    svc_app *app = w->app;
+    for (int i = 0; i < app->ntransports; i++)
+        if (app->transports[i].ops->worker_stop)
+            app->transports[i].ops->worker_stop(w, app->transports[i].state, cmd == WORKER_CMD_FORCE);
+    svc__worker_maybe_exit(w);
 }
 
 static void worker_main(void *arg) {
@@ -315,27 +300,20 @@ static void worker_main(void *arg) {
     svc__log_set_buffered(1);
     uv_loop_init(&w->loop);
     w->loop.data = w;
-    int rc = svc__worker_listen(w);
-    if (rc != 0) {
-        svc_error("worker %d: cannot listen: %s", w->id, uv_strerror(rc));
-        svc_app_stop(app);
-    }
     uv_async_init(&w->loop, &w->wakeup, worker_wakeup);
     w->wakeup.data = w;
     uv_timer_init(&w->loop, &w->tick);
     w->tick.data = w;
-    svc__worker_tick(&w->tick); /* fills the Date header before the first request */
-    uv_timer_start(&w->tick, svc__worker_tick, SVC_TICK_MS, SVC_TICK_MS);
-    svc__msg_worker_start(w);
+    uv_timer_start(&w->tick, worker_tick, SVC_TICK_MS, SVC_TICK_MS);
+    EACH_TRANSPORT(app, worker_start, w);
 
     uv_run(&w->loop, UV_RUN_DEFAULT);
 
     uv_walk(&w->loop, close_walk_cb, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
+    svc__compose_worker_exit(w);
     svc__worker_pools_free(w, 0);
-    free(w->readbuf);
-    w->readbuf = NULL;
     svc__log_thread_exit();
     atomic_fetch_sub(&app->workers_running, 1);
     uv_async_send(&app->stop_async);
@@ -369,7 +347,7 @@ static void force_stop(main_state *ms, const char *why) {
     ms->exit_code = 1;
     svc_warn("shutdown: %s; closing every connection now", why);
     send_workers(ms->app, WORKER_CMD_FORCE);
-    svc__msg_force(ms->app);
+    EACH_TRANSPORT(ms->app, force, ms->app);
 }
 
 static void grace_expired(uv_timer_t *t) {
@@ -389,7 +367,7 @@ static void drain_delay_over(uv_timer_t *t) {
     main_state *ms = t->data;
     svc_info("shutdown: no longer accepting connections");
     send_workers(ms->app, WORKER_CMD_STOP_ACCEPTING);
-    svc__msg_drain(ms->app);
+    EACH_TRANSPORT(ms->app, drain, ms->app);
 }
 
 static void begin_drain(main_state *ms, const char *why) {
@@ -425,15 +403,10 @@ static void on_stop_async(uv_async_t *a) {
     if (atomic_exchange(&app->stop_requested, 0)) begin_drain(ms, "stop requested");
 }
 
-static int uses_auth(const svc_app *app) {
-    for (const svc_route_entry *e = app->routes; e; e = e->next)
-        if (e->flags & (SVC_AUTH_USER | SVC_AUTH_ADMIN)) return 1;
-    return 0;
-}
-
 void svc__app_free(svc_app *app) {
-    svc__msg_free(app);
-    svc__auth_release(app);
+    EACH_TRANSPORT(app, free, app);
+    for (int i = 0; i < app->nmodules; i++)
+        if (app->modules[i].ops->free) app->modules[i].ops->free(app, app->modules[i].state);
     svc_route_entry *e = app->routes;
     while (e) {
         svc_route_entry *n = e->next;
@@ -461,6 +434,7 @@ void svc__app_free(svc_app *app) {
  * harness (harness.c). */
 int svc__app_prepare(svc_app *app) {
     char err[256];
+    app->started = 1;
     if (svc__config_load(app, err, sizeof err) != SVC_OK) {
         /* One line, naming the variable, on stderr (and nothing else). */
         fprintf(stderr, "%s: %s\n", app->name, err);
@@ -471,11 +445,6 @@ int svc__app_prepare(svc_app *app) {
     svc_log_text_style(app->cfg.log_color, getenv("SVCKIT_PROCESS") == NULL);
     signal(SIGPIPE, SIG_IGN);
     mallopt(M_MMAP_THRESHOLD, SVC_MMAP_THRESHOLD);
-    /* http_parser has a process-wide header limit of its own (80 KiB by
-     * default). conn.c enforces HTTP_MAX_HEADER_BYTES itself, so the parser's
-     * is only ever raised, with room to spare, for a larger configured limit. */
-    if (app->cfg.max_header_bytes + 1024 > HTTP_MAX_HEADER_SIZE)
-        http_parser_set_max_header_size((uint32_t)app->cfg.max_header_bytes + 1024);
 
     svc__metrics_setup(app);
     svc__builtin_routes(app);
@@ -488,12 +457,22 @@ int svc__app_prepare(svc_app *app) {
         setenv("UV_THREADPOOL_SIZE", n, 0);
     }
 
-    int auth_rc = uses_auth(app) ? svc_auth_install(app) : SVC_OK;
-    if (auth_rc != SVC_OK) {
-        /* SVC_EINVAL: bad configuration, logged naming the variable (exit 2). */
-        if (auth_rc != SVC_EINVAL) svc_error("cannot set up token verification");
-        svc_log_flush();
-        return auth_rc == SVC_EINVAL ? 2 : 1;
+    /* The modules see the routes, then install what those ask of them. */
+    for (int i = 0; i < app->nmodules; i++) {
+        const svc_module *m = app->modules[i].ops;
+        if (!m->route) continue;
+        for (const svc_route_entry *e = app->routes; e; e = e->next)
+            m->route(app, app->modules[i].state, e->method, e->pattern, e->flags);
+    }
+    for (int i = 0; i < app->nmodules; i++) {
+        const svc_module *m = app->modules[i].ops;
+        int mrc = m->init ? m->init(app, app->modules[i].state) : SVC_OK;
+        if (mrc != SVC_OK) {
+            /* SVC_EINVAL: bad configuration, logged naming the variable (exit 2). */
+            if (mrc != SVC_EINVAL) svc_error("module %s: cannot start: %s", m->name, svc_status_str(mrc));
+            svc_log_flush();
+            return mrc == SVC_EINVAL ? 2 : 1;
+        }
     }
     return 0;
 }
@@ -522,13 +501,14 @@ int svc_app_run(svc_app *app) {
         svc__app_free(app);
         return rc;
     }
-    fit_fd_limit(app);
-
     int exit_code = 0;
-    if (svc__msg_setup(app) != SVC_OK) {
-        svc_log_flush();
-        svc__app_free(app);
-        return 1;
+    for (int i = 0; i < app->ntransports; i++) {
+        const svc_transport *t = app->transports[i].ops;
+        if (t->setup && t->setup(app, app->transports[i].state) != SVC_OK) {
+            svc_log_flush();
+            svc__app_free(app);
+            return 1;
+        }
     }
     if (app->on_start) {
         rc = app->on_start(app, app->on_start_ud);
@@ -546,13 +526,15 @@ int svc_app_run(svc_app *app) {
     for (int i = 0; i < app->nworkers; i++) {
         app->workers[i].app = app;
         app->workers[i].id = i;
-        app->workers[i].listen_fd = -1;
     }
-    if (open_listeners(app) != SVC_OK) {
-        svc_log_flush();
-        if (app->on_stop) app->on_stop(app, app->on_stop_ud);
-        svc__app_free(app);
-        return 1;
+    for (int i = 0; i < app->ntransports; i++) {
+        const svc_transport *t = app->transports[i].ops;
+        if (t->open && t->open(app, app->transports[i].state) != SVC_OK) {
+            svc_log_flush();
+            if (app->on_stop) app->on_stop(app, app->on_stop_ud);
+            svc__app_free(app);
+            return 1;
+        }
     }
 
     main_state ms = {.app = app};
@@ -579,9 +561,7 @@ int svc_app_run(svc_app *app) {
             _exit(1);
         }
     }
-    svc_info("listening on http://%s:%d with %d worker%s", app->cfg.host, app->cfg.port,
-             app->nworkers, app->nworkers == 1 ? "" : "s");
-    svc__msg_start(app);
+    EACH_TRANSPORT(app, start, app);
     svc_log_flush();
 
     uv_run(&app->main_loop, UV_RUN_DEFAULT);
@@ -591,7 +571,7 @@ int svc_app_run(svc_app *app) {
     uv_loop_close(&app->main_loop);
     exit_code = ms.exit_code;
     if (app->on_stop) app->on_stop(app, app->on_stop_ud);
-    svc__msg_stop(app);
+    EACH_TRANSPORT(app, stop, app);
     svc_info("stopped%s", exit_code ? " (connections were cut at the deadline)" : " cleanly");
     svc_log_flush();
     svc_metrics_reset();

@@ -1,8 +1,8 @@
-/* Request header indexing and lookup (src/http/request.c). */
+/* Request header indexing and lookup (src/runtime/request.c). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 #include "../test.h"
 
 static svc_worker worker;

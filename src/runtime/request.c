@@ -3,16 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/internal.h"
+#include "runtime/internal.h"
 
 /* A request and its first allocations fit the first block. */
 #define REQUEST_ARENA_BLOCK (8 * 1024)
-
-svc_req *svc__req_new(svc_conn *c) {
-    svc_req *req = svc__req_new_worker(c->w);
-    if (req) req->conn = c;
-    return req;
-}
 
 svc_req *svc__req_new_worker(svc_worker *w) {
     svc_arena *a = w->narena_pool ? w->arena_pool[--w->narena_pool] : svc_arena_new(REQUEST_ARENA_BLOCK);
@@ -38,12 +32,41 @@ svc_req *svc__req_new_worker(svc_worker *w) {
     return req;
 }
 
+void svc__worker_buf_take(svc_worker *w, svc_buf *b) {
+    if (b->cap || w->nbuf_pool <= 0) return; /* empty, or closed (-1) */
+    *b = w->buf_pool[--w->nbuf_pool];
+}
+
+void svc__worker_buf_give(svc_worker *w, svc_buf *b) {
+    if (b->data && !b->oom && b->cap <= SVC_BUF_POOL_MAX_CAP && w->nbuf_pool >= 0 && w->nbuf_pool < SVC_BUF_POOL) {
+        svc_buf_reset(b);
+        w->buf_pool[w->nbuf_pool++] = *b;
+        memset(b, 0, sizeof *b);
+    } else {
+        svc_buf_free(b);
+    }
+}
+
+void svc__worker_buf_pool_free(svc_worker *w) {
+    while (w->nbuf_pool > 0) svc_buf_free(&w->buf_pool[--w->nbuf_pool]);
+    w->nbuf_pool = -1; /* closed: what is given back later is freed */
+}
+
 void svc__worker_pools_free(svc_worker *w, int reopen) {
     for (int i = 0; i < w->narena_pool; i++) svc_arena_free(w->arena_pool[i]);
     w->narena_pool = 0;
     svc_buf_free(&w->logline);
     svc__worker_buf_pool_free(w);
     if (reopen) w->nbuf_pool = 0;
+}
+
+void svc__req_done(svc_req *req) {
+    if (!req->abandoned) {
+        svc__req_free(req);
+        return;
+    }
+    req->transport_data = NULL;
+    req->client_gone = 1;
 }
 
 static void values_free(svc_req *req);
