@@ -55,7 +55,6 @@ def test_async_publish_across_a_server_restart(nats_server):  # noqa: F811
         wait_until(lambda: state()["acked"] >= acked_before + 2000, what="2000 acks after the restart")
         st, final = svc.json("POST", "/jsasync/stop")
         assert st == 200, final
-        print("final", final)
         assert final["refused"] == 0, final
         # Exactly one callback per publish that was accepted.
         assert final["acked"] + final["failed"] == final["sent"], final
