@@ -18,7 +18,7 @@
 static const char *const request_headers[] = {
     "Authorization", "Cookie", "Content-Type", "Accept", "Accept-Language",
     "If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since", "Accept-Encoding",
-    "X-Forwarded-Proto", NULL,
+    "X-Forwarded-Proto", "Idempotency-Key", NULL,
 };
 
 const char *const gw_response_headers[] = {

@@ -20,10 +20,12 @@ SERVICES = ("auth", "products", "orders", "payments")
 
 
 def token(sub, role="user"):
-    return sign_hs256(SECRET.encode(), claims(sub=sub, role=role, name=sub, exp=2**31 - 1))
+    """A token of sub (valid for 10 minutes from now)."""
+    return sign_hs256(SECRET.encode(), claims(sub=sub, role=role, name=sub))
 
 
-ADMIN = token("root", "admin")
+def admin():
+    return {"Authorization": "Bearer " + token("root", "admin")}
 
 
 def gateway_config(directory):
@@ -103,11 +105,11 @@ class Shop:
 
     def set_stock(self, pid, stock):
         st, doc = self.products.json("PATCH", f"/products/{pid}", {"stock": stock},
-                                     headers={"Authorization": "Bearer " + ADMIN})
+                                     headers=admin())
         assert st == 200, doc
 
     def stock(self, pid):
-        st, doc = self.products.json("GET", f"/products/{pid}", headers={"Authorization": "Bearer " + ADMIN})
+        st, doc = self.products.json("GET", f"/products/{pid}", headers=admin())
         assert st == 200, doc
         return doc["stock"]
 
@@ -116,7 +118,7 @@ class Shop:
         out, skip = [], 0
         while True:
             st, doc = self.orders.json("GET", f"/orders?limit=100&skip={skip}",
-                                       headers={"Authorization": "Bearer " + ADMIN})
+                                       headers=admin())
             assert st == 200, doc
             out += doc["orders"]
             skip += len(doc["orders"])
@@ -124,6 +126,6 @@ class Shop:
                 return out
 
     def payments_of(self, oid):
-        st, doc = self.payments.json("GET", f"/payments?order_id={oid}", headers={"Authorization": "Bearer " + ADMIN})
+        st, doc = self.payments.json("GET", f"/payments?order_id={oid}", headers=admin())
         assert st == 200, doc
         return doc["payments"]

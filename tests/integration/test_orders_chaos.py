@@ -165,8 +165,8 @@ def test_orders_survive_kills_and_a_nats_restart(nats_server):  # noqa: F811
             raise AssertionError(f"orders not settled within {SETTLE_BOUND}s: (count, some pending, pending) = "
                                  f"{settled.last}; retries {dict(load.retries)}")
         assert {o["id"] for o in orders} == ids, "orders exist that no key was answered with"
-        by_status = collections.Counter(o["status"] for o in orders)
-        assert set(by_status) <= {"confirmed", "cancelled"}, by_status
+        by_status = collections.Counter(o["status"] + "/" + o.get("reason", "") for o in orders)
+        assert {s.split("/")[0] for s in by_status} <= {"confirmed", "cancelled"}, by_status
 
         # Money: one succeeded charge of the total per confirmed order, none net per cancelled.
         confirmed = [o for o in orders if o["status"] == "confirmed"]
