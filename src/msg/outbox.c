@@ -36,6 +36,10 @@ struct svc_outbox_relay {
     pthread_mutex_t lock;
     pthread_cond_t cond;     /* woken: a commit, or stop */
     bool stop, dirty, failing;
+    /* Relay thread only: acknowledged up to (read on after it), deleted up
+     * to, and when the last delete was. */
+    int64_t acked, deleted;
+    uint64_t deleted_ms;
     svc_series *published, *failures, *dropped;
 };
 
@@ -164,7 +168,7 @@ static int relay_round(svc_outbox_relay *r) {
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->cond, NULL);
     b->refs = 1;
-    int n = svc_db_outbox_next(r->db, SVC_OUTBOX_BATCH, copy_event, b);
+    int n = svc_db_outbox_next(r->db, r->acked, SVC_OUTBOX_BATCH, copy_event, b);
     bool full = n == SVC_OUTBOX_BATCH && !b->oom;
     send_all(r, b);
     /* Every publish that went out reports exactly once (an ack, a timeout,
@@ -195,9 +199,20 @@ static int relay_round(svc_outbox_relay *r) {
     } else if (b->n) {
         set_failing(r, false, NULL, SVC_OK);
     }
-    if (done && svc_db_write_wait(r->db, delete_upto, &done) != SVC_OK) next = ROUND_FAILED;
+    if (done) r->acked = done;
     batch_release(b);
     return next;
+}
+
+/* Deletes what was acknowledged, at most every SVC_OUTBOX_DELETE_MS (force:
+ * now): a delete is a commit, an fsync, which a crash makes unnecessary (the
+ * events are sent again and JetStream drops them by their Nats-Msg-Id). */
+static void delete_acked(svc_outbox_relay *r, bool force) {
+    uint64_t now = svc_now_ns() / 1000000;
+    if (r->acked <= r->deleted || (!force && now - r->deleted_ms < SVC_OUTBOX_DELETE_MS)) return;
+    int64_t upto = r->acked;
+    if (svc_db_write_wait(r->db, delete_upto, &upto) == SVC_OK) r->deleted = upto;
+    r->deleted_ms = now;
 }
 
 static void *relay_main(void *arg) {
@@ -219,10 +234,12 @@ static void *relay_main(void *arg) {
         r->dirty = false;
         pthread_mutex_unlock(&r->lock);
         last = relay_round(r);
+        delete_acked(r, false);
         pthread_mutex_lock(&r->lock);
         if (last == ROUND_AGAIN) r->dirty = true;
     }
     pthread_mutex_unlock(&r->lock);
+    delete_acked(r, true);
     svc__log_thread_exit();
     return NULL;
 }
