@@ -57,7 +57,9 @@
 #define SVC_MSG_FETCH_WAIT_MS 500
 /* Messages of one JetStream consumer fetched and not yet acked, per
  * instance. Small on purpose: they are handled one subscription at a time,
- * and one that waits here longer than ack_wait is redelivered meanwhile. */
+ * and one that waits here longer than ack_wait is redelivered meanwhile.
+ * A batch consumer keeps 2 * SVC_MSG_STREAM_BATCH (msg.h): it handles them
+ * a batch at a time. */
 #define SVC_MSG_STREAM_INFLIGHT 32
 #define SVC_MSG_RPC_BUCKETS 1024
 /* Bytes of publishes that other threads have handed to one worker loop and

@@ -26,6 +26,13 @@
  *
  * The blocking calls (svc_js_publish, svc_js_stream_ensure) hand their
  * request to a worker loop that is not the caller's and wait for the reply.
+ * svc_js_publish_async hands it to one loop per calling thread (order) and
+ * gives the reply to a callback there; it is a "strict" request: never
+ * buffered while that connection cannot send, failed when it is lost.
+ *
+ * A batch consumer (svc_app_on_stream_batch) pulls up to
+ * SVC_MSG_STREAM_BATCH at a time and keeps two batches in flight: events.c
+ * hands its handler what queued while the previous call ran.
  */
 #include <jansson.h>
 #include <stdio.h>
