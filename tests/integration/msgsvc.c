@@ -327,6 +327,21 @@ static svc_outcome jsasync_stop(svc_req *req, svc_res *res) {
     return jsasync_state(req, res);
 }
 
+/* GET /jsasync/refused: what svc_js_publish_async answers bad arguments
+ * with (each at once, no callback). */
+static svc_outcome jsasync_refused(svc_req *req, svc_res *res) {
+    svc_app *app = svc_req_app(req);
+    static char big[SVC_MSG_MAX_PAYLOAD + 1];
+    int no_cb = svc_js_publish_async(app, "pubs.x", "x", 1, "i", 0, NULL, NULL);
+    int wildcard = svc_js_publish_async(app, "pubs.*", "x", 1, "i", 0, ja_acked, NULL);
+    int empty = svc_js_publish_async(app, "", "x", 1, "i", 0, ja_acked, NULL);
+    int bad_id = svc_js_publish_async(app, "pubs.x", "x", 1, "a\x01b", 0, ja_acked, NULL);
+    int too_big = svc_js_publish_async(app, "pubs.x", big, sizeof big, "i", 0, ja_acked, NULL);
+    return svc_res_printf(res, 200, "application/json",
+                          "{\"no_cb\":%d,\"wildcard\":%d,\"empty\":%d,\"bad_id\":%d,\"too_big\":%d}", no_cb,
+                          wildcard, empty, bad_id, too_big);
+}
+
 static int start(svc_app *app, void *ud) {
     (void)ud;
     if (!getenv("MSGSVC_JS")) return SVC_OK;
@@ -357,6 +372,7 @@ int main(int argc, char **argv) {
     svc_app_get(app, "/counts", counts, 0);
     svc_app_post(app, "/jsasync/start", jsasync_start, 0);
     svc_app_get(app, "/jsasync", jsasync_state, 0);
+    svc_app_get(app, "/jsasync/refused", jsasync_refused, 0);
     svc_app_post(app, "/jsasync/stop", jsasync_stop, SVC_OFFLOAD);
     svc_app_get(app, "/files/*rest", hello, 0);
     svc_app_on_event(app, "ev.>", NULL, on_event, 0, &events_seen);

@@ -78,3 +78,15 @@ def test_async_publish_across_a_server_restart(nats_server):  # noqa: F811
         if nc:
             nc.close()
         svc.stop()
+
+
+def test_async_publish_refuses_bad_arguments_at_once(nats_server):  # noqa: F811
+    """Refused before anything is sent, with no callback (a callback would
+    log a line to jsasync.log, which is never opened here)."""
+    with msgsvc(nats_server, env={"MSGSVC_JS": "1"}) as svc:
+        st, doc = svc.json("GET", "/jsasync/refused")
+        assert st == 200, doc
+        EINVAL, ERANGE = -3, -5  # svckit/core.h
+        assert doc == {"no_cb": EINVAL, "wildcard": EINVAL, "empty": EINVAL, "bad_id": EINVAL,
+                       "too_big": ERANGE}, doc
+        assert svc.json("GET", "/jsasync")[1]["sent"] == 0
