@@ -395,3 +395,29 @@ def test_bad_payment_settings_stop_the_service(env, word):
         assert word in svc.read_log()
     finally:
         svc.stop()
+
+
+def test_through_the_gateway(shop, nats_server):  # noqa: F811
+    """/orders* and /payments* are routed by the gateway (its built-in table):
+    place an order, see it confirmed and its charge, all through port 8080's
+    stand-in."""
+    from test_gateway_support import wait_instances
+    shop.set_stock(16, 10)
+    with Service("gateway", env={"NATS_URL": nats_server.url, "JWT_SECRET": SECRET}) as gw:
+        for s in ("products", "orders", "payments"):
+            wait_instances(gw, s, 1)
+        auth = {"Authorization": "Bearer " + token("erin")}
+        st, h, body = gw.request("POST", "/orders", {"items": [{"product_id": 16, "quantity": 2}]},
+                                 headers={**auth, "Idempotency-Key": "gw-" + secrets.token_hex(4)})
+        assert st == 201, body
+        oid = json.loads(body)["id"]
+        assert h["location"] == f"/orders/{oid}"
+
+        def confirmed():
+            st, doc = gw.json("GET", f"/orders/{oid}", headers=auth)
+            return st == 200 and doc["status"] == "confirmed"
+        wait_until(confirmed, what="the order confirmed through the gateway")
+        st, doc = gw.json("GET", f"/payments?order_id={oid}", headers=auth)
+        assert st == 200 and [p["status"] for p in doc["payments"]] == ["succeeded"]
+        st, doc = gw.json("GET", "/orders", headers=auth)
+        assert st == 200 and [o["id"] for o in doc["orders"]] == [oid]
