@@ -28,7 +28,7 @@
 
 #define SAGA_STREAM "SHOP"
 #define SAGA_DEDUP_WINDOW_MS (2 * 60 * 1000) /* JetStream's duplicate window for Nats-Msg-Id */
-#define SAGA_ACK_WAIT_MS 30000               /* a consumer's redelivery after a crash */
+#define SAGA_ACK_WAIT_MS 5000                /* redelivery of an unacked event (a crash): the saga resumes within it */
 #define SAGA_MAX_ITEMS 50                    /* lines of one order */
 #define SAGA_MAX_QUANTITY 100                /* of one line */
 #define SAGA_USER_MAX 127                    /* a token's sub */
