@@ -27,6 +27,19 @@
 #define FUZZ_MAX_BODY 4096
 
 static svc_db *db;
+static char dir[] = "/tmp/svckit-saga-fuzz-XXXXXX";
+
+/* The database goes with the process (the replayer runs on every test run). */
+static void cleanup(void) {
+    svc_db_close(db);
+    static const char *const files[] = {"products.db", "products.db-wal", "products.db-shm"};
+    char path[sizeof dir + 32];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
 
 static int64_t one(const char *sql) {
     sqlite3_stmt *s = svc_db_prepare(db, sql);
@@ -43,9 +56,9 @@ static int64_t held(void) {
 
 static void setup(void) {
     svc_log_setup("saga_fuzz", SVC_LOG_ERROR, 0);
-    char dir[] = "/tmp/svckit-saga-fuzz-XXXXXX";
     CHECK(mkdtemp(dir));
     CHECK(catalog_open(dir, &db) == SVC_OK);
+    atexit(cleanup);
     CHECK(catalog_seed_if_empty(db) == SVC_OK);
     /* One order reserved already, for orders.cancelled to release. */
     CHECK(svc_db_exec(db, "INSERT INTO reservations VALUES (7, 'reserved', NULL, 'x', 'x');"
