@@ -22,14 +22,13 @@
 #ifndef SVCKIT_SAGA_H
 #define SVCKIT_SAGA_H
 
-#include <ctype.h>
 #include <string.h>
 
 #include "svckit.h"
 
 #define SAGA_STREAM "SHOP"
 #define SAGA_DEDUP_WINDOW_MS (2 * 60 * 1000) /* JetStream's duplicate window for Nats-Msg-Id */
-#define SAGA_ACK_WAIT_MS 30000               /* a consumer's redelivery after a crash */
+#define SAGA_ACK_WAIT_MS 5000                /* redelivery of an unacked event (a crash): the saga resumes within it */
 #define SAGA_MAX_ITEMS 50                    /* lines of one order */
 #define SAGA_MAX_QUANTITY 100                /* of one line */
 #define SAGA_USER_MAX 127                    /* a token's sub */
@@ -50,12 +49,12 @@ static inline int saga_stream_ensure(svc_app *app) {
  * on a saga subject was not written by a saga service's outbox (forged). */
 static inline int saga_event_id_ok(const char *id) {
     if (!id) return 0;
-    for (int i = 0; i < 16; i++)
-        if (!isxdigit((unsigned char)id[i])) return 0;
-    if (id[16] != '.' || !id[17]) return 0;
-    for (const char *p = id + 17; *p; p++)
-        if (!isdigit((unsigned char)*p) || p - id > 40) return 0;
-    return 1;
+    const char *p = id;
+    while (p - id < 16 && ((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F'))) p++;
+    if (p - id != 16 || *p != '.') return 0;
+    const char *digits = ++p;
+    while (*p >= '0' && *p <= '9') p++;
+    return p > digits && p - digits <= 24 && *p == '\0';
 }
 
 /* An event dropped without a state change: one log line and

@@ -14,7 +14,7 @@
 #include "../saga.h"
 
 #define PAYMENTS_DEFAULT_PORT 8084
-#define PAYMENTS_MAX_LATENCY_MS 10000   /* PAYMENT_LATENCY_MS: well under the consumer's ack wait */
+#define PAYMENTS_MAX_LATENCY_MS 1000    /* PAYMENT_LATENCY_MS: well under the consumer's ack wait (SAGA_ACK_WAIT_MS) */
 #define PAYMENTS_DURABLE "payments-stock"
 
 /* A charge to make for a stock.reserved event, and what became of it. */

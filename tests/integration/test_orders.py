@@ -395,3 +395,113 @@ def test_bad_payment_settings_stop_the_service(env, word):
         assert word in svc.read_log()
     finally:
         svc.stop()
+
+
+def test_through_the_gateway(shop, nats_server):  # noqa: F811
+    """/orders* and /payments* are routed by the gateway (its built-in table):
+    place an order, see it confirmed and its charge, all through port 8080's
+    stand-in."""
+    from test_gateway_support import wait_instances
+    shop.set_stock(16, 10)
+    with Service("gateway", env={"NATS_URL": nats_server.url, "JWT_SECRET": SECRET}) as gw:
+        for s in ("products", "orders", "payments"):
+            wait_instances(gw, s, 1)
+        auth = {"Authorization": "Bearer " + token("erin")}
+        st, h, body = gw.request("POST", "/orders", {"items": [{"product_id": 16, "quantity": 2}]},
+                                 headers={**auth, "Idempotency-Key": "gw-" + secrets.token_hex(4)})
+        assert st == 201, body
+        oid = json.loads(body)["id"]
+        assert h["location"] == f"/orders/{oid}"
+
+        def confirmed():
+            st, doc = gw.json("GET", f"/orders/{oid}", headers=auth)
+            return st == 200 and doc["status"] == "confirmed"
+        wait_until(confirmed, what="the order confirmed through the gateway")
+        st, doc = gw.json("GET", f"/payments?order_id={oid}", headers=auth)
+        assert st == 200 and [p["status"] for p in doc["payments"]] == ["succeeded"]
+        st, doc = gw.json("GET", "/orders", headers=auth)
+        assert st == 200 and [o["id"] for o in doc["orders"]] == [oid]
+
+
+def restart(old, env):
+    """SIGKILL old, then the same service on its port and data."""
+    old.proc.kill()
+    old.proc.wait()
+    return Service(old.name, env=env, port=old.port, data_dir=old.data_dir)
+
+
+def test_kills_lose_nothing_and_do_nothing_twice():
+    """orders SIGKILLed while clients post (they retry with the same key
+    until they get an answer), payments SIGKILLed while it charges (slowly),
+    both restarted on their data: every key is one order, every order
+    settles, a confirmed one has exactly one charge of its total, a
+    cancelled one none, and the stock equation holds. Which events were in
+    flight at each kill is up to the race; the outcome is the same."""
+    import http.client
+    import threading
+    nats = NatsServer()
+    shop = None
+    olds = []
+    try:
+        shop = Shop(nats, payments_env={"PAYMENT_LATENCY_MS": "20", "PAYMENT_FAIL_RATE": "0.3"})
+        env = {"NATS_URL": nats.url, "JWT_SECRET": SECRET}
+        pids = [30, 31, 32]
+        for p in pids:
+            shop.set_stock(p, 40)
+        shop.first_order([{"product_id": 1, "quantity": 1}])
+        keys = [f"kill-{i}-{secrets.token_hex(3)}" for i in range(40)]
+        answers = {}
+
+        def client(ks):
+            for i, k in ks:
+                items = [{"product_id": pids[i % 3], "quantity": 1 + i % 3}]
+                while True:
+                    try:
+                        st, _, doc = shop.post(items, k, user=f"u{i % 4}")
+                    except (OSError, http.client.HTTPException, ValueError):
+                        continue  # orders is down or was cut: retry the same key
+                    if st in (200, 201):
+                        answers[k] = doc["id"]
+                        break
+                    assert st == 503, (st, doc)  # products or the store not ready yet: retry
+
+        threads = [threading.Thread(target=client, args=([(i, k) for i, k in enumerate(keys) if i % 4 == t],))
+                   for t in range(4)]
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(answers) >= 8, what="orders under way")
+        olds.append(shop.orders)
+        shop.orders = restart(shop.orders, env)
+        wait_until(lambda: "payment of" in shop.payments.read_log(), what="payments charging")
+        olds.append(shop.payments)
+        shop.payments = restart(shop.payments, {**env, "PAYMENT_LATENCY_MS": "20", "PAYMENT_FAIL_RATE": "0.3"})
+        for t in threads:
+            t.join()
+        assert len(answers) == len(keys)
+        # Every key is one order: the same answer again, and no other order.
+        for i, k in enumerate(keys):
+            st, _, doc = shop.post([{"product_id": pids[i % 3], "quantity": 1 + i % 3}], k, user=f"u{i % 4}")
+            assert st == 200 and doc["id"] == answers[k]
+        st, lst = shop.orders.json("GET", "/orders?limit=100", headers={"Authorization": "Bearer " + ADMIN})
+        assert lst["total"] == len(keys) + 1  # and the first order
+        final = [shop.settled(oid) for oid in answers.values()]
+        for o in final:
+            pays = shop.payments_of(o["id"])
+            if o["status"] == "confirmed":
+                assert [(p["amount_cents"], p["status"]) for p in pays] == [(o["total_cents"], "succeeded")]
+            else:
+                assert o["reason"] in ("payment_declined", "out_of_stock"), o
+                assert all(p["status"] == "declined" for p in pays) and len(pays) <= 1
+
+        def equation():
+            return all(shop.stock(p) == 40 - sum(i["quantity"] for o in final if o["status"] == "confirmed"
+                                                 for i in o["items"] if i["product_id"] == p) for p in pids)
+        wait_until(equation, what="every declined order's stock released")
+    finally:
+        if shop:
+            shop.close()
+        for o in olds:
+            o.stop()
+            if o.tmp:
+                o.tmp.cleanup()
+        nats.close()
