@@ -39,7 +39,7 @@ USERS = 10
 PRODUCTS = range(1, 11)
 START_STOCK = 200
 GATE = 100
-SETTLE_BOUND = 120.0  # s: covers the ack wait of messages a killed consumer held
+SETTLE_BOUND = 120.0  # s: generous; a killed consumer's messages come back after the ack wait (5 s)
 # (answered orders, action): each runs once that many orders were answered.
 CHAOS = [(150, "payments"), (350, "orders"), (550, "nats"), (750, "payments")]
 
