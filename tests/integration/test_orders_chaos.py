@@ -11,7 +11,7 @@ while orders are being placed. A client retries a POST that got no answer
 same Idempotency-Key and body until it gets 201 or 200.
 
 After the load, once every order has settled (bounded: a killed consumer's
-messages come back after the saga's ack wait, 30 s):
+messages come back after the saga's ack wait, 5 s):
   - every key maps to exactly one order, and there are no other orders;
   - every order is confirmed or cancelled;
   - every confirmed order has exactly one succeeded charge, of its total, and
