@@ -261,7 +261,9 @@ int svc_outbox_relay_start(svc_app *app, svc_db *db, svc_outbox_relay **out) {
     r->published = svc_metric_with(
         svc_metric_counter("outbox_published_total", "Outbox events published and acked", 0, NULL), NULL);
     r->failures = svc_metric_with(
-        svc_metric_counter("outbox_publish_failures_total", "Outbox relay rounds ended by a failed publish (retried)", 0, NULL), NULL);
+        svc_metric_counter("outbox_publish_failures_total", "Outbox relay rounds ended by a failed publish (retried)",
+                           0, NULL),
+        NULL);
     r->dropped = svc_metric_with(
         svc_metric_counter("outbox_dropped_total", "Outbox events NATS can never take, deleted", 0, NULL), NULL);
     int rc = svc_db_on_commit(db, wake, r);
