@@ -19,7 +19,7 @@ Where the time goes: each service's commits (db_write_batches_total, one
 fsync each) and CPU seconds (/proc/<pid>/stat) per order, per phase.
 
     SVCKIT_BUILD=build /usr/bin/python3 bench/orders_e2e.py [--seconds 10] [--offer 3000] [--conns 64]
-        [--workers 1] [--log-level info]
+        [--workers 1] [--log-level info] [--rate R (the latency phase's; default half the maximum)]
 """
 import argparse
 import datetime
@@ -123,6 +123,7 @@ def main():
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--workers", default="1")
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--rate", type=int, default=0, help="the latency phase's rate (default: half the maximum)")
     a = ap.parse_args()
     nats = NatsServer()
     shop = Shop(nats, env={"LOG_LEVEL": a.log_level}, workers=a.workers)
@@ -153,7 +154,7 @@ def main():
               f"{len(rows)} in {(t1-t0)/1000:.2f}s = {settled_rate:.0f} orders settled/s")
 
         # 2. Latency at half of it.
-        half = max(1, int(settled_rate / 2))
+        half = a.rate or max(1, int(settled_rate / 2))
         first = db.max_id()
         out = tempfile.NamedTemporaryFile(prefix="orders-e2e-", suffix=".txt", delete=False).name
         before = snapshot(shop, nats)
