@@ -11,7 +11,15 @@
  * and "a steady 1,000 requests/s while instances are killed".
  *
  * usage: rate -r RATE -d SECONDS [-w WARMUP_S] [-c MAXCONNS] [-t TIMEOUT_MS]
- *             [-H 'Name: value']... HOST PORT PATH
+ *             [-H 'Name: value']... [-m METHOD] [-b BODY] [-k KEY_PREFIX] [-o FILE]
+ *             HOST PORT PATH
+ *
+ * -m/-b send another method with a body (Content-Length set); -k adds
+ * "Idempotency-Key: KEY_PREFIX-<n>", n counting the requests sent, so every
+ * request is a new one (bench/orders_e2e.py: POST /orders); -o writes a line
+ * per measured 2xx reply, "<due unix us> <latency us> <id>", id being the
+ * number after the first "id": of its body (-1 without one), so that a later
+ * event of that id can be timed from when the request was due.
  *
  * A request fails when its reply is not 2xx, when its connection is refused,
  * reset or closed before the whole reply arrived, or when no reply came within
@@ -54,6 +62,8 @@ enum state { ST_FREE, ST_CONNECTING, ST_BUSY, ST_IDLE };
 
 struct conn {
     int        fd;
+    char       req[REQ_BUF]; /* the request in flight (with -k, its own key) */
+    size_t     req_len;
     enum state st;
     int64_t    due_ns;     /* the due time of the request in flight */
     int64_t    sent_ns;    /* when it was written (for the timeout) */
@@ -68,8 +78,12 @@ static int         nslots;          /* conns[0..nslots) are in use (MAXCONNS) */
 static struct conn *idle[MAX_CONNS]; /* connections waiting for a request */
 static int         nidle;
 static int         nconns_open;
-static char        req[REQ_BUF];
+static char        req[REQ_BUF];   /* the request up to its last header line */
 static size_t      req_len;
+static const char *body = "", *key_prefix;
+static uint64_t    sends;
+static FILE       *out;
+static int64_t     wall_minus_mono_us; /* CLOCK_REALTIME - CLOCK_MONOTONIC */
 static struct sockaddr_in addr;
 static int         epfd;
 
@@ -96,7 +110,7 @@ static int64_t now_ns(void) {
 
 static void usage(void) {
     fprintf(stderr, "usage: rate -r RATE -d SECONDS [-w WARMUP_S] [-c MAXCONNS] [-t TIMEOUT_MS]"
-                    " [-H 'Name: value']... HOST PORT PATH\n");
+                    " [-H 'Name: value']... [-m METHOD] [-b BODY] [-k KEY_PREFIX] [-o FILE] HOST PORT PATH\n");
     exit(2);
 }
 
@@ -129,8 +143,8 @@ static void conn_want(struct conn *c, uint32_t events) {
 
 /* Writes what is left of the request; 0 when done or pending, -1 on error. */
 static int conn_write(struct conn *c) {
-    while (c->wrote < req_len) {
-        ssize_t n = write(c->fd, req + c->wrote, req_len - c->wrote);
+    while (c->wrote < c->req_len) {
+        ssize_t n = write(c->fd, c->req + c->wrote, c->req_len - c->wrote);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0 && errno == EAGAIN) { conn_want(c, EPOLLIN | EPOLLOUT); return 0; }
         if (n <= 0) return -1;
@@ -148,6 +162,15 @@ static void start_request(struct conn *c, int64_t due_ns, int measured) {
     c->wrote = 0;
     c->got = 0;
     c->st = ST_BUSY;
+    memcpy(c->req, req, req_len);
+    size_t n = req_len;
+    if (key_prefix)
+        n += (size_t)snprintf(c->req + n, REQ_BUF - n, "Idempotency-Key: %s-%llu\r\n", key_prefix,
+                              (unsigned long long)sends);
+    if (*body) n += (size_t)snprintf(c->req + n, REQ_BUF - n, "Content-Length: %zu\r\n", strlen(body));
+    n += (size_t)snprintf(c->req + n, REQ_BUF - n, "\r\n%s", body);
+    c->req_len = n < REQ_BUF ? n : REQ_BUF - 1;
+    sends++;
     if (measured && now - due_ns > late_max_ns) late_max_ns = now - due_ns;
     if (conn_write(c) < 0) {
         fail(c, "conn", 0, &fail_conn);
@@ -255,6 +278,11 @@ static void on_readable(struct conn *c) {
             if (c->measured) {
                 ok++;
                 lat_us[nlat++] = (now_ns() - c->due_ns) / 1000;
+                if (out) {
+                    char *id = memmem(c->buf, (size_t)len, "\"id\":", 5);
+                    fprintf(out, "%lld %lld %lld\n", (long long)(c->due_ns / 1000 + wall_minus_mono_us),
+                            (long long)lat_us[nlat - 1], id ? strtoll(id + 5, NULL, 10) : -1LL);
+                }
             }
         } else {
             fail(c, "status", status, &fail_status);
@@ -278,9 +306,9 @@ static int64_t pct(double p) {
 
 int main(int argc, char **argv) {
     long rate = 0, seconds = 0, warmup = 0, maxconns = 256, timeout_ms = 5000;
-    const char *hdrs[MAX_HEADERS];
+    const char *hdrs[MAX_HEADERS], *method = "GET", *out_path = NULL;
     int nh = 0, opt;
-    while ((opt = getopt(argc, argv, "r:d:w:c:t:H:")) != -1) {
+    while ((opt = getopt(argc, argv, "r:d:w:c:t:H:m:b:k:o:")) != -1) {
         switch (opt) {
         case 'r': rate = strtol(optarg, NULL, 10); break;
         case 'd': seconds = strtol(optarg, NULL, 10); break;
@@ -288,6 +316,10 @@ int main(int argc, char **argv) {
         case 'c': maxconns = strtol(optarg, NULL, 10); break;
         case 't': timeout_ms = strtol(optarg, NULL, 10); break;
         case 'H': if (nh == MAX_HEADERS) usage(); hdrs[nh++] = optarg; break;
+        case 'm': method = optarg; break;
+        case 'b': body = optarg; break;
+        case 'k': key_prefix = optarg; break;
+        case 'o': out_path = optarg; break;
         default: usage();
         }
     }
@@ -300,12 +332,16 @@ int main(int argc, char **argv) {
     addr.sin_port = htons((uint16_t)port);
     if (port < 1 || port > 65535 || inet_pton(AF_INET, host, &addr.sin_addr) != 1) usage();
 
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s:%ld\r\n", path, host, port);
+    int n = snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: %s:%ld\r\n", method, path, host, port);
     for (int i = 0; i < nh && n > 0 && (size_t)n < sizeof req; i++)
         n += snprintf(req + n, sizeof req - (size_t)n, "%s\r\n", hdrs[i]);
-    if (n > 0 && (size_t)n < sizeof req) n += snprintf(req + n, sizeof req - (size_t)n, "\r\n");
-    if (n <= 0 || (size_t)n >= sizeof req) usage();
+    /* Room for the key, Content-Length and the body of every request. */
+    if (n <= 0 || (size_t)n + strlen(body) + 200 >= sizeof req) usage();
     req_len = (size_t)n;
+    if (out_path && !(out = fopen(out_path, "w"))) { perror(out_path); return 1; }
+    struct timespec wall;
+    clock_gettime(CLOCK_REALTIME, &wall);
+    wall_minus_mono_us = ((int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec - now_ns()) / 1000;
 
     uint64_t total = (uint64_t)rate * (uint64_t)(seconds + warmup);
     uint64_t measured_from = (uint64_t)rate * (uint64_t)warmup;
@@ -374,7 +410,7 @@ int main(int argc, char **argv) {
                 conn_ready(c);
                 continue;
             }
-            if (evs[i].events & EPOLLOUT && c->st == ST_BUSY && c->wrote < req_len && conn_write(c) < 0) {
+            if (evs[i].events & EPOLLOUT && c->st == ST_BUSY && c->wrote < c->req_len && conn_write(c) < 0) {
                 fail(c, "conn", 0, &fail_conn);
                 conn_close(c);
                 continue;
@@ -402,5 +438,6 @@ int main(int argc, char **argv) {
            (unsigned long long)fail_proto, elapsed > 0 ? (double)ok * 1e9 / (double)elapsed : 0.0,
            (long long)pct(0.50), (long long)pct(0.90), (long long)pct(0.99), (long long)pct(0.999),
            (long long)(nlat ? lat_us[nlat - 1] : 0), (unsigned long long)opened, (long long)(late_max_ns / 1000));
+    if (out) fclose(out);
     return 0;
 }

@@ -67,8 +67,10 @@ if [ "$rc" != 0 ]; then
   messages "$log" >&2
   exit 1
 fi
-# glibc's note on every static link (the Makefile says why) is no news.
-warnings=$(messages "$log" | grep -e ': warning: ' | grep -c -v -e 'statically linked applications')
+# Compiler warnings only ("file.c:12:5: warning: ..."): the linker's notes
+# on every static link (glibc's NSS, the Makefile says why) are no news, and
+# with parallel links their lines can come interleaved past any pattern.
+warnings=$(messages "$log" | grep -c -E '^[^ :]+\.[ch]:[0-9]+(:[0-9]+)?: warning: ')
 note=
 [ "$warnings" -gt 0 ] && note=" ($warnings compiler warnings: $log)"
 if [ "$compiled" -eq 0 ]; then

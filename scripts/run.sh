@@ -6,7 +6,7 @@
 # log in, then hands the terminal to the supervisor: Ctrl-C stops everything.
 # Arguments, and the words of RUN_ARGS, go to `svckit run`:
 #
-#   make run RUN_ARGS="--scale products=2"     two products, ports 8082 and 8083
+#   make run RUN_ARGS="--scale products=2"     two products, ports 8082 and 8300
 #   make run RUN_ARGS=demo                     only the example app
 #
 # Environment given to the services (each overridable): DATA_DIR=var,

@@ -323,6 +323,51 @@ int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t l
                    const char *msg_id, int timeout_ms);
 
 /*
+ * Asynchronous JetStream publish: the message goes out with a reply inbox and
+ * the server's ack is handed to cb later, so many publishes can await their
+ * acks together (the outbox relay sends a whole batch this way).
+ *
+ *   cb(err, ack, ud) runs exactly once, on a worker loop, never inside
+ *   svc_js_publish_async: err SVC_OK with ack set (ack->seq the stream
+ *   sequence, ack->duplicate 1 when msg_id was already stored within the
+ *   stream's window), else ack NULL and err says why: SVC_ETIMEDOUT (no ack
+ *   within timeout_ms: it may or may not be stored, publish again with the
+ *   same msg_id), SVC_ECLOSED (not connected when it was to be sent, the
+ *   connection was lost while it waited for its ack, or the service is
+ *   stopping), SVC_ENOTFOUND (no stream takes the subject), SVC_EAGAIN (the
+ *   reconnect buffer is full), SVC_EIO (JetStream refused it; logged).
+ *
+ * Order: publishes from one thread go out on one connection (the caller's
+ * loop, else the app's last worker), in call order, and JetStream stores
+ * what it receives on one connection in that order. A publish is never
+ * buffered while disconnected (it fails at once with SVC_ECLOSED instead),
+ * so what a lost connection took with it cannot be overtaken by a later
+ * publish of the same caller: after a failure, publish again from the first
+ * one that was not acked, with the same msg_ids (duplicates are dropped).
+ * From a thread that is not a worker loop it first re-applies stream
+ * declarations pending after a reconnect, as svc_js_publish does (blocking,
+ * up to 5 s; on a loop it never blocks).
+ *
+ * At most SVC_JS_MAX_ASYNC publishes of the app await their ack at once.
+ * Returns SVC_OK (cb will run), else cb never runs: SVC_EAGAIN (that many
+ * in flight already), SVC_EINVAL (NULL app or cb, bad subject or msg_id),
+ * SVC_ERANGE (over SVC_MSG_MAX_PAYLOAD), SVC_ECLOSED (NATS disabled, not
+ * started, or stopping), SVC_ENOMEM. Thread-safe. timeout_ms 0:
+ * SVC_MSG_RPC_TIMEOUT_MS. Failures are counted in nats_publish_failures_total.
+ */
+#define SVC_JS_MAX_ASYNC 4096
+
+typedef struct svc_js_ack {
+    uint64_t seq;               /* the message's sequence in the stream */
+    int duplicate;              /* 1: msg_id was stored before, nothing new */
+} svc_js_ack;
+
+typedef void (*svc_js_ack_fn)(int err, const svc_js_ack *ack, void *ud);
+
+int svc_js_publish_async(svc_app *app, const char *subject, const void *data, size_t len,
+                         const char *msg_id, int timeout_ms, svc_js_ack_fn cb, void *ud);
+
+/*
  * A durable pull consumer with explicit acks on stream, filtered by subject
  * (created if missing: deliver all, ack wait ack_wait_ms (0: 30 s)): each
  * message goes to one instance of the service; unacked ones are redelivered
@@ -338,6 +383,24 @@ int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t l
 int svc_app_on_stream(svc_app *app, const char *stream, const char *subject,
                       const char *durable, int ack_wait_ms, svc_event_fn handler,
                       unsigned flags, void *ud);
+
+/*
+ * svc_app_on_stream for a handler that takes several messages at once (to
+ * apply them in one database transaction: one fsync per batch, not per
+ * message). It runs on the thread pool, one call at a time per consumer and
+ * worker: the first message that arrives goes alone, and the ones that
+ * arrive meanwhile (up to SVC_MSG_STREAM_BATCH) go together in the next
+ * call, so a batch grows with the load and a lone message never waits. The
+ * handler sets rcs[i] for evs[i] (each starts as SVC_EAGAIN), meaning what
+ * svc_event_fn's return does: SVC_OK acks, SVC_EAGAIN naks, anything else
+ * terminates; every message of the call is settled after it returns. evs
+ * and what they point to are valid during the call only. Same arguments and
+ * returns as svc_app_on_stream otherwise.
+ */
+#define SVC_MSG_STREAM_BATCH 64
+typedef void (*svc_event_batch_fn)(svc_app *app, const svc_event *evs, size_t n, int *rcs, void *ud);
+int svc_app_on_stream_batch(svc_app *app, const char *stream, const char *subject, const char *durable,
+                            int ack_wait_ms, svc_event_batch_fn handler, void *ud);
 
 /* ---- state --------------------------------------------------------------------- */
 

@@ -177,9 +177,11 @@ typedef struct svc_db_outbox_msg {
  * Return 0 to go on, anything else to stop. */
 typedef int (*svc_db_outbox_fn)(const svc_db_outbox_msg *m, void *ud);
 
-/* The oldest max (1..SVC_DB_MAX_BATCH) stored events, in id order. Returns
- * how many cb saw, or an error (SVC_EINVAL, SVC_EIO). */
-int svc_db_outbox_next(svc_db *db, int max, svc_db_outbox_fn cb, void *ud);
+/* The oldest max (1..SVC_DB_MAX_BATCH) stored events with an id above
+ * after_id (0: from the first), in id order: a relay that deletes what was
+ * acknowledged only now and then reads on from the last acknowledged id.
+ * Returns how many cb saw, or an error (SVC_EINVAL, SVC_EIO). */
+int svc_db_outbox_next(svc_db *db, int64_t after_id, int max, svc_db_outbox_fn cb, void *ud);
 
 /* Deletes the stored events with id <= upto_id (published and acknowledged).
  * In the caller's transaction if one is open, else its own. */

@@ -14,11 +14,13 @@
  * one of its TRUSTED_PROXIES (services/auth/cookie.c).
  * X-Request-Id and traceparent are not here: the core keeps a sane client
  * X-Request-Id (or makes one) and continues the client's trace, and
- * svc_rpc_call sends those, with Svc-Client, from the request itself. */
+ * svc_rpc_call sends those, with Svc-Client, from the request itself.
+ * Idempotency-Key makes a client's retry of a POST /orders safe; the
+ * service scopes it by the token's user, so it trusts nothing else in it. */
 static const char *const request_headers[] = {
     "Authorization", "Cookie", "Content-Type", "Accept", "Accept-Language",
     "If-None-Match", "If-Match", "If-Modified-Since", "If-Unmodified-Since", "Accept-Encoding",
-    "X-Forwarded-Proto", NULL,
+    "X-Forwarded-Proto", "Idempotency-Key", NULL,
 };
 
 const char *const gw_response_headers[] = {

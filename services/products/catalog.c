@@ -27,6 +27,19 @@ static const svc_migration migrations[] = {
     /* The ETag of a product (product_etag): moved by every write, so a write
      * checks If-Match against one column inside its transaction. */
     {2, "product versions", "ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 1;"},
+    /* The checkout saga's reservations (stock.c), one per order. */
+    {3, "stock reservations",
+     "CREATE TABLE reservations ("
+     "  order_id INTEGER PRIMARY KEY,"
+     "  status TEXT NOT NULL CHECK (status IN ('reserved', 'rejected', 'released')),"
+     "  reason TEXT,"
+     "  created_at TEXT NOT NULL,"
+     "  updated_at TEXT NOT NULL);"
+     "CREATE TABLE reservation_lines ("
+     "  order_id INTEGER NOT NULL REFERENCES reservations(order_id),"
+     "  product_id INTEGER NOT NULL,"
+     "  quantity INTEGER NOT NULL CHECK (quantity > 0),"
+     "  PRIMARY KEY (order_id, product_id)) WITHOUT ROWID;"},
 };
 
 int catalog_open(const char *data_dir, svc_db **out) {

@@ -194,7 +194,10 @@ static int on_start(svc_app *app, void *ud) {
     int rc = search_start(app, &pa->search_limit);
     if (rc != SVC_OK) return rc;
     if (catalog_open(cfg->data_dir, &pa->db) != SVC_OK) return SVC_ERR;
-    return catalog_seed_if_empty(pa->db);
+    if ((rc = catalog_seed_if_empty(pa->db)) != SVC_OK) return rc;
+    pa->orders.db = pa->db;
+    saga_stream_ensure(app);
+    return svc_outbox_relay_start(app, pa->db, &pa->relay);
 }
 
 /* on_stop, and after svc_app_run whatever happened (a failed on_start has no
@@ -202,6 +205,9 @@ static int on_start(svc_app *app, void *ud) {
 static void on_stop(svc_app *app, void *ud) {
     (void)app;
     products_app *pa = ud;
+    svc_outbox_relay_stop(pa->relay);
+    pa->relay = NULL;
+    pa->orders.db = NULL;
     svc_db_close(pa->db);
     pa->db = NULL;
     svc_ratelimit_free(pa->search_limit);
@@ -211,7 +217,7 @@ static void on_stop(svc_app *app, void *ud) {
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("products", argc, argv);
     svc_app_default_port(app, 8082);
-    products_app pa = {0};
+    products_app pa = {.orders = {.effect = stock_on_order_event}};
     svc_app_set_data(app, &pa);
     svc_app_get(app, "/products", list_products, SVC_AUTH_USER);
     svc_app_get(app, "/products/search", list_products, SVC_AUTH_USER);
@@ -222,6 +228,7 @@ int main(int argc, char **argv) {
     svc_app_put(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
     svc_app_patch(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
     svc_app_delete(app, "/products/:id", delete_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
+    svc_app_on_stream_db(app, SAGA_STREAM, "orders.>", "products-stock", SAGA_ACK_WAIT_MS, &pa.orders);
     svc_app_ready_check(app, "catalog", db_ready, &pa);
     search_declare(app);
     svc_app_on_start(app, on_start, &pa);

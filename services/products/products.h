@@ -5,11 +5,15 @@
  *   catalog.c   the SQLite schema, seed data and every query
  *   validate.c  request bodies and query strings -> checked values, precise errors
  *   search.c    the search query, and the per-user limit on uncached searches
+ *   stock.c     stock reservations of the checkout saga (orders.created, orders.cancelled)
  */
 #ifndef PRODUCTS_H
 #define PRODUCTS_H
 
 #include "svckit.h"
+#include "svckit/outbox.h"
+
+#include "../saga.h"
 
 #define PRODUCTS_MAX_LIMIT 100
 #define PRODUCTS_DEFAULT_LIMIT 30
@@ -93,7 +97,12 @@ int search_query(svc_req *req, svc_res *res, svc_ratelimit *limit, list_query *q
 typedef struct products_app {
     svc_db *db;
     svc_ratelimit *search_limit;     /* uncached searches per user */
+    svc_outbox_relay *relay;         /* stock.reserved, stock.rejected */
+    svc_db_consumer orders;          /* orders.created, orders.cancelled */
 } products_app;
+
+/* stock.c: the effect of the saga's orders.* events (svc_db_event_fn). */
+int stock_on_order_event(svc_db *db, const svc_event *ev, void *ud);
 
 /* catalog.c */
 int catalog_open(const char *data_dir, svc_db **out);

@@ -17,6 +17,7 @@
 
 typedef struct ev_run {
     struct ev_run *next;             /* waiting in its offload slot */
+    struct ev_run *more;             /* a batch consumer's: the next of this run */
     svc_event ev;
     msg_worker *mw;
     svc_nats_msg *msg;
@@ -40,6 +41,14 @@ static void start_offloaded(ev_run *r);
 static void run_done(ev_run *r) {
     msg_worker *mw = r->mw;
     int slot = r->slot;
+    /* The others of a batch: settled, and their slot turn is the head's. */
+    for (ev_run *x = r->more, *next; x; x = next) {
+        next = x->more;
+        svc__stream_settle(mw, x->consumer, x->msg, x->rc, x->ev.msg_id, x->ev.subject);
+        svc__nats_msg_free(x->msg);
+        free(x);
+        mw->inflight--;
+    }
     if (r->consumer) {
         svc__stream_settle(mw, r->consumer, r->msg, r->rc, r->ev.msg_id, r->ev.subject);
     } else {
@@ -74,25 +83,50 @@ static void run_done(ev_run *r) {
     svc__msg_worker_done(mw);
 }
 
+/* A batch consumer's messages of this run, in arrival order. */
+static void run_batch(ev_run *r) {
+    svc_event evs[SVC_MSG_STREAM_BATCH];
+    int rcs[SVC_MSG_STREAM_BATCH];
+    size_t n = 0;
+    for (ev_run *x = r; x; x = x->more) evs[n] = x->ev, rcs[n++] = SVC_EAGAIN;
+    r->consumer->batch(r->mw->m->app, evs, n, rcs, r->ud);
+    n = 0;
+    for (ev_run *x = r; x; x = x->more) x->rc = rcs[n++];
+}
+
 static void work_cb(uv_work_t *w) {
     ev_run *r = w->data;
-    r->rc = r->handler(r->mw->m->app, &r->ev, r->ud);
+    if (r->consumer && r->consumer->batch) run_batch(r);
+    else r->rc = r->handler(r->mw->m->app, &r->ev, r->ud);
 }
 
 static void after_work_cb(uv_work_t *w, int status) {
     ev_run *r = w->data;
     /* Cancelled at shutdown: never handled, so a stream message is
      * redelivered (nak) rather than acked. */
-    if (status == UV_ECANCELED) r->rc = SVC_EAGAIN;
+    if (status == UV_ECANCELED)
+        for (ev_run *x = r; x; x = x->more) x->rc = SVC_EAGAIN;
     run_done(r);
 }
 
 static void start_offloaded(ev_run *r) {
     msg_worker *mw = r->mw;
-    mw->slots[r->slot].running++;
+    offload_slot *os = &mw->slots[r->slot];
+    os->running++;
+    if (r->consumer && r->consumer->batch) {
+        /* What waits in the slot goes along (the slot holds one consumer's). */
+        ev_run *last = r;
+        for (int n = 1; n < SVC_MSG_STREAM_BATCH && os->head; n++) {
+            last->more = os->head;
+            last = os->head;
+            os->head = os->head->next;
+            last->next = NULL;
+        }
+        if (!os->head) os->tail = NULL;
+    }
     r->work.data = r;
     if (uv_queue_work(&mw->w->loop, &r->work, work_cb, after_work_cb) == 0) return;
-    r->rc = r->handler(mw->m->app, &r->ev, r->ud);
+    work_cb(&r->work);
     run_done(r);
 }
 

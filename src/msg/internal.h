@@ -57,7 +57,9 @@
 #define SVC_MSG_FETCH_WAIT_MS 500
 /* Messages of one JetStream consumer fetched and not yet acked, per
  * instance. Small on purpose: they are handled one subscription at a time,
- * and one that waits here longer than ack_wait is redelivered meanwhile. */
+ * and one that waits here longer than ack_wait is redelivered meanwhile.
+ * A batch consumer keeps 2 * SVC_MSG_STREAM_BATCH (msg.h): it handles them
+ * a batch at a time. */
 #define SVC_MSG_STREAM_INFLIGHT 32
 #define SVC_MSG_RPC_BUCKETS 1024
 /* Bytes of publishes that other threads have handed to one worker loop and
@@ -143,8 +145,10 @@ typedef struct msg_consumer {
     int ack_wait_ms;
     int slot;                        /* index into msg_worker.slots */
     svc_event_fn handler;
+    svc_event_batch_fn batch;        /* svc_app_on_stream_batch: instead of handler */
     unsigned flags;
     void *ud;
+    int max_inflight;                /* SVC_MSG_STREAM_INFLIGHT, or 2 batches */
     int bound;                       /* the server has the consumer */
     int binding;                     /* a CREATE request is out */
     int fetching;                    /* a MSG.NEXT request is out */
@@ -260,6 +264,7 @@ struct svc_msg {
     msg_stream_def *streams;
     int js_applying;                 /* worker 0: a declaration round is out */
     int js_stopping;                 /* worker 0: draining, no more pulls */
+    atomic_int js_async;             /* svc_js_publish_async awaiting their ack */
     /* Metrics. */
     svc_series *s_connected;
     svc_series *s_reconnects;
@@ -408,6 +413,12 @@ void svc__rpc_free_call(rpc_call *c);                    /* never started */
  * run), else an error and done never runs. hdr: a header block or NULL. */
 int svc__rpc_request(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len, const void *data,
                      size_t len, int timeout_ms, rpc_done_fn done, void *ud);
+/* The same from any thread (mw's loop included), not waiting: the request
+ * is handed to mw's loop and done runs there, never inside this call.
+ * strict: never buffered while mw cannot send (done gets SVC_ECLOSED), and
+ * failed with SVC_ECLOSED when the connection is lost while it waits. */
+int svc__rpc_request_async(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len,
+                           const void *data, size_t len, int timeout_ms, int strict, rpc_done_fn done, void *ud);
 /* The same from any thread but mw's loop, waiting for the reply: returns
  * the error and, with SVC_OK, the reply in *out (free with
  * svc__nats_msg_free). */

@@ -26,6 +26,13 @@
  *
  * The blocking calls (svc_js_publish, svc_js_stream_ensure) hand their
  * request to a worker loop that is not the caller's and wait for the reply.
+ * svc_js_publish_async hands it to one loop per calling thread (order) and
+ * gives the reply to a callback there; it is a "strict" request: never
+ * buffered while that connection cannot send, failed when it is lost.
+ *
+ * A batch consumer (svc_app_on_stream_batch) pulls up to
+ * SVC_MSG_STREAM_BATCH at a time and keeps two batches in flight: events.c
+ * hands its handler what queued while the previous call ran.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -39,7 +46,7 @@
 #define JS_API "$JS.API."
 /* The consumer's max_ack_pending: the server never has more of its
  * messages unacknowledged, so more in flight here did not come from it. */
-#define JS_MAX_ACK_PENDING (SVC_MSG_STREAM_INFLIGHT * 4)
+#define JS_MAX_ACK_PENDING(c) ((c)->max_inflight * 4)
 
 
 
@@ -177,9 +184,9 @@ static void free_def(msg_stream_def *d) {
 }
 
 
-int svc_app_on_stream(svc_app *app, const char *stream, const char *subject, const char *durable,
-                      int ack_wait_ms, svc_event_fn handler, unsigned flags, void *ud) {
-    if (!app || !handler || !svc__msg_js_name_ok(stream) || !svc__msg_js_name_ok(durable) ||
+static int add_consumer(svc_app *app, const char *stream, const char *subject, const char *durable,
+                        int ack_wait_ms, svc_event_fn handler, svc_event_batch_fn batch, unsigned flags, void *ud) {
+    if (!app || (!handler == !batch) || !svc__msg_js_name_ok(stream) || !svc__msg_js_name_ok(durable) ||
         svc__msg_subject_check(subject, 1) != SVC_OK || ack_wait_ms < 0)
         return SVC_EINVAL;
     svc_msg *m = svc__msg_get(app);
@@ -193,12 +200,27 @@ int svc_app_on_stream(svc_app *app, const char *stream, const char *subject, con
     c->durable = strdup(durable);
     c->ack_wait_ms = ack_wait_ms ? ack_wait_ms : 30000;
     c->handler = handler;
-    c->flags = flags;
+    c->batch = batch;
+    c->flags = batch ? SVC_OFFLOAD : flags;
+    /* A batch handler has the next batch arrive while it runs. */
+    c->max_inflight = batch ? 2 * SVC_MSG_STREAM_BATCH : SVC_MSG_STREAM_INFLIGHT;
     c->ud = ud;
     c->next = m->consumers;
     m->consumers = c;
     if (!c->stream || !c->subject || !c->durable) return SVC_ENOMEM; /* freed with the app */
     return SVC_OK;
+}
+
+int svc_app_on_stream(svc_app *app, const char *stream, const char *subject, const char *durable,
+                      int ack_wait_ms, svc_event_fn handler, unsigned flags, void *ud) {
+    if (!handler) return SVC_EINVAL;
+    return add_consumer(app, stream, subject, durable, ack_wait_ms, handler, NULL, flags, ud);
+}
+
+int svc_app_on_stream_batch(svc_app *app, const char *stream, const char *subject, const char *durable,
+                            int ack_wait_ms, svc_event_batch_fn handler, void *ud) {
+    if (!handler) return SVC_EINVAL;
+    return add_consumer(app, stream, subject, durable, ack_wait_ms, NULL, handler, SVC_OFFLOAD, ud);
 }
 
 int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *subjects,
@@ -249,32 +271,45 @@ int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *su
     return rc;
 }
 
-int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t len, const char *msg_id,
-                   int timeout_ms) {
+/* What both publishes check first; builds the Nats-Msg-Id header in h.
+ * Off the loops, re-applies the stream declarations a reconnect left
+ * pending (blocking). */
+static int publish_prepare(svc_app *app, const char *subject, const void *data, size_t len, const char *msg_id,
+                           svc_msg **out, svc_buf *h) {
     if (!app || (len && !data) || svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
     if (msg_id && (!*msg_id || strlen(msg_id) > 256 || !svc__msg_header_value_ok(msg_id))) return SVC_EINVAL;
     svc_msg *m = app->msg;
     if (!m || !m->enabled || !m->workers || !atomic_load(&m->started)) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
-    if (atomic_load(&m->streams_dirty)) apply_streams_sync(m);
-    svc_buf h = {0};
+    if (atomic_load(&m->streams_dirty) && !svc__msg_current(m)) apply_streams_sync(m);
     if (msg_id) {
-        svc__nats_hdr_begin(&h);
-        svc__nats_hdr_add(&h, "Nats-Msg-Id", msg_id);
-        svc__nats_hdr_end(&h);
-        if (h.oom) {
-            svc_buf_free(&h);
+        svc__nats_hdr_begin(h);
+        svc__nats_hdr_add(h, "Nats-Msg-Id", msg_id);
+        svc__nats_hdr_end(h);
+        if (h->oom) {
+            svc_buf_free(h);
             return SVC_ENOMEM;
         }
     }
-    svc_nats_msg *r = NULL;
+    *out = m;
+    return SVC_OK;
+}
+
+/* The outcome of a publish's request (err, reply: taken): SVC_OK and ack,
+ * or the error, counted and logged (rate-limited). */
+static int publish_outcome(svc_msg *m, const char *subject, int err, svc_nats_msg *r, svc_js_ack *ack) {
     int code = 0;
     char desc[160] = "";
-    int rc = request_sync(m, subject, h.data, h.len, data, len, timeout_ms > 0 ? timeout_ms : SVC_MSG_RPC_TIMEOUT_MS,
-                          &r);
-    svc_buf_free(&h);
+    int rc = err;
     if (rc == SVC_EAGAIN && r == NULL) rc = SVC_ENOTFOUND; /* no responders: no stream takes it */
     if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc);
+    if (rc == SVC_OK && ack) {
+        json_t *doc = json_loadb(r->data, r->len, 0, NULL);
+        json_int_t seq = json_integer_value(json_object_get(doc, "seq"));
+        ack->seq = seq > 0 ? (uint64_t)seq : 0;
+        ack->duplicate = json_is_true(json_object_get(doc, "duplicate"));
+        json_decref(doc);
+    }
     svc__nats_msg_free(r);
     if (rc != SVC_OK) {
         svc_counter_add(m->s_publish_failed, 1);
@@ -283,6 +318,70 @@ int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t l
                      svc_status_str(rc), desc[0] ? ": " : "", desc, code);
             if (!svc__msg_current(m)) svc__log_thread_exit();
         }
+    }
+    return rc;
+}
+
+int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t len, const char *msg_id,
+                   int timeout_ms) {
+    svc_msg *m = NULL;
+    svc_buf h = {0};
+    int rc = publish_prepare(app, subject, data, len, msg_id, &m, &h);
+    if (rc != SVC_OK) return rc;
+    svc_nats_msg *r = NULL;
+    rc = request_sync(m, subject, h.data, h.len, data, len, timeout_ms > 0 ? timeout_ms : SVC_MSG_RPC_TIMEOUT_MS, &r);
+    svc_buf_free(&h);
+    return publish_outcome(m, subject, rc, r, NULL);
+}
+
+/* One svc_js_publish_async awaiting its ack; the subject behind it. */
+typedef struct js_async {
+    svc_msg *m;
+    svc_js_ack_fn cb;
+    void *ud;
+    char subject[];
+} js_async;
+
+static void async_done(int err, svc_nats_msg *reply, void *ud) {
+    js_async *a = ud;
+    svc_js_ack ack = {0};
+    int rc = publish_outcome(a->m, a->subject, err, reply, &ack);
+    atomic_fetch_sub(&a->m->js_async, 1);
+    a->cb(rc, rc == SVC_OK ? &ack : NULL, a->ud);
+    free(a);
+}
+
+int svc_js_publish_async(svc_app *app, const char *subject, const void *data, size_t len, const char *msg_id,
+                         int timeout_ms, svc_js_ack_fn cb, void *ud) {
+    if (!cb) return SVC_EINVAL;
+    svc_msg *m = NULL;
+    svc_buf h = {0};
+    int rc = publish_prepare(app, subject, data, len, msg_id, &m, &h);
+    if (rc != SVC_OK) return rc;
+    size_t sl = strlen(subject);
+    js_async *a = malloc(sizeof *a + sl + 1);
+    if (!a) {
+        svc_buf_free(&h);
+        return SVC_ENOMEM;
+    }
+    a->m = m;
+    a->cb = cb;
+    a->ud = ud;
+    memcpy(a->subject, subject, sl + 1);
+    if (atomic_fetch_add(&m->js_async, 1) >= SVC_JS_MAX_ASYNC) {
+        rc = SVC_EAGAIN;
+    } else {
+        /* One connection per calling thread keeps the call order. */
+        msg_worker *mw = svc__msg_current(m);
+        if (!mw) mw = &m->workers[m->nworkers - 1];
+        rc = svc__rpc_request_async(mw, subject, h.data, h.len, data, len,
+                                    timeout_ms > 0 ? timeout_ms : SVC_MSG_RPC_TIMEOUT_MS, 1, async_done, a);
+    }
+    svc_buf_free(&h);
+    if (rc != SVC_OK) {
+        atomic_fetch_sub(&m->js_async, 1);
+        svc_counter_add(m->s_publish_failed, 1);
+        free(a);
     }
     return rc;
 }
@@ -460,7 +559,7 @@ static void bind_consumer(msg_worker *mw, msg_consumer *c) {
     svc_jw_key(&w, "max_deliver"), svc_jw_i64(&w, -1);
     svc_jw_key(&w, "filter_subject"), svc_jw_str(&w, c->subject);
     svc_jw_key(&w, "replay_policy"), svc_jw_str(&w, "instant");
-    svc_jw_key(&w, "max_ack_pending"), svc_jw_i64(&w, JS_MAX_ACK_PENDING);
+    svc_jw_key(&w, "max_ack_pending"), svc_jw_i64(&w, JS_MAX_ACK_PENDING(c));
     svc_jw_obj_end(&w);
     svc_jw_obj_end(&w);
     int rc = b.oom ? SVC_ENOMEM
@@ -472,9 +571,10 @@ static void bind_consumer(msg_worker *mw, msg_consumer *c) {
 
 static void fetch(msg_worker *mw, msg_consumer *c) {
     if (mw->m->js_stopping || !c->bound || c->fetching || !svc__nats_connected(mw->nc)) return;
-    int room = SVC_MSG_STREAM_INFLIGHT - c->inflight;
+    int room = c->max_inflight - c->inflight;
     if (room <= 0) return;
-    int batch = room < SVC_MSG_FETCH_BATCH ? room : SVC_MSG_FETCH_BATCH;
+    int most = c->batch ? SVC_MSG_STREAM_BATCH : SVC_MSG_FETCH_BATCH;
+    int batch = room < most ? room : most;
     char subject[SVC_MSG_MAX_SUBJECT], reply[96], body[96];
     snprintf(subject, sizeof subject, JS_API "CONSUMER.MSG.NEXT.%s.%s", c->stream, c->durable);
     snprintf(reply, sizeof reply, "%s.F.%d", mw->inbox, c->slot);
@@ -523,7 +623,7 @@ static void on_fetched(svc_nats *nc, svc_nats_msg *msg, void *ud) {
         svc__nats_msg_free(msg);
         return;
     }
-    if (c->inflight >= JS_MAX_ACK_PENDING) {
+    if (c->inflight >= JS_MAX_ACK_PENDING(c)) {
         /* Deliveries nobody pulled (a peer publishing to our inbox): they
          * would queue without bound behind an offloaded handler. Not acked:
          * a real one comes again after ack_wait. */

@@ -47,6 +47,7 @@ struct rpc_call {
     int timer_live;
     int timeout_ms;
     int fail_fast;                   /* svc_rpc_call: SVC_ECLOSED while disconnected */
+    int strict;                      /* never buffered: SVC_ECLOSED unless sending now */
     svc_rpc_cb cb;                   /* svc_rpc_call */
     void *ud;
     char service[65];
@@ -175,7 +176,8 @@ static int launch(msg_worker *mw, rpc_call *c) {
      * grace after a loss. That is while disconnected, and also while
      * connected again but holding publishes until worker 0's subscriptions
      * are back: worker 0 may still be waiting out its reconnect pause. */
-    if (c->fail_fast && !svc__nats_sending(mw->nc) && !uv_is_active((uv_handle_t *)&mw->grace_timer))
+    if (c->fail_fast && !svc__nats_sending(mw->nc) &&
+        (c->strict || !uv_is_active((uv_handle_t *)&mw->grace_timer)))
         return SVC_ECLOSED;
     /* "<inbox>.<seq>", by hand: once per call. */
     char reply[sizeof mw->inbox + 24];
@@ -293,6 +295,18 @@ int svc__rpc_request(msg_worker *mw, const char *subject, const char *hdr, size_
     c->done = done;
     c->done_ud = ud;
     int rc = launch(mw, c);
+    if (rc != SVC_OK) svc__rpc_free_call(c);
+    return rc;
+}
+
+int svc__rpc_request_async(msg_worker *mw, const char *subject, const char *hdr, size_t hdr_len,
+                           const void *data, size_t len, int timeout_ms, int strict, rpc_done_fn done, void *ud) {
+    rpc_call *c = new_call(mw, subject, hdr, hdr_len, data, len, timeout_ms);
+    if (!c) return SVC_ENOMEM;
+    c->done = done;
+    c->done_ud = ud;
+    c->fail_fast = c->strict = strict;
+    int rc = hand_over(mw, c, ITEM_RPC);
     if (rc != SVC_OK) svc__rpc_free_call(c);
     return rc;
 }

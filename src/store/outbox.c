@@ -115,12 +115,13 @@ int svc_db_outbox_add(svc_db *db, const char *subject, const void *payload, size
     return rc;
 }
 
-int svc_db_outbox_next(svc_db *db, int max, svc_db_outbox_fn cb, void *ud) {
+int svc_db_outbox_next(svc_db *db, int64_t after_id, int max, svc_db_outbox_fn cb, void *ud) {
     if (max < 1 || max > SVC_DB_MAX_BATCH || !cb) return SVC_EINVAL;
-    sqlite3_stmt *s = svc_db_prepare(
-        db, "SELECT id, subject, msg_id, payload, headers, created_at FROM svc_outbox ORDER BY id LIMIT ?1");
+    sqlite3_stmt *s = svc_db_prepare(db, "SELECT id, subject, msg_id, payload, headers, created_at FROM svc_outbox"
+                                         " WHERE id > ?2 ORDER BY id LIMIT ?1");
     if (!s) return SVC_EIO;
     sqlite3_bind_int(s, 1, max);
+    sqlite3_bind_int64(s, 2, after_id);
     int n = 0, rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         svc_db_outbox_msg m = {

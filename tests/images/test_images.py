@@ -11,7 +11,8 @@ with podman's environment set (scripts/podman-env.sh). For each image in SERVICE
     healthy, /readyz turns 200 once its dependencies are up, it runs as uid 65532;
   - when auth and products are both built: the tutorial's flow through the
     published ports (register, login, list products with the token; 401 without),
-    and auth's data surviving a restart on the same volume;
+    and auth's data surviving a restart on the same volume; with orders and
+    payments too, an order placed and confirmed by the saga, with its charge;
   - `podman stop` (SIGTERM) ends it with exit code 0 before the stop timeout, and
     every line it wrote to stdout is a JSON object.
 
@@ -369,7 +370,40 @@ def flow(auth, products):
            "%r %r" % (status, str(body)[:300]))
     status, body, _ = http("GET", products.url("/products?limit=5"))
     result("flow: GET /products without a token 401", status == 401, "%r %r" % (status, body))
-    return user
+    return user, token
+
+
+def order_flow(orders, payments, token):
+    """An order through the containers: placed (201), settled by the saga
+    over JetStream (products reserves, payments charges) to confirmed, and
+    its charge listed."""
+    bearer = {"Authorization": "Bearer %s" % token, "Idempotency-Key": "imgtest-%d" % os.getpid()}
+    order = {"items": [{"product_id": 2, "quantity": 1}]}
+    # orders reaches products over NATS: allow it a moment after both are healthy.
+    deadline = time.monotonic() + 10
+    while True:
+        status, body, _ = http("POST", orders.url("/orders"), order, headers=bearer)
+        if status == 201 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    oid = body.get("id") if isinstance(body, dict) else None
+    result("order: POST /orders 201 pending", status == 201 and bool(oid) and body.get("status") == "pending",
+           "%r %r" % (status, str(body)[:300]))
+    if not oid:
+        return
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        status, body, _ = http("GET", orders.url("/orders/%d" % oid), headers=bearer)
+        settled = status == 200 and isinstance(body, dict) and body.get("status") != "pending"
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    result("order: confirmed by the saga", settled and body.get("status") == "confirmed",
+           "%r %r" % (status, str(body)[:300]))
+    status, body, _ = http("GET", payments.url("/payments?order_id=%d" % oid), headers=bearer)
+    pays = body.get("payments") if isinstance(body, dict) else None
+    result("order: one succeeded charge", status == 200 and isinstance(pays, list) and len(pays) == 1
+           and pays[0].get("status") == "succeeded", "%r %r" % (status, str(body)[:300]))
 
 
 def check_restart_keeps_data(auth, user, volume, nats_url):
@@ -424,7 +458,11 @@ def main():
         for c in running.values():
             check_running(c)
         if "auth" in running and "products" in running:
-            user = flow(running["auth"], running["products"])
+            user, token = flow(running["auth"], running["products"])
+            if "orders" in running and "payments" in running:
+                order_flow(running["orders"], running["payments"], token)
+            else:
+                print("# the order flow needs the orders and payments images")
             running["auth"] = check_restart_keeps_data(running["auth"], user, auth_volume,
                                                        nats_url)
         else:

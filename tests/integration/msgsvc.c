@@ -8,9 +8,12 @@
  * (orders.>) and consumes it as durable "msgsvc", appending each handled
  * message's id to $DATA_DIR/processed.log; MSGSVC_ACK_WAIT_MS (2000) and
  * MSGSVC_STREAM_SLEEP_MS (0) tune that consumer; MSGSVC_FLOOD_SPIN_US (20)
- * is the CPU time each flood.> event takes on the loop.
+ * is the CPU time each flood.> event takes on the loop. With MSGSVC_JS it
+ * also declares stream PUBS (pubs.>), which POST /jsasync/start fills with
+ * svc_js_publish_async from a thread of its own (see test_msg_js_async.py).
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,12 +224,133 @@ static int on_order(svc_app *app, const svc_event *ev, void *ud) {
     return SVC_OK;
 }
 
+/* ---- svc_js_publish_async from a thread: pubs.<n> with Nats-Msg-Id p-<n>,
+ * without end until stopped; each outcome is a line "<n> <status code> <seq> <duplicate>" of
+ * $DATA_DIR/jsasync.log, written by the callback (on a loop). */
+static pthread_mutex_t ja_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ja_cond = PTHREAD_COND_INITIALIZER;
+static struct {
+    pthread_t thread;
+    int running, stop;
+    long sent, acked, failed, eagain, refused; /* refused: returned an error, no callback */
+    FILE *log;
+    svc_app *app;
+} ja;
+
+static void ja_acked(int err, const svc_js_ack *ack, void *ud) {
+    long n = (long)(intptr_t)ud;
+    pthread_mutex_lock(&ja_lock);
+    if (err == SVC_OK) ja.acked++;
+    else ja.failed++;
+    fprintf(ja.log, "%ld %d %llu %d\n", n, err, ack ? (unsigned long long)ack->seq : 0ULL,
+            ack ? ack->duplicate : 0);
+    pthread_cond_broadcast(&ja_cond);
+    pthread_mutex_unlock(&ja_lock);
+}
+
+static void *ja_main(void *arg) {
+    (void)arg;
+    long seen_failed = 0;
+    for (long n = 0;; n++) {
+        pthread_mutex_lock(&ja_lock);
+        int stop = ja.stop;
+        long failed = ja.failed;
+        pthread_mutex_unlock(&ja_lock);
+        if (stop) break;
+        /* Pacing while publishes fail (the server is down), not synchronisation. */
+        if (failed > seen_failed) usleep(1000);
+        seen_failed = failed;
+        char subject[64], id[64], body[32];
+        snprintf(subject, sizeof subject, "pubs.%ld", n);
+        snprintf(id, sizeof id, "p-%ld", n);
+        int len = snprintf(body, sizeof body, "%ld", n);
+        int rc = svc_js_publish_async(ja.app, subject, body, (size_t)len, id, 2000, ja_acked, (void *)(intptr_t)n);
+        pthread_mutex_lock(&ja_lock);
+        if (rc == SVC_OK) {
+            ja.sent++;
+        } else if (rc == SVC_EAGAIN) {
+            /* SVC_JS_MAX_ASYNC in flight: wait for a callback, then again. */
+            ja.eagain++;
+            n--;
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&ja_cond, &ja_lock, &ts);
+        } else {
+            ja.refused++;
+            fprintf(ja.log, "%ld refused%d 0 0\n", n, rc);
+        }
+        pthread_mutex_unlock(&ja_lock);
+    }
+    return NULL;
+}
+
+static svc_outcome jsasync_start(svc_req *req, svc_res *res) {
+    pthread_mutex_lock(&ja_lock);
+    int ok = !ja.running;
+    if (ok) {
+        char path[4200];
+        const char *dir = getenv("DATA_DIR");
+        snprintf(path, sizeof path, "%s/jsasync.log", dir && *dir ? dir : ".");
+        ja.log = fopen(path, "w");
+        ja.app = svc_req_app(req);
+        ja.running = 1;
+        ok = ja.log && pthread_create(&ja.thread, NULL, ja_main, NULL) == 0;
+    }
+    pthread_mutex_unlock(&ja_lock);
+    if (!ok) return svc_res_error(res, 409, "conflict", "already running or cannot start");
+    return svc_res_printf(res, 200, "application/json", "{\"started\":true}");
+}
+
+static svc_outcome jsasync_state(svc_req *req, svc_res *res) {
+    (void)req;
+    pthread_mutex_lock(&ja_lock);
+    svc_outcome o = svc_res_printf(res, 200, "application/json",
+                                   "{\"sent\":%ld,\"acked\":%ld,\"failed\":%ld,\"eagain\":%ld,\"refused\":%ld}",
+                                   ja.sent, ja.acked, ja.failed, ja.eagain, ja.refused);
+    pthread_mutex_unlock(&ja_lock);
+    return o;
+}
+
+/* Stops publishing, waits for every callback (each publish reports once). */
+static svc_outcome jsasync_stop(svc_req *req, svc_res *res) {
+    pthread_mutex_lock(&ja_lock);
+    int running = ja.running;
+    ja.stop = 1;
+    pthread_mutex_unlock(&ja_lock);
+    if (!running) return svc_res_error(res, 409, "conflict", "not running");
+    pthread_join(ja.thread, NULL);
+    pthread_mutex_lock(&ja_lock);
+    while (ja.acked + ja.failed < ja.sent) pthread_cond_wait(&ja_cond, &ja_lock);
+    fflush(ja.log);
+    pthread_mutex_unlock(&ja_lock);
+    return jsasync_state(req, res);
+}
+
+/* GET /jsasync/refused: what svc_js_publish_async answers bad arguments
+ * with (each at once, no callback). */
+static svc_outcome jsasync_refused(svc_req *req, svc_res *res) {
+    svc_app *app = svc_req_app(req);
+    static char big[SVC_MSG_MAX_PAYLOAD + 1];
+    int no_cb = svc_js_publish_async(app, "pubs.x", "x", 1, "i", 0, NULL, NULL);
+    int wildcard = svc_js_publish_async(app, "pubs.*", "x", 1, "i", 0, ja_acked, NULL);
+    int empty = svc_js_publish_async(app, "", "x", 1, "i", 0, ja_acked, NULL);
+    int bad_id = svc_js_publish_async(app, "pubs.x", "x", 1, "a\x01b", 0, ja_acked, NULL);
+    int too_big = svc_js_publish_async(app, "pubs.x", big, sizeof big, "i", 0, ja_acked, NULL);
+    return svc_res_printf(res, 200, "application/json",
+                          "{\"no_cb\":%d,\"wildcard\":%d,\"empty\":%d,\"bad_id\":%d,\"too_big\":%d}", no_cb,
+                          wildcard, empty, bad_id, too_big);
+}
+
 static int start(svc_app *app, void *ud) {
     (void)ud;
     if (!getenv("MSGSVC_JS")) return SVC_OK;
     const char *subjects[] = {"orders.>", NULL};
     int rc = svc_js_stream_ensure(app, "ORDERS", subjects, 120000);
     if (rc != SVC_OK) svc_warn("stream ORDERS not declared yet: %s", svc_status_str(rc));
+    const char *pubs[] = {"pubs.>", NULL};
+    rc = svc_js_stream_ensure(app, "PUBS", pubs, 120000);
+    if (rc != SVC_OK) svc_warn("stream PUBS not declared yet: %s", svc_status_str(rc));
     return SVC_OK;
 }
 
@@ -246,6 +370,10 @@ int main(int argc, char **argv) {
     svc_app_post(app, "/publish", publish, 0);
     svc_app_post(app, "/jspublish", jspublish, SVC_OFFLOAD);
     svc_app_get(app, "/counts", counts, 0);
+    svc_app_post(app, "/jsasync/start", jsasync_start, 0);
+    svc_app_get(app, "/jsasync", jsasync_state, 0);
+    svc_app_get(app, "/jsasync/refused", jsasync_refused, 0);
+    svc_app_post(app, "/jsasync/stop", jsasync_stop, SVC_OFFLOAD);
     svc_app_get(app, "/files/*rest", hello, 0);
     svc_app_on_event(app, "ev.>", NULL, on_event, 0, &events_seen);
     svc_app_on_event(app, "bc.>", "", on_event, 0, &broadcasts_seen);

@@ -22,7 +22,7 @@ from conftest import BUILD, ROOT, free_port
 
 TMUX = shutil.which("tmux")
 NATS = "/usr/sbin/nats-server"
-SERVICES = ("auth", "gateway", "products")
+SERVICES = ("auth", "gateway", "products", "orders", "payments")
 BUILD_WAIT = 900.0  # the build phase, should make find something to compile
 WAIT = 60.0         # everything else
 
@@ -107,7 +107,8 @@ def refused(port):
 
 def test_make_run_in_a_terminal(tmp_path):
     ports = {}
-    for name in ("NATS_PORT", "AUTH_PORT", "GATEWAY_PORT", "PRODUCTS_PORT", "DEMO_PORT"):
+    for name in ("NATS_PORT", "AUTH_PORT", "GATEWAY_PORT", "PRODUCTS_PORT", "ORDERS_PORT", "PAYMENTS_PORT",
+                 "DEMO_PORT"):
         while True:
             p = free_port()
             if p not in ports.values():
@@ -129,7 +130,9 @@ def test_make_run_in_a_terminal(tmp_path):
         t.wait_for(r"^svckit: build +(up to date|\d+ files compiled)", timeout=BUILD_WAIT)
         t.wait_for(r"^svckit +\| started products \(pid")
         t.wait_for(r"^svckit +\| started gateway \(pid")
-        for name in ("AUTH_PORT", "PRODUCTS_PORT", "GATEWAY_PORT"):
+        t.wait_for(r"^svckit +\| started orders \(pid")
+        t.wait_for(r"^svckit +\| started payments \(pid")
+        for name in ("AUTH_PORT", "PRODUCTS_PORT", "GATEWAY_PORT", "ORDERS_PORT", "PAYMENTS_PORT"):
             wait_http_200(ports[name], "/readyz")
         # The gateway and products fetch auth's keys as they start: auth
         # answered both (a failed first fetch would be a WARN, below).
@@ -179,7 +182,7 @@ def test_make_run_in_a_terminal(tmp_path):
             time.sleep(0.2)
         assert rc_file.exists() and rc_file.read_text().strip() == "exit=0", t.screen()
         assert "Interrupt" not in t.screen(), "make saw the Ctrl-C"
-        for name in ("NATS_PORT", "AUTH_PORT", "PRODUCTS_PORT", "GATEWAY_PORT"):
+        for name in ("NATS_PORT", "AUTH_PORT", "PRODUCTS_PORT", "GATEWAY_PORT", "ORDERS_PORT", "PAYMENTS_PORT"):
             assert refused(ports[name]), f"{name} still open"
     finally:
         t.kill()

@@ -8,7 +8,7 @@ import json
 import threading
 
 from conftest import Service, wait_until
-from test_msg_support import Nats, metric, nats_server  # noqa: F401
+from test_msg_support import Nats, NatsServer, metric, nats_server  # noqa: F401
 
 
 def outboxsvc(nats, **kw):
@@ -122,3 +122,37 @@ def test_forged_replayed_and_refused_events_change_nothing(nats_server):  # noqa
             assert after["inbox"] == before["inbox"]
         finally:
             nc.close()
+
+
+def test_a_backlog_is_applied_in_batches_and_a_refused_event_rolls_back_alone():
+    """300 events wait in the stream before the consumer starts: it takes them
+    in batches (one transaction each, a savepoint per message), so there are
+    far fewer commits than events, and the refused ones (every tenth) and the
+    ones without an id leave the others of their batch applied. A server of
+    its own: the stream must not exist yet."""
+    ns = NatsServer()
+    nc = Nats(ns.port)
+    try:
+        cfg = {"name": "NOTES", "subjects": ["notes.>"], "retention": "limits", "storage": "file",
+               "num_replicas": 1, "duplicate_window": 120 * 10**9}
+        created = json.loads(nc.request("$JS.API.STREAM.CREATE.NOTES", json.dumps(cfg).encode()).data)
+        assert "error" not in created, created
+        for i in range(300):
+            js_publish(nc, "notes.backlog", b"refuse" if i % 10 == 3 else f"b{i}".encode(), f"b-{i}")
+            if i % 30 == 0:
+                js_publish(nc, "notes.backlog", b"no id")
+        with outboxsvc(ns) as svc:
+            wait_until(lambda: metric(svc, "db_consumer_events_total") == 310, what="every event handled")
+            assert metric(svc, "db_consumer_events_total", outcome="applied") == 270
+            assert metric(svc, "db_consumer_events_total", outcome="refused") == 30
+            assert metric(svc, "db_consumer_events_total", outcome="no_id") == 10
+            s = state(svc)
+            assert s["effects"] == 270 and s["max_n"] == 1 and s["inbox"] == 270
+            # Batches: at most SVC_MSG_STREAM_BATCH (64) per commit, and many
+            # per commit here (the first message of a backlog goes alone, the
+            # rest arrive while it commits).
+            commits = metric(svc, "db_write_batches_total")
+            assert 270 / 64 <= commits < 270 / 2, commits
+    finally:
+        nc.close()
+        ns.close()

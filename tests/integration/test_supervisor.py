@@ -476,6 +476,27 @@ def test_scale_gives_each_instance_its_port(run):
     assert sup.wait() == 0
 
 
+def test_scale_port_gives_extra_instances_a_range_of_their_own(tmp_path):
+    """DESIGN.md, "Ports": `--scale products=3` must not take orders' port.
+    Without scale_port the extra instances take N+1, N+2 (and collide with
+    the next entry, refused before anything starts); with it they take M, M+1."""
+    port, extra = free_ports(2), free_ports(3)
+    (tmp_path / "Procfile").write_text(f"web [port={port}]: sleep 1\n"
+                                       f"next [port={port + 1}]: sleep 1\n")
+    r = svckit("run", "--scale", "web=2", cwd=tmp_path)
+    assert r.returncode != 0 and f"both want port {port + 1}" in r.stderr, r.stderr
+    (tmp_path / "Procfile").write_text(f"web [port={port}, scale_port=${{WEB_SCALE:-1}}]: sleep 1\n"
+                                       f"next [port={port + 1}]: sleep 1\n")
+    r = svckit("run", "--dry-run", "--scale", "web=3", "--scale", "next=1", cwd=tmp_path,
+               env={"WEB_SCALE": str(extra)})
+    assert r.returncode == 0, r.stderr
+    ports = {line.split()[0]: int(line.split()[1]) for line in r.stdout.splitlines()}
+    assert ports == {"web": port, "web.2": extra, "web.3": extra + 1, "next": port + 1}, r.stdout
+    (tmp_path / "Procfile").write_text("web [port=80, scale_port=70000]: sleep 1\n")
+    r = svckit("run", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 2 and "scale_port must be a number from 1 to 65535" in r.stderr, r.stderr
+
+
 def test_busy_port_fails_fast(tmp_path):
     port = free_ports(2)
     listener = socket.socket()

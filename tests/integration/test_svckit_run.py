@@ -157,7 +157,7 @@ def test_stop_option_accepted(tmp_path, options):
     ("stop=${EMPTY_SIG}", "got '${EMPTY_SIG}'"),
     ("stop=${TWO_SIGS}", "stop must be one of"),
     ("stop", "stop needs a signal name: [stop=INT]"),
-    ("stop=INT TERM", "unknown option 'TERM' (known: port=N, stop=SIG, after=NAME, ready=PROBE, manual)"),
+    ("stop=INT TERM", "unknown option 'TERM' (known: port=N, scale_port=N, stop=SIG, after=NAME, ready=PROBE, manual)"),
     ("stop=${BAD", "stop: bad ${...} expression"),
 ])
 def test_stop_option_refused_with_the_line(tmp_path, options, message):

@@ -102,6 +102,7 @@ typedef enum {
 typedef struct svc__entry {
     char name[SVC__NAME_MAX + 1];
     int port;        /* from [port=N]; 0 when none */
+    int scale_port;  /* from [scale_port=M]: instance i >= 1 listens on M+i-1; 0: N+i */
     int manual;      /* [manual]: started only when named */
     int stop_signal; /* [stop=SIG]: what stops it; SIGTERM when not given */
     svc__ready_kind ready;

@@ -293,26 +293,28 @@ static int parse_options(const char *s, size_t len, const svc__env *env, svc__en
             val[i - v0] = '\0';
             has_val = 1;
         }
-        if (klen == 4 && memcmp(key, "port", 4) == 0) {
+        int is_port = klen == 4 && memcmp(key, "port", 4) == 0;
+        if (is_port || (klen == 10 && memcmp(key, "scale_port", 10) == 0)) {
+            const char *name = is_port ? "port" : "scale_port";
             if (!has_val) {
-                set_err(err, errlen, "port needs a value: [port=8080]");
+                set_err(err, errlen, "%s needs a value: [%s=8080]", name, name);
                 return SVC_EINVAL;
             }
             svc__words w;
             char werr[160];
             if (svc__words_split(val, env, &w, werr, sizeof werr) != SVC_OK) {
-                set_err(err, errlen, "port: %s", werr);
+                set_err(err, errlen, "%s: %s", name, werr);
                 return SVC_EINVAL;
             }
             int64_t port = 0;
             int ok = w.n == 1 && svc_parse_i64(w.argv[0], &port) == SVC_OK && port >= 1 && port <= 65535;
             if (!ok) {
-                set_err(err, errlen, "port must be a number from 1 to 65535, got '%s'", w.n ? w.argv[0] : val);
+                set_err(err, errlen, "%s must be a number from 1 to 65535, got '%s'", name, w.n ? w.argv[0] : val);
                 svc__words_free(&w);
                 return SVC_EINVAL;
             }
             svc__words_free(&w);
-            e->port = (int)port;
+            *(is_port ? &e->port : &e->scale_port) = (int)port;
         } else if (klen == 4 && memcmp(key, "stop", 4) == 0) {
             if (!has_val) {
                 set_err(err, errlen, "stop needs a signal name: [stop=INT]");
@@ -377,7 +379,7 @@ static int parse_options(const char *s, size_t len, const svc__env *env, svc__en
             svc__words_free(&w);
             if (!ok) return SVC_EINVAL;
         } else {
-            set_err(err, errlen, "unknown option '%.*s' (known: port=N, stop=SIG, after=NAME, ready=PROBE, manual)",
+            set_err(err, errlen, "unknown option '%.*s' (known: port=N, scale_port=N, stop=SIG, after=NAME, ready=PROBE, manual)",
                     (int)klen, key);
             return SVC_EINVAL;
         }

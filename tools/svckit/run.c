@@ -43,12 +43,14 @@ static const char run_usage[] =
     "  -n, --dry-run        print name, port and command of each instance; exit\n"
     "  -h, --help           this text\n"
     "\n"
-    "Procfile lines:  name [port=N, stop=SIG, after=NAME, ready=PROBE, manual]: command args...\n"
+    "Procfile lines:  name [port=N, scale_port=M, stop=SIG, after=NAME, ready=PROBE, manual]: command args...\n"
     "  $NAME, ${NAME}, ${NAME:-default} expand from the environment; leading\n"
     "  NAME=value words set the child's environment; no shell is involved.\n"
     "  Each child gets PORT (when declared), SVCKIT_INSTANCE (0, 1, ...) and\n"
-    "  SVCKIT_PROCESS (its name). stop=SIG (TERM, INT, QUIT, HUP, USR1, USR2)\n"
-    "  is the signal that stops the entry's processes; default TERM.\n"
+    "  SVCKIT_PROCESS (its name). Instance i of a --scale gets PORT N+i, or\n"
+    "  M+i-1 with scale_port=M (a range that takes no other entry's port).\n"
+    "  stop=SIG (TERM, INT, QUIT, HUP, USR1, USR2) is the signal that stops\n"
+    "  the entry's processes; default TERM.\n"
     "  after=NAME (repeatable): start only when every instance of NAME is\n"
     "  ready. ready=tcp (the default with a port: a TCP connect succeeds) or\n"
     "  ready=/path (GET /path on its port answers 2xx) says when that is;\n"
@@ -212,11 +214,14 @@ static int build_instance(svc__instance *in, const svc__entry *e, int index, con
     in->index = index;
     if (index == 0) snprintf(in->name, sizeof in->name, "%s", e->name);
     else snprintf(in->name, sizeof in->name, "%s.%d", e->name, index + 1);
-    if (e->port && e->port + index > 65535) {
-        snprintf(err, errlen, "%s: port %d is above 65535", in->name, e->port + index);
+    /* Extra instances take ports of their own range when the entry names one,
+     * so that they never take another service's port. */
+    int port = !e->port ? 0 : index && e->scale_port ? e->scale_port + index - 1 : e->port + index;
+    if (port > 65535) {
+        snprintf(err, errlen, "%s: port %d is above 65535", in->name, port);
         return SVC_ERANGE;
     }
-    in->port = e->port ? e->port + index : 0;
+    in->port = port;
     in->stop_signal = e->stop_signal ? e->stop_signal : SIGTERM;
     for (size_t i = 0; i < base->n; i++)
         if (svc__env_put(&in->env, base->vars[i]) != SVC_OK) goto oom;

@@ -13,6 +13,8 @@ TEST(request_headers_allow_list) {
     CHECK(gw_forward_request_header("If-Unmodified-Since"));
     CHECK(gw_forward_request_header("If-Modified-Since"));
     CHECK(gw_forward_request_header("Accept-Encoding"));
+    /* A client's retry of POST /orders names its first attempt. */
+    CHECK(gw_forward_request_header("idempotency-key"));
     CHECK(!gw_forward_request_header("Svc-Client"));
     CHECK(!gw_forward_request_header("svc-deadline"));
     CHECK(!gw_forward_request_header("Svc-Method"));

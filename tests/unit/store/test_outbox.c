@@ -50,7 +50,7 @@ TEST(outbox_events_commit_with_their_write_and_come_back_in_order) {
     CHECK_EQ(svc_db_write_wait(db, add_event, &b), SVC_OK);
     CHECK(b.id > a.id);
     seen s = {0};
-    CHECK_EQ(svc_db_outbox_next(db, 10, collect, &s), 2);
+    CHECK_EQ(svc_db_outbox_next(db, 0, 10, collect, &s), 2);
     CHECK_EQ(s.ids[0], a.id);
     CHECK_EQ(s.ids[1], b.id);
     CHECK_STR(s.payloads[0], "{\"id\":1}");
@@ -62,11 +62,16 @@ TEST(outbox_events_commit_with_their_write_and_come_back_in_order) {
     CHECK_STR(s.msg_ids[0], expect);
     /* stop early */
     seen one = {.stop_after = 1};
-    CHECK_EQ(svc_db_outbox_next(db, 10, collect, &one), 1);
+    CHECK_EQ(svc_db_outbox_next(db, 0, 10, collect, &one), 1);
     CHECK_EQ(svc_db_outbox_delete(db, a.id), SVC_OK);
     seen rest = {0};
-    CHECK_EQ(svc_db_outbox_next(db, 10, collect, &rest), 1);
+    CHECK_EQ(svc_db_outbox_next(db, 0, 10, collect, &rest), 1);
     CHECK_EQ(rest.ids[0], b.id);
+    /* after_id: from the event after it on (a relay that deletes later) */
+    seen after = {0};
+    CHECK_EQ(svc_db_outbox_next(db, b.id, 10, collect, &after), 0);
+    CHECK_EQ(svc_db_outbox_next(db, b.id - 1, 10, collect, &after), 1);
+    CHECK_EQ(after.ids[0], b.id);
     svc_db_close(db);
     test_remove_db(path);
 }
@@ -78,7 +83,7 @@ TEST(outbox_msg_ids_are_never_reused) {
     add_arg a = {"x", "1", 1, 0, 0};
     CHECK_EQ(svc_db_write_wait(db, add_event, &a), SVC_OK);
     seen s1 = {0};
-    CHECK_EQ(svc_db_outbox_next(db, 1, collect, &s1), 1);
+    CHECK_EQ(svc_db_outbox_next(db, 0, 1, collect, &s1), 1);
     CHECK_EQ(svc_db_outbox_delete(db, a.id), SVC_OK);
     svc_db_close(db);
     /* Emptied and reopened: the id goes on, and the epoch is a new one. */
@@ -88,7 +93,7 @@ TEST(outbox_msg_ids_are_never_reused) {
     CHECK_EQ(svc_db_write_wait(db, add_event, &b), SVC_OK);
     CHECK(b.id > a.id);
     seen s2 = {0};
-    CHECK_EQ(svc_db_outbox_next(db, 1, collect, &s2), 1);
+    CHECK_EQ(svc_db_outbox_next(db, 0, 1, collect, &s2), 1);
     CHECK(strncmp(s1.msg_ids[0], s2.msg_ids[0], 16) != 0);
     svc_db_close(db);
     test_remove_db(path);
@@ -116,10 +121,10 @@ TEST(outbox_refuses_bad_input) {
     CHECK_EQ(svc_db_outbox_add(db, "s", "x", 1, NULL), SVC_EINVAL); /* no transaction */
     CHECK_EQ(svc_db_write_wait(db, add_bad, NULL), SVC_OK);
     seen s = {0};
-    CHECK_EQ(svc_db_outbox_next(db, 0, collect, &s), SVC_EINVAL);
-    CHECK_EQ(svc_db_outbox_next(db, SVC_DB_MAX_BATCH + 1, collect, &s), SVC_EINVAL);
-    CHECK_EQ(svc_db_outbox_next(db, 5, NULL, &s), SVC_EINVAL);
-    CHECK_EQ(svc_db_outbox_next(db, 5, collect, &s), 1);
+    CHECK_EQ(svc_db_outbox_next(db, 0, 0, collect, &s), SVC_EINVAL);
+    CHECK_EQ(svc_db_outbox_next(db, 0, SVC_DB_MAX_BATCH + 1, collect, &s), SVC_EINVAL);
+    CHECK_EQ(svc_db_outbox_next(db, 0, 5, NULL, &s), SVC_EINVAL);
+    CHECK_EQ(svc_db_outbox_next(db, 0, 5, collect, &s), 1);
     svc_db_close(db);
     test_remove_db(path);
 }

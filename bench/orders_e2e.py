@@ -1,0 +1,189 @@
+"""bench/orders_e2e.py: the checkout end to end (issue 10, item 7).
+
+All five services (auth, products, orders, payments, gateway) and
+nats-server -js on this machine, SQLite synchronous=FULL (svckit's default),
+PAYMENT_FAIL_RATE=0, enough stock that every order is confirmed. The load is
+bench/rate.c (open loop, C): POST /orders through the gateway, each request a
+new Idempotency-Key, one line of product 1..5 per order (-b).
+
+  1. Maximum: rate.c offers --offer orders/s for --seconds over --conns
+     connections (more than the system takes: the surplus queues in rate.c,
+     so this is a closed loop of --conns clients). Orders settled per second
+     = orders confirmed / (last confirmation - first POST due).
+  2. Latency: half of that rate, open loop, --seconds; POST->confirmed per
+     order = the order's updated_at when it became confirmed (orders' clock,
+     ms, stamped in the confirming transaction, so one commit before it is
+     visible) - the time its POST was due (rate.c -o).
+
+Where the time goes: each service's commits (db_write_batches_total, one
+fsync each) and CPU seconds (/proc/<pid>/stat) per order, per phase.
+
+    SVCKIT_BUILD=build /usr/bin/python3 bench/orders_e2e.py [--seconds 10] [--offer 3000] [--conns 64]
+        [--workers 1] [--log-level info] [--rate R (the latency phase's; default half the maximum)]
+"""
+import argparse
+import datetime
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+os.environ.setdefault("SVCKIT_BUILD", "build")
+from conftest import ROOT, wait_until  # noqa: E402
+from shop_support import Shop, admin, token  # noqa: E402
+from test_msg_support import NatsServer, metric  # noqa: E402
+
+SERVICES = ("gateway", "auth", "products", "orders", "payments")
+BODY = '{"items":[{"product_id":%d,"quantity":1}]}'
+
+
+def rate_binary():
+    out = os.path.join(ROOT, "build", "bench", "rate")
+    src = os.path.join(HERE, "rate.c")
+    if not os.path.exists(out) or os.path.getmtime(out) < os.path.getmtime(src):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        subprocess.check_call(["cc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", src, "-o", out])
+    return out
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def snapshot(shop, nats):
+    s = {}
+    for name in SERVICES:
+        svc = getattr(shop, name)
+        s[name] = (metric(svc, "db_write_batches_total"), cpu_s(svc.proc.pid))
+    s["nats-server"] = (0.0, cpu_s(nats.proc.pid))
+    return s
+
+
+def ms(text):
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
+
+
+class OrdersDb:
+    def __init__(self, shop):
+        self.path = os.path.join(shop.orders.data_dir, "orders.db")
+
+    def rows(self, since_id):
+        c = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            return c.execute("SELECT id, status, created_at, updated_at FROM orders WHERE id > ?",
+                             (since_id,)).fetchall()
+        finally:
+            c.close()
+
+    def max_id(self):
+        rows = self.rows(0)
+        return max((r[0] for r in rows), default=0)
+
+
+def run_rate(shop, rate, seconds, conns, tag, out=None):
+    args = [rate_binary(), "-r", str(rate), "-d", str(seconds), "-c", str(conns), "-t", "30000",
+            "-m", "POST", "-b", BODY % (1 + rate % 5), "-k", f"{tag}-{time.time_ns()}",
+            "-H", "Content-Type: application/json", "-H", "Authorization: Bearer " + token("bench")]
+    if out:
+        args += ["-o", out]
+    args += ["127.0.0.1", str(shop.gateway.port), "/orders"]
+    p = subprocess.run(args, capture_output=True, text=True, check=True)
+    line = [x for x in p.stdout.splitlines() if x.startswith("RATE ")][-1]
+    return dict(kv.split("=") for kv in line.split()[1:])
+
+
+def settle(db, since_id, n_expected):
+    """Waits until the phase's orders are all confirmed or cancelled; its rows."""
+    def done():
+        rows = db.rows(since_id)
+        return len(rows) >= n_expected and all(r[1] != "pending" for r in rows) and rows
+    return wait_until(done, timeout=300, what="orders settled", interval=0.2)
+
+
+def per_order(before, after, n):
+    return {k: ((after[k][0] - before[k][0]) / n, (after[k][1] - before[k][1]) * 1000 / n) for k in after}
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * (len(xs) - 1) + 0.5))] if xs else float("nan")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--offer", type=int, default=3000)
+    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--workers", default="1")
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--rate", type=int, default=0, help="the latency phase's rate (default: half the maximum)")
+    a = ap.parse_args()
+    nats = NatsServer()
+    shop = Shop(nats, env={"LOG_LEVEL": a.log_level}, workers=a.workers)
+    try:
+        for p in range(1, 6):
+            shop.set_stock(p, 1000000000)
+        db = OrdersDb(shop)
+        # Warm-up: one order through every service.
+        st, doc = shop.gateway.json("POST", "/orders", {"items": [{"product_id": 1, "quantity": 1}]},
+                                    headers={**admin(), "Idempotency-Key": "warm-up"})
+        assert st == 201, doc
+        settle(db, 0, 1)
+
+        # 1. Maximum.
+        first = db.max_id()
+        before = snapshot(shop, nats)
+        r1 = run_rate(shop, a.offer, a.seconds, a.conns, "max")
+        rows = settle(db, first, int(r1["ok"]))
+        after = snapshot(shop, nats)
+        t0 = min(ms(r[2]) for r in rows)
+        t1 = max(ms(r[3]) for r in rows)
+        confirmed = sum(1 for r in rows if r[1] == "confirmed")
+        settled_rate = confirmed / ((t1 - t0) / 1000)
+        cost1 = per_order(before, after, len(rows))
+        print(f"max: offered {a.offer}/s over {a.conns} connections for {a.seconds}s: POSTs answered "
+              f"{r1['ok']} (failed {r1['failed']}), {r1['achieved_rps']} POST/s, POST p50 "
+              f"{int(r1['p50_us'])/1000:.1f} ms p99 {int(r1['p99_us'])/1000:.1f} ms; {confirmed} confirmed of "
+              f"{len(rows)} in {(t1-t0)/1000:.2f}s = {settled_rate:.0f} orders settled/s")
+
+        # 2. Latency at half of it.
+        half = a.rate or max(1, int(settled_rate / 2))
+        first = db.max_id()
+        out = tempfile.NamedTemporaryFile(prefix="orders-e2e-", suffix=".txt", delete=False).name
+        before = snapshot(shop, nats)
+        r2 = run_rate(shop, half, a.seconds, a.conns, "half", out)
+        rows = settle(db, first, int(r2["ok"]))
+        after = snapshot(shop, nats)
+        cost2 = per_order(before, after, len(rows))
+        confirm = {r[0]: ms(r[3]) for r in rows if r[1] == "confirmed"}
+        lat = []
+        with open(out) as f:
+            for line in f:
+                due_us, _post_us, oid = (int(x) for x in line.split())
+                if oid in confirm:
+                    lat.append(confirm[oid] - due_us / 1000)
+        os.unlink(out)
+        print(f"half: {half}/s open loop for {a.seconds}s: POSTs answered {r2['ok']} (failed {r2['failed']}), "
+              f"POST p50 {int(r2['p50_us'])/1000:.1f} ms p99 {int(r2['p99_us'])/1000:.1f} ms; "
+              f"POST->confirmed over {len(lat)} orders: p50 {pct(lat, .5):.1f} ms p90 {pct(lat, .9):.1f} ms "
+              f"p99 {pct(lat, .99):.1f} ms max {max(lat):.1f} ms")
+        print("\n| service | commits/order (max) | CPU ms/order (max) | commits/order (half) | CPU ms/order (half) |")
+        print("|---|---:|---:|---:|---:|")
+        for k in cost1:
+            print(f"| {k} | {cost1[k][0]:.3f} | {cost1[k][1]:.2f} | {cost2[k][0]:.3f} | {cost2[k][1]:.2f} |")
+        print(json.dumps({"max": r1, "settled_per_s": round(settled_rate), "half": r2,
+                          "confirm_p50_ms": pct(lat, .5), "confirm_p99_ms": pct(lat, .99)}))
+    finally:
+        shop.close()
+        nats.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+/*
+ * payments: consumes stock.reserved (services/saga.h), charges the order
+ * through a simulated provider, stores the charge and publishes
+ * payment.succeeded or payment.declined through the outbox, in one
+ * group-committed write with the event's inbox claim.
+ *
+ * The consumer is svc_app_on_stream with the library's inbox
+ * (svc_db_inbox_claim) rather than svc_app_on_stream_db: the provider's call
+ * (PAYMENT_LATENCY_MS) happens before the write, never inside the shared
+ * write transaction where it would hold every other closure of the batch.
+ * One charge per order: the provider is asked only when the order has none
+ * (the simulated one answers the same for the same order, as a provider
+ * keyed by an idempotency key does), and the write checks again.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "payments.h"
+
+typedef struct payments_app {
+    svc_db *db;
+    svc_outbox_relay *relay;
+    double fail_rate;           /* PAYMENT_FAIL_RATE */
+    int64_t latency_ms;         /* PAYMENT_LATENCY_MS */
+} payments_app;
+
+/* ---- the simulated provider -------------------------------------------------------- */
+
+/* Declines fail_rate of the orders, the same ones every time (a hash of the
+ * order id): asked twice for one order, it answers the same. */
+static int provider_charge(const payments_app *pa, int64_t order_id) {
+    if (pa->latency_ms > 0) uv_sleep((unsigned)pa->latency_ms);
+    uint64_t z = (uint64_t)order_id + 0x9e3779b97f4a7c15ull; /* splitmix64 */
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    double u = (double)(z >> 11) * 0x1.0p-53; /* [0, 1) */
+    return u >= pa->fail_rate;
+}
+
+/* ---- the stock.reserved consumer (thread pool) ----------------------------------- */
+
+/* db_consumer_events_total, the family svc_app_on_stream_db counts in. */
+static void count(const char *outcome) {
+    static const char *const labels[] = {"durable", "outcome"};
+    const char *v[] = {PAYMENTS_DURABLE, outcome};
+    svc_counter_add(svc_metric_with(svc_metric_counter("db_consumer_events_total",
+                                                       "JetStream messages of svc_app_on_stream_db consumers, by outcome",
+                                                       2, labels),
+                                    v),
+                    1);
+}
+
+/* Checks the event; SVC_OK and c filled, or the consumer's answer (dropped). */
+static int read_event(const svc_event *ev, json_t **doc, charge *c) {
+    static const char *const keys[] = {"order_id", "user", "total_cents", NULL};
+    if (!ev->msg_id || !*ev->msg_id || strlen(ev->msg_id) > SVC_DB_MSG_ID_MAX) {
+        saga_drop(ev, "no_id", NULL);
+        count("no_id");
+        return SVC_EINVAL;
+    }
+    if (!saga_event_id_ok(ev->msg_id)) {
+        saga_drop(ev, "forged_id", "not an outbox id");
+        count("refused");
+        return SVC_EINVAL;
+    }
+    if (!(*doc = saga_event_json(ev, keys))) {
+        count("refused");
+        return SVC_EINVAL;
+    }
+    const json_t *amount = json_object_get(*doc, "total_cents");
+    c->ev = ev;
+    c->order_id = saga_id(*doc, "order_id");
+    c->user = json_string_value(json_object_get(*doc, "user"));
+    c->amount_cents = json_is_integer(amount) ? (int64_t)json_integer_value(amount) : -1;
+    if (!c->order_id || !c->user || !*c->user || strlen(c->user) > SAGA_USER_MAX || c->amount_cents < 0) {
+        saga_drop(ev, "malformed", "stock.reserved needs order_id, user and total_cents");
+        count("refused");
+        return SVC_EINVAL;
+    }
+    return SVC_OK;
+}
+
+static int on_stock_reserved(svc_app *app, const svc_event *ev, void *ud) {
+    (void)app;
+    payments_app *pa = ud;
+    if (!pa->db) return SVC_EAGAIN; /* on_start has not opened it yet */
+    json_t *doc = NULL;
+    charge c = {0};
+    int rc = read_event(ev, &doc, &c);
+    if (rc != SVC_OK) return rc;
+    char detail[64];
+    snprintf(detail, sizeof detail, "order %lld is charged already", (long long)c.order_id);
+    int found = 0;
+    rc = payments_exists(pa->db, c.order_id, &found);
+    if (rc == SVC_OK && found) {
+        saga_drop(ev, "replay", detail);
+        count("duplicate");
+    } else if (rc == SVC_OK) {
+        c.succeeded = provider_charge(pa, c.order_id);
+        rc = svc_db_write_wait(pa->db, payments_record, &c);
+        if (rc == SVC_OK && c.duplicate) {
+            count("duplicate");
+        } else if (rc == SVC_OK && c.charged_before) {
+            saga_drop(ev, "replay", detail);
+            count("duplicate");
+        } else if (rc == SVC_OK) {
+            count("applied");
+            svc_info("order %lld: payment of %lld cents %s", (long long)c.order_id, (long long)c.amount_cents,
+                     c.succeeded ? "succeeded" : "declined");
+        }
+    }
+    json_decref(doc);
+    if (rc == SVC_OK) return SVC_OK;
+    if (rc == SVC_EAGAIN || rc == SVC_EIO || rc == SVC_ENOMEM) {
+        count("retry");
+        return SVC_EAGAIN; /* redelivered */
+    }
+    count("refused");
+    svc_warn("%s: message %s refused: %s", PAYMENTS_DURABLE, ev->msg_id, svc_status_str(rc));
+    return rc;
+}
+
+/* ---- GET /payments?order_id=N ------------------------------------------------------ */
+
+/* The charges of an order: the owner's or, for an admin, anyone's. Someone
+ * else's order lists nothing, exactly as an order without charges does. */
+static svc_outcome list_payments(svc_req *req, svc_res *res) {
+    const char *q = svc_req_query(req, "order_id");
+    int64_t order_id;
+    if (!q || svc_parse_i64(q, &order_id) != SVC_OK || order_id < 1)
+        return svc_res_error(res, 400, "bad_request", "order_id must be a positive integer");
+    const svc_claims *cl = svc_req_claims(req);
+    payments_app *pa = svc_req_app_data(req);
+    svc_buf b = {0};
+    svc_jw w;
+    svc_jw_init(&w, &b);
+    int rc = payments_list(pa->db, order_id, strcmp(cl->role, "admin") == 0 ? NULL : cl->sub, &w);
+    if (rc == SVC_OK) rc = svc_jw_ok(&w);
+    svc_outcome out = rc == SVC_OK ? svc_res_body(res, 200, "application/json", b.data, b.len)
+                                   : svc_res_error(res, 500, "internal", "payments storage error");
+    svc_buf_free(&b);
+    return out;
+}
+
+/* ---- start-up ------------------------------------------------------------------------ */
+
+/* PAYMENT_FAIL_RATE and PAYMENT_LATENCY_MS: SVC_EINVAL after one line naming
+ * the variable (the service stops, exit 2). */
+static int read_config(svc_app *app, payments_app *pa) {
+    const char *rate = svc_app_env(app, "PAYMENT_FAIL_RATE");
+    char *end = NULL;
+    pa->fail_rate = rate && *rate ? strtod(rate, &end) : NAN;
+    if (!end || *end || !(pa->fail_rate >= 0 && pa->fail_rate <= 1)) {
+        svc_error("PAYMENT_FAIL_RATE must be a number from 0 to 1, got '%.64s'", rate ? rate : "");
+        return SVC_EINVAL;
+    }
+    const char *lat = svc_app_env(app, "PAYMENT_LATENCY_MS");
+    if (!lat || svc_parse_i64(lat, &pa->latency_ms) != SVC_OK || pa->latency_ms < 0 ||
+        pa->latency_ms > PAYMENTS_MAX_LATENCY_MS) {
+        svc_error("PAYMENT_LATENCY_MS must be an integer from 0 to %d, got '%.64s'", PAYMENTS_MAX_LATENCY_MS,
+                  lat ? lat : "");
+        return SVC_EINVAL;
+    }
+    return SVC_OK;
+}
+
+static int db_ready(void *ud, char *reason, size_t len) {
+    payments_app *pa = ud;
+    if (!pa->db || svc_db_version(pa->db) < 0) {
+        snprintf(reason, len, "payments database unavailable");
+        return SVC_ERR;
+    }
+    return SVC_OK;
+}
+
+static int on_start(svc_app *app, void *ud) {
+    payments_app *pa = ud;
+    int rc = read_config(app, pa);
+    if (rc != SVC_OK) return rc;
+    svc_db *db;
+    if (payments_open(svc_app_config(app)->data_dir, &db) != SVC_OK) return SVC_ERR;
+    saga_stream_ensure(app);
+    rc = svc_outbox_relay_start(app, db, &pa->relay);
+    pa->db = db; /* the consumer starts charging from here */
+    return rc;
+}
+
+static void on_stop(svc_app *app, void *ud) {
+    (void)app;
+    payments_app *pa = ud;
+    svc_outbox_relay_stop(pa->relay);
+    pa->relay = NULL;
+    svc_db *db = pa->db;
+    pa->db = NULL;
+    svc_db_close(db);
+}
+
+int main(int argc, char **argv) {
+    svc_app *app = svc_app_new("payments", argc, argv);
+    svc_app_default_port(app, PAYMENTS_DEFAULT_PORT);
+    payments_app pa = {0};
+    svc_app_set_data(app, &pa);
+    svc_app_env_declare(app, "PAYMENT_FAIL_RATE", "0", "share of charges the simulated provider declines, 0 to 1");
+    svc_app_env_declare(app, "PAYMENT_LATENCY_MS", "0", "milliseconds each simulated charge takes");
+    svc_app_get(app, "/payments", list_payments, SVC_AUTH_USER);
+    svc_app_on_stream(app, SAGA_STREAM, "stock.reserved", PAYMENTS_DURABLE, SAGA_ACK_WAIT_MS, on_stock_reserved,
+                      SVC_OFFLOAD, &pa);
+    svc_app_ready_check(app, "payments", db_ready, &pa);
+    svc_app_on_start(app, on_start, &pa);
+    svc_app_on_stop(app, on_stop, &pa);
+    int rc = svc_app_run(app);
+    on_stop(NULL, &pa);
+    return rc;
+}
