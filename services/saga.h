@@ -64,9 +64,13 @@ static inline void saga_drop(const svc_event *ev, const char *reason, const char
     static const char *const labels[] = {"subject", "reason"};
     svc_metric *m = svc_metric_counter("saga_events_dropped_total",
                                        "saga events dropped without a state change, by reason", 2, labels);
-    const char *subject = ev->subject;
-    if (strncmp(subject, "orders.", 7) && strncmp(subject, "stock.", 6) && strncmp(subject, "payment.", 8))
-        subject = "other";
+    /* The saga's subjects by name; anything else a publisher made up counts
+     * as "other", so no publisher can grow the label set. */
+    static const char *const known[] = {"orders.created", "orders.cancelled", "stock.reserved",
+                                        "stock.rejected", "payment.succeeded", "payment.declined"};
+    const char *subject = "other";
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strcmp(ev->subject, known[i]) == 0) subject = known[i];
     const char *values[] = {subject, reason};
     svc_counter_add(svc_metric_with(m, values), 1);
     svc_warn("saga: dropped %s (msg id %.64s): %s%s%s", ev->subject, ev->msg_id ? ev->msg_id : "none", reason,
