@@ -109,6 +109,7 @@ struct gw_call {
     int attempt;                     /* 1 once retried (a retry may follow a run) */
     int resends;                     /* sent again because nobody received it */
     int trial;                       /* the breaker's half-open trial */
+    int timeout_ms;                  /* this attempt's: the route's, or less when the request's deadline is nearer */
     int holds_slot;                  /* counted in g->inflight */
     gw_attempt *cur;                 /* the attempt in flight, NULL between attempts */
     gw_call *prev, *next;            /* in w->inflight while an attempt is */
@@ -149,6 +150,8 @@ static svc_outcome start_error(gw_call *c, int rc) {
         return svc_res_error(c->res, 413, "payload_too_large", "request body too large");
     case SVC_ECLOSED:
         return svc_res_error(c->res, 503, "unavailable", "the gateway is not connected to the message bus");
+    case SVC_ETIMEDOUT:
+        return svc_res_error(c->res, 504, "gateway_timeout", "the request's deadline has passed");
     default:
         return svc_res_error(c->res, 503, "unavailable", "cannot forward the request now");
     }
@@ -159,8 +162,14 @@ static void on_reply(int err, const svc_rpc_reply *reply, void *ud);
 /* Sends the current attempt to c->instance (or the queue when it is empty);
  * on SVC_OK, c is in its worker's in-flight list until the reply. */
 static int send_attempt(gw_call *c) {
+    /* The request's deadline (REQUEST_TIMEOUT, or the caller's) bounds every
+     * attempt, retries included: the service gets the true Svc-Deadline and
+     * the gateway answers 504 itself, never past the runtime's deadline. */
+    int64_t left = svc_req_remaining_ms(c->req);
+    c->timeout_ms = left < c->route->timeout_ms ? (int)left : c->route->timeout_ms;
+    if (c->timeout_ms <= 0) return SVC_ETIMEDOUT;
     svc_rpc_opts o = {
-        .timeout_ms = c->route->timeout_ms,
+        .timeout_ms = c->timeout_ms,
         .instance = c->instance[0] ? c->instance : NULL,
         .headers = c->headers,
     };
@@ -226,7 +235,7 @@ static void finish(gw_call *c, int err, const svc_rpc_reply *r, int up, uint64_t
         svc_res_error(c->res, 503, "unavailable", "%s has no live instance", service_name(c));
     } else if (up == GW_UP_TIMEOUT) {
         svc_res_error(c->res, 504, "gateway_timeout", "%s did not answer within %d ms", service_name(c),
-                      c->route->timeout_ms);
+                      c->timeout_ms);
     } else if (up == GW_UP_CLOSED) {
         svc_res_header(c->res, "Retry-After", "1");
         svc_res_error(c->res, 503, "unavailable", "the gateway is not connected to the message bus");

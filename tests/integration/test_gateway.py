@@ -336,6 +336,24 @@ def test_route_timeout_is_504(nats_server):  # noqa: F811
         assert metric(gw, "gateway_upstream_requests_total", service="mute", outcome="timeout") >= 1
 
 
+def test_the_request_deadline_bounds_a_long_route_timeout(nats_server):  # noqa: F811
+    # A route may wait up to 600 s, but REQUEST_TIMEOUT bounds the whole
+    # request: the call to the service is made with what is left of it, so
+    # the service's timeout is seen now, not after the route's ten minutes.
+    route = [{"prefix": "/mute", "service": "mute", "timeout_ms": 600000}]
+    with FakeInstance(nats_server, "mute", silent) as inst, \
+            gateway(nats_server, route, env={"REQUEST_TIMEOUT": "0.5"}) as gw:
+        wait_instances(gw, "mute", 1)
+        st, _, body = gw.request("GET", "/mute")
+        assert st == 504, body
+        # 504 from the gateway or, in the same tick, from the runtime's
+        # deadline: either way the call itself timed out, within the bound.
+        assert json.loads(body)["error"]["code"] in ("gateway_timeout", "deadline_exceeded")
+        wait_until(lambda: metric(gw, "gateway_upstream_requests_total", service="mute", outcome="timeout") >= 1,
+                   what="the call to mute timed out at the request's deadline")
+        assert inst.count() >= 1
+
+
 def test_no_instance_is_503_at_once(nats_server):  # noqa: F811
     with gateway(nats_server, {"/ghost": "ghost"}) as gw:
         # At once: the server's no-responders answer, not a wait for the timeout.
