@@ -39,17 +39,16 @@ const char *svc__msg_drop_reason(int reason) {
     return reason >= 0 && reason < DROP_REASONS ? drop_reasons[reason] : "other";
 }
 
-/* The transport's state: made when svc_app_new registers the transport,
- * and kept in app->msg too, where this folder's files reach it. NULL on an
- * app without the NATS transport. */
-svc_msg *svc__msg_get(svc_app *app) { return app ? app->msg : NULL; }
+/* The transport's state, made when svc_app_new registers the transport:
+ * its registry entry (a look through at most SVC_MAX_TRANSPORTS pointers).
+ * NULL on an app without the NATS transport. */
+svc_msg *svc__msg_get(const svc_app *app) { return svc__app_transport_state(app, &svc__nats_transport); }
 
 static void *nats_create(svc_app *app) {
     svc_msg *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     m->app = app;
     pthread_mutex_init(&m->streams_lock, NULL);
-    app->msg = m;
     return m;
 }
 
@@ -937,7 +936,6 @@ static void nats_free(svc_app *app, void *state) {
     free(m->servers);
     pthread_mutex_destroy(&m->streams_lock);
     free(m);
-    app->msg = NULL;
 }
 
 static const svc_config_var nats_vars[] = {
@@ -979,7 +977,7 @@ const svc_transport svc__nats_transport = {
 
 int svc_msg_run_on_loop(svc_app *app, svc_msg_loop_fn fn, void *ud) {
     if (!app || !fn) return SVC_EINVAL;
-    svc_msg *m = app->msg;
+    svc_msg *m = svc__msg_get(app);
     if (!m || !m->enabled || !m->workers) return SVC_ECLOSED;
     msg_item *it = calloc(1, sizeof *it);
     if (!it) return SVC_ENOMEM;
@@ -997,11 +995,11 @@ int svc_msg_run_on_loop(svc_app *app, svc_msg_loop_fn fn, void *ud) {
 /* ---- public state -------------------------------------------------------------------- */
 
 int svc_msg_connected(const svc_app *app) {
-    svc_msg *m = app ? app->msg : NULL;
+    svc_msg *m = svc__msg_get(app);
     return m && m->enabled && atomic_load(&m->nconnected) == m->nworkers;
 }
 
 const char *svc_app_instance_id(const svc_app *app) {
-    const svc_msg *m = app ? app->msg : NULL;
+    const svc_msg *m = svc__msg_get(app);
     return m && m->enabled ? m->instance : "";
 }

@@ -214,7 +214,7 @@ int svc_app_on_event(svc_app *app, const char *subject, const char *queue_group,
 
 int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t len) {
     if (!app || (len && !data)) return SVC_EINVAL;
-    svc_msg *m = app->msg;
+    svc_msg *m = svc__msg_get(app);
     if (svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
     if (!m || !m->enabled || !m->workers) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;

@@ -365,7 +365,7 @@ void svc__msg_after_hook(svc_req *req, svc_res *res, void *ud);
 
 /* The NATS transport (runtime/module.h), which svc_app_new registers. */
 extern const svc_transport svc__nats_transport;
-svc_msg *svc__msg_get(svc_app *app);   /* the transport's state; NULL: not registered */
+svc_msg *svc__msg_get(const svc_app *app); /* the transport's state; NULL: not registered */
 /* Queues an item on a worker; SVC_ECLOSED if that worker is closing (the
  * caller keeps the item). hi: the request class. Any thread. */
 int svc__msg_push(msg_worker *mw, msg_item *it, int hi);

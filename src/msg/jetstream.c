@@ -278,7 +278,7 @@ static int publish_prepare(svc_app *app, const char *subject, const void *data, 
                            svc_msg **out, svc_buf *h) {
     if (!app || (len && !data) || svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
     if (msg_id && (!*msg_id || strlen(msg_id) > 256 || !svc__msg_header_value_ok(msg_id))) return SVC_EINVAL;
-    svc_msg *m = app->msg;
+    svc_msg *m = svc__msg_get(app);
     if (!m || !m->enabled || !m->workers || !atomic_load(&m->started)) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
     if (atomic_load(&m->streams_dirty) && !svc__msg_current(m)) apply_streams_sync(m);

@@ -434,7 +434,7 @@ static int start_call(msg_worker *self, msg_worker *mw, rpc_call *c) {
 int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *method, const char *path,
                  const void *body, size_t body_len, const svc_rpc_opts *opts, svc_rpc_cb cb, void *ud) {
     if (!app || !service || !method || !path || !cb || (body_len && !body)) return SVC_EINVAL;
-    svc_msg *m = app->msg;
+    svc_msg *m = svc__msg_get(app);
     if (!m || !m->enabled || !atomic_load(&m->started)) return SVC_ECLOSED;
     if (!svc__msg_name_ok(service) || svc__msg_method_check(method) != SVC_OK) return SVC_EINVAL;
     const char *instance = opts ? opts->instance : NULL;
@@ -518,7 +518,7 @@ int svc_msg_request_all(svc_app *app, const char *subject, const void *data, siz
     if (gather_ms <= 0 || gather_ms > SVC_MSG_GATHER_MAX_MS) return SVC_EINVAL;
     if (svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
-    svc_msg *m = app->msg;
+    svc_msg *m = svc__msg_get(app);
     if (!m || !m->enabled || !m->workers) return SVC_ECLOSED;
     msg_worker *self = svc__msg_current(m), *mw = self ? self : &m->workers[0];
     rpc_call *c = new_call(mw, subject, NULL, 0, data, len, gather_ms);

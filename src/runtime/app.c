@@ -404,7 +404,11 @@ static void on_stop_async(uv_async_t *a) {
 }
 
 void svc__app_free(svc_app *app) {
-    EACH_TRANSPORT(app, free, app);
+    /* Each state is forgotten once freed: a later look-up finds none. */
+    for (int i = 0; i < app->ntransports; i++) {
+        if (app->transports[i].ops->free) app->transports[i].ops->free(app, app->transports[i].state);
+        app->transports[i].state = NULL;
+    }
     for (int i = 0; i < app->nmodules; i++)
         if (app->modules[i].ops->free) app->modules[i].ops->free(app, app->modules[i].state);
     svc_route_entry *e = app->routes;

@@ -153,9 +153,6 @@ struct svc_app {
     } modules[SVC_MAX_MODULES];
     int nmodules;
     int started;                     /* prepared: registrations are closed */
-    /* The NATS transport's state, which is also its registry entry's: src/msg's
-     * files reach it here (svc__msg_get). The runtime never reads it. */
-    void *msg;
 };
 
 struct svc_worker {
