@@ -111,6 +111,10 @@ def test_an_order_becomes_confirmed(shop):
     assert doc["total_cents"] == 3 * price and {"created_at", "updated_at"} <= set(doc)
     done = shop.settled(doc["id"])
     assert done["status"] == "confirmed" and "reason" not in done
+    # POST's answer is the order as GET writes it (but for what settling changed).
+    assert list(done) == list(doc)
+    assert {k: v for k, v in done.items() if k not in ("status", "updated_at")} == \
+        {k: v for k, v in doc.items() if k not in ("status", "updated_at")}
     assert shop.stock(pid) == 47
     pays = shop.payments_of(doc["id"])
     assert [(p["order_id"], p["amount_cents"], p["status"]) for p in pays] == [(doc["id"], 3 * price, "succeeded")]
