@@ -53,6 +53,11 @@ typedef struct new_order {
     order_line lines[ORDERS_MAX_LINES];
     int n;
     int next;                   /* the first line not yet priced */
+    /* Pricing failed (a product unknown, products down): this answer, unless
+     * the key has one already (a retry of an order placed before). */
+    int refused_status;         /* 0: every line priced */
+    const char *refused_code;
+    char refused_msg[128];
     /* results of the write */
     int outcome;                /* SVC_DB_IDEM_* */
     int64_t id;
@@ -64,7 +69,9 @@ typedef struct new_order {
 int orders_open(const char *data_dir, svc_db **out);
 /* The write closure of POST /orders (svc_db_write_wait): the idempotency
  * check, then for a new key the order, its lines, orders.created in the
- * outbox and the stored answer, all in the caller's transaction. */
+ * outbox and the stored answer, all in the caller's transaction. An order
+ * refused at pricing only has its key looked up (SVC_ENOTFOUND for a new
+ * one, rolled back: nothing is held or stored). */
 int orders_place(svc_db *db, void *ud);
 /* Writes one order as JSON; SVC_ENOTFOUND. user NULL: any owner (admin). */
 int orders_get(svc_db *db, int64_t id, const char *user, svc_jw *w);

@@ -43,35 +43,59 @@ static int step_done(sqlite3_stmt *s) {
 
 #define ORDER_COLUMNS "id, user, status, reason, total_cents, created_at, updated_at"
 
+/* An order as every answer writes it (GET one, the list, POST's): the
+ * fields around its items, which the caller writes in between. */
+typedef struct order_fields {
+    int64_t id;
+    const char *status, *reason; /* reason NULL: none */
+    int64_t total_cents;
+    const char *created_at, *updated_at;
+} order_fields;
+
+static void write_head(svc_jw *w, const order_fields *f) {
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "id"), svc_jw_i64(w, f->id);
+    svc_jw_key(w, "status"), svc_jw_str(w, f->status);
+    if (f->reason) svc_jw_key(w, "reason"), svc_jw_str(w, f->reason);
+    svc_jw_key(w, "items");
+    svc_jw_arr_begin(w);
+}
+
+static void write_line(svc_jw *w, int64_t product_id, int64_t quantity, int64_t price_cents) {
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "product_id"), svc_jw_i64(w, product_id);
+    svc_jw_key(w, "quantity"), svc_jw_i64(w, quantity);
+    svc_jw_key(w, "price_cents"), svc_jw_i64(w, price_cents);
+    svc_jw_obj_end(w);
+}
+
+static void write_tail(svc_jw *w, const order_fields *f) {
+    svc_jw_arr_end(w);
+    svc_jw_key(w, "total_cents"), svc_jw_i64(w, f->total_cents);
+    svc_jw_key(w, "created_at"), svc_jw_str(w, f->created_at);
+    svc_jw_key(w, "updated_at"), svc_jw_str(w, f->updated_at);
+    svc_jw_obj_end(w);
+}
+
 /* The order of row s (ORDER_COLUMNS), its lines read from db. */
 static int write_order(svc_db *db, sqlite3_stmt *s, svc_jw *w) {
-    int64_t id = sqlite3_column_int64(s, 0);
-    svc_jw_obj_begin(w);
-    svc_jw_key(w, "id"), svc_jw_i64(w, id);
-    svc_jw_key(w, "status"), svc_jw_str(w, (const char *)sqlite3_column_text(s, 2));
-    if (sqlite3_column_type(s, 3) != SQLITE_NULL)
-        svc_jw_key(w, "reason"), svc_jw_str(w, (const char *)sqlite3_column_text(s, 3));
+    order_fields f = {.id = sqlite3_column_int64(s, 0),
+                      .status = (const char *)sqlite3_column_text(s, 2),
+                      .reason = (const char *)sqlite3_column_text(s, 3),
+                      .total_cents = sqlite3_column_int64(s, 4),
+                      .created_at = (const char *)sqlite3_column_text(s, 5),
+                      .updated_at = (const char *)sqlite3_column_text(s, 6)};
     sqlite3_stmt *l = svc_db_prepare(
         db, "SELECT product_id, quantity, price_cents FROM order_lines WHERE order_id = ?1 ORDER BY line");
     if (!l) return SVC_EIO;
-    sqlite3_bind_int64(l, 1, id);
-    svc_jw_key(w, "items");
-    svc_jw_arr_begin(w);
+    sqlite3_bind_int64(l, 1, f.id);
+    write_head(w, &f);
     int rc;
-    while ((rc = sqlite3_step(l)) == SQLITE_ROW) {
-        svc_jw_obj_begin(w);
-        svc_jw_key(w, "product_id"), svc_jw_i64(w, sqlite3_column_int64(l, 0));
-        svc_jw_key(w, "quantity"), svc_jw_i64(w, sqlite3_column_int64(l, 1));
-        svc_jw_key(w, "price_cents"), svc_jw_i64(w, sqlite3_column_int64(l, 2));
-        svc_jw_obj_end(w);
-    }
+    while ((rc = sqlite3_step(l)) == SQLITE_ROW)
+        write_line(w, sqlite3_column_int64(l, 0), sqlite3_column_int64(l, 1), sqlite3_column_int64(l, 2));
     sqlite3_reset(l);
     if (rc != SQLITE_DONE) return svc_db_status(rc);
-    svc_jw_arr_end(w);
-    svc_jw_key(w, "total_cents"), svc_jw_i64(w, sqlite3_column_int64(s, 4));
-    svc_jw_key(w, "created_at"), svc_jw_str(w, (const char *)sqlite3_column_text(s, 5));
-    svc_jw_key(w, "updated_at"), svc_jw_str(w, (const char *)sqlite3_column_text(s, 6));
-    svc_jw_obj_end(w);
+    write_tail(w, &f);
     return SVC_OK;
 }
 
@@ -181,22 +205,22 @@ int orders_place(svc_db *db, void *ud) {
     if (rc < 0) return rc;
     o->outcome = rc;
     if (rc != SVC_DB_IDEM_NEW) return SVC_OK;
+    if (o->refused_status) return SVC_ENOTFOUND; /* nothing to place: roll the key's hold back */
     int64_t total = 0;
     for (int i = 0; i < o->n; i++) total += o->lines[i].price_cents * o->lines[i].quantity;
     char now[SVC_TIME_RFC3339_MAX];
     svc_time_rfc3339(svc_wall_ms(), now);
     if ((rc = insert_order(db, o, total, now)) != SVC_OK) return rc;
     if ((rc = add_created_event(db, o, total)) != SVC_OK) return rc;
-    /* The answer, as GET /orders/{id} writes it, stored with the key. */
-    sqlite3_stmt *s = svc_db_prepare(db, "SELECT " ORDER_COLUMNS " FROM orders WHERE id = ?1");
-    if (!s) return SVC_EIO;
-    sqlite3_bind_int64(s, 1, o->id);
+    /* The answer, as GET /orders/{id} writes it, from what was just
+     * inserted (not read back: this is the writer thread), stored with the key. */
+    order_fields f = {.id = o->id, .status = "pending", .total_cents = total, .created_at = now, .updated_at = now};
     svc_jw w;
     svc_jw_init(&w, &o->json);
-    rc = sqlite3_step(s) == SQLITE_ROW ? write_order(db, s, &w) : SVC_EIO;
-    sqlite3_reset(s);
-    if (rc == SVC_OK) rc = svc_jw_ok(&w);
-    if (rc != SVC_OK) return rc;
+    write_head(&w, &f);
+    for (int i = 0; i < o->n; i++) write_line(&w, o->lines[i].product_id, o->lines[i].quantity, o->lines[i].price_cents);
+    write_tail(&w, &f);
+    if ((rc = svc_jw_ok(&w)) != SVC_OK) return rc;
     char location[64];
     snprintf(location, sizeof location, "Location: /orders/%lld\r\n", (long long)o->id);
     return svc_db_idem_store(db, o->user, o->key, 201, location, o->json.data, o->json.len);

@@ -7,6 +7,10 @@
 #include "orders.h"
 
 #define PRICE_MAX 1e13 /* past any catalog price (products caps at 1e9) */
+/* An order's total (store.c: the sum of price_cents x quantity over its lines)
+ * cannot overflow: 1e15 x 100 x 50 = 5e18 < 2^63. */
+_Static_assert((int64_t)PRICE_MAX * 100 <= INT64_MAX / ORDERS_MAX_QUANTITY / ORDERS_MAX_LINES,
+               "PRICE_MAX, ORDERS_MAX_QUANTITY and ORDERS_MAX_LINES let an order's total overflow");
 
 static int want_int(const json_t *v, const char *name, int i, int64_t min, int64_t max, int64_t *out, char *err,
                     size_t errlen) {

@@ -111,6 +111,10 @@ def test_an_order_becomes_confirmed(shop):
     assert doc["total_cents"] == 3 * price and {"created_at", "updated_at"} <= set(doc)
     done = shop.settled(doc["id"])
     assert done["status"] == "confirmed" and "reason" not in done
+    # POST's answer is the order as GET writes it (but for what settling changed).
+    assert list(done) == list(doc)
+    assert {k: v for k, v in done.items() if k not in ("status", "updated_at")} == \
+        {k: v for k, v in doc.items() if k not in ("status", "updated_at")}
     assert shop.stock(pid) == 47
     pays = shop.payments_of(doc["id"])
     assert [(p["order_id"], p["amount_cents"], p["status"]) for p in pays] == [(doc["id"], 3 * price, "succeeded")]
@@ -154,6 +158,28 @@ def test_the_same_key_gives_the_same_order(shop):
     assert st == 201 and other["id"] != first["id"]
     st, _, err = shop.post([{"product_id": 7, "quantity": 2}], key)
     assert st == 422 and err["error"]["code"] == "idempotency_key_reused"
+
+
+def test_a_retry_gets_its_order_after_the_product_is_gone(shop):
+    """The first answer was lost and the product deleted since: the retry
+    with the same key gets the order placed (200), not the 422 a new order
+    would get, even though pricing it again fails."""
+    pid = 90
+    key = "gone-" + secrets.token_hex(4)
+    items = [{"product_id": pid, "quantity": 1}]
+    st, h, first = shop.post(items, key)
+    assert st == 201, first
+    st, doc = shop.products.json("DELETE", f"/products/{pid}", headers={"Authorization": "Bearer " + ADMIN})
+    assert st in (200, 204), doc
+    st, h2, again = shop.post(items, key)
+    assert st == 200 and again["id"] == first["id"] and h2["location"] == h["location"], (st, again)
+    # A new key for the gone product is refused, and holds nothing: the same
+    # key with another body places an order.
+    key2 = "gone-" + secrets.token_hex(4)
+    st, _, err = shop.post(items, key2)
+    assert st == 422 and err["error"]["code"] == "unknown_product", err
+    st, _, doc = shop.post([{"product_id": 7, "quantity": 1}], key2)
+    assert st == 201, doc
 
 
 def test_concurrent_posts_with_one_key_make_one_order(shop):

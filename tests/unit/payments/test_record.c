@@ -1,0 +1,69 @@
+/* payments' write of a charge (services/payments/store.c): the inbox claim
+ * of the event id and the one charge per order, each on its own. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../../../services/payments/store.c"
+#include "../test.h"
+
+static svc_db *db;
+static char dir[64];
+
+static void open_db(void) {
+    snprintf(dir, sizeof dir, "/tmp/svckit-payments-XXXXXX");
+    REQUIRE(mkdtemp(dir));
+    REQUIRE(payments_open(dir, &db) == SVC_OK);
+}
+
+static void close_db(void) {
+    svc_db_close(db);
+    static const char *const files[] = {"payments.db", "payments.db-wal", "payments.db-shm"};
+    char path[128];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* payments_record for event id msg_id charging order_id, committed. */
+static charge record(const char *msg_id, int64_t order_id) {
+    svc_event ev = {.subject = "stock.reserved", .msg_id = msg_id};
+    charge c = {.ev = &ev, .order_id = order_id, .user = "ann", .amount_cents = 500, .succeeded = 1};
+    CHECK_EQ(svc_db_begin(db), SVC_OK);
+    CHECK_EQ(payments_record(db, &c), SVC_OK);
+    CHECK_EQ(svc_db_commit(db), SVC_OK);
+    c.ev = NULL;
+    return c;
+}
+
+static int64_t count(const char *sql) {
+    sqlite3_stmt *s = svc_db_prepare(db, sql);
+    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+    sqlite3_reset(s);
+    return n;
+}
+
+TEST(an_event_id_charges_once) {
+    open_db();
+    charge c = record("0123456789abcdef.1", 1);
+    CHECK(!c.duplicate && !c.charged_before);
+    /* The same id again, even naming another order: the inbox drops it. */
+    c = record("0123456789abcdef.1", 2);
+    CHECK(c.duplicate);
+    CHECK_EQ(count("SELECT count(*) FROM payments"), 1);
+    CHECK_EQ(count("SELECT count(*) FROM svc_outbox WHERE subject = 'payment.succeeded'"), 1);
+    close_db();
+}
+
+TEST(an_order_is_charged_once) {
+    open_db();
+    charge c = record("0123456789abcdef.1", 1);
+    CHECK(!c.duplicate && !c.charged_before);
+    /* Another id for the same order (a replay): no second charge, no event. */
+    c = record("0123456789abcdef.2", 1);
+    CHECK(!c.duplicate && c.charged_before);
+    CHECK_EQ(count("SELECT count(*) FROM payments"), 1);
+    CHECK_EQ(count("SELECT count(*) FROM svc_outbox"), 1);
+    close_db();
+}
