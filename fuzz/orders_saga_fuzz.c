@@ -23,21 +23,16 @@
 #include "../services/orders/store.c"
 
 #include "fuzz_util.h"
+#include "../tests/tmpdb.h"
 
 #define FUZZ_MAX_BODY 4096
 
 static svc_db *db;
-static char dir[] = "/tmp/svckit-orders-saga-fuzz-XXXXXX";
+static char dir[64];
 
 static void cleanup(void) {
     svc_db_close(db);
-    static const char *const files[] = {"orders.db", "orders.db-wal", "orders.db-shm"};
-    char path[sizeof dir + 32];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    tmpdb_remove(dir, "orders.db");
 }
 
 static int64_t one(const char *sql) {
@@ -50,7 +45,7 @@ static int64_t one(const char *sql) {
 
 static void setup(void) {
     svc_log_setup("orders_saga_fuzz", SVC_LOG_ERROR, 0);
-    CHECK(mkdtemp(dir));
+    CHECK(tmpdb_dir(dir, sizeof dir, "orders-saga-fuzz") == 0);
     CHECK(orders_open(dir, &db) == SVC_OK);
     atexit(cleanup);
     /* Orders 1..3 pending (totals 500, 0, 9007199254740993), 4 confirmed, 5 cancelled. */

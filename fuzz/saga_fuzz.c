@@ -23,22 +23,17 @@
 #include "../services/products/stock.c"
 
 #include "fuzz_util.h"
+#include "../tests/tmpdb.h"
 
 #define FUZZ_MAX_BODY 4096
 
 static svc_db *db;
-static char dir[] = "/tmp/svckit-saga-fuzz-XXXXXX";
+static char dir[64];
 
 /* The database goes with the process (the replayer runs on every test run). */
 static void cleanup(void) {
     svc_db_close(db);
-    static const char *const files[] = {"products.db", "products.db-wal", "products.db-shm"};
-    char path[sizeof dir + 32];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    tmpdb_remove(dir, "products.db");
 }
 
 static int64_t one(const char *sql) {
@@ -56,7 +51,7 @@ static int64_t held(void) {
 
 static void setup(void) {
     svc_log_setup("saga_fuzz", SVC_LOG_ERROR, 0);
-    CHECK(mkdtemp(dir));
+    CHECK(tmpdb_dir(dir, sizeof dir, "saga-fuzz") == 0);
     CHECK(catalog_open(dir, &db) == SVC_OK);
     atexit(cleanup);
     CHECK(catalog_seed_if_empty(db) == SVC_OK);

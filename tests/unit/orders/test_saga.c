@@ -7,6 +7,7 @@
 
 #include "../../../services/orders/store.c"
 #include "../test.h"
+#include "../../tmpdb.h"
 
 #define GOOD_ID "0123456789abcdef.1"
 
@@ -14,8 +15,7 @@ static svc_db *db;
 static char dir[64];
 
 static void open_db(void) {
-    snprintf(dir, sizeof dir, "/tmp/svckit-orders-saga-XXXXXX");
-    REQUIRE(mkdtemp(dir));
+    REQUIRE(tmpdb_dir(dir, sizeof dir, "orders-saga") == 0);
     REQUIRE(orders_open(dir, &db) == SVC_OK);
     /* Orders 1..3 pending, each of total 500. */
     REQUIRE(svc_db_exec(db, "INSERT INTO orders (id, user, status, total_cents, created_at, updated_at) VALUES"
@@ -25,13 +25,7 @@ static void open_db(void) {
 
 static void close_db(void) {
     svc_db_close(db);
-    static const char *const files[] = {"orders.db", "orders.db-wal", "orders.db-shm"};
-    char path[128];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    tmpdb_remove(dir, "orders.db");
 }
 
 static const char *no_header(const svc_event *e, const char *name) {

@@ -5,25 +5,19 @@
 
 #include "../../../services/payments/store.c"
 #include "../test.h"
+#include "../../tmpdb.h"
 
 static svc_db *db;
 static char dir[64];
 
 static void open_db(void) {
-    snprintf(dir, sizeof dir, "/tmp/svckit-payments-XXXXXX");
-    REQUIRE(mkdtemp(dir));
+    REQUIRE(tmpdb_dir(dir, sizeof dir, "payments") == 0);
     REQUIRE(payments_open(dir, &db) == SVC_OK);
 }
 
 static void close_db(void) {
     svc_db_close(db);
-    static const char *const files[] = {"payments.db", "payments.db-wal", "payments.db-shm"};
-    char path[128];
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
+    tmpdb_remove(dir, "payments.db");
 }
 
 /* payments_record for event id msg_id charging order_id, committed. */

@@ -9,6 +9,7 @@
 
 #include "svckit/store.h"
 #include "../test.h"
+#include "../../tmpdb.h"
 
 static const svc_migration test_migrations[] = {
     {1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)"},
@@ -18,8 +19,8 @@ static const svc_migration test_migrations[] = {
  * process, so a static buffer is enough). */
 static inline const char *test_db_path(void) {
     static char path[256];
-    char dir[] = "/tmp/svckit-store-XXXXXX";
-    if (!mkdtemp(dir)) return NULL;
+    char dir[64];
+    if (tmpdb_dir(dir, sizeof dir, "store") != 0) return NULL;
     snprintf(path, sizeof path, "%s/test.db", dir);
     return path;
 }
@@ -49,20 +50,14 @@ static inline int test_insert_item(svc_db *db, void *ud) {
     return rc == SQLITE_DONE ? SVC_OK : svc_db_status(rc);
 }
 
+/* Removes a database test_db_path made, and its directory. */
 static inline void test_remove_db(const char *path) {
-    char p[300];
-    snprintf(p, sizeof p, "%s-wal", path);
-    unlink(p);
-    snprintf(p, sizeof p, "%s-shm", path);
-    unlink(p);
-    unlink(path);
     char dir[256];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
-    if (slash) {
-        *slash = '\0';
-        rmdir(dir);
-    }
+    if (!slash) return;
+    *slash = '\0';
+    tmpdb_remove(dir, slash + 1);
 }
 
 #endif
