@@ -60,9 +60,26 @@ def test_install_lays_out_headers_library_pc_and_cli(prefix):
               "lib/pkgconfig/svckit.pc", "bin/svckit"):
         assert (prefix / f).is_file(), f
     env = clean_env(PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
-    rc, out = run(["pkg-config", "--static", "--cflags", "--libs", "svckit"], env=env)
+    rc, out = run(["pkg-config", "--cflags", "--libs", "svckit"], env=env)
     assert rc == 0, out
     assert f"-I{prefix}/include" in out and "-lsvckit" in out and "-lhttp_parser" in out and "-luv" in out
+
+
+def test_plain_pkg_config_links_a_service(tmp_path, prefix):
+    """`cc main.c $(pkg-config --cflags --libs svckit)`, without --static, links."""
+    env = clean_env(PKG_CONFIG_PATH=str(prefix / "lib" / "pkgconfig"))
+    rc, flags = run(["pkg-config", "--cflags", "--libs", "svckit"], env=env)
+    assert rc == 0, flags
+    src = tmp_path / "main.c"
+    src.write_text('#include <svckit.h>\n'
+                   'int main(int argc, char **argv) {\n'
+                   '    svc_app *app = svc_app_new("linked", argc, argv);\n'
+                   '    return app ? svc_app_run(app) : 1;\n'
+                   '}\n')
+    rc, out = run(["cc", "-o", str(tmp_path / "linked"), str(src), *flags.split()], env=env)
+    assert rc == 0, out
+    rc, out = run([str(tmp_path / "linked"), "--version"], env=env)
+    assert rc == 0 and "linked" in out, out
 
 
 def test_uninstall_removes_what_install_wrote(tmp_path, prefix):
