@@ -65,7 +65,7 @@ def alive(pid):
 class Run:
     """A `svckit run` on a Procfile in tmp, its output in a file."""
 
-    def __init__(self, tmp, procfile, env=None):
+    def __init__(self, tmp, procfile, env=None, ignore=()):
         self.tmp = tmp
         (tmp / "prog.py").write_text(PROGRAM)
         (tmp / "Procfile").write_text(procfile)
@@ -79,9 +79,12 @@ class Run:
         full_env.update(env or {})
         with open(self.out_path, "wb") as out:
             # Its own session: only what we send reaches svckit.
+            # ignore: signals svckit starts with ignored, as under nohup.
             self.proc = subprocess.Popen([SVCKIT, "run", "-f", str(tmp / "Procfile")], cwd=tmp, env=full_env,
                                          stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         preexec_fn=(lambda: [signal.signal(s, signal.SIG_IGN) for s in ignore])
+                                         if ignore else None)
 
     @property
     def text(self):
@@ -120,8 +123,8 @@ class Run:
 def run(tmp_path):
     started = []
 
-    def start(procfile, env=None):
-        r = Run(tmp_path, procfile, env)
+    def start(procfile, env=None, ignore=()):
+        r = Run(tmp_path, procfile, env, ignore)
         started.append(r)
         return r
 
@@ -251,18 +254,23 @@ def test_each_entry_gets_its_own_signal_and_its_helpers_too(run, tmp_path):
     assert not alive(helper), r.text
 
 
-def test_dying_of_the_stop_signal_is_clean(run):
+# Under nohup svckit starts with SIGHUP ignored: its children start with every
+# signal at its default all the same, or stop=HUP could never stop them.
+@pytest.mark.parametrize("ignore", [(), (signal.SIGHUP,)], ids=["plain", "nohup"])
+def test_dying_of_the_stop_signal_is_clean(run, ignore):
     # sleep has no handler: SIGHUP kills it, which is what stop=HUP asked for.
-    r = run("hup [stop=HUP]: sleep 3600\n")
+    r = run("hup [stop=HUP]: sleep 3600\n", ignore=ignore)
     r.wait_for(r"started hup")
     assert r.stop(signal.SIGINT) == 0, r.text
     r.wait_for(r"^svckit +\| hup stopped$")
 
 
-def test_dying_of_another_signal_is_not_clean(run):
+@pytest.mark.parametrize("ignore", [(), (signal.SIGHUP,)], ids=["plain", "nohup"])
+def test_dying_of_another_signal_is_not_clean(run, ignore):
     """The control for the above: the default SIGTERM, but the program dies of
     SIGHUP, which it was not sent."""
-    r = run("hup: sh -c 'trap \"kill -HUP $$\" TERM; echo ready; while :; do sleep 0.05; done'\n")
+    r = run("hup: sh -c 'trap \"kill -HUP $$\" TERM; echo ready; while :; do sleep 0.05; done'\n",
+            ignore=ignore)
     r.wait_for(r"^hup +\| ready$")
     assert r.stop(signal.SIGINT) == 1, r.text
     r.wait_for(r"^svckit +\| hup killed by signal 1 \(SIGHUP\)$")

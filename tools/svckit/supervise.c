@@ -171,8 +171,12 @@ static void child_exec(proc *p, int outw, int errw, int exw, pid_t parent) {
     if (getppid() != parent) _exit(127);
     if (dup2(S.devnull, STDIN_FILENO) < 0 || dup2(outw, STDOUT_FILENO) < 0 || dup2(errw, STDERR_FILENO) < 0)
         goto fail;
-    /* Undo what exec would keep: the ignored SIGPIPE and the blocked signals. */
-    signal(SIGPIPE, SIG_DFL);
+    /* Undo what exec would keep: ignored signals (our SIGPIPE, and whatever
+     * svckit itself was started ignoring, as nohup ignores SIGHUP: a child
+     * that inherits an ignored stop signal never stops on it) and the blocked
+     * ones. */
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
