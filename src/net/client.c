@@ -423,8 +423,10 @@ static int on_headers_complete(http_parser *p) {
     request *r = ((conn *)p->data)->req;
     end_header(r);
     r->status = (int)p->status_code;
-    /* No protocol switch is ever asked for, so a 101 is a broken peer. */
-    if (r->status == 101) return -1;
+    /* The parser takes any 1 to 3 digits; a status is 3 (RFC 9112 4), and
+     * "HTTP/1.1 42" passed on would be a broken response of ours. No protocol
+     * switch is ever asked for, so a 101 is a broken peer too. */
+    if (r->status < 100 || r->status == 101) return -1;
     int interim = r->status / 100 == 1;
     int no_body = r->head || interim || r->status == 204 || r->status == 304;
     if (!no_body && !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX) {

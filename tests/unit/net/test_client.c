@@ -858,6 +858,8 @@ TEST(malformed_responses_are_eio) {
         {"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", ACT_SEND_CLOSE}, /* cut short */
         {"HTTP/1.1 200 OK\r\nContent-Le", ACT_SEND_CLOSE},
         {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n", ACT_SEND},
+        {"HTTP/1.1 42 Short\r\nContent-Length: 0\r\n\r\n", ACT_SEND}, /* found by http_client_fuzz */
+        {"HTTP/1.1 0 Zero\r\nContent-Length: 0\r\n\r\n", ACT_SEND},
         {"", ACT_CLOSE}, /* closed without a byte */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
