@@ -57,7 +57,8 @@ struct svc_db {
     int nhooks;
     _Atomic int64_t retention_s;
     int64_t last_sweep;     /* writer thread only */
-    svc_series *m_batches, *m_writes_ok, *m_writes_failed, *m_batch_size, *m_queue_full;
+    int wal_pages;          /* writer thread only: the WAL's length after its last commit */
+    svc_series *m_batches, *m_writes_ok, *m_writes_failed, *m_batch_size, *m_queue_full, *m_checkpoints;
 };
 
 /* Creates or upgrades the library's own tables (svc_meta, svc_outbox,
