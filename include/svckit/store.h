@@ -37,7 +37,6 @@ extern "C" {
 #define SVC_DB_MAX_CONNECTIONS 128   /* threads that may use one svc_db */
 #define SVC_DB_WRITE_QUEUE 4096      /* queued write closures; more: SVC_EAGAIN */
 #define SVC_DB_MAX_BATCH 256         /* closures committed in one transaction */
-#define SVC_DB_CHECKPOINT_PAGES 1000 /* WAL pages before the writer checkpoints (SQLite's default) */
 #define SVC_DB_MAX_COMMIT_HOOKS 4    /* svc_db_on_commit registrations */
 #define SVC_DB_RETENTION_S 86400     /* default age of inbox and idempotency rows to sweep */
 #define SVC_DB_SUBJECT_MAX 256       /* outbox subject length */

@@ -57,8 +57,7 @@ struct svc_db {
     int nhooks;
     _Atomic int64_t retention_s;
     int64_t last_sweep;     /* writer thread only */
-    int wal_pages;          /* writer thread only: the WAL's length after its last commit */
-    svc_series *m_batches, *m_writes_ok, *m_writes_failed, *m_batch_size, *m_queue_full, *m_checkpoints;
+    svc_series *m_batches, *m_writes_ok, *m_writes_failed, *m_batch_size, *m_queue_full;
 };
 
 /* Creates or upgrades the library's own tables (svc_meta, svc_outbox,

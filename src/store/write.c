@@ -39,8 +39,6 @@ void svc__db_write_init(svc_db *db) {
         svc_metric_histogram("db_write_batch_size", "Write closures per committed transaction", 1, label,
                              batch_buckets, (int)(sizeof batch_buckets / sizeof batch_buckets[0])),
         v);
-    db->m_checkpoints = svc_metric_with(
-        svc_metric_counter("db_checkpoints_total", "WAL checkpoints run by the group-commit writer", 1, label), v);
     db->m_queue_full = svc_metric_with(
         svc_metric_counter("db_write_queue_full_total", "Writes refused because the write queue was full", 1, label),
         v);
@@ -140,40 +138,12 @@ static void maybe_sweep(svc_db *db) {
     if (n > 0) svc_info("database %s: swept %d inbox and idempotency rows", db->path, n);
 }
 
-/* sqlite3_wal_hook of the writer's connection: replaces SQLite's automatic
- * checkpoint, which runs inside COMMIT and so would hold every closure of
- * the batch (and every waiter of their done callbacks) for its page copies
- * and fsyncs. */
-static int wal_grew(void *ud, sqlite3 *c, const char *name, int pages) {
-    (void)c, (void)name;
-    ((svc_db *)ud)->wal_pages = pages;
-    return SQLITE_OK;
-}
-
-/* After a batch's done callbacks: a PASSIVE checkpoint once the WAL has
- * SVC_DB_CHECKPOINT_PAGES, when nothing is queued (nobody waits for it), or
- * at four times that length whatever is queued (the WAL stays bounded under
- * a load that never pauses). Called with wlock held; drops it meanwhile. */
-static void maybe_checkpoint(svc_db *db) {
-    if (db->wal_pages < SVC_DB_CHECKPOINT_PAGES || (db->count && db->wal_pages < 4 * SVC_DB_CHECKPOINT_PAGES))
-        return;
-    pthread_mutex_unlock(&db->wlock);
-    int rc = sqlite3_wal_checkpoint_v2(svc_db_conn(db), NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) svc_warn("database %s: checkpoint: %s", db->path, sqlite3_errstr(rc));
-    db->wal_pages = 0; /* the hook sets it again on the next commit */
-    svc_counter_add(db->m_checkpoints, 1);
-    pthread_mutex_lock(&db->wlock);
-}
-
 static void *writer_main(void *arg) {
     svc_db *db = arg;
     db_write batch[SVC_DB_MAX_BATCH];
     int st[SVC_DB_MAX_BATCH];
-    sqlite3 *conn = svc_db_conn(db);
-    if (conn) sqlite3_wal_hook(conn, wal_grew, db);
     pthread_mutex_lock(&db->wlock);
     for (;;) {
-        maybe_checkpoint(db);
         while (db->count == 0 && !db->closing) pthread_cond_wait(&db->wcond, &db->wlock);
         if (db->count == 0) break; /* closing, and drained */
         size_t n = db->count < SVC_DB_MAX_BATCH ? db->count : SVC_DB_MAX_BATCH;

@@ -1,9 +1,8 @@
-/* Group commit: svc_db_write, svc_db_write_wait(_all), svc_db_on_commit, the writer's checkpoints. */
+/* Group commit: svc_db_write, svc_db_write_wait(_all), svc_db_on_commit. */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include "store_util.h"
 #include "svckit/obs.h"
@@ -162,37 +161,6 @@ TEST(write_wait_all_shares_one_commit_and_reports_each) {
     CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, 0, st), SVC_EINVAL);
     CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, SVC_DB_MAX_BATCH + 1, st), SVC_EINVAL);
     CHECK_EQ(svc_db_write_wait_all(NULL, test_insert_item, uds, 1, st), SVC_EINVAL);
-    svc_db_close(db);
-    test_remove_db(path);
-}
-
-/* The writer checkpoints the WAL itself once it has SVC_DB_CHECKPOINT_PAGES,
- * between batches rather than inside a COMMIT; nothing is lost by it. */
-TEST(the_writer_checkpoints_a_long_wal_between_batches) {
-    const char *path = test_db_path();
-    svc_db *db = test_db_open(path);
-    REQUIRE(db);
-    double before = db_metric("db_checkpoints_total", SVC_COUNTER);
-    static char names[SVC_DB_MAX_BATCH][3000]; /* a row of about a page each */
-    void *uds[SVC_DB_MAX_BATCH];
-    int st[SVC_DB_MAX_BATCH];
-    int rounds = SVC_DB_CHECKPOINT_PAGES / SVC_DB_MAX_BATCH + 2;
-    for (int r = 0; r < rounds; r++) {
-        for (int i = 0; i < SVC_DB_MAX_BATCH; i++) {
-            memset(names[i], 'x', sizeof names[i] - 1);
-            snprintf(names[i], 16, "%d.%d.", r, i);
-            names[i][strlen(names[i])] = 'x';
-            uds[i] = names[i];
-        }
-        REQUIRE(svc_db_write_wait_all(db, test_insert_item, uds, SVC_DB_MAX_BATCH, st) == SVC_OK);
-    }
-    /* The writer is idle now, with a long WAL: it checkpoints (at the latest). */
-    for (int i = 0; i < TEST_WAIT_MS / 10 && db_metric("db_checkpoints_total", SVC_COUNTER) < before + 1; i++)
-        usleep(10000);
-    CHECK(db_metric("db_checkpoints_total", SVC_COUNTER) >= before + 1);
-    CHECK_EQ(svc_db_write_wait(db, test_insert_item, "after"), SVC_OK);
-    CHECK_EQ(test_db_count(db, "SELECT count(*) FROM items"), rounds * SVC_DB_MAX_BATCH + 1);
-    CHECK_EQ(svc_db_integrity_check(db), SVC_OK);
     svc_db_close(db);
     test_remove_db(path);
 }
