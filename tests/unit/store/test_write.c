@@ -147,7 +147,7 @@ TEST(write_wait_all_shares_one_commit_and_reports_each) {
     REQUIRE(db);
     CHECK_EQ(svc_db_write_wait(db, test_insert_item, "first"), SVC_OK); /* the writer is up and idle */
     double batches = db_metric("db_write_batches_total", SVC_COUNTER);
-    char names[8][8];
+    char names[8][16];
     void *uds[8];
     for (int i = 0; i < 8; i++) {
         snprintf(names[i], sizeof names[i], "n%d", i == 5 ? 4 : i); /* the sixth repeats the fifth */
