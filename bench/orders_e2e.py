@@ -18,7 +18,7 @@ new Idempotency-Key, one line of product 1..5 per order (-b).
 Where the time goes: each service's commits (db_write_batches_total, one
 fsync each) and CPU seconds (/proc/<pid>/stat) per order, per phase.
 
-    SVCKIT_BUILD=build /usr/bin/python3 bench/orders_e2e.py [--seconds 10] [--offer 3000] [--conns 64]
+    SVCKIT_BUILD=build /usr/bin/python3 bench/orders_e2e.py [--seconds 10] [--offer 8000] [--conns 128]
         [--workers 1] [--log-level info] [--rate R (the latency phase's; default half the maximum)]
 """
 import argparse
@@ -119,8 +119,8 @@ def pct(xs, p):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
-    ap.add_argument("--offer", type=int, default=3000)
-    ap.add_argument("--conns", type=int, default=64)
+    ap.add_argument("--offer", type=int, default=8000)
+    ap.add_argument("--conns", type=int, default=128)
     ap.add_argument("--workers", default="1")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--rate", type=int, default=0, help="the latency phase's rate (default: half the maximum)")

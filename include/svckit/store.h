@@ -136,6 +136,16 @@ int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, 
  * error. SVC_EINVAL on the writer thread itself (it would wait for itself). */
 int svc_db_write_wait(svc_db *db, svc_db_write_fn fn, void *ud);
 
+/* svc_db_write_wait for n (1..SVC_DB_MAX_BATCH) closures fn(db, uds[i]),
+ * queued together or not at all, so they are consecutive in the queue and
+ * share one transaction (one fsync) unless the writer's batch is full; each
+ * still runs in its own SAVEPOINT. Blocks until every one is done; st[i]
+ * gets what done would get for uds[i]. Returns SVC_OK once all completed (read
+ * st), or the queueing error, also put in every st[i], when none was queued
+ * (SVC_EAGAIN: no room for n in the queue; SVC_ECLOSED, SVC_ENOMEM, SVC_EIO;
+ * SVC_EINVAL for a bad argument or on the writer thread). */
+int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, size_t n, int *st);
+
 /* fn(db, ud) runs on the writer thread after each batch that committed at
  * least one closure, before their done callbacks (the outbox relay wakes on
  * it; a svc_db_write_wait that returned saw its batch's hooks run). It must not block nor call these two functions. Up to
@@ -229,6 +239,19 @@ bool svc_db_idem_key_valid(const char *key);
 
 int svc_db_idem_check(svc_db *db, const char *scope, const char *key, const char *method, const char *path,
                       const void *body, size_t len, svc_db_idem_response *out);
+
+/* Read-only: what svc_db_idem_check would answer, without claiming the key
+ * nor needing a transaction (this thread's connection; any thread, so a
+ * handler can ask before doing expensive work such as calls to other
+ * services): SVC_DB_IDEM_REPLAY with the stored response in *out (free it
+ * with svc_db_idem_response_free), SVC_DB_IDEM_CONFLICT,
+ * SVC_DB_IDEM_IN_PROGRESS, or SVC_DB_IDEM_NEW when the key is unused or its
+ * hold is older than SVC_DB_IDEM_LEASE_S. NEW promises nothing: a concurrent
+ * request may take the key meanwhile, so the write still calls
+ * svc_db_idem_check. Negative: SVC_EINVAL (as svc_db_idem_check, but no
+ * transaction is needed), SVC_EAGAIN (database busy), SVC_EIO, SVC_ENOMEM. */
+int svc_db_idem_lookup(svc_db *db, const char *scope, const char *key, const char *method, const char *path,
+                       const void *body, size_t len, svc_db_idem_response *out);
 
 /* Stores the response of a key held by svc_db_idem_check (in a transaction);
  * SVC_ENOTFOUND if the key is not held, SVC_ERANGE for a body over

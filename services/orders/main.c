@@ -1,7 +1,9 @@
 /*
- * orders: POST /orders prices the lines at products (NATS RPC), then in one
- * group-committed write stores the order (pending), its lines, its
- * Idempotency-Key with the answer, and orders.created in the outbox. The saga
+ * orders: POST /orders looks its Idempotency-Key up first (a retry of an
+ * order placed is answered from the store, without calling anyone), prices
+ * the lines at products (NATS RPC), then in one group-committed write
+ * stores the order (pending), its lines, its Idempotency-Key with the
+ * answer, and orders.created in the outbox. The saga
  * (services/saga.h) settles it: stock.rejected -> cancelled,
  * payment.succeeded -> confirmed, payment.declined -> cancelled (and
  * orders.cancelled, so that products releases the stock).
@@ -9,7 +11,6 @@
  * Reads run on the event loop against the worker's own SQLite connection;
  * the write runs on the thread pool, waiting for its batch's fsync.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,17 +53,14 @@ static void free_order(void *p) {
 static void place(svc_req *req, void *ud) {
     new_order *o = ud;
     int rc = svc_db_write_wait(db_of(req), orders_place, o);
-    if (rc != SVC_OK && !o->refused_status) o->outcome = rc;
+    if (rc != SVC_OK) o->outcome = rc;
 }
 
-/* The loop, once the write is durable (or failed). */
-static svc_outcome placed(svc_req *req, svc_res *res, void *ud) {
+/* The loop: the answer for what the key holds (o->outcome, from the lookup
+ * or the write): the order placed, the stored answer, or a refusal. */
+static svc_outcome answer_key(svc_req *req, svc_res *res, void *ud) {
     new_order *o = ud;
     char location[48];
-    /* Refused at pricing, and the key has no answer yet (or it could not be
-     * looked up): the refusal. */
-    if (o->refused_status && o->outcome == SVC_DB_IDEM_NEW)
-        return svc_res_error(res, o->refused_status, o->refused_code, "%s", o->refused_msg);
     switch (o->outcome) {
     case SVC_DB_IDEM_NEW:
         snprintf(location, sizeof location, "/orders/%lld", (long long)o->id);
@@ -92,20 +90,6 @@ static svc_outcome placed(svc_req *req, svc_res *res, void *ud) {
 
 static svc_outcome price_lines(svc_req *req, svc_res *res, new_order *o);
 
-/* A line could not be priced. The key may hold the answer of this very
- * request placed before (a retry after a lost answer, the product deleted
- * or products down since): the write looks it up, and answers this refusal
- * only when there is none. */
-static svc_outcome refuse(svc_req *req, new_order *o, int status, const char *code, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(o->refused_msg, sizeof o->refused_msg, fmt, ap);
-    va_end(ap);
-    o->refused_status = status;
-    o->refused_code = code;
-    return svc_req_offload(req, place, o, placed);
-}
-
 /* The loop, once products answered for lines [o->next, o->next + SVC_MAX_CALLS). */
 static svc_outcome priced(svc_req *req, svc_res *res, void *ud) {
     new_order *o = ud;
@@ -114,17 +98,18 @@ static svc_outcome priced(svc_req *req, svc_res *res, void *ud) {
         order_line *l = &o->lines[o->next + i];
         int status = svc_call_status(req, i);
         if (status == 404)
-            return refuse(req, o, 422, "unknown_product", "product %lld does not exist", (long long)l->product_id);
+            return svc_res_error(res, 422, "unknown_product", "product %lld does not exist",
+                                 (long long)l->product_id);
         if (status == 503 || status == 504)
-            return refuse(req, o, 503, "unavailable", "products did not answer (%d), retry", status);
+            return svc_res_error(res, 503, "unavailable", "products did not answer (%d), retry", status);
         json_t *p = status == 200 ? svc_call_json(req, i) : NULL;
         if (!p || orders_price_cents(json_object_get(p, "price"), &l->price_cents) != SVC_OK)
-            return refuse(req, o, 502, "bad_gateway", "products answered %d without a usable price for %lld",
-                          status, (long long)l->product_id);
+            return svc_res_error(res, 502, "bad_gateway", "products answered %d without a usable price for %lld",
+                                 status, (long long)l->product_id);
     }
     o->next += count;
     if (o->next < o->n) return price_lines(req, res, o);
-    return svc_req_offload(req, place, o, placed);
+    return svc_req_offload(req, place, o, answer_key);
 }
 
 /* Asks products for the prices of the next SVC_MAX_CALLS lines, in parallel. */
@@ -137,6 +122,22 @@ static svc_outcome price_lines(svc_req *req, svc_res *res, new_order *o) {
         svc_req_call(req, "products", "GET", path, NULL, 0, &opts);
     }
     return svc_req_then(req, priced, o);
+}
+
+/* Thread pool: what the key holds already, read without holding it. */
+static void look_up(svc_req *req, void *ud) {
+    new_order *o = ud;
+    o->outcome = svc_db_idem_lookup(db_of(req), o->user, o->key, "POST", "/orders", o->body, o->body_len,
+                                    &o->stored);
+}
+
+/* The loop: a key with an answer (or a conflict, or in progress) is
+ * answered from the store, without asking products anything; a new one is
+ * priced, then placed (the write checks the key again: a concurrent request
+ * may have taken it meanwhile). */
+static svc_outcome looked_up(svc_req *req, svc_res *res, void *ud) {
+    new_order *o = ud;
+    return o->outcome == SVC_DB_IDEM_NEW ? price_lines(req, res, o) : answer_key(req, res, o);
 }
 
 static svc_outcome create_order(svc_req *req, svc_res *res) {
@@ -158,7 +159,7 @@ static svc_outcome create_order(svc_req *req, svc_res *res) {
     o->user = svc_req_claims(req)->sub;
     o->key = key;
     o->body = svc_req_body(req, &o->body_len);
-    return price_lines(req, res, o);
+    return svc_req_offload(req, look_up, o, looked_up);
 }
 
 /* ---- reads ------------------------------------------------------------------------ */

@@ -53,13 +53,8 @@ typedef struct new_order {
     order_line lines[ORDERS_MAX_LINES];
     int n;
     int next;                   /* the first line not yet priced */
-    /* Pricing failed (a product unknown, products down): this answer, unless
-     * the key has one already (a retry of an order placed before). */
-    int refused_status;         /* 0: every line priced */
-    const char *refused_code;
-    char refused_msg[128];
-    /* results of the write */
-    int outcome;                /* SVC_DB_IDEM_* */
+    /* results of the lookup, then of the write */
+    int outcome;                /* SVC_DB_IDEM_*, or an error */
     int64_t id;
     svc_db_idem_response stored; /* REPLAY: the first answer */
     svc_buf json;               /* NEW: the order as answered */
@@ -69,9 +64,7 @@ typedef struct new_order {
 int orders_open(const char *data_dir, svc_db **out);
 /* The write closure of POST /orders (svc_db_write_wait): the idempotency
  * check, then for a new key the order, its lines, orders.created in the
- * outbox and the stored answer, all in the caller's transaction. An order
- * refused at pricing only has its key looked up (SVC_ENOTFOUND for a new
- * one, rolled back: nothing is held or stored). */
+ * outbox and the stored answer, all in the caller's transaction. */
 int orders_place(svc_db *db, void *ud);
 /* Writes one order as JSON; SVC_ENOTFOUND. user NULL: any owner (admin). */
 int orders_get(svc_db *db, int64_t id, const char *user, svc_jw *w);

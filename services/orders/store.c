@@ -205,7 +205,6 @@ int orders_place(svc_db *db, void *ud) {
     if (rc < 0) return rc;
     o->outcome = rc;
     if (rc != SVC_DB_IDEM_NEW) return SVC_OK;
-    if (o->refused_status) return SVC_ENOTFOUND; /* nothing to place: roll the key's hold back */
     int64_t total = 0;
     for (int i = 0; i < o->n; i++) total += o->lines[i].price_cents * o->lines[i].quantity;
     char now[SVC_TIME_RFC3339_MAX];

@@ -1,16 +1,17 @@
 /*
  * payments: consumes stock.reserved (services/saga.h), charges the order
  * through a simulated provider, stores the charge and publishes
- * payment.succeeded or payment.declined through the outbox, in one
+ * payment.succeeded or payment.declined through the outbox, in a
  * group-committed write with the event's inbox claim.
  *
- * The consumer is svc_app_on_stream with the library's inbox
- * (svc_db_inbox_claim) rather than svc_app_on_stream_db: the provider's call
- * (PAYMENT_LATENCY_MS) happens before the write, never inside the shared
- * write transaction where it would hold every other closure of the batch.
- * One charge per order: the provider is asked only when the order has none
- * (the simulated one answers the same for the same order, as a provider
- * keyed by an idempotency key does), and the write checks again.
+ * The consumer is svc_app_on_stream_batch rather than svc_app_on_stream_db:
+ * the provider's calls (PAYMENT_LATENCY_MS) for a whole batch happen first,
+ * together and outside any transaction, then every charge's write is queued
+ * at once (svc_db_write_wait_all), so a batch shares one commit and the
+ * provider never holds the writer. One charge per order: the provider is
+ * asked only when the order has none (the simulated one answers the same
+ * for the same order, as a provider keyed by an idempotency key does), and
+ * the write checks again.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,8 +31,7 @@ typedef struct payments_app {
 
 /* Declines fail_rate of the orders, the same ones every time (a hash of the
  * order id): asked twice for one order, it answers the same. */
-static int provider_charge(const payments_app *pa, int64_t order_id) {
-    if (pa->latency_ms > 0) uv_sleep((unsigned)pa->latency_ms);
+static int provider_answer(const payments_app *pa, int64_t order_id) {
     uint64_t z = (uint64_t)order_id + 0x9e3779b97f4a7c15ull; /* splitmix64 */
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
@@ -40,7 +40,15 @@ static int provider_charge(const payments_app *pa, int64_t order_id) {
     return u >= pa->fail_rate;
 }
 
-/* ---- the stock.reserved consumer (thread pool) ----------------------------------- */
+/* Charges cs[0..n) at once: the calls are in flight together, as a client
+ * of a real provider sends them all and awaits the answers, so the batch
+ * takes PAYMENT_LATENCY_MS once, not n times. */
+static void provider_charge_all(const payments_app *pa, charge *const *cs, size_t n) {
+    if (pa->latency_ms > 0) uv_sleep((unsigned)pa->latency_ms);
+    for (size_t i = 0; i < n; i++) cs[i]->succeeded = provider_answer(pa, cs[i]->order_id);
+}
+
+/* ---- the stock.reserved consumer (thread pool, a batch at a time) ------------------ */
 
 /* db_consumer_events_total, the family svc_app_on_stream_db counts in. */
 static void count(const char *outcome) {
@@ -83,44 +91,70 @@ static int read_event(const svc_event *ev, json_t **doc, charge *c) {
     return SVC_OK;
 }
 
-static int on_stock_reserved(svc_app *app, const svc_event *ev, void *ud) {
-    (void)app;
-    payments_app *pa = ud;
-    if (!pa->db) return SVC_EAGAIN; /* on_start has not opened it yet */
-    json_t *doc = NULL;
-    charge c = {0};
-    int rc = read_event(ev, &doc, &c);
-    if (rc != SVC_OK) return rc;
+static void drop_replay(const charge *c) {
     char detail[64];
-    snprintf(detail, sizeof detail, "order %lld is charged already", (long long)c.order_id);
-    int found = 0;
-    rc = payments_exists(pa->db, c.order_id, &found);
-    if (rc == SVC_OK && found) {
-        saga_drop(ev, "replay", detail);
+    snprintf(detail, sizeof detail, "order %lld is charged already", (long long)c->order_id);
+    saga_drop(c->ev, "replay", detail);
+    count("duplicate");
+}
+
+/* The consumer's answer for a charge after its write returned rc. */
+static int settle_charge(const charge *c, int rc) {
+    if (rc == SVC_OK && c->duplicate) {
         count("duplicate");
+    } else if (rc == SVC_OK && c->charged_before) {
+        drop_replay(c);
     } else if (rc == SVC_OK) {
-        c.succeeded = provider_charge(pa, c.order_id);
-        rc = svc_db_write_wait(pa->db, payments_record, &c);
-        if (rc == SVC_OK && c.duplicate) {
-            count("duplicate");
-        } else if (rc == SVC_OK && c.charged_before) {
-            saga_drop(ev, "replay", detail);
-            count("duplicate");
-        } else if (rc == SVC_OK) {
-            count("applied");
-            svc_info("order %lld: payment of %lld cents %s", (long long)c.order_id, (long long)c.amount_cents,
-                     c.succeeded ? "succeeded" : "declined");
-        }
-    }
-    json_decref(doc);
-    if (rc == SVC_OK) return SVC_OK;
-    if (rc == SVC_EAGAIN || rc == SVC_EIO || rc == SVC_ENOMEM) {
+        count("applied");
+        svc_info("order %lld: payment of %lld cents %s", (long long)c->order_id, (long long)c->amount_cents,
+                 c->succeeded ? "succeeded" : "declined");
+    } else if (rc == SVC_EAGAIN || rc == SVC_EIO || rc == SVC_ENOMEM || rc == SVC_ECLOSED) {
         count("retry");
         return SVC_EAGAIN; /* redelivered */
+    } else {
+        count("refused");
+        svc_warn("%s: message %s refused: %s", PAYMENTS_DURABLE, c->ev->msg_id, svc_status_str(rc));
     }
-    count("refused");
-    svc_warn("%s: message %s refused: %s", PAYMENTS_DURABLE, ev->msg_id, svc_status_str(rc));
     return rc;
+}
+
+/* A batch of stock.reserved: the events checked and the orders charged
+ * already dropped; the provider asked for the others, all at once, outside
+ * any transaction; then every charge (inbox claim, payment row, outbox
+ * event; payments_record) queued together, so they share one commit, and
+ * every message settled after it. */
+static void on_stock_reserved(svc_app *app, const svc_event *evs, size_t n, int *rcs, void *ud) {
+    (void)app;
+    payments_app *pa = ud;
+    if (!pa->db) return; /* on_start has not opened it yet: every rcs[i] is SVC_EAGAIN */
+    charge cs[SVC_MSG_STREAM_BATCH] = {0};
+    json_t *docs[SVC_MSG_STREAM_BATCH] = {0};
+    charge *todo[SVC_MSG_STREAM_BATCH];
+    size_t where[SVC_MSG_STREAM_BATCH];
+    int st[SVC_MSG_STREAM_BATCH];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = read_event(&evs[i], &docs[i], &cs[i]);
+        int found = 0;
+        /* Checked again in the write; asking here spares the provider a replay. */
+        if (rc == SVC_OK && (rc = payments_exists(pa->db, cs[i].order_id, &found)) != SVC_OK) {
+            count("retry");
+            rc = SVC_EAGAIN;
+        } else if (rc == SVC_OK && found) {
+            drop_replay(&cs[i]);
+        } else if (rc == SVC_OK) {
+            where[m] = i;
+            todo[m++] = &cs[i];
+            continue;
+        }
+        rcs[i] = rc;
+    }
+    if (m) {
+        provider_charge_all(pa, todo, m);
+        svc_db_write_wait_all(pa->db, payments_record, (void *const *)todo, m, st);
+        for (size_t k = 0; k < m; k++) rcs[where[k]] = settle_charge(todo[k], st[k]);
+    }
+    for (size_t i = 0; i < n; i++) json_decref(docs[i]);
 }
 
 /* ---- GET /payments?order_id=N ------------------------------------------------------ */
@@ -139,8 +173,15 @@ static svc_outcome list_payments(svc_req *req, svc_res *res) {
     svc_jw_init(&w, &b);
     int rc = payments_list(pa->db, order_id, strcmp(cl->role, "admin") == 0 ? NULL : cl->sub, &w);
     if (rc == SVC_OK) rc = svc_jw_ok(&w);
-    svc_outcome out = rc == SVC_OK ? svc_res_body(res, 200, "application/json", b.data, b.len)
-                                   : svc_res_error(res, 500, "internal", "payments storage error");
+    svc_outcome out;
+    if (rc == SVC_OK) {
+        out = svc_res_body(res, 200, "application/json", b.data, b.len);
+    } else if (rc == SVC_EAGAIN) { /* busy or locked past SVC_DB_BUSY_TIMEOUT_MS */
+        svc_res_header(res, "Retry-After", PAYMENTS_RETRY_AFTER_S);
+        out = svc_res_error(res, 503, "unavailable", "payments storage is busy, retry");
+    } else {
+        out = svc_res_error(res, 500, "internal", "payments storage error");
+    }
     svc_buf_free(&b);
     return out;
 }
@@ -206,8 +247,8 @@ int main(int argc, char **argv) {
     svc_app_env_declare(app, "PAYMENT_FAIL_RATE", "0", "share of charges the simulated provider declines, 0 to 1");
     svc_app_env_declare(app, "PAYMENT_LATENCY_MS", "0", "milliseconds each simulated charge takes");
     svc_app_get(app, "/payments", list_payments, SVC_AUTH_USER);
-    svc_app_on_stream(app, SAGA_STREAM, "stock.reserved", PAYMENTS_DURABLE, SAGA_ACK_WAIT_MS, on_stock_reserved,
-                      SVC_OFFLOAD, &pa);
+    svc_app_on_stream_batch(app, SAGA_STREAM, "stock.reserved", PAYMENTS_DURABLE, SAGA_ACK_WAIT_MS,
+                            on_stock_reserved, &pa);
     svc_app_ready_check(app, "payments", db_ready, &pa);
     svc_app_on_start(app, on_start, &pa);
     svc_app_on_stop(app, on_stop, &pa);

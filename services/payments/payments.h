@@ -16,6 +16,7 @@
 #define PAYMENTS_DEFAULT_PORT 8084
 #define PAYMENTS_MAX_LATENCY_MS 1000    /* PAYMENT_LATENCY_MS: well under the consumer's ack wait (SAGA_ACK_WAIT_MS) */
 #define PAYMENTS_DURABLE "payments-stock"
+#define PAYMENTS_RETRY_AFTER_S "1"      /* Retry-After of a 503 when the database is busy */
 
 /* A charge to make for a stock.reserved event, and what became of it. */
 typedef struct charge {

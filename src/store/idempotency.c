@@ -61,36 +61,26 @@ static int claim(svc_db *db, const char *scope, const char *key, const unsigned 
     return rc == SQLITE_DONE ? SVC_DB_IDEM_NEW : svc_db_status(rc);
 }
 
-int svc_db_idem_check(svc_db *db, const char *scope, const char *key, const char *method, const char *path,
-                      const void *body, size_t len, svc_db_idem_response *out) {
-    memset(out, 0, sizeof *out);
-    if (!scope_valid(scope) || !svc_db_idem_key_valid(key) || !method || !path || (len && !body) ||
-        !svc__db_in_transaction(db))
-        return SVC_EINVAL;
-    unsigned char hash[crypto_hash_sha256_BYTES];
-    request_hash(hash, method, path, body, len);
-    int64_t now = (int64_t)time(NULL);
+/* What the key holds for this request: NEW (no row), REPLAY (*out filled),
+ * CONFLICT, IN_PROGRESS, EXPIRED (held longer than the lease), or an error. */
+enum { IDEM_EXPIRED = -100 };
+static int read_key(svc_db *db, const char *scope, const char *key, const unsigned char *hash, int64_t now,
+                    svc_db_idem_response *out) {
     sqlite3_stmt *s = svc_db_prepare(db, "SELECT request_hash, status, headers, body, created_at "
                                          "FROM svc_idempotency WHERE scope = ?1 AND key = ?2");
     if (!s) return SVC_EIO;
     sqlite3_bind_text(s, 1, scope, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, key, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
-    if (rc == SQLITE_DONE) {
-        sqlite3_reset(s);
-        return claim(db, scope, key, hash, now);
-    }
-    if (rc != SQLITE_ROW) {
-        sqlite3_reset(s);
-        return svc_db_status(rc);
-    }
     int result;
-    int status = sqlite3_column_int(s, 1);
-    if (sqlite3_column_bytes(s, 0) != crypto_hash_sha256_BYTES ||
-        sodium_memcmp(sqlite3_column_blob(s, 0), hash, crypto_hash_sha256_BYTES) != 0) {
+    int status = rc == SQLITE_ROW ? sqlite3_column_int(s, 1) : 0;
+    if (rc != SQLITE_ROW) {
+        result = rc == SQLITE_DONE ? SVC_DB_IDEM_NEW : svc_db_status(rc);
+    } else if (sqlite3_column_bytes(s, 0) != crypto_hash_sha256_BYTES ||
+               sodium_memcmp(sqlite3_column_blob(s, 0), hash, crypto_hash_sha256_BYTES) != 0) {
         result = SVC_DB_IDEM_CONFLICT;
     } else if (status == 0) {
-        result = sqlite3_column_int64(s, 4) < now - SVC_DB_IDEM_LEASE_S ? -1 : SVC_DB_IDEM_IN_PROGRESS;
+        result = sqlite3_column_int64(s, 4) < now - SVC_DB_IDEM_LEASE_S ? IDEM_EXPIRED : SVC_DB_IDEM_IN_PROGRESS;
     } else {
         out->status = status;
         out->headers = sqlite3_column_type(s, 2) == SQLITE_NULL ? NULL : dup_column(s, 2, NULL);
@@ -100,11 +90,35 @@ int svc_db_idem_check(svc_db *db, const char *scope, const char *key, const char
         if (result != SVC_DB_IDEM_REPLAY) svc_db_idem_response_free(out);
     }
     sqlite3_reset(s);
-    if (result == -1) {
-        svc_warn("idempotency key %s/%s held longer than %d s: taken over", scope, key, SVC_DB_IDEM_LEASE_S);
-        return claim(db, scope, key, hash, now);
-    }
     return result;
+}
+
+static bool request_valid(const char *scope, const char *key, const char *method, const char *path,
+                          const void *body, size_t len) {
+    return scope_valid(scope) && svc_db_idem_key_valid(key) && method && path && (body || !len);
+}
+
+int svc_db_idem_check(svc_db *db, const char *scope, const char *key, const char *method, const char *path,
+                      const void *body, size_t len, svc_db_idem_response *out) {
+    memset(out, 0, sizeof *out);
+    if (!request_valid(scope, key, method, path, body, len) || !svc__db_in_transaction(db)) return SVC_EINVAL;
+    unsigned char hash[crypto_hash_sha256_BYTES];
+    request_hash(hash, method, path, body, len);
+    int64_t now = (int64_t)time(NULL);
+    int rc = read_key(db, scope, key, hash, now, out);
+    if (rc == IDEM_EXPIRED)
+        svc_warn("idempotency key %s/%s held longer than %d s: taken over", scope, key, SVC_DB_IDEM_LEASE_S);
+    return rc == SVC_DB_IDEM_NEW || rc == IDEM_EXPIRED ? claim(db, scope, key, hash, now) : rc;
+}
+
+int svc_db_idem_lookup(svc_db *db, const char *scope, const char *key, const char *method, const char *path,
+                       const void *body, size_t len, svc_db_idem_response *out) {
+    memset(out, 0, sizeof *out);
+    if (!db || !request_valid(scope, key, method, path, body, len)) return SVC_EINVAL;
+    unsigned char hash[crypto_hash_sha256_BYTES];
+    request_hash(hash, method, path, body, len);
+    int rc = read_key(db, scope, key, hash, (int64_t)time(NULL), out);
+    return rc == IDEM_EXPIRED ? SVC_DB_IDEM_NEW : rc;
 }
 
 int svc_db_idem_store(svc_db *db, const char *scope, const char *key, int status, const char *headers,

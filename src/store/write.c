@@ -179,8 +179,10 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, void *done_ud) {
-    if (!db || !fn) return SVC_EINVAL;
+/* Queues ws[0..n) together (consecutive in the queue, so the writer takes
+ * them into one batch when they fit), or none: SVC_EAGAIN when the queue
+ * has no room for all of them. */
+static int queue_writes(svc_db *db, const db_write *ws, size_t n) {
     pthread_mutex_lock(&db->wlock);
     int rc = SVC_OK;
     if (db->closing) {
@@ -197,54 +199,78 @@ int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, 
             db->writer_started = true;
         }
     }
-    if (rc == SVC_OK && db->count == SVC_DB_WRITE_QUEUE) {
+    if (rc == SVC_OK && SVC_DB_WRITE_QUEUE - db->count < n) {
         svc_counter_add(db->m_queue_full, 1);
         rc = SVC_EAGAIN;
     }
     if (rc == SVC_OK) {
-        db->queue[(db->head + db->count) % SVC_DB_WRITE_QUEUE] = (db_write){fn, ud, done, done_ud};
-        db->count++;
+        for (size_t i = 0; i < n; i++) db->queue[(db->head + db->count + i) % SVC_DB_WRITE_QUEUE] = ws[i];
+        db->count += n;
         pthread_cond_signal(&db->wcond);
     }
     pthread_mutex_unlock(&db->wlock);
     return rc;
 }
 
+int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, void *done_ud) {
+    if (!db || !fn) return SVC_EINVAL;
+    db_write w = {fn, ud, done, done_ud};
+    return queue_writes(db, &w, 1);
+}
+
+/* The closures of one svc_db_write_wait_all: done when left reaches 0. */
 typedef struct waiter {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bool done;
-    int status;
+    size_t left;
 } waiter;
 
+typedef struct waiting_write {
+    waiter *w;
+    int *status;
+} waiting_write;
+
 static void wake_waiter(int status, void *ud) {
-    waiter *w = ud;
+    waiting_write *ww = ud;
+    waiter *w = ww->w;
     pthread_mutex_lock(&w->lock);
-    w->status = status;
-    w->done = true;
-    pthread_cond_signal(&w->cond);
+    *ww->status = status;
+    if (--w->left == 0) pthread_cond_signal(&w->cond);
     pthread_mutex_unlock(&w->lock);
 }
 
-int svc_db_write_wait(svc_db *db, svc_db_write_fn fn, void *ud) {
-    if (!db) return SVC_EINVAL;
+int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, size_t n, int *st) {
+    if (!db || !fn || !st || n < 1 || n > SVC_DB_MAX_BATCH) return SVC_EINVAL;
     pthread_mutex_lock(&db->wlock);
     bool on_writer = db->writer_started && pthread_equal(db->writer, pthread_self());
     pthread_mutex_unlock(&db->wlock);
     if (on_writer) return SVC_EINVAL;
-    waiter w = {.done = false, .status = SVC_ERR};
+    waiter w = {.left = n};
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
-    int rc = svc_db_write(db, fn, ud, wake_waiter, &w);
+    db_write ws[SVC_DB_MAX_BATCH];
+    waiting_write wws[SVC_DB_MAX_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        wws[i] = (waiting_write){&w, &st[i]};
+        ws[i] = (db_write){fn, uds ? uds[i] : NULL, wake_waiter, &wws[i]};
+    }
+    int rc = queue_writes(db, ws, n);
     if (rc == SVC_OK) {
         pthread_mutex_lock(&w.lock);
-        while (!w.done) pthread_cond_wait(&w.cond, &w.lock);
-        rc = w.status;
+        while (w.left) pthread_cond_wait(&w.cond, &w.lock);
         pthread_mutex_unlock(&w.lock);
+    } else {
+        for (size_t i = 0; i < n; i++) st[i] = rc;
     }
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.lock);
     return rc;
+}
+
+int svc_db_write_wait(svc_db *db, svc_db_write_fn fn, void *ud) {
+    int st;
+    int rc = svc_db_write_wait_all(db, fn, &ud, 1, &st);
+    return rc == SVC_OK ? st : rc;
 }
 
 void svc__db_write_stop(svc_db *db) {

@@ -8,7 +8,10 @@ changes no order, stock or charge.
 
 Outcomes are waited for (conftest.wait_until), never timed."""
 import concurrent.futures
+import contextlib
+import fcntl
 import json
+import os
 import secrets
 
 import pytest
@@ -163,7 +166,7 @@ def test_the_same_key_gives_the_same_order(shop):
 def test_a_retry_gets_its_order_after_the_product_is_gone(shop):
     """The first answer was lost and the product deleted since: the retry
     with the same key gets the order placed (200), not the 422 a new order
-    would get, even though pricing it again fails."""
+    would get: a key with an answer is answered before any pricing."""
     pid = 90
     key = "gone-" + secrets.token_hex(4)
     items = [{"product_id": pid, "quantity": 1}]
@@ -180,6 +183,76 @@ def test_a_retry_gets_its_order_after_the_product_is_gone(shop):
     assert st == 422 and err["error"]["code"] == "unknown_product", err
     st, _, doc = shop.post([{"product_id": 7, "quantity": 1}], key2)
     assert st == 201, doc
+
+
+def test_a_retry_with_an_answer_calls_nobody(shop):
+    """A retry whose key has a stored answer, or another body under that key,
+    is answered from orders' store: no call to products (rpc_calls_total
+    stays put), and the same answer with products stopped. A new key needs
+    products: 503 while it is down."""
+    key = "nocall-" + secrets.token_hex(4)
+    items = [{"product_id": 8, "quantity": 1}]
+    st, h, first = shop.post(items, key)
+    assert st == 201, first
+    calls = metric(shop.orders, "rpc_calls_total", service="products")
+    assert calls > 0
+    st, h2, again = shop.post(items, key)
+    assert st == 200 and again == first and h2["location"] == h["location"], (st, again)
+    st, _, err = shop.post([{"product_id": 8, "quantity": 2}], key)
+    assert st == 422 and err["error"]["code"] == "idempotency_key_reused", err
+    assert metric(shop.orders, "rpc_calls_total", service="products") == calls
+    stopped = shop.products
+    stopped.stop()
+    try:
+        st, h3, again = shop.post(items, key)
+        assert st == 200 and again == first and h3["location"] == h["location"], (st, again)
+        assert metric(shop.orders, "rpc_calls_total", service="products") == calls
+        st, _, err = shop.post(items)
+        assert st == 503 and err["error"]["code"] == "unavailable", (st, err)
+    finally:
+        shop.products = Service("products", env={"NATS_URL": shop.nats.url, "JWT_SECRET": SECRET},
+                                data_dir=stopped.data_dir)
+        shop.products.tmp = stopped.tmp  # the directory lives as long as the service using it
+    shop.first_order([{"product_id": 1, "quantity": 1}])  # products answers over NATS again
+
+
+@contextlib.contextmanager
+def recovery_in_progress(db_path):
+    """What another process recovering the WAL looks like to a reader:
+    SQLite's WAL write and recover locks held (bytes 120 and 122 of the
+    -shm file, unix VFS) and the wal-index header's two copies differing.
+    Every read waits out its busy timeout and fails with
+    SQLITE_BUSY_RECOVERY; on exit the header and the locks are put back."""
+    fd = os.open(db_path + "-shm", os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 120, 0)
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 122, 0)
+        byte = os.pread(fd, 1, 48 + 16)  # the second copy's mxFrame
+        os.pwrite(fd, bytes([byte[0] ^ 0xFF]), 48 + 16)
+        try:
+            yield
+        finally:
+            os.pwrite(fd, byte, 48 + 16)
+    finally:
+        os.close(fd)  # and with it the locks
+
+
+def test_payments_list_is_503_while_the_database_is_busy(shop):
+    """GET /payments on a database it cannot read (locked by another process
+    past SVC_DB_BUSY_TIMEOUT_MS): 503 with Retry-After and a JSON error, not
+    500; it serves again once the lock is gone."""
+    st, _, doc = shop.post([{"product_id": 9, "quantity": 1}])
+    assert st == 201, doc
+    assert shop.settled(doc["id"])["status"] == "confirmed"
+    assert len(shop.payments_of(doc["id"])) == 1
+    busy = metric(shop.payments, "http_requests_total", code="503")
+    with recovery_in_progress(os.path.join(shop.payments.data_dir, "payments.db")):
+        st, h, data = shop.payments.request("GET", f"/payments?order_id={doc['id']}",
+                                            headers={"Authorization": "Bearer " + ADMIN})
+    err = json.loads(data)
+    assert st == 503 and h["retry-after"] == "1" and err["error"]["code"] == "unavailable", (st, h, err)
+    assert metric(shop.payments, "http_requests_total", code="503") == busy + 1
+    assert len(shop.payments_of(doc["id"])) == 1
 
 
 def test_concurrent_posts_with_one_key_make_one_order(shop):

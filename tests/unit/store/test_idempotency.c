@@ -102,6 +102,51 @@ TEST(a_key_held_in_progress_then_released_or_taken_over) {
     test_remove_db(path);
 }
 
+static int lookup(svc_db *db, idem_arg *a) {
+    return svc_db_idem_lookup(db, a->scope, a->key, a->method, a->path, a->body, a->body ? strlen(a->body) : 0,
+                              &a->resp);
+}
+
+/* The read-only lookup answers what a check would, outside any transaction,
+ * and holds nothing: a NEW key is still free afterwards. */
+TEST(lookup_answers_like_check_and_holds_nothing) {
+    const char *path = test_db_path();
+    svc_db *db = test_db_open(path);
+    REQUIRE(db);
+    idem_arg probe = {"u", "k", "POST", "/orders", "a", 0, {0}, 0, NULL};
+    CHECK_EQ(lookup(db, &probe), SVC_DB_IDEM_NEW);
+    CHECK_EQ(test_db_count(db, "SELECT count(*) FROM svc_idempotency"), 0);
+    idem_arg held = {"u", "k", "POST", "/orders", "a", 0, {0}, 0, NULL};
+    CHECK_EQ(check(db, &held), SVC_DB_IDEM_NEW); /* taken: the lookup held nothing */
+    CHECK_EQ(lookup(db, &probe), SVC_DB_IDEM_IN_PROGRESS);
+    idem_arg other_body = {"u", "k", "POST", "/orders", "b", 0, {0}, 0, NULL};
+    CHECK_EQ(lookup(db, &other_body), SVC_DB_IDEM_CONFLICT);
+    /* A hold past its lease is NEW, as check would take it over; the row is untouched. */
+    REQUIRE(svc_db_exec(db, "UPDATE svc_idempotency SET created_at = created_at - 3600") == SVC_OK);
+    CHECK_EQ(lookup(db, &probe), SVC_DB_IDEM_NEW);
+    CHECK_EQ(test_db_count(db, "SELECT count(*) FROM svc_idempotency WHERE status = 0"), 1);
+    idem_arg done = {"u", "k", "POST", "/orders", "a", 0, {0}, 201, "{\"id\":7}"};
+    CHECK_EQ(check(db, &done), SVC_DB_IDEM_NEW);
+    CHECK_EQ(lookup(db, &probe), SVC_DB_IDEM_REPLAY);
+    CHECK_EQ(probe.resp.status, 201);
+    CHECK_STR(probe.resp.body, "{\"id\":7}");
+    CHECK_STR(probe.resp.headers, "Location: /orders/7\r\n");
+    svc_db_idem_response_free(&probe.resp);
+    CHECK_EQ(lookup(db, &other_body), SVC_DB_IDEM_CONFLICT);
+    CHECK(other_body.resp.body == NULL);
+    /* Another scope's key of that name is unused. */
+    idem_arg other_user = {"v", "k", "POST", "/orders", "a", 0, {0}, 0, NULL};
+    CHECK_EQ(lookup(db, &other_user), SVC_DB_IDEM_NEW);
+    /* Bad input as check refuses it; no transaction needed. */
+    idem_arg bad_key = {"u", "tab\tkey", "POST", "/orders", "a", 0, {0}, 0, NULL};
+    CHECK_EQ(lookup(db, &bad_key), SVC_EINVAL);
+    idem_arg no_scope = {"", "k", "POST", "/orders", "a", 0, {0}, 0, NULL};
+    CHECK_EQ(lookup(db, &no_scope), SVC_EINVAL);
+    CHECK_EQ(svc_db_idem_lookup(NULL, "u", "k", "POST", "/", "", 0, &probe.resp), SVC_EINVAL);
+    svc_db_close(db);
+    test_remove_db(path);
+}
+
 TEST(bad_keys_and_scopes_are_refused) {
     CHECK(svc_db_idem_key_valid("a"));
     CHECK(svc_db_idem_key_valid("0f8fad5b-d9cb-469f-a165-70867728950e"));

@@ -1,4 +1,4 @@
-/* Group commit: svc_db_write, svc_db_write_wait, svc_db_on_commit. */
+/* Group commit: svc_db_write, svc_db_write_wait(_all), svc_db_on_commit. */
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -136,6 +136,31 @@ TEST(failing_closure_rolls_back_only_itself) {
     CHECK_EQ(test_db_count(db, "SELECT count(*) FROM items WHERE name = 'bad'"), 0);
     CHECK_EQ(db_metric("db_write_batches_total", SVC_COUNTER), 2);
     CHECK_EQ(db_metric("db_write_batch_size", SVC_HISTOGRAM), 2);
+    svc_db_close(db);
+    test_remove_db(path);
+}
+
+/* Closures queued together share one commit; each gets its own status. */
+TEST(write_wait_all_shares_one_commit_and_reports_each) {
+    const char *path = test_db_path();
+    svc_db *db = test_db_open(path);
+    REQUIRE(db);
+    CHECK_EQ(svc_db_write_wait(db, test_insert_item, "first"), SVC_OK); /* the writer is up and idle */
+    double batches = db_metric("db_write_batches_total", SVC_COUNTER);
+    char names[8][16];
+    void *uds[8];
+    for (int i = 0; i < 8; i++) {
+        snprintf(names[i], sizeof names[i], "n%d", i == 5 ? 4 : i); /* the sixth repeats the fifth */
+        uds[i] = names[i];
+    }
+    int st[8];
+    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, 8, st), SVC_OK);
+    for (int i = 0; i < 8; i++) CHECK_EQ(st[i], i == 5 ? SVC_EEXIST : SVC_OK);
+    CHECK_EQ(db_metric("db_write_batches_total", SVC_COUNTER), batches + 1);
+    CHECK_EQ(test_db_count(db, "SELECT count(*) FROM items"), 8);
+    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, 0, st), SVC_EINVAL);
+    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, SVC_DB_MAX_BATCH + 1, st), SVC_EINVAL);
+    CHECK_EQ(svc_db_write_wait_all(NULL, test_insert_item, uds, 1, st), SVC_EINVAL);
     svc_db_close(db);
     test_remove_db(path);
 }
