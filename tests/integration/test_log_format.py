@@ -203,6 +203,15 @@ def wait_for_text(svc, needle, timeout=WAIT):
     raise AssertionError(f"no {needle!r} in the log:\n{svc.read_log()!r}")
 
 
+@pytest.mark.parametrize("value", ["xml", "JSON", "text ", "auto"])
+def test_a_bad_log_format_stops_the_service(value):
+    e = dict(os.environ, PORT="0", HOST="127.0.0.1", NATS_URL="none", LOG_FORMAT=value)
+    r = subprocess.run([binary("testsvc")], env=e, capture_output=True, timeout=WAIT)
+    assert r.returncode == 2 and r.stdout == b""
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "LOG_FORMAT" in lines[0] and "expected json or text" in lines[0], lines
+
+
 def test_a_bad_log_color_stops_the_service():
     e = dict(os.environ, PORT="0", HOST="127.0.0.1", LOG_COLOR="rainbow")
     r = subprocess.run([binary("testsvc")], env=e, capture_output=True, timeout=WAIT)
