@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import Service, binary, free_port, wait_until
+from conftest import Service, binary, free_port, terminate, wait_until
 from test_msg_support import nats_server  # noqa: F401
 from test_supervisor import SVCKIT, Supervisor
 
@@ -88,13 +88,7 @@ class PtyService:
             c.close()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.reader.join(5)
         os.close(self.fd)
         return self.proc.returncode

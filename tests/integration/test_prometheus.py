@@ -16,16 +16,14 @@ import json
 import math
 import os
 import re
-import signal
 import subprocess
 import tempfile
 import time
 import urllib.parse
 
-import pytest
 import yaml
 
-from conftest import ROOT, WAIT, free_port, track, wait_until
+from conftest import ROOT, WAIT, free_port, terminate, track, wait_until
 from shop_support import Shop, admin
 from test_msg_support import nats_server  # noqa: F401
 
@@ -185,13 +183,7 @@ class Prometheus:
         return [(r["metric"], float(r["value"][1])) for r in data["result"]]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.log.close()
         self.tmp.cleanup()
 
