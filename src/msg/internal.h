@@ -442,8 +442,10 @@ void svc__stream_settle(msg_worker *mw, msg_consumer *c, const svc_nats_msg *msg
 /* The delivery count in a $JS.ACK reply subject (0 if it is not one). */
 uint64_t svc__js_delivered(const char *reply);
 /* The consumer's pending messages in a $JS.ACK reply subject, as the server
- * counted them at this delivery (-1 if it is not one). */
-int64_t svc__js_pending(const char *reply);
+ * counted them at this delivery; -1 if it is not one, or not of that stream
+ * and durable consumer (a peer publishing into the consumer's inbox cannot
+ * set another's gauge). */
+int64_t svc__js_pending(const char *reply, const char *stream, const char *durable);
 /* At start, once every consumer is declared: their series of
  * jetstream_consumer_pending_messages. */
 void svc__js_metrics(svc_msg *m);

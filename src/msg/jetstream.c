@@ -88,42 +88,62 @@ static void stream_body(const msg_stream_def *d, svc_buf *b) {
     svc_jw_obj_end(&w);
 }
 
-/* The numeric token `field` places after <delivered> (0 delivered, 4
- * pending) of a $JS.ACK reply subject: $JS.ACK.<stream>.<consumer>.
+/* A $JS.ACK reply subject split at its dots: $JS.ACK.<stream>.<consumer>.
  * <delivered>.<sseq>.<cseq>.<ts>.<pending>, or the longer form with
- * <domain>.<account hash> after ACK and a token at the end. -1 when reply
- * is not one, or the token is not a number of at most 18 digits. */
-static int64_t js_ack_field(const char *reply, int field) {
-    if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0) return -1;
+ * <domain>.<account hash> after ACK and a token at the end; at is the index
+ * of <stream>. 0 when reply is not one. */
+typedef struct {
     const char *tok[16];
     size_t len[16];
-    int n = 0;
-    for (const char *p = reply; n < 16;) {
+    int n, at;
+} js_ack;
+
+static int js_ack_split(const char *reply, js_ack *a) {
+    if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0) return 0;
+    a->n = 0;
+    for (const char *p = reply; a->n < 16;) {
         const char *dot = strchr(p, '.');
-        tok[n] = p;
-        len[n] = dot ? (size_t)(dot - p) : strlen(p);
-        n++;
+        a->tok[a->n] = p;
+        a->len[a->n] = dot ? (size_t)(dot - p) : strlen(p);
+        a->n++;
         if (!dot) break;
         p = dot + 1;
     }
-    int at = n == 9 ? 4 : n >= 11 ? 6 : -1;
-    if (at < 0) return -1;
-    at += field;
-    if (at >= n || len[at] == 0 || len[at] > 18) return -1;
+    a->at = a->n == 9 ? 2 : a->n >= 11 ? 4 : -1;
+    return a->at >= 0;
+}
+
+/* The numeric token `field` places after <stream> (2 delivered, 6 pending):
+ * -1 when it is not a number of at most 18 digits. */
+static int64_t js_ack_num(const js_ack *a, int field) {
+    int i = a->at + field;
+    if (i >= a->n || a->len[i] == 0 || a->len[i] > 18) return -1;
     int64_t v = 0;
-    for (size_t i = 0; i < len[at]; i++) {
-        if (tok[at][i] < '0' || tok[at][i] > '9') return -1;
-        v = v * 10 + (tok[at][i] - '0');
+    for (size_t k = 0; k < a->len[i]; k++) {
+        char ch = a->tok[i][k];
+        if (ch < '0' || ch > '9') return -1;
+        v = v * 10 + (ch - '0');
     }
     return v;
 }
 
+static int js_ack_token_is(const js_ack *a, int field, const char *want) {
+    int i = a->at + field;
+    return i < a->n && strlen(want) == a->len[i] && memcmp(a->tok[i], want, a->len[i]) == 0;
+}
+
 uint64_t svc__js_delivered(const char *reply) {
-    int64_t v = js_ack_field(reply, 0);
+    js_ack a;
+    int64_t v = js_ack_split(reply, &a) ? js_ack_num(&a, 2) : -1;
     return v < 0 ? 0 : (uint64_t)v;
 }
 
-int64_t svc__js_pending(const char *reply) { return js_ack_field(reply, 4); }
+int64_t svc__js_pending(const char *reply, const char *stream, const char *durable) {
+    js_ack a;
+    if (!js_ack_split(reply, &a) || !js_ack_token_is(&a, 0, stream) || !js_ack_token_is(&a, 1, durable))
+        return -1;
+    return js_ack_num(&a, 6);
+}
 
 /* Consumer lag, one series per durable consumer the code declares: a set
  * fixed before start, so its labels stay bounded. Set from every delivery's
@@ -696,7 +716,7 @@ static void on_fetched(svc_nats *nc, svc_nats_msg *msg, void *ud) {
         return;
     }
     c->inflight++;
-    int64_t pending = svc__js_pending(msg->reply);
+    int64_t pending = svc__js_pending(msg->reply, c->stream, c->durable);
     if (pending >= 0) svc_gauge_set(c->s_pending, (double)pending);
     if (--c->fetch_left <= 0) {
         c->fetching = 0;
