@@ -8,11 +8,13 @@ PKGS=(gcc make pkg-config libc6-dev libuv1-dev libhttp-parser-dev libjansson-dev
       libsodium-dev libsqlite3-dev zlib1g-dev sqlite3)
 # Run: the broker of the reference system.
 PKGS+=(nats-server)
+# Test: python3-yaml reads deploy/prometheus/ (test_prometheus.py), whose
+# prometheus and promtool come with the package below.
+PKGS+=(python3-yaml)
 # Test: the integration suite (python3 + pytest), JWT interop peers (PyJWT and
-# node's jose), prometheus and promtool for the exposition format and
-# deploy/prometheus/ (python3-yaml reads its files: test_prometheus.py), clang
-# for libFuzzer, curl, tmux for `make run` in a terminal (test_make_run.py).
-PKGS+=(python3 python3-pytest python3-yaml python3-jwt python3-cryptography nodejs npm prometheus clang
+# node's jose), promtool for the exposition format, clang for libFuzzer, curl,
+# tmux for `make run` in a terminal (test_make_run.py).
+PKGS+=(python3 python3-pytest python3-jwt python3-cryptography nodejs npm prometheus clang
        libclang-rt-14-dev curl procps iproute2 tmux)
 # Containers (make images, make test-images): podman and what it runs with
 # here. iptables: netavark sets up the bridge with it, and fails with "No such
