@@ -8,6 +8,9 @@ PKGS=(gcc make pkg-config libc6-dev libuv1-dev libhttp-parser-dev libjansson-dev
       libsodium-dev libsqlite3-dev zlib1g-dev sqlite3)
 # Run: the broker of the reference system.
 PKGS+=(nats-server)
+# Test: python3-yaml reads deploy/prometheus/ (test_prometheus.py), whose
+# prometheus and promtool come with the package below.
+PKGS+=(python3-yaml)
 # Test: the integration suite (python3 + pytest), JWT interop peers (PyJWT and
 # node's jose), promtool for the exposition format, clang for libFuzzer, curl,
 # tmux for `make run` in a terminal (test_make_run.py).

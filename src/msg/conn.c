@@ -810,6 +810,7 @@ static void nats_start(svc_app *app, void *state) {
     int nslots = 0;
     for (msg_event_reg *ev = m->events; ev; ev = ev->next) nslots++;
     for (msg_consumer *c = m->consumers; c; c = c->next) c->slot = nslots++;
+    svc__js_metrics(m);
     for (int i = 0; i < m->nworkers && nslots; i++) {
         m->workers[i].slots = calloc((size_t)nslots, sizeof *m->workers[i].slots);
         m->workers[i].nslots = m->workers[i].slots ? nslots : 0;

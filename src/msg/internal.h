@@ -86,6 +86,10 @@
 #define SVC_MSG_JS_API_TIMEOUT_MS 5000
 /* After a failed declaration or bind, before the next try. */
 #define SVC_MSG_JS_RETRY_MS 1000
+/* How often worker 0 asks the server for each bound consumer's info, for
+ * jetstream_consumer_pending_messages: a backlog that grows while nothing is
+ * delivered (a stuck or saturated consumer) shows within this. */
+#define SVC_MSG_JS_LAG_MS 5000
 /* A blocking call waits this much longer than its own deadline for the loop
  * to answer (the loop may be busy), then gives up with SVC_ETIMEDOUT. */
 #define SVC_MSG_SYNC_GRACE_MS 2000
@@ -156,6 +160,9 @@ typedef struct msg_consumer {
     int fetch_left;                  /* messages that request may still bring */
     int inflight;                    /* being handled, not yet acked */
     int errors;
+    svc_series *s_pending;           /* jetstream_consumer_pending_messages */
+    uv_timer_t lag_timer;            /* asks for its info every SVC_MSG_JS_LAG_MS */
+    int lag_init, lag_asking;
     uv_timer_t timer;                /* fetch deadline and retries */
     int timer_init;
     struct msg_consumer *next;
@@ -434,6 +441,14 @@ void svc__stream_settle(msg_worker *mw, msg_consumer *c, const svc_nats_msg *msg
                         const char *subject);
 /* The delivery count in a $JS.ACK reply subject (0 if it is not one). */
 uint64_t svc__js_delivered(const char *reply);
+/* The consumer's pending messages in a $JS.ACK reply subject, as the server
+ * counted them at this delivery; -1 if it is not one, or not of that stream
+ * and durable consumer (a peer publishing into the consumer's inbox cannot
+ * set another's gauge). */
+int64_t svc__js_pending(const char *reply, const char *stream, const char *durable);
+/* At start, once every consumer is declared: their series of
+ * jetstream_consumer_pending_messages. */
+void svc__js_metrics(svc_msg *m);
 /* Worker 0, loop thread: (re)declare streams and bind the consumers (after
  * each connection), stop fetching (drain), free timers (close). */
 void svc__js_on_connected(msg_worker *mw);

@@ -88,29 +88,78 @@ static void stream_body(const msg_stream_def *d, svc_buf *b) {
     svc_jw_obj_end(&w);
 }
 
-uint64_t svc__js_delivered(const char *reply) {
-    if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0) return 0;
+/* A $JS.ACK reply subject split at its dots: $JS.ACK.<stream>.<consumer>.
+ * <delivered>.<sseq>.<cseq>.<ts>.<pending>, or the longer form with
+ * <domain>.<account hash> after ACK and a token at the end; at is the index
+ * of <stream>. 0 when reply is not one. */
+typedef struct {
     const char *tok[16];
     size_t len[16];
-    int n = 0;
-    for (const char *p = reply; n < 16;) {
+    int n, at;
+} js_ack;
+
+static int js_ack_split(const char *reply, js_ack *a) {
+    if (!reply || strncmp(reply, "$JS.ACK.", 8) != 0) return 0;
+    a->n = 0;
+    for (const char *p = reply; a->n < 16;) {
         const char *dot = strchr(p, '.');
-        tok[n] = p;
-        len[n] = dot ? (size_t)(dot - p) : strlen(p);
-        n++;
+        a->tok[a->n] = p;
+        a->len[a->n] = dot ? (size_t)(dot - p) : strlen(p);
+        a->n++;
         if (!dot) break;
         p = dot + 1;
     }
-    /* $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>,
-     * or with <domain>.<account hash> after ACK and a token at the end. */
-    int at = n == 9 ? 4 : n >= 11 ? 6 : -1;
-    if (at < 0 || len[at] == 0 || len[at] > 18) return 0;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len[at]; i++) {
-        if (tok[at][i] < '0' || tok[at][i] > '9') return 0;
-        v = v * 10 + (uint64_t)(tok[at][i] - '0');
+    a->at = a->n == 9 ? 2 : a->n >= 11 ? 4 : -1;
+    return a->at >= 0;
+}
+
+/* The numeric token `field` places after <stream> (2 delivered, 6 pending):
+ * -1 when it is not a number of at most 18 digits. */
+static int64_t js_ack_num(const js_ack *a, int field) {
+    int i = a->at + field;
+    if (i >= a->n || a->len[i] == 0 || a->len[i] > 18) return -1;
+    int64_t v = 0;
+    for (size_t k = 0; k < a->len[i]; k++) {
+        char ch = a->tok[i][k];
+        if (ch < '0' || ch > '9') return -1;
+        v = v * 10 + (ch - '0');
     }
     return v;
+}
+
+static int js_ack_token_is(const js_ack *a, int field, const char *want) {
+    int i = a->at + field;
+    return i < a->n && strlen(want) == a->len[i] && memcmp(a->tok[i], want, a->len[i]) == 0;
+}
+
+uint64_t svc__js_delivered(const char *reply) {
+    js_ack a;
+    int64_t v = js_ack_split(reply, &a) ? js_ack_num(&a, 2) : -1;
+    return v < 0 ? 0 : (uint64_t)v;
+}
+
+int64_t svc__js_pending(const char *reply, const char *stream, const char *durable) {
+    js_ack a;
+    if (!js_ack_split(reply, &a) || !js_ack_token_is(&a, 0, stream) || !js_ack_token_is(&a, 1, durable))
+        return -1;
+    return js_ack_num(&a, 6);
+}
+
+/* Consumer lag, one series per durable consumer the code declares: a set
+ * fixed before start, so its labels stay bounded. Set from every delivery's
+ * reply subject, and from the consumer's info: the answer to binding, then
+ * every SVC_MSG_JS_LAG_MS (a consumer that is stuck or saturated gets no
+ * deliveries while its backlog grows). */
+void svc__js_metrics(svc_msg *m) {
+    static const char *labels[] = {"service", "stream", "durable"};
+    svc_metric *pending = svc_metric_gauge("jetstream_consumer_pending_messages",
+                                           "Messages of the stream not yet delivered to this durable consumer, "
+                                           "as the server last counted them",
+                                           3, labels);
+    for (msg_consumer *c = m->consumers; c; c = c->next) {
+        const char *v[] = {m->app->name, c->stream, c->durable};
+        c->s_pending = svc_metric_with(pending, v);
+    }
 }
 
 /* ---- blocking, from other threads --------------------------------------------------- */
@@ -516,6 +565,33 @@ static void retry_later(msg_worker *mw, msg_consumer *c) {
     uv_timer_start(&c->timer, on_retry, SVC_MSG_JS_RETRY_MS, 0);
 }
 
+/* num_pending of a consumer info answer (CONSUMER.CREATE, CONSUMER.INFO). */
+static void pending_from_info(msg_consumer *c, const svc_nats_msg *r) {
+    json_t *doc = json_loadb(r->data, r->len, 0, NULL);
+    json_t *np = json_object_get(doc, "num_pending");
+    if (json_is_integer(np) && json_integer_value(np) >= 0)
+        svc_gauge_set(c->s_pending, (double)json_integer_value(np));
+    json_decref(doc);
+}
+
+static void lag_done(int err, svc_nats_msg *reply, void *ud) {
+    msg_consumer *c = ud;
+    c->lag_asking = 0;
+    int code = 0;
+    if (err == SVC_OK && js_reply(reply, &code, NULL, 0) == SVC_OK) pending_from_info(c, reply);
+    svc__nats_msg_free(reply);
+}
+
+static void on_lag_timer(uv_timer_t *t) {
+    msg_consumer *c = t->data;
+    msg_worker *mw = &c->m->workers[0];
+    if (mw->m->js_stopping || !c->bound || c->lag_asking || !svc__nats_connected(mw->nc)) return;
+    char subject[SVC_MSG_MAX_SUBJECT];
+    snprintf(subject, sizeof subject, JS_API "CONSUMER.INFO.%s.%s", c->stream, c->durable);
+    if (svc__rpc_request(mw, subject, NULL, 0, NULL, 0, SVC_MSG_JS_API_TIMEOUT_MS, lag_done, c) == SVC_OK)
+        c->lag_asking = 1;
+}
+
 static void bound_done(int err, svc_nats_msg *reply, void *ud) {
     msg_consumer *c = ud;
     msg_worker *mw = &c->m->workers[0];
@@ -523,6 +599,7 @@ static void bound_done(int err, svc_nats_msg *reply, void *ud) {
     int code = 0;
     char desc[160] = "";
     int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc) : err;
+    if (rc == SVC_OK) pending_from_info(c, reply); /* the answer is the consumer's info */
     svc__nats_msg_free(reply);
     if (mw->m->js_stopping) return;
     if (rc != SVC_OK) {
@@ -536,6 +613,12 @@ static void bound_done(int err, svc_nats_msg *reply, void *ud) {
     }
     c->bound = 1;
     c->errors = 0;
+    if (!c->lag_init) {
+        uv_timer_init(&mw->w->loop, &c->lag_timer);
+        c->lag_timer.data = c;
+        c->lag_init = 1;
+        uv_timer_start(&c->lag_timer, on_lag_timer, SVC_MSG_JS_LAG_MS, SVC_MSG_JS_LAG_MS);
+    }
     svc_info("nats: consuming %s from stream %s as %s (ack wait %d ms)", c->subject, c->stream, c->durable,
              c->ack_wait_ms);
     fetch(mw, c);
@@ -633,6 +716,8 @@ static void on_fetched(svc_nats *nc, svc_nats_msg *msg, void *ud) {
         return;
     }
     c->inflight++;
+    int64_t pending = svc__js_pending(msg->reply, c->stream, c->durable);
+    if (pending >= 0) svc_gauge_set(c->s_pending, (double)pending);
     if (--c->fetch_left <= 0) {
         c->fetching = 0;
         if (c->timer_init) uv_timer_stop(&c->timer);
@@ -689,14 +774,19 @@ void svc__js_on_connected(msg_worker *mw) {
 
 void svc__js_stop(msg_worker *mw) {
     mw->m->js_stopping = 1;
-    for (msg_consumer *c = mw->m->consumers; c; c = c->next)
+    for (msg_consumer *c = mw->m->consumers; c; c = c->next) {
         if (c->timer_init) uv_timer_stop(&c->timer);
+        if (c->lag_init) uv_timer_stop(&c->lag_timer);
+    }
 }
 
 void svc__js_close(msg_worker *mw) {
     mw->m->js_stopping = 1;
-    for (msg_consumer *c = mw->m->consumers; c; c = c->next)
+    for (msg_consumer *c = mw->m->consumers; c; c = c->next) {
         if (c->timer_init && !uv_is_closing((uv_handle_t *)&c->timer)) uv_close((uv_handle_t *)&c->timer, NULL);
+        if (c->lag_init && !uv_is_closing((uv_handle_t *)&c->lag_timer))
+            uv_close((uv_handle_t *)&c->lag_timer, NULL);
+    }
 }
 
 int svc__js_inflight(svc_msg *m) {

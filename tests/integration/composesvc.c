@@ -60,6 +60,7 @@ typedef struct chain {
 
 static svc_outcome answer_calls(svc_req *req, svc_res *res, void *ud) {
     chain *c = ud;
+    svc_info("step: answer_calls of %s", svc_req_path(req));
     svc_jw *w = svc_res_jw(res, 200);
     svc_jw_obj_begin(w);
     svc_jw_key(w, "worked"), svc_jw_bool(w, c && c->worked);
@@ -82,6 +83,7 @@ static svc_outcome answer_calls(svc_req *req, svc_res *res, void *ud) {
 
 static void work(svc_req *req, void *ud) {
     chain *c = ud;
+    svc_info("step: work of %s", svc_req_path(req));
     c->worked = 1;
 }
 

@@ -59,6 +59,19 @@ def track(proc):
     return proc
 
 
+def terminate(proc, sig=signal.SIGTERM, timeout=WAIT):
+    """Sends sig to proc if it still runs and waits for its exit; SIGKILL
+    after timeout. Returns the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def pytest_sessionfinish(session, exitstatus):
     for p in _processes:
         if p.poll() is None:

@@ -213,6 +213,10 @@ static int on_order(svc_app *app, const svc_event *ev, void *ud) {
     (void)ud;
     const char *sleep_ms = getenv("MSGSVC_STREAM_SLEEP_MS");
     if (sleep_ms) usleep((useconds_t)atoi(sleep_ms) * 1000);
+    /* MSGSVC_STREAM_GATE: a file; handlers wait while it exists (the test
+     * holds the consumer's messages in flight, then lets them go). */
+    const char *gate = getenv("MSGSVC_STREAM_GATE");
+    while (gate && access(gate, F_OK) == 0) usleep(5000);
     char line[300];
     int n = snprintf(line, sizeof line, "%s %llu\n", ev->msg_id ? ev->msg_id : "-", (unsigned long long)ev->delivered);
     int fd = open(processed_path, O_WRONLY | O_APPEND | O_CREAT, 0644);

@@ -21,7 +21,8 @@ import time
 
 import pytest
 
-from conftest import Service, binary, free_port
+from conftest import Service, binary, free_port, terminate, wait_until
+from test_msg_support import nats_server  # noqa: F401
 from test_supervisor import SVCKIT, Supervisor
 
 WAIT = 30.0
@@ -87,13 +88,7 @@ class PtyService:
             c.close()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         self.reader.join(5)
         os.close(self.fd)
         return self.proc.returncode
@@ -202,6 +197,15 @@ def wait_for_text(svc, needle, timeout=WAIT):
     raise AssertionError(f"no {needle!r} in the log:\n{svc.read_log()!r}")
 
 
+@pytest.mark.parametrize("value", ["xml", "JSON", "text ", "auto"])
+def test_a_bad_log_format_stops_the_service(value):
+    e = dict(os.environ, PORT="0", HOST="127.0.0.1", NATS_URL="none", LOG_FORMAT=value)
+    r = subprocess.run([binary("testsvc")], env=e, capture_output=True, timeout=WAIT)
+    assert r.returncode == 2 and r.stdout == b""
+    lines = r.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "LOG_FORMAT" in lines[0] and "expected json or text" in lines[0], lines
+
+
 def test_a_bad_log_color_stops_the_service():
     e = dict(os.environ, PORT="0", HOST="127.0.0.1", LOG_COLOR="rainbow")
     r = subprocess.run([binary("testsvc")], env=e, capture_output=True, timeout=WAIT)
@@ -237,6 +241,35 @@ def test_lines_logged_for_a_request_carry_its_trace_id(path, line):
         wait_for_log(svc, lambda lines: any(l.get("msg") == "handler says: again" for l in lines))
         again = [l for l in svc.log_lines() if l.get("msg") == "handler says: again"]
         assert again[0]["trace_id"] == own
+
+
+@pytest.mark.parametrize("traceparent", [TRACEPARENT, None], ids=["given", "own"])
+def test_every_line_of_a_composed_request_carries_the_trace_id_of_its_request_line(nats_server, traceparent):  # noqa: F811
+    """GET /chain of composesvc: a call over NATS (to itself), work on the
+    thread pool, then a continuation that answers. The step lines (logged
+    in the work and in the continuation, which runs from the reply's
+    callback) and the access line of the request share one trace id; so does
+    the access line of the call it made."""
+    with Service("composesvc", env={"NATS_URL": nats_server.url, "WORKERS": "2"}) as svc:
+        wait_until(lambda: svc.request("GET", "/parallel")[0] == 200, what="composesvc answers itself over NATS")
+        status, _, _ = svc.request("GET", "/chain", headers={"traceparent": traceparent} if traceparent else {})
+        assert status == 200
+        steps = ("step: work of /chain", "step: answer_calls of /chain")
+
+        def mine(lines):
+            access = [l for l in lines if l.get("path") == "/chain"]
+            step = [l for l in lines if l.get("msg") in steps]
+            call = [l for l in lines if l.get("path") == "/peer/echo" and l.get("query", "n=1") == "n=1"]
+            return access, step, call
+        wait_for_log(svc, lambda lines: all(mine(lines)) and len(mine(lines)[1]) == 2)
+        access, step, call = mine(svc.log_lines())
+        assert len(access) == 1, access
+        trace = access[0]["trace_id"]
+        assert re.fullmatch(r"[0-9a-f]{32}", trace)
+        if traceparent:
+            assert trace == TRACE
+        assert [l.get("trace_id") for l in step] == [trace, trace], step
+        assert trace in {l.get("trace_id") for l in call}, call
 
 
 def test_text_lines_of_a_request_end_with_the_trace_and_hide_control_characters(on_pty):

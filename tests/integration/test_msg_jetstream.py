@@ -4,7 +4,7 @@ import json
 import os
 
 from conftest import wait_until
-from test_msg_support import Nats, msgsvc, nats_server  # noqa: F401
+from test_msg_support import Nats, metric, msgsvc, nats_server  # noqa: F401
 
 N = 200
 
@@ -83,3 +83,46 @@ def test_dedup_durable_consumer_survives_kill9(nats_server):  # noqa: F811
         if b:
             b.stop()
         a.__exit__(None, None, None)
+
+
+def test_consumer_lag_metric_is_the_servers_pending_count(nats_server, tmp_path):  # noqa: F811
+    """jetstream_consumer_pending_messages{service,stream,durable} (what the
+    Prometheus alert SvckitJetStreamConsumerLag watches) is the consumer's
+    num_pending as the server reports it: while the handlers hold what they
+    took, the rest waits and the gauge says how much; once they let go and
+    everything is consumed, it is 0."""
+    gate = tmp_path / "gate"
+    gate.write_text("")
+    env = {"MSGSVC_JS": "1", "MSGSVC_ACK_WAIT_MS": "60000", "MSGSVC_STREAM_GATE": str(gate)}
+    svc = msgsvc(nats_server, env=env)
+    nc = Nats(nats_server.port)
+    labels = {"service": "msgsvc", "stream": "ORDERS", "durable": "msgsvc"}
+    try:
+        log = os.path.join(svc.data_dir, "processed.log")
+        wait_until(lambda: json.loads(nc.request("$JS.API.STREAM.INFO.ORDERS").data).get("config"),
+                   what="stream ORDERS")
+
+        def info():
+            return json.loads(nc.request("$JS.API.CONSUMER.INFO.ORDERS.msgsvc").data)
+
+        wait_until(lambda: "num_pending" in info(), what="consumer msgsvc")
+        assert "jetstream_consumer_pending_messages{" in svc.request("GET", "/metrics")[2].decode()
+        for i in range(N):
+            js_publish(nc, "orders.lag", f"order {i}", f"lag-{i}")
+        # The handlers took a window and hold it; the server counts the rest
+        # as pending, and so does the gauge (both stay put while held).
+        held = wait_until(lambda: (lambda c: c["num_ack_pending"] > 0 and c["num_pending"] > 0
+                                   and metric(svc, "jetstream_consumer_pending_messages", **labels)
+                                   == c["num_pending"] and c)(info()),
+                          what="the gauge equal to the server's num_pending")
+        assert held["num_pending"] + held["num_ack_pending"] == N
+        gate.unlink()
+        wait_until(lambda: len(processed(log)) == N, what="every message consumed")
+        wait_until(lambda: info()["num_pending"] == 0
+                   and metric(svc, "jetstream_consumer_pending_messages", **labels) == 0,
+                   what="the gauge back to 0")
+    finally:
+        if gate.exists():
+            gate.unlink()
+        nc.close()
+        svc.stop()

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import WAIT, Service, free_port, track
+from conftest import WAIT, Service, free_port, terminate, track
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
@@ -58,13 +58,8 @@ class NatsServer:
             time.sleep(0.02)
 
     def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            terminate(self.proc, sig)
         if self.log:
             self.log.close()
             self.log = None

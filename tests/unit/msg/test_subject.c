@@ -177,3 +177,34 @@ TEST(names_and_urls) {
     CHECK_EQ(svc__msg_queue_check("a b"), SVC_EINVAL);
     CHECK_EQ(svc__msg_queue_check(""), SVC_EINVAL);
 }
+
+/* The delivery count and the consumer's pending messages in the reply
+ * subject of a JetStream delivery (src/msg/jetstream.c); the pending count
+ * is jetstream_consumer_pending_messages, only for the consumer named in
+ * it. Anything else is not one. */
+TEST(js_ack_subject_gives_delivered_and_pending) {
+    const char *short_form = "$JS.ACK.ORDERS.payments.3.1042.997.1764900000000000000.25";
+    CHECK_EQ(svc__js_delivered(short_form), 3);
+    CHECK_EQ(svc__js_pending(short_form, "ORDERS", "payments"), 25);
+    /* With <domain>.<account hash>, and the token at the end. */
+    const char *long_form = "$JS.ACK.hub.ACCHASH.ORDERS.payments.1.7.7.1764900000000000000.0.r4nd0m";
+    CHECK_EQ(svc__js_delivered(long_form), 1);
+    CHECK_EQ(svc__js_pending(long_form, "ORDERS", "payments"), 0);
+    CHECK_EQ(svc__js_pending("$JS.ACK.ORDERS.payments.1.7.7.1764900000000000000.999999999999999999", "ORDERS",
+                             "payments"),
+             999999999999999999LL);
+    /* Another consumer's, or another stream's: not this one's to report. */
+    CHECK_EQ(svc__js_pending(short_form, "ORDERS", "orders"), -1);
+    CHECK_EQ(svc__js_pending(short_form, "ORDER", "payments"), -1);
+    CHECK_EQ(svc__js_pending(short_form, "ORDERS", "payment"), -1);
+    CHECK_EQ(svc__js_pending(long_form, "hub", "ACCHASH"), -1);
+    const char *bad[] = {NULL, "", "_INBOX.x.y", "$JS.ACK.ORDERS.payments.1.7.7.17649",
+                         "$JS.ACK.ORDERS.payments.1.7.7.1764900000000000000.-1",
+                         "$JS.ACK.ORDERS.payments.1.7.7.1764900000000000000.",
+                         "$JS.ACK.ORDERS.payments.1.7.7.1764900000000000000.1e3",
+                         "$JS.ACK.ORDERS.payments.1.7.7.1764900000000000000.9999999999999999999",
+                         "$JS.ACK.ORDERS.payments.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ(svc__js_pending(bad[i], "ORDERS", "payments"), -1);
+    CHECK_EQ(svc__js_delivered("$JS.ACK.ORDERS.payments.x.7.7.1.0"), 0);
+}
