@@ -96,6 +96,8 @@ extern "C" {
  * unsubscribes; it still answers what it already received. */
 #define SVC_MSG_LEAVE_VERB "LEAVE"
 #define SVC_MSG_LEAVE_PREFIX SVC_MSG_DISCOVERY_PREFIX "." SVC_MSG_LEAVE_VERB
+/* The span query (docs/observability.md): svckit.trace[.<service>[.<instance>]]. */
+#define SVC_MSG_TRACE_PREFIX "svckit.trace"
 
 /* ---- calling other services ------------------------------------------------ */
 

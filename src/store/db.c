@@ -16,6 +16,7 @@
 
 #include <sodium.h>
 
+#include "obs/internal.h"
 #include "store/internal.h"
 
 int svc_db_status(int rc) {
@@ -50,6 +51,26 @@ int svc__db_exec_logged(sqlite3 *db, const char *sql) {
     return rc;
 }
 
+/* SQLITE_TRACE_PROFILE: each statement that ran, once, with its run time; a
+ * span when this thread works for a sampled request (svc__trace_current).
+ * The text is the statement as prepared (sqlite3_sql), never the values
+ * bound to it. Unsampled, this costs a thread-local read per statement. */
+static int trace_statement(unsigned type, void *ud, void *p, void *x) {
+    const svc_trace_ctx *ctx = svc__trace_current();
+    if (type != SQLITE_TRACE_PROFILE || !ctx || !(ctx->flags & SVC_TRACE_SAMPLED)) return 0;
+    uint64_t ns = (uint64_t)*(sqlite3_int64 *)x;
+    const char *sql = sqlite3_sql((sqlite3_stmt *)p);
+    svc_span s;
+    svc_span_begin(&s, ctx, SVC_SPAN_CLIENT, "sqlite");
+    s.start_ns -= ns;
+    s.dur_ns = ns;
+    s.detail_is = SVC_SPAN_DETAIL_SQL;
+    svc_span_set(s.detail, sizeof s.detail, sql);
+    svc_span_set(s.peer, sizeof s.peer, "sqlite");
+    svc__trace_record(&s);
+    return 0;
+}
+
 static sqlite3 *open_connection(const char *path) {
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -59,6 +80,7 @@ static sqlite3 *open_connection(const char *path) {
         return NULL;
     }
     sqlite3_busy_timeout(db, SVC_DB_BUSY_TIMEOUT_MS);
+    sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, trace_statement, NULL);
     sqlite3_extended_result_codes(db, 1);
     if (svc__db_exec_logged(db, "PRAGMA journal_mode=WAL") != SQLITE_OK ||
         svc__db_exec_logged(db, "PRAGMA synchronous=FULL") != SQLITE_OK ||
