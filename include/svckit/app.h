@@ -82,7 +82,7 @@ enum {
     SVC_OFFLOAD = 1u << 0,     /* run the handler on the thread pool */
     SVC_AUTH_USER = 1u << 1,   /* require a valid token (any role) */
     SVC_AUTH_ADMIN = 1u << 2,  /* require a valid token with role "admin" */
-    SVC_NO_LOG = 1u << 3,      /* no access-log line (probes) */
+    SVC_NO_LOG = 1u << 3,      /* no access-log line and no span (probes) */
 };
 
 /* ---- limits (named, documented, overridable from the environment) ------- */

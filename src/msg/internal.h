@@ -448,6 +448,7 @@ int svc__discovery_subscribe(svc_msg *m);
 /* trace.c: the span query, answered by worker 0. */
 void svc__trace_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud);
 int svc__trace_subscribe(svc_msg *m);
+
 /* The JSON document for verb (PING, INFO or STATS) into out. */
 void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out);
 /* Worker 0, loop thread, as the drain begins: publishes the leave notice

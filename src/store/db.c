@@ -51,14 +51,26 @@ int svc__db_exec_logged(sqlite3 *db, const char *sql) {
     return rc;
 }
 
-/* SQLITE_TRACE_PROFILE: each statement that ran, once, with its run time; a
- * span when this thread works for a sampled request (svc__trace_current).
- * The text is the statement as prepared (sqlite3_sql), never the values
- * bound to it. Unsampled, this costs a thread-local read per statement. */
+/* A span per statement when this thread works for a sampled trace
+ * (svc__trace_current): SQLITE_TRACE_STMT notes when it starts, and
+ * SQLITE_TRACE_PROFILE (once, when it ends) records it. SQLite's own run time
+ * has the VFS clock's millisecond steps, so the span is timed here. The text
+ * is the statement as prepared (sqlite3_sql), never the values bound to it.
+ * Unsampled, this costs a thread-local read per statement. */
+static _Thread_local sqlite3_stmt *tl_stmt;
+static _Thread_local uint64_t tl_stmt_start;
+
 static int trace_statement(unsigned type, void *ud, void *p, void *x) {
     const svc_trace_ctx *ctx = svc__trace_current();
-    if (type != SQLITE_TRACE_PROFILE || !ctx || !(ctx->flags & SVC_TRACE_SAMPLED)) return 0;
-    uint64_t ns = (uint64_t)*(sqlite3_int64 *)x;
+    if (!ctx || !(ctx->flags & SVC_TRACE_SAMPLED)) return 0;
+    if (type == SQLITE_TRACE_STMT) {
+        if (tl_stmt != p) tl_stmt = p, tl_stmt_start = svc_now_ns();
+        return 0;
+    }
+    if (type != SQLITE_TRACE_PROFILE) return 0;
+    uint64_t now = svc_now_ns();
+    uint64_t ns = tl_stmt == p ? now - tl_stmt_start : (uint64_t)*(sqlite3_int64 *)x;
+    if (tl_stmt == p) tl_stmt = NULL;
     const char *sql = sqlite3_sql((sqlite3_stmt *)p);
     svc_span s;
     svc_span_begin(&s, ctx, SVC_SPAN_CLIENT, "sqlite");
@@ -80,7 +92,7 @@ static sqlite3 *open_connection(const char *path) {
         return NULL;
     }
     sqlite3_busy_timeout(db, SVC_DB_BUSY_TIMEOUT_MS);
-    sqlite3_trace_v2(db, SQLITE_TRACE_PROFILE, trace_statement, NULL);
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE, trace_statement, NULL);
     sqlite3_extended_result_codes(db, 1);
     if (svc__db_exec_logged(db, "PRAGMA journal_mode=WAL") != SQLITE_OK ||
         svc__db_exec_logged(db, "PRAGMA synchronous=FULL") != SQLITE_OK ||

@@ -99,7 +99,9 @@ static void run_batch(svc_db *db, db_write *ws, int *st, size_t n) {
             lost = true;
             break;
         }
+        const svc_trace_ctx *prev = svc__trace_swap(ws[i].traced ? &ws[i].tctx : NULL);
         st[i] = ws[i].fn(db, ws[i].ud);
+        svc__trace_swap(prev);
         if (sqlite3_get_autocommit(c)) {
             /* SQLite rolled the whole transaction back (disk full, I/O
              * error): everything before this closure is gone too. */
@@ -202,7 +204,11 @@ int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, 
         rc = SVC_EAGAIN;
     }
     if (rc == SVC_OK) {
-        db->queue[(db->head + db->count) % SVC_DB_WRITE_QUEUE] = (db_write){fn, ud, done, done_ud};
+        /* The caller's trace goes along: its SQL and outbox events are its children. */
+        const svc_trace_ctx *cur = svc__trace_current();
+        db_write w = {fn, ud, done, done_ud, .traced = cur != NULL};
+        if (cur) w.tctx = *cur;
+        db->queue[(db->head + db->count) % SVC_DB_WRITE_QUEUE] = w;
         db->count++;
         pthread_cond_signal(&db->wcond);
     }

@@ -107,11 +107,14 @@ def shop(nats_server, receiver):  # noqa: F811
 
 
 def test_one_order_is_one_trace_across_services(shop, nats_server, receiver):  # noqa: F811
+    shop.set_stock(1, 1000)
     """POST /orders through the gateway with the client's traceparent: the
-    gateway, orders and products record server and client spans of that one
-    trace, each client span is the parent of the callee's server span, and
-    every child lies inside its parent's time. The same spans reach the OTLP
-    receiver."""
+    gateway, orders, products and payments record spans of that one trace:
+    each client span is the parent of the callee's server span and every
+    synchronous child lies inside its parent's time; each event's consumer
+    span (products, payments, orders) is the child of its publisher's
+    producer span, itself under the span that stored the event in the
+    outbox. The same spans reach the OTLP receiver."""
     headers = {"Authorization": "Bearer " + token("77"), "Content-Type": "application/json",
                "Idempotency-Key": "trace-1", "traceparent": f"00-{TRACE}-00f067aa0ba902b7-01",
                "tracestate": "vendor=abc"}
@@ -121,16 +124,19 @@ def test_one_order_is_one_trace_across_services(shop, nats_server, receiver):  #
     assert status == 201, body
     nats = Nats(nats_server.port)
     try:
-        want = ("gateway", "orders", "products")
+        want = ("gateway", "orders", "products", "payments")
         spans = []
 
         def gathered():
             nonlocal spans
             spans = spans_of(nats, TRACE, want)
             servers = {s["service"] for s in spans if s["kind"] == "server"}
-            return set(want) <= servers
+            consumers = {s["service"] for s in spans if s["kind"] == "consumer"}
+            # The order is settled: payments consumed orders' event and
+            # orders consumed the payment's.
+            return {"gateway", "orders", "products"} <= servers and {"payments", "orders"} <= consumers
 
-        wait_until(gathered, what="server spans of the trace in gateway, orders and products")
+        wait_until(gathered, what="the spans of the order in gateway, orders, products and payments")
     finally:
         nats.close()
     by_id = {s["span_id"]: s for s in spans}
@@ -144,14 +150,29 @@ def test_one_order_is_one_trace_across_services(shop, nats_server, receiver):  #
         if p is None:
             continue
         linked += 1
-        assert inside(s, p), (s, p)
+        if s["kind"] in ("producer", "consumer"):
+            # Events are asynchronous: the outbox relay publishes after the
+            # request, a consumer runs after the publish; they start later,
+            # and may end after their parent.
+            assert s["start_ns"] + 1000 >= p["start_ns"], (s, p)
+        else:
+            assert inside(s, p), (s, p)
         if s["kind"] == "server":  # a callee: its parent is the caller's client span
             assert p["kind"] == "client" and p["peer"] == s["service"], (s, p)
+        if s["kind"] == "consumer":  # an event: its parent is the publisher's producer span
+            assert p["kind"] == "producer" and p["subject"] == s["subject"], (s, p)
     orders_srv = [s for s in spans if s["service"] == "orders" and s["kind"] == "server"]
     products_srv = [s for s in spans if s["service"] == "products" and s["kind"] == "server"]
     assert by_id[orders_srv[0]["parent_id"]]["service"] == "gateway"
     assert any(by_id.get(s["parent_id"], {}).get("service") == "orders" for s in products_srv)
     assert linked >= 4
+    for s in spans:
+        if s["kind"] in ("consumer",):
+            assert s.get("parent_id") in by_id, s  # every event's publisher is in the trace
+    pay = [s for s in spans if s["service"] == "payments" and s["kind"] == "consumer"]
+    assert by_id[pay[0]["parent_id"]]["service"] in ("orders", "products")  # the saga's step before it
+    back = [s for s in spans if s["service"] == "orders" and s["kind"] == "consumer"]
+    assert any(by_id[s["parent_id"]]["service"] == "payments" for s in back)
     # SQL spans carry the statement, never its values.
     sql = [s for s in spans if "sql" in s]
     assert sql and all("?" in s["sql"] or "'" not in s["sql"] for s in sql)
