@@ -89,9 +89,12 @@ static void record_server_span(svc_req *req, uint64_t dur_ns) {
     s.dur_ns = dur_ns;
     s.start_ns = svc__trace_unix_ns() - dur_ns;
     svc_route_entry *e = svc__req_metric_route(req);
-    char name[SVC_TRACE_NAME_MAX];
-    snprintf(name, sizeof name, "%s %s", req->method, e->pattern);
-    svc_span_set(s.name, sizeof s.name, name);
+    /* "<method> <route template>", cut to fit (no printf on this path). */
+    size_t ml = strlen(req->method);
+    if (ml > 16) ml = 16;
+    memcpy(s.name, req->method, ml);
+    s.name[ml] = ' ';
+    svc_span_set(s.name + ml + 1, sizeof s.name - ml - 1, e->pattern);
     svc_span_set(s.detail, sizeof s.detail, e->pattern);
     s.peer[0] = '\0';
     s.code[0] = '\0';

@@ -5,6 +5,7 @@ hostile traceparent / tracestate values and span queries."""
 import http.client
 import http.server
 import json
+import os
 import threading
 
 import pytest
@@ -275,7 +276,7 @@ def test_a_failing_collector_costs_nothing_but_spans(answer):
                         resp = conn.getresponse()
                         resp.read()
                         assert resp.status == 200
-                burst(2000)  # warm: pools and arenas at their size
+                burst(5000)  # warm: pools and arenas at their size, the ring full
                 rss = metric(svc, "process_resident_memory_bytes")
                 wait_until(lambda: r.posts >= 1, what="a POST to the collector")
                 burst(10000)  # more spans than the ring holds
@@ -289,8 +290,10 @@ def test_a_failing_collector_costs_nothing_but_spans(answer):
                            metric(svc, "trace_spans_dropped_total", reason="export_failed") > 0,
                            what="spans dropped behind a silent collector")
             assert metric(svc, "trace_spans_exported_total") == 0
-            # Flat: the ring and one batch are allocated once; 12000 requests
-            # add nothing that stays (8 MB is far above what arenas wobble).
-            assert metric(svc, "process_resident_memory_bytes") <= rss + 8 * 1024 * 1024
+            # Flat: the ring and one batch are allocated once; 10000 more
+            # requests add nothing that stays (8 MB is far above what arenas
+            # wobble). Not under ASan, whose quarantine keeps what is freed.
+            if "san" not in os.environ.get("SVCKIT_BUILD", ""):
+                assert metric(svc, "process_resident_memory_bytes") <= rss + 8 * 1024 * 1024
     finally:
         r.close()
