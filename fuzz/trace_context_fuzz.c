@@ -9,7 +9,8 @@
  *     version-00 value that parses back to the same context, and for
  *     version 00 formats back to the input itself up to the flags' other bits.
  *  2. A tracestate that is accepted is at most SVC_TRACESTATE_MAX bytes of
- *     printable ASCII (so it can be passed on in a header as it came).
+ *     printable ASCII and tabs (W3C's OWS between members), so it can be
+ *     passed on in a header as it came.
  *  3. A query that parses has its limit within 1..SVC_TRACE_QUERY_MAX.
  */
 #include <stdint.h>
@@ -45,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     case 1:
         if (svc__tracestate_ok(s, n)) {
             CHECK(n <= SVC_TRACESTATE_MAX);
-            for (size_t i = 0; i < n; i++) CHECK(s[i] >= 0x20 && s[i] <= 0x7e);
+            for (size_t i = 0; i < n; i++) CHECK((s[i] >= 0x20 && s[i] <= 0x7e) || s[i] == '\t');
         }
         break;
     default: {
