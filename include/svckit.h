@@ -28,6 +28,7 @@
 #include "svckit/limit.h"
 #include "svckit/cache.h"
 #include "svckit/msg.h"
+#include "svckit/trace.h"
 #if __has_include("svckit/store.h")
 #include "svckit/store.h"
 #include "svckit/outbox.h"

@@ -82,7 +82,7 @@ enum {
     SVC_OFFLOAD = 1u << 0,     /* run the handler on the thread pool */
     SVC_AUTH_USER = 1u << 1,   /* require a valid token (any role) */
     SVC_AUTH_ADMIN = 1u << 2,  /* require a valid token with role "admin" */
-    SVC_NO_LOG = 1u << 3,      /* no access-log line (probes) */
+    SVC_NO_LOG = 1u << 3,      /* no access-log line and no span (probes) */
 };
 
 /* ---- limits (named, documented, overridable from the environment) ------- */
@@ -148,6 +148,9 @@ typedef struct svc_config {
     int max_connections;            /* lowered at start to fit RLIMIT_NOFILE */
     size_t max_buffered_body_bytes;
     int compress;                   /* HTTP_COMPRESS: gzip for clients that take it */
+    double trace_sample;            /* TRACE_SAMPLE: head sampling ratio, 0..1 */
+    int trace_slow_ms;              /* TRACE_SLOW_MS: kept even when not sampled */
+    const char *otlp_endpoint;      /* OTEL_EXPORTER_OTLP_ENDPOINT, NULL: no export */
 } svc_config;
 
 /* ---- the application ----------------------------------------------------- */
@@ -345,6 +348,10 @@ int svc_req_preconditions(svc_req *req, svc_res *res, const char *etag, int64_t 
 const char *svc_req_id(const svc_req *req);
 /* The W3C trace id (32 hex) from traceparent, or generated. */
 const char *svc_req_trace_id(const svc_req *req);
+/* The request's server span (svckit/trace.h): the parent of the spans a
+ * handler makes with svc_span_begin. Valid until the response is finished. */
+struct svc_trace_ctx;
+const struct svc_trace_ctx *svc_req_trace(const svc_req *req);
 /* Peer address as text ("127.0.0.1"); "" when unknown. */
 const char *svc_req_peer(const svc_req *req);
 /* The request's arena: allocations live until the response has been sent. */

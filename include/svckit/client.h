@@ -93,6 +93,10 @@ void svc_http_client_free(svc_http_client *c);
  * strings. body may be NULL. timeout_ms bounds the whole exchange (0: default).
  * Everything is copied. Returns SVC_OK, or SVC_EINVAL for a bad URL/header.
  *
+ * Tracing (svckit/trace.h): from a thread that works for a span (a handler,
+ * an event handler) the request is a client span, and a "traceparent" with
+ * its id is added unless headers has one.
+ *
  * The request carries "Host" (unless headers has one), then headers in order,
  * then "Content-Length" when body_len > 0 or the method is POST, PUT or PATCH.
  * Framing belongs to the client: a "Content-Length" or "Transfer-Encoding" in

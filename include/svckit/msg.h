@@ -96,6 +96,8 @@ extern "C" {
  * unsubscribes; it still answers what it already received. */
 #define SVC_MSG_LEAVE_VERB "LEAVE"
 #define SVC_MSG_LEAVE_PREFIX SVC_MSG_DISCOVERY_PREFIX "." SVC_MSG_LEAVE_VERB
+/* The span query (docs/observability.md): svckit.trace[.<service>[.<instance>]]. */
+#define SVC_MSG_TRACE_PREFIX "svckit.trace"
 
 /* ---- calling other services ------------------------------------------------ */
 
@@ -211,6 +213,18 @@ typedef struct svc_event {
  * other value terminates the message (never redelivered; logged).
  */
 typedef int (*svc_event_fn)(svc_app *app, const svc_event *ev, void *ud);
+
+/*
+ * The consumer span of ev (svckit/trace.h): an event that carried a sampled
+ * W3C traceparent (every publish of svc_msg_publish, svc_js_publish* and the
+ * outbox relay sends one when the publisher works for a span) is handled
+ * under a consumer span, child of the publisher's producer span. A handler
+ * parents its own spans on it; NULL when the event has none. Valid during
+ * the handler. Single-event handlers run with it already current (their SQL,
+ * calls and publishes are its children).
+ */
+struct svc_trace_ctx;
+const struct svc_trace_ctx *svc_event_trace(const svc_event *ev);
 
 /*
  * Subscribes handler to subject (wildcards allowed) in a queue group (NULL:

@@ -294,7 +294,10 @@ static void subscribe_all(msg_worker *mw) {
     for (msg_sub *s = m->subs; s; s = s->next) {
         if (!s->every_worker && mw->id != 0) continue;
         uint64_t sid = svc__nats_sub(mw->nc, s->subject, s->queue,
-                                     s->kind == SUB_DISCOVERY ? svc__discovery_on_msg : on_msg, s);
+                                     s->kind == SUB_DISCOVERY ? svc__discovery_on_msg
+                                     : s->kind == SUB_TRACE   ? svc__trace_on_msg
+                                                              : on_msg,
+                                     s);
         if (!sid) failed++;
         else if (mw->sids) mw->sids[mw->nsids++] = sid;
     }
@@ -827,6 +830,7 @@ static void nats_start(svc_app *app, void *state) {
         slot++;
     }
     if (svc__discovery_subscribe(m) != SVC_OK) failed++;
+    if (svc__trace_subscribe(m) != SVC_OK) failed++;
     atomic_store(&m->started, 1);
     for (int i = 0; i < m->nworkers; i++) {
         msg_item *it = calloc(1, sizeof *it);

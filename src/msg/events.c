@@ -8,6 +8,7 @@
  * between its other I/O. The same runner serves JetStream messages (jetstream.c), whose
  * handler's return value decides ack, nak or term.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,7 +29,49 @@ typedef struct ev_run {
     int rc;
     int slot;                        /* -1: runs on the loop */
     uv_work_t work;
+    int traced;                      /* span: a consumer span of a sampled trace */
+    svc_trace_ctx tctx;              /* span's, the handler's parent */
+    svc_span span;
 } ev_run;
+
+/* A consumer span for an event that carries a sampled traceparent. */
+static void trace_begin(ev_run *r) {
+    const char *tp = svc__nats_msg_header(r->msg, "traceparent");
+    svc_trace_ctx parent;
+    if (!tp) return;
+    if (svc__traceparent_parse(tp, strlen(tp), &parent) != SVC_OK) {
+        svc__trace_count_invalid(0);
+        return;
+    }
+    char name[SVC_TRACE_NAME_MAX];
+    snprintf(name, sizeof name, "consume %s", r->msg->subject);
+    r->traced = svc_span_begin(&r->span, &parent, SVC_SPAN_CONSUMER, name);
+    r->span.detail_is = SVC_SPAN_DETAIL_SUBJECT;
+    svc_span_set(r->span.detail, sizeof r->span.detail, r->msg->subject);
+    r->tctx = svc_span_ctx(&r->span);
+}
+
+const svc_trace_ctx *svc_event_trace(const svc_event *e) {
+    const ev_run *r = e ? e->impl : NULL;
+    return r && r->traced ? &r->tctx : NULL;
+}
+
+/* Ends it: acked (SVC_OK) or redelivered later (SVC_EAGAIN) are not errors. */
+static void trace_end(ev_run *r) {
+    if (!r->traced) return;
+    r->span.error = r->rc != SVC_OK && r->rc != SVC_EAGAIN;
+    if (r->rc != SVC_OK) svc_span_set(r->span.code, sizeof r->span.code, svc_status_str(r->rc));
+    svc_span_end(&r->span);
+}
+
+/* The handler of r, working for its span (SQL, calls and events it makes
+ * are the span's children). */
+static int call_handler(ev_run *r) {
+    const svc_trace_ctx *prev = svc__trace_swap(r->traced ? &r->tctx : NULL);
+    int rc = r->handler(r->mw->m->app, &r->ev, r->ud);
+    svc__trace_swap(prev);
+    return rc;
+}
 
 static const char *event_header(const svc_event *e, const char *name) {
     if (!e || !e->impl || !name) return NULL;
@@ -44,11 +87,13 @@ static void run_done(ev_run *r) {
     /* The others of a batch: settled, and their slot turn is the head's. */
     for (ev_run *x = r->more, *next; x; x = next) {
         next = x->more;
+        trace_end(x);
         svc__stream_settle(mw, x->consumer, x->msg, x->rc, x->ev.msg_id, x->ev.subject);
         svc__nats_msg_free(x->msg);
         free(x);
         mw->inflight--;
     }
+    trace_end(r);
     if (r->consumer) {
         svc__stream_settle(mw, r->consumer, r->msg, r->rc, r->ev.msg_id, r->ev.subject);
     } else {
@@ -97,7 +142,7 @@ static void run_batch(ev_run *r) {
 static void work_cb(uv_work_t *w) {
     ev_run *r = w->data;
     if (r->consumer && r->consumer->batch) run_batch(r);
-    else r->rc = r->handler(r->mw->m->app, &r->ev, r->ud);
+    else r->rc = call_handler(r);
 }
 
 static void after_work_cb(uv_work_t *w, int status) {
@@ -158,6 +203,7 @@ static void run(msg_worker *mw, svc_nats_msg *msg, msg_sub *sub, msg_consumer *c
     r->ev.header = event_header;
     r->ev.impl = r;
     if (c) r->ev.delivered = svc__js_delivered(msg->reply);
+    trace_begin(r);
     mw->inflight++;
     if (r->slot >= 0) {
         offload_slot *os = &mw->slots[r->slot];
@@ -170,7 +216,7 @@ static void run(msg_worker *mw, svc_nats_msg *msg, msg_sub *sub, msg_consumer *c
         }
         return;
     }
-    r->rc = handler(mw->m->app, &r->ev, ud);
+    r->rc = call_handler(r);
     run_done(r);
 }
 
@@ -218,7 +264,30 @@ int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t 
     if (svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
     if (!m || !m->enabled || !m->workers) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
-    int rc = svc__msg_pub_any(m, subject, NULL, NULL, 0, len ? data : NULL, len);
+    /* A producer span, child of the span this thread works for; its id
+     * goes in traceparent for the handlers. Fire and forget: it ends when
+     * the message is handed to the connection. */
+    const svc_trace_ctx *parent = svc__trace_current();
+    svc_buf h = {0};
+    svc_span span;
+    if (parent) {
+        char name[SVC_TRACE_NAME_MAX], tp[SVC_TRACEPARENT_LEN + 1];
+        snprintf(name, sizeof name, "publish %s", subject);
+        svc_span_begin(&span, parent, SVC_SPAN_PRODUCER, name);
+        span.detail_is = SVC_SPAN_DETAIL_SUBJECT;
+        svc_span_set(span.detail, sizeof span.detail, subject);
+        svc_trace_ctx ctx = svc_span_ctx(&span);
+        svc__traceparent_format(tp, &ctx);
+        svc__nats_hdr_begin(&h);
+        svc__nats_hdr_add(&h, "traceparent", tp);
+        svc__nats_hdr_end(&h);
+    }
+    int rc = h.oom ? SVC_ENOMEM : svc__msg_pub_any(m, subject, NULL, h.data, h.len, len ? data : NULL, len);
+    svc_buf_free(&h);
+    if (parent) {
+        span.error = rc != SVC_OK;
+        svc_span_end(&span);
+    }
     if (rc != SVC_OK && svc__msg_log_allowed(m, DROP_REASONS)) {
         svc_warn("nats: publish on %s failed: %s", subject, svc_status_str(rc));
         if (!svc__msg_current(m)) svc__log_thread_exit();

@@ -123,7 +123,7 @@ typedef struct msg_endpoint {
     atomic_int last_error;           /* status of the last 5xx, 0: none */
 } msg_endpoint;
 
-enum { SUB_ROUTE, SUB_HTTP, SUB_DISCOVERY, SUB_EVENT };
+enum { SUB_ROUTE, SUB_HTTP, SUB_DISCOVERY, SUB_EVENT, SUB_TRACE };
 
 typedef struct msg_event_reg {
     char *subject;
@@ -460,6 +460,10 @@ int svc__js_inflight(svc_msg *m);
 void svc__js_subscribe(msg_worker *mw);
 void svc__discovery_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud);
 int svc__discovery_subscribe(svc_msg *m);
+/* trace.c: the span query, answered by worker 0. */
+void svc__trace_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud);
+int svc__trace_subscribe(svc_msg *m);
+
 /* The JSON document for verb (PING, INFO or STATS) into out. */
 void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out);
 /* Worker 0, loop thread, as the drain begins: publishes the leave notice

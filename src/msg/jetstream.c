@@ -324,16 +324,33 @@ int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *su
  * Off the loops, re-applies the stream declarations a reconnect left
  * pending (blocking). */
 static int publish_prepare(svc_app *app, const char *subject, const void *data, size_t len, const char *msg_id,
-                           svc_msg **out, svc_buf *h) {
+                           svc_msg **out, svc_buf *h, svc_span *span) {
     if (!app || (len && !data) || svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
     if (msg_id && (!*msg_id || strlen(msg_id) > 256 || !svc__msg_header_value_ok(msg_id))) return SVC_EINVAL;
     svc_msg *m = svc__msg_get(app);
     if (!m || !m->enabled || !m->workers || !atomic_load(&m->started)) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
     if (atomic_load(&m->streams_dirty) && !svc__msg_current(m)) apply_streams_sync(m);
-    if (msg_id) {
+    /* A producer span, child of the span this thread works for; its id
+     * goes in traceparent, the consumers' parent. */
+    const svc_trace_ctx *parent = svc__trace_current();
+    span->flags = 0;
+    if (parent) {
+        char name[SVC_TRACE_NAME_MAX];
+        snprintf(name, sizeof name, "publish %s", subject);
+        svc_span_begin(span, parent, SVC_SPAN_PRODUCER, name);
+        span->detail_is = SVC_SPAN_DETAIL_SUBJECT;
+        svc_span_set(span->detail, sizeof span->detail, subject);
+    }
+    if (msg_id || parent) {
         svc__nats_hdr_begin(h);
-        svc__nats_hdr_add(h, "Nats-Msg-Id", msg_id);
+        if (msg_id) svc__nats_hdr_add(h, "Nats-Msg-Id", msg_id);
+        if (parent) {
+            char tp[SVC_TRACEPARENT_LEN + 1];
+            svc_trace_ctx ctx = svc_span_ctx(span);
+            svc__traceparent_format(tp, &ctx);
+            svc__nats_hdr_add(h, "traceparent", tp);
+        }
         svc__nats_hdr_end(h);
         if (h->oom) {
             svc_buf_free(h);
@@ -346,7 +363,8 @@ static int publish_prepare(svc_app *app, const char *subject, const void *data, 
 
 /* The outcome of a publish's request (err, reply: taken): SVC_OK and ack,
  * or the error, counted and logged (rate-limited). */
-static int publish_outcome(svc_msg *m, const char *subject, int err, svc_nats_msg *r, svc_js_ack *ack) {
+static int publish_outcome(svc_msg *m, const char *subject, int err, svc_nats_msg *r, svc_js_ack *ack,
+                           svc_span *span) {
     int code = 0;
     char desc[160] = "";
     int rc = err;
@@ -360,6 +378,11 @@ static int publish_outcome(svc_msg *m, const char *subject, int err, svc_nats_ms
         json_decref(doc);
     }
     svc__nats_msg_free(r);
+    if (span->flags & SVC_TRACE_SAMPLED) { /* publish and ack, one span */
+        span->error = rc != SVC_OK;
+        if (rc != SVC_OK) svc_span_set(span->code, sizeof span->code, svc_status_str(rc));
+        svc_span_end(span);
+    }
     if (rc != SVC_OK) {
         svc_counter_add(m->s_publish_failed, 1);
         if (svc__msg_log_allowed(m, DROP_REASONS)) {
@@ -375,12 +398,13 @@ int svc_js_publish(svc_app *app, const char *subject, const void *data, size_t l
                    int timeout_ms) {
     svc_msg *m = NULL;
     svc_buf h = {0};
-    int rc = publish_prepare(app, subject, data, len, msg_id, &m, &h);
+    svc_span span;
+    int rc = publish_prepare(app, subject, data, len, msg_id, &m, &h, &span);
     if (rc != SVC_OK) return rc;
     svc_nats_msg *r = NULL;
     rc = request_sync(m, subject, h.data, h.len, data, len, timeout_ms > 0 ? timeout_ms : SVC_MSG_RPC_TIMEOUT_MS, &r);
     svc_buf_free(&h);
-    return publish_outcome(m, subject, rc, r, NULL);
+    return publish_outcome(m, subject, rc, r, NULL, &span);
 }
 
 /* One svc_js_publish_async awaiting its ack; the subject behind it. */
@@ -388,13 +412,14 @@ typedef struct js_async {
     svc_msg *m;
     svc_js_ack_fn cb;
     void *ud;
+    svc_span span;
     char subject[];
 } js_async;
 
 static void async_done(int err, svc_nats_msg *reply, void *ud) {
     js_async *a = ud;
     svc_js_ack ack = {0};
-    int rc = publish_outcome(a->m, a->subject, err, reply, &ack);
+    int rc = publish_outcome(a->m, a->subject, err, reply, &ack, &a->span);
     atomic_fetch_sub(&a->m->js_async, 1);
     a->cb(rc, rc == SVC_OK ? &ack : NULL, a->ud);
     free(a);
@@ -405,7 +430,8 @@ int svc_js_publish_async(svc_app *app, const char *subject, const void *data, si
     if (!cb) return SVC_EINVAL;
     svc_msg *m = NULL;
     svc_buf h = {0};
-    int rc = publish_prepare(app, subject, data, len, msg_id, &m, &h);
+    svc_span span;
+    int rc = publish_prepare(app, subject, data, len, msg_id, &m, &h, &span);
     if (rc != SVC_OK) return rc;
     size_t sl = strlen(subject);
     js_async *a = malloc(sizeof *a + sl + 1);
@@ -416,6 +442,7 @@ int svc_js_publish_async(svc_app *app, const char *subject, const void *data, si
     a->m = m;
     a->cb = cb;
     a->ud = ud;
+    a->span = span;
     memcpy(a->subject, subject, sl + 1);
     if (atomic_fetch_add(&m->js_async, 1) >= SVC_JS_MAX_ASYNC) {
         rc = SVC_EAGAIN;

@@ -53,6 +53,8 @@ typedef struct relay_event {
     size_t len;
     int state, rc;
     struct relay_batch *batch;
+    svc_trace_ctx tctx;              /* the span that stored it (its traceparent) */
+    bool traced;
 } relay_event;
 
 /* One round's events; the acks' callbacks and the relay thread share it,
@@ -80,6 +82,10 @@ static int copy_event(const svc_db_outbox_msg *m, void *ud) {
         return 1;
     }
     if (m->len) memcpy(e->data, m->payload, m->len);
+    /* "traceparent: <value>\r\n", as svc_db_outbox_add stored it. */
+    const char *tp = m->headers ? strstr(m->headers, "traceparent: ") : NULL;
+    e->traced = tp && strnlen(tp + 13, SVC_TRACEPARENT_LEN) == SVC_TRACEPARENT_LEN &&
+                svc__traceparent_parse(tp + 13, SVC_TRACEPARENT_LEN, &e->tctx) == SVC_OK;
     b->n++;
     return 0;
 }
@@ -140,8 +146,11 @@ static void send_all(svc_outbox_relay *r, relay_batch *b) {
         pthread_mutex_lock(&b->lock);
         b->refs++, b->waiting++;
         pthread_mutex_unlock(&b->lock);
+        /* Published as a child of the span that stored it (a producer span). */
+        const svc_trace_ctx *prev = svc__trace_swap(e->traced ? &e->tctx : NULL);
         int rc = svc_js_publish_async(r->app, e->subject, e->data, e->len, e->msg_id, SVC_OUTBOX_PUBLISH_TIMEOUT_MS,
                                       acked, e);
+        svc__trace_swap(prev);
         if (rc == SVC_OK) continue;
         pthread_mutex_lock(&b->lock);
         b->refs--, b->waiting--;
@@ -327,9 +336,12 @@ static int consume_closure(svc_db *db, void *ud) {
         consume_item *it = &j->items[i];
         if (it->out != OUT_APPLIED) continue; /* no id: never claimed */
         if (step_sql(db, "SAVEPOINT svc_msg") != SVC_OK) return SVC_EIO;
+        /* Its SQL and the events it stores are its consumer span's children. */
+        const svc_trace_ctx *prev = svc__trace_swap(svc_event_trace(it->ev));
         int rc = svc_db_inbox_claim(db, j->c->durable, it->ev->msg_id);
         if (rc == SVC_EEXIST) it->out = OUT_DUPLICATE, rc = SVC_OK;
         else if (rc == SVC_OK) rc = j->c->effect(db, it->ev, j->c->ud);
+        svc__trace_swap(prev);
         if (sqlite3_get_autocommit(svc_db_conn(db))) return SVC_EIO; /* SQLite ended the transaction */
         it->st = rc;
         if (rc != SVC_OK) {

@@ -33,6 +33,7 @@
 
 #include "core/internal.h"
 #include "msg/internal.h"
+#include "obs/internal.h"
 
 struct rpc_call {
     rpc_call *next;                  /* hash chain */
@@ -55,6 +56,8 @@ struct rpc_call {
     void *done_ud;
     svc_msg_gather_cb gather;        /* svc_msg_request_all (uses ud) */
     unsigned conn_gen;               /* mw->disconnects when published */
+    int traced;                      /* span is a sampled client span, ended at completion */
+    svc_span span;
 };
 
 static rpc_call **bucket(msg_worker *mw, uint64_t seq) { return &mw->calls[seq % SVC_MSG_RPC_BUCKETS]; }
@@ -139,6 +142,12 @@ static void complete(rpc_call *c, int err, svc_nats_msg *reply) {
         }
         const char *labels[] = {c->service, outcome_of(err)};
         svc_counter_add(svc_metric_with(m->m_rpc, labels), 1);
+        if (c->traced) {
+            c->span.status = (int16_t)r.status;
+            c->span.error = err != SVC_OK || r.status >= 500;
+            if (err != SVC_OK) svc_span_set(c->span.code, sizeof c->span.code, outcome_of(err));
+            svc_span_end(&c->span);
+        }
         c->cb(err, reply ? &r : NULL, c->ud);
         svc__nats_msg_free(reply);
     }
@@ -478,18 +487,25 @@ int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *m
     if (q && q[1]) HDR_PUT(&h, "Svc-Query", q + 1, strlen(q + 1));
     char buf[24];
     HDR_PUT(&h, "Svc-Deadline", buf, svc__fmt_i64(buf, svc_wall_ms() + timeout));
+    /* The call is a client span, child of the request's (or of the span
+     * this thread works for); its id goes on as the callee's parent. */
+    const svc_trace_ctx *parent = from ? &from->tctx : svc__trace_current();
+    svc_span span;
+    char name[SVC_TRACE_NAME_MAX];
+    snprintf(name, sizeof name, "%s %s", method, service);
+    int traced = svc_span_begin(&span, parent, SVC_SPAN_CLIENT, name);
+    svc_span_set(span.peer, sizeof span.peer, service);
+    span.detail_is = SVC_SPAN_DETAIL_SUBJECT;
+    svc_span_set(span.detail, sizeof span.detail, subject);
+    if (parent) {
+        char tp[SVC_TRACEPARENT_LEN + 1];
+        svc_trace_ctx ctx = svc_span_ctx(&span);
+        svc__traceparent_format(tp, &ctx);
+        HDR_PUT(&h, "traceparent", tp, SVC_TRACEPARENT_LEN);
+        /* Checked when it came in (svc__tracestate_ok): printable, no CR/LF. */
+        if (from && from->tracestate) HDR_PUT(&h, "tracestate", from->tracestate, strlen(from->tracestate));
+    }
     if (from) {
-        const char *trace = svc_req_trace_id(from);
-        if (strlen(trace) == 32 && strlen(from->span_id) == 16) {
-            /* "00-<trace id>-<span id>-01" */
-            char tp[56];
-            memcpy(tp, "00-", 3);
-            memcpy(tp + 3, trace, 32);
-            tp[35] = '-';
-            memcpy(tp + 36, from->span_id, 16);
-            memcpy(tp + 52, "-01", 3);
-            HDR_PUT(&h, "traceparent", tp, 55);
-        }
         const char *rid = svc_req_id(from);
         if (*rid && svc__msg_header_value_ok(rid)) svc__nats_hdr_add(&h, "X-Request-Id", rid);
         const char *peer = svc_req_peer(from);
@@ -504,6 +520,8 @@ int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *m
     if (rc != SVC_OK) return rc;
     if (!c) return SVC_ENOMEM;
     memcpy(c->service, service, sl + 1);
+    c->traced = traced && parent;
+    if (c->traced) c->span = span;
     c->cb = cb;
     c->ud = ud;
     c->fail_fast = 1;

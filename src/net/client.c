@@ -31,6 +31,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "obs/internal.h"
 #include "svckit/client.h"
 
 /* One read buffer per client: libuv calls alloc_cb and then read_cb for the
@@ -78,6 +79,8 @@ struct resolver {
 
 struct request {
     svc_http_client *c;
+    int traced;                  /* span: a client span of a sampled trace */
+    svc_span span;
     request *next, *prev;
     uv_timer_t timer;
     svc_http_client_cb cb;
@@ -327,6 +330,12 @@ static void finish(request *r, int err) {
             resp.header_names = names;
             resp.header_values = values;
         }
+    }
+    if (r->traced) {
+        r->span.status = err == SVC_OK ? (int16_t)r->status : 0;
+        r->span.error = err != SVC_OK || r->status >= 500;
+        if (err != SVC_OK) svc_span_set(r->span.code, sizeof r->span.code, svc_status_str(err));
+        svc_span_end(&r->span);
     }
     r->cb(err, err == SVC_OK ? &resp : NULL, r->ud);
     free(names);
@@ -879,7 +888,33 @@ int svc_http_client_request(svc_http_client *c, const char *method, const char *
     const char *path;
     size_t plen;
     int rc = parse_url(r, url, &path, &plen);
-    if (rc == SVC_OK) rc = build_wire(r, method, path, plen, headers, body, body_len);
+    /* A client span when the calling thread works for one (a handler, an
+     * event handler), its id sent on as traceparent unless the caller sets
+     * one. The OTLP exporter's thread has none: its POSTs are not traced. */
+    const svc_trace_ctx *parent = svc__trace_current();
+    const char **with_tp = NULL;
+    char tp[sizeof "traceparent: " + SVC_TRACEPARENT_LEN];
+    if (rc == SVC_OK && parent) {
+        size_t n = 0;
+        int has = 0;
+        for (const char *const *h = headers; h && *h; h++, n++)
+            if (strncasecmp(*h, "traceparent:", 12) == 0) has = 1;
+        char name[SVC_TRACE_NAME_MAX];
+        snprintf(name, sizeof name, "%s %s", method, r->host);
+        r->traced = svc_span_begin(&r->span, parent, SVC_SPAN_CLIENT, name);
+        svc_span_set(r->span.peer, sizeof r->span.peer, r->key);
+        if (!has && (with_tp = malloc((n + 2) * sizeof *with_tp))) {
+            svc_trace_ctx ctx = svc_span_ctx(&r->span);
+            memcpy(tp, "traceparent: ", 13);
+            svc__traceparent_format(tp + 13, &ctx);
+            for (size_t i = 0; i < n; i++) with_tp[i] = headers[i];
+            with_tp[n] = tp;
+            with_tp[n + 1] = NULL;
+        }
+    }
+    if (rc == SVC_OK)
+        rc = build_wire(r, method, path, plen, with_tp ? (const char *const *)with_tp : headers, body, body_len);
+    free(with_tp);
     if (rc != SVC_OK) {
         free(r->host);
         free(r->key);

@@ -44,4 +44,67 @@ void svc__counter_set(svc_series *s, double v);
 #define SVC__DOUBLE_STR_MAX 32
 size_t svc__metric_format_double(char out[SVC__DOUBLE_STR_MAX], double v);
 
+/*
+ * Tracing (src/obs/trace.c; the public part is svckit/trace.h).
+ */
+#include "svckit/trace.h"
+
+#define SVC_TRACEPARENT_LEN 55        /* "00-<32 hex>-<16 hex>-<2 hex>" */
+#define SVC_TRACEPARENT_MAX 256       /* a longer (future-version) value is ignored */
+#define SVC_TRACE_QUERY_DEFAULT 100   /* spans in a query's reply unless limit says */
+#define SVC_TRACE_QUERY_MAX 256       /* at most, whatever limit says (~100 KB of JSON) */
+#define SVC_TRACE_QUERY_REQ_MAX 1024  /* bytes of a query */
+
+/* Sampling ratio (clamped to 0..1), the slow threshold (<= 0: keep the
+ * current), and the resource names the encodings carry. Registers the
+ * metrics (svc__trace_metrics) too. */
+void svc__trace_configure(double sample, int slow_ms, const char *service, const char *instance);
+void svc__trace_metrics(void);        /* (re)registers trace_* metrics; after svc_metrics_reset */
+void svc__trace_set_instance(const char *instance); /* the NATS instance id, once known */
+const char *svc__trace_service(void);
+const char *svc__trace_instance(void);
+uint64_t svc__trace_slow_ns(void);
+void svc__trace_count_dropped(const char *reason, uint64_t n);
+void svc__trace_count_invalid(int tracestate); /* 0: traceparent, 1: tracestate */
+
+/* SVC_OK and *out when s[0..n) is a valid traceparent (version not ff, ids
+ * lowercase hex and not all zero, version 00 exactly 55 bytes); else
+ * SVC_EINVAL and *out untouched. out->flags keeps only the sampled bit. */
+int svc__traceparent_parse(const char *s, size_t n, svc_trace_ctx *out);
+void svc__traceparent_format(char out[SVC_TRACEPARENT_LEN + 1], const svc_trace_ctx *c);
+/* 1 when s[0..n) is a well-formed tracestate of at most SVC_TRACESTATE_MAX
+ * bytes and 32 members, so it may be passed on as it is. */
+int svc__tracestate_ok(const char *s, size_t n);
+void svc__trace_hex(char *out, const uint8_t *p, size_t n); /* 2n digits + NUL */
+uint64_t svc__trace_unix_ns(void);   /* CLOCK_REALTIME in ns */
+
+/* A new trace: random ids, sampled by the ratio. */
+void svc__trace_root(svc_trace_ctx *c);
+void svc__trace_new_id(uint8_t span_id[8]);
+/* The context this thread works for (dispatch sets it around hooks and
+ * handlers, the store reads it for SQL spans); returns the one replaced. */
+const svc_trace_ctx *svc__trace_swap(const svc_trace_ctx *c);
+const svc_trace_ctx *svc__trace_current(void);
+
+/* The ring: record a finished span; read index idx (0 when overwritten or
+ * being written); the next index to be written. */
+void svc__trace_record(const svc_span *s);
+int svc__trace_ring_read(uint64_t idx, svc_span *out);
+uint64_t svc__trace_ring_head(void);
+void svc__trace_ring_reset(void);     /* tests only */
+
+/* The NATS query (docs/observability.md): a JSON object with optional
+ * trace_id (32 hex), limit (1..SVC_TRACE_QUERY_MAX) and slowest (bool); an
+ * empty payload asks for the newest SVC_TRACE_QUERY_DEFAULT spans. */
+typedef struct svc_trace_query {
+    uint8_t trace_id[16];
+    int has_trace;
+    int limit;
+    int slowest;
+} svc_trace_query;
+int svc__trace_query_parse(const char *data, size_t len, svc_trace_query *q, char *err, size_t errlen);
+void svc__trace_query(const svc_trace_query *q, svc_buf *out);
+/* OTLP/HTTP JSON (ExportTraceServiceRequest) of n spans of this resource. */
+void svc__trace_otlp_encode(const svc_span *spans, size_t n, svc_buf *out);
+
 #endif

@@ -451,6 +451,7 @@ int svc__app_prepare(svc_app *app) {
     mallopt(M_MMAP_THRESHOLD, SVC_MMAP_THRESHOLD);
 
     svc__metrics_setup(app);
+    svc__trace_configure(app->cfg.trace_sample, app->cfg.trace_slow_ms, app->name, NULL);
     svc__builtin_routes(app);
 
     /* Size libuv's thread pool for offloaded handlers before its first use. */
@@ -566,6 +567,10 @@ int svc_app_run(svc_app *app) {
         }
     }
     EACH_TRANSPORT(app, start, app);
+    if (app->cfg.otlp_endpoint && !(app->otlp = svc__otlp_start(app->cfg.otlp_endpoint)))
+        svc_error("tracing: cannot start the OTLP exporter; spans stay queryable over NATS only");
+    else if (app->otlp)
+        svc_info("tracing: exporting spans to %s/v1/traces (OTLP/HTTP JSON)", app->cfg.otlp_endpoint);
     svc_log_flush();
 
     uv_run(&app->main_loop, UV_RUN_DEFAULT);
@@ -576,6 +581,8 @@ int svc_app_run(svc_app *app) {
     exit_code = ms.exit_code;
     if (app->on_stop) app->on_stop(app, app->on_stop_ud);
     EACH_TRANSPORT(app, stop, app);
+    svc__otlp_stop(app->otlp);
+    app->otlp = NULL;
     svc_info("stopped%s", exit_code ? " (connections were cut at the deadline)" : " cleanly");
     svc_log_flush();
     svc_metrics_reset();

@@ -291,7 +291,9 @@ static void work_run(uv_work_t *uvw) {
     svc_compose *c = uvw->data;
     svc_req *req = c->req;
     const char *prev = svc__log_trace_swap(req->trace_id);
+    const svc_trace_ctx *prev_ctx = svc__trace_swap(&req->tctx);
     c->work(req, c->ud);
+    svc__trace_swap(prev_ctx);
     svc__log_trace_swap(prev);
 }
 

@@ -30,6 +30,9 @@ static const svc_config_var core_vars[] = {
     {"HTTP_MAX_HEADERS", "100", "header fields per request"},
     {"HTTP_MAX_BODY_BYTES", "1048576", "request body, bytes"},
     {"HTTP_COMPRESS", "1", "gzip JSON and text responses for clients that accept it: 1 or 0"},
+    {"TRACE_SAMPLE", "1.0", "share of new traces recorded, 0 to 1 (a caller's sampled flag is obeyed)"},
+    {"TRACE_SLOW_MS", "1000", "requests at least this slow keep their span even when not sampled"},
+    {"OTEL_EXPORTER_OTLP_ENDPOINT", NULL, "http://host:port of an OTLP/HTTP collector; spans go to <it>/v1/traces"},
 };
 
 int svc__config_fail(char *err, size_t errlen, const char *var, const char *val, const char *why) {
@@ -165,6 +168,24 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     c->max_body_bytes = (size_t)v;
     if ((rc = svc__config_int("HTTP_COMPRESS", 0, 1, 1, &v, err, errlen))) return rc;
     c->compress = (int)v;
+    const char *ts = getenv("TRACE_SAMPLE");
+    c->trace_sample = 1.0;
+    if (ts && *ts) {
+        char *end;
+        errno = 0;
+        c->trace_sample = strtod(ts, &end);
+        if (errno || *end || end == ts || !(c->trace_sample >= 0 && c->trace_sample <= 1))
+            return svc__config_fail(err, errlen, "TRACE_SAMPLE", ts, "expected a number from 0 to 1");
+    }
+    if ((rc = svc__config_int("TRACE_SLOW_MS", 1, 3600 * 1000, SVC_TRACE_SLOW_MS, &v, err, errlen))) return rc;
+    c->trace_slow_ms = (int)v;
+    const char *ep = getenv("OTEL_EXPORTER_OTLP_ENDPOINT");
+    if (ep && *ep) {
+        if (strncmp(ep, "http://", 7) != 0 || strlen(ep) > SVC_OTLP_ENDPOINT_MAX)
+            return svc__config_fail(err, errlen, "OTEL_EXPORTER_OTLP_ENDPOINT", ep,
+                                    "expected http://host[:port][/path] (https is not supported)");
+        c->otlp_endpoint = ep;
+    }
     /* Then each transport's and module's own variables. */
     for (int i = 0; i < app->ntransports; i++) {
         const svc_transport *t = app->transports[i].ops;

@@ -14,34 +14,11 @@
 #include "obs/internal.h"
 #include "runtime/internal.h"
 
-static uint64_t xorshift(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static void worker_seed(svc_worker *w) {
-    if (w->rng) return;
-    uint64_t seed[2];
-    svc_random(seed, sizeof seed);
-    w->rng = seed[0] | 1;
-    svc__fmt_hex64(w->id_prefix, seed[1], 16);
-}
-
-static int is_hex(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
-    }
-    return 1;
-}
-
-static int all_zero(const char *s, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (s[i] != '0') return 0;
-    return 1;
+    if (w->id_prefix[0]) return;
+    uint64_t seed;
+    svc_random(&seed, sizeof seed);
+    svc__fmt_hex64(w->id_prefix, seed, 16);
 }
 
 /* A client's X-Request-Id is kept when it is short and plain; anything else is
@@ -74,17 +51,54 @@ static void assign_ids(svc_req *req) {
         }
         req->id = id;
     }
-    /* W3C traceparent: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>. */
+    /* W3C trace context: a valid traceparent is continued (its sampled
+     * flag obeyed) and its tracestate passed on; anything malformed is
+     * ignored, counted, and the request starts a trace of its own. */
     const char *tp = req->hdr_traceparent;
-    if (tp && strlen(tp) >= 55 && tp[2] == '-' && tp[35] == '-' && tp[52] == '-' && is_hex(tp, 2) &&
-        is_hex(tp + 3, 32) && !all_zero(tp + 3, 32) && is_hex(tp + 36, 16) && strncmp(tp, "ff", 2) != 0) {
-        memcpy(req->trace_id, tp + 3, 32);
-        req->trace_id[32] = '\0';
+    svc_trace_ctx parent;
+    if (tp && svc__traceparent_parse(tp, strlen(tp), &parent) == SVC_OK) {
+        req->tctx = parent;
+        memcpy(req->parent_span, parent.span_id, 8);
+        svc__trace_new_id(req->tctx.span_id);
+        const char *ts = req->hdr_tracestate;
+        if (ts && svc__tracestate_ok(ts, strlen(ts))) req->tracestate = ts;
+        else if (ts) svc__trace_count_invalid(1);
     } else {
-        svc__fmt_hex64(req->trace_id, xorshift(&w->rng), 16);
-        svc__fmt_hex64(req->trace_id + 16, xorshift(&w->rng), 16);
+        if (tp) svc__trace_count_invalid(0);
+        svc__trace_root(&req->tctx);
     }
-    svc__fmt_hex64(req->span_id, xorshift(&w->rng), 16);
+    svc__trace_hex(req->trace_id, req->tctx.trace_id, 16);
+    svc__trace_hex(req->span_id, req->tctx.span_id, 8);
+}
+
+/* The request's server span, when its trace is sampled, or it failed (5xx)
+ * or was slow: those are kept whatever the sampling said. */
+static void record_server_span(svc_req *req, uint64_t dur_ns) {
+    int status = req->res.status;
+    if (!(req->tctx.flags & SVC_TRACE_SAMPLED) && status < 500 && dur_ns < svc__trace_slow_ns()) return;
+    svc_span s;
+    memcpy(s.trace_id, req->tctx.trace_id, 16);
+    memcpy(s.span_id, req->tctx.span_id, 8);
+    memcpy(s.parent_id, req->parent_span, 8);
+    s.kind = SVC_SPAN_SERVER;
+    s.flags = req->tctx.flags;
+    s.error = status >= 500;
+    s.detail_is = SVC_SPAN_DETAIL_ROUTE;
+    s.status = (int16_t)status;
+    s.mono_ns = req->start_ns;
+    s.dur_ns = dur_ns;
+    s.start_ns = svc__trace_unix_ns() - dur_ns;
+    svc_route_entry *e = svc__req_metric_route(req);
+    /* "<method> <route template>", cut to fit (no printf on this path). */
+    size_t ml = strlen(req->method);
+    if (ml > 16) ml = 16;
+    memcpy(s.name, req->method, ml);
+    s.name[ml] = ' ';
+    svc_span_set(s.name + ml + 1, sizeof s.name - ml - 1, e->pattern);
+    svc_span_set(s.detail, sizeof s.detail, e->pattern);
+    s.peer[0] = '\0';
+    s.code[0] = '\0';
+    svc__trace_record(&s);
 }
 
 /*
@@ -134,7 +148,9 @@ void svc__handler_outcome(svc_req *req, svc_outcome rc) {
 static void run_handler_offloaded(uv_work_t *work) {
     svc_req *req = work->data;
     const char *prev = svc__log_trace_swap(req->trace_id);
+    const svc_trace_ctx *prev_ctx = svc__trace_swap(&req->tctx);
     req->handler_rc = req->route->handler(req, &req->res);
+    svc__trace_swap(prev_ctx);
     svc__log_trace_swap(prev);
 }
 
@@ -222,11 +238,14 @@ void svc__request_release(svc_req *req) {
 void svc__dispatch_continue(svc_req *req) {
     char trace_id[sizeof req->trace_id];
     memcpy(trace_id, req->trace_id, sizeof trace_id);
+    svc_trace_ctx ctx = req->tctx;
     const char *prev = svc__log_trace_swap(trace_id);
+    const svc_trace_ctx *prev_ctx = svc__trace_swap(&ctx);
     req->in_handler = 1;
     run_hooks_and_handler(req);
     req->in_handler = 0;
     if (req->release_pending) svc__request_release(req);
+    svc__trace_swap(prev_ctx);
     svc__log_trace_swap(prev);
 }
 
@@ -381,7 +400,9 @@ void svc__request_finish(svc_req *req) {
         if (app->mw[i].after) app->mw[i].after(req, res, app->mw[i].ud);
     svc__res_encode(req, res);
 
-    double seconds = (double)(svc_now_ns() - req->start_ns) / 1e9;
+    uint64_t dur_ns = svc_now_ns() - req->start_ns;
+    double seconds = (double)dur_ns / 1e9;
+    if (!(req->route && (req->route->flags & SVC_NO_LOG))) record_server_span(req, dur_ns);
     size_t bytes = res->streaming ? res->streamed : (req->head ? 0 : res->body.len);
     svc__metrics_observe(req, seconds);
     if (!(req->route && (req->route->flags & SVC_NO_LOG))) svc__access_log(req, seconds, bytes);

@@ -21,6 +21,7 @@
 #include "runtime/router.h"
 #include "svckit/app.h"
 #include "svckit/obs.h"
+#include "svckit/trace.h"
 
 #define SVC_MAX_MIDDLEWARE 16
 #define SVC_MAX_READY_CHECKS 16
@@ -110,6 +111,7 @@ struct svc_app {
     int nenv;
     svc_start_fn on_start;
     void *on_start_ud;
+    struct svc__otlp *otlp;          /* OTEL_EXPORTER_OTLP_ENDPOINT set */
     svc_stop_fn on_stop;
     void *on_stop_ud;
     void *data;
@@ -171,7 +173,6 @@ struct svc_worker {
     int nbuf_pool;
     uint64_t next_request_id;
     char id_prefix[17];
-    uint64_t rng;                    /* xorshift state for trace ids */
     svc_buf logline;                 /* scratch for access-log lines */
     svc_compose *waiting;            /* requests waiting for a step (compose.c) */
     svc_req *held;                   /* requests a handler answers later (compose.c) */
@@ -224,7 +225,7 @@ struct svc_req {
     size_t nheaders;
     /* The first value of the fields the core itself reads, noted once by
      * svc__req_note_header instead of a scan of every field per lookup. */
-    const char *hdr_expect, *hdr_request_id, *hdr_traceparent;
+    const char *hdr_expect, *hdr_request_id, *hdr_traceparent, *hdr_tracestate;
     char *path;
     char *query;
     svc_buf body;
@@ -240,8 +241,11 @@ struct svc_req {
     svc_req_value *values;           /* svc_req_set, in the arena */
     const char *id;
     const char *peer;
-    char trace_id[33];
+    char trace_id[33];               /* tctx's, in hex, for logs */
     char span_id[17];
+    svc_trace_ctx tctx;              /* this request's server span */
+    uint8_t parent_span[8];          /* the caller's span (traceparent), zero when none */
+    const char *tracestate;          /* the client's, well-formed, passed on; NULL: none */
     uint64_t start_ns;
     int error_status;                /* framing/limit error found while parsing */
     const char *error_code;
@@ -285,6 +289,15 @@ struct svc_req {
 };
 
 #define SVC_REQ_ZEROED offsetof(svc_req, hdr_off)
+
+/* trace_export.c: OTLP/HTTP export of the span ring on a thread of its own. */
+#define SVC_OTLP_ENDPOINT_MAX 512     /* bytes of OTEL_EXPORTER_OTLP_ENDPOINT */
+#define SVC_OTLP_BATCH 512            /* spans per POST at most */
+#define SVC_OTLP_INTERVAL_MS 1000     /* a partial batch waits at most this long */
+#define SVC_OTLP_TIMEOUT_MS 2000      /* a POST without its answer by then is dropped */
+typedef struct svc__otlp svc__otlp;
+svc__otlp *svc__otlp_start(const char *endpoint); /* NULL: out of memory or no thread */
+void svc__otlp_stop(svc__otlp *x);    /* sends what is left, joins (at most one POST's timeout) */
 
 /* app.c */
 svc_route_entry *svc__app_unmatched(svc_app *app);

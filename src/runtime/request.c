@@ -100,6 +100,7 @@ void svc__req_note_header(svc_req *req, const char *name, size_t nlen, const cha
     const char **slot = NULL;
     switch (nlen) {
     case 6: if (strcasecmp(name, "expect") == 0) slot = &req->hdr_expect; break;
+    case 10: if (strcasecmp(name, "tracestate") == 0) slot = &req->hdr_tracestate; break;
     case 11: if (strcasecmp(name, "traceparent") == 0) slot = &req->hdr_traceparent; break;
     case 12: if (strcasecmp(name, "x-request-id") == 0) slot = &req->hdr_request_id; break;
     default: break;
@@ -261,6 +262,7 @@ json_t *svc_req_json(svc_req *req, svc_res *res) {
 
 const char *svc_req_id(const svc_req *req) { return req->id ? req->id : ""; }
 const char *svc_req_trace_id(const svc_req *req) { return req->trace_id; }
+const svc_trace_ctx *svc_req_trace(const svc_req *req) { return req ? &req->tctx : NULL; }
 const char *svc_req_peer(const svc_req *req) { return req->peer ? req->peer : ""; }
 svc_arena *svc_req_arena(svc_req *req) { return req->arena; }
 svc_app *svc_req_app(const svc_req *req) { return req->app; }

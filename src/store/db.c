@@ -16,6 +16,7 @@
 
 #include <sodium.h>
 
+#include "obs/internal.h"
 #include "store/internal.h"
 
 int svc_db_status(int rc) {
@@ -50,6 +51,38 @@ int svc__db_exec_logged(sqlite3 *db, const char *sql) {
     return rc;
 }
 
+/* A span per statement when this thread works for a sampled trace
+ * (svc__trace_current): SQLITE_TRACE_STMT notes when it starts, and
+ * SQLITE_TRACE_PROFILE (once, when it ends) records it. SQLite's own run time
+ * has the VFS clock's millisecond steps, so the span is timed here. The text
+ * is the statement as prepared (sqlite3_sql), never the values bound to it.
+ * Unsampled, this costs a thread-local read per statement. */
+static _Thread_local sqlite3_stmt *tl_stmt;
+static _Thread_local uint64_t tl_stmt_start;
+
+static int trace_statement(unsigned type, void *ud, void *p, void *x) {
+    const svc_trace_ctx *ctx = svc__trace_current();
+    if (!ctx || !(ctx->flags & SVC_TRACE_SAMPLED)) return 0;
+    if (type == SQLITE_TRACE_STMT) {
+        if (tl_stmt != p) tl_stmt = p, tl_stmt_start = svc_now_ns();
+        return 0;
+    }
+    if (type != SQLITE_TRACE_PROFILE) return 0;
+    uint64_t now = svc_now_ns();
+    uint64_t ns = tl_stmt == p ? now - tl_stmt_start : (uint64_t)*(sqlite3_int64 *)x;
+    if (tl_stmt == p) tl_stmt = NULL;
+    const char *sql = sqlite3_sql((sqlite3_stmt *)p);
+    svc_span s;
+    svc_span_begin(&s, ctx, SVC_SPAN_CLIENT, "sqlite");
+    s.start_ns -= ns;
+    s.dur_ns = ns;
+    s.detail_is = SVC_SPAN_DETAIL_SQL;
+    svc_span_set(s.detail, sizeof s.detail, sql);
+    svc_span_set(s.peer, sizeof s.peer, "sqlite");
+    svc__trace_record(&s);
+    return 0;
+}
+
 static sqlite3 *open_connection(const char *path) {
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -59,6 +92,7 @@ static sqlite3 *open_connection(const char *path) {
         return NULL;
     }
     sqlite3_busy_timeout(db, SVC_DB_BUSY_TIMEOUT_MS);
+    sqlite3_trace_v2(db, SQLITE_TRACE_STMT | SQLITE_TRACE_PROFILE, trace_statement, NULL);
     sqlite3_extended_result_codes(db, 1);
     if (svc__db_exec_logged(db, "PRAGMA journal_mode=WAL") != SQLITE_OK ||
         svc__db_exec_logged(db, "PRAGMA synchronous=FULL") != SQLITE_OK ||

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 
 #include "svckit/obs.h"
+#include "svckit/trace.h"
 #include "svckit/store.h"
 
 typedef struct stmt_entry {
@@ -28,6 +29,8 @@ typedef struct db_write {
     void *ud;
     svc_db_done_fn done;
     void *done_ud;
+    svc_trace_ctx tctx;              /* the caller's span: the writer works for it */
+    bool traced;
 } db_write;
 
 typedef struct db_hook {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "obs/internal.h"
 #include "store/internal.h"
 
 typedef struct library_step {
@@ -102,10 +103,22 @@ int svc_db_outbox_add(svc_db *db, const char *subject, const void *payload, size
      * no one else can insert inside our write transaction), so the row and its
      * msg_id are written by one statement. */
     sqlite3_stmt *s = svc_db_prepare(
-        db, "INSERT INTO svc_outbox (id, subject, msg_id, payload, created_at) "
-            "SELECT n, ?1, ?2 || '.' || n, ?3, ?4 FROM "
+        db, "INSERT INTO svc_outbox (id, subject, msg_id, payload, created_at, headers) "
+            "SELECT n, ?1, ?2 || '.' || n, ?3, ?4, ?5 FROM "
             "(SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'svc_outbox'), 0) + 1 AS n)");
     if (!s) return SVC_EIO;
+    /* The span this runs for, when sampled: the relay publishes the event
+     * as its child, so the trace goes on in the consumers. */
+    const svc_trace_ctx *ctx = svc__trace_current();
+    char hdr[sizeof "traceparent: " + SVC_TRACEPARENT_LEN + 2];
+    if (ctx && (ctx->flags & SVC_TRACE_SAMPLED)) {
+        memcpy(hdr, "traceparent: ", 13);
+        svc__traceparent_format(hdr + 13, ctx);
+        memcpy(hdr + 13 + SVC_TRACEPARENT_LEN, "\r\n", 3);
+        sqlite3_bind_text(s, 5, hdr, -1, SQLITE_STATIC);
+    } else {
+        sqlite3_bind_null(s, 5);
+    }
     sqlite3_bind_text(s, 1, subject, -1, SQLITE_STATIC);
     sqlite3_bind_text(s, 2, db->epoch, -1, SQLITE_STATIC);
     sqlite3_bind_blob(s, 3, len ? payload : "", (int)len, SQLITE_STATIC);

@@ -99,7 +99,9 @@ static void run_batch(svc_db *db, db_write *ws, int *st, size_t n) {
             lost = true;
             break;
         }
+        const svc_trace_ctx *prev = svc__trace_swap(ws[i].traced ? &ws[i].tctx : NULL);
         st[i] = ws[i].fn(db, ws[i].ud);
+        svc__trace_swap(prev);
         if (sqlite3_get_autocommit(c)) {
             /* SQLite rolled the whole transaction back (disk full, I/O
              * error): everything before this closure is gone too. */
@@ -204,7 +206,14 @@ static int queue_writes(svc_db *db, const db_write *ws, size_t n) {
         rc = SVC_EAGAIN;
     }
     if (rc == SVC_OK) {
-        for (size_t i = 0; i < n; i++) db->queue[(db->head + db->count + i) % SVC_DB_WRITE_QUEUE] = ws[i];
+        /* The caller's trace goes along: its SQL and outbox events are its children. */
+        const svc_trace_ctx *cur = svc__trace_current();
+        for (size_t i = 0; i < n; i++) {
+            db_write w = ws[i];
+            w.traced = cur != NULL;
+            if (cur) w.tctx = *cur;
+            db->queue[(db->head + db->count + i) % SVC_DB_WRITE_QUEUE] = w;
+        }
         db->count += n;
         pthread_cond_signal(&db->wcond);
     }

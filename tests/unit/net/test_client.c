@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "obs/internal.h"
 #include "svckit/client.h"
 #include "svckit/core.h"
 #include "../test.h"
@@ -273,6 +274,48 @@ static void sleep_ms(uv_loop_t *loop, int ms) {
     uv_run(loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&t, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
+}
+
+/* ---- tracing ------------------------------------------------------------------ */
+
+TEST(a_traced_thread_sends_traceparent_and_records_a_client_span) {
+    srv s;
+    REQUIRE(srv_start(&s, NULL, "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n") == 0);
+    char url[128], last[SRV_LAST_MAX];
+    url_of(url, sizeof url, &s, "/x");
+    svc__trace_configure(1, 0, "t", "i");
+    svc_trace_ctx parent;
+    REQUIRE(svc__traceparent_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", 55, &parent) == SVC_OK);
+    uint64_t before = svc__trace_ring_head();
+    const svc_trace_ctx *prev = svc__trace_swap(&parent);
+    result res = {0};
+    CHECK_EQ(one_request(NULL, "GET", url, NULL, NULL, 0, &res), SVC_OK);
+    svc__trace_swap(prev);
+    CHECK_EQ(res.status, 503);
+    srv_last(&s, last, sizeof last);
+    char *tp = strstr(last, "\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-");
+    REQUIRE(tp != NULL);
+    CHECK(strncmp(tp + 2 + 13 + 36, "00f067aa0ba902b7", 16) != 0); /* the client span's id, not the parent's */
+    REQUIRE(svc__trace_ring_head() == before + 1);
+    svc_span sp;
+    REQUIRE(svc__trace_ring_read(before, &sp));
+    CHECK_EQ(sp.kind, SVC_SPAN_CLIENT);
+    CHECK_EQ(sp.status, 503);
+    CHECK_EQ(sp.error, 1);
+    CHECK(memcmp(sp.parent_id, parent.span_id, 8) == 0);
+    char hex[17];
+    svc__trace_hex(hex, sp.span_id, 8);
+    CHECK(strncmp(tp + 2 + 13 + 36, hex, 16) == 0);
+    result_free(&res);
+    /* Without a span on the thread: no header, no span. */
+    result res2 = {0};
+    CHECK_EQ(one_request(NULL, "GET", url, NULL, NULL, 0, &res2), SVC_OK);
+    srv_last(&s, last, sizeof last);
+    CHECK(strcasestr(last, "traceparent") == NULL);
+    CHECK_EQ(svc__trace_ring_head(), before + 1);
+    result_free(&res2);
+    srv_stop(&s);
+    leak_check();
 }
 
 /* ---- framing ------------------------------------------------------------------ */
