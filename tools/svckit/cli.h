@@ -264,7 +264,7 @@ typedef struct svc__template {
     size_t len;
 } svc__template;
 extern const svc__template svc__templates[];
-extern const size_t svc__ntemplates;
+extern const size_t svc__templates_count;
 
 /* 1 if s is a service name `svckit new` takes: 1 to SVC__SERVICE_NAME_MAX
  * of a-z, 0-9 and '-', neither first nor last a '-'. */
