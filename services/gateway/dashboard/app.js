@@ -221,12 +221,16 @@ function drawMap(snap, services, routes) {
     e.err += gwErr.get(t.label) || 0;
     edges.set(gw + "\u0000" + t.service, e);
   }
+  // The gateway forwards with RPC calls too: for its edges those counts
+  // (retries included) replace the route table's, rather than add to them.
   for (const [name, s] of services)
     for (const [to, c] of s.calls) {
       if (!pos.has(to)) continue;
-      const e = edges.get(name + "\u0000" + to) || { from: name, to, rps: 0, err: 0 };
+      const k = name + "\u0000" + to;
+      const e = edges.get(k) || { from: name, to, rps: 0, err: 0 };
+      if (name === gw && edges.has(k)) e.rps = e.err = 0;
       e.rps += c.rps; e.err += c.eps;
-      edges.set(name + "\u0000" + to, e);
+      edges.set(k, e);
     }
   for (const e of edges.values()) {
     const a = pos.get(e.from), b = pos.get(e.to);
