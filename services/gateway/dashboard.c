@@ -336,8 +336,7 @@ void gw_dashboard_routes(svc_app *app) {
     svc_app_get(app, "/dashboard/traces/:id", trace, 0);
 }
 
-int gw_dashboard_start(svc_app *app, gw_state *g) {
-    DB.app = app, DB.g = g;
+int gw_dashboard_config(svc_app *app) {
     const char *t = svc_app_env(app, "DASHBOARD_TOKEN");
     size_t tl = t ? strlen(t) : 0;
     if (tl && (tl < GW_DASH_TOKEN_MIN || tl > GW_DASH_TOKEN_MAX)) {
@@ -358,6 +357,11 @@ int gw_dashboard_start(svc_app *app, gw_state *g) {
     memcpy(DB.token, t ? t : "", tl);
     DB.token[tl] = '\0';
     DB.token_len = tl;
+    return SVC_OK;
+}
+
+int gw_dashboard_start(svc_app *app, gw_state *g) {
+    DB.app = app, DB.g = g;
     DB.m_streams = svc_metric_with(
         svc_metric_gauge("gateway_dashboard_streams", "Dashboard event streams open", 0, NULL), NULL);
     DB.m_shed = svc_metric_with(svc_metric_counter("gateway_dashboard_streams_rejected_total",

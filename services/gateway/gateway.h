@@ -350,8 +350,11 @@ json_t *gw_live_clean(const char *data, size_t len);
 typedef struct gw_state gw_state;
 /* Declares DASHBOARD_TOKEN and the /dashboard routes. Before svc_app_run. */
 void gw_dashboard_routes(svc_app *app);
-/* Reads DASHBOARD_TOKEN (SVC_EINVAL, logged, when malformed) and starts the
- * rounds on the first worker's loop. From on_start, after edge auth. */
+/* Reads DASHBOARD_TOKEN: SVC_EINVAL, logged, when malformed. From on_start,
+ * before anything is allocated. */
+int gw_dashboard_config(svc_app *app);
+/* Starts the rounds on the first worker's loop. From on_start, after edge
+ * auth. */
 int gw_dashboard_start(svc_app *app, gw_state *g);
 /* Frees the snapshot, after the workers stopped. */
 void gw_dashboard_stop(void);

@@ -98,6 +98,7 @@ static int on_start(svc_app *app, void *ud) {
             return SVC_EINVAL;
         }
     }
+    if (gw_dashboard_config(app) != SVC_OK) return SVC_EINVAL;
     g->app = app;
     if (g->cfg.rate_per_s > 0 && !(g->rl = svc_ratelimit_new(g->cfg.burst, g->cfg.rate_per_s))) return SVC_ENOMEM;
     for (int i = 0; i < g->cfg.nservices; i++)
@@ -123,8 +124,7 @@ static int on_start(svc_app *app, void *ud) {
         }
     }
     if (gw_discovery_start(app, &g->cfg, &g->dir) != SVC_OK) return SVC_ERR;
-    int drc = gw_dashboard_start(app, g);
-    if (drc != SVC_OK) return drc == SVC_EINVAL ? SVC_EINVAL : SVC_ERR;
+    if (gw_dashboard_start(app, g) != SVC_OK) return SVC_ERR;
     svc_info("gateway: %d route%s to %d service%s (%s)", g->cfg.nroutes, g->cfg.nroutes == 1 ? "" : "s",
              g->cfg.nservices, g->cfg.nservices == 1 ? "" : "s", path && *path ? path : "built-in table");
     return SVC_OK;
