@@ -66,7 +66,23 @@ static struct {
 
 /* ---- the rounds (first worker's loop) ------------------------------------------- */
 
-static void watched(void) { atomic_store(&DB.watched_until_ms, gw_now_ms() + GW_DASH_IDLE_MS); }
+static void on_timer(uv_timer_t *t);
+
+/* A round now, and the next ones an interval apart from it. */
+static void kick(uv_loop_t *loop, void *ud) {
+    (void)loop, (void)ud;
+    if (!DB.timer_ready) return;
+    on_timer(&DB.timer);
+    uv_timer_start(&DB.timer, on_timer, GW_DASH_INTERVAL_MS, GW_DASH_INTERVAL_MS);
+}
+
+/* Someone looks: rounds go on for GW_DASH_IDLE_MS more. A first look after
+ * an idle spell starts a round at once, so the page's first snapshot comes
+ * one gather window later, not up to an interval more. */
+static void watched(void) {
+    uint64_t now = gw_now_ms();
+    if (atomic_exchange(&DB.watched_until_ms, now + GW_DASH_IDLE_MS) < now) svc_msg_run_on_loop(DB.app, kick, NULL);
+}
 
 static json_t *route_table(void) {
     const gw_config *c = &DB.g->cfg;
