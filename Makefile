@@ -8,6 +8,7 @@
 #   services/<name>/*.c        -> $(BUILD)/bin/<name>
 #   examples/<name>/*.c        -> $(BUILD)/bin/<name>
 #   tools/svckit/*.c           -> $(BUILD)/bin/svckit  (with tools/svckit/templates/ embedded)
+#   services/gateway/dashboard/* -> embedded in $(BUILD)/bin/gateway (tools/svckit/embed.sh)
 #   tests/unit/<layer>/test_*.c -> $(BUILD)/tests/unit/<layer>/test_*  (one binary each)
 #   tests/integration/*.c      -> $(BUILD)/tests/bin/<name>            (helper programs)
 #   fuzz/*_fuzz.c              -> $(BUILD)/fuzz/<name>   (corpus replayer; `make fuzz` for libFuzzer)
@@ -125,6 +126,16 @@ $(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itools/svckit -c $< -o $@
 $(BUILD)/bin/svckit: $(BUILD)/obj/gen/templates.o
+
+# The gateway's dashboard (HTML, CSS, JS), compiled into the gateway the same way.
+DASHBOARD := $(wildcard services/gateway/dashboard/*)
+$(BUILD)/gen/dashboard.c: tools/svckit/embed.sh $(DASHBOARD)
+	@mkdir -p $(dir $@)
+	sh tools/svckit/embed.sh services/gateway/dashboard $@ "" gw_dashboard_files gw_file gateway.h
+$(BUILD)/obj/gen/dashboard.o: $(BUILD)/gen/dashboard.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iservices/gateway -c $< -o $@
+$(BUILD)/bin/gateway: $(BUILD)/obj/gen/dashboard.o
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_MAIN) $(LIB)
 	@mkdir -p $(dir $@)

@@ -288,6 +288,12 @@ int svc_app_run(svc_app *app);
 /* Asks a running app to drain and stop, as SIGTERM does. Thread-safe. */
 void svc_app_stop(svc_app *app);
 
+/* 1 from the first moment of a shutdown drain (when /readyz turns 503), else
+ * 0: a handler that streams without end (server-sent events) ends its
+ * stream then, so that the drain need not wait for SHUTDOWN_TIMEOUT.
+ * Thread-safe. */
+int svc_app_draining(const svc_app *app);
+
 /* ---- requests ------------------------------------------------------------
  * Every pointer returned by svc_req_* is owned by the request and valid until
  * the response has been sent. */

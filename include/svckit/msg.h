@@ -99,6 +99,20 @@ extern "C" {
 /* The span query (docs/observability.md): svckit.trace[.<service>[.<instance>]]. */
 #define SVC_MSG_TRACE_PREFIX "svckit.trace"
 
+/* The live snapshot: $SRV.LIVE, $SRV.LIVE.<service>, $SRV.LIVE.<service>.<id>
+ * answer with one document of type "io.svckit.v1.live_response": version,
+ * host, uptime, ready state, CPU seconds, RSS, in-flight requests, and per
+ * route (template and method) the request count, 4xx and 5xx counts and the
+ * http_request_duration_seconds buckets; per callee the svc_rpc_call counts
+ * (docs/messaging.md, "Live snapshot"). Counters are totals since start: a
+ * reader takes two snapshots for rates and quantiles. Answering reads the
+ * metrics registry as /metrics does; requests pay nothing for it. At most
+ * SVC_MSG_LIVE_MAX_ROUTES routes and SVC_MSG_LIVE_MAX_CALLS callees are
+ * listed ("truncated": true says some were left out). */
+#define SVC_MSG_LIVE_VERB "LIVE"
+#define SVC_MSG_LIVE_MAX_ROUTES 128
+#define SVC_MSG_LIVE_MAX_CALLS 32
+
 /* ---- calling other services ------------------------------------------------ */
 
 typedef struct svc_rpc_reply {

@@ -1,6 +1,6 @@
 /*
  * gateway: the one public entry point (port 8080). Every path but the
- * gateway's own /healthz, /readyz and /metrics goes through gw_proxy (proxy.c)
+ * gateway's own /healthz, /readyz, /metrics and /dashboard (dashboard.c) goes through gw_proxy (proxy.c)
  * to the service the route table (config.c) names, over NATS request-reply.
  * README.md has the configuration format, the resilience rules and the
  * metrics.
@@ -98,6 +98,7 @@ static int on_start(svc_app *app, void *ud) {
             return SVC_EINVAL;
         }
     }
+    if (gw_dashboard_config(app) != SVC_OK) return SVC_EINVAL;
     g->app = app;
     if (g->cfg.rate_per_s > 0 && !(g->rl = svc_ratelimit_new(g->cfg.burst, g->cfg.rate_per_s))) return SVC_ENOMEM;
     for (int i = 0; i < g->cfg.nservices; i++)
@@ -123,6 +124,7 @@ static int on_start(svc_app *app, void *ud) {
         }
     }
     if (gw_discovery_start(app, &g->cfg, &g->dir) != SVC_OK) return SVC_ERR;
+    if (gw_dashboard_start(app, g) != SVC_OK) return SVC_ERR;
     svc_info("gateway: %d route%s to %d service%s (%s)", g->cfg.nroutes, g->cfg.nroutes == 1 ? "" : "s",
              g->cfg.nservices, g->cfg.nservices == 1 ? "" : "s", path && *path ? path : "built-in table");
     return SVC_OK;
@@ -132,6 +134,7 @@ static void on_stop(svc_app *app, void *ud) {
     (void)app;
     gw_state *g = ud;
     gw_discovery_stop();
+    gw_dashboard_stop();
     gw_proxy_release(g);
     svc_ratelimit_free(g->rl);
     g->rl = NULL;
@@ -151,6 +154,7 @@ int main(int argc, char **argv) {
     pthread_mutex_init(&state->workers_mu, NULL);
     svc_app_set_data(app, state);
     for (const char *const *m = methods; *m; m++) svc_app_route(app, *m, GW_PROXY_ROUTE, gw_proxy, 0);
+    gw_dashboard_routes(app);
     svc_app_use_head(app, gw_edge_check, state);
     svc_app_use(app, NULL, gw_cors_after, state);
     if (gw_discovery_listen(app) != SVC_OK) {

@@ -8,7 +8,9 @@
  *   $SRV.<VERB>.<name>.<id>     that instance
  *
  * with VERB one of PING, INFO, STATS and the JSON documents of type
- * io.nats.micro.v1.{ping,info,stats}_response (docs/messaging.md). Worker
+ * io.nats.micro.v1.{ping,info,stats}_response (docs/messaging.md), and
+ * svckit's LIVE, the live snapshot (io.svckit.v1.live_response) that
+ * `svckit top` and the gateway's dashboard read. Worker
  * 0's connection subscribes, and answers at once on its loop: building a
  * document only reads atomics and immutable tables.
  *
@@ -24,6 +26,11 @@
 #include <unistd.h>
 
 #include "msg/internal.h"
+#include "obs/internal.h"
+
+/* Series of one family read for a live snapshot: the registry's cap. */
+#define LIVE_MAX_SERIES SVC_METRIC_MAX_SERIES
+#define LIVE_MAX_BUCKETS (SVC_METRIC_MAX_BUCKETS + 1)
 
 static void metadata(svc_msg *m, svc_jw *w) {
     const svc_config *cfg = &m->app->cfg;
@@ -46,6 +53,147 @@ static void metadata(svc_msg *m, svc_jw *w) {
     svc_jw_obj_end(w);
 }
 
+/* ---- the live snapshot ($SRV.LIVE) ------------------------------------------
+ * Built from the metrics registry the way /metrics renders it: the request
+ * path pays nothing, a snapshot costs one pass over this service's series. */
+
+typedef struct live_route {
+    const char *route, *method; /* label values: live until svc_metrics_reset */
+    long long requests, e4xx, e5xx;
+    uint64_t hist[LIVE_MAX_BUCKETS];
+    int nhist;
+    double sum;
+} live_route;
+
+typedef struct live_call {
+    const char *to;
+    long long calls, errors;
+} live_call;
+
+typedef struct live_doc {
+    const char *service;
+    live_route routes[SVC_MSG_LIVE_MAX_ROUTES];
+    int nroutes;
+    live_call calls[SVC_MSG_LIVE_MAX_CALLS];
+    int ncalls;
+    int truncated;
+} live_doc;
+
+static live_route *live_route_of(live_doc *l, const char *route, const char *method) {
+    for (int i = 0; i < l->nroutes; i++)
+        if (!strcmp(l->routes[i].route, route) && !strcmp(l->routes[i].method, method)) return &l->routes[i];
+    if (l->nroutes == SVC_MSG_LIVE_MAX_ROUTES) {
+        l->truncated = 1;
+        return NULL;
+    }
+    live_route *r = &l->routes[l->nroutes++];
+    r->route = route, r->method = method;
+    return r;
+}
+
+/* http_requests_total{service,route,method,code} */
+static void live_on_requests(void *ud, const char *const *v, const svc_series *s) {
+    live_doc *l = ud;
+    if (strcmp(v[0], l->service) != 0) return;
+    live_route *r = live_route_of(l, v[1], v[2]);
+    if (!r) return;
+    long long n = (long long)svc_series_value(s);
+    r->requests += n;
+    if (v[3][0] == '4') r->e4xx += n;
+    if (v[3][0] == '5') r->e5xx += n;
+}
+
+/* http_request_duration_seconds{service,route,method} */
+static void live_on_duration(void *ud, const char *const *v, const svc_series *s) {
+    live_doc *l = ud;
+    if (strcmp(v[0], l->service) != 0) return;
+    live_route *r = live_route_of(l, v[1], v[2]);
+    if (r) r->nhist = svc__series_histogram(s, r->hist, LIVE_MAX_BUCKETS, &r->sum);
+}
+
+/* rpc_calls_total{service (the callee),outcome} */
+static void live_on_rpc(void *ud, const char *const *v, const svc_series *s) {
+    live_doc *l = ud;
+    live_call *c = NULL;
+    for (int i = 0; i < l->ncalls && !c; i++)
+        if (!strcmp(l->calls[i].to, v[0])) c = &l->calls[i];
+    if (!c && l->ncalls == SVC_MSG_LIVE_MAX_CALLS) {
+        l->truncated = 1;
+        return;
+    }
+    if (!c) c = &l->calls[l->ncalls++], c->to = v[0];
+    long long n = (long long)svc_series_value(s);
+    c->calls += n;
+    if (strcmp(v[1], "ok") != 0) c->errors += n;
+}
+
+static void live_body(svc_msg *m, svc_jw *w) {
+    svc_app *app = m->app;
+    int64_t now = svc_wall_ms();
+    svc_jw_key(w, "now_ms"), svc_jw_i64(w, now);
+    svc_jw_key(w, "uptime_s"), svc_jw_f64(w, (double)(now - m->started_ms) / 1000.0);
+    const char *check;
+    char reason[256];
+    int ready = svc__app_ready(app, &check, reason, sizeof reason);
+    svc_jw_key(w, "ready"), svc_jw_bool(w, ready);
+    if (!ready) {
+        char why[320];
+        snprintf(why, sizeof why, "%s%s%s", check ? check : "", check ? ": " : "", reason);
+        svc_jw_key(w, "not_ready"), svc_jw_str(w, why);
+    }
+    double cpu = 0, rss = 0;
+    if (svc__process_usage(&cpu, &rss) == SVC_OK) {
+        svc_jw_key(w, "cpu_seconds"), svc_jw_f64(w, cpu);
+        svc_jw_key(w, "rss_bytes"), svc_jw_i64(w, (int64_t)rss);
+    }
+    svc_jw_key(w, "in_flight"), svc_jw_i64(w, atomic_load(&app->inflight));
+    svc_jw_key(w, "connections"), svc_jw_i64(w, atomic_load(&app->connections));
+
+    live_doc *l = calloc(1, sizeof *l);
+    if (!l) return;
+    l->service = app->name;
+    svc__metric_foreach(app->m_requests, LIVE_MAX_SERIES, live_on_requests, l);
+    svc__metric_foreach(app->m_duration, LIVE_MAX_SERIES, live_on_duration, l);
+    svc__metric_foreach(m->m_rpc, LIVE_MAX_SERIES, live_on_rpc, l);
+    int nb;
+    const double *bounds = svc__metric_bounds(app->m_duration, &nb);
+    svc_jw_key(w, "buckets");
+    svc_jw_arr_begin(w);
+    for (int i = 0; i < nb; i++) svc_jw_f64(w, bounds[i]);
+    svc_jw_arr_end(w);
+    svc_jw_key(w, "routes");
+    svc_jw_arr_begin(w);
+    for (int i = 0; i < l->nroutes; i++) {
+        live_route *r = &l->routes[i];
+        svc_jw_obj_begin(w);
+        svc_jw_key(w, "route"), svc_jw_str(w, r->route);
+        svc_jw_key(w, "method"), svc_jw_str(w, r->method);
+        svc_jw_key(w, "requests"), svc_jw_i64(w, r->requests);
+        svc_jw_key(w, "errors_4xx"), svc_jw_i64(w, r->e4xx);
+        svc_jw_key(w, "errors_5xx"), svc_jw_i64(w, r->e5xx);
+        svc_jw_key(w, "duration_sum"), svc_jw_f64(w, r->sum);
+        svc_jw_key(w, "duration_buckets");
+        svc_jw_arr_begin(w);
+        for (int b = 0; b < r->nhist; b++) svc_jw_i64(w, (int64_t)r->hist[b]);
+        svc_jw_arr_end(w);
+        svc_jw_obj_end(w);
+    }
+    svc_jw_arr_end(w);
+    svc_jw_key(w, "calls");
+    svc_jw_arr_begin(w);
+    for (int i = 0; i < l->ncalls; i++) {
+        svc_jw_obj_begin(w);
+        svc_jw_key(w, "to"), svc_jw_str(w, l->calls[i].to);
+        svc_jw_key(w, "kind"), svc_jw_str(w, "rpc");
+        svc_jw_key(w, "calls"), svc_jw_i64(w, l->calls[i].calls);
+        svc_jw_key(w, "errors"), svc_jw_i64(w, l->calls[i].errors);
+        svc_jw_obj_end(w);
+    }
+    svc_jw_arr_end(w);
+    svc_jw_key(w, "truncated"), svc_jw_bool(w, l->truncated);
+    free(l);
+}
+
 static void endpoint_head(const msg_endpoint *ep, svc_jw *w) {
     svc_jw_key(w, "name"), svc_jw_str(w, ep->name);
     svc_jw_key(w, "subject"), svc_jw_str(w, ep->subject);
@@ -56,9 +204,12 @@ void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
     svc_jw w;
     svc_jw_init(&w, out);
     int info = strcmp(verb, "INFO") == 0, stats = strcmp(verb, "STATS") == 0;
+    int live = strcmp(verb, SVC_MSG_LIVE_VERB) == 0;
     char type[64];
     if (strcmp(verb, SVC_MSG_LEAVE_VERB) == 0)
         snprintf(type, sizeof type, "io.svckit.v1.leave_notice");
+    else if (live)
+        snprintf(type, sizeof type, "io.svckit.v1.live_response");
     else
         snprintf(type, sizeof type, "io.nats.micro.v1.%s_response", info ? "info" : stats ? "stats" : "ping");
     svc_jw_obj_begin(&w);
@@ -72,7 +223,7 @@ void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
         snprintf(desc, sizeof desc, "svckit service %s", m->app->name);
         svc_jw_key(&w, "description"), svc_jw_str(&w, desc);
     }
-    if (stats) {
+    if (stats || live) {
         char started[SVC_TIME_RFC3339_MAX];
         svc_time_rfc3339(m->started_ms, started);
         svc_jw_key(&w, "started"), svc_jw_str(&w, started);
@@ -109,18 +260,19 @@ void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out) {
         }
         svc_jw_arr_end(&w);
     }
+    if (live) live_body(m, &w);
     svc_jw_obj_end(&w);
 }
 
 /* "$SRV.VERB[.name[.id]]" addressed to us: the verb, else NULL. */
 static const char *addressed_verb(svc_msg *m, const char *subject) {
-    static const char *const verbs[] = {"PING", "INFO", "STATS"};
+    static const char *const verbs[] = {"PING", "INFO", "STATS", SVC_MSG_LIVE_VERB};
     /* The server delivers by sid: a subject that is not ours must not send
      * the scan past its end. */
     size_t pl = strlen(SVC_MSG_DISCOVERY_PREFIX);
     if (strncmp(subject, SVC_MSG_DISCOVERY_PREFIX, pl) != 0 || subject[pl] != '.') return NULL;
     const char *p = subject + pl + 1;
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < sizeof verbs / sizeof *verbs; i++) {
         size_t vl = strlen(verbs[i]);
         if (strncmp(p, verbs[i], vl) != 0) continue;
         const char *rest = p + vl;
@@ -168,13 +320,14 @@ void svc__discovery_leave(msg_worker *mw) {
 int svc__discovery_subscribe(svc_msg *m) {
     const char *name = m->app->name, *p = SVC_MSG_DISCOVERY_PREFIX;
     int rc = SVC_OK;
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < 6; i++) {
         char subject[SVC_MSG_MAX_SUBJECT];
         switch (i) {
         case 0: snprintf(subject, sizeof subject, "%s.PING", p); break;
         case 1: snprintf(subject, sizeof subject, "%s.INFO", p); break;
         case 2: snprintf(subject, sizeof subject, "%s.STATS", p); break;
-        case 3: snprintf(subject, sizeof subject, "%s.*.%.64s", p, name); break;
+        case 3: snprintf(subject, sizeof subject, "%s.%s", p, SVC_MSG_LIVE_VERB); break;
+        case 4: snprintf(subject, sizeof subject, "%s.*.%.64s", p, name); break;
         default: snprintf(subject, sizeof subject, "%s.*.%.64s.%s", p, name, m->instance); break;
         }
         /* Worker 0 only: one answer per instance. */

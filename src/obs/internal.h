@@ -107,4 +107,29 @@ void svc__trace_query(const svc_trace_query *q, svc_buf *out);
 /* OTLP/HTTP JSON (ExportTraceServiceRequest) of n spans of this resource. */
 void svc__trace_otlp_encode(const svc_span *spans, size_t n, svc_buf *out);
 
+/*
+ * Reading series back, for the live snapshot ($SRV.LIVE, docs/messaging.md):
+ * no per-request cost, only what a render already does.
+ *
+ * svc__metric_find: the family of that name, or NULL. Valid until
+ * svc_metrics_reset.
+ * svc__metric_bounds: a histogram family's bucket bounds (without +Inf) and
+ * their number in *n; NULL and 0 for other families.
+ * svc__metric_foreach: calls fn for at most max series of m, in creation
+ * order, with the label values (one string per label name) and the series;
+ * no lock is held while fn runs. Returns how many it visited.
+ * svc__series_histogram: a histogram series' non-cumulative bucket counts
+ * (nbounds + 1, the last +Inf) into buckets and the sum of observations into
+ * *sum; returns the number of buckets, 0 for another kind or cap too small.
+ */
+typedef void (*svc__series_fn)(void *ud, const char *const *values, const svc_series *s);
+svc_metric *svc__metric_find(const char *name);
+const double *svc__metric_bounds(const svc_metric *m, int *n);
+size_t svc__metric_foreach(svc_metric *m, size_t max, svc__series_fn fn, void *ud);
+int svc__series_histogram(const svc_series *s, uint64_t *buckets, int cap, double *sum);
+
+/* This process's CPU time (user + system, seconds) and resident memory
+ * (bytes), read from /proc; SVC_EIO when unreadable. */
+int svc__process_usage(double *cpu_seconds, double *rss_bytes);
+
 #endif

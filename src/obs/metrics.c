@@ -783,6 +783,55 @@ void svc_metrics_render(svc_buf *out) {
     pthread_mutex_unlock(&registry_mu);
 }
 
+/* ---- reading back: live snapshots ------------------------------------------ */
+
+svc_metric *svc__metric_find(const char *name) {
+    if (!name) return NULL;
+    pthread_mutex_lock(&registry_mu);
+    svc_metric *m = families;
+    while (m && strcmp(m->name, name) != 0) m = m->next;
+    pthread_mutex_unlock(&registry_mu);
+    return m;
+}
+
+const double *svc__metric_bounds(const svc_metric *m, int *n) {
+    *n = m && m->kind == KIND_HISTOGRAM ? m->nbounds : 0;
+    return *n ? m->bounds : NULL;
+}
+
+size_t svc__metric_foreach(svc_metric *m, size_t max, svc__series_fn fn, void *ud) {
+    if (!m || !fn) return 0;
+    /* The same snapshot as the render: only the copy waits for the lock. */
+    pthread_mutex_lock(&m->mu);
+    size_t n = m->nseries < max ? m->nseries : max;
+    svc_series **arr = n ? malloc(n * sizeof *arr) : NULL;
+    if (arr) {
+        svc_series *s = m->head;
+        for (size_t i = 0; i < n; i++, s = s->next) arr[i] = s;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (!arr) return 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *vals[SVC_METRIC_MAX_LABELS];
+        const char *v = arr[i]->values;
+        for (int k = 0; k < m->nlabels; k++) {
+            vals[k] = v;
+            v += strlen(v) + 1;
+        }
+        fn(ud, vals, arr[i]);
+    }
+    free(arr);
+    return n;
+}
+
+int svc__series_histogram(const svc_series *s, uint64_t *buckets, int cap, double *sum) {
+    if (!s || s->kind != KIND_HISTOGRAM || cap < s->nbounds + 1) return 0;
+    for (int i = 0; i <= s->nbounds; i++)
+        buckets[i] = atomic_load_explicit(&s->buckets[i], memory_order_relaxed);
+    *sum = bits_double(atomic_load_explicit(&s->value, memory_order_relaxed));
+    return s->nbounds + 1;
+}
+
 void svc_metrics_reset(void) {
     pthread_mutex_lock(&registry_mu);
     svc_metric *list = families;

@@ -122,6 +122,18 @@ static void set_gauge(const char *name, const char *help, double v) {
     svc_gauge_set(svc_metric_with(svc_metric_gauge(name, help, 0, NULL), NULL), v);
 }
 
+int svc__process_usage(double *cpu_seconds, double *rss_bytes) {
+    long tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+    unsigned long long cpu_ticks, start_ticks, size, resident;
+    char buf[STATM_BUF];
+    if (tck <= 0 || page <= 0 || read_stat(&cpu_ticks, &start_ticks) != 0 ||
+        read_small("/proc/self/statm", buf, sizeof buf) < 0 || sscanf(buf, "%llu %llu", &size, &resident) != 2)
+        return SVC_EIO;
+    *cpu_seconds = (double)cpu_ticks / (double)tck;
+    *rss_bytes = (double)resident * (double)page;
+    return SVC_OK;
+}
+
 static void collect_process(void *ud) {
     (void)ud;
     long tck = sysconf(_SC_CLK_TCK);

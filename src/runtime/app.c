@@ -226,6 +226,8 @@ void svc_app_stop(svc_app *app) {
     uv_async_send(&app->stop_async);
 }
 
+int svc_app_draining(const svc_app *app) { return app && atomic_load(&app->draining) ? 1 : 0; }
+
 /* ---- memory ---------------------------------------------------------------- */
 
 void svc__peak_note(atomic_llong *peak, long long v) {

@@ -16,25 +16,36 @@ static svc_outcome healthz(svc_req *req, svc_res *res) {
     return svc_res_body(res, 200, "application/json", ok, sizeof ok - 1);
 }
 
-static svc_outcome readyz(svc_req *req, svc_res *res) {
-    svc_app *app = req->app;
-    if (atomic_load(&app->draining))
-        return svc_res_printf(res, 503, "application/json",
-                              "{\"status\":\"unavailable\",\"reason\":\"shutting down\"}");
+int svc__app_ready(svc_app *app, const char **check, char *reason, size_t reason_len) {
+    *check = NULL;
+    if (atomic_load(&app->draining)) {
+        snprintf(reason, reason_len, "shutting down");
+        return 0;
+    }
     for (int i = 0; i < app->nchecks; i++) {
-        char reason[256] = "";
-        if (app->checks[i].fn(app->checks[i].ud, reason, sizeof reason) != SVC_OK) {
-            svc_jw *w = svc_res_jw(res, 503);
-            svc_jw_obj_begin(w);
-            svc_jw_key(w, "status");
-            svc_jw_str(w, "unavailable");
-            svc_jw_key(w, "check");
-            svc_jw_str(w, app->checks[i].name);
-            svc_jw_key(w, "reason");
-            svc_jw_str(w, reason[0] ? reason : "not ready");
-            svc_jw_obj_end(w);
-            return SVC_DONE;
+        reason[0] = '\0';
+        if (app->checks[i].fn(app->checks[i].ud, reason, reason_len) != SVC_OK) {
+            *check = app->checks[i].name;
+            if (!reason[0]) snprintf(reason, reason_len, "not ready");
+            return 0;
         }
+    }
+    return 1;
+}
+
+static svc_outcome readyz(svc_req *req, svc_res *res) {
+    const char *check;
+    char reason[256];
+    if (!svc__app_ready(req->app, &check, reason, sizeof reason)) {
+        svc_jw *w = svc_res_jw(res, 503);
+        svc_jw_obj_begin(w);
+        svc_jw_key(w, "status");
+        svc_jw_str(w, "unavailable");
+        if (check) svc_jw_key(w, "check"), svc_jw_str(w, check);
+        svc_jw_key(w, "reason");
+        svc_jw_str(w, reason);
+        svc_jw_obj_end(w);
+        return SVC_DONE;
     }
     static const char ok[] = "{\"status\":\"ready\"}";
     return svc_res_body(res, 200, "application/json", ok, sizeof ok - 1);

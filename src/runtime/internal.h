@@ -423,6 +423,10 @@ int svc__http_date_parse(const char *s, int64_t *out);
 void svc__builtin_routes(svc_app *app);
 void svc__access_log(svc_req *req, double seconds, size_t bytes);
 void svc__metrics_observe(svc_req *req, double seconds);
+/* 1 when /readyz would answer 200; else 0 with the failing check's name in
+ * *check (NULL while draining) and its reason (NUL-terminated) in reason.
+ * Runs the readiness checks: call on a worker loop. */
+int svc__app_ready(svc_app *app, const char **check, char *reason, size_t reason_len);
 void svc__metrics_setup(svc_app *app);
 /* The entry a request is counted under: its label's, its route's, or the
  * app's "unmatched". */

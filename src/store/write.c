@@ -223,7 +223,7 @@ static int queue_writes(svc_db *db, const db_write *ws, size_t n) {
 
 int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, void *done_ud) {
     if (!db || !fn) return SVC_EINVAL;
-    db_write w = {fn, ud, done, done_ud};
+    db_write w = {.fn = fn, .ud = ud, .done = done, .done_ud = done_ud};
     return queue_writes(db, &w, 1);
 }
 
@@ -261,7 +261,7 @@ int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, size
     waiting_write wws[SVC_DB_MAX_BATCH];
     for (size_t i = 0; i < n; i++) {
         wws[i] = (waiting_write){&w, &st[i]};
-        ws[i] = (db_write){fn, uds ? uds[i] : NULL, wake_waiter, &wws[i]};
+        ws[i] = (db_write){.fn = fn, .ud = uds ? uds[i] : NULL, .done = wake_waiter, .done_ud = &wws[i]};
     }
     int rc = queue_writes(db, ws, n);
     if (rc == SVC_OK) {

@@ -112,3 +112,45 @@ def test_unreachable_exit_2():
 def test_bad_arguments_exit_2(args):
     rc, _, err = status(*args)
     assert rc == 2 and err
+
+
+def live_docs(nats, n):
+    from test_msg_support import Nats
+    c = Nats(nats.port)
+    try:
+        return [json.loads(m.data) for m in c.request_all("$SRV.LIVE", until=lambda rs: len(rs) >= n)]
+    finally:
+        c.close()
+
+
+def test_live_snapshot(two):
+    """$SRV.LIVE: every instance answers with its live numbers; the routes'
+    counts and buckets are those of /metrics (bounded by the router)."""
+    nats, svcs = two
+    a = svcs[0]
+    assert a.request("GET", "/hello/y")[0] == 200
+    docs = live_docs(nats, 2)
+    assert len(docs) == 2
+    doc = next(d for d in docs if d["metadata"]["http_port"] == str(a.port))
+    assert doc["type"] == "io.svckit.v1.live_response" and doc["name"] == "msgsvc"
+    assert doc["ready"] is True and "not_ready" not in doc
+    assert doc["uptime_s"] >= 0 and doc["cpu_seconds"] >= 0 and doc["rss_bytes"] > 0
+    assert doc["in_flight"] >= 0 and doc["truncated"] is False
+    assert doc["buckets"][0] == 0.0001 and len(doc["buckets"]) == 16
+    hello = [r for r in doc["routes"] if r["method"] == "GET" and r["route"].startswith("/hello")]
+    assert len(hello) == 1, doc["routes"]
+    r = hello[0]
+    assert r["requests"] >= 2 and r["errors_5xx"] == 0
+    assert len(r["duration_buckets"]) == 17 and sum(r["duration_buckets"]) == r["requests"]
+
+
+def test_live_addressed_to_one_instance(two):
+    nats, _ = two
+    from test_msg_support import Nats
+    ids = sorted(instance_ids(nats))
+    c = Nats(nats.port)
+    try:
+        doc = c.request(f"$SRV.LIVE.msgsvc.{ids[0]}").json()
+        assert doc["id"] == ids[0] and doc["type"] == "io.svckit.v1.live_response"
+    finally:
+        c.close()

@@ -1,5 +1,5 @@
 /* svckit: the command-line tool: `svckit run` (the local supervisor),
- * `svckit status`, `svckit new`. */
+ * `svckit status`, `svckit top`, `svckit new`. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +45,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "run")) return svc__cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return svc__cmd_status(argc - 1, argv + 1);
+    if (!strcmp(cmd, "top")) return svc__cmd_top(argc - 1, argv + 1);
     if (!strcmp(cmd, "new")) return svc__cmd_new(argc - 1, argv + 1);
     fprintf(stderr, "svckit: unknown command '%s'\n\n%s", cmd, usage);
     return SVC__EXIT_USAGE;

@@ -178,7 +178,7 @@ int svc__cmd_new(int argc, char **argv) {
     svc_buf b = {0};
     const char *failed = dir;
     char path[PATH_MAX];
-    for (size_t i = 0; i < svc__ntemplates && rc == 0; i++) {
+    for (size_t i = 0; i < svc__templates_count && rc == 0; i++) {
         const svc__template *t = &svc__templates[i];
         snprintf(path, sizeof path, "%s/%s", dir, t->path);
         failed = path;
@@ -199,7 +199,7 @@ int svc__cmd_new(int argc, char **argv) {
     created_free(&c);
 
     printf("created %s: the service %s (svckit %s)\n", dir, name, SVC_VERSION);
-    for (size_t i = 0; i < svc__ntemplates; i++) printf("  %s/%s\n", dir, svc__templates[i].path);
+    for (size_t i = 0; i < svc__templates_count; i++) printf("  %s/%s\n", dir, svc__templates[i].path);
     char pcdir[PATH_MAX];
     own_pkgconfig_dir(pcdir, sizeof pcdir);
     printf("\nnext:\n");

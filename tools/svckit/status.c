@@ -16,12 +16,6 @@
 
 #define STATUS_DEFAULT_WAIT_MS 500
 #define STATUS_MAX_WAIT_MS 60000
-/* From the first attempt: a NATS that does not answer by then is unreachable. */
-#define STATUS_CONNECT_MS SVC_NATS_CONNECT_TIMEOUT_MS
-#define STATUS_MAX_DOCS 4096   /* replies kept; more are ignored */
-/* Bytes of replies parsed in all: a server may allow 64 MiB messages, and
- * anyone on NATS may answer $SRV.INFO; real answers are a few KiB each. */
-#define STATUS_MAX_BYTES (16 * 1024 * 1024)
 #define STATUS_READY_TIMEOUT_MS 300
 #define STATUS_DEFAULT_URL "nats://127.0.0.1:4222"
 
@@ -42,15 +36,6 @@ static const char status_usage[] =
     "Exit status: 0 some instance answered, 1 none did, 2 bad arguments or NATS\n"
     "unreachable.\n";
 
-typedef struct gather {
-    uv_loop_t *loop;
-    uv_timer_t timer;
-    svc_nats *nc;
-    int connected, lost, timed_out;
-    size_t bytes; /* of the replies parsed so far */
-    json_t *docs; /* every parsed reply, in arrival order */
-} gather;
-
 typedef struct instance {
     const char *name, *id, *version;
     char http[300]; /* "host:port" or "-" */
@@ -59,39 +44,6 @@ typedef struct instance {
     long long requests, errors, time_ns;
     const char *health;
 } instance;
-
-static void on_event(svc_nats *nc, int event, void *ud) {
-    gather *g = ud;
-    if (event == SVC_NATS_CONNECTED || event == SVC_NATS_RECONNECTED) {
-        g->connected = 1;
-        uv_stop(g->loop);
-    } else if (event == SVC_NATS_DISCONNECTED) {
-        g->lost = 1;
-    }
-}
-
-static void on_timer(uv_timer_t *t) {
-    gather *g = t->data;
-    g->timed_out = 1;
-    uv_stop(g->loop);
-}
-
-static void on_reply(svc_nats *nc, svc_nats_msg *msg, void *ud) {
-    gather *g = ud;
-    /* A no-responders status or an empty body is not an instance. */
-    if (msg->status == 0 && msg->len > 0 && json_array_size(g->docs) < STATUS_MAX_DOCS &&
-        msg->len <= STATUS_MAX_BYTES - g->bytes) {
-        g->bytes += msg->len;
-        json_error_t jerr;
-        json_t *doc = json_loadb(msg->data, msg->len, JSON_REJECT_DUPLICATES, &jerr);
-        if (json_is_object(doc) && json_is_string(json_object_get(doc, "name")) &&
-            json_is_string(json_object_get(doc, "id")))
-            json_array_append_new(g->docs, doc);
-        else
-            json_decref(doc);
-    }
-    svc__nats_msg_free(msg);
-}
 
 static const char *str_or(json_t *o, const char *key, const char *dflt) {
     const char *s = json_string_value(json_object_get(o, key));
@@ -199,68 +151,28 @@ static int parse_wait(const char *s, int *out) {
     return SVC_OK;
 }
 
-/* Splits a comma-separated URL list into servers. */
-static int parse_urls(const char *urls, svc_nats_server *servers, int *n) {
-    char buf[SVC_NATS_MAX_URL * 2];
-    if (strlen(urls) >= sizeof buf) return SVC_EINVAL;
-    snprintf(buf, sizeof buf, "%s", urls);
-    *n = 0;
-    char *save = NULL;
-    for (char *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        while (*u == ' ') u++;
-        if (*n >= SVC_NATS_MAX_SERVERS || svc__nats_url_parse(u, &servers[*n]) != SVC_OK) return SVC_EINVAL;
-        (*n)++;
-    }
-    return *n > 0 ? SVC_OK : SVC_EINVAL;
-}
-
+static void on_timer(uv_timer_t *t) { uv_stop(t->loop); }
 static void close_cb(uv_handle_t *h) { (void)h; }
 
-static int run_gather(const svc_nats_server *servers, int nservers, int wait_ms, gather *g) {
+/* The INFO and STATS answers of every instance within wait_ms, into *docs. */
+static int run_gather(const svc_nats_server *servers, int nservers, int wait_ms, json_t **docs, int *lost) {
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) return SVC_EIO;
-    g->loop = &loop;
-    uv_timer_init(&loop, &g->timer);
-    g->timer.data = g;
-    svc_nats_opts o = {.servers = servers, .nservers = nservers, .name = "svckit status",
-                       .reconnect_wait_ms = 250, .reconnect_buffer = 64 * 1024,
-                       .on_event = on_event, .ud = g};
-    int rc = SVC_OK;
-    g->nc = svc__nats_new(&loop, &o);
-    if (!g->nc) {
-        rc = SVC_ENOMEM;
-        goto out;
+    svc__gather g;
+    int rc = svc__gather_open(&g, &loop, servers, nservers, "svckit status");
+    if (rc == SVC_OK) rc = svc__gather_ask(&g, "INFO");
+    if (rc == SVC_OK) rc = svc__gather_ask(&g, "STATS");
+    if (rc == SVC_OK) {
+        uv_timer_t timer;
+        uv_timer_init(&loop, &timer);
+        uv_timer_start(&timer, on_timer, (uint64_t)wait_ms, 0);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_close((uv_handle_t *)&timer, close_cb);
+        *docs = svc__gather_take(&g);
+        if (!*docs) rc = SVC_ENOMEM;
+        *lost = g.lost;
     }
-    uv_timer_start(&g->timer, on_timer, STATUS_CONNECT_MS, 0);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_timer_stop(&g->timer);
-    if (!g->connected) {
-        rc = SVC_ETIMEDOUT;
-        goto out;
-    }
-    unsigned char rnd[12];
-    svc_random(rnd, sizeof rnd);
-    char inbox[64] = "_INBOX.", subj[80];
-    for (size_t i = 0; i < sizeof rnd; i++) snprintf(inbox + 7 + 2 * i, 3, "%02x", rnd[i]);
-    snprintf(subj, sizeof subj, "%s.*", inbox);
-    if (!svc__nats_sub(g->nc, subj, NULL, on_reply, g)) {
-        rc = SVC_ENOMEM;
-        goto out;
-    }
-    static const char *const verbs[] = {"INFO", "STATS"};
-    for (int i = 0; i < 2; i++) {
-        char req[64], reply[80];
-        snprintf(req, sizeof req, "$SRV.%s", verbs[i]);
-        snprintf(reply, sizeof reply, "%s.%s", inbox, verbs[i]);
-        if ((rc = svc__nats_pub(g->nc, req, reply, NULL, 0, "", 0)) != SVC_OK) goto out;
-    }
-    g->timed_out = 0;
-    uv_timer_start(&g->timer, on_timer, (uint64_t)wait_ms, 0);
-    while (!g->timed_out) uv_run(&loop, UV_RUN_DEFAULT);
-out:
-    svc__nats_close(g->nc);
-    g->nc = NULL;
-    uv_close((uv_handle_t *)&g->timer, close_cb);
+    svc__gather_close(&g);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     return rc;
@@ -306,37 +218,35 @@ int svc__cmd_status(int argc, char **argv) {
     }
     svc_nats_server servers[SVC_NATS_MAX_SERVERS];
     int nservers = 0;
-    if (parse_urls(url, servers, &nservers) != SVC_OK) {
+    if (svc__gather_parse_urls(url, servers, &nservers) != SVC_OK) {
         fprintf(stderr, "svckit status: bad NATS URL '%s' (want nats://host[:port])\n", url);
         return SVC__EXIT_USAGE;
     }
     /* The client's retry warnings would land on stdout, amid the table or the
      * JSON; our own line on stderr says what matters. */
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
-    gather g = {.docs = json_array()};
-    if (!g.docs) return SVC__EXIT_FAIL;
-    int rc = run_gather(servers, nservers, wait_ms, &g);
+    json_t *docs = NULL;
+    int lost = 0;
+    int rc = run_gather(servers, nservers, wait_ms, &docs, &lost);
     if (rc == SVC_ETIMEDOUT) {
         fprintf(stderr, "svckit status: cannot connect to NATS at %s\n", url);
-        json_decref(g.docs);
         return SVC__EXIT_USAGE;
     }
     if (rc != SVC_OK) {
         fprintf(stderr, "svckit status: asking NATS at %s failed (error %d)\n", url, rc);
-        json_decref(g.docs);
         return SVC__EXIT_USAGE;
     }
-    if (g.lost) fprintf(stderr, "svckit status: connection to NATS lost meanwhile; the list may be incomplete\n");
-    size_t ndocs = json_array_size(g.docs);
+    if (lost) fprintf(stderr, "svckit status: connection to NATS lost meanwhile; the list may be incomplete\n");
+    size_t ndocs = json_array_size(docs);
     instance *rows = calloc(ndocs ? ndocs : 1, sizeof *rows);
     if (!rows) {
-        json_decref(g.docs);
+        json_decref(docs);
         return SVC__EXIT_FAIL;
     }
-    size_t n = collect(g.docs, rows);
+    size_t n = collect(docs, rows);
     qsort(rows, n, sizeof *rows, cmp_instance);
     if (as_json) {
-        char *s = json_dumps(g.docs, JSON_COMPACT);
+        char *s = json_dumps(docs, JSON_COMPACT);
         if (s) puts(s);
         free(s);
     } else if (n > 0) {
@@ -348,6 +258,6 @@ int svc__cmd_status(int argc, char **argv) {
     }
     if (n == 0) fprintf(stderr, "no svckit instances on %s\n", url);
     free(rows);
-    json_decref(g.docs);
+    json_decref(docs);
     return n > 0 ? SVC__EXIT_OK : SVC__EXIT_FAIL;
 }

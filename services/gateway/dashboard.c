@@ -1,0 +1,407 @@
+/*
+ * The dashboard: GET /dashboard, the page (HTML, CSS, JS from
+ * services/gateway/dashboard/, compiled in by tools/svckit/embed.sh), and
+ * what it reads:
+ *
+ *   /dashboard/snapshot   the latest snapshot, JSON
+ *   /dashboard/events     the snapshots as server-sent events, one per round
+ *   /dashboard/traces     recent and slowest traces (empty until tracing
+ *                         fills it; the format is in README.md)
+ *   /dashboard/traces/:id one trace's spans, for the waterfall
+ *
+ * A snapshot is one round of $SRV.LIVE (docs/messaging.md): every instance's
+ * live numbers, each answer cleaned by gw_live_clean (live.c), at most
+ * GW_DASH_MAX_INSTANCES of them and GW_DASH_MAX_ROUND_BYTES in all, plus the
+ * gateway's route table (the edges gateway -> service). Rates and quantiles
+ * are left to the page, from two snapshots, so the gateway only relays.
+ * Rounds run on the first worker's loop every GW_DASH_INTERVAL_MS, and only
+ * while someone watches (a stream open, or a page or snapshot asked for in
+ * the last GW_DASH_IDLE_MS): nobody watching costs the instances nothing.
+ *
+ * Access: an admin token (Authorization: Bearer, or the token cookie, as
+ * every verified route), or DASHBOARD_TOKEN (Bearer, or the cookie that
+ * /dashboard?token= sets). Without either, 401: nothing is exposed by
+ * default. Every response carries a strict Content-Security-Policy: the page
+ * runs only its own script and style, and shows what instances sent as
+ * text, never as markup.
+ */
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway.h"
+#include "svckit/msg.h"
+
+#define LIVE_SUBJECT SVC_MSG_DISCOVERY_PREFIX "." SVC_MSG_LIVE_VERB
+
+static const char csp[] =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/* Static: the loop's handles must outlive on_stop (msg.h). */
+static struct {
+    svc_app *app;
+    gw_state *g;
+    uv_timer_t timer;
+    int timer_ready;
+    /* the round in progress: the first worker's loop only */
+    int gathering;
+    json_t *round;
+    size_t round_bytes, round_dropped;
+    /* the latest snapshot, read by every worker */
+    pthread_mutex_t mu;
+    char *frame;       /* "event: snapshot\ndata: <json>\n\n" */
+    size_t frame_len;
+    size_t json_off, json_len; /* the JSON inside frame */
+    uint64_t seq;
+    atomic_int streams;
+    _Atomic uint64_t watched_until_ms;
+    char token[GW_DASH_TOKEN_MAX + 1];
+    size_t token_len;
+    svc_series *m_streams, *m_shed, *m_refused, *m_rounds, *m_dropped;
+} DB = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+/* ---- the rounds (first worker's loop) ------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+/* A round now, and the next ones an interval apart from it. */
+static void kick(uv_loop_t *loop, void *ud) {
+    (void)loop, (void)ud;
+    if (!DB.timer_ready) return;
+    on_timer(&DB.timer);
+    uv_timer_start(&DB.timer, on_timer, GW_DASH_INTERVAL_MS, GW_DASH_INTERVAL_MS);
+}
+
+/* Someone looks: rounds go on for GW_DASH_IDLE_MS more. A first look after
+ * an idle spell starts a round at once, so the page's first snapshot comes
+ * one gather window later, not up to an interval more. */
+static void watched(void) {
+    uint64_t now = gw_now_ms();
+    if (atomic_exchange(&DB.watched_until_ms, now + GW_DASH_IDLE_MS) < now) svc_msg_run_on_loop(DB.app, kick, NULL);
+}
+
+static json_t *route_table(void) {
+    const gw_config *c = &DB.g->cfg;
+    json_t *routes = json_array();
+    for (int i = 0; i < c->nroutes; i++)
+        json_array_append_new(routes, json_pack("{s:s, s:s, s:s, s:s}", "prefix", c->routes[i].prefix, "label",
+                                                c->routes[i].label, "service", c->services[c->routes[i].service],
+                                                "auth", c->routes[i].auth == GW_AUTH_ADMIN  ? "admin"
+                                                        : c->routes[i].auth == GW_AUTH_USER ? "user"
+                                                                                            : "none"));
+    return routes;
+}
+
+/* Makes the round's answers the snapshot every reader sees. */
+static void publish_round(void) {
+    uint64_t seq;
+    pthread_mutex_lock(&DB.mu);
+    seq = DB.seq + 1;
+    pthread_mutex_unlock(&DB.mu);
+    json_t *doc = json_pack("{s:I, s:I, s:i, s:s, s:{s:o}, s:o, s:I}", "seq", (json_int_t)seq, "time_ms",
+                            (json_int_t)svc_wall_ms(), "interval_ms", GW_DASH_INTERVAL_MS, "gateway",
+                            svc_app_name(DB.app), "routes", "table", route_table(), "instances", DB.round,
+                            "dropped", (json_int_t)DB.round_dropped);
+    DB.round = NULL;
+    char *json = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (!json) return;
+    static const char head[] = "event: snapshot\ndata: ", tail[] = "\n\n";
+    size_t jl = strlen(json), fl = sizeof head - 1 + jl + sizeof tail - 1;
+    char *frame = malloc(fl + 1);
+    if (frame) {
+        memcpy(frame, head, sizeof head - 1);
+        memcpy(frame + sizeof head - 1, json, jl);
+        memcpy(frame + sizeof head - 1 + jl, tail, sizeof tail);
+        pthread_mutex_lock(&DB.mu);
+        free(DB.frame);
+        DB.frame = frame, DB.frame_len = fl, DB.json_off = sizeof head - 1, DB.json_len = jl;
+        DB.seq = seq;
+        pthread_mutex_unlock(&DB.mu);
+    }
+    free(json);
+}
+
+static void on_answer(int err, const svc_msg_reply *r, void *ud) {
+    (void)ud;
+    if (r) {
+        json_t *inst = NULL;
+        if (json_array_size(DB.round) < GW_DASH_MAX_INSTANCES && r->len <= GW_DASH_MAX_ROUND_BYTES - DB.round_bytes &&
+            (inst = gw_live_clean(r->data, r->len)) != NULL) {
+            DB.round_bytes += r->len;
+            json_array_append_new(DB.round, inst);
+        } else {
+            DB.round_dropped++;
+            svc_counter_add(DB.m_dropped, 1);
+        }
+        return;
+    }
+    DB.gathering = 0;
+    svc_counter_add(DB.m_rounds, 1);
+    /* A round NATS could not carry (err) still says so: no instance. */
+    (void)err;
+    publish_round();
+}
+
+static void on_timer(uv_timer_t *t) {
+    (void)t;
+    if (DB.gathering || (atomic_load(&DB.streams) == 0 && gw_now_ms() > atomic_load(&DB.watched_until_ms))) return;
+    json_decref(DB.round);
+    DB.round = json_array();
+    DB.round_bytes = DB.round_dropped = 0;
+    if (!DB.round) return;
+    DB.gathering = 1;
+    if (svc_msg_request_all(DB.app, LIVE_SUBJECT, NULL, 0, GW_DASH_GATHER_MS, on_answer, NULL) != SVC_OK) {
+        DB.gathering = 0;
+        publish_round(); /* NATS down: an empty snapshot rather than a stale one */
+    }
+}
+
+static void start_timer(uv_loop_t *loop, void *ud) {
+    (void)ud;
+    uv_timer_init(loop, &DB.timer);
+    uv_unref((uv_handle_t *)&DB.timer);
+    DB.timer_ready = 1;
+    uv_timer_start(&DB.timer, on_timer, 0, GW_DASH_INTERVAL_MS);
+}
+
+/* ---- access ------------------------------------------------------------------------ */
+
+static int token_ok(const char *t) {
+    return DB.token_len && t && strlen(t) == DB.token_len && sodium_memcmp(t, DB.token, DB.token_len) == 0;
+}
+
+static void security_headers(svc_res *res) {
+    svc_res_header(res, "Content-Security-Policy", csp);
+    svc_res_header(res, "X-Content-Type-Options", "nosniff");
+    svc_res_header(res, "Referrer-Policy", "no-referrer");
+    svc_res_header(res, "X-Frame-Options", "DENY");
+    svc_res_header(res, "Cache-Control", "no-store");
+}
+
+/* SVC_NEXT when the caller may see the dashboard; else the refusal is
+ * written (401, or 403 for a valid token that is not an admin's). */
+static svc_outcome dash_auth(svc_req *req, svc_res *res) {
+    security_headers(res);
+    const char *h = svc_req_header(req, "Authorization");
+    if (h && strncasecmp(h, "Bearer ", 7) == 0 && token_ok(h + 7)) return SVC_NEXT;
+    if (token_ok(svc_req_cookie(req, GW_DASH_COOKIE))) return SVC_NEXT;
+    if (DB.g->auth_installed) {
+        svc_outcome o = svc_auth_check(req, res, SVC_AUTH_ADMIN);
+        if (o != SVC_NEXT) svc_counter_add(DB.m_refused, 1);
+        return o;
+    }
+    svc_counter_add(DB.m_refused, 1);
+    svc_res_header(res, "WWW-Authenticate", "Bearer realm=\"svckit\"");
+    return svc_res_error(res, 401, "unauthorized", "the dashboard needs an admin token or DASHBOARD_TOKEN");
+}
+
+/* ---- the page ---------------------------------------------------------------------- */
+
+static svc_outcome send_file(svc_res *res, const char *path, const char *type) {
+    for (size_t i = 0; i < gw_dashboard_files_count; i++)
+        if (strcmp(gw_dashboard_files[i].path, path) == 0)
+            return svc_res_body(res, 200, type, gw_dashboard_files[i].data, gw_dashboard_files[i].len);
+    return svc_res_error(res, 404, "not_found", "no such file");
+}
+
+static svc_outcome page(svc_req *req, svc_res *res) {
+    /* /dashboard?token=DASHBOARD_TOKEN: the token goes into a cookie the
+     * page's own requests carry (EventSource cannot send a header), and out
+     * of the address bar and the history. */
+    const char *q = svc_req_query(req, "token");
+    if (q && token_ok(q)) {
+        char cookie[GW_DASH_TOKEN_MAX + 128];
+        snprintf(cookie, sizeof cookie, "%s=%s; HttpOnly; SameSite=Strict; Path=/dashboard", GW_DASH_COOKIE, q);
+        security_headers(res);
+        svc_res_header(res, "Set-Cookie", cookie);
+        svc_res_header(res, "Location", "/dashboard");
+        return svc_res_status(res, 303);
+    }
+    svc_outcome o = dash_auth(req, res);
+    if (o != SVC_NEXT) return o;
+    watched();
+    return send_file(res, "index.html", "text/html; charset=utf-8");
+}
+
+static svc_outcome script(svc_req *req, svc_res *res) {
+    svc_outcome o = dash_auth(req, res);
+    return o != SVC_NEXT ? o : send_file(res, "app.js", "text/javascript; charset=utf-8");
+}
+
+static svc_outcome style(svc_req *req, svc_res *res) {
+    svc_outcome o = dash_auth(req, res);
+    return o != SVC_NEXT ? o : send_file(res, "app.css", "text/css; charset=utf-8");
+}
+
+static svc_outcome snapshot(svc_req *req, svc_res *res) {
+    svc_outcome o = dash_auth(req, res);
+    if (o != SVC_NEXT) return o;
+    watched();
+    pthread_mutex_lock(&DB.mu);
+    if (DB.frame)
+        o = svc_res_body(res, 200, "application/json", DB.frame + DB.json_off, DB.json_len);
+    else
+        o = svc_res_printf(res, 200, "application/json",
+                           "{\"seq\":0,\"interval_ms\":%d,\"instances\":[],\"dropped\":0}", GW_DASH_INTERVAL_MS);
+    pthread_mutex_unlock(&DB.mu);
+    return o;
+}
+
+/* ---- traces: the format the tracing query fills ------------------------------------ */
+
+static svc_outcome traces(svc_req *req, svc_res *res) {
+    svc_outcome o = dash_auth(req, res);
+    if (o != SVC_NEXT) return o;
+    return svc_res_printf(res, 200, "application/json", "{\"enabled\":false,\"recent\":[],\"slowest\":[]}");
+}
+
+static svc_outcome trace(svc_req *req, svc_res *res) {
+    svc_outcome o = dash_auth(req, res);
+    if (o != SVC_NEXT) return o;
+    return svc_res_error(res, 404, "not_found", "no such trace: tracing is not enabled");
+}
+
+/* ---- server-sent events ---------------------------------------------------------- */
+
+typedef struct dash_stream {
+    uv_timer_t timer;
+    svc_res *res;
+    uint64_t seq;       /* of the last snapshot sent */
+    uint64_t last_ms;   /* of the last write */
+} dash_stream;
+
+static void stream_closed(uv_handle_t *h) {
+    free(h->data);
+}
+
+static void stream_end(dash_stream *s) {
+    svc_res_stream_end(s->res);
+    uv_timer_stop(&s->timer);
+    uv_close((uv_handle_t *)&s->timer, stream_closed);
+    atomic_fetch_sub(&DB.streams, 1);
+    svc_gauge_add(DB.m_streams, -1);
+}
+
+static void stream_tick(uv_timer_t *t) {
+    dash_stream *s = t->data;
+    if (svc_app_draining(DB.app)) {
+        stream_end(s);
+        return;
+    }
+    int rc = SVC_OK;
+    uint64_t now = gw_now_ms();
+    pthread_mutex_lock(&DB.mu);
+    if (DB.frame && DB.seq != s->seq) {
+        rc = svc_res_stream_write(s->res, DB.frame, DB.frame_len);
+        /* SVC_EAGAIN: a reader that is behind skips this snapshot. */
+        if (rc == SVC_OK) s->seq = DB.seq, s->last_ms = now;
+    }
+    pthread_mutex_unlock(&DB.mu);
+    if (rc == SVC_OK && now - s->last_ms >= GW_DASH_KEEPALIVE_MS) {
+        static const char ka[] = ": keepalive\n\n";
+        rc = svc_res_stream_write(s->res, ka, sizeof ka - 1);
+        s->last_ms = now;
+    }
+    if (rc == SVC_ECLOSED || rc == SVC_EINVAL) stream_end(s);
+}
+
+static svc_outcome events(svc_req *req, svc_res *res) {
+    svc_outcome o = dash_auth(req, res);
+    if (o != SVC_NEXT) return o;
+    if (atomic_fetch_add(&DB.streams, 1) >= GW_DASH_MAX_STREAMS) {
+        atomic_fetch_sub(&DB.streams, 1);
+        svc_counter_add(DB.m_shed, 1);
+        svc_res_header(res, "Retry-After", "5");
+        return svc_res_error(res, 503, "unavailable", "too many dashboard streams (at most %d)", GW_DASH_MAX_STREAMS);
+    }
+    dash_stream *s = calloc(1, sizeof *s);
+    if (!s || svc_res_stream_start(res, 200, "text/event-stream") != SVC_OK) {
+        free(s);
+        atomic_fetch_sub(&DB.streams, 1);
+        if (!s) return svc_res_error(res, 503, "unavailable", "out of memory");
+        return svc_res_error(res, 400, "bad_request", "this transport cannot stream");
+    }
+    svc_gauge_add(DB.m_streams, 1);
+    watched();
+    s->res = res;
+    s->last_ms = gw_now_ms();
+    uv_timer_init(svc_req_loop(req), &s->timer);
+    s->timer.data = s;
+    /* Checked four times per round, so a new snapshot goes out promptly. */
+    uv_timer_start(&s->timer, stream_tick, 0, GW_DASH_INTERVAL_MS / 4);
+    return SVC_ASYNC;
+}
+
+/* ---- setup ---------------------------------------------------------------------- */
+
+void gw_dashboard_routes(svc_app *app) {
+    svc_app_env_declare(app, "DASHBOARD_TOKEN", "",
+                        "a shared secret (16 to 256 bytes) that opens /dashboard besides an admin token; "
+                        "empty: admin tokens only");
+    svc_app_get(app, "/dashboard", page, 0);
+    svc_app_get(app, "/dashboard/app.js", script, 0);
+    svc_app_get(app, "/dashboard/app.css", style, 0);
+    svc_app_get(app, "/dashboard/snapshot", snapshot, 0);
+    svc_app_get(app, "/dashboard/events", events, 0);
+    svc_app_get(app, "/dashboard/traces", traces, 0);
+    svc_app_get(app, "/dashboard/traces/:id", trace, 0);
+}
+
+int gw_dashboard_config(svc_app *app) {
+    const char *t = svc_app_env(app, "DASHBOARD_TOKEN");
+    size_t tl = t ? strlen(t) : 0;
+    if (tl && (tl < GW_DASH_TOKEN_MIN || tl > GW_DASH_TOKEN_MAX)) {
+        svc_error("DASHBOARD_TOKEN: must be %d to %d bytes, got %zu", GW_DASH_TOKEN_MIN, GW_DASH_TOKEN_MAX, tl);
+        fprintf(stderr, "gateway: DASHBOARD_TOKEN: must be %d to %d bytes, got %zu\n", GW_DASH_TOKEN_MIN,
+                GW_DASH_TOKEN_MAX, tl);
+        return SVC_EINVAL;
+    }
+    for (size_t i = 0; i < tl; i++) {
+        unsigned char c = (unsigned char)t[i];
+        /* It travels in a header and a cookie. */
+        if (c <= 0x20 || c >= 0x7f || c == ';' || c == ',' || c == '"' || c == '\\') {
+            svc_error("DASHBOARD_TOKEN: printable ASCII without spaces, ';', ',', '\"' or '\\' only");
+            fprintf(stderr, "gateway: DASHBOARD_TOKEN: printable ASCII without spaces, ';', ',', '\"' or '\\' only\n");
+            return SVC_EINVAL;
+        }
+    }
+    memcpy(DB.token, t ? t : "", tl);
+    DB.token[tl] = '\0';
+    DB.token_len = tl;
+    return SVC_OK;
+}
+
+int gw_dashboard_start(svc_app *app, gw_state *g) {
+    DB.app = app, DB.g = g;
+    DB.m_streams = svc_metric_with(
+        svc_metric_gauge("gateway_dashboard_streams", "Dashboard event streams open", 0, NULL), NULL);
+    DB.m_shed = svc_metric_with(svc_metric_counter("gateway_dashboard_streams_rejected_total",
+                                                   "Dashboard event streams refused (503) at GW_DASH_MAX_STREAMS",
+                                                   0, NULL),
+                                NULL);
+    DB.m_refused = svc_metric_with(
+        svc_metric_counter("gateway_dashboard_refused_total", "Dashboard requests refused (401/403)", 0, NULL), NULL);
+    DB.m_rounds = svc_metric_with(
+        svc_metric_counter("gateway_dashboard_rounds_total", "$SRV.LIVE rounds gathered for the dashboard", 0, NULL),
+        NULL);
+    DB.m_dropped = svc_metric_with(
+        svc_metric_counter("gateway_dashboard_answers_dropped_total",
+                           "$SRV.LIVE answers not kept: malformed, or past the instance or byte cap", 0, NULL),
+        NULL);
+    int rc = svc_msg_run_on_loop(app, start_timer, NULL);
+    return rc == SVC_ECLOSED ? SVC_OK : rc; /* NATS_URL=none: no rounds, empty snapshots */
+}
+
+void gw_dashboard_stop(void) {
+    pthread_mutex_lock(&DB.mu);
+    free(DB.frame);
+    DB.frame = NULL;
+    pthread_mutex_unlock(&DB.mu);
+    json_decref(DB.round);
+    DB.round = NULL;
+}

@@ -1,0 +1,269 @@
+"""The gateway's dashboard (/dashboard): access, the snapshots (JSON and
+server-sent events) listing every running service and instance, the bound
+on streams, and hostile answers on NATS.
+
+Properties only: a stream is read until it delivers a snapshot with what is
+expected (every instance comes within a round or two; WAIT bounds it)."""
+import http.client
+import json
+import threading
+
+import pytest
+
+from conftest import WAIT, Service, wait_until
+from live_support import SERVICES, LiveSystem
+from services_fixtures import sign_hs256, claims
+from shop_support import SECRET, admin, token
+from test_msg_support import Nats, metric, nats_server  # noqa: F401  (fixture)
+
+DASH_TOKEN = "dashboard-secret-0123456789"
+MAX_STREAMS = 16  # GW_DASH_MAX_STREAMS
+
+
+@pytest.fixture(scope="module")
+def system(nats_server):  # noqa: F811
+    s = LiveSystem(nats_server, env={"DASHBOARD_TOKEN": DASH_TOKEN})
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def get(gw, path, headers=None):
+    return gw.request("GET", path, headers=headers or {})
+
+
+class Stream:
+    """An open /dashboard/events stream: yields the snapshots it carries."""
+
+    def __init__(self, gw, headers):
+        self.c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=WAIT)
+        self.c.request("GET", "/dashboard/events", headers=headers)
+        self.r = self.c.getresponse()
+        self.status = self.r.status
+        self.headers = {k.lower(): v for k, v in self.r.getheaders()}
+
+    def snapshots(self):
+        event = None
+        while True:
+            line = self.r.fp.readline()
+            if not line:
+                return
+            line = line.decode().rstrip("\r\n")
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "snapshot":
+                yield json.loads(line[6:])
+            elif line == "":
+                event = None
+
+    def close(self):
+        self.c.close()
+
+
+def listed(snap):
+    return {(i["name"], i["id"]) for i in snap["instances"]}
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer not-a-token"},
+    {"Authorization": "Bearer " + DASH_TOKEN + "x"},
+    {"Cookie": "svckit_dashboard=" + DASH_TOKEN[:-1]},
+    {"Authorization": "Bearer " + sign_hs256(b"another-secret-0123456789abcdef-0123456", claims(role="admin"))},
+])
+@pytest.mark.parametrize("path", ["/dashboard", "/dashboard/app.js", "/dashboard/snapshot", "/dashboard/events",
+                                  "/dashboard/traces"])
+def test_refused_without_or_with_a_forged_token(system, path, headers):
+    st, h, body = get(system.gateway, path, headers)
+    assert st == 401, body
+    assert json.loads(body)["error"]["code"] == "unauthorized"
+    assert "content-security-policy" in h
+
+
+def test_a_users_token_is_forbidden(system):
+    st, _, body = get(system.gateway, "/dashboard/snapshot", {"Authorization": "Bearer " + token("someone")})
+    assert st == 403 and json.loads(body)["error"]["code"] == "forbidden"
+
+
+def test_refusals_are_counted(system):
+    before = metric(system.gateway, "gateway_dashboard_refused_total") or 0
+    get(system.gateway, "/dashboard")
+    assert metric(system.gateway, "gateway_dashboard_refused_total") == before + 1
+
+
+def test_page_with_admin_token_and_its_headers(system):
+    st, h, body = get(system.gateway, "/dashboard", admin())
+    assert st == 200 and h["content-type"].startswith("text/html")
+    csp = h["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "unsafe" not in csp
+    assert h["x-content-type-options"] == "nosniff"
+    assert b'<script src="/dashboard/app.js"' in body and b"<script>" not in body
+    st, h, js = get(system.gateway, "/dashboard/app.js", admin())
+    assert st == 200 and h["content-type"].startswith("text/javascript")
+    assert b"innerHTML" not in js and b"eval(" not in js
+    st, h, _ = get(system.gateway, "/dashboard/app.css", admin())
+    assert st == 200 and h["content-type"].startswith("text/css")
+
+
+def test_dashboard_token_sets_a_cookie(system):
+    st, h, _ = get(system.gateway, "/dashboard?token=" + DASH_TOKEN)
+    assert st == 303 and h["location"] == "/dashboard"
+    cookie = h["set-cookie"]
+    assert cookie.startswith("svckit_dashboard=" + DASH_TOKEN + ";") and "HttpOnly" in cookie
+    assert "SameSite=Strict" in cookie
+    st, _, _ = get(system.gateway, "/dashboard/snapshot", {"Cookie": "svckit_dashboard=" + DASH_TOKEN})
+    assert st == 200
+    st, _, _ = get(system.gateway, "/dashboard/snapshot", {"Authorization": "Bearer " + DASH_TOKEN})
+    assert st == 200
+    st, _, _ = get(system.gateway, "/dashboard?token=wrong-" + DASH_TOKEN)
+    assert st == 401
+
+
+def test_events_list_every_service_and_instance(system):
+    expected = system.instances()
+    assert {s for s, _ in expected} == set(SERVICES)
+    s = Stream(system.gateway, admin())
+    try:
+        assert s.status == 200 and s.headers["content-type"] == "text/event-stream"
+        assert "content-security-policy" in s.headers
+        got = None
+        for snap in s.snapshots():
+            system.traffic(2)
+            if listed(snap) == expected:
+                got = snap
+                break
+        assert got, "the stream ended"
+        gw = [i for i in got["instances"] if i["name"] == "gateway"][0]
+        assert gw["ready"] is True and gw["version"] and gw["rss_bytes"] > 0 and "cpu_seconds" in gw
+        assert {"prefix": "/products", "label": "/products*", "service": "products", "auth": "user"} in \
+            got["routes"]["table"]
+        assert got["dropped"] == 0 and got["interval_ms"] == 1000
+        # A later snapshot shows the gateway's forwarded requests counted.
+        for snap in s.snapshots():
+            system.traffic(2)
+            gwr = [r for i in snap["instances"] if i["name"] == "gateway" for r in i["routes"]
+                   if r["route"] == "/products*"]
+            if gwr and gwr[0]["requests"] > 0:
+                break
+    finally:
+        s.close()
+
+
+def test_snapshot_json(system):
+    expected = system.instances()
+
+    def complete():
+        st, _, body = get(system.gateway, "/dashboard/snapshot", admin())
+        assert st == 200
+        snap = json.loads(body)
+        return listed(snap) == expected and snap
+    snap = wait_until(complete, what="a snapshot with every instance")
+    assert snap["seq"] > 0
+
+
+def test_traces_empty_until_tracing(system):
+    st, _, body = get(system.gateway, "/dashboard/traces", admin())
+    assert st == 200 and json.loads(body) == {"enabled": False, "recent": [], "slowest": []}
+    st, _, body = get(system.gateway, "/dashboard/traces/" + "a" * 32, admin())
+    assert st == 404 and json.loads(body)["error"]["code"] == "not_found"
+
+
+def test_streams_are_bounded(system):
+    """GW_DASH_MAX_STREAMS streams at once; the next is answered 503 and
+    counted; once one closes, a new one is taken."""
+    # Streams of earlier tests are released at their next write.
+    wait_until(lambda: metric(system.gateway, "gateway_dashboard_streams") == 0, what="no stream open")
+    before = metric(system.gateway, "gateway_dashboard_streams_rejected_total") or 0
+    streams = []
+    try:
+        for _ in range(MAX_STREAMS):
+            s = Stream(system.gateway, admin())
+            streams.append(s)
+            assert s.status == 200
+        extra = Stream(system.gateway, admin())
+        assert extra.status == 503 and extra.headers.get("retry-after")
+        assert json.loads(extra.r.read())["error"]["code"] == "unavailable"
+        extra.close()
+        assert metric(system.gateway, "gateway_dashboard_streams_rejected_total") == before + 1
+        assert metric(system.gateway, "gateway_dashboard_streams") == MAX_STREAMS
+        streams.pop().close()
+        # The gateway notices the closed stream at its next write.
+        wait_until(lambda: metric(system.gateway, "gateway_dashboard_streams") == MAX_STREAMS - 1,
+                   what="the closed stream released")
+        s = Stream(system.gateway, admin())
+        streams.append(s)
+        assert s.status == 200
+    finally:
+        for s in streams:
+            s.close()
+    wait_until(lambda: metric(system.gateway, "gateway_dashboard_streams") == 0, what="every stream released")
+
+
+def test_forged_answers_are_cleaned_and_capped(system):
+    """Anyone on NATS may answer $SRV.LIVE: a malformed answer is dropped and
+    counted; a forged one is kept only as typed, cut fields."""
+    c = Nats(system.nats.port)
+    done = threading.Event()
+    forged = {"type": "io.svckit.v1.live_response", "name": "<img src=x onerror=alert(1)>" + "n" * 500,
+              "id": "forged", "version": {"x": 1}, "now_ms": -5, "rss_bytes": "lots",
+              "metadata": {"host": "<b>h</b>"}, "routes": [{"route": "/x", "method": "GET", "requests": -1,
+                                                             "duration_buckets": [1, "2"]}] * 300,
+              "extra": "dropped"}
+    before = metric(system.gateway, "gateway_dashboard_answers_dropped_total") or 0
+    try:
+        c.subscribe("$SRV.LIVE")
+        c.flush()
+
+        def answer():
+            while not done.is_set():
+                try:
+                    m = c.next_msg(timeout=0.2)
+                except Exception:
+                    continue
+                if m.reply:
+                    c.publish(m.reply, json.dumps(forged).encode())
+                    c.publish(m.reply, b"{not json")
+        th = threading.Thread(target=answer, daemon=True)
+        th.start()
+
+        def forged_listed():
+            st, _, body = get(system.gateway, "/dashboard/snapshot", admin())
+            snap = json.loads(body)
+            f = [i for i in snap["instances"] if i["id"] == "forged"]
+            return f and f[0]
+        f = wait_until(forged_listed, what="the forged instance in a snapshot")
+        done.set()
+        th.join(WAIT)
+    finally:
+        c.close()
+    assert len(f["name"]) == 128 and f["name"].startswith("<img")  # text for the page, cut
+    assert "version" not in f and "now_ms" not in f and "rss_bytes" not in f and "extra" not in f
+    assert len(f["routes"]) == 128 and all("requests" not in r and "duration_buckets" not in r
+                                           for r in f["routes"])
+    assert metric(system.gateway, "gateway_dashboard_answers_dropped_total") > before
+
+
+def test_nothing_without_auth_configured(nats_server):  # noqa: F811
+    """A gateway whose routes verify no token and without DASHBOARD_TOKEN
+    shows the dashboard to nobody."""
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        conf = os.path.join(d, "gw.json")
+        with open(conf, "w") as f:
+            json.dump({"routes": [{"prefix": "/x", "service": "x"}]}, f)
+        with Service("gateway", env={"NATS_URL": nats_server.url, "GATEWAY_CONFIG": conf}) as gw:
+            st, _, body = get(gw, "/dashboard", admin())
+            assert st == 401 and json.loads(body)["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("bad", ["short", "x" * 257, "has space-0123456789", "semi;colon-0123456789"])
+def test_bad_dashboard_token_stops_the_gateway(nats_server, bad):  # noqa: F811
+    gw = Service("gateway", env={"NATS_URL": nats_server.url, "DASHBOARD_TOKEN": bad, "JWT_SECRET": SECRET},
+                 wait_ready=False, check_exit=False)
+    try:
+        assert gw.proc.wait(WAIT) == 2
+        assert "DASHBOARD_TOKEN" in gw.read_log()
+    finally:
+        gw.stop()

@@ -1,0 +1,109 @@
+/* Asking every svckit instance on NATS: the connection, the reply inbox and
+ * the bounded collection of answers that `svckit status` and `svckit top`
+ * share (cli.h). Answers are hostile input: anyone on NATS may reply. */
+#include <jansson.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "svckit/client.h"
+
+static void on_event(svc_nats *nc, int event, void *ud) {
+    svc__gather *g = ud;
+    if (event == SVC_NATS_CONNECTED || event == SVC_NATS_RECONNECTED) {
+        g->connected = 1;
+        if (g->stop_on_connect) uv_stop(g->loop);
+    } else if (event == SVC_NATS_DISCONNECTED) {
+        g->lost = 1;
+    }
+}
+
+static void on_reply(svc_nats *nc, svc_nats_msg *msg, void *ud) {
+    svc__gather *g = ud;
+    /* A no-responders status or an empty body is not an instance. */
+    if (msg->status == 0 && msg->len > 0 && json_array_size(g->docs) < SVC__GATHER_MAX_DOCS &&
+        msg->len <= SVC__GATHER_MAX_BYTES - g->bytes) {
+        g->bytes += msg->len;
+        json_error_t jerr;
+        json_t *doc = json_loadb(msg->data, msg->len, JSON_REJECT_DUPLICATES, &jerr);
+        if (json_is_object(doc) && json_is_string(json_object_get(doc, "name")) &&
+            json_is_string(json_object_get(doc, "id")))
+            json_array_append_new(g->docs, doc);
+        else
+            json_decref(doc);
+    } else if (msg->status == 0 && msg->len > 0) {
+        g->refused++;
+    }
+    svc__nats_msg_free(msg);
+}
+
+int svc__gather_parse_urls(const char *urls, svc_nats_server *servers, int *n) {
+    char buf[SVC_NATS_MAX_URL * 2];
+    if (strlen(urls) >= sizeof buf) return SVC_EINVAL;
+    snprintf(buf, sizeof buf, "%s", urls);
+    *n = 0;
+    char *save = NULL;
+    for (char *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
+        while (*u == ' ') u++;
+        if (*n >= SVC_NATS_MAX_SERVERS || svc__nats_url_parse(u, &servers[*n]) != SVC_OK) return SVC_EINVAL;
+        (*n)++;
+    }
+    return *n > 0 ? SVC_OK : SVC_EINVAL;
+}
+
+static void on_connect_timeout(uv_timer_t *t) { uv_stop(t->loop); }
+static void close_cb(uv_handle_t *h) { (void)h; }
+
+int svc__gather_open(svc__gather *g, uv_loop_t *loop, const svc_nats_server *servers, int nservers,
+                     const char *client_name) {
+    memset(g, 0, sizeof *g);
+    g->loop = loop;
+    g->docs = json_array();
+    if (!g->docs) return SVC_ENOMEM;
+    svc_nats_opts o = {.servers = servers, .nservers = nservers, .name = client_name,
+                       .reconnect_wait_ms = 250, .reconnect_buffer = 64 * 1024,
+                       .on_event = on_event, .ud = g};
+    g->nc = svc__nats_new(loop, &o);
+    if (!g->nc) return SVC_ENOMEM;
+    /* From the first attempt: a NATS that does not answer by then is unreachable. */
+    uv_timer_t timer;
+    uv_timer_init(loop, &timer);
+    uv_timer_start(&timer, on_connect_timeout, SVC_NATS_CONNECT_TIMEOUT_MS, 0);
+    g->stop_on_connect = 1;
+    uv_run(loop, UV_RUN_DEFAULT);
+    g->stop_on_connect = 0;
+    uv_timer_stop(&timer);
+    uv_close((uv_handle_t *)&timer, close_cb);
+    uv_run(loop, UV_RUN_NOWAIT);
+    if (!g->connected) return SVC_ETIMEDOUT;
+    unsigned char rnd[12];
+    svc_random(rnd, sizeof rnd);
+    char subj[80];
+    memcpy(g->inbox, "_INBOX.", 8);
+    for (size_t i = 0; i < sizeof rnd; i++) snprintf(g->inbox + 7 + 2 * i, 3, "%02x", rnd[i]);
+    snprintf(subj, sizeof subj, "%s.*", g->inbox);
+    return svc__nats_sub(g->nc, subj, NULL, on_reply, g) ? SVC_OK : SVC_ENOMEM;
+}
+
+int svc__gather_ask(svc__gather *g, const char *verb) {
+    char req[64], reply[96];
+    snprintf(req, sizeof req, "$SRV.%s", verb);
+    snprintf(reply, sizeof reply, "%s.%s", g->inbox, verb);
+    return svc__nats_pub(g->nc, req, reply, NULL, 0, "", 0);
+}
+
+json_t *svc__gather_take(svc__gather *g) {
+    json_t *fresh = json_array();
+    if (!fresh) return NULL;
+    json_t *docs = g->docs;
+    g->docs = fresh;
+    g->bytes = 0;
+    return docs;
+}
+
+void svc__gather_close(svc__gather *g) {
+    svc__nats_close(g->nc);
+    g->nc = NULL;
+    json_decref(g->docs);
+    g->docs = NULL;
+}
