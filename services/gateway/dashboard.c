@@ -5,8 +5,8 @@
  *
  *   /dashboard/snapshot   the latest snapshot, JSON
  *   /dashboard/events     the snapshots as server-sent events, one per round
- *   /dashboard/traces     recent and slowest traces (empty until tracing
- *                         fills it; the format is in README.md)
+ *   /dashboard/traces     recent and slowest traces, gathered from every
+ *                         instance's spans (svckit.trace; format in README.md)
  *   /dashboard/traces/:id one trace's spans, for the waterfall
  *
  * A snapshot is one round of $SRV.LIVE (docs/messaging.md): every instance's
@@ -252,18 +252,192 @@ static svc_outcome snapshot(svc_req *req, svc_res *res) {
     return o;
 }
 
-/* ---- traces: the format the tracing query fills ------------------------------------ */
+/* ---- traces: gathered from every instance's span ring ------------------------------
+ *
+ * Each request scatters one svckit.trace query (docs/observability.md) and
+ * answers when the window ends: the lists from every instance's newest 256
+ * spans (the slowest list is the slowest of those), one trace from the
+ * spans of its id. What instances answer is cleaned by gw_trace_clean. */
+
+typedef struct trace_gather {
+    svc_res *res;
+    char trace_id[33];  /* "" for the lists */
+    json_t *spans;
+    size_t bytes;
+} trace_gather;
+
+static int by_start(const void *a, const void *b) {
+    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "start_ns"));
+    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "start_ns"));
+    return x < y ? -1 : x > y;
+}
+
+/* One trace, for the waterfall: spans in start order, times in us from the first. */
+static void answer_trace(trace_gather *g) {
+    size_t n = json_array_size(g->spans);
+    if (n == 0) {
+        svc_res_error(g->res, 404, "not_found", "no spans of trace %s on any instance", g->trace_id);
+        return;
+    }
+    json_t **v = malloc(n * sizeof *v);
+    if (!v) {
+        svc_res_error(g->res, 503, "overloaded", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++) v[i] = json_array_get(g->spans, i);
+    qsort(v, n, sizeof *v, by_start);
+    json_int_t t0 = json_integer_value(json_object_get(v[0], "start_ns"));
+    json_t *out = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_deep_copy(v[i]);
+        json_object_set_new(o, "start_us", json_integer((json_integer_value(json_object_get(o, "start_ns")) - t0) / 1000));
+        json_object_set_new(o, "duration_us", json_integer(json_integer_value(json_object_get(o, "duration_ns")) / 1000));
+        json_object_del(o, "start_ns");
+        json_object_del(o, "duration_ns");
+        json_object_del(o, "trace_id");
+        json_array_append_new(out, o);
+    }
+    free(v);
+    json_t *doc = json_pack("{s:s, s:o}", "trace_id", g->trace_id, "spans", out);
+    svc_res_json(g->res, 200, doc);
+    json_decref(doc);
+}
+
+static int by_duration_desc(const void *a, const void *b) {
+    double x = json_real_value(json_object_get(*(json_t *const *)a, "duration_ms"));
+    double y = json_real_value(json_object_get(*(json_t *const *)b, "duration_ms"));
+    return x > y ? -1 : x < y;
+}
+
+static int by_start_desc(const void *a, const void *b) {
+    double x = json_real_value(json_object_get(*(json_t *const *)a, "start_ms"));
+    double y = json_real_value(json_object_get(*(json_t *const *)b, "start_ms"));
+    return x > y ? -1 : x < y;
+}
+
+static json_t *first_of(json_t **v, size_t n, int (*cmp)(const void *, const void *)) {
+    qsort(v, n, sizeof *v, cmp);
+    json_t *a = json_array();
+    for (size_t i = 0; i < n && i < GW_TRACE_LIST; i++) json_array_append(a, v[i]);
+    return a;
+}
+
+/* The lists: one entry per trace, named by its root span (the earliest span
+ * when the root is not among those gathered), lasting from its first start to
+ * its last end. */
+static void answer_lists(trace_gather *g) {
+    json_t *by_id = json_object();
+    size_t i;
+    json_t *s;
+    json_array_foreach(g->spans, i, s) {
+        const char *tid = json_string_value(json_object_get(s, "trace_id"));
+        double start = (double)json_integer_value(json_object_get(s, "start_ns")) / 1e6;
+        double end = start + (double)json_integer_value(json_object_get(s, "duration_ns")) / 1e6;
+        int root = json_object_get(s, "parent_id") == NULL;
+        json_t *t = json_object_get(by_id, tid);
+        if (!t) {
+            t = json_pack("{s:s, s:f, s:f, s:i, s:b, s:b}", "trace_id", tid, "start_ms", start, "end_ms", end,
+                          "spans", 0, "error", 0, "rooted", 0);
+            json_object_set_new(by_id, tid, t);
+        }
+        json_object_set_new(t, "spans", json_integer(json_integer_value(json_object_get(t, "spans")) + 1));
+        if (json_is_true(json_object_get(s, "error"))) json_object_set_new(t, "error", json_true());
+        if (end > json_real_value(json_object_get(t, "end_ms"))) json_object_set_new(t, "end_ms", json_real(end));
+        int earlier = start < json_real_value(json_object_get(t, "start_ms"));
+        if (earlier) json_object_set_new(t, "start_ms", json_real(start));
+        if (root || (earlier && !json_is_true(json_object_get(t, "rooted"))) || !json_object_get(t, "name")) {
+            if (!json_is_true(json_object_get(t, "rooted")) || root) {
+                json_object_set(t, "service", json_object_get(s, "service"));
+                json_object_set(t, "name", json_object_get(s, "name"));
+                if (root) json_object_set_new(t, "rooted", json_true());
+            }
+        }
+    }
+    size_t n = json_object_size(by_id);
+    json_t **v = malloc((n ? n : 1) * sizeof *v);
+    if (!v) {
+        json_decref(by_id);
+        svc_res_error(g->res, 503, "overloaded", "out of memory");
+        return;
+    }
+    size_t k = 0;
+    const char *key;
+    json_t *t;
+    json_object_foreach(by_id, key, t) {
+        json_object_set_new(t, "duration_ms", json_real(json_real_value(json_object_get(t, "end_ms")) -
+                                                        json_real_value(json_object_get(t, "start_ms"))));
+        json_object_del(t, "end_ms");
+        json_object_del(t, "rooted");
+        v[k++] = t;
+    }
+    json_t *doc = json_object();
+    json_object_set_new(doc, "enabled", json_true());
+    json_object_set_new(doc, "recent", first_of(v, n, by_start_desc));
+    json_object_set_new(doc, "slowest", first_of(v, n, by_duration_desc));
+    free(v);
+    svc_res_json(g->res, 200, doc);
+    json_decref(doc);
+    json_decref(by_id);
+}
+
+static void on_trace_answer(int err, const svc_msg_reply *r, void *ud) {
+    trace_gather *g = ud;
+    if (r) {
+        if (g->bytes + r->len > GW_TRACE_MAX_BYTES) return;
+        g->bytes += r->len;
+        gw_trace_clean(r->data, r->len, g->trace_id[0] ? g->trace_id : NULL, g->spans, GW_TRACE_MAX_SPANS);
+        return;
+    }
+    if (err == SVC_ECLOSED && json_array_size(g->spans) == 0)
+        svc_res_error(g->res, 503, "unavailable", "NATS is not connected: no instance can be asked");
+    else if (g->trace_id[0])
+        answer_trace(g);
+    else
+        answer_lists(g);
+    svc_res_finish(g->res);
+    json_decref(g->spans);
+    free(g);
+}
+
+static svc_outcome gather_traces(svc_res *res, const char *trace_id) {
+    trace_gather *g = calloc(1, sizeof *g);
+    if (!g || !(g->spans = json_array())) {
+        free(g);
+        return svc_res_error(res, 503, "overloaded", "out of memory");
+    }
+    g->res = res;
+    char query[96];
+    if (trace_id) {
+        snprintf(g->trace_id, sizeof g->trace_id, "%s", trace_id);
+        snprintf(query, sizeof query, "{\"trace_id\":\"%s\",\"limit\":256}", trace_id);
+    } else {
+        snprintf(query, sizeof query, "{\"limit\":256}");
+    }
+    int rc = svc_msg_request_all(DB.app, SVC_MSG_TRACE_PREFIX, query, strlen(query), GW_TRACE_GATHER_MS,
+                                 on_trace_answer, g);
+    if (rc != SVC_OK) {
+        json_decref(g->spans);
+        free(g);
+        return svc_res_error(res, 503, "unavailable", "cannot ask the instances (error %d)", rc);
+    }
+    return SVC_ASYNC;
+}
 
 static svc_outcome traces(svc_req *req, svc_res *res) {
     svc_outcome o = dash_auth(req, res);
     if (o != SVC_NEXT) return o;
-    return svc_res_printf(res, 200, "application/json", "{\"enabled\":false,\"recent\":[],\"slowest\":[]}");
+    return gather_traces(res, NULL);
 }
 
 static svc_outcome trace(svc_req *req, svc_res *res) {
     svc_outcome o = dash_auth(req, res);
     if (o != SVC_NEXT) return o;
-    return svc_res_error(res, 404, "not_found", "no such trace: tracing is not enabled");
+    const char *id = svc_req_param(req, "id");
+    size_t n = id ? strlen(id) : 0;
+    int hex = n == 32;
+    for (size_t i = 0; hex && i < n; i++) hex = (id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f');
+    if (!hex) return svc_res_error(res, 400, "bad_request", "a trace id is 32 lowercase hex digits");
+    return gather_traces(res, id);
 }
 
 /* ---- server-sent events ---------------------------------------------------------- */

@@ -347,6 +347,19 @@ extern const size_t gw_dashboard_files_count;
  * fields, typed and capped (live.c); NULL when it is not a live answer. */
 json_t *gw_live_clean(const char *data, size_t len);
 
+#define GW_TRACE_GATHER_MS 300        /* how long a traces request gathers answers */
+#define GW_TRACE_MAX_REPLY_BYTES (1024 * 1024) /* one instance's span answer (256 spans is ~100 KB) */
+#define GW_TRACE_MAX_BYTES (8 * 1024 * 1024)   /* answers read per traces request */
+#define GW_TRACE_MAX_SPANS 8192       /* spans kept per traces request */
+#define GW_TRACE_LIST 20              /* traces in each of the recent and slowest lists */
+
+/* The spans of one svckit.trace answer (hostile bytes, docs/observability.md)
+ * appended to into as new objects of their known fields (ids checked as hex,
+ * times non-negative integers, strings cut like gw_live_clean's, each with the
+ * answer's service and instance), only those of trace_id when it is not NULL,
+ * until into holds max. Returns how many were appended (0 for a bad answer). */
+size_t gw_trace_clean(const char *data, size_t len, const char *trace_id, json_t *into, size_t max);
+
 typedef struct gw_state gw_state;
 /* Declares DASHBOARD_TOKEN and the /dashboard routes. Before svc_app_run. */
 void gw_dashboard_routes(svc_app *app);

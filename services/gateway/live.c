@@ -126,3 +126,47 @@ json_t *gw_live_clean(const char *data, size_t len) {
     json_decref(doc);
     return out;
 }
+
+/* A span id of exactly n lowercase hex digits. */
+static int is_hex_id(const char *s, size_t n) {
+    if (!s || strlen(s) != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+size_t gw_trace_clean(const char *data, size_t len, const char *trace_id, json_t *into, size_t max) {
+    svc_json_limits lim = {.max_bytes = GW_TRACE_MAX_REPLY_BYTES, .max_depth = 4, .max_string = 4096};
+    json_t *doc = NULL;
+    if (len > GW_TRACE_MAX_REPLY_BYTES || svc_json_parse(data, len, &lim, &doc, NULL, 0) != SVC_OK) return 0;
+    const char *service = json_string_value(json_object_get(doc, "service"));
+    const char *instance = json_string_value(json_object_get(doc, "instance"));
+    size_t kept = 0, i;
+    json_t *s;
+    json_array_foreach(json_object_get(doc, "spans"), i, s) {
+        if (json_array_size(into) >= max) break;
+        const char *tid = json_string_value(json_object_get(s, "trace_id"));
+        const char *sid = json_string_value(json_object_get(s, "span_id"));
+        const char *pid = json_string_value(json_object_get(s, "parent_id"));
+        json_t *start = json_object_get(s, "start_ns"), *dur = json_object_get(s, "duration_ns");
+        if (!is_hex_id(tid, 32) || !is_hex_id(sid, 16) || (pid && !is_hex_id(pid, 16)) ||
+            !json_is_integer(start) || json_integer_value(start) < 0 || !json_is_integer(dur) ||
+            json_integer_value(dur) < 0 || (trace_id && strcmp(tid, trace_id) != 0))
+            continue;
+        json_t *o = json_object();
+        json_object_set_new(o, "trace_id", json_string(tid));
+        json_object_set_new(o, "span_id", json_string(sid));
+        if (pid) json_object_set_new(o, "parent_id", json_string(pid));
+        if (service) json_object_set_new(o, "service", cut_string(service));
+        if (instance) json_object_set_new(o, "instance", cut_string(instance));
+        copy_str(o, s, "name");
+        copy_str(o, s, "kind");
+        json_object_set_new(o, "start_ns", json_integer(json_integer_value(start)));
+        json_object_set_new(o, "duration_ns", json_integer(json_integer_value(dur)));
+        json_object_set_new(o, "error", json_boolean(json_is_true(json_object_get(s, "error"))));
+        json_array_append_new(into, o);
+        kept++;
+    }
+    json_decref(doc);
+    return kept;
+}

@@ -162,10 +162,48 @@ def test_snapshot_json(system):
     assert snap["seq"] > 0
 
 
-def test_traces_empty_until_tracing(system):
-    st, _, body = get(system.gateway, "/dashboard/traces", admin())
-    assert st == 200 and json.loads(body) == {"enabled": False, "recent": [], "slowest": []}
-    st, _, body = get(system.gateway, "/dashboard/traces/" + "a" * 32, admin())
+def test_traces_are_gathered_from_every_instance(system):
+    """A request with a known trace id, through the gateway to products: its
+    trace appears in the recent list and opens as spans of both services,
+    each span's parent among them or the caller's."""
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    caller = "00f067aa0ba902b7"
+    h = {"Authorization": "Bearer " + token("trace-user"), "traceparent": f"00-{trace_id}-{caller}-01"}
+    st, _, body = system.gateway.request("GET", "/products?limit=1", headers=h)
+    assert st == 200, body
+
+    def spans():
+        st, _, body = get(system.gateway, "/dashboard/traces/" + trace_id, admin())
+        if st != 200:
+            return None
+        doc = json.loads(body)
+        services = {x["service"] for x in doc["spans"]}
+        return {"gateway", "products"} <= services and doc
+    doc = wait_until(spans, what="the trace's spans from gateway and products")
+    assert doc["trace_id"] == trace_id
+    ids = {x["span_id"] for x in doc["spans"]}
+    for x in doc["spans"]:
+        assert x.get("parent_id") in ids | {caller}, x
+        assert x["start_us"] >= 0 and x["duration_us"] >= 0
+    starts = [x["start_us"] for x in doc["spans"]]
+    assert starts == sorted(starts) and starts[0] == 0
+    server = [x for x in doc["spans"] if x["service"] == "products" and x["kind"] == "server"]
+    assert server and server[0]["parent_id"] in ids  # a gateway span called it
+
+    def listed():
+        st, _, body = get(system.gateway, "/dashboard/traces", admin())
+        t = json.loads(body)
+        return st == 200 and t["enabled"] and [x for x in t["recent"] if x["trace_id"] == trace_id]
+    entry = wait_until(listed, what="the trace in the recent list")[0]
+    assert entry["service"] == "gateway" and entry["spans"] >= 2 and entry["error"] is False
+
+
+def test_trace_ids_are_checked(system):
+    st, _, body = get(system.gateway, "/dashboard/traces/" + "A" * 32, admin())
+    assert st == 400 and json.loads(body)["error"]["code"] == "bad_request"
+    st, _, body = get(system.gateway, "/dashboard/traces/" + "a" * 31, admin())
+    assert st == 400
+    st, _, body = get(system.gateway, "/dashboard/traces/" + "0123456789abcdef" * 2, admin())
     assert st == 404 and json.loads(body)["error"]["code"] == "not_found"
 
 

@@ -147,7 +147,17 @@ def test_dashboard_in_chromium(system, width, height, name):
         assert set(st["nodes"]) == set(SERVICES)
         assert st["edges"] >= 4  # gateway -> auth, products, orders, payments... as routed
         assert any(r[0] == "gateway" and r[2] == "/products*" for r in st["routes"])
-        assert "tracing is not enabled" in st["traces"]
+        # A trace of that traffic is listed (the list reloads every 5 s) and
+        # opens as a waterfall of spans from the gateway and products.
+        find = ("[...document.querySelectorAll('#traces-recent li')]"
+                ".find(li => li.textContent.startsWith('gateway GET /products'))")
+        wait_until(lambda: system.traffic(1) or b.eval(f"!!{find}"), what="a catalog trace in the recent list")
+        b.eval(f"{find}.click()")
+        rows = wait_until(lambda: b.eval(
+            "document.getElementById('waterfall').hidden ? null : "
+            "[...document.querySelectorAll('#waterfall-rows .row .name')].map(n => n.textContent.trim())"),
+            what="the waterfall of the trace")
+        assert any(r.startswith("gateway") for r in rows) and any(r.startswith("products") for r in rows), rows
         # Nothing the page did was refused by its CSP, and it threw nothing.
         problems = [e for e in b.events if e.get("method") in ("Runtime.exceptionThrown",)
                     or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error"
