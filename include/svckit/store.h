@@ -27,6 +27,7 @@
 #include <stdint.h>
 
 #include "svckit/core.h"
+#include "svckit/trace.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -143,8 +144,13 @@ int svc_db_write_wait(svc_db *db, svc_db_write_fn fn, void *ud);
  * gets what done would get for uds[i]. Returns SVC_OK once all completed (read
  * st), or the queueing error, also put in every st[i], when none was queued
  * (SVC_EAGAIN: no room for n in the queue; SVC_ECLOSED, SVC_ENOMEM, SVC_EIO;
- * SVC_EINVAL for a bad argument or on the writer thread). */
-int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, size_t n, int *st);
+ * SVC_EINVAL for a bad argument or on the writer thread).
+ * parents: NULL, and every closure works for the caller's trace (as
+ * svc_db_write does); else closure i works for parents[i] (may be NULL: none),
+ * so its SQL spans and outbox events join that trace: a batch consumer passes
+ * each event's svc_event_trace. */
+int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, const svc_trace_ctx *const *parents,
+                          size_t n, int *st);
 
 /* fn(db, ud) runs on the writer thread after each batch that committed at
  * least one closure, before their done callbacks (the outbox relay wakes on

@@ -130,6 +130,7 @@ static void on_stock_reserved(svc_app *app, const svc_event *evs, size_t n, int 
     charge cs[SVC_MSG_STREAM_BATCH] = {0};
     json_t *docs[SVC_MSG_STREAM_BATCH] = {0};
     charge *todo[SVC_MSG_STREAM_BATCH];
+    const svc_trace_ctx *traces[SVC_MSG_STREAM_BATCH]; /* each charge's write joins its event's trace */
     size_t where[SVC_MSG_STREAM_BATCH];
     int st[SVC_MSG_STREAM_BATCH];
     size_t m = 0;
@@ -144,6 +145,7 @@ static void on_stock_reserved(svc_app *app, const svc_event *evs, size_t n, int 
             drop_replay(&cs[i]);
         } else if (rc == SVC_OK) {
             where[m] = i;
+            traces[m] = svc_event_trace(&evs[i]);
             todo[m++] = &cs[i];
             continue;
         }
@@ -151,7 +153,7 @@ static void on_stock_reserved(svc_app *app, const svc_event *evs, size_t n, int 
     }
     if (m) {
         provider_charge_all(pa, todo, m);
-        svc_db_write_wait_all(pa->db, payments_record, (void *const *)todo, m, st);
+        svc_db_write_wait_all(pa->db, payments_record, (void *const *)todo, traces, m, st);
         for (size_t k = 0; k < m; k++) rcs[where[k]] = settle_charge(todo[k], st[k]);
     }
     for (size_t i = 0; i < n; i++) json_decref(docs[i]);

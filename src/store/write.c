@@ -183,8 +183,9 @@ static void *writer_main(void *arg) {
 
 /* Queues ws[0..n) together (consecutive in the queue, so the writer takes
  * them into one batch when they fit), or none: SVC_EAGAIN when the queue
- * has no room for all of them. */
-static int queue_writes(svc_db *db, const db_write *ws, size_t n) {
+ * has no room for all of them. traced: ws carry their trace contexts; else
+ * each works for the caller's. */
+static int queue_writes(svc_db *db, const db_write *ws, size_t n, bool traced) {
     pthread_mutex_lock(&db->wlock);
     int rc = SVC_OK;
     if (db->closing) {
@@ -210,8 +211,10 @@ static int queue_writes(svc_db *db, const db_write *ws, size_t n) {
         const svc_trace_ctx *cur = svc__trace_current();
         for (size_t i = 0; i < n; i++) {
             db_write w = ws[i];
-            w.traced = cur != NULL;
-            if (cur) w.tctx = *cur;
+            if (!traced) {
+                w.traced = cur != NULL;
+                if (cur) w.tctx = *cur;
+            }
             db->queue[(db->head + db->count + i) % SVC_DB_WRITE_QUEUE] = w;
         }
         db->count += n;
@@ -224,7 +227,7 @@ static int queue_writes(svc_db *db, const db_write *ws, size_t n) {
 int svc_db_write(svc_db *db, svc_db_write_fn fn, void *ud, svc_db_done_fn done, void *done_ud) {
     if (!db || !fn) return SVC_EINVAL;
     db_write w = {.fn = fn, .ud = ud, .done = done, .done_ud = done_ud};
-    return queue_writes(db, &w, 1);
+    return queue_writes(db, &w, 1, false);
 }
 
 /* The closures of one svc_db_write_wait_all: done when left reaches 0. */
@@ -248,7 +251,8 @@ static void wake_waiter(int status, void *ud) {
     pthread_mutex_unlock(&w->lock);
 }
 
-int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, size_t n, int *st) {
+int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, const svc_trace_ctx *const *parents,
+                          size_t n, int *st) {
     if (!db || !fn || !st || n < 1 || n > SVC_DB_MAX_BATCH) return SVC_EINVAL;
     pthread_mutex_lock(&db->wlock);
     bool on_writer = db->writer_started && pthread_equal(db->writer, pthread_self());
@@ -262,8 +266,12 @@ int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, size
     for (size_t i = 0; i < n; i++) {
         wws[i] = (waiting_write){&w, &st[i]};
         ws[i] = (db_write){.fn = fn, .ud = uds ? uds[i] : NULL, .done = wake_waiter, .done_ud = &wws[i]};
+        if (parents && parents[i]) {
+            ws[i].traced = true;
+            ws[i].tctx = *parents[i];
+        }
     }
-    int rc = queue_writes(db, ws, n);
+    int rc = queue_writes(db, ws, n, parents != NULL);
     if (rc == SVC_OK) {
         pthread_mutex_lock(&w.lock);
         while (w.left) pthread_cond_wait(&w.cond, &w.lock);
@@ -278,7 +286,7 @@ int svc_db_write_wait_all(svc_db *db, svc_db_write_fn fn, void *const *uds, size
 
 int svc_db_write_wait(svc_db *db, svc_db_write_fn fn, void *ud) {
     int st;
-    int rc = svc_db_write_wait_all(db, fn, &ud, 1, &st);
+    int rc = svc_db_write_wait_all(db, fn, &ud, NULL, 1, &st);
     return rc == SVC_OK ? st : rc;
 }
 

@@ -154,13 +154,13 @@ TEST(write_wait_all_shares_one_commit_and_reports_each) {
         uds[i] = names[i];
     }
     int st[8];
-    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, 8, st), SVC_OK);
+    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, NULL, 8, st), SVC_OK);
     for (int i = 0; i < 8; i++) CHECK_EQ(st[i], i == 5 ? SVC_EEXIST : SVC_OK);
     CHECK_EQ(db_metric("db_write_batches_total", SVC_COUNTER), batches + 1);
     CHECK_EQ(test_db_count(db, "SELECT count(*) FROM items"), 8);
-    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, 0, st), SVC_EINVAL);
-    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, SVC_DB_MAX_BATCH + 1, st), SVC_EINVAL);
-    CHECK_EQ(svc_db_write_wait_all(NULL, test_insert_item, uds, 1, st), SVC_EINVAL);
+    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, NULL, 0, st), SVC_EINVAL);
+    CHECK_EQ(svc_db_write_wait_all(db, test_insert_item, uds, NULL, SVC_DB_MAX_BATCH + 1, st), SVC_EINVAL);
+    CHECK_EQ(svc_db_write_wait_all(NULL, test_insert_item, uds, NULL, 1, st), SVC_EINVAL);
     svc_db_close(db);
     test_remove_db(path);
 }
