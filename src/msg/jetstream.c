@@ -72,7 +72,8 @@ static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen
     return rc;
 }
 
-static void stream_body(const msg_stream_def *d, svc_buf *b) {
+/* replicas: NATS_JS_REPLICAS (a stream's copies in a JetStream cluster). */
+static void stream_body(const msg_stream_def *d, int replicas, svc_buf *b) {
     svc_jw w;
     svc_jw_init(&w, b);
     svc_jw_obj_begin(&w);
@@ -83,7 +84,7 @@ static void stream_body(const msg_stream_def *d, svc_buf *b) {
     svc_jw_arr_end(&w);
     svc_jw_key(&w, "retention"), svc_jw_str(&w, "limits");
     svc_jw_key(&w, "storage"), svc_jw_str(&w, "file");
-    svc_jw_key(&w, "num_replicas"), svc_jw_i64(&w, 1);
+    svc_jw_key(&w, "num_replicas"), svc_jw_i64(&w, replicas);
     svc_jw_key(&w, "duplicate_window"), svc_jw_i64(&w, d->duplicate_window_ms * 1000000LL);
     svc_jw_obj_end(&w);
 }
@@ -186,7 +187,7 @@ static int request_sync(svc_msg *m, const char *subject, const char *hdr, size_t
 
 static int apply_stream_sync(svc_msg *m, const msg_stream_def *d) {
     svc_buf b = {0};
-    stream_body(d, &b);
+    stream_body(d, m->js_replicas, &b);
     if (b.oom) {
         svc_buf_free(&b);
         return SVC_ENOMEM;
@@ -553,7 +554,7 @@ static void declare_then_bind(msg_worker *mw) {
         r->names = calloc((size_t)r->n + 1, sizeof *r->names);
         int k = 0;
         for (msg_stream_def *d = m->streams; d && r->bodies && r->names; d = d->next, k++) {
-            stream_body(d, &r->bodies[k]);
+            stream_body(d, m->js_replicas, &r->bodies[k]);
             snprintf(r->names[k], sizeof r->names[k], "%s", d->name);
         }
         pthread_mutex_unlock(&m->streams_lock);

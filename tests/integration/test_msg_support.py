@@ -22,17 +22,18 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 class NatsServer:
-    """nats-server with JetStream on a free port; kept across stop() and
-    start() (same port, same store). conf: more lines of configuration."""
+    """nats-server with JetStream (jetstream False: without) on a free port;
+    kept across stop() and start() (same port, same store). conf: more lines
+    of configuration."""
 
-    def __init__(self, max_payload=4 * 1024 * 1024, port=None, conf=""):
+    def __init__(self, max_payload=4 * 1024 * 1024, port=None, conf="", jetstream=True):
         self.port = port or free_port()
         self.tmp = tempfile.mkdtemp(prefix="svckit-nats-")
         self.conf = os.path.join(self.tmp, "nats.conf")
+        js = f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n" if jetstream else ""
         with open(self.conf, "w") as f:
             f.write(f"listen: 127.0.0.1:{self.port}\n"
-                    f"max_payload: {max_payload}\n"
-                    f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n" + conf)
+                    f"max_payload: {max_payload}\n" + js + conf)
         self.proc = None
         self.log = None
         self.start()
@@ -111,9 +112,11 @@ class Msg:
 
 
 class Nats:
-    """A blocking NATS client: enough protocol for tests, nothing hidden."""
+    """A blocking NATS client: enough protocol for tests, nothing hidden.
+    connect: more CONNECT fields (credentials), or a function of the INFO
+    document that returns them (a signature of its nonce)."""
 
-    def __init__(self, port, timeout=WAIT):
+    def __init__(self, port, timeout=WAIT, connect=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -122,8 +125,10 @@ class Nats:
         info = self._line()
         assert info.startswith(b"INFO "), info
         self.info = json.loads(info[5:])
-        self.send(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,'
-                  b'"protocol":1,"name":"pytest"}\r\nPING\r\n')
+        fields = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True,
+                  "protocol": 1, "name": "pytest"}
+        fields.update(connect(self.info) if callable(connect) else connect or {})
+        self.send(b"CONNECT " + json.dumps(fields).encode() + b"\r\nPING\r\n")
         self._wait_pong()
         self.inbox = "_INBOX.pytest%d" % os.getpid() + "x" + str(id(self))
         self.inbox_sid = self.subscribe(self.inbox + ".*")
