@@ -53,7 +53,8 @@ static void base32_encode(const unsigned char *in, size_t n, char *out) {
 }
 
 /* Decodes exactly len characters into out (cap bytes); -1 on a character
- * outside the alphabet or more bytes than cap. Returns the bytes written. */
+ * outside the alphabet, more bytes than cap, or non-zero padding bits.
+ * Returns the bytes written. */
 static int base32_decode(const char *in, size_t len, unsigned char *out, size_t cap) {
     unsigned acc = 0;
     int bits = 0;
@@ -69,6 +70,8 @@ static int base32_decode(const char *in, size_t len, unsigned char *out, size_t 
             bits -= 8;
         }
     }
+    /* The bits past the last byte must be zero: one encoding per key. */
+    if (acc & ((1u << bits) - 1)) return -1;
     return (int)n;
 }
 
