@@ -24,19 +24,24 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 class NatsServer:
     """nats-server with JetStream (jetstream False: without) on a free port;
     kept across stop() and start() (same port, same store). conf: more lines
-    of configuration."""
+    of configuration; start False: write_conf() may change it first."""
 
-    def __init__(self, max_payload=4 * 1024 * 1024, port=None, conf="", jetstream=True):
+    def __init__(self, max_payload=4 * 1024 * 1024, port=None, conf="", jetstream=True, start=True):
         self.port = port or free_port()
         self.tmp = tempfile.mkdtemp(prefix="svckit-nats-")
         self.conf = os.path.join(self.tmp, "nats.conf")
-        js = f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n" if jetstream else ""
-        with open(self.conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:{self.port}\n"
-                    f"max_payload: {max_payload}\n" + js + conf)
+        self.max_payload = max_payload
+        self.write_conf((f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n" if jetstream else "") + conf)
         self.proc = None
         self.log = None
-        self.start()
+        if start:
+            self.start()
+
+    def write_conf(self, conf):
+        """The configuration file: the port, max_payload and conf."""
+        with open(self.conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{self.port}\n"
+                    f"max_payload: {self.max_payload}\n" + conf)
 
     @property
     def url(self):
