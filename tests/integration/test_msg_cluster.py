@@ -4,16 +4,14 @@ NATS_NO_ADVERTISED keeps it on the configured servers, and announced URLs
 are validated (a fake server announces hostile ones); JetStream streams get
 NATS_JS_REPLICAS copies on a 3-node JetStream cluster. Every node listens on
 free ports; the tests end only the processes they started."""
-import json
 import select
 import signal
 import socket
-import time
 
 import pytest
 
 from conftest import WAIT, free_port, wait_until
-from test_msg_support import Nats, NatsServer, msgsvc
+from test_msg_support import FakeServer, Nats, NatsServer, msgsvc
 
 
 class Cluster:
@@ -88,6 +86,15 @@ def test_streams_get_the_configured_replicas(cluster):
         assert peers - {None} == {"n0", "n1", "n2"}, info["cluster"]
 
 
+def test_an_unreachable_seed_among_good_ones(cluster):
+    dead = f"nats://127.0.0.1:{free_port()}"
+    env = {"NATS_URL": f"{dead},{cluster.nodes[1].url}", "WORKERS": "1", "NATS_NO_ADVERTISED": "1"}
+    with msgsvc(None, env=env) as s:
+        lines = [d["msg"] for d in s.log_lines() if d["msg"].startswith("nats: cannot connect to")]
+        assert len(lines) == 1 and dead[len("nats://"):] in lines[0], lines
+        assert served(cluster.nodes[1].port)
+
+
 def reconnections(svc):
     return [d["msg"] for d in svc.log_lines() if d["msg"].startswith("nats: reconnected to ")]
 
@@ -107,37 +114,6 @@ def test_one_seed_learns_the_cluster_and_survives_its_node(cluster):
             seed.start()
 
 
-class FakeServer:
-    """A listener that plays the NATS handshake, announcing connect_urls."""
-
-    def __init__(self, connect_urls):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.urls = connect_urls
-
-    def serve_one(self):
-        """Accepts a client, answers its CONNECT and PING, then drops it."""
-        self.sock.settimeout(WAIT)
-        conn, _ = self.sock.accept()
-        conn.settimeout(WAIT)
-        info = {"server_id": "FAKE", "version": "2.9.10", "proto": 1, "headers": True,
-                "max_payload": 1048576, "connect_urls": self.urls}
-        conn.sendall(b"INFO " + json.dumps(info).encode() + b"\r\n")
-        buf = b""
-        while b"PING\r\n" not in buf:
-            data = conn.recv(65536)
-            assert data, "the client closed before its PING"
-            buf += data
-        assert buf.startswith(b"CONNECT {"), buf[:80]
-        conn.sendall(b"PONG\r\n")
-        conn.close()
-
-    def close(self):
-        self.sock.close()
-
-
 HOSTILE = ["evil host:4222", "x@127.0.0.1:4222", "127.0.0.1:99999", "a" * 600, "127.0.0.1:1/path"]
 
 
@@ -146,7 +122,7 @@ def test_announced_servers_are_validated_and_optional(no_advertised):
     trap = socket.socket()  # an announced server: never accepted, only watched
     trap.bind(("127.0.0.1", 0))
     trap.listen(8)
-    fake = FakeServer(HOSTILE + [f"127.0.0.1:{trap.getsockname()[1]}"])
+    fake = FakeServer({"connect_urls": HOSTILE + [f"127.0.0.1:{trap.getsockname()[1]}"]})
     env = {"NATS_URL": f"nats://127.0.0.1:{fake.port}", "WORKERS": "1", "NATS_NO_ADVERTISED": no_advertised}
     try:
         with msgsvc(None, env=env, wait_ready=False) as s:

@@ -88,6 +88,45 @@ def nats_server():
         s.close()
 
 
+class FakeServer:
+    """A listener that plays a NATS server's side of the handshake; info:
+    more INFO fields (connect_urls, nonce)."""
+
+    def __init__(self, info=None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.info = {"server_id": "FAKE", "version": "2.9.10", "proto": 1, "headers": True,
+                     "max_payload": 1048576}
+        self.info.update(info or {})
+
+    def greet(self):
+        """Accepts a client and sends INFO: the connection."""
+        self.sock.settimeout(WAIT)
+        conn, _ = self.sock.accept()
+        conn.settimeout(WAIT)
+        conn.sendall(b"INFO " + json.dumps(self.info).encode() + b"\r\n")
+        return conn
+
+    def serve_one(self):
+        """Accepts a client, answers its CONNECT and PING, then drops it.
+        Returns the CONNECT document."""
+        conn = self.greet()
+        buf = b""
+        while b"PING\r\n" not in buf:
+            data = conn.recv(65536)
+            assert data, "the client closed before its PING"
+            buf += data
+        assert buf.startswith(b"CONNECT {"), buf[:80]
+        conn.sendall(b"PONG\r\n")
+        conn.close()
+        return json.loads(buf[len(b"CONNECT "):buf.index(b"\r\n")])
+
+    def close(self):
+        self.sock.close()
+
+
 JWT_SECRET = "msgsvc-test-secret-0123456789abcdef-0123"
 
 
