@@ -320,7 +320,8 @@ int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *su
     return rc;
 }
 
-/* What both publishes check first; builds the Nats-Msg-Id header in h.
+/* What both publishes check first; builds the header section in h
+ * (Nats-Msg-Id, and the traceparent of the producer span begun in span).
  * Off the loops, re-applies the stream declarations a reconnect left
  * pending (blocking). */
 static int publish_prepare(svc_app *app, const char *subject, const void *data, size_t len, const char *msg_id,
@@ -331,31 +332,15 @@ static int publish_prepare(svc_app *app, const char *subject, const void *data, 
     if (!m || !m->enabled || !m->workers || !atomic_load(&m->started)) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
     if (atomic_load(&m->streams_dirty) && !svc__msg_current(m)) apply_streams_sync(m);
-    /* A producer span, child of the span this thread works for; its id
-     * goes in traceparent, the consumers' parent. */
-    const svc_trace_ctx *parent = svc__trace_current();
-    span->flags = 0;
-    if (parent) {
-        char name[SVC_TRACE_NAME_MAX];
-        snprintf(name, sizeof name, "publish %s", subject);
-        svc_span_begin(span, parent, SVC_SPAN_PRODUCER, name);
-        span->detail_is = SVC_SPAN_DETAIL_SUBJECT;
-        svc_span_set(span->detail, sizeof span->detail, subject);
-    }
-    if (msg_id || parent) {
+    if (msg_id) {
         svc__nats_hdr_begin(h);
-        if (msg_id) svc__nats_hdr_add(h, "Nats-Msg-Id", msg_id);
-        if (parent) {
-            char tp[SVC_TRACEPARENT_LEN + 1];
-            svc_trace_ctx ctx = svc_span_ctx(span);
-            svc__traceparent_format(tp, &ctx);
-            svc__nats_hdr_add(h, "traceparent", tp);
-        }
-        svc__nats_hdr_end(h);
-        if (h->oom) {
-            svc_buf_free(h);
-            return SVC_ENOMEM;
-        }
+        svc__nats_hdr_add(h, "Nats-Msg-Id", msg_id);
+    }
+    svc__msg_producer_begin(span, subject, h);
+    if (h->len || h->oom) svc__nats_hdr_end(h);
+    if (h->oom) {
+        svc_buf_free(h);
+        return SVC_ENOMEM;
     }
     *out = m;
     return SVC_OK;
@@ -378,11 +363,7 @@ static int publish_outcome(svc_msg *m, const char *subject, int err, svc_nats_ms
         json_decref(doc);
     }
     svc__nats_msg_free(r);
-    if (span->flags & SVC_TRACE_SAMPLED) { /* publish and ack, one span */
-        span->error = rc != SVC_OK;
-        if (rc != SVC_OK) svc_span_set(span->code, sizeof span->code, svc_status_str(rc));
-        svc_span_end(span);
-    }
+    svc__msg_producer_end(span, rc); /* publish and ack, one span */
     if (rc != SVC_OK) {
         svc_counter_add(m->s_publish_failed, 1);
         if (svc__msg_log_allowed(m, DROP_REASONS)) {
