@@ -29,7 +29,7 @@ static svc_outcome list_payments(svc_req *req, svc_res *res) {
     svc_outcome out;
     if (rc == SVC_OK) {
         out = svc_res_body(res, 200, "application/json", b.data, b.len);
-    } else if (rc == SVC_EAGAIN) { /* busy or locked past SVC_DB_BUSY_TIMEOUT_MS */
+    } else if (rc == SVC_EAGAIN) { /* busy or locked past SVC_DB_LOOP_BUSY_TIMEOUT_MS */
         svc_res_header(res, "Retry-After", PAYMENTS_RETRY_AFTER_S);
         out = svc_res_error(res, 503, "unavailable", "payments storage is busy, retry");
     } else {

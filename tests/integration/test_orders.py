@@ -207,8 +207,9 @@ def test_a_retry_with_an_answer_calls_nobody(shop):
         st, h3, again = shop.post(items, key)
         assert st == 200 and again == first and h3["location"] == h["location"], (st, again)
         assert metric(shop.orders, "rpc_calls_total", service="products") == calls
-        st, _, err = shop.post(items)
+        st, h4, err = shop.post(items)
         assert st == 503 and err["error"]["code"] == "unavailable", (st, err)
+        assert h4["retry-after"] == "1"
     finally:
         shop.products = Service("products", env={"NATS_URL": shop.nats.url, "JWT_SECRET": SECRET},
                                 data_dir=stopped.data_dir)
@@ -239,7 +240,7 @@ def recovery_in_progress(db_path):
 
 def test_payments_list_is_503_while_the_database_is_busy(shop):
     """GET /payments on a database it cannot read (locked by another process
-    past SVC_DB_BUSY_TIMEOUT_MS): 503 with Retry-After and a JSON error, not
+    past SVC_DB_LOOP_BUSY_TIMEOUT_MS, as it reads on the event loop): 503 with Retry-After and a JSON error, not
     500; it serves again once the lock is gone."""
     st, _, doc = shop.post([{"product_id": 9, "quantity": 1}])
     assert st == 201, doc
@@ -252,6 +253,7 @@ def test_payments_list_is_503_while_the_database_is_busy(shop):
     err = json.loads(data)
     assert st == 503 and h["retry-after"] == "1" and err["error"]["code"] == "unavailable", (st, h, err)
     assert metric(shop.payments, "http_requests_total", code="503") == busy + 1
+    assert metric(shop.payments, "db_loop_busy_total", db="payments.db") >= 1
     assert len(shop.payments_of(doc["id"])) == 1
 
 
@@ -438,6 +440,25 @@ def test_forged_replayed_and_unknown_events_change_nothing(shop, nats_server):  
     assert shop.order(oid)[1]["status"] == "confirmed"
     assert shop.stock(13) == 18
     assert len(shop.payments_of(oid)) == 1
+
+
+def test_orders_reads_are_503_at_once_while_the_database_is_busy(shop):
+    """GET /orders/{id} and GET /orders run on the event loop: on a database
+    it cannot read they give up after SVC_DB_LOOP_BUSY_TIMEOUT_MS, not the 5 s
+    of SVC_DB_BUSY_TIMEOUT_MS (db_loop_busy_total counts each), and answer 503
+    with Retry-After and a JSON error; they serve again once the lock is gone."""
+    st, _, doc = shop.post([{"product_id": 10, "quantity": 1}])
+    assert st == 201, doc
+    auth = {"Authorization": "Bearer " + token("ann")}
+    busy = metric(shop.orders, "db_loop_busy_total", db="orders.db")
+    with recovery_in_progress(os.path.join(shop.orders.data_dir, "orders.db")):
+        for path in (f"/orders/{doc['id']}", "/orders"):
+            st, h, data = shop.orders.request("GET", path, headers=auth)
+            err = json.loads(data)
+            assert st == 503 and h["retry-after"] == "1" and err["error"]["code"] == "unavailable", (st, h, err)
+    assert metric(shop.orders, "db_loop_busy_total", db="orders.db") >= busy + 2
+    st, again = shop.order(doc["id"])
+    assert st == 200 and again["id"] == doc["id"]
 
 
 def test_a_redelivered_stock_reserved_charges_once(shop, nats_server):  # noqa: F811
