@@ -18,6 +18,7 @@ import pytest
 
 from conftest import Service, wait_until
 from services_fixtures import claims, sign_hs256
+from shop_support import pay
 from test_msg_support import Nats, NatsServer, metric, nats_server  # noqa: F401
 
 SECRET = "orders-test-secret-0123456789abcdef-0123"
@@ -242,10 +243,7 @@ def test_payments_list_is_503_while_the_database_is_busy(shop):
     """GET /payments on a database it cannot read (locked by another process
     past SVC_DB_LOOP_BUSY_TIMEOUT_MS, as it reads on the event loop): 503 with Retry-After and a JSON error, not
     500; it serves again once the lock is gone."""
-    st, _, doc = shop.post([{"product_id": 9, "quantity": 1}])
-    assert st == 201, doc
-    assert shop.settled(doc["id"])["status"] == "confirmed"
-    assert len(shop.payments_of(doc["id"])) == 1
+    doc = pay(shop, [{"product_id": 9, "quantity": 1}])
     busy = metric(shop.payments, "http_requests_total", code="503")
     with recovery_in_progress(os.path.join(shop.payments.data_dir, "payments.db")):
         st, h, data = shop.payments.request("GET", f"/payments?order_id={doc['id']}",
@@ -320,11 +318,9 @@ def test_many_lines_are_priced(shop):
     items = [{"product_id": i, "quantity": 1} for i in range(20, 70)]  # 50 lines: four steps of calls
     for i in range(20, 70):
         shop.set_stock(i, 100)
-    st, _, doc = shop.post(items)
-    assert st == 201, doc
+    doc = pay(shop, items)
     assert [i["product_id"] for i in doc["items"]] == list(range(20, 70))
     assert all(i["price_cents"] > 0 for i in doc["items"])
-    assert shop.settled(doc["id"])["status"] == "confirmed"
     assert shop.stock(20) == 99
 
 
@@ -391,9 +387,7 @@ def dropped(svc, reason):
 
 def test_forged_replayed_and_unknown_events_change_nothing(shop, nats_server):  # noqa: F811
     shop.set_stock(13, 20)
-    st, _, doc = shop.post([{"product_id": 13, "quantity": 2}])
-    done = shop.settled(doc["id"])
-    assert done["status"] == "confirmed"
+    doc = pay(shop, [{"product_id": 13, "quantity": 2}])
     oid, total = doc["id"], doc["total_cents"]
     nc = Nats(nats_server.port)
     try:
@@ -469,8 +463,7 @@ def test_a_redelivered_stock_reserved_charges_once(shop, nats_server):  # noqa: 
     try:
         # An order orders never placed would be unknown to orders: use a real
         # one and replay products' event with its own id.
-        st, _, doc = shop.post([{"product_id": 14, "quantity": 1}])
-        shop.settled(doc["id"])
+        doc = pay(shop, [{"product_id": 14, "quantity": 1}])
         ev = {"order_id": doc["id"], "user": "ann", "total_cents": doc["total_cents"]}
         eid = "%016x.%d" % (secrets.randbits(64), 1)
         n = metric(shop.payments, "db_consumer_events_total", outcome="duplicate")
