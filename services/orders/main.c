@@ -8,7 +8,8 @@
  * payment.succeeded -> confirmed, payment.declined -> cancelled (and
  * orders.cancelled, so that products releases the stock).
  *
- * Reads run on the event loop against the worker's own SQLite connection;
+ * Reads run on the event loop against the worker's own SQLite connection
+ * (waiting at most SVC_DB_LOOP_BUSY_TIMEOUT_MS for a busy database: 503);
  * the write runs on the thread pool, waiting for its batch's fsync.
  */
 #include <stdio.h>

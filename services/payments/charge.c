@@ -117,8 +117,8 @@ static int settle_charge(const charge *c, int rc) {
 /* A batch of stock.reserved: the events checked and the orders charged
  * already dropped; the provider asked for the others, all at once, outside
  * any transaction; then every charge (inbox claim, payment row, outbox
- * event; payments_record) queued together, so they share one commit, and
- * every message settled after it. */
+ * event; payments_record) queued together, so they share one commit; then
+ * each message settled on its own, from its own write's status. */
 void payments_on_stock_reserved(svc_app *app, const svc_event *evs, size_t n, int *rcs, void *ud) {
     (void)app;
     payments_app *pa = ud;
