@@ -6,27 +6,16 @@ Properties only: a stream is read until it delivers a snapshot with what is
 expected (every instance comes within a round or two; WAIT bounds it)."""
 import http.client
 import json
-import threading
 
 import pytest
 
 from conftest import WAIT, Service, wait_until
-from live_support import SERVICES, LiveSystem
+from live_support import DASH_TOKEN, SERVICES, Forger, system  # noqa: F401  (fixture)
 from services_fixtures import sign_hs256, claims
 from shop_support import SECRET, admin, token
-from test_msg_support import Nats, metric, nats_server  # noqa: F401  (fixture)
+from test_msg_support import metric, nats_server  # noqa: F401  (fixture)
 
-DASH_TOKEN = "dashboard-secret-0123456789"
 MAX_STREAMS = 16  # GW_DASH_MAX_STREAMS
-
-
-@pytest.fixture(scope="module")
-def system(nats_server):  # noqa: F811
-    s = LiveSystem(nats_server, env={"DASHBOARD_TOKEN": DASH_TOKEN})
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def get(gw, path, headers=None):
@@ -241,40 +230,19 @@ def test_streams_are_bounded(system):
 def test_forged_answers_are_cleaned_and_capped(system):
     """Anyone on NATS may answer $SRV.LIVE: a malformed answer is dropped and
     counted; a forged one is kept only as typed, cut fields."""
-    c = Nats(system.nats.port)
-    done = threading.Event()
     forged = {"type": "io.svckit.v1.live_response", "name": "<img src=x onerror=alert(1)>" + "n" * 500,
               "id": "forged", "version": {"x": 1}, "now_ms": -5, "rss_bytes": "lots",
               "metadata": {"host": "<b>h</b>"}, "routes": [{"route": "/x", "method": "GET", "requests": -1,
                                                              "duration_buckets": [1, "2"]}] * 300,
               "extra": "dropped"}
     before = metric(system.gateway, "gateway_dashboard_answers_dropped_total") or 0
-    try:
-        c.subscribe("$SRV.LIVE")
-        c.flush()
-
-        def answer():
-            while not done.is_set():
-                try:
-                    m = c.next_msg(timeout=0.2)
-                except Exception:
-                    continue
-                if m.reply:
-                    c.publish(m.reply, json.dumps(forged).encode())
-                    c.publish(m.reply, b"{not json")
-        th = threading.Thread(target=answer, daemon=True)
-        th.start()
-
+    with Forger(system.nats, ["$SRV.LIVE"], lambda m: [forged, b"{not json"]):
         def forged_listed():
             st, _, body = get(system.gateway, "/dashboard/snapshot", admin())
             snap = json.loads(body)
             f = [i for i in snap["instances"] if i["id"] == "forged"]
             return f and f[0]
         f = wait_until(forged_listed, what="the forged instance in a snapshot")
-        done.set()
-        th.join(WAIT)
-    finally:
-        c.close()
     assert len(f["name"]) == 128 and f["name"].startswith("<img")  # text for the page, cut
     assert "version" not in f and "now_ms" not in f and "rss_bytes" not in f and "extra" not in f
     assert len(f["routes"]) == 128 and all("requests" not in r and "duration_buckets" not in r
