@@ -16,6 +16,7 @@ from shop_support import SECRET, admin, token
 from test_msg_support import metric, nats_server  # noqa: F401  (fixture)
 
 MAX_STREAMS = 16  # GW_DASH_MAX_STREAMS
+MAX_TRACE_GATHERS = 8  # GW_TRACE_MAX_GATHERS
 
 
 def get(gw, path, headers=None):
@@ -194,6 +195,39 @@ def test_trace_ids_are_checked(system):
     assert st == 400
     st, _, body = get(system.gateway, "/dashboard/traces/" + "0123456789abcdef" * 2, admin())
     assert st == 404 and json.loads(body)["error"]["code"] == "not_found"
+
+
+def test_trace_gathers_are_bounded(system):
+    """At most GW_TRACE_MAX_GATHERS trace gathers at once: requests past it
+    are answered 503 (JSON, Retry-After) and counted. Many requests are sent
+    at once, again until one finds the gathers full."""
+    before = metric(system.gateway, "gateway_dashboard_traces_rejected_total") or 0
+
+    def burst():
+        conns = [http.client.HTTPConnection("127.0.0.1", system.gateway.port, timeout=WAIT)
+                 for _ in range(3 * MAX_TRACE_GATHERS)]
+        try:
+            for c in conns:
+                c.request("GET", "/dashboard/traces", headers=admin())
+            got = []
+            for c in conns:
+                r = c.getresponse()
+                got.append((r.status, r.getheader("Retry-After"), r.read()))
+            return got
+        finally:
+            for c in conns:
+                c.close()
+
+    def refused():
+        got = burst()
+        assert all(st in (200, 503) for st, _, _ in got), got
+        return [g for g in got if g[0] == 503]
+    shed = wait_until(refused, what="a traces request past GW_TRACE_MAX_GATHERS refused")
+    for _, retry, body in shed:
+        assert retry and json.loads(body)["error"]["code"] == "unavailable"
+    assert metric(system.gateway, "gateway_dashboard_traces_rejected_total") >= before + len(shed)
+    st, _, _ = get(system.gateway, "/dashboard/traces", admin())
+    assert st == 200  # every gather ended: the slots are free again
 
 
 def test_streams_are_bounded(system):
