@@ -62,7 +62,7 @@ static struct {
     _Atomic uint64_t watched_until_ms;
     char token[GW_DASH_TOKEN_MAX + 1];
     size_t token_len;
-    svc_series *m_streams, *m_shed, *m_refused, *m_rounds, *m_dropped, *m_traces_rejected;
+    svc_series *m_streams, *m_shed, *m_refused, *m_rounds, *m_dropped, *m_traces_rejected, *m_stalled;
 } DB = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- the rounds (first worker's loop) ------------------------------------------- */
@@ -491,9 +491,17 @@ static void stream_tick(uv_timer_t *t) {
     if (rc == SVC_OK && now - s->last_ms >= GW_DASH_KEEPALIVE_MS) {
         static const char ka[] = ": keepalive\n\n";
         rc = svc_res_stream_write(s->res, ka, sizeof ka - 1);
-        s->last_ms = now;
+        if (rc == SVC_OK) s->last_ms = now;
     }
-    if (rc == SVC_ECLOSED || rc == SVC_EINVAL) stream_end(s);
+    /* SVC_EAGAIN since the last write that went through: the reader takes
+     * nothing, and the snapshots it missed are not kept for it. */
+    if (rc == SVC_EAGAIN && now - s->last_ms >= GW_DASH_STALL_MS) {
+        svc_counter_add(DB.m_stalled, 1);
+        svc_warn("dashboard: an event stream took nothing for %d s; ended", GW_DASH_STALL_MS / 1000);
+        stream_end(s);
+    } else if (rc == SVC_ECLOSED || rc == SVC_EINVAL) {
+        stream_end(s);
+    }
 }
 
 static svc_outcome events(svc_req *req, svc_res *res) {
@@ -578,6 +586,11 @@ int gw_dashboard_start(svc_app *app, gw_state *g) {
     DB.m_dropped = svc_metric_with(
         svc_metric_counter("gateway_dashboard_answers_dropped_total",
                            "$SRV.LIVE answers not kept: malformed, or past the instance or byte cap", 0, NULL),
+        NULL);
+    DB.m_stalled = svc_metric_with(
+        svc_metric_counter("gateway_dashboard_streams_stalled_total",
+                           "Dashboard event streams ended after GW_DASH_STALL_MS without the reader taking anything",
+                           0, NULL),
         NULL);
     DB.m_traces_rejected = svc_metric_with(
         svc_metric_counter("gateway_dashboard_traces_rejected_total",

@@ -326,6 +326,10 @@ int gw_discovery_listen(svc_app *app);
 #define GW_DASH_IDLE_MS 10000         /* rounds go on this long after the last page or snapshot */
 #define GW_DASH_MAX_STREAMS 16        /* event streams at once; more are answered 503 */
 #define GW_DASH_KEEPALIVE_MS 15000    /* a comment line on a stream with nothing new */
+/* A stream whose reader took nothing for this long is ended: its writes
+ * are refused once the transport holds SVC_OUTPUT_HIGH_WATER (1 MiB)
+ * unsent, which with one snapshot is all a stream ever buffers. */
+#define GW_DASH_STALL_MS 60000
 #define GW_DASH_MAX_INSTANCES 256     /* answers kept per round; more are dropped, counted */
 #define GW_DASH_MAX_ROUND_BYTES (8 * 1024 * 1024) /* bytes of answers kept per round */
 #define GW_LIVE_MAX_BYTES (256 * 1024)/* one answer larger than this is dropped */

@@ -6,6 +6,7 @@ Properties only: a stream is read until it delivers a snapshot with what is
 expected (every instance comes within a round or two; WAIT bounds it)."""
 import http.client
 import json
+import socket
 
 import pytest
 
@@ -17,6 +18,7 @@ from test_msg_support import metric, nats_server  # noqa: F401  (fixture)
 
 MAX_STREAMS = 16  # GW_DASH_MAX_STREAMS
 MAX_TRACE_GATHERS = 8  # GW_TRACE_MAX_GATHERS
+STALL_S = 60  # GW_DASH_STALL_MS
 
 
 def get(gw, path, headers=None):
@@ -259,6 +261,31 @@ def test_streams_are_bounded(system):
         for s in streams:
             s.close()
     wait_until(lambda: metric(system.gateway, "gateway_dashboard_streams") == 0, what="every stream released")
+
+
+def test_a_stalled_stream_is_ended(system):
+    """A reader that stops taking the stream: once the gateway holds what the
+    transport allows unsent (writes refused), the stream is ended after
+    GW_DASH_STALL_MS and counted. Fat forged answers make each snapshot
+    large, so the buffers fill within seconds."""
+    fat = [{"type": "io.svckit.v1.live_response", "name": "fat", "id": f"fat{i}", "now_ms": 1,
+            "routes": [{"route": "/" + "r" * 120 + str(k), "method": "GET", "requests": 1,
+                        "duration_buckets": [123456789] * 17} for k in range(128)]} for i in range(20)]
+    before = metric(system.gateway, "gateway_dashboard_streams_stalled_total") or 0
+    with Forger(system.nats, ["$SRV.LIVE"], lambda m: fat):
+        sock = socket.socket()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", system.gateway.port))
+            auth = admin()["Authorization"]
+            sock.sendall(f"GET /dashboard/events HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n".encode())
+            # Never read: the stream stalls.
+            wait_until(lambda: metric(system.gateway, "gateway_dashboard_streams_stalled_total") == before + 1,
+                       timeout=STALL_S + 3 * WAIT, what="the stalled stream ended")
+        finally:
+            sock.close()
+    st, _, _ = get(system.gateway, "/dashboard/snapshot", admin())
+    assert st == 200
 
 
 def test_forged_answers_are_cleaned_and_capped(system):
