@@ -359,8 +359,9 @@ json_t *gw_live_clean(const char *data, size_t len);
 #define GW_TRACE_MAX_GATHERS 8        /* traces requests gathering at once; more are answered 503 */
 
 /* One span of a traces request as kept: ids, times and offsets of its
- * strings in the request's text, about 100 bytes (a jansson object of the
- * same span took over 1 KB). */
+ * strings in the request's text. Measured with 8192 spans of 256-span
+ * answers: 138 bytes a span with its strings, where a jansson object of the
+ * same fields took 1.8 KB (1.1 MB against 14.7 MB a request). */
 typedef struct gw_span {
     char trace_id[33], span_id[17], parent_id[17]; /* lowercase hex; parent_id "" for a root */
     int error;
