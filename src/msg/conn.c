@@ -776,6 +776,9 @@ static int nats_setup(svc_app *app, void *state) {
     m->enabled = 1;
     svc_info("nats: connecting to %s (%d connection%s, one per worker)", url, m->nworkers,
              m->nworkers == 1 ? "" : "s");
+    if (m->creds)
+        svc_info("nats: signing in as %s (%s)", m->creds->pub,
+                 m->creds->jwt[0] ? "user JWT from NATS_CREDS" : "NKEY from NATS_NKEY_SEED_FILE");
     return SVC_OK;
 }
 

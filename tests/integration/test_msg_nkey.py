@@ -56,8 +56,12 @@ def served_over_nats(port, connect):
 def test_nkey_seed_signs_in(nkey_server, tmp_path):
     seed = secret_file(tmp_path, "user.nk", nkey_server.user.seed + "\n")
     # Ready means connected and the server confirmed the subscriptions.
-    with msgsvc(nkey_server, env={"NATS_NKEY_SEED_FILE": seed}):
+    with msgsvc(nkey_server, env={"NATS_NKEY_SEED_FILE": seed}) as s:
         assert served_over_nats(nkey_server.port, {"user": "pytest", "pass": PASSWORD})
+        # The public key is logged (never the seed).
+        log = s.read_log()
+        assert f"nats: signing in as {nkey_server.user.public} (NKEY from NATS_NKEY_SEED_FILE)" in log
+        assert nkey_server.user.seed not in log
 
 
 def test_connect_carries_the_key_and_the_nonce_signature(tmp_path):
@@ -106,8 +110,10 @@ def test_creds_sign_in_with_an_operator(operator_server, tmp_path):
     op = operator_server.op
     user, tester = NKey("user"), NKey("user")
     creds = secret_file(tmp_path, "svc.creds", op.creds(user))
-    with msgsvc(operator_server, env={"NATS_CREDS": creds}):
+    with msgsvc(operator_server, env={"NATS_CREDS": creds}) as s:
         assert served_over_nats(operator_server.port, signed_in(tester, op.user_jwt(tester)))
+        assert f"nats: signing in as {user.public} (user JWT from NATS_CREDS)" in s.read_log()
+        assert user.seed not in s.read_log()
 
 
 def test_server_refuses_creds_of_an_unknown_account(operator_server, tmp_path):
