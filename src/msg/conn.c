@@ -583,6 +583,7 @@ static void nats_worker_start(svc_worker *w, void *state) {
         .reconnect_wait_ms = SVC_MSG_RECONNECT_WAIT_MS,
         .reconnect_buffer = SVC_MSG_RECONNECT_BUFFER,
         .server_errors = m->s_server_errors,
+        .tls = m->tls,
         .on_event = on_conn_event,
         .ud = mw,
     };
@@ -714,11 +715,11 @@ static int parse_servers(svc_msg *m, const char *list) {
             break;
         }
         if (svc__nats_url_parse(tok, &m->servers[m->nservers]) != SVC_OK) {
-            svc_error("nats: NATS_URL: cannot use \"%.64s\"%s", tok,
-                      strncmp(tok, "tls://", 6) == 0 ? " (TLS is not supported by svckit's NATS client)" : "");
+            svc_error("nats: NATS_URL: cannot use \"%.64s\"", tok);
             rc = SVC_EINVAL;
             break;
         }
+        if (m->tls_all) m->servers[m->nservers].tls = 1;
         m->nservers++;
     }
     free(copy);
@@ -903,6 +904,7 @@ static void nats_free(svc_app *app, void *state) {
     svc_msg *m = state;
     if (!m) return;
     nats_stop(app, m);
+    if (m->tls) svc__tls.ctx_free(m->tls);
     for (msg_sub *s = m->subs; s;) {
         msg_sub *next = s->next;
         free(s);
@@ -944,17 +946,50 @@ static void nats_free(svc_app *app, void *state) {
 }
 
 static const svc_config_var nats_vars[] = {
-    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated; none: HTTP only"},
+    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated (nats:// or tls://); none: HTTP only"},
+    {"NATS_TLS_CA", "unset", "CA file (PEM) that verifies the NATS servers; set: TLS to every server"},
+    {"NATS_TLS_CERT", "unset", "client certificate (PEM) presented to NATS servers; with NATS_TLS_KEY"},
+    {"NATS_TLS_KEY", "unset", "private key (PEM) of NATS_TLS_CERT"},
 };
 
-/* NATS_URL, read here: the runtime knows no NATS. */
+static const char *env_set(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/*
+ * TLS to NATS: a tls:// URL asks for it for that server, any NATS_TLS_*
+ * variable for every server (parse_servers). The TLS code is linked only
+ * into programs built for it (src/net/tls.h); in another, asking for TLS
+ * stops the service here, naming the remedy, rather than connecting in
+ * plaintext.
+ */
+static int tls_configure(svc_msg *m, const char *url, char *err, size_t errlen) {
+    const char *ca = env_set("NATS_TLS_CA"), *cert = env_set("NATS_TLS_CERT"), *key = env_set("NATS_TLS_KEY");
+    m->tls_all = ca || cert || key;
+    if (!m->tls_all && !strstr(url, "tls://")) return SVC_OK;
+    const char *var = ca ? "NATS_TLS_CA" : cert ? "NATS_TLS_CERT" : key ? "NATS_TLS_KEY" : "NATS_URL";
+    if (!&svc__tls)
+        return svc__config_fail(err, errlen, var, m->tls_all ? getenv(var) : url,
+                                "TLS is not built into this program: build it with `make TLS=1` (or link it "
+                                "with -Wl,--require-defined=svc__tls -lssl -lcrypto)");
+    if (!cert != !key)
+        return svc__config_fail(err, errlen, cert ? "NATS_TLS_CERT" : "NATS_TLS_KEY", cert ? cert : key,
+                                "NATS_TLS_CERT and NATS_TLS_KEY go together");
+    char why[SVC_TLS_MAX_ERROR];
+    m->tls = svc__tls.ctx_new(ca, cert, key, why, sizeof why);
+    return m->tls ? SVC_OK : svc__config_fail(err, errlen, var, getenv(var) ? getenv(var) : url, why);
+}
+
+/* NATS_URL and NATS_TLS_*, read here: the runtime knows no NATS. */
 static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
     svc_config *c = svc__app_config_edit(app);
     const char *v = getenv("NATS_URL");
     c->nats_url = v && *v ? v : nats_vars[0].def;
-    if (strcmp(c->nats_url, "none") != 0 && svc__msg_url_check(c->nats_url) != SVC_OK)
+    if (strcmp(c->nats_url, "none") == 0) return SVC_OK;
+    if (svc__msg_url_check(c->nats_url) != SVC_OK)
         return svc__config_fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...] or none");
-    return SVC_OK;
+    return tls_configure(state, c->nats_url, err, errlen);
 }
 
 static int nats_call(svc_app *app, svc_req *req, const char *service, const char *method, const char *path,

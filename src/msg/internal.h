@@ -254,6 +254,8 @@ struct svc_msg {
     atomic_int streams_dirty;        /* stream definitions to (re)apply */
     svc_nats_server *servers;
     int nservers;
+    int tls_all;                     /* NATS_TLS_* set: TLS to every server */
+    svc_tls_ctx *tls;                /* NULL: no server asks for TLS */
     atomic_int nconnected;           /* workers whose connection is up */
     atomic_int w0_subs_ready;        /* worker 0's subscriptions confirmed */
     atomic_int draining;

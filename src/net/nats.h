@@ -12,8 +12,13 @@
  * after the reconnection. Output of one loop iteration is coalesced into one
  * uv_write (flushed from prepare/check handles).
  *
- * What it does not do: TLS (tls:// is refused by svc__nats_url_parse), the
- * cluster's advertised connect_urls (only the configured servers are used),
+ * TLS (tls.h) when a server's URL is tls:// (or the owner marks it so) and
+ * opts.tls is set: after the server's INFO, which comes in the clear, the
+ * handshake runs over the same stream, then CONNECT; a server that offers
+ * no TLS to a client configured for it, or requires TLS of one that is not,
+ * is refused (never plaintext instead).
+ *
+ * What it does not do: the cluster's advertised connect_urls (only the configured servers are used),
  * nkeys/JWT credentials (user:password and token in the URL are sent in
  * CONNECT), JetStream as an API (src/msg/jetstream.c speaks it over
  * request-reply).
@@ -26,6 +31,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "net/tls.h"
 #include "svckit/core.h"
 #include "svckit/obs.h"
 
@@ -156,11 +162,12 @@ typedef struct svc_nats_server {
     char host[256];
     int port;
     char user[128], pass[128];       /* from nats://user:pass@host; token: user only */
+    int tls;                         /* TLS required: tls://, or set by the owner */
 } svc_nats_server;
 
-/* Parses "nats://[user[:pass]@]host[:port]" (port 4222 by default; [v6]
- * allowed). SVC_OK or SVC_EINVAL (other scheme, including tls://, empty host,
- * bad port, too long). */
+/* Parses "nats://[user[:pass]@]host[:port]" or "tls://..." (tls set; port
+ * 4222 by default; [v6] allowed). SVC_OK or SVC_EINVAL (other scheme, empty
+ * host, bad port, too long). */
 int svc__nats_url_parse(const char *url, svc_nats_server *out);
 /* 1 if s is a header field name (an RFC 9110 token), else 0. */
 int svc__nats_header_name_ok(const char *s);
@@ -188,6 +195,8 @@ typedef struct svc_nats_opts {
     size_t reconnect_buffer;         /* bytes of publishes kept while disconnected */
     int ping_ms;                     /* 0: SVC_NATS_PING_MS */
     svc_series *server_errors;       /* counts every -ERR; NULL: not counted */
+    svc_tls_ctx *tls;                /* for servers with tls set; NULL: they are refused. The
+                                        owner's, kept until the connection is freed */
     svc_nats_event_fn on_event;
     void *ud;
 } svc_nats_opts;

@@ -111,9 +111,10 @@ class Msg:
 
 
 class Nats:
-    """A blocking NATS client: enough protocol for tests, nothing hidden."""
+    """A blocking NATS client: enough protocol for tests, nothing hidden.
+    tls: an ssl.SSLContext, for a server that requires TLS after its INFO."""
 
-    def __init__(self, port, timeout=WAIT):
+    def __init__(self, port, timeout=WAIT, tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -122,6 +123,8 @@ class Nats:
         info = self._line()
         assert info.startswith(b"INFO "), info
         self.info = json.loads(info[5:])
+        if tls:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.send(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,'
                   b'"protocol":1,"name":"pytest"}\r\nPING\r\n')
         self._wait_pong()
