@@ -70,7 +70,9 @@ typedef struct svc_tls_ops {
     const char *(*error)(const svc_tls *t);
 } svc_tls_ops;
 
-/* Defined by tls.c; NULL in a program that did not opt in. */
+/* Defined by tls.c; NULL in a program that did not opt in. (The definition
+ * is weak too, from this declaration: it is the only one, so that changes
+ * nothing.) */
 extern const svc_tls_ops svc__tls __attribute__((weak));
 
 #endif
