@@ -126,6 +126,25 @@ def test_request_reply_over_tls(pki):
         server.close()
 
 
+def test_reconnects_over_tls(pki):
+    """A restarted server gets a new TLS session (the old one is freed with
+    its socket), and requests flow again."""
+    server = tls_server(pki, "good")
+    try:
+        with tls_msgsvc(server, {"NATS_TLS_CA": pki["ca"].ca_file}) as svc:
+            server.stop()
+            wait_until(lambda: svc.request("GET", "/readyz")[0] == 503, what="not ready while NATS is down")
+            server.start()
+            wait_until(lambda: svc.request("GET", "/readyz")[0] == 200, what="ready again over TLS")
+            nc = py_client(pki, server)
+            try:
+                assert nc.svc("msgsvc", "GET", "/hello/again").svc_status == 200
+            finally:
+                nc.close()
+    finally:
+        server.close()
+
+
 def test_nats_url_with_ca_means_tls(pki):
     """NATS_TLS_CA alone turns TLS on, for a nats:// URL too."""
     server = tls_server(pki, "good")
