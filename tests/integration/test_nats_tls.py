@@ -11,6 +11,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import subprocess
 import tempfile
 
 import pytest
@@ -19,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conftest import WAIT, Service, binary, free_port, wait_until
+from conftest import BIN, ROOT, WAIT, Service, binary, free_port, wait_until
 from test_msg_support import JWT_SECRET, Nats, NatsServer
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -280,3 +281,34 @@ def test_bad_tls_configuration_stops_the_start(pki, env, words):
                                                JWT_SECRET=JWT_SECRET))
     assert code != 0 and words in log, log
     assert binary("msgsvc-tls")
+
+
+def openssl_symbols(path):
+    out = subprocess.run(["nm", path], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if " SSL_" in line or " OPENSSL_" in line]
+
+
+def test_default_programs_carry_no_openssl():
+    """Nothing of TLS in a program that did not opt in (the services of a
+    default build), all of it in one that did."""
+    programs = [os.path.join(BIN, p) for p in sorted(os.listdir(BIN))]
+    assert programs
+    for p in programs:
+        assert not openssl_symbols(p), p
+    assert openssl_symbols(binary("msgsvc-tls"))
+
+
+def test_products_of_the_tls_build(pki):
+    """`make TLS=1` (which `make test` builds) links a service that speaks TLS."""
+    path = os.path.join(ROOT, "build", "tls", "bin", "products")
+    if not os.path.exists(path):
+        pytest.skip("build/tls not built (make TLS=1 bins)")
+    server = tls_server(pki, "good")
+    try:
+        env = {"NATS_URL": f"tls://127.0.0.1:{server.port}", "NATS_TLS_CA": pki["ca"].ca_file,
+               "JWT_SECRET": JWT_SECRET, "WORKERS": "1"}
+        with Service("products", env=env, path=path) as svc:
+            assert svc.request("GET", "/readyz")[0] == 200
+    finally:
+        server.close()
+
