@@ -229,13 +229,15 @@ typedef struct svc_event {
 typedef int (*svc_event_fn)(svc_app *app, const svc_event *ev, void *ud);
 
 /*
- * The consumer span of ev (svckit/trace.h): an event that carried a sampled
- * W3C traceparent (every publish of svc_msg_publish, svc_js_publish* and the
+ * The consumer span of ev (svckit/trace.h): an event that carried a W3C
+ * traceparent (every publish of svc_msg_publish, svc_js_publish* and the
  * outbox relay sends one when the publisher works for a span) is handled
- * under a consumer span, child of the publisher's producer span. A handler
- * parents its own spans on it; NULL when the event has none. Valid during
- * the handler. Single-event handlers run with it already current (their SQL,
- * calls and publishes are its children).
+ * under a consumer span, child of the publisher's producer span, recorded
+ * when its trace is sampled. A handler parents its own spans on it; those of
+ * an unsampled trace stay unsampled in it (parent-based sampling), never a
+ * new root. NULL when the event has none. Valid during the handler.
+ * Single-event handlers run with it already current (their SQL, calls and
+ * publishes are its children).
  */
 struct svc_trace_ctx;
 const struct svc_trace_ctx *svc_event_trace(const svc_event *ev);

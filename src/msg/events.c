@@ -29,12 +29,15 @@ typedef struct ev_run {
     int rc;
     int slot;                        /* -1: runs on the loop */
     uv_work_t work;
-    int traced;                      /* span: a consumer span of a sampled trace */
+    int traced;                      /* span: a consumer span (recorded when sampled) */
     svc_trace_ctx tctx;              /* span's, the handler's parent */
     svc_span span;
 } ev_run;
 
-/* A consumer span for an event that carries a sampled traceparent. */
+/* A consumer span for an event that carries a traceparent. An unsampled
+ * one is a span too, never recorded: the handler works for it, so what it
+ * calls and publishes goes on unsampled in the same trace (parent-based
+ * sampling) rather than start a root of its own. */
 static void trace_begin(ev_run *r) {
     const char *tp = svc__nats_msg_header(r->msg, "traceparent");
     svc_trace_ctx parent;
@@ -45,7 +48,8 @@ static void trace_begin(ev_run *r) {
     }
     char name[SVC_TRACE_NAME_MAX];
     snprintf(name, sizeof name, "consume %s", r->msg->subject);
-    r->traced = svc_span_begin(&r->span, &parent, SVC_SPAN_CONSUMER, name);
+    svc_span_begin(&r->span, &parent, SVC_SPAN_CONSUMER, name);
+    r->traced = 1;
     r->span.detail_is = SVC_SPAN_DETAIL_SUBJECT;
     svc_span_set(r->span.detail, sizeof r->span.detail, r->msg->subject);
     r->tctx = svc_span_ctx(&r->span);
@@ -264,30 +268,14 @@ int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t 
     if (svc__msg_subject_check(subject, 0) != SVC_OK) return SVC_EINVAL;
     if (!m || !m->enabled || !m->workers) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
-    /* A producer span, child of the span this thread works for; its id
-     * goes in traceparent for the handlers. Fire and forget: it ends when
-     * the message is handed to the connection. */
-    const svc_trace_ctx *parent = svc__trace_current();
+    /* Fire and forget: the producer span ends when the message is handed
+     * to the connection. */
     svc_buf h = {0};
     svc_span span;
-    if (parent) {
-        char name[SVC_TRACE_NAME_MAX], tp[SVC_TRACEPARENT_LEN + 1];
-        snprintf(name, sizeof name, "publish %s", subject);
-        svc_span_begin(&span, parent, SVC_SPAN_PRODUCER, name);
-        span.detail_is = SVC_SPAN_DETAIL_SUBJECT;
-        svc_span_set(span.detail, sizeof span.detail, subject);
-        svc_trace_ctx ctx = svc_span_ctx(&span);
-        svc__traceparent_format(tp, &ctx);
-        svc__nats_hdr_begin(&h);
-        svc__nats_hdr_add(&h, "traceparent", tp);
-        svc__nats_hdr_end(&h);
-    }
+    if (svc__msg_producer_begin(&span, subject, &h)) svc__nats_hdr_end(&h);
     int rc = h.oom ? SVC_ENOMEM : svc__msg_pub_any(m, subject, NULL, h.data, h.len, len ? data : NULL, len);
     svc_buf_free(&h);
-    if (parent) {
-        span.error = rc != SVC_OK;
-        svc_span_end(&span);
-    }
+    svc__msg_producer_end(&span, rc);
     if (rc != SVC_OK && svc__msg_log_allowed(m, DROP_REASONS)) {
         svc_warn("nats: publish on %s failed: %s", subject, svc_status_str(rc));
         if (!svc__msg_current(m)) svc__log_thread_exit();

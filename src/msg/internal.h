@@ -465,6 +465,16 @@ int svc__discovery_subscribe(svc_msg *m);
 /* trace.c: the span query, answered by worker 0. */
 void svc__trace_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud);
 int svc__trace_subscribe(svc_msg *m);
+/* trace.c: the producer span of a publish on subject (svc_msg_publish,
+ * svc_js_publish and the outbox relay through it), a child of the span this
+ * thread works for (svc__trace_current), sampled or not: its traceparent is
+ * the consumers' parent. Returns 1 with span begun and its traceparent added
+ * to h (the header section begun first when h is empty; the caller ends it),
+ * or 0 with span empty and h untouched when the thread works for no span. */
+int svc__msg_producer_begin(svc_span *span, const char *subject, svc_buf *h);
+/* Ends a span of svc__msg_producer_begin with the publish's outcome rc
+ * (recorded when sampled); nothing for an empty one. */
+void svc__msg_producer_end(svc_span *span, int rc);
 
 /* The JSON document for verb (PING, INFO or STATS) into out. */
 void svc__discovery_doc(svc_msg *m, const char *verb, svc_buf *out);

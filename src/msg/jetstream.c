@@ -52,10 +52,13 @@
 
 /* ---- replies ---------------------------------------------------------------- */
 
-/* SVC_OK, or SVC_EIO with *code the JetStream err_code (and desc). */
-static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen) {
+/* SVC_OK, or SVC_EIO with *code the JetStream err_code (and desc). out
+ * NULL, or on SVC_OK the parsed answer for the caller to read the rest of
+ * (the caller json_decref()s it; NULL on any error). */
+static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen, json_t **out) {
     *code = 0;
     if (desc && desclen) desc[0] = '\0';
+    if (out) *out = NULL;
     if (r->status == 503) return SVC_ENOTFOUND; /* no responders: no JetStream or no stream */
     json_error_t e;
     json_t *doc = json_loadb(r->data, r->len, 0, &e);
@@ -68,7 +71,8 @@ static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen
         const char *d = json_string_value(json_object_get(err, "description"));
         if (desc && d) snprintf(desc, desclen, "%s", d);
     }
-    json_decref(doc);
+    if (out && rc == SVC_OK) *out = doc;
+    else json_decref(doc);
     return rc;
 }
 
@@ -197,7 +201,7 @@ static int apply_stream_sync(svc_msg *m, const msg_stream_def *d) {
         snprintf(subject, sizeof subject, JS_API "STREAM.%s.%s", update ? "UPDATE" : "CREATE", d->name);
         svc_nats_msg *r = NULL;
         rc = request_sync(m, subject, NULL, 0, b.data, b.len, SVC_MSG_JS_API_TIMEOUT_MS, &r);
-        if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc);
+        if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc, NULL);
         svc__nats_msg_free(r);
         if (rc != SVC_EIO) break;
     }
@@ -320,7 +324,8 @@ int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *su
     return rc;
 }
 
-/* What both publishes check first; builds the Nats-Msg-Id header in h.
+/* What both publishes check first; builds the header section in h
+ * (Nats-Msg-Id, and the traceparent of the producer span begun in span).
  * Off the loops, re-applies the stream declarations a reconnect left
  * pending (blocking). */
 static int publish_prepare(svc_app *app, const char *subject, const void *data, size_t len, const char *msg_id,
@@ -331,31 +336,15 @@ static int publish_prepare(svc_app *app, const char *subject, const void *data, 
     if (!m || !m->enabled || !m->workers || !atomic_load(&m->started)) return SVC_ECLOSED;
     if (len > SVC_MSG_MAX_PAYLOAD) return SVC_ERANGE;
     if (atomic_load(&m->streams_dirty) && !svc__msg_current(m)) apply_streams_sync(m);
-    /* A producer span, child of the span this thread works for; its id
-     * goes in traceparent, the consumers' parent. */
-    const svc_trace_ctx *parent = svc__trace_current();
-    span->flags = 0;
-    if (parent) {
-        char name[SVC_TRACE_NAME_MAX];
-        snprintf(name, sizeof name, "publish %s", subject);
-        svc_span_begin(span, parent, SVC_SPAN_PRODUCER, name);
-        span->detail_is = SVC_SPAN_DETAIL_SUBJECT;
-        svc_span_set(span->detail, sizeof span->detail, subject);
-    }
-    if (msg_id || parent) {
+    if (msg_id) {
         svc__nats_hdr_begin(h);
-        if (msg_id) svc__nats_hdr_add(h, "Nats-Msg-Id", msg_id);
-        if (parent) {
-            char tp[SVC_TRACEPARENT_LEN + 1];
-            svc_trace_ctx ctx = svc_span_ctx(span);
-            svc__traceparent_format(tp, &ctx);
-            svc__nats_hdr_add(h, "traceparent", tp);
-        }
-        svc__nats_hdr_end(h);
-        if (h->oom) {
-            svc_buf_free(h);
-            return SVC_ENOMEM;
-        }
+        svc__nats_hdr_add(h, "Nats-Msg-Id", msg_id);
+    }
+    svc__msg_producer_begin(span, subject, h);
+    if (h->len || h->oom) svc__nats_hdr_end(h);
+    if (h->oom) {
+        svc_buf_free(h);
+        return SVC_ENOMEM;
     }
     *out = m;
     return SVC_OK;
@@ -369,20 +358,16 @@ static int publish_outcome(svc_msg *m, const char *subject, int err, svc_nats_ms
     char desc[160] = "";
     int rc = err;
     if (rc == SVC_EAGAIN && r == NULL) rc = SVC_ENOTFOUND; /* no responders: no stream takes it */
-    if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc);
+    json_t *doc = NULL;
+    if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc, ack ? &doc : NULL);
     if (rc == SVC_OK && ack) {
-        json_t *doc = json_loadb(r->data, r->len, 0, NULL);
         json_int_t seq = json_integer_value(json_object_get(doc, "seq"));
         ack->seq = seq > 0 ? (uint64_t)seq : 0;
         ack->duplicate = json_is_true(json_object_get(doc, "duplicate"));
         json_decref(doc);
     }
     svc__nats_msg_free(r);
-    if (span->flags & SVC_TRACE_SAMPLED) { /* publish and ack, one span */
-        span->error = rc != SVC_OK;
-        if (rc != SVC_OK) svc_span_set(span->code, sizeof span->code, svc_status_str(rc));
-        svc_span_end(span);
-    }
+    svc__msg_producer_end(span, rc); /* publish and ack, one span */
     if (rc != SVC_OK) {
         svc_counter_add(m->s_publish_failed, 1);
         if (svc__msg_log_allowed(m, DROP_REASONS)) {
@@ -487,7 +472,7 @@ static void round_done(int err, svc_nats_msg *reply, void *ud) {
     js_round *r = ud;
     int code = 0;
     char desc[160] = "";
-    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc) : err;
+    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc, NULL) : err;
     svc__nats_msg_free(reply);
     if (rc == SVC_EIO && !r->update) {
         r->update = 1; /* exists with another configuration: update it */
@@ -592,9 +577,9 @@ static void retry_later(msg_worker *mw, msg_consumer *c) {
     uv_timer_start(&c->timer, on_retry, SVC_MSG_JS_RETRY_MS, 0);
 }
 
-/* num_pending of a consumer info answer (CONSUMER.CREATE, CONSUMER.INFO). */
-static void pending_from_info(msg_consumer *c, const svc_nats_msg *r) {
-    json_t *doc = json_loadb(r->data, r->len, 0, NULL);
+/* num_pending of a consumer info answer (CONSUMER.CREATE, CONSUMER.INFO),
+ * as js_reply parsed it; takes doc. */
+static void pending_from_info(msg_consumer *c, json_t *doc) {
     json_t *np = json_object_get(doc, "num_pending");
     if (json_is_integer(np) && json_integer_value(np) >= 0)
         svc_gauge_set(c->s_pending, (double)json_integer_value(np));
@@ -605,7 +590,8 @@ static void lag_done(int err, svc_nats_msg *reply, void *ud) {
     msg_consumer *c = ud;
     c->lag_asking = 0;
     int code = 0;
-    if (err == SVC_OK && js_reply(reply, &code, NULL, 0) == SVC_OK) pending_from_info(c, reply);
+    json_t *doc;
+    if (err == SVC_OK && js_reply(reply, &code, NULL, 0, &doc) == SVC_OK) pending_from_info(c, doc);
     svc__nats_msg_free(reply);
 }
 
@@ -625,8 +611,9 @@ static void bound_done(int err, svc_nats_msg *reply, void *ud) {
     c->binding = 0;
     int code = 0;
     char desc[160] = "";
-    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc) : err;
-    if (rc == SVC_OK) pending_from_info(c, reply); /* the answer is the consumer's info */
+    json_t *doc = NULL;
+    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc, &doc) : err;
+    if (rc == SVC_OK) pending_from_info(c, doc); /* the answer is the consumer's info */
     svc__nats_msg_free(reply);
     if (mw->m->js_stopping) return;
     if (rc != SVC_OK) {

@@ -488,16 +488,18 @@ int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *m
     char buf[24];
     HDR_PUT(&h, "Svc-Deadline", buf, svc__fmt_i64(buf, svc_wall_ms() + timeout));
     /* The call is a client span, child of the request's (or of the span
-     * this thread works for); its id goes on as the callee's parent. */
+     * this thread works for); its id goes on as the callee's parent. A
+     * caller outside any span makes none: no ids to draw, no clock to read. */
     const svc_trace_ctx *parent = from ? &from->tctx : svc__trace_current();
     svc_span span;
-    char name[SVC_TRACE_NAME_MAX];
-    snprintf(name, sizeof name, "%s %s", method, service);
-    int traced = svc_span_begin(&span, parent, SVC_SPAN_CLIENT, name);
-    svc_span_set(span.peer, sizeof span.peer, service);
-    span.detail_is = SVC_SPAN_DETAIL_SUBJECT;
-    svc_span_set(span.detail, sizeof span.detail, subject);
+    int traced = 0;
     if (parent) {
+        char name[SVC_TRACE_NAME_MAX];
+        snprintf(name, sizeof name, "%s %s", method, service);
+        traced = svc_span_begin(&span, parent, SVC_SPAN_CLIENT, name);
+        svc_span_set(span.peer, sizeof span.peer, service);
+        span.detail_is = SVC_SPAN_DETAIL_SUBJECT;
+        svc_span_set(span.detail, sizeof span.detail, subject);
         char tp[SVC_TRACEPARENT_LEN + 1];
         svc_trace_ctx ctx = svc_span_ctx(&span);
         svc__traceparent_format(tp, &ctx);
@@ -520,8 +522,8 @@ int svc_rpc_call(svc_app *app, svc_req *from, const char *service, const char *m
     if (rc != SVC_OK) return rc;
     if (!c) return SVC_ENOMEM;
     memcpy(c->service, service, sl + 1);
-    c->traced = traced && parent;
-    if (c->traced) c->span = span;
+    c->traced = traced;
+    if (traced) c->span = span;
     c->cb = cb;
     c->ud = ud;
     c->fail_fast = 1;

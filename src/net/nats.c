@@ -422,6 +422,26 @@ int svc__nats_url_parse(const char *url, svc_nats_server *out) {
     return SVC_OK;
 }
 
+int svc__nats_urls_parse(const char *list, svc_nats_server *out, int max, int *n) {
+    *n = 0;
+    for (const char *p = list ? list : ""; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *s = p, *e = p + len;
+        p = *e ? e + 1 : e;
+        while (s < e && *s == ' ') s++;
+        while (e > s && e[-1] == ' ') e--;
+        if (s == e) continue;
+        if (*n == max) return SVC_ERANGE;
+        char url[SVC_NATS_MAX_URL + 1];
+        if ((size_t)(e - s) > SVC_NATS_MAX_URL) return SVC_EINVAL;
+        memcpy(url, s, (size_t)(e - s));
+        url[e - s] = '\0';
+        if (svc__nats_url_parse(url, &out[*n]) != SVC_OK) return SVC_EINVAL;
+        (*n)++;
+    }
+    return *n > 0 ? SVC_OK : SVC_EINVAL;
+}
+
 /* ---- the connection --------------------------------------------------------------------- */
 
 enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_CONNECTED, ST_DOWN };

@@ -169,6 +169,12 @@ typedef struct svc_nats_server {
  * 4222 by default; [v6] allowed). SVC_OK or SVC_EINVAL (other scheme, empty
  * host, bad port, too long). */
 int svc__nats_url_parse(const char *url, svc_nats_server *out);
+/* Parses a comma-separated list of such URLs (NATS_URL): blanks around each
+ * are ignored, and so are empty entries. Fills out[0..*n) with at most max
+ * servers. SVC_OK; SVC_EINVAL when one is bad (*n: the entries parsed before
+ * it) or there is none; SVC_ERANGE when there are more than max (the first
+ * max are in out). */
+int svc__nats_urls_parse(const char *list, svc_nats_server *out, int max, int *n);
 /* 1 if s is a header field name (an RFC 9110 token), else 0. */
 int svc__nats_header_name_ok(const char *s);
 

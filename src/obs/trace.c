@@ -4,11 +4,17 @@
  * encodings that read it: the NATS query's JSON and OTLP/HTTP's JSON.
  *
  * The ring is one static array of SVC_TRACE_RING_SPANS slots. A writer takes
- * the next index with one atomic add and writes its slot under a sequence
- * number (odd while written), so recording takes no lock and allocates
- * nothing; a reader copies a slot and keeps the copy only if the sequence
- * number is the one it expected before and after. The oldest span is
- * overwritten when the ring is full (counted: reason "overwritten").
+ * the next index with one atomic add and claims its slot by moving the slot's
+ * sequence number to 2*index+1 (odd while written) with a compare-and-swap,
+ * so recording takes no lock and allocates nothing. The claim keeps two
+ * writers out of one slot: a writer that stalled for a whole lap of the ring
+ * finds a newer index there (or one still being written) and drops its span,
+ * rather than copy over a span a reader has already validated. A reader copies
+ * a slot, keeps the copy only if the sequence number is the one it expected
+ * before and after, and ends every string of the copy with a NUL whatever it
+ * holds. The oldest span is overwritten when the ring is full. What was
+ * recorded and overwritten is read off the head when the metrics are
+ * rendered, not counted per span.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,6 +37,7 @@ typedef struct {
 
 static slot ring[SVC_TRACE_RING_SPANS];
 static _Atomic uint64_t ring_head;
+static _Atomic uint64_t ring_lost; /* spans dropped for a slot another writer held */
 
 static struct {
     _Atomic uint64_t sample_scaled; /* ratio * 2^32 */
@@ -81,6 +88,16 @@ void svc__trace_configure(double sample, int slow_ms, const char *service, const
     svc__trace_metrics();
 }
 
+/* The ring's counters, from its head: every index taken was a span
+ * recorded, and every index a lap behind the head one overwritten. */
+static void collect_ring(void *ud) {
+    (void)ud;
+    uint64_t head = svc__trace_ring_head();
+    uint64_t lost = atomic_load_explicit(&ring_lost, memory_order_relaxed);
+    svc__counter_set(g.recorded, (double)head);
+    svc__counter_set(g.overwritten, (double)((head > SVC_TRACE_RING_SPANS ? head - SVC_TRACE_RING_SPANS : 0) + lost));
+}
+
 void svc__trace_metrics(void) {
     svc_metric *rec = svc_metric_counter("trace_spans_recorded_total", "Spans written to this instance's ring", 0, NULL);
     static const char *const reason[] = {"reason"};
@@ -94,6 +111,7 @@ void svc__trace_metrics(void) {
     g.overwritten = svc_metric_with(g.dropped, (const char *const[]){"overwritten"});
     g.bad_traceparent = svc_metric_with(bad, (const char *const[]){"traceparent"});
     g.bad_tracestate = svc_metric_with(bad, (const char *const[]){"tracestate"});
+    svc_metrics_on_collect(collect_ring, NULL);
 }
 
 void svc__trace_count_dropped(const char *reason, uint64_t n) {
@@ -164,21 +182,25 @@ void svc__traceparent_format(char out[SVC_TRACEPARENT_LEN + 1], const svc_trace_
     out[55] = '\0';
 }
 
-/* W3C tracestate: up to 32 list members "key=value" separated by commas and
- * optional spaces; keys lowercase [a-z0-9_*-/@], values printable ASCII
- * but "," and "=" , not ending in a space. Checked so that it can be passed on
- * in a header as it came; its meaning is the vendors'. */
+/* W3C tracestate: up to 32 list members "key=value" separated by commas,
+ * with optional whitespace (spaces and tabs) around each member; empty
+ * members are allowed. Keys lowercase [a-z0-9_*-/@], values printable ASCII
+ * but "," and "=", not ending in a space (a space before the next comma or
+ * the end is whitespace, not the value's). Checked so that it can be passed
+ * on in a header as it came; its meaning is the vendors'. */
+static int ows(char c) { return c == ' ' || c == '\t'; }
+
 int svc__tracestate_ok(const char *s, size_t n) {
     if (!s || n == 0 || n > SVC_TRACESTATE_MAX) return 0;
     int members = 0;
     size_t i = 0;
     while (i < n) {
-        while (i < n && (s[i] == ' ' || s[i] == '\t')) i++;
-        if (i < n && s[i] == ',') { /* empty member: allowed */
+        while (i < n && ows(s[i])) i++;
+        if (i == n) break;
+        if (s[i] == ',') { /* empty member */
             i++;
             continue;
         }
-        if (i == n) break;
         size_t k = i;
         while (i < n && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '_' ||
                          s[i] == '-' || s[i] == '*' || s[i] == '/' || s[i] == '@'))
@@ -186,7 +208,10 @@ int svc__tracestate_ok(const char *s, size_t n) {
         if (i == k || i - k > 256 || i == n || s[i] != '=') return 0;
         size_t v = ++i;
         while (i < n && s[i] >= 0x20 && s[i] <= 0x7e && s[i] != ',' && s[i] != '=') i++;
-        if (i == v || i - v > 256 || s[i - 1] == ' ') return 0;
+        size_t end = i;
+        while (end > v && s[end - 1] == ' ') end--;
+        if (end == v || end - v > 256) return 0;
+        while (i < n && ows(s[i])) i++;
         if (i < n && s[i] != ',') return 0;
         if (++members > 32) return 0;
         if (i < n) i++;
@@ -278,12 +303,18 @@ void svc_span_end(svc_span *s) {
 void svc__trace_record(const svc_span *s) {
     uint64_t idx = atomic_fetch_add_explicit(&ring_head, 1, memory_order_relaxed);
     slot *sl = &ring[idx & (SVC_TRACE_RING_SPANS - 1)];
-    atomic_store_explicit(&sl->seq, 2 * idx + 1, memory_order_relaxed);
+    /* Free for index idx: done with an older lap (even, below 2*idx+1). */
+    uint64_t seq = atomic_load_explicit(&sl->seq, memory_order_relaxed);
+    do {
+        if ((seq & 1) || seq > 2 * idx) {
+            atomic_fetch_add_explicit(&ring_lost, 1, memory_order_relaxed);
+            return;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&sl->seq, &seq, 2 * idx + 1, memory_order_relaxed,
+                                                    memory_order_relaxed));
     atomic_thread_fence(memory_order_release);
     memcpy(&sl->span, s, sizeof *s);
     atomic_store_explicit(&sl->seq, 2 * idx + 2, memory_order_release);
-    svc_counter_add(g.recorded, 1);
-    if (idx >= SVC_TRACE_RING_SPANS) svc_counter_add(g.overwritten, 1);
 }
 
 uint64_t svc__trace_ring_head(void) { return atomic_load_explicit(&ring_head, memory_order_acquire); }
@@ -294,12 +325,19 @@ int svc__trace_ring_read(uint64_t idx, svc_span *out) {
     if (s1 != 2 * idx + 2) return 0;
     memcpy(out, &sl->span, sizeof *out);
     atomic_thread_fence(memory_order_acquire);
-    return atomic_load_explicit(&sl->seq, memory_order_relaxed) == s1;
+    if (atomic_load_explicit(&sl->seq, memory_order_relaxed) != s1) return 0;
+    /* The encodings read these as C strings: bounded whatever the writer left. */
+    out->name[sizeof out->name - 1] = '\0';
+    out->peer[sizeof out->peer - 1] = '\0';
+    out->detail[sizeof out->detail - 1] = '\0';
+    out->code[sizeof out->code - 1] = '\0';
+    return 1;
 }
 
 void svc__trace_ring_reset(void) {
     memset(ring, 0, sizeof ring);
     atomic_store(&ring_head, 0);
+    atomic_store(&ring_lost, 0);
 }
 
 /* ---- the NATS query's JSON ---- */
@@ -392,33 +430,81 @@ int svc__trace_query_parse(const char *data, size_t len, svc_trace_query *q, cha
     return rc;
 }
 
+/* A span kept for "slowest": where its copy is, and what ranks it. */
+typedef struct {
+    uint64_t dur_ns;
+    uint64_t idx; /* its ring index: the newer of two as long ranks higher */
+    int copy;
+} ranked;
+
+static int ranks_above(const ranked *a, const ranked *b) {
+    return a->dur_ns != b->dur_ns ? a->dur_ns > b->dur_ns : a->idx > b->idx;
+}
+
+/* Restores the min-heap h[0..n) below i (the lowest-ranked span at h[0]). */
+static void sift_down(ranked *h, int n, int i) {
+    for (;;) {
+        int low = i, l = 2 * i + 1, r = l + 1;
+        if (l < n && ranks_above(&h[low], &h[l])) low = l;
+        if (r < n && ranks_above(&h[low], &h[r])) low = r;
+        if (low == i) return;
+        ranked t = h[i];
+        h[i] = h[low], h[low] = t;
+        i = low;
+    }
+}
+
+static void sift_up(ranked *h, int i) {
+    while (i > 0 && ranks_above(&h[(i - 1) / 2], &h[i])) {
+        ranked t = h[i];
+        h[i] = h[(i - 1) / 2], h[(i - 1) / 2] = t;
+        i = (i - 1) / 2;
+    }
+}
+
+/* Picks what q asks for from the ring into found (limit + 1 copies: one to
+ * read into), ordered in order[0..n): newest first, or for "slowest" the
+ * limit longest server spans, longest first (as long: newest first), kept
+ * in a min-heap of their ranks, so a span read is copied once and a longer
+ * one costs a few swaps of small entries, not a shift of copies. */
+static int pick(const svc_trace_query *q, svc_span *found, ranked *order) {
+    int n = 0, spare = 0;
+    if (q->limit < 1) return 0;
+    uint64_t head = svc__trace_ring_head();
+    uint64_t lo = head > SVC_TRACE_RING_SPANS ? head - SVC_TRACE_RING_SPANS : 0;
+    for (uint64_t i = head; i > lo && (q->slowest || n < q->limit); i--) {
+        svc_span *s = &found[spare];
+        if (!svc__trace_ring_read(i - 1, s) || !span_matches(s, q)) continue;
+        ranked r = {s->dur_ns, i - 1, spare};
+        if (n < q->limit) {
+            order[n] = r;
+            if (q->slowest) sift_up(order, n);
+            spare = ++n;
+        } else if (ranks_above(&r, &order[0])) {
+            spare = order[0].copy;
+            order[0] = r;
+            sift_down(order, n, 0);
+        }
+    }
+    /* Heap sort: the lowest-ranked to the end, one at a time. */
+    for (int k = q->slowest ? n - 1 : 0; k > 0; k--) {
+        ranked t = order[0];
+        order[0] = order[k], order[k] = t;
+        sift_down(order, k, 0);
+    }
+    return n;
+}
+
 void svc__trace_query(const svc_trace_query *q, svc_buf *out) {
-    /* Newest first. For "slowest", the limit longest server spans in a
-     * small sorted array (insertion: limit is at most SVC_TRACE_QUERY_MAX). */
-    svc_span *found = malloc((size_t)q->limit * sizeof *found);
-    int n = 0;
-    if (!found) {
+    svc_span *found = malloc(((size_t)q->limit + 1) * sizeof *found);
+    ranked *order = malloc(((size_t)q->limit + 1) * sizeof *order);
+    if (!found || !order) {
+        free(found);
+        free(order);
         out->oom = 1;
         return;
     }
-    uint64_t head = svc__trace_ring_head();
-    uint64_t lo = head > SVC_TRACE_RING_SPANS ? head - SVC_TRACE_RING_SPANS : 0;
-    svc_span s;
-    for (uint64_t i = head; i > lo; i--) {
-        if (!svc__trace_ring_read(i - 1, &s) || !span_matches(&s, q)) continue;
-        if (!q->slowest) {
-            found[n++] = s;
-            if (n == q->limit) break;
-            continue;
-        }
-        if (n == q->limit && s.dur_ns <= found[n - 1].dur_ns) continue;
-        int j = n < q->limit ? n++ : n - 1;
-        while (j > 0 && found[j - 1].dur_ns < s.dur_ns) {
-            found[j] = found[j - 1];
-            j--;
-        }
-        found[j] = s;
-    }
+    int n = pick(q, found, order);
     svc_jw w;
     svc_jw_init(&w, out);
     svc_jw_obj_begin(&w);
@@ -426,10 +512,11 @@ void svc__trace_query(const svc_trace_query *q, svc_buf *out) {
     svc_jw_key(&w, "instance"), svc_jw_str(&w, g.instance);
     svc_jw_key(&w, "spans");
     svc_jw_arr_begin(&w);
-    for (int i = 0; i < n; i++) put_span(&w, &found[i]);
+    for (int i = 0; i < n; i++) put_span(&w, &found[order[i].copy]);
     svc_jw_arr_end(&w);
     svc_jw_obj_end(&w);
     free(found);
+    free(order);
 }
 
 /* ---- OTLP/HTTP JSON (opentelemetry-proto, JSON protobuf encoding) ---- */

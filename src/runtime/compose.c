@@ -154,25 +154,14 @@ static void held_remove(svc_req *req) {
 }
 
 /* Steps go on from callbacks (a call's reply, the thread pool, the tick),
- * and the tick answers held requests, outside the handler: what they log
- * carries their request's trace id, a copy, since finishing may free the
- * request. */
-typedef struct {
-    char id[sizeof ((svc_req *)0)->trace_id];
-    const char *prev;
-} step_trace;
-
-static void step_trace_begin(step_trace *t, const svc_req *req) {
-    memcpy(t->id, req->trace_id, sizeof t->id);
-    t->prev = svc__log_trace_swap(t->id);
-}
-
-static void step_trace_end(step_trace *t) { svc__log_trace_swap(t->prev); }
+ * and the tick answers held requests, outside the handler: each runs in its
+ * request's scope (svc__req_scope), so what it logs, calls and publishes
+ * belongs to the request's trace. */
 
 static void held_expired(svc_req *req) {
     svc_res *res = &req->res;
-    step_trace t;
-    step_trace_begin(&t, req);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     svc_warn("%s %s: the handler did not answer by the deadline (it returned SVC_ASYNC); answered 504, "
              "its answer will be dropped",
              req->method, req->route ? req->route->pattern : req->path);
@@ -184,7 +173,7 @@ static void held_expired(svc_req *req) {
     res->nheaders = 0;
     svc__res_set_error(res, 504, "deadline_exceeded", "the request took too long");
     svc__request_finish(req);
-    step_trace_end(&t);
+    svc__req_scope_exit(&sc);
 }
 
 void svc__compose_worker_exit(svc_worker *w) {
@@ -215,22 +204,25 @@ static void end_chain(svc_compose *c, int status, const char *code, const char *
 
 static void deadline_exceeded(svc_compose *c) {
     svc_req *req = c->req;
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     svc_warn("%s %s: deadline exceeded", req->method, req->route->pattern);
     svc_counter_add(req->app->s_deadline, 1);
     end_chain(c, 504, "deadline_exceeded", "the request took too long");
+    svc__req_scope_exit(&sc);
 }
 
 static void end_chain(svc_compose *c, int status, const char *code, const char *msg) {
     svc_req *req = c->req;
-    step_trace t;
-    step_trace_begin(&t, req);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     c->waiting = 0;
     c->then = NULL;
     c->work = NULL;
     list_remove(c, req->w);
     svc__res_set_error(&req->res, status, code, msg);
     svc__request_finish(req);
-    step_trace_end(&t);
+    svc__req_scope_exit(&sc);
 }
 
 /* The client is gone (a reset, a closed connection), or has sent its FIN
@@ -246,10 +238,10 @@ static int client_gone(const svc_req *req) { return req->client_gone || req->cli
 static void run_then_traced(svc_compose *c);
 
 static void run_then(svc_compose *c) {
-    step_trace t;
-    step_trace_begin(&t, c->req);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, c->req);
     run_then_traced(c);
-    step_trace_end(&t);
+    svc__req_scope_exit(&sc);
 }
 
 static void run_then_traced(svc_compose *c) {
@@ -290,11 +282,10 @@ static void run_then_traced(svc_compose *c) {
 static void work_run(uv_work_t *uvw) {
     svc_compose *c = uvw->data;
     svc_req *req = c->req;
-    const char *prev = svc__log_trace_swap(req->trace_id);
-    const svc_trace_ctx *prev_ctx = svc__trace_swap(&req->tctx);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     c->work(req, c->ud);
-    svc__trace_swap(prev_ctx);
-    svc__log_trace_swap(prev);
+    svc__req_scope_exit(&sc);
 }
 
 static void work_done(uv_work_t *uvw, int status) {
@@ -387,11 +378,11 @@ void svc__compose_tick(svc_worker *w) {
         if (!c->working && now >= c->deadline_ms) {
             deadline_exceeded(c);
         } else if (!c->working && client_gone(req)) {
-            step_trace t;
-            step_trace_begin(&t, req);
+            svc__req_scope sc;
+            svc__req_scope_enter(&sc, req);
             svc_info("%s %s: the client went away; the chain ends", req->method, req->route->pattern);
             end_chain(c, 499, "client_closed", "the client went away");
-            step_trace_end(&t);
+            svc__req_scope_exit(&sc);
         }
         c = next;
     }

@@ -145,21 +145,30 @@ void svc__handler_outcome(svc_req *req, svc_outcome rc) {
         svc__res_contract_error(res, "handler returned SVC_DONE without a response");
 }
 
+void svc__req_scope_enter(svc__req_scope *sc, const svc_req *req) {
+    memcpy(sc->trace_id, req->trace_id, sizeof sc->trace_id);
+    sc->tctx = req->tctx;
+    sc->prev_trace_id = svc__log_trace_swap(sc->trace_id);
+    sc->prev_tctx = svc__trace_swap(&sc->tctx);
+}
+
+void svc__req_scope_exit(svc__req_scope *sc) {
+    svc__trace_swap(sc->prev_tctx);
+    svc__log_trace_swap(sc->prev_trace_id);
+}
+
 static void run_handler_offloaded(uv_work_t *work) {
     svc_req *req = work->data;
-    const char *prev = svc__log_trace_swap(req->trace_id);
-    const svc_trace_ctx *prev_ctx = svc__trace_swap(&req->tctx);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     req->handler_rc = req->route->handler(req, &req->res);
-    svc__trace_swap(prev_ctx);
-    svc__log_trace_swap(prev);
+    svc__req_scope_exit(&sc);
 }
 
 static void after_offload(uv_work_t *work, int status) {
     svc_req *req = work->data;
-    /* A copy: finishing may free the request. */
-    char trace_id[sizeof req->trace_id];
-    memcpy(trace_id, req->trace_id, sizeof trace_id);
-    const char *prev = svc__log_trace_swap(trace_id);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     req->offloaded = 0;
     if (status == UV_ECANCELED) {
         svc__res_set_error(&req->res, 503, "unavailable", "service is shutting down");
@@ -167,7 +176,7 @@ static void after_offload(uv_work_t *work, int status) {
         /* It goes on in steps (compose.c). */
         req->res.async = 1;
         svc__compose_started(req);
-        svc__log_trace_swap(prev);
+        svc__req_scope_exit(&sc);
         return;
     } else if (req->handler_rc == SVC_ASYNC) {
         /* Offloaded handlers have no loop to finish from later. */
@@ -176,7 +185,7 @@ static void after_offload(uv_work_t *work, int status) {
         svc__handler_outcome(req, req->handler_rc);
     }
     svc__request_finish(req);
-    svc__log_trace_swap(prev);
+    svc__req_scope_exit(&sc);
 }
 
 static void run_handler(svc_req *req) {
@@ -223,30 +232,23 @@ static void run_hooks_and_handler(svc_req *req);
 
 /* Hands a finished request back to where it came from, which frees it. A
  * transport's finish may log (a reply it could not send) before and after the
- * free: the trace id stays, copied. */
+ * free: the scope's copies stay. */
 void svc__request_release(svc_req *req) {
-    char trace_id[sizeof req->trace_id];
-    memcpy(trace_id, req->trace_id, sizeof trace_id);
-    const char *prev = svc__log_trace_swap(trace_id);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     if (req->transport) req->transport->finish(req);
     else svc__req_free(req); /* made by a test without a transport */
-    svc__log_trace_swap(prev);
+    svc__req_scope_exit(&sc);
 }
 
-/* What hooks and handler log carries the trace id (svc__log_trace_swap); a
- * copy, as the release below may free the request. */
 void svc__dispatch_continue(svc_req *req) {
-    char trace_id[sizeof req->trace_id];
-    memcpy(trace_id, req->trace_id, sizeof trace_id);
-    svc_trace_ctx ctx = req->tctx;
-    const char *prev = svc__log_trace_swap(trace_id);
-    const svc_trace_ctx *prev_ctx = svc__trace_swap(&ctx);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     req->in_handler = 1;
     run_hooks_and_handler(req);
     req->in_handler = 0;
     if (req->release_pending) svc__request_release(req);
-    svc__trace_swap(prev_ctx);
-    svc__log_trace_swap(prev);
+    svc__req_scope_exit(&sc);
 }
 
 static void run_hooks_and_handler(svc_req *req) {
@@ -383,7 +385,8 @@ void svc__request_finish(svc_req *req) {
     svc_app *app = req->app;
     if (res->finished) return;
     res->finished = 1;
-    const char *prev = svc__log_trace_swap(req->trace_id);
+    svc__req_scope sc;
+    svc__req_scope_enter(&sc, req);
     if (!res->oom && !res->streaming && (!res->has_body || !res->status))
         svc__res_contract_error(res, "request finished without a response");
     if (res->oom) {
@@ -408,11 +411,10 @@ void svc__request_finish(svc_req *req) {
     if (!(req->route && (req->route->flags & SVC_NO_LOG))) svc__access_log(req, seconds, bytes);
     atomic_fetch_sub(&app->inflight, 1);
 
+    svc__req_scope_exit(&sc);
     if (req->in_handler) {
-        svc__log_trace_swap(prev);
         req->release_pending = 1;
         return;
     }
-    svc__log_trace_swap(prev);
     svc__request_release(req);
 }

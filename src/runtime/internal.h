@@ -340,6 +340,22 @@ void svc__worker_pools_free(svc_worker *w, int reopen);
  * wrote the response, which svc__dispatch then finishes. */
 int svc__dispatch_head(svc_req *req);
 void svc__dispatch(svc_req *req);
+/*
+ * Where a request's code runs: between enter and exit, on this thread, log
+ * lines carry its trace id and new spans (calls, publishes, outbox events,
+ * SQL) are children of its server span, sampled or not. Handlers, hooks,
+ * work on the thread pool, continuations, chain ends and deadline answers all
+ * run inside one. It holds copies, as finishing may free the request. Scopes
+ * nest; exit in the reverse order.
+ */
+typedef struct svc__req_scope {
+    char trace_id[sizeof ((svc_req *)0)->trace_id];
+    svc_trace_ctx tctx;
+    const char *prev_trace_id;
+    const svc_trace_ctx *prev_tctx;
+} svc__req_scope;
+void svc__req_scope_enter(svc__req_scope *sc, const svc_req *req);
+void svc__req_scope_exit(svc__req_scope *sc);
 /* Runs the remaining before-hooks and the handler (after async middleware). */
 void svc__dispatch_continue(svc_req *req);
 void svc__request_finish(svc_req *req);

@@ -9,7 +9,10 @@
  * (trace_spans_dropped_total{reason="export_behind"}), and a batch that fails
  * (no answer within SVC_OTLP_TIMEOUT_MS, or a status other than 2xx) is
  * dropped and counted (reason="export_failed"), never retried, so memory
- * stays what the ring and one batch take.
+ * stays what the ring and one batch take. At shutdown what is left goes in
+ * one last batch, unless the last POST failed: a collector that is gone
+ * must not hold the exit for another timeout (those spans are counted as
+ * export_failed).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,7 @@ struct svc__otlp {
     svc_span *batch;
     svc_buf body;
     svc_series *exported;
+    int failing;                      /* the last POST failed */
 };
 
 /* Up to SVC_OTLP_BATCH spans from *cursor on; counts what the writers
@@ -64,7 +68,8 @@ static void post(svc__otlp *x, size_t n) {
     int status = 0;
     int rc = svc_http_fetch("POST", x->url, headers, x->body.data, x->body.len, SVC_OTLP_TIMEOUT_MS, &status,
                             NULL, NULL);
-    if (rc != SVC_OK || status < 200 || status > 299) svc__trace_count_dropped("export_failed", n);
+    x->failing = rc != SVC_OK || status < 200 || status > 299;
+    if (x->failing) svc__trace_count_dropped("export_failed", n);
     else svc_counter_add(x->exported, n);
 }
 
@@ -82,9 +87,9 @@ static void run(void *arg) {
             uv_cond_timedwait(&x->cond, &x->lock, (uint64_t)SVC_OTLP_INTERVAL_MS * 1000000);
     }
     uv_mutex_unlock(&x->lock);
-    /* What is left when stopping goes in one last batch. */
     size_t n = collect(x, &cursor);
-    if (n) post(x, n);
+    if (n && x->failing) svc__trace_count_dropped("export_failed", n);
+    else if (n) post(x, n);
 }
 
 svc__otlp *svc__otlp_start(const char *endpoint) {

@@ -107,11 +107,12 @@ int svc_db_outbox_add(svc_db *db, const char *subject, const void *payload, size
             "SELECT n, ?1, ?2 || '.' || n, ?3, ?4, ?5 FROM "
             "(SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'svc_outbox'), 0) + 1 AS n)");
     if (!s) return SVC_EIO;
-    /* The span this runs for, when sampled: the relay publishes the event
-     * as its child, so the trace goes on in the consumers. */
+    /* The span this runs for, sampled or not: the relay publishes the event
+     * as its child, so the trace (and its sampling decision) goes on in the
+     * consumers. */
     const svc_trace_ctx *ctx = svc__trace_current();
     char hdr[sizeof "traceparent: " + SVC_TRACEPARENT_LEN + 2];
-    if (ctx && (ctx->flags & SVC_TRACE_SAMPLED)) {
+    if (ctx) {
         memcpy(hdr, "traceparent: ", 13);
         svc__traceparent_format(hdr + 13, ctx);
         memcpy(hdr + 13 + SVC_TRACEPARENT_LEN, "\r\n", 3);

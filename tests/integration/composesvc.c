@@ -187,8 +187,25 @@ static svc_outcome too_many(svc_req *req, svc_res *res) {
     return SVC_DONE;
 }
 
+/* GET /then-publish: a call, then a continuation that publishes
+ * composed.then and answers (the continuation works for the request's span:
+ * test_tracing.py follows the trace through it). */
+static svc_outcome published(svc_req *req, svc_res *res, void *ud) {
+    (void)ud;
+    int rc = svc_msg_publish(svc_req_app(req), "composed.then", "{}", 2);
+    return svc_res_printf(res, 200, "application/json", "{\"call\":%d,\"published\":%s}", svc_call_status(req, 0),
+                          rc == SVC_OK ? "true" : "false");
+}
+
+static svc_outcome then_publish(svc_req *req, svc_res *res) {
+    (void)res;
+    svc_req_call(req, "composesvc", "GET", "/peer/echo?n=7", NULL, 0, NULL);
+    return svc_req_then(req, published, NULL);
+}
+
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("composesvc", argc, argv);
+    svc_app_get(app, "/then-publish", then_publish, 0);
     svc_app_get(app, "/peer/echo", peer_echo, 0);
     svc_app_get(app, "/peer/slow", peer_slow, 0);
     svc_app_get(app, "/chain", chain_route, 0);

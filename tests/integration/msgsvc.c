@@ -11,6 +11,7 @@
  * is the CPU time each flood.> event takes on the loop. With MSGSVC_JS it
  * also declares stream PUBS (pubs.>), which POST /jsasync/start fills with
  * svc_js_publish_async from a thread of its own (see test_msg_js_async.py).
+ * An event on relay.<x> is published again on relayed.<x>.
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -183,6 +184,15 @@ static int on_event(svc_app *app, const svc_event *ev, void *ud) {
     atomic_fetch_add((atomic_long *)ud, 1);
     (void)ev;
     return SVC_OK;
+}
+
+/* relay.<x>: published again as relayed.<x> (the trace context of a
+ * consumer's own publishes, test_tracing.py). */
+static int on_relay(svc_app *app, const svc_event *ev, void *ud) {
+    (void)ud;
+    char subject[256];
+    snprintf(subject, sizeof subject, "relayed.%s", ev->subject + strlen("relay."));
+    return svc_msg_publish(app, subject, ev->data, ev->len);
 }
 
 /* flood.>: on the loop, a little CPU each (a spin, not a sleep, to be exact). */
@@ -384,6 +394,7 @@ int main(int argc, char **argv) {
     svc_app_on_event(app, "out.>", NULL, on_event, 0, &outage_seen);
     svc_app_on_event(app, "flood.>", NULL, on_flood, 0, NULL);
     svc_app_on_event(app, "slowev.>", NULL, on_slowev, SVC_OFFLOAD, NULL);
+    svc_app_on_event(app, "relay.>", NULL, on_relay, 0, NULL);
     if (getenv("MSGSVC_JS")) {
         const char *aw = getenv("MSGSVC_ACK_WAIT_MS");
         svc_app_on_stream(app, "ORDERS", "orders.>", "msgsvc", aw ? atoi(aw) : 2000, on_order, SVC_OFFLOAD,

@@ -1,7 +1,9 @@
 """Distributed tracing (docs/observability.md): spans gathered with the
 library's NATS query (svckit.trace[.<service>[.<instance>]]) and by an
 OTLP/HTTP receiver written here; a collector that fails or never answers;
-hostile traceparent / tracestate values and span queries."""
+hostile traceparent / tracestate values and span queries; unsampled
+contexts through events and the outbox; a continuation's trace; a shutdown
+after a failed export."""
 import http.client
 import http.server
 import json
@@ -12,7 +14,9 @@ import pytest
 
 from conftest import WAIT, wait_until
 from shop_support import Shop, token
+from test_compose import composesvc
 from test_msg_support import Nats, metric, msgsvc, nats_server  # noqa: F401
+from test_store_outbox import outboxsvc, stream_messages
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -85,6 +89,12 @@ def spans_of(nats, trace_id, services):
     return out
 
 
+def roots(spans):
+    """The spans whose parent is not among spans: one, when the trace is whole."""
+    ids = {s["span_id"] for s in spans}
+    return [s for s in spans if s.get("parent_id") not in ids]
+
+
 def inside(child, parent):
     # Both clocks are the same machine's CLOCK_REALTIME; a child starts after
     # and ends before its parent, up to the microsecond each reading rounds.
@@ -134,8 +144,10 @@ def test_one_order_is_one_trace_across_services(shop, nats_server, receiver):  #
             servers = {s["service"] for s in spans if s["kind"] == "server"}
             consumers = {s["service"] for s in spans if s["kind"] == "consumer"}
             # The order is settled: payments consumed orders' event and
-            # orders consumed the payment's.
-            return {"gateway", "orders", "products"} <= servers and {"payments", "orders"} <= consumers
+            # orders consumed the payment's; and the trace is whole: every
+            # span's parent is in it but the one root's.
+            return ({"gateway", "orders", "products"} <= servers and {"payments", "orders"} <= consumers
+                    and len(roots(spans)) == 1)
 
         wait_until(gathered, what="the spans of the order in gateway, orders, products and payments")
     finally:
@@ -144,6 +156,8 @@ def test_one_order_is_one_trace_across_services(shop, nats_server, receiver):  #
     assert all(s["trace_id"] == TRACE for s in spans)
     root = [s for s in spans if s["service"] == "gateway" and s["kind"] == "server"]
     assert len(root) == 1 and root[0]["parent_id"] == "00f067aa0ba902b7"
+    assert roots(spans) == root  # the client's span is the only parent outside the trace
+    assert len(by_id) == len(spans)  # no span id twice
     assert root[0]["name"] == "POST /orders" or root[0]["route"].startswith("/orders")
     linked = 0
     for s in spans:
@@ -201,8 +215,11 @@ def test_span_query_bounds_and_refusals(shop, nats_server):  # noqa: F811
         d = [s["duration_ns"] for s in slow["spans"]]
         assert d == sorted(d, reverse=True) and all(s["kind"] == "server" for s in slow["spans"])
         for bad in (b"{", b"[]", b'{"limit": 100000}', b'{"trace_id": "zz"}', b'{"x": 1}', b"{" * 5000):
-            r = nats.request("svckit.trace.products", bad).json()
-            assert r["error"]["code"] == "bad_request", bad
+            m = nats.request("svckit.trace.products", bad)
+            # Answered as every refused NATS request is (Svc-Status, ADR-32 headers).
+            assert m.svc_status == 400 and m.header("Nats-Service-Error-Code") == "400", bad
+            r = m.json()
+            assert r["error"]["code"] == "bad_request" and r["error"]["message"], bad
         assert shop.products.request("GET", "/healthz")[0] == 200
     finally:
         nats.close()
@@ -259,6 +276,102 @@ def test_unsampled_keeps_errors_only(nats_server):  # noqa: F811
         routes = sorted(s["route"] for s in spans)
         assert routes == ["/hello/:name", "/status/:code"], routes
         assert {s["trace_id"] for s in spans if s["route"] == "/hello/:name"} == {sampled}
+
+
+def traceparent_of(nats, prefix):
+    """The traceparent header of the next message on a subject under prefix."""
+    return nats.next_msg(subject_prefix=prefix).header("traceparent")
+
+
+def test_unsampled_context_goes_through_events_and_the_outbox(nats_server):  # noqa: F811
+    """TRACE_SAMPLE=1, and a caller that says "not sampled": an event
+    published by the request, and what its consumer publishes in turn, carry
+    the caller's trace, unsampled (parent-based sampling), as does an event
+    stored in the outbox and relayed; nothing starts a sampled root of its
+    own, so no span is recorded."""
+    unsampled = "6" * 32
+    tp = {"traceparent": f"00-{unsampled}-00f067aa0ba902b7-00"}
+    nats = Nats(nats_server.port)
+    try:
+        nats.subscribe("relay.>")
+        nats.subscribe("relayed.>")
+        nats.subscribe("notes.>")
+        nats.flush()
+        with msgsvc(nats_server, env={"TRACE_SAMPLE": "1"}) as svc:
+            st, _, body = svc.request("POST", "/publish?subject=relay.x", body=b"{}", headers=tp)
+            assert st == 200, body
+            for prefix in ("relay.x", "relayed.x"):  # the request's event, then its consumer's
+                got = traceparent_of(nats, prefix)
+                assert got and got.startswith(f"00-{unsampled}-") and got.endswith("-00"), (prefix, got)
+            spans = query(nats, "svckit.trace.msgsvc", None, until=lambda r: len(r) >= 1)[0]["spans"]
+            assert spans == [], spans
+        with outboxsvc(nats_server, env={"TRACE_SAMPLE": "1"}) as svc:
+            wait_until(lambda: stream_messages(nats) is not None, what="stream NOTES")
+            st, _, body = svc.request("POST", "/notes", body=b"unsampled", headers=tp)
+            assert st == 201, body
+            got = traceparent_of(nats, "notes.created")
+            assert got and got.startswith(f"00-{unsampled}-") and got.endswith("-00"), got
+            spans = query(nats, "svckit.trace.outboxsvc", None, until=lambda r: len(r) >= 1)[0]["spans"]
+            assert spans == [], spans
+    finally:
+        nats.close()
+
+
+def test_a_continuation_works_for_the_request_span(nats_server):  # noqa: F811
+    """composesvc's /then-publish calls itself, then publishes from its
+    continuation (svc_req_then): the event carries the request's trace, and
+    the trace is whole: the call's client span and the publish's producer
+    span are both children of the request's server span."""
+    trace = "7" * 32
+    nats = Nats(nats_server.port)
+    try:
+        nats.subscribe("composed.>")
+        nats.flush()
+        with composesvc(nats_server, env={"TRACE_SAMPLE": "0"}) as svc:
+            st, doc = svc.json("GET", "/then-publish", headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"})
+            assert st == 200 and doc == {"call": 200, "published": True}, doc
+            got = traceparent_of(nats, "composed.then")
+            assert got and got.startswith(f"00-{trace}-") and got.endswith("-01"), got
+            spans = []
+
+            def whole():
+                nonlocal spans
+                spans = spans_of(nats, trace, ["composesvc"])
+                return len(spans) >= 4 and len(roots(spans)) == 1
+            wait_until(whole, what="the spans of /then-publish")
+        by_id = {s["span_id"]: s for s in spans}
+        server = [s for s in spans if s["kind"] == "server" and s["route"] == "/then-publish"]
+        assert roots(spans) == server and server[0]["parent_id"] == "00f067aa0ba902b7"
+        producer = [s for s in spans if s["kind"] == "producer"]
+        assert len(producer) == 1 and producer[0]["subject"] == "composed.then"
+        assert producer[0]["parent_id"] == server[0]["span_id"]
+        assert got.split("-")[2] == producer[0]["span_id"]
+        client = [s for s in spans if s["kind"] == "client"]
+        assert len(client) == 1 and client[0]["parent_id"] == server[0]["span_id"]
+        callee = [s for s in spans if s["kind"] == "server" and s["route"] == "/peer/echo"]
+        assert len(callee) == 1 and by_id[callee[0]["parent_id"]] is client[0]
+    finally:
+        nats.close()
+
+
+def test_shutdown_after_a_failed_post_does_not_post_again():
+    """A collector that takes the POST and never answers: the POST fails at
+    its timeout. A SIGTERM meanwhile, with spans left to send, stops the
+    service without one last POST to the collector that is gone (it would
+    hold the exit for another timeout); the spans left are counted."""
+    r = Receiver(answer=None)
+    try:
+        svc = msgsvc(None, env={"TRACE_SAMPLE": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": r.url})
+        try:
+            assert svc.request("GET", "/hello/x")[0] == 200
+            wait_until(lambda: r.posts >= 1, what="a POST to the collector")
+            for _ in range(3):  # spans for a last batch
+                assert svc.request("GET", "/hello/y")[0] == 200
+        finally:
+            assert svc.stop() == 0
+        assert r.posts == 1
+    finally:
+        r.close()
 
 
 @pytest.mark.parametrize("answer", [500, None], ids=["collector-500", "collector-silent"])

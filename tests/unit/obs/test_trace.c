@@ -1,5 +1,7 @@
 /* Tracing (src/obs/trace.c): traceparent and tracestate parsing and
  * formatting, sampling, the ring's bound, the query and OTLP encodings. */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,7 +65,12 @@ TEST(tracestate_checks) {
     CHECK(svc__tracestate_ok("rojo=00f067aa0ba902b7", 21));
     const char *two = "rojo=00f067aa0ba902b7, congo=t61rcWkgMzE,, tenant@vendor=x";
     CHECK(svc__tracestate_ok(two, strlen(two)));
-    static const char *const bad[] = {"", "novalue", "=x", "k=", "K=v", "k=v=w", "k=a b ", ",,", "k=v\x01"};
+    /* Optional whitespace (spaces, tabs) around members, as W3C's OWS. */
+    static const char *const ows[] = {"k=v ,x=y", "k=v\t,\tx=y", " k=v", "k=v \t", "k=a b ", "\tk=v , , x=y\t"};
+    for (size_t i = 0; i < sizeof ows / sizeof ows[0]; i++)
+        if (!svc__tracestate_ok(ows[i], strlen(ows[i]))) test_fail(__FILE__, __LINE__, "refused \"%s\"", ows[i]);
+    static const char *const bad[] = {"",     "novalue", "=x",    "k=",      "K=v",     "k=v=w",
+                                      ",,",   "k=v\x01", "k= ,x=y", "k=a\tb", "k =v",    " \t, "};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         if (svc__tracestate_ok(bad[i], strlen(bad[i]))) test_fail(__FILE__, __LINE__, "accepted \"%s\"", bad[i]);
     char many[33 * 4 + 1] = "";
@@ -174,6 +181,126 @@ TEST(query_recent_slowest_and_by_trace) {
         if (svc__trace_query_parse(bad[i], strlen(bad[i]), &q, err, sizeof err) == SVC_OK)
             test_fail(__FILE__, __LINE__, "accepted %s", bad[i]);
     }
+}
+
+/* The durations of q's spans, in reply order, into d (at most max). */
+static size_t query_durations(const svc_trace_query *q, int64_t *d, size_t max) {
+    svc_buf b = {0};
+    svc__trace_query(q, &b);
+    json_t *doc = json_loadb(b.data, b.len, 0, NULL);
+    svc_buf_free(&b);
+    json_t *sp = json_object_get(doc, "spans");
+    size_t n = json_array_size(sp);
+    for (size_t i = 0; i < n && i < max; i++) d[i] = json_integer_value(json_object_get(json_array_get(sp, i), "duration_ns"));
+    json_decref(doc);
+    return doc ? n : (size_t)-1;
+}
+
+TEST(query_slowest_ordering) {
+    svc__trace_configure(1, 0, "t", "i");
+    svc__trace_ring_reset();
+    /* Oldest first: 5, 9, 1, 9, 3, 7, 9; a client span longer than all. */
+    static const uint64_t durs[] = {5, 9, 1, 9, 3, 7, 9};
+    for (int i = 0; i < 7; i++) record(i, SVC_SPAN_SERVER, durs[i]);
+    record(7, SVC_SPAN_CLIENT, 100);
+    int64_t d[16];
+    svc_trace_query q = {.limit = 16, .slowest = 1};
+    REQUIRE(query_durations(&q, d, 16) == 7); /* limit above the count: every server span */
+    static const int64_t want[] = {9, 9, 9, 7, 5, 3, 1};
+    for (int i = 0; i < 7; i++) CHECK_EQ(d[i], want[i]);
+    q.limit = 1;
+    REQUIRE(query_durations(&q, d, 16) == 1);
+    CHECK_EQ(d[0], 9);
+    q.limit = 4;
+    REQUIRE(query_durations(&q, d, 16) == 4);
+    CHECK_EQ(d[2], 9);
+    CHECK_EQ(d[3], 7);
+    q.limit = 0;
+    CHECK_EQ(query_durations(&q, d, 16), 0);
+    q.slowest = 0;
+    CHECK_EQ(query_durations(&q, d, 16), 0);
+    /* Ties: newest first. Trace ids are <i>00..01, span i's. */
+    q = (svc_trace_query){.limit = 2, .slowest = 1};
+    svc_buf b = {0};
+    svc__trace_query(&q, &b);
+    json_t *doc = json_loadb(b.data, b.len, 0, NULL);
+    svc_buf_free(&b);
+    json_t *sp = json_object_get(doc, "spans");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(sp, 0), "trace_id")), "06000000000000000000000000000001");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(sp, 1), "trace_id")), "03000000000000000000000000000001");
+    json_decref(doc);
+    /* Newest, without slowest: limit 1 is the client span. */
+    q = (svc_trace_query){.limit = 1};
+    REQUIRE(query_durations(&q, d, 16) == 1);
+    CHECK_EQ(d[0], 100);
+}
+
+/* Two writers fill the ring with spans whose strings say who wrote them and
+ * how long each is (some fill their field with no NUL, garbage after a
+ * NUL in the others); a reader checks every copy it keeps. */
+#define TORN_SPANS 400000
+static atomic_int torn_writers_done;
+
+static size_t torn_len(size_t cap, uint64_t n) { return 1 + (size_t)(n % cap); } /* 1..cap: cap has no NUL */
+
+static void torn_fill(char *f, size_t cap, char c, uint64_t n) {
+    size_t len = torn_len(cap, n);
+    memset(f, 0xff, cap);
+    memset(f, c, len);
+    if (len < cap) f[len] = '\0';
+}
+
+static void *torn_writer(void *arg) {
+    uint64_t w = (uint64_t)(uintptr_t)arg;
+    svc_span s;
+    memset(&s, 0, sizeof s);
+    s.flags = SVC_TRACE_SAMPLED;
+    char c = (char)('a' + w);
+    for (uint64_t n = 0; n < TORN_SPANS; n++) {
+        s.dur_ns = w << 32 | n;
+        torn_fill(s.name, sizeof s.name, c, n);
+        torn_fill(s.peer, sizeof s.peer, c, n + 1);
+        torn_fill(s.detail, sizeof s.detail, c, n + 2);
+        torn_fill(s.code, sizeof s.code, c, n + 3);
+        svc__trace_record(&s);
+    }
+    atomic_fetch_add(&torn_writers_done, 1);
+    return NULL;
+}
+
+/* 1 when f holds what torn_fill wrote for (c, n), cut to a C string. */
+static int torn_ok(const char *f, size_t cap, char c, uint64_t n) {
+    size_t len = torn_len(cap, n);
+    if (len == cap) len = cap - 1;
+    if (strnlen(f, cap) != len) return 0;
+    for (size_t i = 0; i < len; i++)
+        if (f[i] != c) return 0;
+    return 1;
+}
+
+TEST(ring_reader_copies_are_whole_and_terminated) {
+    svc__trace_configure(1, 0, "t", "i");
+    svc__trace_ring_reset();
+    atomic_store(&torn_writers_done, 0);
+    pthread_t t[2];
+    for (uintptr_t w = 0; w < 2; w++) REQUIRE(pthread_create(&t[w], NULL, torn_writer, (void *)w) == 0);
+    long kept = 0, bad = 0;
+    svc_span s;
+    while (atomic_load(&torn_writers_done) < 2) {
+        uint64_t head = svc__trace_ring_head();
+        for (uint64_t i = head > SVC_TRACE_RING_SPANS ? head - SVC_TRACE_RING_SPANS : 0; i < head; i++) {
+            if (!svc__trace_ring_read(i, &s)) continue;
+            kept++;
+            uint64_t w = s.dur_ns >> 32, n = s.dur_ns & 0xffffffffu;
+            char c = (char)('a' + w);
+            if (w > 1 || !torn_ok(s.name, sizeof s.name, c, n) || !torn_ok(s.peer, sizeof s.peer, c, n + 1) ||
+                !torn_ok(s.detail, sizeof s.detail, c, n + 2) || !torn_ok(s.code, sizeof s.code, c, n + 3))
+                bad++;
+        }
+    }
+    for (int w = 0; w < 2; w++) pthread_join(t[w], NULL);
+    CHECK(kept > 0);
+    CHECK_EQ(bad, 0);
 }
 
 TEST(otlp_json_encoding) {
