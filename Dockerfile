@@ -14,6 +14,8 @@
 #             else Debian's .a archives plus the shared objects of the rest,
 #             i.e. libnats and what it needs), static, mixed or dynamic
 #   GIT_REV   shown in build info (the context has no .git)
+#   TLS       1: TLS to NATS linked in (OpenSSL, about 4.4 MB more; see
+#             docs/deploy.md); default 0, and the image carries no OpenSSL
 #
 # On a machine without a registry, scripts/base-image.sh makes the local
 # debian:bookworm-slim this starts from; elsewhere it comes from Docker Hub.
@@ -23,7 +25,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       zlib1g-dev \
       gcc make pkg-config libc6-dev musl-tools \
-      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev \
+      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
@@ -40,8 +42,9 @@ RUN mkdir -p build && touch build/.deps-ok \
 COPY . .
 ARG SERVICE
 ARG LINK=auto
+ARG TLS=0
 RUN test -n "$SERVICE" || { echo "pass --build-arg SERVICE=<name>" >&2; exit 2; } \
- && GIT_REV="$GIT_REV" sh docker/build.sh "$SERVICE" "$LINK"
+ && GIT_REV="$GIT_REV" TLS="$TLS" sh docker/build.sh "$SERVICE" "$LINK"
 
 FROM scratch
 COPY --from=build /rootfs/ /

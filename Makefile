@@ -14,7 +14,8 @@
 #   fuzz/*_fuzz.c              -> $(BUILD)/fuzz/<name>   (corpus replayer; `make fuzz` for libFuzzer)
 #
 # Variables: SAN=1 builds with ASan+UBSan into build/san; CI=true adds -Werror;
-# STATIC=0 links release programs against shared libraries.
+# STATIC=0 links release programs against shared libraries; TLS=1 links TLS
+# to NATS (OpenSSL) into every program, in build/tls (build/san-tls with SAN=1).
 #
 # `make install PREFIX=/opt/svckit` (default /usr/local; DESTDIR honoured)
 # installs the public headers, the static library, lib/pkgconfig/svckit.pc and
@@ -23,12 +24,13 @@
 
 CC      ?= cc
 SAN     ?= 0
+TLS     ?= 0
 ifeq ($(SAN),1)
-BUILD   ?= build/san
+BUILD   ?= build/san$(if $(filter 1,$(TLS)),-tls)
 OPT     ?= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDSAN   := -fsanitize=address,undefined
 else
-BUILD   ?= build
+BUILD   ?= build$(if $(filter 1,$(TLS)),/tls)
 OPT     ?= -O2
 LDSAN   :=
 endif
@@ -58,6 +60,23 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthrea
 endif
 LDFLAGS += $(LDSAN) -pthread
 
+# TLS to NATS (src/net/tls.c) is in libsvckit.a like the rest, but nothing
+# refers to it except through the weak symbol svc__tls (src/net/tls.h), so the
+# linker takes it, and OpenSSL with it, only into a program linked with
+# TLS_LDFLAGS and TLS_LDLIBS: every program of a TLS=1 build, and the test
+# helper msgsvc-tls in every build. Other programs carry no byte of OpenSSL
+# (bench/README.md has the sizes) and refuse tls:// at start, naming TLS=1.
+TLS_LDFLAGS := -Wl,--require-defined=svc__tls
+ifeq ($(STATIC),1)
+TLS_LDLIBS := $(LIBDIR)/libssl.a $(LIBDIR)/libcrypto.a
+else
+TLS_LDLIBS := -lssl -lcrypto
+endif
+ifeq ($(TLS),1)
+LDFLAGS += $(TLS_LDFLAGS)
+LDLIBS  := $(TLS_LDLIBS) $(LDLIBS)
+endif
+
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 CFLAGS  += -DSVC_VERSION='"$(VERSION)"' -DSVC_GIT_REV='"$(GIT_REV)"'
@@ -76,7 +95,7 @@ UNIT_BINS := $(UNIT_SRC:%.c=$(BUILD)/%)
 UNIT_MAIN := $(BUILD)/obj/tests/unit/test_main.o
 
 ITEST_SRC := $(wildcard tests/integration/*.c)
-ITEST_BINS:= $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/bin/%)
+ITEST_BINS:= $(ITEST_SRC:tests/integration/%.c=$(BUILD)/tests/bin/%) $(BUILD)/tests/bin/msgsvc-tls
 
 FUZZ_SRC  := $(wildcard fuzz/*_fuzz.c)
 FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
@@ -145,6 +164,12 @@ $(BUILD)/tests/bin/%: $(BUILD)/obj/tests/integration/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# msgsvc with TLS, for tests/integration/test_nats_tls.py (msgsvc itself
+# checks that a program without TLS refuses tls://).
+$(BUILD)/tests/bin/msgsvc-tls: $(BUILD)/obj/tests/integration/msgsvc.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $(TLS_LDFLAGS) $^ $(TLS_LDLIBS) $(LDLIBS) -o $@
+
 # The replayer: each fuzz target linked with a main() that feeds it every file of
 # its corpus, so the test suite replays corpora and crash reproducers with gcc.
 $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/obj/fuzz/replay.o $(LIB)
@@ -152,10 +177,12 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/obj/fuzz/replay.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # `make test`: installs what is missing, builds the release and the ASan/UBSan
-# trees, and runs every test against both. tests/run.sh prints the closing tally.
+# trees and the programs of the TLS build (build/tls, for test_nats_tls.py),
+# and runs every test against both. tests/run.sh prints the closing tally.
 test: $(DEPS_STAMP)
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory SAN=1 all
+	$(MAKE) --no-print-directory TLS=1 bins
 	bash tests/run.sh
 
 # `make run`: the reference system as local processes; Ctrl-C stops all of it.

@@ -20,7 +20,9 @@
 # /etc/nsswitch.conf, and an empty /tmp; $ROOTFS-data is the empty /data,
 # owned by the non-root user.
 #
-# Environment: ROOTFS (default /rootfs), GIT_REV (passed to make), JOBS.
+# Environment: ROOTFS (default /rootfs), GIT_REV (passed to make), JOBS, TLS
+# (1: TLS to NATS linked in, as `make TLS=1` does; OpenSSL's archives count
+# as any other library's).
 # Run as root (chown); in the build stage it is.
 set -eu
 
@@ -28,6 +30,7 @@ SERVICE=${1:?usage: docker/build.sh SERVICE [auto|static|mixed|dynamic]}
 LINK=${2:-auto}
 ROOTFS=${ROOTFS:-/rootfs}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+TLS=${TLS:-0}
 UID_NONROOT=65532
 
 case $SERVICE in
@@ -44,7 +47,7 @@ fi
 mkdir -p build && touch build/.deps-ok
 
 # One variable of the Makefile, as make computes it.
-mkvar() { make --no-print-directory STATIC=0 --eval="print-var-%: ; @echo \$(\$*)" "print-var-$1"; }
+mkvar() { make --no-print-directory STATIC=0 TLS="$TLS" --eval="print-var-%: ; @echo \$(\$*)" "print-var-$1"; }
 
 MULTIARCH=$(gcc -print-multiarch 2>/dev/null || true)
 # The static archive for -lNAME, if Debian ships one (libuv's is libuv_a.a).
@@ -62,6 +65,8 @@ archive() {
 is_libc() { case $1 in c|m|dl|rt|pthread|util|resolv) return 0 ;; esac; return 1; }
 
 makeldlibs=$(mkvar LDLIBS)
+tls_ldflags=
+[ "$TLS" = 1 ] && tls_ldflags=$(mkvar TLS_LDFLAGS)
 static_libs= ; shared_libs= ; missing=
 for f in $makeldlibs; do
   case $f in
@@ -81,17 +86,18 @@ done
 link_static() {
   rm -f "build/bin/$SERVICE"
   make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" STATIC=1 \
-    LDLIBS="$static_libs $1 -lpthread -ldl -lm"
+    BUILD=build TLS="$TLS" LDLIBS="$static_libs $1 -lpthread -ldl -lm"
 }
 link_mixed() {
   rm -f "build/bin/$SERVICE"
   make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" STATIC=0 \
-    LDFLAGS="-pthread -Wl,--as-needed -Wl,--gc-sections" \
+    BUILD=build TLS="$TLS" LDFLAGS="-pthread -Wl,--as-needed -Wl,--gc-sections $tls_ldflags" \
     LDLIBS="$static_libs $shared_libs -ldl -lm"
 }
 link_dynamic() {
   rm -f "build/bin/$SERVICE"
-  make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" STATIC=0
+  make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" STATIC=0 \
+    BUILD=build TLS="$TLS"
 }
 
 # The objects are built once: a static attempt that fails leaves them for the

@@ -585,6 +585,7 @@ static void nats_worker_start(svc_worker *w, void *state) {
         .server_errors = m->s_server_errors,
         .creds = m->creds,
         .no_advertised = m->no_advertised,
+        .tls = m->tls,
         .on_event = on_conn_event,
         .ud = mw,
     };
@@ -696,38 +697,6 @@ static void setup_metrics(svc_msg *m) {
 }
 
 
-/* "nats://a:4222, nats://b:4222" -> m->servers. */
-static int parse_servers(svc_msg *m, const char *list) {
-    char *copy = strdup(list);
-    m->servers = calloc(SVC_NATS_MAX_SERVERS, sizeof *m->servers);
-    if (!copy || !m->servers) {
-        free(copy);
-        return SVC_ENOMEM;
-    }
-    int rc = SVC_OK;
-    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (*tok == ' ') tok++;
-        char *end = tok + strlen(tok);
-        while (end > tok && end[-1] == ' ') *--end = '\0';
-        if (!*tok) continue;
-        if (m->nservers == SVC_NATS_MAX_SERVERS) {
-            svc_warn("nats: NATS_URL lists more than %d servers; using the first %d", SVC_NATS_MAX_SERVERS,
-                     SVC_NATS_MAX_SERVERS);
-            break;
-        }
-        if (svc__nats_url_parse(tok, &m->servers[m->nservers]) != SVC_OK) {
-            svc_error("nats: NATS_URL: cannot use \"%.64s\"%s", tok,
-                      strncmp(tok, "tls://", 6) == 0 ? " (TLS is not supported by svckit's NATS client)" : "");
-            rc = SVC_EINVAL;
-            break;
-        }
-        m->nservers++;
-    }
-    free(copy);
-    if (rc == SVC_OK && m->nservers == 0) rc = SVC_EINVAL;
-    return rc;
-}
-
 static void random_token(char *out, size_t n) {
     static const char b62[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     unsigned char r[64];
@@ -751,7 +720,6 @@ static int nats_setup(svc_app *app, void *state) {
                   "set NATS_URL=none to run without NATS", app->name);
         return SVC_EINVAL;
     }
-    if (parse_servers(m, url) != SVC_OK) return SVC_EINVAL;
     make_instance_id(m->instance);
     m->started_ms = svc_wall_ms();
     setup_metrics(m);
@@ -908,6 +876,7 @@ static void nats_free(svc_app *app, void *state) {
     svc_msg *m = state;
     if (!m) return;
     nats_stop(app, m);
+    if (m->tls) svc__tls.ctx_free(m->tls);
     for (msg_sub *s = m->subs; s;) {
         msg_sub *next = s->next;
         free(s);
@@ -951,19 +920,27 @@ static void nats_free(svc_app *app, void *state) {
 }
 
 static const svc_config_var nats_vars[] = {
-    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated; none: HTTP only"},
+    {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated (nats:// or tls://); none: HTTP only"},
+    {"NATS_TLS_CA", NULL, "CA file (PEM) that verifies the NATS servers; set: TLS to every server"},
+    {"NATS_TLS_CERT", NULL, "client certificate (PEM) presented to NATS servers; with NATS_TLS_KEY"},
+    {"NATS_TLS_KEY", NULL, "private key (PEM) of NATS_TLS_CERT"},
     {"NATS_NKEY_SEED_FILE", NULL, "file with an NKEY user seed (SU...), mode 600: sign in with it"},
     {"NATS_CREDS", NULL, "a .creds file (user JWT and seed), mode 600: sign in with it"},
     {"NATS_NO_ADVERTISED", "0", "1: use only the servers of NATS_URL, never those the cluster announces"},
     {"NATS_JS_REPLICAS", "1", "copies of each JetStream stream the service declares (1-5)"},
 };
 
+/* The variable's value; NULL when unset or empty. */
+static const char *env_set(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
 /* "1", "true", "yes" or "0", "false", "no" (unset: 0). */
 static int config_flag(const char *var, int *out, char *err, size_t errlen) {
-    const char *v = getenv(var);
+    const char *v = env_set(var);
     *out = 0;
-    if (!v || !*v || strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0)
-        return SVC_OK;
+    if (!v || strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0) return SVC_OK;
     if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0) {
         *out = 1;
         return SVC_OK;
@@ -973,9 +950,7 @@ static int config_flag(const char *var, int *out, char *err, size_t errlen) {
 
 /* NATS_NKEY_SEED_FILE or NATS_CREDS, read now: a bad file stops the start. */
 static int load_creds(svc_msg *m, char *err, size_t errlen) {
-    const char *seed = getenv("NATS_NKEY_SEED_FILE"), *creds = getenv("NATS_CREDS");
-    if (seed && !*seed) seed = NULL;
-    if (creds && !*creds) creds = NULL;
+    const char *seed = env_set("NATS_NKEY_SEED_FILE"), *creds = env_set("NATS_CREDS");
     if (seed && creds)
         return svc__config_fail(err, errlen, "NATS_CREDS", creds, "set NATS_CREDS or NATS_NKEY_SEED_FILE, not both");
     if (!seed && !creds) return SVC_OK;
@@ -991,6 +966,35 @@ static int load_creds(svc_msg *m, char *err, size_t errlen) {
     return SVC_OK;
 }
 
+/*
+ * TLS to NATS: a tls:// URL asks for it for that server, any NATS_TLS_*
+ * variable for every server (marked here). The TLS code is linked only
+ * into programs built for it (src/net/tls.h); in another, asking for TLS
+ * stops the service here, naming the remedy, rather than connecting in
+ * plaintext. Runs after m->servers is parsed.
+ */
+static int tls_configure(svc_msg *m, const char *url, char *err, size_t errlen) {
+    const char *ca = env_set("NATS_TLS_CA"), *cert = env_set("NATS_TLS_CERT"), *key = env_set("NATS_TLS_KEY");
+    int all = ca || cert || key, any = all;
+    for (int i = 0; i < m->nservers; i++) {
+        if (all) m->servers[i].tls = 1;
+        any |= m->servers[i].tls;
+    }
+    if (!any) return SVC_OK;
+    const char *var = ca ? "NATS_TLS_CA" : cert ? "NATS_TLS_CERT" : key ? "NATS_TLS_KEY" : "NATS_URL";
+    const char *val = all ? env_set(var) : url;
+    if (!&svc__tls)
+        return svc__config_fail(err, errlen, var, val,
+                                "TLS is not built into this program: build it with `make TLS=1` (or link it "
+                                "with -Wl,--require-defined=svc__tls -lssl -lcrypto)");
+    if (!cert != !key)
+        return svc__config_fail(err, errlen, cert ? "NATS_TLS_CERT" : "NATS_TLS_KEY", cert ? cert : key,
+                                "NATS_TLS_CERT and NATS_TLS_KEY go together");
+    char why[SVC_TLS_MAX_ERROR];
+    m->tls = svc__tls.ctx_new(ca, cert, key, why, sizeof why);
+    return m->tls ? SVC_OK : svc__config_fail(err, errlen, var, val, why);
+}
+
 /* NATS_URL and the variables above, read here: the runtime knows no NATS. */
 static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
     svc_msg *m = state;
@@ -998,12 +1002,24 @@ static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
     const char *v = getenv("NATS_URL");
     c->nats_url = v && *v ? v : nats_vars[0].def;
     if (strcmp(c->nats_url, "none") == 0) return SVC_OK;
-    if (svc__msg_url_check(c->nats_url) != SVC_OK)
-        return svc__config_fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...] or none");
-    long replicas;
+    m->servers = calloc(SVC_NATS_MAX_SERVERS, sizeof *m->servers);
+    if (!m->servers) return svc__config_fail(err, errlen, "NATS_URL", c->nats_url, "out of memory");
+    switch (svc__nats_urls_parse(c->nats_url, m->servers, SVC_NATS_MAX_SERVERS, &m->nservers)) {
+    case SVC_OK: break;
+    case SVC_ERANGE: {
+        char why[64];
+        snprintf(why, sizeof why, "more than %d servers", SVC_NATS_MAX_SERVERS);
+        return svc__config_fail(err, errlen, "NATS_URL", c->nats_url, why);
+    }
+    default:
+        return svc__config_fail(err, errlen, "NATS_URL", c->nats_url,
+                                "expected nats://[user[:pass]@]host[:port] or tls://..., comma-separated, or none");
+    }
+    long replicas = 1;
     int rc = config_flag("NATS_NO_ADVERTISED", &m->no_advertised, err, errlen);
     if (rc == SVC_OK) rc = svc__config_int("NATS_JS_REPLICAS", 1, SVC_MSG_MAX_JS_REPLICAS, 1, &replicas, err, errlen);
     if (rc == SVC_OK) rc = load_creds(m, err, errlen);
+    if (rc == SVC_OK) rc = tls_configure(m, c->nats_url, err, errlen);
     m->js_replicas = (int)replicas;
     return rc;
 }

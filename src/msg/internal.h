@@ -260,6 +260,7 @@ struct svc_msg {
     svc_nkey_creds *creds;           /* NATS_NKEY_SEED_FILE or NATS_CREDS; NULL: none */
     int no_advertised;               /* NATS_NO_ADVERTISED */
     int js_replicas;                 /* NATS_JS_REPLICAS */
+    svc_tls_ctx *tls;                /* NULL: no server asks for TLS */
     atomic_int nconnected;           /* workers whose connection is up */
     atomic_int w0_subs_ready;        /* worker 0's subscriptions confirmed */
     atomic_int draining;
@@ -311,9 +312,6 @@ void svc__msg_endpoint_name(const char *method, const char *pattern, char *out, 
  * SVC_OK or SVC_EINVAL.
  */
 int svc__msg_subject_check(const char *s, int wildcards);
-/* SVC_OK if list is a comma-separated list of nats:// or tls:// URLs with a
- * non-empty, printable, space-free rest (NATS_URL; config.c uses it). */
-int svc__msg_url_check(const char *list);
 /* A queue group name: 1..SVC_MSG_MAX_SUBJECT printable bytes, no space. */
 int svc__msg_queue_check(const char *s);
 /* A JetStream stream or durable name: [A-Za-z0-9_-]{1,64}. */

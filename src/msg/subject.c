@@ -255,24 +255,3 @@ int svc__msg_client_ok(const char *v) {
     return 1;
 }
 
-int svc__msg_url_check(const char *list) {
-    if (!list || !*list) return SVC_EINVAL;
-    const char *p = list;
-    for (;;) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        while (n && *p == ' ') p++, n--;
-        while (n && p[n - 1] == ' ') n--;
-        size_t scheme = 0;
-        if (n > 7 && strncmp(p, "nats://", 7) == 0) scheme = 7;
-        else if (n > 6 && strncmp(p, "tls://", 6) == 0) scheme = 6;
-        if (!scheme) return SVC_EINVAL;
-        for (size_t i = scheme; i < n; i++) {
-            unsigned char c = (unsigned char)p[i];
-            if (c <= 0x20 || c >= 0x7f) return SVC_EINVAL;
-        }
-        if (!end) break;
-        p = end + 1;
-    }
-    return SVC_OK;
-}

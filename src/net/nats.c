@@ -18,6 +18,7 @@
 
 #include "core/internal.h"
 #include "net/nats.h"
+#include "net/tls.h"
 #include "svckit/json.h"
 
 #ifndef SVC_VERSION
@@ -367,8 +368,10 @@ int svc__nats_parse(svc_nats_parser *p, const char *buf, size_t len, svc_nats_op
 
 int svc__nats_url_parse(const char *url, svc_nats_server *out) {
     memset(out, 0, sizeof *out);
-    if (!url || strncmp(url, "nats://", 7) != 0 || strlen(url) > SVC_NATS_MAX_URL) return SVC_EINVAL;
-    const char *p = url + 7;
+    if (!url || strlen(url) > SVC_NATS_MAX_URL) return SVC_EINVAL;
+    if (strncmp(url, "tls://", 6) == 0) out->tls = 1;
+    else if (strncmp(url, "nats://", 7) != 0) return SVC_EINVAL;
+    const char *p = url + (out->tls ? 6 : 7);
     const char *end = p + strcspn(p, "/?#");
     if (*end && strcmp(end, "/") != 0) return SVC_EINVAL;
     const char *at = NULL;
@@ -463,6 +466,9 @@ struct svc_nats {
     char *name;
     int cur, state, was_connected, closing, failures;
     int hold;                        /* keep publishes in pend even when connected */
+    int tls_required, tls_offered;   /* what the server's INFO says */
+    svc_tls *tls;                    /* this socket's TLS session; freed once the socket is closed */
+    nbuf sealed;                     /* ciphertext being made from out */
     atomic_int connected;
     atomic_size_t max_payload, buffered;
     uv_tcp_t tcp;
@@ -507,10 +513,12 @@ const char *svc__nats_url(const svc_nats *nc) { return nc->url; }
 static void on_written(uv_write_t *req, int status);
 static void finish_close(svc_nats *nc);
 
+static int tls_seal(svc_nats *nc);
+
 static void write_now(svc_nats *nc) {
-    if (nc->writing || !nc->out.len || !nc->tcp_init ||
-        (nc->state != ST_HANDSHAKE && nc->state != ST_CONNECTED))
-        return;
+    if (nc->writing || !nc->tcp_init || (nc->state != ST_HANDSHAKE && nc->state != ST_CONNECTED)) return;
+    if (nc->tls && tls_seal(nc) != 0) return;
+    if (!nc->out.len) return;
     /* Nothing is in flight: write what the socket takes now. Output that goes
      * whole (the usual case) needs no write request, and spares the epoll
      * change libuv makes after every completed uv_write. */
@@ -789,6 +797,7 @@ static void learn_servers(svc_nats *nc, json_t *urls) {
         }
         memcpy(s.user, cur.user, sizeof s.user);
         memcpy(s.pass, cur.pass, sizeof s.pass);
+        s.tls = cur.tls; /* TLS to one member of a cluster means TLS to all */
         if (!have_cur && same_server(&s, &cur)) {
             have_cur = 1;
             nc->cur = n;
@@ -808,7 +817,10 @@ static void learn_servers(svc_nats *nc, json_t *urls) {
 static int on_info(svc_nats *nc, const char *json, size_t len) {
     json_error_t err;
     json_t *doc = json_loadb(json, len, 0, &err);
+    nc->tls_required = nc->tls_offered = 0;
     if (!doc) return 0;
+    nc->tls_required = json_is_true(json_object_get(doc, "tls_required"));
+    nc->tls_offered = nc->tls_required || json_is_true(json_object_get(doc, "tls_available"));
     json_t *mp = json_object_get(doc, "max_payload");
     if (json_is_integer(mp) && json_integer_value(mp) > 0) {
         json_int_t v = json_integer_value(mp);
@@ -873,6 +885,77 @@ static void send_connect(svc_nats *nc) {
 }
 
 static void on_ping_timer(uv_timer_t *t);
+
+/* ---- TLS (tls.h): the hooks of the connect, read and write paths ---- */
+
+/* What the TLS callbacks return to stop: on purpose (the connection is
+ * gone, or no memory), or for the parser's protocol error. */
+enum { READ_STOP = 1, READ_PROTOCOL_ERROR = 2 };
+
+static int on_op(void *ud, const svc_nats_op *op);
+
+static int seal_append(void *ud, const char *data, size_t len) { return append(ud, data, len) ? READ_STOP : 0; }
+
+/* Replaces the plaintext in out by its ciphertext, after what the handshake
+ * queued. 0, or -1 once the connection is lost. */
+static int tls_seal(svc_nats *nc) {
+    int rc = svc__tls.output(nc->tls, nc->out.data, nc->out.len, seal_append, &nc->sealed);
+    if (rc) {
+        nc->sealed.len = 0;
+        lost(nc, rc == READ_STOP ? "out of memory" : svc__tls.error(nc->tls));
+        return -1;
+    }
+    nbuf t = nc->out;
+    nc->out = nc->sealed;
+    nc->sealed = t;
+    nc->sealed.len = 0;
+    return 0;
+}
+
+static int tls_ready(void *ud) {
+    svc_nats *nc = ud;
+    send_connect(nc);
+    return nc->state == ST_DOWN ? READ_STOP : 0;
+}
+
+static int tls_plain(void *ud, const char *data, size_t len) {
+    svc_nats *nc = ud;
+    int rc = svc__nats_parse(&nc->parser, data, len, on_op, nc);
+    return rc < 0 ? READ_PROTOCOL_ERROR : rc ? READ_STOP : 0;
+}
+
+/*
+ * After the server's first INFO, which nats-server sends in the clear: TLS
+ * when this server is configured for it (tls://, NATS_TLS_*) and offers it.
+ * When only one side wants TLS, a refusal: credentials and messages never go
+ * out in plaintext to a server that should have had TLS, whoever asked for
+ * it. Returns 1 (TLS begun), 0 (plaintext) or -1 (refused: lost).
+ */
+static int tls_begin(svc_nats *nc) {
+    const svc_nats_server *s = &nc->servers[nc->cur];
+    const char *refusal = NULL;
+    if (!s->tls && !nc->tls_required) return 0;
+    if (!s->tls) refusal = "the server requires TLS: use a tls:// URL or set NATS_TLS_CA";
+    else if (!nc->tls_offered)
+        refusal = "TLS is configured but the server does not offer it (no tls_required in its INFO); "
+                  "refusing plaintext";
+    else if (!nc->o.tls) refusal = "tls:// needs a TLS configuration, which this program has not made";
+    else if (!(nc->tls = svc__tls.session_new(nc->o.tls, s->host))) refusal = "out of memory";
+    if (refusal) {
+        lost(nc, refusal);
+        return -1;
+    }
+    /* What was queued before INFO (a PONG) is not sent after the handshake. */
+    nc->out.len = 0;
+    want_write(nc);
+    return 1;
+}
+
+static void tls_end(svc_nats *nc) {
+    if (!nc->tls) return;
+    svc__tls.session_free(nc->tls);
+    nc->tls = NULL;
+}
 
 static int move_pending(svc_nats *nc) {
     if (!nc->pend.len) return 0;
@@ -954,7 +1037,11 @@ static int on_op(void *ud, const svc_nats_op *op) {
                      SVC_NATS_MAX_NONCE);
             return -1;
         }
-        if (nc->state == ST_HANDSHAKE && nc->npongs == 0) send_connect(nc);
+        if (nc->state == ST_HANDSHAKE && nc->npongs == 0 && !nc->tls) {
+            /* Once TLS begins, the bytes after this INFO are TLS's. */
+            if (tls_begin(nc) != 0) return 1;
+            send_connect(nc);
+        }
         break;
     case SVC_NATS_OP_PING:
         /* A peer that pings without reading would grow out without bound:
@@ -1015,12 +1102,19 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
         return;
     }
     if (n == 0) return;
-    int rc = svc__nats_parse(&nc->parser, buf->base, (size_t)n, on_op, nc);
-    if (rc < 0) {
+    int rc;
+    if (!nc->tls) rc = svc__nats_parse(&nc->parser, buf->base, (size_t)n, on_op, nc) < 0 ? READ_PROTOCOL_ERROR : 0;
+    else if ((rc = svc__tls.input(nc->tls, buf->base, (size_t)n, tls_ready, tls_plain, nc)) == -1) {
+        lost(nc, svc__tls.error(nc->tls));
+        return;
+    }
+    if (rc == READ_PROTOCOL_ERROR) {
         char why[192];
         snprintf(why, sizeof why, "protocol error: %s", nc->parser.error);
         lost(nc, why);
+        return;
     }
+    if (nc->tls) want_write(nc); /* what the handshake queued, if anything */
 }
 
 /* ---- connecting ---- */
@@ -1031,6 +1125,7 @@ static void on_tcp_closed(uv_handle_t *h) {
     svc_nats *nc = h->data;
     nc->tcp_init = 0;
     nc->handles--;
+    tls_end(nc);
     if (nc->closing) {
         maybe_free(nc);
         return;
@@ -1211,6 +1306,7 @@ static void maybe_free(svc_nats *nc) {
     nbuf_free(&nc->out);
     nbuf_free(&nc->pend);
     nbuf_free(&nc->wbuf);
+    nbuf_free(&nc->sealed);
     svc__nats_parser_free(&nc->parser);
     free(nc->rbuf);
     free(nc->servers);

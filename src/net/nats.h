@@ -19,8 +19,14 @@
  * configured URLs; at most SVC_NATS_MAX_SERVERS in all), unless
  * no_advertised is set.
  *
- * What it does not do: TLS (tls:// is refused by svc__nats_url_parse),
- * JetStream as an API (src/msg/jetstream.c speaks it over request-reply).
+ * TLS (tls.h) when a server's URL is tls:// (or the owner marks it so) and
+ * opts.tls is set: after the server's INFO, which comes in the clear, the
+ * handshake runs over the same stream, then CONNECT; a server that offers
+ * no TLS to a client configured for it, or requires TLS of one that is not,
+ * is refused (never plaintext instead).
+ *
+ * What it does not do: JetStream as an API (src/msg/jetstream.c speaks it
+ * over request-reply).
  */
 #ifndef SVC_NET_NATS_H
 #define SVC_NET_NATS_H
@@ -30,6 +36,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "net/tls.h"
 #include "svckit/core.h"
 #include "svckit/obs.h"
 #include "net/nkey.h"
@@ -166,11 +173,12 @@ typedef struct svc_nats_server {
     char host[256];
     int port;
     char user[128], pass[128];       /* from nats://user:pass@host; token: user only */
+    int tls;                         /* TLS required: tls://, or set by the owner */
 } svc_nats_server;
 
-/* Parses "nats://[user[:pass]@]host[:port]" (port 4222 by default; [v6]
- * allowed). SVC_OK or SVC_EINVAL (other scheme, including tls://, empty host,
- * bad port, too long). */
+/* Parses "nats://[user[:pass]@]host[:port]" or "tls://..." (tls set; port
+ * 4222 by default; [v6] allowed). SVC_OK or SVC_EINVAL (other scheme, empty
+ * host, bad port, too long). */
 int svc__nats_url_parse(const char *url, svc_nats_server *out);
 /* Parses a comma-separated list of such URLs (NATS_URL): blanks around each
  * are ignored, and so are empty entries. Fills out[0..*n) with at most max
@@ -206,6 +214,8 @@ typedef struct svc_nats_opts {
     svc_series *server_errors;       /* counts every -ERR; NULL: not counted */
     const svc_nkey_creds *creds;     /* NKEY sign-in; NULL: none. Must outlive the connection */
     int no_advertised;               /* 1: never add the servers INFO announces to the pool */
+    svc_tls_ctx *tls;                /* for servers with tls set; NULL: they are refused. The
+                                        owner's, kept until the connection is freed */
     svc_nats_event_fn on_event;
     void *ud;
 } svc_nats_opts;

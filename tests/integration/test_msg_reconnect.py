@@ -238,7 +238,7 @@ def test_nats_url_none_and_bad():
         st, doc = s.json("POST", "/publish?subject=ev.x&n=1", body=b"x")
         assert doc["closed"] == 1
         assert "nats_connected" not in s.request("GET", "/metrics")[2].decode()
-    for bad in ("http://127.0.0.1:4222", "nats://a b", "nats://ok:1,"):
+    for bad in ("http://127.0.0.1:4222", "nats://a b", "nats://ok:1,nats://", "nats://ok:99999"):
         r = subprocess.run([binary("msgsvc")], env={"NATS_URL": bad, "PORT": "0"}, capture_output=True,
                            text=True, timeout=WAIT)
         assert r.returncode == 2, (bad, r.stdout, r.stderr)

@@ -158,9 +158,10 @@ class Msg:
 class Nats:
     """A blocking NATS client: enough protocol for tests, nothing hidden.
     connect: more CONNECT fields (credentials), or a function of the INFO
-    document that returns them (a signature of its nonce)."""
+    document that returns them (a signature of its nonce). tls: an
+    ssl.SSLContext, for a server that requires TLS after its INFO."""
 
-    def __init__(self, port, timeout=WAIT, connect=None):
+    def __init__(self, port, timeout=WAIT, connect=None, tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -169,6 +170,8 @@ class Nats:
         info = self._line()
         assert info.startswith(b"INFO "), info
         self.info = json.loads(info[5:])
+        if tls:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="127.0.0.1")
         fields = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True,
                   "protocol": 1, "name": "pytest"}
         fields.update(connect(self.info) if callable(connect) else connect or {})

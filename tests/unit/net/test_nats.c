@@ -223,7 +223,14 @@ TEST(urls) {
     CHECK_EQ(svc__nats_url_parse("nats://[::1]:5000", &s), SVC_OK);
     CHECK_STR(s.host, "::1");
     CHECK_EQ(s.port, 5000);
-    CHECK_EQ(svc__nats_url_parse("tls://h:4222", &s), SVC_EINVAL);
+    CHECK_EQ(s.tls, 0);
+    CHECK_EQ(svc__nats_url_parse("tls://u:p@h:4443", &s), SVC_OK);
+    CHECK_EQ(s.tls, 1);
+    CHECK_STR(s.host, "h");
+    CHECK_STR(s.pass, "p");
+    CHECK_EQ(s.port, 4443);
+    CHECK_EQ(svc__nats_url_parse("tls:/h", &s), SVC_EINVAL);
+    CHECK_EQ(svc__nats_url_parse("https://h", &s), SVC_EINVAL);
     CHECK_EQ(svc__nats_url_parse("nats://", &s), SVC_EINVAL);
     CHECK_EQ(svc__nats_url_parse("nats://h:0", &s), SVC_EINVAL);
     CHECK_EQ(svc__nats_url_parse("nats://h:70000", &s), SVC_EINVAL);
