@@ -198,7 +198,7 @@ function drawMap(snap, services, routes) {
   const others = [...names].filter(n => n !== gw).sort();
   const perCol = 6, colW = 200, rowH = 56, nodeW = 150, nodeH = 34;
   const cols = Math.max(1, Math.ceil(others.length / perCol));
-  const width = 60 + nodeW + 120 + cols * colW + 80, height = Math.max(3, Math.min(perCol, others.length)) * rowH + 40;
+  const width = 60 + nodeW + 120 + cols * colW + 150, height = Math.max(3, Math.min(perCol, others.length)) * rowH + 40;
   svg.setAttribute("viewBox", "0 0 " + width + " " + height);
   svg.style.height = Math.min(height, 600) + "px";
   const pos = new Map([[gw, { x: 20, y: height / 2 - nodeH / 2 }]]);
@@ -263,9 +263,12 @@ function drawMap(snap, services, routes) {
     }
     kids.push(el("path", { d, class: "edge" + (e.event ? " event" : "") + (e.err > 0 ? " err" : ""),
                            "marker-end": "url(#arrow)", "data-from": e.from, "data-to": e.to }));
-    const bow = b.x > a.x ? 0 : e.event ? (b.y > a.y ? 60 : 82) : 40;
-    kids.push(el("text", { x: (x1 + x2) / 2 + bow, y: (y1 + y2) / 2 - 4, class: "elabel" + (e.event ? " event" : ""),
-                           "text-anchor": "middle" }, e.rps.toFixed(1) + (e.event ? " ev/s" : "/s")));
+    // A label at the middle of its arrow; an event bow's just right of its
+    // apex (below the middle going down), clear of the RPC bow's label.
+    const side = b.x <= a.x && e.event, down = b.y > a.y;
+    kids.push(el("text", { x: (x1 + x2) / 2 + (b.x > a.x ? 0 : side ? (down ? 64 : 86) : 40),
+                           y: (y1 + y2) / 2 + (side && down ? 12 : -4), class: "elabel" + (e.event ? " event" : ""),
+                           "text-anchor": side ? "start" : "middle" }, e.rps.toFixed(1) + (e.event ? " ev/s" : "/s")));
   }
   for (const [name, p] of pos) {
     const s = services.get(name);
