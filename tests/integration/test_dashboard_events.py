@@ -36,54 +36,60 @@ def event_edges(gw):
     return out
 
 
-def stock_up(shop):
-    """Plenty of PRODUCT at every products instance (each has its own
-    database, and any of them may take an order's reservation)."""
+def stock_up(shop, pid=PRODUCT, stock=100000):
+    """stock of pid at every products instance (each has its own database,
+    and any of them may take an order's reservation)."""
     for svc in (shop.products, shop.__dict__.get("extra_products")):
         if svc:
-            st, doc = svc.json("PATCH", f"/products/{PRODUCT}", {"stock": 100000}, headers=admin())
+            st, doc = svc.json("PATCH", f"/products/{pid}", {"stock": stock}, headers=admin())
             assert st == 200, doc
 
 
-def place(shop):
-    """One order of PRODUCT through the gateway: its id (not waited for)."""
+def place(shop, pid=PRODUCT):
+    """One order of pid through the gateway: its id (not waited for)."""
     h = {"Authorization": "Bearer " + token("edge-user"), "Content-Type": "application/json",
          "Idempotency-Key": secrets.token_hex(8)}
     st, _, body = shop.gateway.request("POST", "/orders", headers=h,
-                                       body=json.dumps({"items": [{"product_id": PRODUCT, "quantity": 1}]}).encode())
+                                       body=json.dumps({"items": [{"product_id": pid, "quantity": 1}]}).encode())
     assert st == 201, body
     return json.loads(body)["id"]
 
 
-def place_and_settle(shop, n):
-    """n orders through the gateway, each waited for until confirmed."""
-    ids = [place(shop) for _ in range(n)]
+def place_and_settle(shop, n, pid=PRODUCT, status="confirmed"):
+    """n orders of pid through the gateway, each waited for until settled
+    (with that status)."""
+    ids = [place(shop, pid) for _ in range(n)]
     for oid in ids:
-        def confirmed():
+        def settled():
             st, doc = shop.orders.json("GET", f"/orders/{oid}", headers=admin())
             return st == 200 and doc["status"] != "pending" and doc
-        doc = wait_until(confirmed, what=f"order {oid} settled")
-        assert doc["status"] == "confirmed", doc
+        doc = wait_until(settled, what=f"order {oid} settled")
+        assert doc["status"] == status, doc
 
 
-SAGA = [("orders", "products"),     # orders.created
-        ("products", "payments"),   # stock.reserved
-        ("payments", "orders")]     # payment.succeeded
+SOLD_OUT = 8
 
 
 def test_orders_show_the_sagas_event_edges(system):
     stock_up(system)
+    stock_up(system, SOLD_OUT, 0)
     before = event_edges(system.gateway)
     n = 3
     place_and_settle(system, n)
+    place_and_settle(system, 1, SOLD_OUT, "cancelled")
+    # Events per edge: n paid orders and one rejected.
+    saga = {("orders", "products"): n + 1,   # orders.created
+            ("products", "payments"): n,     # stock.reserved
+            ("payments", "orders"): n,       # payment.succeeded
+            ("products", "orders"): 1}       # stock.rejected
 
     def grown():
         now = event_edges(system.gateway)
-        done = all(now.get(k, [0, 0])[0] - before.get(k, [0, 0])[0] >= n for k in SAGA)
+        done = all(now.get(k, [0, 0])[0] - before.get(k, [0, 0])[0] >= v for k, v in saga.items())
         return done and now
     now = wait_until(grown, what="the saga's event edges in the dashboard snapshot")
-    for k in SAGA:
-        assert now[k][0] - before.get(k, [0, 0])[0] == n, (k, now, before)
+    for k, v in saga.items():
+        assert now[k][0] - before.get(k, [0, 0])[0] == v, (k, now, before)
         assert now[k][1] == before.get(k, [0, 0])[1], (k, now, before)
     # Nothing consumed by the saga came from an unnamed publisher.
     assert not any(src in ("unknown", "other") for src, svc in now if svc != "gateway"), now
