@@ -8,7 +8,8 @@
  *  1. name and id are non-empty strings of at most GW_LIVE_STR_MAX bytes,
  *     every other string too; ready and truncated are booleans.
  *  2. At most SVC_MSG_LIVE_MAX_ROUTES routes and SVC_MSG_LIVE_MAX_CALLS
- *     calls; every count kept is an integer >= 0.
+ *     calls; every count kept is an integer >= 0; a call of kind "event"
+ *     names its source ("from"), any other its callee ("to"), never both.
  *
  * The same bytes as an svckit.trace answer (gw_trace_clean): at most the cap
  * of spans is appended, each with a 32-hex trace id (the one asked for, when
@@ -76,7 +77,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t i;
     json_t *r;
     json_array_foreach(routes, i, r) check_strings(r);
-    json_array_foreach(calls, i, r) check_strings(r);
+    json_array_foreach(calls, i, r) {
+        check_strings(r);
+        /* An event names its publisher, anything else its callee. */
+        const char *kind = json_string_value(json_object_get(r, "kind"));
+        int event = kind && strcmp(kind, "event") == 0;
+        CHECK(json_is_string(json_object_get(r, event ? "from" : "to")));
+        CHECK(!json_object_get(r, event ? "to" : "from"));
+    }
     json_decref(o);
     return 0;
 }

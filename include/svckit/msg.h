@@ -68,7 +68,10 @@
  * slow_consumer, expired, late_reply, shutdown, malformed),
  * nats_publish_failures_total, nats_server_errors_total (-ERR lines from
  * nats-server; logged at most once a second per connection),
- * rpc_calls_total{service,outcome}.
+ * rpc_calls_total{service,outcome},
+ * events_consumed_total{source,subject,outcome} (events and JetStream
+ * messages handled, by publishing service, the subscription's declared
+ * subject, and ok or error: a nak or term; svc_event_source).
  */
 #ifndef SVCKIT_MSG_H
 #define SVCKIT_MSG_H
@@ -103,12 +106,13 @@ extern "C" {
  * answer with one document of type "io.svckit.v1.live_response": version,
  * host, uptime, ready state, CPU seconds, RSS, in-flight requests, and per
  * route (template and method) the request count, 4xx and 5xx counts and the
- * http_request_duration_seconds buckets; per callee the svc_rpc_call counts
+ * http_request_duration_seconds buckets; per callee the svc_rpc_call counts,
+ * and per publishing service the events consumed (events_consumed_total)
  * (docs/messaging.md, "Live snapshot"). Counters are totals since start: a
  * reader takes two snapshots for rates and quantiles. Answering reads the
  * metrics registry as /metrics does; requests pay nothing for it. At most
- * SVC_MSG_LIVE_MAX_ROUTES routes and SVC_MSG_LIVE_MAX_CALLS callees are
- * listed ("truncated": true says some were left out). */
+ * SVC_MSG_LIVE_MAX_ROUTES routes and SVC_MSG_LIVE_MAX_CALLS callees and
+ * sources together are listed ("truncated": true says some were left out). */
 #define SVC_MSG_LIVE_VERB "LIVE"
 #define SVC_MSG_LIVE_MAX_ROUTES 128
 #define SVC_MSG_LIVE_MAX_CALLS 32
@@ -220,6 +224,18 @@ typedef struct svc_event {
     const char *(*header)(const struct svc_event *e, const char *name);
     void *impl;
 } svc_event;
+
+/*
+ * Events carry the publishing service: every publish of svc_msg_publish,
+ * svc_js_publish* and the outbox relay sends the header SVC_MSG_SOURCE_HEADER
+ * with the service's name. A consumer takes it as outside input: a value
+ * that is not a service name ([A-Za-z0-9_-]{1,64}), or none, is "unknown";
+ * past SVC_MSG_MAX_EVENT_SOURCES distinct names in one instance, a new one
+ * is "other". What it counts (events_consumed_total, the live snapshot's
+ * "calls" of kind "event") never grows past that.
+ */
+#define SVC_MSG_SOURCE_HEADER "Svc-Source"
+#define SVC_MSG_MAX_EVENT_SOURCES 32
 
 /*
  * Event handler. For core subscriptions the return value is ignored. For

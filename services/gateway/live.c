@@ -117,9 +117,12 @@ json_t *gw_live_clean(const char *data, size_t len) {
     json_t *c;
     json_array_foreach(json_object_get(doc, "calls"), i, c) {
         if (i >= SVC_MSG_LIVE_MAX_CALLS) break;
-        if (!json_is_string(json_object_get(c, "to"))) continue;
+        /* RPC calls name their callee, events their publisher. */
+        const char *kind = json_string_value(json_object_get(c, "kind"));
+        const char *peer = kind && strcmp(kind, "event") == 0 ? "from" : "to";
+        if (!json_is_string(json_object_get(c, peer))) continue;
         json_t *o = json_object();
-        copy_str(o, c, "to");
+        copy_str(o, c, peer);
         copy_str(o, c, "kind");
         copy_count(o, c, "calls");
         copy_count(o, c, "errors");

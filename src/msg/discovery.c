@@ -66,7 +66,8 @@ typedef struct live_route {
 } live_route;
 
 typedef struct live_call {
-    const char *to;
+    const char *peer;                /* the callee, or an event's source */
+    int event;                       /* 1: events consumed from peer; 0: RPC calls to it */
     long long calls, errors;
 } live_call;
 
@@ -111,21 +112,25 @@ static void live_on_duration(void *ud, const char *const *v, const svc_series *s
     if (r) r->nhist = svc__series_histogram(s, r->hist, LIVE_MAX_BUCKETS, &r->sum);
 }
 
-/* rpc_calls_total{service (the callee),outcome} */
-static void live_on_rpc(void *ud, const char *const *v, const svc_series *s) {
-    live_doc *l = ud;
+static void live_count(live_doc *l, const char *peer, int event, const char *outcome, const svc_series *s) {
     live_call *c = NULL;
     for (int i = 0; i < l->ncalls && !c; i++)
-        if (!strcmp(l->calls[i].to, v[0])) c = &l->calls[i];
+        if (l->calls[i].event == event && !strcmp(l->calls[i].peer, peer)) c = &l->calls[i];
     if (!c && l->ncalls == SVC_MSG_LIVE_MAX_CALLS) {
         l->truncated = 1;
         return;
     }
-    if (!c) c = &l->calls[l->ncalls++], c->to = v[0];
+    if (!c) c = &l->calls[l->ncalls++], c->peer = peer, c->event = event;
     long long n = (long long)svc_series_value(s);
     c->calls += n;
-    if (strcmp(v[1], "ok") != 0) c->errors += n;
+    if (strcmp(outcome, "ok") != 0) c->errors += n;
 }
+
+/* rpc_calls_total{service (the callee),outcome} */
+static void live_on_rpc(void *ud, const char *const *v, const svc_series *s) { live_count(ud, v[0], 0, v[1], s); }
+
+/* events_consumed_total{source,subject,outcome}: summed over subjects. */
+static void live_on_event(void *ud, const char *const *v, const svc_series *s) { live_count(ud, v[0], 1, v[2], s); }
 
 static void live_body(svc_msg *m, svc_jw *w) {
     svc_app *app = m->app;
@@ -155,6 +160,7 @@ static void live_body(svc_msg *m, svc_jw *w) {
     svc__metric_foreach(app->m_requests, LIVE_MAX_SERIES, live_on_requests, l);
     svc__metric_foreach(app->m_duration, LIVE_MAX_SERIES, live_on_duration, l);
     svc__metric_foreach(m->m_rpc, LIVE_MAX_SERIES, live_on_rpc, l);
+    svc__metric_foreach(m->m_events, LIVE_MAX_SERIES, live_on_event, l);
     int nb;
     const double *bounds = svc__metric_bounds(app->m_duration, &nb);
     svc_jw_key(w, "buckets");
@@ -183,8 +189,8 @@ static void live_body(svc_msg *m, svc_jw *w) {
     svc_jw_arr_begin(w);
     for (int i = 0; i < l->ncalls; i++) {
         svc_jw_obj_begin(w);
-        svc_jw_key(w, "to"), svc_jw_str(w, l->calls[i].to);
-        svc_jw_key(w, "kind"), svc_jw_str(w, "rpc");
+        svc_jw_key(w, l->calls[i].event ? "from" : "to"), svc_jw_str(w, l->calls[i].peer);
+        svc_jw_key(w, "kind"), svc_jw_str(w, l->calls[i].event ? "event" : "rpc");
         svc_jw_key(w, "calls"), svc_jw_i64(w, l->calls[i].calls);
         svc_jw_key(w, "errors"), svc_jw_i64(w, l->calls[i].errors);
         svc_jw_obj_end(w);

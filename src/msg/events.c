@@ -29,6 +29,7 @@ typedef struct ev_run {
     int rc;
     int slot;                        /* -1: runs on the loop */
     uv_work_t work;
+    const char *source;              /* its publisher, a label value (event_source) */
     int traced;                      /* span: a consumer span (recorded when sampled) */
     svc_trace_ctx tctx;              /* span's, the handler's parent */
     svc_span span;
@@ -77,6 +78,44 @@ static int call_handler(ev_run *r) {
     return rc;
 }
 
+/* The m->sources table: the loops of one process share it. */
+static pthread_mutex_t sources_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The publisher of msg as a label value: its Svc-Source when that is a
+ * service name, one of the first SVC_MSG_MAX_EVENT_SOURCES seen; "other"
+ * past them; "unknown" when absent or not a name. */
+static const char *event_source(svc_msg *m, const svc_nats_msg *msg) {
+    const char *v = svc__nats_msg_header(msg, SVC_MSG_SOURCE_HEADER);
+    if (!v || !svc__msg_name_ok(v)) return "unknown";
+    const char *out = NULL;
+    pthread_mutex_lock(&sources_lock);
+    for (int i = 0; i < m->nsources && !out; i++)
+        if (strcmp(m->sources[i], v) == 0) out = m->sources[i];
+    if (!out && m->nsources < SVC_MSG_MAX_EVENT_SOURCES) {
+        snprintf(m->sources[m->nsources], sizeof m->sources[0], "%s", v);
+        out = m->sources[m->nsources++];
+    }
+    pthread_mutex_unlock(&sources_lock);
+    return out ? out : "other";
+}
+
+void svc__event_metric(svc_msg *m) {
+    static const char *const labels[] = {"source", "subject", "outcome"};
+    if (!m->m_events)
+        m->m_events = svc_metric_counter("events_consumed_total",
+                                         "Events and JetStream messages handled, by publishing service, "
+                                         "subscription and outcome (error: nak or term)",
+                                         3, labels);
+}
+
+/* One handled event in events_consumed_total, under its subscription's
+ * declared subject (a bounded set, unlike the subjects published). */
+static void count_consumed(const ev_run *r) {
+    const char *labels[] = {r->source, r->consumer ? r->consumer->subject : r->sub->ev->subject,
+                            r->rc == SVC_OK ? "ok" : "error"};
+    svc_counter_add(svc_metric_with(r->mw->m->m_events, labels), 1);
+}
+
 static const char *event_header(const svc_event *e, const char *name) {
     if (!e || !e->impl || !name) return NULL;
     const ev_run *r = e->impl;
@@ -92,12 +131,14 @@ static void run_done(ev_run *r) {
     for (ev_run *x = r->more, *next; x; x = next) {
         next = x->more;
         trace_end(x);
+        count_consumed(x);
         svc__stream_settle(mw, x->consumer, x->msg, x->rc, x->ev.msg_id, x->ev.subject);
         svc__nats_msg_free(x->msg);
         free(x);
         mw->inflight--;
     }
     trace_end(r);
+    count_consumed(r);
     if (r->consumer) {
         svc__stream_settle(mw, r->consumer, r->msg, r->rc, r->ev.msg_id, r->ev.subject);
     } else {
@@ -207,6 +248,7 @@ static void run(msg_worker *mw, svc_nats_msg *msg, msg_sub *sub, msg_consumer *c
     r->ev.header = event_header;
     r->ev.impl = r;
     if (c) r->ev.delivered = svc__js_delivered(msg->reply);
+    r->source = event_source(mw->m, msg);
     trace_begin(r);
     mw->inflight++;
     if (r->slot >= 0) {
@@ -255,6 +297,7 @@ int svc_app_on_event(svc_app *app, const char *subject, const char *queue_group,
     r->handler = handler;
     r->flags = flags;
     r->ud = ud;
+    svc__event_metric(m);
     /* Appended: subscriptions are made in declaration order. */
     msg_event_reg **p = &m->events;
     while (*p) p = &(*p)->next;
@@ -272,7 +315,8 @@ int svc_msg_publish(svc_app *app, const char *subject, const void *data, size_t 
      * to the connection. */
     svc_buf h = {0};
     svc_span span;
-    if (svc__msg_producer_begin(&span, subject, &h)) svc__nats_hdr_end(&h);
+    svc__msg_producer_begin(m, &span, subject, &h);
+    svc__nats_hdr_end(&h);
     int rc = h.oom ? SVC_ENOMEM : svc__msg_pub_any(m, subject, NULL, h.data, h.len, len ? data : NULL, len);
     svc_buf_free(&h);
     svc__msg_producer_end(&span, rc);

@@ -287,6 +287,11 @@ struct svc_msg {
     svc_series *s_server_errors;     /* -ERR lines from the server */
     svc_metric *m_rpc;
     svc_metric *m_nats_requests;
+    svc_metric *m_events;            /* events_consumed_total: set when a consumer is declared */
+    /* Svc-Source names seen by the consumers (events.c, under its lock):
+     * the stable label values of m_events. */
+    char sources[SVC_MSG_MAX_EVENT_SOURCES][65];
+    int nsources;
     atomic_llong last_log_ms[DROP_REASONS + 2];
 };
 
@@ -440,6 +445,8 @@ int svc__rpc_request_sync(msg_worker *mw, const char *subject, const char *hdr, 
 
 void svc__event_handle(msg_worker *mw, msg_sub *s, svc_nats_msg *msg);
 void svc__stream_handle(msg_worker *mw, msg_consumer *c, svc_nats_msg *msg);
+/* Declares events_consumed_total (m->m_events) as a consumer is declared. */
+void svc__event_metric(svc_msg *m);
 /* After a stream message's handler (rc): ack, nak or term it. Worker 0. */
 void svc__stream_settle(msg_worker *mw, msg_consumer *c, const svc_nats_msg *msg, int rc, const char *msg_id,
                         const char *subject);
@@ -467,13 +474,14 @@ int svc__discovery_subscribe(svc_msg *m);
 /* trace.c: the span query, answered by worker 0. */
 void svc__trace_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud);
 int svc__trace_subscribe(svc_msg *m);
-/* trace.c: the producer span of a publish on subject (svc_msg_publish,
- * svc_js_publish and the outbox relay through it), a child of the span this
- * thread works for (svc__trace_current), sampled or not: its traceparent is
- * the consumers' parent. Returns 1 with span begun and its traceparent added
- * to h (the header section begun first when h is empty; the caller ends it),
- * or 0 with span empty and h untouched when the thread works for no span. */
-int svc__msg_producer_begin(svc_span *span, const char *subject, svc_buf *h);
+/* trace.c: the headers of a publish on subject (svc_msg_publish,
+ * svc_js_publish and the outbox relay through it), added to h (the header
+ * section begun first when h is empty; the caller ends it): always
+ * SVC_MSG_SOURCE_HEADER with m's service name; and the producer span's
+ * traceparent, a child of the span this thread works for
+ * (svc__trace_current), sampled or not: the consumers' parent. Returns 1
+ * with span begun, or 0 with span empty when the thread works for no span. */
+int svc__msg_producer_begin(svc_msg *m, svc_span *span, const char *subject, svc_buf *h);
 /* Ends a span of svc__msg_producer_begin with the publish's outcome rc
  * (recorded when sampled); nothing for an empty one. */
 void svc__msg_producer_end(svc_span *span, int rc);

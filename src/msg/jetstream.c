@@ -259,6 +259,7 @@ static int add_consumer(svc_app *app, const char *stream, const char *subject, c
     /* A batch handler has the next batch arrive while it runs. */
     c->max_inflight = batch ? 2 * SVC_MSG_STREAM_BATCH : SVC_MSG_STREAM_INFLIGHT;
     c->ud = ud;
+    svc__event_metric(m);
     c->next = m->consumers;
     m->consumers = c;
     if (!c->stream || !c->subject || !c->durable) return SVC_ENOMEM; /* freed with the app */
@@ -326,7 +327,8 @@ int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *su
 }
 
 /* What both publishes check first; builds the header section in h
- * (Nats-Msg-Id, and the traceparent of the producer span begun in span).
+ * (Nats-Msg-Id, Svc-Source, and the traceparent of the producer span begun
+ * in span).
  * Off the loops, re-applies the stream declarations a reconnect left
  * pending (blocking). */
 static int publish_prepare(svc_app *app, const char *subject, const void *data, size_t len, const char *msg_id,
@@ -341,8 +343,8 @@ static int publish_prepare(svc_app *app, const char *subject, const void *data, 
         svc__nats_hdr_begin(h);
         svc__nats_hdr_add(h, "Nats-Msg-Id", msg_id);
     }
-    svc__msg_producer_begin(span, subject, h);
-    if (h->len || h->oom) svc__nats_hdr_end(h);
+    svc__msg_producer_begin(m, span, subject, h);
+    svc__nats_hdr_end(h);
     if (h->oom) {
         svc_buf_free(h);
         return SVC_ENOMEM;

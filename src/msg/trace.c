@@ -45,9 +45,11 @@ void svc__trace_on_msg(svc_nats *nc, svc_nats_msg *msg, void *ud) {
     svc__nats_msg_free(msg);
 }
 
-int svc__msg_producer_begin(svc_span *span, const char *subject, svc_buf *h) {
+int svc__msg_producer_begin(svc_msg *m, svc_span *span, const char *subject, svc_buf *h) {
     const svc_trace_ctx *parent = svc__trace_current();
     span->flags = 0;
+    if (!h->len) svc__nats_hdr_begin(h);
+    svc__nats_hdr_add(h, SVC_MSG_SOURCE_HEADER, m->app->name);
     if (!parent) return 0;
     char name[SVC_TRACE_NAME_MAX], tp[SVC_TRACEPARENT_LEN + 1];
     snprintf(name, sizeof name, "publish %s", subject);
@@ -56,7 +58,6 @@ int svc__msg_producer_begin(svc_span *span, const char *subject, svc_buf *h) {
     svc_span_set(span->detail, sizeof span->detail, subject);
     svc_trace_ctx ctx = svc_span_ctx(span);
     svc__traceparent_format(tp, &ctx);
-    if (!h->len) svc__nats_hdr_begin(h);
     svc__nats_hdr_add(h, "traceparent", tp);
     return 1;
 }

@@ -70,12 +70,17 @@ function delta(cur, old) {
   out.rps = out.req / dt;
   if (typeof cur.cpu_seconds === "number" && typeof old.cpu_seconds === "number")
     out.cpu = Math.max(0, (cur.cpu_seconds - old.cpu_seconds) / dt * 100);
+  // RPC calls by callee, events consumed by publisher.
   out.calls = new Map();
-  const oc = new Map((old.calls || []).map(c => [c.to, c]));
+  out.events = new Map();
+  const callKey = c => c.kind === "event" ? "event\u0000" + c.from : "rpc\u0000" + c.to;
+  const oc = new Map((old.calls || []).map(c => [callKey(c), c]));
   for (const c of cur.calls || []) {
-    const o = oc.get(c.to) || {};
-    out.calls.set(c.to, { rps: Math.max(0, (c.calls || 0) - (o.calls || 0)) / dt,
-                          eps: Math.max(0, (c.errors || 0) - (o.errors || 0)) / dt });
+    const o = oc.get(callKey(c)) || {};
+    const r = { rps: Math.max(0, (c.calls || 0) - (o.calls || 0)) / dt,
+                eps: Math.max(0, (c.errors || 0) - (o.errors || 0)) / dt };
+    if (c.kind === "event") out.events.set(c.from, r);
+    else out.calls.set(c.to, r);
   }
   out.known = true;
   return out;
@@ -129,16 +134,17 @@ function render(snap) {
     const d = delta(i, prev.get(key(i)));
     let s = services.get(i.name);
     if (!s) services.set(i.name, s = { n: 0, ready: 0, rated: 0, rps: 0, req: 0, e5: 0, hist: null, cpu: 0, rss: 0,
-                                       bounds: i.buckets, calls: new Map() });
+                                       bounds: i.buckets, calls: new Map(), events: new Map() });
     s.n++; if (i.ready) s.ready++;
     s.rss += i.rss_bytes || 0;
     if (d.known) {
       s.rated++; s.rps += d.rps; s.req += d.req; s.e5 += d.e5; s.cpu += d.cpu || 0;
       s.hist = addInto(s.hist, d.hist);
-      for (const [to, c] of d.calls) {
-        const e = s.calls.get(to) || { rps: 0, eps: 0 };
-        e.rps += c.rps; e.eps += c.eps; s.calls.set(to, e);
-      }
+      for (const [kind, m] of [["calls", d.calls], ["events", d.events]])
+        for (const [peer, c] of m) {
+          const e = s[kind].get(peer) || { rps: 0, eps: 0 };
+          e.rps += c.rps; e.eps += c.eps; s[kind].set(peer, e);
+        }
       for (const [k, r] of d.routes) {
         const rk = i.name + "\u0000" + k;
         let a = routes.get(rk);
@@ -179,7 +185,8 @@ function render(snap) {
 }
 
 // The map: the gateway on the left, the services it routes to and the ones
-// they call on the right; an arrow per route target and per RPC callee.
+// they call on the right; a solid arrow per route target and per RPC callee,
+// a dashed one per event flow, from the publishing service to the consumer.
 function drawMap(snap, services, routes) {
   const svg = document.getElementById("map");
   const NS = "http://www.w3.org/2000/svg";
@@ -191,7 +198,7 @@ function drawMap(snap, services, routes) {
   const others = [...names].filter(n => n !== gw).sort();
   const perCol = 6, colW = 200, rowH = 56, nodeW = 150, nodeH = 34;
   const cols = Math.max(1, Math.ceil(others.length / perCol));
-  const width = 60 + nodeW + 120 + cols * colW, height = Math.max(3, Math.min(perCol, others.length)) * rowH + 40;
+  const width = 60 + nodeW + 120 + cols * colW + 150, height = Math.max(3, Math.min(perCol, others.length)) * rowH + 40;
   svg.setAttribute("viewBox", "0 0 " + width + " " + height);
   svg.style.height = Math.min(height, 600) + "px";
   const pos = new Map([[gw, { x: 20, y: height / 2 - nodeH / 2 }]]);
@@ -232,21 +239,36 @@ function drawMap(snap, services, routes) {
       e.rps += c.rps; e.err += c.eps;
       edges.set(k, e);
     }
+  // Events: what each service consumed, by publisher ("unknown" and "other"
+  // are no service of the map, so not drawn).
+  for (const [name, s] of services)
+    for (const [from, c] of s.events) {
+      if (!pos.has(from)) continue;
+      const k = "event\u0000" + from + "\u0000" + name;
+      const e = edges.get(k) || { from, to: name, rps: 0, err: 0, event: true };
+      e.rps += c.rps; e.err += c.eps;
+      edges.set(k, e);
+    }
   for (const e of edges.values()) {
     const a = pos.get(e.from), b = pos.get(e.to);
-    if (!a || !b) continue;
+    if (!a || !b || a === b) continue;
     let x1 = a.x + nodeW, y1 = a.y + nodeH / 2, x2 = b.x, y2 = b.y + nodeH / 2, d;
     if (b.x > a.x) {
       const mx = (x1 + x2) / 2;
       d = "M " + x1 + " " + y1 + " C " + mx + " " + y1 + ", " + mx + " " + y2 + ", " + x2 + " " + y2;
-    } else {   // between services in one column: a bow on the right
+    } else {   // between services in one column: a bow on the right, wider for events (more going up)
       x1 = a.x + nodeW; x2 = b.x + nodeW;
-      const bx = Math.max(x1, x2) + 50;
+      const bx = Math.max(x1, x2) + (e.event ? (b.y > a.y ? 80 : 110) : 50);
       d = "M " + x1 + " " + y1 + " C " + bx + " " + y1 + ", " + bx + " " + y2 + ", " + x2 + " " + y2;
     }
-    kids.push(el("path", { d, class: "edge" + (e.err > 0 ? " err" : ""), "marker-end": "url(#arrow)" }));
-    kids.push(el("text", { x: (x1 + x2) / 2 + (b.x > a.x ? 0 : 40), y: (y1 + y2) / 2 - 4, class: "elabel",
-                           "text-anchor": "middle" }, e.rps.toFixed(1) + "/s"));
+    kids.push(el("path", { d, class: "edge" + (e.event ? " event" : "") + (e.err > 0 ? " err" : ""),
+                           "marker-end": "url(#arrow)", "data-from": e.from, "data-to": e.to }));
+    // A label at the middle of its arrow; an event bow's just right of its
+    // apex (below the middle going down), clear of the RPC bow's label.
+    const side = b.x <= a.x && e.event, down = b.y > a.y;
+    kids.push(el("text", { x: (x1 + x2) / 2 + (b.x > a.x ? 0 : side ? (down ? 64 : 86) : 40),
+                           y: (y1 + y2) / 2 + (side && down ? 12 : -4), class: "elabel" + (e.event ? " event" : ""),
+                           "text-anchor": side ? "start" : "middle" }, e.rps.toFixed(1) + (e.event ? " ev/s" : "/s")));
   }
   for (const [name, p] of pos) {
     const s = services.get(name);
