@@ -1,0 +1,227 @@
+#!/usr/bin/env python3
+"""Runs the pods of deploy/k8s with `podman kube play` and reads the catalog
+through the gateway.
+
+Called by `scripts/images.sh test` after test_compose.py, with podman's
+environment set and the stage's images built. `podman kube play` is not a
+cluster, so the test plays a variant of the manifests, made here from them:
+
+  - each Deployment's and the StatefulSet's pod template becomes one Pod named
+    after it: podman's DNS resolves pod names, so NATS_URL (@nats:4222) and
+    AUTH_JWKS_URL (http://auth:8081) stay as they are; no replicas;
+  - Secret values are put in place (podman reads a secretKeyRef from its own
+    secret store, not from a Secret document), and $(VAR) in env values is
+    expanded as Kubernetes does (podman does not);
+  - probes go (podman runs them with curl inside the container; the images
+    have none) and so do the ports, except the gateway's, published on
+    127.0.0.1 at a free port;
+  - nats: one node (the cluster block goes: its routes would never resolve),
+    the local nats image (test_compose.py) and no runAsUser (its volume is
+    root's);
+  - images are the stage's (localhost/svckit/<name>:latest), volume claims
+    get the run's name, and everything is labelled for the cleanup.
+
+Checks: every pod runs, the gateway answers /readyz 200, and a product read
+through it (register, log in, GET /products/1) answers 200. Then `podman kube
+down`, the volumes and the network are removed (on failure and Ctrl-C too).
+Prints "N passed, N failed" last.
+"""
+import copy
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+import test_compose as tc
+import test_images as ti
+from test_images import http, podman, result
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+RUN_ID = "svckit-kube-%d" % os.getpid()
+PODS = ["nats", "auth", "products", "orders", "payments", "gateway"]
+UP_TIMEOUT = 120
+
+
+def load():
+    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    docs = []
+    for r in kust["resources"]:
+        docs += [d for d in yaml.safe_load_all((K8S / r).read_text()) if d]
+    return docs
+
+
+def expand_env(env, secret):
+    """Secret values in place, $(VAR) expanded from the variables before it."""
+    out, seen = [], {}
+    for e in env:
+        ref = (e.get("valueFrom") or {}).get("secretKeyRef")
+        if ref:
+            if ref["key"] not in secret:
+                if ref.get("optional"):
+                    continue
+                raise RuntimeError("secret key %s missing" % ref["key"])
+            e = {"name": e["name"], "value": secret[ref["key"]]}
+        if "value" in e:
+            e = dict(e, value=re.sub(r"\$\((\w+)\)", lambda m: seen.get(m.group(1), m.group(0)),
+                                     e["value"]))
+            seen[e["name"]] = e["value"]
+        out.append(e)
+    return out
+
+
+def variant(docs, secret, gateway_port):
+    out = []
+    for d in docs:
+        kind, name = d["kind"], d["metadata"]["name"]
+        if kind == "ConfigMap":
+            d = copy.deepcopy(d)
+            if name == "nats-config":
+                conf = d["data"]["nats.conf"]
+                d["data"]["nats.conf"] = conf[:conf.index("cluster {")]
+            out.append(d)
+        elif kind == "PersistentVolumeClaim":
+            d = copy.deepcopy(d)
+            d["metadata"]["name"] = "%s-%s" % (RUN_ID, name)
+            out.append(d)
+        elif kind in ("Deployment", "StatefulSet"):
+            spec = copy.deepcopy(d["spec"]["template"]["spec"])
+            for c in spec["containers"]:
+                for probe in ("startupProbe", "readinessProbe", "livenessProbe", "lifecycle"):
+                    c.pop(probe, None)
+                c["env"] = expand_env(c.get("env", []), secret)
+                if name == "gateway":
+                    c["ports"] = [{"containerPort": 8080, "hostPort": gateway_port,
+                                   "hostIP": "127.0.0.1"}]
+                else:
+                    c.pop("ports", None)
+                if name == "nats":
+                    c["image"] = tc.NATS_IMAGE
+                else:
+                    c["image"] = "localhost/%s/%s:%s" % (ti.PREFIX, name, ti.TAG)
+            for v in spec.get("volumes", []):
+                if "persistentVolumeClaim" in v:
+                    claim = v["persistentVolumeClaim"]
+                    claim["claimName"] = "%s-%s" % (RUN_ID, claim["claimName"])
+            if kind == "StatefulSet":
+                spec.pop("securityContext", None)
+                for t in d["spec"]["volumeClaimTemplates"]:
+                    claim = "%s-%s-%s" % (RUN_ID, name, t["metadata"]["name"])
+                    spec["volumes"].append({"name": t["metadata"]["name"],
+                                            "persistentVolumeClaim": {"claimName": claim}})
+                    out.append({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                "metadata": {"name": claim}, "spec": t["spec"]})
+            out.append({"apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": name, "labels": {ti.LABEL: RUN_ID}}, "spec": spec})
+    return out
+
+
+def pods():
+    out = podman("pod", "ps", "--filter", "label=%s=%s" % (ti.LABEL, RUN_ID), "--format", "json",
+                 check=False)
+    return {p["Name"]: p["Status"] for p in json.loads(out or "[]")}
+
+
+def teardown(kube_file, volumes):
+    if kube_file:
+        podman("kube", "down", kube_file, check=False, timeout=120)
+    left = list(pods())
+    if left:
+        podman("pod", "rm", "-f", *left, check=False)
+    if volumes:
+        podman("volume", "rm", "-f", *volumes, check=False)
+    podman("network", "rm", "-f", RUN_ID, check=False)
+
+
+def read_products(base):
+    user = {"username": "kube_%d" % os.getpid(), "password": "correct-horse-battery"}
+    status, body, _ = http("POST", base + "/auth/register", user)
+    result("kube: POST /auth/register through the gateway 201", status == 201, "%r %r" % (status, body))
+    status, body, _ = http("POST", base + "/auth/login", user)
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not result("kube: POST /auth/login 200", status == 200 and bool(token), "%r %r" % (status, body)):
+        return
+    deadline = time.monotonic() + 20
+    while True:
+        status, body, _ = http("GET", base + "/products/1", headers={"Authorization": "Bearer " + token})
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    result("kube: GET /products/1 through the gateway 200",
+           status == 200 and isinstance(body, dict) and body.get("id") == 1,
+           "%r %r" % (status, str(body)[:300]))
+
+
+def main():
+    if not os.environ.get("CONTAINERS_STORAGE_CONF"):
+        print("test_kube.py: run it through `scripts/images.sh test`, or source "
+              "scripts/podman-env.sh first", file=sys.stderr)
+        return 2
+    missing = sorted(set(PODS) - {"nats"} - set(ti.SERVICES)) if ti.SERVICES else []
+    if missing:
+        print("# kube test skipped: SERVICES lacks %s" % " ".join(missing))
+        print("0 passed, 0 failed")
+        return 0
+    signal.signal(signal.SIGTERM, ti.on_signal)
+    signal.signal(signal.SIGINT, ti.on_signal)
+    t0 = time.monotonic()
+    port = tc.free_port()
+    base = "http://127.0.0.1:%d" % port
+    secret = {"NATS_USER": "svckit", "NATS_PASSWORD": secrets.token_hex(16),
+              "ADMIN_PASSWORD": secrets.token_hex(16)}
+    docs = variant(load(), secret, port)
+    # podman makes a volume of each claim, and one of each ConfigMap mounted.
+    volumes = [d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"] + \
+        [v["configMap"]["name"] for d in docs if d["kind"] == "Pod"
+         for v in d["spec"].get("volumes", []) if "configMap" in v]
+    kube_file = None
+    try:
+        tc.nats_image()
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=RUN_ID, delete=False) as f:
+            yaml.safe_dump_all(docs, f)
+            kube_file = f.name
+        podman("network", "create", "--label", "%s=%s" % (ti.LABEL, RUN_ID), RUN_ID)
+        out = podman("kube", "play", "--network", RUN_ID, kube_file, check=False, timeout=300)
+        status = 0
+        deadline = time.monotonic() + UP_TIMEOUT
+        while time.monotonic() < deadline:
+            status, _, _ = http("GET", base + "/readyz", timeout=2)
+            if status == 200:
+                break
+            time.sleep(0.5)
+        result("kube: the gateway's /readyz 200 on 127.0.0.1:%d (%.0f s)"
+               % (port, time.monotonic() - t0), status == 200, "last %r; play: %s" % (status, out[-500:]))
+        state = pods()
+        result("kube: every pod runs (%s)" % " ".join(PODS),
+               sorted(state) == sorted(PODS) and set(state.values()) == {"Running"}, "%r" % state)
+        read_products(base)
+    except RuntimeError as e:
+        result("kube setup", False, str(e))
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if ti.failed:
+            for c in podman("ps", "-a", "--format", "{{.Names}}", *("--filter=pod=" + p for p in PODS),
+                            check=False).split():
+                logs = subprocess.run(["podman", "logs", "--tail", "5", c], capture_output=True,
+                                      text=True)
+                print("# %s:\n%s" % (c, (logs.stdout + logs.stderr).strip()))
+        teardown(kube_file, volumes)
+        result("kube: podman kube down leaves no pod", not pods(), "%r" % pods())
+        if kube_file:
+            os.unlink(kube_file)
+    print("# kube test took %.0f s" % (time.monotonic() - t0))
+    print("%d passed, %d failed" % (ti.passed, ti.failed))
+    return 0 if ti.failed == 0 and ti.passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
