@@ -19,7 +19,8 @@ cluster, so the test plays a variant of the manifests, made here from them:
     the local nats image (test_compose.py) and no runAsUser (its volume is
     root's);
   - images are the stage's (localhost/svckit/<name>:latest), volume claims
-    get the run's name, and everything is labelled for the cleanup.
+    and ConfigMaps get the run's name, and everything is labelled for the
+    cleanup.
 
 Checks: every pod runs, the gateway answers /readyz 200, and a product read
 through it (register, log in, GET /products/1) answers 200. Then `podman kube
@@ -83,7 +84,10 @@ def variant(docs, secret, gateway_port):
     for d in docs:
         kind, name = d["kind"], d["metadata"]["name"]
         if kind == "ConfigMap":
+            # podman keeps a ConfigMap mounted as a volume of its name, and
+            # reuses one that exists: the run's name keeps each run's own.
             d = copy.deepcopy(d)
+            d["metadata"]["name"] = "%s-%s" % (RUN_ID, name)
             if name == "nats-config":
                 conf = d["data"]["nats.conf"]
                 d["data"]["nats.conf"] = conf[:conf.index("cluster {")]
@@ -107,10 +111,15 @@ def variant(docs, secret, gateway_port):
                     c["image"] = tc.NATS_IMAGE
                 else:
                     c["image"] = "localhost/%s/%s:%s" % (ti.PREFIX, name, ti.TAG)
+            for c in spec["containers"]:
+                for ref in c.get("envFrom", []):
+                    ref["configMapRef"]["name"] = "%s-%s" % (RUN_ID, ref["configMapRef"]["name"])
             for v in spec.get("volumes", []):
                 if "persistentVolumeClaim" in v:
                     claim = v["persistentVolumeClaim"]
                     claim["claimName"] = "%s-%s" % (RUN_ID, claim["claimName"])
+                if "configMap" in v:
+                    v["configMap"]["name"] = "%s-%s" % (RUN_ID, v["configMap"]["name"])
             if kind == "StatefulSet":
                 spec.pop("securityContext", None)
                 for t in d["spec"]["volumeClaimTemplates"]:
@@ -124,21 +133,35 @@ def variant(docs, secret, gateway_port):
     return out
 
 
-def pods():
-    out = podman("pod", "ps", "--filter", "label=%s=%s" % (ti.LABEL, RUN_ID), "--format", "json",
+def pods(run=RUN_ID):
+    out = podman("pod", "ps", "--filter", "label=%s=%s" % (ti.LABEL, run), "--format", "json",
                  check=False)
     return {p["Name"]: p["Status"] for p in json.loads(out or "[]")}
 
 
-def teardown(kube_file, volumes):
+def teardown(kube_file, volumes, run=RUN_ID):
     if kube_file:
         podman("kube", "down", kube_file, check=False, timeout=120)
-    left = list(pods())
+    left = list(pods(run))
     if left:
         podman("pod", "rm", "-f", *left, check=False)
     if volumes:
         podman("volume", "rm", "-f", *volumes, check=False)
-    podman("network", "rm", "-f", RUN_ID, check=False)
+    podman("network", "rm", "-f", run, check=False)
+
+
+def remove_leftovers():
+    """Removes what killed runs left: their pods would take the pod names."""
+    out = podman("pod", "ps", "--format", '{{index .Labels "%s"}}' % ti.LABEL, check=False)
+    nets = podman("network", "ls", "--format", "{{.Name}}", check=False).split()
+    for run in set(out.split()) | set(nets):
+        if not run.startswith("svckit-kube-") or run == RUN_ID:
+            continue
+        pid = run.rsplit("-", 1)[1]
+        if pid.isdigit() and not ti.pid_alive(int(pid)):
+            vols = [v for v in podman("volume", "ls", "-q", check=False).split()
+                    if v.startswith(run + "-")]
+            teardown(None, vols, run)
 
 
 def read_products(base):
@@ -183,6 +206,7 @@ def main():
         [v["configMap"]["name"] for d in docs if d["kind"] == "Pod"
          for v in d["spec"].get("volumes", []) if "configMap" in v]
     kube_file = None
+    remove_leftovers()
     try:
         tc.nats_image()
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=RUN_ID, delete=False) as f:
@@ -215,7 +239,9 @@ def main():
                                       text=True)
                 print("# %s:\n%s" % (c, (logs.stdout + logs.stderr).strip()))
         teardown(kube_file, volumes)
-        result("kube: podman kube down leaves no pod", not pods(), "%r" % pods())
+        left = list(pods()) + [v for v in podman("volume", "ls", "-q", check=False).split()
+                               if v.startswith(RUN_ID)]
+        result("kube: torn down (no pod, no volume left)", not left, "left %r" % left)
         if kube_file:
             os.unlink(kube_file)
     print("# kube test took %.0f s" % (time.monotonic() - t0))
