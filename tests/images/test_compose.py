@@ -23,14 +23,12 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+import stack
 import test_images as ti
 from test_images import http, podman, result
 
@@ -38,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "deploy" / "compose.yaml"
 PROJECT = "svckit-compose-%d" % os.getpid()
 PROJECT_LABEL = "io.podman.compose.project"
-NATS_IMAGE = "localhost/svckit-test/nats:local"
 # Every container of the file, with the replicas compose.yaml asks for.
 EXPECTED = {"nats": 1, "auth": 1, "products": 2, "orders": 1, "payments": 1, "gateway": 1}
 # Seconds for the whole shop to become ready through the gateway, and for an
@@ -54,23 +51,6 @@ def compose(*args, env, project=PROJECT, timeout=300):
                               env=env, capture_output=True, text=True, timeout=timeout)
     finally:
         ti._in_podman = False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def nats_image():
-    """The local stand-in for the official nats image: same entrypoint."""
-    if subprocess.run(["podman", "image", "exists", NATS_IMAGE]).returncode == 0:
-        return
-    with tempfile.TemporaryDirectory() as ctx:
-        shutil.copy(ti.NATS_SERVER, os.path.join(ctx, "nats-server"))
-        Path(ctx, "Containerfile").write_text(
-            "FROM %s\nCOPY nats-server /nats-server\nENTRYPOINT [\"/nats-server\"]\n" % ti.BASE_IMAGE)
-        podman("build", "--format", "docker", "-t", NATS_IMAGE, ctx, timeout=300)
 
 
 def containers(project=PROJECT):
@@ -133,37 +113,19 @@ def check_nats_auth():
 
 
 def order_through_gateway(base, admin):
-    user = {"username": "compose_%d" % os.getpid(), "password": "correct-horse-battery"}
-    status, body, _ = http("POST", base + "/auth/register", user)
-    result("compose: POST /auth/register through the gateway 201", status == 201,
-           "%r %r" % (status, body))
-    status, body, _ = http("POST", base + "/auth/login", user)
-    token = body.get("access_token") if isinstance(body, dict) else None
-    if not result("compose: POST /auth/login 200 with a token", status == 200 and bool(token),
-                  "%r %r" % (status, body)):
+    bearer = stack.sign_up("compose", base)
+    if not bearer:
         return
     status, body, _ = http("POST", base + "/auth/login", admin)
     result("compose: the admin account from ADMIN_PASSWORD logs in", status == 200,
            "%r %r" % (status, body))
-    bearer = {"Authorization": "Bearer " + token}
-    # Verifiers fetch auth's keys as they start: allow them a moment.
-    deadline = time.monotonic() + 20
-    while True:
-        status, body, _ = http("GET", base + "/products?limit=3", headers=bearer)
-        if status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    status, body = stack.until_status(200, "GET", base + "/products?limit=3", headers=bearer)
     result("compose: GET /products through the gateway 200",
            status == 200 and isinstance(body, dict) and len(body.get("products") or []) == 3,
            "%r %r" % (status, str(body)[:300]))
     headers = dict(bearer, **{"Idempotency-Key": "compose-%d" % os.getpid()})
-    deadline = time.monotonic() + 20
-    while True:
-        status, body, _ = http("POST", base + "/orders", {"items": [{"product_id": 3, "quantity": 1}]},
-                               headers=headers)
-        if status == 201 or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    status, body = stack.until_status(201, "POST", base + "/orders",
+                                      {"items": [{"product_id": 3, "quantity": 1}]}, headers=headers)
     oid = body.get("id") if isinstance(body, dict) else None
     if not result("compose: POST /orders through the gateway 201", status == 201 and bool(oid),
                   "%r %r" % (status, str(body)[:300])):
@@ -180,44 +142,25 @@ def order_through_gateway(base, admin):
 
 
 def main():
-    if not os.environ.get("CONTAINERS_STORAGE_CONF"):
-        print("test_compose.py: run it through `scripts/images.sh test`, or source "
-              "scripts/podman-env.sh first", file=sys.stderr)
-        return 2
     if not shutil.which("podman-compose"):
         result("compose: podman-compose is installed", False, "SVCKIT_DEPS_IMAGES=1 scripts/deps.sh")
         print("%d passed, %d failed" % (ti.passed, ti.failed))
         return 1
-    missing = sorted(set(EXPECTED) - {"nats"} - set(ti.SERVICES)) if ti.SERVICES else []
-    if missing:
-        print("# compose test skipped: SERVICES lacks %s" % " ".join(missing))
-        print("0 passed, 0 failed")
-        return 0
-    signal.signal(signal.SIGTERM, ti.on_signal)
-    signal.signal(signal.SIGINT, ti.on_signal)
-    t0 = time.monotonic()
-    port = free_port()
+    port = stack.free_port()
     env = dict(os.environ, NATS_USER="svckit", NATS_PASSWORD=secrets.token_hex(16),
                ADMIN_PASSWORD=secrets.token_hex(16), GATEWAY_PORT=str(port),
-               GATEWAY_BIND="127.0.0.1", NATS_IMAGE=NATS_IMAGE,
+               GATEWAY_BIND="127.0.0.1", NATS_IMAGE=stack.NATS_IMAGE,
                SVCKIT_IMAGE_PREFIX=ti.PREFIX, SVCKIT_TAG=ti.TAG)
     base = "http://127.0.0.1:%d" % port
-    remove_leftovers(env)
-    try:
-        nats_image()
+
+    def body(t0):
+        remove_leftovers(env)
+        stack.nats_image()
         r = compose("up", "-d", "--no-build", env=env)
         if not result("compose: podman-compose up -d", r.returncode == 0,
                       (r.stdout + r.stderr)[-1500:]):
-            return 1
-        deadline = time.monotonic() + UP_TIMEOUT
-        status = 0
-        while time.monotonic() < deadline:
-            status, body, _ = http("GET", base + "/readyz", timeout=2)
-            if status == 200:
-                break
-            time.sleep(0.5)
-        result("compose: the gateway's /readyz 200 on 127.0.0.1:%d (%.0f s)"
-               % (port, time.monotonic() - t0), status == 200, "last %r" % status)
+            return
+        stack.wait_ready("compose", base, UP_TIMEOUT, t0)
         rows = containers()
         running = {}
         for service, _, state, _ in rows:
@@ -234,23 +177,16 @@ def main():
                (hc.stdout + hc.stderr).strip()[-300:])
         check_nats_auth()
         order_through_gateway(base, {"username": "admin", "password": env["ADMIN_PASSWORD"]})
-    except RuntimeError as e:
-        result("compose setup", False, str(e))
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def down():
         if ti.failed:
-            for _, name, _, _ in containers():
-                logs = subprocess.run(["podman", "logs", "--tail", "5", name],
-                                      capture_output=True, text=True)
-                print("# %s:\n%s" % (name, (logs.stdout + logs.stderr).strip()))
+            stack.print_logs(name for _, name, _, _ in containers())
         teardown(PROJECT, env)
         left = containers() or podman("network", "ls", "-q", "--filter",
                                       "name=%s_default" % PROJECT, check=False).strip()
         result("compose: torn down (no container, no network left)", not left, "left %r" % left)
-    print("# compose test took %.0f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (ti.passed, ti.failed))
-    return 0 if ti.failed == 0 and ti.passed > 0 else 1
+
+    return stack.run("compose", body, down)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ cluster, so the test plays a variant of the manifests, made here from them:
     have none) and so do the ports, except the gateway's, published on
     127.0.0.1 at a free port;
   - nats: one node (the cluster block goes: its routes would never resolve),
-    the local nats image (test_compose.py) and no runAsUser (its volume is
+    the local nats image (stack.py) and no runAsUser (its volume is
     root's);
   - images are the stage's (localhost/svckit/<name>:latest), volume claims
     and ConfigMaps get the run's name, and everything is labelled for the
@@ -32,18 +32,15 @@ import json
 import os
 import re
 import secrets
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
-import test_compose as tc
+import stack
 import test_images as ti
-from test_images import http, podman, result
+from test_images import podman, result
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -108,7 +105,7 @@ def variant(docs, secret, gateway_port):
                 else:
                     c.pop("ports", None)
                 if name == "nats":
-                    c["image"] = tc.NATS_IMAGE
+                    c["image"] = stack.NATS_IMAGE
                 else:
                     c["image"] = "localhost/%s/%s:%s" % (ti.PREFIX, name, ti.TAG)
             for c in spec["containers"]:
@@ -165,38 +162,17 @@ def remove_leftovers():
 
 
 def read_products(base):
-    user = {"username": "kube_%d" % os.getpid(), "password": "correct-horse-battery"}
-    status, body, _ = http("POST", base + "/auth/register", user)
-    result("kube: POST /auth/register through the gateway 201", status == 201, "%r %r" % (status, body))
-    status, body, _ = http("POST", base + "/auth/login", user)
-    token = body.get("access_token") if isinstance(body, dict) else None
-    if not result("kube: POST /auth/login 200", status == 200 and bool(token), "%r %r" % (status, body)):
+    bearer = stack.sign_up("kube", base)
+    if not bearer:
         return
-    deadline = time.monotonic() + 20
-    while True:
-        status, body, _ = http("GET", base + "/products/1", headers={"Authorization": "Bearer " + token})
-        if status == 200 or time.monotonic() > deadline:
-            break
-        time.sleep(0.3)
+    status, body = stack.until_status(200, "GET", base + "/products/1", headers=bearer)
     result("kube: GET /products/1 through the gateway 200",
            status == 200 and isinstance(body, dict) and body.get("id") == 1,
            "%r %r" % (status, str(body)[:300]))
 
 
 def main():
-    if not os.environ.get("CONTAINERS_STORAGE_CONF"):
-        print("test_kube.py: run it through `scripts/images.sh test`, or source "
-              "scripts/podman-env.sh first", file=sys.stderr)
-        return 2
-    missing = sorted(set(PODS) - {"nats"} - set(ti.SERVICES)) if ti.SERVICES else []
-    if missing:
-        print("# kube test skipped: SERVICES lacks %s" % " ".join(missing))
-        print("0 passed, 0 failed")
-        return 0
-    signal.signal(signal.SIGTERM, ti.on_signal)
-    signal.signal(signal.SIGINT, ti.on_signal)
-    t0 = time.monotonic()
-    port = tc.free_port()
+    port = stack.free_port()
     base = "http://127.0.0.1:%d" % port
     secret = {"NATS_USER": "svckit", "NATS_PASSWORD": secrets.token_hex(16),
               "ADMIN_PASSWORD": secrets.token_hex(16)}
@@ -205,48 +181,33 @@ def main():
     volumes = [d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"] + \
         [v["configMap"]["name"] for d in docs if d["kind"] == "Pod"
          for v in d["spec"].get("volumes", []) if "configMap" in v]
-    kube_file = None
-    remove_leftovers()
-    try:
-        tc.nats_image()
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=RUN_ID, delete=False) as f:
+    kube_file = os.path.join(tempfile.gettempdir(), RUN_ID + ".yaml")
+
+    def body(t0):
+        remove_leftovers()
+        stack.nats_image()
+        with open(kube_file, "w") as f:
             yaml.safe_dump_all(docs, f)
-            kube_file = f.name
         podman("network", "create", "--label", "%s=%s" % (ti.LABEL, RUN_ID), RUN_ID)
         out = podman("kube", "play", "--network", RUN_ID, kube_file, check=False, timeout=300)
-        status = 0
-        deadline = time.monotonic() + UP_TIMEOUT
-        while time.monotonic() < deadline:
-            status, _, _ = http("GET", base + "/readyz", timeout=2)
-            if status == 200:
-                break
-            time.sleep(0.5)
-        result("kube: the gateway's /readyz 200 on 127.0.0.1:%d (%.0f s)"
-               % (port, time.monotonic() - t0), status == 200, "last %r; play: %s" % (status, out[-500:]))
+        stack.wait_ready("kube", base, UP_TIMEOUT, t0, "play: " + out[-500:])
         state = pods()
         result("kube: every pod runs (%s)" % " ".join(PODS),
                sorted(state) == sorted(PODS) and set(state.values()) == {"Running"}, "%r" % state)
         read_products(base)
-    except RuntimeError as e:
-        result("kube setup", False, str(e))
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def down():
         if ti.failed:
-            for c in podman("ps", "-a", "--format", "{{.Names}}", *("--filter=pod=" + p for p in PODS),
-                            check=False).split():
-                logs = subprocess.run(["podman", "logs", "--tail", "5", c], capture_output=True,
-                                      text=True)
-                print("# %s:\n%s" % (c, (logs.stdout + logs.stderr).strip()))
-        teardown(kube_file, volumes)
+            stack.print_logs(podman("ps", "-a", "--format", "{{.Names}}",
+                                    *("--filter=pod=" + p for p in PODS), check=False).split())
+        teardown(kube_file if os.path.exists(kube_file) else None, volumes)
         left = list(pods()) + [v for v in podman("volume", "ls", "-q", check=False).split()
                                if v.startswith(RUN_ID)]
         result("kube: torn down (no pod, no volume left)", not left, "left %r" % left)
-        if kube_file:
+        if os.path.exists(kube_file):
             os.unlink(kube_file)
-    print("# kube test took %.0f s" % (time.monotonic() - t0))
-    print("%d passed, %d failed" % (ti.passed, ti.failed))
-    return 0 if ti.failed == 0 and ti.passed > 0 else 1
+
+    return stack.run("kube", body, down)
 
 
 if __name__ == "__main__":
