@@ -6,12 +6,13 @@ installed into tests/k8s/node_modules with `npm ci` on first use); a broken
 manifest must fail it. The rest reads the YAML with python3-yaml. Running the
 pods is tests/images/test_kube.py's part (the images stage).
 """
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from conftest import npm_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -39,13 +40,7 @@ def find(kind, name=None):
 
 @pytest.fixture(scope="module")
 def validate():
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.fail("node and npm are required to validate deploy/k8s")
-    if not (VALIDATOR / "node_modules" / "kubernetes-models" / "package.json").exists():
-        r = subprocess.run([npm, "ci", "--prefix", str(VALIDATOR), "--no-audit", "--no-fund"],
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, "npm ci failed:\n" + r.stdout + r.stderr
+    node = npm_ci(VALIDATOR, "kubernetes-models/package.json")
 
     def run(*files):
         return subprocess.run([node, str(VALIDATOR / "validate.mjs"), *map(str, files)],
