@@ -150,7 +150,7 @@ def main():
         print("%d passed, %d failed" % (ti.passed, ti.failed))
         return 1
     port = stack.free_port()
-    env = dict(os.environ, NATS_USER="svckit", NATS_PASSWORD=secrets.token_hex(16),
+    env = dict(os.environ, NATS_USER="svckit", NATS_PASSWORD=stack.nats_password(),
                ADMIN_PASSWORD=secrets.token_hex(16), GATEWAY_PORT=str(port),
                GATEWAY_BIND="127.0.0.1", NATS_IMAGE=stack.NATS_IMAGE,
                SVCKIT_IMAGE_PREFIX=ti.PREFIX, SVCKIT_TAG=ti.TAG)
@@ -165,6 +165,8 @@ def main():
         result("compose: docker-compose config accepts the file", r.returncode == 0,
                (r.stdout + r.stderr)[-800:])
         stack.nats_image()
+        # podman-compose uses a network of the project's name that exists.
+        ti.network_create(PROJECT + "_default", "%s=%s" % (PROJECT_LABEL, PROJECT))
         r = compose("up", "-d", "--no-build", env=env)
         if not result("compose: podman-compose up -d", r.returncode == 0,
                       (r.stdout + r.stderr)[-1500:]):

@@ -10,8 +10,8 @@ cluster, so the test plays a variant of the manifests, made here from them:
     after it: podman's DNS resolves pod names, so NATS_URL (@nats:4222) and
     AUTH_JWKS_URL (http://auth:8081) stay as they are; no replicas;
   - Secret values are put in place (podman reads a secretKeyRef from its own
-    secret store, not from a Secret document), and $(VAR) in env values is
-    expanded as Kubernetes does (podman does not);
+    secret store, not from a Secret document), and $(VAR) in env values and
+    args is expanded as Kubernetes does (podman does not);
   - probes go (podman runs them with curl inside the container; the images
     have none) and so do the ports, except the gateway's, published on
     127.0.0.1 at a free port;
@@ -57,6 +57,10 @@ def load():
     return docs
 
 
+def expand(value, env):
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+
+
 def expand_env(env, secret):
     """Secret values in place, $(VAR) expanded from the variables before it."""
     out, seen = [], {}
@@ -69,8 +73,7 @@ def expand_env(env, secret):
                 raise RuntimeError("secret key %s missing" % ref["key"])
             e = {"name": e["name"], "value": secret[ref["key"]]}
         if "value" in e:
-            e = dict(e, value=re.sub(r"\$\((\w+)\)", lambda m: seen.get(m.group(1), m.group(0)),
-                                     e["value"]))
+            e = dict(e, value=expand(e["value"], seen))
             seen[e["name"]] = e["value"]
         out.append(e)
     return out
@@ -99,6 +102,8 @@ def variant(docs, secret, gateway_port):
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe", "lifecycle"):
                     c.pop(probe, None)
                 c["env"] = expand_env(c.get("env", []), secret)
+                env = {e["name"]: e["value"] for e in c["env"] if "value" in e}
+                c["args"] = [expand(a, env) for a in c.get("args", [])]
                 if name == "gateway":
                     c["ports"] = [{"containerPort": 8080, "hostPort": gateway_port,
                                    "hostIP": "127.0.0.1"}]
@@ -174,7 +179,7 @@ def read_products(base):
 def main():
     port = stack.free_port()
     base = "http://127.0.0.1:%d" % port
-    secret = {"NATS_USER": "svckit", "NATS_PASSWORD": secrets.token_hex(16),
+    secret = {"NATS_USER": "svckit", "NATS_PASSWORD": stack.nats_password(),
               "ADMIN_PASSWORD": secrets.token_hex(16)}
     docs = variant(load(), secret, port)
     # podman makes a volume of each claim, and one of each ConfigMap mounted.
@@ -188,7 +193,7 @@ def main():
         stack.nats_image()
         with open(kube_file, "w") as f:
             yaml.safe_dump_all(docs, f)
-        podman("network", "create", "--label", "%s=%s" % (ti.LABEL, RUN_ID), RUN_ID)
+        ti.network_create(RUN_ID, "%s=%s" % (ti.LABEL, RUN_ID))
         out = podman("kube", "play", "--network", RUN_ID, kube_file, check=False, timeout=300)
         stack.wait_ready("kube", base, UP_TIMEOUT, t0, "play: " + out[-500:])
         state = pods()

@@ -138,4 +138,6 @@ def test_autoscaling_and_disruption_budgets():
     nats = find("StatefulSet", "nats")[0]
     assert nats["spec"]["replicas"] == 3
     conf = find("ConfigMap", "nats-config")[0]["data"]["nats.conf"]
-    assert "jetstream" in conf and "authorization" in conf and "nats-2.nats-headless:6222" in conf
+    assert "jetstream" in conf and "nats-2.nats-headless:6222" in conf
+    args = nats["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--user") + 1] == "$(NATS_USER)" and args[args.index("--pass") + 1] == "$(NATS_PASSWORD)"
