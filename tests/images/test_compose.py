@@ -165,8 +165,6 @@ def main():
         result("compose: docker-compose config accepts the file", r.returncode == 0,
                (r.stdout + r.stderr)[-800:])
         stack.nats_image()
-        # podman-compose uses a network of the project's name that exists.
-        ti.network_create(PROJECT + "_default", "%s=%s" % (PROJECT_LABEL, PROJECT))
         r = compose("up", "-d", "--no-build", env=env)
         if not result("compose: podman-compose up -d", r.returncode == 0,
                       (r.stdout + r.stderr)[-1500:]):

@@ -143,18 +143,6 @@ def remove_leftovers():
             cleanup(run)
 
 
-def network_create(name, *labels):
-    """A podman network on a subnet picked from this process's id. Left to
-    itself podman takes the first free one (10.89.0.0/24) again and again, so
-    each test's network had the addresses of the one removed just before. Once,
-    test_kube.py right after test_compose.py got "connection refused" from
-    `nats` for two minutes while the nats pod ran; stale name answers for the
-    reused subnet are the likely cause (not proven); 4 stage runs since, clean."""
-    pid = os.getpid()
-    podman("network", "create", *("--label=" + l for l in labels),
-           "--subnet", "10.%d.%d.0/24" % (128 + pid % 64, pid // 64 % 256), name)
-
-
 def cleanup(run=RUN_ID):
     ids = podman("ps", "-aq", "--filter", "label=%s=%s" % (LABEL, run), check=False).split()
     if ids:
@@ -448,7 +436,7 @@ def main():
     try:
         for s in SERVICES:
             check_config(s)
-        network_create(NETWORK, "%s=%s" % (LABEL, RUN_ID))
+        podman("network", "create", "--label", "%s=%s" % (LABEL, RUN_ID), NETWORK)
         nats_url = start_nats()
         # auth first: the others fetch its keys.
         order = sorted(SERVICES, key=lambda s: (s != "auth", s))

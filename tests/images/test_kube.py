@@ -193,7 +193,7 @@ def main():
         stack.nats_image()
         with open(kube_file, "w") as f:
             yaml.safe_dump_all(docs, f)
-        ti.network_create(RUN_ID, "%s=%s" % (ti.LABEL, RUN_ID))
+        podman("network", "create", "--label", "%s=%s" % (ti.LABEL, RUN_ID), RUN_ID)
         out = podman("kube", "play", "--network", RUN_ID, kube_file, check=False, timeout=300)
         stack.wait_ready("kube", base, UP_TIMEOUT, t0, "play: " + out[-500:])
         state = pods()
