@@ -31,23 +31,32 @@ static void check_strings(json_t *o) {
     }
 }
 
+static int hex_of(const char *s, size_t n) {
+    if (strlen(s) != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
 static void check_traces(const uint8_t *data, size_t size) {
     static const char want[] = "4bf92f3577b34da6a3ce929d0e0e4736";
     for (int one = 0; one < 2; one++) {
-        json_t *into = json_array();
-        size_t n = gw_trace_clean((const char *)data, size, one ? want : NULL, into, 3);
-        CHECK(n == json_array_size(into) && n <= 3);
-        size_t i;
-        json_t *s;
-        json_array_foreach(into, i, s) {
-            const char *tid = json_string_value(json_object_get(s, "trace_id"));
-            CHECK(tid && strlen(tid) == 32 && (!one || strcmp(tid, want) == 0));
-            const char *sid = json_string_value(json_object_get(s, "span_id"));
-            CHECK(sid && strlen(sid) == 16);
-            CHECK(json_is_integer(json_object_get(s, "start_ns")) && json_is_integer(json_object_get(s, "duration_ns")));
-            check_strings(s);
+        gw_spans into = {0};
+        size_t n = gw_trace_clean((const char *)data, size, one ? want : NULL, &into, 3);
+        CHECK(n == into.n && n <= 3);
+        for (size_t i = 0; i < into.n; i++) {
+            const gw_span *s = &into.v[i];
+            CHECK(hex_of(s->trace_id, 32) && (!one || strcmp(s->trace_id, want) == 0));
+            CHECK(hex_of(s->span_id, 16) && (!s->parent_id[0] || hex_of(s->parent_id, 16)));
+            CHECK(s->start_ns >= 0 && s->duration_ns >= 0);
+            const uint32_t offs[] = {s->service, s->instance, s->name, s->kind};
+            for (int k = 0; k < 4; k++) {
+                CHECK(offs[k] < into.text.len || (!offs[k] && !into.text.len));
+                size_t l = strlen(gw_span_str(&into, offs[k]));
+                CHECK(l <= GW_LIVE_STR_MAX && (l > 0) == (offs[k] != 0));
+            }
         }
-        json_decref(into);
+        gw_spans_free(&into);
     }
 }
 

@@ -22,43 +22,18 @@
 
 #include "../services/orders/store.c"
 
-#include "fuzz_util.h"
-#include "../tests/tmpdb.h"
+#include "fuzz_db.h"
 
 #define FUZZ_MAX_BODY 4096
 
-static svc_db *db;
-static char dir[64];
-
-static void cleanup(void) {
-    svc_db_close(db);
-    tmpdb_remove(dir, "orders.db");
-}
-
-static int64_t one(const char *sql) {
-    sqlite3_stmt *s = svc_db_prepare(db, sql);
-    CHECK(s && sqlite3_step(s) == SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return v;
-}
-
 static void setup(void) {
-    svc_log_setup("orders_saga_fuzz", SVC_LOG_ERROR, 0);
-    CHECK(tmpdb_dir(dir, sizeof dir, "orders-saga-fuzz") == 0);
-    CHECK(orders_open(dir, &db) == SVC_OK);
-    atexit(cleanup);
+    fuzz_db_open("orders_saga_fuzz", orders_open, "orders.db");
     /* Orders 1..3 pending (totals 500, 0, 9007199254740993), 4 confirmed, 5 cancelled. */
     CHECK(svc_db_exec(db, "INSERT INTO orders (id, user, status, reason, total_cents, created_at, updated_at) VALUES"
                           " (1, 'ann', 'pending', NULL, 500, 'x', 'x'), (2, 'ann', 'pending', NULL, 0, 'x', 'x'),"
                           " (3, 'bob', 'pending', NULL, 9007199254740993, 'x', 'x'),"
                           " (4, 'bob', 'confirmed', NULL, 500, 'x', 'x'),"
                           " (5, 'bob', 'cancelled', 'out_of_stock', 500, 'x', 'x');") == SVC_OK);
-}
-
-static const char *no_header(const svc_event *e, const char *name) {
-    (void)e, (void)name;
-    return NULL;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -22,27 +22,9 @@
 #include "../services/products/catalog.c"
 #include "../services/products/stock.c"
 
-#include "fuzz_util.h"
-#include "../tests/tmpdb.h"
+#include "fuzz_db.h"
 
 #define FUZZ_MAX_BODY 4096
-
-static svc_db *db;
-static char dir[64];
-
-/* The database goes with the process (the replayer runs on every test run). */
-static void cleanup(void) {
-    svc_db_close(db);
-    tmpdb_remove(dir, "products.db");
-}
-
-static int64_t one(const char *sql) {
-    sqlite3_stmt *s = svc_db_prepare(db, sql);
-    CHECK(s && sqlite3_step(s) == SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
-    return v;
-}
 
 static int64_t held(void) {
     return one("SELECT (SELECT coalesce(sum(stock), 0) FROM products) + (SELECT coalesce(sum(l.quantity), 0)"
@@ -50,20 +32,12 @@ static int64_t held(void) {
 }
 
 static void setup(void) {
-    svc_log_setup("saga_fuzz", SVC_LOG_ERROR, 0);
-    CHECK(tmpdb_dir(dir, sizeof dir, "saga-fuzz") == 0);
-    CHECK(catalog_open(dir, &db) == SVC_OK);
-    atexit(cleanup);
+    fuzz_db_open("saga_fuzz", catalog_open, "products.db");
     CHECK(catalog_seed_if_empty(db) == SVC_OK);
     /* One order reserved already, for orders.cancelled to release. */
     CHECK(svc_db_exec(db, "INSERT INTO reservations VALUES (7, 'reserved', NULL, 'x', 'x');"
                           "INSERT INTO reservation_lines VALUES (7, 2, 3);"
                           "INSERT INTO reservations VALUES (8, 'rejected', 'out_of_stock', 'x', 'x');") == SVC_OK);
-}
-
-static const char *no_header(const svc_event *e, const char *name) {
-    (void)e, (void)name;
-    return NULL;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

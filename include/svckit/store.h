@@ -8,6 +8,11 @@
  * ever shared and no lock is taken on the read path. WAL lets readers run while
  * one writer commits; writers wait up to SVC_DB_BUSY_TIMEOUT_MS for each other
  * (svc_db_write has one writer thread, which never waits for its own kind).
+ * An event-loop worker's connection waits only SVC_DB_LOOP_BUSY_TIMEOUT_MS
+ * (a locked database, a recovery by another process), since every request
+ * of its loop waits with it: its statement then fails with SQLITE_BUSY
+ * (svc_db_status: SVC_EAGAIN, for a 503 with Retry-After), counted in
+ * db_loop_busy_total{db}.
  *
  * Durability: synchronous=FULL, so a write that was acknowledged survives a
  * crash of the process (and of the machine).
@@ -34,6 +39,7 @@ extern "C" {
 #endif
 
 #define SVC_DB_BUSY_TIMEOUT_MS 5000
+#define SVC_DB_LOOP_BUSY_TIMEOUT_MS 50 /* the same, on an event-loop worker's connection */
 #define SVC_DB_MAX_STATEMENTS 64     /* cached prepared statements per thread */
 #define SVC_DB_MAX_CONNECTIONS 128   /* threads that may use one svc_db */
 #define SVC_DB_WRITE_QUEUE 4096      /* queued write closures; more: SVC_EAGAIN */

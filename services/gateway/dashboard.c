@@ -58,10 +58,11 @@ static struct {
     size_t json_off, json_len; /* the JSON inside frame */
     uint64_t seq;
     atomic_int streams;
+    atomic_int trace_gathers; /* traces requests gathering now */
     _Atomic uint64_t watched_until_ms;
     char token[GW_DASH_TOKEN_MAX + 1];
     size_t token_len;
-    svc_series *m_streams, *m_shed, *m_refused, *m_rounds, *m_dropped;
+    svc_series *m_streams, *m_shed, *m_refused, *m_rounds, *m_dropped, *m_traces_rejected, *m_stalled;
 } DB = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- the rounds (first worker's loop) ------------------------------------------- */
@@ -262,122 +263,125 @@ static svc_outcome snapshot(svc_req *req, svc_res *res) {
 typedef struct trace_gather {
     svc_res *res;
     char trace_id[33];  /* "" for the lists */
-    json_t *spans;
+    gw_spans spans;
     size_t bytes;
 } trace_gather;
 
 static int by_start(const void *a, const void *b) {
-    json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "start_ns"));
-    json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "start_ns"));
-    return x < y ? -1 : x > y;
+    const gw_span *x = a, *y = b;
+    return x->start_ns < y->start_ns ? -1 : x->start_ns > y->start_ns;
 }
 
 /* One trace, for the waterfall: spans in start order, times in us from the first. */
 static void answer_trace(trace_gather *g) {
-    size_t n = json_array_size(g->spans);
-    if (n == 0) {
+    gw_spans *sp = &g->spans;
+    if (sp->n == 0) {
         svc_res_error(g->res, 404, "not_found", "no spans of trace %s on any instance", g->trace_id);
         return;
     }
-    json_t **v = malloc(n * sizeof *v);
-    if (!v) {
-        svc_res_error(g->res, 503, "overloaded", "out of memory");
-        return;
+    qsort(sp->v, sp->n, sizeof *sp->v, by_start);
+    int64_t t0 = sp->v[0].start_ns;
+    svc_jw *w = svc_res_jw(g->res, 200);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "trace_id"), svc_jw_str(w, g->trace_id);
+    svc_jw_key(w, "spans");
+    svc_jw_arr_begin(w);
+    for (size_t i = 0; i < sp->n; i++) {
+        const gw_span *s = &sp->v[i];
+        svc_jw_obj_begin(w);
+        svc_jw_key(w, "span_id"), svc_jw_str(w, s->span_id);
+        if (s->parent_id[0]) svc_jw_key(w, "parent_id"), svc_jw_str(w, s->parent_id);
+        const char *keys[] = {"service", "instance", "name", "kind"};
+        const uint32_t offs[] = {s->service, s->instance, s->name, s->kind};
+        for (int k = 0; k < 4; k++)
+            if (offs[k]) svc_jw_key(w, keys[k]), svc_jw_str(w, gw_span_str(sp, offs[k]));
+        svc_jw_key(w, "start_us"), svc_jw_i64(w, (s->start_ns - t0) / 1000);
+        svc_jw_key(w, "duration_us"), svc_jw_i64(w, s->duration_ns / 1000);
+        svc_jw_key(w, "error"), svc_jw_bool(w, s->error);
+        svc_jw_obj_end(w);
     }
-    for (size_t i = 0; i < n; i++) v[i] = json_array_get(g->spans, i);
-    qsort(v, n, sizeof *v, by_start);
-    json_int_t t0 = json_integer_value(json_object_get(v[0], "start_ns"));
-    json_t *out = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_t *o = json_deep_copy(v[i]);
-        json_object_set_new(o, "start_us", json_integer((json_integer_value(json_object_get(o, "start_ns")) - t0) / 1000));
-        json_object_set_new(o, "duration_us", json_integer(json_integer_value(json_object_get(o, "duration_ns")) / 1000));
-        json_object_del(o, "start_ns");
-        json_object_del(o, "duration_ns");
-        json_object_del(o, "trace_id");
-        json_array_append_new(out, o);
-    }
-    free(v);
-    json_t *doc = json_pack("{s:s, s:o}", "trace_id", g->trace_id, "spans", out);
-    svc_res_json(g->res, 200, doc);
-    json_decref(doc);
+    svc_jw_arr_end(w);
+    svc_jw_obj_end(w);
+}
+
+/* One entry of the lists: a trace as the spans gathered show it. */
+typedef struct trace_sum {
+    const gw_span *first; /* its earliest span */
+    const gw_span *named; /* its root span, else its earliest */
+    double start_ms, duration_ms;
+    int spans, error;
+} trace_sum;
+
+static int by_trace_then_start(const void *a, const void *b) {
+    const gw_span *x = a, *y = b;
+    int c = strcmp(x->trace_id, y->trace_id);
+    return c ? c : by_start(a, b);
 }
 
 static int by_duration_desc(const void *a, const void *b) {
-    double x = json_real_value(json_object_get(*(json_t *const *)a, "duration_ms"));
-    double y = json_real_value(json_object_get(*(json_t *const *)b, "duration_ms"));
-    return x > y ? -1 : x < y;
+    const trace_sum *x = a, *y = b;
+    return x->duration_ms > y->duration_ms ? -1 : x->duration_ms < y->duration_ms;
 }
 
 static int by_start_desc(const void *a, const void *b) {
-    double x = json_real_value(json_object_get(*(json_t *const *)a, "start_ms"));
-    double y = json_real_value(json_object_get(*(json_t *const *)b, "start_ms"));
-    return x > y ? -1 : x < y;
+    const trace_sum *x = a, *y = b;
+    return x->start_ms > y->start_ms ? -1 : x->start_ms < y->start_ms;
 }
 
-static json_t *first_of(json_t **v, size_t n, int (*cmp)(const void *, const void *)) {
-    qsort(v, n, sizeof *v, cmp);
-    json_t *a = json_array();
-    for (size_t i = 0; i < n && i < GW_TRACE_LIST; i++) json_array_append(a, v[i]);
-    return a;
+static void write_list(svc_jw *w, const gw_spans *sp, trace_sum *t, size_t n,
+                       int (*cmp)(const void *, const void *)) {
+    qsort(t, n, sizeof *t, cmp);
+    svc_jw_arr_begin(w);
+    for (size_t i = 0; i < n && i < GW_TRACE_LIST; i++) {
+        svc_jw_obj_begin(w);
+        svc_jw_key(w, "trace_id"), svc_jw_str(w, t[i].first->trace_id);
+        if (t[i].named->service) svc_jw_key(w, "service"), svc_jw_str(w, gw_span_str(sp, t[i].named->service));
+        if (t[i].named->name) svc_jw_key(w, "name"), svc_jw_str(w, gw_span_str(sp, t[i].named->name));
+        svc_jw_key(w, "start_ms"), svc_jw_f64(w, t[i].start_ms);
+        svc_jw_key(w, "duration_ms"), svc_jw_f64(w, t[i].duration_ms);
+        svc_jw_key(w, "spans"), svc_jw_i64(w, t[i].spans);
+        svc_jw_key(w, "error"), svc_jw_bool(w, t[i].error);
+        svc_jw_obj_end(w);
+    }
+    svc_jw_arr_end(w);
 }
 
 /* The lists: one entry per trace, named by its root span (the earliest span
  * when the root is not among those gathered), lasting from its first start to
- * its last end. */
+ * its last end. Spans are grouped by sorting them by trace, then start. */
 static void answer_lists(trace_gather *g) {
-    json_t *by_id = json_object();
-    size_t i;
-    json_t *s;
-    json_array_foreach(g->spans, i, s) {
-        const char *tid = json_string_value(json_object_get(s, "trace_id"));
-        double start = (double)json_integer_value(json_object_get(s, "start_ns")) / 1e6;
-        double end = start + (double)json_integer_value(json_object_get(s, "duration_ns")) / 1e6;
-        int root = json_object_get(s, "parent_id") == NULL;
-        json_t *t = json_object_get(by_id, tid);
-        if (!t) {
-            t = json_pack("{s:s, s:f, s:f, s:i, s:b, s:b}", "trace_id", tid, "start_ms", start, "end_ms", end,
-                          "spans", 0, "error", 0, "rooted", 0);
-            json_object_set_new(by_id, tid, t);
-        }
-        json_object_set_new(t, "spans", json_integer(json_integer_value(json_object_get(t, "spans")) + 1));
-        if (json_is_true(json_object_get(s, "error"))) json_object_set_new(t, "error", json_true());
-        if (end > json_real_value(json_object_get(t, "end_ms"))) json_object_set_new(t, "end_ms", json_real(end));
-        int earlier = start < json_real_value(json_object_get(t, "start_ms"));
-        if (earlier) json_object_set_new(t, "start_ms", json_real(start));
-        if (root || (earlier && !json_is_true(json_object_get(t, "rooted"))) || !json_object_get(t, "name")) {
-            if (!json_is_true(json_object_get(t, "rooted")) || root) {
-                json_object_set(t, "service", json_object_get(s, "service"));
-                json_object_set(t, "name", json_object_get(s, "name"));
-                if (root) json_object_set_new(t, "rooted", json_true());
-            }
-        }
-    }
-    size_t n = json_object_size(by_id);
-    json_t **v = malloc((n ? n : 1) * sizeof *v);
-    if (!v) {
-        json_decref(by_id);
+    gw_spans *sp = &g->spans;
+    trace_sum *t = malloc((sp->n ? sp->n : 1) * sizeof *t);
+    if (!t) {
         svc_res_error(g->res, 503, "overloaded", "out of memory");
         return;
     }
-    size_t k = 0;
-    const char *key;
-    json_t *t;
-    json_object_foreach(by_id, key, t) {
-        json_object_set_new(t, "duration_ms", json_real(json_real_value(json_object_get(t, "end_ms")) -
-                                                        json_real_value(json_object_get(t, "start_ms"))));
-        json_object_del(t, "end_ms");
-        json_object_del(t, "rooted");
-        v[k++] = t;
+    qsort(sp->v, sp->n, sizeof *sp->v, by_trace_then_start);
+    size_t n = 0;
+    int64_t end_ns = 0;
+    for (size_t i = 0; i < sp->n; i++) {
+        const gw_span *s = &sp->v[i];
+        trace_sum *cur = n ? &t[n - 1] : NULL;
+        if (!cur || strcmp(cur->first->trace_id, s->trace_id) != 0) {
+            cur = &t[n++];
+            *cur = (trace_sum){.first = s, .named = s, .start_ms = (double)s->start_ns / 1e6};
+            end_ns = 0;
+        }
+        cur->spans++;
+        cur->error |= s->error;
+        /* Saturated: forged times near INT64_MAX must not overflow. */
+        int64_t end = s->duration_ns > INT64_MAX - s->start_ns ? INT64_MAX : s->start_ns + s->duration_ns;
+        if (end > end_ns) end_ns = end;
+        cur->duration_ms = (double)end_ns / 1e6 - cur->start_ms;
+        if (!s->parent_id[0] && cur->named->parent_id[0]) cur->named = s;
     }
-    json_t *doc = json_object();
-    json_object_set_new(doc, "enabled", json_true());
-    json_object_set_new(doc, "recent", first_of(v, n, by_start_desc));
-    json_object_set_new(doc, "slowest", first_of(v, n, by_duration_desc));
-    free(v);
-    svc_res_json(g->res, 200, doc);
-    json_decref(doc);
-    json_decref(by_id);
+    svc_jw *w = svc_res_jw(g->res, 200);
+    svc_jw_obj_begin(w);
+    svc_jw_key(w, "enabled"), svc_jw_bool(w, 1);
+    svc_jw_key(w, "recent"), write_list(w, sp, t, n, by_start_desc);
+    svc_jw_key(w, "slowest"), write_list(w, sp, t, n, by_duration_desc);
+    svc_jw_obj_end(w);
+    free(t);
 }
 
 static void on_trace_answer(int err, const svc_msg_reply *r, void *ud) {
@@ -385,24 +389,32 @@ static void on_trace_answer(int err, const svc_msg_reply *r, void *ud) {
     if (r) {
         if (g->bytes + r->len > GW_TRACE_MAX_BYTES) return;
         g->bytes += r->len;
-        gw_trace_clean(r->data, r->len, g->trace_id[0] ? g->trace_id : NULL, g->spans, GW_TRACE_MAX_SPANS);
+        gw_trace_clean(r->data, r->len, g->trace_id[0] ? g->trace_id : NULL, &g->spans, GW_TRACE_MAX_SPANS);
         return;
     }
-    if (err == SVC_ECLOSED && json_array_size(g->spans) == 0)
+    if (err == SVC_ECLOSED && g->spans.n == 0)
         svc_res_error(g->res, 503, "unavailable", "NATS is not connected: no instance can be asked");
     else if (g->trace_id[0])
         answer_trace(g);
     else
         answer_lists(g);
     svc_res_finish(g->res);
-    json_decref(g->spans);
+    gw_spans_free(&g->spans);
     free(g);
+    atomic_fetch_sub(&DB.trace_gathers, 1);
 }
 
 static svc_outcome gather_traces(svc_res *res, const char *trace_id) {
+    if (atomic_fetch_add(&DB.trace_gathers, 1) >= GW_TRACE_MAX_GATHERS) {
+        atomic_fetch_sub(&DB.trace_gathers, 1);
+        svc_counter_add(DB.m_traces_rejected, 1);
+        svc_res_header(res, "Retry-After", "1");
+        return svc_res_error(res, 503, "unavailable", "too many trace gathers at once (at most %d)",
+                             GW_TRACE_MAX_GATHERS);
+    }
     trace_gather *g = calloc(1, sizeof *g);
-    if (!g || !(g->spans = json_array())) {
-        free(g);
+    if (!g) {
+        atomic_fetch_sub(&DB.trace_gathers, 1);
         return svc_res_error(res, 503, "overloaded", "out of memory");
     }
     g->res = res;
@@ -416,8 +428,8 @@ static svc_outcome gather_traces(svc_res *res, const char *trace_id) {
     int rc = svc_msg_request_all(DB.app, SVC_MSG_TRACE_PREFIX, query, strlen(query), GW_TRACE_GATHER_MS,
                                  on_trace_answer, g);
     if (rc != SVC_OK) {
-        json_decref(g->spans);
         free(g);
+        atomic_fetch_sub(&DB.trace_gathers, 1);
         return svc_res_error(res, 503, "unavailable", "cannot ask the instances (error %d)", rc);
     }
     return SVC_ASYNC;
@@ -479,9 +491,17 @@ static void stream_tick(uv_timer_t *t) {
     if (rc == SVC_OK && now - s->last_ms >= GW_DASH_KEEPALIVE_MS) {
         static const char ka[] = ": keepalive\n\n";
         rc = svc_res_stream_write(s->res, ka, sizeof ka - 1);
-        s->last_ms = now;
+        if (rc == SVC_OK) s->last_ms = now;
     }
-    if (rc == SVC_ECLOSED || rc == SVC_EINVAL) stream_end(s);
+    /* SVC_EAGAIN since the last write that went through: the reader takes
+     * nothing, and the snapshots it missed are not kept for it. */
+    if (rc == SVC_EAGAIN && now - s->last_ms >= GW_DASH_STALL_MS) {
+        svc_counter_add(DB.m_stalled, 1);
+        svc_warn("dashboard: an event stream took nothing for %d s; ended", GW_DASH_STALL_MS / 1000);
+        stream_end(s);
+    } else if (rc == SVC_ECLOSED || rc == SVC_EINVAL) {
+        stream_end(s);
+    }
 }
 
 static svc_outcome events(svc_req *req, svc_res *res) {
@@ -566,6 +586,15 @@ int gw_dashboard_start(svc_app *app, gw_state *g) {
     DB.m_dropped = svc_metric_with(
         svc_metric_counter("gateway_dashboard_answers_dropped_total",
                            "$SRV.LIVE answers not kept: malformed, or past the instance or byte cap", 0, NULL),
+        NULL);
+    DB.m_stalled = svc_metric_with(
+        svc_metric_counter("gateway_dashboard_streams_stalled_total",
+                           "Dashboard event streams ended after GW_DASH_STALL_MS without the reader taking anything",
+                           0, NULL),
+        NULL);
+    DB.m_traces_rejected = svc_metric_with(
+        svc_metric_counter("gateway_dashboard_traces_rejected_total",
+                           "Dashboard traces requests refused (503) at GW_TRACE_MAX_GATHERS", 0, NULL),
         NULL);
     int rc = svc_msg_run_on_loop(app, start_timer, NULL);
     return rc == SVC_ECLOSED ? SVC_OK : rc; /* NATS_URL=none: no rounds, empty snapshots */

@@ -5,24 +5,27 @@
  * are copied into a new object, strings cut (at a UTF-8 boundary) to
  * GW_LIVE_STR_MAX bytes, counters non-negative, lists capped. The browser
  * then escapes every string it shows (textContent only); this keeps what it
- * is sent bounded and well-typed. Pure: jansson and svc_json_parse only
- * (fuzz/dashboard_live_fuzz.c includes it).
+ * is sent bounded and well-typed. Pure: jansson, svc_json_parse and svc_buf
+ * only (fuzz/dashboard_live_fuzz.c includes it).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "gateway.h"
 
-/* A copy of s cut to at most GW_LIVE_STR_MAX bytes, never inside a UTF-8
+/* The bytes of s kept: at most GW_LIVE_STR_MAX, never cut inside a UTF-8
  * sequence (svc_json_parse guarantees valid UTF-8 without NUL). */
-static json_t *cut_string(const char *s) {
+static size_t cut_len(const char *s) {
     size_t n = strlen(s);
     if (n > GW_LIVE_STR_MAX) {
         n = GW_LIVE_STR_MAX;
         while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
     }
-    return json_stringn(s, n);
+    return n;
 }
+
+static json_t *cut_string(const char *s) { return json_stringn(s, cut_len(s)); }
 
 static void copy_str(json_t *to, json_t *from, const char *key) {
     const char *s = json_string_value(json_object_get(from, key));
@@ -135,16 +138,36 @@ static int is_hex_id(const char *s, size_t n) {
     return 1;
 }
 
-size_t gw_trace_clean(const char *data, size_t len, const char *trace_id, json_t *into, size_t max) {
+const char *gw_span_str(const gw_spans *s, uint32_t off) { return off ? s->text.data + off : ""; }
+
+void gw_spans_free(gw_spans *s) {
+    free(s->v);
+    svc_buf_free(&s->text);
+    memset(s, 0, sizeof *s);
+}
+
+/* s cut, appended to the spans' text: its offset, 0 when absent or empty. */
+static uint32_t keep_str(gw_spans *into, const char *s) {
+    size_t n = s ? cut_len(s) : 0;
+    if (n == 0) return 0;
+    if (into->text.len == 0) svc_buf_putc(&into->text, '\0');
+    uint32_t off = (uint32_t)into->text.len;
+    svc_buf_append(&into->text, s, n);
+    svc_buf_putc(&into->text, '\0');
+    return into->text.oom ? 0 : off;
+}
+
+size_t gw_trace_clean(const char *data, size_t len, const char *trace_id, gw_spans *into, size_t max) {
     svc_json_limits lim = {.max_bytes = GW_TRACE_MAX_REPLY_BYTES, .max_depth = 4, .max_string = 4096};
     json_t *doc = NULL;
     if (len > GW_TRACE_MAX_REPLY_BYTES || svc_json_parse(data, len, &lim, &doc, NULL, 0) != SVC_OK) return 0;
-    const char *service = json_string_value(json_object_get(doc, "service"));
-    const char *instance = json_string_value(json_object_get(doc, "instance"));
+    /* Kept once per answer, at its first span. */
+    uint32_t service = 0, instance = 0;
+    int named = 0;
     size_t kept = 0, i;
     json_t *s;
     json_array_foreach(json_object_get(doc, "spans"), i, s) {
-        if (json_array_size(into) >= max) break;
+        if (into->n >= max || into->text.oom) break;
         const char *tid = json_string_value(json_object_get(s, "trace_id"));
         const char *sid = json_string_value(json_object_get(s, "span_id"));
         const char *pid = json_string_value(json_object_get(s, "parent_id"));
@@ -153,18 +176,30 @@ size_t gw_trace_clean(const char *data, size_t len, const char *trace_id, json_t
             !json_is_integer(start) || json_integer_value(start) < 0 || !json_is_integer(dur) ||
             json_integer_value(dur) < 0 || (trace_id && strcmp(tid, trace_id) != 0))
             continue;
-        json_t *o = json_object();
-        json_object_set_new(o, "trace_id", json_string(tid));
-        json_object_set_new(o, "span_id", json_string(sid));
-        if (pid) json_object_set_new(o, "parent_id", json_string(pid));
-        if (service) json_object_set_new(o, "service", cut_string(service));
-        if (instance) json_object_set_new(o, "instance", cut_string(instance));
-        copy_str(o, s, "name");
-        copy_str(o, s, "kind");
-        json_object_set_new(o, "start_ns", json_integer(json_integer_value(start)));
-        json_object_set_new(o, "duration_ns", json_integer(json_integer_value(dur)));
-        json_object_set_new(o, "error", json_boolean(json_is_true(json_object_get(s, "error"))));
-        json_array_append_new(into, o);
+        if (into->n == into->cap) {
+            size_t cap = into->cap ? into->cap * 2 : 64;
+            gw_span *v = realloc(into->v, cap * sizeof *v);
+            if (!v) break;
+            into->v = v, into->cap = cap;
+        }
+        if (!named) {
+            service = keep_str(into, json_string_value(json_object_get(doc, "service")));
+            instance = keep_str(into, json_string_value(json_object_get(doc, "instance")));
+            named = 1;
+        }
+        gw_span *o = &into->v[into->n];
+        memset(o, 0, sizeof *o);
+        memcpy(o->trace_id, tid, 32);
+        memcpy(o->span_id, sid, 16);
+        if (pid) memcpy(o->parent_id, pid, 16);
+        o->service = service, o->instance = instance;
+        o->name = keep_str(into, json_string_value(json_object_get(s, "name")));
+        o->kind = keep_str(into, json_string_value(json_object_get(s, "kind")));
+        o->start_ns = json_integer_value(start);
+        o->duration_ns = json_integer_value(dur);
+        o->error = json_is_true(json_object_get(s, "error"));
+        if (into->text.oom) break;
+        into->n++;
         kept++;
     }
     json_decref(doc);

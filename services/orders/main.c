@@ -8,7 +8,8 @@
  * payment.succeeded -> confirmed, payment.declined -> cancelled (and
  * orders.cancelled, so that products releases the stock).
  *
- * Reads run on the event loop against the worker's own SQLite connection;
+ * Reads run on the event loop against the worker's own SQLite connection
+ * (waiting at most SVC_DB_LOOP_BUSY_TIMEOUT_MS for a busy database: 503);
  * the write runs on the thread pool, waiting for its batch's fsync.
  */
 #include <stdio.h>
@@ -27,8 +28,14 @@ typedef struct orders_app {
 
 static svc_db *db_of(const svc_req *req) { return ((orders_app *)svc_req_app_data(req))->db; }
 
+/* Every 503 of orders says when to come back. */
+static svc_outcome unavailable(svc_res *res, const char *message) {
+    svc_res_header(res, "Retry-After", ORDERS_RETRY_AFTER_S);
+    return svc_res_error(res, 503, "unavailable", "%s", message);
+}
+
 static svc_outcome storage_error(svc_res *res, int rc) {
-    if (rc == SVC_EAGAIN) return svc_res_error(res, 503, "unavailable", "orders storage is busy, retry");
+    if (rc == SVC_EAGAIN) return unavailable(res, "orders storage is busy, retry");
     return svc_res_error(res, 500, "internal", "orders storage error");
 }
 
@@ -100,8 +107,11 @@ static svc_outcome priced(svc_req *req, svc_res *res, void *ud) {
         if (status == 404)
             return svc_res_error(res, 422, "unknown_product", "product %lld does not exist",
                                  (long long)l->product_id);
-        if (status == 503 || status == 504)
-            return svc_res_error(res, 503, "unavailable", "products did not answer (%d), retry", status);
+        if (status == 503 || status == 504) {
+            char message[64];
+            snprintf(message, sizeof message, "products did not answer (%d), retry", status);
+            return unavailable(res, message);
+        }
         json_t *p = status == 200 ? svc_call_json(req, i) : NULL;
         if (!p || orders_price_cents(json_object_get(p, "price"), &l->price_cents) != SVC_OK)
             return svc_res_error(res, 502, "bad_gateway", "products answered %d without a usable price for %lld",
@@ -151,7 +161,7 @@ static svc_outcome create_order(svc_req *req, svc_res *res) {
     new_order *o = calloc(1, sizeof *o);
     if (!o || svc_req_set(req, &order_key, o, free_order) != SVC_OK) {
         free(o);
-        return svc_res_error(res, 503, "unavailable", "out of memory");
+        return unavailable(res, "out of memory");
     }
     char err[160];
     if (orders_parse_body(body, o->lines, &o->n, err, sizeof err) != SVC_OK)

@@ -23,6 +23,7 @@
 #define ORDERS_DEFAULT_LIMIT 30
 #define ORDERS_MAX_SKIP 1000000
 #define ORDERS_PRICE_TIMEOUT_MS 3000          /* one price lookup at products */
+#define ORDERS_RETRY_AFTER_S "1"              /* Retry-After of every 503 (storage busy, products or NATS down) */
 /* Thread-pool threads (UV_THREADPOOL_SIZE when the environment sets none):
  * every POST waits on one for its group commit, so this bounds how many
  * orders share one fsync. */

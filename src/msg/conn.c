@@ -583,6 +583,8 @@ static void nats_worker_start(svc_worker *w, void *state) {
         .reconnect_wait_ms = SVC_MSG_RECONNECT_WAIT_MS,
         .reconnect_buffer = SVC_MSG_RECONNECT_BUFFER,
         .server_errors = m->s_server_errors,
+        .creds = m->creds,
+        .no_advertised = m->no_advertised,
         .on_event = on_conn_event,
         .ud = mw,
     };
@@ -774,6 +776,9 @@ static int nats_setup(svc_app *app, void *state) {
     m->enabled = 1;
     svc_info("nats: connecting to %s (%d connection%s, one per worker)", url, m->nworkers,
              m->nworkers == 1 ? "" : "s");
+    if (m->creds)
+        svc_info("nats: signing in as %s (%s)", m->creds->pub,
+                 m->creds->jwt[0] ? "user JWT from NATS_CREDS" : "NKEY from NATS_NKEY_SEED_FILE");
     return SVC_OK;
 }
 
@@ -939,22 +944,68 @@ static void nats_free(svc_app *app, void *state) {
     free(m->workers);
     free(m->endpoints);
     free(m->servers);
+    svc__nkey_wipe(m->creds);
+    free(m->creds);
     pthread_mutex_destroy(&m->streams_lock);
     free(m);
 }
 
 static const svc_config_var nats_vars[] = {
     {"NATS_URL", "nats://127.0.0.1:4222", "NATS server(s), comma-separated; none: HTTP only"},
+    {"NATS_NKEY_SEED_FILE", NULL, "file with an NKEY user seed (SU...), mode 600: sign in with it"},
+    {"NATS_CREDS", NULL, "a .creds file (user JWT and seed), mode 600: sign in with it"},
+    {"NATS_NO_ADVERTISED", "0", "1: use only the servers of NATS_URL, never those the cluster announces"},
+    {"NATS_JS_REPLICAS", "1", "copies of each JetStream stream the service declares (1-5)"},
 };
 
-/* NATS_URL, read here: the runtime knows no NATS. */
+/* "1", "true", "yes" or "0", "false", "no" (unset: 0). */
+static int config_flag(const char *var, int *out, char *err, size_t errlen) {
+    const char *v = getenv(var);
+    *out = 0;
+    if (!v || !*v || strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0)
+        return SVC_OK;
+    if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0) {
+        *out = 1;
+        return SVC_OK;
+    }
+    return svc__config_fail(err, errlen, var, v, "expected 1, true, yes, 0, false or no");
+}
+
+/* NATS_NKEY_SEED_FILE or NATS_CREDS, read now: a bad file stops the start. */
+static int load_creds(svc_msg *m, char *err, size_t errlen) {
+    const char *seed = getenv("NATS_NKEY_SEED_FILE"), *creds = getenv("NATS_CREDS");
+    if (seed && !*seed) seed = NULL;
+    if (creds && !*creds) creds = NULL;
+    if (seed && creds)
+        return svc__config_fail(err, errlen, "NATS_CREDS", creds, "set NATS_CREDS or NATS_NKEY_SEED_FILE, not both");
+    if (!seed && !creds) return SVC_OK;
+    const char *var = seed ? "NATS_NKEY_SEED_FILE" : "NATS_CREDS";
+    m->creds = malloc(sizeof *m->creds);
+    if (!m->creds) return svc__config_fail(err, errlen, var, seed ? seed : creds, "out of memory");
+    char why[160];
+    if (svc__nkey_load(seed ? seed : creds, creds != NULL, m->creds, why, sizeof why) != SVC_OK) {
+        free(m->creds);
+        m->creds = NULL;
+        return svc__config_fail(err, errlen, var, seed ? seed : creds, why);
+    }
+    return SVC_OK;
+}
+
+/* NATS_URL and the variables above, read here: the runtime knows no NATS. */
 static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
+    svc_msg *m = state;
     svc_config *c = svc__app_config_edit(app);
     const char *v = getenv("NATS_URL");
     c->nats_url = v && *v ? v : nats_vars[0].def;
-    if (strcmp(c->nats_url, "none") != 0 && svc__msg_url_check(c->nats_url) != SVC_OK)
+    if (strcmp(c->nats_url, "none") == 0) return SVC_OK;
+    if (svc__msg_url_check(c->nats_url) != SVC_OK)
         return svc__config_fail(err, errlen, "NATS_URL", c->nats_url, "expected nats://host:port[,...] or none");
-    return SVC_OK;
+    long replicas;
+    int rc = config_flag("NATS_NO_ADVERTISED", &m->no_advertised, err, errlen);
+    if (rc == SVC_OK) rc = svc__config_int("NATS_JS_REPLICAS", 1, SVC_MSG_MAX_JS_REPLICAS, 1, &replicas, err, errlen);
+    if (rc == SVC_OK) rc = load_creds(m, err, errlen);
+    m->js_replicas = (int)replicas;
+    return rc;
 }
 
 static int nats_call(svc_app *app, svc_req *req, const char *service, const char *method, const char *path,

@@ -247,6 +247,9 @@ struct msg_worker {
     int nslots;
 };
 
+/* NATS_JS_REPLICAS at most (JetStream's own limit). */
+#define SVC_MSG_MAX_JS_REPLICAS 5
+
 struct svc_msg {
     svc_app *app;
     int enabled;                     /* NATS_URL is not "none" (set up) */
@@ -254,6 +257,9 @@ struct svc_msg {
     atomic_int streams_dirty;        /* stream definitions to (re)apply */
     svc_nats_server *servers;
     int nservers;
+    svc_nkey_creds *creds;           /* NATS_NKEY_SEED_FILE or NATS_CREDS; NULL: none */
+    int no_advertised;               /* NATS_NO_ADVERTISED */
+    int js_replicas;                 /* NATS_JS_REPLICAS */
     atomic_int nconnected;           /* workers whose connection is up */
     atomic_int w0_subs_ready;        /* worker 0's subscriptions confirmed */
     atomic_int draining;

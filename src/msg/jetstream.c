@@ -52,10 +52,13 @@
 
 /* ---- replies ---------------------------------------------------------------- */
 
-/* SVC_OK, or SVC_EIO with *code the JetStream err_code (and desc). */
-static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen) {
+/* SVC_OK, or SVC_EIO with *code the JetStream err_code (and desc). out
+ * NULL, or on SVC_OK the parsed answer for the caller to read the rest of
+ * (the caller json_decref()s it; NULL on any error). */
+static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen, json_t **out) {
     *code = 0;
     if (desc && desclen) desc[0] = '\0';
+    if (out) *out = NULL;
     if (r->status == 503) return SVC_ENOTFOUND; /* no responders: no JetStream or no stream */
     json_error_t e;
     json_t *doc = json_loadb(r->data, r->len, 0, &e);
@@ -68,11 +71,13 @@ static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen
         const char *d = json_string_value(json_object_get(err, "description"));
         if (desc && d) snprintf(desc, desclen, "%s", d);
     }
-    json_decref(doc);
+    if (out && rc == SVC_OK) *out = doc;
+    else json_decref(doc);
     return rc;
 }
 
-static void stream_body(const msg_stream_def *d, svc_buf *b) {
+/* replicas: NATS_JS_REPLICAS (a stream's copies in a JetStream cluster). */
+static void stream_body(const msg_stream_def *d, int replicas, svc_buf *b) {
     svc_jw w;
     svc_jw_init(&w, b);
     svc_jw_obj_begin(&w);
@@ -83,7 +88,7 @@ static void stream_body(const msg_stream_def *d, svc_buf *b) {
     svc_jw_arr_end(&w);
     svc_jw_key(&w, "retention"), svc_jw_str(&w, "limits");
     svc_jw_key(&w, "storage"), svc_jw_str(&w, "file");
-    svc_jw_key(&w, "num_replicas"), svc_jw_i64(&w, 1);
+    svc_jw_key(&w, "num_replicas"), svc_jw_i64(&w, replicas);
     svc_jw_key(&w, "duplicate_window"), svc_jw_i64(&w, d->duplicate_window_ms * 1000000LL);
     svc_jw_obj_end(&w);
 }
@@ -186,7 +191,7 @@ static int request_sync(svc_msg *m, const char *subject, const char *hdr, size_t
 
 static int apply_stream_sync(svc_msg *m, const msg_stream_def *d) {
     svc_buf b = {0};
-    stream_body(d, &b);
+    stream_body(d, m->js_replicas, &b);
     if (b.oom) {
         svc_buf_free(&b);
         return SVC_ENOMEM;
@@ -197,7 +202,7 @@ static int apply_stream_sync(svc_msg *m, const msg_stream_def *d) {
         snprintf(subject, sizeof subject, JS_API "STREAM.%s.%s", update ? "UPDATE" : "CREATE", d->name);
         svc_nats_msg *r = NULL;
         rc = request_sync(m, subject, NULL, 0, b.data, b.len, SVC_MSG_JS_API_TIMEOUT_MS, &r);
-        if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc);
+        if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc, NULL);
         svc__nats_msg_free(r);
         if (rc != SVC_EIO) break;
     }
@@ -354,9 +359,9 @@ static int publish_outcome(svc_msg *m, const char *subject, int err, svc_nats_ms
     char desc[160] = "";
     int rc = err;
     if (rc == SVC_EAGAIN && r == NULL) rc = SVC_ENOTFOUND; /* no responders: no stream takes it */
-    if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc);
+    json_t *doc = NULL;
+    if (rc == SVC_OK) rc = js_reply(r, &code, desc, sizeof desc, ack ? &doc : NULL);
     if (rc == SVC_OK && ack) {
-        json_t *doc = json_loadb(r->data, r->len, 0, NULL);
         json_int_t seq = json_integer_value(json_object_get(doc, "seq"));
         ack->seq = seq > 0 ? (uint64_t)seq : 0;
         ack->duplicate = json_is_true(json_object_get(doc, "duplicate"));
@@ -468,7 +473,7 @@ static void round_done(int err, svc_nats_msg *reply, void *ud) {
     js_round *r = ud;
     int code = 0;
     char desc[160] = "";
-    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc) : err;
+    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc, NULL) : err;
     svc__nats_msg_free(reply);
     if (rc == SVC_EIO && !r->update) {
         r->update = 1; /* exists with another configuration: update it */
@@ -534,7 +539,7 @@ static void declare_then_bind(msg_worker *mw) {
         r->names = calloc((size_t)r->n + 1, sizeof *r->names);
         int k = 0;
         for (msg_stream_def *d = m->streams; d && r->bodies && r->names; d = d->next, k++) {
-            stream_body(d, &r->bodies[k]);
+            stream_body(d, m->js_replicas, &r->bodies[k]);
             snprintf(r->names[k], sizeof r->names[k], "%s", d->name);
         }
         pthread_mutex_unlock(&m->streams_lock);
@@ -573,9 +578,9 @@ static void retry_later(msg_worker *mw, msg_consumer *c) {
     uv_timer_start(&c->timer, on_retry, SVC_MSG_JS_RETRY_MS, 0);
 }
 
-/* num_pending of a consumer info answer (CONSUMER.CREATE, CONSUMER.INFO). */
-static void pending_from_info(msg_consumer *c, const svc_nats_msg *r) {
-    json_t *doc = json_loadb(r->data, r->len, 0, NULL);
+/* num_pending of a consumer info answer (CONSUMER.CREATE, CONSUMER.INFO),
+ * as js_reply parsed it; takes doc. */
+static void pending_from_info(msg_consumer *c, json_t *doc) {
     json_t *np = json_object_get(doc, "num_pending");
     if (json_is_integer(np) && json_integer_value(np) >= 0)
         svc_gauge_set(c->s_pending, (double)json_integer_value(np));
@@ -586,7 +591,8 @@ static void lag_done(int err, svc_nats_msg *reply, void *ud) {
     msg_consumer *c = ud;
     c->lag_asking = 0;
     int code = 0;
-    if (err == SVC_OK && js_reply(reply, &code, NULL, 0) == SVC_OK) pending_from_info(c, reply);
+    json_t *doc;
+    if (err == SVC_OK && js_reply(reply, &code, NULL, 0, &doc) == SVC_OK) pending_from_info(c, doc);
     svc__nats_msg_free(reply);
 }
 
@@ -606,8 +612,9 @@ static void bound_done(int err, svc_nats_msg *reply, void *ud) {
     c->binding = 0;
     int code = 0;
     char desc[160] = "";
-    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc) : err;
-    if (rc == SVC_OK) pending_from_info(c, reply); /* the answer is the consumer's info */
+    json_t *doc = NULL;
+    int rc = err == SVC_OK ? js_reply(reply, &code, desc, sizeof desc, &doc) : err;
+    if (rc == SVC_OK) pending_from_info(c, doc); /* the answer is the consumer's info */
     svc__nats_msg_free(reply);
     if (mw->m->js_stopping) return;
     if (rc != SVC_OK) {

@@ -419,6 +419,26 @@ int svc__nats_url_parse(const char *url, svc_nats_server *out) {
     return SVC_OK;
 }
 
+int svc__nats_urls_parse(const char *list, svc_nats_server *out, int max, int *n) {
+    *n = 0;
+    for (const char *p = list ? list : ""; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *s = p, *e = p + len;
+        p = *e ? e + 1 : e;
+        while (s < e && *s == ' ') s++;
+        while (e > s && e[-1] == ' ') e--;
+        if (s == e) continue;
+        if (*n == max) return SVC_ERANGE;
+        char url[SVC_NATS_MAX_URL + 1];
+        if ((size_t)(e - s) > SVC_NATS_MAX_URL) return SVC_EINVAL;
+        memcpy(url, s, (size_t)(e - s));
+        url[e - s] = '\0';
+        if (svc__nats_url_parse(url, &out[*n]) != SVC_OK) return SVC_EINVAL;
+        (*n)++;
+    }
+    return *n > 0 ? SVC_OK : SVC_EINVAL;
+}
+
 /* ---- the connection --------------------------------------------------------------------- */
 
 enum { ST_IDLE, ST_RESOLVING, ST_CONNECTING, ST_HANDSHAKE, ST_CONNECTED, ST_DOWN };
@@ -438,7 +458,8 @@ typedef struct pong_wait {
 struct svc_nats {
     uv_loop_t *loop;
     svc_nats_opts o;
-    svc_nats_server *servers;
+    svc_nats_server *servers;        /* the pool: SVC_NATS_MAX_SERVERS places */
+    int nservers, nexplicit;         /* in the pool; configured (the first nexplicit) */
     char *name;
     int cur, state, was_connected, closing, failures;
     int hold;                        /* keep publishes in pend even when connected */
@@ -468,6 +489,7 @@ struct svc_nats {
     int err_logged;                  /* one was logged */
     unsigned long err_suppressed;    /* -ERR not logged since that one */
     char url[300];
+    char nonce[SVC_NATS_MAX_NONCE + 1]; /* of this connection's INFO; "" without one */
 };
 
 #define READ_BUFFER (64 * 1024)
@@ -720,10 +742,73 @@ int svc__nats_flush(svc_nats *nc, svc_nats_flush_fn fn, void *ud) {
 
 /* ---- input ---- */
 
-static void on_info(svc_nats *nc, const char *json, size_t len) {
+/* Process-wide, so that a process with a connection per worker says it once. */
+static atomic_int said_ignored, said_refused, said_full;
+
+static int same_server(const svc_nats_server *a, const svc_nats_server *b) {
+    return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+/*
+ * The servers the cluster announces ("host:port" each) replace those it
+ * announced before: the pool is the configured servers, then these, each
+ * validated as a configured URL (without credentials: they come from the
+ * server connected to), at most SVC_NATS_MAX_SERVERS in all. The server
+ * connected to stays in the pool even when the list leaves it out.
+ */
+static void learn_servers(svc_nats *nc, json_t *urls) {
+    if (nc->o.no_advertised) {
+        if (json_array_size(urls) && !atomic_exchange(&said_ignored, 1))
+            svc_info("nats: %s announces %zu cluster server(s); not followed (NATS_NO_ADVERTISED)", nc->url,
+                     json_array_size(urls));
+        return;
+    }
+    svc_nats_server cur = nc->servers[nc->cur];
+    int n = nc->nexplicit, have_cur = nc->cur < nc->nexplicit, before = nc->nservers;
+    size_t i;
+    json_t *v;
+    json_array_foreach(urls, i, v) {
+        const char *u = json_string_value(v);
+        char url[SVC_NATS_MAX_URL + 8];
+        svc_nats_server s;
+        if (!u || strlen(u) > SVC_NATS_MAX_URL || strchr(u, '@') || strchr(u, '/') ||
+            (snprintf(url, sizeof url, "nats://%s", u), svc__nats_url_parse(url, &s) != SVC_OK)) {
+            if (!atomic_exchange(&said_refused, 1))
+                svc_warn("nats: %s announces a server that is not a valid host:port: \"%.64s\"; refused", nc->url,
+                         u ? u : "(not a string)");
+            continue;
+        }
+        int dup = 0;
+        for (int k = 0; k < n && !dup; k++) dup = same_server(&nc->servers[k], &s);
+        if (dup) continue;
+        if (n == SVC_NATS_MAX_SERVERS) {
+            if (!atomic_exchange(&said_full, 1))
+                svc_warn("nats: %s announces more servers than fit in the pool (%d); the rest are not used",
+                         nc->url, SVC_NATS_MAX_SERVERS);
+            break;
+        }
+        memcpy(s.user, cur.user, sizeof s.user);
+        memcpy(s.pass, cur.pass, sizeof s.pass);
+        if (!have_cur && same_server(&s, &cur)) {
+            have_cur = 1;
+            nc->cur = n;
+        }
+        nc->servers[n++] = s;
+    }
+    if (!have_cur) {
+        if (n == SVC_NATS_MAX_SERVERS) n--;
+        nc->servers[n] = cur;
+        nc->cur = n++;
+    }
+    nc->nservers = n;
+    if (n != before) svc_info("nats: %d server(s) in the pool (%d configured)", n, nc->nexplicit);
+}
+
+/* -1: an INFO to refuse (the connection is then dropped). */
+static int on_info(svc_nats *nc, const char *json, size_t len) {
     json_error_t err;
     json_t *doc = json_loadb(json, len, 0, &err);
-    if (!doc) return;
+    if (!doc) return 0;
     json_t *mp = json_object_get(doc, "max_payload");
     if (json_is_integer(mp) && json_integer_value(mp) > 0) {
         json_int_t v = json_integer_value(mp);
@@ -733,7 +818,19 @@ static void on_info(svc_nats *nc, const char *json, size_t len) {
     }
     if (nc->state == ST_HANDSHAKE && !json_is_true(json_object_get(doc, "headers")))
         svc_warn("nats: %s does not support headers (nats-server 2.2 or later needed)", nc->url);
+    int rc = 0;
+    if (nc->state == ST_HANDSHAKE) {
+        json_t *nonce = json_object_get(doc, "nonce");
+        size_t nl = json_string_length(nonce);
+        if (nonce && (!json_is_string(nonce) || nl > SVC_NATS_MAX_NONCE || strlen(json_string_value(nonce)) != nl))
+            rc = -1;
+        else
+            snprintf(nc->nonce, sizeof nc->nonce, "%s", nonce ? json_string_value(nonce) : "");
+    }
+    json_t *urls = json_object_get(doc, "connect_urls");
+    if (rc == 0 && json_is_array(urls)) learn_servers(nc, urls);
     json_decref(doc);
+    return rc;
 }
 
 static void send_connect(svc_nats *nc) {
@@ -755,6 +852,14 @@ static void send_connect(svc_nats *nc) {
         svc_jw_key(&w, "pass"), svc_jw_str(&w, s->pass);
     } else if (s->user[0]) {
         svc_jw_key(&w, "auth_token"), svc_jw_str(&w, s->user);
+    }
+    const svc_nkey_creds *c = nc->o.creds;
+    if (c) {
+        if (c->jwt[0]) svc_jw_key(&w, "jwt"), svc_jw_str(&w, c->jwt);
+        else svc_jw_key(&w, "nkey"), svc_jw_str(&w, c->pub);
+        char sig[SVC_NKEY_SIG_LEN + 1];
+        svc__nkey_sign(c, nc->nonce, strlen(nc->nonce), sig);
+        svc_jw_key(&w, "sig"), svc_jw_str(&w, sig);
     }
     svc_jw_obj_end(&w);
     int ok = !b.oom && append_str(&nc->out, "CONNECT ") == 0 && append(&nc->out, b.data, b.len) == 0 &&
@@ -844,7 +949,11 @@ static int on_op(void *ud, const svc_nats_op *op) {
     if (nc->closing || nc->state == ST_DOWN) return 1;
     switch (op->type) {
     case SVC_NATS_OP_INFO:
-        on_info(nc, op->arg, op->arg_len);
+        if (on_info(nc, op->arg, op->arg_len) != 0) {
+            snprintf(nc->parser.error, sizeof nc->parser.error, "INFO with a nonce that is not a string of at most %d bytes",
+                     SVC_NATS_MAX_NONCE);
+            return -1;
+        }
         if (nc->state == ST_HANDSHAKE && nc->npongs == 0) send_connect(nc);
         break;
     case SVC_NATS_OP_PING:
@@ -1013,7 +1122,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 
 static void start_attempt(svc_nats *nc) {
     if (nc->closing) return;
-    if (nc->was_connected || nc->failures) nc->cur = (nc->cur + 1) % nc->o.nservers;
+    if (nc->was_connected || nc->failures) nc->cur = (nc->cur + 1) % nc->nservers;
     const svc_nats_server *s = &nc->servers[nc->cur];
     snprintf(nc->url, sizeof nc->url, "%s:%d", s->host, s->port);
     char port[16];
@@ -1058,7 +1167,7 @@ svc_nats *svc__nats_new(uv_loop_t *loop, const svc_nats_opts *o) {
     if (!nc) return NULL;
     nc->loop = loop;
     nc->o = *o;
-    nc->servers = malloc((size_t)o->nservers * sizeof *nc->servers);
+    nc->servers = calloc(SVC_NATS_MAX_SERVERS, sizeof *nc->servers);
     nc->name = o->name ? strdup(o->name) : NULL;
     if (!nc->servers || (o->name && !nc->name)) {
         free(nc->servers);
@@ -1066,7 +1175,8 @@ svc_nats *svc__nats_new(uv_loop_t *loop, const svc_nats_opts *o) {
         free(nc);
         return NULL;
     }
-    memcpy(nc->servers, o->servers, (size_t)o->nservers * sizeof *nc->servers);
+    nc->nservers = nc->nexplicit = o->nservers < SVC_NATS_MAX_SERVERS ? o->nservers : SVC_NATS_MAX_SERVERS;
+    memcpy(nc->servers, o->servers, (size_t)nc->nservers * sizeof *nc->servers);
     nc->o.servers = nc->servers;
     if (nc->o.reconnect_wait_ms <= 0) nc->o.reconnect_wait_ms = 250;
     atomic_store(&nc->max_payload, SVC_NATS_DEFAULT_MAX_PAYLOAD);

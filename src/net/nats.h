@@ -12,11 +12,15 @@
  * after the reconnection. Output of one loop iteration is coalesced into one
  * uv_write (flushed from prepare/check handles).
  *
- * What it does not do: TLS (tls:// is refused by svc__nats_url_parse), the
- * cluster's advertised connect_urls (only the configured servers are used),
- * nkeys/JWT credentials (user:password and token in the URL are sent in
- * CONNECT), JetStream as an API (src/msg/jetstream.c speaks it over
- * request-reply).
+ * Credentials: user:password or a token from the URL, or an NKEY (a bare
+ * user seed, or the user JWT and seed of a .creds file, nkey.h) whose
+ * signature of the INFO nonce goes in CONNECT. Servers: the configured ones
+ * plus those the cluster announces in INFO connect_urls (validated as
+ * configured URLs; at most SVC_NATS_MAX_SERVERS in all), unless
+ * no_advertised is set.
+ *
+ * What it does not do: TLS (tls:// is refused by svc__nats_url_parse),
+ * JetStream as an API (src/msg/jetstream.c speaks it over request-reply).
  */
 #ifndef SVC_NET_NATS_H
 #define SVC_NET_NATS_H
@@ -28,6 +32,7 @@
 
 #include "svckit/core.h"
 #include "svckit/obs.h"
+#include "net/nkey.h"
 
 /* Longest protocol line we accept from a server (INFO carries JSON). */
 #define SVC_NATS_MAX_LINE (64 * 1024)
@@ -35,13 +40,18 @@
 #define SVC_NATS_MAX_PAYLOAD_CAP (64 * 1024 * 1024)
 /* Before INFO says otherwise (the NATS default). */
 #define SVC_NATS_DEFAULT_MAX_PAYLOAD (1024 * 1024)
+/* Servers in a connection's pool: configured plus announced. */
 #define SVC_NATS_MAX_SERVERS 16
+/* An INFO nonce longer than this is a protocol error (nats-server's are 22). */
+#define SVC_NATS_MAX_NONCE 128
 #define SVC_NATS_MAX_URL 512
 #define SVC_NATS_PING_MS 5000
 #define SVC_NATS_MAX_PINGS_OUT 2
 /* From the start of a connection attempt to the PONG of its CONNECT. */
 #define SVC_NATS_CONNECT_TIMEOUT_MS 2000
-/* Random extra wait before a reconnection, so instances do not stampede. */
+/* Random extra wait (0 to this) before every connection attempt after the
+ * first, so that the instances that lost one server do not stampede the
+ * next one of the pool together. */
 #define SVC_NATS_RECONNECT_JITTER_MS 100
 /* Unsent output while connected beyond which publishes fail (SVC_EAGAIN). */
 #define SVC_NATS_MAX_OUTPUT (64 * 1024 * 1024)
@@ -162,6 +172,12 @@ typedef struct svc_nats_server {
  * allowed). SVC_OK or SVC_EINVAL (other scheme, including tls://, empty host,
  * bad port, too long). */
 int svc__nats_url_parse(const char *url, svc_nats_server *out);
+/* Parses a comma-separated list of such URLs (NATS_URL): blanks around each
+ * are ignored, and so are empty entries. Fills out[0..*n) with at most max
+ * servers. SVC_OK; SVC_EINVAL when one is bad (*n: the entries parsed before
+ * it) or there is none; SVC_ERANGE when there are more than max (the first
+ * max are in out). */
+int svc__nats_urls_parse(const char *list, svc_nats_server *out, int max, int *n);
 /* 1 if s is a header field name (an RFC 9110 token), else 0. */
 int svc__nats_header_name_ok(const char *s);
 
@@ -188,6 +204,8 @@ typedef struct svc_nats_opts {
     size_t reconnect_buffer;         /* bytes of publishes kept while disconnected */
     int ping_ms;                     /* 0: SVC_NATS_PING_MS */
     svc_series *server_errors;       /* counts every -ERR; NULL: not counted */
+    const svc_nkey_creds *creds;     /* NKEY sign-in; NULL: none. Must outlive the connection */
+    int no_advertised;               /* 1: never add the servers INFO announces to the pool */
     svc_nats_event_fn on_event;
     void *ud;
 } svc_nats_opts;

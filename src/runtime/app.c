@@ -32,6 +32,7 @@
 #include "core/internal.h"
 #include "obs/internal.h"
 #include "runtime/internal.h"
+#include "store/internal.h"
 
 /* After a forced close, how long the main thread still waits for workers
  * (a handler stuck on the thread pool) before exiting anyway. */
@@ -300,6 +301,7 @@ static void worker_main(void *arg) {
     svc_worker *w = arg;
     svc_app *app = w->app;
     svc__log_set_buffered(1);
+    svc__db_thread_is_loop(); /* its SQLite reads wait briefly: the whole loop waits with them */
     uv_loop_init(&w->loop);
     w->loop.data = w;
     uv_async_init(&w->loop, &w->wakeup, worker_wakeup);

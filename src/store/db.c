@@ -83,6 +83,25 @@ static int trace_statement(unsigned type, void *ud, void *p, void *x) {
     return 0;
 }
 
+/* Set on event-loop worker threads (svc__db_thread_is_loop). */
+static _Thread_local bool tl_loop;
+
+void svc__db_thread_is_loop(void) { tl_loop = true; }
+
+#define LOOP_BUSY_STEP_MS 5
+
+/* The busy handler of a loop's connection: SVC_DB_LOOP_BUSY_TIMEOUT_MS in
+ * steps, then SQLITE_BUSY, counted. */
+static int loop_busy(void *ud, int count) {
+    db_conn *c = ud;
+    if ((count + 1) * LOOP_BUSY_STEP_MS > SVC_DB_LOOP_BUSY_TIMEOUT_MS) {
+        svc_counter_add(c->m_loop_busy, 1);
+        return 0;
+    }
+    sqlite3_sleep(LOOP_BUSY_STEP_MS);
+    return 1;
+}
+
 static sqlite3 *open_connection(const char *path) {
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -121,6 +140,18 @@ static db_conn *thread_conn(svc_db *db) {
         return NULL;
     }
     c->owner = pthread_self();
+    if (tl_loop) {
+        static const char *const label[] = {"db"};
+        const char *base = strrchr(db->path, '/');
+        const char *v[] = {base ? base + 1 : db->path};
+        c->m_loop_busy = svc_metric_with(
+            svc_metric_counter("db_loop_busy_total",
+                               "Statements on an event-loop worker's connection that gave up on a busy database "
+                               "after SVC_DB_LOOP_BUSY_TIMEOUT_MS",
+                               1, label),
+            v);
+        sqlite3_busy_handler(c->db, loop_busy, c);
+    }
     sqlite3_commit_hook(c->db, count_commit, c);
     pthread_mutex_lock(&db->lock);
     int ok = db->nconns < SVC_DB_MAX_CONNECTIONS;

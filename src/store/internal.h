@@ -21,6 +21,7 @@ typedef struct db_conn {
     int nstmts;
     int64_t own_commits;    /* commits made on this connection (commit hook) */
     pthread_t owner;
+    svc_series *m_loop_busy; /* an event-loop worker's connection: its db_loop_busy_total, else NULL */
 } db_conn;
 
 /* One queued write closure. */
@@ -74,6 +75,11 @@ int svc__db_exec_logged(sqlite3 *c, const char *sql);
  * (svc_db_close). */
 void svc__db_write_init(svc_db *db);
 void svc__db_write_stop(svc_db *db);
+
+/* Marks the calling thread as an event-loop worker (the runtime, as each
+ * worker starts): the connections it opens from then on wait at most
+ * SVC_DB_LOOP_BUSY_TIMEOUT_MS for a busy database. */
+void svc__db_thread_is_loop(void);
 
 /* True inside an open transaction on this thread's connection. */
 bool svc__db_in_transaction(svc_db *db);

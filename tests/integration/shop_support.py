@@ -39,6 +39,20 @@ def gateway_config(directory):
     return path
 
 
+def pay(shop, items, **kw):
+    """Places an order of items (shop.post(items, **kw)) and waits until it is
+    paid: 201, then confirmed, with exactly one succeeded charge of its total.
+    Returns the order as POST answered it. shop: any with post, settled and
+    payments_of (test_orders.Shop)."""
+    st, _, doc = shop.post(items, **kw)
+    assert st == 201, doc
+    done = shop.settled(doc["id"])
+    assert done["status"] == "confirmed", done
+    pays = shop.payments_of(doc["id"])
+    assert [(p["amount_cents"], p["status"]) for p in pays] == [(doc["total_cents"], "succeeded")], pays
+    return doc
+
+
 class Shop:
     """The five services on nats (a test_msg_support.NatsServer)."""
 

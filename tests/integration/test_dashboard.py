@@ -6,27 +6,19 @@ Properties only: a stream is read until it delivers a snapshot with what is
 expected (every instance comes within a round or two; WAIT bounds it)."""
 import http.client
 import json
-import threading
+import socket
 
 import pytest
 
 from conftest import WAIT, Service, wait_until
-from live_support import SERVICES, LiveSystem
+from live_support import DASH_TOKEN, SERVICES, Forger, system  # noqa: F401  (fixture)
 from services_fixtures import sign_hs256, claims
 from shop_support import SECRET, admin, token
-from test_msg_support import Nats, metric, nats_server  # noqa: F401  (fixture)
+from test_msg_support import metric, nats_server  # noqa: F401  (fixture)
 
-DASH_TOKEN = "dashboard-secret-0123456789"
 MAX_STREAMS = 16  # GW_DASH_MAX_STREAMS
-
-
-@pytest.fixture(scope="module")
-def system(nats_server):  # noqa: F811
-    s = LiveSystem(nats_server, env={"DASHBOARD_TOKEN": DASH_TOKEN})
-    try:
-        yield s
-    finally:
-        s.close()
+MAX_TRACE_GATHERS = 8  # GW_TRACE_MAX_GATHERS
+STALL_S = 60  # GW_DASH_STALL_MS
 
 
 def get(gw, path, headers=None):
@@ -207,6 +199,39 @@ def test_trace_ids_are_checked(system):
     assert st == 404 and json.loads(body)["error"]["code"] == "not_found"
 
 
+def test_trace_gathers_are_bounded(system):
+    """At most GW_TRACE_MAX_GATHERS trace gathers at once: requests past it
+    are answered 503 (JSON, Retry-After) and counted. Many requests are sent
+    at once, again until one finds the gathers full."""
+    before = metric(system.gateway, "gateway_dashboard_traces_rejected_total") or 0
+
+    def burst():
+        conns = [http.client.HTTPConnection("127.0.0.1", system.gateway.port, timeout=WAIT)
+                 for _ in range(3 * MAX_TRACE_GATHERS)]
+        try:
+            for c in conns:
+                c.request("GET", "/dashboard/traces", headers=admin())
+            got = []
+            for c in conns:
+                r = c.getresponse()
+                got.append((r.status, r.getheader("Retry-After"), r.read()))
+            return got
+        finally:
+            for c in conns:
+                c.close()
+
+    def refused():
+        got = burst()
+        assert all(st in (200, 503) for st, _, _ in got), got
+        return [g for g in got if g[0] == 503]
+    shed = wait_until(refused, what="a traces request past GW_TRACE_MAX_GATHERS refused")
+    for _, retry, body in shed:
+        assert retry and json.loads(body)["error"]["code"] == "unavailable"
+    assert metric(system.gateway, "gateway_dashboard_traces_rejected_total") >= before + len(shed)
+    st, _, _ = get(system.gateway, "/dashboard/traces", admin())
+    assert st == 200  # every gather ended: the slots are free again
+
+
 def test_streams_are_bounded(system):
     """GW_DASH_MAX_STREAMS streams at once; the next is answered 503 and
     counted; once one closes, a new one is taken."""
@@ -238,43 +263,47 @@ def test_streams_are_bounded(system):
     wait_until(lambda: metric(system.gateway, "gateway_dashboard_streams") == 0, what="every stream released")
 
 
+def test_a_stalled_stream_is_ended(system):
+    """A reader that stops taking the stream: once the gateway holds what the
+    transport allows unsent (writes refused), the stream is ended after
+    GW_DASH_STALL_MS and counted. Fat forged answers make each snapshot
+    large, so the buffers fill within seconds."""
+    fat = [{"type": "io.svckit.v1.live_response", "name": "fat", "id": f"fat{i}", "now_ms": 1,
+            "routes": [{"route": "/" + "r" * 120 + str(k), "method": "GET", "requests": 1,
+                        "duration_buckets": [123456789] * 17} for k in range(128)]} for i in range(20)]
+    before = metric(system.gateway, "gateway_dashboard_streams_stalled_total") or 0
+    with Forger(system.nats, ["$SRV.LIVE"], lambda m: fat):
+        sock = socket.socket()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", system.gateway.port))
+            auth = admin()["Authorization"]
+            sock.sendall(f"GET /dashboard/events HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n".encode())
+            # Never read: the stream stalls.
+            wait_until(lambda: metric(system.gateway, "gateway_dashboard_streams_stalled_total") == before + 1,
+                       timeout=STALL_S + 3 * WAIT, what="the stalled stream ended")
+        finally:
+            sock.close()
+    st, _, _ = get(system.gateway, "/dashboard/snapshot", admin())
+    assert st == 200
+
+
 def test_forged_answers_are_cleaned_and_capped(system):
     """Anyone on NATS may answer $SRV.LIVE: a malformed answer is dropped and
     counted; a forged one is kept only as typed, cut fields."""
-    c = Nats(system.nats.port)
-    done = threading.Event()
     forged = {"type": "io.svckit.v1.live_response", "name": "<img src=x onerror=alert(1)>" + "n" * 500,
               "id": "forged", "version": {"x": 1}, "now_ms": -5, "rss_bytes": "lots",
               "metadata": {"host": "<b>h</b>"}, "routes": [{"route": "/x", "method": "GET", "requests": -1,
                                                              "duration_buckets": [1, "2"]}] * 300,
               "extra": "dropped"}
     before = metric(system.gateway, "gateway_dashboard_answers_dropped_total") or 0
-    try:
-        c.subscribe("$SRV.LIVE")
-        c.flush()
-
-        def answer():
-            while not done.is_set():
-                try:
-                    m = c.next_msg(timeout=0.2)
-                except Exception:
-                    continue
-                if m.reply:
-                    c.publish(m.reply, json.dumps(forged).encode())
-                    c.publish(m.reply, b"{not json")
-        th = threading.Thread(target=answer, daemon=True)
-        th.start()
-
+    with Forger(system.nats, ["$SRV.LIVE"], lambda m: [forged, b"{not json"]):
         def forged_listed():
             st, _, body = get(system.gateway, "/dashboard/snapshot", admin())
             snap = json.loads(body)
             f = [i for i in snap["instances"] if i["id"] == "forged"]
             return f and f[0]
         f = wait_until(forged_listed, what="the forged instance in a snapshot")
-        done.set()
-        th.join(WAIT)
-    finally:
-        c.close()
     assert len(f["name"]) == 128 and f["name"].startswith("<img")  # text for the page, cut
     assert "version" not in f and "now_ms" not in f and "rss_bytes" not in f and "extra" not in f
     assert len(f["routes"]) == 128 and all("requests" not in r and "duration_buckets" not in r

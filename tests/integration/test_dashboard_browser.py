@@ -19,11 +19,10 @@ import time
 import pytest
 
 from conftest import BUILD, WAIT, wait_until
-from live_support import SERVICES, LiveSystem
+from live_support import DASH_TOKEN, SERVICES, system  # noqa: F401  (fixture)
 from test_msg_support import nats_server  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium")
-DASH_TOKEN = "browser-dashboard-secret-0123"
 ARTIFACTS = os.environ.get("SVCKIT_TEST_ARTIFACTS", os.path.join(BUILD, "test-artifacts"))
 
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="chromium not installed (scripts/deps.sh installs it)")
@@ -105,15 +104,6 @@ class Browser:
             os.close(fd)
         self.log.close()
         shutil.rmtree(self.profile, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def system(nats_server):  # noqa: F811
-    s = LiveSystem(nats_server, env={"DASHBOARD_TOKEN": DASH_TOKEN})
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 PAGE_STATE = """(() => {

@@ -88,9 +88,12 @@ def test_dedup_durable_consumer_survives_kill9(nats_server):  # noqa: F811
 def test_consumer_lag_metric_is_the_servers_pending_count(nats_server, tmp_path):  # noqa: F811
     """jetstream_consumer_pending_messages{service,stream,durable} (what the
     Prometheus alert SvckitJetStreamConsumerLag watches) is the consumer's
-    num_pending as the server reports it: while the handlers hold what they
-    took, the rest waits and the gauge says how much; once they let go and
-    everything is consumed, it is 0."""
+    num_pending as the server reports it, also while the consumer is stuck:
+    every handler holds a message, so the consumer asks the server for
+    nothing more, and what is published then reaches the gauge only through
+    the CONSUMER.INFO poll (every SVC_MSG_JS_LAG_MS), never through a
+    delivery's reply subject. Once they let go and everything is consumed, it
+    is 0."""
     gate = tmp_path / "gate"
     gate.write_text("")
     env = {"MSGSVC_JS": "1", "MSGSVC_ACK_WAIT_MS": "60000", "MSGSVC_STREAM_GATE": str(gate)}
@@ -109,15 +112,22 @@ def test_consumer_lag_metric_is_the_servers_pending_count(nats_server, tmp_path)
         assert "jetstream_consumer_pending_messages{" in svc.request("GET", "/metrics")[2].decode()
         for i in range(N):
             js_publish(nc, "orders.lag", f"order {i}", f"lag-{i}")
-        # The handlers took a window and hold it; the server counts the rest
-        # as pending, and so does the gauge (both stay put while held).
-        held = wait_until(lambda: (lambda c: c["num_ack_pending"] > 0 and c["num_pending"] > 0
-                                   and metric(svc, "jetstream_consumer_pending_messages", **labels)
-                                   == c["num_pending"] and c)(info()),
-                          what="the gauge equal to the server's num_pending")
-        assert held["num_pending"] + held["num_ack_pending"] == N
+        # The handlers took what they could and hold it; with every one busy
+        # the consumer asks for nothing more (no pull waiting at the server),
+        # so no delivery comes from here on.
+        held = wait_until(lambda: (lambda c: c["num_waiting"] == 0 and c["num_ack_pending"] > 0
+                                   and c["num_pending"] + c["num_ack_pending"] == N and c)(info()),
+                          what="the consumer stuck on what it holds")
+        stuck = N // 4
+        for i in range(N, N + stuck):
+            js_publish(nc, "orders.lag", f"order {i}", f"lag-{i}")
+        # Only the poll can tell the gauge about these.
+        want = held["num_pending"] + stuck
+        wait_until(lambda: info()["num_pending"] == want
+                   and metric(svc, "jetstream_consumer_pending_messages", **labels) == want,
+                   what="the gauge equal to the server's num_pending of a stuck consumer")
         gate.unlink()
-        wait_until(lambda: len(processed(log)) == N, what="every message consumed")
+        wait_until(lambda: len(processed(log)) == N + stuck, what="every message consumed")
         wait_until(lambda: info()["num_pending"] == 0
                    and metric(svc, "jetstream_consumer_pending_messages", **labels) == 0,
                    what="the gauge back to 0")

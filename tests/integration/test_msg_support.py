@@ -22,20 +22,26 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
 class NatsServer:
-    """nats-server with JetStream on a free port; kept across stop() and
-    start() (same port, same store). conf: more lines of configuration."""
+    """nats-server with JetStream (jetstream False: without) on a free port;
+    kept across stop() and start() (same port, same store). conf: more lines
+    of configuration; start False: write_conf() may change it first."""
 
-    def __init__(self, max_payload=4 * 1024 * 1024, port=None, conf=""):
+    def __init__(self, max_payload=4 * 1024 * 1024, port=None, conf="", jetstream=True, start=True):
         self.port = port or free_port()
         self.tmp = tempfile.mkdtemp(prefix="svckit-nats-")
         self.conf = os.path.join(self.tmp, "nats.conf")
-        with open(self.conf, "w") as f:
-            f.write(f"listen: 127.0.0.1:{self.port}\n"
-                    f"max_payload: {max_payload}\n"
-                    f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n" + conf)
+        self.max_payload = max_payload
+        self.write_conf((f"jetstream {{ store_dir: \"{self.tmp}/js\" }}\n" if jetstream else "") + conf)
         self.proc = None
         self.log = None
-        self.start()
+        if start:
+            self.start()
+
+    def write_conf(self, conf):
+        """The configuration file: the port, max_payload and conf."""
+        with open(self.conf, "w") as f:
+            f.write(f"listen: 127.0.0.1:{self.port}\n"
+                    f"max_payload: {self.max_payload}\n" + conf)
 
     @property
     def url(self):
@@ -82,6 +88,45 @@ def nats_server():
         s.close()
 
 
+class FakeServer:
+    """A listener that plays a NATS server's side of the handshake; info:
+    more INFO fields (connect_urls, nonce)."""
+
+    def __init__(self, info=None):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.info = {"server_id": "FAKE", "version": "2.9.10", "proto": 1, "headers": True,
+                     "max_payload": 1048576}
+        self.info.update(info or {})
+
+    def greet(self):
+        """Accepts a client and sends INFO: the connection."""
+        self.sock.settimeout(WAIT)
+        conn, _ = self.sock.accept()
+        conn.settimeout(WAIT)
+        conn.sendall(b"INFO " + json.dumps(self.info).encode() + b"\r\n")
+        return conn
+
+    def serve_one(self):
+        """Accepts a client, answers its CONNECT and PING, then drops it.
+        Returns the CONNECT document."""
+        conn = self.greet()
+        buf = b""
+        while b"PING\r\n" not in buf:
+            data = conn.recv(65536)
+            assert data, "the client closed before its PING"
+            buf += data
+        assert buf.startswith(b"CONNECT {"), buf[:80]
+        conn.sendall(b"PONG\r\n")
+        conn.close()
+        return json.loads(buf[len(b"CONNECT "):buf.index(b"\r\n")])
+
+    def close(self):
+        self.sock.close()
+
+
 JWT_SECRET = "msgsvc-test-secret-0123456789abcdef-0123"
 
 
@@ -111,9 +156,11 @@ class Msg:
 
 
 class Nats:
-    """A blocking NATS client: enough protocol for tests, nothing hidden."""
+    """A blocking NATS client: enough protocol for tests, nothing hidden.
+    connect: more CONNECT fields (credentials), or a function of the INFO
+    document that returns them (a signature of its nonce)."""
 
-    def __init__(self, port, timeout=WAIT):
+    def __init__(self, port, timeout=WAIT, connect=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -122,8 +169,10 @@ class Nats:
         info = self._line()
         assert info.startswith(b"INFO "), info
         self.info = json.loads(info[5:])
-        self.send(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,'
-                  b'"protocol":1,"name":"pytest"}\r\nPING\r\n')
+        fields = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True,
+                  "protocol": 1, "name": "pytest"}
+        fields.update(connect(self.info) if callable(connect) else connect or {})
+        self.send(b"CONNECT " + json.dumps(fields).encode() + b"\r\nPING\r\n")
         self._wait_pong()
         self.inbox = "_INBOX.pytest%d" % os.getpid() + "x" + str(id(self))
         self.inbox_sid = self.subscribe(self.inbox + ".*")

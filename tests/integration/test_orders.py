@@ -18,6 +18,7 @@ import pytest
 
 from conftest import Service, wait_until
 from services_fixtures import claims, sign_hs256
+from shop_support import pay
 from test_msg_support import Nats, NatsServer, metric, nats_server  # noqa: F401
 
 SECRET = "orders-test-secret-0123456789abcdef-0123"
@@ -207,8 +208,9 @@ def test_a_retry_with_an_answer_calls_nobody(shop):
         st, h3, again = shop.post(items, key)
         assert st == 200 and again == first and h3["location"] == h["location"], (st, again)
         assert metric(shop.orders, "rpc_calls_total", service="products") == calls
-        st, _, err = shop.post(items)
+        st, h4, err = shop.post(items)
         assert st == 503 and err["error"]["code"] == "unavailable", (st, err)
+        assert h4["retry-after"] == "1"
     finally:
         shop.products = Service("products", env={"NATS_URL": shop.nats.url, "JWT_SECRET": SECRET},
                                 data_dir=stopped.data_dir)
@@ -239,12 +241,9 @@ def recovery_in_progress(db_path):
 
 def test_payments_list_is_503_while_the_database_is_busy(shop):
     """GET /payments on a database it cannot read (locked by another process
-    past SVC_DB_BUSY_TIMEOUT_MS): 503 with Retry-After and a JSON error, not
+    past SVC_DB_LOOP_BUSY_TIMEOUT_MS, as it reads on the event loop): 503 with Retry-After and a JSON error, not
     500; it serves again once the lock is gone."""
-    st, _, doc = shop.post([{"product_id": 9, "quantity": 1}])
-    assert st == 201, doc
-    assert shop.settled(doc["id"])["status"] == "confirmed"
-    assert len(shop.payments_of(doc["id"])) == 1
+    doc = pay(shop, [{"product_id": 9, "quantity": 1}])
     busy = metric(shop.payments, "http_requests_total", code="503")
     with recovery_in_progress(os.path.join(shop.payments.data_dir, "payments.db")):
         st, h, data = shop.payments.request("GET", f"/payments?order_id={doc['id']}",
@@ -252,6 +251,7 @@ def test_payments_list_is_503_while_the_database_is_busy(shop):
     err = json.loads(data)
     assert st == 503 and h["retry-after"] == "1" and err["error"]["code"] == "unavailable", (st, h, err)
     assert metric(shop.payments, "http_requests_total", code="503") == busy + 1
+    assert metric(shop.payments, "db_loop_busy_total", db="payments.db") >= 1
     assert len(shop.payments_of(doc["id"])) == 1
 
 
@@ -318,11 +318,9 @@ def test_many_lines_are_priced(shop):
     items = [{"product_id": i, "quantity": 1} for i in range(20, 70)]  # 50 lines: four steps of calls
     for i in range(20, 70):
         shop.set_stock(i, 100)
-    st, _, doc = shop.post(items)
-    assert st == 201, doc
+    doc = pay(shop, items)
     assert [i["product_id"] for i in doc["items"]] == list(range(20, 70))
     assert all(i["price_cents"] > 0 for i in doc["items"])
-    assert shop.settled(doc["id"])["status"] == "confirmed"
     assert shop.stock(20) == 99
 
 
@@ -389,9 +387,7 @@ def dropped(svc, reason):
 
 def test_forged_replayed_and_unknown_events_change_nothing(shop, nats_server):  # noqa: F811
     shop.set_stock(13, 20)
-    st, _, doc = shop.post([{"product_id": 13, "quantity": 2}])
-    done = shop.settled(doc["id"])
-    assert done["status"] == "confirmed"
+    doc = pay(shop, [{"product_id": 13, "quantity": 2}])
     oid, total = doc["id"], doc["total_cents"]
     nc = Nats(nats_server.port)
     try:
@@ -440,6 +436,25 @@ def test_forged_replayed_and_unknown_events_change_nothing(shop, nats_server):  
     assert len(shop.payments_of(oid)) == 1
 
 
+def test_orders_reads_are_503_at_once_while_the_database_is_busy(shop):
+    """GET /orders/{id} and GET /orders run on the event loop: on a database
+    it cannot read they give up after SVC_DB_LOOP_BUSY_TIMEOUT_MS, not the 5 s
+    of SVC_DB_BUSY_TIMEOUT_MS (db_loop_busy_total counts each), and answer 503
+    with Retry-After and a JSON error; they serve again once the lock is gone."""
+    shop.set_stock(10, 20)
+    doc = pay(shop, [{"product_id": 10, "quantity": 1}])  # settled: no write of orders' in flight
+    auth = {"Authorization": "Bearer " + token("ann")}
+    busy = metric(shop.orders, "db_loop_busy_total", db="orders.db")
+    with recovery_in_progress(os.path.join(shop.orders.data_dir, "orders.db")):
+        for path in (f"/orders/{doc['id']}", "/orders"):
+            st, h, data = shop.orders.request("GET", path, headers=auth)
+            err = json.loads(data)
+            assert st == 503 and h["retry-after"] == "1" and err["error"]["code"] == "unavailable", (st, h, err)
+    assert metric(shop.orders, "db_loop_busy_total", db="orders.db") >= busy + 2
+    st, again = shop.order(doc["id"])
+    assert st == 200 and again["id"] == doc["id"]
+
+
 def test_a_redelivered_stock_reserved_charges_once(shop, nats_server):  # noqa: F811
     """The same stock.reserved event id twice, past JetStream's duplicate
     window or not: the inbox (or the charge per order) keeps it to one."""
@@ -448,8 +463,7 @@ def test_a_redelivered_stock_reserved_charges_once(shop, nats_server):  # noqa: 
     try:
         # An order orders never placed would be unknown to orders: use a real
         # one and replay products' event with its own id.
-        st, _, doc = shop.post([{"product_id": 14, "quantity": 1}])
-        shop.settled(doc["id"])
+        doc = pay(shop, [{"product_id": 14, "quantity": 1}])
         ev = {"order_id": doc["id"], "user": "ann", "total_cents": doc["total_cents"]}
         eid = "%016x.%d" % (secrets.randbits(64), 1)
         n = metric(shop.payments, "db_consumer_events_total", outcome="duplicate")

@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from conftest import BIN, WAIT, free_port, wait_until
+from live_support import Forger
 from test_msg_support import msgsvc, nats_server  # noqa: F401  (fixture)
 
 SVCKIT = os.path.join(BIN, "svckit")
@@ -77,6 +78,15 @@ def test_ids_match_the_instances(two):
     assert listed == instance_ids(nats) and len(listed) == 2
 
 
+def test_url_list_read_as_services_read_it(two):
+    """NATS_URL's rules (svc__nats_urls_parse): blanks around a URL and empty
+    entries are ignored."""
+    nats, _ = two
+    rc, out, err = status("--nats", f" {nats.url} ,", "--no-ready", *GATHER)
+    assert rc == 0, err
+    assert len(out.strip().splitlines()) == 3, out
+
+
 def test_json(two):
     nats, _ = two
     rc, out, err = status("--nats", nats.url, "--json", *GATHER)
@@ -108,7 +118,7 @@ def test_unreachable_exit_2():
 
 
 @pytest.mark.parametrize("args", [["--wait", "0"], ["--wait", "x"], ["--nats", "http://x"], ["--bogus"],
-                                  ["--nats"]])
+                                  ["--nats"], ["--nats", "nats://127.0.0.1:1,http://x"]])
 def test_bad_arguments_exit_2(args):
     rc, _, err = status(*args)
     assert rc == 2 and err
@@ -154,3 +164,40 @@ def test_live_addressed_to_one_instance(two):
         assert doc["id"] == ids[0] and doc["type"] == "io.svckit.v1.live_response"
     finally:
         c.close()
+
+
+FIELD_MAX = 48  # SVC__GATHER_FIELD_MAX
+
+
+def test_forged_instance_is_cleaned_and_its_sums_saturate(nats_server):  # noqa: F811
+    """Anyone on NATS may answer $SRV.INFO and $SRV.STATS: escape sequences
+    reach the terminal as '?', long strings are cut, and counters whose sum
+    passes 2^64 stay at the top (a signed sum overflowed: undefined
+    behaviour, which the sanitizer build stops at)."""
+    big = 2 ** 63 - 1
+
+    def answer(m):
+        kind = "info" if m.subject == "$SRV.INFO" else "stats"
+        doc = {"type": f"io.nats.micro.v1.{kind}_response", "name": "\x1b[2Jevil\x07" + "n" * 100000,
+               "id": "forged\x1b]0;t\x07", "version": "\x1b[31m1", "metadata": {"host": "h\x1b[1m", "http_port": "1"}}
+        if kind == "stats":
+            doc["endpoints"] = [{"name": "r", "num_requests": big, "num_errors": big, "processing_time": big}] * 3
+        return [doc]
+    with Forger(nats_server, ["$SRV.INFO", "$SRV.STATS"], answer):
+        rc, out, err = status("--nats", nats_server.url, "--no-ready", *GATHER)
+    assert rc == 0, err
+    assert "\x1b" not in out and "\x07" not in out
+    row = next(line for line in out.splitlines() if "forged" in line).split()
+    assert row[0] == ("?[2Jevil?" + "n" * FIELD_MAX)[:FIELD_MAX], row
+    assert row[1:5] == ["forged?]0;t?", "?[31m1", "h?[1m:1", "up"], row
+    assert row[5] == row[6] == str(2 ** 64 - 1), row
+
+
+def test_answers_past_the_byte_cap_are_dropped_and_said(nats_server):  # noqa: F811
+    """An answer larger than SVC__GATHER_MAX_BYTES is never parsed: dropped,
+    and stderr says how many."""
+    big = {"type": "io.nats.micro.v1.info_response", "name": "big", "id": "b1", "pad": "x" * 600000}
+    with Forger(nats_server, ["$SRV.INFO"], lambda m: [big]):
+        rc, out, err = status("--nats", nats_server.url, "--no-ready", *GATHER)
+    assert "big" not in out
+    assert "svckit status: 1 answers dropped" in err, err

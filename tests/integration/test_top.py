@@ -15,26 +15,40 @@ import threading
 import pytest
 
 from conftest import BIN, WAIT, free_port, wait_until
-from live_support import SERVICES, LiveSystem
-from test_msg_support import Nats, NatsServer, nats_server  # noqa: F401  (fixture)
+from live_support import SERVICES, Forger, system  # noqa: F401  (fixture)
+from test_msg_support import NatsServer, nats_server  # noqa: F401  (fixture)
 
 SVCKIT = os.path.join(BIN, "svckit")
 COLS, ROWS = 200, 50
-
-
-@pytest.fixture(scope="module")
-def system(nats_server):  # noqa: F811
-    s = LiveSystem(nats_server)
-    try:
-        yield s
-    finally:
-        s.close()
+FIELD_MAX = 48  # SVC__GATHER_FIELD_MAX
+SANITIZED = "san" in os.environ.get("SVCKIT_BUILD", "")
 
 
 def top(*args, timeout=WAIT):
     p = subprocess.run([SVCKIT, "top", *args], capture_output=True, timeout=timeout,
                        env={k: v for k, v in os.environ.items() if k != "NATS_URL"})
     return p.returncode, p.stdout.decode(), p.stderr.decode()
+
+
+@pytest.fixture
+def lone_nats():
+    """A NATS server of its own: the forger is the only one answering."""
+    s = NatsServer()
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def top_rusage(*args):
+    """Runs svckit top to its end: (exit status, stdout, its own rusage)."""
+    with tempfile.TemporaryFile() as out:
+        p = subprocess.Popen([SVCKIT, "top", *args], stdout=out, stderr=subprocess.DEVNULL,
+                             env={k: v for k, v in os.environ.items() if k != "NATS_URL"})
+        _, status, ru = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        return p.returncode, out.read().decode(), ru
 
 
 class Tmux:
@@ -171,36 +185,57 @@ def test_json_lists_every_service_and_instance(system):
 
 def test_once_escapes_a_forged_instance(nats_server):  # noqa: F811
     """Anyone on NATS may answer $SRV.LIVE: a name with an escape sequence
-    reaches the terminal as '?', never as ESC."""
-    c = Nats(nats_server.port)
-    try:
-        sid = c.subscribe("$SRV.LIVE")
-        c.flush()
-        forged = {"type": "io.svckit.v1.live_response", "name": "\x1b[2Jevil\x07", "id": "x\x1b]0;t\x07",
-                  "version": "\x1b[31m1", "metadata": {"host": "h\r\n", "http_port": "1"}, "now_ms": 1,
-                  "buckets": [1e308, -1], "routes": [{"route": "/x", "requests": -5}] * 3}
-        done = threading.Event()
+    reaches the terminal as '?', never as ESC, and a huge one is cut."""
+    forged = {"type": "io.svckit.v1.live_response", "name": "\x1b[2Jevil\x07", "id": "x\x1b]0;t\x07",
+              "version": "\x1b[31m1" + "v" * 100000, "metadata": {"host": "h\r\n", "http_port": "1"}, "now_ms": 1,
+              "buckets": [1e308, -1], "routes": [{"route": "/x", "requests": -5}] * 3}
+    with Forger(nats_server, ["$SRV.LIVE"], lambda m: [forged]):
+        rc, out, err = top("--nats", nats_server.url, "--once", "--interval", "0.5")
+    assert rc == 0, err
+    assert "\x1b" not in out and "\x07" not in out and "\r" not in out
+    assert "?[2Jevil?" in out, out
+    row = next(line for line in out.splitlines() if "x?]0;t?" in line)
+    assert "?[31m1" + "v" * (FIELD_MAX - 6) + " " in row and "v" * (FIELD_MAX - 5) not in row, row
 
-        def answer():
-            while not done.is_set():
-                try:
-                    m = c.next_msg(timeout=0.2)
-                except Exception:
-                    continue
-                if m.reply:
-                    c.publish(m.reply, json.dumps(forged).encode())
-        th = threading.Thread(target=answer, daemon=True)
-        th.start()
-        try:
-            rc, out, err = top("--nats", nats_server.url, "--once", "--interval", "0.5")
-        finally:
-            done.set()
-            th.join(WAIT)
-        assert sid
-        assert "\x1b" not in out and "\x07" not in out and "\r" not in out
-        assert "?[2Jevil?" in out, out
-    finally:
-        c.close()
+
+def test_forged_counters_saturate(lone_nats):
+    """Counters whose sum passes 2^64 stay at the top (a sum that wrapped
+    would be a small number, and a signed one undefined behaviour, which
+    the sanitizer build stops at): no rate comes of them."""
+    big = 2 ** 63 - 1
+    rounds = []
+
+    def answer(m):
+        rounds.append(m)
+        return [{"type": "io.svckit.v1.live_response", "name": "forged", "id": "f1", "now_ms": 1000 * len(rounds),
+                 "buckets": [0.1], "routes": [{"route": "/x", "requests": big, "errors_5xx": big,
+                                               "duration_buckets": [big, big]}] * 2 +
+                 [{"route": "/y", "requests": len(rounds), "errors_5xx": len(rounds),
+                   "duration_buckets": [len(rounds), 0]}]}]
+    with Forger(lone_nats, ["$SRV.LIVE"], answer):
+        rc, out, err = top("--nats", lone_nats.url, "--json", "--interval", "0.5")
+    assert rc == 0, err
+    svc = json.loads(out)["services"][0]
+    inst = svc["instance_list"][0]
+    assert svc["name"] == "forged" and inst["rps"] == 0 and svc["rps"] == 0, out
+    assert inst["error_ratio"] is None and inst["p50_s"] is None, out
+
+
+def test_answers_past_the_byte_cap_are_dropped(lone_nats):
+    """16 forged answers of 600 KB each round: past SVC__GATHER_MAX_BYTES,
+    dropped and counted, never parsed (before the cap, top grew to 732 MB)."""
+    filler = {"type": "io.svckit.v1.live_response", "name": "big", "now_ms": 1,
+              "routes": [{"route": "/r", "requests": 1}] * 20000}
+    docs = [json.dumps(dict(filler, id=f"big{i}")).encode() for i in range(16)]
+    assert all(len(d) > 600000 for d in docs)
+    with Forger(lone_nats, ["$SRV.LIVE"], lambda m: docs) as f:
+        rc, out, ru = top_rusage("--nats", lone_nats.url, "--json", "--interval", "1")
+        asked = f.asked
+    assert rc == 1  # no instance kept
+    doc = json.loads(out)
+    assert doc["services"] == [] and doc["dropped"] >= 16 * (asked - 1), (doc, asked)
+    if not SANITIZED:  # ASan's quarantine keeps what is freed
+        assert ru.ru_maxrss < 256 * 1024, f"{ru.ru_maxrss} KiB"
 
 
 def test_no_instances_exit_1():

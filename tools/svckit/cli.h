@@ -218,22 +218,28 @@ void svc__probe_close(svc__probe *pr);
 
 /* ---- asking every instance on NATS (gather.c) ------------------------------ */
 
-#define SVC__GATHER_MAX_DOCS 4096 /* answers kept per round; more are ignored */
+#define SVC__GATHER_MAX_DOCS 4096 /* answers kept per round; more are dropped, counted */
 /* Bytes of answers parsed per round: a server may allow 64 MiB messages, and
- * anyone on NATS may answer $SRV.*; real answers are a few KiB each. */
-#define SVC__GATHER_MAX_BYTES (16 * 1024 * 1024)
+ * anyone on NATS may answer $SRV.*; jansson's objects take many times the
+ * bytes they were parsed from (16 forged 600 KB answers grew `svckit top` to
+ * 732 MB). Real answers are a few KiB each (a LIVE answer at most ~40 KiB),
+ * so a round keeps about a hundred instances or more. */
+#define SVC__GATHER_MAX_BYTES (512 * 1024)
+#define SVC__GATHER_FIELD_MAX 48  /* bytes shown of a name, id, version or host from an answer */
 
 typedef struct svc__gather {
     uv_loop_t *loop;
     svc_nats *nc;
     int connected, lost, stop_on_connect;
     size_t bytes;     /* of the answers parsed this round */
-    size_t refused;   /* answers past the caps, in all */
+    size_t dropped;   /* answers not kept, in all: past the caps, or not an object with string name and id */
     json_t *docs;     /* this round's answers: objects with string name and id */
     char inbox[64];
 } svc__gather;
 
-/* Splits a comma-separated list of nats:// URLs; SVC_EINVAL when one is bad. */
+/* Splits a comma-separated list of nats:// URLs the way services read
+ * NATS_URL (svc__nats_urls_parse); SVC_EINVAL when one is bad or there are
+ * more than SVC_NATS_MAX_SERVERS. */
 int svc__gather_parse_urls(const char *urls, svc_nats_server *servers, int *n);
 /* Connects on loop (running it until connected, at most
  * SVC_NATS_CONNECT_TIMEOUT_MS: SVC_ETIMEDOUT) and subscribes the reply inbox.
@@ -249,6 +255,17 @@ json_t *svc__gather_take(svc__gather *g);
 /* Closes the connection and frees the answers. Run the loop after it so the
  * client's handles close. */
 void svc__gather_close(svc__gather *g);
+
+/* A string from an answer made fit for a terminal: at most
+ * SVC__GATHER_FIELD_MAX bytes of s into out (NUL-terminated), printable ASCII
+ * only; anything else (escape sequences, control bytes, UTF-8 that would
+ * break column widths) becomes '?'. NULL s gives "". */
+void svc__gather_clean(char out[SVC__GATHER_FIELD_MAX + 1], const char *s);
+/* a + b, or UINT64_MAX when that overflows: sums of forged counters. */
+static inline uint64_t svc__gather_sum(uint64_t a, uint64_t b) {
+    uint64_t r;
+    return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
 
 /* Subcommands. */
 int svc__cmd_run(int argc, char **argv);

@@ -21,34 +21,33 @@ static void on_event(svc_nats *nc, int event, void *ud) {
 static void on_reply(svc_nats *nc, svc_nats_msg *msg, void *ud) {
     svc__gather *g = ud;
     /* A no-responders status or an empty body is not an instance. */
-    if (msg->status == 0 && msg->len > 0 && json_array_size(g->docs) < SVC__GATHER_MAX_DOCS &&
-        msg->len <= SVC__GATHER_MAX_BYTES - g->bytes) {
+    if (msg->status != 0 || msg->len == 0) {
+        svc__nats_msg_free(msg);
+        return;
+    }
+    json_t *doc = NULL;
+    if (json_array_size(g->docs) < SVC__GATHER_MAX_DOCS && msg->len <= SVC__GATHER_MAX_BYTES - g->bytes) {
         g->bytes += msg->len;
         json_error_t jerr;
-        json_t *doc = json_loadb(msg->data, msg->len, JSON_REJECT_DUPLICATES, &jerr);
-        if (json_is_object(doc) && json_is_string(json_object_get(doc, "name")) &&
-            json_is_string(json_object_get(doc, "id")))
-            json_array_append_new(g->docs, doc);
-        else
-            json_decref(doc);
-    } else if (msg->status == 0 && msg->len > 0) {
-        g->refused++;
+        doc = json_loadb(msg->data, msg->len, JSON_REJECT_DUPLICATES, &jerr);
+    }
+    if (json_is_object(doc) && json_is_string(json_object_get(doc, "name")) &&
+        json_is_string(json_object_get(doc, "id"))) {
+        json_array_append_new(g->docs, doc);
+    } else {
+        json_decref(doc);
+        g->dropped++;
     }
     svc__nats_msg_free(msg);
 }
 
-int svc__gather_parse_urls(const char *urls, svc_nats_server *servers, int *n) {
-    char buf[SVC_NATS_MAX_URL * 2];
-    if (strlen(urls) >= sizeof buf) return SVC_EINVAL;
-    snprintf(buf, sizeof buf, "%s", urls);
-    *n = 0;
-    char *save = NULL;
-    for (char *u = strtok_r(buf, ",", &save); u; u = strtok_r(NULL, ",", &save)) {
-        while (*u == ' ') u++;
-        if (*n >= SVC_NATS_MAX_SERVERS || svc__nats_url_parse(u, &servers[*n]) != SVC_OK) return SVC_EINVAL;
-        (*n)++;
+void svc__gather_clean(char out[SVC__GATHER_FIELD_MAX + 1], const char *s) {
+    size_t i = 0;
+    for (; s && s[i] && i < SVC__GATHER_FIELD_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
     }
-    return *n > 0 ? SVC_OK : SVC_EINVAL;
+    out[i] = '\0';
 }
 
 static void on_connect_timeout(uv_timer_t *t) { uv_stop(t->loop); }

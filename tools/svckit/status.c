@@ -36,12 +36,15 @@ static const char status_usage[] =
     "Exit status: 0 some instance answered, 1 none did, 2 bad arguments or NATS\n"
     "unreachable.\n";
 
+/* Strings as shown: cleaned (svc__gather_clean), so that what an answer says
+ * reaches the terminal as printable ASCII of bounded width. */
 typedef struct instance {
-    const char *name, *id, *version;
-    char http[300]; /* "host:port" or "-" */
+    char name[SVC__GATHER_FIELD_MAX + 1], id[SVC__GATHER_FIELD_MAX + 1], version[SVC__GATHER_FIELD_MAX + 1];
+    char http[300]; /* "host:port" or "-", as the answer says: what /readyz is asked at */
+    char http_shown[SVC__GATHER_FIELD_MAX + 1];
     const char *host, *port;
     int stats; /* answered STATS */
-    long long requests, errors, time_ns;
+    uint64_t requests, errors, time_ns; /* saturated sums */
     const char *health;
 } instance;
 
@@ -50,9 +53,10 @@ static const char *str_or(json_t *o, const char *key, const char *dflt) {
     return s && *s ? s : dflt;
 }
 
-static long long int_of(json_t *o, const char *key) {
+/* A counter: an integer >= 0, else 0. */
+static uint64_t count_of(json_t *o, const char *key) {
     json_t *v = json_object_get(o, key);
-    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
 }
 
 static int is_type(json_t *doc, const char *suffix) {
@@ -72,15 +76,18 @@ static size_t collect(json_t *docs, instance *out) {
     size_t n = 0, i;
     json_t *doc;
     json_array_foreach(docs, i, doc) {
-        const char *name = str_or(doc, "name", ""), *id = str_or(doc, "id", "");
+        char name[SVC__GATHER_FIELD_MAX + 1], id[SVC__GATHER_FIELD_MAX + 1];
+        svc__gather_clean(name, str_or(doc, "name", ""));
+        svc__gather_clean(id, str_or(doc, "id", ""));
         instance *in = NULL;
         for (size_t k = 0; k < n; k++)
             if (!strcmp(out[k].name, name) && !strcmp(out[k].id, id)) in = &out[k];
         if (!in) {
             in = &out[n++];
             memset(in, 0, sizeof *in);
-            in->name = name, in->id = id;
-            in->version = str_or(doc, "version", "-");
+            memcpy(in->name, name, sizeof name);
+            memcpy(in->id, id, sizeof id);
+            svc__gather_clean(in->version, str_or(doc, "version", "-"));
             json_t *md = json_object_get(doc, "metadata");
             in->host = json_string_value(json_object_get(md, "host"));
             in->port = json_string_value(json_object_get(md, "http_port"));
@@ -89,6 +96,7 @@ static size_t collect(json_t *docs, instance *out) {
                          in->host, strchr(in->host, ':') ? "]" : "", in->port);
             else
                 snprintf(in->http, sizeof in->http, "-"), in->host = in->port = NULL;
+            svc__gather_clean(in->http_shown, in->http);
         }
         if (!is_type(doc, "stats_response") || in->stats) continue;
         in->stats = 1;
@@ -100,9 +108,9 @@ static size_t collect(json_t *docs, instance *out) {
              * subject they came on. */
             const char *en = str_or(ep, "name", "");
             if (!strcmp(en, "http") || !strcmp(en, "instance")) continue;
-            in->requests += int_of(ep, "num_requests");
-            in->errors += int_of(ep, "num_errors");
-            in->time_ns += int_of(ep, "processing_time");
+            in->requests = svc__gather_sum(in->requests, count_of(ep, "num_requests"));
+            in->errors = svc__gather_sum(in->errors, count_of(ep, "num_errors"));
+            in->time_ns = svc__gather_sum(in->time_ns, count_of(ep, "processing_time"));
         }
     }
     return n;
@@ -124,7 +132,7 @@ static void print_table(instance *rows, size_t n) {
         if ((l = (int)strlen(rows[i].name)) > wn) wn = l;
         if ((l = (int)strlen(rows[i].id)) > wi) wi = l;
         if ((l = (int)strlen(rows[i].version)) > wv) wv = l;
-        if ((l = (int)strlen(rows[i].http)) > wh) wh = l;
+        if ((l = (int)strlen(rows[i].http_shown)) > wh) wh = l;
     }
     printf("%-*s  %-*s  %-*s  %-*s  %-9s  %8s  %6s  %11s\n", wn, "SERVICE", wi, "ID", wv, "VERSION", wh,
            "HTTP", "HEALTH", "REQUESTS", "ERRORS", "AVG-LATENCY");
@@ -132,13 +140,13 @@ static void print_table(instance *rows, size_t n) {
         instance *r = &rows[i];
         char req[32] = "-", err[32] = "-", avg[32] = "-";
         if (r->stats) {
-            snprintf(req, sizeof req, "%lld", r->requests);
-            snprintf(err, sizeof err, "%lld", r->errors);
+            snprintf(req, sizeof req, "%" PRIu64, r->requests);
+            snprintf(err, sizeof err, "%" PRIu64, r->errors);
             if (r->requests > 0)
                 snprintf(avg, sizeof avg, "%.3fms", (double)r->time_ns / (double)r->requests / 1e6);
         }
         printf("%-*s  %-*s  %-*s  %-*s  %-9s  %8s  %6s  %11s\n", wn, r->name, wi, r->id, wv, r->version, wh,
-               r->http, r->health, req, err, avg);
+               r->http_shown, r->health, req, err, avg);
     }
 }
 
@@ -155,7 +163,8 @@ static void on_timer(uv_timer_t *t) { uv_stop(t->loop); }
 static void close_cb(uv_handle_t *h) { (void)h; }
 
 /* The INFO and STATS answers of every instance within wait_ms, into *docs. */
-static int run_gather(const svc_nats_server *servers, int nservers, int wait_ms, json_t **docs, int *lost) {
+static int run_gather(const svc_nats_server *servers, int nservers, int wait_ms, json_t **docs, int *lost,
+                      size_t *dropped) {
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) return SVC_EIO;
     svc__gather g;
@@ -171,6 +180,7 @@ static int run_gather(const svc_nats_server *servers, int nservers, int wait_ms,
         *docs = svc__gather_take(&g);
         if (!*docs) rc = SVC_ENOMEM;
         *lost = g.lost;
+        *dropped = g.dropped;
     }
     svc__gather_close(&g);
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -218,7 +228,7 @@ int svc__cmd_status(int argc, char **argv) {
     }
     svc_nats_server servers[SVC_NATS_MAX_SERVERS];
     int nservers = 0;
-    if (svc__gather_parse_urls(url, servers, &nservers) != SVC_OK) {
+    if (svc__nats_urls_parse(url, servers, SVC_NATS_MAX_SERVERS, &nservers) != SVC_OK) {
         fprintf(stderr, "svckit status: bad NATS URL '%s' (want nats://host[:port])\n", url);
         return SVC__EXIT_USAGE;
     }
@@ -227,7 +237,8 @@ int svc__cmd_status(int argc, char **argv) {
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
     json_t *docs = NULL;
     int lost = 0;
-    int rc = run_gather(servers, nservers, wait_ms, &docs, &lost);
+    size_t dropped = 0;
+    int rc = run_gather(servers, nservers, wait_ms, &docs, &lost, &dropped);
     if (rc == SVC_ETIMEDOUT) {
         fprintf(stderr, "svckit status: cannot connect to NATS at %s\n", url);
         return SVC__EXIT_USAGE;
@@ -237,6 +248,9 @@ int svc__cmd_status(int argc, char **argv) {
         return SVC__EXIT_USAGE;
     }
     if (lost) fprintf(stderr, "svckit status: connection to NATS lost meanwhile; the list may be incomplete\n");
+    if (dropped)
+        fprintf(stderr, "svckit status: %zu answers dropped (malformed, or past %d answers or %d KiB); the list may be incomplete\n",
+                dropped, SVC__GATHER_MAX_DOCS, SVC__GATHER_MAX_BYTES / 1024);
     size_t ndocs = json_array_size(docs);
     instance *rows = calloc(ndocs ? ndocs : 1, sizeof *rows);
     if (!rows) {

@@ -12,8 +12,8 @@
  *
  * Everything an instance sends is hostile (anyone on NATS can answer):
  * strings are cut and stripped of control bytes before they reach the
- * terminal, numbers are checked, and instances and bytes per round are
- * capped (gather.c, TOP_MAX_INSTANCES). */
+ * terminal (svc__gather_clean), numbers are checked and their sums saturate,
+ * and instances and bytes per round are capped (gather.c, TOP_MAX_INSTANCES). */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -38,7 +38,6 @@
 #define TOP_MIN_INTERVAL_MS 100
 #define TOP_MAX_INTERVAL_MS 60000
 #define TOP_MAX_INSTANCES 1024   /* instances tracked; answers from more are ignored */
-#define TOP_FIELD_MAX 48         /* bytes shown of a name, id, version or host */
 #define TOP_MISSED_ROUNDS 3      /* rounds without an answer before an instance is forgotten */
 #define TOP_BUCKETS (SVC_METRIC_MAX_BUCKETS + 1)
 #define TOP_DEFAULT_COLS 120
@@ -62,13 +61,14 @@ static const char top_usage[] =
     "2 bad arguments or NATS unreachable.\n";
 
 typedef struct top_inst {
-    char name[TOP_FIELD_MAX + 1], id[TOP_FIELD_MAX + 1], version[TOP_FIELD_MAX + 1], host[TOP_FIELD_MAX + 1];
+    char name[SVC__GATHER_FIELD_MAX + 1], id[SVC__GATHER_FIELD_MAX + 1], version[SVC__GATHER_FIELD_MAX + 1], host[SVC__GATHER_FIELD_MAX + 1];
     int live;    /* tracked */
     int missed;  /* rounds since its last answer */
     int ready;
     double uptime_s;
     /* the last snapshot */
-    long long now_ms, req, e5;
+    long long now_ms;
+    uint64_t req, e5; /* saturated sums over the routes */
     double cpu, rss;
     int cpu_known;
     double bounds[TOP_BUCKETS];
@@ -76,7 +76,8 @@ typedef struct top_inst {
     uint64_t hist[TOP_BUCKETS];
     /* the one before */
     int have_prev;
-    long long p_now_ms, p_req, p_e5;
+    long long p_now_ms;
+    uint64_t p_req, p_e5;
     double p_cpu;
     uint64_t p_hist[TOP_BUCKETS];
     /* from the two */
@@ -114,18 +115,7 @@ typedef struct top {
 
 static top *the_top; /* for the atexit restore */
 
-/* ---- hostile strings --------------------------------------------------------- */
-
-/* Copies at most TOP_FIELD_MAX bytes of s, printable ASCII only: anything else
- * (escape sequences, UTF-8 that would break column widths) becomes '?'. */
-static void clean_copy(char out[TOP_FIELD_MAX + 1], const char *s) {
-    size_t i = 0;
-    for (; s && s[i] && i < TOP_FIELD_MAX; i++) {
-        unsigned char c = (unsigned char)s[i];
-        out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    out[i] = '\0';
-}
+/* ---- hostile numbers ---------------------------------------------------------- */
 
 static long long num_ll(json_t *o, const char *key) {
     json_t *v = json_object_get(o, key);
@@ -145,7 +135,7 @@ static double num_d(json_t *o, const char *key) {
  * seconds; -1 when it is empty. In the +Inf bucket: the last bound. */
 static double quantile(const uint64_t *h, const double *bounds, int nbounds, double q) {
     uint64_t total = 0;
-    for (int i = 0; i <= nbounds; i++) total += h[i];
+    for (int i = 0; i <= nbounds; i++) total = svc__gather_sum(total, h[i]);
     if (total == 0 || nbounds == 0) return -1;
     double rank = q * (double)total, cum = 0;
     for (int i = 0; i <= nbounds; i++) {
@@ -187,9 +177,9 @@ static top_inst *find_inst(top *t, const char *name, const char *id) {
 static void take_doc(top *t, json_t *doc) {
     const char *type = json_string_value(json_object_get(doc, "type"));
     if (!type || strcmp(type, "io.svckit.v1.live_response") != 0) return;
-    char name[TOP_FIELD_MAX + 1], id[TOP_FIELD_MAX + 1];
-    clean_copy(name, json_string_value(json_object_get(doc, "name")));
-    clean_copy(id, json_string_value(json_object_get(doc, "id")));
+    char name[SVC__GATHER_FIELD_MAX + 1], id[SVC__GATHER_FIELD_MAX + 1];
+    svc__gather_clean(name, json_string_value(json_object_get(doc, "name")));
+    svc__gather_clean(id, json_string_value(json_object_get(doc, "id")));
     long long now = num_ll(doc, "now_ms");
     if (!name[0] || !id[0] || now < 0) return;
     top_inst *in = find_inst(t, name, id);
@@ -199,12 +189,12 @@ static void take_doc(top *t, json_t *doc) {
     }
     if (in->missed == 0) return; /* a second answer in one round: a duplicate or a forgery */
     in->missed = 0;
-    clean_copy(in->version, json_string_value(json_object_get(doc, "version")));
+    svc__gather_clean(in->version, json_string_value(json_object_get(doc, "version")));
     json_t *md = json_object_get(doc, "metadata");
-    char host[TOP_FIELD_MAX + 1], port[TOP_FIELD_MAX + 1];
-    clean_copy(host, json_string_value(json_object_get(md, "host")));
-    clean_copy(port, json_string_value(json_object_get(md, "http_port")));
-    snprintf(in->host, sizeof in->host, "%.*s:%.8s", TOP_FIELD_MAX - 9, host[0] ? host : "-", port[0] ? port : "-");
+    char host[SVC__GATHER_FIELD_MAX + 1], port[SVC__GATHER_FIELD_MAX + 1];
+    svc__gather_clean(host, json_string_value(json_object_get(md, "host")));
+    svc__gather_clean(port, json_string_value(json_object_get(md, "http_port")));
+    snprintf(in->host, sizeof in->host, "%.*s:%.8s", SVC__GATHER_FIELD_MAX - 9, host[0] ? host : "-", port[0] ? port : "-");
     in->ready = json_is_true(json_object_get(doc, "ready"));
     in->uptime_s = num_d(doc, "uptime_s");
 
@@ -217,21 +207,21 @@ static void take_doc(top *t, json_t *doc) {
         bounds[i] = json_is_number(v) ? json_number_value(v) : NAN;
         if (!isfinite(bounds[i]) || (i > 0 && !(bounds[i] > bounds[i - 1]))) nb = 0;
     }
-    long long req = 0, e5 = 0;
-    uint64_t hist[TOP_BUCKETS] = {0};
+    uint64_t req = 0, e5 = 0, hist[TOP_BUCKETS] = {0};
     size_t i;
     json_t *r;
     json_array_foreach(json_object_get(doc, "routes"), i, r) {
         const char *route = json_string_value(json_object_get(r, "route"));
         if (!route || is_builtin(route)) continue;
         long long n = num_ll(r, "requests"), e = num_ll(r, "errors_5xx");
-        if (n > 0) req += n;
-        if (e > 0) e5 += e;
+        if (n > 0) req = svc__gather_sum(req, (uint64_t)n);
+        if (e > 0) e5 = svc__gather_sum(e5, (uint64_t)e);
         json_t *h = json_object_get(r, "duration_buckets");
         if (!json_is_array(h) || (int)json_array_size(h) != nb + 1) continue;
         for (int k = 0; k <= nb; k++) {
             json_t *v = json_array_get(h, (size_t)k);
-            if (json_is_integer(v) && json_integer_value(v) > 0) hist[k] += (uint64_t)json_integer_value(v);
+            if (json_is_integer(v) && json_integer_value(v) > 0)
+                hist[k] = svc__gather_sum(hist[k], (uint64_t)json_integer_value(v));
         }
     }
     double cpu = num_d(doc, "cpu_seconds"), rss = num_d(doc, "rss_bytes");
@@ -250,8 +240,8 @@ static void take_doc(top *t, json_t *doc) {
     in->has_rate = 0;
     if (in->have_prev) {
         double dt = (double)(now - in->p_now_ms) / 1000.0;
-        in->d_req = (uint64_t)(req - in->p_req);
-        in->d_e5 = (uint64_t)(e5 - in->p_e5);
+        in->d_req = req - in->p_req;
+        in->d_e5 = e5 - in->p_e5;
         in->rps = (double)in->d_req / dt;
         in->err_ratio = in->d_req ? (double)in->d_e5 / (double)in->d_req : 0;
         in->cpu_pct = in->cpu_known ? (cpu - in->p_cpu) / dt * 100.0 : -1;
@@ -301,9 +291,9 @@ static int summarise(top *t, top_service *svcs, int *ninst) {
         s->rated++;
         s->rps += in->rps;
         if (in->cpu_pct > 0) s->cpu_pct += in->cpu_pct;
-        s->d_req += in->d_req, s->d_e5 += in->d_e5;
+        s->d_req = svc__gather_sum(s->d_req, in->d_req), s->d_e5 = svc__gather_sum(s->d_e5, in->d_e5);
         if (in->nbounds != s->nbounds) s->hist_ok = 0;
-        for (int b = 0; s->hist_ok && b <= in->nbounds; b++) s->d_hist[b] += in->d_hist[b];
+        for (int b = 0; s->hist_ok && b <= in->nbounds; b++) s->d_hist[b] = svc__gather_sum(s->d_hist[b], in->d_hist[b]);
     }
     *ninst = k;
     return n;
@@ -346,15 +336,13 @@ static void fmt_uptime(char *out, size_t len, double s) {
 /* Appends one line, cut to cols, ended by "clear to end of line" on a screen. */
 static void put_line(svc_buf *b, int cols, int screen, const char *fmt, ...) SVC_PRINTF(4, 5);
 static void put_line(svc_buf *b, int cols, int screen, const char *fmt, ...) {
-    char line[1024];
+    size_t start = b->len;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
+    svc_buf_vprintf(b, fmt, ap);
     va_end(ap);
-    if (n < 0) return;
-    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    if (cols > 0 && len > (size_t)cols) len = (size_t)cols;
-    svc_buf_append(b, line, len);
+    /* Every byte is one column: what instances sent is printable ASCII. */
+    if (!b->oom && cols > 0 && b->len - start > (size_t)cols) b->len = start + (size_t)cols;
     svc_buf_puts(b, screen ? "\x1b[K\r\n" : "\n");
 }
 
@@ -423,6 +411,9 @@ static void render_table(top *t, svc_buf *b, int screen, int cols, int rows) {
     }
     if (t->ignored) put_line(b, cols, screen, "(%zu answers from instances past %d ignored)", t->ignored,
                              TOP_MAX_INSTANCES);
+    if (t->g.dropped)
+        put_line(b, cols, screen, "(%zu answers dropped: malformed, or past %d answers or %d KiB a round)",
+                 t->g.dropped, SVC__GATHER_MAX_DOCS, SVC__GATHER_MAX_BYTES / 1024);
     free(svcs);
 }
 
@@ -461,7 +452,8 @@ static void print_json(top *t) {
                            num_or_null(sv->rated, sv->cpu_pct), "rss_bytes", num_or_null(sv->rss > 0, sv->rss),
                            "instance_list", list));
     }
-    json_t *doc = json_pack("{s:o}", "services", out);
+    json_t *doc = json_pack("{s:o, s:I, s:I}", "services", out, "ignored", (json_int_t)t->ignored, "dropped",
+                            (json_int_t)t->g.dropped);
     char *s = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     if (s) puts(s);
     free(s);
@@ -632,7 +624,7 @@ int svc__cmd_top(int argc, char **argv) {
     }
     svc_nats_server servers[SVC_NATS_MAX_SERVERS];
     int nservers = 0;
-    if (svc__gather_parse_urls(url, servers, &nservers) != SVC_OK) {
+    if (svc__nats_urls_parse(url, servers, SVC_NATS_MAX_SERVERS, &nservers) != SVC_OK) {
         fprintf(stderr, "svckit top: bad NATS URL '%s' (want nats://host[:port])\n", url);
         return SVC__EXIT_USAGE;
     }

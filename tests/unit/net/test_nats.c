@@ -231,6 +231,26 @@ TEST(urls) {
     CHECK_EQ(svc__nats_url_parse("nats://h/path", &s), SVC_EINVAL);
 }
 
+TEST(url_lists) {
+    svc_nats_server s[3];
+    int n = -1;
+    CHECK_EQ(svc__nats_urls_parse(" nats://a:1 ,, nats://b ,", s, 3, &n), SVC_OK);
+    CHECK_EQ(n, 2);
+    CHECK_STR(s[0].host, "a");
+    CHECK_EQ(s[0].port, 1);
+    CHECK_STR(s[1].host, "b");
+    CHECK_EQ(svc__nats_urls_parse("nats://a,nats://b,nats://c,nats://d", s, 3, &n), SVC_ERANGE);
+    CHECK_EQ(n, 3);
+    CHECK_EQ(svc__nats_urls_parse("nats://a,http://b", s, 3, &n), SVC_EINVAL);
+    CHECK_EQ(svc__nats_urls_parse(" , ", s, 3, &n), SVC_EINVAL);
+    CHECK_EQ(svc__nats_urls_parse("", s, 3, &n), SVC_EINVAL);
+    CHECK_EQ(n, 0);
+    char longurl[SVC_NATS_MAX_URL + 16] = "nats://";
+    memset(longurl + 7, 'h', sizeof longurl - 8);
+    longurl[sizeof longurl - 1] = '\0';
+    CHECK_EQ(svc__nats_urls_parse(longurl, s, 3, &n), SVC_EINVAL);
+}
+
 /* ---- against a real nats-server ------------------------------------------------- */
 
 #define NATS_SERVER "/usr/sbin/nats-server"
