@@ -15,7 +15,8 @@ cluster, so the test plays a variant of the manifests, made here from them:
   - probes go (podman runs them with curl inside the container; the images
     have none) and so do the ports, except the gateway's, published on
     127.0.0.1 at a free port;
-  - nats: one node (the cluster block goes: its routes would never resolve),
+  - nats: one node (the cluster block goes: its routes would never resolve;
+    NATS_JS_REPLICAS 1),
     the local nats image (stack.py) and no runAsUser (its volume is
     root's);
   - images are the stage's (localhost/svckit/<name>:latest), volume claims
@@ -88,6 +89,8 @@ def variant(docs, secret, gateway_port):
             # reuses one that exists: the run's name keeps each run's own.
             d = copy.deepcopy(d)
             d["metadata"]["name"] = "%s-%s" % (RUN_ID, name)
+            if name == "svckit-config":
+                d["data"]["NATS_JS_REPLICAS"] = "1"   # one NATS node here
             if name == "nats-config":
                 conf = d["data"]["nats.conf"]
                 d["data"]["nats.conf"] = conf[:conf.index("cluster {")]

@@ -137,6 +137,7 @@ def test_autoscaling_and_disruption_budgets():
     assert {p["metadata"]["name"] for p in find("PodDisruptionBudget")} == {"gateway", "nats"}
     nats = find("StatefulSet", "nats")[0]
     assert nats["spec"]["replicas"] == 3
+    assert find("ConfigMap", "svckit-config")[0]["data"]["NATS_JS_REPLICAS"] == "3"
     conf = find("ConfigMap", "nats-config")[0]["data"]["nats.conf"]
     assert "jetstream" in conf and "nats-2.nats-headless:6222" in conf
     args = nats["spec"]["template"]["spec"]["containers"][0]["args"]
