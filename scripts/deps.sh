@@ -21,10 +21,13 @@ PKGS+=(python3-yaml)
 PKGS+=(python3 python3-pytest python3-jwt python3-cryptography nodejs npm prometheus clang
        libclang-rt-14-dev curl procps iproute2 tmux chromium)
 # Containers (make images, make test-images): podman and what it runs with
-# here. iptables: netavark sets up the bridge with it, and fails with "No such
-# file or directory" without it.
+# here, podman-compose for deploy/compose.yaml and docker-compose to check it
+# against the Compose specification (tests/images/test_compose.py).
+# iptables: netavark sets up the bridge with it, and fails with "No such file
+# or directory" without it.
 if [ "${SVCKIT_DEPS_IMAGES:-0}" = 1 ]; then
-  PKGS+=(podman runc conmon catatonit netavark aardvark-dns iptables uidmap debootstrap)
+  PKGS+=(podman runc conmon catatonit netavark aardvark-dns iptables uidmap debootstrap podman-compose
+        docker-compose)
 fi
 if [ "${SVCKIT_DEPS_BENCH:-0}" = 1 ]; then
   PKGS+=(nginx-light wrk util-linux)

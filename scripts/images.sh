@@ -3,6 +3,8 @@
 #
 #   bash scripts/images.sh build    # `make images`: svckit/<service>:latest for each
 #   bash scripts/images.sh test     # `make test-images`: build, then run and test them
+#                                   # (tests/images/: each image, deploy/compose.yaml,
+#                                   # deploy/k8s/ with `podman kube play`)
 #   bash scripts/images.sh sizes    # the sizes of the images already built
 #
 # No Docker engine and no registry are needed: podman runs rootful and
@@ -82,9 +84,21 @@ case $cmd in
   test)
     build
     . scripts/podman-env.sh
-    # The test prints the closing tally last.
-    SERVICES="$(service_list | tr '\n' ' ')" IMAGE_PREFIX=$IMAGE_PREFIX \
-      exec python3 tests/images/test_images.py ;;
+    # Each test prints its closing tally last; this prints their sum last.
+    SERVICES="$(service_list | tr '\n' ' ')"
+    export SERVICES IMAGE_PREFIX
+    p=0 f=0
+    for t in test_images test_compose test_kube; do
+      [ -f "tests/images/$t.py" ] || continue
+      log=$(mktemp)
+      python3 "tests/images/$t.py" | tee "$log" || true   # the tally says how it went
+      tally=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+      rm -f "$log"
+      if [ -z "$tally" ]; then f=$((f + 1)); echo "not ok - $t.py ended without a tally"; continue; fi
+      p=$((p + ${tally%% *})); tally=${tally#*, }; f=$((f + ${tally%% *}))
+    done
+    echo "$p passed, $f failed"
+    [ "$f" -eq 0 ] && [ "$p" -gt 0 ] ;;
   sizes) . scripts/podman-env.sh; mapfile -t svcs < <(service_list); sizes "${svcs[@]}" ;;
   *) echo "usage: $0 build|test|sizes" >&2; exit 2 ;;
 esac

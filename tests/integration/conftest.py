@@ -11,6 +11,7 @@ condition, bounded by WAIT, which costs time only when something is wrong.
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,6 +86,21 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def npm_ci(folder, installed):
+    """Installs the npm packages of folder's package-lock.json into its
+    node_modules (`npm ci`) unless the file `installed` (a path inside
+    node_modules) is there. Returns node's path. make test installs node and
+    npm (scripts/deps.sh); without them the test fails."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "node and npm are required (make test installs them)"
+    if not os.path.exists(os.path.join(folder, "node_modules", installed)):
+        r = subprocess.run([npm, "ci", "--prefix", str(folder), "--no-audit", "--no-fund"],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, f"npm ci failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    assert os.path.exists(os.path.join(folder, "node_modules", installed)), f"npm ci did not install {installed}"
+    return node
 
 
 def binary(name):

@@ -8,7 +8,6 @@ jose is installed into tests/interop/node_modules with `npm ci` on first use.
 import base64
 import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +15,8 @@ from pathlib import Path
 import jwt
 import pytest
 from jwt.algorithms import OKPAlgorithm
+
+from conftest import npm_ci
 
 ROOT = Path(__file__).resolve().parents[2]
 INTEROP = ROOT / "tests" / "interop"
@@ -46,14 +47,7 @@ def claims(**over):
 
 @pytest.fixture(scope="module")
 def jose():
-    node = shutil.which("node")
-    npm = shutil.which("npm")
-    if not node or not npm:
-        pytest.fail("node and npm are required for the jose interop tests")
-    if not (INTEROP / "node_modules" / "jose" / "package.json").exists():
-        r = subprocess.run([npm, "ci", "--prefix", str(INTEROP), "--no-audit", "--no-fund"],
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, "npm ci failed:\n" + r.stdout + r.stderr
+    node = npm_ci(INTEROP, "jose/package.json")
 
     def run(*args):
         return subprocess.run([node, str(INTEROP / "jwt_jose.mjs"), *args],

@@ -8,13 +8,12 @@ tests/js/node_modules (`npm ci`) when missing: `make test` installs node and
 npm (scripts/deps.sh)."""
 import json
 import os
-import shutil
 import subprocess
 import urllib.request
 
 import pytest
 
-from conftest import ROOT, free_port, wait_until
+from conftest import ROOT, free_port, npm_ci, wait_until
 from test_msg_support import NatsServer, msgsvc
 
 JS = os.path.join(ROOT, "tests", "js")
@@ -22,12 +21,7 @@ JS = os.path.join(ROOT, "tests", "js")
 
 @pytest.fixture(scope="module")
 def js():
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "node and npm are required (make test installs them)"
-    if not os.path.exists(os.path.join(JS, "node_modules", "nats", "package.json")):
-        r = subprocess.run([npm, "ci", "--prefix", JS, "--no-audit", "--no-fund"], capture_output=True, text=True,
-                           timeout=600)
-        assert r.returncode == 0, f"npm ci failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    node = npm_ci(JS, "nats/package.json")
 
     def run(*args):
         r = subprocess.run([node, os.path.join(JS, "svc_client.mjs"), *args], capture_output=True, text=True,

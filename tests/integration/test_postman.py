@@ -8,10 +8,9 @@ node or npm this test fails: `make test` installs them.
 """
 import json
 import os
-import shutil
 import subprocess
 
-from conftest import ROOT
+from conftest import ROOT, npm_ci
 from conftest import Service
 from services_fixtures import ADMIN_PASS, ADMIN_USER, jwks_url, running_system
 from test_msg_support import NatsServer
@@ -24,13 +23,7 @@ MIN_ASSERTIONS = 15
 
 
 def ensure_newman():
-    for tool in ("node", "npm"):
-        assert shutil.which(tool), f"{tool} is not installed (make test installs nodejs and npm)"
-    if not os.path.exists(NEWMAN):
-        r = subprocess.run(["npm", "ci", "--prefix", POSTMAN_DIR, "--no-audit", "--no-fund"],
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, f"npm ci failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-    assert os.path.exists(NEWMAN), "npm ci did not install newman"
+    npm_ci(POSTMAN_DIR, ".bin/newman")
 
 
 def test_collection_is_postman_v2_1():

@@ -1,0 +1,144 @@
+"""deploy/k8s: every manifest is a valid Kubernetes API object, and the
+manifests keep the promises docs/deploy.md makes about them.
+
+The schema check is tests/k8s/validate.mjs (npm kubernetes-models@5 and yaml@2,
+installed into tests/k8s/node_modules with `npm ci` on first use); a broken
+manifest must fail it. The rest reads the YAML with python3-yaml. Running the
+pods is tests/images/test_kube.py's part (the images stage).
+"""
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import npm_ci
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+VALIDATOR = ROOT / "tests" / "k8s"
+SERVICES = ["auth", "products", "orders", "payments", "gateway"]
+# SQLite on a volume: one replica each until the PostgreSQL store exists.
+SINGLE = ["auth", "products", "orders", "payments"]
+
+
+def resources():
+    kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    return [K8S / r for r in kust["resources"]]
+
+
+def objects():
+    out = []
+    for f in resources():
+        out += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    return out
+
+
+def find(kind, name=None):
+    return [o for o in objects() if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+@pytest.fixture(scope="module")
+def validate():
+    node = npm_ci(VALIDATOR, "kubernetes-models/package.json")
+
+    def run(*files):
+        return subprocess.run([node, str(VALIDATOR / "validate.mjs"), *map(str, files)],
+                              capture_output=True, text=True, timeout=120, cwd=VALIDATOR)
+    return run
+
+
+def test_kustomization_lists_every_manifest():
+    listed = {p.name for p in resources()}
+    present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == present
+
+
+def test_every_manifest_validates(validate):
+    r = validate(*resources())
+    assert r.returncode == 0, r.stdout + r.stderr
+    oks = [l for l in r.stdout.splitlines() if l.startswith("ok ")]
+    assert len(oks) == len(objects()), r.stdout
+    for s in SERVICES:
+        assert any(l.endswith(" Deployment " + s) for l in oks), r.stdout
+    assert any(l.endswith(" StatefulSet nats") for l in oks), r.stdout
+
+
+BROKEN = {
+    "port as a word": ("Service", lambda o: o["spec"]["ports"][0].update(port="http")),
+    "no selector": ("Deployment", lambda o: o["spec"].pop("selector")),
+    "replicas as text": ("Deployment", lambda o: o["spec"].update(replicas="two")),
+    "unknown kind": ("Deployment", lambda o: o.update(kind="Deployement")),
+    "probe path as a number": ("Deployment", lambda o: o["spec"]["template"]["spec"]["containers"][0]
+                               ["readinessProbe"]["httpGet"].update(path=42)),
+    "HPA without a target": ("HorizontalPodAutoscaler", lambda o: o["spec"].pop("scaleTargetRef")),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_manifest_fails(validate, tmp_path, case):
+    kind, breakit = BROKEN[case]
+    obj = find(kind)[0]
+    breakit(obj)
+    f = tmp_path / "broken.yaml"
+    f.write_text(yaml.safe_dump_all([find("ConfigMap")[0], obj]))
+    r = validate(f)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert [l.split(" ", 1)[0] for l in r.stdout.splitlines()] == ["ok", "error"], r.stdout
+
+
+def container(name):
+    return find("Deployment", name)[0]["spec"]["template"]["spec"]["containers"][0]
+
+
+def env(name):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(name)["env"]}
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_probes_resources_and_grace(name):
+    c = container(name)
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    for k in ("cpu", "memory"):
+        assert c["resources"]["requests"][k] and c["resources"]["limits"][k]
+    e = env(name)
+    drain, shutdown = int(e["DRAIN_DELAY"]), int(e["SHUTDOWN_TIMEOUT"])
+    grace = find("Deployment", name)[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    # The process exits at most 1 s after SHUTDOWN_TIMEOUT (FORCE_GRACE_MS).
+    assert drain < shutdown and shutdown + 1 < grace
+    assert "@nats:4222" in e["NATS_URL"] and e["NATS_PASSWORD"]["secretKeyRef"]["name"] == "svckit-secrets"
+
+
+@pytest.mark.parametrize("name", SINGLE)
+def test_sqlite_services_run_one_replica_on_a_volume(name):
+    d = find("Deployment", name)[0]
+    assert d["spec"]["replicas"] == 1 and d["spec"]["strategy"]["type"] == "Recreate"
+    vols = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+    claim = vols["data"]["persistentVolumeClaim"]["claimName"]
+    assert find("PersistentVolumeClaim", claim)
+
+
+def test_only_the_gateway_is_reachable_from_outside():
+    assert [s["metadata"]["name"] for s in find("Service") if s["spec"].get("type") == "LoadBalancer"] \
+        == ["gateway"]
+    policies = find("NetworkPolicy")
+    deny = [p for p in policies if p["spec"]["podSelector"] == {} and not p["spec"].get("ingress")]
+    assert deny and deny[0]["spec"]["policyTypes"] == ["Ingress"]
+    # Rules without `from` admit any peer: only the gateway's may.
+    open_to_all = [p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+                   for p in policies for rule in p["spec"].get("ingress", []) if "from" not in rule]
+    assert open_to_all == ["gateway"]
+
+
+def test_autoscaling_and_disruption_budgets():
+    assert [h["spec"]["scaleTargetRef"]["name"] for h in find("HorizontalPodAutoscaler")] == ["gateway"]
+    assert {p["metadata"]["name"] for p in find("PodDisruptionBudget")} == {"gateway", "nats"}
+    nats = find("StatefulSet", "nats")[0]
+    assert nats["spec"]["replicas"] == 3
+    assert find("ConfigMap", "svckit-config")[0]["data"]["NATS_JS_REPLICAS"] == "3"
+    conf = find("ConfigMap", "nats-config")[0]["data"]["nats.conf"]
+    assert "jetstream" in conf and "nats-2.nats-headless:6222" in conf
+    args = nats["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--user") + 1] == "$(NATS_USER)" and args[args.index("--pass") + 1] == "$(NATS_PASSWORD)"
