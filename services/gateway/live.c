@@ -84,6 +84,7 @@ json_t *gw_live_clean(const char *data, size_t len) {
     copy_str(out, doc, "not_ready");
     json_t *md = json_object_get(doc, "metadata");
     copy_str(out, md, "host");
+    copy_str(out, md, "hostname");
     copy_str(out, md, "http_port");
     json_object_set_new(out, "ready", json_boolean(json_is_true(json_object_get(doc, "ready"))));
     copy_count(out, doc, "now_ms");

@@ -32,22 +32,26 @@
 #define LIVE_MAX_SERIES SVC_METRIC_MAX_SERIES
 #define LIVE_MAX_BUCKETS (SVC_METRIC_MAX_BUCKETS + 1)
 
+/* "host": where the instance's HTTP listens (its listen address, or the
+ * machine's name for a wildcard one, which tells a reader nothing);
+ * "hostname": the machine's (or pod's, or network namespace's UTS) name,
+ * what status, top and the dashboard show as the instance's host. */
 static void metadata(svc_msg *m, svc_jw *w) {
     const svc_config *cfg = &m->app->cfg;
-    char host[256];
-    /* A wildcard listen address tells a reader nothing: use the host name. */
-    if (!cfg->host || strcmp(cfg->host, "0.0.0.0") == 0 || strcmp(cfg->host, "::") == 0) {
-        if (gethostname(host, sizeof host) != 0) host[0] = '\0';
-        host[sizeof host - 1] = '\0';
-    } else {
+    char name[256], host[256];
+    if (gethostname(name, sizeof name) != 0) name[0] = '\0';
+    name[sizeof name - 1] = '\0';
+    if (!cfg->host || strcmp(cfg->host, "0.0.0.0") == 0 || strcmp(cfg->host, "::") == 0)
+        memcpy(host, name, sizeof host);
+    else
         snprintf(host, sizeof host, "%s", cfg->host);
-    }
     char port[16];
     snprintf(port, sizeof port, "%d", cfg->port);
     svc_jw_key(w, "metadata");
     svc_jw_obj_begin(w);
     svc_jw_key(w, "transport"), svc_jw_str(w, "http+nats");
     svc_jw_key(w, "host"), svc_jw_str(w, host);
+    svc_jw_key(w, "hostname"), svc_jw_str(w, name);
     svc_jw_key(w, "http_port"), svc_jw_str(w, port);
     svc_jw_key(w, "revision"), svc_jw_str(w, SVC_GIT_REV);
     svc_jw_obj_end(w);

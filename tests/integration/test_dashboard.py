@@ -152,6 +152,8 @@ def test_snapshot_json(system):
         return listed(snap) == expected and snap
     snap = wait_until(complete, what="a snapshot with every instance")
     assert snap["seq"] > 0
+    # Each instance says the machine it runs on, and where its HTTP listens.
+    assert all(i["hostname"] == socket.gethostname() and i["http_port"] for i in snap["instances"]), snap
 
 
 def test_traces_are_gathered_from_every_instance(system):

@@ -1,6 +1,7 @@
 """`svckit status`: live instances listed from NATS discovery ($SRV.INFO/STATS)."""
 import json
 import os
+import socket
 import subprocess
 
 import pytest
@@ -54,19 +55,21 @@ def test_lists_both_instances(two):
         rc, out, err = status("--nats", nats.url, *GATHER)
         assert rc == 0, err
         rows = [l.split() for l in out.strip().splitlines()[1:]]
-        return len(rows) == 2 and all(r[4] == "ready" for r in rows) and out
+        return len(rows) == 2 and all(r[5] == "ready" for r in rows) and out
     out = wait_until(listed_ready, what="both instances listed ready")
     lines = out.strip().splitlines()
-    assert lines[0].split()[:4] == ["SERVICE", "ID", "VERSION", "HTTP"]
+    assert lines[0].split()[:5] == ["SERVICE", "ID", "VERSION", "HOST", "HTTP"]
     rows = [l.split() for l in lines[1:]]
     assert len(rows) == 2, out
     assert all(r[0] == "msgsvc" for r in rows)
     assert rows[0][1] < rows[1][1]  # sorted by id within the service
     assert all(r[2] == "0.1.0" or r[2][0].isdigit() for r in rows)
-    ports = {r[3].rsplit(":", 1)[1] for r in rows}
+    # HOST: the machine's name (the HTTP column holds the listen address).
+    assert all(r[3] == socket.gethostname() for r in rows), out
+    ports = {r[4].rsplit(":", 1)[1] for r in rows}
     assert ports == {str(s.port) for s in svcs}
-    assert all(r[4] == "ready" for r in rows), out
-    total = sum(int(r[5]) for r in rows)
+    assert all(r[5] == "ready" for r in rows), out
+    total = sum(int(r[6]) for r in rows)
     assert total >= 1, out
 
 
@@ -179,7 +182,8 @@ def test_forged_instance_is_cleaned_and_its_sums_saturate(nats_server):  # noqa:
     def answer(m):
         kind = "info" if m.subject == "$SRV.INFO" else "stats"
         doc = {"type": f"io.nats.micro.v1.{kind}_response", "name": "\x1b[2Jevil\x07" + "n" * 100000,
-               "id": "forged\x1b]0;t\x07", "version": "\x1b[31m1", "metadata": {"host": "h\x1b[1m", "http_port": "1"}}
+               "id": "forged\x1b]0;t\x07", "version": "\x1b[31m1", "metadata": {"host": "h\x1b[1m", "http_port": "1",
+                                                                    "hostname": "m\x1b[1m"}}
         if kind == "stats":
             doc["endpoints"] = [{"name": "r", "num_requests": big, "num_errors": big, "processing_time": big}] * 3
         return [doc]
@@ -189,8 +193,8 @@ def test_forged_instance_is_cleaned_and_its_sums_saturate(nats_server):  # noqa:
     assert "\x1b" not in out and "\x07" not in out
     row = next(line for line in out.splitlines() if "forged" in line).split()
     assert row[0] == ("?[2Jevil?" + "n" * FIELD_MAX)[:FIELD_MAX], row
-    assert row[1:5] == ["forged?]0;t?", "?[31m1", "h?[1m:1", "up"], row
-    assert row[5] == row[6] == str(2 ** 64 - 1), row
+    assert row[1:6] == ["forged?]0;t?", "?[31m1", "m?[1m", "h?[1m:1", "up"], row
+    assert row[6] == row[7] == str(2 ** 64 - 1), row
 
 
 def test_answers_past_the_byte_cap_are_dropped_and_said(nats_server):  # noqa: F811

@@ -42,6 +42,7 @@ typedef struct instance {
     char name[SVC__GATHER_FIELD_MAX + 1], id[SVC__GATHER_FIELD_MAX + 1], version[SVC__GATHER_FIELD_MAX + 1];
     char http[300]; /* "host:port" or "-", as the answer says: what /readyz is asked at */
     char http_shown[SVC__GATHER_FIELD_MAX + 1];
+    char hostname[SVC__GATHER_FIELD_MAX + 1]; /* the machine's name, "-" when not said */
     const char *host, *port;
     int stats; /* answered STATS */
     uint64_t requests, errors, time_ns; /* saturated sums */
@@ -97,6 +98,8 @@ static size_t collect(json_t *docs, instance *out) {
             else
                 snprintf(in->http, sizeof in->http, "-"), in->host = in->port = NULL;
             svc__gather_clean(in->http_shown, in->http);
+            svc__gather_clean(in->hostname, str_or(md, "hostname", ""));
+            if (!in->hostname[0]) memcpy(in->hostname, "-", 2);
         }
         if (!is_type(doc, "stats_response") || in->stats) continue;
         in->stats = 1;
@@ -126,16 +129,17 @@ static void probe_ready(instance *in) {
 }
 
 static void print_table(instance *rows, size_t n) {
-    int wn = 7, wi = 2, wv = 7, wh = 4;
+    int wn = 7, wi = 2, wv = 7, wm = 4, wh = 4;
     for (size_t i = 0; i < n; i++) {
         int l;
         if ((l = (int)strlen(rows[i].name)) > wn) wn = l;
         if ((l = (int)strlen(rows[i].id)) > wi) wi = l;
         if ((l = (int)strlen(rows[i].version)) > wv) wv = l;
+        if ((l = (int)strlen(rows[i].hostname)) > wm) wm = l;
         if ((l = (int)strlen(rows[i].http_shown)) > wh) wh = l;
     }
-    printf("%-*s  %-*s  %-*s  %-*s  %-9s  %8s  %6s  %11s\n", wn, "SERVICE", wi, "ID", wv, "VERSION", wh,
-           "HTTP", "HEALTH", "REQUESTS", "ERRORS", "AVG-LATENCY");
+    printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-9s  %8s  %6s  %11s\n", wn, "SERVICE", wi, "ID", wv, "VERSION", wm,
+           "HOST", wh, "HTTP", "HEALTH", "REQUESTS", "ERRORS", "AVG-LATENCY");
     for (size_t i = 0; i < n; i++) {
         instance *r = &rows[i];
         char req[32] = "-", err[32] = "-", avg[32] = "-";
@@ -145,8 +149,8 @@ static void print_table(instance *rows, size_t n) {
             if (r->requests > 0)
                 snprintf(avg, sizeof avg, "%.3fms", (double)r->time_ns / (double)r->requests / 1e6);
         }
-        printf("%-*s  %-*s  %-*s  %-*s  %-9s  %8s  %6s  %11s\n", wn, r->name, wi, r->id, wv, r->version, wh,
-               r->http_shown, r->health, req, err, avg);
+        printf("%-*s  %-*s  %-*s  %-*s  %-*s  %-9s  %8s  %6s  %11s\n", wn, r->name, wi, r->id, wv, r->version,
+               wm, r->hostname, wh, r->http_shown, r->health, req, err, avg);
     }
 }
 

@@ -191,8 +191,11 @@ static void take_doc(top *t, json_t *doc) {
     in->missed = 0;
     svc__gather_clean(in->version, json_string_value(json_object_get(doc, "version")));
     json_t *md = json_object_get(doc, "metadata");
+    /* The machine's name (an older instance without one: its HTTP host) and
+     * the HTTP port, which tells instances on one machine apart. */
     char host[SVC__GATHER_FIELD_MAX + 1], port[SVC__GATHER_FIELD_MAX + 1];
-    svc__gather_clean(host, json_string_value(json_object_get(md, "host")));
+    svc__gather_clean(host, json_string_value(json_object_get(md, "hostname")));
+    if (!host[0]) svc__gather_clean(host, json_string_value(json_object_get(md, "host")));
     svc__gather_clean(port, json_string_value(json_object_get(md, "http_port")));
     snprintf(in->host, sizeof in->host, "%.*s:%.8s", SVC__GATHER_FIELD_MAX - 9, host[0] ? host : "-", port[0] ? port : "-");
     in->ready = json_is_true(json_object_get(doc, "ready"));

@@ -155,7 +155,7 @@ function render(snap) {
       }
     }
     const known = d.known;
-    rows.push(row([i.name, i.id, i.version || "-", (i.host || "-") + ":" + (i.http_port || "-"),
+    rows.push(row([i.name, i.id, i.version || "-", i.hostname || "-", (i.host || "-") + ":" + (i.http_port || "-"),
                    [fmtUptime(i.uptime_s), "n"],
                    i.ready ? ["ready", "ready"] : ["not ready" + (i.not_ready ? ": " + i.not_ready : ""), "notready"],
                    [fmtRate(d.rps, known), "n"], [known ? fmtPct(d.e5, d.req) : "-", d.e5 ? "n bad" : "n"],
