@@ -594,7 +594,7 @@ static void nats_worker_start(svc_worker *w, void *state) {
     else {
         /* What it publishes waits until worker 0's subscriptions exist. */
         if (w->id != 0) svc__nats_hold(mw->nc);
-        char subj[96];
+        char subj[sizeof mw->inbox + 2];
         snprintf(subj, sizeof subj, "%s.*", mw->inbox);
         svc__nats_sub(mw->nc, subj, NULL, svc__rpc_on_inbox, mw);
     }
@@ -739,7 +739,7 @@ static int nats_setup(svc_app *app, void *state) {
         pthread_mutex_init(&mw->lock, NULL);
         char tok[SVC_MSG_INSTANCE_ID_LEN + 1];
         random_token(tok, SVC_MSG_INSTANCE_ID_LEN);
-        snprintf(mw->inbox, sizeof mw->inbox, "_INBOX.%s", tok);
+        snprintf(mw->inbox, sizeof mw->inbox, "_INBOX.%s.%s", app->name, tok);
     }
     m->enabled = 1;
     svc_info("nats: connecting to %s (%d connection%s, one per worker)", url, m->nworkers,
