@@ -49,7 +49,7 @@ static struct {
     uint64_t last_start_ms;
     char ids[GW_MAX_SERVICES][GW_MAX_INSTANCES][GW_INSTANCE_ID_MAX + 1];
     int n[GW_MAX_SERVICES];
-    svc_series *dropped;
+    svc_series *rounds, *dropped;
 } D;
 
 static void on_timer(uv_timer_t *t);
@@ -90,6 +90,7 @@ static void on_answer(int err, const svc_msg_reply *r, void *ud) {
         D.failed = 1;
     }
     if (--D.in_flight > 0) return;
+    svc_counter_add(D.rounds, 1);
     if (D.again) {
         D.again = 0;
         bring_forward();
@@ -143,6 +144,9 @@ int gw_discovery_start(svc_app *app, const gw_config *c, gw_directory *d) {
     D.app = app;
     D.dir = d;
     D.cfg = c;
+    D.rounds = svc_metric_with(
+        svc_metric_counter("gateway_discovery_rounds_total", "Discovery rounds ended (every service asked)", 0, NULL),
+        NULL);
     D.dropped = svc_metric_with(svc_metric_counter("gateway_discovery_answers_dropped_total",
                                                    "Discovery answers not for the service asked, or malformed", 0,
                                                    NULL),
