@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from conftest import ROOT, WAIT, wait_until
+from conftest import ROOT, WAIT, Service, wait_until
 from shop_support import Shop, admin, token
 from test_gateway_support import instances, new_id
 from test_msg_support import Nats, NatsServer, metric
@@ -214,3 +214,20 @@ def test_the_shop_confirms_an_order_through_the_gateway(perms):
     for name, svc in shop.svc.items():
         assert "Permissions Violation" not in svc.read_log(), name
         assert metric(svc, "nats_server_errors_total") == 0, name
+
+
+def test_a_service_denied_its_subscriptions_logs_once_and_keeps_running(perms):
+    """demo signed in as auth: every subscription of its own is refused. It
+    stays up, connected once (no reconnection loop), with one log line for
+    the burst of -ERRs and every one of them counted."""
+    nats, passwords, _ = perms
+    url = f"nats://auth:{passwords['auth']}@127.0.0.1:{nats.port}"
+    with Service("demo", env={"NATS_URL": url}, wait_ready=False) as demo:
+        def denied():
+            return [l for l in demo.log_lines() if "Permissions Violation" in l.get("msg", "")]
+        wait_until(denied, what="the refusal logged")
+        wait_until(lambda: metric(demo, "nats_server_errors_total") >= 4, what="the -ERRs counted")
+        assert len(denied()) == 1, denied()
+        assert demo.proc.poll() is None
+        assert demo.request("GET", "/healthz")[0] == 200
+        assert metric(demo, "nats_reconnects_total") == 0
