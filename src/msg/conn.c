@@ -706,6 +706,29 @@ static void random_token(char *out, size_t n) {
     out[n] = '\0';
 }
 
+/* NATS_URL for the log: the "user:pass@" or "token@" of each URL becomes
+ * "***@", so a password never reaches a log line (cut to fit out). */
+static void url_without_secrets(const char *url, char *out, size_t cap) {
+    size_t o = 0, userinfo = 0;
+    int in_authority = 0;
+    for (const char *p = url; *p && o + 4 < cap; p++) {
+        if (*p == '@' && in_authority) {
+            o = userinfo;
+            memcpy(out + o, "***", 3);
+            o += 3;
+            in_authority = 0;
+        } else if (*p == ',' || *p == '/') {
+            in_authority = 0;
+        }
+        out[o++] = *p;
+        if (p - url >= 2 && memcmp(p - 2, "://", 3) == 0) {
+            userinfo = o;
+            in_authority = 1;
+        }
+    }
+    out[o] = '\0';
+}
+
 static int nats_setup(svc_app *app, void *state) {
     const char *url = app->cfg.nats_url;
     if (!url || strcmp(url, "none") == 0) {
@@ -742,7 +765,9 @@ static int nats_setup(svc_app *app, void *state) {
         snprintf(mw->inbox, sizeof mw->inbox, "_INBOX.%s.%s", app->name, tok);
     }
     m->enabled = 1;
-    svc_info("nats: connecting to %s (%d connection%s, one per worker)", url, m->nworkers,
+    char shown[1024];
+    url_without_secrets(url, shown, sizeof shown);
+    svc_info("nats: connecting to %s (%d connection%s, one per worker)", shown, m->nworkers,
              m->nworkers == 1 ? "" : "s");
     if (m->creds)
         svc_info("nats: signing in as %s (%s)", m->creds->pub,

@@ -43,7 +43,9 @@ def perms():
         with open(nats.conf, "a") as f:
             f.write("include ./nats-users.conf\n")
         nats.start()
-        urls = {u: {"NATS_URL": f"nats://{u}:{passwords[u]}@127.0.0.1:{nats.port}"} for u in SHOP}
+        # LOG_LEVEL info: the "connecting to" line, which must not show the password.
+        urls = {u: {"NATS_URL": f"nats://{u}:{passwords[u]}@127.0.0.1:{nats.port}", "LOG_LEVEL": "info"}
+                for u in SHOP}
         shop = Shop(nats, service_env=urls)
         yield nats, passwords, shop
     finally:
@@ -194,7 +196,7 @@ def test_another_services_user_cannot_answer_or_forge(perms):
 
 
 def test_the_shop_confirms_an_order_through_the_gateway(perms):
-    _, _, shop = perms
+    _, passwords, shop = perms
     h = {"Authorization": "Bearer " + token("ann"), "Content-Type": "application/json",
          "Idempotency-Key": new_id()}
     body = json.dumps({"items": [{"product_id": 2, "quantity": 1}]}).encode()
@@ -214,6 +216,9 @@ def test_the_shop_confirms_an_order_through_the_gateway(perms):
     for name, svc in shop.svc.items():
         assert "Permissions Violation" not in svc.read_log(), name
         assert metric(svc, "nats_server_errors_total") == 0, name
+        # NATS_URL is logged with its password as "***".
+        assert f"nats://***@127.0.0.1:" in svc.read_log(), name
+        assert passwords[name] not in svc.read_log(), name
 
 
 def test_a_service_denied_its_subscriptions_logs_once_and_keeps_running(perms):
