@@ -19,7 +19,7 @@ from shop_support import Shop, admin, token
 from test_gateway_support import instances, new_id
 from test_msg_support import Nats, NatsServer, metric
 
-USERS = ("gateway", "auth", "products", "orders", "payments", "demo", "ops")
+USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
 SHOP = ("gateway", "auth", "products", "orders", "payments")
 
 
