@@ -214,24 +214,29 @@ def test_service_started_after_the_gateway_is_picked_up(nats_server):  # noqa: F
                 a.close()
 
 
-def test_a_ping_answer_naming_another_service_is_dropped(nats_server):  # noqa: F811
+def test_a_ping_answer_naming_another_service_is_dropped():
     """The gateway asks $SRV.PING.<service> for each service: an answer to
-    products' PING that claims to be an instance of orders is not learnt."""
-    with gateway(nats_server, {"/products": "products", "/orders": "orders"}) as gw, \
-            FakeInstance(nats_server, "products", echo) as real:
-        liar = Nats(nats_server.port)
-        try:
-            liar.subscribe("$SRV.PING.products")
-            liar.flush()
-            deadline = time.monotonic() + WAIT
-            while metric(gw, "gateway_discovery_answers_dropped_total") < 3 and time.monotonic() < deadline:
-                m = liar.next_msg()
-                doc = {"type": "io.nats.micro.v1.ping_response", "name": "orders", "id": real.id[::-1]}
-                liar.publish(m.reply, json.dumps(doc))
-            assert metric(gw, "gateway_discovery_answers_dropped_total") >= 3
-            assert instances(gw, "orders") == 0 and instances(gw, "products") == 1
-        finally:
-            liar.close()
+    products' PING that claims to be an instance of orders is not learnt.
+    A server of its own: no other test's products instances."""
+    nats = NatsServer(jetstream=False)
+    try:
+        with gateway(nats, {"/products": "products", "/orders": "orders"}) as gw, \
+                FakeInstance(nats, "products", echo) as real:
+            liar = Nats(nats.port)
+            try:
+                liar.subscribe("$SRV.PING.products")
+                liar.flush()
+                deadline = time.monotonic() + WAIT
+                while metric(gw, "gateway_discovery_answers_dropped_total") < 3 and time.monotonic() < deadline:
+                    m = liar.next_msg()
+                    doc = {"type": "io.nats.micro.v1.ping_response", "name": "orders", "id": real.id[::-1]}
+                    liar.publish(m.reply, json.dumps(doc))
+                assert metric(gw, "gateway_discovery_answers_dropped_total") >= 3
+                assert instances(gw, "orders") == 0 and instances(gw, "products") == 1
+            finally:
+                liar.close()
+    finally:
+        nats.close()
 
 
 def test_get_in_flight_on_an_instance_that_dies_moves_at_once(nats_server):  # noqa: F811
