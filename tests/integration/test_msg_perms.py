@@ -10,11 +10,12 @@ import os
 import random
 import shutil
 import string
+import subprocess
 import threading
 
 import pytest
 
-from conftest import ROOT, WAIT, Service, wait_until
+from conftest import ROOT, WAIT, Service, binary, wait_until
 from shop_support import Shop, admin, token
 from test_gateway_support import instances, new_id
 from test_msg_support import Nats, NatsServer, metric
@@ -236,3 +237,16 @@ def test_a_service_denied_its_subscriptions_logs_once_and_keeps_running(perms):
         assert demo.proc.poll() is None
         assert demo.request("GET", "/healthz")[0] == 200
         assert metric(demo, "nats_reconnects_total") == 0
+
+
+def test_svckit_status_works_as_the_ops_user(perms):
+    """The generic discovery subjects stay open: `svckit status` signed in as
+    ops lists every service of the shop (and nothing refuses it)."""
+    nats, passwords, _ = perms
+    url = f"nats://ops:{passwords['ops']}@127.0.0.1:{nats.port}"
+    r = subprocess.run([binary("svckit"), "status", "--nats", url, "--no-ready", "--json", "--wait", "2000"],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert r.returncode == 0, r.stderr
+    names = {d.get("name") for d in json.loads(r.stdout)}
+    assert set(SHOP) <= names, names
+    assert passwords["ops"] not in r.stdout + r.stderr
