@@ -250,3 +250,11 @@ def test_svckit_status_works_as_the_ops_user(perms):
     names = {d.get("name") for d in json.loads(r.stdout)}
     assert set(SHOP) <= names, names
     assert passwords["ops"] not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("url", ["nats://products:s3cretpw@a b", "nats://ok:1,nats://s3cretpw@127.0.0.1:99999"])
+def test_a_bad_nats_url_is_refused_without_showing_its_password(url):
+    r = subprocess.run([binary("products")], env={"NATS_URL": url, "PORT": "0"}, capture_output=True, text=True,
+                       timeout=WAIT)
+    assert r.returncode == 2, r.stderr
+    assert "NATS_URL" in r.stderr and "***@" in r.stderr and "s3cretpw" not in r.stderr, r.stderr
