@@ -8,6 +8,7 @@ Every wait is for something to appear (on the screen, or an HTTP 200), with
 bounds generous enough for a build on a busy machine.
 """
 import http.client
+import json
 import os
 import re
 import shutil
@@ -97,6 +98,36 @@ def wait_http_200(port, path, timeout=WAIT):
     raise AssertionError(f"GET {path} on {port}: {last}")
 
 
+def call(port, method, path, body=None, headers=None):
+    """(status, JSON body) of one request."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT)
+    try:
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers={"Content-Type": "application/json", **(headers or {})})
+        r = c.getresponse()
+        data = r.read()
+        return r.status, json.loads(data) if data else None
+    finally:
+        c.close()
+
+
+def order_confirmed_through_the_gateway(port):
+    """The admin logs in, orders one product and sees the saga confirm it:
+    every service's NATS user did its part under the permissions."""
+    st, doc = call(port, "POST", "/auth/login", {"username": "admin", "password": "correct-horse-9"})
+    assert st == 200, doc
+    bearer = {"Authorization": "Bearer " + doc["access_token"]}
+    st, doc = call(port, "POST", "/orders", {"items": [{"product_id": 3, "quantity": 1}]},
+                   {**bearer, "Idempotency-Key": uuid.uuid4().hex})
+    assert st == 201, doc
+    end = time.monotonic() + WAIT
+    while doc["status"] == "pending" and time.monotonic() < end:
+        time.sleep(0.1)
+        st, doc = call(port, "GET", f"/orders/{doc['id']}", headers=bearer)
+        assert st == 200, doc
+    assert doc["status"] == "confirmed", doc
+
+
 def refused(port):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
@@ -183,6 +214,8 @@ def test_make_run_in_a_terminal(tmp_path):
         assert re.search(r"\x1b\[32mINFO", coloured), coloured[:2000]
         assert re.search(r"^auth +\| \d\d:\d\d:\d\d\.\d\d\d INFO  listening on http://127\.0\.0\.1:%d "
                          % ports["AUTH_PORT"], text, re.M), text
+
+        order_confirmed_through_the_gateway(ports["GATEWAY_PORT"])
 
         # A request through the gateway shows as one aligned access line per hop.
         assert get(ports["GATEWAY_PORT"], "/products/categories") in (200, 401)
