@@ -1,10 +1,18 @@
 /*
  * Discovery: which instances of each configured service are alive, by the
  * NATS services protocol every svckit service answers (docs/messaging.md).
- * A round is one svc_msg_request_all of "$SRV.PING": every live instance of
- * every service answers within GW_DISCOVERY_GATHER_MS, and the ids of the
- * configured services go to the directory. One round per service would cost
- * as many windows; one PING for all costs one, and a few answers more.
+ * A round is one svc_msg_request_all of "$SRV.PING.<service>" per configured
+ * service, all sent at once and gathered over the same GW_DISCOVERY_GATHER_MS
+ * window; the ids that answer go to the directory.
+ *
+ * Why one PING per service rather than one "$SRV.PING" for all: under the
+ * shipped NATS permissions (docs/messaging.md, "Permissions") only the
+ * products user may subscribe to "$SRV.PING.products" and "svc.products.>",
+ * while the generic "$SRV.PING" is open to every service (svckit status
+ * asks it). An answer to "$SRV.PING.products" therefore comes from a
+ * products instance, and one whose document names another service, or no
+ * valid id, is dropped (counted in gateway_discovery_answers_dropped_total):
+ * a forged instance of products is never learnt, so never routed to.
  *
  * Rounds run on the first worker's loop (svc_msg_run_on_loop): a timer every
  * discovery.interval_ms, brought forward (rounds at least
@@ -12,11 +20,13 @@
  * of yet, or an instance that just vanished. Everything below but
  * gw_discovery_wake therefore runs on that one loop, and needs no lock.
  *
- * A round that ends with SVC_ECLOSED (NATS down at its start, or lost during
- * it) leaves the directory as it is: requests fail at once meanwhile anyway,
- * and the instances known are the best guess for when NATS comes back. The
- * next round then comes after GW_DISCOVERY_MIN_GAP_MS, not an interval.
+ * A service whose gather ends with SVC_ECLOSED (NATS down at its start, or
+ * lost during it) keeps its instances as they are: requests fail at once
+ * meanwhile anyway, and the instances known are the best guess for when
+ * NATS comes back. The next round then comes after GW_DISCOVERY_MIN_GAP_MS,
+ * not an interval.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +34,7 @@
 #include "gateway.h"
 #include "svckit/msg.h"
 
-#define PING_SUBJECT SVC_MSG_DISCOVERY_PREFIX ".PING"
+#define PING_SUBJECT SVC_MSG_DISCOVERY_PREFIX ".PING."
 
 /* Static: the loop's handles must outlive on_stop (msg.h). */
 static struct {
@@ -33,11 +43,13 @@ static struct {
     const gw_config *cfg;
     uv_timer_t timer;
     int timer_ready;
-    int in_flight;                   /* a round is gathering */
+    int in_flight;                   /* gathers of the round not ended yet */
+    int failed;                      /* one of them ended with an error */
     int again;                       /* asked for during it: another soon after */
     uint64_t last_start_ms;
     char ids[GW_MAX_SERVICES][GW_MAX_INSTANCES][GW_INSTANCE_ID_MAX + 1];
     int n[GW_MAX_SERVICES];
+    svc_series *rounds, *dropped;
 } D;
 
 static void on_timer(uv_timer_t *t);
@@ -55,30 +67,34 @@ static void retry_soon(void) {
     uv_timer_start(&D.timer, on_timer, GW_DISCOVERY_MIN_GAP_MS, (uint64_t)D.cfg->discovery_interval_ms);
 }
 
+/* One answer to "$SRV.PING.<services[i]>" (ud is i), or the end of that
+ * gather (r NULL). The directory takes each service's list as its gather
+ * ends; the round is over when every gather is. */
 static void on_answer(int err, const svc_msg_reply *r, void *ud) {
-    (void)ud;
+    int i = (int)(intptr_t)ud;
     if (r) {
         char name[GW_MAX_SERVICE_NAME + 1], id[GW_INSTANCE_ID_MAX + 1];
-        if (!gw_ping_parse(r->data, r->len, name, sizeof name, id, sizeof id)) return;
-        for (int i = 0; i < D.cfg->nservices; i++) {
-            if (strcmp(name, D.cfg->services[i]) != 0) continue;
-            if (D.n[i] < GW_MAX_INSTANCES) strcpy(D.ids[i][D.n[i]++], id);
+        if (!gw_ping_parse(r->data, r->len, name, sizeof name, id, sizeof id) ||
+            strcmp(name, D.cfg->services[i]) != 0) {
+            svc_counter_add(D.dropped, 1);
             return;
         }
+        if (D.n[i] < GW_MAX_INSTANCES) strcpy(D.ids[i][D.n[i]++], id);
         return;
     }
-    D.in_flight = 0;
     if (err == SVC_OK) {
-        for (int i = 0; i < D.cfg->nservices; i++) {
-            const char *list[GW_MAX_INSTANCES];
-            for (int k = 0; k < D.n[i]; k++) list[k] = D.ids[i][k];
-            gw_directory_update(D.dir, i, list, D.n[i]);
-        }
+        const char *list[GW_MAX_INSTANCES];
+        for (int k = 0; k < D.n[i]; k++) list[k] = D.ids[i][k];
+        gw_directory_update(D.dir, i, list, D.n[i]);
+    } else {
+        D.failed = 1;
     }
+    if (--D.in_flight > 0) return;
+    svc_counter_add(D.rounds, 1);
     if (D.again) {
         D.again = 0;
         bring_forward();
-    } else if (err != SVC_OK) {
+    } else if (D.failed) {
         retry_soon();
     }
 }
@@ -87,11 +103,18 @@ static void round_start(void) {
     if (D.in_flight) return;
     atomic_store(&D.dir->wanted, 0);
     memset(D.n, 0, sizeof D.n);
+    D.failed = 0;
     D.last_start_ms = gw_now_ms();
-    if (svc_msg_request_all(D.app, PING_SUBJECT, NULL, 0, GW_DISCOVERY_GATHER_MS, on_answer, NULL) == SVC_OK)
-        D.in_flight = 1;
-    else
-        retry_soon();
+    for (int i = 0; i < D.cfg->nservices; i++) {
+        char subject[sizeof PING_SUBJECT + GW_MAX_SERVICE_NAME];
+        snprintf(subject, sizeof subject, PING_SUBJECT "%s", D.cfg->services[i]);
+        if (svc_msg_request_all(D.app, subject, NULL, 0, GW_DISCOVERY_GATHER_MS, on_answer, (void *)(intptr_t)i) ==
+            SVC_OK)
+            D.in_flight++;
+        else
+            D.failed = 1;
+    }
+    if (!D.in_flight) retry_soon();
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -121,6 +144,13 @@ int gw_discovery_start(svc_app *app, const gw_config *c, gw_directory *d) {
     D.app = app;
     D.dir = d;
     D.cfg = c;
+    D.rounds = svc_metric_with(
+        svc_metric_counter("gateway_discovery_rounds_total", "Discovery rounds ended (every service asked)", 0, NULL),
+        NULL);
+    D.dropped = svc_metric_with(svc_metric_counter("gateway_discovery_answers_dropped_total",
+                                                   "Discovery answers not for the service asked, or malformed", 0,
+                                                   NULL),
+                                NULL);
     if (!cfg->nats_url || strcmp(cfg->nats_url, "none") == 0 || c->nservices == 0) {
         svc_info("gateway: no discovery (NATS_URL=none or no routes)");
         return SVC_OK;

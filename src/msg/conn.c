@@ -594,7 +594,7 @@ static void nats_worker_start(svc_worker *w, void *state) {
     else {
         /* What it publishes waits until worker 0's subscriptions exist. */
         if (w->id != 0) svc__nats_hold(mw->nc);
-        char subj[96];
+        char subj[sizeof mw->inbox + 2];
         snprintf(subj, sizeof subj, "%s.*", mw->inbox);
         svc__nats_sub(mw->nc, subj, NULL, svc__rpc_on_inbox, mw);
     }
@@ -706,6 +706,29 @@ static void random_token(char *out, size_t n) {
     out[n] = '\0';
 }
 
+/* NATS_URL for a log or error line: the "user:pass@" or "token@" of each URL
+ * becomes "***@", so a password never reaches one (cut to fit out). */
+static void url_without_secrets(const char *url, char *out, size_t cap) {
+    size_t o = 0, userinfo = 0;
+    int in_authority = 0;
+    for (const char *p = url; *p && o + 4 < cap; p++) {
+        if (*p == '@' && in_authority) {
+            o = userinfo;
+            memcpy(out + o, "***", 3);
+            o += 3;
+            in_authority = 0;
+        } else if (*p == ',' || *p == '/') {
+            in_authority = 0;
+        }
+        out[o++] = *p;
+        if (p - url >= 2 && memcmp(p - 2, "://", 3) == 0) {
+            userinfo = o;
+            in_authority = 1;
+        }
+    }
+    out[o] = '\0';
+}
+
 static int nats_setup(svc_app *app, void *state) {
     const char *url = app->cfg.nats_url;
     if (!url || strcmp(url, "none") == 0) {
@@ -739,10 +762,12 @@ static int nats_setup(svc_app *app, void *state) {
         pthread_mutex_init(&mw->lock, NULL);
         char tok[SVC_MSG_INSTANCE_ID_LEN + 1];
         random_token(tok, SVC_MSG_INSTANCE_ID_LEN);
-        snprintf(mw->inbox, sizeof mw->inbox, "_INBOX.%s", tok);
+        snprintf(mw->inbox, sizeof mw->inbox, "_INBOX.%s.%s", app->name, tok);
     }
     m->enabled = 1;
-    svc_info("nats: connecting to %s (%d connection%s, one per worker)", url, m->nworkers,
+    char shown[1024];
+    url_without_secrets(url, shown, sizeof shown);
+    svc_info("nats: connecting to %s (%d connection%s, one per worker)", shown, m->nworkers,
              m->nworkers == 1 ? "" : "s");
     if (m->creds)
         svc_info("nats: signing in as %s (%s)", m->creds->pub,
@@ -971,7 +996,8 @@ static int load_creds(svc_msg *m, char *err, size_t errlen) {
  * variable for every server (marked here). The TLS code is linked only
  * into programs built for it (src/net/tls.h); in another, asking for TLS
  * stops the service here, naming the remedy, rather than connecting in
- * plaintext. Runs after m->servers is parsed.
+ * plaintext. Runs after m->servers is parsed; url is NATS_URL as an error
+ * line shows it (without credentials).
  */
 static int tls_configure(svc_msg *m, const char *url, char *err, size_t errlen) {
     const char *ca = env_set("NATS_TLS_CA"), *cert = env_set("NATS_TLS_CERT"), *key = env_set("NATS_TLS_KEY");
@@ -1002,24 +1028,26 @@ static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
     const char *v = getenv("NATS_URL");
     c->nats_url = v && *v ? v : nats_vars[0].def;
     if (strcmp(c->nats_url, "none") == 0) return SVC_OK;
+    char shown[256];   /* what an error line shows of NATS_URL (it shows 64 bytes) */
+    url_without_secrets(c->nats_url, shown, sizeof shown);
     m->servers = calloc(SVC_NATS_MAX_SERVERS, sizeof *m->servers);
-    if (!m->servers) return svc__config_fail(err, errlen, "NATS_URL", c->nats_url, "out of memory");
+    if (!m->servers) return svc__config_fail(err, errlen, "NATS_URL", shown, "out of memory");
     switch (svc__nats_urls_parse(c->nats_url, m->servers, SVC_NATS_MAX_SERVERS, &m->nservers)) {
     case SVC_OK: break;
     case SVC_ERANGE: {
         char why[64];
         snprintf(why, sizeof why, "more than %d servers", SVC_NATS_MAX_SERVERS);
-        return svc__config_fail(err, errlen, "NATS_URL", c->nats_url, why);
+        return svc__config_fail(err, errlen, "NATS_URL", shown, why);
     }
     default:
-        return svc__config_fail(err, errlen, "NATS_URL", c->nats_url,
+        return svc__config_fail(err, errlen, "NATS_URL", shown,
                                 "expected nats://[user[:pass]@]host[:port] or tls://..., comma-separated, or none");
     }
     long replicas = 1;
     int rc = config_flag("NATS_NO_ADVERTISED", &m->no_advertised, err, errlen);
     if (rc == SVC_OK) rc = svc__config_int("NATS_JS_REPLICAS", 1, SVC_MSG_MAX_JS_REPLICAS, 1, &replicas, err, errlen);
     if (rc == SVC_OK) rc = load_creds(m, err, errlen);
-    if (rc == SVC_OK) rc = tls_configure(m, c->nats_url, err, errlen);
+    if (rc == SVC_OK) rc = tls_configure(m, shown, err, errlen);
     m->js_replicas = (int)replicas;
     return rc;
 }

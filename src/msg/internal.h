@@ -17,7 +17,7 @@
  * Which connection subscribes to what:
  *   every worker   route subjects, svc.<service>.http (queue group <service>),
  *                  svc.<service>.<id>.http (queue group <id>: once per
- *                  instance), and its own RPC inbox _INBOX.<random>.*
+ *                  instance), and its own RPC inbox _INBOX.<service>.<random>.*
  *   worker 0 only  discovery $SRV.* (answered once per instance), events
  *                  (both kinds: the server delivers one subject's events in
  *                  order on one connection, and msg.h promises that order;
@@ -238,8 +238,10 @@ struct msg_worker {
                                         the loop (at most SVC_MSG_MAX_HANDED_BYTES) */
     uint64_t *sids;                  /* subscriptions to drain */
     int nsids;
-    /* Calls: "_INBOX.<random>"; replies come to <inbox>.<seq>. */
-    char inbox[64];
+    /* Calls: "_INBOX.<service>.<random>"; replies come to <inbox>.<seq>.
+     * The service's name in it lets NATS permissions give each service its
+     * own inboxes, "_INBOX.<service>.>", and no other's replies. */
+    char inbox[sizeof "_INBOX.." + 64 + SVC_MSG_INSTANCE_ID_LEN];
     atomic_ullong rpc_seq;
     rpc_call *calls[SVC_MSG_RPC_BUCKETS];
     long ncalls;

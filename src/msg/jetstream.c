@@ -675,7 +675,7 @@ static void fetch(msg_worker *mw, msg_consumer *c) {
     if (room <= 0) return;
     int most = c->batch ? SVC_MSG_STREAM_BATCH : SVC_MSG_FETCH_BATCH;
     int batch = room < most ? room : most;
-    char subject[SVC_MSG_MAX_SUBJECT], reply[96], body[96];
+    char subject[SVC_MSG_MAX_SUBJECT], reply[sizeof mw->inbox + 16], body[96];
     snprintf(subject, sizeof subject, JS_API "CONSUMER.MSG.NEXT.%s.%s", c->stream, c->durable);
     snprintf(reply, sizeof reply, "%s.F.%d", mw->inbox, c->slot);
     int n = snprintf(body, sizeof body, "{\"batch\":%d,\"expires\":%lld}", batch,
@@ -769,7 +769,7 @@ void svc__stream_settle(msg_worker *mw, msg_consumer *c, const svc_nats_msg *msg
 
 void svc__js_subscribe(msg_worker *mw) {
     for (msg_consumer *c = mw->m->consumers; c; c = c->next) {
-        char subject[96];
+        char subject[sizeof mw->inbox + 16];
         snprintf(subject, sizeof subject, "%s.F.%d", mw->inbox, c->slot);
         if (!svc__nats_sub(mw->nc, subject, NULL, on_fetched, c))
             svc_error("nats: cannot subscribe for consumer %s (out of memory)", c->durable);

@@ -1,7 +1,7 @@
 /*
  * svc_rpc_call, and the request-reply that JetStream's API uses.
  *
- * Each worker's connection subscribes to its own inbox, "_INBOX.<random>.*";
+ * Each worker's connection subscribes to its own inbox, "_INBOX.<service>.<random>.*";
  * a call publishes its request with the reply subject "<inbox>.<seq>" on the
  * caller's loop and waits there, with a uv timer for the deadline. Replies
  * arrive on the same loop (same connection) and are matched by seq in a

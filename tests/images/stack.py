@@ -21,11 +21,14 @@ NATS_IMAGE = "localhost/svckit-test/nats:local"
 SHOP = ["auth", "products", "orders", "payments", "gateway"]
 
 
-def nats_password():
-    """A fresh password that nats-server would read as a number ("8e5...")
-    if it came through its configuration file's $VARIABLE: deploy/ passes it
-    on the command line instead, and this keeps it so."""
-    return "8e5" + secrets.token_hex(16)
+NATS_USERS = ["gateway", "auth", "products", "orders", "payments", "ops"]
+
+
+def nats_passwords():
+    """{<NAME>_NATS_PASSWORD: a fresh password} for every user of
+    deploy/nats-users.conf, as the deploy docs make them: a letter, then hex
+    digits that would read as a number without it ("8e5...")."""
+    return {"%s_NATS_PASSWORD" % u.upper(): "p8e5" + secrets.token_hex(16) for u in NATS_USERS}
 
 
 def nats_image():

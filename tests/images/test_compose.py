@@ -8,7 +8,7 @@ local image made of the base image and Debian's nats-server binary, with the
 official image's entrypoint (/nats-server); compose takes it through NATS_IMAGE.
 
 The secrets are made by the test and reach compose through the environment, as
-deploy/.env would: NATS_USER/NATS_PASSWORD, ADMIN_PASSWORD. The gateway is
+deploy/.env would: <NAME>_NATS_PASSWORD of each NATS user, ADMIN_PASSWORD. The gateway is
 published on 127.0.0.1 at a free port (GATEWAY_PORT).
 
 Checks: Debian's docker-compose accepts the file (the Compose specification's
@@ -150,8 +150,8 @@ def main():
         print("%d passed, %d failed" % (ti.passed, ti.failed))
         return 1
     port = stack.free_port()
-    env = dict(os.environ, NATS_USER="svckit", NATS_PASSWORD=stack.nats_password(),
-               ADMIN_PASSWORD=secrets.token_hex(16), GATEWAY_PORT=str(port),
+    env = dict(os.environ, **stack.nats_passwords(), ADMIN_PASSWORD=secrets.token_hex(16),
+               GATEWAY_PORT=str(port),
                GATEWAY_BIND="127.0.0.1", NATS_IMAGE=stack.NATS_IMAGE,
                SVCKIT_IMAGE_PREFIX=ti.PREFIX, SVCKIT_TAG=ti.TAG)
     base = "http://127.0.0.1:%d" % port

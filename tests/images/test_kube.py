@@ -182,8 +182,7 @@ def read_products(base):
 def main():
     port = stack.free_port()
     base = "http://127.0.0.1:%d" % port
-    secret = {"NATS_USER": "svckit", "NATS_PASSWORD": stack.nats_password(),
-              "ADMIN_PASSWORD": secrets.token_hex(16)}
+    secret = {**stack.nats_passwords(), "ADMIN_PASSWORD": secrets.token_hex(16)}
     docs = variant(load(), secret, port)
     # podman makes a volume of each claim, and one of each ConfigMap mounted.
     volumes = [d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"] + \

@@ -56,18 +56,20 @@ def pay(shop, items, **kw):
 class Shop:
     """The five services on nats (a test_msg_support.NatsServer)."""
 
-    def __init__(self, nats, env=None, payments_env=None, workers="1"):
+    def __init__(self, nats, env=None, payments_env=None, workers="1", service_env=None):
         self.nats = nats
         self.tmp = tempfile.TemporaryDirectory(prefix="svckit-shop-")
         self.env = {"NATS_URL": nats.url, "JWT_SECRET": SECRET, "WORKERS": workers, "LOG_LEVEL": "warn"}
         self.env.update(env or {})
-        self.extra = {"payments": payments_env or {}}
+        # service_env: {name: more environment of that service (gateway too)}.
+        self.extra = {name: dict(e) for name, e in (service_env or {}).items()}
+        self.extra.setdefault("payments", {}).update(payments_env or {})
         self.svc = {}
         self.dead = []  # killed instances: they own their data directories
         try:
             for name in SERVICES:
                 self.svc[name] = self._start(name)
-            self.svc["gateway"] = Service("gateway", env={**self.env,
+            self.svc["gateway"] = Service("gateway", env={**self.env, **self.extra.get("gateway", {}),
                                                           "GATEWAY_CONFIG": gateway_config(self.tmp.name)})
             for name in ("products", "orders"):
                 wait_instances(self.svc["gateway"], name, 1)

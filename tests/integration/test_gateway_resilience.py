@@ -2,13 +2,14 @@
 under load, NATS restarted under load, the circuit breaker, the retry budget,
 and a service that starts after the gateway."""
 import collections
+import json
 import threading
 import signal
 import time
 
 import pytest
 
-from conftest import Service, wait_until
+from conftest import WAIT, Service, wait_until
 from services_fixtures import claims, sign_hs256
 from test_gateway_support import (JWT_SECRET, FakeInstance, Load, Nats, NatsServer, echo, fail, gateway,
                                   instances, metric, nats_server, wait_instances)  # noqa: F401
@@ -211,6 +212,31 @@ def test_service_started_after_the_gateway_is_picked_up(nats_server):  # noqa: F
                 wait_instances(gw, "late", 2)
             finally:
                 a.close()
+
+
+def test_a_ping_answer_naming_another_service_is_dropped():
+    """The gateway asks $SRV.PING.<service> for each service: an answer to
+    products' PING that claims to be an instance of orders is not learnt.
+    A server of its own: no other test's products instances."""
+    nats = NatsServer(jetstream=False)
+    try:
+        with gateway(nats, {"/products": "products", "/orders": "orders"}) as gw, \
+                FakeInstance(nats, "products", echo) as real:
+            liar = Nats(nats.port)
+            try:
+                liar.subscribe("$SRV.PING.products")
+                liar.flush()
+                deadline = time.monotonic() + WAIT
+                while metric(gw, "gateway_discovery_answers_dropped_total") < 3 and time.monotonic() < deadline:
+                    m = liar.next_msg()
+                    doc = {"type": "io.nats.micro.v1.ping_response", "name": "orders", "id": real.id[::-1]}
+                    liar.publish(m.reply, json.dumps(doc))
+                assert metric(gw, "gateway_discovery_answers_dropped_total") >= 3
+                assert instances(gw, "orders") == 0 and instances(gw, "products") == 1
+            finally:
+                liar.close()
+    finally:
+        nats.close()
 
 
 def test_get_in_flight_on_an_instance_that_dies_moves_at_once(nats_server):  # noqa: F811

@@ -140,5 +140,22 @@ def test_autoscaling_and_disruption_budgets():
     assert find("ConfigMap", "svckit-config")[0]["data"]["NATS_JS_REPLICAS"] == "3"
     conf = find("ConfigMap", "nats-config")[0]["data"]["nats.conf"]
     assert "jetstream" in conf and "nats-2.nats-headless:6222" in conf
-    args = nats["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[args.index("--user") + 1] == "$(NATS_USER)" and args[args.index("--pass") + 1] == "$(NATS_PASSWORD)"
+
+
+def test_nats_runs_the_shipped_permissions():
+    """nats-config holds deploy/nats-users.conf as it is, nats.conf includes
+    it, nats-server gets every user's password from the Secret, and each
+    service signs in as its own user with its own password."""
+    data = find("ConfigMap", "nats-config")[0]["data"]
+    assert data["nats-users.conf"] == (ROOT / "deploy" / "nats-users.conf").read_text()
+    assert "include ./nats-users.conf" in data["nats.conf"]
+    nats = find("StatefulSet", "nats")[0]["spec"]["template"]["spec"]["containers"][0]
+    nats_env = {e["name"]: e.get("valueFrom") for e in nats["env"]}
+    secret = find("Secret", "svckit-secrets")[0]["stringData"]
+    for user in ("gateway", "auth", "products", "orders", "payments", "ops"):
+        key = f"{user.upper()}_NATS_PASSWORD"
+        assert nats_env[key] == {"secretKeyRef": {"name": "svckit-secrets", "key": key}} and key in secret
+    for name in SERVICES:
+        e = env(name)
+        assert e["NATS_URL"] == f"nats://{name}:$(NATS_PASSWORD)@nats:4222"
+        assert e["NATS_PASSWORD"]["secretKeyRef"]["key"] == f"{name.upper()}_NATS_PASSWORD"

@@ -159,9 +159,10 @@ class Nats:
     """A blocking NATS client: enough protocol for tests, nothing hidden.
     connect: more CONNECT fields (credentials), or a function of the INFO
     document that returns them (a signature of its nonce). tls: an
-    ssl.SSLContext, for a server that requires TLS after its INFO."""
+    ssl.SSLContext, for a server that requires TLS after its INFO. inbox:
+    the prefix of its reply subjects (NATS permissions may allow only one)."""
 
-    def __init__(self, port, timeout=WAIT, connect=None, tls=None):
+    def __init__(self, port, timeout=WAIT, connect=None, tls=None, inbox=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = b""
@@ -177,7 +178,7 @@ class Nats:
         fields.update(connect(self.info) if callable(connect) else connect or {})
         self.send(b"CONNECT " + json.dumps(fields).encode() + b"\r\nPING\r\n")
         self._wait_pong()
-        self.inbox = "_INBOX.pytest%d" % os.getpid() + "x" + str(id(self))
+        self.inbox = inbox or "_INBOX.pytest%d" % os.getpid() + "x" + str(id(self))
         self.inbox_sid = self.subscribe(self.inbox + ".*")
         self.req_seq = 0
 

@@ -8,6 +8,8 @@
 #include "cli.h"
 #include "svckit/client.h"
 
+#define GATHER_INBOX "_INBOX.svckit."
+
 static void on_event(svc_nats *nc, int event, void *ud) {
     svc__gather *g = ud;
     if (event == SVC_NATS_CONNECTED || event == SVC_NATS_RECONNECTED) {
@@ -78,8 +80,11 @@ int svc__gather_open(svc__gather *g, uv_loop_t *loop, const svc_nats_server *ser
     unsigned char rnd[12];
     svc_random(rnd, sizeof rnd);
     char subj[80];
-    memcpy(g->inbox, "_INBOX.", 8);
-    for (size_t i = 0; i < sizeof rnd; i++) snprintf(g->inbox + 7 + 2 * i, 3, "%02x", rnd[i]);
+    /* "_INBOX.svckit.<hex>": the inboxes NATS permissions give the ops user
+     * (docs/messaging.md, "Permissions"). */
+    memcpy(g->inbox, GATHER_INBOX, sizeof GATHER_INBOX);
+    for (size_t i = 0; i < sizeof rnd; i++)
+        snprintf(g->inbox + sizeof GATHER_INBOX - 1 + 2 * i, 3, "%02x", rnd[i]);
     snprintf(subj, sizeof subj, "%s.*", g->inbox);
     return svc__nats_sub(g->nc, subj, NULL, on_reply, g) ? SVC_OK : SVC_ENOMEM;
 }
