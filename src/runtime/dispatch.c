@@ -190,6 +190,12 @@ static void after_offload(uv_work_t *work, int status) {
 
 static void run_handler(svc_req *req) {
     svc_res *res = &req->res;
+    /* A declared route's request is checked here, on the loop, after the
+     * hooks (a 401 comes before a 400) and before any offloading. */
+    if (req->route->spec && svc__schema_request(req) != SVC_OK) {
+        svc__request_finish(req);
+        return;
+    }
     if (req->route->flags & SVC_OFFLOAD) {
         req->offloaded = 1;
         req->work.data = req;
