@@ -243,6 +243,8 @@ static long first_control(const unsigned char *s, size_t n, size_t *at) {
     return -1;
 }
 
+static int unsafe_integer(int64_t i) { return i > (INT64_C(1) << 53) || i < -(INT64_C(1) << 53); }
+
 static const regex_t *pattern_of(const svc__schema_set *set, const svc_schema *s) {
     for (int i = 0; i < set->npatterns; i++)
         if (set->patterns[i].schema == s) return &set->patterns[i].re;
@@ -284,17 +286,27 @@ static void check_string(walk *w, const svc_schema *s, const char *v, size_t n) 
     if (re && regexec(re, v, 0, NULL, 0) != 0) problem(w, "must match %s", s->pattern);
 }
 
-static void check_number(walk *w, const svc_schema *s, double d, int integer) {
+/* A bound as a person writes it: 1000000000, not 1e+09. */
+static void number_text(double d, char out[32]) {
+    if (d == floor(d) && fabs(d) <= SVC_SCHEMA_MAX_SAFE_INTEGER) snprintf(out, 32, "%lld", (long long)d);
+    else snprintf(out, 32, "%.15g", d);
+}
+
+/* unsafe: an integer beyond +-2^53 (which d may have rounded to 2^53). */
+static void check_number(walk *w, const svc_schema *s, double d, int unsafe) {
     const char *what = s->type == SVC_INTEGER ? "an integer" : "a number";
-    if (integer && fabs(d) > SVC_SCHEMA_MAX_SAFE_INTEGER) {
+    if (unsafe) {
         problem(w, "must be %s from -2^53 to 2^53", what);
         return;
     }
     int low = s->has_min && d < s->minimum, high = s->has_max && d > s->maximum;
     if (!low && !high) return;
-    if (s->has_min && s->has_max) problem(w, "must be %s from %.15g to %.15g", what, s->minimum, s->maximum);
-    else if (low) problem(w, "must be at least %.15g", s->minimum);
-    else problem(w, "must be at most %.15g", s->maximum);
+    char lo[32], hi[32];
+    number_text(s->minimum, lo);
+    number_text(s->maximum, hi);
+    if (s->has_min && s->has_max) problem(w, "must be %s from %s to %s", what, lo, hi);
+    else if (low) problem(w, "must be at least %s", lo);
+    else problem(w, "must be at most %s", hi);
 }
 
 static const char *type_name(svc_type t) {
@@ -370,11 +382,11 @@ static void check_value(walk *w, const svc_schema *s, const json_t *v) {
         return;
     case SVC_INTEGER:
         if (!json_is_integer(v)) break;
-        check_number(w, s, (double)json_integer_value(v), 1);
+        check_number(w, s, (double)json_integer_value(v), unsafe_integer(json_integer_value(v)));
         return;
     case SVC_NUMBER:
         if (!json_is_number(v)) break;
-        check_number(w, s, json_number_value(v), json_is_integer(v));
+        check_number(w, s, json_number_value(v), json_is_integer(v) && unsafe_integer(json_integer_value(v)));
         return;
     case SVC_BOOLEAN:
         if (!json_is_boolean(v)) break;
@@ -410,11 +422,14 @@ static void check_scalar_text(walk *w, const svc_schema *s, const char *v, size_
     if (s->type == SVC_INTEGER) {
         int64_t i;
         if (!ok || svc_parse_i64(buf, &i) != SVC_OK) {
-            if (s->has_min && s->has_max) problem(w, "must be an integer from %.15g to %.15g", s->minimum, s->maximum);
+            char lo[32], hi[32];
+            number_text(s->minimum, lo);
+            number_text(s->maximum, hi);
+            if (s->has_min && s->has_max) problem(w, "must be an integer from %s to %s", lo, hi);
             else problem(w, "must be an integer");
             return;
         }
-        check_number(w, s, (double)i, 1);
+        check_number(w, s, (double)i, unsafe_integer(i));
         return;
     }
     char *end = NULL;

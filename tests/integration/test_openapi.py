@@ -1,0 +1,146 @@
+"""Declared routes: GET /openapi.json (OpenAPI 3.1, made from the routes and
+their declarations, svckit/schema.h) and the 400s the library answers for
+them, with every problem in details.
+
+The document is validated by tests/openapi/validate.mjs
+(@apidevtools/swagger-parser, installed into tests/openapi/node_modules with
+`npm ci` on first use). That it lists every route the router has and nothing
+else is checked against the router itself: every documented operation is
+OPTIONS on every documented path (the router's answer) allows exactly the
+documented methods, and the paths are exactly those the service registers.
+"""
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import npm_ci
+from services_fixtures import ADMIN_PASS, ADMIN_USER, bearer, login, running_system
+
+ROOT = Path(__file__).resolve().parents[2]
+VALIDATOR = ROOT / "tests" / "openapi"
+BUILTIN = {"/healthz": {"get"}, "/readyz": {"get"}, "/metrics": {"get"}, "/openapi.json": {"get"}}
+ROUTES = {
+    "auth": {"/auth/register": {"post"}, "/auth/login": {"post"}, "/auth/me": {"get"},
+             "/.well-known/jwks.json": {"get"}},
+    "products": {"/products": {"get", "post"}, "/products/search": {"get"}, "/products/categories": {"get"},
+                 "/products/category/{name}": {"get"}, "/products/{id}": {"get", "put", "patch", "delete"}},
+}
+SAMPLE = {"id": "1", "name": "beauty"}
+
+
+@pytest.fixture(scope="module")
+def system():
+    with running_system() as (auth, products):
+        yield {"auth": auth, "products": products, "admin": bearer(login(auth, ADMIN_USER, ADMIN_PASS))}
+
+
+@pytest.fixture(scope="module")
+def validate():
+    node = npm_ci(VALIDATOR, "@apidevtools/swagger-parser/package.json")
+
+    def run(*files):
+        return subprocess.run([node, str(VALIDATOR / "validate.mjs"), *map(str, files)],
+                              capture_output=True, text=True, timeout=120, cwd=VALIDATOR)
+    return run
+
+
+def document(svc):
+    status, doc = svc.json("GET", "/openapi.json")
+    assert status == 200, doc
+    return doc
+
+
+@pytest.mark.parametrize("name", ["auth", "products"])
+def test_the_document_is_valid_openapi_3_1(system, validate, tmp_path, name):
+    doc = document(system[name])
+    assert doc["openapi"] == "3.1.0" and doc["info"]["title"] == name
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    r = validate(path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_validator_refuses_a_broken_document(system, validate, tmp_path):
+    """The validator is no rubber stamp: a parameter "in" the body (OpenAPI 2's) fails."""
+    doc = document(system["products"])
+    doc["paths"]["/products/{id}"]["get"]["parameters"][0]["in"] = "body"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(doc))
+    assert validate(path).returncode != 0
+
+
+@pytest.mark.parametrize("name", ["auth", "products"])
+def test_the_document_lists_every_route_and_nothing_else(system, name):
+    svc = system[name]
+    doc = document(svc)
+    documented = {p: set(ops) for p, ops in doc["paths"].items()}
+    assert documented == {**BUILTIN, **ROUTES[name]}
+    templates = {p: re.compile("^" + re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(p)) + "$") for p in documented}
+    for path in documented:
+        concrete = re.sub(r"\{(\w+)\}", lambda m: SAMPLE[m.group(1)], path)
+        # The router allows the methods of every route matching the path
+        # ("/products/search" is also a "/products/{id}").
+        methods = set().union(*(documented[p] for p, t in templates.items() if t.match(concrete)))
+        status, hdrs, _ = svc.request("OPTIONS", concrete)
+        allowed = {m.strip().lower() for m in hdrs.get("allow", "").split(",")} - {"head", "options", ""}
+        assert allowed == methods, (path, hdrs.get("allow"))
+
+
+def test_declared_routes_are_documented_with_their_schemas(system):
+    doc = document(system["products"])
+    post = doc["paths"]["/products"]["post"]
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert body["required"] == ["title", "category", "price"] and body["additionalProperties"] is False
+    assert body["properties"]["title"]["maxLength"] == 200 and body["properties"]["id"]["readOnly"] is True
+    assert body["properties"]["category"]["pattern"] == "^[a-z0-9-]+$"
+    assert {"201", "400", "401", "403"} <= set(post["responses"]) and post["security"] == [{"bearer": []}]
+    params = {p["name"]: p for p in doc["paths"]["/products"]["get"]["parameters"]}
+    assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100}
+    assert params["select"]["style"] == "form" and params["select"]["explode"] is False
+    assert "security" not in doc["paths"]["/healthz"]["get"]
+
+
+def test_every_problem_is_listed_by_json_pointer(system):
+    status, doc = system["products"].json(
+        "POST", "/products", {"title": "", "price": -1, "stock": 1.5, "id": 3, "colour": "red"},
+        headers=system["admin"])
+    assert status == 400 and doc["error"]["code"] == "bad_request", doc
+    got = {(d["in"], d["path"], d["problem"]) for d in doc["error"]["details"]}
+    assert got == {
+        ("body", "/title", "must be 1 to 200 characters long"),
+        ("body", "/price", "must be a number from 0 to 1000000000"),
+        ("body", "/stock", "must be an integer"),
+        ("body", "/id", "is read-only"),
+        ("body", "/colour", "is not a field of this object"),
+        ("body", "/category", "is required"),
+    }
+    assert doc["error"]["message"] == "title must be 1 to 200 characters long (and 5 more problems)"
+
+
+def test_parameters_are_checked_and_repeats_refused(system):
+    status, doc = system["products"].json("GET", "/products?limit=0&select=title,nope&order=up&skip=1&skip=2",
+                                          headers=system["admin"])
+    assert status == 400, doc
+    got = {(d["in"], d["path"], d["problem"]) for d in doc["error"]["details"]}
+    assert ("query", "/limit", "must be an integer from 1 to 100") in got
+    assert ("query", "/skip", "must not be repeated") in got
+    assert ("query", "/order", "must be one of asc, desc") in got
+    assert any(p == "/select/1" and w.startswith("must be one of id, title") for _, p, w in got), got
+    status, doc = system["products"].json("GET", "/products/0", headers=system["admin"])
+    assert status == 400 and doc["error"]["details"] == [
+        {"in": "path", "path": "/id", "problem": "must be at least 1"}], doc
+
+
+def test_details_are_bounded(system):
+    body = {f"k{i}": i for i in range(1000)}
+    status, doc = system["products"].json("PATCH", "/products/1", body, headers=system["admin"])
+    assert status == 400 and len(doc["error"]["details"]) == 16, doc
+    assert doc["error"]["message"].endswith("(and more problems)")
+
+
+def test_numbers_beyond_2_53_are_refused(system):
+    status, doc = system["products"].json("PATCH", "/products/1", {"stock": 2 ** 53 + 1}, headers=system["admin"])
+    assert status == 400 and doc["error"]["details"][0]["problem"] == "must be an integer from -2^53 to 2^53", doc
