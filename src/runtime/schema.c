@@ -283,7 +283,9 @@ static void check_string(walk *w, const svc_schema *s, const char *v, size_t n) 
         }
     }
     const regex_t *re = s->pattern ? pattern_of(w->set, s) : NULL;
-    if (re && regexec(re, v, 0, NULL, 0) != 0) problem(w, "must match %s", s->pattern);
+    /* v[0..n) need not end at n (an element of "a,b"): REG_STARTEND bounds it. */
+    regmatch_t range = {.rm_so = 0, .rm_eo = (regoff_t)n};
+    if (re && regexec(re, v, 1, &range, REG_STARTEND) != 0) problem(w, "must match %s", s->pattern);
 }
 
 /* A bound as a person writes it: 1000000000, not 1e+09. */
