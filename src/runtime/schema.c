@@ -334,7 +334,7 @@ static void check_object(walk *w, const svc_schema *s, const json_t *v) {
             while (f->name && strcmp(f->name, key) != 0) f++;
             if (!f->name && s->open) continue;
             size_t old = push(w, key, strlen(key));
-            if (!f->name) problem(w, "is not a field of this object");
+            if (!f->name) problem(w, "is an unknown field");
             else if (f->schema->read_only) problem(w, "is read-only");
             else check_value(w, f->schema, m);
             pop(w, old);
@@ -510,17 +510,21 @@ int svc__schema_prepare_app(svc_app *app, char *err, size_t errlen) {
 }
 
 /* Occurrences of name among the query's keys, up to 2. Keys are compared
- * percent-decoded, as svc__query_get does. */
+ * percent-decoded, as svc__query_get does; a key with no escape (the usual
+ * case) is compared as it is, without decoding. */
 static int query_count(const char *query, const char *name, svc_arena *a) {
     int count = 0;
+    size_t len = strlen(name);
     for (const char *q = query; *q && count < 2;) {
         size_t n = strcspn(q, "&");
         size_t k = strcspn(q, "=&");
-        char pair[SVC__POINTER_MAX];
-        if (k < sizeof pair) {
-            memcpy(pair, q, k);
-            pair[k] = '\0';
-            if (svc__query_get(pair, name, a)) count++;
+        if (!memchr(q, '%', k) && !memchr(q, '+', k)) {
+            count += k == len && memcmp(q, name, len) == 0;
+        } else if (k < SVC__POINTER_MAX) {
+            char key[SVC__POINTER_MAX];
+            memcpy(key, q, k);
+            key[k] = '\0';
+            count += svc__query_get(key, name, a) != NULL;
         }
         q += n;
         if (*q) q++;

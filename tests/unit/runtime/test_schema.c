@@ -69,7 +69,7 @@ TEST(every_problem_is_listed_by_json_pointer) {
     CHECK(has(&p, "/items/1/quantity", "must be an integer"));
     CHECK(has(&p, "/items/1/product_id", "is required"));
     CHECK(has(&p, "/id", "is read-only"));
-    CHECK(has(&p, "/x~1y~0", "is not a field of this object"));
+    CHECK(has(&p, "/x~1y~0", "is an unknown field"));
     CHECK(has(&p, "/name", "must not contain control characters but tab and newline: U+0007 at character 2"));
     CHECK(has(&p, "/slug", "must match ^[a-z]+$"));
     CHECK(has(&p, "/price", "must be a number"));
@@ -114,7 +114,7 @@ TEST(details_are_bounded) {
     CHECK_EQ(p.more, 1);
     char msg[300];
     svc__problems_message(&p, msg, sizeof msg);
-    CHECK_STR(msg, "k0 is not a field of this object (and more problems)");
+    CHECK_STR(msg, "k0 is an unknown field (and more problems)");
     svc_buf_free(&b);
 }
 
