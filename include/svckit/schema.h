@@ -154,6 +154,16 @@ typedef struct svc_route_spec {
  */
 int svc_app_route_spec(svc_app *app, const char *method, const char *pattern, const svc_route_spec *spec);
 
+/*
+ * Validates v against s outside a request (configuration, a message):
+ * SVC_OK, or SVC_EINVAL with the first problem in err, as a 400's message
+ * says it ("items/0/quantity must be at least 1"; "value must be ..." for v
+ * itself), also for a schema that is itself invalid; SVC_ENOMEM. err may be
+ * NULL. It checks and compiles s on every call: for start-up, not a hot path.
+ * Thread-safe.
+ */
+int svc_schema_validate(const svc_schema *s, const json_t *v, char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

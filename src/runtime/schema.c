@@ -285,7 +285,10 @@ static void check_string(walk *w, const svc_schema *s, const char *v, size_t n) 
     const regex_t *re = s->pattern ? pattern_of(w->set, s) : NULL;
     /* v[0..n) need not end at n (an element of "a,b"): REG_STARTEND bounds it. */
     regmatch_t range = {.rm_so = 0, .rm_eo = (regoff_t)n};
-    if (re && regexec(re, v, 1, &range, REG_STARTEND) != 0) problem(w, "must match %s", s->pattern);
+    if (re && regexec(re, v, 1, &range, REG_STARTEND) != 0) {
+        if (s->description) problem(w, "must be %s", s->description);
+        else problem(w, "must match %s", s->pattern);
+    }
 }
 
 /* A bound as a person writes it: 1000000000, not 1e+09. */
@@ -477,10 +480,29 @@ void svc__problems_message(const svc__problems *p, char *out, size_t len) {
     }
     const svc__problem *d = &p->list[0];
     const char *name = d->path[0] ? d->path + 1 : strcmp(d->in, "body") == 0 ? "request body" : d->in;
+    if (!out || !len) return;
     int k = snprintf(out, len, "%s %s", name, d->text);
     if (k < 0 || (size_t)k >= len || (p->n == 1 && !p->more)) return;
     if (p->more) snprintf(out + k, len - (size_t)k, " (and more problems)");
     else snprintf(out + k, len - (size_t)k, " (and %d more problem%s)", p->n - 1, p->n == 2 ? "" : "s");
+}
+
+int svc_schema_validate(const svc_schema *s, const json_t *v, char *err, size_t errlen) {
+    char why[256];
+    svc__schema_set set = {0};
+    int rc = svc__schema_prepare(&set, s, why, sizeof why);
+    if (rc == SVC_EINVAL && err && errlen) snprintf(err, errlen, "invalid schema: %s", why);
+    if (rc == SVC_OK) {
+        svc__problems p;
+        p.n = p.more = 0;
+        svc__schema_validate(&set, s, v, "value", &p);
+        if (p.n) {
+            rc = SVC_EINVAL;
+            if (err && errlen) svc__problems_message(&p, err, errlen);
+        }
+    }
+    svc__schema_set_free(&set);
+    return rc;
 }
 
 /* ---- the request ---------------------------------------------------------------- */

@@ -296,3 +296,21 @@ TEST(openapi_lists_every_route) {
     svc_test_res_free(r);
     svc_test_free(t);
 }
+
+TEST(validate_outside_a_request) {
+    char err[200];
+    json_t *v = json_pack("{s:[{s:i,s:i}]}", "items", "product_id", 1, "quantity", 0);
+    CHECK_EQ(svc_schema_validate(&order, v, err, sizeof err), SVC_EINVAL);
+    CHECK_STR(err, "items/0/quantity must be an integer from 1 to 99");
+    json_decref(v);
+    v = json_string("Ab");
+    CHECK_EQ(svc_schema_validate(&slug, v, err, sizeof err), SVC_EINVAL);
+    CHECK_STR(err, "value must match ^[a-z]+$");
+    json_decref(v);
+    v = json_string("ab");
+    CHECK_EQ(svc_schema_validate(&slug, v, NULL, 0), SVC_OK);
+    static const svc_schema bad = {.type = SVC_STRING, .pattern = "(["};
+    CHECK_EQ(svc_schema_validate(&bad, v, err, sizeof err), SVC_EINVAL);
+    CHECK(strncmp(err, "invalid schema: pattern ([", 26) == 0);
+    json_decref(v);
+}
