@@ -533,25 +533,33 @@ int svc__schema_prepare_app(svc_app *app, char *err, size_t errlen) {
 
 /* Occurrences of name among the query's keys, up to 2. Keys are compared
  * percent-decoded, as svc__query_get does; a key with no escape (the usual
- * case) is compared as it is, without decoding. */
-static int query_count(const char *query, const char *name, svc_arena *a) {
+ * case) is compared as it is, in the one pass over the query. */
+static int query_count(const char *query, const char *name, size_t len, svc_arena *a) {
     int count = 0;
-    size_t len = strlen(name);
     for (const char *q = query; *q && count < 2;) {
-        size_t n = strcspn(q, "&");
-        size_t k = strcspn(q, "=&");
-        if (!memchr(q, '%', k) && !memchr(q, '+', k)) {
-            count += k == len && memcmp(q, name, len) == 0;
-        } else if (k < SVC__POINTER_MAX) {
+        const char *k = q;
+        int escaped = 0;
+        for (; *k && *k != '=' && *k != '&'; k++) escaped |= *k == '%' || *k == '+';
+        size_t klen = (size_t)(k - q);
+        if (!escaped) {
+            count += klen == len && memcmp(q, name, len) == 0;
+        } else if (klen < SVC__POINTER_MAX) {
             char key[SVC__POINTER_MAX];
-            memcpy(key, q, k);
-            key[k] = '\0';
+            memcpy(key, q, klen);
+            key[klen] = '\0';
             count += svc__query_get(key, name, a) != NULL;
         }
-        q += n;
-        if (*q) q++;
+        while (*k && *k != '&') k++;
+        q = *k ? k + 1 : k;
     }
     return count;
+}
+
+/* A problem with a parameter as a whole: "/name". */
+static void param_problem(svc__problems *p, const char *name, const char *text) {
+    walk w = {.in = "query", .p = p};
+    push(&w, name, strlen(name));
+    problem(&w, "%s", text);
 }
 
 static void write_problems(svc_res *res, const svc__problems *p) {
@@ -587,22 +595,11 @@ int svc__schema_request(svc_req *req) {
         if (v) svc__schema_validate_text(set, d->schema, d->name, v, "path", &p);
     }
     const char *query = svc_req_query_string(req);
-    for (const svc_param *d = spec->query; d && d->name && *query; d++) {
-        walk w = {.in = "query", .p = &p};
-        int n = query_count(query, d->name, req->arena);
-        if (n > 1) {
-            push(&w, d->name, strlen(d->name));
-            problem(&w, "must not be repeated");
-        } else if (n == 1) {
-            svc__schema_validate_text(set, d->schema, d->name, svc_req_query(req, d->name), "query", &p);
-        }
-    }
     for (const svc_param *d = spec->query; d && d->name; d++) {
-        if (d->required && !svc_req_query(req, d->name)) {
-            walk w = {.in = "query", .p = &p};
-            push(&w, d->name, strlen(d->name));
-            problem(&w, "is required");
-        }
+        int n = *query ? query_count(query, d->name, strlen(d->name), req->arena) : 0;
+        if (n > 1) param_problem(&p, d->name, "must not be repeated");
+        else if (n == 1) svc__schema_validate_text(set, d->schema, d->name, svc_req_query(req, d->name), "query", &p);
+        else if (d->required) param_problem(&p, d->name, "is required");
     }
     if (spec->body && !p.n) {
         json_t *body = svc_req_json(req, &req->res);
