@@ -23,6 +23,26 @@ static int decl_error(char *err, size_t len, const char *at, const char *fmt, ..
     return SVC_EINVAL;
 }
 
+/* "^[...]+$" or "^[...]*$" whose bracket is plain printable ASCII (no
+ * negation, no '[', '\\' or ']' inside): its bytes into p->set. 0 for any
+ * other pattern, which regexec matches. */
+static int byte_class(const char *pat, svc__pattern *p) {
+    size_t n = strlen(pat);
+    if (n < 6 || strncmp(pat, "^[", 2) != 0 || strcmp(pat + n - 3, "]+$") * strcmp(pat + n - 3, "]*$") != 0)
+        return 0;
+    const char *c = pat + 2, *end = pat + n - 3;
+    if (*c == '^') return 0;
+    memset(p->set, 0, sizeof p->set);
+    for (; c < end; c++) {
+        unsigned char lo = (unsigned char)*c, hi = lo;
+        if (c + 2 < end && c[1] == '-') hi = (unsigned char)c[2], c += 2;
+        if (lo < 0x20 || lo > 0x7E || hi < lo || hi > 0x7E || strchr("[\\]", lo) || strchr("[\\]", hi)) return 0;
+        for (unsigned b = lo; b <= hi; b++) p->set[b >> 3] |= (unsigned char)(1u << (b & 7));
+    }
+    p->min = pat[n - 2] == '+';
+    return 1;
+}
+
 static int prepare_at(svc__schema_set *set, const svc_schema *s, char *at, int depth, char *err, size_t len) {
     if (!s) return decl_error(err, len, at, "no schema");
     if (depth > SVC_SCHEMA_MAX_DEPTH) return decl_error(err, len, at, "nested deeper than %d", SVC_SCHEMA_MAX_DEPTH);
@@ -50,6 +70,7 @@ static int prepare_at(svc__schema_set *set, const svc_schema *s, char *at, int d
             regerror(rc, &p->re, why, sizeof why);
             return decl_error(err, len, at, "pattern %s: %s", s->pattern, why);
         }
+        p->bytes = byte_class(s->pattern, p);
         set->npatterns++;
     }
     size_t n = strlen(at);
@@ -143,15 +164,57 @@ void svc__schema_set_free(svc__schema_set *set) {
 
 /* ---- validation --------------------------------------------------------------- */
 
+/* Where the walk is: a stack of keys and indexes, rendered as a JSON
+ * pointer only when a problem is found (most values have none). */
+#define WALK_DEPTH (SVC_SCHEMA_MAX_DEPTH + 2) /* the schema's levels, a parameter's name */
 typedef struct walk {
     const svc__schema_set *set;
     const char *in;
     svc__problems *p;
-    char ptr[SVC__POINTER_MAX];
-    size_t len;
+    int depth;
+    struct {
+        const char *key;             /* NULL: an index */
+        size_t len;                  /* of key, or the index */
+    } at[WALK_DEPTH];
 } walk;
 
 static int full(const walk *w) { return w->p->more; }
+
+static void push(walk *w, const char *key, size_t len) {
+    if (w->depth < WALK_DEPTH) w->at[w->depth].key = key, w->at[w->depth].len = len;
+    w->depth++;
+}
+
+static void push_index(walk *w, size_t i) { push(w, NULL, i); }
+
+static void pop(walk *w) { w->depth--; }
+
+/* The pointer (RFC 6901: ~ as ~0, / as ~1) into out; one too long for it
+ * ends in "...". */
+static void pointer(const walk *w, char out[SVC__POINTER_MAX]) {
+    size_t o = 0, cap = SVC__POINTER_MAX - 4;
+    int cut = 0;
+    for (int d = 0; d < w->depth && d < WALK_DEPTH && !cut; d++) {
+        char index[24];
+        const char *tok = w->at[d].key;
+        size_t n = w->at[d].len;
+        if (!tok) n = (size_t)snprintf(index, sizeof index, "%zu", n), tok = index;
+        if (o + 1 >= cap) break;
+        out[o++] = '/';
+        size_t i = 0;
+        for (; i < n && o + 2 < cap; i++) {
+            if (tok[i] == '~' || tok[i] == '/') {
+                out[o++] = '~';
+                out[o++] = tok[i] == '~' ? '0' : '1';
+            } else {
+                out[o++] = tok[i];
+            }
+        }
+        cut = i < n;
+    }
+    if (cut) memcpy(out + o, "...", 3), o += 3;
+    out[o] = '\0';
+}
 
 static void problem(walk *w, const char *fmt, ...) SVC_PRINTF(2, 3);
 static void problem(walk *w, const char *fmt, ...) {
@@ -162,47 +225,11 @@ static void problem(walk *w, const char *fmt, ...) {
     }
     svc__problem *d = &p->list[p->n++];
     d->in = w->in;
-    memcpy(d->path, w->ptr, w->len + 1);
+    pointer(w, d->path);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(d->text, sizeof d->text, fmt, ap);
     va_end(ap);
-}
-
-/* Appends "/" and the escaped token (RFC 6901: ~ as ~0, / as ~1); a pointer
- * too long for the buffer ends in "..." and goes no deeper. Returns the
- * length to restore. */
-static size_t push(walk *w, const char *tok, size_t n) {
-    size_t old = w->len, cap = sizeof w->ptr - 4;
-    if (old >= cap) return old;
-    char *o = w->ptr + old;
-    *o++ = '/';
-    size_t i = 0;
-    for (; i < n && (size_t)(o - w->ptr) + 2 < cap; i++) {
-        if (tok[i] == '~' || tok[i] == '/') {
-            *o++ = '~';
-            *o++ = tok[i] == '~' ? '0' : '1';
-        } else {
-            *o++ = tok[i];
-        }
-    }
-    if (i < n) {
-        memcpy(o, "...", 3);
-        o += 3;
-    }
-    *o = '\0';
-    w->len = (size_t)(o - w->ptr);
-    return old;
-}
-
-static void pop(walk *w, size_t old) {
-    w->len = old;
-    w->ptr[old] = '\0';
-}
-
-static void push_index(walk *w, size_t i, size_t *old) {
-    char n[24];
-    *old = push(w, n, (size_t)snprintf(n, sizeof n, "%zu", i));
 }
 
 /* Characters of valid UTF-8 s[0..n), or -1 if it is not valid UTF-8
@@ -245,10 +272,22 @@ static long first_control(const unsigned char *s, size_t n, size_t *at) {
 
 static int unsafe_integer(int64_t i) { return i > (INT64_C(1) << 53) || i < -(INT64_C(1) << 53); }
 
-static const regex_t *pattern_of(const svc__schema_set *set, const svc_schema *s) {
+static const svc__pattern *pattern_of(const svc__schema_set *set, const svc_schema *s) {
     for (int i = 0; i < set->npatterns; i++)
-        if (set->patterns[i].schema == s) return &set->patterns[i].re;
+        if (set->patterns[i].schema == s) return &set->patterns[i];
     return NULL;
+}
+
+/* v[0..n) (which need not end there) matches the pattern. */
+static int pattern_match(const svc__pattern *p, const char *v, size_t n) {
+    if (!p->bytes) {
+        regmatch_t range = {.rm_so = 0, .rm_eo = (regoff_t)n};
+        return regexec(&p->re, v, 1, &range, REG_STARTEND) == 0;
+    }
+    if (n < (size_t)p->min) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(p->set[(unsigned char)v[i] >> 3] & (1u << ((unsigned char)v[i] & 7)))) return 0;
+    return 1;
 }
 
 static void check_string(walk *w, const svc_schema *s, const char *v, size_t n) {
@@ -282,10 +321,8 @@ static void check_string(walk *w, const svc_schema *s, const char *v, size_t n) 
             return;
         }
     }
-    const regex_t *re = s->pattern ? pattern_of(w->set, s) : NULL;
-    /* v[0..n) need not end at n (an element of "a,b"): REG_STARTEND bounds it. */
-    regmatch_t range = {.rm_so = 0, .rm_eo = (regoff_t)n};
-    if (re && regexec(re, v, 1, &range, REG_STARTEND) != 0) {
+    const svc__pattern *re = s->pattern ? pattern_of(w->set, s) : NULL;
+    if (re && !pattern_match(re, v, n)) {
         if (s->description) problem(w, "must be %s", s->description);
         else problem(w, "must match %s", s->pattern);
     }
@@ -334,21 +371,21 @@ static void check_object(walk *w, const svc_schema *s, const json_t *v) {
         json_t *m;
         json_object_foreach((json_t *)v, key, m) {
             const svc_field *f = s->properties;
-            while (f->name && strcmp(f->name, key) != 0) f++;
+            while (f->name && (f->name[0] != key[0] || strcmp(f->name, key) != 0)) f++;
             if (!f->name && s->open) continue;
-            size_t old = push(w, key, strlen(key));
+            push(w, key, strlen(key));
             if (!f->name) problem(w, "is an unknown field");
             else if (f->schema->read_only) problem(w, "is read-only");
             else check_value(w, f->schema, m);
-            pop(w, old);
+            pop(w);
             if (full(w)) return;
         }
     }
     for (const char *const *r = s->required; r && *r; r++) {
         if (json_object_get(v, *r)) continue;
-        size_t old = push(w, *r, strlen(*r));
+        push(w, *r, strlen(*r));
         problem(w, "is required");
-        pop(w, old);
+        pop(w);
     }
     if ((int64_t)json_object_size(v) < s->min_properties)
         problem(w, "must set at least %lld field%s", (long long)s->min_properties, s->min_properties == 1 ? "" : "s");
@@ -363,10 +400,9 @@ static void check_array(walk *w, const svc_schema *s, const json_t *v) {
     }
     if (!s->items) return;
     for (size_t i = 0; i < (size_t)n && !full(w); i++) {
-        size_t old;
-        push_index(w, i, &old);
+        push_index(w, i);
         check_value(w, s->items, json_array_get(v, i));
-        pop(w, old);
+        pop(w);
     }
 }
 
@@ -446,31 +482,35 @@ static void check_scalar_text(walk *w, const svc_schema *s, const char *v, size_
     check_number(w, s, d, 0);
 }
 
-void svc__schema_validate_text(const svc__schema_set *set, const svc_schema *s, const char *name,
-                               const char *value, const char *in, svc__problems *p) {
+void svc__schema_validate_textn(const svc__schema_set *set, const svc_schema *s, const char *name,
+                                const char *value, size_t n, const char *in, svc__problems *p) {
     walk w = {.set = set, .in = in, .p = p};
     push(&w, name, strlen(name));
-    size_t n = strlen(value);
     if (s->type != SVC_ARRAY) {
         check_scalar_text(&w, s, value, n);
         return;
     }
     /* form style, explode false: "a,b,c" */
     size_t count = 0;
-    for (const char *e = value;; count++) {
-        size_t k = strcspn(e, ",");
+    for (const char *e = value, *end = value + n;; count++) {
+        const char *comma = memchr(e, ',', (size_t)(end - e));
+        size_t k = comma ? (size_t)(comma - e) : (size_t)(end - e);
         if (s->max_items && (int64_t)count >= s->max_items) {
             problem(&w, "must have at most %lld items", (long long)s->max_items);
             return;
         }
-        size_t old;
-        push_index(&w, count, &old);
+        push_index(&w, count);
         check_scalar_text(&w, s->items, e, k);
-        pop(&w, old);
-        if (full(&w) || !e[k]) break;
-        e += k + 1;
+        pop(&w);
+        if (full(&w) || !comma) break;
+        e = comma + 1;
     }
     if ((int64_t)count + 1 < s->min_items) problem(&w, "must have at least %lld items", (long long)s->min_items);
+}
+
+void svc__schema_validate_text(const svc__schema_set *set, const svc_schema *s, const char *name,
+                               const char *value, const char *in, svc__problems *p) {
+    svc__schema_validate_textn(set, s, name, value, strlen(value), in, p);
 }
 
 void svc__problems_message(const svc__problems *p, char *out, size_t len) {
@@ -531,25 +571,37 @@ int svc__schema_prepare_app(svc_app *app, char *err, size_t errlen) {
     return SVC_OK;
 }
 
-/* Occurrences of name among the query's keys, up to 2. Keys are compared
- * percent-decoded, as svc__query_get does; a key with no escape (the usual
- * case) is compared as it is, in the one pass over the query. */
-static int query_count(const char *query, const char *name, size_t len, svc_arena *a) {
+/* Occurrences of name among the query's keys, up to 2, in one pass. Keys
+ * are compared percent-decoded, as svc__query_get does; a key with no escape
+ * (the usual case) is compared as it is. *value and *len get the first
+ * one's value when neither it nor its key has an escape ('%' or '+'), else
+ * *value is NULL (svc_req_query decodes it). */
+static int query_find(const char *query, const char *name, size_t len, svc_arena *a, const char **value,
+                      size_t *vlen) {
     int count = 0;
+    *value = NULL;
     for (const char *q = query; *q && count < 2;) {
         const char *k = q;
         int escaped = 0;
         for (; *k && *k != '=' && *k != '&'; k++) escaped |= *k == '%' || *k == '+';
         size_t klen = (size_t)(k - q);
+        int match;
         if (!escaped) {
-            count += klen == len && memcmp(q, name, len) == 0;
+            match = klen == len && memcmp(q, name, len) == 0;
         } else if (klen < SVC__POINTER_MAX) {
             char key[SVC__POINTER_MAX];
             memcpy(key, q, klen);
             key[klen] = '\0';
-            count += svc__query_get(key, name, a) != NULL;
+            match = svc__query_get(key, name, a) != NULL;
+        } else {
+            match = 0;
         }
-        while (*k && *k != '&') k++;
+        const char *v = *k == '=' ? k + 1 : k;
+        for (k = v; *k && *k != '&'; k++) escaped |= *k == '%' || *k == '+';
+        if (match && count++ == 0 && !escaped) {
+            *value = v;
+            *vlen = (size_t)(k - v);
+        }
         q = *k ? k + 1 : k;
     }
     return count;
@@ -596,8 +648,11 @@ int svc__schema_request(svc_req *req) {
     }
     const char *query = svc_req_query_string(req);
     for (const svc_param *d = spec->query; d && d->name; d++) {
-        int n = *query ? query_count(query, d->name, strlen(d->name), req->arena) : 0;
+        const char *v;
+        size_t vlen = 0;
+        int n = *query ? query_find(query, d->name, strlen(d->name), req->arena, &v, &vlen) : 0;
         if (n > 1) param_problem(&p, d->name, "must not be repeated");
+        else if (n == 1 && v) svc__schema_validate_textn(set, d->schema, d->name, v, vlen, "query", &p);
         else if (n == 1) svc__schema_validate_text(set, d->schema, d->name, svc_req_query(req, d->name), "query", &p);
         else if (d->required) param_problem(&p, d->name, "is required");
     }

@@ -154,6 +154,23 @@ TEST(parameters_are_checked_as_text) {
     CHECK(has(&p, "/n", "must be a number"));
     CHECK_EQ(p.n, 7);
     svc__schema_set_free(&set);
+    /* A pattern regexec matches (not one bracket), on an element of a list too. */
+    static const svc_schema pairs = {.type = SVC_STRING, .pattern = "^(ab)+$"};
+    static const svc_schema pair_list = {.type = SVC_ARRAY, .items = &pairs};
+    static const svc_schema dashed = {.type = SVC_STRING, .pattern = "^[-a-c.]*$"};
+    CHECK_EQ(svc__schema_prepare(&set, &pair_list, err, sizeof err), SVC_OK);
+    CHECK_EQ(svc__schema_prepare(&set, &dashed, err, sizeof err), SVC_OK);
+    memset(&p, 0, sizeof p);
+    svc__schema_validate_text(&set, &pair_list, "ok", "abab,ab", "query", &p);
+    svc__schema_validate_text(&set, &dashed, "ok2", "-a.c", "query", &p);
+    svc__schema_validate_text(&set, &dashed, "empty", "", "query", &p);
+    CHECK_EQ(p.n, 0);
+    svc__schema_validate_text(&set, &pair_list, "bad", "ab,aba", "query", &p);
+    svc__schema_validate_text(&set, &dashed, "bad2", "a-d", "query", &p);
+    CHECK(has(&p, "/bad/1", "must match ^(ab)+$"));
+    CHECK(has(&p, "/bad2", "must match ^[-a-c.]*$"));
+    CHECK_EQ(p.n, 2);
+    svc__schema_set_free(&set);
 }
 
 TEST(invalid_declarations_are_named) {
