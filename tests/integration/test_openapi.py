@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import npm_ci
-from services_fixtures import ADMIN_PASS, ADMIN_USER, bearer, login, running_system
+from conftest import Service, npm_ci
+from services_fixtures import ADMIN_PASS, ADMIN_USER, bearer, claims, login, running_system, sign_hs256
+from shop_support import gateway_config
+from test_msg_support import nats_server  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = ROOT / "tests" / "openapi"
@@ -27,7 +29,10 @@ ROUTES = {
              "/.well-known/jwks.json": {"get"}},
     "products": {"/products": {"get", "post"}, "/products/search": {"get"}, "/products/categories": {"get"},
                  "/products/category/{name}": {"get"}, "/products/{id}": {"get", "put", "patch", "delete"}},
+    "orders": {"/orders": {"get", "post"}, "/orders/{id}": {"get"}},
+    "payments": {"/payments": {"get"}},
 }
+SECRET = "openapi-test-secret-0123456789abcdef-0123"
 SAMPLE = {"id": "1", "name": "beauty"}
 
 
@@ -35,6 +40,16 @@ SAMPLE = {"id": "1", "name": "beauty"}
 def system():
     with running_system() as (auth, products):
         yield {"auth": auth, "products": products, "admin": bearer(login(auth, ADMIN_USER, ADMIN_PASS))}
+
+
+@pytest.fixture(scope="module")
+def shop(nats_server, tmp_path_factory):  # noqa: F811
+    """orders, payments and the gateway on NATS (their documents only)."""
+    env = {"NATS_URL": nats_server.url, "JWT_SECRET": SECRET}
+    conf = gateway_config(str(tmp_path_factory.mktemp("gateway")))
+    with Service("orders", env=env) as orders, Service("payments", env=env) as payments, \
+            Service("gateway", env={**env, "GATEWAY_CONFIG": conf}) as gateway:
+        yield {"orders": orders, "payments": payments, "gateway": gateway}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +76,21 @@ def test_the_document_is_valid_openapi_3_1(system, validate, tmp_path, name):
     path.write_text(json.dumps(doc))
     r = validate(path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name", ["orders", "payments", "gateway"])
+def test_every_service_serves_valid_openapi_3_1(shop, validate, tmp_path, name):
+    """The gateway's is its own routes' (the proxy's catch-all, the
+    dashboard): the merged document of the services is a later step."""
+    doc = document(shop[name])
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(doc))
+    r = validate(path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    if name != "gateway":
+        assert {p: set(ops) for p, ops in doc["paths"].items()} == {**BUILTIN, **ROUTES[name]}
+    else:
+        assert set(doc["paths"]["/{path}"]) == {"get", "post", "put", "patch", "delete", "options"}
 
 
 def test_the_validator_refuses_a_broken_document(system, validate, tmp_path):
@@ -144,3 +174,12 @@ def test_details_are_bounded(system):
 def test_numbers_beyond_2_53_are_refused(system):
     status, doc = system["products"].json("PATCH", "/products/1", {"stock": 2 ** 53 + 1}, headers=system["admin"])
     assert status == 400 and doc["error"]["details"][0]["problem"] == "must be an integer from -2^53 to 2^53", doc
+
+
+def test_payments_needs_one_positive_order_id(shop):
+    headers = bearer(sign_hs256(SECRET.encode(), claims(sub="ann", role="user", name="ann")))
+    for query, path, problem in [("", "/order_id", "is required"), ("?order_id=0", "/order_id", "must be at least 1"),
+                                 ("?order_id=1&order_id=2", "/order_id", "must not be repeated")]:
+        status, doc = shop["payments"].json("GET", "/payments" + query, headers=headers)
+        assert status == 400 and doc["error"]["details"] == [{"in": "query", "path": path, "problem": problem}], doc
+    assert shop["payments"].json("GET", "/payments?order_id=1", headers=headers) == (200, {"payments": []})
