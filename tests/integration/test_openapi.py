@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Service, npm_ci, wait_until
+from conftest import Service, binary, npm_ci, wait_until
 from services_fixtures import ADMIN_PASS, ADMIN_USER, bearer, claims, login, running_system, sign_hs256, start_auth
 from shop_support import gateway_config
 from test_msg_support import nats_server  # noqa: F401
@@ -201,3 +201,10 @@ def test_payments_needs_one_positive_order_id(shop):
         status, doc = shop["payments"].json("GET", "/payments" + query, headers=headers)
         assert status == 400 and doc["error"]["details"] == [{"in": "query", "path": path, "problem": problem}], doc
     assert shop["payments"].json("GET", "/payments?order_id=1", headers=headers) == (200, {"payments": []})
+
+
+def test_an_invalid_declaration_stops_the_start_with_exit_2():
+    r = subprocess.run([binary("testsvc")], env={"TESTSVC_BAD_SCHEMA": "1", "NATS_URL": "none", "PORT": "0"},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert 'testsvc: route GET /items/:id: path parameter "nope" is not in the pattern' in r.stderr, r.stderr
