@@ -139,8 +139,9 @@ typedef struct svc_route_spec {
 /*
  * Declares what the route (method, pattern), added before with
  * svc_app_route & co, takes and answers. spec and everything it points to
- * must outlive the app (static data). Before the handler runs, and after the
- * head hooks and before-hooks (so a 401 comes before a 400), the library
+ * must outlive the app (static data). Before the handler runs, on its thread
+ * (the thread pool for an SVC_OFFLOAD route), and after the head hooks and
+ * before-hooks (so a 401 comes before a 400), the library
  * checks the path parameters, then the query, then the body: a body needs a
  * JSON Content-Type (else 415) and must parse within the app's limits (else
  * 400 "invalid_json"); every problem then found is answered at once as

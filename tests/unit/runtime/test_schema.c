@@ -331,3 +331,22 @@ TEST(validate_outside_a_request) {
     CHECK(strncmp(err, "invalid schema: pattern ([", 26) == 0);
     json_decref(v);
 }
+
+TEST(an_offloaded_route_is_checked_on_the_thread_pool_too) {
+    setenv("JWT_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    svc_app *app = svc_app_new("schema-test", 0, NULL);
+    svc_app_put(app, "/things/:id", create, SVC_OFFLOAD);
+    CHECK_EQ(svc_app_route_spec(app, "PUT", "/things/:id", &create_spec), SVC_OK);
+    svc_test *t = svc_test_new(app);
+    const char *good = "{\"items\":[{\"product_id\":1,\"quantity\":1}]}";
+    svc_test_res *r = svc_test_request(t, "PUT", "/things/3?n=1", json_headers, good, strlen(good));
+    CHECK_EQ(svc_test_res_status(r), 201);
+    CHECK_STR(svc_test_res_body(r, NULL), "3 1");
+    svc_test_res_free(r);
+    r = svc_test_request(t, "PUT", "/things/3?n=1", json_headers, "{\"items\":[]}", 12);
+    CHECK_EQ(svc_test_res_status(r), 400);
+    json_t *d = json_object_get(json_object_get(svc_test_res_json(r), "error"), "details");
+    CHECK_STR(json_string_value(json_object_get(json_array_get(d, 0), "problem")), "must have 1 to 3 items");
+    svc_test_res_free(r);
+    svc_test_free(t);
+}
