@@ -7,7 +7,7 @@ Instructions are counted, not timed: the same binary serving the same requests
 executes nearly the same number of them whatever else the machine is doing.
 
 For each server (the demo, cached and rendered; products, GET /products?limit=30
-with a token) and each side (BASE_BIN_DIR and THIS_BIN_DIR), this starts the
+with a token, and POST /products of one product as admin) and each side (BASE_BIN_DIR and THIS_BIN_DIR), this starts the
 server under `valgrind --tool=callgrind` (WORKERS=1, NATS_URL=none, access log
 on) twice: once serving WARM requests, once WARM + N, one at a time on one
 keep-alive connection (so every request is one wake-up, one read and one
@@ -28,6 +28,7 @@ Prints one table row per server: base and this instructions per request, ratio.
 import argparse
 import contextlib
 import http.client
+import json
 import os
 import shutil
 import socket
@@ -82,13 +83,16 @@ def wait_ready(port, proc, path, headers):
     raise RuntimeError("server not ready")
 
 
-def send(conn, path, headers, n):
+def send(conn, path, headers, n, body=None):
+    """n GETs of path, or n POSTs of body (JSON) when body is given."""
+    method, want = ("POST", 201) if body else ("GET", 200)
     for _ in range(n):
-        conn.request("GET", path, headers=headers)
+        conn.request(method, path, body=body, headers=dict(headers, **({"Content-Type": "application/json"}
+                                                                       if body else {})))
         r = conn.getresponse()
         r.read()
-        if r.status != 200:
-            raise RuntimeError(f"GET {path}: {r.status}")
+        if r.status != want:
+            raise RuntimeError(f"{method} {path}: {r.status}")
 
 
 def callgrind_total(path):
@@ -99,7 +103,7 @@ def callgrind_total(path):
     raise RuntimeError(f"no totals in {path}")
 
 
-def run_once(binary, env_extra, path, headers, n, work):
+def run_once(binary, env_extra, path, headers, n, work, body=None):
     port = free_port()
     out = os.path.join(work, f"cg.{os.path.basename(binary)}.{port}")
     data = tempfile.mkdtemp(dir=work)
@@ -111,9 +115,9 @@ def run_once(binary, env_extra, path, headers, n, work):
     proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary],
                             env=env, stdout=log, stderr=subprocess.DEVNULL)
     try:
-        wait_ready(port, proc, path, headers)
+        wait_ready(port, proc, "/healthz" if body else path, headers)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        send(conn, path, headers, n)
+        send(conn, path, headers, n, body)
         conn.close()
         proc.terminate()
         if proc.wait(timeout=120) != 0:
@@ -126,9 +130,9 @@ def run_once(binary, env_extra, path, headers, n, work):
         log.close()
 
 
-def measure(binary, env_extra, path, headers, n, work):
-    short = run_once(binary, env_extra, path, headers, WARM, work)
-    full = run_once(binary, env_extra, path, headers, WARM + n, work)
+def measure(binary, env_extra, path, headers, n, work, body=None):
+    short = run_once(binary, env_extra, path, headers, WARM, work, body)
+    full = run_once(binary, env_extra, path, headers, WARM + n, work, body)
     return (full - short) / n
 
 
@@ -169,6 +173,9 @@ def main():
         ("demo, rendered", "demo", {"DEMO_CACHE": "0"}, "/products", {}),
         ("products, ?limit=30 with a token", "products", {"JWT_SECRET": SECRET},
          "/products?limit=30", bearer),
+        ("products, POST /products (admin)", "products", {"JWT_SECRET": SECRET}, "/products", bearer,
+         json.dumps({"title": "Bench lamp", "description": "A lamp\nfor benches", "category": "home-decoration",
+                     "brand": "Svckit", "price": 19.99, "stock": 7, "rating": 4.5}).encode()),
     ]
     if base_env or this_env:
         print(f"base: {a.base} {' '.join(a.base_env)}; this: {a.this} {' '.join(a.this_env)}")
@@ -179,9 +186,10 @@ def main():
     with tempfile.TemporaryDirectory(prefix="svckit-instr.") as work, contextlib.ExitStack() as stack:
         if all(os.access(os.path.join(d, "gateway"), os.X_OK) for d in (a.base, a.this)):
             servers.append(gateway_server(stack, a.this, work, bearer))
-        for label, name, env, path, headers in servers:
-            b = measure(os.path.join(a.base, name), {**env, **base_env}, path, headers, n, work)
-            t = measure(os.path.join(a.this, name), {**env, **this_env}, path, headers, n, work)
+        for label, name, env, path, headers, *body in servers:
+            body = body[0] if body else None
+            b = measure(os.path.join(a.base, name), {**env, **base_env}, path, headers, n, work, body)
+            t = measure(os.path.join(a.this, name), {**env, **this_env}, path, headers, n, work, body)
             print(f"| {label} | {b:,.0f} | {t:,.0f} | {t / b:.3f} |", flush=True)
     return 0
 

@@ -1,12 +1,14 @@
 /*
  * Fuzzes what orders makes of outside bytes (services/orders/validate.c,
  * included here: the Makefile links a fuzz target with the library only):
- * a POST /orders body through svc_json_parse and orders_parse_body, and
+ * a POST /orders body through svc_json_parse, the declared schema's check
+ * (orders_new, as the library makes it before the handler) and
+ * orders_parse_body, and
  * any JSON number as a price through orders_price_cents.
  *
  * Besides the sanitizers it checks, on every input:
  *
- *  1. An accepted body has 1..ORDERS_MAX_LINES lines, each product_id in
+ *  1. An accepted body (both checks) has 1..ORDERS_MAX_LINES lines, each product_id in
  *     1..2^53-1 and quantity in 1..100, no product twice; a refused one
  *     says why (a non-empty message).
  *  2. A price that converts is within half a cent (plus the double's own
@@ -17,6 +19,7 @@
 #include <string.h>
 
 #include "../services/orders/validate.c"
+#include "runtime/schema.h"
 
 #include "fuzz_util.h"
 
@@ -35,7 +38,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     order_line lines[ORDERS_MAX_LINES];
     int n = -1;
     char err[160] = "";
-    if (orders_parse_body(doc, lines, &n, err, sizeof err) == SVC_OK) {
+    /* As a request: the declaration's check (the library's), then the rule
+     * orders_parse_body adds. */
+    static svc__schema_set set;
+    static int prepared;
+    if (!prepared) {
+        CHECK(svc__schema_prepare(&set, &orders_new, err, sizeof err) == SVC_OK);
+        prepared = 1;
+    }
+    svc__problems problems = {0};
+    svc__schema_validate(&set, &orders_new, doc, "body", &problems);
+    if (problems.n) {
+        svc__problems_message(&problems, err, sizeof err);
+        CHECK(err[0] != '\0');
+    } else if (orders_parse_body(doc, lines, &n, err, sizeof err) == SVC_OK) {
         CHECK(n >= 1 && n <= ORDERS_MAX_LINES);
         for (int i = 0; i < n; i++) {
             CHECK(lines[i].product_id >= 1 && lines[i].product_id <= ORDERS_MAX_PRODUCT_ID);

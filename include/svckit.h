@@ -22,6 +22,7 @@
 #include "svckit/core.h"
 #include "svckit/json.h"
 #include "svckit/app.h"
+#include "svckit/schema.h"
 #include "svckit/obs.h"
 #include "svckit/auth.h"
 #include "svckit/client.h"

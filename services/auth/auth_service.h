@@ -15,6 +15,7 @@
 #define AUTH_USERNAME_RULE "3-32 characters of a-z 0-9 . _ -, not ending in a dot"
 #define AUTH_PASSWORD_MIN 8
 #define AUTH_PASSWORD_MAX SVC_PASSWORD_MAX
+#define AUTH_PASSWORD_RULE "8-128 bytes"
 #define AUTH_TRUSTED_PROXIES_MAX 32     /* entries of TRUSTED_PROXIES */
 
 typedef struct user {
@@ -24,15 +25,19 @@ typedef struct user {
     char password_hash[SVC_PASSWORD_HASH_MAX];
 } user;
 
+/* The bodies of /auth/register (username AUTH_USERNAME_RULE) and
+ * /auth/login (strings of sane length), both {"username","password"} and no
+ * other field, as declared routes (svckit/schema.h). */
+extern const svc_schema auth_register_body;
+extern const svc_schema auth_login_body;
 /*
- * Takes "username" and "password" from a JSON object. strict (register):
- * username AUTH_USERNAME_RULE, password 8-128 bytes, no other fields. Not
- * strict (login): both must be strings of sane length, nothing more, so that
- * a login never reveals which rule a stored account follows. Pointers are
- * into body. SVC_OK or SVC_EINVAL with a message.
+ * Reads a body checked against one of them, and checks the password's
+ * length in bytes (what a schema, counting characters, cannot say): strict
+ * (register) AUTH_PASSWORD_RULE, else at most AUTH_PASSWORD_MAX. Pointers
+ * are into body. SVC_OK or SVC_EINVAL with a message.
  */
-int auth_parse_credentials(const json_t *body, const char **username, const char **password,
-                           size_t *password_len, int strict, char *err, size_t errlen);
+int auth_read_credentials(const json_t *body, const char **name, const char **pass, size_t *password_len,
+                          int strict, char *err, size_t errlen);
 
 int users_open(const char *data_dir, svc_db **out);
 /* SVC_OK, SVC_EEXIST (taken) or an error. */

@@ -54,13 +54,14 @@ typedef struct auth_app {
 
 /* ---- handlers --------------------------------------------------------------- */
 
-/* Reads {"username","password"} and checks both; SVC_EINVAL after writing a 400 (or 415). */
+/* Reads {"username","password"} (declared: checked) and the password's
+ * length in bytes; SVC_EINVAL after writing a 400. */
 static int read_credentials(svc_req *req, svc_res *res, const char **name, const char **pass, size_t *plen,
                             int strict) {
     json_t *body = svc_req_json(req, res);
     if (!body) return SVC_EINVAL;
     char err[128];
-    if (auth_parse_credentials(body, name, pass, plen, strict, err, sizeof err) != SVC_OK) {
+    if (auth_read_credentials(body, name, pass, plen, strict, err, sizeof err) != SVC_OK) {
         svc_res_error(res, 400, "bad_request", "%s", err);
         return SVC_EINVAL;
     }
@@ -258,6 +259,17 @@ static void on_stop(svc_app *app, void *ud) {
     svc_buf_free(&a->jwks_doc);
 }
 
+static const svc_route_spec register_spec = {
+    "Create an account (role user)", .body = &auth_register_body,
+    .responses = (const svc_response[]){{201, "{\"id\",\"username\",\"role\"}", NULL},
+                                        {409, "the username is taken", NULL}, {0}},
+};
+static const svc_route_spec login_spec = {
+    "Log in: a token, and the same as an HttpOnly cookie", .body = &auth_login_body,
+    .responses = (const svc_response[]){{200, "{\"access_token\",\"token_type\":\"Bearer\",\"expires_in\"}", NULL},
+                                        {401, "invalid username or password", NULL}, {0}},
+};
+
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("auth", argc, argv);
     svc_app_default_port(app, 8081);
@@ -276,6 +288,8 @@ int main(int argc, char **argv) {
     svc_app_post(app, "/auth/login", login, SVC_OFFLOAD);
     svc_app_get(app, "/auth/me", me, SVC_AUTH_USER);
     svc_app_get(app, "/.well-known/jwks.json", jwks, 0);
+    svc_app_route_spec(app, "POST", "/auth/register", &register_spec);
+    svc_app_route_spec(app, "POST", "/auth/login", &login_spec);
     svc_app_on_start(app, on_start, &a);
     svc_app_on_stop(app, on_stop, &a);
     int rc = svc_app_run(app);

@@ -24,44 +24,39 @@ int users_open(const char *data_dir, svc_db **out) {
     return svc_db_open(path, migrations, sizeof migrations / sizeof migrations[0], out);
 }
 
-/* A name that ends in a dot (".", "..", "alice.") reads as a path or a
- * fully-qualified host name to whatever later puts it in a URL, a file name
- * or a log; it is refused. */
-static int username_ok(const char *s, size_t n) {
-    if (n < AUTH_USERNAME_MIN || n > AUTH_USERNAME_MAX || s[n - 1] == '.') return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) return 0;
-    }
-    return 1;
-}
+/* What /auth/register and /auth/login take (svckit/schema.h: the library
+ * checks it before the handler). A name that ends in a dot (".", "..",
+ * "alice.") reads as a path or a fully-qualified host name to whatever later
+ * puts it in a URL, a file name or a log; the pattern refuses it. */
+static const svc_schema username_schema = {.type = SVC_STRING, .min_length = AUTH_USERNAME_MIN,
+                                    .max_length = AUTH_USERNAME_MAX, .pattern = "^[a-z0-9._-]*[a-z0-9_-]$",
+                                    .description = AUTH_USERNAME_RULE};
+static const svc_schema password_schema = {.type = SVC_STRING, .min_length = 1, .description = AUTH_PASSWORD_RULE};
+static const char *const both[] = {"username", "password", NULL};
+const svc_schema auth_register_body = {
+    .type = SVC_OBJECT,
+    .properties = (const svc_field[]){{"username", &username_schema}, {"password", &password_schema}, {0}},
+    .required = both,
+};
+/* A login takes any name of sane length: a malformed one is simply an
+ * unknown user, so that a login never reveals which rule an account follows. */
+static const svc_schema any_name = {.type = SVC_STRING, .min_length = 1, .max_length = AUTH_USERNAME_MAX};
+const svc_schema auth_login_body = {
+    .type = SVC_OBJECT,
+    .properties = (const svc_field[]){{"username", &any_name}, {"password", &password_schema}, {0}},
+    .required = both,
+};
 
-/* body comes from svc_req_json, that is svc_json_parse, which refuses NUL in
- * strings: the lengths below are those of C strings. */
-int auth_parse_credentials(const json_t *body, const char **username, const char **password,
-                           size_t *password_len, int strict, char *err, size_t errlen) {
-    static const char *const fields[] = {"username", "password", NULL};
-    const char *unknown;
-    if (svc_json_only_keys(body, fields, &unknown) != SVC_OK) {
-        if (unknown) snprintf(err, errlen, "unknown field \"%.40s\"", unknown);
-        else snprintf(err, errlen, "request body must be a JSON object");
-        return SVC_EINVAL;
-    }
-    json_t *u = json_object_get(body, "username"), *p = json_object_get(body, "password");
-    if (!json_is_string(u) || !json_is_string(p)) {
-        snprintf(err, errlen, "username and password must be strings");
-        return SVC_EINVAL;
-    }
-    size_t ulen = json_string_length(u), plen = json_string_length(p);
-    *username = json_string_value(u);
-    *password = json_string_value(p);
-    *password_len = plen;
-    if (ulen == 0 || ulen > AUTH_USERNAME_MAX || (strict && !username_ok(*username, ulen))) {
-        snprintf(err, errlen, "username must be %s", AUTH_USERNAME_RULE);
-        return SVC_EINVAL;
-    }
-    if (plen == 0 || plen > AUTH_PASSWORD_MAX || (strict && plen < AUTH_PASSWORD_MIN)) {
-        snprintf(err, errlen, "password must be %d-%d bytes", AUTH_PASSWORD_MIN, AUTH_PASSWORD_MAX);
+_Static_assert(AUTH_PASSWORD_MIN == 8 && AUTH_PASSWORD_MAX == 128, "AUTH_PASSWORD_RULE says 8-128 bytes");
+
+int auth_read_credentials(const json_t *body, const char **name, const char **pass, size_t *password_len,
+                          int strict, char *err, size_t errlen) {
+    json_t *p = json_object_get(body, "password");
+    *name = json_string_value(json_object_get(body, "username"));
+    *pass = json_string_value(p);
+    *password_len = json_string_length(p);
+    if (*password_len > AUTH_PASSWORD_MAX || (strict && *password_len < AUTH_PASSWORD_MIN)) {
+        snprintf(err, errlen, "password must be %s", AUTH_PASSWORD_RULE);
         return SVC_EINVAL;
     }
     return SVC_OK;
@@ -140,7 +135,10 @@ int users_ensure_admin(svc_db *db, const char *data_dir, const char *username, c
     int64_t admins = sqlite3_column_int64(s, 0);
     sqlite3_reset(s);
     if (admins > 0) return SVC_OK;
-    if (!username_ok(username, strlen(username))) {
+    json_t *name = json_string(username);
+    int valid = name && svc_schema_validate(&username_schema, name, NULL, 0) == SVC_OK;
+    json_decref(name);
+    if (!valid) {
         svc_error("invalid configuration: ADMIN_USERNAME=\"%.40s\": expected %s", username, AUTH_USERNAME_RULE);
         return SVC_EINVAL;
     }

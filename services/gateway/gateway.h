@@ -391,6 +391,9 @@ size_t gw_trace_clean(const char *data, size_t len, const char *trace_id, gw_spa
 typedef struct gw_state gw_state;
 /* Declares DASHBOARD_TOKEN and the /dashboard routes. Before svc_app_run. */
 void gw_dashboard_routes(svc_app *app);
+/* openapi.c: GET /openapi.json, the merged document of the services' routes
+ * the route table exposes (asked of each service when requested). */
+void gw_openapi_route(svc_app *app);
 /* Reads DASHBOARD_TOKEN: SVC_EINVAL, logged, when malformed. From on_start,
  * before anything is allocated. */
 int gw_dashboard_config(svc_app *app);

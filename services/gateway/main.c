@@ -155,6 +155,7 @@ int main(int argc, char **argv) {
     svc_app_set_data(app, state);
     for (const char *const *m = methods; *m; m++) svc_app_route(app, *m, GW_PROXY_ROUTE, gw_proxy, 0);
     gw_dashboard_routes(app);
+    gw_openapi_route(app);
     svc_app_use_head(app, gw_edge_check, state);
     svc_app_use(app, NULL, gw_cors_after, state);
     if (gw_discovery_listen(app) != SVC_OK) {

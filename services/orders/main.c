@@ -186,9 +186,8 @@ static svc_outcome answer(svc_res *res, int rc, svc_buf *b, int64_t id) {
 
 /* Someone else's order is a 404, exactly as one that does not exist. */
 static svc_outcome get_order(svc_req *req, svc_res *res) {
-    int64_t id;
-    if (svc_req_param_i64(req, "id", &id) != SVC_OK || id < 1)
-        return svc_res_error(res, 400, "bad_request", "id must be a positive integer");
+    int64_t id = 0;
+    svc_req_param_i64(req, "id", &id); /* declared: a positive integer */
     svc_buf b = {0};
     svc_jw w;
     svc_jw_init(&w, &b);
@@ -197,18 +196,16 @@ static svc_outcome get_order(svc_req *req, svc_res *res) {
     return answer(res, rc, &b, id);
 }
 
-static int query_int(const svc_req *req, const char *name, int64_t def, int64_t min, int64_t max, int64_t *out) {
+/* A declared query integer, checked already; def when absent. */
+static int64_t query_int(const svc_req *req, const char *name, int64_t def) {
     const char *v = svc_req_query(req, name);
-    *out = def;
-    return !v || (svc_parse_i64(v, out) == SVC_OK && *out >= min && *out <= max) ? SVC_OK : SVC_EINVAL;
+    int64_t n = def;
+    if (v) svc_parse_i64(v, &n);
+    return n;
 }
 
 static svc_outcome list_orders(svc_req *req, svc_res *res) {
-    int64_t limit, skip;
-    if (query_int(req, "limit", ORDERS_DEFAULT_LIMIT, 0, ORDERS_MAX_LIMIT, &limit) != SVC_OK)
-        return svc_res_error(res, 400, "bad_request", "limit must be an integer from 0 to %d", ORDERS_MAX_LIMIT);
-    if (query_int(req, "skip", 0, 0, ORDERS_MAX_SKIP, &skip) != SVC_OK)
-        return svc_res_error(res, 400, "bad_request", "skip must be an integer from 0 to %d", ORDERS_MAX_SKIP);
+    int64_t limit = query_int(req, "limit", ORDERS_DEFAULT_LIMIT), skip = query_int(req, "skip", 0);
     svc_buf b = {0};
     svc_jw w;
     svc_jw_init(&w, &b);
@@ -248,6 +245,22 @@ static void on_stop(svc_app *app, void *ud) {
     oa->db = NULL;
 }
 
+static const svc_route_spec create_spec = {
+    "Place an order (Idempotency-Key: the same key and body give the same order)", .body = &orders_new,
+    .responses = (const svc_response[]){{201, "the order placed, pending", NULL},
+                                        {200, "the order the key placed before", NULL},
+                                        {422, "a product does not exist", NULL},
+                                        {0}},
+};
+static const svc_route_spec list_spec = {
+    "List orders (the caller's; an admin's: every one)", .query = orders_list_query,
+    .responses = (const svc_response[]){{200, "{\"orders\",\"total\",\"skip\",\"limit\"}", NULL}, {0}},
+};
+static const svc_route_spec get_spec = {
+    "Get an order (the caller's own, or any for an admin)", .path = orders_id_path,
+    .responses = (const svc_response[]){{200, "the order", NULL}, {404, "no such order of the caller's", NULL}, {0}},
+};
+
 int main(int argc, char **argv) {
     setenv("UV_THREADPOOL_SIZE", ORDERS_POOL_THREADS, 0);
     svc_app *app = svc_app_new("orders", argc, argv);
@@ -258,6 +271,9 @@ int main(int argc, char **argv) {
     svc_app_post(app, "/orders", create_order, SVC_AUTH_USER);
     svc_app_get(app, "/orders", list_orders, SVC_AUTH_USER);
     svc_app_get(app, "/orders/:id", get_order, SVC_AUTH_USER);
+    svc_app_route_spec(app, "POST", "/orders", &create_spec);
+    svc_app_route_spec(app, "GET", "/orders", &list_spec);
+    svc_app_route_spec(app, "GET", "/orders/:id", &get_spec);
     svc_app_on_stream_db(app, SAGA_STREAM, "stock.rejected", "orders-stock", SAGA_ACK_WAIT_MS, &oa.stock_rejected);
     svc_app_on_stream_db(app, SAGA_STREAM, "payment.>", "orders-payments", SAGA_ACK_WAIT_MS, &oa.payments);
     svc_app_ready_check(app, "orders", db_ready, &oa);

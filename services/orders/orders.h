@@ -5,7 +5,7 @@
  *   main.c      routes and handlers (HTTP in, JSON out), the saga consumers, start-up
  *   store.c     the SQLite schema, the write closures (an order placed, an event
  *               applied) and every query
- *   validate.c  the POST body -> checked lines, a price -> integer cents
+ *   validate.c  the routes' declared input, checked body -> lines, a price -> integer cents
  */
 #ifndef ORDERS_H
 #define ORDERS_H
@@ -36,8 +36,14 @@ typedef struct order_line {
     int64_t price_cents;
 } order_line;
 
-/* validate.c. Checks a POST /orders body: SVC_OK and the lines, or
- * SVC_EINVAL with a message for a 400. lines has ORDERS_MAX_LINES room. */
+/* validate.c. What the routes take: the POST /orders body, the list's
+ * query, an order's id. */
+extern const svc_schema orders_new;
+extern const svc_param orders_list_query[];
+extern const svc_param orders_id_path[];
+/* The lines of a body checked against orders_new: SVC_OK, or SVC_EINVAL
+ * with a message for a 400 when a product is in two lines (the rule the
+ * declaration cannot state). lines has ORDERS_MAX_LINES room. */
 int orders_parse_body(const json_t *body, order_line *lines, int *n, char *err, size_t errlen);
 /* A product's price (a JSON number of products' answer) in integer cents,
  * exactly: the number's shortest decimal text times 100, half-cents and

@@ -1,4 +1,5 @@
-/* POST /orders bodies -> checked lines; products' prices -> integer cents. */
+/* What orders' routes take (declared, svckit/schema.h: the library checks
+ * it), checked bodies -> lines; products' prices -> integer cents. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,53 +13,50 @@
 _Static_assert((int64_t)PRICE_MAX * 100 <= INT64_MAX / ORDERS_MAX_QUANTITY / ORDERS_MAX_LINES,
                "PRICE_MAX, ORDERS_MAX_QUANTITY and ORDERS_MAX_LINES let an order's total overflow");
 
-static int want_int(const json_t *v, const char *name, int i, int64_t min, int64_t max, int64_t *out, char *err,
-                    size_t errlen) {
-    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
-        snprintf(err, errlen, "items[%d].%s must be an integer from %lld to %lld", i, name, (long long)min,
-                 (long long)max);
-        return SVC_EINVAL;
-    }
-    *out = (int64_t)json_integer_value(v);
-    return SVC_OK;
-}
+#define RANGE(lo, hi) .has_min = 1, .has_max = 1, .minimum = (lo), .maximum = (hi)
+
+static const svc_schema product_id = {.type = SVC_INTEGER, RANGE(1, ORDERS_MAX_PRODUCT_ID)};
+static const svc_schema quantity = {.type = SVC_INTEGER, RANGE(1, ORDERS_MAX_QUANTITY)};
+static const char *const line_required[] = {"product_id", "quantity", NULL};
+static const svc_schema line = {
+    .type = SVC_OBJECT,
+    .properties = (const svc_field[]){{"product_id", &product_id}, {"quantity", &quantity}, {0}},
+    .required = line_required,
+};
+static const svc_schema lines_schema = {.type = SVC_ARRAY, .items = &line, .min_items = 1,
+                                        .max_items = ORDERS_MAX_LINES};
+static const char *const body_required[] = {"items", NULL};
+const svc_schema orders_new = {
+    .type = SVC_OBJECT,
+    .properties = (const svc_field[]){{"items", &lines_schema}, {0}},
+    .required = body_required,
+};
+
+static const svc_schema limit = {.type = SVC_INTEGER, RANGE(0, ORDERS_MAX_LIMIT)};
+static const svc_schema skip = {.type = SVC_INTEGER, RANGE(0, ORDERS_MAX_SKIP)};
+const svc_param orders_list_query[] = {
+    {"limit", &limit, 0, "orders per page (default 30)"},
+    {"skip", &skip, 0, "orders to skip"},
+    {0},
+};
+static const svc_schema id = {.type = SVC_INTEGER, .has_min = 1, .minimum = 1};
+const svc_param orders_id_path[] = {{"id", &id, 1, NULL}, {0}};
 
 int orders_parse_body(const json_t *body, order_line *lines, int *n, char *err, size_t errlen) {
-    static const char *const top[] = {"items", NULL};
-    static const char *const line_keys[] = {"product_id", "quantity", NULL};
-    const char *unknown = NULL;
-    if (!json_is_object(body) || svc_json_only_keys(body, top, &unknown) != SVC_OK) {
-        if (unknown) snprintf(err, errlen, "unknown field \"%.40s\"", unknown);
-        else snprintf(err, errlen, "request body must be a JSON object {\"items\":[...]}");
-        return SVC_EINVAL;
-    }
     const json_t *items = json_object_get(body, "items");
     size_t count = json_array_size(items);
-    if (!json_is_array(items) || count < 1 || count > ORDERS_MAX_LINES) {
-        snprintf(err, errlen, "items must be an array of 1 to %d lines", ORDERS_MAX_LINES);
-        return SVC_EINVAL;
-    }
     for (size_t i = 0; i < count; i++) {
         const json_t *it = json_array_get(items, i);
-        unknown = NULL;
-        if (!json_is_object(it) || svc_json_only_keys(it, line_keys, &unknown) != SVC_OK) {
-            if (unknown) snprintf(err, errlen, "items[%zu]: unknown field \"%.40s\"", i, unknown);
-            else snprintf(err, errlen, "items[%zu] must be an object {\"product_id\",\"quantity\"}", i);
-            return SVC_EINVAL;
-        }
         order_line *l = &lines[i];
-        if (want_int(json_object_get(it, "product_id"), "product_id", (int)i, 1, ORDERS_MAX_PRODUCT_ID,
-                     &l->product_id, err, errlen) != SVC_OK ||
-            want_int(json_object_get(it, "quantity"), "quantity", (int)i, 1, ORDERS_MAX_QUANTITY, &l->quantity, err,
-                     errlen) != SVC_OK)
-            return SVC_EINVAL;
+        l->product_id = json_integer_value(json_object_get(it, "product_id"));
+        l->quantity = json_integer_value(json_object_get(it, "quantity"));
+        l->price_cents = 0;
         for (size_t j = 0; j < i; j++)
             if (lines[j].product_id == l->product_id) {
                 snprintf(err, errlen, "items[%zu]: product %lld is already in items[%zu]", i,
                          (long long)l->product_id, j);
                 return SVC_EINVAL;
             }
-        l->price_cents = 0;
     }
     *n = (int)count;
     return SVC_OK;

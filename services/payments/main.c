@@ -15,10 +15,8 @@
 /* The charges of an order: the owner's or, for an admin, anyone's. Someone
  * else's order lists nothing, exactly as an order without charges does. */
 static svc_outcome list_payments(svc_req *req, svc_res *res) {
-    const char *q = svc_req_query(req, "order_id");
-    int64_t order_id;
-    if (!q || svc_parse_i64(q, &order_id) != SVC_OK || order_id < 1)
-        return svc_res_error(res, 400, "bad_request", "order_id must be a positive integer");
+    int64_t order_id = 0;
+    svc_parse_i64(svc_req_query(req, "order_id"), &order_id); /* declared: required, a positive integer */
     const svc_claims *cl = svc_req_claims(req);
     payments_app *pa = svc_req_app_data(req);
     svc_buf b = {0};
@@ -92,6 +90,14 @@ static void on_stop(svc_app *app, void *ud) {
     svc_db_close(db);
 }
 
+static const svc_schema positive = {.type = SVC_INTEGER, .has_min = 1, .minimum = 1};
+static const svc_route_spec list_spec = {
+    "An order's payments (the caller's own order, or any for an admin)",
+    .query = (const svc_param[]){{"order_id", &positive, 1, "the order"}, {0}},
+    .responses = (const svc_response[]){{200, "{\"payments\":[{\"id\",\"order_id\",\"amount_cents\",\"status\",\"created_at\"}]}", NULL},
+                                        {0}},
+};
+
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("payments", argc, argv);
     svc_app_default_port(app, PAYMENTS_DEFAULT_PORT);
@@ -100,6 +106,7 @@ int main(int argc, char **argv) {
     svc_app_env_declare(app, "PAYMENT_FAIL_RATE", "0", "share of charges the simulated provider declines, 0 to 1");
     svc_app_env_declare(app, "PAYMENT_LATENCY_MS", "0", "milliseconds each simulated charge takes");
     svc_app_get(app, "/payments", list_payments, SVC_AUTH_USER);
+    svc_app_route_spec(app, "GET", "/payments", &list_spec);
     svc_app_on_stream_batch(app, SAGA_STREAM, "stock.reserved", PAYMENTS_DURABLE, SAGA_ACK_WAIT_MS,
                             payments_on_stock_reserved, &pa);
     svc_app_ready_check(app, "payments", db_ready, &pa);

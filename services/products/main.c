@@ -44,9 +44,7 @@ static svc_outcome storage_error(svc_res *res, int rc) {
 static svc_outcome render_list(svc_req *req, svc_res *res, svc_jw *w, const void *arg) {
     (void)arg;
     list_query q;
-    char err[160];
-    if (products_parse_list_query(req, &q, err, sizeof err) != SVC_OK)
-        return svc_res_error(res, 400, "bad_request", "%s", err);
+    products_list_query_read(req, &q);
     const char *name = svc_req_param(req, "name");
     if (name) {
         if (strlen(name) > PRODUCTS_CATEGORY_MAX) return svc_res_error(res, 404, "not_found", "no such category");
@@ -72,19 +70,17 @@ static svc_outcome list_categories(svc_req *req, svc_res *res) {
     return cached_read(req, res, render_categories, NULL);
 }
 
-static int parse_id(svc_req *req, svc_res *res, int64_t *id) {
-    if (svc_req_param_i64(req, "id", id) != SVC_OK || *id < 1) {
-        svc_res_error(res, 400, "bad_request", "id must be a positive integer");
-        return SVC_EINVAL;
-    }
-    return SVC_OK;
+/* The declared id: a positive integer, checked before the handler. */
+static int64_t param_id(svc_req *req) {
+    int64_t id = 0;
+    svc_req_param_i64(req, "id", &id);
+    return id;
 }
 
 /* A product's ETag comes from its version, the same in the answer to a write,
  * so a client can GET, edit, and write back with If-Match. */
 static svc_outcome get_product(svc_req *req, svc_res *res) {
-    int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
+    int64_t id = param_id(req);
     svc_db *db = db_of(req);
     int64_t version = svc_db_version(db);
     if (svc_cache_serve(req, res, version)) return SVC_DONE;
@@ -123,14 +119,9 @@ static svc_outcome write_result(svc_res *res, int rc, int status, const product 
 }
 
 static svc_outcome create_product(svc_req *req, svc_res *res) {
-    json_t *body = svc_req_json(req, res);
-    if (!body) return SVC_DONE;
     product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
     if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
-    unsigned set;
-    char err[160];
-    if (products_parse_body(body, F_REQUIRED, in, &set, err, sizeof err) != SVC_OK)
-        return svc_res_error(res, 400, "bad_request", "%s", err);
+    products_body_read(svc_req_json(req, res), in);
     int rc = catalog_create(db_of(req), in, in + 1);
     if (rc == SVC_OK) {
         char loc[48];
@@ -143,24 +134,16 @@ static svc_outcome create_product(svc_req *req, svc_res *res) {
 /* PUT replaces every writable field (absent optional ones reset to their
  * defaults); PATCH changes only the fields it carries. */
 static svc_outcome update_product(svc_req *req, svc_res *res) {
-    int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
-    json_t *body = svc_req_json(req, res);
-    if (!body) return SVC_DONE;
-    int full = strcmp(svc_req_method(req), "PUT") == 0;
+    int64_t id = param_id(req);
     product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
     if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
-    unsigned set;
-    char err[160];
-    if (products_parse_body(body, full ? F_REQUIRED : 0, in, &set, err, sizeof err) != SVC_OK)
-        return svc_res_error(res, 400, "bad_request", "%s", err);
-    if (full) set = F_WRITABLE;
+    unsigned set = products_body_read(svc_req_json(req, res), in);
+    if (strcmp(svc_req_method(req), "PUT") == 0) set = F_WRITABLE;
     return write_result(res, catalog_update(db_of(req), id, in, set, check_preconditions, res, in + 1), 200, in + 1, id);
 }
 
 static svc_outcome delete_product(svc_req *req, svc_res *res) {
-    int64_t id;
-    if (parse_id(req, res, &id) != SVC_OK) return SVC_DONE;
+    int64_t id = param_id(req);
     product *p = svc_arena_alloc(svc_req_arena(req), sizeof *p);
     if (!p) return svc_res_error(res, 503, "unavailable", "out of memory");
     int rc = catalog_delete(db_of(req), id, check_preconditions, res, p);
@@ -214,20 +197,58 @@ static void on_stop(svc_app *app, void *ud) {
     pa->search_limit = NULL;
 }
 
+/* ---- the routes ------------------------------------------------------------- */
+
+typedef struct route {
+    const char *method, *pattern;
+    svc_handler handler;
+    unsigned flags;
+    svc_route_spec spec;
+} route;
+
+#define ANSWERS(status, what, schema) \
+    (const svc_response[]) { {status, what, schema}, {404, "no such product", NULL}, {0} }
+#define WRITE (SVC_AUTH_ADMIN | SVC_OFFLOAD)
+
+static const route routes[] = {
+    {"GET", "/products", list_products, SVC_AUTH_USER,
+     {"List products", .query = products_list_query,
+      .responses = (const svc_response[]){{200, "a page of products", &products_page}, {0}}}},
+    {"GET", "/products/search", list_products, SVC_AUTH_USER,
+     {"Search products", .query = products_search_query,
+      .responses = (const svc_response[]){{200, "a page of the products found", &products_page}, {0}}}},
+    {"GET", "/products/categories", list_categories, SVC_AUTH_USER,
+     {"List the categories",
+      .responses = (const svc_response[]){{200, "every category", &products_categories}, {0}}}},
+    {"GET", "/products/category/:name", list_products, SVC_AUTH_USER,
+     {"List a category's products", .query = products_list_query,
+      .responses = ANSWERS(200, "a page of the category's products", &products_page)}},
+    {"GET", "/products/:id", get_product, SVC_AUTH_USER,
+     {"Get a product", .path = products_id_path, .responses = ANSWERS(200, "the product", &products_product)}},
+    {"POST", "/products", create_product, WRITE,
+     {"Create a product", .body = &products_new,
+      .responses = (const svc_response[]){{201, "the product created", &products_product}, {0}}}},
+    {"PUT", "/products/:id", update_product, WRITE,
+     {"Replace a product", .path = products_id_path, .body = &products_new,
+      .responses = ANSWERS(200, "the product as stored", &products_product)}},
+    {"PATCH", "/products/:id", update_product, WRITE,
+     {"Change some fields of a product", .path = products_id_path, .body = &products_change,
+      .responses = ANSWERS(200, "the product as stored", &products_product)}},
+    {"DELETE", "/products/:id", delete_product, WRITE,
+     {"Delete a product", .path = products_id_path,
+      .responses = ANSWERS(200, "the product deleted, with isDeleted and deletedOn", &products_product)}},
+    {0},
+};
+
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("products", argc, argv);
     svc_app_default_port(app, 8082);
     products_app pa = {.orders = {.effect = stock_on_order_event}};
     svc_app_set_data(app, &pa);
-    svc_app_get(app, "/products", list_products, SVC_AUTH_USER);
-    svc_app_get(app, "/products/search", list_products, SVC_AUTH_USER);
-    svc_app_get(app, "/products/categories", list_categories, SVC_AUTH_USER);
-    svc_app_get(app, "/products/category/:name", list_products, SVC_AUTH_USER);
-    svc_app_get(app, "/products/:id", get_product, SVC_AUTH_USER);
-    svc_app_post(app, "/products", create_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
-    svc_app_put(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
-    svc_app_patch(app, "/products/:id", update_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
-    svc_app_delete(app, "/products/:id", delete_product, SVC_AUTH_ADMIN | SVC_OFFLOAD);
+    for (const route *r = routes; r->method; r++) {
+        svc_app_route(app, r->method, r->pattern, r->handler, r->flags);
+        svc_app_route_spec(app, r->method, r->pattern, &r->spec);
+    }
     svc_app_on_stream_db(app, SAGA_STREAM, "orders.>", "products-stock", SAGA_ACK_WAIT_MS, &pa.orders);
     svc_app_ready_check(app, "catalog", db_ready, &pa);
     search_declare(app);

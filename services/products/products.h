@@ -3,7 +3,7 @@
  *
  *   main.c      routes and handlers (HTTP in, JSON out), the response cache
  *   catalog.c   the SQLite schema, seed data and every query
- *   validate.c  request bodies and query strings -> checked values, precise errors
+ *   validate.c  the routes' declared parameters, bodies and answers; checked values -> structs
  *   search.c    the search query, and the per-user limit on uncached searches
  *   stock.c     stock reservations of the checkout saga (orders.created, orders.cancelled)
  */
@@ -37,8 +37,6 @@ extern const char *const product_fields[F_COUNT + 1];   /* NULL-terminated */
 /* Fields a client may write. */
 #define F_WRITABLE ((1u << F_TITLE) | (1u << F_DESCRIPTION) | (1u << F_CATEGORY) | (1u << F_BRAND) | \
                     (1u << F_PRICE) | (1u << F_STOCK) | (1u << F_RATING))
-/* Fields a full replacement (POST, PUT) must carry. */
-#define F_REQUIRED ((1u << F_TITLE) | (1u << F_CATEGORY) | (1u << F_PRICE))
 
 typedef struct product {
     int64_t id;
@@ -76,13 +74,21 @@ typedef struct list_query {
     const char *category;   /* NULL: every category */
 } list_query;
 
-/* validate.c: each returns SVC_OK or SVC_EINVAL with a message for a 400. */
-int products_parse_list_query(svc_req *req, list_query *q, char *err, size_t errlen);
-/* Checks a JSON body; sets the fields present in *p and their bits in *set.
- * required is F_REQUIRED for POST/PUT, 0 for PATCH (which needs at least one).
- * body comes from svc_json_parse (svc_req_json), so its strings hold no NUL. */
-int products_parse_body(const json_t *body, unsigned required, product *p, unsigned *set, char *err,
-                        size_t errlen);
+/* validate.c: what the routes take and answer (svckit/schema.h), and
+ * readers of what the library has checked against it. */
+extern const svc_schema products_product;    /* a product, as answered */
+extern const svc_schema products_new;        /* POST, PUT body: a whole product */
+extern const svc_schema products_change;     /* PATCH body: some fields */
+extern const svc_schema products_page;       /* {"products","total","skip","limit"} */
+extern const svc_schema products_categories; /* [{"slug","name","url"}] */
+extern const svc_param products_list_query[];
+extern const svc_param products_search_query[];
+extern const svc_param products_id_path[];
+/* The list request's parameters, checked against products_list_query. */
+void products_list_query_read(svc_req *req, list_query *q);
+/* Copies the fields of a body checked against products_new or
+ * products_change into *p; returns their bits. */
+unsigned products_body_read(const json_t *body, product *p);
 
 /* search.c. Declares SEARCH_RATE_PER_MIN (before svc_app_run), reads it
  * (on_start: SVC_EINVAL after logging a bad value) and frees the limiter.

@@ -433,6 +433,8 @@ void svc__app_free(svc_app *app) {
         free(app->env[i].help);
     }
     svc__router_free(app->router);
+    svc__schema_set_free(&app->schemas);
+    svc_buf_free(&app->openapi);
     free(app->workers);
     free(app->name);
     free(app);
@@ -482,6 +484,16 @@ int svc__app_prepare(svc_app *app) {
             svc_log_flush();
             return mrc == SVC_EINVAL ? 2 : 1;
         }
+    }
+    /* The declarations, once every route is in (exit 2, as for bad
+     * configuration), and the OpenAPI document made from them. */
+    if (svc__schema_prepare_app(app, err, sizeof err) != SVC_OK) {
+        fprintf(stderr, "%s: %s\n", app->name, err);
+        return 2;
+    }
+    if (svc__openapi_build(app) != SVC_OK) {
+        fprintf(stderr, "%s: out of memory making /openapi.json\n", app->name);
+        return 1;
     }
     return 0;
 }

@@ -1,5 +1,6 @@
 /*
  * What every service serves without being asked: /healthz, /readyz, /metrics,
+ * /openapi.json (made by openapi.c),
  * the standard metric families, and one access-log line per request.
  */
 #include <stdio.h>
@@ -58,6 +59,11 @@ static void collect_http(void *ud) {
     svc_gauge_set(app->s_body_bytes, (double)atomic_load(&app->body_bytes));
 }
 
+static svc_outcome openapi(svc_req *req, svc_res *res) {
+    const svc_buf *doc = &req->app->openapi;
+    return svc_res_body(res, 200, "application/json", doc->data, doc->len);
+}
+
 static svc_outcome metrics(svc_req *req, svc_res *res) {
     (void)req;
     svc_res_body(res, 200, "text/plain; version=0.0.4; charset=utf-8", "", 0);
@@ -70,6 +76,7 @@ void svc__builtin_routes(svc_app *app) {
     svc_app_get(app, "/healthz", healthz, SVC_NO_LOG);
     svc_app_get(app, "/readyz", readyz, SVC_NO_LOG);
     svc_app_get(app, "/metrics", metrics, SVC_NO_LOG);
+    svc_app_get(app, "/openapi.json", openapi, 0);
 }
 
 /* The app's one series of a metric labelled by service alone. */

@@ -220,5 +220,5 @@ void svc__config_help(const svc_app *app, FILE *out) {
     for (int i = 0; i < app->nenv; i++)
         fprintf(out, "  %-24s %s [default: %s]\n", app->env[i].name, app->env[i].help,
                 app->env[i].def ? app->env[i].def : "unset");
-    fprintf(out, "\nEndpoints: GET /healthz, GET /readyz, GET /metrics. SIGTERM drains and exits.\n");
+    fprintf(out, "\nEndpoints: GET /healthz, GET /readyz, GET /metrics, GET /openapi.json. SIGTERM drains and exits.\n");
 }

@@ -161,7 +161,10 @@ static void run_handler_offloaded(uv_work_t *work) {
     svc_req *req = work->data;
     svc__req_scope sc;
     svc__req_scope_enter(&sc, req);
-    req->handler_rc = req->route->handler(req, &req->res);
+    /* A declared route's check runs here too, off the loop: parsing a large
+     * body is blocking work like the handler's. */
+    if (req->route->spec && svc__schema_request(req) != SVC_OK) req->handler_rc = SVC_DONE;
+    else req->handler_rc = req->route->handler(req, &req->res);
     svc__req_scope_exit(&sc);
 }
 
@@ -196,6 +199,12 @@ static void run_handler(svc_req *req) {
         if (uv_queue_work(&req->w->loop, &req->work, run_handler_offloaded, after_offload) == 0) return;
         req->offloaded = 0;
         svc__res_set_error(res, 503, "unavailable", "cannot schedule the request");
+        svc__request_finish(req);
+        return;
+    }
+    /* A declared route's request is checked after the hooks (a 401 comes
+     * before a 400), on the thread that runs the handler. */
+    if (req->route->spec && svc__schema_request(req) != SVC_OK) {
         svc__request_finish(req);
         return;
     }

@@ -19,6 +19,7 @@
 
 #include "runtime/module.h"
 #include "runtime/router.h"
+#include "runtime/schema.h"
 #include "svckit/app.h"
 #include "svckit/obs.h"
 #include "svckit/trace.h"
@@ -55,6 +56,7 @@ typedef struct svc_route_entry {
     svc_handler handler;
     unsigned flags;
     void *data;                      /* svc_app_route_data */
+    const svc_route_spec *spec;      /* svc_app_route_spec, or NULL */
     /* Metric series cached per status code so the hot path never looks up
      * labels; filled on first use. */
     _Atomic(svc_series *) requests[SVC_STATUS_CODES];
@@ -155,6 +157,8 @@ struct svc_app {
     } modules[SVC_MAX_MODULES];
     int nmodules;
     int started;                     /* prepared: registrations are closed */
+    svc__schema_set schemas;         /* the declarations' compiled patterns */
+    svc_buf openapi;                 /* GET /openapi.json, made at start */
 };
 
 struct svc_worker {
@@ -437,6 +441,14 @@ int svc__http_date_parse(const char *s, int64_t *out);
 
 /* builtin.c */
 void svc__builtin_routes(svc_app *app);
+/* openapi.c: app->openapi from the routes and their declarations. */
+int svc__openapi_build(svc_app *app);
+/* schema.c: checks every route's declaration and compiles its patterns
+ * (SVC_EINVAL with err naming the route and the problem); and validates a
+ * request of a declared route, SVC_OK, or else with its 400 (or 415)
+ * written. */
+int svc__schema_prepare_app(svc_app *app, char *err, size_t errlen);
+int svc__schema_request(svc_req *req);
 void svc__access_log(svc_req *req, double seconds, size_t bytes);
 void svc__metrics_observe(svc_req *req, double seconds);
 /* 1 when /readyz would answer 200; else 0 with the failing check's name in

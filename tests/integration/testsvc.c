@@ -307,6 +307,11 @@ static void after(svc_req *req, svc_res *res, void *ud) {
     svc_res_header(res, "X-Middleware", "after");
 }
 
+/* TESTSVC_BAD_SCHEMA: a declaration the start must refuse (exit 2). */
+static const svc_schema any_text = {.type = SVC_STRING};
+static const svc_param not_in_pattern[] = {{"nope", &any_text, 1, NULL}, {0}};
+static const svc_route_spec bad_spec = {.path = not_in_pattern};
+
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("testsvc", argc, argv);
     svc_app_env_declare(app, "TESTSVC_NOT_READY", NULL, "readiness fails while this file exists");
@@ -334,6 +339,7 @@ int main(int argc, char **argv) {
     /* With a secret to verify tokens with (without, the service would wait
      * for the JWKS of an auth service to be ready). */
     if (getenv("JWT_SECRET")) svc_app_post(app, "/private", raw, SVC_AUTH_USER);
+    if (getenv("TESTSVC_BAD_SCHEMA")) svc_app_route_spec(app, "GET", "/items/:id", &bad_spec);
     svc_app_ready_check(app, "marker", ready_file, getenv("TESTSVC_NOT_READY"));
     return svc_app_run(app);
 }

@@ -1,0 +1,100 @@
+/*
+ * Fuzzes the validator of declared routes (runtime/schema.h): a JSON body
+ * against a schema using every keyword, and the same bytes as the text of
+ * query parameters (scalars and comma lists).
+ *
+ * Besides the sanitizers, it checks:
+ *  - at most SVC_SCHEMA_MAX_DETAILS problems are kept, and "more" only once
+ *    the list is full;
+ *  - every problem has its "in", a non-empty text, and a pointer that is ""
+ *    or starts with '/', shorter than SVC__POINTER_MAX;
+ *  - validating twice gives the same problems;
+ *  - a body with no problem has the declared shape: an object whose
+ *    "items" is an array of 1 to 4 objects.
+ */
+#include <stdint.h>
+#include <string.h>
+
+#include "runtime/schema.h"
+
+#include "fuzz_util.h"
+
+static const svc_schema qty = {.type = SVC_INTEGER, .has_min = 1, .minimum = 1, .has_max = 1, .maximum = 99};
+static const svc_schema pid = {.type = SVC_INTEGER, .has_min = 1, .minimum = 1};
+static const char *const item_required[] = {"product_id", "quantity", NULL};
+static const svc_schema item = {
+    .type = SVC_OBJECT,
+    .properties = (const svc_field[]){{"product_id", &pid}, {"quantity", &qty}, {0}},
+    .required = item_required,
+};
+static const svc_schema items = {.type = SVC_ARRAY, .items = &item, .min_items = 1, .max_items = 4};
+static const svc_schema text = {.type = SVC_STRING, .min_length = 1, .max_length = 8, .text = 1};
+static const svc_schema slug = {.type = SVC_STRING, .pattern = "^[a-z0-9-]+$"};
+static const char *const colours[] = {"red", "green", NULL};
+static const svc_schema colour = {.type = SVC_STRING, .enum_values = colours};
+static const svc_schema price = {.type = SVC_NUMBER, .has_min = 1, .minimum = 0, .has_max = 1, .maximum = 1e9};
+static const svc_schema flag = {.type = SVC_BOOLEAN};
+static const svc_schema id = {.type = SVC_INTEGER, .read_only = 1};
+static const svc_schema any = {.type = SVC_ANY};
+static const svc_schema tags = {.type = SVC_ARRAY, .items = &slug, .max_items = 3};
+static const char *const body_required[] = {"items", NULL};
+static const svc_schema body = {
+    .type = SVC_OBJECT,
+    .properties = (const svc_field[]){{"id", &id}, {"items", &items}, {"note", &text}, {"slug", &slug},
+                                      {"colour", &colour}, {"price", &price}, {"gift", &flag},
+                                      {"meta", &any}, {"tags", &tags}, {0}},
+    .required = body_required,
+    .min_properties = 1,
+};
+static const svc_schema *const params[] = {&qty, &price, &flag, &text, &slug, &colour, &tags};
+
+static svc__schema_set set;
+
+static void check_problems(const svc__problems *p) {
+    CHECK(p->n >= 0 && p->n <= SVC_SCHEMA_MAX_DETAILS);
+    CHECK(!p->more || p->n == SVC_SCHEMA_MAX_DETAILS);
+    for (int i = 0; i < p->n; i++) {
+        const svc__problem *d = &p->list[i];
+        CHECK(d->in && d->text[0]);
+        CHECK(d->path[0] == '\0' || d->path[0] == '/');
+        CHECK(strlen(d->path) < SVC__POINTER_MAX);
+    }
+    char msg[SVC__PROBLEM_MAX + SVC__POINTER_MAX + 32];
+    svc__problems_message(p, msg, sizeof msg);
+    CHECK(msg[0]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!set.npatterns) {
+        char err[256];
+        CHECK(svc__schema_prepare(&set, &body, err, sizeof err) == SVC_OK);
+        for (size_t i = 0; i < sizeof params / sizeof params[0]; i++)
+            CHECK(svc__schema_prepare(&set, params[i], err, sizeof err) == SVC_OK);
+    }
+    json_t *v = NULL;
+    svc_json_limits lim = {.max_bytes = 64 * 1024};
+    if (svc_json_parse((const char *)data, size, &lim, &v, NULL, 0) == SVC_OK) {
+        svc__problems a = {0}, b = {0};
+        svc__schema_validate(&set, &body, v, "body", &a);
+        svc__schema_validate(&set, &body, v, "body", &b);
+        check_problems(&a);
+        CHECK(memcmp(&a, &b, sizeof a) == 0);
+        if (!a.n) {
+            json_t *it = json_object_get(v, "items");
+            CHECK(json_is_array(it) && json_array_size(it) >= 1 && json_array_size(it) <= 4);
+            for (size_t i = 0; i < json_array_size(it); i++) CHECK(json_is_object(json_array_get(it, i)));
+        }
+        json_decref(v);
+    }
+    /* The bytes as a parameter's text: a C string, as the query gives it. */
+    char *s = malloc(size + 1);
+    if (!s) return 0;
+    memcpy(s, data, size);
+    s[size] = '\0';
+    svc__problems p = {0};
+    for (size_t i = 0; i < sizeof params / sizeof params[0]; i++)
+        svc__schema_validate_text(&set, params[i], "p", s, "query", &p);
+    check_problems(&p);
+    free(s);
+    return 0;
+}
