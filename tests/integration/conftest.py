@@ -103,6 +103,17 @@ def npm_ci(folder, installed):
     return node
 
 
+def node_validator(folder, installed):
+    """npm_ci(folder, installed), then a function that runs folder's
+    validate.mjs on the given files and returns the CompletedProcess."""
+    node = npm_ci(folder, installed)
+
+    def run(*files):
+        return subprocess.run([node, os.path.join(folder, "validate.mjs"), *map(str, files)],
+                              capture_output=True, text=True, timeout=120, cwd=folder)
+    return run
+
+
 def binary(name):
     for d in (BIN, TEST_BIN):
         p = os.path.join(d, name)

@@ -6,13 +6,12 @@ installed into tests/k8s/node_modules with `npm ci` on first use); a broken
 manifest must fail it. The rest reads the YAML with python3-yaml. Running the
 pods is tests/images/test_kube.py's part (the images stage).
 """
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import npm_ci
+from conftest import node_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -40,12 +39,7 @@ def find(kind, name=None):
 
 @pytest.fixture(scope="module")
 def validate():
-    node = npm_ci(VALIDATOR, "kubernetes-models/package.json")
-
-    def run(*files):
-        return subprocess.run([node, str(VALIDATOR / "validate.mjs"), *map(str, files)],
-                              capture_output=True, text=True, timeout=120, cwd=VALIDATOR)
-    return run
+    return node_validator(str(VALIDATOR), "kubernetes-models/package.json")
 
 
 def test_kustomization_lists_every_manifest():

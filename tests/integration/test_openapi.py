@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Service, binary, npm_ci, wait_until
+from conftest import Service, binary, node_validator, wait_until
 from services_fixtures import ADMIN_PASS, ADMIN_USER, bearer, claims, login, running_system, sign_hs256, start_auth
 from shop_support import gateway_config
 from test_msg_support import nats_server  # noqa: F401
@@ -55,12 +55,7 @@ def shop(nats_server, tmp_path_factory):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def validate():
-    node = npm_ci(VALIDATOR, "@apidevtools/swagger-parser/package.json")
-
-    def run(*files):
-        return subprocess.run([node, str(VALIDATOR / "validate.mjs"), *map(str, files)],
-                              capture_output=True, text=True, timeout=120, cwd=VALIDATOR)
-    return run
+    return node_validator(str(VALIDATOR), "@apidevtools/swagger-parser/package.json")
 
 
 def document(svc):
