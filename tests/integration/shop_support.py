@@ -11,7 +11,7 @@ import signal
 import sqlite3
 import tempfile
 
-from conftest import ROOT, Service, wait_until
+from conftest import ROOT, Service
 from services_fixtures import claims, sign_hs256
 from test_gateway_support import wait_instances
 
