@@ -384,3 +384,17 @@ def exchange(port, data, timeout=WAIT):
 def testsvc():
     with Service("testsvc") as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL server for the session (pg_support.py);
+    pg_server.database(name) gives a fresh database's DATABASE_URL. Its
+    directory is under /tmp itself, not pytest's 0700 one: as root the
+    server runs as the postgres user, who must reach it."""
+    from pg_support import PgServer
+    root = tempfile.mkdtemp(prefix="svckit-pg-")
+    srv = PgServer(root).start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(root, ignore_errors=True)
