@@ -26,7 +26,7 @@
 #define MAX_SAMPLES 2000000
 
 static const svc_migration migrations[] = {
-    {1, "orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"},
+    {1, "orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, body TEXT NOT NULL)", NULL},
 };
 
 static double now_s(void) {

@@ -13,7 +13,7 @@
 
 static const svc_migration migrations[] = {
     {1, "orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, product_id INTEGER NOT NULL,"
-                  " quantity INTEGER NOT NULL, user_id TEXT NOT NULL)"},
+                  " quantity INTEGER NOT NULL, user_id TEXT NOT NULL)", NULL},
 };
 
 typedef struct order {

@@ -15,7 +15,7 @@ static const svc_migration migrations[] = {
      "  username TEXT NOT NULL UNIQUE,"
      "  password_hash TEXT NOT NULL,"
      "  role TEXT NOT NULL CHECK (role IN ('user', 'admin')),"
-     "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));"},
+     "  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));", NULL},
 };
 
 int users_open(const char *data_dir, svc_db **out) {

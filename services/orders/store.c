@@ -24,7 +24,7 @@ static const svc_migration migrations[] = {
      "  quantity INTEGER NOT NULL CHECK (quantity BETWEEN 1 AND 100),"
      "  price_cents INTEGER NOT NULL CHECK (price_cents >= 0),"
      "  PRIMARY KEY (order_id, line),"
-     "  UNIQUE (order_id, product_id)) WITHOUT ROWID;"},
+     "  UNIQUE (order_id, product_id)) WITHOUT ROWID;", NULL},
 };
 
 int orders_open(const char *data_dir, svc_db **out) {

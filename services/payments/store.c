@@ -12,7 +12,7 @@ static const svc_migration migrations[] = {
      "  user TEXT NOT NULL,"
      "  amount_cents INTEGER NOT NULL CHECK (amount_cents >= 0),"
      "  status TEXT NOT NULL CHECK (status IN ('succeeded', 'declined', 'refunded')),"
-     "  created_at TEXT NOT NULL);"},
+     "  created_at TEXT NOT NULL);", NULL},
 };
 
 int payments_open(const char *data_dir, svc_db **out) {

@@ -23,10 +23,10 @@ static const svc_migration migrations[] = {
      "  rating REAL NOT NULL DEFAULT 0 CHECK (rating BETWEEN 0 AND 5),"
      "  created_at TEXT NOT NULL,"
      "  updated_at TEXT NOT NULL);"
-     "CREATE INDEX products_category ON products(category);"},
+     "CREATE INDEX products_category ON products(category);", NULL},
     /* The ETag of a product (product_etag): moved by every write, so a write
      * checks If-Match against one column inside its transaction. */
-    {2, "product versions", "ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 1;"},
+    {2, "product versions", "ALTER TABLE products ADD COLUMN version INTEGER NOT NULL DEFAULT 1;", NULL},
     /* The checkout saga's reservations (stock.c), one per order. */
     {3, "stock reservations",
      "CREATE TABLE reservations ("
@@ -39,7 +39,7 @@ static const svc_migration migrations[] = {
      "  order_id INTEGER NOT NULL REFERENCES reservations(order_id),"
      "  product_id INTEGER NOT NULL,"
      "  quantity INTEGER NOT NULL CHECK (quantity > 0),"
-     "  PRIMARY KEY (order_id, product_id)) WITHOUT ROWID;"},
+     "  PRIMARY KEY (order_id, product_id)) WITHOUT ROWID;", NULL},
 };
 
 int catalog_open(const char *data_dir, svc_db **out) {

@@ -101,7 +101,7 @@ static bool request_valid(const char *scope, const char *key, const char *method
 int svc_db_idem_check(svc_db *db, const char *scope, const char *key, const char *method, const char *path,
                       const void *body, size_t len, svc_db_idem_response *out) {
     memset(out, 0, sizeof *out);
-    if (!request_valid(scope, key, method, path, body, len) || !svc__db_in_transaction(db)) return SVC_EINVAL;
+    if (!request_valid(scope, key, method, path, body, len) || !svc_db_in_transaction(db)) return SVC_EINVAL;
     unsigned char hash[crypto_hash_sha256_BYTES];
     request_hash(hash, method, path, body, len);
     int64_t now = (int64_t)time(NULL);

@@ -19,7 +19,7 @@
 static const svc_migration migrations[] = {
     {1, "notes",
      "CREATE TABLE notes (id INTEGER PRIMARY KEY, body BLOB NOT NULL);"
-     "CREATE TABLE effects (msg_id TEXT PRIMARY KEY, n INTEGER NOT NULL)"},
+     "CREATE TABLE effects (msg_id TEXT PRIMARY KEY, n INTEGER NOT NULL)", NULL},
 };
 
 static svc_db *db;

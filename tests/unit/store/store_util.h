@@ -12,7 +12,7 @@
 #include "../../tmpdb.h"
 
 static const svc_migration test_migrations[] = {
-    {1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)"},
+    {1, "items", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)", NULL},
 };
 
 /* A fresh database path in a new temporary directory (each test is its own
