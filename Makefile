@@ -173,8 +173,9 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_MAIN) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-# svc_stmt on both backends: linked with libpq (dynamically) in every build.
-$(BUILD)/tests/unit/store/test_stmt: $(BUILD)/obj/tests/unit/store/test_stmt.o $(UNIT_MAIN) $(LIB)
+# The store's tests run on both backends (tests/run.sh runs them again with
+# DATABASE_URL): linked with libpq (dynamically) in every build.
+$(BUILD)/tests/unit/store/%: $(BUILD)/obj/tests/unit/store/%.o $(UNIT_MAIN) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDSAN) -pthread $(PG_LDFLAGS) $^ $(DYN_LDLIBS) -o $@
 

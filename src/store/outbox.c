@@ -106,14 +106,13 @@ int svc__db_library_migrate(svc_db *db) {
     return SVC_OK;
 }
 
-/* Steps a statement that returns no rows; the SQLite code mapped. */
-static int step_done(svc_db *db, sqlite3_stmt *s) {
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc == SQLITE_DONE) return SVC_OK;
-    int st = svc_db_status(rc);
-    if (st != SVC_EEXIST) svc_error("sqlite: %s", sqlite3_errmsg(svc_db_conn(db)));
-    return st;
+/* Steps a statement that returns no rows; its rows changed, or an error
+ * (logged by svc_stmt_step, but for SVC_EEXIST). */
+static int64_t step_done(svc_stmt *s) {
+    int rc = svc_stmt_step(s);
+    int64_t n = svc_stmt_changes(s);
+    svc_stmt_reset(s);
+    return rc < 0 ? rc : rc == SVC_DB_DONE ? n : SVC_EIO;
 }
 
 static bool text_ok(const char *s, size_t max) {
@@ -122,17 +121,41 @@ static bool text_ok(const char *s, size_t max) {
     return n > 0 && n <= max;
 }
 
+/*
+ * The row and its msg_id are written by one statement, which picks the id
+ * itself. SQLite: sqlite_sequence's + 1 (what AUTOINCREMENT would pick; no
+ * one else can insert inside our write transaction). PostgreSQL: the next
+ * value of the identity's sequence, after an advisory lock held until the
+ * commit, so that ids are committed in increasing order even when several
+ * instances write (a relay reading on from the last id it saw never skips
+ * one committed late).
+ */
+static const char outbox_insert_sqlite[] =
+    "INSERT INTO svc_outbox (id, subject, msg_id, payload, created_at, headers) "
+    "SELECT n, ?1, ?2 || '.' || n, ?3, ?4, ?5 FROM "
+    "(SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'svc_outbox'), 0) + 1 AS n) RETURNING id";
+static const char outbox_insert_pg[] =
+    "INSERT INTO svc_outbox (id, subject, msg_id, payload, created_at, headers) "
+    "SELECT n, ?1, ?2 || '.' || n, ?3, ?4, ?5 FROM "
+    "(SELECT nextval(pg_get_serial_sequence('svc_outbox', 'id')) AS n) AS next RETURNING id";
+
+/* PostgreSQL: the outbox's lock, held until the transaction ends. */
+static int outbox_lock(svc_db *db) {
+    if (!svc_db_is_pg(db)) return SVC_OK;
+    svc_stmt *s = svc_db_stmt(db, "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.svc_outbox'))");
+    if (!s) return SVC_EIO;
+    int rc = svc_stmt_step(s);
+    svc_stmt_reset(s);
+    return rc < 0 ? rc : SVC_OK;
+}
+
 int svc_db_outbox_add(svc_db *db, const char *subject, const void *payload, size_t len, int64_t *id_out) {
     if (!text_ok(subject, SVC_DB_SUBJECT_MAX) || len > SVC_DB_PAYLOAD_MAX || (len && !payload) ||
         !svc_db_in_transaction(db))
         return SVC_EINVAL;
-    /* The next id is sqlite_sequence's + 1 (what AUTOINCREMENT would pick;
-     * no one else can insert inside our write transaction), so the row and its
-     * msg_id are written by one statement. */
-    sqlite3_stmt *s = svc_db_prepare(
-        db, "INSERT INTO svc_outbox (id, subject, msg_id, payload, created_at, headers) "
-            "SELECT n, ?1, ?2 || '.' || n, ?3, ?4, ?5 FROM "
-            "(SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'svc_outbox'), 0) + 1 AS n)");
+    int rc = outbox_lock(db);
+    if (rc != SVC_OK) return rc;
+    svc_stmt *s = svc_db_stmt(db, svc_db_is_pg(db) ? outbox_insert_pg : outbox_insert_sqlite);
     if (!s) return SVC_EIO;
     /* The span this runs for, sampled or not: the relay publishes the event
      * as its child, so the trace (and its sampling decision) goes on in the
@@ -143,89 +166,92 @@ int svc_db_outbox_add(svc_db *db, const char *subject, const void *payload, size
         memcpy(hdr, "traceparent: ", 13);
         svc__traceparent_format(hdr + 13, ctx);
         memcpy(hdr + 13 + SVC_TRACEPARENT_LEN, "\r\n", 3);
-        sqlite3_bind_text(s, 5, hdr, -1, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_null(s, 5);
+        svc_stmt_bind_text(s, 5, hdr);
     }
-    sqlite3_bind_text(s, 1, subject, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, db->epoch, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(s, 3, len ? payload : "", (int)len, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 4, (int64_t)time(NULL));
-    int rc = step_done(db, s);
-    if (rc == SVC_OK && id_out) *id_out = sqlite3_last_insert_rowid(svc_db_conn(db));
-    return rc;
+    svc_stmt_bind_text(s, 1, subject);
+    svc_stmt_bind_text(s, 2, db->epoch);
+    svc_stmt_bind_blob(s, 3, payload, len);
+    svc_stmt_bind_i64(s, 4, (int64_t)time(NULL));
+    rc = svc_stmt_step(s);
+    if (rc == SVC_DB_ROW && id_out) *id_out = svc_stmt_i64(s, 0);
+    svc_stmt_reset(s);
+    return rc == SVC_DB_ROW ? SVC_OK : rc < 0 ? rc : SVC_EIO;
 }
 
 int svc_db_outbox_next(svc_db *db, int64_t after_id, int max, svc_db_outbox_fn cb, void *ud) {
     if (max < 1 || max > SVC_DB_MAX_BATCH || !cb) return SVC_EINVAL;
-    sqlite3_stmt *s = svc_db_prepare(db, "SELECT id, subject, msg_id, payload, headers, created_at FROM svc_outbox"
-                                         " WHERE id > ?2 ORDER BY id LIMIT ?1");
+    svc_stmt *s = svc_db_stmt(db, "SELECT id, subject, msg_id, payload, headers, created_at FROM svc_outbox"
+                                  " WHERE id > ?2 ORDER BY id LIMIT ?1");
     if (!s) return SVC_EIO;
-    sqlite3_bind_int(s, 1, max);
-    sqlite3_bind_int64(s, 2, after_id);
+    svc_stmt_bind_i64(s, 1, max);
+    svc_stmt_bind_i64(s, 2, after_id);
     int n = 0, rc;
-    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+    while ((rc = svc_stmt_step(s)) == SVC_DB_ROW) {
         svc_db_outbox_msg m = {
-            .id = sqlite3_column_int64(s, 0),
-            .subject = (const char *)sqlite3_column_text(s, 1),
-            .msg_id = (const char *)sqlite3_column_text(s, 2),
-            .payload = sqlite3_column_blob(s, 3),
-            .len = (size_t)sqlite3_column_bytes(s, 3),
-            .headers = (const char *)sqlite3_column_text(s, 4),
-            .created_at = sqlite3_column_int64(s, 5),
+            .id = svc_stmt_i64(s, 0),
+            .subject = svc_stmt_text(s, 1),
+            .msg_id = svc_stmt_text(s, 2),
+            .headers = svc_stmt_text(s, 4),
+            .created_at = svc_stmt_i64(s, 5),
         };
+        m.payload = svc_stmt_blob(s, 3, &m.len);
         n++;
         if (cb(&m, ud) != 0) {
-            rc = SQLITE_DONE;
+            rc = SVC_DB_DONE;
             break;
         }
     }
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? n : svc_db_status(rc);
+    svc_stmt_reset(s);
+    return rc == SVC_DB_DONE ? n : rc;
 }
 
 int svc_db_outbox_delete(svc_db *db, int64_t upto_id) {
-    sqlite3_stmt *s = svc_db_prepare(db, "DELETE FROM svc_outbox WHERE id <= ?1");
+    svc_stmt *s = svc_db_stmt(db, "DELETE FROM svc_outbox WHERE id <= ?1");
     if (!s) return SVC_EIO;
-    sqlite3_bind_int64(s, 1, upto_id);
-    return step_done(db, s);
+    svc_stmt_bind_i64(s, 1, upto_id);
+    int64_t rc = step_done(s);
+    return rc < 0 ? (int)rc : SVC_OK;
 }
 
 int svc_db_inbox_claim(svc_db *db, const char *consumer, const char *msg_id) {
     if (!text_ok(consumer, SVC_DB_CONSUMER_MAX) || !text_ok(msg_id, SVC_DB_MSG_ID_MAX) ||
         !svc_db_in_transaction(db))
         return SVC_EINVAL;
-    sqlite3_stmt *s =
-        svc_db_prepare(db, "INSERT OR IGNORE INTO svc_inbox (consumer, msg_id, seen_at) VALUES (?1, ?2, ?3)");
+    svc_stmt *s = svc_db_stmt(
+        db, "INSERT INTO svc_inbox (consumer, msg_id, seen_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING");
     if (!s) return SVC_EIO;
-    sqlite3_bind_text(s, 1, consumer, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, msg_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, (int64_t)time(NULL));
-    int rc = step_done(db, s);
-    if (rc != SVC_OK) return rc;
-    return sqlite3_changes(svc_db_conn(db)) == 1 ? SVC_OK : SVC_EEXIST;
+    svc_stmt_bind_text(s, 1, consumer);
+    svc_stmt_bind_text(s, 2, msg_id);
+    svc_stmt_bind_i64(s, 3, (int64_t)time(NULL));
+    int64_t rc = step_done(s);
+    return rc < 0 ? (int)rc : rc == 1 ? SVC_OK : SVC_EEXIST;
 }
 
 #define SWEEP_ROWS (SVC_DB_MAX_BATCH * 4)
 
 static int sweep_one(svc_db *db, const char *sql, int64_t before) {
-    sqlite3_stmt *s = svc_db_prepare(db, sql);
+    svc_stmt *s = svc_db_stmt(db, sql);
     if (!s) return SVC_EIO;
-    sqlite3_bind_int64(s, 1, before);
-    sqlite3_bind_int(s, 2, SWEEP_ROWS);
-    int rc = step_done(db, s);
-    return rc == SVC_OK ? sqlite3_changes(svc_db_conn(db)) : rc;
+    svc_stmt_bind_i64(s, 1, before);
+    svc_stmt_bind_i64(s, 2, SWEEP_ROWS);
+    return (int)step_done(s);
 }
 
+/* Bounded deletes: a row's address is SQLite's rowid, PostgreSQL's ctid. */
 int svc_db_sweep(svc_db *db, int64_t before) {
+    bool pg = svc_db_is_pg(db);
     int a = sweep_one(db,
-                      "DELETE FROM svc_inbox WHERE rowid IN "
-                      "(SELECT rowid FROM svc_inbox WHERE seen_at < ?1 LIMIT ?2)",
+                      pg ? "DELETE FROM svc_inbox WHERE ctid IN "
+                           "(SELECT ctid FROM svc_inbox WHERE seen_at < ?1 LIMIT ?2)"
+                         : "DELETE FROM svc_inbox WHERE rowid IN "
+                           "(SELECT rowid FROM svc_inbox WHERE seen_at < ?1 LIMIT ?2)",
                       before);
     if (a < 0) return a;
     int b = sweep_one(db,
-                      "DELETE FROM svc_idempotency WHERE rowid IN "
-                      "(SELECT rowid FROM svc_idempotency WHERE created_at < ?1 LIMIT ?2)",
+                      pg ? "DELETE FROM svc_idempotency WHERE ctid IN "
+                           "(SELECT ctid FROM svc_idempotency WHERE created_at < ?1 LIMIT ?2)"
+                         : "DELETE FROM svc_idempotency WHERE rowid IN "
+                           "(SELECT rowid FROM svc_idempotency WHERE created_at < ?1 LIMIT ?2)",
                       before);
     return b < 0 ? b : a + b;
 }
