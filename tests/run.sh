@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test and prints the closing tally: "N passed, N failed".
 #
-#   unit tests      build/tests/unit/*/test_*      (release) and build/san/... (ASan/UBSan)
+#   unit tests      build/tests/unit/*/test_*      (release) and build/san/... (ASan/UBSan);
+#                   the store's again on PostgreSQL (a throwaway server,
+#                   tests/integration/pg_support.py, DATABASE_URL set)
 #   fuzz corpora    build/san/fuzz/*_fuzz fuzz/<name>/   (each file replayed once)
 #   integration     pytest tests/integration, against the ASan/UBSan binaries
 #                   and then the release binaries
@@ -21,9 +23,10 @@ only=${TESTS_ONLY:-}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# run_unit BUILD [DIR LABEL]: the test binaries under DIR (default: all).
 run_unit() {
-  local build=$1 t out p f
-  for t in $(find "$build/tests/unit" -type f -name 'test_*' -perm -u+x 2>/dev/null | sort); do
+  local build=$1 dir=${2:-$1/tests/unit} label=${3:-unit} t out p f
+  for t in $(find "$dir" -type f -name 'test_*' -perm -u+x 2>/dev/null | sort); do
     out=$("$t" 2>&1)
     p=$(printf '%s\n' "$out" | grep -c '^ok - ')
     f=$(printf '%s\n' "$out" | grep -c '^not ok - ')
@@ -35,8 +38,23 @@ run_unit() {
       printf '%s\n' "$out" | grep -B0 -A0 -E '^(not ok|#   )' | sed "s|^|[$t] |"
       failures+=("$t")
     fi
-    echo "unit  $t: $p passed, $f failed"
+    echo "$label  $t: $p passed, $f failed"
   done
+}
+
+# The store's unit tests on PostgreSQL, both builds, against one server.
+run_unit_pg() {
+  local dir url
+  dir=$(mktemp -d /tmp/svckit-pg-XXXXXX)
+  url=$(/usr/bin/python3 tests/integration/pg_support.py start "$dir" 2>&1 | tail -1)
+  if [[ $url == postgres://* ]]; then
+    DATABASE_URL=$url run_unit build build/tests/unit/store unit-pg
+    DATABASE_URL=$url run_unit build/san build/san/tests/unit/store unit-pg
+  else
+    failed=$((failed + 1)); failures+=("PostgreSQL for the unit tests"); echo "unit-pg: no server: $url"
+  fi
+  /usr/bin/python3 tests/integration/pg_support.py stop "$dir"
+  rm -rf "$dir"
 }
 
 run_fuzz() {
@@ -72,6 +90,7 @@ run_integration() {
 if [ -z "$only" ] || [ "$only" = unit ]; then
   run_unit build
   run_unit build/san
+  run_unit_pg
 fi
 if [ -z "$only" ] || [ "$only" = fuzz ]; then
   run_fuzz build/san
