@@ -156,7 +156,7 @@ db_conn *svc__db_thread_conn(svc_db *db) {
         return NULL;
     }
     c->owner = pthread_self();
-    if (tl_loop && c->db) {
+    if (tl_loop) {
         static const char *const label[] = {"db"};
         const char *base = strrchr(db->path, '/');
         const char *v[] = {base ? base + 1 : db->path};
@@ -166,7 +166,8 @@ db_conn *svc__db_thread_conn(svc_db *db) {
                                "after SVC_DB_LOOP_BUSY_TIMEOUT_MS",
                                1, label),
             v);
-        sqlite3_busy_handler(c->db, loop_busy, c);
+        /* PostgreSQL: its lock_timeout ends the wait (svc_stmt_step counts). */
+        if (c->db) sqlite3_busy_handler(c->db, loop_busy, c);
     }
     if (c->db) sqlite3_commit_hook(c->db, count_commit, c);
     pthread_mutex_lock(&db->lock);
@@ -204,6 +205,7 @@ svc_stmt *svc_db_stmt(svc_db *db, const char *sql) {
     svc_stmt *s = calloc(1, sizeof *s);
     if (!s) return NULL;
     s->key = sql;
+    s->conn = c;
     if (c->pg) {
         s->pg = svc__pg.prepare(c->pg, sql);
     } else if (sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->lite, NULL) != SQLITE_OK) {

@@ -55,15 +55,18 @@ typedef struct db_pg_ops {
 
 extern const db_pg_ops svc__pg __attribute__((weak));
 
+typedef struct db_conn db_conn;
+
 /* A cached statement: SQLite's, or PostgreSQL's. */
 struct svc_stmt {
     const char *key;        /* the caller's pointer (a string literal) */
+    db_conn *conn;          /* its connection */
     sqlite3_stmt *lite;
     pg_stmt *pg;
     int64_t changes;        /* SQLite: of the last run */
 };
 
-typedef struct db_conn {
+struct db_conn {
     sqlite3 *db;
     pg_conn *pg;
     svc_stmt *stmts[SVC_DB_MAX_STATEMENTS]; /* each malloc'd: callers keep pointers */
@@ -71,7 +74,7 @@ typedef struct db_conn {
     int64_t own_commits;    /* commits made on this connection (commit hook) */
     pthread_t owner;
     svc_series *m_loop_busy; /* an event-loop worker's connection: its db_loop_busy_total, else NULL */
-} db_conn;
+};
 
 /* One queued write closure. */
 typedef struct db_write {

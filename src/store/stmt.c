@@ -40,7 +40,13 @@ int svc_stmt_bind_blob(svc_stmt *s, int param, const void *p, size_t len) {
 int svc_stmt_bind_null(svc_stmt *s, int param) { return bind(s, param, &(db_value){.type = DB_NULL}); }
 
 int svc_stmt_step(svc_stmt *s) {
-    if (s->pg) return svc__pg.step(s->pg);
+    if (s->pg) {
+        int rc = svc__pg.step(s->pg);
+        /* An event-loop worker's lock_timeout (SVC_DB_LOOP_BUSY_TIMEOUT_MS)
+         * ran out, as SQLite's loop_busy counts its own. */
+        if (rc == SVC_EAGAIN && s->conn->m_loop_busy) svc_counter_add(s->conn->m_loop_busy, 1);
+        return rc;
+    }
     int rc = sqlite3_step(s->lite);
     if (rc == SQLITE_ROW) return SVC_DB_ROW;
     if (rc == SQLITE_DONE) {
