@@ -39,12 +39,12 @@ static const char body[] = "{\"items\":[{\"product_id\":1,\"quantity\":2}],\"tot
 
 static int write_order(svc_db *db, void *ud) {
     (void)ud;
-    sqlite3_stmt *s = svc_db_prepare(db, "INSERT INTO orders (body) VALUES (?1)");
+    svc_stmt *s = svc_db_stmt(db, "INSERT INTO orders (body) VALUES (?1)");
     if (!s) return SVC_EIO;
-    sqlite3_bind_text(s, 1, body, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return svc_db_status(rc);
+    svc_stmt_bind_text(s, 1, body);
+    int rc = svc_stmt_step(s);
+    svc_stmt_reset(s);
+    if (rc < 0) return rc;
     return svc_db_outbox_add(db, "orders.created", body, sizeof body - 1, NULL);
 }
 

@@ -34,13 +34,13 @@ typedef struct note {
 
 static int add_note(svc_db *d, void *ud) {
     note *n = ud;
-    sqlite3_stmt *s = svc_db_prepare(d, "INSERT INTO notes (body) VALUES (?1)");
+    svc_stmt *s = svc_db_stmt(d, "INSERT INTO notes (body) VALUES (?1) RETURNING id");
     if (!s) return SVC_EIO;
-    sqlite3_bind_blob(s, 1, n->len ? n->body : "", (int)n->len, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return svc_db_status(rc);
-    n->id = sqlite3_last_insert_rowid(svc_db_conn(d));
+    svc_stmt_bind_blob(s, 1, n->body, n->len);
+    int rc = svc_stmt_step(s);
+    if (rc == SVC_DB_ROW) n->id = svc_stmt_i64(s, 0);
+    svc_stmt_reset(s);
+    if (rc != SVC_DB_ROW) return rc < 0 ? rc : SVC_EIO;
     return svc_db_outbox_add(d, "notes.created", n->body, n->len, NULL);
 }
 
@@ -54,9 +54,9 @@ static svc_outcome post_note(svc_req *req, svc_res *res) {
 }
 
 static long long count(const char *sql) {
-    sqlite3_stmt *s = svc_db_prepare(db, sql);
-    long long v = s && sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    if (s) sqlite3_reset(s);
+    svc_stmt *s = svc_db_stmt(db, sql);
+    long long v = s && svc_stmt_step(s) == SVC_DB_ROW ? svc_stmt_i64(s, 0) : -1;
+    if (s) svc_stmt_reset(s);
     return v;
 }
 
@@ -72,13 +72,13 @@ static svc_outcome state(svc_req *req, svc_res *res) {
 static int effect(svc_db *d, const svc_event *ev, void *ud) {
     (void)ud;
     if (ev->len == 6 && memcmp(ev->data, "refuse", 6) == 0) return SVC_EINVAL;
-    sqlite3_stmt *s =
-        svc_db_prepare(d, "INSERT INTO effects (msg_id, n) VALUES (?1, 1) ON CONFLICT (msg_id) DO UPDATE SET n = n + 1");
+    svc_stmt *s = svc_db_stmt(
+        d, "INSERT INTO effects (msg_id, n) VALUES (?1, 1) ON CONFLICT (msg_id) DO UPDATE SET n = effects.n + 1");
     if (!s) return SVC_EIO;
-    sqlite3_bind_text(s, 1, ev->msg_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? SVC_OK : svc_db_status(rc);
+    svc_stmt_bind_text(s, 1, ev->msg_id);
+    int rc = svc_stmt_step(s);
+    svc_stmt_reset(s);
+    return rc < 0 ? rc : SVC_OK;
 }
 
 static int start(svc_app *app, void *ud) {
