@@ -196,12 +196,14 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/obj/fuzz/replay.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # `make test`: installs what is missing, builds the release and the ASan/UBSan
-# trees and the programs of the TLS build (build/tls, for test_nats_tls.py),
+# trees, the programs of the TLS build (build/tls, for test_nats_tls.py) and
+# of the PostgreSQL build (build/pg, for the PostgreSQL pass of tests/run.sh),
 # and runs every test against both. tests/run.sh prints the closing tally.
 test: $(DEPS_STAMP)
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory SAN=1 all
 	$(MAKE) --no-print-directory TLS=1 bins
+	$(MAKE) --no-print-directory PG=1 bins
 	bash tests/run.sh
 
 # `make run`: the reference system as local processes; Ctrl-C stops all of it.
