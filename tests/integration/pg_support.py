@@ -38,6 +38,8 @@ def pg_bindir():
     return os.path.dirname(dirs[-1])
 
 
+# conftest.free_port's twin: this file also runs as a script, without pytest
+# (tests/run.sh, C unit tests), so it cannot import conftest.
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
