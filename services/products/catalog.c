@@ -89,12 +89,22 @@ int catalog_seed_if_empty(svc_db *db) {
     static const char *brands[] = {"Essence", "Glamour Beauty", "Annibale Colombo", "Furniture Co.",
                                    "Chic Cosmetics", "Velvet Touch", "Nail Couture", "Apple", "Samsung",
                                    "Oppo"};
-    svc_stmt *s = svc_db_stmt(db, "SELECT count(*) FROM products");
-    if (!s || svc_stmt_step(s) != SVC_DB_ROW) return SVC_EIO;
-    int64_t n = svc_stmt_i64(s, 0);
-    svc_stmt_reset(s);
-    if (n > 0) return SVC_OK;
+    /* Counted inside the seeding transaction, and on PostgreSQL with the
+     * table locked against other writers: instances starting together on
+     * one database seed it once. */
     if (svc_db_begin(db) != SVC_OK) return SVC_EIO;
+    if (svc_db_is_pg(db) && svc_db_exec(db, "LOCK TABLE products IN SHARE ROW EXCLUSIVE MODE") != SVC_OK) {
+        svc_db_rollback(db);
+        return SVC_EIO;
+    }
+    svc_stmt *s = svc_db_stmt(db, "SELECT count(*) FROM products");
+    int rc = s ? svc_stmt_step(s) : SVC_EIO;
+    int64_t n = rc == SVC_DB_ROW ? svc_stmt_i64(s, 0) : -1;
+    if (s) svc_stmt_reset(s);
+    if (n != 0) {
+        svc_db_rollback(db);
+        return n > 0 ? SVC_OK : SVC_EIO;
+    }
     char now[32];
     catalog_now(now);
     for (int i = 0; i < PRODUCTS_SEED_COUNT; i++) {

@@ -3,11 +3,17 @@ start (docs/store-postgres.md). A bad URL stops the service with one line
 naming DATABASE_URL and never its password, before any database is opened.
 A program built without PostgreSQL (the default static build) refuses a
 postgres:// URL the same way, naming make PG=1."""
+import http.client
+import json
 import os
+import subprocess
+import threading
 
 import pytest
 
-from conftest import Service
+from conftest import Service, pg_psql, terminate, wait_until
+from pg_support import pg_bindir
+from services_fixtures import ADMIN_PASS, ADMIN_USER, bearer, login, start_auth, start_products
 
 SECRET = "hunter2-not-logged"
 
@@ -29,3 +35,69 @@ def test_bad_database_url_stops_the_service_without_showing_the_password(service
         assert why is None or why in lines[0] or "make PG=1" in lines[0], lines
         assert SECRET not in log and "%zz" not in log
         assert not os.path.exists(os.path.join(s.data_dir, f"{service}.db")), "stopped before opening the database"
+
+
+# ---- several instances, one database (needs a PostgreSQL build) -----------------
+
+needs_pg_build = pytest.mark.skipif(os.environ.get("SVCKIT_TEST_PG") != "1",
+                                    reason="programs built with make PG=1 (SVCKIT_TEST_PG=1, as tests/run.sh runs it)")
+
+
+def patch(svc, pid, body, headers, out, key):
+    conn = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=60)
+    try:
+        conn.request("PATCH", f"/products/{pid}", json.dumps(body).encode(),
+                     dict(headers, **{"Content-Type": "application/json"}))
+        out[key] = conn.getresponse().status
+    finally:
+        conn.close()
+
+
+@needs_pg_build
+def test_two_products_instances_serve_one_catalog_and_writes_do_not_race(pg_server):
+    """Two products instances (their own DATA_DIR) on one DATABASE_URL: one
+    seed, a write on one is read on the other, and two PATCHes with the same
+    If-Match on the two instances make one change and one 412, even when
+    both read the product before either writes (the row is locked for the
+    write's transaction, as SQLite's one writer would have it)."""
+    url = pg_server.database("two_products")
+    with start_auth() as auth:
+        admin = bearer(login(auth, ADMIN_USER, ADMIN_PASS))
+        with start_products(auth, {"DATABASE_URL": url}) as a, start_products(auth, {"DATABASE_URL": url}) as b:
+            ta, tb = (s.json("GET", "/products?limit=1", headers=admin)[1]["total"] for s in (a, b))
+            assert ta == tb and int(pg_psql(url, "SELECT count(*) FROM products.products")) == ta
+            st, p = a.json("POST", "/products", {"title": "Shared", "category": "tests", "price": 5, "stock": 3},
+                           headers=admin)
+            assert st == 201, p
+            st, q = b.json("GET", f"/products/{p['id']}", headers=admin)
+            assert st == 200 and q == p
+
+            # Hold the row, so that both PATCHes have read nothing yet or are
+            # queued on the lock; let go once both wait.
+            holder = subprocess.Popen([os.path.join(pg_bindir(), "psql"), url, "-q", "-v", "ON_ERROR_STOP=1"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+            try:
+                holder.stdin.write(f"BEGIN; SELECT 1 FROM products.products WHERE id = {p['id']} FOR UPDATE;\n")
+                holder.stdin.flush()
+                wait_until(lambda: int(pg_psql(url, "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid'"
+                                                    " AND granted AND mode = 'ExclusiveLock'")) >= 1,
+                           what="the row held")
+                etag = f'"p{p["id"]}-v{1}"'
+                out = {}
+                threads = [threading.Thread(target=patch, args=(s, p["id"], {"price": price},
+                                                                 dict(admin, **{"If-Match": etag}), out, name))
+                           for s, price, name in ((a, 6, "a"), (b, 7, "b"))]
+                for t in threads:
+                    t.start()
+                wait_until(lambda: int(pg_psql(url, "SELECT count(*) FROM pg_locks WHERE NOT granted")) >= 2,
+                           what="both PATCHes waiting on the row")
+            finally:
+                holder.stdin.write("ROLLBACK;\n")
+                holder.stdin.close()
+                terminate(holder)
+            for t in threads:
+                t.join(60)
+            assert sorted(out.values()) == [200, 412], out
+            winner = 6 if out["a"] == 200 else 7
+            st, now = b.json("GET", f"/products/{p['id']}", headers=admin)
+            assert st == 200 and now["price"] == winner
