@@ -20,9 +20,16 @@
 enum { OID_BOOL = 16, OID_BYTEA = 17, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_TEXT = 25,
        OID_FLOAT4 = 700, OID_FLOAT8 = 701 };
 
+/* Seconds a connection attempt may take (libpq waits forever by default):
+ * a statement on a lost server fails after this, not never. */
+#define PG_CONNECT_TIMEOUT_S "5"
+
 struct pg_conn {
     PGconn *c;
+    const char *url;        /* the db's; masked in messages */
+    char setup[256];        /* the session's settings, again after a reconnect */
     unsigned nstmts;        /* names of prepared statements: s1, s2, ... */
+    unsigned session;       /* moves at each reconnect: statements prepare again */
 };
 
 struct pg_stmt {
@@ -30,6 +37,7 @@ struct pg_stmt {
     char *sql;              /* ?N rewritten to $N */
     char name[16];
     bool prepared;
+    unsigned session;       /* conn->session it was prepared in */
     int nparams;
     db_value vals[SVC_DB_MAX_PARAMS];
     char nums[SVC_DB_MAX_PARAMS][32]; /* DB_INT and DB_FLOAT as text */
@@ -103,9 +111,10 @@ static int state_status(const PGresult *r) {
     return SVC_EIO;
 }
 
-/* One line for a failed command, with the SQL (never a bound value). */
+/* One line for a failed command, with the SQL (never a bound value). A lost
+ * connection is SVC_EAGAIN: the next statement reconnects. */
 static int fail(pg_conn *c, PGresult *r, const char *sql) {
-    int st = state_status(r);
+    int st = PQstatus(c->c) == CONNECTION_BAD ? SVC_EAGAIN : state_status(r);
     if (st != SVC_EEXIST) {
         char m[512];
         mask("", r ? PQresultErrorMessage(r) : PQerrorMessage(c->c), m, sizeof m);
@@ -115,7 +124,7 @@ static int fail(pg_conn *c, PGresult *r, const char *sql) {
     return st;
 }
 
-static int exec(pg_conn *c, const char *sql) {
+static int exec_now(pg_conn *c, const char *sql) {
     PGresult *r = PQexec(c->c, sql);
     ExecStatusType t = PQresultStatus(r);
     if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK) {
@@ -123,6 +132,28 @@ static int exec(pg_conn *c, const char *sql) {
         return SVC_OK;
     }
     return fail(c, r, sql);
+}
+
+/* A connection lost (the server restarted, the network cut) is made again
+ * before the next statement, with its settings; its prepared statements are
+ * gone with the old session. SVC_EAGAIN while the server cannot be reached. */
+static int ensure_connected(pg_conn *c) {
+    if (PQstatus(c->c) == CONNECTION_OK) return SVC_OK;
+    PQreset(c->c);
+    if (PQstatus(c->c) != CONNECTION_OK) {
+        char m[512];
+        mask(c->url, PQerrorMessage(c->c), m, sizeof m);
+        svc_error("postgres: cannot reconnect: %s", m);
+        return SVC_EAGAIN;
+    }
+    c->session++;
+    svc_warn("postgres: connection lost, reconnected");
+    return exec_now(c, c->setup);
+}
+
+static int exec(pg_conn *c, const char *sql) {
+    int rc = ensure_connected(c);
+    return rc != SVC_OK ? rc : exec_now(c, sql);
 }
 
 static void disconnect(pg_conn *c) {
@@ -134,7 +165,11 @@ static void disconnect(pg_conn *c) {
 static pg_conn *connect_db(const char *url, const char *schema, bool create, int lock_timeout_ms) {
     pg_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->c = PQconnectdb(url);
+    c->url = url;
+    /* The URL first, expanded; connect_timeout after it overrides its own. */
+    static const char *const keys[] = {"dbname", "connect_timeout", NULL};
+    const char *const values[] = {url, PG_CONNECT_TIMEOUT_S, NULL};
+    c->c = PQconnectdbParams(keys, values, 1);
     if (PQstatus(c->c) != CONNECTION_OK) {
         char m[512];
         mask(url, PQerrorMessage(c->c), m, sizeof m);
@@ -144,17 +179,17 @@ static pg_conn *connect_db(const char *url, const char *schema, bool create, int
     }
     PQsetNoticeProcessor(c->c, drop_notice, NULL);
     char *ident = PQescapeIdentifier(c->c, schema, strlen(schema));
-    char sql[256];
-    int n = ident ? snprintf(sql, sizeof sql, "SET search_path TO %s; SET lock_timeout = %d", ident, lock_timeout_ms)
+    int n = ident ? snprintf(c->setup, sizeof c->setup, "SET search_path TO %s; SET lock_timeout = %d", ident,
+                             lock_timeout_ms)
                   : -1;
-    int ok = n > 0 && (size_t)n < sizeof sql;
+    int ok = n > 0 && (size_t)n < sizeof c->setup;
     if (ok && create) {
         char mk[160];
         snprintf(mk, sizeof mk, "CREATE SCHEMA IF NOT EXISTS %s", ident);
-        ok = exec(c, mk) == SVC_OK;
+        ok = exec_now(c, mk) == SVC_OK;
     }
     PQfreemem(ident);
-    if (!ok || exec(c, sql) != SVC_OK) {
+    if (!ok || exec_now(c, c->setup) != SVC_OK) {
         disconnect(c);
         return NULL;
     }
@@ -255,6 +290,9 @@ static Oid type_of(const db_value *v) {
 }
 
 static int run(pg_stmt *s) {
+    int rc = ensure_connected(s->conn);
+    if (rc != SVC_OK) return rc;
+    if (s->session != s->conn->session) s->prepared = false, s->session = s->conn->session;
     const char *values[SVC_DB_MAX_PARAMS];
     int lengths[SVC_DB_MAX_PARAMS], formats[SVC_DB_MAX_PARAMS];
     for (int i = 0; i < s->nparams; i++) {

@@ -82,7 +82,16 @@ class PgServer:
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{r.stdout}\n{r.stderr}")
         self.port = _free_port()
-        log = open(os.path.join(self.root, "postgres.log"), "w")
+        return self._launch()
+
+    def restart(self):
+        """Stops the server and starts it again on the same data and port,
+        as a restarted or failed-over server looks to its clients."""
+        self.stop()
+        return self._launch()
+
+    def _launch(self):
+        log = open(os.path.join(self.root, "postgres.log"), "a")
         # fsync off: the tests check behaviour, not durability, and share two
         # cores; max_connections: a worker connection per thread per service.
         self.proc = subprocess.Popen(

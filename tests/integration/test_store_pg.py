@@ -6,7 +6,9 @@ postgres:// URL the same way, naming make PG=1."""
 import http.client
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 
 import pytest
@@ -101,3 +103,33 @@ def test_two_products_instances_serve_one_catalog_and_writes_do_not_race(pg_serv
             winner = 6 if out["a"] == 200 else 7
             st, now = b.json("GET", f"/products/{p['id']}", headers=admin)
             assert st == 200 and now["price"] == winner
+
+
+@needs_pg_build
+def test_a_restarted_server_is_reconnected_to(tmp_path):
+    """The server restarts under a running service (a failover, a crash):
+    the statements on the lost connections fail as 503 or 500 at worst, and
+    once the server answers again every worker reconnects by itself and the
+    service serves again, its data intact; no restart of the service."""
+    from pg_support import PgServer
+    srv = PgServer(tempfile.mkdtemp(prefix="svckit-pg-")).start()
+    try:
+        url = srv.database("restart")
+        with start_auth() as auth:
+            admin = bearer(login(auth, ADMIN_USER, ADMIN_PASS))
+            with start_products(auth, {"DATABASE_URL": url}) as p:
+                st, made = p.json("POST", "/products", {"title": "Survivor", "category": "tests", "price": 1},
+                                  headers=admin)
+                assert st == 201, made
+                srv.restart()
+                wait_until(lambda: p.json("GET", f"/products/{made['id']}", headers=admin)[0] == 200,
+                           what="a read after the restart")
+                st, again = p.json("GET", f"/products/{made['id']}", headers=admin)
+                assert again == made
+                st, other = p.json("POST", "/products", {"title": "After", "category": "tests", "price": 2},
+                                   headers=admin)
+                assert st == 201 and other["id"] > made["id"], other
+                wait_until(lambda: "connection lost, reconnected" in p.read_log(), what="the reconnect logged")
+    finally:
+        srv.stop()
+        shutil.rmtree(srv.root, ignore_errors=True)
