@@ -6,6 +6,10 @@
  *
  *     store DIR [WRITERS] [SECONDS]
  *
+ * With DATABASE_URL=postgres://... (linked with -lpq, as run.sh does) the
+ * same writes go to PostgreSQL, a schema per design; the disk line is then
+ * DIR's, which may not be the server's.
+ *
  * Prints a markdown table: the disk's own fdatasync rate first (the ceiling of
  * the one-transaction-per-write design), then each design's writes/s, fsyncs
  * (commits) per second, mean writes per commit, and the p50/p99 of one write
@@ -26,7 +30,8 @@
 #define MAX_SAMPLES 2000000
 
 static const svc_migration migrations[] = {
-    {1, "orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, body TEXT NOT NULL)", NULL},
+    {1, "orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+     "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL)"},
 };
 
 static double now_s(void) {
@@ -93,8 +98,12 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void measure(const char *dir, const char *name, int group, int writers, double seconds) {
+    /* With DATABASE_URL, on PostgreSQL: the file name is the schema's, so
+     * letters, digits and _ only. */
     char path[512];
-    snprintf(path, sizeof path, "%s/store-%s.db", dir, name);
+    int n0 = snprintf(path, sizeof path, "%s/", dir);
+    for (const char *c = name; *c && n0 < (int)sizeof path - 4; c++) path[n0++] = *c == '-' ? '_' : *c;
+    snprintf(path + n0, sizeof path - (size_t)n0, ".db");
     unlink(path);
     run r = {.group = group};
     r.samples = malloc(sizeof(double) * MAX_SAMPLES);

@@ -20,9 +20,15 @@
 enum { OID_BOOL = 16, OID_BYTEA = 17, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_TEXT = 25,
        OID_FLOAT4 = 700, OID_FLOAT8 = 701 };
 
-/* Seconds a connection attempt may take (libpq waits forever by default):
- * a statement on a lost server fails after this, not never. */
-#define PG_CONNECT_TIMEOUT_S "5"
+/* Defaults for what libpq leaves unbounded (a URL's own values win): how
+ * long a connection attempt may take; and, on TCP, how soon a peer that went
+ * silent (a host cut off, not a clean close) is given up, idle (keepalive
+ * probes after 5 s, 3 of them 2 s apart) or with data unacknowledged (10 s).
+ * A statement on a lost server then fails within seconds, not never, and the
+ * next one reconnects. */
+static const char *const connect_keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
+                                           "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+static const char *const connect_defaults[] = {"5", "5", "2", "3", "10000"};
 
 struct pg_conn {
     PGconn *c;
@@ -166,10 +172,10 @@ static pg_conn *connect_db(const char *url, const char *schema, bool create, int
     pg_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->url = url;
-    /* The URL first, expanded; connect_timeout after it overrides its own. */
-    static const char *const keys[] = {"dbname", "connect_timeout", NULL};
-    const char *const values[] = {url, PG_CONNECT_TIMEOUT_S, NULL};
-    c->c = PQconnectdbParams(keys, values, 1);
+    /* dbname last, expanded from the URL: its parameters override ours. */
+    const char *values[] = {connect_defaults[0], connect_defaults[1], connect_defaults[2], connect_defaults[3],
+                            connect_defaults[4], url, NULL};
+    c->c = PQconnectdbParams(connect_keys, values, 1);
     if (PQstatus(c->c) != CONNECTION_OK) {
         char m[512];
         mask(url, PQerrorMessage(c->c), m, sizeof m);

@@ -7,8 +7,10 @@ server for the session; PgServer.database(name) creates a database and
 returns its DATABASE_URL.
 
 For C unit tests (which read DATABASE_URL):
-    python3 tests/integration/pg_support.py start DIR   # prints DATABASE_URL
+    python3 tests/integration/pg_support.py start DIR [--durable]  # prints DATABASE_URL
     python3 tests/integration/pg_support.py stop DIR
+
+fsync is off unless durable (benchmarks of durable writes want it on).
 
 The postgres server refuses to run as root; as root, the server runs as the
 `postgres` system user (the Debian package creates it), which then owns DIR.
@@ -49,8 +51,9 @@ def _free_port():
 
 
 class PgServer:
-    def __init__(self, root):
+    def __init__(self, root, durable=False):
         """root: an empty directory (or one a previous `start` used)."""
+        self.durable = durable
         self.root = os.path.abspath(root)
         self.data = os.path.join(self.root, "data")
         self.sock = os.path.join(self.root, "sock")
@@ -96,7 +99,8 @@ class PgServer:
         # cores; max_connections: a worker connection per thread per service.
         self.proc = subprocess.Popen(
             [os.path.join(self.bindir, "postgres"), "-D", self.data, "-p", str(self.port), "-h", "127.0.0.1",
-             "-k", self.sock, "-c", "fsync=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB"],
+             "-k", self.sock, "-c", f"fsync={'on' if self.durable else 'off'}", "-c", "max_connections=200",
+             "-c", "shared_buffers=32MB"],
             user=self.run_as, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         pidfile = os.path.join(self.root, "postgres.pid")
@@ -165,15 +169,16 @@ def _stop_by_pidfile(root):
 
 
 def main(argv):
-    if len(argv) != 3 or argv[1] not in ("start", "stop"):
-        print(f"usage: {argv[0]} start|stop DIR", file=sys.stderr)
+    durable = argv[3:] == ["--durable"]
+    if len(argv) - durable != 3 or argv[1] not in ("start", "stop"):
+        print(f"usage: {argv[0]} start DIR [--durable] | stop DIR", file=sys.stderr)
         return 2
     root = argv[2]
     if argv[1] == "stop":
         _stop_by_pidfile(root)
         return 0
     os.makedirs(root, exist_ok=True)
-    srv = PgServer(root).start()
+    srv = PgServer(root, durable).start()
     # The server outlives this script (its own session); `stop` ends it.
     srv.proc = None
     print(srv.database("svckit_test"))
