@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "obs/internal.h"
 #include "store/internal.h"
 
 /* Type OIDs (pg_type.h is the server's header, not libpq's). */
@@ -295,7 +296,34 @@ static Oid type_of(const db_value *v) {
     }
 }
 
+/* A span per statement run when this thread works for a sampled trace, as
+ * SQLite's trace_statement (db.c) records: the SQL as prepared ($N), never
+ * the values bound to it. */
+static void record_span(const pg_stmt *s, uint64_t start_ns, int rc) {
+    const svc_trace_ctx *ctx = svc__trace_current();
+    if (!ctx || !(ctx->flags & SVC_TRACE_SAMPLED)) return;
+    uint64_t ns = svc_now_ns() - start_ns;
+    svc_span sp;
+    svc_span_begin(&sp, ctx, SVC_SPAN_CLIENT, "postgres");
+    sp.start_ns -= ns;
+    sp.dur_ns = ns;
+    sp.error = rc != SVC_OK;
+    sp.detail_is = SVC_SPAN_DETAIL_SQL;
+    svc_span_set(sp.detail, sizeof sp.detail, s->sql);
+    svc_span_set(sp.peer, sizeof sp.peer, "postgres");
+    svc__trace_record(&sp);
+}
+
+static int execute(pg_stmt *s);
+
 static int run(pg_stmt *s) {
+    uint64_t t0 = svc_now_ns();
+    int rc = execute(s);
+    record_span(s, t0, rc);
+    return rc;
+}
+
+static int execute(pg_stmt *s) {
     int rc = ensure_connected(s->conn);
     if (rc != SVC_OK) return rc;
     if (s->session != s->conn->session) s->prepared = false, s->session = s->conn->session;
