@@ -139,10 +139,12 @@ static const char outbox_insert_pg[] =
     "SELECT n, ?1, ?2 || '.' || n, ?3, ?4, ?5 FROM "
     "(SELECT nextval(pg_get_serial_sequence('svc_outbox', 'id')) AS n) AS next RETURNING id";
 
-/* PostgreSQL: the outbox's lock, held until the transaction ends. */
+/* PostgreSQL: the outbox's lock, held until the transaction ends. Its key
+ * is the (schema, 1) pair: the migrations' lock is the schema's one-number
+ * key, another space. */
 static int outbox_lock(svc_db *db) {
     if (!svc_db_is_pg(db)) return SVC_OK;
-    svc_stmt *s = svc_db_stmt(db, "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.svc_outbox'))");
+    svc_stmt *s = svc_db_stmt(db, "SELECT pg_advisory_xact_lock(hashtext(current_schema()), 1)");
     if (!s) return SVC_EIO;
     int rc = svc_stmt_step(s);
     svc_stmt_reset(s);
