@@ -16,6 +16,9 @@
 #   GIT_REV   shown in build info (the context has no .git)
 #   TLS       1: TLS to NATS linked in (OpenSSL, about 4.4 MB more; see
 #             docs/deploy.md); default 0, and the image carries no OpenSSL
+#   PG        1: the store on PostgreSQL (DATABASE_URL) linked in: libpq and
+#             its shared libraries in the image, a dynamic link
+#             (docs/store-postgres.md); default 0
 #
 # On a machine without a registry, scripts/base-image.sh makes the local
 # debian:bookworm-slim this starts from; elsewhere it comes from Docker Hub.
@@ -25,7 +28,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       zlib1g-dev \
       gcc make pkg-config libc6-dev musl-tools \
-      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev libssl-dev \
+      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev libssl-dev libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 
@@ -43,8 +46,9 @@ COPY . .
 ARG SERVICE
 ARG LINK=auto
 ARG TLS=0
+ARG PG=0
 RUN test -n "$SERVICE" || { echo "pass --build-arg SERVICE=<name>" >&2; exit 2; } \
- && GIT_REV="$GIT_REV" TLS="$TLS" sh docker/build.sh "$SERVICE" "$LINK"
+ && GIT_REV="$GIT_REV" TLS="$TLS" PG="$PG" sh docker/build.sh "$SERVICE" "$LINK"
 
 FROM scratch
 COPY --from=build /rootfs/ /

@@ -30,7 +30,7 @@ BUILD   ?= build/san$(if $(filter 1,$(TLS)),-tls)
 OPT     ?= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDSAN   := -fsanitize=address,undefined
 else
-BUILD   ?= build$(if $(filter 1,$(TLS)),/tls)
+BUILD   ?= build$(if $(filter 1,$(TLS)),/tls)$(if $(filter 1,$(PG)),/pg)
 OPT     ?= -O2
 LDSAN   :=
 endif
@@ -42,14 +42,14 @@ WARN    += -Werror
 endif
 CFLAGS  ?=
 CFLAGS  += -std=gnu11 -g $(OPT) $(WARN) -Iinclude -Isrc -MMD -MP -pthread \
-           $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+           $(shell pkg-config --cflags $(PKGS) libpq 2>/dev/null)
 # Release programs are linked statically from Debian's archives (STATIC=0 for
 # shared libraries; ASan needs them, so SAN=1 implies it). Measured on the demo:
 # 1.4 MiB idle RSS static against 2.7 MiB dynamic, since every touched page of
 # a shared library counts in RSS; and an image needs no loader. glibc warns that
 # libuv's getpwuid_r and getaddrinfo want its NSS modules at run time: names in
 # /etc/hosts and DNS resolve without them.
-STATIC  ?= $(if $(filter 1,$(SAN)),0,1)
+STATIC  ?= $(if $(filter 1,$(SAN) $(PG)),0,1)
 LIBDIR  := /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)
 ifeq ($(STATIC),1)
 LDLIBS  := $(LIBDIR)/libuv_a.a $(LIBDIR)/libjansson.a $(LIBDIR)/libsodium.a $(LIBDIR)/libsqlite3.a \
@@ -75,6 +75,19 @@ endif
 ifeq ($(TLS),1)
 LDFLAGS += $(TLS_LDFLAGS)
 LDLIBS  := $(TLS_LDLIBS) $(LDLIBS)
+endif
+
+# PostgreSQL (src/store/pg.c, docs/store-postgres.md), as TLS: in libsvckit.a,
+# reached only through the weak symbol svc__pg, so only programs linked with
+# PG_LDFLAGS and -lpq carry libpq: every program of a PG=1 build (linked
+# dynamically: Debian's libpq.a needs static libraries Debian does not ship),
+# and the unit test of svc_stmt in every build. Other programs refuse a
+# postgres:// DATABASE_URL at start, naming PG=1.
+PG_LDFLAGS := -Wl,--require-defined=svc__pg
+DYN_LDLIBS := $(shell pkg-config --libs $(PKGS) libpq 2>/dev/null) -lhttp_parser -lpthread -lm
+ifeq ($(PG),1)
+LDFLAGS += $(PG_LDFLAGS)
+LDLIBS  := $(DYN_LDLIBS)
 endif
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
@@ -160,6 +173,12 @@ $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_MAIN) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# The store's tests run on both backends (tests/run.sh runs them again with
+# DATABASE_URL): linked with libpq (dynamically) in every build.
+$(BUILD)/tests/unit/store/%: $(BUILD)/obj/tests/unit/store/%.o $(UNIT_MAIN) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDSAN) -pthread $(PG_LDFLAGS) $^ $(DYN_LDLIBS) -o $@
+
 $(BUILD)/tests/bin/%: $(BUILD)/obj/tests/integration/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
@@ -177,12 +196,14 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/obj/fuzz/replay.o $(LIB)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # `make test`: installs what is missing, builds the release and the ASan/UBSan
-# trees and the programs of the TLS build (build/tls, for test_nats_tls.py),
+# trees, the programs of the TLS build (build/tls, for test_nats_tls.py) and
+# of the PostgreSQL build (build/pg, for the PostgreSQL pass of tests/run.sh),
 # and runs every test against both. tests/run.sh prints the closing tally.
 test: $(DEPS_STAMP)
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory SAN=1 all
 	$(MAKE) --no-print-directory TLS=1 bins
+	$(MAKE) --no-print-directory PG=1 bins
 	bash tests/run.sh
 
 # `make run`: the reference system as local processes; Ctrl-C stops all of it.

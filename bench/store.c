@@ -6,6 +6,10 @@
  *
  *     store DIR [WRITERS] [SECONDS]
  *
+ * With DATABASE_URL=postgres://... (linked with -lpq, as run.sh does) the
+ * same writes go to PostgreSQL, a schema per design; the disk line is then
+ * DIR's, which may not be the server's.
+ *
  * Prints a markdown table: the disk's own fdatasync rate first (the ceiling of
  * the one-transaction-per-write design), then each design's writes/s, fsyncs
  * (commits) per second, mean writes per commit, and the p50/p99 of one write
@@ -26,7 +30,8 @@
 #define MAX_SAMPLES 2000000
 
 static const svc_migration migrations[] = {
-    {1, "orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"},
+    {1, "orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+     "CREATE TABLE orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, body text NOT NULL)"},
 };
 
 static double now_s(void) {
@@ -39,12 +44,12 @@ static const char body[] = "{\"items\":[{\"product_id\":1,\"quantity\":2}],\"tot
 
 static int write_order(svc_db *db, void *ud) {
     (void)ud;
-    sqlite3_stmt *s = svc_db_prepare(db, "INSERT INTO orders (body) VALUES (?1)");
+    svc_stmt *s = svc_db_stmt(db, "INSERT INTO orders (body) VALUES (?1)");
     if (!s) return SVC_EIO;
-    sqlite3_bind_text(s, 1, body, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) return svc_db_status(rc);
+    svc_stmt_bind_text(s, 1, body);
+    int rc = svc_stmt_step(s);
+    svc_stmt_reset(s);
+    if (rc < 0) return rc;
     return svc_db_outbox_add(db, "orders.created", body, sizeof body - 1, NULL);
 }
 
@@ -93,8 +98,12 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static void measure(const char *dir, const char *name, int group, int writers, double seconds) {
+    /* With DATABASE_URL, on PostgreSQL: the file name is the schema's, so
+     * letters, digits and _ only. */
     char path[512];
-    snprintf(path, sizeof path, "%s/store-%s.db", dir, name);
+    int n0 = snprintf(path, sizeof path, "%s/", dir);
+    for (const char *c = name; *c && n0 < (int)sizeof path - 4; c++) path[n0++] = *c == '-' ? '_' : *c;
+    snprintf(path + n0, sizeof path - (size_t)n0, ".db");
     unlink(path);
     run r = {.group = group};
     r.samples = malloc(sizeof(double) * MAX_SAMPLES);

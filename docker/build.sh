@@ -22,7 +22,8 @@
 #
 # Environment: ROOTFS (default /rootfs), GIT_REV (passed to make), JOBS, TLS
 # (1: TLS to NATS linked in, as `make TLS=1` does; OpenSSL's archives count
-# as any other library's).
+# as any other library's), PG (1: the store on PostgreSQL linked in, as
+# `make PG=1` does: libpq is only linkable shared, so LINK is dynamic).
 # Run as root (chown); in the build stage it is.
 set -eu
 
@@ -31,7 +32,14 @@ LINK=${2:-auto}
 ROOTFS=${ROOTFS:-/rootfs}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 TLS=${TLS:-0}
+PG=${PG:-0}
 UID_NONROOT=65532
+if [ "$PG" = 1 ]; then
+  case $LINK in
+    auto|dynamic) LINK=dynamic ;;
+    *) echo "build.sh: PG=1 links dynamically (Debian's libpq.a does not link statically)" >&2; exit 2 ;;
+  esac
+fi
 
 case $SERVICE in
   ''|*/*|.*) echo "build.sh: bad SERVICE '$SERVICE'" >&2; exit 2 ;;
@@ -97,7 +105,7 @@ link_mixed() {
 link_dynamic() {
   rm -f "build/bin/$SERVICE"
   make -j"$JOBS" --no-print-directory "build/bin/$SERVICE" GIT_REV="${GIT_REV:-unknown}" STATIC=0 \
-    BUILD=build TLS="$TLS"
+    BUILD=build TLS="$TLS" PG="$PG"
 }
 
 # The objects are built once: a static attempt that fails leaves them for the

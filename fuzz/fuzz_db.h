@@ -36,10 +36,10 @@ static void fuzz_db_open(const char *tag, int (*open)(const char *data_dir, svc_
 }
 
 static int64_t one(const char *sql) {
-    sqlite3_stmt *s = svc_db_prepare(db, sql);
-    CHECK(s && sqlite3_step(s) == SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(s, 0);
-    sqlite3_reset(s);
+    svc_stmt *s = svc_db_stmt(db, sql);
+    CHECK(s && svc_stmt_step(s) == SVC_DB_ROW);
+    int64_t v = svc_stmt_i64(s, 0);
+    svc_stmt_reset(s);
     return v;
 }
 

@@ -6,6 +6,10 @@ set -euo pipefail
 # Build and link.
 PKGS=(gcc make pkg-config libc6-dev libuv1-dev libhttp-parser-dev libjansson-dev
       libsodium-dev libsqlite3-dev zlib1g-dev sqlite3)
+# The store on PostgreSQL (src/store/pg.c): libpq's header for every build,
+# its library for make PG=1 and the store's tests; the server the tests start
+# (tests/integration/pg_support.py).
+PKGS+=(libpq-dev postgresql)
 # TLS to NATS (src/net/tls.c): linked only into programs built with TLS=1
 # and the TLS test helper, but compiled into libsvckit.a always.
 PKGS+=(libssl-dev)

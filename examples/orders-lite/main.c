@@ -13,7 +13,7 @@
 
 static const svc_migration migrations[] = {
     {1, "orders", "CREATE TABLE orders (id INTEGER PRIMARY KEY, product_id INTEGER NOT NULL,"
-                  " quantity INTEGER NOT NULL, user_id TEXT NOT NULL)"},
+                  " quantity INTEGER NOT NULL, user_id TEXT NOT NULL)", NULL},
 };
 
 typedef struct order {
@@ -22,20 +22,22 @@ typedef struct order {
     int rc;
 } order;
 
-/* The thread pool: SQLite may block. */
+/* The thread pool: the database may block. */
 static void insert(svc_req *req, void *ud) {
     order *o = ud;
     svc_db *db = svc_req_app_data(req);
-    sqlite3_stmt *st = svc_db_prepare(db, "INSERT INTO orders (product_id, quantity, user_id) VALUES (?, ?, ?)");
+    svc_stmt *st = svc_db_stmt(db, "INSERT INTO orders (product_id, quantity, user_id) VALUES (?, ?, ?) RETURNING id");
     if (!st) {
         o->rc = SVC_EIO;
         return;
     }
-    sqlite3_bind_int64(st, 1, o->product_id);
-    sqlite3_bind_int64(st, 2, o->quantity);
-    sqlite3_bind_text(st, 3, o->user_id, -1, SQLITE_STATIC);
-    o->rc = svc_db_status(sqlite3_step(st));
-    o->id = sqlite3_last_insert_rowid(svc_db_conn(db));
+    svc_stmt_bind_i64(st, 1, o->product_id);
+    svc_stmt_bind_i64(st, 2, o->quantity);
+    svc_stmt_bind_text(st, 3, o->user_id);
+    int rc = svc_stmt_step(st);
+    if (rc == SVC_DB_ROW) o->id = svc_stmt_i64(st, 0);
+    svc_stmt_reset(st);
+    o->rc = rc == SVC_DB_ROW ? SVC_OK : rc < 0 ? rc : SVC_EIO;
 }
 
 /* The loop, once the row is in: the event, then the answer. */

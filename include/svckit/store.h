@@ -1,17 +1,20 @@
 /*
  * svckit/store.h: SQLite for services — one file per service under DATA_DIR,
  * WAL mode, migrations at start, one connection per thread, cached statements.
+ * Or, with DATABASE_URL=postgres://..., the same on PostgreSQL (libpq): see
+ * svc_db_open and the statement API svc_stmt, which runs on both
+ * (docs/store-postgres.md).
  *
  * Threading: an svc_db is shared by every thread of the service. Each thread
  * (an event-loop worker or a thread-pool thread running an SVC_OFFLOAD
- * handler) gets its own sqlite3 connection on first use, so no connection is
+ * handler) gets its own connection on first use, so no connection is
  * ever shared and no lock is taken on the read path. WAL lets readers run while
  * one writer commits; writers wait up to SVC_DB_BUSY_TIMEOUT_MS for each other
  * (svc_db_write has one writer thread, which never waits for its own kind).
  * An event-loop worker's connection waits only SVC_DB_LOOP_BUSY_TIMEOUT_MS
  * (a locked database, a recovery by another process), since every request
- * of its loop waits with it: its statement then fails with SQLITE_BUSY
- * (svc_db_status: SVC_EAGAIN, for a 503 with Retry-After), counted in
+ * of its loop waits with it: its statement then fails with SVC_EAGAIN
+ * (for a 503 with Retry-After), counted in
  * db_loop_busy_total{db}.
  *
  * Durability: synchronous=FULL, so a write that was acknowledged survives a
@@ -26,7 +29,6 @@
 #ifndef SVCKIT_STORE_H
 #define SVCKIT_STORE_H
 
-#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -64,36 +66,93 @@ typedef struct svc_migration {
     int version;
     const char *name;
     const char *sql;    /* one or more statements */
+    const char *pg_sql; /* the same step on PostgreSQL; NULL: sql runs there too */
 } svc_migration;
+
+/* Longest DATABASE_URL accepted. */
+#define SVC_DB_URL_MAX 1024
+/* Parameters of one statement (?1 .. ?SVC_DB_MAX_PARAMS). */
+#define SVC_DB_MAX_PARAMS 32
+
+/*
+ * Checks a DATABASE_URL: SVC_OK for NULL or "" (SQLite under DATA_DIR) and for
+ * a postgres:// or postgresql:// URL that libpq parses, in a program linked
+ * with PostgreSQL (make PG=1); else SVC_EINVAL with the reason in err (never
+ * the password). The runtime calls it at start (a bad URL stops the service).
+ */
+int svc_db_url_check(const char *url, char *err, size_t errlen);
 
 /*
  * Opens (creating, mode 0600) the database at path, switches it to WAL, and
  * applies the migrations newer than its user_version. Returns SVC_OK and *out,
  * or SVC_EIO (log says why; e.g. a database newer than the migrations). The
  * caller frees with svc_db_close.
+ *
+ * With DATABASE_URL set to a postgres:// URL, path names a schema instead:
+ * its base name without ".db" (".../orders.db": schema "orders", letters,
+ * digits and _ only), created if missing, on every connection's search_path;
+ * the migrations' pg_sql run there, their version kept in the schema's
+ * svc_meta table. SVC_EINVAL for a bad URL or schema name.
  */
 int svc_db_open(const char *path, const svc_migration *migrations, size_t n, svc_db **out);
 
 /* Closes every thread's connection. No thread may use db during or after. */
 void svc_db_close(svc_db *db);
 
-/* This thread's connection, opened on first use; NULL on failure (logged). */
-sqlite3 *svc_db_conn(svc_db *db);
+/* True when db runs on PostgreSQL. */
+bool svc_db_is_pg(const svc_db *db);
 
-/*
- * A prepared statement for sql on this thread's connection, cached by the
- * pointer and text of sql (pass string literals). It is reset and its bindings
- * cleared; the caller steps it and must not finalize it. NULL on error (logged
- * with the SQL).
+/* ---- Statements on either backend -----------------------------------------
+ *
+ * A statement of this thread's connection, cached by the pointer of its SQL
+ * (pass string literals), reset and with its bindings cleared. Parameters are
+ * ?1 .. ?N (SVC_DB_MAX_PARAMS), bound by number (a bare ? takes the next
+ * number). On PostgreSQL a parameter's type is fixed when the statement is
+ * first run: by its binding then, else by the SQL, else text. Bound text and blobs are read at the first step: they must stay
+ * valid until then. Columns are valid until the next step or reset. NULL
+ * (logged with the SQL) when the statement does not prepare.
  */
-sqlite3_stmt *svc_db_prepare(svc_db *db, const char *sql);
+typedef struct svc_stmt svc_stmt;
+svc_stmt *svc_db_stmt(svc_db *db, const char *sql);
+
+/* SVC_OK, or SVC_ERANGE for a parameter number out of 1..SVC_DB_MAX_PARAMS.
+ * text NULL binds NULL. */
+int svc_stmt_bind_i64(svc_stmt *s, int param, int64_t v);
+int svc_stmt_bind_f64(svc_stmt *s, int param, double v);
+int svc_stmt_bind_text(svc_stmt *s, int param, const char *text);
+int svc_stmt_bind_blob(svc_stmt *s, int param, const void *p, size_t len);
+int svc_stmt_bind_null(svc_stmt *s, int param);
+
+/* Runs the statement (first call) or moves to its next row: SVC_DB_ROW with
+ * a row to read, SVC_DB_DONE at the end, or a negative status: SVC_EEXIST (a
+ * constraint), SVC_EAGAIN (busy, a lock timeout, a serialization failure),
+ * SVC_ERANGE, SVC_ENOMEM, SVC_EIO (logged). On PostgreSQL an error aborts
+ * the transaction until its savepoint is rolled back (write closures: return
+ * the error). */
+enum { SVC_DB_DONE = 0, SVC_DB_ROW = 1 };
+int svc_stmt_step(svc_stmt *s);
+
+/* Column col (from 0) of the current row. NULL reads as 0, 0.0, NULL. */
+int64_t svc_stmt_i64(svc_stmt *s, int col);
+double svc_stmt_f64(svc_stmt *s, int col);
+const char *svc_stmt_text(svc_stmt *s, int col);
+const void *svc_stmt_blob(svc_stmt *s, int col, size_t *len);
+bool svc_stmt_is_null(svc_stmt *s, int col);
+
+/* Rows inserted, updated or deleted by the statement's last run. */
+int64_t svc_stmt_changes(svc_stmt *s);
+
+/* Ends the current run (releases its rows and locks); the next step runs the
+ * statement again with the same bindings. */
+void svc_stmt_reset(svc_stmt *s);
+
+/* True inside an open transaction on this thread's connection. */
+bool svc_db_in_transaction(svc_db *db);
 
 /* Runs SQL without results. SVC_OK, SVC_EEXIST (unique constraint),
  * SVC_EAGAIN (busy), or SVC_EIO. */
 int svc_db_exec(svc_db *db, const char *sql);
 
-/* Maps an SQLite result code to a status code. */
-int svc_db_status(int sqlite_rc);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK on this thread's connection. */
 int svc_db_begin(svc_db *db);
@@ -113,8 +172,7 @@ int svc_db_integrity_check(svc_db *db);
  *
  * A write closure runs on the database's writer thread, inside its own
  * SAVEPOINT of a transaction shared with up to SVC_DB_MAX_BATCH - 1 other
- * closures. It uses the db as usual (svc_db_prepare, svc_db_conn: the writer's
- * connection) and returns SVC_OK to keep its changes, or an error to roll back
+ * closures. It uses the db as usual (svc_db_stmt: the writer's connection) and returns SVC_OK to keep its changes, or an error to roll back
  * only its own changes (the others of the batch commit). It must not begin,
  * commit or roll back the transaction, nor call svc_db_write_wait, nor block on
  * anything slow: every closure of the batch waits for it.

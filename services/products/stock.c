@@ -11,51 +11,55 @@
 
 #include "products.h"
 
-static int step_done(sqlite3_stmt *s) {
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? SVC_OK : svc_db_status(rc);
+static int step_done(svc_stmt *s) {
+    int rc = svc_stmt_step(s);
+    svc_stmt_reset(s);
+    return rc < 0 ? rc : SVC_OK;
 }
 
 /* The reservation's status ("reserved", "rejected", "released"), or "" when
  * the order has none. */
 static int reservation_status(svc_db *db, int64_t order_id, char out[16]) {
-    sqlite3_stmt *s = svc_db_prepare(db, "SELECT status FROM reservations WHERE order_id = ?1");
+    svc_stmt *s = svc_db_stmt(db, "SELECT status FROM reservations WHERE order_id = ?1");
     if (!s) return SVC_EIO;
-    sqlite3_bind_int64(s, 1, order_id);
-    int rc = sqlite3_step(s);
+    svc_stmt_bind_i64(s, 1, order_id);
+    int rc = svc_stmt_step(s);
     out[0] = '\0';
-    if (rc == SQLITE_ROW) snprintf(out, 16, "%s", (const char *)sqlite3_column_text(s, 0));
-    sqlite3_reset(s);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? SVC_OK : svc_db_status(rc);
+    if (rc == SVC_DB_ROW) snprintf(out, 16, "%s", svc_stmt_text(s, 0));
+    svc_stmt_reset(s);
+    return rc < 0 ? rc : SVC_OK;
 }
 
 /* Moves a product's stock by delta (negative: take), with its version and
  * updated_at, as any write of the product does. */
 static int move_stock(svc_db *db, int64_t product_id, int64_t delta, const char *now) {
-    sqlite3_stmt *s = svc_db_prepare(db, "UPDATE products SET stock = stock + ?2, version = version + 1,"
-                                         " updated_at = ?3 WHERE id = ?1");
+    svc_stmt *s = svc_db_stmt(db, "UPDATE products SET stock = stock + ?2, version = version + 1,"
+                                  " updated_at = ?3 WHERE id = ?1");
     if (!s) return SVC_EIO;
-    sqlite3_bind_int64(s, 1, product_id);
-    sqlite3_bind_int64(s, 2, delta);
-    sqlite3_bind_text(s, 3, now, -1, SQLITE_STATIC);
+    svc_stmt_bind_i64(s, 1, product_id);
+    svc_stmt_bind_i64(s, 2, delta);
+    svc_stmt_bind_text(s, 3, now);
     return step_done(s);
 }
 
-/* "" when every line can be taken, else why not. */
+/* "" when every line can be taken, else why not. On PostgreSQL the rows are
+ * locked until the commit: another instance's consumer reserving the same
+ * products waits, then reads the stock this one left (SQLite has one
+ * writer). */
 static int check_lines(svc_db *db, const json_t *items, const char **reason) {
-    sqlite3_stmt *s = svc_db_prepare(db, "SELECT stock FROM products WHERE id = ?1");
+    svc_stmt *s = svc_db_stmt(db, svc_db_is_pg(db) ? "SELECT stock FROM products WHERE id = ?1 FOR UPDATE"
+                                                   : "SELECT stock FROM products WHERE id = ?1");
     if (!s) return SVC_EIO;
     *reason = NULL;
     size_t i;
     const json_t *it;
     json_array_foreach(items, i, it) {
-        sqlite3_bind_int64(s, 1, saga_id(it, "product_id"));
-        int rc = sqlite3_step(s);
-        int64_t stock = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-        sqlite3_reset(s);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE) return svc_db_status(rc);
-        if (rc == SQLITE_DONE) *reason = "unknown_product";
+        svc_stmt_bind_i64(s, 1, saga_id(it, "product_id"));
+        int rc = svc_stmt_step(s);
+        int64_t stock = rc == SVC_DB_ROW ? svc_stmt_i64(s, 0) : -1;
+        svc_stmt_reset(s);
+        if (rc < 0) return rc;
+        if (rc == SVC_DB_DONE) *reason = "unknown_product";
         else if (stock < saga_id(it, "quantity")) *reason = "out_of_stock";
         if (*reason) return SVC_OK;
     }
@@ -91,13 +95,13 @@ static int reserve(svc_db *db, const svc_event *ev, const json_t *doc, int64_t o
     if (rc != SVC_OK) return rc;
     char now[SVC_TIME_RFC3339_MAX];
     svc_time_rfc3339(svc_wall_ms(), now);
-    sqlite3_stmt *s = svc_db_prepare(db, "INSERT INTO reservations (order_id, status, reason, created_at, updated_at)"
-                                         " VALUES (?1, ?2, ?3, ?4, ?4)");
+    svc_stmt *s = svc_db_stmt(db, "INSERT INTO reservations (order_id, status, reason, created_at, updated_at)"
+                                  " VALUES (?1, ?2, ?3, ?4, ?4)");
     if (!s) return SVC_EIO;
-    sqlite3_bind_int64(s, 1, order_id);
-    sqlite3_bind_text(s, 2, reason ? "rejected" : "reserved", -1, SQLITE_STATIC);
-    if (reason) sqlite3_bind_text(s, 3, reason, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, now, -1, SQLITE_STATIC);
+    svc_stmt_bind_i64(s, 1, order_id);
+    svc_stmt_bind_text(s, 2, reason ? "rejected" : "reserved");
+    svc_stmt_bind_text(s, 3, reason);
+    svc_stmt_bind_text(s, 4, now);
     if ((rc = step_done(s)) != SVC_OK) return rc;
     char body[256];
     if (reason) {
@@ -105,15 +109,15 @@ static int reserve(svc_db *db, const svc_event *ev, const json_t *doc, int64_t o
         svc_info("order %lld: stock rejected (%s)", (long long)order_id, reason);
         return svc_db_outbox_add(db, "stock.rejected", body, (size_t)len, NULL);
     }
-    s = svc_db_prepare(db, "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES (?1, ?2, ?3)");
+    s = svc_db_stmt(db, "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES (?1, ?2, ?3)");
     if (!s) return SVC_EIO;
     size_t i;
     const json_t *it;
     json_array_foreach(items, i, it) {
         int64_t id = saga_id(it, "product_id"), q = saga_id(it, "quantity");
-        sqlite3_bind_int64(s, 1, order_id);
-        sqlite3_bind_int64(s, 2, id);
-        sqlite3_bind_int64(s, 3, q);
+        svc_stmt_bind_i64(s, 1, order_id);
+        svc_stmt_bind_i64(s, 2, id);
+        svc_stmt_bind_i64(s, 3, q);
         if ((rc = step_done(s)) != SVC_OK || (rc = move_stock(db, id, -q, now)) != SVC_OK) return rc;
     }
     /* user is 1..127 bytes of a token's sub: escape it as JSON. */
@@ -127,20 +131,20 @@ static int reserve(svc_db *db, const svc_event *ev, const json_t *doc, int64_t o
 }
 
 static int release(svc_db *db, int64_t order_id) {
-    sqlite3_stmt *s = svc_db_prepare(db, "SELECT product_id, quantity FROM reservation_lines WHERE order_id = ?1");
+    svc_stmt *s = svc_db_stmt(db, "SELECT product_id, quantity FROM reservation_lines WHERE order_id = ?1");
     if (!s) return SVC_EIO;
     char now[SVC_TIME_RFC3339_MAX];
     svc_time_rfc3339(svc_wall_ms(), now);
-    sqlite3_bind_int64(s, 1, order_id);
+    svc_stmt_bind_i64(s, 1, order_id);
     int rc = SVC_OK, step;
-    while ((step = sqlite3_step(s)) == SQLITE_ROW)
-        if ((rc = move_stock(db, sqlite3_column_int64(s, 0), sqlite3_column_int64(s, 1), now)) != SVC_OK) break;
-    sqlite3_reset(s);
-    if (step != SQLITE_DONE) return step == SQLITE_ROW ? rc : svc_db_status(step);
-    s = svc_db_prepare(db, "UPDATE reservations SET status = 'released', updated_at = ?2 WHERE order_id = ?1");
+    while ((step = svc_stmt_step(s)) == SVC_DB_ROW)
+        if ((rc = move_stock(db, svc_stmt_i64(s, 0), svc_stmt_i64(s, 1), now)) != SVC_OK) break;
+    svc_stmt_reset(s);
+    if (step != SVC_DB_DONE) return step == SVC_DB_ROW ? rc : step;
+    s = svc_db_stmt(db, "UPDATE reservations SET status = 'released', updated_at = ?2 WHERE order_id = ?1");
     if (!s) return SVC_EIO;
-    sqlite3_bind_int64(s, 1, order_id);
-    sqlite3_bind_text(s, 2, now, -1, SQLITE_STATIC);
+    svc_stmt_bind_i64(s, 1, order_id);
+    svc_stmt_bind_text(s, 2, now);
     svc_info("order %lld: stock released", (long long)order_id);
     return step_done(s);
 }

@@ -321,11 +321,11 @@ typedef struct consume_job {
 } consume_job;
 
 static int step_sql(svc_db *db, const char *sql) {
-    sqlite3_stmt *s = svc_db_prepare(db, sql);
+    svc_stmt *s = svc_db_stmt(db, sql);
     if (!s) return SVC_EIO;
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    return rc == SQLITE_DONE ? SVC_OK : svc_db_status(rc);
+    int rc = svc_stmt_step(s);
+    svc_stmt_reset(s);
+    return rc == SVC_DB_DONE ? SVC_OK : rc < 0 ? rc : SVC_EIO;
 }
 
 /* Every message of the batch in one write closure: each claim and effect in
@@ -342,7 +342,7 @@ static int consume_closure(svc_db *db, void *ud) {
         if (rc == SVC_EEXIST) it->out = OUT_DUPLICATE, rc = SVC_OK;
         else if (rc == SVC_OK) rc = j->c->effect(db, it->ev, j->c->ud);
         svc__trace_swap(prev);
-        if (sqlite3_get_autocommit(svc_db_conn(db))) return SVC_EIO; /* SQLite ended the transaction */
+        if (!svc_db_in_transaction(db)) return SVC_EIO; /* the database ended the transaction */
         it->st = rc;
         if (rc != SVC_OK) {
             it->out = rc == SVC_EAGAIN || rc == SVC_EIO || rc == SVC_ENOMEM ? OUT_RETRY : OUT_REFUSED;

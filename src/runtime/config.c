@@ -14,12 +14,14 @@
 #include <unistd.h>
 
 #include "runtime/internal.h"
+#include "svckit/store.h"
 
 /* The runtime's own variables; each transport and module declares its own
  * (svc_transport.vars, svc_module.vars) and reads them in its configure. */
 static const svc_config_var core_vars[] = {
     {"WORKERS", NULL, "event-loop threads (default: CPUs available)"},
     {"DATA_DIR", "./var", "where SQLite files live"},
+    {"DATABASE_URL", NULL, "postgres://user:password@host:port/db: the store on PostgreSQL (programs built with make PG=1)"},
     {"LOG_LEVEL", "info", "debug, info, warn or error"},
     {"LOG_FORMAT", NULL, "json or text (default: text on a terminal, else json)"},
     {"LOG_COLOR", "auto", "text logs in colour: auto (on a terminal), always or never; NO_COLOR=1 is never"},
@@ -128,6 +130,13 @@ int svc__config_load(svc_app *app, char *err, size_t errlen) {
     c->workers = (int)v;
     c->data_dir = get_str("DATA_DIR", "./var");
     if (make_dir(c->data_dir) != SVC_OK) return svc__config_fail(err, errlen, "DATA_DIR", c->data_dir, strerror(errno));
+    /* Checked here so a bad URL stops the service at start, before any
+     * database is opened; never echoed (it may hold a password). */
+    char why[256];
+    if (svc_db_url_check(getenv("DATABASE_URL"), why, sizeof why) != SVC_OK) {
+        snprintf(err, errlen, "invalid configuration: DATABASE_URL: %s", why);
+        return SVC_EINVAL;
+    }
 
     const char *lvl = get_str("LOG_LEVEL", "info");
     if (svc_log_level_parse(lvl, &c->log_level) != SVC_OK)

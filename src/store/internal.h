@@ -8,21 +8,88 @@
 
 #include "svckit/obs.h"
 #include "svckit/trace.h"
+#include <sqlite3.h>
+
 #include "svckit/store.h"
 
-typedef struct stmt_entry {
-    const char *key;        /* the caller's pointer (a string literal) */
-    sqlite3_stmt *stmt;
-} stmt_entry;
+/* ---- SQLite, below the backend-neutral API ---------------------------------- */
 
-typedef struct db_conn {
+/* This thread's SQLite connection, opened on first use; NULL on failure
+ * (logged), and always NULL on PostgreSQL. */
+sqlite3 *svc__db_conn(svc_db *db);
+/* A prepared SQLite statement for sql on this thread's connection, cached by
+ * the pointer and text of sql (pass string literals), reset and its bindings
+ * cleared; the caller steps it and must not finalize it. NULL on error
+ * (logged with the SQL). */
+sqlite3_stmt *svc__db_prepare(svc_db *db, const char *sql);
+/* Maps an SQLite result code to a status code. */
+int svc__db_status(int sqlite_rc);
+
+/* ---- PostgreSQL (pg.c) -------------------------------------------------------
+ *
+ * Reached only through the weak symbol svc__pg: a program linked without
+ * -Wl,--require-defined=svc__pg (what make PG=1 adds, with -lpq) never pulls
+ * pg.o out of libsvckit.a, so it carries no libpq, and &svc__pg is NULL: a
+ * postgres:// DATABASE_URL then stops it at start (svc_db_url_check).
+ * libpq is not linkable statically from Debian's packages (docs/store-postgres.md).
+ */
+typedef struct pg_conn pg_conn;
+typedef struct pg_stmt pg_stmt;
+
+enum { DB_NULL, DB_INT, DB_FLOAT, DB_TEXT, DB_BLOB };
+typedef struct db_value {
+    int type;               /* DB_* */
+    int64_t i;
+    double f;
+    const void *p;          /* DB_TEXT (NUL-terminated), DB_BLOB */
+    size_t len;             /* DB_BLOB */
+} db_value;
+
+typedef struct db_pg_ops {
+    /* As svc_db_url_check, for a postgres:// URL. */
+    int (*url_check)(const char *url, char *err, size_t errlen);
+    /* A connection whose search_path is schema (created when create);
+     * lock_timeout_ms bounds waits for locks. NULL on failure (logged). */
+    pg_conn *(*connect)(const char *url, const char *schema, bool create, int lock_timeout_ms);
+    void (*disconnect)(pg_conn *c);
+    /* One or more statements without results: a status (svc_stmt_step's). */
+    int (*exec)(pg_conn *c, const char *sql);
+    bool (*in_transaction)(pg_conn *c);
+    /* The statement for sql (?N parameters), prepared at its first step. */
+    pg_stmt *(*prepare)(pg_conn *c, const char *sql);
+    void (*finalize)(pg_stmt *s);
+    void (*reset)(pg_stmt *s);
+    int (*bind)(pg_stmt *s, int param, const db_value *v);
+    int (*step)(pg_stmt *s);
+    /* Column col of the current row: DB_NULL, DB_INT (integers, booleans),
+     * DB_FLOAT, DB_BLOB (bytea), DB_TEXT (anything else); p valid until the
+     * next step or reset. SVC_ERANGE without a row or such a column. */
+    int (*column)(pg_stmt *s, int col, db_value *out);
+    int64_t (*changes)(pg_stmt *s);
+} db_pg_ops;
+
+extern const db_pg_ops svc__pg __attribute__((weak));
+
+typedef struct db_conn db_conn;
+
+/* A cached statement: SQLite's, or PostgreSQL's. */
+struct svc_stmt {
+    const char *key;        /* the caller's pointer (a string literal) */
+    db_conn *conn;          /* its connection */
+    sqlite3_stmt *lite;
+    pg_stmt *pg;
+    int64_t changes;        /* SQLite: of the last run */
+};
+
+struct db_conn {
     sqlite3 *db;
-    stmt_entry stmts[SVC_DB_MAX_STATEMENTS];
+    pg_conn *pg;
+    svc_stmt *stmts[SVC_DB_MAX_STATEMENTS]; /* each malloc'd: callers keep pointers */
     int nstmts;
     int64_t own_commits;    /* commits made on this connection (commit hook) */
     pthread_t owner;
     svc_series *m_loop_busy; /* an event-loop worker's connection: its db_loop_busy_total, else NULL */
-} db_conn;
+};
 
 /* One queued write closure. */
 typedef struct db_write {
@@ -41,6 +108,8 @@ typedef struct db_hook {
 
 struct svc_db {
     char *path;
+    char *url;              /* DATABASE_URL (PostgreSQL), else NULL */
+    char *schema;           /* PostgreSQL: the schema path names */
     char epoch[17];         /* 16 hex digits, new at every open (outbox msg ids) */
     pthread_key_t key;
     pthread_mutex_t lock;   /* guards conns[] registration only */
@@ -68,9 +137,6 @@ struct svc_db {
  * svc_inbox, svc_idempotency) before the service's migrations run. */
 int svc__db_library_migrate(svc_db *db);
 
-/* sqlite3_exec with the error logged; returns the SQLite code. */
-int svc__db_exec_logged(sqlite3 *c, const char *sql);
-
 /* Starts nothing; registers the write metrics. Stops and drains the writer
  * (svc_db_close). */
 void svc__db_write_init(svc_db *db);
@@ -81,7 +147,8 @@ void svc__db_write_stop(svc_db *db);
  * SVC_DB_LOOP_BUSY_TIMEOUT_MS for a busy database. */
 void svc__db_thread_is_loop(void);
 
-/* True inside an open transaction on this thread's connection. */
-bool svc__db_in_transaction(svc_db *db);
+/* This thread's connection, opened on first use; NULL on failure (logged). */
+db_conn *svc__db_thread_conn(svc_db *db);
+
 
 #endif

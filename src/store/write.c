@@ -72,27 +72,25 @@ int svc_db_on_commit_remove(svc_db *db, svc_db_commit_fn fn, void *ud) {
     return rc;
 }
 
-/* Runs one statement from the writer's statement cache. */
+/* Runs one statement from the writer's statement cache (errors logged). */
 static int step_once(svc_db *db, const char *sql) {
-    sqlite3_stmt *s = svc_db_prepare(db, sql);
+    svc_stmt *s = svc_db_stmt(db, sql);
     if (!s) return SVC_EIO;
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        svc_error("sqlite: %s: %s", sql, sqlite3_errmsg(svc_db_conn(db)));
-        return svc_db_status(rc);
-    }
-    return SVC_OK;
+    int rc = svc_stmt_step(s);
+    svc_stmt_reset(s);
+    return rc < 0 ? rc : SVC_OK;
 }
+
+/* BEGIN as a cached statement: SQLite's takes the write lock at once. */
+static int begin(svc_db *db) { return step_once(db, svc_db_is_pg(db) ? "BEGIN" : "BEGIN IMMEDIATE"); }
 
 /* One transaction for ws[0..n): each closure's status lands in st[]. */
 static void run_batch(svc_db *db, db_write *ws, int *st, size_t n) {
-    int rc = step_once(db, "BEGIN IMMEDIATE");
+    int rc = begin(db);
     if (rc != SVC_OK) {
         for (size_t i = 0; i < n; i++) st[i] = rc;
         return;
     }
-    sqlite3 *c = svc_db_conn(db);
     bool lost = false;
     for (size_t i = 0; i < n && !lost; i++) {
         if (step_once(db, "SAVEPOINT svc_write") != SVC_OK) {
@@ -102,9 +100,10 @@ static void run_batch(svc_db *db, db_write *ws, int *st, size_t n) {
         const svc_trace_ctx *prev = svc__trace_swap(ws[i].traced ? &ws[i].tctx : NULL);
         st[i] = ws[i].fn(db, ws[i].ud);
         svc__trace_swap(prev);
-        if (sqlite3_get_autocommit(c)) {
+        if (!svc_db_in_transaction(db)) {
             /* SQLite rolled the whole transaction back (disk full, I/O
-             * error): everything before this closure is gone too. */
+             * error), or PostgreSQL's connection broke: everything before
+             * this closure is gone too. */
             lost = true;
             break;
         }
@@ -131,7 +130,7 @@ static void maybe_sweep(svc_db *db) {
     int64_t now = (int64_t)time(NULL);
     if (now - db->last_sweep < SVC_DB_SWEEP_INTERVAL_S) return;
     db->last_sweep = now;
-    if (step_once(db, "BEGIN IMMEDIATE") != SVC_OK) return;
+    if (begin(db) != SVC_OK) return;
     int n = svc_db_sweep(db, now - db->retention_s);
     if (n < 0 || step_once(db, "COMMIT") != SVC_OK) {
         svc_db_rollback(db);

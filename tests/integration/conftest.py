@@ -78,6 +78,51 @@ def pytest_sessionfinish(session, exitstatus):
         if p.poll() is None:
             p.kill()
             p.wait()
+    if _pg["server"]:
+        _pg["server"].stop()
+        shutil.rmtree(_pg["server"].root, ignore_errors=True)
+
+
+# SVCKIT_TEST_PG=1 (tests/run.sh, with SVCKIT_BUILD=build/pg): every service
+# a test starts runs its store on PostgreSQL, one throwaway server for the
+# session, a database per DATA_DIR (the same DATA_DIR again, the same data,
+# as with SQLite files).
+_pg = {"server": None, "dbs": {}}
+
+
+def pg_psql(url, sql):
+    """Runs sql on the PostgreSQL database at url (psql); its output."""
+    from pg_support import pg_bindir
+    r = subprocess.run([os.path.join(pg_bindir(), "psql"), url, "-v", "ON_ERROR_STOP=1", "-Atc", sql],
+                       capture_output=True, text=True, timeout=WAIT)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def db_rows(svc, db, sql):
+    """Rows of sql (read-only) in the store `db` ("products") of a running
+    or stopped Service, on whichever backend it ran: its SQLite file, or
+    its PostgreSQL schema (values then come back as text)."""
+    url = svc.env.get("DATABASE_URL")
+    if not url:
+        import sqlite3
+        con = sqlite3.connect(f"file:{os.path.join(svc.data_dir, db + '.db')}?mode=ro", uri=True)
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+    out = pg_psql(url, f"SET search_path TO {db}; {sql}")
+    return [tuple(line.split("|")) for line in out.splitlines()[1:]]  # [0]: SET's tag
+
+
+def pg_database_for(data_dir):
+    from pg_support import PgServer
+    if not _pg["server"]:
+        _pg["server"] = PgServer(tempfile.mkdtemp(prefix="svckit-pg-")).start()
+    key = os.path.realpath(data_dir)
+    if key not in _pg["dbs"]:
+        _pg["dbs"][key] = _pg["server"].database(f"d{len(_pg['dbs'])}")
+    return _pg["dbs"][key]
 
 
 def free_port():
@@ -151,6 +196,8 @@ class Service:
             # No NATS unless the test brings its own (test_msg_*.py pass NATS_URL).
             "NATS_URL": "none",
         })
+        if os.environ.get("SVCKIT_TEST_PG") == "1" and "DATABASE_URL" not in (env or {}):
+            e["DATABASE_URL"] = pg_database_for(data_dir)
         e.update(env or {})
         self.env = e
         self.log = open(self.log_path, "wb")
@@ -395,3 +442,17 @@ def exchange(port, data, timeout=WAIT):
 def testsvc():
     with Service("testsvc") as s:
         yield s
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL server for the session (pg_support.py);
+    pg_server.database(name) gives a fresh database's DATABASE_URL. Its
+    directory is under /tmp itself, not pytest's 0700 one: as root the
+    server runs as the postgres user, who must reach it."""
+    from pg_support import PgServer
+    root = tempfile.mkdtemp(prefix="svckit-pg-")
+    srv = PgServer(root).start()
+    yield srv
+    srv.stop()
+    shutil.rmtree(root, ignore_errors=True)

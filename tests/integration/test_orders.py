@@ -13,10 +13,11 @@ import fcntl
 import json
 import os
 import secrets
+import subprocess
 
 import pytest
 
-from conftest import Service, wait_until
+from conftest import Service, pg_psql, terminate, wait_until
 from services_fixtures import claims, sign_hs256
 from shop_support import pay
 from test_msg_support import Nats, NatsServer, metric, nats_server  # noqa: F401
@@ -239,13 +240,41 @@ def recovery_in_progress(db_path):
         os.close(fd)  # and with it the locks
 
 
+@contextlib.contextmanager
+def database_busy(svc, db, tables):
+    """A database the service cannot read for now. SQLite: a WAL recovery in
+    progress (above). PostgreSQL: another session holding an ACCESS
+    EXCLUSIVE lock on the tables (as DDL would), which every read waits for
+    until its lock_timeout; released on exit."""
+    url = svc.env.get("DATABASE_URL")
+    if not url:
+        with recovery_in_progress(os.path.join(svc.data_dir, db + ".db")):
+            yield
+        return
+    from pg_support import pg_bindir
+    holder = subprocess.Popen([os.path.join(pg_bindir(), "psql"), url, "-v", "ON_ERROR_STOP=1", "-q"],
+                              stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        holder.stdin.write(f"BEGIN; LOCK TABLE {', '.join(f'{db}.{t}' for t in tables)}"
+                           " IN ACCESS EXCLUSIVE MODE;\n")
+        holder.stdin.flush()
+        wait_until(lambda: int(pg_psql(url, "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'"
+                                            " AND granted AND relation IS NOT NULL")) >= len(tables),
+                   what="the lock held")
+        yield
+    finally:
+        holder.stdin.write("ROLLBACK;\n")
+        holder.stdin.close()
+        terminate(holder)
+
+
 def test_payments_list_is_503_while_the_database_is_busy(shop):
     """GET /payments on a database it cannot read (locked by another process
     past SVC_DB_LOOP_BUSY_TIMEOUT_MS, as it reads on the event loop): 503 with Retry-After and a JSON error, not
     500; it serves again once the lock is gone."""
     doc = pay(shop, [{"product_id": 9, "quantity": 1}])
     busy = metric(shop.payments, "http_requests_total", code="503")
-    with recovery_in_progress(os.path.join(shop.payments.data_dir, "payments.db")):
+    with database_busy(shop.payments, "payments", ["payments"]):
         st, h, data = shop.payments.request("GET", f"/payments?order_id={doc['id']}",
                                             headers={"Authorization": "Bearer " + ADMIN})
     err = json.loads(data)
@@ -445,7 +474,7 @@ def test_orders_reads_are_503_at_once_while_the_database_is_busy(shop):
     doc = pay(shop, [{"product_id": 10, "quantity": 1}])  # settled: no write of orders' in flight
     auth = {"Authorization": "Bearer " + token("ann")}
     busy = metric(shop.orders, "db_loop_busy_total", db="orders.db")
-    with recovery_in_progress(os.path.join(shop.orders.data_dir, "orders.db")):
+    with database_busy(shop.orders, "orders", ["orders", "order_lines"]):
         for path in (f"/orders/{doc['id']}", "/orders"):
             st, h, data = shop.orders.request("GET", path, headers=auth)
             err = json.loads(data)

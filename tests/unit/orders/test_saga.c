@@ -46,18 +46,18 @@ static int apply(svc_db_event_fn fn, const char *subject, const char *msg_id, co
 
 static const char *status_of(int64_t id) {
     static char out[32];
-    sqlite3_stmt *s = svc_db_prepare(db, "SELECT status || coalesce('/' || reason, '') FROM orders WHERE id = ?1");
-    sqlite3_bind_int64(s, 1, id);
-    snprintf(out, sizeof out, "%s", sqlite3_step(s) == SQLITE_ROW ? (const char *)sqlite3_column_text(s, 0) : "?");
-    sqlite3_reset(s);
+    svc_stmt *s = svc_db_stmt(db, "SELECT status || coalesce('/' || reason, '') FROM orders WHERE id = ?1");
+    svc_stmt_bind_i64(s, 1, id);
+    snprintf(out, sizeof out, "%s", svc_stmt_step(s) == SVC_DB_ROW ? svc_stmt_text(s, 0) : "?");
+    svc_stmt_reset(s);
     return out;
 }
 
 static int64_t outbox(const char *subject) {
-    sqlite3_stmt *s = svc_db_prepare(db, "SELECT count(*) FROM svc_outbox WHERE subject = ?1");
-    sqlite3_bind_text(s, 1, subject, -1, SQLITE_STATIC);
-    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    sqlite3_reset(s);
+    svc_stmt *s = svc_db_stmt(db, "SELECT count(*) FROM svc_outbox WHERE subject = ?1");
+    svc_stmt_bind_text(s, 1, subject);
+    int64_t n = svc_stmt_step(s) == SVC_DB_ROW ? svc_stmt_i64(s, 0) : -1;
+    svc_stmt_reset(s);
     return n;
 }
 

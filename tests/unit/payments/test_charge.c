@@ -39,9 +39,9 @@ static void consume(const svc_event *evs, size_t n, int *rcs) {
 }
 
 static int64_t scalar(const char *sql) {
-    sqlite3_stmt *s = svc_db_prepare(pa.db, sql);
-    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    sqlite3_reset(s);
+    svc_stmt *s = svc_db_stmt(pa.db, sql);
+    int64_t n = svc_stmt_step(s) == SVC_DB_ROW ? svc_stmt_i64(s, 0) : -1;
+    svc_stmt_reset(s);
     return n;
 }
 

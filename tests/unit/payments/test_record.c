@@ -32,9 +32,9 @@ static charge record(const char *msg_id, int64_t order_id) {
 }
 
 static int64_t count(const char *sql) {
-    sqlite3_stmt *s = svc_db_prepare(db, sql);
-    int64_t n = sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-    sqlite3_reset(s);
+    svc_stmt *s = svc_db_stmt(db, sql);
+    int64_t n = svc_stmt_step(s) == SVC_DB_ROW ? svc_stmt_i64(s, 0) : -1;
+    svc_stmt_reset(s);
     return n;
 }
 

@@ -213,8 +213,12 @@ TEST(sweep_removes_only_rows_older_than_the_cutoff) {
     svc_db *db = test_db_open(path);
     REQUIRE(db);
     REQUIRE(svc_db_exec(db, "INSERT INTO svc_inbox VALUES ('c', 'old', 100), ('c', 'new', 5000000000)") == SVC_OK);
-    REQUIRE(svc_db_exec(db, "INSERT INTO svc_idempotency VALUES ('u', 'old', x'00', 201, NULL, x'', 100),"
-                            " ('u', 'new', x'00', 201, NULL, x'', 5000000000)") == SVC_OK);
+    REQUIRE(svc_db_exec(db, svc_db_is_pg(db) ? "INSERT INTO svc_idempotency VALUES"
+                                               " ('u', 'old', '\\x00', 201, NULL, '', 100),"
+                                               " ('u', 'new', '\\x00', 201, NULL, '', 5000000000)"
+                                             : "INSERT INTO svc_idempotency VALUES"
+                                               " ('u', 'old', x'00', 201, NULL, x'', 100),"
+                                               " ('u', 'new', x'00', 201, NULL, x'', 5000000000)") == SVC_OK);
     int64_t arg = (int64_t)time(NULL) - SVC_DB_RETENTION_S;
     CHECK_EQ(svc_db_write_wait(db, sweep_closure, &arg), SVC_OK);
     CHECK_EQ(arg, 2);
@@ -229,7 +233,9 @@ TEST(library_tables_leave_the_service_schema_alone) {
     const char *path = test_db_path();
     svc_db *db = test_db_open(path);
     REQUIRE(db);
-    CHECK_EQ(test_db_count(db, "PRAGMA user_version"), 1);
+    CHECK_EQ(test_db_count(db, svc_db_is_pg(db) ? "SELECT value FROM svc_meta WHERE key = 'user_version'"
+                                                : "PRAGMA user_version"),
+             1);
     CHECK_EQ(test_db_count(db, "SELECT value FROM svc_meta WHERE key = 'library_version'"), 1);
     svc_db_close(db);
     /* Reopening applies nothing again; a newer library version is refused. */

@@ -84,13 +84,13 @@ static svc_series *series(const char *family, svc_metric_type type, int nlabels,
 
 static double writes_metric(const char *result) {
     static const char *const names[] = {"db", "result"};
-    const char *v[] = {"test.db", result};
+    const char *v[] = {test_db_label(), result};
     return svc_series_value(series("db_writes_total", SVC_COUNTER, 2, names, v));
 }
 
 static double db_metric(const char *family, svc_metric_type type) {
     static const char *const names[] = {"db"};
-    const char *v[] = {"test.db"};
+    const char *v[] = {test_db_label()};
     return svc_series_value(series(family, type, 1, names, v));
 }
 
@@ -216,7 +216,7 @@ TEST(many_threads_write_concurrently) {
     const char *path = test_db_path();
     svc_db *db = test_db_open(path);
     REQUIRE(db);
-    REQUIRE(svc_db_exec(db, "INSERT INTO items (id, name) VALUES (1, '0')") == SVC_OK);
+    REQUIRE(svc_db_exec(db, "INSERT INTO items (name) VALUES ('0')") == SVC_OK); /* id 1 */
     pthread_t t[THREADS];
     counter_arg args[THREADS];
     for (int i = 0; i < THREADS; i++) {

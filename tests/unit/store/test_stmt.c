@@ -1,0 +1,267 @@
+/*
+ * svc_stmt, transactions, migrations and group commit on both backends:
+ * each test runs on SQLite, then on PostgreSQL when DATABASE_URL is set
+ * (tests/integration/pg_support.py start DIR prints one; tests/run.sh
+ * starts a server for the unit tests). Without it the PostgreSQL half is
+ * skipped with a line saying so.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "store_util.h"
+
+static const svc_migration migrations[] = {
+    {1, "things",
+     "CREATE TABLE things (id INTEGER PRIMARY KEY AUTOINCREMENT, n INTEGER, f REAL, s TEXT UNIQUE, b BLOB)",
+     "CREATE TABLE things (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n bigint, f double precision,"
+     " s text UNIQUE, b bytea)"},
+};
+
+/* Opens a fresh database of the backend: SQLite in a temp dir, or a schema
+ * of its own (named after the test and the pid) on PostgreSQL. */
+static svc_db *open_fresh(const char *pg_url, const char *tag, const svc_migration *m, size_t n) {
+    char path[256];
+    if (pg_url) {
+        setenv("DATABASE_URL", pg_url, 1);
+        snprintf(path, sizeof path, "/nonexistent/t_%s_%d.db", tag, (int)getpid());
+    } else {
+        unsetenv("DATABASE_URL");
+        snprintf(path, sizeof path, "%s", test_db_path());
+    }
+    svc_db *db = NULL;
+    return svc_db_open(path, m, n, &db) == SVC_OK ? db : NULL;
+}
+
+/* fn on SQLite, then on PostgreSQL if DATABASE_URL was given. */
+static void each_backend(const char *tag, void (*fn)(svc_db *db, const char *pg_url)) {
+    static char *pg_url;
+    if (!pg_url && getenv("DATABASE_URL")) pg_url = strdup(getenv("DATABASE_URL"));
+    for (int pg = 0; pg < 2; pg++) {
+        if (pg && !pg_url) {
+            printf("# %s: PostgreSQL skipped (DATABASE_URL unset)\n", tag);
+            break;
+        }
+        svc_db *db = open_fresh(pg ? pg_url : NULL, tag, migrations, 1);
+        CHECK(db != NULL);
+        if (!db) return;
+        CHECK_EQ(svc_db_is_pg(db), pg);
+        fn(db, pg ? pg_url : NULL);
+        svc_db_close(db);
+    }
+}
+
+static int64_t insert_thing(svc_db *db, int64_t n, double f, const char *s, const void *b, size_t blen) {
+    svc_stmt *st = svc_db_stmt(db, "INSERT INTO things (n, f, s, b) VALUES (?1, ?2, ?3, ?4) RETURNING id");
+    if (!st) return -1;
+    svc_stmt_bind_i64(st, 1, n);
+    svc_stmt_bind_f64(st, 2, f);
+    svc_stmt_bind_text(st, 3, s);
+    if (b) svc_stmt_bind_blob(st, 4, b, blen);
+    int64_t id = svc_stmt_step(st) == SVC_DB_ROW ? svc_stmt_i64(st, 0) : -1;
+    CHECK_EQ(svc_stmt_step(st), SVC_DB_DONE);
+    svc_stmt_reset(st);
+    return id;
+}
+
+static void types_round_trip(svc_db *db, const char *pg) {
+    static const unsigned char blob[] = {0, 1, 0xff, '\\', 'x', 0};
+    int64_t a = insert_thing(db, -5000000000LL, 2.5, "héllo ' ?1", blob, sizeof blob);
+    int64_t b = insert_thing(db, 7, 0, NULL, NULL, 0);
+    CHECK(a > 0);
+    CHECK_EQ(b, a + 1);
+    svc_stmt *s = svc_db_stmt(db, "SELECT n, f, s, b, id FROM things WHERE id >= ?1 ORDER BY id");
+    CHECK(s != NULL);
+    svc_stmt_bind_i64(s, 1, a);
+    CHECK_EQ(svc_stmt_step(s), SVC_DB_ROW);
+    CHECK_EQ(svc_stmt_i64(s, 0), -5000000000LL);
+    CHECK(svc_stmt_f64(s, 1) == 2.5);
+    CHECK_STR(svc_stmt_text(s, 2), "héllo ' ?1");
+    size_t len = 0;
+    const void *p = svc_stmt_blob(s, 3, &len);
+    CHECK_EQ(len, sizeof blob);
+    CHECK(p && memcmp(p, blob, sizeof blob) == 0);
+    CHECK(!svc_stmt_is_null(s, 3));
+    CHECK_EQ(svc_stmt_step(s), SVC_DB_ROW);
+    CHECK_EQ(svc_stmt_i64(s, 4), b);
+    CHECK(svc_stmt_is_null(s, 2));
+    CHECK(svc_stmt_text(s, 2) == NULL);
+    CHECK(svc_stmt_is_null(s, 3));
+    CHECK_EQ(svc_stmt_step(s), SVC_DB_DONE);
+    svc_stmt_reset(s);
+    /* The cache hands back the same statement, its bindings cleared. */
+    CHECK(svc_db_stmt(db, "SELECT n, f, s, b, id FROM things WHERE id >= ?1 ORDER BY id") == s);
+    CHECK_EQ(svc_stmt_bind_i64(s, SVC_DB_MAX_PARAMS + 1, 1), SVC_ERANGE);
+}
+
+TEST(types_round_trip_on_both) { each_backend("types", types_round_trip); }
+
+static void params_and_changes(svc_db *db, const char *pg) {
+    insert_thing(db, 1, 0, "a", NULL, 0);
+    insert_thing(db, 2, 0, "b", NULL, 0);
+    /* ?1 used twice, typed by its second use; a '?' inside a literal stays. */
+    svc_stmt *s = svc_db_stmt(db, "SELECT count(*), '?' || 'x' FROM things WHERE ?1 IS NULL OR s = ?1");
+    CHECK(s != NULL);
+    CHECK_EQ(svc_stmt_step(s), SVC_DB_ROW);
+    CHECK_EQ(svc_stmt_i64(s, 0), 2);
+    CHECK_STR(svc_stmt_text(s, 1), "?x");
+    svc_stmt_reset(s);
+    svc_stmt_bind_text(s, 1, "b");
+    CHECK_EQ(svc_stmt_step(s), SVC_DB_ROW);
+    CHECK_EQ(svc_stmt_i64(s, 0), 1);
+    svc_stmt_reset(s);
+    svc_stmt *u = svc_db_stmt(db, "UPDATE things SET n = n + ? WHERE n >= ?");
+    svc_stmt_bind_i64(u, 1, 10);
+    svc_stmt_bind_i64(u, 2, 1);
+    CHECK_EQ(svc_stmt_step(u), SVC_DB_DONE);
+    CHECK_EQ(svc_stmt_changes(u), 2);
+    svc_stmt_reset(u);
+    /* A unique violation is SVC_EEXIST. */
+    svc_stmt *i = svc_db_stmt(db, "INSERT INTO things (s) VALUES (?1)");
+    svc_stmt_bind_text(i, 1, "a");
+    CHECK_EQ(svc_stmt_step(i), SVC_EEXIST);
+    svc_stmt_reset(i);
+    CHECK(svc_db_stmt(db, "SELECT nonsense FROM nowhere") == NULL || svc_db_is_pg(db));
+}
+
+TEST(parameters_changes_and_constraints_on_both) { each_backend("params", params_and_changes); }
+
+static int64_t count_things(svc_db *db) {
+    svc_stmt *s = svc_db_stmt(db, "SELECT count(*) FROM things");
+    int64_t n = s && svc_stmt_step(s) == SVC_DB_ROW ? svc_stmt_i64(s, 0) : -1;
+    if (s) svc_stmt_reset(s);
+    return n;
+}
+
+static void transactions(svc_db *db, const char *pg) {
+    CHECK(!svc_db_in_transaction(db));
+    CHECK_EQ(svc_db_begin(db), SVC_OK);
+    CHECK(svc_db_in_transaction(db));
+    insert_thing(db, 1, 0, "kept", NULL, 0);
+    CHECK_EQ(svc_db_exec(db, "SAVEPOINT sp"), SVC_OK);
+    insert_thing(db, 2, 0, "undone", NULL, 0);
+    /* A failed statement inside the savepoint: on PostgreSQL it aborts the
+     * transaction until the savepoint is rolled back. */
+    svc_stmt *i = svc_db_stmt(db, "INSERT INTO things (s) VALUES (?1)");
+    svc_stmt_bind_text(i, 1, "kept");
+    CHECK_EQ(svc_stmt_step(i), SVC_EEXIST);
+    svc_stmt_reset(i);
+    CHECK_EQ(svc_db_exec(db, "ROLLBACK TO sp"), SVC_OK);
+    CHECK_EQ(svc_db_commit(db), SVC_OK);
+    CHECK(!svc_db_in_transaction(db));
+    CHECK_EQ(count_things(db), 1);
+    CHECK_EQ(svc_db_begin(db), SVC_OK);
+    insert_thing(db, 3, 0, "rolled back", NULL, 0);
+    svc_db_rollback(db);
+    CHECK_EQ(count_things(db), 1);
+    CHECK_EQ(svc_db_integrity_check(db), SVC_OK);
+}
+
+TEST(transactions_and_savepoints_on_both) { each_backend("tx", transactions); }
+
+static int insert_closure(svc_db *db, void *ud) {
+    svc_stmt *s = svc_db_stmt(db, "INSERT INTO things (s) VALUES (?1)");
+    if (!s) return SVC_EIO;
+    svc_stmt_bind_text(s, 1, ud);
+    int rc = svc_stmt_step(s);
+    svc_stmt_reset(s);
+    return rc < 0 ? rc : SVC_OK;
+}
+
+static void group_commit(svc_db *db, const char *pg) {
+    /* One batch: the duplicate fails alone, the others commit. */
+    void *names[] = {"one", "two", "one", "three"};
+    int st[4];
+    CHECK_EQ(svc_db_write_wait_all(db, insert_closure, names, NULL, 4, st), SVC_OK);
+    CHECK_EQ(st[0], SVC_OK);
+    CHECK_EQ(st[1], SVC_OK);
+    CHECK_EQ(st[2], SVC_EEXIST);
+    CHECK_EQ(st[3], SVC_OK);
+    CHECK_EQ(count_things(db), 3);
+}
+
+TEST(group_commit_rolls_back_only_the_failed_closure_on_both) { each_backend("batch", group_commit); }
+
+typedef struct other_thread {
+    svc_db *db;
+    int rc;
+} other_thread;
+
+static void *insert_elsewhere(void *arg) {
+    other_thread *o = arg;
+    o->rc = insert_closure(o->db, "from another connection");
+    return NULL;
+}
+
+static void version_moves(svc_db *db, const char *pg) {
+    int64_t v0 = svc_db_version(db);
+    CHECK(v0 >= 0);
+    CHECK_EQ(svc_db_version(db), v0);
+    other_thread o = {db, -1};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, insert_elsewhere, &o), 0);
+    pthread_join(t, NULL);
+    CHECK_EQ(o.rc, SVC_OK);
+    int64_t v1 = svc_db_version(db);
+    CHECK(v1 >= 0 && v1 != v0);
+}
+
+TEST(version_moves_on_another_connections_commit_on_both) { each_backend("version", version_moves); }
+
+static int64_t count_named(svc_db *db, const char *name) {
+    svc_stmt *s = svc_db_stmt(db, "SELECT count(*) FROM things WHERE s = ?1");
+    svc_stmt_bind_text(s, 1, name);
+    int64_t n = svc_stmt_step(s) == SVC_DB_ROW ? svc_stmt_i64(s, 0) : -1;
+    svc_stmt_reset(s);
+    return n;
+}
+
+TEST(migrations_run_once_and_refuse_a_newer_database_on_both) {
+    static const svc_migration more[] = {
+        migrations[0],
+        {2, "more", "INSERT INTO things (s) VALUES ('v2')", NULL},
+    };
+    char *pg_url = getenv("DATABASE_URL") ? strdup(getenv("DATABASE_URL")) : NULL;
+    for (int pg = 0; pg < 2; pg++) {
+        if (pg && !pg_url) {
+            printf("# migrations: PostgreSQL skipped (DATABASE_URL unset)\n");
+            break;
+        }
+        char path[256];
+        if (pg) {
+            setenv("DATABASE_URL", pg_url, 1);
+            snprintf(path, sizeof path, "t_mig_%d", (int)getpid());
+        } else {
+            unsetenv("DATABASE_URL");
+            snprintf(path, sizeof path, "%s", test_db_path());
+        }
+        svc_db *db = NULL;
+        CHECK_EQ(svc_db_open(path, migrations, 1, &db), SVC_OK);
+        svc_db_close(db);
+        for (int i = 0; i < 2; i++) {
+            CHECK_EQ(svc_db_open(path, more, 2, &db), SVC_OK);
+            if (!db) return;
+            CHECK_EQ(count_named(db, "v2"), 1);
+            svc_db_close(db);
+        }
+        db = NULL;
+        CHECK_EQ(svc_db_open(path, migrations, 1, &db), SVC_EIO);
+        CHECK(db == NULL);
+    }
+    free(pg_url);
+}
+
+TEST(url_check_refuses_and_masks_the_password) {
+    char err[256] = "";
+    CHECK_EQ(svc_db_url_check(NULL, err, sizeof err), SVC_OK);
+    CHECK_EQ(svc_db_url_check("", err, sizeof err), SVC_OK);
+    CHECK_EQ(svc_db_url_check("postgres://u:pw@127.0.0.1:5432/db", err, sizeof err), SVC_OK);
+    CHECK_EQ(svc_db_url_check("mysql://u:pw@h/db", err, sizeof err), SVC_EINVAL);
+    CHECK(strstr(err, "postgres://") != NULL);
+    CHECK_EQ(svc_db_url_check("postgres://u:s3cr3t@h/db?bogus=1", err, sizeof err), SVC_EINVAL);
+    CHECK(strstr(err, "bogus") != NULL);
+    /* libpq quotes the bad token, here the password itself: masked. */
+    CHECK_EQ(svc_db_url_check("postgresql://u:s3%zzcr3t@h/db", err, sizeof err), SVC_EINVAL);
+    CHECK(strstr(err, "percent") != NULL);
+    CHECK(strstr(err, "zzcr3t") == NULL);
+    CHECK(strstr(err, "***") != NULL);
+}
