@@ -25,7 +25,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       zlib1g-dev \
       gcc make pkg-config libc6-dev musl-tools \
-      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev libssl-dev \
+      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev libmbedtls-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 

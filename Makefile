@@ -68,9 +68,9 @@ LDFLAGS += $(LDSAN) -pthread
 # (bench/README.md has the sizes) and refuse tls:// at start, naming TLS=1.
 TLS_LDFLAGS := -Wl,--require-defined=svc__tls
 ifeq ($(STATIC),1)
-TLS_LDLIBS := $(LIBDIR)/libssl.a $(LIBDIR)/libcrypto.a
+TLS_LDLIBS := $(LIBDIR)/libmbedtls.a $(LIBDIR)/libmbedx509.a $(LIBDIR)/libmbedcrypto.a
 else
-TLS_LDLIBS := -lssl -lcrypto
+TLS_LDLIBS := -lmbedtls -lmbedx509 -lmbedcrypto
 endif
 ifeq ($(TLS),1)
 LDFLAGS += $(TLS_LDFLAGS)
