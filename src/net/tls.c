@@ -143,10 +143,10 @@ static int tls_recv(void *ud, unsigned char *buf, size_t len) {
     return (int)len;
 }
 
-/* Whether the subjectAltName of crt lists the address ip (len 4 or 16).
- * mbed TLS 2.28 matches DNS names only; its parser has already checked the
- * certificate's DER, and every read here is bounded by the extension. */
-static int san_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, size_t len) {
+/* mbed TLS 2.28 matches DNS names only, so addresses are found here. Its
+ * parser has already checked the certificate's DER; every read here is
+ * bounded by the extensions all the same. */
+int svc__tls_san_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, size_t len) {
     unsigned char *p = crt->v3_ext.p, *end = p + crt->v3_ext.len;
     size_t n;
     if (!p || mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) return 0;
@@ -187,7 +187,7 @@ static int san_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, size
  * server's certificate. */
 static int verify_ip(void *ud, mbedtls_x509_crt *crt, int depth, uint32_t *flags) {
     svc_tls *t = ud;
-    if (depth == 0 && t->ip_len && !san_has_ip(crt, t->ip, t->ip_len))
+    if (depth == 0 && t->ip_len && !svc__tls_san_has_ip(crt, t->ip, t->ip_len))
         *flags |= MBEDTLS_X509_BADCERT_CN_MISMATCH;
     return 0;
 }

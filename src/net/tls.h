@@ -70,6 +70,12 @@ typedef struct svc_tls_ops {
     const char *(*error)(const svc_tls *t);
 } svc_tls_ops;
 
+/* Whether the subjectAltName extension of crt lists the IP address ip (len
+ * 4 or 16 bytes, network order): 1 or 0. For the verification of an address
+ * URL, and for fuzz/tls_san_fuzz.c. */
+struct mbedtls_x509_crt;
+int svc__tls_san_has_ip(const struct mbedtls_x509_crt *crt, const unsigned char *ip, size_t len);
+
 /* Defined by tls.c; NULL in a program that did not opt in. (The definition
  * is weak too, from this declaration: it is the only one, so that changes
  * nothing.) */
