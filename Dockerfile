@@ -14,8 +14,8 @@
 #             else Debian's .a archives plus the shared objects of the rest,
 #             i.e. libnats and what it needs), static, mixed or dynamic
 #   GIT_REV   shown in build info (the context has no .git)
-#   TLS       1: TLS to NATS linked in (OpenSSL, about 4.4 MB more; see
-#             docs/deploy.md); default 0, and the image carries no OpenSSL
+#   TLS       1: TLS to NATS linked in (mbed TLS, about 0.6 MB more; see
+#             docs/deploy.md); default 0, and the image carries no TLS code
 #
 # On a machine without a registry, scripts/base-image.sh makes the local
 # debian:bookworm-slim this starts from; elsewhere it comes from Docker Hub.
