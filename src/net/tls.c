@@ -147,9 +147,10 @@ static int tls_recv(void *ud, unsigned char *buf, size_t len) {
  * parser has already checked the certificate's DER; every read here is
  * bounded by the extensions all the same. */
 int svc__tls_san_has_ip(const mbedtls_x509_crt *crt, const unsigned char *ip, size_t len) {
+    if (!crt->v3_ext.p) return 0; /* no extensions */
     unsigned char *p = crt->v3_ext.p, *end = p + crt->v3_ext.len;
     size_t n;
-    if (!p || mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) return 0;
+    if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) return 0;
     end = p + n;
     while (p < end) { /* Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue } */
         if (mbedtls_asn1_get_tag(&p, end, &n, MBEDTLS_ASN1_CONSTRUCTED | MBEDTLS_ASN1_SEQUENCE)) return 0;
