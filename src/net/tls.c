@@ -61,7 +61,7 @@ static void tls_ctx_free(svc_tls_ctx *c) {
 static svc_tls_ctx *ctx_fail(svc_tls_ctx *c, char *err, size_t errlen, const char *what, const char *file, int rc) {
     char why[128];
     mbedtls_strerror(rc, why, sizeof why);
-    snprintf(err, errlen, "%s %s: %s", what, file, why);
+    snprintf(err, errlen, "%s%s%s: %s", what, *file ? " " : "", file, why);
     tls_ctx_free(c);
     return NULL;
 }
