@@ -14,8 +14,8 @@
 #             else Debian's .a archives plus the shared objects of the rest,
 #             i.e. libnats and what it needs), static, mixed or dynamic
 #   GIT_REV   shown in build info (the context has no .git)
-#   TLS       1: TLS to NATS linked in (OpenSSL, about 4.4 MB more; see
-#             docs/deploy.md); default 0, and the image carries no OpenSSL
+#   TLS       1: TLS to NATS linked in (mbed TLS, about 0.6 MB more; see
+#             docs/deploy.md); default 0, and the image carries no TLS code
 #   PG        1: the store on PostgreSQL (DATABASE_URL) linked in: libpq and
 #             its shared libraries in the image, a dynamic link
 #             (docs/store-postgres.md); default 0
@@ -28,7 +28,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       zlib1g-dev \
       gcc make pkg-config libc6-dev musl-tools \
-      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev libssl-dev libpq-dev \
+      libuv1-dev libhttp-parser-dev libjansson-dev libsodium-dev libsqlite3-dev libmbedtls-dev libpq-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 

@@ -15,7 +15,7 @@
 #
 # Variables: SAN=1 builds with ASan+UBSan into build/san; CI=true adds -Werror;
 # STATIC=0 links release programs against shared libraries; TLS=1 links TLS
-# to NATS (OpenSSL) into every program, in build/tls (build/san-tls with SAN=1).
+# to NATS (mbed TLS) into every program, in build/tls (build/san-tls with SAN=1).
 #
 # `make install PREFIX=/opt/svckit` (default /usr/local; DESTDIR honoured)
 # installs the public headers, the static library, lib/pkgconfig/svckit.pc and
@@ -62,15 +62,15 @@ LDFLAGS += $(LDSAN) -pthread
 
 # TLS to NATS (src/net/tls.c) is in libsvckit.a like the rest, but nothing
 # refers to it except through the weak symbol svc__tls (src/net/tls.h), so the
-# linker takes it, and OpenSSL with it, only into a program linked with
+# linker takes it, and mbed TLS with it, only into a program linked with
 # TLS_LDFLAGS and TLS_LDLIBS: every program of a TLS=1 build, and the test
-# helper msgsvc-tls in every build. Other programs carry no byte of OpenSSL
+# helper msgsvc-tls in every build. Other programs carry no byte of mbed TLS
 # (bench/README.md has the sizes) and refuse tls:// at start, naming TLS=1.
 TLS_LDFLAGS := -Wl,--require-defined=svc__tls
 ifeq ($(STATIC),1)
-TLS_LDLIBS := $(LIBDIR)/libssl.a $(LIBDIR)/libcrypto.a
+TLS_LDLIBS := $(LIBDIR)/libmbedtls.a $(LIBDIR)/libmbedx509.a $(LIBDIR)/libmbedcrypto.a
 else
-TLS_LDLIBS := -lssl -lcrypto
+TLS_LDLIBS := -lmbedtls -lmbedx509 -lmbedcrypto
 endif
 ifeq ($(TLS),1)
 LDFLAGS += $(TLS_LDFLAGS)
@@ -191,9 +191,10 @@ $(BUILD)/tests/bin/msgsvc-tls: $(BUILD)/obj/tests/integration/msgsvc.o $(LIB)
 
 # The replayer: each fuzz target linked with a main() that feeds it every file of
 # its corpus, so the test suite replays corpora and crash reproducers with gcc.
+# (mbed TLS for tls_san_fuzz; a target that does not use it links none of it.)
 $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/obj/fuzz/replay.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $^ $(TLS_LDLIBS) $(LDLIBS) -o $@
 
 # `make test`: installs what is missing, builds the release and the ASan/UBSan
 # trees, the programs of the TLS build (build/tls, for test_nats_tls.py) and

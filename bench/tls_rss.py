@@ -5,7 +5,7 @@ does not).
 
 Three products side by side, in one run, WORKERS=1 unless given (one NATS
 connection per worker):
-  plain    build/bin/products (no OpenSSL linked) on a plain nats-server
+  plain    build/bin/products (no TLS library linked) on a plain nats-server
   linked   build/tls/bin/products (make TLS=1) on the same plain nats-server
   tls      build/tls/bin/products on a nats-server that requires TLS
 Each is measured once ready (idle), and again after REQUESTS requests over

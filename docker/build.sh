@@ -21,7 +21,7 @@
 # owned by the non-root user.
 #
 # Environment: ROOTFS (default /rootfs), GIT_REV (passed to make), JOBS, TLS
-# (1: TLS to NATS linked in, as `make TLS=1` does; OpenSSL's archives count
+# (1: TLS to NATS linked in, as `make TLS=1` does; mbed TLS's archives count
 # as any other library's), PG (1: the store on PostgreSQL linked in, as
 # `make PG=1` does: libpq is only linkable shared, so LINK is dynamic).
 # Run as root (chown); in the build stage it is.

@@ -12,7 +12,7 @@ PKGS=(gcc make pkg-config libc6-dev libuv1-dev libhttp-parser-dev libjansson-dev
 PKGS+=(libpq-dev postgresql)
 # TLS to NATS (src/net/tls.c): linked only into programs built with TLS=1
 # and the TLS test helper, but compiled into libsvckit.a always.
-PKGS+=(libssl-dev)
+PKGS+=(libmbedtls-dev)
 # Run: the broker of the reference system.
 PKGS+=(nats-server)
 # Test: python3-yaml reads deploy/prometheus/ (test_prometheus.py), whose

@@ -25,7 +25,7 @@ make --no-print-directory -j"$(nproc)" CC=clang BUILD="$build" STATIC=0 \
   OPT="-O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer-no-link $san" LDSAN="$san" \
   lib $(for f in fuzz/*_fuzz.c; do n=$(basename "$f" .c); echo "$build/obj/fuzz/$n.o"; done) >"$build.log" 2>&1 ||
   { tail -30 "$build.log"; echo "fuzz.sh: build failed (log: $build.log)" >&2; exit 1; }
-libs="$(pkg-config --libs libuv jansson libsodium sqlite3 zlib) -lhttp_parser -lpthread -lm"
+libs="$(pkg-config --libs libuv jansson libsodium sqlite3 zlib) -lhttp_parser -lmbedtls -lmbedx509 -lmbedcrypto -lpthread -lm"
 
 targets="${FUZZ_TARGETS:-$(for f in fuzz/*_fuzz.c; do n=$(basename "$f" .c); echo "${n%_fuzz}"; done)}"
 failed=()

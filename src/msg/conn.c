@@ -1012,7 +1012,7 @@ static int tls_configure(svc_msg *m, const char *url, char *err, size_t errlen) 
     if (!&svc__tls)
         return svc__config_fail(err, errlen, var, val,
                                 "TLS is not built into this program: build it with `make TLS=1` (or link it "
-                                "with -Wl,--require-defined=svc__tls -lssl -lcrypto)");
+                                "with -Wl,--require-defined=svc__tls -lmbedtls -lmbedx509 -lmbedcrypto)");
     if (!cert != !key)
         return svc__config_fail(err, errlen, cert ? "NATS_TLS_CERT" : "NATS_TLS_KEY", cert ? cert : key,
                                 "NATS_TLS_CERT and NATS_TLS_KEY go together");

@@ -1,18 +1,19 @@
 /*
- * TLS for the NATS client (src/net/tls.c): OpenSSL driven through memory
- * BIOs, so that the ciphertext travels on the client's own libuv stream and
- * its one-write-at-a-time output (nats.c) stays as it is.
+ * TLS for the NATS client (src/net/tls.c): mbed TLS driven through its I/O
+ * callbacks on memory buffers, so that the ciphertext travels on the
+ * client's own libuv stream and its one-write-at-a-time output (nats.c)
+ * stays as it is.
  *
  * Linked only into the programs that opt in. nats.c and the messaging module
  * reach this code through one weak symbol, svc__tls: a program linked
  * without `-Wl,--require-defined=svc__tls` (what `make TLS=1` adds, with
- * libssl and libcrypto) never pulls tls.o out of libsvckit.a, so it carries
- * no OpenSSL, and &svc__tls is NULL there: a tls:// URL or NATS_TLS_* then
+ * mbed TLS's three libraries) never pulls tls.o out of libsvckit.a, so it
+ * carries no mbed TLS, and &svc__tls is NULL there: a tls:// URL or NATS_TLS_* then
  * stops the service at start with the remedy (src/msg/conn.c).
  *
  * What the server must prove: a certificate chain to the CA file (or the
- * system's store) and the host name or IP address of the URL; TLS 1.2 or
- * later. A client certificate is presented when configured.
+ * system's, /etc/ssl/certs/ca-certificates.crt) and the host name or IP
+ * address of the URL; TLS 1.2 (mbed TLS 2.28 has no 1.3 in Debian's build). A client certificate is presented when configured.
  */
 #ifndef SVC_NET_TLS_H
 #define SVC_NET_TLS_H
@@ -40,7 +41,7 @@ typedef struct svc_tls_ops {
     /*
      * ca: a PEM file of trusted CAs (NULL: the system's store). cert and key:
      * PEM files of the client certificate (chain) and its private key, both
-     * or neither. NULL on failure, with the reason (the file and OpenSSL's
+     * or neither. NULL on failure, with the reason (the file and mbed TLS's
      * words) in err. Free with ctx_free (NULL: no-op).
      */
     svc_tls_ctx *(*ctx_new)(const char *ca, const char *cert, const char *key, char *err, size_t errlen);
@@ -69,6 +70,12 @@ typedef struct svc_tls_ops {
     /* Why the last call returned -1 ("" if it did not). */
     const char *(*error)(const svc_tls *t);
 } svc_tls_ops;
+
+/* Whether the subjectAltName extension of crt lists the IP address ip (len
+ * 4 or 16 bytes, network order): 1 or 0. For the verification of an address
+ * URL, and for fuzz/tls_san_fuzz.c. */
+struct mbedtls_x509_crt;
+int svc__tls_san_has_ip(const struct mbedtls_x509_crt *crt, const unsigned char *ip, size_t len);
 
 /* Defined by tls.c; NULL in a program that did not opt in. (The definition
  * is weak too, from this declaration: it is the only one, so that changes
