@@ -254,6 +254,49 @@ def test_each_entry_gets_its_own_signal_and_its_helpers_too(run, tmp_path):
     assert not alive(helper), r.text
 
 
+# A helper that records every signal it gets and never exits of one (SIGKILL
+# ends it): all catchable signals blocked, taken with sigwait.
+RECORDER = """\
+import os, signal
+sigs = set(signal.Signals) - {signal.SIGKILL, signal.SIGSTOP}
+signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+with open("helper.pid", "w") as f:
+    f.write(str(os.getpid()))
+while True:
+    got = signal.sigwait(sigs)
+    with open("helper.got", "a") as f:
+        f.write(signal.Signals(got).name + "\\n")
+"""
+
+
+def test_an_adopted_helper_gets_its_entrys_signal_only(run, tmp_path):
+    """A helper whose parent exited stays in its entry's process group but
+    becomes svckit's child (the subreaper). At a stop it gets the entry's
+    stop signal with its group and nothing else: svckit sent adopted
+    children SIGTERM as well, so a helper could see SIGTERM before or inside
+    its handler of SIGUSR1 and stop as if told the wrong thing (the cause of
+    the occasional failure of the test above under load)."""
+    (tmp_path / "recorder.py").write_text(RECORDER)
+    # The subshell starts the recorder and exits at once: the recorder is
+    # orphaned in a's group while a's main program runs.
+    r = run(f"a [stop=USR1]: sh -c '({PY} recorder.py &); exec {PY} prog.py USR1'\n",
+            env={"SHUTDOWN_TIMEOUT": "1"})
+    r.wait_for(r"^a +\| ready$")
+    pidfile = tmp_path / "helper.pid"
+    wait_until(lambda: pidfile.exists() and pidfile.read_text(), what="the recorder's pid")
+    helper = int(pidfile.read_text())
+
+    def ppid(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    wait_until(lambda: ppid(helper) == r.proc.pid, what="svckit to adopt the recorder")
+    # It ignores its signal, so svckit kills it at the deadline: exit 1.
+    assert r.stop(signal.SIGTERM) == 1, r.text
+    assert r.got("a") == "SIGUSR1", r.text
+    assert (tmp_path / "helper.got").read_text().split() == ["SIGUSR1"], r.text
+    assert not alive(helper)
+
+
 # Under nohup svckit starts with SIGHUP ignored: its children start with every
 # signal at its default all the same, or stop=HUP could never stop them.
 @pytest.mark.parametrize("ignore", [(), (signal.SIGHUP,)], ids=["plain", "nohup"])

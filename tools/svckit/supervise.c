@@ -44,6 +44,8 @@ extern char **environ;
 typedef struct proc {
     svc__instance *in;
     pid_t pid;              /* 0 when not running; also its process group */
+    pid_t pgid;             /* the process group it last started (0: never started);
+                               it outlives pid while helpers remain in it */
     uint64_t started_ns;
     uint64_t first_started_ns; /* 0 until the first start */
     uint64_t restart_at_ns; /* when pid is 0 and no stop is under way */
@@ -230,7 +232,7 @@ static void spawn(proc *p) {
     do r = read(ex[0], &e, sizeof e);
     while (r < 0 && errno == EINTR);
     close(ex[0]);
-    p->pid = pid;
+    p->pid = p->pgid = pid;
     p->started_ns = svc_now_ns();
     if (!p->first_started_ns) p->first_started_ns = p->started_ns;
     p->restart_at_ns = 0;
@@ -304,8 +306,17 @@ static int reap(void) {
 
 /* Sends sig to every process group we started and to every other child we
  * have (orphans we adopted, or what we inherited as PID 1). With own_stop,
- * each group gets its entry's stop signal instead; the others get sig, as
- * nothing tells which entry they came from. */
+ * each group gets its entry's stop signal instead, and so does an orphan
+ * still in an entry's group (a helper whose parent died): that group got it
+ * above while its leader runs, so the orphan is then left alone, never sent
+ * a second, other signal. Other orphans get sig, as nothing tells which
+ * entry they came from. */
+static proc *group_owner(pid_t pgrp) {
+    for (size_t i = 0; i < S.nprocs; i++)
+        if (S.procs[i].pgid == pgrp) return &S.procs[i];
+    return NULL;
+}
+
 static void signal_all(int sig, int own_stop) {
     for (size_t i = 0; i < S.nprocs; i++)
         if (S.procs[i].pid > 0) kill(-S.procs[i].pid, own_stop ? S.procs[i].in->stop_signal : sig);
@@ -338,6 +349,11 @@ static void signal_all(int sig, int own_stop) {
         char state;
         if (!rp || sscanf(buf, "%d", &pid) != 1 || sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) != 3) continue;
         if (ppid != self || find_proc(pid)) continue;
+        proc *owner = pgrp > 1 ? group_owner(pgrp) : NULL;
+        if (owner) {
+            if (owner->pid <= 0) kill(-pgrp, own_stop ? owner->in->stop_signal : sig);
+            continue;
+        }
         if (pgrp > 1 && pgrp != own_group) kill(-pgrp, sig);
         kill(pid, sig);
     }
