@@ -52,7 +52,8 @@ def main():
         share = 100.0 * r["reads_failed"] / max(r["reads"], 1)
         print(f"run {n + 1}: reads {r['reads']} failed {r['reads_failed']} ({share:.3f}%) "
               f"window {r['reads_failed_window_s']} s; orders {r['orders_acked']} ({r['orders_acked_while_cut']} "
-              f"while cut) {r['orders']}; longest gap in order acks while cut {r['longest_order_gap_while_cut_s']} s; "
+              f"while cut) {r['orders']}; "
+              f"settled while cut {r['settled_while_cut']}; "
               f"cut noticed {r['cut_noticed_s']} s; rejoined {r['rejoin_s']} s after heal; "
               f"restarted {r['restarted'] or 'none'}", file=sys.stderr)
 
