@@ -59,7 +59,10 @@ PORTS = {"nats": 4222, "route": 6222, "monitor": 8222, "gateway": 8080, "auth": 
 
 
 def run(*argv, check=True):
-    return subprocess.run(argv, check=check, capture_output=True, text=True)
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
+    return r
 
 
 def cannot_make_namespaces():
