@@ -54,6 +54,7 @@ GATEWAY_HOSTS = (1, 2)
 STATEFUL = ("auth", "products", "orders", "payments")
 USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
 NATS_SERVER = "/usr/sbin/nats-server"
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 PORTS = {"nats": 4222, "route": 6222, "monitor": 8222, "gateway": 8080, "auth": 8081,
          "products": 8082, "orders": 8083, "payments": 8084}
 
@@ -129,6 +130,7 @@ class Cluster3:
         self.log_level = log_level
         self.passwords = {u: password() for u in USERS}
         self.procs = {}  # (host, name) -> Proc
+        self.sanitizer_reports = []  # filled by close(): "h0/orders: runtime error:"...
         self.made = []  # what close() removes: ("ns", name) / ("link", name)
         try:
             self._network()
@@ -288,7 +290,10 @@ class Cluster3:
 
     def close(self):
         for key in list(self.procs)[::-1]:
-            self.procs.pop(key).stop(signal.SIGKILL if key[1] == "nats" else signal.SIGTERM)
+            p = self.procs.pop(key)
+            p.stop(signal.SIGKILL if key[1] == "nats" else signal.SIGTERM)
+            log = p.read_log()
+            self.sanitizer_reports += [f"h{key[0]}/{key[1]}: {m}" for m in SANITIZER_MARKERS if m in log]
         for kind, name in self.made[::-1]:
             if kind == "ns":
                 run("ip", "netns", "del", name, check=False)

@@ -34,6 +34,7 @@ def test_losing_a_host_loses_nothing():
     finally:
         cluster.close()
     assert leftovers(cluster.prefix) == [], "namespaces or links left behind"
+    assert cluster.sanitizer_reports == [], cluster.sanitizer_reports
     print(f"\ncluster3: {r['reads_failed']} of {r['reads']} reads failed; {r['orders_acked']} orders, "
           f"{r['orders_acked_while_cut']} while cut; cut noticed after {r['cut_noticed_s']} s")
 
