@@ -38,7 +38,7 @@ def main():
     # SIGTERM unwinds like Ctrl-C, so that close() removes the namespaces.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for n in range(args.runs):
-        cluster = Cluster3()
+        cluster = Cluster3(read_replicas=True)
         try:
             print(f"cluster3: run {n + 1}: hosts {cluster.net}.1-3 (namespaces {cluster.prefix}h0-2); "
                   "cutting host 1 under load", file=sys.stderr)
@@ -54,7 +54,7 @@ def main():
               f"window {r['reads_failed_window_s']} s; orders {r['orders_acked']} ({r['orders_acked_while_cut']} "
               f"while cut) {r['orders']}; "
               f"settled while cut {r['settled_while_cut']}; "
-              f"cut noticed {r['cut_noticed_s']} s; rejoined {r['rejoin_s']} s after heal; "
+              f"cut noticed {r['cut_noticed_s']} s; unrouted {r['unrouted_s']} s; rejoined {r['rejoin_s']} s after heal; "
               f"restarted {r['restarted'] or 'none'}", file=sys.stderr)
 
 

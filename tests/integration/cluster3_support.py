@@ -52,11 +52,22 @@ HOSTS = 3
 STATE_HOST = 0  # never cut: it holds the SQLite files (see above)
 GATEWAY_HOSTS = (1, 2)
 STATEFUL = ("auth", "products", "orders", "payments")
-USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
+USERS = ("gateway", "auth", "products", "orders", "payments", "ops", "demo")
 NATS_SERVER = "/usr/sbin/nats-server"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+# read_replicas: the example app's stateless catalog (examples/demo) on every
+# host, its own NATS user shaped as the shop's, the gateways' /products routed
+# to it and allowed to request it.
+DEMO_USER = """    {user: demo, password: $DEMO_NATS_PASSWORD, permissions: {
+      publish: {allow: ["$SRV.LEAVE.demo.>"]}
+      subscribe: {allow: ["_INBOX.demo.>", "svc.demo.>", "$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.LIVE",
+                          "$SRV.*.demo", "$SRV.*.demo.>", "svckit.trace", "svckit.trace.demo", "svckit.trace.demo.>"]}
+      allow_responses: true
+    }}
+"""
 PORTS = {"nats": 4222, "route": 6222, "monitor": 8222, "gateway": 8080, "auth": 8081,
-         "products": 8082, "orders": 8083, "payments": 8084}
+         "products": 8082, "orders": 8083, "payments": 8084,
+         "demo": 8090}
 
 
 def run(*argv, check=True):
@@ -116,7 +127,7 @@ class Proc:
 
 
 class Cluster3:
-    def __init__(self, build=None, database_url=None, log_level="warn"):
+    def __init__(self, build=None, database_url=None, log_level="warn", read_replicas=False):
         pid = os.getpid()
         self.prefix = f"s{pid}"
         # A private /24 of 10.0.0.0/8 from the PID: 10.(100 + pid/256 % 100).(pid % 256).
@@ -127,6 +138,7 @@ class Cluster3:
         self.tmp = tempfile.mkdtemp(prefix="svckit-cluster3-")
         self.build = build or os.environ.get("SVCKIT_BUILD", "build")
         self.database_url = database_url
+        self.read_replicas = read_replicas
         self.log_level = log_level
         self.passwords = {u: password() for u in USERS}
         self.procs = {}  # (host, name) -> Proc
@@ -140,12 +152,18 @@ class Cluster3:
             wait_until(lambda: all(self.jetstream_ready(i) for i in range(HOSTS)), what="JetStream in 3 nodes")
             for name in STATEFUL:
                 self._service(STATE_HOST, name)
+            if read_replicas:
+                for i in range(HOSTS):
+                    self._service(i, "demo")
             for i in GATEWAY_HOSTS:
                 self._service(i, "gateway")
+            want = {"products": 1, "orders": 1, "payments": 1, "auth": 1}
+            if read_replicas:
+                want = {"demo": HOSTS, "orders": 1}
             for i in GATEWAY_HOSTS:
-                for name in ("products", "orders", "payments", "auth"):
-                    wait_until(lambda: self.gateway_instances(i, name) == 1,
-                               what=f"gateway {i} discovering {name}")
+                for name, n in want.items():
+                    wait_until(lambda: self.gateway_instances(i, name) == n,
+                               what=f"gateway {i} discovering {n} {name}")
         except BaseException:
             self.close()
             raise
@@ -199,6 +217,9 @@ class Cluster3:
         routes = ", ".join(f"nats-route://{self.ip(j)}:{PORTS['route']}" for j in range(HOSTS) if j != i)
         with open(os.path.join(ROOT, "deploy", "nats-users.conf")) as f:
             users = f.read()
+        if self.read_replicas:
+            users = users.replace('"svc.payments.>",', '"svc.payments.>", "svc.demo.>",', 1)
+            users = users.replace("users = [", "users = [\n" + DEMO_USER, 1)
         conf = os.path.join(d, "nats.conf")
         with open(conf, "w") as f:
             f.write(f"server_name: n{i}\n"
@@ -228,6 +249,14 @@ class Cluster3:
                "JWT_SECRET": SECRET, "NATS_URL": self.nats_url(i, name), "NATS_JS_REPLICAS": "3"}
         if name == "gateway":
             env["GATEWAY_CONFIG"] = gateway_config(d)
+            if self.read_replicas:
+                with open(env["GATEWAY_CONFIG"]) as f:
+                    conf = json.load(f)
+                for route in conf["routes"]:
+                    if route["prefix"] == "/products":
+                        route["service"] = "demo"
+                with open(env["GATEWAY_CONFIG"], "w") as f:
+                    json.dump(conf, f)
         if self.database_url:
             env["DATABASE_URL"] = self.database_url
         path = os.path.join(ROOT, self.build, "bin", name) if not os.path.isabs(self.build) else \
@@ -457,9 +486,20 @@ def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(
         cluster.cut(cut)
         # JetStream with 2 of 3 nodes: once the others have dropped the cut
         # node and the stream has a leader among them, the load goes on.
-        stream_cut = wait_until(lambda: cut_noticed(cluster, cut, via), timeout=4 * WAIT,
-                                what="the cluster noticing the cut")
-        t_noticed = time.monotonic()
+        # With read replicas, also: the surviving gateway stops routing to the
+        # cut host's instance (it drops it from discovery).
+        seen = {}
+
+        def noticed():
+            if "unrouted" not in seen and (not cluster.read_replicas
+                                           or cluster.gateway_instances(via, "demo") == HOSTS - 1):
+                seen["unrouted"] = time.monotonic()
+            if "stream" not in seen and cut_noticed(cluster, cut, via):
+                seen["stream"] = cut_noticed(cluster, cut, via)
+                seen["noticed"] = time.monotonic()
+            return len(seen) == 3
+        wait_until(noticed, timeout=4 * WAIT, what="the cluster and the gateway noticing the cut")
+        stream_cut, t_noticed = seen["stream"], seen["noticed"]
         load.wait_for(*during, what="reads and orders with a host cut")
         # The saga runs on JetStream: orders placed after the cut was noticed
         # settle before the heal.
@@ -482,7 +522,10 @@ def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(
         state.update(routes=cluster.routes(cut), stream=s,
                      read=cluster.status(cut, "gateway", "/products/1", headers=reader))
         current = {r["name"] for r in (s or {}).get("replicas", []) if r.get("current")}
-        return state["routes"] == HOSTS - 1 and f"n{cut}" in current and state["read"] == 200
+        if cluster.read_replicas:
+            state["routed"] = cluster.gateway_instances(via, "demo")
+        return (state["routes"] == HOSTS - 1 and f"n{cut}" in current and state["read"] == 200
+                and state.get("routed", HOSTS) == HOSTS)
     try:
         wait_until(rejoined, timeout=4 * WAIT, what=f"host {cut} rejoining")
     except AssertionError as e:
@@ -506,6 +549,7 @@ def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(
         "order_ids_distinct": len(set(outcomes)) == len(load.acked),
         "cut_s": round(t_heal - t_cut, 3),
         "cut_noticed_s": round(t_noticed - t_cut, 3),
+        "unrouted_s": round(seen["unrouted"] - t_cut, 3) if cluster.read_replicas else None,
         "rejoin_s": round(t_rejoined - t_heal, 3),
         "stream_while_cut": stream_cut,
         "settled_while_cut": settled_while_cut,
