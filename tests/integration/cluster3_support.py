@@ -13,6 +13,9 @@ Layout (PID = this process's id, so that two runs never clash):
         6222, monitoring 8222), JetStream with R3 streams (NATS_JS_REPLICAS=3)
     host 0: auth, products, orders, payments  (the state: see below)
     hosts 1 and 2: a gateway each (8080)
+    read_replicas=True: the example app's stateless catalog (examples/demo,
+        8090) on every host, the gateways' /products routed to it; orders
+        still ask products on host 0 for prices
 
 Where the state lives. Products, orders, payments and auth keep SQLite files
 of their own: one instance per host would be three catalogs. Until the store
@@ -21,7 +24,8 @@ host 0 only, and host 0 is never cut: it plays the part the managed database
 plays in the target design (PostgreSQL in a fourth namespace, every host
 running one instance of each service with DATABASE_URL). `database_url`
 passes that variable to every service once the backend exists; today the
-services ignore it. What is cut here is a NATS node and a gateway.
+services ignore it. What is cut here is a NATS node, a gateway and (with
+read_replicas) an instance the surviving gateway routes reads to.
 
 Ports inside a namespace are fixed (4222, 8080, ...): each namespace has its
 own port space, made for this run and removed after it, so nothing else can
