@@ -115,7 +115,7 @@ FUZZ_BINS := $(FUZZ_SRC:fuzz/%.c=$(BUILD)/fuzz/%)
 
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: install uninstall all lib bins tests deps test test-unit test-integration run fuzz clean images test-images bench format
+.PHONY: install uninstall all lib bins tests deps test test-unit test-integration run fuzz clean images test-images bench demo-cluster format
 # Objects of tests and fuzz targets are intermediates by make's rules; keep them,
 # so a second `make` does not compile them again.
 .SECONDARY:
@@ -229,6 +229,13 @@ test-images: $(DEPS_STAMP)
 bench: $(DEPS_STAMP)
 	$(MAKE) --no-print-directory all
 	bash bench/run.sh
+
+# `make demo-cluster`: three hosts on this machine (network namespaces, root),
+# a 3-node NATS cluster with R3 JetStream; one host is cut off under load and
+# healed (bench/cluster3.py; docs/deploy.md, "Three hosts on one machine").
+demo-cluster: $(DEPS_STAMP)
+	$(MAKE) --no-print-directory all
+	SVCKIT_BUILD="$${SVCKIT_BUILD:-$(BUILD)}" /usr/bin/python3 bench/cluster3.py
 
 clean:
 	rm -rf build
