@@ -198,13 +198,14 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(BUILD)/obj/fuzz/replay.o $(LIB)
 
 # `make test`: installs what is missing, builds the release and the ASan/UBSan
 # trees, the programs of the TLS build (build/tls, for test_nats_tls.py) and
-# of the PostgreSQL build (build/pg, for the PostgreSQL pass of tests/run.sh),
+# of the PostgreSQL build (build/pg, and its outboxsvc for test_store_outbox.py:
+# the PostgreSQL pass of tests/run.sh),
 # and runs every test against both. tests/run.sh prints the closing tally.
 test: $(DEPS_STAMP)
 	$(MAKE) --no-print-directory all
 	$(MAKE) --no-print-directory SAN=1 all
 	$(MAKE) --no-print-directory TLS=1 bins
-	$(MAKE) --no-print-directory PG=1 bins
+	$(MAKE) --no-print-directory PG=1 bins build/pg/tests/bin/outboxsvc
 	bash tests/run.sh
 
 # `make run`: the reference system as local processes; Ctrl-C stops all of it.
