@@ -10,6 +10,8 @@ import time
 import pytest
 
 from conftest import BIN, WAIT, wait_until
+from shop_support import token as shop_token
+from test_msg_perms import perms  # noqa: F401  (fixture)
 from test_msg_support import JWT_SECRET, Nats, msgsvc, nats_server  # noqa: F401  (fixture)
 
 SVCKIT = os.path.join(BIN, "svckit")
@@ -170,3 +172,17 @@ def test_routes_lists_what_the_service_registered(svc):
     assert lines[0].split() == ["SERVICE", "METHOD", "PATH"]
     table = [tuple(l.split()) for l in lines[1:]]
     assert table == sorted(table, key=lambda r: (r[0], r[2], r[1]))
+
+
+def test_call_and_routes_work_as_the_ops_user(perms):
+    """Under the shipped permissions (deploy/nats-users.conf), ops may call
+    any service on svc.<service>.http and read its discovery."""
+    nats, passwords, _ = perms
+    url = f"nats://ops:{passwords['ops']}@127.0.0.1:{nats.port}"
+    rc, out, err = svckit("call", "--nats", url, "--token", shop_token("ann"), "products", "GET", "/products/1")
+    assert rc == 0, err
+    assert json.loads(out)["id"] == 1
+    rc, out, err = svckit("routes", "--nats", url, "--wait", "2000", "--json")
+    assert rc == 0, err
+    assert {"service": "products", "method": "GET", "path": "/products/:id"} in json.loads(out)
+    assert passwords["ops"] not in out.decode() + err
