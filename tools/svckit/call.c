@@ -121,6 +121,7 @@ static void run_for(uv_loop_t *loop, int ms) {
     uv_timer_start(&timer, on_timer, (uint64_t)ms, 0);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&timer, close_cb);
+    uv_run(loop, UV_RUN_NOWAIT); /* the close completes while timer lives */
 }
 
 /* ---- svckit call ----------------------------------------------------------- */
