@@ -98,12 +98,17 @@ def test_timeout(svc):
     try:
         c.subscribe("svc.silent.http")
         c.flush()
-        rc, out, err = call(nats, "silent", "GET", "/x", timeout_ms=300)
+        rc, out, err = call(nats, "-H", "content-type: text/plain", "silent", "PUT", "/x?a=1&b=%20", "hi",
+                            timeout_ms=300)
         assert rc == 6, err
         assert "no answer" in err and out == b""
         # The request arrived, with the wire conventions of docs/messaging.md.
         m = c.next_msg(subject_prefix="svc.silent.http")
-        assert m.header("Svc-Method") == "GET" and m.header("Svc-Path") == "/x"
+        assert m.header("Svc-Method") == "PUT" and m.header("Svc-Path") == "/x"
+        # The caller's Content-Type (any case) replaces the default.
+        assert m.data == b"hi" and [(k, v) for k, v in m.headers.items() if k.lower() == "content-type"] == \
+            [("content-type", "text/plain")]
+        assert m.header("Svc-Query") == "a=1&b=%20"
         assert int(m.header("Svc-Deadline")) > 0
     finally:
         c.close()
@@ -157,12 +162,13 @@ def openapi_routes(s):
 def test_routes_lists_what_the_service_registered(svc):
     nats, s = svc
     expected = openapi_routes(s)
-
-    def listed():
-        rc, out, err = svckit("routes", "--nats", nats.url, "--wait", "2000", "--json")
-        assert rc == 0, err
-        return json.loads(out)
-    rows = wait_until(listed, what="routes listed")
+    # Two instances of the service: still one row per route.
+    with msgsvc(nats):
+        def listed():
+            rc, out, err = svckit("routes", "--nats", nats.url, "--wait", "2000", "--json")
+            assert rc == 0, err
+            return json.loads(out)
+        rows = wait_until(listed, what="routes listed")
     assert all(r["service"] == "msgsvc" for r in rows)
     got = {(r["method"], re.sub(r"/[:*]([^/]+)", r"/{\1}", r["path"])) for r in rows}
     assert got == expected
