@@ -2,6 +2,7 @@
 `svckit routes` (every route from $SRV.INFO), against msgsvc."""
 import json
 import os
+import pty
 import re
 import subprocess
 import threading
@@ -114,8 +115,9 @@ def test_timeout(svc):
         c.close()
 
 
-def test_forged_answer_is_cleaned(svc):
-    nats, _ = svc
+def forged(nats, body, headers, *args, stdout=subprocess.PIPE):
+    """`svckit call forged GET /x` answered once by a forger with body and
+    headers: (exit status, stdout bytes, stderr)."""
     c = Nats(nats.port)
     c.subscribe("svc.forged.http")
     c.flush()
@@ -123,26 +125,68 @@ def test_forged_answer_is_cleaned(svc):
 
     def answer():
         m = c.next_msg(subject_prefix="svc.forged.http")
-        # NATS header lines cannot carry C0 control bytes (the client drops
-        # such an answer as malformed); C1 ones (the 8-bit CSI, U+009B) and
-        # any other non-ASCII can.
-        c.publish(m.reply, b"\x1b[31mbody\x1b[0m",
-                  headers={"Svc-Status": "200", "X-Evil": "a\x9b2Jb\u00e9"})
+        c.publish(m.reply, body, headers=headers)
         done.set()
 
     th = threading.Thread(target=answer, daemon=True)
     th.start()
     try:
-        rc, out, err = call(nats, "forged", "GET", "/x")
+        p = subprocess.run([SVCKIT, "call", "--nats", nats.url, *args, "forged", "GET", "/x"], stdout=stdout,
+                           stderr=subprocess.PIPE, timeout=WAIT)
         assert done.wait(WAIT)
-        assert rc == 0, err
-        assert "X-Evil: a??2Jb??\n" in err, repr(err)
-        assert err.isascii()
-        # Not a terminal: the body is written as bytes.
-        assert out == b"\x1b[31mbody\x1b[0m"
+        return p.returncode, p.stdout, p.stderr.decode()
     finally:
         th.join(WAIT)
         c.close()
+
+
+def test_forged_answer_is_cleaned(svc):
+    nats, _ = svc
+    # NATS header lines cannot carry C0 control bytes (the client drops such
+    # an answer as malformed); C1 ones (the 8-bit CSI, U+009B) and any other
+    # non-ASCII can.
+    rc, out, err = forged(nats, b"\x1b[31mbody\x1b[0m", {"Svc-Status": "200", "X-Evil": "a\x9b2Jb\u00e9"})
+    assert rc == 0, err
+    assert "X-Evil: a??2Jb??\n" in err, repr(err)
+    assert err.isascii()
+    # Not a terminal: the body is written as bytes.
+    assert out == b"\x1b[31mbody\x1b[0m"
+
+
+def test_body_on_a_terminal_is_cleaned(svc):
+    nats, _ = svc
+    master, slave = pty.openpty()
+    try:
+        rc, _, err = forged(nats, b"\x1b]0;pwned\x07ok\tline\n", {"Svc-Status": "200"}, stdout=slave)
+        assert rc == 0, err
+        os.close(slave)
+        slave = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side is closed and read out
+                break
+            if not chunk:
+                break
+            shown += chunk
+        assert b"\x1b" not in shown and b"\x07" not in shown, shown
+        assert b"?]0;pwned?ok\tline" in shown, shown
+    finally:
+        if slave >= 0:
+            os.close(slave)
+        os.close(master)
+
+
+@pytest.mark.parametrize("headers,code", [({"Svc-Status": "302", "Location": "/y"}, 3),
+                                          ({"Svc-Status": "20x"}, 1), ({"X-Other": "1"}, 1)],
+                         ids=["302", "bad status", "no status"])
+def test_other_and_malformed_answers(svc, headers, code):
+    nats, _ = svc
+    rc, out, err = forged(nats, b"", headers)
+    assert rc == code, err
+    if code == 1:
+        assert "malformed answer" in err and out == b""
 
 
 def test_bad_arguments(svc):
