@@ -179,8 +179,9 @@ def test_body_on_a_terminal_is_cleaned(svc):
 
 
 @pytest.mark.parametrize("headers,code", [({"Svc-Status": "302", "Location": "/y"}, 3),
-                                          ({"Svc-Status": "20x"}, 1), ({"X-Other": "1"}, 1)],
-                         ids=["302", "bad status", "no status"])
+                                          ({"Svc-Status": "20x"}, 1), ({"Svc-Status": "099"}, 1),
+                                          ({"X-Other": "1"}, 1)],
+                         ids=["302", "bad status", "status below 100", "no status"])
 def test_other_and_malformed_answers(svc, headers, code):
     nats, _ = svc
     rc, out, err = forged(nats, b"", headers)
