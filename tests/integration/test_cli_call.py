@@ -194,7 +194,7 @@ def test_bad_arguments(svc):
     nats, _ = svc
     for args in (["msgsvc", "get", "/x"], ["msg.svc", "GET", "/x"], ["msgsvc", "GET", "x"],
                  ["-H", "no-colon", "msgsvc", "GET", "/x"], ["msgsvc", "GET"],
-                 ["--timeout", "0", "msgsvc", "GET", "/x"]):
+                 ["--timeout", "0", "msgsvc", "GET", "/x"], ["msgsvc", "GET", "/x", "--tokne"]):
         rc, out, err = call(nats, *args)
         assert rc == 2 and err.startswith("svckit call: "), (args, err)
 

@@ -255,7 +255,8 @@ int svc__cmd_call(int argc, char **argv) {
         } else if (missing) {
             fprintf(stderr, "svckit call: %s needs a value\n", a);
             return SVC__EXIT_USAGE;
-        } else if (a[0] == '-' && a[1] && npos == 0) {
+        } else if (a[0] == '-' && a[1] && (npos == 0 || a[1] == '-')) {
+            /* Options may follow SERVICE; a BODY may start with one '-'. */
             fprintf(stderr, "svckit call: unknown option '%s'\n\n%s", a, call_usage);
             return SVC__EXIT_USAGE;
         } else if (npos < 4) {
