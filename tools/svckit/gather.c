@@ -44,8 +44,12 @@ static void on_reply(svc_nats *nc, svc_nats_msg *msg, void *ud) {
 }
 
 void svc__gather_clean(char out[SVC__GATHER_FIELD_MAX + 1], const char *s) {
+    svc__clean(out, SVC__GATHER_FIELD_MAX + 1, s);
+}
+
+void svc__clean(char *out, size_t size, const char *s) {
     size_t i = 0;
-    for (; s && s[i] && i < SVC__GATHER_FIELD_MAX; i++) {
+    for (; s && s[i] && i + 1 < size; i++) {
         unsigned char c = (unsigned char)s[i];
         out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
     }
@@ -57,6 +61,11 @@ static void close_cb(uv_handle_t *h) { (void)h; }
 
 int svc__gather_open(svc__gather *g, uv_loop_t *loop, const svc_nats_server *servers, int nservers,
                      const char *client_name) {
+    return svc__gather_connect(g, loop, servers, nservers, client_name, on_reply, g);
+}
+
+int svc__gather_connect(svc__gather *g, uv_loop_t *loop, const svc_nats_server *servers, int nservers,
+                        const char *client_name, svc_nats_msg_fn on_msg, void *ud) {
     memset(g, 0, sizeof *g);
     g->loop = loop;
     g->docs = json_array();
@@ -86,7 +95,7 @@ int svc__gather_open(svc__gather *g, uv_loop_t *loop, const svc_nats_server *ser
     for (size_t i = 0; i < sizeof rnd; i++)
         snprintf(g->inbox + sizeof GATHER_INBOX - 1 + 2 * i, 3, "%02x", rnd[i]);
     snprintf(subj, sizeof subj, "%s.*", g->inbox);
-    return svc__nats_sub(g->nc, subj, NULL, on_reply, g) ? SVC_OK : SVC_ENOMEM;
+    return svc__nats_sub(g->nc, subj, NULL, on_msg, ud) ? SVC_OK : SVC_ENOMEM;
 }
 
 int svc__gather_ask(svc__gather *g, const char *verb) {

@@ -1,5 +1,5 @@
 /* svckit: the command-line tool: `svckit run` (the local supervisor),
- * `svckit status`, `svckit top`, `svckit new`. */
+ * `svckit status`, `svckit top`, `svckit call`, `svckit routes`, `svckit new`. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,6 +15,10 @@ static const char usage[] =
     "                   restart them when they exit, stop them all on Ctrl-C\n"
     "  status           list the live svckit instances on NATS: version,\n"
     "                   health, request counts\n"
+    "  call SERVICE METHOD PATH [BODY]\n"
+    "                   send one request to a service over NATS, print the\n"
+    "                   answer\n"
+    "  routes           list every service's routes from NATS discovery\n"
     "  new NAME [DIR]   write the skeleton of a service built on the installed\n"
     "                   svckit (route, test, Makefile, Dockerfile, README)\n"
     "  version          print the version\n"
@@ -46,6 +50,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return svc__cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "status")) return svc__cmd_status(argc - 1, argv + 1);
     if (!strcmp(cmd, "top")) return svc__cmd_top(argc - 1, argv + 1);
+    if (!strcmp(cmd, "call")) return svc__cmd_call(argc - 1, argv + 1);
+    if (!strcmp(cmd, "routes")) return svc__cmd_routes(argc - 1, argv + 1);
     if (!strcmp(cmd, "new")) return svc__cmd_new(argc - 1, argv + 1);
     fprintf(stderr, "svckit: unknown command '%s'\n\n%s", cmd, usage);
     return SVC__EXIT_USAGE;
