@@ -15,6 +15,8 @@ static const char usage[] =
     "                   restart them when they exit, stop them all on Ctrl-C\n"
     "  status           list the live svckit instances on NATS: version,\n"
     "                   health, request counts\n"
+    "  top              the live picture in the terminal: services, instances,\n"
+    "                   rates, errors, latencies (q quits)\n"
     "  call SERVICE METHOD PATH [BODY]\n"
     "                   send one request to a service over NATS, print the\n"
     "                   answer\n"
