@@ -183,11 +183,6 @@ db_conn *svc__db_thread_conn(svc_db *db) {
     return c;
 }
 
-sqlite3 *svc__db_conn(svc_db *db) {
-    db_conn *c = svc__db_thread_conn(db);
-    return c ? c->db : NULL;
-}
-
 bool svc_db_is_pg(const svc_db *db) { return db->url != NULL; }
 
 svc_stmt *svc_db_stmt(svc_db *db, const char *sql) {
@@ -225,15 +220,6 @@ svc_stmt *svc_db_stmt(svc_db *db, const char *sql) {
         c->stmts[SVC_DB_MAX_STATEMENTS - 1] = s;
     }
     return s;
-}
-
-sqlite3_stmt *svc__db_prepare(svc_db *db, const char *sql) {
-    if (db->url) {
-        svc_error("svc__db_prepare is SQLite's: on PostgreSQL use svc_db_stmt: %s", sql);
-        return NULL;
-    }
-    svc_stmt *s = svc_db_stmt(db, sql);
-    return s ? s->lite : NULL;
 }
 
 int svc_db_exec(svc_db *db, const char *sql) {

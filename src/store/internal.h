@@ -14,14 +14,6 @@
 
 /* ---- SQLite, below the backend-neutral API ---------------------------------- */
 
-/* This thread's SQLite connection, opened on first use; NULL on failure
- * (logged), and always NULL on PostgreSQL. */
-sqlite3 *svc__db_conn(svc_db *db);
-/* A prepared SQLite statement for sql on this thread's connection, cached by
- * the pointer and text of sql (pass string literals), reset and its bindings
- * cleared; the caller steps it and must not finalize it. NULL on error
- * (logged with the SQL). */
-sqlite3_stmt *svc__db_prepare(svc_db *db, const char *sql);
 /* Maps an SQLite result code to a status code. */
 int svc__db_status(int sqlite_rc);
 
