@@ -55,7 +55,8 @@ typedef struct db_pg_ops {
     int (*step)(pg_stmt *s);
     /* Column col of the current row: DB_NULL, DB_INT (integers, booleans),
      * DB_FLOAT, DB_BLOB (bytea), DB_TEXT (anything else); p valid until the
-     * next step or reset. SVC_ERANGE without a row or such a column. */
+     * next step or reset. SVC_ERANGE without a row or such a column; SVC_EIO
+     * (logged) for a fixed-size value (boolean, integer, float) of another size. */
     int (*column)(pg_stmt *s, int col, db_value *out);
     int64_t (*changes)(pg_stmt *s);
 } db_pg_ops;

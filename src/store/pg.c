@@ -391,8 +391,19 @@ static int column(pg_stmt *s, int col, db_value *out) {
     if (PQgetisnull(s->res, s->row, col)) return SVC_OK;
     const char *p = PQgetvalue(s->res, s->row, col);
     int len = PQgetlength(s->res, s->row, col);
-    switch (PQftype(s->res, col)) {
-    case OID_BOOL: *out = (db_value){.type = DB_INT, .i = len == 1 && *p}; break;
+    Oid type = PQftype(s->res, col);
+    /* A fixed-size binary value is read by its size, not by its length: one
+     * of another length (a server or proxy not speaking the protocol as it
+     * should) would be read past its end. */
+    int want = type == OID_BOOL ? 1 : type == OID_INT2 ? 2 : type == OID_INT4 || type == OID_FLOAT4 ? 4
+             : type == OID_INT8 || type == OID_FLOAT8 ? 8 : len;
+    if (len != want) {
+        svc_error("postgres: column %d of type %u is %d bytes, not %d: read as NULL: %s", col, type, len, want,
+                  s->sql);
+        return SVC_EIO;
+    }
+    switch (type) {
+    case OID_BOOL: *out = (db_value){.type = DB_INT, .i = *p != 0}; break;
     case OID_INT2: {
         uint16_t v;
         memcpy(&v, p, 2);
