@@ -123,16 +123,17 @@ static sqlite3 *open_connection(const char *path) {
     return db;
 }
 
-static void stmt_free(svc_stmt *s) {
+/* evicted: dropped from a cache whose connection goes on. */
+static void stmt_free(svc_stmt *s, bool evicted) {
     if (!s) return;
-    if (s->pg) svc__pg.finalize(s->pg);
+    if (s->pg) svc__pg.finalize(s->pg, evicted);
     sqlite3_finalize(s->lite);
     free(s);
 }
 
 static void conn_free(db_conn *c) {
     if (!c) return;
-    for (int i = 0; i < c->nstmts; i++) stmt_free(c->stmts[i]);
+    for (int i = 0; i < c->nstmts; i++) stmt_free(c->stmts[i], false);
     sqlite3_close(c->db);
     if (c->pg) svc__pg.disconnect(c->pg);
     free(c);
@@ -215,7 +216,7 @@ svc_stmt *svc_db_stmt(svc_db *db, const char *sql) {
     } else {
         /* A full cache means the caller builds SQL dynamically; recycle the
          * oldest slot rather than growing without bound. */
-        stmt_free(c->stmts[0]);
+        stmt_free(c->stmts[0], true);
         memmove(c->stmts, c->stmts + 1, sizeof c->stmts[0] * (SVC_DB_MAX_STATEMENTS - 1));
         c->stmts[SVC_DB_MAX_STATEMENTS - 1] = s;
     }

@@ -49,7 +49,8 @@ typedef struct db_pg_ops {
     bool (*in_transaction)(pg_conn *c);
     /* The statement for sql (?N parameters), prepared at its first step. */
     pg_stmt *(*prepare)(pg_conn *c, const char *sql);
-    void (*finalize)(pg_stmt *s);
+    /* Frees s; on_server: also closes it on the server (the session goes on). */
+    void (*finalize)(pg_stmt *s, bool on_server);
     void (*reset)(pg_stmt *s);
     int (*bind)(pg_stmt *s, int param, const db_value *v);
     int (*step)(pg_stmt *s);

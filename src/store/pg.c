@@ -271,9 +271,20 @@ static void reset(pg_stmt *s) {
     s->nrows = 0;
 }
 
-static void finalize(pg_stmt *s) {
+/* A statement prepared on the server lives there as long as the session.
+ * One the cache drops (on_server) is closed there too: a thread cycling
+ * through more statements than the cache holds would otherwise grow the
+ * server's memory without bound. Not at close: the session ends anyway. An
+ * aborted transaction refuses DEALLOCATE; that rare one is left. */
+static void finalize(pg_stmt *s, bool on_server) {
     if (!s) return;
     reset(s);
+    if (on_server && s->prepared && s->session == s->conn->session && PQstatus(s->conn->c) == CONNECTION_OK &&
+        PQtransactionStatus(s->conn->c) != PQTRANS_INERROR) {
+        char sql[32];
+        snprintf(sql, sizeof sql, "DEALLOCATE %s", s->name);
+        exec_now(s->conn, sql);
+    }
     free(s->sql);
     free(s);
 }

@@ -207,6 +207,32 @@ static void version_moves(svc_db *db, const char *pg) {
 
 TEST(version_moves_on_another_connections_commit_on_both) { each_backend("version", version_moves); }
 
+/* More statements than the cache holds, used round and round: each one
+ * evicts another. The answers stay right, and on PostgreSQL the server
+ * holds no more prepared statements than the cache (none leak). */
+static void cache_cycles(svc_db *db, const char *pg) {
+    enum { N = SVC_DB_MAX_STATEMENTS + 8 };
+    static char sql[N][32]; /* one pointer per statement: the cache's key */
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < N; i++) {
+            snprintf(sql[i], sizeof sql[i], "SELECT %d + ?1", i);
+            svc_stmt *s = svc_db_stmt(db, sql[i]);
+            CHECK(s != NULL);
+            if (!s) return;
+            svc_stmt_bind_i64(s, 1, round);
+            CHECK_EQ(svc_stmt_step(s), SVC_DB_ROW);
+            CHECK_EQ(svc_stmt_i64(s, 0), i + round);
+            svc_stmt_reset(s);
+        }
+    if (!pg) return;
+    svc_stmt *s = svc_db_stmt(db, "SELECT count(*) FROM pg_prepared_statements");
+    CHECK_EQ(svc_stmt_step(s), SVC_DB_ROW);
+    CHECK(svc_stmt_i64(s, 0) <= SVC_DB_MAX_STATEMENTS);
+    svc_stmt_reset(s);
+}
+
+TEST(statements_the_cache_drops_are_closed_on_both) { each_backend("cache", cache_cycles); }
+
 static int64_t count_named(svc_db *db, const char *name) {
     svc_stmt *s = svc_db_stmt(db, "SELECT count(*) FROM things WHERE s = ?1");
     svc_stmt_bind_text(s, 1, name);
