@@ -66,10 +66,19 @@ static db_value pg_column(svc_stmt *s, int col) {
     return v;
 }
 
+/* A double as an integer as SQLite converts one: clamped to int64_t's
+ * range, NaN as 0 (a cast of a double out of range is undefined). */
+static int64_t f64_to_i64(double f) {
+    if (f != f) return 0;
+    if (f <= (double)INT64_MIN) return INT64_MIN;
+    if (f >= (double)INT64_MAX) return INT64_MAX; /* 2^63: every smaller double fits */
+    return (int64_t)f;
+}
+
 int64_t svc_stmt_i64(svc_stmt *s, int col) {
     if (!s->pg) return sqlite3_column_int64(s->lite, col);
     db_value v = pg_column(s, col);
-    return v.type == DB_INT ? v.i : v.type == DB_FLOAT ? (int64_t)v.f : v.type == DB_TEXT ? strtoll(v.p, NULL, 10) : 0;
+    return v.type == DB_INT ? v.i : v.type == DB_FLOAT ? f64_to_i64(v.f) : v.type == DB_TEXT ? strtoll(v.p, NULL, 10) : 0;
 }
 
 double svc_stmt_f64(svc_stmt *s, int col) {

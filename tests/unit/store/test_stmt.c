@@ -5,6 +5,7 @@
  * starts a server for the unit tests). Without it the PostgreSQL half is
  * skipped with a line saying so.
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 
@@ -94,6 +95,26 @@ static void types_round_trip(svc_db *db, const char *pg) {
 }
 
 TEST(types_round_trip_on_both) { each_backend("types", types_round_trip); }
+
+/* A double read as an integer: clamped to int64_t's range, NaN as 0, as
+ * SQLite converts (the backend must not differ, nor cast out of range). */
+static void double_as_integer(svc_db *db, const char *pg) {
+    static const struct {
+        double in;
+        int64_t out;
+    } cases[] = {{1e300, INT64_MAX}, {-1e300, INT64_MIN}, {NAN, 0}, {-2.75, -2}, {9007199254740992.0, 1LL << 53}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        svc_stmt *s = svc_db_stmt(db, "SELECT ?1");
+        CHECK(s != NULL);
+        if (!s) return;
+        svc_stmt_bind_f64(s, 1, cases[i].in);
+        CHECK_EQ(svc_stmt_step(s), SVC_DB_ROW);
+        CHECK_EQ(svc_stmt_i64(s, 0), cases[i].out);
+        svc_stmt_reset(s);
+    }
+}
+
+TEST(a_double_reads_as_a_clamped_integer_on_both) { each_backend("f2i", double_as_integer); }
 
 static void params_and_changes(svc_db *db, const char *pg) {
     insert_thing(db, 1, 0, "a", NULL, 0);
