@@ -132,7 +132,9 @@ int svc_stmt_bind_null(svc_stmt *s, int param);
 enum { SVC_DB_DONE = 0, SVC_DB_ROW = 1 };
 int svc_stmt_step(svc_stmt *s);
 
-/* Column col (from 0) of the current row. NULL reads as 0, 0.0, NULL. */
+/* Column col (from 0) of the current row. NULL reads as 0, 0.0, NULL; a
+ * double read as an integer is truncated, clamped to int64_t's range (NaN:
+ * 0), on both backends. */
 int64_t svc_stmt_i64(svc_stmt *s, int col);
 double svc_stmt_f64(svc_stmt *s, int col);
 const char *svc_stmt_text(svc_stmt *s, int col);
