@@ -1,8 +1,10 @@
 /* Asking every svckit instance on NATS: the connection, the reply inbox and
  * the bounded collection of answers that `svckit status` and `svckit top`
  * share (cli.h). Answers are hostile input: anyone on NATS may reply. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -56,8 +58,43 @@ void svc__clean(char *out, size_t size, const char *s) {
     out[i] = '\0';
 }
 
-static void on_connect_timeout(uv_timer_t *t) { uv_stop(t->loop); }
+const char *svc__gather_default_url(void) {
+    const char *url = getenv("NATS_URL");
+    return url && *url ? url : SVC__GATHER_DEFAULT_URL;
+}
+
+int svc__gather_parse_urls(const char *cmd, const char *url, svc_nats_server *servers, int *n) {
+    if (!strcmp(url, "none")) {
+        fprintf(stderr, "svckit %s: NATS_URL is 'none': messaging is off, nothing to ask\n", cmd);
+        return SVC_EINVAL;
+    }
+    if (svc__nats_urls_parse(url, servers, SVC_NATS_MAX_SERVERS, n) != SVC_OK) {
+        fprintf(stderr, "svckit %s: bad NATS URL '%s' (want nats://host[:port])\n", cmd, url);
+        return SVC_EINVAL;
+    }
+    return SVC_OK;
+}
+
+int svc__gather_parse_ms(const char *s, int max, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > max) return SVC_EINVAL;
+    *out = (int)v;
+    return SVC_OK;
+}
+
+static void on_timer(uv_timer_t *t) { uv_stop(t->loop); }
 static void close_cb(uv_handle_t *h) { (void)h; }
+
+void svc__gather_run_for(uv_loop_t *loop, int ms) {
+    uv_timer_t timer;
+    uv_timer_init(loop, &timer);
+    uv_timer_start(&timer, on_timer, (uint64_t)ms, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&timer, close_cb);
+    uv_run(loop, UV_RUN_NOWAIT); /* the close completes while timer lives */
+}
 
 int svc__gather_open(svc__gather *g, uv_loop_t *loop, const svc_nats_server *servers, int nservers,
                      const char *client_name) {
@@ -76,15 +113,9 @@ int svc__gather_connect(svc__gather *g, uv_loop_t *loop, const svc_nats_server *
     g->nc = svc__nats_new(loop, &o);
     if (!g->nc) return SVC_ENOMEM;
     /* From the first attempt: a NATS that does not answer by then is unreachable. */
-    uv_timer_t timer;
-    uv_timer_init(loop, &timer);
-    uv_timer_start(&timer, on_connect_timeout, SVC_NATS_CONNECT_TIMEOUT_MS, 0);
     g->stop_on_connect = 1;
-    uv_run(loop, UV_RUN_DEFAULT);
+    svc__gather_run_for(loop, SVC_NATS_CONNECT_TIMEOUT_MS);
     g->stop_on_connect = 0;
-    uv_timer_stop(&timer);
-    uv_close((uv_handle_t *)&timer, close_cb);
-    uv_run(loop, UV_RUN_NOWAIT);
     if (!g->connected) return SVC_ETIMEDOUT;
     unsigned char rnd[12];
     svc_random(rnd, sizeof rnd);
