@@ -415,29 +415,10 @@ int svc__cmd_routes(int argc, char **argv) {
     int nservers = 0;
     if (svc__gather_parse_urls("routes", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
-    uv_loop_t loop;
-    if (uv_loop_init(&loop) != 0) return SVC__EXIT_FAIL;
-    svc__gather g;
-    json_t *docs = NULL;
-    int rc = svc__gather_open(&g, &loop, servers, nservers, "svckit routes");
-    if (rc == SVC_OK) rc = svc__gather_ask(&g, "INFO");
-    if (rc == SVC_OK) {
-        svc__gather_run_for(&loop, wait_ms);
-        docs = svc__gather_take(&g);
-        if (g.lost) fprintf(stderr, "svckit routes: connection to NATS lost meanwhile; the list may be incomplete\n");
-        if (g.dropped)
-            fprintf(stderr, "svckit routes: %zu answers dropped (malformed, or past %d answers or %d KiB); the list may be incomplete\n",
-                    g.dropped, SVC__GATHER_MAX_DOCS, SVC__GATHER_MAX_BYTES / 1024);
-    }
-    svc__gather_close(&g);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    if (rc != SVC_OK || !docs) {
-        if (rc == SVC_ETIMEDOUT) fprintf(stderr, "svckit routes: cannot connect to NATS at %s\n", url);
-        else fprintf(stderr, "svckit routes: asking NATS at %s failed (error %d)\n", url, rc);
-        json_decref(docs);
+    static const char *const verbs[] = {"INFO", NULL};
+    json_t *docs;
+    if (svc__gather_round("routes", url, servers, nservers, verbs, wait_ms, &docs) != SVC_OK)
         return SVC__EXIT_USAGE;
-    }
     size_t n = 0;
     route *r = collect_routes(docs, &n);
     json_decref(docs);

@@ -273,6 +273,14 @@ json_t *svc__gather_take(svc__gather *g);
 /* Closes the connection and frees the answers. Run the loop after it so the
  * client's handles close. */
 void svc__gather_close(svc__gather *g);
+/* One round on a loop of its own: connects, asks $SRV.<verb> for each of
+ * verbs (NULL-terminated), gathers the answers for wait_ms into *docs (the
+ * caller owns them) and closes. Says on stderr, as "svckit <cmd>: ...", a
+ * connection lost meanwhile or answers dropped (the list may be incomplete),
+ * and any failure: SVC_ETIMEDOUT when NATS at url is unreachable; *docs is
+ * then NULL. */
+int svc__gather_round(const char *cmd, const char *url, const svc_nats_server *servers, int nservers,
+                      const char *const verbs[], int wait_ms, json_t **docs);
 
 /* A string from an answer made fit for a terminal: at most
  * SVC__GATHER_FIELD_MAX bytes of s into out (NUL-terminated), printable ASCII

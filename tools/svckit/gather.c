@@ -151,3 +151,37 @@ void svc__gather_close(svc__gather *g) {
     json_decref(g->docs);
     g->docs = NULL;
 }
+
+int svc__gather_round(const char *cmd, const char *url, const svc_nats_server *servers, int nservers,
+                      const char *const verbs[], int wait_ms, json_t **docs) {
+    *docs = NULL;
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop) == 0 ? SVC_OK : SVC_EIO;
+    if (rc == SVC_OK) {
+        char name[64];
+        snprintf(name, sizeof name, "svckit %s", cmd);
+        svc__gather g;
+        rc = svc__gather_open(&g, &loop, servers, nservers, name);
+        for (size_t i = 0; rc == SVC_OK && verbs[i]; i++) rc = svc__gather_ask(&g, verbs[i]);
+        if (rc == SVC_OK) {
+            svc__gather_run_for(&loop, wait_ms);
+            *docs = svc__gather_take(&g);
+            if (!*docs) rc = SVC_ENOMEM;
+        }
+        if (rc == SVC_OK && g.lost)
+            fprintf(stderr, "svckit %s: connection to NATS lost meanwhile; the list may be incomplete\n", cmd);
+        if (rc == SVC_OK && g.dropped)
+            fprintf(stderr,
+                    "svckit %s: %zu answers dropped (malformed, or past %d answers or %d KiB); the list may be "
+                    "incomplete\n",
+                    cmd, g.dropped, SVC__GATHER_MAX_DOCS, SVC__GATHER_MAX_BYTES / 1024);
+        svc__gather_close(&g);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
+    if (rc == SVC_ETIMEDOUT)
+        fprintf(stderr, "svckit %s: cannot connect to NATS at %s\n", cmd, url);
+    else if (rc != SVC_OK)
+        fprintf(stderr, "svckit %s: asking NATS at %s failed (error %d)\n", cmd, url, rc);
+    return rc;
+}

@@ -151,28 +151,6 @@ static void print_table(instance *rows, size_t n) {
     }
 }
 
-/* The INFO and STATS answers of every instance within wait_ms, into *docs. */
-static int run_gather(const svc_nats_server *servers, int nservers, int wait_ms, json_t **docs, int *lost,
-                      size_t *dropped) {
-    uv_loop_t loop;
-    if (uv_loop_init(&loop) != 0) return SVC_EIO;
-    svc__gather g;
-    int rc = svc__gather_open(&g, &loop, servers, nservers, "svckit status");
-    if (rc == SVC_OK) rc = svc__gather_ask(&g, "INFO");
-    if (rc == SVC_OK) rc = svc__gather_ask(&g, "STATS");
-    if (rc == SVC_OK) {
-        svc__gather_run_for(&loop, wait_ms);
-        *docs = svc__gather_take(&g);
-        if (!*docs) rc = SVC_ENOMEM;
-        *lost = g.lost;
-        *dropped = g.dropped;
-    }
-    svc__gather_close(&g);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    return rc;
-}
-
 int svc__cmd_status(int argc, char **argv) {
     const char *url = svc__gather_default_url();
     int wait_ms = STATUS_DEFAULT_WAIT_MS, as_json = 0, ready = 1;
@@ -208,22 +186,10 @@ int svc__cmd_status(int argc, char **argv) {
     /* The client's retry warnings would land on stdout, amid the table or the
      * JSON; our own line on stderr says what matters. */
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
-    json_t *docs = NULL;
-    int lost = 0;
-    size_t dropped = 0;
-    int rc = run_gather(servers, nservers, wait_ms, &docs, &lost, &dropped);
-    if (rc == SVC_ETIMEDOUT) {
-        fprintf(stderr, "svckit status: cannot connect to NATS at %s\n", url);
+    static const char *const verbs[] = {"INFO", "STATS", NULL};
+    json_t *docs;
+    if (svc__gather_round("status", url, servers, nservers, verbs, wait_ms, &docs) != SVC_OK)
         return SVC__EXIT_USAGE;
-    }
-    if (rc != SVC_OK) {
-        fprintf(stderr, "svckit status: asking NATS at %s failed (error %d)\n", url, rc);
-        return SVC__EXIT_USAGE;
-    }
-    if (lost) fprintf(stderr, "svckit status: connection to NATS lost meanwhile; the list may be incomplete\n");
-    if (dropped)
-        fprintf(stderr, "svckit status: %zu answers dropped (malformed, or past %d answers or %d KiB); the list may be incomplete\n",
-                dropped, SVC__GATHER_MAX_DOCS, SVC__GATHER_MAX_BYTES / 1024);
     size_t ndocs = json_array_size(docs);
     instance *rows = calloc(ndocs ? ndocs : 1, sizeof *rows);
     if (!rows) {
