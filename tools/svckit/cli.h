@@ -2,14 +2,15 @@
  * Internal to the svckit command-line tool (tools/svckit): shared between its
  * files, not part of the library. Layout:
  *
- *   main.c       command dispatch, --help, version
+ *   main.c       command dispatch, --help, version, option values
  *   env.c        environment vectors and $VAR expansion
  *   procfile.c   Procfile parsing and the word splitting of its commands
  *   run.c        `svckit run`: options, the plan (instances, ports), dry run
  *   supervise.c  the supervisor loop: spawn, start order, restart, shutdown, reaping
  *   ready.c      readiness probes for the start order ([after=NAME], [ready=...])
  *   output.c     prefixed, coloured, never interleaved output lines
- *   gather.c     asking every instance on NATS ($SRV.*), answers bounded
+ *   gather.c     asking every instance on NATS ($SRV.*), answers bounded;
+ *                what the NATS commands share (--nats, ms options, a round)
  *   status.c     `svckit status`: live instances from NATS discovery
  *   top.c        `svckit top`: the live picture from $SRV.LIVE, in place
  *   call.c       `svckit call`: one request to a service over NATS;
