@@ -99,8 +99,10 @@ def test_timeout(svc):
     try:
         c.subscribe("svc.silent.http")
         c.flush()
+        before_ms = int(time.time() * 1000)
         rc, out, err = call(nats, "-H", "content-type: text/plain", "silent", "PUT", "/x?a=1&b=%20", "hi",
                             timeout_ms=300)
+        after_ms = int(time.time() * 1000) + 1
         assert rc == 6, err
         assert "no answer" in err and out == b""
         # The request arrived, with the wire conventions of docs/messaging.md.
@@ -110,7 +112,9 @@ def test_timeout(svc):
         assert m.data == b"hi" and [(k, v) for k, v in m.headers.items() if k.lower() == "content-type"] == \
             [("content-type", "text/plain")]
         assert m.header("Svc-Query") == "a=1&b=%20"
-        assert int(m.header("Svc-Deadline")) > 0
+        # The deadline is when the caller stops waiting: sent + --timeout, in
+        # ms since the epoch.
+        assert before_ms + 300 <= int(m.header("Svc-Deadline")) <= after_ms + 300, m.header("Svc-Deadline")
     finally:
         c.close()
 

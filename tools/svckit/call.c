@@ -5,7 +5,6 @@
  * Answers are hostile (anyone on NATS may answer): what reaches the terminal
  * is cleaned (svc__clean), and sizes are bounded by the NATS client's
  * max_payload. */
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +25,6 @@
 #define CALL_VALUE_SHOWN_MAX 1024        /* bytes shown of an answer's header value */
 #define ROUTES_DEFAULT_WAIT_MS 500
 #define ROUTES_SHOWN_MAX 256             /* bytes shown of a service name, method or path */
-#define DEFAULT_NATS_URL "nats://127.0.0.1:4222"
 
 /* Exit codes of `svckit call` beyond SVC__EXIT_* (docs/cli.md). */
 enum {
@@ -46,7 +44,7 @@ static const char call_usage[] =
     "Content-Type: application/json unless a --header sets one.\n"
     "\n"
     "options:\n"
-    "  --nats URL        NATS server; default $NATS_URL, else " DEFAULT_NATS_URL "\n"
+    "  --nats URL        NATS server; default $NATS_URL, else " SVC__GATHER_DEFAULT_URL "\n"
     "  --token TOKEN     send Authorization: Bearer TOKEN\n"
     "  -H, --header K:V  send a header (repeatable)\n"
     "  --timeout MS      how long to wait for the answer (1-600000); default 5000\n"
@@ -64,65 +62,13 @@ static const char routes_usage[] =
     "one row per route, SERVICE METHOD PATH, sorted by service, path, method.\n"
     "\n"
     "options:\n"
-    "  --nats URL      NATS server; default $NATS_URL, else " DEFAULT_NATS_URL "\n"
+    "  --nats URL      NATS server; default $NATS_URL, else " SVC__GATHER_DEFAULT_URL "\n"
     "  --wait MS       how long to gather replies (1-60000); default 500\n"
     "  --json          one JSON array of {\"service\",\"method\",\"path\"}\n"
     "  -h, --help      this text\n"
     "\n"
     "Exit status: 0 some route listed, 1 none, 2 bad arguments or NATS\n"
     "unreachable.\n";
-
-static int parse_ms(const char *s, int max, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 1 || v > max) return SVC_EINVAL;
-    *out = (int)v;
-    return SVC_OK;
-}
-
-/* The option value of argv[*i] ("--opt V" or "--opt=V"), or NULL when the
- * option is not opt (or its value is missing: *missing set). */
-static const char *opt_value(int argc, char **argv, int *i, const char *opt, int *missing) {
-    const char *a = argv[*i];
-    size_t n = strlen(opt);
-    if (strncmp(a, opt, n)) return NULL;
-    if (a[n] == '=') return a + n + 1;
-    if (a[n]) return NULL;
-    if (*i + 1 < argc) return argv[++*i];
-    *missing = 1;
-    return NULL;
-}
-
-static int parse_nats(const char *cmd, const char *url, svc_nats_server *servers, int *n) {
-    if (!strcmp(url, "none")) {
-        fprintf(stderr, "svckit %s: NATS_URL is 'none': messaging is off, nothing to ask\n", cmd);
-        return SVC_EINVAL;
-    }
-    if (svc__nats_urls_parse(url, servers, SVC_NATS_MAX_SERVERS, n) != SVC_OK) {
-        fprintf(stderr, "svckit %s: bad NATS URL '%s' (want nats://host[:port])\n", cmd, url);
-        return SVC_EINVAL;
-    }
-    return SVC_OK;
-}
-
-static const char *default_url(void) {
-    const char *url = getenv("NATS_URL");
-    return url && *url ? url : DEFAULT_NATS_URL;
-}
-
-static void on_timer(uv_timer_t *t) { uv_stop(t->loop); }
-static void close_cb(uv_handle_t *h) { (void)h; }
-
-/* Runs the loop until stopped (an answer) or ms have passed. */
-static void run_for(uv_loop_t *loop, int ms) {
-    uv_timer_t timer;
-    uv_timer_init(loop, &timer);
-    uv_timer_start(&timer, on_timer, (uint64_t)ms, 0);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&timer, close_cb);
-    uv_run(loop, UV_RUN_NOWAIT); /* the close completes while timer lives */
-}
 
 /* ---- svckit call ----------------------------------------------------------- */
 
@@ -215,7 +161,7 @@ static int call_once(const svc_nats_server *servers, int nservers, const char *s
         snprintf(reply, sizeof reply, "%s.1", g.inbox);
         rc = svc__nats_pub(g.nc, subject, reply, hdr->data, hdr->len, body, strlen(body));
     }
-    if (rc == SVC_OK) run_for(&loop, timeout_ms);
+    if (rc == SVC_OK) svc__gather_run_for(&loop, timeout_ms);
     svc__gather_close(&g);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
@@ -224,7 +170,7 @@ static int call_once(const svc_nats_server *servers, int nservers, const char *s
 }
 
 int svc__cmd_call(int argc, char **argv) {
-    const char *url = default_url(), *token = NULL, *pos[4];
+    const char *url = svc__gather_default_url(), *token = NULL, *pos[4];
     const char *headers[CALL_MAX_HEADERS];
     int npos = 0, nheaders = 0, timeout_ms = CALL_DEFAULT_TIMEOUT_MS, include = 0;
     for (int i = 1; i < argc; i++) {
@@ -235,19 +181,19 @@ int svc__cmd_call(int argc, char **argv) {
             return SVC__EXIT_OK;
         } else if (!strcmp(a, "-i") || !strcmp(a, "--include")) {
             include = 1;
-        } else if ((v = opt_value(argc, argv, &i, "--nats", &missing))) {
+        } else if ((v = svc__opt_value(argc, argv, &i, "--nats", &missing))) {
             url = v;
-        } else if ((v = opt_value(argc, argv, &i, "--token", &missing))) {
+        } else if ((v = svc__opt_value(argc, argv, &i, "--token", &missing))) {
             token = v;
-        } else if ((v = opt_value(argc, argv, &i, "--header", &missing)) ||
-                   (!missing && (v = opt_value(argc, argv, &i, "-H", &missing)))) {
+        } else if ((v = svc__opt_value(argc, argv, &i, "--header", &missing)) ||
+                   (!missing && (v = svc__opt_value(argc, argv, &i, "-H", &missing)))) {
             if (nheaders == CALL_MAX_HEADERS) {
                 fprintf(stderr, "svckit call: more than %d --header options\n", CALL_MAX_HEADERS);
                 return SVC__EXIT_USAGE;
             }
             headers[nheaders++] = v;
-        } else if ((v = opt_value(argc, argv, &i, "--timeout", &missing))) {
-            if (parse_ms(v, CALL_MAX_TIMEOUT_MS, &timeout_ms) != SVC_OK) {
+        } else if ((v = svc__opt_value(argc, argv, &i, "--timeout", &missing))) {
+            if (svc__gather_parse_ms(v, CALL_MAX_TIMEOUT_MS, &timeout_ms) != SVC_OK) {
                 fprintf(stderr, "svckit call: --timeout must be a number of ms from 1 to %d, got '%s'\n",
                         CALL_MAX_TIMEOUT_MS, v);
                 return SVC__EXIT_USAGE;
@@ -285,7 +231,7 @@ int svc__cmd_call(int argc, char **argv) {
     }
     svc_nats_server servers[SVC_NATS_MAX_SERVERS];
     int nservers = 0;
-    if (parse_nats("call", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
+    if (svc__gather_parse_urls("call", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
 
     /* The request's headers: ours, then the caller's. */
     svc_buf hdr = {0};
@@ -439,7 +385,7 @@ static void print_routes(const route *r, size_t n, int as_json) {
 }
 
 int svc__cmd_routes(int argc, char **argv) {
-    const char *url = default_url();
+    const char *url = svc__gather_default_url();
     int wait_ms = ROUTES_DEFAULT_WAIT_MS, as_json = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -449,11 +395,12 @@ int svc__cmd_routes(int argc, char **argv) {
             return SVC__EXIT_OK;
         } else if (!strcmp(a, "--json")) {
             as_json = 1;
-        } else if ((v = opt_value(argc, argv, &i, "--nats", &missing))) {
+        } else if ((v = svc__opt_value(argc, argv, &i, "--nats", &missing))) {
             url = v;
-        } else if ((v = opt_value(argc, argv, &i, "--wait", &missing))) {
-            if (parse_ms(v, 60000, &wait_ms) != SVC_OK) {
-                fprintf(stderr, "svckit routes: --wait must be a number of ms from 1 to 60000, got '%s'\n", v);
+        } else if ((v = svc__opt_value(argc, argv, &i, "--wait", &missing))) {
+            if (svc__gather_parse_ms(v, SVC__GATHER_MAX_WAIT_MS, &wait_ms) != SVC_OK) {
+                fprintf(stderr, "svckit routes: --wait must be a number of ms from 1 to %d, got '%s'\n",
+                        SVC__GATHER_MAX_WAIT_MS, v);
                 return SVC__EXIT_USAGE;
             }
         } else if (missing) {
@@ -466,31 +413,12 @@ int svc__cmd_routes(int argc, char **argv) {
     }
     svc_nats_server servers[SVC_NATS_MAX_SERVERS];
     int nservers = 0;
-    if (parse_nats("routes", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
+    if (svc__gather_parse_urls("routes", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
-    uv_loop_t loop;
-    if (uv_loop_init(&loop) != 0) return SVC__EXIT_FAIL;
-    svc__gather g;
-    json_t *docs = NULL;
-    int rc = svc__gather_open(&g, &loop, servers, nservers, "svckit routes");
-    if (rc == SVC_OK) rc = svc__gather_ask(&g, "INFO");
-    if (rc == SVC_OK) {
-        run_for(&loop, wait_ms);
-        docs = svc__gather_take(&g);
-        if (g.lost) fprintf(stderr, "svckit routes: connection to NATS lost meanwhile; the list may be incomplete\n");
-        if (g.dropped)
-            fprintf(stderr, "svckit routes: %zu answers dropped (malformed, or past %d answers or %d KiB); the list may be incomplete\n",
-                    g.dropped, SVC__GATHER_MAX_DOCS, SVC__GATHER_MAX_BYTES / 1024);
-    }
-    svc__gather_close(&g);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    if (rc != SVC_OK || !docs) {
-        if (rc == SVC_ETIMEDOUT) fprintf(stderr, "svckit routes: cannot connect to NATS at %s\n", url);
-        else fprintf(stderr, "svckit routes: asking NATS at %s failed (error %d)\n", url, rc);
-        json_decref(docs);
+    static const char *const verbs[] = {"INFO", NULL};
+    json_t *docs;
+    if (svc__gather_round("routes", url, servers, nservers, verbs, wait_ms, &docs) != SVC_OK)
         return SVC__EXIT_USAGE;
-    }
     size_t n = 0;
     route *r = collect_routes(docs, &n);
     json_decref(docs);

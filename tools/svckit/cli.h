@@ -2,14 +2,15 @@
  * Internal to the svckit command-line tool (tools/svckit): shared between its
  * files, not part of the library. Layout:
  *
- *   main.c       command dispatch, --help, version
+ *   main.c       command dispatch, --help, version, option values
  *   env.c        environment vectors and $VAR expansion
  *   procfile.c   Procfile parsing and the word splitting of its commands
  *   run.c        `svckit run`: options, the plan (instances, ports), dry run
  *   supervise.c  the supervisor loop: spawn, start order, restart, shutdown, reaping
  *   ready.c      readiness probes for the start order ([after=NAME], [ready=...])
  *   output.c     prefixed, coloured, never interleaved output lines
- *   gather.c     asking every instance on NATS ($SRV.*), answers bounded
+ *   gather.c     asking every instance on NATS ($SRV.*), answers bounded;
+ *                what the NATS commands share (--nats, ms options, a round)
  *   status.c     `svckit status`: live instances from NATS discovery
  *   top.c        `svckit top`: the live picture from $SRV.LIVE, in place
  *   call.c       `svckit call`: one request to a service over NATS;
@@ -239,10 +240,22 @@ typedef struct svc__gather {
     char inbox[64];
 } svc__gather;
 
-/* Splits a comma-separated list of nats:// URLs the way services read
- * NATS_URL (svc__nats_urls_parse); SVC_EINVAL when one is bad or there are
- * more than SVC_NATS_MAX_SERVERS. */
-int svc__gather_parse_urls(const char *urls, svc_nats_server *servers, int *n);
+#define SVC__GATHER_DEFAULT_URL "nats://127.0.0.1:4222"
+#define SVC__GATHER_MAX_WAIT_MS 60000 /* the most --wait of status and routes takes */
+
+/* What --nats defaults to: $NATS_URL when set and not empty, else
+ * SVC__GATHER_DEFAULT_URL. */
+const char *svc__gather_default_url(void);
+/* Splits url, a comma-separated list of nats:// URLs, the way services read
+ * NATS_URL (svc__nats_urls_parse). SVC_EINVAL, said on stderr as
+ * "svckit <cmd>: ...", when url is "none" (messaging off), one URL is bad or
+ * there are more than SVC_NATS_MAX_SERVERS. */
+int svc__gather_parse_urls(const char *cmd, const char *url, svc_nats_server *servers, int *n);
+/* A whole number of milliseconds from 1 to max into *out; SVC_EINVAL
+ * otherwise. */
+int svc__gather_parse_ms(const char *s, int max, int *out);
+/* Runs loop until uv_stop (an answer) or ms have passed. */
+void svc__gather_run_for(uv_loop_t *loop, int ms);
 /* Connects on loop (running it until connected, at most
  * SVC_NATS_CONNECT_TIMEOUT_MS: SVC_ETIMEDOUT) and subscribes the reply inbox.
  * On any result, svc__gather_close frees what was made. */
@@ -261,6 +274,14 @@ json_t *svc__gather_take(svc__gather *g);
 /* Closes the connection and frees the answers. Run the loop after it so the
  * client's handles close. */
 void svc__gather_close(svc__gather *g);
+/* One round on a loop of its own: connects, asks $SRV.<verb> for each of
+ * verbs (NULL-terminated), gathers the answers for wait_ms into *docs (the
+ * caller owns them) and closes. Says on stderr, as "svckit <cmd>: ...", a
+ * connection lost meanwhile or answers dropped (the list may be incomplete),
+ * and any failure: SVC_ETIMEDOUT when NATS at url is unreachable; *docs is
+ * then NULL. */
+int svc__gather_round(const char *cmd, const char *url, const svc_nats_server *servers, int nservers,
+                      const char *const verbs[], int wait_ms, json_t **docs);
 
 /* A string from an answer made fit for a terminal: at most
  * SVC__GATHER_FIELD_MAX bytes of s into out (NUL-terminated), printable ASCII
@@ -276,6 +297,10 @@ static inline uint64_t svc__gather_sum(uint64_t a, uint64_t b) {
 }
 
 /* Subcommands. */
+/* The value of option opt at argv[*i], "opt V" (then *i moves past V) or
+ * "opt=V"; NULL when argv[*i] is another option, or when V is missing
+ * (then *missing is set). main.c. */
+const char *svc__opt_value(int argc, char **argv, int *i, const char *opt, int *missing);
 int svc__cmd_run(int argc, char **argv);
 int svc__cmd_status(int argc, char **argv); /* status.c */
 int svc__cmd_new(int argc, char **argv);    /* new.c */

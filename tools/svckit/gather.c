@@ -1,8 +1,10 @@
 /* Asking every svckit instance on NATS: the connection, the reply inbox and
  * the bounded collection of answers that `svckit status` and `svckit top`
  * share (cli.h). Answers are hostile input: anyone on NATS may reply. */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -56,8 +58,43 @@ void svc__clean(char *out, size_t size, const char *s) {
     out[i] = '\0';
 }
 
-static void on_connect_timeout(uv_timer_t *t) { uv_stop(t->loop); }
+const char *svc__gather_default_url(void) {
+    const char *url = getenv("NATS_URL");
+    return url && *url ? url : SVC__GATHER_DEFAULT_URL;
+}
+
+int svc__gather_parse_urls(const char *cmd, const char *url, svc_nats_server *servers, int *n) {
+    if (!strcmp(url, "none")) {
+        fprintf(stderr, "svckit %s: NATS_URL is 'none': messaging is off, nothing to ask\n", cmd);
+        return SVC_EINVAL;
+    }
+    if (svc__nats_urls_parse(url, servers, SVC_NATS_MAX_SERVERS, n) != SVC_OK) {
+        fprintf(stderr, "svckit %s: bad NATS URL '%s' (want nats://host[:port])\n", cmd, url);
+        return SVC_EINVAL;
+    }
+    return SVC_OK;
+}
+
+int svc__gather_parse_ms(const char *s, int max, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > max) return SVC_EINVAL;
+    *out = (int)v;
+    return SVC_OK;
+}
+
+static void on_timer(uv_timer_t *t) { uv_stop(t->loop); }
 static void close_cb(uv_handle_t *h) { (void)h; }
+
+void svc__gather_run_for(uv_loop_t *loop, int ms) {
+    uv_timer_t timer;
+    uv_timer_init(loop, &timer);
+    uv_timer_start(&timer, on_timer, (uint64_t)ms, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&timer, close_cb);
+    uv_run(loop, UV_RUN_NOWAIT); /* the close completes while timer lives */
+}
 
 int svc__gather_open(svc__gather *g, uv_loop_t *loop, const svc_nats_server *servers, int nservers,
                      const char *client_name) {
@@ -76,15 +113,9 @@ int svc__gather_connect(svc__gather *g, uv_loop_t *loop, const svc_nats_server *
     g->nc = svc__nats_new(loop, &o);
     if (!g->nc) return SVC_ENOMEM;
     /* From the first attempt: a NATS that does not answer by then is unreachable. */
-    uv_timer_t timer;
-    uv_timer_init(loop, &timer);
-    uv_timer_start(&timer, on_connect_timeout, SVC_NATS_CONNECT_TIMEOUT_MS, 0);
     g->stop_on_connect = 1;
-    uv_run(loop, UV_RUN_DEFAULT);
+    svc__gather_run_for(loop, SVC_NATS_CONNECT_TIMEOUT_MS);
     g->stop_on_connect = 0;
-    uv_timer_stop(&timer);
-    uv_close((uv_handle_t *)&timer, close_cb);
-    uv_run(loop, UV_RUN_NOWAIT);
     if (!g->connected) return SVC_ETIMEDOUT;
     unsigned char rnd[12];
     svc_random(rnd, sizeof rnd);
@@ -119,4 +150,38 @@ void svc__gather_close(svc__gather *g) {
     g->nc = NULL;
     json_decref(g->docs);
     g->docs = NULL;
+}
+
+int svc__gather_round(const char *cmd, const char *url, const svc_nats_server *servers, int nservers,
+                      const char *const verbs[], int wait_ms, json_t **docs) {
+    *docs = NULL;
+    uv_loop_t loop;
+    int rc = uv_loop_init(&loop) == 0 ? SVC_OK : SVC_EIO;
+    if (rc == SVC_OK) {
+        char name[64];
+        snprintf(name, sizeof name, "svckit %s", cmd);
+        svc__gather g;
+        rc = svc__gather_open(&g, &loop, servers, nservers, name);
+        for (size_t i = 0; rc == SVC_OK && verbs[i]; i++) rc = svc__gather_ask(&g, verbs[i]);
+        if (rc == SVC_OK) {
+            svc__gather_run_for(&loop, wait_ms);
+            *docs = svc__gather_take(&g);
+            if (!*docs) rc = SVC_ENOMEM;
+        }
+        if (rc == SVC_OK && g.lost)
+            fprintf(stderr, "svckit %s: connection to NATS lost meanwhile; the list may be incomplete\n", cmd);
+        if (rc == SVC_OK && g.dropped)
+            fprintf(stderr,
+                    "svckit %s: %zu answers dropped (malformed, or past %d answers or %d KiB); the list may be "
+                    "incomplete\n",
+                    cmd, g.dropped, SVC__GATHER_MAX_DOCS, SVC__GATHER_MAX_BYTES / 1024);
+        svc__gather_close(&g);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+    }
+    if (rc == SVC_ETIMEDOUT)
+        fprintf(stderr, "svckit %s: cannot connect to NATS at %s\n", cmd, url);
+    else if (rc != SVC_OK)
+        fprintf(stderr, "svckit %s: asking NATS at %s failed (error %d)\n", cmd, url, rc);
+    return rc;
 }

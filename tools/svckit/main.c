@@ -28,6 +28,17 @@ static const char usage[] =
     "\n"
     "`svckit <command> --help` tells more. Documentation: docs/cli.md\n";
 
+const char *svc__opt_value(int argc, char **argv, int *i, const char *opt, int *missing) {
+    const char *a = argv[*i];
+    size_t n = strlen(opt);
+    if (strncmp(a, opt, n)) return NULL;
+    if (a[n] == '=') return a + n + 1;
+    if (a[n]) return NULL;
+    if (*i + 1 < argc) return argv[++*i];
+    *missing = 1;
+    return NULL;
+}
+
 /* A child given our closed fd 0, 1 or 2 would see the first pipe we open
  * there; keep the three standard descriptors taken. */
 static void ensure_std_fds(void) {

@@ -2,7 +2,6 @@
  * with the services discovery protocol ($SRV.INFO and $SRV.STATS, answered
  * by every instance; docs/messaging.md), on svckit's own NATS client and a
  * private loop. */
-#include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -15,9 +14,7 @@
 #include "svckit/client.h"
 
 #define STATUS_DEFAULT_WAIT_MS 500
-#define STATUS_MAX_WAIT_MS 60000
 #define STATUS_READY_TIMEOUT_MS 300
-#define STATUS_DEFAULT_URL "nats://127.0.0.1:4222"
 
 static const char status_usage[] =
     "usage: svckit status [options]\n"
@@ -27,7 +24,7 @@ static const char status_usage[] =
     "average latency.\n"
     "\n"
     "options:\n"
-    "  --nats URL      NATS server; default $NATS_URL, else " STATUS_DEFAULT_URL "\n"
+    "  --nats URL      NATS server; default $NATS_URL, else " SVC__GATHER_DEFAULT_URL "\n"
     "  --wait MS       how long to gather replies (1-60000); default 500\n"
     "  --no-ready      do not ask each instance's /readyz over HTTP\n"
     "  --json          print the gathered documents as one JSON array\n"
@@ -154,50 +151,12 @@ static void print_table(instance *rows, size_t n) {
     }
 }
 
-static int parse_wait(const char *s, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < 1 || v > STATUS_MAX_WAIT_MS) return SVC_EINVAL;
-    *out = (int)v;
-    return SVC_OK;
-}
-
-static void on_timer(uv_timer_t *t) { uv_stop(t->loop); }
-static void close_cb(uv_handle_t *h) { (void)h; }
-
-/* The INFO and STATS answers of every instance within wait_ms, into *docs. */
-static int run_gather(const svc_nats_server *servers, int nservers, int wait_ms, json_t **docs, int *lost,
-                      size_t *dropped) {
-    uv_loop_t loop;
-    if (uv_loop_init(&loop) != 0) return SVC_EIO;
-    svc__gather g;
-    int rc = svc__gather_open(&g, &loop, servers, nservers, "svckit status");
-    if (rc == SVC_OK) rc = svc__gather_ask(&g, "INFO");
-    if (rc == SVC_OK) rc = svc__gather_ask(&g, "STATS");
-    if (rc == SVC_OK) {
-        uv_timer_t timer;
-        uv_timer_init(&loop, &timer);
-        uv_timer_start(&timer, on_timer, (uint64_t)wait_ms, 0);
-        uv_run(&loop, UV_RUN_DEFAULT);
-        uv_close((uv_handle_t *)&timer, close_cb);
-        *docs = svc__gather_take(&g);
-        if (!*docs) rc = SVC_ENOMEM;
-        *lost = g.lost;
-        *dropped = g.dropped;
-    }
-    svc__gather_close(&g);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    uv_loop_close(&loop);
-    return rc;
-}
-
 int svc__cmd_status(int argc, char **argv) {
-    const char *url = getenv("NATS_URL");
-    if (!url || !*url) url = STATUS_DEFAULT_URL;
+    const char *url = svc__gather_default_url();
     int wait_ms = STATUS_DEFAULT_WAIT_MS, as_json = 0, ready = 1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], *v;
+        int missing = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(status_usage, stdout);
             return SVC__EXIT_OK;
@@ -205,56 +164,32 @@ int svc__cmd_status(int argc, char **argv) {
             as_json = 1;
         } else if (!strcmp(a, "--no-ready")) {
             ready = 0;
-        } else if (!strcmp(a, "--nats") || !strncmp(a, "--nats=", 7)) {
-            const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) goto missing;
+        } else if ((v = svc__opt_value(argc, argv, &i, "--nats", &missing))) {
             url = v;
-        } else if (!strcmp(a, "--wait") || !strncmp(a, "--wait=", 7)) {
-            const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) goto missing;
-            if (parse_wait(v, &wait_ms) != SVC_OK) {
+        } else if ((v = svc__opt_value(argc, argv, &i, "--wait", &missing))) {
+            if (svc__gather_parse_ms(v, SVC__GATHER_MAX_WAIT_MS, &wait_ms) != SVC_OK) {
                 fprintf(stderr, "svckit status: --wait must be a number of ms from 1 to %d, got '%s'\n",
-                        STATUS_MAX_WAIT_MS, v);
+                        SVC__GATHER_MAX_WAIT_MS, v);
                 return SVC__EXIT_USAGE;
             }
+        } else if (missing) {
+            fprintf(stderr, "svckit status: %s needs a value\n", a);
+            return SVC__EXIT_USAGE;
         } else {
             fprintf(stderr, "svckit status: unknown option '%s'\n\n%s", a, status_usage);
             return SVC__EXIT_USAGE;
         }
-        continue;
-    missing:
-        fprintf(stderr, "svckit status: %s needs a value\n", a);
-        return SVC__EXIT_USAGE;
-    }
-    if (!strcmp(url, "none")) {
-        fprintf(stderr, "svckit status: NATS_URL is 'none': messaging is off, nothing to ask\n");
-        return SVC__EXIT_USAGE;
     }
     svc_nats_server servers[SVC_NATS_MAX_SERVERS];
     int nservers = 0;
-    if (svc__nats_urls_parse(url, servers, SVC_NATS_MAX_SERVERS, &nservers) != SVC_OK) {
-        fprintf(stderr, "svckit status: bad NATS URL '%s' (want nats://host[:port])\n", url);
-        return SVC__EXIT_USAGE;
-    }
+    if (svc__gather_parse_urls("status", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
     /* The client's retry warnings would land on stdout, amid the table or the
      * JSON; our own line on stderr says what matters. */
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
-    json_t *docs = NULL;
-    int lost = 0;
-    size_t dropped = 0;
-    int rc = run_gather(servers, nservers, wait_ms, &docs, &lost, &dropped);
-    if (rc == SVC_ETIMEDOUT) {
-        fprintf(stderr, "svckit status: cannot connect to NATS at %s\n", url);
+    static const char *const verbs[] = {"INFO", "STATS", NULL};
+    json_t *docs;
+    if (svc__gather_round("status", url, servers, nservers, verbs, wait_ms, &docs) != SVC_OK)
         return SVC__EXIT_USAGE;
-    }
-    if (rc != SVC_OK) {
-        fprintf(stderr, "svckit status: asking NATS at %s failed (error %d)\n", url, rc);
-        return SVC__EXIT_USAGE;
-    }
-    if (lost) fprintf(stderr, "svckit status: connection to NATS lost meanwhile; the list may be incomplete\n");
-    if (dropped)
-        fprintf(stderr, "svckit status: %zu answers dropped (malformed, or past %d answers or %d KiB); the list may be incomplete\n",
-                dropped, SVC__GATHER_MAX_DOCS, SVC__GATHER_MAX_BYTES / 1024);
     size_t ndocs = json_array_size(docs);
     instance *rows = calloc(ndocs ? ndocs : 1, sizeof *rows);
     if (!rows) {

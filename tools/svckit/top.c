@@ -33,7 +33,6 @@
 #include "svckit/msg.h"
 #include "svckit/obs.h"
 
-#define TOP_DEFAULT_URL "nats://127.0.0.1:4222"
 #define TOP_DEFAULT_INTERVAL_MS 1000
 #define TOP_MIN_INTERVAL_MS 100
 #define TOP_MAX_INTERVAL_MS 60000
@@ -51,7 +50,7 @@ static const char top_usage[] =
     "requests/s, error % (5xx), p50/p99 latency, CPU % and RSS. q quits.\n"
     "\n"
     "options:\n"
-    "  --nats URL        NATS server; default $NATS_URL, else " TOP_DEFAULT_URL "\n"
+    "  --nats URL        NATS server; default $NATS_URL, else " SVC__GATHER_DEFAULT_URL "\n"
     "  --interval SECS   time between refreshes (0.1-60); default 1\n"
     "  --once            print one table after two rounds and exit (no screen control)\n"
     "  --json            the same as --once, as one JSON document\n"
@@ -589,11 +588,11 @@ static int parse_interval(const char *s, int *ms) {
 }
 
 int svc__cmd_top(int argc, char **argv) {
-    const char *url = getenv("NATS_URL");
-    if (!url || !*url) url = TOP_DEFAULT_URL;
+    const char *url = svc__gather_default_url();
     int interval_ms = TOP_DEFAULT_INTERVAL_MS, once = 0, as_json = 0;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], *v;
+        int missing = 0;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(top_usage, stdout);
             return SVC__EXIT_OK;
@@ -601,36 +600,24 @@ int svc__cmd_top(int argc, char **argv) {
             once = 1;
         } else if (!strcmp(a, "--json")) {
             once = as_json = 1;
-        } else if (!strcmp(a, "--nats") || !strncmp(a, "--nats=", 7)) {
-            const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) goto missing;
+        } else if ((v = svc__opt_value(argc, argv, &i, "--nats", &missing))) {
             url = v;
-        } else if (!strcmp(a, "--interval") || !strncmp(a, "--interval=", 11)) {
-            const char *v = a[10] == '=' ? a + 11 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) goto missing;
+        } else if ((v = svc__opt_value(argc, argv, &i, "--interval", &missing))) {
             if (parse_interval(v, &interval_ms) != SVC_OK) {
                 fprintf(stderr, "svckit top: --interval must be seconds from 0.1 to 60, got '%s'\n", v);
                 return SVC__EXIT_USAGE;
             }
+        } else if (missing) {
+            fprintf(stderr, "svckit top: %s needs a value\n", a);
+            return SVC__EXIT_USAGE;
         } else {
             fprintf(stderr, "svckit top: unknown option '%s'\n\n%s", a, top_usage);
             return SVC__EXIT_USAGE;
         }
-        continue;
-    missing:
-        fprintf(stderr, "svckit top: %s needs a value\n", a);
-        return SVC__EXIT_USAGE;
-    }
-    if (!strcmp(url, "none")) {
-        fprintf(stderr, "svckit top: NATS_URL is 'none': messaging is off, nothing to ask\n");
-        return SVC__EXIT_USAGE;
     }
     svc_nats_server servers[SVC_NATS_MAX_SERVERS];
     int nservers = 0;
-    if (svc__nats_urls_parse(url, servers, SVC_NATS_MAX_SERVERS, &nservers) != SVC_OK) {
-        fprintf(stderr, "svckit top: bad NATS URL '%s' (want nats://host[:port])\n", url);
-        return SVC__EXIT_USAGE;
-    }
+    if (svc__gather_parse_urls("top", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
     /* The client's retry warnings would land amid the screen. */
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
     top t = {.once = once, .json = as_json, .interval_ms = interval_ms, .url = url, .stdin_flags = -1};
