@@ -46,6 +46,7 @@ typedef struct proc {
     pid_t pid;              /* 0 when not running; also its process group */
     pid_t pgid;             /* the process group it last started (0: never started);
                                it outlives pid while helpers remain in it */
+    unsigned signalled;     /* the signal_all round that last signalled pgid */
     uint64_t started_ns;
     uint64_t first_started_ns; /* 0 until the first start */
     uint64_t restart_at_ns; /* when pid is 0 and no stop is under way */
@@ -318,6 +319,8 @@ static proc *group_owner(pid_t pgrp) {
 }
 
 static void signal_all(int sig, int own_stop) {
+    static unsigned round;
+    round++;
     for (size_t i = 0; i < S.nprocs; i++)
         if (S.procs[i].pid > 0) kill(-S.procs[i].pid, own_stop ? S.procs[i].in->stop_signal : sig);
     /* A /proc of another PID namespace (unshare -p without --mount-proc) would
@@ -351,7 +354,11 @@ static void signal_all(int sig, int own_stop) {
         if (ppid != self || find_proc(pid)) continue;
         proc *owner = pgrp > 1 ? group_owner(pgrp) : NULL;
         if (owner) {
-            if (owner->pid <= 0) kill(-pgrp, own_stop ? owner->in->stop_signal : sig);
+            /* Once a round however many orphans the group holds. */
+            if (owner->pid <= 0 && owner->signalled != round) {
+                owner->signalled = round;
+                kill(-pgrp, own_stop ? owner->in->stop_signal : sig);
+            }
             continue;
         }
         if (pgrp > 1 && pgrp != own_group) kill(-pgrp, sig);
