@@ -258,3 +258,16 @@ def test_a_bad_nats_url_is_refused_without_showing_its_password(url):
                        timeout=WAIT)
     assert r.returncode == 2, r.stderr
     assert "NATS_URL" in r.stderr and "***@" in r.stderr and "s3cretpw" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("url", ["nats://products:Alpha@Bravo@a b", "nats://products:Alpha/Bravo@127.0.0.1",
+                                 "nats://products:Alpha,Bravo@127.0.0.1:99999",
+                                 "nats://ok:1, tls://Alpha@Bravo@127.0.0.1:0"])
+def test_no_piece_of_a_password_with_at_slash_or_comma_is_shown(url):
+    """The URL parser takes the last '@' of the authority, so a password may
+    hold '@' (and a bad URL one with '/' or ','): none of it is shown."""
+    r = subprocess.run([binary("products")], env={"NATS_URL": url, "PORT": "0"}, capture_output=True, text=True,
+                       timeout=WAIT)
+    assert r.returncode == 2, r.stderr
+    assert "NATS_URL" in r.stderr and "***@" in r.stderr, r.stderr
+    assert "Alpha" not in r.stderr and "Bravo" not in r.stderr, r.stderr
