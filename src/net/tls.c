@@ -317,6 +317,8 @@ static int tls_output(svc_tls *t, const char *plain, size_t len, svc_tls_data_fn
     return out(ud, (const char *)t->out, n);
 }
 
+static int tls_pending(const svc_tls *t) { return t->out_len != 0; }
+
 static const char *tls_error(const svc_tls *t) { return t->error; }
 
 const svc_tls_ops svc__tls = {
@@ -326,5 +328,6 @@ const svc_tls_ops svc__tls = {
     .session_free = tls_session_free,
     .input = tls_input,
     .output = tls_output,
+    .pending = tls_pending,
     .error = tls_error,
 };
