@@ -49,7 +49,7 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import ROOT, WAIT, binary, track, wait_until
+from conftest import ROOT, WAIT, binary, terminate, track, wait_until
 from shop_support import SECRET, gateway_config, token
 
 HOSTS = 3
@@ -120,13 +120,7 @@ class Proc:
 
     def stop(self, sig=signal.SIGTERM):
         # `ip netns exec` execs the program: the PID is the program's.
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, sig)
         self.log.close()
 
 
