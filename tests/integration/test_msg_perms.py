@@ -7,9 +7,7 @@ products that the gateway routes to, nor answer a request not sent to it;
 and the shop still takes and confirms an order through the gateway."""
 import json
 import os
-import random
 import shutil
-import string
 import subprocess
 import threading
 
@@ -18,22 +16,17 @@ import pytest
 from conftest import ROOT, WAIT, Service, binary, wait_until
 from shop_support import Shop, admin, token
 from test_gateway_support import instances, new_id
-from test_msg_support import Nats, NatsServer, metric
+from test_msg_support import Nats, NatsServer, metric, nats_password
 
 USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
 SHOP = ("gateway", "auth", "products", "orders", "payments")
-
-
-def password():
-    # As scripts/run.sh makes them: letters only (nats-users.conf says why).
-    return "".join(random.choice(string.ascii_letters) for _ in range(40))
 
 
 @pytest.fixture(scope="module")
 def perms():
     """(nats, passwords, shop): nats-server with the shipped permissions, and
     the shop on it."""
-    passwords = {u: password() for u in USERS}
+    passwords = {u: nats_password() for u in USERS}
     saved = {u: os.environ.get(f"{u.upper()}_NATS_PASSWORD") for u in USERS}
     # nats-server reads the passwords from its environment, as in the Procfile.
     os.environ.update({f"{u.upper()}_NATS_PASSWORD": p for u, p in passwords.items()})
