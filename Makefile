@@ -15,7 +15,8 @@
 #
 # Variables: SAN=1 builds with ASan+UBSan into build/san; CI=true adds -Werror;
 # STATIC=0 links release programs against shared libraries; TLS=1 links TLS
-# to NATS (mbed TLS) into every program, in build/tls (build/san-tls with SAN=1).
+# to NATS (mbed TLS) into every program, in build/tls (build/san-tls with SAN=1);
+# PG=1 links PostgreSQL (libpq), in build/pg (build/san-pg with SAN=1).
 #
 # `make install PREFIX=/opt/svckit` (default /usr/local; DESTDIR honoured)
 # installs the public headers, the static library, lib/pkgconfig/svckit.pc and
@@ -26,7 +27,7 @@ CC      ?= cc
 SAN     ?= 0
 TLS     ?= 0
 ifeq ($(SAN),1)
-BUILD   ?= build/san$(if $(filter 1,$(TLS)),-tls)
+BUILD   ?= build/san$(if $(filter 1,$(TLS)),-tls)$(if $(filter 1,$(PG)),-pg)
 OPT     ?= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDSAN   := -fsanitize=address,undefined
 else

@@ -706,25 +706,24 @@ static void random_token(char *out, size_t n) {
     out[n] = '\0';
 }
 
-/* NATS_URL for a log or error line: the "user:pass@" or "token@" of each URL
- * becomes "***@", so a password never reaches one (cut to fit out). */
+/* NATS_URL for a log or error line: in each URL, all between "://" and the
+ * last '@' before the next "://" (user:pass, or a token) becomes "***", so
+ * no byte of a secret reaches one, even of a password holding '@', '/' or
+ * ',' (svc__nats_url_parse takes the last '@'), nor of one cut short to
+ * fit out. */
 static void url_without_secrets(const char *url, char *out, size_t cap) {
-    size_t o = 0, userinfo = 0;
-    int in_authority = 0;
-    for (const char *p = url; *p && o + 4 < cap; p++) {
-        if (*p == '@' && in_authority) {
-            o = userinfo;
-            memcpy(out + o, "***", 3);
-            o += 3;
-            in_authority = 0;
-        } else if (*p == ',' || *p == '/') {
-            in_authority = 0;
-        }
-        out[o++] = *p;
-        if (p - url >= 2 && memcmp(p - 2, "://", 3) == 0) {
-            userinfo = o;
-            in_authority = 1;
-        }
+    size_t o = 0;
+    for (const char *p = url; *p && o + 1 < cap;) {
+        const char *scheme = strstr(p, "://");
+        const char *rest = scheme ? scheme + 3 : p + strlen(p);
+        while (p < rest && o + 1 < cap) out[o++] = *p++;
+        if (!scheme) break;
+        const char *next = strstr(rest, "://"), *at = NULL;
+        for (const char *c = rest; *c && c != next; c++)
+            if (*c == '@') at = c;
+        if (!at) continue;
+        for (const char *r = "***"; *r && o + 1 < cap; r++) out[o++] = *r;
+        p = at;
     }
     out[o] = '\0';
 }

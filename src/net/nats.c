@@ -1114,7 +1114,9 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf) {
         lost(nc, why);
         return;
     }
-    if (nc->tls) want_write(nc); /* what the handshake queued, if anything */
+    /* What the handshake queued: after it, a read rarely makes output, so
+     * most reads start no write. */
+    if (nc->tls && svc__tls.pending(nc->tls)) want_write(nc);
 }
 
 /* ---- connecting ---- */

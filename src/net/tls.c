@@ -23,6 +23,8 @@
 /* The system's trusted CAs (Debian's ca-certificates), read when no CA file
  * is given. */
 #define SYSTEM_CA_FILE "/etc/ssl/certs/ca-certificates.crt"
+/* The most of the output buffer kept once handed on (nats.c's rule). */
+#define OUT_KEEP (1024 * 1024)
 
 struct svc_tls_ctx {
     mbedtls_ssl_config conf;
@@ -314,8 +316,18 @@ static int tls_output(svc_tls *t, const char *plain, size_t len, svc_tls_data_fn
     if (!t->out_len) return 0;
     size_t n = t->out_len;
     t->out_len = 0;
-    return out(ud, (const char *)t->out, n);
+    int rc = out(ud, (const char *)t->out, n);
+    /* As nats.c does with its buffers: one burst does not keep its size
+     * for the life of the connection. */
+    if (t->out_cap > OUT_KEEP) {
+        free(t->out);
+        t->out = NULL;
+        t->out_cap = 0;
+    }
+    return rc;
 }
+
+static int tls_pending(const svc_tls *t) { return t->out_len != 0; }
 
 static const char *tls_error(const svc_tls *t) { return t->error; }
 
@@ -326,5 +338,6 @@ const svc_tls_ops svc__tls = {
     .session_free = tls_session_free,
     .input = tls_input,
     .output = tls_output,
+    .pending = tls_pending,
     .error = tls_error,
 };

@@ -67,6 +67,9 @@ typedef struct svc_tls_ops {
      * handshake records included. Returns 0, out's non-zero value, or -1.
      */
     int (*output)(svc_tls *t, const char *plain, size_t len, svc_tls_data_fn out, void *ud);
+    /* Whether ciphertext waits for output (after input: the handshake's
+     * records, or an alert): 1 or 0. */
+    int (*pending)(const svc_tls *t);
     /* Why the last call returned -1 ("" if it did not). */
     const char *(*error)(const svc_tls *t);
 } svc_tls_ops;

@@ -49,8 +49,9 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import ROOT, WAIT, binary, track, wait_until
+from conftest import ROOT, WAIT, binary, terminate, track, wait_until
 from shop_support import SECRET, gateway_config, token
+from test_msg_support import nats_password
 
 HOSTS = 3
 STATE_HOST = 0  # never cut: it holds the SQLite files (see above)
@@ -98,12 +99,6 @@ def cannot_make_namespaces():
     return None
 
 
-def password():
-    """48 letters a-p (192 bits): nats-server reads a value starting with a
-    digit as a number (scripts/run.sh)."""
-    return os.urandom(24).hex().translate(str.maketrans("0123456789", "ghijklmnop"))
-
-
 class Proc:
     """A program in a namespace, its output in a log file."""
 
@@ -120,13 +115,7 @@ class Proc:
 
     def stop(self, sig=signal.SIGTERM):
         # `ip netns exec` execs the program: the PID is the program's.
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, sig)
         self.log.close()
 
 
@@ -144,7 +133,7 @@ class Cluster3:
         self.database_url = database_url
         self.read_replicas = read_replicas
         self.log_level = log_level
-        self.passwords = {u: password() for u in USERS}
+        self.passwords = {u: nats_password() for u in USERS}
         self.procs = {}  # (host, name) -> Proc
         self.sanitizer_reports = []  # filled by close(): "h0/orders: runtime error:"...
         self.made = []  # what close() removes: ("ns", name) / ("link", name)

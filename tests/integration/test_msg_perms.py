@@ -7,9 +7,7 @@ products that the gateway routes to, nor answer a request not sent to it;
 and the shop still takes and confirms an order through the gateway."""
 import json
 import os
-import random
 import shutil
-import string
 import subprocess
 import threading
 
@@ -18,22 +16,17 @@ import pytest
 from conftest import ROOT, WAIT, Service, binary, wait_until
 from shop_support import Shop, admin, token
 from test_gateway_support import instances, new_id
-from test_msg_support import Nats, NatsServer, metric
+from test_msg_support import Nats, NatsServer, metric, nats_password
 
 USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
 SHOP = ("gateway", "auth", "products", "orders", "payments")
-
-
-def password():
-    # As scripts/run.sh makes them: letters only (nats-users.conf says why).
-    return "".join(random.choice(string.ascii_letters) for _ in range(40))
 
 
 @pytest.fixture(scope="module")
 def perms():
     """(nats, passwords, shop): nats-server with the shipped permissions, and
     the shop on it."""
-    passwords = {u: password() for u in USERS}
+    passwords = {u: nats_password() for u in USERS}
     saved = {u: os.environ.get(f"{u.upper()}_NATS_PASSWORD") for u in USERS}
     # nats-server reads the passwords from its environment, as in the Procfile.
     os.environ.update({f"{u.upper()}_NATS_PASSWORD": p for u, p in passwords.items()})
@@ -258,3 +251,16 @@ def test_a_bad_nats_url_is_refused_without_showing_its_password(url):
                        timeout=WAIT)
     assert r.returncode == 2, r.stderr
     assert "NATS_URL" in r.stderr and "***@" in r.stderr and "s3cretpw" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("url", ["nats://products:Alpha@Bravo@a b", "nats://products:Alpha/Bravo@127.0.0.1",
+                                 "nats://products:Alpha,Bravo@127.0.0.1:99999",
+                                 "nats://ok:1, tls://Alpha@Bravo@127.0.0.1:0"])
+def test_no_piece_of_a_password_with_at_slash_or_comma_is_shown(url):
+    """The URL parser takes the last '@' of the authority, so a password may
+    hold '@' (and a bad URL one with '/' or ','): none of it is shown."""
+    r = subprocess.run([binary("products")], env={"NATS_URL": url, "PORT": "0"}, capture_output=True, text=True,
+                       timeout=WAIT)
+    assert r.returncode == 2, r.stderr
+    assert "NATS_URL" in r.stderr and "***@" in r.stderr, r.stderr
+    assert "Alpha" not in r.stderr and "Bravo" not in r.stderr, r.stderr
