@@ -653,7 +653,9 @@ int svc__schema_request(svc_req *req) {
         int n = *query ? query_find(query, d->name, strlen(d->name), req->arena, &v, &vlen) : 0;
         if (n > 1) param_problem(&p, d->name, "must not be repeated");
         else if (n == 1 && v) svc__schema_validate_textn(set, d->schema, d->name, v, vlen, "query", &p);
-        else if (n == 1) svc__schema_validate_text(set, d->schema, d->name, svc_req_query(req, d->name), "query", &p);
+        else if (n == 1 && (v = svc_req_query(req, d->name)) != NULL)
+            svc__schema_validate_text(set, d->schema, d->name, v, "query", &p);
+        else if (n == 1) param_problem(&p, d->name, "has a bad percent-escape or %00"); /* did not decode */
         else if (d->required) param_problem(&p, d->name, "is required");
     }
     if (spec->body && !p.n) {

@@ -284,6 +284,28 @@ TEST(the_handler_runs_only_for_a_valid_request) {
     svc_test_free(t);
 }
 
+/* A declared query parameter whose value does not decode (a bad escape,
+ * %00) is a 400 naming it, not a NULL handed to the validator. */
+TEST(an_undecodable_query_value_is_a_problem) {
+    svc_test *t = app_with(&create_spec);
+    CHECK(t != NULL);
+    const char *targets[] = {"/things/1?n=%zz", "/things/1?n=%00", "/things/1?%6e=%4", NULL};
+    for (const char *const *target = targets; *target; target++) {
+        svc_test_res *r = post(t, *target, "{\"items\":[{\"product_id\":1,\"quantity\":1}]}");
+        CHECK_EQ(svc_test_res_status(r), 400);
+        json_t *d = json_object_get(json_object_get(svc_test_res_json(r), "error"), "details");
+        CHECK_EQ(json_array_size(d), 1);
+        CHECK_STR(json_string_value(json_object_get(json_array_get(d, 0), "path")), "/n");
+        CHECK_STR(json_string_value(json_object_get(json_array_get(d, 0), "problem")),
+                  "has a bad percent-escape or %00");
+        svc_test_res_free(r);
+    }
+    svc_test_res *r = post(t, "/things/1?n=%32", "{\"items\":[{\"product_id\":1,\"quantity\":1}]}");
+    CHECK_EQ(svc_test_res_status(r), 201);
+    svc_test_res_free(r);
+    svc_test_free(t);
+}
+
 TEST(an_invalid_declaration_stops_the_start) {
     static const svc_schema bad_pattern = {.type = SVC_STRING, .pattern = "(["};
     static const svc_route_spec bad = {.body = &bad_pattern};
