@@ -43,6 +43,12 @@ static int byte_class(const char *pat, svc__pattern *p) {
     return 1;
 }
 
+static const svc__pattern *pattern_of(const svc__schema_set *set, const svc_schema *s) {
+    for (int i = 0; i < set->npatterns; i++)
+        if (set->patterns[i].schema == s) return &set->patterns[i];
+    return NULL;
+}
+
 static int prepare_at(svc__schema_set *set, const svc_schema *s, char *at, int depth, char *err, size_t len) {
     if (!s) return decl_error(err, len, at, "no schema");
     if (depth > SVC_SCHEMA_MAX_DEPTH) return decl_error(err, len, at, "nested deeper than %d", SVC_SCHEMA_MAX_DEPTH);
@@ -58,7 +64,9 @@ static int prepare_at(svc__schema_set *set, const svc_schema *s, char *at, int d
         return decl_error(err, len, at, "minimum and maximum must be finite");
     if ((s->pattern || s->enum_values || s->text) && s->type != SVC_STRING)
         return decl_error(err, len, at, "pattern, enum_values and text are for strings");
-    if (s->pattern) {
+    /* A schema met again (a field shared by the bodies and answers of
+     * several routes) keeps the pattern compiled the first time. */
+    if (s->pattern && !pattern_of(set, s)) {
         svc__pattern *p = realloc(set->patterns, (size_t)(set->npatterns + 1) * sizeof *p);
         if (!p) return SVC_ENOMEM;
         set->patterns = p;
@@ -271,12 +279,6 @@ static long first_control(const unsigned char *s, size_t n, size_t *at) {
 }
 
 static int unsafe_integer(int64_t i) { return i > (INT64_C(1) << 53) || i < -(INT64_C(1) << 53); }
-
-static const svc__pattern *pattern_of(const svc__schema_set *set, const svc_schema *s) {
-    for (int i = 0; i < set->npatterns; i++)
-        if (set->patterns[i].schema == s) return &set->patterns[i];
-    return NULL;
-}
 
 /* v[0..n) (which need not end there) matches the pattern. */
 static int pattern_match(const svc__pattern *p, const char *v, size_t n) {

@@ -173,6 +173,24 @@ TEST(parameters_are_checked_as_text) {
     svc__schema_set_free(&set);
 }
 
+/* A schema shared by several places (order's slug in a body, a response
+ * and a route's body again) is compiled once, and still checked. */
+TEST(a_shared_pattern_is_compiled_once) {
+    svc__schema_set set = {0};
+    char err[256];
+    const svc_route_spec spec = {
+        .body = &order,
+        .responses = (const svc_response[]){{200, "", &order}, {201, "", &slug}, {0}},
+    };
+    CHECK_EQ(svc__schema_prepare_route(&set, "/o", &spec, err, sizeof err), SVC_OK);
+    CHECK_EQ(svc__schema_prepare_route(&set, "/o2", &spec, err, sizeof err), SVC_OK);
+    CHECK_EQ(set.npatterns, 1);
+    svc__problems p = {0};
+    svc__schema_validate_text(&set, &slug, "s", "Ab", "query", &p);
+    CHECK(has(&p, "/s", "must match ^[a-z]+$"));
+    svc__schema_set_free(&set);
+}
+
 TEST(invalid_declarations_are_named) {
     struct {
         svc_schema s;
