@@ -2,6 +2,7 @@
  * Declared routes: the schema validator, the check of declarations at start,
  * and the step of dispatch that validates a request before its handler.
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -475,9 +476,11 @@ static void check_scalar_text(walk *w, const svc_schema *s, const char *v, size_
         check_number(w, s, (double)i, unsafe_integer(i));
         return;
     }
+    /* strtod skips leading white space (a decoded %09 too) and reads hex,
+     * inf and nan: none is a JSON number. */
     char *end = NULL;
     double d = ok ? strtod(buf, &end) : 0;
-    if (!ok || *end || !isfinite(d) || strchr(buf, ' ') || strpbrk(buf, "xXnN")) {
+    if (!ok || *end || !isfinite(d) || isspace((unsigned char)buf[0]) || strpbrk(buf, "xXnN")) {
         problem(w, "must be a number");
         return;
     }

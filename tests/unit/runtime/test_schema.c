@@ -145,6 +145,8 @@ TEST(parameters_are_checked_as_text) {
     svc__schema_validate_text(&set, &name, "name", "\xc3\x28", "path", &p);
     svc__schema_validate_text(&set, &(const svc_schema){.type = SVC_BOOLEAN}, "b", "yes", "query", &p);
     svc__schema_validate_text(&set, &(const svc_schema){.type = SVC_NUMBER}, "n", "nan", "query", &p);
+    svc__schema_validate_text(&set, &(const svc_schema){.type = SVC_NUMBER}, "tab", "\t1", "query", &p);
+    svc__schema_validate_text(&set, &(const svc_schema){.type = SVC_NUMBER}, "lf", "\n1.5", "query", &p);
     CHECK(has(&p, "/limit", "must be an integer from 1 to 99"));
     CHECK(has(&p, "/limit2", "must be an integer from 1 to 99"));
     CHECK(has(&p, "/select/1", "must match ^[a-z]+$"));
@@ -152,7 +154,9 @@ TEST(parameters_are_checked_as_text) {
     CHECK(has(&p, "/name", "must be valid UTF-8 text without NUL"));
     CHECK(has(&p, "/b", "must be true or false"));
     CHECK(has(&p, "/n", "must be a number"));
-    CHECK_EQ(p.n, 7);
+    CHECK(has(&p, "/tab", "must be a number"));
+    CHECK(has(&p, "/lf", "must be a number"));
+    CHECK_EQ(p.n, 9);
     svc__schema_set_free(&set);
     /* A pattern regexec matches (not one bracket), on an element of a list too. */
     static const svc_schema pairs = {.type = SVC_STRING, .pattern = "^(ab)+$"};
