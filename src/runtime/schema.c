@@ -560,10 +560,19 @@ int svc_app_route_spec(svc_app *app, const char *method, const char *pattern, co
             return SVC_OK;
         }
     }
+    /* Remembered for the start: the handler of the route meant may rely on
+     * the checks, and services do not look at what this returns. */
+    if (!app->spec_orphan[0])
+        snprintf(app->spec_orphan, sizeof app->spec_orphan, "route %.16s %.100s: declared, but no such route",
+                 method, pattern);
     return SVC_ENOTFOUND;
 }
 
 int svc__schema_prepare_app(svc_app *app, char *err, size_t errlen) {
+    if (app->spec_orphan[0]) {
+        snprintf(err, errlen, "%s", app->spec_orphan);
+        return SVC_EINVAL;
+    }
     for (const svc_route_entry *e = app->routes; e; e = e->next) {
         if (!e->spec) continue;
         char why[256];

@@ -257,7 +257,6 @@ static svc_test *app_with(const svc_route_spec *spec) {
     svc_app_post(app, "/things/:id", create, 0);
     svc_app_get(app, "/plain/*rest", create, SVC_AUTH_USER);
     CHECK_EQ(svc_app_route_spec(app, "POST", "/things/:id", spec), SVC_OK);
-    CHECK_EQ(svc_app_route_spec(app, "GET", "/things/:id", spec), SVC_ENOTFOUND);
     return svc_test_new(app);
 }
 
@@ -326,6 +325,16 @@ TEST(an_undecodable_query_value_is_a_problem) {
     CHECK_EQ(svc_test_res_status(r), 201);
     svc_test_res_free(r);
     svc_test_free(t);
+}
+
+/* A declaration for a route never added (a typo, or before svc_app_route)
+ * would leave a handler that relies on the checks unguarded. */
+TEST(a_declaration_for_no_route_stops_the_start) {
+    svc_app *app = svc_app_new("schema-test", 0, NULL);
+    svc_app_post(app, "/things/:id", create, 0);
+    CHECK_EQ(svc_app_route_spec(app, "POST", "/things/:id", &create_spec), SVC_OK);
+    CHECK_EQ(svc_app_route_spec(app, "GET", "/things/:id", &create_spec), SVC_ENOTFOUND);
+    CHECK(svc_test_new(app) == NULL);
 }
 
 TEST(an_invalid_declaration_stops_the_start) {
