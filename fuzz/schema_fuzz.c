@@ -11,11 +11,19 @@
  *  - validating twice gives the same problems;
  *  - a body with no problem has the declared shape: an object whose
  *    "items" is an array of 1 to 4 objects.
+ * Then the bytes go through dispatch to a declared route (svc_test, in
+ * memory): up to the first newline as the query of POST /r/1, the rest as
+ * the JSON body. It checks that the answer is 200, 400 or 415, that a 400
+ * is the library's JSON error, and that the handler runs only with a body
+ * of the declared shape and a qty it can read as declared.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/schema.h"
+#include "svckit.h"
+#include "svckit/test.h"
 
 #include "fuzz_util.h"
 
@@ -49,6 +57,35 @@ static const svc_schema body = {
 static const svc_schema *const params[] = {&qty, &price, &flag, &text, &slug, &colour, &tags};
 
 static svc__schema_set set;
+
+static const svc_route_spec route_spec = {
+    .path = (const svc_param[]){{"id", &pid, 1, NULL}, {0}},
+    .query = (const svc_param[]){{"qty", &qty, 0, NULL}, {"price", &price, 0, NULL}, {"gift", &flag, 0, NULL},
+                                 {"note", &text, 0, NULL}, {"slug", &slug, 0, NULL}, {"colour", &colour, 0, NULL},
+                                 {"tags", &tags, 0, NULL}, {0}},
+    .body = &body,
+};
+
+static svc_outcome declared(svc_req *req, svc_res *res) {
+    json_t *v = svc_req_json(req, res);
+    CHECK(v != NULL);
+    json_t *it = json_object_get(v, "items");
+    CHECK(json_is_array(it) && json_array_size(it) >= 1 && json_array_size(it) <= 4);
+    const char *q = svc_req_query(req, "qty");
+    int64_t n;
+    CHECK(!q || (svc_parse_i64(q, &n) == SVC_OK && n >= 1 && n <= 99));
+    return svc_res_printf(res, 200, "text/plain", "ok");
+}
+
+static svc_test *test_app(void) {
+    setenv("LOG_LEVEL", "error", 1);
+    svc_app *a = svc_app_new("schema-fuzz", 0, NULL);
+    CHECK(a && svc_app_post(a, "/r/:id", declared, 0) == SVC_OK);
+    CHECK(svc_app_route_spec(a, "POST", "/r/:id", &route_spec) == SVC_OK);
+    svc_test *t = svc_test_new(a);
+    CHECK(t != NULL);
+    return t;
+}
 
 static void check_problems(const svc__problems *p) {
     CHECK(p->n >= 0 && p->n <= SVC_SCHEMA_MAX_DETAILS);
@@ -96,5 +133,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         svc__schema_validate_text(&set, params[i], "p", s, "query", &p);
     check_problems(&p);
     free(s);
+
+    /* Through dispatch: "/r/1?" the first line, the body the rest. */
+    static svc_test *t;
+    if (!t) t = test_app();
+    const uint8_t *nl = memchr(data, '\n', size);
+    size_t qlen = nl ? (size_t)(nl - data) : size;
+    char *target = malloc(qlen + 8);
+    if (!target) return 0;
+    memcpy(target, "/r/1?", 5);
+    memcpy(target + 5, data, qlen);
+    target[5 + qlen] = '\0';
+    static const char *const json[] = {"Content-Type", "application/json", NULL};
+    const uint8_t *b = nl ? nl + 1 : data + size;
+    svc_test_res *r = svc_test_request(t, "POST", target, json, b, (size_t)(data + size - b));
+    free(target);
+    CHECK(r != NULL);
+    int status = svc_test_res_status(r);
+    CHECK(status == 200 || status == 400 || status == 415);
+    if (status == 400) {
+        json_t *e = json_object_get(svc_test_res_json(r), "error");
+        CHECK(json_is_string(json_object_get(e, "code")) && json_is_string(json_object_get(e, "message")));
+    }
+    svc_test_res_free(r);
     return 0;
 }

@@ -50,8 +50,8 @@
  * Declarations are checked when the service starts: a schema that is itself
  * invalid (max below min, an unknown type, a pattern that does not compile,
  * a required name not among the properties, a path parameter the pattern
- * does not have, too deep) stops it with exit 2 and one line naming the route
- * and the problem.
+ * does not have, too deep, or a declaration for a route never added) stops it
+ * with exit 2 and one line naming the route and the problem.
  */
 #ifndef SVCKIT_SCHEMA_H
 #define SVCKIT_SCHEMA_H
@@ -150,7 +150,8 @@ typedef struct svc_route_spec {
  * with at most SVC_SCHEMA_MAX_DETAILS details ("in" is path, query or body;
  * "path" a JSON pointer, into the body or to the parameter). The handler
  * then reads the parsed body with svc_req_json, which cannot fail any more.
- * Returns SVC_OK, SVC_ENOTFOUND (no such route), SVC_EINVAL (a NULL
+ * Returns SVC_OK, SVC_ENOTFOUND (no such route: add the route first; the
+ * start then stops as for an invalid declaration), SVC_EINVAL (a NULL
  * argument, or the workers run). The schema itself is checked at start.
  */
 int svc_app_route_spec(svc_app *app, const char *method, const char *pattern, const svc_route_spec *spec);

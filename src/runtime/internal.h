@@ -158,6 +158,7 @@ struct svc_app {
     int nmodules;
     int started;                     /* prepared: registrations are closed */
     svc__schema_set schemas;         /* the declarations' compiled patterns */
+    char spec_orphan[160];           /* the first svc_app_route_spec for no route */
     svc_buf openapi;                 /* GET /openapi.json, made at start */
 };
 

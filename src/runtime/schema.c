@@ -2,6 +2,7 @@
  * Declared routes: the schema validator, the check of declarations at start,
  * and the step of dispatch that validates a request before its handler.
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -43,6 +44,12 @@ static int byte_class(const char *pat, svc__pattern *p) {
     return 1;
 }
 
+static const svc__pattern *pattern_of(const svc__schema_set *set, const svc_schema *s) {
+    for (int i = 0; i < set->npatterns; i++)
+        if (set->patterns[i].schema == s) return &set->patterns[i];
+    return NULL;
+}
+
 static int prepare_at(svc__schema_set *set, const svc_schema *s, char *at, int depth, char *err, size_t len) {
     if (!s) return decl_error(err, len, at, "no schema");
     if (depth > SVC_SCHEMA_MAX_DEPTH) return decl_error(err, len, at, "nested deeper than %d", SVC_SCHEMA_MAX_DEPTH);
@@ -58,7 +65,9 @@ static int prepare_at(svc__schema_set *set, const svc_schema *s, char *at, int d
         return decl_error(err, len, at, "minimum and maximum must be finite");
     if ((s->pattern || s->enum_values || s->text) && s->type != SVC_STRING)
         return decl_error(err, len, at, "pattern, enum_values and text are for strings");
-    if (s->pattern) {
+    /* A schema met again (a field shared by the bodies and answers of
+     * several routes) keeps the pattern compiled the first time. */
+    if (s->pattern && !pattern_of(set, s)) {
         svc__pattern *p = realloc(set->patterns, (size_t)(set->npatterns + 1) * sizeof *p);
         if (!p) return SVC_ENOMEM;
         set->patterns = p;
@@ -272,12 +281,6 @@ static long first_control(const unsigned char *s, size_t n, size_t *at) {
 
 static int unsafe_integer(int64_t i) { return i > (INT64_C(1) << 53) || i < -(INT64_C(1) << 53); }
 
-static const svc__pattern *pattern_of(const svc__schema_set *set, const svc_schema *s) {
-    for (int i = 0; i < set->npatterns; i++)
-        if (set->patterns[i].schema == s) return &set->patterns[i];
-    return NULL;
-}
-
 /* v[0..n) (which need not end there) matches the pattern. */
 static int pattern_match(const svc__pattern *p, const char *v, size_t n) {
     if (!p->bytes) {
@@ -473,9 +476,11 @@ static void check_scalar_text(walk *w, const svc_schema *s, const char *v, size_
         check_number(w, s, (double)i, unsafe_integer(i));
         return;
     }
+    /* strtod skips leading white space (a decoded %09 too) and reads hex,
+     * inf and nan: none is a JSON number. */
     char *end = NULL;
     double d = ok ? strtod(buf, &end) : 0;
-    if (!ok || *end || !isfinite(d) || strchr(buf, ' ') || strpbrk(buf, "xXnN")) {
+    if (!ok || *end || !isfinite(d) || isspace((unsigned char)buf[0]) || strpbrk(buf, "xXnN")) {
         problem(w, "must be a number");
         return;
     }
@@ -555,10 +560,19 @@ int svc_app_route_spec(svc_app *app, const char *method, const char *pattern, co
             return SVC_OK;
         }
     }
+    /* Remembered for the start: the handler of the route meant may rely on
+     * the checks, and services do not look at what this returns. */
+    if (!app->spec_orphan[0])
+        snprintf(app->spec_orphan, sizeof app->spec_orphan, "route %.16s %.100s: declared, but no such route",
+                 method, pattern);
     return SVC_ENOTFOUND;
 }
 
 int svc__schema_prepare_app(svc_app *app, char *err, size_t errlen) {
+    if (app->spec_orphan[0]) {
+        snprintf(err, errlen, "%s", app->spec_orphan);
+        return SVC_EINVAL;
+    }
     for (const svc_route_entry *e = app->routes; e; e = e->next) {
         if (!e->spec) continue;
         char why[256];
@@ -653,7 +667,9 @@ int svc__schema_request(svc_req *req) {
         int n = *query ? query_find(query, d->name, strlen(d->name), req->arena, &v, &vlen) : 0;
         if (n > 1) param_problem(&p, d->name, "must not be repeated");
         else if (n == 1 && v) svc__schema_validate_textn(set, d->schema, d->name, v, vlen, "query", &p);
-        else if (n == 1) svc__schema_validate_text(set, d->schema, d->name, svc_req_query(req, d->name), "query", &p);
+        else if (n == 1 && (v = svc_req_query(req, d->name)) != NULL)
+            svc__schema_validate_text(set, d->schema, d->name, v, "query", &p);
+        else if (n == 1) param_problem(&p, d->name, "has a bad percent-escape or %00"); /* did not decode */
         else if (d->required) param_problem(&p, d->name, "is required");
     }
     if (spec->body && !p.n) {

@@ -175,6 +175,13 @@ def test_parameters_are_checked_and_repeats_refused(system):
     status, doc = system["products"].json("GET", "/products/0", headers=system["admin"])
     assert status == 400 and doc["error"]["details"] == [
         {"in": "path", "path": "/id", "problem": "must be at least 1"}], doc
+    # A value that does not decode is a problem too (it once crashed the worker).
+    for query in ("limit=%zz", "sortBy=%00", "%6cimit=5%"):
+        status, doc = system["products"].json("GET", "/products?" + query, headers=system["admin"])
+        assert status == 400 and doc["error"]["details"] == [
+            {"in": "query", "path": "/" + query[:query.index("=")].replace("%6c", "l"),
+             "problem": "has a bad percent-escape or %00"}], doc
+    assert system["products"].json("GET", "/products?limit=%32", headers=system["admin"])[0] == 200
 
 
 def test_details_are_bounded(system):

@@ -145,6 +145,8 @@ TEST(parameters_are_checked_as_text) {
     svc__schema_validate_text(&set, &name, "name", "\xc3\x28", "path", &p);
     svc__schema_validate_text(&set, &(const svc_schema){.type = SVC_BOOLEAN}, "b", "yes", "query", &p);
     svc__schema_validate_text(&set, &(const svc_schema){.type = SVC_NUMBER}, "n", "nan", "query", &p);
+    svc__schema_validate_text(&set, &(const svc_schema){.type = SVC_NUMBER}, "tab", "\t1", "query", &p);
+    svc__schema_validate_text(&set, &(const svc_schema){.type = SVC_NUMBER}, "lf", "\n1.5", "query", &p);
     CHECK(has(&p, "/limit", "must be an integer from 1 to 99"));
     CHECK(has(&p, "/limit2", "must be an integer from 1 to 99"));
     CHECK(has(&p, "/select/1", "must match ^[a-z]+$"));
@@ -152,7 +154,9 @@ TEST(parameters_are_checked_as_text) {
     CHECK(has(&p, "/name", "must be valid UTF-8 text without NUL"));
     CHECK(has(&p, "/b", "must be true or false"));
     CHECK(has(&p, "/n", "must be a number"));
-    CHECK_EQ(p.n, 7);
+    CHECK(has(&p, "/tab", "must be a number"));
+    CHECK(has(&p, "/lf", "must be a number"));
+    CHECK_EQ(p.n, 9);
     svc__schema_set_free(&set);
     /* A pattern regexec matches (not one bracket), on an element of a list too. */
     static const svc_schema pairs = {.type = SVC_STRING, .pattern = "^(ab)+$"};
@@ -170,6 +174,24 @@ TEST(parameters_are_checked_as_text) {
     CHECK(has(&p, "/bad/1", "must match ^(ab)+$"));
     CHECK(has(&p, "/bad2", "must match ^[-a-c.]*$"));
     CHECK_EQ(p.n, 2);
+    svc__schema_set_free(&set);
+}
+
+/* A schema shared by several places (order's slug in a body, a response
+ * and a route's body again) is compiled once, and still checked. */
+TEST(a_shared_pattern_is_compiled_once) {
+    svc__schema_set set = {0};
+    char err[256];
+    const svc_route_spec spec = {
+        .body = &order,
+        .responses = (const svc_response[]){{200, "", &order}, {201, "", &slug}, {0}},
+    };
+    CHECK_EQ(svc__schema_prepare_route(&set, "/o", &spec, err, sizeof err), SVC_OK);
+    CHECK_EQ(svc__schema_prepare_route(&set, "/o2", &spec, err, sizeof err), SVC_OK);
+    CHECK_EQ(set.npatterns, 1);
+    svc__problems p = {0};
+    svc__schema_validate_text(&set, &slug, "s", "Ab", "query", &p);
+    CHECK(has(&p, "/s", "must match ^[a-z]+$"));
     svc__schema_set_free(&set);
 }
 
@@ -235,7 +257,6 @@ static svc_test *app_with(const svc_route_spec *spec) {
     svc_app_post(app, "/things/:id", create, 0);
     svc_app_get(app, "/plain/*rest", create, SVC_AUTH_USER);
     CHECK_EQ(svc_app_route_spec(app, "POST", "/things/:id", spec), SVC_OK);
-    CHECK_EQ(svc_app_route_spec(app, "GET", "/things/:id", spec), SVC_ENOTFOUND);
     return svc_test_new(app);
 }
 
@@ -282,6 +303,38 @@ TEST(the_handler_runs_only_for_a_valid_request) {
               "invalid_json");
     svc_test_res_free(r);
     svc_test_free(t);
+}
+
+/* A declared query parameter whose value does not decode (a bad escape,
+ * %00) is a 400 naming it, not a NULL handed to the validator. */
+TEST(an_undecodable_query_value_is_a_problem) {
+    svc_test *t = app_with(&create_spec);
+    CHECK(t != NULL);
+    const char *targets[] = {"/things/1?n=%zz", "/things/1?n=%00", "/things/1?%6e=%4", NULL};
+    for (const char *const *target = targets; *target; target++) {
+        svc_test_res *r = post(t, *target, "{\"items\":[{\"product_id\":1,\"quantity\":1}]}");
+        CHECK_EQ(svc_test_res_status(r), 400);
+        json_t *d = json_object_get(json_object_get(svc_test_res_json(r), "error"), "details");
+        CHECK_EQ(json_array_size(d), 1);
+        CHECK_STR(json_string_value(json_object_get(json_array_get(d, 0), "path")), "/n");
+        CHECK_STR(json_string_value(json_object_get(json_array_get(d, 0), "problem")),
+                  "has a bad percent-escape or %00");
+        svc_test_res_free(r);
+    }
+    svc_test_res *r = post(t, "/things/1?n=%32", "{\"items\":[{\"product_id\":1,\"quantity\":1}]}");
+    CHECK_EQ(svc_test_res_status(r), 201);
+    svc_test_res_free(r);
+    svc_test_free(t);
+}
+
+/* A declaration for a route never added (a typo, or before svc_app_route)
+ * would leave a handler that relies on the checks unguarded. */
+TEST(a_declaration_for_no_route_stops_the_start) {
+    svc_app *app = svc_app_new("schema-test", 0, NULL);
+    svc_app_post(app, "/things/:id", create, 0);
+    CHECK_EQ(svc_app_route_spec(app, "POST", "/things/:id", &create_spec), SVC_OK);
+    CHECK_EQ(svc_app_route_spec(app, "GET", "/things/:id", &create_spec), SVC_ENOTFOUND);
+    CHECK(svc_test_new(app) == NULL);
 }
 
 TEST(an_invalid_declaration_stops_the_start) {
