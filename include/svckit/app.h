@@ -308,7 +308,8 @@ unsigned svc_req_route_flags(const svc_req *req);
 const char *svc_req_param(const svc_req *req, const char *name);
 /* SVC_OK, SVC_ENOTFOUND (absent) or SVC_EINVAL (not a 64-bit integer). */
 int svc_req_param_i64(const svc_req *req, const char *name, int64_t *out);
-/* First query parameter by name, percent-decoded ('+' is a space); NULL if absent. */
+/* First query parameter by name, percent-decoded ('+' is a space); NULL if absent
+ * or if its value does not decode (a bad percent-escape, or %00). */
 const char *svc_req_query(const svc_req *req, const char *name);
 /* Raw query string without '?', or "" */
 const char *svc_req_query_string(const svc_req *req);
