@@ -14,6 +14,7 @@ import pytest
 from browser_support import Browser, needs_chromium
 from conftest import wait_until
 from shop_support import Shop
+from test_gateway_support import FakeInstance, gateway, wait_instances
 from test_msg_support import nats_server  # noqa: F401  (fixture)
 
 pytestmark = needs_chromium
@@ -66,7 +67,8 @@ class Explorer:
     def fill(self, params=None, body=None):
         for name, value in (params or {}).items():
             assert self.b.eval(f"""(() => {{
-                const i = document.querySelector('#params [data-name={json.dumps(name)}]');
+                const i = [...document.querySelectorAll('#params [data-name]')].find(
+                    i => i.dataset.name === {json.dumps(name)});
                 if (i) i.value = {json.dumps(value)};
                 return !!i; }})()"""), name
         if body is not None:
@@ -76,6 +78,12 @@ class Explorer:
         self.b.eval("document.getElementById('send').click()")
         return wait_until(lambda: self.b.eval(ANSWER), what="the answer on the page")
 
+    def open(self, gw, want):
+        """Navigates to gw's /docs; the rows listed once they are want."""
+        self.b.call("Page.navigate", session=True, url=f"http://127.0.0.1:{gw.port}/docs")
+        return wait_until(lambda: {tuple(r) for r in self.b.eval(LISTED) or []} == want and self.b.eval(LISTED),
+                          what="every operation of the merged document listed under its service")
+
 
 def test_explorer_in_chromium(shop):
     doc = merged(shop.gateway)
@@ -83,12 +91,10 @@ def test_explorer_in_chromium(shop):
             for p, item in doc["paths"].items() for m, op in item.items()}
     b = Browser()
     try:
-        b.call("Page.navigate", session=True, url=f"http://127.0.0.1:{shop.gateway.port}/docs")
-        listed = wait_until(lambda: {tuple(r) for r in b.eval(LISTED) or []} == want and b.eval(LISTED),
-                            what="every operation of the merged document listed under its service")
+        e = Explorer(b)
+        listed = e.open(shop.gateway, want)
         assert len(listed) == len(want)  # each once
         assert {r[0] for r in listed} == {"auth", "products", "orders", "payments"}
-        e = Explorer(b)
 
         # Register and log in through the page; take the token from the answer.
         e.pick("POST", "/auth/register")
@@ -132,3 +138,47 @@ def test_explorer_in_chromium(shop):
         assert not b.problems(), b.problems()
     finally:
         b.close()
+
+
+MARKUP = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+def hostile(inst, m):
+    """A service whose document and answers are full of markup and wrong types."""
+    if m.headers.get("Svc-Path") == "/openapi.json":
+        return 200, {"Content-Type": "application/json"}, {"openapi": "3.1.0", "paths": {
+            "/evil": {"get": {"summary": MARKUP, "parameters": [
+                {"name": MARKUP, "in": "query", "description": MARKUP, "schema": {"type": "string"}},
+                {"name": "n", "in": "query", "schema": {"enum": [MARKUP, 7]}},
+                "not a parameter", {"in": "header"}]},
+                "post": {"summary": 7, "parameters": "none", "requestBody": {"content": {"application/json": {
+                    "schema": {"type": "object", "properties": {MARKUP: {"type": "string", "maxLength": 3}},
+                               "required": "all"}}}}},
+                "trace": {"summary": "not a method the page sends"},
+                "x-evil": MARKUP},
+            "/evil/{id}": "not an operation"}}
+    return 200, {"Content-Type": "application/json"}, {"echo": MARKUP}
+
+
+def test_a_hostile_document_is_shown_as_text(nats_server):  # noqa: F811
+    with FakeInstance(nats_server, "evil", hostile), gateway(nats_server, {"/evil": "evil"}) as gw:
+        wait_instances(gw, "evil", 1)
+        b = Browser()
+        try:
+            e = Explorer(b)
+            e.open(gw, {("evil", "GET", "/evil", MARKUP), ("evil", "POST", "/evil", "")})
+            e.pick("GET", "/evil")
+            assert b.eval("document.getElementById('op-summary').textContent") == MARKUP
+            e.fill(params={MARKUP: MARKUP})
+            a = e.send()
+            assert a["status"].startswith("200")
+            assert json.loads(a["body"]) == {"echo": MARKUP}
+            e.pick("POST", "/evil")
+            assert e.body() == {MARKUP: "str"}  # "required" that is not a list: every property
+            assert e.send()["status"].startswith("200")
+            # Nothing of it became markup, and nothing ran.
+            assert b.eval("document.querySelectorAll('img, #endpoints script, #operation script').length") == 0
+            assert b.eval("window.__pwned") is None
+            assert not b.problems(), b.problems()
+        finally:
+            b.close()
