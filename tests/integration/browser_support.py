@@ -60,6 +60,10 @@ class Browser:
         self.call("Page.enable", session=True)
         self.call("Log.enable", session=True)
         self.call("Page.addScriptToEvaluateOnNewDocument", session=True, source=WATCH_CSP)
+        # The page's viewport is width x height even below the smallest window
+        # chromium makes (500 px wide): a phone's 390 px are 390 px.
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=width < 500)
 
     def _read(self, deadline):
         while b"\0" not in self.buf:

@@ -85,11 +85,13 @@ class Explorer:
                           what="every operation of the merged document listed under its service")
 
 
-def test_explorer_in_chromium(shop):
+@pytest.mark.parametrize("width,height,name", [(1280, 900, "explorer.png"), (390, 844, "explorer-phone.png")])
+def test_explorer_in_chromium(shop, width, height, name):
     doc = merged(shop.gateway)
     want = {(op["tags"][0], m.upper(), p, op.get("summary", ""))
             for p, item in doc["paths"].items() for m, op in item.items()}
-    b = Browser()
+    user = {"username": f"explorer-{width}", "password": "explorer-pass-0123"}
+    b = Browser(width, height)
     try:
         e = Explorer(b)
         listed = e.open(shop.gateway, want)
@@ -99,10 +101,10 @@ def test_explorer_in_chromium(shop):
         # Register and log in through the page; take the token from the answer.
         e.pick("POST", "/auth/register")
         assert set(e.body()) == {"username", "password"}  # prefilled from the schema
-        e.fill(body={"username": "explorer", "password": "explorer-pass-0123"})
+        e.fill(body=user)
         assert e.send()["status"].startswith("201")
         e.pick("POST", "/auth/login")
-        e.fill(body={"username": "explorer", "password": "explorer-pass-0123"})
+        e.fill(body=user)
         assert e.send()["status"].startswith("200")
         assert b.eval("!document.getElementById('use-token-box').hidden")
         b.eval("document.getElementById('use-token').click()")
@@ -126,7 +128,7 @@ def test_explorer_in_chromium(shop):
         assert a["status"].startswith("400"), a
         details = json.loads(a["body"])["error"]["details"]
         assert any(d["path"] == "/items/0/quantity" for d in details), details
-        assert os.path.getsize(b.screenshot("explorer.png")) > 1000
+        assert os.path.getsize(b.screenshot(name)) > 1000
 
         # Forgotten, the token goes with nothing: the gateway refuses.
         b.eval("document.getElementById('forget').click()")
@@ -161,12 +163,14 @@ def hostile(inst, m):
 
 
 def test_a_hostile_document_is_shown_as_text(nats_server):  # noqa: F811
-    with FakeInstance(nats_server, "evil", hostile), gateway(nats_server, {"/evil": "evil"}) as gw:
+    with FakeInstance(nats_server, "evil", hostile), gateway(nats_server, {"/evil": "evil", "/gone": "gone"}) as gw:
         wait_instances(gw, "evil", 1)
         b = Browser()
         try:
             e = Explorer(b)
             e.open(gw, {("evil", "GET", "/evil", MARKUP), ("evil", "POST", "/evil", "")})
+            # A service that did not answer the merge is named.
+            assert b.eval("document.getElementById('summary').textContent").endswith("not listed: gone")
             e.pick("GET", "/evil")
             assert b.eval("document.getElementById('op-summary').textContent") == MARKUP
             e.fill(params={MARKUP: MARKUP})

@@ -122,6 +122,7 @@ function pick(o) {
   answers.replaceChildren();
   for (const [status, r] of Object.entries(obj(o.op.responses) || {}))
     answers.append(el("li", null, status + " " + str(obj(r) && r.description)));
+  if (matchMedia("(max-width: 48rem)").matches) $("operation").scrollIntoView(); // one column: the form is below
 }
 
 // A value the schema takes, where that is simple to find: enums' first,
