@@ -4,9 +4,8 @@
  * document over NATS (svc_req_call, up to SVC_MAX_CALLS at a time); of each,
  * the paths the route table sends to that service are kept, those behind a
  * route that checks tokens at the edge with the bearer scheme, each
- * operation tagged with its service's name (the explorer at /docs groups
- * by it). A service
- * that does not answer leaves its paths out (and says so in
+ * operation tagged with its service's name (the explorer at /docs groups by
+ * it). A service that does not answer leaves its paths out (and says so in
  * x-svckit-unavailable) rather than failing the whole document; the schemas
  * their paths refer to come along.
  */
