@@ -8,7 +8,7 @@
 #   services/<name>/*.c        -> $(BUILD)/bin/<name>
 #   examples/<name>/*.c        -> $(BUILD)/bin/<name>
 #   tools/svckit/*.c           -> $(BUILD)/bin/svckit  (with tools/svckit/templates/ embedded)
-#   services/gateway/dashboard/* -> embedded in $(BUILD)/bin/gateway (tools/svckit/embed.sh)
+#   services/gateway/{dashboard,explorer}/* -> embedded in $(BUILD)/bin/gateway (tools/svckit/embed.sh)
 #   tests/unit/<layer>/test_*.c -> $(BUILD)/tests/unit/<layer>/test_*  (one binary each)
 #   tests/integration/*.c      -> $(BUILD)/tests/bin/<name>            (helper programs)
 #   fuzz/*_fuzz.c              -> $(BUILD)/fuzz/<name>   (corpus replayer; `make fuzz` for libFuzzer)
@@ -160,15 +160,18 @@ $(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
 	$(CC) $(CFLAGS) -Itools/svckit -c $< -o $@
 $(BUILD)/bin/svckit: $(BUILD)/obj/gen/templates.o
 
-# The gateway's dashboard (HTML, CSS, JS), compiled into the gateway the same way.
-DASHBOARD := $(wildcard services/gateway/dashboard/*)
-$(BUILD)/gen/dashboard.c: tools/svckit/embed.sh $(DASHBOARD)
-	@mkdir -p $(dir $@)
-	sh tools/svckit/embed.sh services/gateway/dashboard $@ "" gw_dashboard_files gw_file gateway.h
-$(BUILD)/obj/gen/dashboard.o: $(BUILD)/gen/dashboard.c
-	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Iservices/gateway -c $< -o $@
-$(BUILD)/bin/gateway: $(BUILD)/obj/gen/dashboard.o
+# The gateway's pages (HTML, CSS, JS), compiled into the gateway the same way:
+# services/gateway/PAGE/ becomes the table gw_PAGE_files.
+define gateway_page_rule
+$(BUILD)/gen/$(1).c: tools/svckit/embed.sh $(wildcard services/gateway/$(1)/*)
+	@mkdir -p $$(dir $$@)
+	sh tools/svckit/embed.sh services/gateway/$(1) $$@ "" gw_$(1)_files gw_file gateway.h
+$(BUILD)/obj/gen/$(1).o: $(BUILD)/gen/$(1).c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CFLAGS) -Iservices/gateway -c $$< -o $$@
+$(BUILD)/bin/gateway: $(BUILD)/obj/gen/$(1).o
+endef
+$(foreach p,dashboard explorer,$(eval $(call gateway_page_rule,$(p))))
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_MAIN) $(LIB)
 	@mkdir -p $(dir $@)

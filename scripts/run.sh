@@ -80,7 +80,11 @@ while read -r name port _; do
     printf '  %-10s (no port)\n' "$name"
   fi
   [ "$name" = auth ] && has_auth=1
+  [ "$name" = gateway ] && [ "$port" != "-" ] && gateway_url=http://$url_host:$port
 done <<<"$plan"
+if [ -n "${gateway_url:-}" ]; then
+  echo "  API explorer: $gateway_url/docs    dashboard (admin token): $gateway_url/dashboard"
+fi
 if [ "$has_auth" = 1 ]; then
   if [ -n "${ADMIN_PASSWORD:-}" ]; then
     echo "  admin login: ${ADMIN_USERNAME:-admin}, password from ADMIN_PASSWORD"

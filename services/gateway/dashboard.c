@@ -37,10 +37,6 @@
 
 #define LIVE_SUBJECT SVC_MSG_DISCOVERY_PREFIX "." SVC_MSG_LIVE_VERB
 
-static const char csp[] =
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
 /* Static: the loop's handles must outlive on_stop (msg.h). */
 static struct {
     svc_app *app;
@@ -177,10 +173,7 @@ static int token_ok(const char *t) {
 }
 
 static void security_headers(svc_res *res) {
-    svc_res_header(res, "Content-Security-Policy", csp);
-    svc_res_header(res, "X-Content-Type-Options", "nosniff");
-    svc_res_header(res, "Referrer-Policy", "no-referrer");
-    svc_res_header(res, "X-Frame-Options", "DENY");
+    gw_page_headers(res);
     svc_res_header(res, "Cache-Control", "no-store");
 }
 
@@ -203,11 +196,8 @@ static svc_outcome dash_auth(svc_req *req, svc_res *res) {
 
 /* ---- the page ---------------------------------------------------------------------- */
 
-static svc_outcome send_file(svc_res *res, const char *path, const char *type) {
-    for (size_t i = 0; i < gw_dashboard_files_count; i++)
-        if (strcmp(gw_dashboard_files[i].path, path) == 0)
-            return svc_res_body(res, 200, type, gw_dashboard_files[i].data, gw_dashboard_files[i].len);
-    return svc_res_error(res, 404, "not_found", "no such file");
+static svc_outcome send_file(svc_req *req, svc_res *res, const char *name) {
+    return gw_page_send(req, res, gw_dashboard_files, gw_dashboard_files_count, name, NULL);
 }
 
 static svc_outcome page(svc_req *req, svc_res *res) {
@@ -226,17 +216,17 @@ static svc_outcome page(svc_req *req, svc_res *res) {
     svc_outcome o = dash_auth(req, res);
     if (o != SVC_NEXT) return o;
     watched();
-    return send_file(res, "index.html", "text/html; charset=utf-8");
+    return send_file(req, res, "index.html");
 }
 
 static svc_outcome script(svc_req *req, svc_res *res) {
     svc_outcome o = dash_auth(req, res);
-    return o != SVC_NEXT ? o : send_file(res, "app.js", "text/javascript; charset=utf-8");
+    return o != SVC_NEXT ? o : send_file(req, res, "app.js");
 }
 
 static svc_outcome style(svc_req *req, svc_res *res) {
     svc_outcome o = dash_auth(req, res);
-    return o != SVC_NEXT ? o : send_file(res, "app.css", "text/css; charset=utf-8");
+    return o != SVC_NEXT ? o : send_file(req, res, "app.css");
 }
 
 static svc_outcome snapshot(svc_req *req, svc_res *res) {

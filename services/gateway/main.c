@@ -1,7 +1,9 @@
 /*
  * gateway: the one public entry point (port 8080). Every path but the
- * gateway's own /healthz, /readyz, /metrics and /dashboard (dashboard.c) goes through gw_proxy (proxy.c)
- * to the service the route table (config.c) names, over NATS request-reply.
+ * gateway's own /healthz, /readyz, /metrics, /dashboard (dashboard.c),
+ * /openapi.json (openapi.c) and /docs (explorer.c) goes through gw_proxy
+ * (proxy.c) to the service the route table (config.c) names, over NATS
+ * request-reply.
  * README.md has the configuration format, the resilience rules and the
  * metrics.
  */
@@ -156,6 +158,7 @@ int main(int argc, char **argv) {
     for (const char *const *m = methods; *m; m++) svc_app_route(app, *m, GW_PROXY_ROUTE, gw_proxy, 0);
     gw_dashboard_routes(app);
     gw_openapi_route(app);
+    gw_explorer_routes(app);
     svc_app_use_head(app, gw_edge_check, state);
     svc_app_use(app, NULL, gw_cors_after, state);
     if (gw_discovery_listen(app) != SVC_OK) {

@@ -3,8 +3,9 @@
  * routes it exposes. Each service of the route table is asked for its own
  * document over NATS (svc_req_call, up to SVC_MAX_CALLS at a time); of each,
  * the paths the route table sends to that service are kept, those behind a
- * route that checks tokens at the edge with the bearer scheme. A service
- * that does not answer leaves its paths out (and says so in
+ * route that checks tokens at the edge with the bearer scheme, each
+ * operation tagged with its service's name (the explorer at /docs groups by
+ * it). A service that does not answer leaves its paths out (and says so in
  * x-svckit-unavailable) rather than failing the whole document; the schemas
  * their paths refer to come along.
  */
@@ -32,18 +33,25 @@ static void take_paths(merge *m, int s, json_t *theirs) {
     json_t *paths = json_object_get(m->doc, "paths");
     const char *path;
     json_t *item;
+    int taken = 0;
     json_object_foreach(json_object_get(theirs, "paths"), path, item) {
         const gw_route *r = gw_route_find(c, path);
         if (!r || r->service != s || !json_is_object(item)) continue;
         json_t *copy = json_deep_copy(item);
-        if (r->auth != GW_AUTH_NONE) {
-            const char *method;
-            json_t *op;
-            json_object_foreach(copy, method, op)
-                if (json_is_object(op)) json_object_set_new(op, "security", json_pack("[{s:[]}]", "bearer"));
+        const char *method;
+        json_t *op;
+        json_object_foreach(copy, method, op) {
+            if (!json_is_object(op)) continue;
+            json_object_set_new(op, "tags", json_pack("[s]", c->services[s]));
+            if (r->auth != GW_AUTH_NONE) json_object_set_new(op, "security", json_pack("[{s:[]}]", "bearer"));
         }
         json_object_set_new(paths, path, copy);
+        taken = 1;
     }
+    if (taken)
+        json_array_append_new(json_object_get(m->doc, "tags"),
+                              json_pack("{s:s, s:s+}", "name", c->services[s], "description", "routed to ",
+                                        c->services[s]));
     /* What their paths refer to (#/components/schemas/Error). */
     json_t *schemas = json_object_get(json_object_get(m->doc, "components"), "schemas");
     json_object_update_missing(schemas, json_object_get(json_object_get(theirs, "components"), "schemas"));
@@ -80,10 +88,10 @@ static svc_outcome openapi(svc_req *req, svc_res *res) {
         return svc_res_error(res, 503, "unavailable", "out of memory");
     }
     m->g = svc_req_app_data(req);
-    m->doc = json_pack("{s:s, s:{s:s, s:s}, s:{}, s:{s:{s:{s:s, s:s, s:s}}, s:{}}, s:[]}", "openapi", "3.1.0",
-                       "info", "title", "svckit gateway: every service's routes", "version", SVC_VERSION, "paths",
-                       "components", "securitySchemes", "bearer", "type", "http", "scheme", "bearer", "bearerFormat",
-                       "JWT", "schemas", "x-svckit-unavailable");
+    m->doc = json_pack("{s:s, s:{s:s, s:s}, s:[], s:{}, s:{s:{s:{s:s, s:s, s:s}}, s:{}}, s:[]}", "openapi",
+                       "3.1.0", "info", "title", "svckit gateway: every service's routes", "version", SVC_VERSION,
+                       "tags", "paths", "components", "securitySchemes", "bearer", "type", "http", "scheme", "bearer",
+                       "bearerFormat", "JWT", "schemas", "x-svckit-unavailable");
     if (!m->doc) return svc_res_error(res, 503, "unavailable", "out of memory");
     return ask(req, res, m);
 }

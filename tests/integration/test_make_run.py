@@ -175,6 +175,8 @@ def test_make_run_in_a_terminal(tmp_path):
         assert len(jwks.findall(text)) >= 2, text
         lines = text.splitlines()
 
+        # The URLs, the gateway's pages among them.
+        assert re.search(r"^  API explorer: http://127\.0\.0\.1:%d/docs " % ports["GATEWAY_PORT"], text, re.M), text
         # The build: its summary, no compiler command lines.
         assert re.search(r"^svckit: deps +ok$", text, re.M), text
         assert not any(" -c " in l or l.startswith(("cc ", "gcc ")) for l in lines), text

@@ -104,6 +104,11 @@ def test_the_gateway_merges_the_routes_it_exposes(shop, validate, tmp_path):
     assert "security" not in doc["paths"]["/auth/login"]["post"]
     assert doc["paths"]["/auth/me"]["get"]["security"] == [{"bearer": []}]  # auth's own declaration
     assert "Error" in doc["components"]["schemas"]
+    # Each operation is tagged with the service behind it (the explorer at /docs groups by it).
+    assert [t["name"] for t in doc["tags"]] == ["auth", "products", "orders", "payments"]
+    for name in ("auth", "products", "orders", "payments"):
+        for path, methods in ROUTES[name].items():
+            assert all(doc["paths"][path][m]["tags"] == [name] for m in methods), path
 
 
 def test_the_validator_refuses_a_broken_document(system, validate, tmp_path):

@@ -5,7 +5,7 @@
 # SUFFIX) with its length TABLE_count; OUT includes HEADER, which declares
 # TYPE. The Makefile runs it; the binary never reads the files at run time.
 # The defaults are those of the templates of `svckit new` (cli.h); the
-# gateway's dashboard (services/gateway/dashboard/) is the other user.
+# gateway's pages (services/gateway/dashboard/ and explorer/) are the others.
 #
 #   sh tools/svckit/embed.sh tools/svckit/templates build/gen/templates.c
 #   sh tools/svckit/embed.sh services/gateway/dashboard build/gen/dashboard.c "" gw_dashboard_files gw_file gateway.h
