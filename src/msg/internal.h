@@ -37,6 +37,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "msg/natsenv.h"
 #include "net/nats.h"
 #include "runtime/internal.h"
 #include "svckit/msg.h"
@@ -257,12 +258,8 @@ struct svc_msg {
     int enabled;                     /* NATS_URL is not "none" (set up) */
     atomic_int started;              /* subscriptions declared */
     atomic_int streams_dirty;        /* stream definitions to (re)apply */
-    svc_nats_server *servers;
-    int nservers;
-    svc_nkey_creds *creds;           /* NATS_NKEY_SEED_FILE or NATS_CREDS; NULL: none */
-    int no_advertised;               /* NATS_NO_ADVERTISED */
+    svc__nats_env env;               /* NATS_URL, TLS, sign-in (natsenv.h) */
     int js_replicas;                 /* NATS_JS_REPLICAS */
-    svc_tls_ctx *tls;                /* NULL: no server asks for TLS */
     atomic_int nconnected;           /* workers whose connection is up */
     atomic_int w0_subs_ready;        /* worker 0's subscriptions confirmed */
     atomic_int draining;

@@ -277,6 +277,18 @@ int svc__nkey_load(const char *path, int creds, svc_nkey_creds *out, char *err, 
     return rc;
 }
 
+int svc__nkey_generate(char seed[SVC_NKEY_SEED_LEN + 1], char pub[SVC_NKEY_PUBLIC_LEN + 1]) {
+    if (sodium_init() < 0) return SVC_EIO;
+    unsigned char raw[32], pk[32], sk[crypto_sign_SECRETKEYBYTES];
+    randombytes_buf(raw, sizeof raw);
+    crypto_sign_seed_keypair(pk, sk, raw);
+    svc__nkey_encode(SVC_NKEY_USER, 1, raw, seed);
+    svc__nkey_encode(SVC_NKEY_USER, 0, pk, pub);
+    sodium_memzero(raw, sizeof raw);
+    sodium_memzero(sk, sizeof sk);
+    return SVC_OK;
+}
+
 void svc__nkey_sign(const svc_nkey_creds *c, const void *msg, size_t len, char sig[SVC_NKEY_SIG_LEN + 1]) {
     unsigned char s[crypto_sign_BYTES];
     crypto_sign_detached(s, NULL, msg, len, c->sk);

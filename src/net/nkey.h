@@ -73,6 +73,14 @@ int svc__nkey_parse_creds(const char *text, size_t len, long long now_s, svc_nke
  */
 int svc__nkey_load(const char *path, int creds, svc_nkey_creds *out, char *err, size_t errlen);
 
+/*
+ * A new user key pair from libsodium's random source: seed gets the seed
+ * ("SU...", SVC_NKEY_SEED_LEN characters and a NUL: a secret, the caller
+ * wipes it), pub its public key ("U...", what nats-server's `nkey:` names).
+ * SVC_EIO when libsodium cannot start.
+ */
+int svc__nkey_generate(char seed[SVC_NKEY_SEED_LEN + 1], char pub[SVC_NKEY_PUBLIC_LEN + 1]);
+
 /* Signs msg (the server's nonce): sig gets SVC_NKEY_SIG_LEN characters and a NUL. */
 void svc__nkey_sign(const svc_nkey_creds *c, const void *msg, size_t len, char sig[SVC_NKEY_SIG_LEN + 1]);
 

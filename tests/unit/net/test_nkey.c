@@ -64,6 +64,18 @@ TEST(signature_verifies) {
     CHECK(crypto_sign_verify_detached(bin, (const unsigned char *)"abd", 3, pk) != 0);
 }
 
+TEST(generate_gives_a_seed_that_signs_in_as_its_public_key) {
+    char seed[SVC_NKEY_SEED_LEN + 1], pub[SVC_NKEY_PUBLIC_LEN + 1], seed2[SVC_NKEY_SEED_LEN + 1];
+    CHECK_EQ(svc__nkey_generate(seed, pub), SVC_OK);
+    CHECK_EQ(strncmp(seed, "SU", 2), 0);
+    CHECK_EQ(pub[0], 'U');
+    CHECK_EQ(svc__nkey_parse_seed(seed, strlen(seed), &creds, err, sizeof err), SVC_OK);
+    CHECK_STR(creds.pub, pub);
+    CHECK_EQ(svc__nkey_generate(seed2, pub), SVC_OK);
+    CHECK(strcmp(seed, seed2) != 0);
+    CHECK(strcmp(creds.pub, pub) != 0);
+}
+
 TEST(every_one_character_change_is_refused) {
     static const char b32[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     char seed[SVC_NKEY_SEED_LEN + 1];
