@@ -239,7 +239,12 @@ int svc__nkey_load(const char *path, int creds, svc_nkey_creds *out, char *err, 
         close(fd);
         return fail(err, errlen, "not a regular file");
     }
-    if (st.st_mode & 077) {
+    /* Only the owner may read it (as ssh wants a private key), except that
+     * root's file may be read, not written, by its group when we are not
+     * root: what Kubernetes makes of a Secret volume in a pod with fsGroup
+     * (mode 0440, owner root, group the pod's), which only root can grant. */
+    mode_t open_to = st.st_uid == 0 && geteuid() != 0 ? 037 : 077;
+    if (st.st_mode & open_to) {
         close(fd);
         snprintf(err, errlen, "permissions %04o are too open: group and others must have no access (chmod 600)",
                  (unsigned)(st.st_mode & 07777));
