@@ -39,16 +39,11 @@ export SVCKIT_BUILD=${SVCKIT_BUILD:-build}
 export AUTH_JWKS_URL=${AUTH_JWKS_URL:-http://127.0.0.1:${AUTH_PORT:-8081}/.well-known/jwks.json}
 mkdir -p "$DATA_DIR/nats"
 
-# NATS users: a seed per service, made once (never over an existing one),
-# and its public key for deploy/nats-users.conf ($GATEWAY_NKEY, ...).
+# NATS users: a seed per service, made once, and its public key for
+# deploy/nats-users.conf ($GATEWAY_NKEY, ...).
 keys=$DATA_DIR/nkeys
-mkdir -p "$keys"
-chmod 700 "$keys"
-for user in gateway auth products orders payments ops; do
-  [ -e "$keys/$user.nk" ] || "$svckit" nkey --out "$keys/$user.nk" >/dev/null
-  pub=$("$svckit" nkey --public "$keys/$user.nk")
-  export "${user^^}_NKEY=$pub"
-done
+nkeys=$(SVCKIT=$svckit scripts/nats-nkeys.sh "$keys")
+while IFS= read -r line; do export "${line?}"; done <<<"$nkeys"
 
 # What will run: "name port command..." per instance. The notes about skipped
 # entries come once, from the real run below.
