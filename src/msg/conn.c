@@ -541,6 +541,23 @@ static void on_conn_event(svc_nats *nc, int event, void *ud) {
     }
 }
 
+/* A subscription refused (NATS permissions): the instance cannot serve what
+ * it declared, so it is not ready, and says so once, whichever worker and
+ * however many subjects; the metric counts every refusal. */
+static void on_sub_denied(svc_nats *nc, const char *subject, void *ud) {
+    (void)nc;
+    msg_worker *mw = ud;
+    svc_msg *m = mw->m;
+    svc_counter_add(m->s_subs_denied, 1);
+    int none = 0;
+    if (!atomic_compare_exchange_strong(&m->denied, &none, 1)) return;
+    snprintf(m->denied_subject, sizeof m->denied_subject, "%s", subject);
+    atomic_store(&m->denied, 2);
+    svc_error("nats: the server refused the subscription to \"%s\" (Permissions Violation): this service's NATS "
+              "user may not subscribe to it; /readyz answers 503 until a restart with that permission",
+              subject);
+}
+
 static void grace_over(uv_timer_t *t) {
     msg_worker *mw = t->data;
     /* Still down, or back but holding publishes: the calls' replies would
@@ -553,6 +570,12 @@ static void grace_over(uv_timer_t *t) {
  * until then the other workers hold what they publish, calls included. */
 static int ready_check(void *ud, char *reason, size_t reason_len) {
     svc_msg *m = ud;
+    int denied = atomic_load(&m->denied);
+    if (denied) {
+        snprintf(reason, reason_len, "NATS refused the subscription to %s (permissions)",
+                 denied == 2 ? m->denied_subject : "a subject");
+        return SVC_ERR;
+    }
     if (atomic_load(&m->nconnected) != m->nworkers) {
         snprintf(reason, reason_len, "not connected to NATS");
         return SVC_ERR;
@@ -583,6 +606,7 @@ static void nats_worker_start(svc_worker *w, void *state) {
         .reconnect_wait_ms = SVC_MSG_RECONNECT_WAIT_MS,
         .reconnect_buffer = SVC_MSG_RECONNECT_BUFFER,
         .server_errors = m->s_server_errors,
+        .on_sub_denied = on_sub_denied,
         .creds = m->env.creds,
         .no_advertised = m->env.no_advertised,
         .tls = m->env.tls,
@@ -682,6 +706,10 @@ static void setup_metrics(svc_msg *m) {
         name);
     m->s_server_errors = svc_metric_with(
         svc_metric_counter("nats_server_errors_total", "-ERR lines received from the NATS server", 1, svc_label),
+        name);
+    m->s_subs_denied = svc_metric_with(
+        svc_metric_counter("nats_subscriptions_denied_total",
+                           "Subscriptions the NATS server refused (permissions); any makes /readyz 503", 1, svc_label),
         name);
     svc_metric *drops = svc_metric_counter("nats_messages_dropped_total",
                                            "NATS messages dropped, by reason", 2, drop_labels);

@@ -18,7 +18,7 @@ from conftest import ROOT, WAIT, Service, binary, wait_until
 from shop_support import Shop, admin, token
 from test_gateway_support import instances, new_id
 from nkey_support import NKey, ShopUsers, b64url
-from test_msg_support import Nats, NatsServer, metric
+from test_msg_support import Nats, NatsServer, metric, msgsvc
 
 USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
 SHOP = ("gateway", "auth", "products", "orders", "payments")
@@ -228,8 +228,8 @@ def test_the_shop_confirms_an_order_through_the_gateway(perms):
 
 def test_a_service_denied_its_subscriptions_logs_once_and_keeps_running(perms):
     """demo signed in as auth: every subscription of its own is refused. It
-    stays up, connected once (no reconnection loop), with one log line for
-    the burst of -ERRs and every one of them counted."""
+    stays up but not ready, connected once (no reconnection loop), with one
+    log line for the burst of -ERRs and every one of them counted."""
     nats, users, _ = perms
     env = {"NATS_URL": f"nats://127.0.0.1:{nats.port}", "NATS_NKEY_SEED_FILE": users.seed_file("auth")}
     with Service("demo", env=env, wait_ready=False) as demo:
@@ -240,6 +240,8 @@ def test_a_service_denied_its_subscriptions_logs_once_and_keeps_running(perms):
         assert len(denied()) == 1, denied()
         assert demo.proc.poll() is None
         assert demo.request("GET", "/healthz")[0] == 200
+        assert demo.request("GET", "/readyz")[0] == 503
+        assert metric(demo, "nats_subscriptions_denied_total") >= 1
         assert metric(demo, "nats_reconnects_total") == 0
 
 
@@ -274,3 +276,28 @@ def test_no_piece_of_a_password_with_at_slash_or_comma_is_shown(url):
     assert r.returncode == 2, r.stderr
     assert "NATS_URL" in r.stderr and "***@" in r.stderr, r.stderr
     assert "Alpha" not in r.stderr and "Bravo" not in r.stderr, r.stderr
+
+
+def test_a_refused_subscription_makes_the_service_unready(tmp_path):
+    """msgsvc signed in as a user that may subscribe to everything but its
+    own request subjects: /readyz 503 naming the subject, one log line, and
+    every refusal counted; it stays alive."""
+    users = ShopUsers(tmp_path, ("msgsvc",))
+    nats = NatsServer(conf=f'authorization {{ users = [ {{nkey: "{users.keys["msgsvc"].public}", '
+                           'permissions: {subscribe: {deny: ["svc.msgsvc.>"]}}} ] }\n')
+    try:
+        env = {"NATS_NKEY_SEED_FILE": users.seed_file("msgsvc")}
+        with msgsvc(nats, env=env, wait_ready=False) as svc:
+            def said():
+                return [l for l in svc.log_lines() if "refused the subscription" in l.get("msg", "")]
+            wait_until(said, what="the refusal logged")
+            # Both request subjects (svc.msgsvc.http and the instance's own)
+            # are refused: two refusals counted, one line.
+            wait_until(lambda: metric(svc, "nats_subscriptions_denied_total") >= 2, what="the refusals counted")
+            status, _, body = svc.request("GET", "/readyz")
+            assert status == 503 and b"NATS refused the subscription to svc.msgsvc." in body, (status, body)
+            assert svc.request("GET", "/healthz")[0] == 200
+            assert len(said()) == 1 and said()[0]["level"] == "error", said()
+            assert "Permissions Violation" in said()[0]["msg"]
+    finally:
+        nats.close()
