@@ -37,7 +37,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-#include "msg/natsenv.h"
+#include "net/natsenv.h"
 #include "net/nats.h"
 #include "runtime/internal.h"
 #include "svckit/msg.h"

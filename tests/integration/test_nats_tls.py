@@ -322,7 +322,7 @@ def svckit_status(path, env):
 
 
 def test_svckit_status_on_tls_and_nkeys(pki, tmp_path):
-    """The tool takes the services' NATS_* environment (msg/natsenv.h): the
+    """The tool takes the services' NATS_* environment (net/natsenv.h): the
     TLS build's svckit lists msgsvc through a server that wants TLS and
     NKEY users, signed in with its own seed; without the seed it is
     refused, and a svckit without TLS says how to get it."""

@@ -31,7 +31,7 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "msg/natsenv.h"
+#include "net/natsenv.h"
 #include "net/nats.h"
 #include "svckit/core.h"
 
@@ -250,7 +250,7 @@ typedef struct svc__gather {
 const char *svc__gather_default_url(void);
 /* The NATS settings of url (the servers) and of the environment (NATS_TLS_*,
  * NATS_NKEY_SEED_FILE, NATS_CREDS, NATS_NO_ADVERTISED), read as services
- * read them (msg/natsenv.h). NULL, said on stderr as "svckit <cmd>: ...",
+ * read them (net/natsenv.h). NULL, said on stderr as "svckit <cmd>: ...",
  * when url is "none" (messaging off) or a setting is bad. Loaded once per
  * process; freed, the secrets wiped, at exit. */
 const svc__nats_env *svc__gather_env(const char *cmd, const char *url);

@@ -1,7 +1,7 @@
 /*
  * The NATS connection settings of the environment, read the one way every
- * svckit program reads them: the services (the messaging module, conn.c)
- * and the svckit command-line tool (tools/svckit/gather.c).
+ * svckit program reads them: the services (the messaging module,
+ * src/msg/conn.c) and the svckit command-line tool (tools/svckit/gather.c).
  *
  *   NATS_URL               the servers (nats:// or tls://, comma-separated;
  *                          user:password@ or token@ in a URL)
@@ -15,8 +15,8 @@
  * docs/messaging.md lists them with their defaults. Not thread-safe (reads
  * the environment); the loaded settings are read-only afterwards.
  */
-#ifndef SVC_MSG_NATSENV_H
-#define SVC_MSG_NATSENV_H
+#ifndef SVC_NET_NATSENV_H
+#define SVC_NET_NATSENV_H
 
 #include <stddef.h>
 

@@ -1,13 +1,14 @@
 /*
- * The NATS settings of the environment (natsenv.h), apart from the messaging
- * module so that the svckit tool links them without the runtime.
+ * The NATS settings of the environment (natsenv.h). Below the runtime, so
+ * that the svckit tool links them without it (and without the store that
+ * the runtime's configuration brings).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "msg/natsenv.h"
+#include "net/natsenv.h"
 #include "net/nkey.h"
 #include "net/tls.h"
 #include "svckit/core.h"
@@ -34,8 +35,7 @@ void svc__nats_url_shown(const char *url, char *out, size_t cap) {
     out[o] = '\0';
 }
 
-/* svc__config_fail's line, which this file does not link to (the tool would
- * take the runtime's configuration, and the store's with it). */
+/* The line of svc__config_fail (runtime/config.c), a layer above this one. */
 static int env_fail(char *err, size_t errlen, const char *var, const char *val, const char *why) {
     snprintf(err, errlen, "invalid configuration: %s=\"%.64s\": %s", var, val, why);
     return SVC_EINVAL;
