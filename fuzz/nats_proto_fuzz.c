@@ -13,7 +13,8 @@
  *    within max_payload and a header block that is within the payload;
  *  - a header block either parses into names that are printable and
  *    space-free and values without CR/LF, or is refused as a whole;
- *    header lookup finds the first of each parsed name.
+ *    header lookup finds the first of each parsed name;
+ *  - the subject of a refused subscription read from an -ERR is printable.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -47,6 +48,11 @@ static int on_op(void *ud, const svc_nats_op *op) {
     state *s = ud;
     s->ops++;
     mix(s, &op->type, sizeof op->type);
+    if (op->type == SVC_NATS_OP_ERR && op->arg) {
+        char denied[SVC_NATS_MAX_DENIED_SUBJECT];
+        if (svc__nats_err_denied_sub(op->arg, op->arg_len, denied, sizeof denied))
+            check_token(denied, strlen(denied));
+    }
     if (op->type != SVC_NATS_OP_MSG) {
         if (op->arg) mix(s, op->arg, op->arg_len);
         return 0;

@@ -10,10 +10,12 @@
 #   make run RUN_ARGS=demo                     only the example app
 #
 # Environment given to the services (each overridable): DATA_DIR=var,
-# HOST=127.0.0.1, AUTH_JWKS_URL pointing at auth. NATS runs with one user per
-# service (deploy/nats-users.conf): their passwords are made at the first run
-# into $DATA_DIR/nats-passwords (0600, kept across runs) and exported, and
-# each Procfile entry signs in with its own in its NATS_URL. On a terminal svckit run adds LOG_FORMAT=text and LOG_COLOR=always
+# HOST=127.0.0.1, AUTH_JWKS_URL pointing at auth. NATS runs with one NKEY
+# user per service (deploy/nats-users.conf): their seeds are made at the first
+# run into $DATA_DIR/nkeys/<name>.nk (`svckit nkey`, mode 600, kept across
+# runs), their public keys exported as <NAME>_NKEY for nats-server, and each
+# Procfile entry signs in with its own seed (NATS_NKEY_SEED_FILE). On a
+# terminal svckit run adds LOG_FORMAT=text and LOG_COLOR=always
 # (NO_COLOR=1 for none). SVCKIT_BUILD picks the binaries (build/san: ASan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,22 +39,11 @@ export SVCKIT_BUILD=${SVCKIT_BUILD:-build}
 export AUTH_JWKS_URL=${AUTH_JWKS_URL:-http://127.0.0.1:${AUTH_PORT:-8081}/.well-known/jwks.json}
 mkdir -p "$DATA_DIR/nats"
 
-# NATS passwords: letters only (nats-server reads "$X" in its configuration as
-# a value: "8e51..." would be a number), 48 of a-p, 192 bits each.
-passwords=$DATA_DIR/nats-passwords
-if [ ! -s "$passwords" ]; then
-  (
-    umask 077
-    for user in GATEWAY AUTH PRODUCTS ORDERS PAYMENTS OPS; do
-      printf '%s_NATS_PASSWORD=%s\n' "$user" "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n' | tr 0-9 g-p)"
-    done >"$passwords.tmp"
-    mv "$passwords.tmp" "$passwords"
-  )
-fi
-set -a
-# shellcheck source=/dev/null
-. "$passwords"
-set +a
+# NATS users: a seed per service, made once, and its public key for
+# deploy/nats-users.conf ($GATEWAY_NKEY, ...).
+keys=$DATA_DIR/nkeys
+nkeys=$(SVCKIT=$svckit scripts/nats-nkeys.sh "$keys")
+while IFS= read -r line; do export "${line?}"; done <<<"$nkeys"
 
 # What will run: "name port command..." per instance. The notes about skipped
 # entries come once, from the real run below.
@@ -93,7 +84,7 @@ if [ "$has_auth" = 1 ]; then
     echo "               (auth generates it on first start; set ADMIN_PASSWORD to choose it)"
   fi
 fi
-echo "  svckit status: NATS_URL=nats://ops:\$OPS_NATS_PASSWORD@$url_host:${NATS_PORT:-4222} (password in $passwords)"
+echo "  svckit status: NATS_URL=nats://$url_host:${NATS_PORT:-4222} NATS_NKEY_SEED_FILE=$keys/ops.nk"
 echo "  Ctrl-C stops everything."
 echo
 

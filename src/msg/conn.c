@@ -541,6 +541,23 @@ static void on_conn_event(svc_nats *nc, int event, void *ud) {
     }
 }
 
+/* A subscription refused (NATS permissions): the instance cannot serve what
+ * it declared, so it is not ready, and says so once, whichever worker and
+ * however many subjects; the metric counts every refusal. */
+static void on_sub_denied(svc_nats *nc, const char *subject, void *ud) {
+    (void)nc;
+    msg_worker *mw = ud;
+    svc_msg *m = mw->m;
+    svc_counter_add(m->s_subs_denied, 1);
+    int none = 0;
+    if (!atomic_compare_exchange_strong(&m->denied, &none, 1)) return;
+    snprintf(m->denied_subject, sizeof m->denied_subject, "%s", subject);
+    atomic_store(&m->denied, 2);
+    svc_error("nats: the server refused the subscription to \"%s\" (Permissions Violation): this service's NATS "
+              "user may not subscribe to it; /readyz answers 503 until a restart with that permission",
+              subject);
+}
+
 static void grace_over(uv_timer_t *t) {
     msg_worker *mw = t->data;
     /* Still down, or back but holding publishes: the calls' replies would
@@ -553,6 +570,12 @@ static void grace_over(uv_timer_t *t) {
  * until then the other workers hold what they publish, calls included. */
 static int ready_check(void *ud, char *reason, size_t reason_len) {
     svc_msg *m = ud;
+    int denied = atomic_load(&m->denied);
+    if (denied) {
+        snprintf(reason, reason_len, "NATS refused the subscription to %s (permissions)",
+                 denied == 2 ? m->denied_subject : "a subject");
+        return SVC_ERR;
+    }
     if (atomic_load(&m->nconnected) != m->nworkers) {
         snprintf(reason, reason_len, "not connected to NATS");
         return SVC_ERR;
@@ -577,15 +600,16 @@ static void nats_worker_start(svc_worker *w, void *state) {
     uv_timer_init(&w->loop, &mw->grace_timer);
     mw->grace_timer.data = mw;
     svc_nats_opts o = {
-        .servers = m->servers,
-        .nservers = m->nservers,
+        .servers = m->env.servers,
+        .nservers = m->env.nservers,
         .name = m->app->name,
         .reconnect_wait_ms = SVC_MSG_RECONNECT_WAIT_MS,
         .reconnect_buffer = SVC_MSG_RECONNECT_BUFFER,
         .server_errors = m->s_server_errors,
-        .creds = m->creds,
-        .no_advertised = m->no_advertised,
-        .tls = m->tls,
+        .on_sub_denied = on_sub_denied,
+        .creds = m->env.creds,
+        .no_advertised = m->env.no_advertised,
+        .tls = m->env.tls,
         .on_event = on_conn_event,
         .ud = mw,
     };
@@ -683,6 +707,10 @@ static void setup_metrics(svc_msg *m) {
     m->s_server_errors = svc_metric_with(
         svc_metric_counter("nats_server_errors_total", "-ERR lines received from the NATS server", 1, svc_label),
         name);
+    m->s_subs_denied = svc_metric_with(
+        svc_metric_counter("nats_subscriptions_denied_total",
+                           "Subscriptions the NATS server refused (permissions); any makes /readyz 503", 1, svc_label),
+        name);
     svc_metric *drops = svc_metric_counter("nats_messages_dropped_total",
                                            "NATS messages dropped, by reason", 2, drop_labels);
     for (int i = 0; i < DROP_REASONS; i++) {
@@ -704,28 +732,6 @@ static void random_token(char *out, size_t n) {
     svc_random(r, n);
     for (size_t i = 0; i < n; i++) out[i] = b62[r[i] % 62];
     out[n] = '\0';
-}
-
-/* NATS_URL for a log or error line: in each URL, all between "://" and the
- * last '@' before the next "://" (user:pass, or a token) becomes "***", so
- * no byte of a secret reaches one, even of a password holding '@', '/' or
- * ',' (svc__nats_url_parse takes the last '@'), nor of one cut short to
- * fit out. */
-static void url_without_secrets(const char *url, char *out, size_t cap) {
-    size_t o = 0;
-    for (const char *p = url; *p && o + 1 < cap;) {
-        const char *scheme = strstr(p, "://");
-        const char *rest = scheme ? scheme + 3 : p + strlen(p);
-        while (p < rest && o + 1 < cap) out[o++] = *p++;
-        if (!scheme) break;
-        const char *next = strstr(rest, "://"), *at = NULL;
-        for (const char *c = rest; *c && c != next; c++)
-            if (*c == '@') at = c;
-        if (!at) continue;
-        for (const char *r = "***"; *r && o + 1 < cap; r++) out[o++] = *r;
-        p = at;
-    }
-    out[o] = '\0';
 }
 
 static int nats_setup(svc_app *app, void *state) {
@@ -765,12 +771,12 @@ static int nats_setup(svc_app *app, void *state) {
     }
     m->enabled = 1;
     char shown[1024];
-    url_without_secrets(url, shown, sizeof shown);
+    svc__nats_url_shown(url, shown, sizeof shown);
     svc_info("nats: connecting to %s (%d connection%s, one per worker)", shown, m->nworkers,
              m->nworkers == 1 ? "" : "s");
-    if (m->creds)
-        svc_info("nats: signing in as %s (%s)", m->creds->pub,
-                 m->creds->jwt[0] ? "user JWT from NATS_CREDS" : "NKEY from NATS_NKEY_SEED_FILE");
+    if (m->env.creds)
+        svc_info("nats: signing in as %s (%s)", m->env.creds->pub,
+                 m->env.creds->jwt[0] ? "user JWT from NATS_CREDS" : "NKEY from NATS_NKEY_SEED_FILE");
     return SVC_OK;
 }
 
@@ -900,7 +906,7 @@ static void nats_free(svc_app *app, void *state) {
     svc_msg *m = state;
     if (!m) return;
     nats_stop(app, m);
-    if (m->tls) svc__tls.ctx_free(m->tls);
+    svc__nats_env_free(&m->env);
     for (msg_sub *s = m->subs; s;) {
         msg_sub *next = s->next;
         free(s);
@@ -936,9 +942,6 @@ static void nats_free(svc_app *app, void *state) {
     }
     free(m->workers);
     free(m->endpoints);
-    free(m->servers);
-    svc__nkey_wipe(m->creds);
-    free(m->creds);
     pthread_mutex_destroy(&m->streams_lock);
     free(m);
 }
@@ -954,72 +957,6 @@ static const svc_config_var nats_vars[] = {
     {"NATS_JS_REPLICAS", "1", "copies of each JetStream stream the service declares (1-5)"},
 };
 
-/* The variable's value; NULL when unset or empty. */
-static const char *env_set(const char *name) {
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
-}
-
-/* "1", "true", "yes" or "0", "false", "no" (unset: 0). */
-static int config_flag(const char *var, int *out, char *err, size_t errlen) {
-    const char *v = env_set(var);
-    *out = 0;
-    if (!v || strcmp(v, "0") == 0 || strcasecmp(v, "false") == 0 || strcasecmp(v, "no") == 0) return SVC_OK;
-    if (strcmp(v, "1") == 0 || strcasecmp(v, "true") == 0 || strcasecmp(v, "yes") == 0) {
-        *out = 1;
-        return SVC_OK;
-    }
-    return svc__config_fail(err, errlen, var, v, "expected 1, true, yes, 0, false or no");
-}
-
-/* NATS_NKEY_SEED_FILE or NATS_CREDS, read now: a bad file stops the start. */
-static int load_creds(svc_msg *m, char *err, size_t errlen) {
-    const char *seed = env_set("NATS_NKEY_SEED_FILE"), *creds = env_set("NATS_CREDS");
-    if (seed && creds)
-        return svc__config_fail(err, errlen, "NATS_CREDS", creds, "set NATS_CREDS or NATS_NKEY_SEED_FILE, not both");
-    if (!seed && !creds) return SVC_OK;
-    const char *var = seed ? "NATS_NKEY_SEED_FILE" : "NATS_CREDS";
-    m->creds = malloc(sizeof *m->creds);
-    if (!m->creds) return svc__config_fail(err, errlen, var, seed ? seed : creds, "out of memory");
-    char why[160];
-    if (svc__nkey_load(seed ? seed : creds, creds != NULL, m->creds, why, sizeof why) != SVC_OK) {
-        free(m->creds);
-        m->creds = NULL;
-        return svc__config_fail(err, errlen, var, seed ? seed : creds, why);
-    }
-    return SVC_OK;
-}
-
-/*
- * TLS to NATS: a tls:// URL asks for it for that server, any NATS_TLS_*
- * variable for every server (marked here). The TLS code is linked only
- * into programs built for it (src/net/tls.h); in another, asking for TLS
- * stops the service here, naming the remedy, rather than connecting in
- * plaintext. Runs after m->servers is parsed; url is NATS_URL as an error
- * line shows it (without credentials).
- */
-static int tls_configure(svc_msg *m, const char *url, char *err, size_t errlen) {
-    const char *ca = env_set("NATS_TLS_CA"), *cert = env_set("NATS_TLS_CERT"), *key = env_set("NATS_TLS_KEY");
-    int all = ca || cert || key, any = all;
-    for (int i = 0; i < m->nservers; i++) {
-        if (all) m->servers[i].tls = 1;
-        any |= m->servers[i].tls;
-    }
-    if (!any) return SVC_OK;
-    const char *var = ca ? "NATS_TLS_CA" : cert ? "NATS_TLS_CERT" : key ? "NATS_TLS_KEY" : "NATS_URL";
-    const char *val = all ? env_set(var) : url;
-    if (!&svc__tls)
-        return svc__config_fail(err, errlen, var, val,
-                                "TLS is not built into this program: build it with `make TLS=1` (or link it "
-                                "with -Wl,--require-defined=svc__tls -lmbedtls -lmbedx509 -lmbedcrypto)");
-    if (!cert != !key)
-        return svc__config_fail(err, errlen, cert ? "NATS_TLS_CERT" : "NATS_TLS_KEY", cert ? cert : key,
-                                "NATS_TLS_CERT and NATS_TLS_KEY go together");
-    char why[SVC_TLS_MAX_ERROR];
-    m->tls = svc__tls.ctx_new(ca, cert, key, why, sizeof why);
-    return m->tls ? SVC_OK : svc__config_fail(err, errlen, var, val, why);
-}
-
 /* NATS_URL and the variables above, read here: the runtime knows no NATS. */
 static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
     svc_msg *m = state;
@@ -1027,26 +964,9 @@ static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
     const char *v = getenv("NATS_URL");
     c->nats_url = v && *v ? v : nats_vars[0].def;
     if (strcmp(c->nats_url, "none") == 0) return SVC_OK;
-    char shown[256];   /* what an error line shows of NATS_URL (it shows 64 bytes) */
-    url_without_secrets(c->nats_url, shown, sizeof shown);
-    m->servers = calloc(SVC_NATS_MAX_SERVERS, sizeof *m->servers);
-    if (!m->servers) return svc__config_fail(err, errlen, "NATS_URL", shown, "out of memory");
-    switch (svc__nats_urls_parse(c->nats_url, m->servers, SVC_NATS_MAX_SERVERS, &m->nservers)) {
-    case SVC_OK: break;
-    case SVC_ERANGE: {
-        char why[64];
-        snprintf(why, sizeof why, "more than %d servers", SVC_NATS_MAX_SERVERS);
-        return svc__config_fail(err, errlen, "NATS_URL", shown, why);
-    }
-    default:
-        return svc__config_fail(err, errlen, "NATS_URL", shown,
-                                "expected nats://[user[:pass]@]host[:port] or tls://..., comma-separated, or none");
-    }
     long replicas = 1;
-    int rc = config_flag("NATS_NO_ADVERTISED", &m->no_advertised, err, errlen);
+    int rc = svc__nats_env_load(&m->env, c->nats_url, err, errlen);
     if (rc == SVC_OK) rc = svc__config_int("NATS_JS_REPLICAS", 1, SVC_MSG_MAX_JS_REPLICAS, 1, &replicas, err, errlen);
-    if (rc == SVC_OK) rc = load_creds(m, err, errlen);
-    if (rc == SVC_OK) rc = tls_configure(m, shown, err, errlen);
     m->js_replicas = (int)replicas;
     return rc;
 }

@@ -37,6 +37,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "net/natsenv.h"
 #include "net/nats.h"
 #include "runtime/internal.h"
 #include "svckit/msg.h"
@@ -257,15 +258,15 @@ struct svc_msg {
     int enabled;                     /* NATS_URL is not "none" (set up) */
     atomic_int started;              /* subscriptions declared */
     atomic_int streams_dirty;        /* stream definitions to (re)apply */
-    svc_nats_server *servers;
-    int nservers;
-    svc_nkey_creds *creds;           /* NATS_NKEY_SEED_FILE or NATS_CREDS; NULL: none */
-    int no_advertised;               /* NATS_NO_ADVERTISED */
+    svc__nats_env env;               /* NATS_URL, TLS, sign-in (natsenv.h) */
     int js_replicas;                 /* NATS_JS_REPLICAS */
-    svc_tls_ctx *tls;                /* NULL: no server asks for TLS */
     atomic_int nconnected;           /* workers whose connection is up */
     atomic_int w0_subs_ready;        /* worker 0's subscriptions confirmed */
     atomic_int draining;
+    /* The server refused one of our subscriptions: 0 none, 1 being noted,
+     * 2 denied_subject holds the first refused (not ready until a restart). */
+    atomic_int denied;
+    char denied_subject[SVC_NATS_MAX_DENIED_SUBJECT];
     char instance[SVC_MSG_INSTANCE_ID_LEN + 1];
     int64_t started_ms;              /* wall clock at setup, for STATS */
     msg_worker *workers;
@@ -287,6 +288,7 @@ struct svc_msg {
     svc_series *s_dropped[DROP_REASONS];
     svc_series *s_publish_failed;
     svc_series *s_server_errors;     /* -ERR lines from the server */
+    svc_series *s_subs_denied;       /* of them, refused subscriptions */
     svc_metric *m_rpc;
     svc_metric *m_nats_requests;
     svc_metric *m_events;            /* events_consumed_total: set when a consumer is declared */

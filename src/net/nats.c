@@ -10,6 +10,7 @@
  * handles, once per loop iteration, one uv_write at a time: publishes made
  * in one iteration leave in one write.
  */
+#define _GNU_SOURCE /* memmem */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1005,12 +1006,29 @@ static void established(svc_nats *nc) {
     if (nc->o.on_event) nc->o.on_event(nc, event, nc->o.ud);
 }
 
+int svc__nats_err_denied_sub(const char *msg, size_t len, char *out, size_t cap) {
+    static const char lead[] = "Permissions Violation for Subscription to \"";
+    const char *at = memmem(msg, len, lead, sizeof lead - 1);
+    if (!at || cap == 0) return 0;
+    const char *p = at + sizeof lead - 1, *end = msg + len;
+    size_t n = 0;
+    for (; p < end && *p != '"' && n + 1 < cap; p++)
+        out[n++] = *p > 0x20 && *p < 0x7f ? *p : '?';
+    out[n] = '\0';
+    return n > 0;
+}
+
 /* The server sends an -ERR for each operation it refuses and goes on (a
  * publish without permission, say), so a busy service could log thousands
  * of lines a second: one per SVC_NATS_ERR_LOG_INTERVAL_MS, saying how many
  * were left out since the last; the counter sees them all. */
 static void server_error(svc_nats *nc, const char *msg, size_t len) {
     svc_counter_add(nc->o.server_errors, 1);
+    char denied[SVC_NATS_MAX_DENIED_SUBJECT];
+    if (nc->o.on_sub_denied && svc__nats_err_denied_sub(msg, len, denied, sizeof denied)) {
+        nc->o.on_sub_denied(nc, denied, nc->o.ud);
+        return;
+    }
     uint64_t now = uv_now(nc->loop);
     if (nc->err_logged && now - nc->err_logged_ms < SVC_NATS_ERR_LOG_INTERVAL_MS) {
         nc->err_suppressed++;

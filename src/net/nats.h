@@ -69,6 +69,8 @@
 /* -ERR lines from the server: logged at most once per interval per
  * connection, with the count of those left out (every one is counted). */
 #define SVC_NATS_ERR_LOG_INTERVAL_MS 1000
+/* Bytes kept of the subject an -ERR says was refused (svc__nats_err_denied_sub). */
+#define SVC_NATS_MAX_DENIED_SUBJECT 128
 
 /* ---- messages ------------------------------------------------------------- */
 
@@ -186,6 +188,15 @@ int svc__nats_url_parse(const char *url, svc_nats_server *out);
  * it) or there is none; SVC_ERANGE when there are more than max (the first
  * max are in out). */
 int svc__nats_urls_parse(const char *list, svc_nats_server *out, int max, int *n);
+
+/*
+ * The subject of a refused subscription in the text of an -ERR (nats-server
+ * says 'Permissions Violation for Subscription to "S"', maybe with a queue
+ * after it): 1 with S in out (NUL-terminated, at most cap - 1 bytes, any
+ * byte outside printable ASCII as '?'); 0 when msg says something else or
+ * S is empty. Pure; msg is the server's and need not be NUL-terminated.
+ */
+int svc__nats_err_denied_sub(const char *msg, size_t len, char *out, size_t cap);
 /* 1 if s is a header field name (an RFC 9110 token), else 0. */
 int svc__nats_header_name_ok(const char *s);
 
@@ -216,6 +227,10 @@ typedef struct svc_nats_opts {
     int no_advertised;               /* 1: never add the servers INFO announces to the pool */
     svc_tls_ctx *tls;                /* for servers with tls set; NULL: they are refused. The
                                         owner's, kept until the connection is freed */
+    /* The server refused a subscription (svc__nats_err_denied_sub): called
+     * on the loop with the subject, and that -ERR is then not logged here
+     * (it is counted in server_errors). NULL: logged as any -ERR. */
+    void (*on_sub_denied)(svc_nats *nc, const char *subject, void *ud);
     svc_nats_event_fn on_event;
     void *ud;
 } svc_nats_opts;

@@ -239,7 +239,12 @@ int svc__nkey_load(const char *path, int creds, svc_nkey_creds *out, char *err, 
         close(fd);
         return fail(err, errlen, "not a regular file");
     }
-    if (st.st_mode & 077) {
+    /* Only the owner may read it (as ssh wants a private key), except that
+     * root's file may be read, not written, by its group when we are not
+     * root: what Kubernetes makes of a Secret volume in a pod with fsGroup
+     * (mode 0440, owner root, group the pod's), which only root can grant. */
+    mode_t open_to = st.st_uid == 0 && geteuid() != 0 ? 037 : 077;
+    if (st.st_mode & open_to) {
         close(fd);
         snprintf(err, errlen, "permissions %04o are too open: group and others must have no access (chmod 600)",
                  (unsigned)(st.st_mode & 07777));
@@ -275,6 +280,18 @@ int svc__nkey_load(const char *path, int creds, svc_nkey_creds *out, char *err, 
                    : svc__nkey_parse_seed(buf, n, out, err, errlen);
     sodium_memzero(buf, sizeof buf);
     return rc;
+}
+
+int svc__nkey_generate(char seed[SVC_NKEY_SEED_LEN + 1], char pub[SVC_NKEY_PUBLIC_LEN + 1]) {
+    if (sodium_init() < 0) return SVC_EIO;
+    unsigned char raw[32], pk[32], sk[crypto_sign_SECRETKEYBYTES];
+    randombytes_buf(raw, sizeof raw);
+    crypto_sign_seed_keypair(pk, sk, raw);
+    svc__nkey_encode(SVC_NKEY_USER, 1, raw, seed);
+    svc__nkey_encode(SVC_NKEY_USER, 0, pk, pub);
+    sodium_memzero(raw, sizeof raw);
+    sodium_memzero(sk, sizeof sk);
+    return SVC_OK;
 }
 
 void svc__nkey_sign(const svc_nkey_creds *c, const void *msg, size_t len, char sig[SVC_NKEY_SIG_LEN + 1]) {

@@ -67,11 +67,21 @@ int svc__nkey_parse_creds(const char *text, size_t len, long long now_s, svc_nke
 /*
  * Reads path (a seed file when creds is 0, else a .creds file) and parses it
  * as above. Refused: a file that is not a regular file, that group or others
- * may read, write or run (mode & 077, as ssh refuses a private key), larger
- * than SVC_NKEY_MAX_FILE, or unreadable. The file's bytes are wiped after
+ * may read, write or run (mode & 077, as ssh refuses a private key; but a
+ * file of root's read by another user may be readable by its group, as
+ * Kubernetes mounts a Secret in a pod with fsGroup), larger than
+ * SVC_NKEY_MAX_FILE, or unreadable. The file's bytes are wiped after
  * use. SVC_OK; SVC_EINVAL or SVC_EIO with err.
  */
 int svc__nkey_load(const char *path, int creds, svc_nkey_creds *out, char *err, size_t errlen);
+
+/*
+ * A new user key pair from libsodium's random source: seed gets the seed
+ * ("SU...", SVC_NKEY_SEED_LEN characters and a NUL: a secret, the caller
+ * wipes it), pub its public key ("U...", what nats-server's `nkey:` names).
+ * SVC_EIO when libsodium cannot start.
+ */
+int svc__nkey_generate(char seed[SVC_NKEY_SEED_LEN + 1], char pub[SVC_NKEY_PUBLIC_LEN + 1]);
 
 /* Signs msg (the server's nonce): sig gets SVC_NKEY_SIG_LEN characters and a NUL. */
 void svc__nkey_sign(const svc_nkey_creds *c, const void *msg, size_t len, char sig[SVC_NKEY_SIG_LEN + 1]);

@@ -2,7 +2,6 @@
 deploy/ with the images of the stage and talk to it through the gateway,
 published on 127.0.0.1 at a free port."""
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -24,11 +23,27 @@ SHOP = ["auth", "products", "orders", "payments", "gateway"]
 NATS_USERS = ["gateway", "auth", "products", "orders", "payments", "ops"]
 
 
-def nats_passwords():
-    """{<NAME>_NATS_PASSWORD: a fresh password} for every user of
-    deploy/nats-users.conf, as the deploy docs make them: a letter, then hex
-    digits that would read as a number without it ("8e5...")."""
-    return {"%s_NATS_PASSWORD" % u.upper(): "p8e5" + secrets.token_hex(16) for u in NATS_USERS}
+def nats_nkeys(tmp):
+    """One NKEY user per user of deploy/nats-users.conf, as
+    `scripts/nats-nkeys.sh tmp` makes them: {<NAME>_NKEY: public key}, and
+    each seed in tmp/<name>.nk, mode 600, given to the images' user (65532)
+    as compose.yaml asks."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+    from nkey_support import NKey
+    os.chmod(tmp, 0o755)
+    keys = {}
+    for u in NATS_USERS:
+        key = NKey("user")
+        seed = os.path.join(tmp, u + ".nk")
+        fd = os.open(seed, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key.seed + "\n")
+        if os.geteuid() == 0:
+            os.chown(seed, 65532, 65532)
+        else:
+            podman("unshare", "chown", "65532:65532", seed)
+        keys["%s_NKEY" % u.upper()] = key.public
+    return keys
 
 
 def nats_image():

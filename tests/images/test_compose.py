@@ -8,7 +8,8 @@ local image made of the base image and Debian's nats-server binary, with the
 official image's entrypoint (/nats-server); compose takes it through NATS_IMAGE.
 
 The secrets are made by the test and reach compose through the environment, as
-deploy/.env would: <NAME>_NATS_PASSWORD of each NATS user, ADMIN_PASSWORD. The gateway is
+deploy/.env would: <NAME>_NKEY, the public key of each NATS user (their seeds
+in a temporary NATS_NKEYS_DIR), ADMIN_PASSWORD. The gateway is
 published on 127.0.0.1 at a free port (GATEWAY_PORT).
 
 Checks: Debian's docker-compose accepts the file (the Compose specification's
@@ -26,6 +27,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -150,7 +152,8 @@ def main():
         print("%d passed, %d failed" % (ti.passed, ti.failed))
         return 1
     port = stack.free_port()
-    env = dict(os.environ, **stack.nats_passwords(), ADMIN_PASSWORD=secrets.token_hex(16),
+    nkeys = tempfile.mkdtemp(prefix="svckit-compose-nkeys-")
+    env = dict(os.environ, **stack.nats_nkeys(nkeys), NATS_NKEYS_DIR=nkeys, ADMIN_PASSWORD=secrets.token_hex(16),
                GATEWAY_PORT=str(port),
                GATEWAY_BIND="127.0.0.1", NATS_IMAGE=stack.NATS_IMAGE,
                SVCKIT_IMAGE_PREFIX=ti.PREFIX, SVCKIT_TAG=ti.TAG)
@@ -191,6 +194,7 @@ def main():
         if ti.failed:
             stack.print_logs(name for _, name, _, _ in containers())
         teardown(PROJECT, env)
+        shutil.rmtree(nkeys, ignore_errors=True)
         left = containers() or podman("network", "ls", "-q", "--filter",
                                       "name=%s_default" % PROJECT, check=False).strip()
         result("compose: torn down (no container, no network left)", not left, "left %r" % left)

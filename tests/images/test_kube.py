@@ -11,7 +11,10 @@ cluster, so the test plays a variant of the manifests, made here from them:
     AUTH_JWKS_URL (http://auth:8081) stay as they are; no replicas;
   - Secret values are put in place (podman reads a secretKeyRef from its own
     secret store, not from a Secret document), and $(VAR) in env values and
-    args is expanded as Kubernetes does (podman does not);
+    args is expanded as Kubernetes does (podman does not); the NATS users
+    are made here (stack.nats_nkeys): their public keys fill the ConfigMap
+    nats-nkeys, and each Secret volume nats-nkey-<name> becomes a hostPath
+    of that seed file, mounted where the Secret's "seed" would be;
   - probes go (podman runs them with curl inside the container; the images
     have none) and so do the ports, except the gateway's, published on
     127.0.0.1 at a free port;
@@ -33,6 +36,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -80,7 +84,7 @@ def expand_env(env, secret):
     return out
 
 
-def variant(docs, secret, gateway_port):
+def variant(docs, secret, nkeys, gateway_port):
     out = []
     for d in docs:
         kind, name = d["kind"], d["metadata"]["name"]
@@ -91,6 +95,8 @@ def variant(docs, secret, gateway_port):
             d["metadata"]["name"] = "%s-%s" % (RUN_ID, name)
             if name == "svckit-config":
                 d["data"]["NATS_JS_REPLICAS"] = "1"   # one NATS node here
+            if name == "nats-nkeys":
+                d["data"] = dict(nkeys["keys"])
             if name == "nats-config":
                 conf = d["data"]["nats.conf"]
                 d["data"]["nats.conf"] = conf[:conf.index("cluster {")]
@@ -125,6 +131,13 @@ def variant(docs, secret, gateway_port):
                     claim["claimName"] = "%s-%s" % (RUN_ID, claim["claimName"])
                 if "configMap" in v:
                     v["configMap"]["name"] = "%s-%s" % (RUN_ID, v["configMap"]["name"])
+                if "secret" in v:
+                    user = v.pop("secret")["secretName"][len("nats-nkey-"):]
+                    v["hostPath"] = {"path": os.path.join(nkeys["dir"], user + ".nk"), "type": "File"}
+                    for c in spec["containers"]:
+                        for m in c.get("volumeMounts", []):
+                            if m["name"] == v["name"]:
+                                m["mountPath"] += "/seed"
             if kind == "StatefulSet":
                 spec.pop("securityContext", None)
                 for t in d["spec"]["volumeClaimTemplates"]:
@@ -182,8 +195,10 @@ def read_products(base):
 def main():
     port = stack.free_port()
     base = "http://127.0.0.1:%d" % port
-    secret = {**stack.nats_passwords(), "ADMIN_PASSWORD": secrets.token_hex(16)}
-    docs = variant(load(), secret, port)
+    secret = {"NATS_ROUTE_PASSWORD": "p" + secrets.token_hex(16), "ADMIN_PASSWORD": secrets.token_hex(16)}
+    nkeys_dir = tempfile.mkdtemp(prefix=RUN_ID + "-nkeys-")
+    nkeys = {"keys": stack.nats_nkeys(nkeys_dir), "dir": nkeys_dir}
+    docs = variant(load(), secret, nkeys, port)
     # podman makes a volume of each claim, and one of each ConfigMap mounted.
     volumes = [d["metadata"]["name"] for d in docs if d["kind"] == "PersistentVolumeClaim"] + \
         [v["configMap"]["name"] for d in docs if d["kind"] == "Pod"
@@ -213,6 +228,7 @@ def main():
         result("kube: torn down (no pod, no volume left)", not left, "left %r" % left)
         if os.path.exists(kube_file):
             os.unlink(kube_file)
+        shutil.rmtree(nkeys_dir, ignore_errors=True)
 
     return stack.run("kube", body, down)
 

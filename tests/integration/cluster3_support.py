@@ -31,7 +31,7 @@ Ports inside a namespace are fixed (4222, 8080, ...): each namespace has its
 own port space, made for this run and removed after it, so nothing else can
 hold them. The cluster routes are not authenticated: they cross only the
 private bridge. Clients sign in with the shipped per-service users
-(deploy/nats-users.conf), passwords made here as scripts/run.sh makes them.
+(deploy/nats-users.conf), NKEY seeds made here as scripts/run.sh makes them.
 
 Everything (processes by PID, namespaces, bridge) is removed by close(), which
 __exit__ calls whatever happened; close() is safe to call twice."""
@@ -51,7 +51,7 @@ import urllib.request
 
 from conftest import ROOT, WAIT, binary, terminate, track, wait_until
 from shop_support import SECRET, gateway_config, token
-from test_msg_support import nats_password
+from nkey_support import ShopUsers
 
 HOSTS = 3
 STATE_HOST = 0  # never cut: it holds the SQLite files (see above)
@@ -63,7 +63,7 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
 # read_replicas: the example app's stateless catalog (examples/demo) on every
 # host, its own NATS user shaped as the shop's, the gateways' /products routed
 # to it and allowed to request it.
-DEMO_USER = """    {user: demo, password: $DEMO_NATS_PASSWORD, permissions: {
+DEMO_USER = """    {nkey: $DEMO_NKEY, permissions: {
       publish: {allow: ["$SRV.LEAVE.demo.>"]}
       subscribe: {allow: ["_INBOX.demo.>", "svc.demo.>", "$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.LIVE",
                           "$SRV.*.demo", "$SRV.*.demo.>", "svckit.trace", "svckit.trace.demo", "svckit.trace.demo.>"]}
@@ -133,7 +133,7 @@ class Cluster3:
         self.database_url = database_url
         self.read_replicas = read_replicas
         self.log_level = log_level
-        self.passwords = {u: nats_password() for u in USERS}
+        self.users = ShopUsers(self.tmp, USERS)
         self.procs = {}  # (host, name) -> Proc
         self.sanitizer_reports = []  # filled by close(): "h0/orders: runtime error:"...
         self.made = []  # what close() removes: ("ns", name) / ("link", name)
@@ -200,7 +200,7 @@ class Cluster3:
         for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"):
             if k in os.environ:
                 e[k] = os.environ[k]
-        e.update({f"{u.upper()}_NATS_PASSWORD": p for u, p in self.passwords.items()})
+        e.update(self.users.server_env())
         e.update(extra)
         return e
 
@@ -231,15 +231,16 @@ class Cluster3:
                    what=f"nats-server n{i}")
         assert p.proc.poll() is None, p.read_log()
 
-    def nats_url(self, i, user):
-        return f"nats://{user}:{self.passwords[user]}@{self.ip(i)}:{PORTS['nats']}"
+    def nats_url(self, i):
+        return f"nats://{self.ip(i)}:{PORTS['nats']}"
 
     def _service(self, i, name):
         d = os.path.join(self.tmp, f"h{i}-{name}")
         os.makedirs(d)
         env = {"PORT": str(PORTS[name]), "HOST": "0.0.0.0", "WORKERS": "1", "DATA_DIR": d,
                "LOG_FORMAT": "json", "LOG_LEVEL": self.log_level, "SHUTDOWN_TIMEOUT": "5", "DRAIN_DELAY": "0",
-               "JWT_SECRET": SECRET, "NATS_URL": self.nats_url(i, name), "NATS_JS_REPLICAS": "3"}
+               "JWT_SECRET": SECRET, "NATS_URL": self.nats_url(i), "NATS_JS_REPLICAS": "3",
+               "NATS_NKEY_SEED_FILE": self.users.seed_file(name)}
         if name == "gateway":
             env["GATEWAY_CONFIG"] = gateway_config(d)
             if self.read_replicas:

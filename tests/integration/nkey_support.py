@@ -108,3 +108,27 @@ def secret_file(tmp_path, name, text, mode=0o600):
         f.write(text)
     os.chmod(p, mode)
     return p
+
+
+class ShopUsers:
+    """One NKEY user per name, as scripts/run.sh makes them for
+    deploy/nats-users.conf: .keys {name: NKey}, .seed_file(name) its seed in
+    tmp (mode 600, what NATS_NKEY_SEED_FILE takes), .server_env() the public
+    keys nats-server reads (<NAME>_NKEY), .connect(name) CONNECT fields of
+    the test's own client signed in as name."""
+
+    def __init__(self, tmp, names):
+        self.tmp = str(tmp)
+        self.keys = {n: NKey("user") for n in names}
+        for n, k in self.keys.items():
+            secret_file(self.tmp, f"{n}.nk", k.seed + "\n")
+
+    def seed_file(self, name):
+        return os.path.join(self.tmp, f"{name}.nk")
+
+    def server_env(self):
+        return {f"{n.upper()}_NKEY": k.public for n, k in self.keys.items()}
+
+    def connect(self, name):
+        key = self.keys[name]
+        return lambda info: {"nkey": key.public, "sig": b64url(key.sign(info["nonce"].encode()))}

@@ -18,9 +18,10 @@ from test_msg_support import JWT_SECRET, Nats, msgsvc, nats_server  # noqa: F401
 SVCKIT = os.path.join(BIN, "svckit")
 
 
-def svckit(*args, timeout=WAIT):
-    p = subprocess.run([SVCKIT, *args], capture_output=True, timeout=timeout,
-                       env={k: v for k, v in os.environ.items() if k != "NATS_URL"})
+def svckit(*args, timeout=WAIT, env=None):
+    e = {k: v for k, v in os.environ.items() if k != "NATS_URL"}
+    e.update(env or {})
+    p = subprocess.run([SVCKIT, *args], capture_output=True, timeout=timeout, env=e)
     return p.returncode, p.stdout, p.stderr.decode()
 
 
@@ -232,12 +233,15 @@ def test_routes_lists_what_the_service_registered(svc):
 def test_call_and_routes_work_as_the_ops_user(perms):
     """Under the shipped permissions (deploy/nats-users.conf), ops may call
     any service on svc.<service>.http and read its discovery."""
-    nats, passwords, _ = perms
-    url = f"nats://ops:{passwords['ops']}@127.0.0.1:{nats.port}"
-    rc, out, err = svckit("call", "--nats", url, "--token", shop_token("ann"), "products", "GET", "/products/1")
+    nats, users, _ = perms
+    ops = {"NATS_NKEY_SEED_FILE": users.seed_file("ops")}
+    rc, out, err = svckit("call", "--nats", nats.url, "--token", shop_token("ann"), "products", "GET", "/products/1",
+                          env=ops)
     assert rc == 0, err
     assert json.loads(out)["id"] == 1
-    rc, out, err = svckit("routes", "--nats", url, "--wait", "2000", "--json")
+    rc, out, err = svckit("routes", "--nats", nats.url, "--wait", "2000", "--json", env=ops)
     assert rc == 0, err
     assert {"service": "products", "method": "GET", "path": "/products/:id"} in json.loads(out)
-    assert passwords["ops"] not in out.decode() + err
+    # Without the seed: refused (Authorization Violation), exit 2.
+    rc, _, err = svckit("routes", "--nats", nats.url, "--wait", "2000")
+    assert rc == 2 and "cannot connect to NATS" in err, err

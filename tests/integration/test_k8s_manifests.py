@@ -102,7 +102,7 @@ def test_probes_resources_and_grace(name):
     grace = find("Deployment", name)[0]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     # The process exits at most 1 s after SHUTDOWN_TIMEOUT (FORCE_GRACE_MS).
     assert drain < shutdown and shutdown + 1 < grace
-    assert "@nats:4222" in e["NATS_URL"] and e["NATS_PASSWORD"]["secretKeyRef"]["name"] == "svckit-secrets"
+    assert e["NATS_URL"] == "nats://nats:4222"
 
 
 @pytest.mark.parametrize("name", SINGLE)
@@ -133,23 +133,54 @@ def test_autoscaling_and_disruption_budgets():
     assert nats["spec"]["replicas"] == 3
     assert find("ConfigMap", "svckit-config")[0]["data"]["NATS_JS_REPLICAS"] == "3"
     conf = find("ConfigMap", "nats-config")[0]["data"]["nats.conf"]
-    assert "jetstream" in conf and "nats-2.nats-headless:6222" in conf
+    assert "jetstream" in conf and "$NATS_ROUTE_2" in conf
 
 
 def test_nats_runs_the_shipped_permissions():
     """nats-config holds deploy/nats-users.conf as it is, nats.conf includes
-    it, nats-server gets every user's password from the Secret, and each
-    service signs in as its own user with its own password."""
+    it, nats-server gets every user's public key from the ConfigMap
+    nats-nkeys, and each service signs in with its own seed: the Secret
+    nats-nkey-<name>, mounted only into its own pod, read-only, 0400 (the
+    seeds and keys are placeholders, made per installation)."""
     data = find("ConfigMap", "nats-config")[0]["data"]
     assert data["nats-users.conf"] == (ROOT / "deploy" / "nats-users.conf").read_text()
     assert "include ./nats-users.conf" in data["nats.conf"]
     nats = find("StatefulSet", "nats")[0]["spec"]["template"]["spec"]["containers"][0]
-    nats_env = {e["name"]: e.get("valueFrom") for e in nats["env"]}
-    secret = find("Secret", "svckit-secrets")[0]["stringData"]
-    for user in ("gateway", "auth", "products", "orders", "payments", "ops"):
-        key = f"{user.upper()}_NATS_PASSWORD"
-        assert nats_env[key] == {"secretKeyRef": {"name": "svckit-secrets", "key": key}} and key in secret
+    assert nats["envFrom"] == [{"configMapRef": {"name": "nats-nkeys"}}]
+    users = ("gateway", "auth", "products", "orders", "payments", "ops")
+    keys = find("ConfigMap", "nats-nkeys")[0]["data"]
+    assert sorted(keys) == sorted(f"{u.upper()}_NKEY" for u in users)
+    assert all(f"${k}" in data["nats-users.conf"] for k in keys)
+    for u in users:
+        assert list(find("Secret", f"nats-nkey-{u}")[0]["stringData"]) == ["seed"]
+    assert not any("NATS_PASSWORD" in k for k in find("Secret", "svckit-secrets")[0]["stringData"])
     for name in SERVICES:
         e = env(name)
-        assert e["NATS_URL"] == f"nats://{name}:$(NATS_PASSWORD)@nats:4222"
-        assert e["NATS_PASSWORD"]["secretKeyRef"]["key"] == f"{name.upper()}_NATS_PASSWORD"
+        assert e["NATS_NKEY_SEED_FILE"] == "/etc/nats-nkey/seed" and "NATS_PASSWORD" not in e
+        spec = find("Deployment", name)[0]["spec"]["template"]["spec"]
+        secrets = {v["secret"]["secretName"]: v for v in spec["volumes"] if "secret" in v}
+        assert list(secrets) == [f"nats-nkey-{name}"]
+        vol = secrets[f"nats-nkey-{name}"]
+        assert vol["secret"]["defaultMode"] == 0o400
+        mount = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
+        assert mount == [{"name": vol["name"], "mountPath": "/etc/nats-nkey", "readOnly": True}]
+
+
+def test_nats_routes_are_authenticated():
+    """The cluster port takes only the user "route" with the Secret's
+    password, and every route URL signs in with it."""
+    conf = find("ConfigMap", "nats-config")[0]["data"]["nats.conf"]
+    cluster = conf[conf.index("cluster {"):]
+    assert "authorization {" in cluster and "user: route" in cluster and "password: $NATS_ROUTE_PASSWORD" in cluster
+    assert "routes: [$NATS_ROUTE_0, $NATS_ROUTE_1, $NATS_ROUTE_2]" in cluster
+    nats = find("StatefulSet", "nats")[0]["spec"]["template"]["spec"]["containers"][0]
+    e = {x["name"]: x for x in nats["env"]}
+    assert e["NATS_ROUTE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "svckit-secrets",
+                                                                      "key": "NATS_ROUTE_PASSWORD"}
+    assert "NATS_ROUTE_PASSWORD" in find("Secret", "svckit-secrets")[0]["stringData"]
+    for i in range(3):
+        assert e[f"NATS_ROUTE_{i}"]["value"] == \
+            f"nats://route:$(NATS_ROUTE_PASSWORD)@nats-{i}.nats-headless:6222"
+    # $(VAR) expands only from variables listed before it.
+    names = [x["name"] for x in nats["env"]]
+    assert names.index("NATS_ROUTE_PASSWORD") < names.index("NATS_ROUTE_0")

@@ -181,23 +181,25 @@ def test_make_run_in_a_terminal(tmp_path):
         assert re.search(r"^svckit: deps +ok$", text, re.M), text
         assert not any(" -c " in l or l.startswith(("cc ", "gcc ")) for l in lines), text
         # Nothing went wrong while starting: no warnings, no errors, no
-        # refused connections, from svckit or any process. Except one:
-        # nats-server warns of any password that is not a bcrypt hash, and
-        # the users of deploy/nats-users.conf have plain ones (made per
-        # machine into var/nats-passwords; docs/messaging.md, "Permissions").
-        bad = [l for l in lines if re.search(r"\bWARN\b|\bERROR\b|warning|\[WRN\]|\[ERR\]|refused|i/o error", l)
-               and not re.search(r"^nats +\| .*\[WRN\] Plaintext passwords detected, use nkeys or bcrypt$", l)]
+        # refused connections, from svckit or any process; nats-server's
+        # "Plaintext passwords detected" warning among them (its users are
+        # NKEYs: docs/messaging.md, "Permissions").
+        bad = [l for l in lines if re.search(r"\bWARN\b|\bERROR\b|warning|\[WRN\]|\[ERR\]|refused|i/o error", l)]
         assert not bad, "\n".join(bad)
+        assert re.search(r"^nats +\| .*\[INF\] Server is ready$", text, re.M), text
+        assert "Plaintext passwords" not in text, text
 
-        # NATS: one password per user, made into var/nats-passwords (0600),
-        # never shown; every service signed in (all ready above) and was
-        # refused nothing (no WARN above).
-        pw_file = tmp_path / "var" / "nats-passwords"
-        assert pw_file.stat().st_mode & 0o777 == 0o600
-        passwords = dict(l.split("=", 1) for l in pw_file.read_text().split())
-        assert sorted(passwords) == sorted(f"{u}_NATS_PASSWORD" for u in
-                                           ("GATEWAY", "AUTH", "PRODUCTS", "ORDERS", "PAYMENTS", "OPS"))
-        assert not any(p in text for p in passwords.values()), text
+        # NATS: one NKEY seed per user, made into var/nkeys (0700) as
+        # <name>.nk (0600), never shown; every service signed in with its
+        # own (all ready above) and was refused nothing (no WARN above).
+        keys = tmp_path / "var" / "nkeys"
+        assert keys.stat().st_mode & 0o777 == 0o700
+        users = ("gateway", "auth", "products", "orders", "payments", "ops")
+        assert sorted(p.name for p in keys.iterdir()) == sorted(f"{u}.nk" for u in users)
+        for u in users:
+            seed = (keys / f"{u}.nk").read_text().strip()
+            assert (keys / f"{u}.nk").stat().st_mode & 0o777 == 0o600
+            assert seed.startswith("SU") and seed not in text, text
 
         # The order: nats ready, then auth; auth ready, then gateway and products.
         def at(pattern):
@@ -218,6 +220,15 @@ def test_make_run_in_a_terminal(tmp_path):
                          % ports["AUTH_PORT"], text, re.M), text
 
         order_confirmed_through_the_gateway(ports["GATEWAY_PORT"])
+
+        # `svckit status` as make run's banner says: the ops user's seed.
+        m = re.search(r"svckit status: (NATS_URL=\S+) (NATS_NKEY_SEED_FILE=\S+)", text)
+        assert m, text
+        status_env = dict(env, **dict(kv.split("=", 1) for kv in m.groups()))
+        r = subprocess.run([os.path.join(BUILD, "bin", "svckit"), "status", "--json", "--no-ready", "--wait", "2000"],
+                           env=status_env, cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
+        assert r.returncode == 0, r.stderr
+        assert {"gateway", "auth", "products", "orders", "payments"} <= {d["name"] for d in json.loads(r.stdout)}
 
         # A request through the gateway shows as one aligned access line per hop.
         assert get(ports["GATEWAY_PORT"], "/products/categories") in (200, 401)

@@ -1,14 +1,15 @@
 """NATS permissions as shipped (deploy/nats-users.conf; docs/messaging.md,
-"Permissions"): a real nats-server with that file, passwords made here, and
+"Permissions"): a real nats-server with that file, NKEY users made here, and
 the whole shop signed in as the Procfile signs it in (each service its own
-user). What must hold: no credentials, no connection; another service's
-credentials can neither read products' traffic, nor announce an instance of
+seed). What must hold: no credentials, no connection; another service's
+seed can neither read products' traffic, nor announce an instance of
 products that the gateway routes to, nor answer a request not sent to it;
 and the shop still takes and confirms an order through the gateway."""
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 
 import pytest
@@ -16,7 +17,8 @@ import pytest
 from conftest import ROOT, WAIT, Service, binary, wait_until
 from shop_support import Shop, admin, token
 from test_gateway_support import instances, new_id
-from test_msg_support import Nats, NatsServer, metric, nats_password
+from nkey_support import NKey, ShopUsers, b64url
+from test_msg_support import Nats, NatsServer, metric, msgsvc
 
 USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
 SHOP = ("gateway", "auth", "products", "orders", "payments")
@@ -24,12 +26,13 @@ SHOP = ("gateway", "auth", "products", "orders", "payments")
 
 @pytest.fixture(scope="module")
 def perms():
-    """(nats, passwords, shop): nats-server with the shipped permissions, and
+    """(nats, users, shop): nats-server with the shipped permissions, and
     the shop on it."""
-    passwords = {u: nats_password() for u in USERS}
-    saved = {u: os.environ.get(f"{u.upper()}_NATS_PASSWORD") for u in USERS}
-    # nats-server reads the passwords from its environment, as in the Procfile.
-    os.environ.update({f"{u.upper()}_NATS_PASSWORD": p for u, p in passwords.items()})
+    keys = tempfile.TemporaryDirectory(prefix="svckit-perms-")
+    users = ShopUsers(keys.name, USERS)
+    saved = {k: os.environ.get(k) for k in users.server_env()}
+    # nats-server reads the public keys from its environment, as in the Procfile.
+    os.environ.update(users.server_env())
     nats = NatsServer(start=False)
     shop = None
     try:
@@ -37,25 +40,26 @@ def perms():
         with open(nats.conf, "a") as f:
             f.write("include ./nats-users.conf\n")
         nats.start()
-        # LOG_LEVEL info: the "connecting to" line, which must not show the password.
-        urls = {u: {"NATS_URL": f"nats://{u}:{passwords[u]}@127.0.0.1:{nats.port}", "LOG_LEVEL": "info"}
-                for u in SHOP}
-        shop = Shop(nats, service_env=urls)
-        yield nats, passwords, shop
+        # LOG_LEVEL info: the "signing in as" line, which must not show the seed.
+        env = {u: {"NATS_URL": f"nats://127.0.0.1:{nats.port}", "NATS_NKEY_SEED_FILE": users.seed_file(u),
+                   "LOG_LEVEL": "info"} for u in SHOP}
+        shop = Shop(nats, service_env=env)
+        yield nats, users, shop
     finally:
         if shop:
             shop.close()
         nats.close()
-        for u, v in saved.items():
-            os.environ.pop(f"{u.upper()}_NATS_PASSWORD", None)
+        keys.cleanup()
+        for k, v in saved.items():
+            os.environ.pop(k, None)
             if v is not None:
-                os.environ[f"{u.upper()}_NATS_PASSWORD"] = v
+                os.environ[k] = v
 
 
-def sign_in(nats, passwords, user):
-    """A raw client signed in as user, with an inbox that user may read."""
+def sign_in(nats, users, user):
+    """A raw client signed in with user's seed, with an inbox that user may read."""
     inbox = "_INBOX.svckit.pytest" if user == "ops" else f"_INBOX.{user}.pytest"
-    return Nats(nats.port, connect={"user": user, "pass": passwords[user]}, inbox=inbox)
+    return Nats(nats.port, connect=users.connect(user), inbox=inbox)
 
 
 def refused(nc, op):
@@ -79,19 +83,26 @@ def get_product(shop, pid=1):
     return json.loads(body)
 
 
-@pytest.mark.parametrize("connect", [None, {"user": "products", "pass": "not-the-password"},
-                                     {"user": "intruder", "pass": "whatever"}],
-                         ids=["no credentials", "wrong password", "unknown user"])
-def test_a_client_without_credentials_cannot_connect(perms, connect):
-    nats, _, _ = perms
+def forged(user, key):
+    """CONNECT fields that claim user's public key but sign with key."""
+    return lambda info: {"nkey": user.public, "sig": b64url(key.sign(info["nonce"].encode()))}
+
+
+@pytest.mark.parametrize("case", ["no credentials", "a password", "unknown key", "forged signature"])
+def test_a_client_without_credentials_cannot_connect(perms, case):
+    nats, users, _ = perms
+    stranger = NKey("user")
+    connect = {"no credentials": None, "a password": {"user": "products", "pass": "whatever"},
+               "unknown key": forged(stranger, stranger),
+               "forged signature": forged(users.keys["products"], stranger)}[case]
     with pytest.raises(RuntimeError, match="Authorization Violation"):
         Nats(nats.port, connect=connect)
 
 
 @pytest.mark.parametrize("user", [u for u in USERS if u != "products"])
 def test_another_services_user_cannot_read_products_traffic(perms, user):
-    nats, passwords, shop = perms
-    spy = sign_in(nats, passwords, user)
+    nats, users, shop = perms
+    spy = sign_in(nats, users, user)
     try:
         # The gateway's inbox gets auth's answers to logins (tokens).
         foreign_inbox = "_INBOX.orders.>" if user == "gateway" else "_INBOX.gateway.>"
@@ -114,10 +125,10 @@ class Impostor(threading.Thread):
     tries to subscribe to products' subjects. Every message it receives on a
     svc. subject is counted."""
 
-    def __init__(self, nats, passwords):
+    def __init__(self, nats, users):
         super().__init__(daemon=True)
         self.id = new_id()
-        self.nc = sign_in(nats, passwords, "payments")
+        self.nc = sign_in(nats, users, "payments")
         self.denied = [refused(self.nc, lambda nc, s=s: nc.subscribe(s))
                        for s in ("$SRV.PING.products", "svc.products.http", f"svc.products.{self.id}.http")]
         assert refused(self.nc, lambda nc: nc.subscribe("$SRV.PING")) == ""
@@ -141,13 +152,13 @@ class Impostor(threading.Thread):
 
 
 def test_another_services_user_cannot_announce_an_instance_of_products(perms):
-    nats, passwords, shop = perms
-    imp = Impostor(nats, passwords)
+    nats, users, shop = perms
+    imp = Impostor(nats, users)
     imp.start()
     try:
         assert all("Permissions Violation for Subscription" in e for e in imp.denied), imp.denied
         # It does answer the generic PING: `svckit status` (ops) hears it.
-        ops = sign_in(nats, passwords, "ops")
+        ops = sign_in(nats, users, "ops")
         try:
             answers = ops.request_all("$SRV.PING", lambda out: any(imp.id in m.data.decode() for m in out))
             assert any(imp.id in m.data.decode() for m in answers)
@@ -175,8 +186,8 @@ def test_another_services_user_cannot_answer_or_forge(perms):
     only of its own: a forged answer to the gateway's inbox, a request to
     products, a stock event, a JetStream call on another consumer are each
     refused by the server."""
-    nats, passwords, _ = perms
-    nc = sign_in(nats, passwords, "payments")
+    nats, users, _ = perms
+    nc = sign_in(nats, users, "payments")
     try:
         for subject in ("_INBOX.gateway.x.1", "_INBOX.orders.x.1", "svc.products.http", "stock.reserved",
                         "orders.created", "$JS.API.CONSUMER.MSG.NEXT.SHOP.orders-payments",
@@ -190,7 +201,7 @@ def test_another_services_user_cannot_answer_or_forge(perms):
 
 
 def test_the_shop_confirms_an_order_through_the_gateway(perms):
-    _, passwords, shop = perms
+    _, users, shop = perms
     h = {"Authorization": "Bearer " + token("ann"), "Content-Type": "application/json",
          "Idempotency-Key": new_id()}
     body = json.dumps({"items": [{"product_id": 2, "quantity": 1}]}).encode()
@@ -210,18 +221,18 @@ def test_the_shop_confirms_an_order_through_the_gateway(perms):
     for name, svc in shop.svc.items():
         assert "Permissions Violation" not in svc.read_log(), name
         assert metric(svc, "nats_server_errors_total") == 0, name
-        # NATS_URL is logged with its password as "***".
-        assert "nats://***@127.0.0.1:" in svc.read_log(), name
-        assert passwords[name] not in svc.read_log(), name
+        # Signed in with its own key; the seed is never logged.
+        assert f"signing in as {users.keys[name].public}" in svc.read_log(), name
+        assert users.keys[name].seed not in svc.read_log(), name
 
 
 def test_a_service_denied_its_subscriptions_logs_once_and_keeps_running(perms):
     """demo signed in as auth: every subscription of its own is refused. It
-    stays up, connected once (no reconnection loop), with one log line for
-    the burst of -ERRs and every one of them counted."""
-    nats, passwords, _ = perms
-    url = f"nats://auth:{passwords['auth']}@127.0.0.1:{nats.port}"
-    with Service("demo", env={"NATS_URL": url}, wait_ready=False) as demo:
+    stays up but not ready, connected once (no reconnection loop), with one
+    log line for the burst of -ERRs and every one of them counted."""
+    nats, users, _ = perms
+    env = {"NATS_URL": f"nats://127.0.0.1:{nats.port}", "NATS_NKEY_SEED_FILE": users.seed_file("auth")}
+    with Service("demo", env=env, wait_ready=False) as demo:
         def denied():
             return [l for l in demo.log_lines() if "Permissions Violation" in l.get("msg", "")]
         wait_until(denied, what="the refusal logged")
@@ -229,20 +240,21 @@ def test_a_service_denied_its_subscriptions_logs_once_and_keeps_running(perms):
         assert len(denied()) == 1, denied()
         assert demo.proc.poll() is None
         assert demo.request("GET", "/healthz")[0] == 200
+        assert demo.request("GET", "/readyz")[0] == 503
+        assert metric(demo, "nats_subscriptions_denied_total") >= 1
         assert metric(demo, "nats_reconnects_total") == 0
 
 
 def test_svckit_status_works_as_the_ops_user(perms):
     """The generic discovery subjects stay open: `svckit status` signed in as
     ops lists every service of the shop (and nothing refuses it)."""
-    nats, passwords, _ = perms
-    url = f"nats://ops:{passwords['ops']}@127.0.0.1:{nats.port}"
-    r = subprocess.run([binary("svckit"), "status", "--nats", url, "--no-ready", "--json", "--wait", "2000"],
-                       capture_output=True, text=True, timeout=WAIT)
+    nats, users, _ = perms
+    env = dict(os.environ, NATS_NKEY_SEED_FILE=users.seed_file("ops"))
+    r = subprocess.run([binary("svckit"), "status", "--nats", f"nats://127.0.0.1:{nats.port}", "--no-ready",
+                        "--json", "--wait", "2000"], capture_output=True, text=True, timeout=WAIT, env=env)
     assert r.returncode == 0, r.stderr
     names = {d.get("name") for d in json.loads(r.stdout)}
     assert set(SHOP) <= names, names
-    assert passwords["ops"] not in r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("url", ["nats://products:s3cretpw@a b", "nats://ok:1,nats://s3cretpw@127.0.0.1:99999"])
@@ -264,3 +276,28 @@ def test_no_piece_of_a_password_with_at_slash_or_comma_is_shown(url):
     assert r.returncode == 2, r.stderr
     assert "NATS_URL" in r.stderr and "***@" in r.stderr, r.stderr
     assert "Alpha" not in r.stderr and "Bravo" not in r.stderr, r.stderr
+
+
+def test_a_refused_subscription_makes_the_service_unready(tmp_path):
+    """msgsvc signed in as a user that may subscribe to everything but its
+    own request subjects: /readyz 503 naming the subject, one log line, and
+    every refusal counted; it stays alive."""
+    users = ShopUsers(tmp_path, ("msgsvc",))
+    nats = NatsServer(conf=f'authorization {{ users = [ {{nkey: "{users.keys["msgsvc"].public}", '
+                           'permissions: {subscribe: {deny: ["svc.msgsvc.>"]}}} ] }\n')
+    try:
+        env = {"NATS_NKEY_SEED_FILE": users.seed_file("msgsvc")}
+        with msgsvc(nats, env=env, wait_ready=False) as svc:
+            def said():
+                return [l for l in svc.log_lines() if "refused the subscription" in l.get("msg", "")]
+            wait_until(said, what="the refusal logged")
+            # Both request subjects (svc.msgsvc.http and the instance's own)
+            # are refused: two refusals counted, one line.
+            wait_until(lambda: metric(svc, "nats_subscriptions_denied_total") >= 2, what="the refusals counted")
+            status, _, body = svc.request("GET", "/readyz")
+            assert status == 503 and b"NATS refused the subscription to svc.msgsvc." in body, (status, body)
+            assert svc.request("GET", "/healthz")[0] == 200
+            assert len(said()) == 1 and said()[0]["level"] == "error", said()
+            assert "Permissions Violation" in said()[0]["msg"]
+    finally:
+        nats.close()

@@ -21,13 +21,6 @@ from conftest import WAIT, Service, free_port, terminate, track
 NATS_SERVER = shutil.which("nats-server") or "/usr/bin/nats-server"
 
 
-def nats_password():
-    """A password for a user of deploy/nats-users.conf: 48 letters a-p (192
-    bits), as scripts/run.sh makes them (nats-server reads a value starting
-    with a digit as a number)."""
-    return os.urandom(24).hex().translate(str.maketrans("0123456789", "ghijklmnop"))
-
-
 class NatsServer:
     """nats-server with JetStream (jetstream False: without) on a free port;
     kept across stop() and start() (same port, same store). conf: more lines

@@ -8,6 +8,7 @@ TLS never sees a CONNECT from a client configured for TLS; a program built
 without TLS refuses tls:// at start, naming the remedy."""
 import datetime
 import ipaddress
+import json
 import os
 import socket
 import ssl
@@ -21,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import BIN, ROOT, WAIT, Service, binary, free_port, wait_until
+from nkey_support import ShopUsers
 from test_msg_support import JWT_SECRET, Nats, NatsServer
 
 NOW = datetime.datetime.now(datetime.timezone.utc)
@@ -312,3 +314,38 @@ def test_products_of_the_tls_build(pki):
     finally:
         server.close()
 
+
+
+def svckit_status(path, env):
+    return subprocess.run([path, "status", "--json", "--no-ready", "--wait", "2000"], capture_output=True,
+                          text=True, timeout=WAIT, env=dict(os.environ, **env))
+
+
+def test_svckit_status_on_tls_and_nkeys(pki, tmp_path):
+    """The tool takes the services' NATS_* environment (net/natsenv.h): the
+    TLS build's svckit lists msgsvc through a server that wants TLS and
+    NKEY users, signed in with its own seed; without the seed it is
+    refused, and a svckit without TLS says how to get it."""
+    path = os.path.join(ROOT, "build", "tls", "bin", "svckit")
+    if not os.path.exists(path):
+        pytest.skip("build/tls not built (make TLS=1 bins)")
+    users = ShopUsers(tmp_path, ("msgsvc", "ops"))
+    cert_file, key_file = pki["good"]
+    server = NatsServer(conf=f'tls {{ cert_file: "{cert_file}", key_file: "{key_file}" }}\n'
+                             f'authorization {{ users = [ {{nkey: "{users.keys["msgsvc"].public}"}}, '
+                             f'{{nkey: "{users.keys["ops"].public}"}} ] }}\n')
+    try:
+        tls = {"NATS_URL": f"tls://127.0.0.1:{server.port}", "NATS_TLS_CA": pki["ca"].ca_file}
+        with tls_msgsvc(server, dict(tls, NATS_NKEY_SEED_FILE=users.seed_file("msgsvc"))):
+            r = svckit_status(path, dict(tls, NATS_NKEY_SEED_FILE=users.seed_file("ops")))
+            assert r.returncode == 0, r.stderr
+            assert [d["name"] for d in json.loads(r.stdout) if d.get("type", "").endswith("info_response")] \
+                == ["msgsvc"], r.stdout
+            r = svckit_status(path, tls)
+            assert r.returncode == 2 and "cannot connect to NATS" in r.stderr, (r.returncode, r.stderr)
+            r = svckit_status(binary("svckit"), dict(tls, NATS_NKEY_SEED_FILE=users.seed_file("ops")))
+            assert r.returncode == 2 and "NATS_TLS_CA" in r.stderr and "make TLS=1" in r.stderr, r.stderr
+            r = svckit_status(path, dict(tls, NATS_NKEY_SEED_FILE=str(tmp_path / "none.nk")))
+            assert r.returncode == 2 and "NATS_NKEY_SEED_FILE" in r.stderr, r.stderr
+    finally:
+        server.close()

@@ -149,13 +149,13 @@ static int exit_of(int status) {
 }
 
 /* Sends the request and waits for its answer (*answer NULL: none in time). */
-static int call_once(const svc_nats_server *servers, int nservers, const char *subject, const svc_buf *hdr,
+static int call_once(const svc__nats_env *env, const char *subject, const svc_buf *hdr,
                      const char *body, int timeout_ms, svc_nats_msg **answer) {
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0) return SVC_EIO;
     call_ctx c = {.loop = &loop};
     svc__gather g;
-    int rc = svc__gather_connect(&g, &loop, servers, nservers, "svckit call", on_answer, &c);
+    int rc = svc__gather_connect(&g, &loop, env, "svckit call", on_answer, &c);
     if (rc == SVC_OK) {
         char reply[96];
         snprintf(reply, sizeof reply, "%s.1", g.inbox);
@@ -229,9 +229,8 @@ int svc__cmd_call(int argc, char **argv) {
         fprintf(stderr, "svckit call: PATH must start with '/'\n");
         return SVC__EXIT_USAGE;
     }
-    svc_nats_server servers[SVC_NATS_MAX_SERVERS];
-    int nservers = 0;
-    if (svc__gather_parse_urls("call", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
+    const svc__nats_env *env = svc__gather_env("call", url);
+    if (!env) return SVC__EXIT_USAGE;
 
     /* The request's headers: ours, then the caller's. */
     svc_buf hdr = {0};
@@ -284,7 +283,7 @@ int svc__cmd_call(int argc, char **argv) {
     /* The client's retry warnings would land on stdout, amid the body. */
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
     svc_nats_msg *m = NULL;
-    int rc = call_once(servers, nservers, subject, &hdr, body, timeout_ms, &m);
+    int rc = call_once(env, subject, &hdr, body, timeout_ms, &m);
     svc_buf_free(&hdr);
     if (rc == SVC_ETIMEDOUT) {
         fprintf(stderr, "svckit call: cannot connect to NATS at %s\n", url);
@@ -411,13 +410,12 @@ int svc__cmd_routes(int argc, char **argv) {
             return SVC__EXIT_USAGE;
         }
     }
-    svc_nats_server servers[SVC_NATS_MAX_SERVERS];
-    int nservers = 0;
-    if (svc__gather_parse_urls("routes", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
+    const svc__nats_env *env = svc__gather_env("routes", url);
+    if (!env) return SVC__EXIT_USAGE;
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
     static const char *const verbs[] = {"INFO", NULL};
     json_t *docs;
-    if (svc__gather_round("routes", url, servers, nservers, verbs, wait_ms, &docs) != SVC_OK)
+    if (svc__gather_round("routes", url, env, verbs, wait_ms, &docs) != SVC_OK)
         return SVC__EXIT_USAGE;
     size_t n = 0;
     route *r = collect_routes(docs, &n);

@@ -63,16 +63,24 @@ const char *svc__gather_default_url(void) {
     return url && *url ? url : SVC__GATHER_DEFAULT_URL;
 }
 
-int svc__gather_parse_urls(const char *cmd, const char *url, svc_nats_server *servers, int *n) {
+static svc__nats_env gather_env;
+
+static void free_env(void) { svc__nats_env_free(&gather_env); }
+
+const svc__nats_env *svc__gather_env(const char *cmd, const char *url) {
     if (!strcmp(url, "none")) {
         fprintf(stderr, "svckit %s: NATS_URL is 'none': messaging is off, nothing to ask\n", cmd);
-        return SVC_EINVAL;
+        return NULL;
     }
-    if (svc__nats_urls_parse(url, servers, SVC_NATS_MAX_SERVERS, n) != SVC_OK) {
-        fprintf(stderr, "svckit %s: bad NATS URL '%s' (want nats://host[:port])\n", cmd, url);
-        return SVC_EINVAL;
+    if (gather_env.servers) return &gather_env;
+    char err[512];
+    atexit(free_env);
+    if (svc__nats_env_load(&gather_env, url, err, sizeof err) != SVC_OK) {
+        fprintf(stderr, "svckit %s: %s\n", cmd, err);
+        svc__nats_env_free(&gather_env);
+        return NULL;
     }
-    return SVC_OK;
+    return &gather_env;
 }
 
 int svc__gather_parse_ms(const char *s, int max, int *out) {
@@ -96,19 +104,19 @@ void svc__gather_run_for(uv_loop_t *loop, int ms) {
     uv_run(loop, UV_RUN_NOWAIT); /* the close completes while timer lives */
 }
 
-int svc__gather_open(svc__gather *g, uv_loop_t *loop, const svc_nats_server *servers, int nservers,
-                     const char *client_name) {
-    return svc__gather_connect(g, loop, servers, nservers, client_name, on_reply, g);
+int svc__gather_open(svc__gather *g, uv_loop_t *loop, const svc__nats_env *env, const char *client_name) {
+    return svc__gather_connect(g, loop, env, client_name, on_reply, g);
 }
 
-int svc__gather_connect(svc__gather *g, uv_loop_t *loop, const svc_nats_server *servers, int nservers,
-                        const char *client_name, svc_nats_msg_fn on_msg, void *ud) {
+int svc__gather_connect(svc__gather *g, uv_loop_t *loop, const svc__nats_env *env, const char *client_name,
+                        svc_nats_msg_fn on_msg, void *ud) {
     memset(g, 0, sizeof *g);
     g->loop = loop;
     g->docs = json_array();
     if (!g->docs) return SVC_ENOMEM;
-    svc_nats_opts o = {.servers = servers, .nservers = nservers, .name = client_name,
+    svc_nats_opts o = {.servers = env->servers, .nservers = env->nservers, .name = client_name,
                        .reconnect_wait_ms = 250, .reconnect_buffer = 64 * 1024,
+                       .creds = env->creds, .no_advertised = env->no_advertised, .tls = env->tls,
                        .on_event = on_event, .ud = g};
     g->nc = svc__nats_new(loop, &o);
     if (!g->nc) return SVC_ENOMEM;
@@ -152,8 +160,8 @@ void svc__gather_close(svc__gather *g) {
     g->docs = NULL;
 }
 
-int svc__gather_round(const char *cmd, const char *url, const svc_nats_server *servers, int nservers,
-                      const char *const verbs[], int wait_ms, json_t **docs) {
+int svc__gather_round(const char *cmd, const char *url, const svc__nats_env *env, const char *const verbs[],
+                      int wait_ms, json_t **docs) {
     *docs = NULL;
     uv_loop_t loop;
     int rc = uv_loop_init(&loop) == 0 ? SVC_OK : SVC_EIO;
@@ -161,7 +169,7 @@ int svc__gather_round(const char *cmd, const char *url, const svc_nats_server *s
         char name[64];
         snprintf(name, sizeof name, "svckit %s", cmd);
         svc__gather g;
-        rc = svc__gather_open(&g, &loop, servers, nservers, name);
+        rc = svc__gather_open(&g, &loop, env, name);
         for (size_t i = 0; rc == SVC_OK && verbs[i]; i++) rc = svc__gather_ask(&g, verbs[i]);
         if (rc == SVC_OK) {
             svc__gather_run_for(&loop, wait_ms);
@@ -179,9 +187,11 @@ int svc__gather_round(const char *cmd, const char *url, const svc_nats_server *s
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
     }
+    char shown[256];
+    svc__nats_url_shown(url, shown, sizeof shown);
     if (rc == SVC_ETIMEDOUT)
-        fprintf(stderr, "svckit %s: cannot connect to NATS at %s\n", cmd, url);
+        fprintf(stderr, "svckit %s: cannot connect to NATS at %s\n", cmd, shown);
     else if (rc != SVC_OK)
-        fprintf(stderr, "svckit %s: asking NATS at %s failed (error %d)\n", cmd, url, rc);
+        fprintf(stderr, "svckit %s: asking NATS at %s failed (error %d)\n", cmd, shown, rc);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* svckit: the command-line tool: `svckit run` (the local supervisor),
- * `svckit status`, `svckit top`, `svckit call`, `svckit routes`, `svckit new`. */
+ * `svckit status`, `svckit top`, `svckit call`, `svckit routes`, `svckit new`,
+ * `svckit nkey`. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,6 +24,9 @@ static const char usage[] =
     "  routes           list every service's routes from NATS discovery\n"
     "  new NAME [DIR]   write the skeleton of a service built on the installed\n"
     "                   svckit (route, test, Makefile, Dockerfile, README)\n"
+    "  nkey [--out FILE]\n"
+    "                   make an NKEY user for NATS: print its seed (or write\n"
+    "                   it to FILE, mode 600) and its public key\n"
     "  version          print the version\n"
     "  help             this text\n"
     "\n"
@@ -66,6 +70,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "call")) return svc__cmd_call(argc - 1, argv + 1);
     if (!strcmp(cmd, "routes")) return svc__cmd_routes(argc - 1, argv + 1);
     if (!strcmp(cmd, "new")) return svc__cmd_new(argc - 1, argv + 1);
+    if (!strcmp(cmd, "nkey")) return svc__cmd_nkey(argc - 1, argv + 1);
     fprintf(stderr, "svckit: unknown command '%s'\n\n%s", cmd, usage);
     return SVC__EXIT_USAGE;
 }

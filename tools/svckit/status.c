@@ -180,15 +180,14 @@ int svc__cmd_status(int argc, char **argv) {
             return SVC__EXIT_USAGE;
         }
     }
-    svc_nats_server servers[SVC_NATS_MAX_SERVERS];
-    int nservers = 0;
-    if (svc__gather_parse_urls("status", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
+    const svc__nats_env *env = svc__gather_env("status", url);
+    if (!env) return SVC__EXIT_USAGE;
     /* The client's retry warnings would land on stdout, amid the table or the
      * JSON; our own line on stderr says what matters. */
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
     static const char *const verbs[] = {"INFO", "STATS", NULL};
     json_t *docs;
-    if (svc__gather_round("status", url, servers, nservers, verbs, wait_ms, &docs) != SVC_OK)
+    if (svc__gather_round("status", url, env, verbs, wait_ms, &docs) != SVC_OK)
         return SVC__EXIT_USAGE;
     size_t ndocs = json_array_size(docs);
     instance *rows = calloc(ndocs ? ndocs : 1, sizeof *rows);

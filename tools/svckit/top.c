@@ -615,9 +615,8 @@ int svc__cmd_top(int argc, char **argv) {
             return SVC__EXIT_USAGE;
         }
     }
-    svc_nats_server servers[SVC_NATS_MAX_SERVERS];
-    int nservers = 0;
-    if (svc__gather_parse_urls("top", url, servers, &nservers) != SVC_OK) return SVC__EXIT_USAGE;
+    const svc__nats_env *env = svc__gather_env("top", url);
+    if (!env) return SVC__EXIT_USAGE;
     /* The client's retry warnings would land amid the screen. */
     svc_log_setup("svckit", SVC_LOG_ERROR, 0);
     top t = {.once = once, .json = as_json, .interval_ms = interval_ms, .url = url, .stdin_flags = -1};
@@ -628,7 +627,7 @@ int svc__cmd_top(int argc, char **argv) {
         return SVC__EXIT_FAIL;
     }
     t.loop = &loop;
-    int rc = svc__gather_open(&t.g, &loop, servers, nservers, "svckit top");
+    int rc = svc__gather_open(&t.g, &loop, env, "svckit top");
     int exit_code = SVC__EXIT_OK;
     if (rc != SVC_OK) {
         if (rc == SVC_ETIMEDOUT)

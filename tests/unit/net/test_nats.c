@@ -70,6 +70,31 @@ static void parse_all(const char *buf, size_t len, const size_t *cuts, size_t nc
     svc__nats_parser_free(&p);
 }
 
+TEST(a_refused_subscription_is_read_from_an_err) {
+    char out[16];
+    const char *e = "'Permissions Violation for Subscription to \"svc.auth.>\"'";
+    CHECK_EQ(svc__nats_err_denied_sub(e, strlen(e), out, sizeof out), 1);
+    CHECK_STR(out, "svc.auth.>");
+    e = "'Permissions Violation for Subscription to \"a.b\" using queue \"q\"'";
+    CHECK_EQ(svc__nats_err_denied_sub(e, strlen(e), out, sizeof out), 1);
+    CHECK_STR(out, "a.b");
+    /* Cut to the buffer, control bytes shown as '?', no end quote: the rest. */
+    e = "Permissions Violation for Subscription to \"abcdefghijklmnopqrstuvwxyz";
+    CHECK_EQ(svc__nats_err_denied_sub(e, strlen(e), out, sizeof out), 1);
+    CHECK_STR(out, "abcdefghijklmno");
+    e = "Permissions Violation for Subscription to \"a\x1b[2Jb\"";
+    CHECK_EQ(svc__nats_err_denied_sub(e, strlen(e), out, sizeof out), 1);
+    CHECK_STR(out, "a?[2Jb");
+    static const char *const others[] = {"'Permissions Violation for Publish to \"x\"'",
+                                         "Permissions Violation for Subscription to \"\"", "'Stale Connection'",
+                                         "Permissions Violation for Subscription to "};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        CHECK_EQ(svc__nats_err_denied_sub(others[i], strlen(others[i]), out, sizeof out), 0);
+    /* Only len bytes are read. */
+    e = "Permissions Violation for Subscription to \"x\"";
+    CHECK_EQ(svc__nats_err_denied_sub(e, 20, out, sizeof out), 0);
+}
+
 TEST(parser_reads_every_operation) {
     oplog l = {0};
     int rc;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "net/nkey.h"
@@ -62,6 +63,18 @@ TEST(signature_verifies) {
     CHECK_EQ(n, 64);
     CHECK_EQ(crypto_sign_verify_detached(bin, (const unsigned char *)"abc", 3, pk), 0);
     CHECK(crypto_sign_verify_detached(bin, (const unsigned char *)"abd", 3, pk) != 0);
+}
+
+TEST(generate_gives_a_seed_that_signs_in_as_its_public_key) {
+    char seed[SVC_NKEY_SEED_LEN + 1], pub[SVC_NKEY_PUBLIC_LEN + 1], seed2[SVC_NKEY_SEED_LEN + 1];
+    CHECK_EQ(svc__nkey_generate(seed, pub), SVC_OK);
+    CHECK_EQ(strncmp(seed, "SU", 2), 0);
+    CHECK_EQ(pub[0], 'U');
+    CHECK_EQ(svc__nkey_parse_seed(seed, strlen(seed), &creds, err, sizeof err), SVC_OK);
+    CHECK_STR(creds.pub, pub);
+    CHECK_EQ(svc__nkey_generate(seed2, pub), SVC_OK);
+    CHECK(strcmp(seed, seed2) != 0);
+    CHECK(strcmp(creds.pub, pub) != 0);
 }
 
 TEST(every_one_character_change_is_refused) {
@@ -183,6 +196,30 @@ TEST(files_are_checked_before_they_are_read) {
         chmod(path, open_modes[i]);
         CHECK_EQ(svc__nkey_load(path, 0, &creds, err, sizeof err), SVC_EINVAL);
         CHECK(strstr(err, "too open"));
+    }
+    if (geteuid() == 0) {
+        /* A Kubernetes Secret in a pod with fsGroup: root's, mode 0440, read
+         * through the group by the service's own user; writable by the
+         * group it is refused. Checked in a child that drops to nobody. */
+        CHECK_EQ(chown(dir, 0, 65534), 0);
+        CHECK_EQ(chmod(dir, 0750), 0);
+        CHECK_EQ(chown(path, 0, 65534), 0);
+        static const struct { mode_t mode; int rc; } as_group[] = {{0440, SVC_OK}, {0460, SVC_EINVAL},
+                                                                   {0444, SVC_EINVAL}};
+        for (size_t i = 0; i < sizeof as_group / sizeof as_group[0]; i++) {
+            chmod(path, as_group[i].mode);
+            pid_t pid = fork();
+            if (pid == 0) {
+                if (setgid(65534) != 0 || setuid(65534) != 0) _exit(99);
+                _exit(svc__nkey_load(path, 0, &creds, err, sizeof err) == as_group[i].rc ? 0 : 1);
+            }
+            int status = -1;
+            CHECK_EQ(waitpid(pid, &status, 0), pid);
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        }
+        chmod(path, 0440);
+        CHECK_EQ(svc__nkey_load(path, 0, &creds, err, sizeof err), SVC_EINVAL); /* root itself: refused */
+        chmod(path, 0600);
     }
     CHECK_EQ(svc__nkey_load(dir, 0, &creds, err, sizeof err), SVC_EINVAL);
     CHECK(strstr(err, "not a regular file"));
