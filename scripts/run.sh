@@ -43,7 +43,7 @@ passwords=$DATA_DIR/nats-passwords
 if [ ! -s "$passwords" ]; then
   (
     umask 077
-    for user in GATEWAY AUTH PRODUCTS ORDERS PAYMENTS OPS; do
+    for user in GATEWAY AUTH PRODUCTS ORDERS PAYMENTS RECOMMENDATIONS OPS; do
       printf '%s_NATS_PASSWORD=%s\n' "$user" "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n' | tr 0-9 g-p)"
     done >"$passwords.tmp"
     mv "$passwords.tmp" "$passwords"

@@ -194,7 +194,7 @@ def test_make_run_in_a_terminal(tmp_path):
         assert pw_file.stat().st_mode & 0o777 == 0o600
         passwords = dict(l.split("=", 1) for l in pw_file.read_text().split())
         assert sorted(passwords) == sorted(f"{u}_NATS_PASSWORD" for u in
-                                           ("GATEWAY", "AUTH", "PRODUCTS", "ORDERS", "PAYMENTS", "OPS"))
+                                           ("GATEWAY", "AUTH", "PRODUCTS", "ORDERS", "PAYMENTS", "RECOMMENDATIONS", "OPS"))
         assert not any(p in text for p in passwords.values()), text
 
         # The order: nats ready, then auth; auth ready, then gateway and products.

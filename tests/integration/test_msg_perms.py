@@ -18,7 +18,7 @@ from shop_support import Shop, admin, token
 from test_gateway_support import instances, new_id
 from test_msg_support import Nats, NatsServer, metric, nats_password
 
-USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
+USERS = ("gateway", "auth", "products", "orders", "payments", "recommendations", "ops")
 SHOP = ("gateway", "auth", "products", "orders", "payments")
 
 

@@ -1,0 +1,181 @@
+"""A service in another language joins: examples/recommendations (Node.js,
+the official NATS client nats.js and nothing from svckit) on the shop under
+the shipped NATS permissions (test_msg_perms.perms: each service signed in as
+its own user, recommendations too). Orders placed through the gateway reach
+it over JetStream; then the gateway routes /recommendations to it with the
+answer computed here from those orders, `svckit status` and the dashboard
+list it, a request's trace id is in its log and in the dashboard's trace,
+and its errors are errors for svckit's call path (gateway, `svckit call`).
+
+The example's npm packages (package-lock.json) are installed into its
+node_modules by `npm ci` when missing. Skipped when node is not installed."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+
+import pytest
+
+from conftest import BIN, ROOT, WAIT, Service, free_port, npm_ci, wait_until
+from shop_support import admin, token
+from test_gateway_support import wait_instances
+from test_msg_perms import perms  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
+
+EXAMPLE = os.path.join(ROOT, "examples", "recommendations")
+USER = {"Authorization": "Bearer " + token("recs-buyer")}
+# Each order's product ids (quantity 1 each): product 1 is bought with 2
+# three times, with 3 twice, with 4 and 5 once.
+ORDERS = [[1, 2, 3], [1, 2], [1, 4], [2, 3], [1, 2, 5], [3, 5], [1, 3]]
+
+
+def expected(pid, limit=5):
+    """The answer for pid, computed from ORDERS."""
+    together = {}
+    for order in ORDERS:
+        if pid in order:
+            for q in order:
+                if q != pid:
+                    together[q] = together.get(q, 0) + 1
+    best = sorted(together.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    return {"product_id": pid, "orders": sum(pid in o for o in ORDERS),
+            "recommendations": [{"product_id": q, "orders": n} for q, n in best]}
+
+
+class Recs:
+    """The shop under the shipped permissions and the Node service on it."""
+
+    def __init__(self, nats, passwords, shop):
+        self.nats, self.passwords, self.shop = nats, passwords, shop
+        self.node = npm_ci(EXAMPLE, "nats/package.json")
+        self.data = tempfile.TemporaryDirectory(prefix="svckit-recs-")
+        self.port = free_port()
+        self.svc = None
+
+    def start(self):
+        env = {"NATS_URL": f"nats://recommendations:{self.passwords['recommendations']}@127.0.0.1:{self.nats.port}",
+               "LOG_LEVEL": "info"}
+        self.svc = Service("recommendations", env=env, port=self.port, data_dir=self.data.name,
+                           argv_prefix=(self.node,), path=os.path.join(EXAMPLE, "service.mjs"))
+        wait_instances(self.shop.gateway, "recommendations", 1)
+
+    def order(self, items):
+        st, _, body = self.shop.gateway.request(
+            "POST", "/orders", {"items": [{"product_id": p, "quantity": 1} for p in items]},
+            headers={**USER, "Idempotency-Key": uuid.uuid4().hex})
+        assert st == 201, body
+
+
+@pytest.fixture(scope="module")
+def recs(perms):  # noqa: F811
+    r = Recs(*perms)
+    try:
+        r.start()
+        for items in ORDERS:
+            r.order(items)
+        yield r
+    finally:
+        if r.svc:
+            r.svc.stop()
+        r.data.cleanup()
+
+
+def ask(shop, path, headers=USER):
+    st, hdrs, body = shop.gateway.request("GET", path, headers=headers)
+    return st, hdrs, json.loads(body)
+
+
+def test_the_gateway_routes_to_it_with_the_answer_of_the_orders(recs):
+    shop = recs.shop
+    for pid in (1, 2, 3, 5):
+        wait_until(lambda: ask(shop, f"/recommendations/{pid}")[2] == expected(pid),
+                   what=f"the recommendations of {pid} count every order")
+    st, _, doc = ask(shop, "/recommendations/1?limit=2")
+    assert (st, doc) == (200, expected(1, limit=2))
+    # A product nobody ordered: none yet, not an error.
+    st, _, doc = ask(shop, "/recommendations/99")
+    assert (st, doc) == (200, expected(99))
+
+
+def test_errors_follow_the_convention(recs):
+    shop = recs.shop
+    cases = [("/recommendations/abc", 400, "bad_request"), ("/recommendations/0", 400, "bad_request"),
+             ("/recommendations/1?limit=0", 400, "bad_request"),
+             ("/recommendations/1?limit=2&limit=3", 400, "bad_request"),
+             ("/recommendations/1/more", 404, "not_found"), ("/recommendations", 404, "not_found")]
+    for path, status, code in cases:
+        st, hdrs, doc = ask(shop, path)
+        assert (st, doc["error"]["code"]) == (status, code), (path, st, doc)
+        assert hdrs["content-type"] == "application/json"
+    st, hdrs, _ = shop.gateway.request("POST", "/recommendations/1", {}, headers=USER)
+    assert st == 405
+    # The gateway checks the token at the edge, as for every service.
+    assert shop.gateway.request("GET", "/recommendations/1")[0] == 401
+
+
+def svckit(nats, passwords, *args):
+    url = f"nats://ops:{passwords['ops']}@127.0.0.1:{nats.port}"
+    return subprocess.run([os.path.join(BIN, "svckit"), args[0], "--nats", url, *args[1:]],
+                          capture_output=True, text=True, timeout=WAIT)
+
+
+def test_svckit_call_reads_its_answers_and_errors(recs):
+    nats, passwords = recs.nats, recs.passwords
+    r = svckit(nats, passwords, "call", "recommendations", "GET", "/recommendations/2")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == expected(2)
+    r = svckit(nats, passwords, "call", "recommendations", "GET", "/recommendations/x")
+    assert r.returncode != 0
+    assert "product_id must be a positive integer" in r.stdout + r.stderr
+
+
+def test_svckit_status_and_the_dashboard_list_it(recs):
+    nats, passwords, shop, svc = recs.nats, recs.passwords, recs.shop, recs.svc
+    r = svckit(nats, passwords, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    docs = [d for d in json.loads(r.stdout) if d.get("name") == "recommendations"]
+    assert docs, r.stdout
+    md = docs[0]["metadata"]
+    assert (md["http_port"], md["transport"]) == (str(svc.port), "http+nats")
+    r = svckit(nats, passwords, "status")
+    row = [line for line in r.stdout.splitlines() if line.startswith("recommendations")]
+    assert row and "ready" in row[0].split(), r.stdout
+
+    def listed():
+        st, _, doc = ask(shop, "/dashboard/snapshot", headers=admin())
+        return st == 200 and [i for i in doc["instances"] if i["name"] == "recommendations" and i["ready"]]
+    inst = wait_until(listed, what="the dashboard shows recommendations")
+    assert any(r["route"] == "/recommendations/:product_id" for r in inst[0]["routes"])
+
+
+def test_a_trace_crosses_it(recs):
+    shop, svc = recs.shop, recs.svc
+    trace_id = os.urandom(16).hex()
+    parent = os.urandom(8).hex()
+    st, _, _ = ask(shop, "/recommendations/3", headers={**USER, "traceparent": f"00-{trace_id}-{parent}-01"})
+    assert st == 200
+    lines = [ln for ln in svc.log_lines() if ln.get("msg") == "request" and ln.get("trace_id") == trace_id]
+    assert [(ln["route"], ln["status"], ln["transport"]) for ln in lines] == [("/recommendations/:product_id", 200, "nats")]
+
+    def trace():
+        st, _, doc = ask(shop, f"/dashboard/traces/{trace_id}", headers=admin())
+        return st == 200 and {s.get("service") for s in doc["spans"]} >= {"gateway", "recommendations"} and doc
+    doc = wait_until(trace, what="the trace has the gateway's spans and the Node service's")
+    by_id = {s["span_id"]: s for s in doc["spans"]}
+    ours = [s for s in doc["spans"] if s.get("service") == "recommendations"]
+    assert [(s["name"], s["kind"]) for s in ours] == [("GET /recommendations/:product_id", "server")]
+    assert by_id[ours[0]["parent_id"]]["service"] == "gateway"   # the gateway's client span
+
+
+def test_a_restart_resumes_from_its_durable_consumer(recs):
+    """Stopped and started on the same data: the counts come back from its
+    file, and an order placed while it was down is counted once."""
+    recs.svc.stop()
+    recs.order([1, 6])
+    ORDERS.append([1, 6])
+    recs.start()
+    wait_until(lambda: ask(recs.shop, "/recommendations/1")[2] == expected(1), what="the order placed meanwhile counted")
+    assert ask(recs.shop, "/recommendations/6")[2] == expected(6)
