@@ -17,7 +17,7 @@ import crypto from "node:crypto";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { AckPolicy, DeliverPolicy, connect, headers as natsHeaders, nanos } from "nats";
+import { AckPolicy, DeliverPolicy, Match, connect, headers as natsHeaders, nanos } from "nats";
 import { DEFAULT_LIMIT, MAX_LIMIT, Together, parseOrder, productId } from "./together.mjs";
 
 const NAME = "recommendations";
@@ -315,7 +315,7 @@ function onRequest(instanceId, routeMethod) {
   return (err, msg) => {
     if (err) return log("error", `nats: ${err.message}`);
     const one = (name) => {
-      const v = msg.headers ? msg.headers.values(name) : [];
+      const v = msg.headers ? msg.headers.values(name, Match.IgnoreCase) : [];
       if (v.length > 1) throw new Error(`${name} given more than once`);
       return v[0];
     };
@@ -334,7 +334,7 @@ function onRequest(instanceId, routeMethod) {
     } catch (e) {
       return reply(msg, instanceId, error(400, "bad_request", e.message));
     }
-    const hdr = (n) => (msg.headers ? msg.headers.get(n) : "") || undefined;
+    const hdr = (n) => (msg.headers ? msg.headers.get(n, Match.IgnoreCase) : "") || undefined;
     reply(msg, instanceId, serve("nats", method, pathname, query, hdr));
   };
 }
@@ -408,7 +408,7 @@ async function consumeOrders() {
     batch.forEach((m, i) => acked[i] && together.confirmed(m.seq));
   };
   for await (const m of messages) {
-    const span = spanBegin(traceOf(m.headers?.get("traceparent")), "consumer", `consume ${m.subject}`);
+    const span = spanBegin(traceOf(m.headers?.get("traceparent", Match.IgnoreCase)), "consumer", `consume ${m.subject}`);
     const order = parseOrder(m.data);
     events.calls++;
     if (order.error) {
@@ -436,6 +436,10 @@ async function main() {
     maxReconnectAttempts: -1, reconnectTimeWait: 250, waitOnFirstConnect: true,
   });
   log("info", `listening on ${HOST}:${port}, nats ${servers.join(",")}`);
+  (async () => {
+    // Reconnections, and what the server refuses (a permission it lacks).
+    for await (const s of nc.status()) if (s.type !== "pingTimer") log(s.type === "error" ? "warn" : "info", `nats: ${s.type} ${s.data}`);
+  })();
   const hostname = os.hostname();
   const srv = await nc.services.add({
     name: NAME, version: VERSION, description: `svckit service ${NAME} (Node.js)`, queue: NAME,

@@ -21,7 +21,7 @@ import pytest
 from conftest import BIN, ROOT, WAIT, Service, free_port, npm_ci, wait_until
 from shop_support import admin, token
 from test_gateway_support import wait_instances
-from test_msg_perms import perms  # noqa: F401  (fixture)
+from test_msg_perms import perms, sign_in  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
 
@@ -132,6 +132,34 @@ def test_svckit_call_reads_its_answers_and_errors(recs):
     assert "product_id must be a positive integer" in r.stdout + r.stderr
 
 
+def test_the_wire_is_svckits(recs):
+    """Raw requests as the gateway makes them (signed in as gateway): the reply
+    headers, the ADR-32 error headers, refusals of malformed requests, the
+    instance's own subject."""
+    c = sign_in(recs.nats, recs.passwords, "gateway")
+    try:
+        m = c.svc("recommendations", "GET", "/recommendations/2", headers={"X-Request-Id": "req-42"})
+        assert (m.svc_status, m.json(), m.header("X-Request-Id")) == (200, expected(2), "req-42")
+        assert m.header("Nats-Service-Error") is None
+        instance = m.header("Svc-Instance")
+        m = c.svc("recommendations", "GET", "/recommendations/2", subject=f"svc.recommendations.{instance}.http")
+        assert (m.svc_status, m.header("Svc-Instance")) == (200, instance)
+        for method, path, status, message in [
+                ("GET", "/recommendations/x", 400, "product_id must be a positive integer"),
+                ("GET", "/nope", 404, "no such resource"),
+                ("DELETE", "/recommendations/1", 405, "method DELETE not allowed here"),
+                ("get", "/recommendations/1", 400, "Svc-Method must be 1-16 upper-case letters"),
+                ("GET", "/recommendations/../x", 400, "Svc-Path must be a normalised absolute path")]:
+            m = c.svc("recommendations", method, path)
+            assert m.svc_status == status, (method, path, m.svc_status)
+            assert m.json()["error"]["message"] == message
+            assert (m.header("Nats-Service-Error"), m.header("Nats-Service-Error-Code")) == (message, str(status))
+        m = c.request("svc.recommendations.http", b"", headers={"Svc-Path": "/recommendations/1"})
+        assert m.svc_status == 400   # no Svc-Method on the service's subject
+    finally:
+        c.close()
+
+
 def test_svckit_status_and_the_dashboard_list_it(recs):
     nats, passwords, shop, svc = recs.nats, recs.passwords, recs.shop, recs.svc
     r = svckit(nats, passwords, "status", "--json")
@@ -179,3 +207,12 @@ def test_a_restart_resumes_from_its_durable_consumer(recs):
     recs.start()
     wait_until(lambda: ask(recs.shop, "/recommendations/1")[2] == expected(1), what="the order placed meanwhile counted")
     assert ask(recs.shop, "/recommendations/6")[2] == expected(6)
+
+
+def test_the_shipped_permissions_suffice(recs):
+    """Everything above ran as the recommendations user of
+    deploy/nats-users.conf: nothing was refused."""
+    log = recs.svc.read_log()
+    assert "Permissions Violation" not in log and '"level":"warn"' not in log, log
+    with open(os.path.join(recs.nats.tmp, "nats.log")) as f:
+        assert "Permissions Violation" not in f.read()
