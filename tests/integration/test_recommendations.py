@@ -18,7 +18,7 @@ import uuid
 
 import pytest
 
-from conftest import BIN, ROOT, WAIT, Service, free_port, npm_ci, wait_until
+from conftest import BIN, ROOT, WAIT, Service, free_port, node_validator, npm_ci, wait_until
 from shop_support import admin, token
 from test_gateway_support import wait_instances
 from test_msg_perms import perms, sign_in  # noqa: F401  (fixture)
@@ -216,3 +216,19 @@ def test_the_shipped_permissions_suffice(recs):
     assert "Permissions Violation" not in log and '"level":"warn"' not in log, log
     with open(os.path.join(recs.nats.tmp, "nats.log")) as f:
         assert "Permissions Violation" not in f.read()
+
+
+def test_the_gateway_merges_its_openapi_document(recs, tmp_path):
+    """Its /openapi.json is valid OpenAPI 3.1 (swagger-parser, as
+    test_openapi.py validates the C services'), and the gateway's merged
+    document has its route, behind the bearer scheme."""
+    validate = node_validator(os.path.join(ROOT, "tests", "openapi"), "@apidevtools/swagger-parser/package.json")
+    st, doc = recs.svc.json("GET", "/openapi.json")
+    assert st == 200
+    (tmp_path / "recs.json").write_text(json.dumps(doc))
+    r = validate(tmp_path / "recs.json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    st, _, merged = ask(recs.shop, "/openapi.json", headers={})
+    assert st == 200 and merged["x-svckit-unavailable"] == [], merged["x-svckit-unavailable"]
+    op = merged["paths"]["/recommendations/{product_id}"]["get"]
+    assert op["security"] == [{"bearer": []}]
