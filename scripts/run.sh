@@ -40,19 +40,30 @@ mkdir -p "$DATA_DIR/nats"
 # NATS passwords: letters only (nats-server reads "$X" in its configuration as
 # a value: "8e51..." would be a number), 48 of a-p, 192 bits each.
 passwords=$DATA_DIR/nats-passwords
-if [ ! -s "$passwords" ]; then
-  (
-    umask 077
-    for user in GATEWAY AUTH PRODUCTS ORDERS PAYMENTS RECOMMENDATIONS OPS; do
-      printf '%s_NATS_PASSWORD=%s\n' "$user" "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n' | tr 0-9 g-p)"
-    done >"$passwords.tmp"
-    mv "$passwords.tmp" "$passwords"
-  )
-fi
+(
+  umask 077
+  touch "$passwords"
+  # One per user; a user added since the file was made gets its own.
+  for user in GATEWAY AUTH PRODUCTS ORDERS PAYMENTS RECOMMENDATIONS OPS; do
+    grep -q "^${user}_NATS_PASSWORD=" "$passwords" ||
+      printf '%s_NATS_PASSWORD=%s\n' "$user" "$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n' | tr 0-9 g-p)" >>"$passwords"
+  done
+)
 set -a
 # shellcheck source=/dev/null
 . "$passwords"
 set +a
+
+# The Node.js example (Procfile entry recommendations) needs its npm packages,
+# installed once from its package-lock.json; when they cannot be (no npm, no
+# network and no cache), it is left out with a note rather than restarted in
+# a loop. Without node, --skip-missing leaves it out.
+recs=examples/recommendations
+if [ -x /usr/bin/node ] && [ ! -e "$recs/node_modules/nats/package.json" ] &&
+  ! { command -v npm >/dev/null && npm ci --prefix "$recs" --no-audit --no-fund --loglevel=error >/dev/null 2>&1; }; then
+  echo "svckit: recommendations left out: cannot install its npm packages (npm ci --prefix $recs)" >&2
+  args+=(--scale recommendations=0)
+fi
 
 # What will run: "name port command..." per instance. The notes about skipped
 # entries come once, from the real run below.

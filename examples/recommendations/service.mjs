@@ -59,11 +59,29 @@ try {
   fail("NATS_URL", `not a list of nats:// URLs (${e.message})`);
 }
 
-// ---- logs: one JSON object a line, as svckit's (docs/observability.md) ---
+// ---- logs: one line per event, as svckit's (docs/observability.md) -----
+// JSON, or text for a person (LOG_FORMAT=text; unset: text on a terminal),
+// without the service's name under `svckit run` (SVCKIT_PROCESS set), whose
+// prefix names the process.
+
+const LOG_FORMAT = process.env.LOG_FORMAT || (process.stdout.isTTY ? "text" : "json");
+if (LOG_FORMAT !== "json" && LOG_FORMAT !== "text") fail("LOG_FORMAT", "must be json or text");
+const LOG_NAME = process.env.SVCKIT_PROCESS ? "" : `${NAME} `;
 
 function log(level, msg, fields = {}) {
   if (LOG_LEVELS[level] < LOG_LEVELS[LOG_LEVEL]) return;
-  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), level, service: NAME, msg, ...fields }) + "\n");
+  const time = new Date().toISOString();
+  if (LOG_FORMAT === "json") {
+    process.stdout.write(JSON.stringify({ time, level, service: NAME, msg, ...fields }) + "\n");
+    return;
+  }
+  // Scrubbed: a path cannot move a terminal's cursor or forge a line.
+  const clean = (v) => String(v).replace(/[\x00-\x1f\x7f-\x9f]/g, "?");
+  const what = msg === "request"
+    ? `${fields.method.padEnd(7)} ${clean(fields.path).padEnd(23)} ${String(fields.status).padEnd(6)} ${fields.duration_ms.toFixed(2)}ms`
+    : clean(msg);
+  const trace = fields.trace_id ? `  trace=${fields.trace_id}` : "";
+  process.stdout.write(`${time.slice(11, 23)} ${level.toUpperCase().padEnd(5)} ${LOG_NAME}${what}${trace}\n`);
 }
 
 // ---- traces: W3C traceparent in, spans kept for svckit.trace ------------

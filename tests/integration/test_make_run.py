@@ -139,7 +139,7 @@ def refused(port):
 def test_make_run_in_a_terminal(tmp_path):
     ports = {}
     for name in ("NATS_PORT", "AUTH_PORT", "GATEWAY_PORT", "PRODUCTS_PORT", "ORDERS_PORT", "PAYMENTS_PORT",
-                 "DEMO_PORT"):
+                 "RECOMMENDATIONS_PORT", "DEMO_PORT"):
         while True:
             p = free_port()
             if p not in ports.values():
@@ -216,6 +216,12 @@ def test_make_run_in_a_terminal(tmp_path):
                          % ports["AUTH_PORT"], text, re.M), text
 
         order_confirmed_through_the_gateway(ports["GATEWAY_PORT"])
+        # The Node.js example too (scripts/run.sh installed its packages),
+        # once orders is ready: its durable consumer is on orders' stream.
+        t.wait_for(r"^svckit +\| started recommendations \(pid")
+        wait_http_200(ports["RECOMMENDATIONS_PORT"], "/readyz")
+        lines = t.screen().splitlines()
+        assert at(r"^svckit +\| orders ready$") < at(r"^svckit +\| started recommendations ")
 
         # A request through the gateway shows as one aligned access line per hop.
         assert get(ports["GATEWAY_PORT"], "/products/categories") in (200, 401)
@@ -229,7 +235,8 @@ def test_make_run_in_a_terminal(tmp_path):
             time.sleep(0.2)
         assert rc_file.exists() and rc_file.read_text().strip() == "exit=0", t.screen()
         assert "Interrupt" not in t.screen(), "make saw the Ctrl-C"
-        for name in ("NATS_PORT", "AUTH_PORT", "PRODUCTS_PORT", "GATEWAY_PORT", "ORDERS_PORT", "PAYMENTS_PORT"):
+        for name in ("NATS_PORT", "AUTH_PORT", "PRODUCTS_PORT", "GATEWAY_PORT", "ORDERS_PORT", "PAYMENTS_PORT",
+                     "RECOMMENDATIONS_PORT"):
             assert refused(ports[name]), f"{name} still open"
     finally:
         t.kill()
