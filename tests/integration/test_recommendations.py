@@ -128,7 +128,7 @@ def test_svckit_call_reads_its_answers_and_errors(recs):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout) == expected(2)
     r = svckit(nats, passwords, "call", "recommendations", "GET", "/recommendations/x")
-    assert r.returncode != 0
+    assert r.returncode == 4   # a 4xx (docs/cli.md)
     assert "product_id must be a positive integer" in r.stdout + r.stderr
 
 
