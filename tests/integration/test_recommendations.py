@@ -160,7 +160,7 @@ def test_the_wire_is_svckits(recs):
         c.close()
 
 
-def test_svckit_status_and_the_dashboard_list_it(recs):
+def test_svckit_status_routes_and_the_dashboard_list_it(recs):
     nats, passwords, shop, svc = recs.nats, recs.passwords, recs.shop, recs.svc
     r = svckit(nats, passwords, "status", "--json")
     assert r.returncode == 0, r.stderr
@@ -168,6 +168,9 @@ def test_svckit_status_and_the_dashboard_list_it(recs):
     assert docs, r.stdout
     md = docs[0]["metadata"]
     assert (md["http_port"], md["transport"]) == (str(svc.port), "http+nats")
+    r = svckit(nats, passwords, "routes", "--wait", "1000", "--json")
+    assert {"service": "recommendations", "method": "GET", "path": "/recommendations/:product_id"} in \
+        json.loads(r.stdout), r.stdout
     r = svckit(nats, passwords, "status")
     row = [line for line in r.stdout.splitlines() if line.startswith("recommendations")]
     assert row and "ready" in row[0].split(), r.stdout
