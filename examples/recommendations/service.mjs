@@ -165,7 +165,7 @@ function metricsText() {
 // ---- the routes: one dispatcher for both transports ---------------------
 
 const together = new Together(path.join(DATA_DIR, "recommendations.json"));
-let nc = null, consuming = false, draining = false;
+let nc = null, connected = false, consuming = false, draining = false;
 
 function json(status, doc, extra = {}) {
   return { status, headers: { "Content-Type": "application/json", ...extra }, body: JSON.stringify(doc) };
@@ -175,7 +175,7 @@ function error(status, code, message, extra) {
 }
 function notReady() {
   if (draining) return "shutting down";
-  if (!nc || nc.isClosed()) return "nats: not connected";
+  if (!connected) return "nats: not connected";
   if (!consuming) return `jetstream: consumer ${DURABLE} on ${STREAM} not bound yet`;
   return null;
 }
@@ -297,8 +297,15 @@ function serve(transport, method, pathname, rawQuery, hdr) {
 // ---- HTTP ----------------------------------------------------------------
 
 const server = http.createServer((req, rsp) => {
-  const u = new URL(req.url, "http://x");
-  const res = serve("http", req.method, u.pathname, u.search.slice(1), (n) => req.headers[n]);
+  let u;
+  try {
+    u = new URL(req.url, "http://x");
+  } catch {
+    u = null;
+  }
+  const res = u && req.url.startsWith("/")
+    ? serve("http", req.method, u.pathname, u.search.slice(1), (n) => req.headers[n])
+    : error(400, "bad_request", "the request target must be an absolute path");
   rsp.writeHead(res.status, res.headers);
   rsp.end(res.body);
 });
@@ -441,6 +448,7 @@ async function consumeOrders() {
     }
     spanEnd(span, { subject: m.subject, error: !!order.error });
   }
+  if (!draining) throw new Error(`the consumer ${DURABLE} stopped`);
 }
 
 // ---- start and stop --------------------------------------------------------
@@ -453,10 +461,15 @@ async function main() {
     servers, user, pass, name: NAME, inboxPrefix: `_INBOX.${NAME}`,
     maxReconnectAttempts: -1, reconnectTimeWait: 250, waitOnFirstConnect: true,
   });
+  connected = true;
   log("info", `listening on ${HOST}:${port}, nats ${servers.join(",")}`);
   (async () => {
     // Reconnections, and what the server refuses (a permission it lacks).
-    for await (const s of nc.status()) if (s.type !== "pingTimer") log(s.type === "error" ? "warn" : "info", `nats: ${s.type} ${s.data}`);
+    for await (const s of nc.status()) {
+      if (s.type === "pingTimer") continue;
+      if (s.type === "disconnect" || s.type === "reconnect") connected = s.type === "reconnect";
+      log(s.type === "error" || s.type === "disconnect" ? "warn" : "info", `nats: ${s.type} ${s.data}`);
+    }
   })();
   const hostname = os.hostname();
   const srv = await nc.services.add({

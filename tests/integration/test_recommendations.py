@@ -100,6 +100,18 @@ def test_the_gateway_routes_to_it_with_the_answer_of_the_orders(recs):
     assert (st, doc) == (200, expected(99))
 
 
+def test_http_gives_the_same_answers(recs):
+    """Its own HTTP port serves the same routes (svckit status asks
+    /readyz there)."""
+    for path in ("/recommendations/2", "/recommendations/x", "/nope"):
+        st, doc = recs.svc.json("GET", path)
+        assert (st, doc) == ask(recs.shop, path)[::2], path
+    assert recs.svc.json("GET", "/healthz") == (200, {"status": "ok"})
+    with recs.svc.connect() as sock:
+        sock.sendall(b"GET http://[ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert sock.recv(100).startswith(b"HTTP/1.1 400 ")
+
+
 def test_errors_follow_the_convention(recs):
     shop = recs.shop
     cases = [("/recommendations/abc", 400, "bad_request"), ("/recommendations/0", 400, "bad_request"),
