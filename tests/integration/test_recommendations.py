@@ -62,10 +62,10 @@ class Recs:
                            argv_prefix=(self.node,), path=os.path.join(EXAMPLE, "service.mjs"))
         wait_instances(self.shop.gateway, "recommendations", 1)
 
-    def order(self, items):
+    def order(self, items, headers=None):
         st, _, body = self.shop.gateway.request(
             "POST", "/orders", {"items": [{"product_id": p, "quantity": 1} for p in items]},
-            headers={**USER, "Idempotency-Key": uuid.uuid4().hex})
+            headers={**USER, "Idempotency-Key": uuid.uuid4().hex, **(headers or {})})
         assert st == 201, body
 
 
@@ -213,10 +213,39 @@ def test_a_trace_crosses_it(recs):
     assert by_id[ours[0]["parent_id"]]["service"] == "gateway"   # the gateway's client span
 
 
+def test_an_orders_trace_reaches_its_consumer(recs):
+    """An order placed with a traceparent: its orders.created event, relayed
+    by orders' outbox, is consumed here under a consumer span of the same
+    trace, the child of the relay's producer span."""
+    trace_id = os.urandom(16).hex()
+    recs.order([2, 5], headers={"traceparent": f"00-{trace_id}-{os.urandom(8).hex()}-01"})
+    ORDERS.append([2, 5])
+
+    def consumed():
+        st, _, doc = ask(recs.shop, f"/dashboard/traces/{trace_id}", headers=admin())
+        return st == 200 and [s for s in doc["spans"] if s.get("service") == "recommendations"] and doc
+    doc = wait_until(consumed, what="the order's trace reaches recommendations")
+    by_id = {s["span_id"]: s for s in doc["spans"]}
+    ours = [s for s in doc["spans"] if s.get("service") == "recommendations"]
+    assert [(s["name"], s["kind"]) for s in ours] == [("consume orders.created", "consumer")]
+    parent = by_id[ours[0]["parent_id"]]
+    assert (parent["service"], parent["kind"]) == ("orders", "producer")
+
+
 def test_a_restart_resumes_from_its_durable_consumer(recs):
-    """Stopped and started on the same data: the counts come back from its
-    file, and an order placed while it was down is counted once."""
-    recs.svc.stop()
+    """Stopped (its leave notice first) and started on the same data: the
+    counts come back from its file, and an order placed while it was down is
+    counted once."""
+    spy = sign_in(recs.nats, recs.passwords, "gateway")
+    try:
+        spy.subscribe("$SRV.LEAVE.recommendations.>")
+        spy.flush()
+        recs.svc.stop()
+        leave = spy.next_msg()
+    finally:
+        spy.close()
+    assert leave.json()["type"] == "io.svckit.v1.leave_notice" and leave.json()["name"] == "recommendations"
+    assert leave.subject == f"$SRV.LEAVE.recommendations.{leave.json()['id']}"
     recs.order([1, 6])
     ORDERS.append([1, 6])
     recs.start()
