@@ -272,17 +272,22 @@ function dispatch(method, pathname, rawQuery) {
 
 // Probes leave no span and no log line, as svckit's.
 const PROBES = ["/healthz", "/readyz", "/metrics"];
+// Metric labels come from fixed sets: a made-up method counts as "other".
+const METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+// A caller's X-Request-Id is kept when it looks sane, else one is made.
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/;
 
 // One request of either transport: dispatch, then the access line and the
 // server span, with the caller's trace id (or a new one).
 function serve(transport, method, pathname, rawQuery, hdr) {
   const trace = traceOf(hdr("traceparent"));
-  const requestId = hdr("x-request-id") || `${hex(8)}-${hex(4)}`;
+  const given = hdr("x-request-id");
+  const requestId = REQUEST_ID.test(given || "") ? given : `${hex(8)}-${hex(4)}`;
   const started = process.hrtime.bigint();
   const span = spanBegin(trace, "server", "");
   const { route, res } = dispatch(method, pathname, rawQuery);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  countRequest(method, route, res.status, seconds);
+  countRequest(METHODS.includes(method) ? method : "other", route, res.status, seconds);
   res.headers["X-Request-Id"] = requestId;
   if (!PROBES.includes(route)) {
     spanEnd(span, { name: `${method} ${route}`, status: res.status, error: res.status >= 500, route });

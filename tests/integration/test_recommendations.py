@@ -168,6 +168,11 @@ def test_the_wire_is_svckits(recs):
             assert (m.header("Nats-Service-Error"), m.header("Nats-Service-Error-Code")) == (message, str(status))
         m = c.request("svc.recommendations.http", b"", headers={"Svc-Path": "/recommendations/1"})
         assert m.svc_status == 400   # no Svc-Method on the service's subject
+        # Made-up methods count as "other"; an insane request id is replaced.
+        m = c.svc("recommendations", "FROB", "/recommendations/1", headers={"X-Request-Id": "a b"})
+        assert m.svc_status == 405 and m.header("X-Request-Id") not in (None, "a b")
+        metrics = recs.svc.request("GET", "/metrics")[2].decode()
+        assert 'method="other",code="405"' in metrics and "FROB" not in metrics
     finally:
         c.close()
 
