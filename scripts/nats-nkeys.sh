@@ -14,7 +14,7 @@
 #
 # SVCKIT names the svckit program (default build/bin/svckit). docs/deploy.md.
 set -euo pipefail
-users=(gateway auth products orders payments ops)
+users=(gateway auth products orders payments recommendations ops)
 svckit=${SVCKIT:-build/bin/svckit}
 
 if [ "${1:-}" = --k8s ]; then

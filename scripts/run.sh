@@ -45,6 +45,17 @@ keys=$DATA_DIR/nkeys
 nkeys=$(SVCKIT=$svckit scripts/nats-nkeys.sh "$keys")
 while IFS= read -r line; do export "${line?}"; done <<<"$nkeys"
 
+# The Node.js example (Procfile entry recommendations) needs its npm packages,
+# installed once from its package-lock.json; when they cannot be (no npm, no
+# network and no cache), it is left out with a note rather than restarted in
+# a loop. Without node, --skip-missing leaves it out.
+recs=examples/recommendations
+if [ -x /usr/bin/node ] && [ ! -e "$recs/node_modules/nats/package.json" ] &&
+  ! { command -v npm >/dev/null && npm ci --prefix "$recs" --no-audit --no-fund --loglevel=error >/dev/null 2>&1; }; then
+  echo "svckit: recommendations left out: cannot install its npm packages (npm ci --prefix $recs)" >&2
+  args+=(--scale recommendations=0)
+fi
+
 # What will run: "name port command..." per instance. The notes about skipped
 # entries come once, from the real run below.
 errors=$(mktemp)

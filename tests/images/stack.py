@@ -2,6 +2,7 @@
 deploy/ with the images of the stage and talk to it through the gateway,
 published on 127.0.0.1 at a free port."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,7 +21,10 @@ NATS_IMAGE = "localhost/svckit-test/nats:local"
 SHOP = ["auth", "products", "orders", "payments", "gateway"]
 
 
-NATS_USERS = ["gateway", "auth", "products", "orders", "payments", "ops"]
+# Every NKEY user deploy/nats-users.conf names ($<NAME>_NKEY): nats-server
+# needs each one's public key, whether its service runs or not.
+NATS_USERS = sorted({m.lower() for m in re.findall(
+    r"\$([A-Z]+)_NKEY", (Path(__file__).resolve().parents[2] / "deploy" / "nats-users.conf").read_text())})
 
 
 def nats_nkeys(tmp):

@@ -57,7 +57,7 @@ HOSTS = 3
 STATE_HOST = 0  # never cut: it holds the SQLite files (see above)
 GATEWAY_HOSTS = (1, 2)
 STATEFUL = ("auth", "products", "orders", "payments")
-USERS = ("gateway", "auth", "products", "orders", "payments", "ops", "demo")
+USERS = ("gateway", "auth", "products", "orders", "payments", "recommendations", "ops", "demo")
 NATS_SERVER = "/usr/sbin/nats-server"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 # read_replicas: the example app's stateless catalog (examples/demo) on every

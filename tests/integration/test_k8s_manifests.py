@@ -147,7 +147,7 @@ def test_nats_runs_the_shipped_permissions():
     assert "include ./nats-users.conf" in data["nats.conf"]
     nats = find("StatefulSet", "nats")[0]["spec"]["template"]["spec"]["containers"][0]
     assert nats["envFrom"] == [{"configMapRef": {"name": "nats-nkeys"}}]
-    users = ("gateway", "auth", "products", "orders", "payments", "ops")
+    users = ("gateway", "auth", "products", "orders", "payments", "recommendations", "ops")
     keys = find("ConfigMap", "nats-nkeys")[0]["data"]
     assert sorted(keys) == sorted(f"{u.upper()}_NKEY" for u in users)
     assert all(f"${k}" in data["nats-users.conf"] for k in keys)

@@ -139,7 +139,7 @@ def refused(port):
 def test_make_run_in_a_terminal(tmp_path):
     ports = {}
     for name in ("NATS_PORT", "AUTH_PORT", "GATEWAY_PORT", "PRODUCTS_PORT", "ORDERS_PORT", "PAYMENTS_PORT",
-                 "DEMO_PORT"):
+                 "RECOMMENDATIONS_PORT", "DEMO_PORT"):
         while True:
             p = free_port()
             if p not in ports.values():
@@ -194,7 +194,7 @@ def test_make_run_in_a_terminal(tmp_path):
         # own (all ready above) and was refused nothing (no WARN above).
         keys = tmp_path / "var" / "nkeys"
         assert keys.stat().st_mode & 0o777 == 0o700
-        users = ("gateway", "auth", "products", "orders", "payments", "ops")
+        users = ("gateway", "auth", "products", "orders", "payments", "recommendations", "ops")
         assert sorted(p.name for p in keys.iterdir()) == sorted(f"{u}.nk" for u in users)
         for u in users:
             seed = (keys / f"{u}.nk").read_text().strip()
@@ -220,6 +220,12 @@ def test_make_run_in_a_terminal(tmp_path):
                          % ports["AUTH_PORT"], text, re.M), text
 
         order_confirmed_through_the_gateway(ports["GATEWAY_PORT"])
+        # The Node.js example too (scripts/run.sh installed its packages),
+        # once orders is ready: its durable consumer is on orders' stream.
+        t.wait_for(r"^svckit +\| started recommendations \(pid")
+        wait_http_200(ports["RECOMMENDATIONS_PORT"], "/readyz")
+        lines = t.screen().splitlines()
+        assert at(r"^svckit +\| orders ready$") < at(r"^svckit +\| started recommendations ")
 
         # `svckit status` as make run's banner says: the ops user's seed.
         m = re.search(r"svckit status: (NATS_URL=\S+) (NATS_NKEY_SEED_FILE=\S+)", text)
@@ -228,7 +234,8 @@ def test_make_run_in_a_terminal(tmp_path):
         r = subprocess.run([os.path.join(BUILD, "bin", "svckit"), "status", "--json", "--no-ready", "--wait", "2000"],
                            env=status_env, cwd=ROOT, capture_output=True, text=True, timeout=WAIT)
         assert r.returncode == 0, r.stderr
-        assert {"gateway", "auth", "products", "orders", "payments"} <= {d["name"] for d in json.loads(r.stdout)}
+        assert {"gateway", "auth", "products", "orders", "payments", "recommendations"} <= \
+            {d["name"] for d in json.loads(r.stdout)}
 
         # A request through the gateway shows as one aligned access line per hop.
         assert get(ports["GATEWAY_PORT"], "/products/categories") in (200, 401)
@@ -242,7 +249,8 @@ def test_make_run_in_a_terminal(tmp_path):
             time.sleep(0.2)
         assert rc_file.exists() and rc_file.read_text().strip() == "exit=0", t.screen()
         assert "Interrupt" not in t.screen(), "make saw the Ctrl-C"
-        for name in ("NATS_PORT", "AUTH_PORT", "PRODUCTS_PORT", "GATEWAY_PORT", "ORDERS_PORT", "PAYMENTS_PORT"):
+        for name in ("NATS_PORT", "AUTH_PORT", "PRODUCTS_PORT", "GATEWAY_PORT", "ORDERS_PORT", "PAYMENTS_PORT",
+                     "RECOMMENDATIONS_PORT"):
             assert refused(ports[name]), f"{name} still open"
     finally:
         t.kill()

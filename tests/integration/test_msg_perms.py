@@ -20,7 +20,7 @@ from test_gateway_support import instances, new_id
 from nkey_support import NKey, ShopUsers, b64url
 from test_msg_support import Nats, NatsServer, metric, msgsvc
 
-USERS = ("gateway", "auth", "products", "orders", "payments", "ops")
+USERS = ("gateway", "auth", "products", "orders", "payments", "recommendations", "ops")
 SHOP = ("gateway", "auth", "products", "orders", "payments")
 
 

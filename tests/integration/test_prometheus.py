@@ -104,7 +104,9 @@ def test_rules_unit_tests_pass_and_every_alert_fires_in_them():
 
 
 def procfile_ports():
-    """{service: (port, scale_port)} from the Procfile's defaults."""
+    """{service: (port, scale_port or None)} from the Procfile's defaults, of
+    every service `make run` starts (recommendations, the Node.js example,
+    has no scale_port)."""
     out = {}
     with open(os.path.join(ROOT, "Procfile")) as f:
         for line in f:
@@ -112,19 +114,19 @@ def procfile_ports():
             if not m:
                 continue
             opts = dict(re.findall(r"(\w+)=\$\{\w+:-(\d+)\}", m.group(2)))
-            if "port" in opts and "scale_port" in opts:
-                out[m.group(1)] = (int(opts["port"]), int(opts["scale_port"]))
+            if "port" in opts and "ready=/readyz" in m.group(2) and "manual" not in m.group(2):
+                out[m.group(1)] = (int(opts["port"]), int(opts["scale_port"]) if "scale_port" in opts else None)
     return out
 
 
 def test_static_targets_are_the_procfile_ports():
     ports = procfile_ports()
-    assert set(ports) == {"gateway", "auth", "products", "orders", "payments"}
+    assert set(ports) == {"gateway", "auth", "products", "orders", "payments", "recommendations"}
     jobs = {j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]]
             for j in load("prometheus.yml")["scrape_configs"]}
     assert sorted(jobs["svckit"]) == sorted(f"127.0.0.1:{p}" for p, _ in ports.values())
     # svckit run --scale NAME=N (N <= 64): instance i >= 2 on scale_port + i - 2.
-    scaled = [f"127.0.0.1:{s + i}" for _, s in ports.values() for i in range(63)]
+    scaled = [f"127.0.0.1:{s + i}" for _, s in ports.values() if s for i in range(63)]
     assert sorted(jobs["svckit-scaled"]) == sorted(scaled)
     assert len(set(jobs["svckit"]) | set(scaled)) == len(jobs["svckit"]) + len(scaled)
 

@@ -44,8 +44,8 @@ TEST(builtin_defaults) {
     gw_config c;
     char err[256];
     REQUIRE(gw_config_load(NULL, &c, err, sizeof err) == SVC_OK);
-    CHECK_EQ(c.nroutes, 5);
-    CHECK_EQ(c.nservices, 4);
+    CHECK_EQ(c.nroutes, 6);
+    CHECK_EQ(c.nservices, 5);
     const gw_route *r = gw_route_find(&c, "/auth/login");
     REQUIRE(r);
     CHECK_STR(c.services[r->service], "auth");
@@ -64,6 +64,10 @@ TEST(builtin_defaults) {
     r = gw_route_find(&c, "/payments");
     REQUIRE(r);
     CHECK_STR(c.services[r->service], "payments");
+    CHECK_EQ(r->auth, GW_AUTH_USER);
+    r = gw_route_find(&c, "/recommendations/7");
+    REQUIRE(r);
+    CHECK_STR(c.services[r->service], "recommendations");
     CHECK_EQ(r->auth, GW_AUTH_USER);
     CHECK(c.retry_ratio == 0.2);
     CHECK_EQ(c.retry_window_s, 10);
