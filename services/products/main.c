@@ -51,9 +51,10 @@ static svc_outcome render_list(svc_req *req, svc_res *res, svc_jw *w, const void
         q.category = name;
     }
     products_app *pa = svc_req_app_data(req);
-    if (strcmp(svc_req_route(req), "/products/search") == 0 && search_query(req, res, pa->search_limit, &q) != SVC_OK)
-        return SVC_DONE; /* the 400 or 429 is written */
+    bool search = strcmp(svc_req_route(req), "/products/search") == 0;
+    if (search && search_query(req, res, pa->search_limit, &q) != SVC_OK) return SVC_DONE; /* 400 or 429 written */
     int rc = catalog_list(pa->db, &q, w);
+    if (search && q.steps > 0) svc_counter_add(pa->search_steps, (uint64_t)q.steps);
     return rc == SVC_OK ? SVC_DONE : storage_error(res, rc);
 }
 
@@ -243,7 +244,14 @@ static const route routes[] = {
 int main(int argc, char **argv) {
     svc_app *app = svc_app_new("products", argc, argv);
     svc_app_default_port(app, 8082);
-    products_app pa = {.orders = {.effect = stock_on_order_event}};
+    products_app pa = {
+        .orders = {.effect = stock_on_order_event},
+        .search_steps = svc_metric_with(svc_metric_counter("products_search_steps_total",
+                                                           "SQLite virtual-machine steps of searches: their work,"
+                                                           " which follows the matches (0 on PostgreSQL)",
+                                                           0, NULL),
+                                        NULL),
+    };
     svc_app_set_data(app, &pa);
     for (const route *r = routes; r->method; r++) {
         svc_app_route(app, r->method, r->pattern, r->handler, r->flags);

@@ -72,6 +72,7 @@ typedef struct list_query {
     int desc;
     const char *search;     /* NULL: no search */
     const char *category;   /* NULL: every category */
+    int64_t steps;          /* out: the work of the list's statements (svc_stmt_steps) */
 } list_query;
 
 /* validate.c: what the routes take and answer (svckit/schema.h), and
@@ -99,10 +100,20 @@ void search_declare(svc_app *app);
 int search_start(svc_app *app, svc_ratelimit **limit);
 int search_query(svc_req *req, svc_res *res, svc_ratelimit *limit, list_query *q);
 
+/* words.c. The words of a search q (runs of ASCII letters and digits and
+ * of non-ASCII bytes; any other byte separates them) as a full-text query
+ * in which each word must be a prefix of a word of the product: FTS5
+ * ("classic"* "notebook"*) or, pg, tsquery ('classic':* & 'notebook':*).
+ * Returns the number of words (0: out is ""), or -1 when out (n bytes) is
+ * too small; SEARCH_WORDS_MAX holds any q of PRODUCTS_MAX_QUERY bytes. */
+#define SEARCH_WORDS_MAX (8 * PRODUCTS_MAX_QUERY + 1)
+int search_words(const char *q, bool pg, char *out, size_t n);
+
 /* The service's state, the app's data (svc_app_set_data): no globals. */
 typedef struct products_app {
     svc_db *db;
     svc_ratelimit *search_limit;     /* uncached searches per user */
+    svc_series *search_steps;        /* products_search_steps_total */
     svc_outbox_relay *relay;         /* stock.reserved, stock.rejected */
     svc_db_consumer orders;          /* orders.created, orders.cancelled */
 } products_app;
@@ -113,8 +124,8 @@ int stock_on_order_event(svc_db *db, const svc_event *ev, void *ud);
 /* catalog.c */
 int catalog_open(const char *data_dir, svc_db **out);
 int catalog_seed_if_empty(svc_db *db);
-/* Writes {"products":[...],"total":N,"skip":S,"limit":L} for q. */
-int catalog_list(svc_db *db, const list_query *q, svc_jw *w);
+/* Writes {"products":[...],"total":N,"skip":S,"limit":L} for q; sets q->steps. */
+int catalog_list(svc_db *db, list_query *q, svc_jw *w);
 /* Writes [{"slug","name","url"}, ...]. */
 int catalog_categories(svc_db *db, svc_jw *w);
 /* SVC_OK and *p, or SVC_ENOTFOUND. */
