@@ -306,13 +306,17 @@ int catalog_list(svc_db *db, list_query *q, svc_jw *w) {
     return SVC_OK;
 }
 
-int catalog_categories(svc_db *db, svc_jw *w) {
+int catalog_categories(svc_db *db, bool slugs_only, svc_jw *w) {
     svc_stmt *s = svc_db_stmt(db, "SELECT DISTINCT category FROM products ORDER BY category");
     if (!s) return SVC_EIO;
     svc_jw_arr_begin(w);
     int rc;
     while ((rc = svc_stmt_step(s)) == SVC_DB_ROW) {
         const char *slug = svc_stmt_text(s, 0);
+        if (slugs_only) {
+            svc_jw_str(w, slug);
+            continue;
+        }
         char name[PRODUCTS_CATEGORY_MAX + 1], url[PRODUCTS_CATEGORY_MAX + 32];
         /* "home-decoration" -> "Home Decoration" */
         size_t i = 0;

@@ -26,6 +26,8 @@
 #define PRODUCTS_BRAND_MAX 100
 #define PRODUCTS_PRICE_MAX 1e9
 #define PRODUCTS_STOCK_MAX 1000000000
+#define PRODUCTS_FIELD_NAME_MAX 64      /* bytes of a name in select or sortBy */
+#define PRODUCTS_SELECT_MAX 64          /* names in select */
 
 /* The fields of a product, in output order. Bit i of a field mask is field i. */
 enum {
@@ -78,15 +80,20 @@ typedef struct list_query {
 /* validate.c: what the routes take and answer (svckit/schema.h), and
  * readers of what the library has checked against it. */
 extern const svc_schema products_product;    /* a product, as answered */
-extern const svc_schema products_new;        /* POST, PUT body: a whole product */
-extern const svc_schema products_change;     /* PATCH body: some fields */
+extern const svc_schema products_new;        /* POST body: a whole product */
+extern const svc_schema products_change;     /* PUT, PATCH body: some fields */
 extern const svc_schema products_page;       /* {"products","total","skip","limit"} */
 extern const svc_schema products_categories; /* [{"slug","name","url"}] */
+extern const svc_schema products_category_list; /* ["slug", ...] */
 extern const svc_param products_list_query[];
+extern const svc_param products_get_query[];   /* GET /products/{id}: select */
 extern const svc_param products_search_query[];
 extern const svc_param products_id_path[];
 /* The list request's parameters, checked against products_list_query. */
 void products_list_query_read(svc_req *req, list_query *q);
+/* The fields the request's select names (unknown names ignored; absent or
+ * empty: F_ALL), id always. */
+unsigned products_select_read(svc_req *req);
 /* Copies the fields of a body checked against products_new or
  * products_change into *p; returns their bits. */
 unsigned products_body_read(const json_t *body, product *p);
@@ -126,8 +133,8 @@ int catalog_open(const char *data_dir, svc_db **out);
 int catalog_seed_if_empty(svc_db *db);
 /* Writes {"products":[...],"total":N,"skip":S,"limit":L} for q; sets q->steps. */
 int catalog_list(svc_db *db, list_query *q, svc_jw *w);
-/* Writes [{"slug","name","url"}, ...]. */
-int catalog_categories(svc_db *db, svc_jw *w);
+/* Writes [{"slug","name","url"}, ...], or with slugs_only ["slug", ...]. */
+int catalog_categories(svc_db *db, bool slugs_only, svc_jw *w);
 /* SVC_OK and *p, or SVC_ENOTFOUND. */
 int catalog_get(svc_db *db, int64_t id, product *p);
 int catalog_create(svc_db *db, const product *in, product *out);

@@ -2,6 +2,7 @@
  * library checks every request against it before a handler runs, so what is
  * left here reads checked values into C structs. */
 #include <string.h>
+#include <strings.h>
 
 #include "products.h"
 
@@ -27,22 +28,29 @@ static const svc_field fields[] = {
 static const char *const required[] = {"title", "category", "price", NULL};
 const svc_schema products_product = {.type = SVC_OBJECT, .properties = fields, .open = 1};
 const svc_schema products_new = {.type = SVC_OBJECT, .properties = fields, .required = required,
-                                 .description = "a whole product (POST, PUT)"};
+                                 .description = "a whole product (POST)"};
 const svc_schema products_change = {.type = SVC_OBJECT, .properties = fields, .min_properties = 1,
-                                    .description = "the fields to change (PATCH)"};
+                                    .description = "the fields to change (PUT, PATCH)"};
 
-static const svc_schema field_name = {.type = SVC_STRING, .enum_values = product_fields};
-static const svc_schema limit = {.type = SVC_INTEGER, NUMBER(1, PRODUCTS_MAX_LIMIT)};
+/* As DummyJSON: a name that is no field is ignored (select drops it, sortBy
+ * sorts by id), and order's case does not matter. */
+static const svc_schema field_name = {.type = SVC_STRING, .max_length = PRODUCTS_FIELD_NAME_MAX,
+                                      .description = "a field's name; other names are ignored"};
+static const svc_schema limit = {.type = SVC_INTEGER, NUMBER(0, PRODUCTS_MAX_LIMIT)};
 static const svc_schema skip = {.type = SVC_INTEGER, NUMBER(0, PRODUCTS_MAX_SKIP)};
-static const svc_schema select_ = {.type = SVC_ARRAY, .items = &field_name, .max_items = F_COUNT};
-static const svc_schema order = {.type = SVC_STRING, .enum_values = (const char *const[]){"asc", "desc", NULL}};
-#define LIST_QUERY                                                    \
-    {"limit", &limit, 0, "products per page (default 30)"},           \
-    {"skip", &skip, 0, "products to skip"},                           \
-    {"select", &select_, 0, "the fields to return (id always)"},      \
-    {"sortBy", &field_name, 0, "the field to sort by (default id)"},  \
+static const svc_schema select_ = {.type = SVC_ARRAY, .items = &field_name, .max_items = PRODUCTS_SELECT_MAX,
+                                   .repeat = 1};
+static const svc_schema order = {.type = SVC_STRING, .pattern = "^([aA][sS][cC]|[dD][eE][sS][cC])$",
+                                 .description = "asc or desc, in any case"};
+#define SELECT {"select", &select_, 0, "the fields to return (id always; other names ignored)"}
+#define LIST_QUERY                                                                      \
+    {"limit", &limit, 0, "products per page (default 30; 0: the most, 100)"},           \
+    {"skip", &skip, 0, "products to skip"},                                             \
+    SELECT,                                                                             \
+    {"sortBy", &field_name, 0, "the field to sort by (default id, also for other names)"}, \
     {"order", &order, 0, "asc (default) or desc"}
 const svc_param products_list_query[] = {LIST_QUERY, {0}};
+const svc_param products_get_query[] = {SELECT, {0}};
 static const svc_schema words = {.type = SVC_STRING};
 const svc_param products_search_query[] = {
     {"q", &words, 0, "what to look for in title, description, brand and category"}, LIST_QUERY, {0}};
@@ -57,16 +65,18 @@ const svc_schema products_categories = {
     .items = &(const svc_schema){.type = SVC_OBJECT,
                                  .properties = (const svc_field[]){{"slug", &text}, {"name", &text}, {"url", &text}, {0}}},
 };
+const svc_schema products_category_list = {.type = SVC_ARRAY, .items = &text};
 const svc_schema products_page = {
     .type = SVC_OBJECT,
     .properties = (const svc_field[]){{"products", &product_list}, {"total", &count}, {"skip", &count},
                                       {"limit", &count}, {0}},
 };
 
+/* The F_* of a field's name, or -1. */
 static int field_index(const char *name, size_t len) {
     for (int f = 0; f < F_COUNT; f++)
         if (strlen(product_fields[f]) == len && memcmp(product_fields[f], name, len) == 0) return f;
-    return F_ID; /* unreachable: the declaration lists the names */
+    return -1;
 }
 
 static int64_t query_i64(svc_req *req, const char *name, int64_t def) {
@@ -76,24 +86,30 @@ static int64_t query_i64(svc_req *req, const char *name, int64_t def) {
     return n;
 }
 
+unsigned products_select_read(svc_req *req) {
+    const char *select = svc_req_query_all(req, "select");
+    if (!select || !*select) return F_ALL;
+    unsigned mask = 1u << F_ID;
+    for (const char *p = select; *p; p += *p == ',') {
+        size_t n = strcspn(p, ",");
+        int f = field_index(p, n);
+        if (f >= 0) mask |= 1u << f;
+        p += n;
+    }
+    return mask;
+}
+
 void products_list_query_read(svc_req *req, list_query *q) {
     memset(q, 0, sizeof *q);
     q->limit = query_i64(req, "limit", PRODUCTS_DEFAULT_LIMIT);
+    if (q->limit == 0) q->limit = PRODUCTS_MAX_LIMIT;
     q->skip = query_i64(req, "skip", 0);
-    q->select = F_ALL;
-    const char *select = svc_req_query(req, "select");
-    if (select) {
-        q->select = 1u << F_ID;
-        for (const char *p = select; *p; p += *p == ',') {
-            size_t n = strcspn(p, ",");
-            q->select |= 1u << field_index(p, n);
-            p += n;
-        }
-    }
+    q->select = products_select_read(req);
     const char *sort = svc_req_query(req, "sortBy");
-    q->sort_field = sort ? field_index(sort, strlen(sort)) : F_ID;
+    int f = sort ? field_index(sort, strlen(sort)) : -1;
+    q->sort_field = f >= 0 ? f : F_ID;
     const char *o = svc_req_query(req, "order");
-    q->desc = o && strcmp(o, "desc") == 0;
+    q->desc = o && strcasecmp(o, "desc") == 0;
 }
 
 unsigned products_body_read(const json_t *body, product *p) {

@@ -1,0 +1,142 @@
+"""products answers DummyJSON's documented products calls
+(https://dummyjson.com/docs/products) with their shape and meaning, behind
+the token: each call of that page, as a client written for DummyJSON sends it.
+What still differs is in services/products/README.md, "DummyJSON"."""
+import re
+
+import pytest
+
+from services_fixtures import ADMIN_PASS, ADMIN_USER, bearer, login, register_and_login, running_system
+
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.fixture(scope="module")
+def dj():
+    with running_system(products_env={"SEARCH_RATE_PER_MIN": "1000000"}) as (auth, products):
+        user = bearer(register_and_login(auth))
+        admin = bearer(login(auth, ADMIN_USER, ADMIN_PASS))
+
+        def call(method, path, body=None, headers=None):
+            return products.json(method, path, body, user if headers is None else headers)
+
+        call.admin = admin
+        call.products = products
+        yield call
+
+
+def page_of(doc):
+    assert set(doc) == {"products", "total", "skip", "limit"}, doc
+    assert doc["limit"] == len(doc["products"])
+    return doc["products"]
+
+
+def test_every_call_needs_the_token(dj):
+    for method, path in [("GET", "/products"), ("GET", "/products/1"), ("GET", "/products/search?q=phone"),
+                         ("GET", "/products/categories"), ("GET", "/products/category-list"),
+                         ("GET", "/products/category/smartphones"), ("POST", "/products/add"),
+                         ("PUT", "/products/1"), ("PATCH", "/products/1"), ("DELETE", "/products/1")]:
+        status, doc = dj(method, path, {"title": "x"} if method in ("POST", "PUT", "PATCH") else None, {})
+        assert status == 401 and doc["error"]["code"] == "unauthorized", (method, path, doc)
+
+
+def test_list_with_limit_skip_and_select(dj):
+    status, doc = dj("GET", "/products?limit=10&skip=10&select=title,price")
+    assert status == 200
+    products = page_of(doc)
+    assert doc["skip"] == 10 and doc["limit"] == 10 and doc["total"] >= 100
+    assert [p["id"] for p in products] == list(range(11, 21))
+    assert all(set(p) == {"id", "title", "price"} for p in products)
+
+
+def test_limit_0_is_the_largest_page(dj):
+    # DummyJSON: limit=0 is every product; here the most a page holds (100).
+    status, doc = dj("GET", "/products?limit=0")
+    assert status == 200 and len(page_of(doc)) == min(100, doc["total"]) == doc["limit"]
+
+
+def test_repeated_select_adds_up(dj):
+    status, doc = dj("GET", "/products?limit=3&select=title&select=price")
+    assert status == 200, doc
+    assert all(set(p) == {"id", "title", "price"} for p in page_of(doc))
+    assert dj("GET", "/products?limit=3&select=title,price") == (status, doc)
+
+
+def test_unknown_names_are_ignored_and_order_takes_any_case(dj):
+    status, doc = dj("GET", "/products?limit=5&select=title,thumbnail,nope")
+    assert status == 200 and all(set(p) == {"id", "title"} for p in page_of(doc))
+    status, doc = dj("GET", "/products?limit=5&sortBy=nope&select=title")
+    assert status == 200 and [p["id"] for p in page_of(doc)] == [1, 2, 3, 4, 5]
+    status, desc = dj("GET", "/products?limit=100&sortBy=title&order=DESC&select=title")
+    assert status == 200
+    titles = [p["title"] for p in page_of(desc)]
+    assert titles == sorted(titles, reverse=True)
+    assert dj("GET", "/products?limit=100&sortBy=title&order=desc&select=title")[1] == desc
+    assert dj("GET", "/products?order=Asc&limit=1")[0] == 200
+
+
+def test_single_product_with_select(dj):
+    status, whole = dj("GET", "/products/1")
+    assert status == 200 and whole["id"] == 1 and {"title", "price", "category"} <= set(whole)
+    status, doc = dj("GET", "/products/1?select=title,price")
+    assert status == 200 and doc == {"id": 1, "title": whole["title"], "price": whole["price"]}
+
+
+def test_unknown_product_has_dummyjsons_message(dj):
+    for method, body in [("GET", None), ("PUT", {"price": 1}), ("PATCH", {"price": 1}), ("DELETE", None)]:
+        status, doc = dj(method, "/products/9999", body, None if method == "GET" else dj.admin)
+        assert status == 404, (method, doc)
+        assert doc["message"] == "Product with id '9999' not found"
+        assert doc["error"] == {"code": "not_found", "message": doc["message"]}
+
+
+def test_search_with_q(dj):
+    status, doc = dj("GET", "/products/search?q=phone")
+    assert status == 200
+    found = page_of(doc)
+    assert found and all("phone" in p["title"].lower() for p in found)
+    # Words, as DummyJSON reads them: both must be there, in any order.
+    status, doc = dj("GET", "/products/search?q=classic-notebook&select=title")
+    assert status == 200 and page_of(doc)
+    assert all(set(p) == {"id", "title"} and p["title"].startswith("Classic Notebook") for p in doc["products"])
+
+
+def test_categories_and_category_list(dj):
+    status, categories = dj("GET", "/products/categories")
+    assert status == 200 and len(categories) >= 10
+    assert all(set(c) == {"slug", "name", "url"} for c in categories)
+    beauty = next(c for c in categories if c["slug"] == "beauty")
+    assert beauty == {"slug": "beauty", "name": "Beauty", "url": "/products/category/beauty"}
+    status, slugs = dj("GET", "/products/category-list")
+    assert status == 200 and slugs == [c["slug"] for c in categories]
+    assert all(isinstance(s, str) for s in slugs)
+
+
+def test_products_of_a_category(dj):
+    status, doc = dj("GET", "/products/category/smartphones?limit=5&select=category")
+    assert status == 200
+    assert page_of(doc) and all(p["category"] == "smartphones" for p in doc["products"])
+    assert dj("GET", "/products/category/no-such-thing")[1]["total"] == 0
+
+
+def test_add_update_merge_and_delete(dj):
+    assert dj("POST", "/products/add", {"title": "BMW Pencil", "category": "stationery", "price": 2})[0] == 403
+    status, added = dj("POST", "/products/add", {"title": "BMW Pencil", "category": "stationery", "price": 2,
+                                                 "brand": "BMW"}, dj.admin)
+    assert status == 201, added
+    assert added["title"] == "BMW Pencil" and added["brand"] == "BMW" and isinstance(added["id"], int)
+    pid = added["id"]
+    assert dj("GET", f"/products/{pid}") == (200, added)
+
+    # PUT and PATCH both merge: what the body leaves out keeps its value.
+    status, put = dj("PUT", f"/products/{pid}", {"title": "iPhone Galaxy +1"}, dj.admin)
+    assert status == 200 and put["title"] == "iPhone Galaxy +1"
+    assert (put["brand"], put["price"], put["category"]) == ("BMW", 2, "stationery")
+    status, patched = dj("PATCH", f"/products/{pid}", {"price": 3.5}, dj.admin)
+    assert status == 200 and patched["price"] == 3.5 and patched["title"] == "iPhone Galaxy +1"
+
+    status, deleted = dj("DELETE", f"/products/{pid}", headers=dj.admin)
+    assert status == 200
+    assert deleted["isDeleted"] is True and RFC3339.match(deleted["deletedOn"])
+    assert {k: v for k, v in deleted.items() if k not in ("isDeleted", "deletedOn")} == patched
+    assert dj("GET", f"/products/{pid}")[0] == 404
