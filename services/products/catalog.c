@@ -8,7 +8,8 @@
 #include "products.h"
 
 const char *const product_fields[F_COUNT + 1] = {
-    "id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at", "updated_at", NULL,
+    "id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at", "updated_at",
+    "discountPercentage", "sku", "tags", "thumbnail", "images", "availabilityStatus", "meta", NULL,
 };
 
 static const svc_migration migrations[] = {
@@ -94,6 +95,21 @@ static const svc_migration migrations[] = {
      "ALTER TABLE products ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('simple',"
      "  title || ' ' || description || ' ' || brand || ' ' || category)) STORED;"
      "CREATE INDEX products_search ON products USING gin (search);"},
+    /* DummyJSON's fields a client writes (availabilityStatus and meta are
+     * derived from stock and the times); tags and images hold JSON arrays
+     * that validate.c checked. */
+    {5, "DummyJSON fields",
+     "ALTER TABLE products ADD COLUMN discount REAL NOT NULL DEFAULT 0 CHECK (discount BETWEEN 0 AND 100);"
+     "ALTER TABLE products ADD COLUMN sku TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';"
+     "ALTER TABLE products ADD COLUMN thumbnail TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN images TEXT NOT NULL DEFAULT '[]';",
+     "ALTER TABLE products ADD COLUMN discount double precision NOT NULL DEFAULT 0"
+     "  CHECK (discount BETWEEN 0 AND 100);"
+     "ALTER TABLE products ADD COLUMN sku text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN tags text NOT NULL DEFAULT '[]';"
+     "ALTER TABLE products ADD COLUMN thumbnail text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN images text NOT NULL DEFAULT '[]';"},
 };
 
 int catalog_open(const char *data_dir, svc_db **out) {
@@ -147,6 +163,9 @@ int catalog_seed_if_empty(svc_db *db) {
         p.price = round((2.99 + (double)((i * 37) % 200) * 4.5) * 100) / 100;
         p.stock = (i * 53) % 150;
         p.rating = round((2.5 + (double)((i * 11) % 26) / 10.0) * 100) / 100;
+        p.discount = (double)((i * 13) % 20) + 0.5;
+        snprintf(p.sku, sizeof p.sku, "%.3s-%04d", categories[c], i + 1);
+        snprintf(p.tags, sizeof p.tags, "[\"%s\",\"%s\"]", categories[c], adjectives[a]);
         if (catalog_create(db, &p, NULL) != SVC_OK) {
             svc_db_rollback(db);
             return SVC_EIO;
@@ -159,8 +178,9 @@ int catalog_seed_if_empty(svc_db *db) {
 
 /* ---- reads ---------------------------------------------------------------- */
 
-#define PRODUCT_COLUMNS \
-    "id, title, description, category, brand, price, stock, rating, created_at, updated_at, version"
+#define PRODUCT_COLUMNS                                                                               \
+    "id, title, description, category, brand, price, stock, rating, created_at, updated_at, version," \
+    " discount, sku, tags, thumbnail, images"
 
 static void copy_text(char *dst, size_t n, svc_stmt *s, int col) {
     const char *t = svc_stmt_text(s, col);
@@ -179,6 +199,15 @@ static void row_to_product(svc_stmt *s, product *p) {
     copy_text(p->created_at, sizeof p->created_at, s, 8);
     copy_text(p->updated_at, sizeof p->updated_at, s, 9);
     p->version = svc_stmt_i64(s, 10);
+    p->discount = svc_stmt_f64(s, 11);
+    copy_text(p->sku, sizeof p->sku, s, 12);
+    copy_text(p->tags, sizeof p->tags, s, 13);
+    copy_text(p->thumbnail, sizeof p->thumbnail, s, 14);
+    copy_text(p->images, sizeof p->images, s, 15);
+}
+
+static const char *availability(int64_t stock) {
+    return stock == 0 ? "Out of Stock" : stock < PRODUCTS_LOW_STOCK ? "Low Stock" : "In Stock";
 }
 
 void product_etag(const product *p, char out[PRODUCT_ETAG_MAX]) {
@@ -218,6 +247,18 @@ void product_write_fields(svc_jw *w, const product *p, unsigned select) {
         case F_RATING: svc_jw_f64(w, p->rating); break;
         case F_CREATED_AT: svc_jw_str(w, p->created_at); break;
         case F_UPDATED_AT: svc_jw_str(w, p->updated_at); break;
+        case F_DISCOUNT: svc_jw_f64(w, p->discount); break;
+        case F_SKU: svc_jw_str(w, p->sku); break;
+        case F_TAGS: svc_jw_raw(w, p->tags, strlen(p->tags)); break;
+        case F_THUMBNAIL: svc_jw_str(w, p->thumbnail); break;
+        case F_IMAGES: svc_jw_raw(w, p->images, strlen(p->images)); break;
+        case F_AVAILABILITY: svc_jw_str(w, availability(p->stock)); break;
+        case F_META:
+            svc_jw_obj_begin(w);
+            svc_jw_key(w, "createdAt"), svc_jw_str(w, p->created_at);
+            svc_jw_key(w, "updatedAt"), svc_jw_str(w, p->updated_at);
+            svc_jw_obj_end(w);
+            break;
         }
     }
 }
@@ -228,12 +269,14 @@ void product_write_fields(svc_jw *w, const product *p, unsigned select) {
  * ?1 filter value, ?2 sort field, ?3 descending, ?4 limit, ?5 offset.
  * Text and numeric keys sort in CASEs of their own: PostgreSQL wants one
  * type per CASE (the other CASE is NULL for every row, so it ties).
+ * availabilityStatus sorts as stock; tags, images and meta as id.
  */
 #define TEXT_KEY                                                                                        \
     "CASE ?2 WHEN 1 THEN title WHEN 2 THEN description WHEN 3 THEN category WHEN 4 THEN brand"          \
-    " WHEN 8 THEN created_at WHEN 9 THEN updated_at END"
-#define NUMBER_KEY "CASE WHEN ?2 IN (1, 2, 3, 4, 8, 9) THEN NULL WHEN ?2 = 5 THEN price WHEN ?2 = 6 THEN stock" \
-                   " WHEN ?2 = 7 THEN rating ELSE id END"
+    " WHEN 8 THEN created_at WHEN 9 THEN updated_at WHEN 11 THEN sku WHEN 13 THEN thumbnail END"
+#define NUMBER_KEY                                                                                          \
+    "CASE WHEN ?2 IN (1, 2, 3, 4, 8, 9, 11, 13) THEN NULL WHEN ?2 = 5 THEN price WHEN ?2 IN (6, 15) THEN stock" \
+    " WHEN ?2 = 7 THEN rating WHEN ?2 = 10 THEN discount ELSE id END"
 #define ORDER_LIMIT                                                                                     \
     " ORDER BY CASE WHEN ?3 = 0 THEN " TEXT_KEY " END ASC, CASE WHEN ?3 = 0 THEN " NUMBER_KEY " END ASC," \
     " CASE WHEN ?3 = 1 THEN " TEXT_KEY " END DESC, CASE WHEN ?3 = 1 THEN " NUMBER_KEY " END DESC,"       \
@@ -358,7 +401,8 @@ int catalog_get(svc_db *db, int64_t id, product *p) {
 int catalog_create(svc_db *db, const product *in, product *out) {
     svc_stmt *s = svc_db_stmt(
         db, "INSERT INTO products (title, description, category, brand, price, stock, rating, created_at,"
-            " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id");
+            " updated_at, discount, sku, tags, thumbnail, images)"
+            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id");
     if (!s) return SVC_EIO;
     char now[32];
     catalog_now(now);
@@ -370,6 +414,11 @@ int catalog_create(svc_db *db, const product *in, product *out) {
     svc_stmt_bind_i64(s, 6, in->stock);
     svc_stmt_bind_f64(s, 7, in->rating);
     svc_stmt_bind_text(s, 8, now);
+    svc_stmt_bind_f64(s, 9, in->discount);
+    svc_stmt_bind_text(s, 10, in->sku);
+    svc_stmt_bind_text(s, 11, *in->tags ? in->tags : "[]");
+    svc_stmt_bind_text(s, 12, in->thumbnail);
+    svc_stmt_bind_text(s, 13, *in->images ? in->images : "[]");
     int rc = svc_stmt_step(s);
     int64_t id = rc == SVC_DB_ROW ? svc_stmt_i64(s, 0) : 0;
     svc_stmt_reset(s);
@@ -405,6 +454,8 @@ int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, cata
         db, "UPDATE products SET title = COALESCE(?2, title), description = COALESCE(?3, description),"
             " category = COALESCE(?4, category), brand = COALESCE(?5, brand), price = COALESCE(?6, price),"
             " stock = COALESCE(?7, stock), rating = COALESCE(?8, rating), updated_at = ?9,"
+            " discount = COALESCE(?10, discount), sku = COALESCE(?11, sku), tags = COALESCE(?12, tags),"
+            " thumbnail = COALESCE(?13, thumbnail), images = COALESCE(?14, images),"
             " version = version + 1 WHERE id = ?1");
     if (!s) return end_write(db, SVC_EIO);
     char now[32];
@@ -418,6 +469,11 @@ int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, cata
     if (set & (1u << F_STOCK)) svc_stmt_bind_i64(s, 7, in->stock);
     if (set & (1u << F_RATING)) svc_stmt_bind_f64(s, 8, in->rating);
     svc_stmt_bind_text(s, 9, now);
+    if (set & (1u << F_DISCOUNT)) svc_stmt_bind_f64(s, 10, in->discount);
+    if (set & (1u << F_SKU)) svc_stmt_bind_text(s, 11, in->sku);
+    if (set & (1u << F_TAGS)) svc_stmt_bind_text(s, 12, in->tags);
+    if (set & (1u << F_THUMBNAIL)) svc_stmt_bind_text(s, 13, in->thumbnail);
+    if (set & (1u << F_IMAGES)) svc_stmt_bind_text(s, 14, in->images);
     rc = svc_stmt_step(s);
     rc = rc < 0 ? rc : SVC_OK;
     svc_stmt_reset(s);

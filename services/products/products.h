@@ -26,19 +26,31 @@
 #define PRODUCTS_BRAND_MAX 100
 #define PRODUCTS_PRICE_MAX 1e9
 #define PRODUCTS_STOCK_MAX 1000000000
+#define PRODUCTS_DISCOUNT_MAX 100       /* discountPercentage, a percentage */
+#define PRODUCTS_SKU_MAX 50             /* characters */
+#define PRODUCTS_TAGS_MAX 20            /* tags of a product */
+#define PRODUCTS_TAG_MAX 50             /* characters of a tag */
+#define PRODUCTS_IMAGES_MAX 10          /* images of a product */
+#define PRODUCTS_URL_MAX 500            /* characters of thumbnail or an image's URL */
+#define PRODUCTS_LOW_STOCK 10           /* availabilityStatus: "Low Stock" under it, "Out of Stock" at 0 */
+/* Bytes of a stored JSON array of n strings of len characters (4 bytes each). */
+#define PRODUCTS_ARRAY_JSON_MAX(n, len) ((n) * (4 * (len) + 3) + 3)
 #define PRODUCTS_FIELD_NAME_MAX 64      /* bytes of a name in select or sortBy */
 #define PRODUCTS_SELECT_MAX 64          /* names in select */
 
 /* The fields of a product, in output order. Bit i of a field mask is field i. */
 enum {
     F_ID, F_TITLE, F_DESCRIPTION, F_CATEGORY, F_BRAND, F_PRICE, F_STOCK, F_RATING,
-    F_CREATED_AT, F_UPDATED_AT, F_COUNT
+    F_CREATED_AT, F_UPDATED_AT,
+    /* DummyJSON's (migration 5); availabilityStatus and meta follow stock and the times */
+    F_DISCOUNT, F_SKU, F_TAGS, F_THUMBNAIL, F_IMAGES, F_AVAILABILITY, F_META, F_COUNT
 };
 extern const char *const product_fields[F_COUNT + 1];   /* NULL-terminated */
 #define F_ALL ((1u << F_COUNT) - 1)
 /* Fields a client may write. */
 #define F_WRITABLE ((1u << F_TITLE) | (1u << F_DESCRIPTION) | (1u << F_CATEGORY) | (1u << F_BRAND) | \
-                    (1u << F_PRICE) | (1u << F_STOCK) | (1u << F_RATING))
+                    (1u << F_PRICE) | (1u << F_STOCK) | (1u << F_RATING) | (1u << F_DISCOUNT) | (1u << F_SKU) | \
+                    (1u << F_TAGS) | (1u << F_THUMBNAIL) | (1u << F_IMAGES))
 
 typedef struct product {
     int64_t id;
@@ -51,6 +63,11 @@ typedef struct product {
     double rating;
     char created_at[32];
     char updated_at[32];
+    double discount;                                              /* discountPercentage */
+    char sku[4 * PRODUCTS_SKU_MAX + 1];
+    char tags[PRODUCTS_ARRAY_JSON_MAX(PRODUCTS_TAGS_MAX, PRODUCTS_TAG_MAX)];  /* a JSON array */
+    char thumbnail[4 * PRODUCTS_URL_MAX + 1];
+    char images[PRODUCTS_ARRAY_JSON_MAX(PRODUCTS_IMAGES_MAX, PRODUCTS_URL_MAX)];  /* a JSON array */
     int64_t version;        /* 1 when created, +1 on every update; not in the JSON */
 } product;
 

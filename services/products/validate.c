@@ -1,6 +1,7 @@
 /* What products' routes take and answer, declared (svckit/schema.h): the
  * library checks every request against it before a handler runs, so what is
  * left here reads checked values into C structs. */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -18,12 +19,26 @@ static const svc_schema price = {.type = SVC_NUMBER, NUMBER(0, PRODUCTS_PRICE_MA
 static const svc_schema stock = {.type = SVC_INTEGER, NUMBER(0, PRODUCTS_STOCK_MAX)};
 static const svc_schema rating = {.type = SVC_NUMBER, NUMBER(0, 5)};
 static const svc_schema timestamp = {.type = SVC_STRING, .read_only = 1, .description = "RFC 3339, UTC"};
+static const svc_schema discount = {.type = SVC_NUMBER, NUMBER(0, PRODUCTS_DISCOUNT_MAX)};
+static const svc_schema sku = {.type = SVC_STRING, .max_length = PRODUCTS_SKU_MAX, .text = 1};
+static const svc_schema tag = {.type = SVC_STRING, .min_length = 1, .max_length = PRODUCTS_TAG_MAX, .text = 1};
+static const svc_schema tags = {.type = SVC_ARRAY, .items = &tag, .max_items = PRODUCTS_TAGS_MAX};
+static const svc_schema url = {.type = SVC_STRING, .max_length = PRODUCTS_URL_MAX, .text = 1};
+static const svc_schema images = {.type = SVC_ARRAY, .items = &url, .max_items = PRODUCTS_IMAGES_MAX};
+static const svc_schema availability = {
+    .type = SVC_STRING, .read_only = 1, .description = "from stock: In Stock, Low Stock (under 10), Out of Stock",
+    .enum_values = (const char *const[]){"In Stock", "Low Stock", "Out of Stock", NULL}};
+static const svc_schema meta = {
+    .type = SVC_OBJECT, .read_only = 1, .description = "createdAt and updatedAt, as created_at and updated_at",
+    .properties = (const svc_field[]){{"createdAt", &timestamp}, {"updatedAt", &timestamp}, {0}}};
 
 /* In the order of the F_* fields. */
 static const svc_field fields[] = {
     {"id", &id}, {"title", &title}, {"description", &description}, {"category", &category},
     {"brand", &brand}, {"price", &price}, {"stock", &stock}, {"rating", &rating},
-    {"created_at", &timestamp}, {"updated_at", &timestamp}, {0},
+    {"created_at", &timestamp}, {"updated_at", &timestamp},
+    {"discountPercentage", &discount}, {"sku", &sku}, {"tags", &tags}, {"thumbnail", &url},
+    {"images", &images}, {"availabilityStatus", &availability}, {"meta", &meta}, {0},
 };
 static const char *const required[] = {"title", "category", "price", NULL};
 const svc_schema products_product = {.type = SVC_OBJECT, .properties = fields, .open = 1};
@@ -112,6 +127,14 @@ void products_list_query_read(svc_req *req, list_query *q) {
     q->desc = o && strcasecmp(o, "desc") == 0;
 }
 
+/* A checked array of strings as compact JSON in out (n bytes), which the
+ * declared limits make big enough (PRODUCTS_ARRAY_JSON_MAX). */
+static void array_json(const json_t *v, char *out, size_t n) {
+    size_t len = json_dumpb(v, out, n - 1, JSON_COMPACT);
+    if (len >= n) len = (size_t)snprintf(out, n, "[]"); /* unreachable within the limits */
+    out[len] = '\0';
+}
+
 unsigned products_body_read(const json_t *body, product *p) {
     unsigned set = 0;
     const char *key;
@@ -119,8 +142,11 @@ unsigned products_body_read(const json_t *body, product *p) {
     json_object_foreach((json_t *)body, key, v) {
         int f = field_index(key, strlen(key));
         char *s = f == F_TITLE ? p->title : f == F_DESCRIPTION ? p->description : f == F_CATEGORY ? p->category
-                : f == F_BRAND ? p->brand : NULL;
+                : f == F_BRAND ? p->brand : f == F_SKU ? p->sku : f == F_THUMBNAIL ? p->thumbnail : NULL;
         if (s) memcpy(s, json_string_value(v), json_string_length(v) + 1);
+        else if (f == F_TAGS) array_json(v, p->tags, sizeof p->tags);
+        else if (f == F_IMAGES) array_json(v, p->images, sizeof p->images);
+        else if (f == F_DISCOUNT) p->discount = json_number_value(v);
         else if (f == F_PRICE) p->price = json_number_value(v);
         else if (f == F_RATING) p->rating = json_number_value(v);
         else if (f == F_STOCK) p->stock = json_integer_value(v);

@@ -63,7 +63,7 @@ def test_repeated_select_adds_up(dj):
 
 
 def test_unknown_names_are_ignored_and_order_takes_any_case(dj):
-    status, doc = dj("GET", "/products?limit=5&select=title,thumbnail,nope")
+    status, doc = dj("GET", "/products?limit=5&select=title,colour,nope")
     assert status == 200 and all(set(p) == {"id", "title"} for p in page_of(doc))
     status, doc = dj("GET", "/products?limit=5&sortBy=nope&select=title")
     assert status == 200 and [p["id"] for p in page_of(doc)] == [1, 2, 3, 4, 5]
@@ -140,3 +140,41 @@ def test_add_update_merge_and_delete(dj):
     assert deleted["isDeleted"] is True and RFC3339.match(deleted["deletedOn"])
     assert {k: v for k, v in deleted.items() if k not in ("isDeleted", "deletedOn")} == patched
     assert dj("GET", f"/products/{pid}")[0] == 404
+
+
+def test_dummyjsons_fields(dj):
+    body = {"title": "Red Lipstick", "category": "beauty", "price": 12.99, "stock": 5, "discountPercentage": 99.5,
+            "sku": "BEA-RED-001", "tags": ["beauty", "lipstick"], "thumbnail": "https://cdn.example/red.webp",
+            "images": ["https://cdn.example/red-1.webp", "https://cdn.example/red-2.webp"]}
+    status, p = dj("POST", "/products/add", body, dj.admin)
+    assert status == 201, p
+    assert {k: p[k] for k in body} == body
+    # Derived, as DummyJSON's data reads: from stock and from the times.
+    assert p["availabilityStatus"] == "Low Stock"
+    assert p["meta"] == {"createdAt": p["created_at"], "updatedAt": p["updated_at"]}
+    status, doc = dj("GET", f"/products/{p['id']}?select=tags,images,meta,availabilityStatus")
+    assert status == 200 and set(doc) == {"id", "tags", "images", "meta", "availabilityStatus"}
+    # PATCH replaces an array; stock moves the status.
+    status, q = dj("PATCH", f"/products/{p['id']}", {"tags": ["sale"], "stock": 0}, dj.admin)
+    assert status == 200 and q["tags"] == ["sale"] and q["images"] == body["images"]
+    assert q["availabilityStatus"] == "Out of Stock" and q["meta"]["updatedAt"] == q["updated_at"]
+    assert dj("PATCH", f"/products/{p['id']}", {"stock": 10}, dj.admin)[1]["availabilityStatus"] == "In Stock"
+    status, doc = dj("GET", "/products?sortBy=discountPercentage&order=desc&limit=1&select=discountPercentage")
+    assert status == 200 and doc["products"] == [{"id": p["id"], "discountPercentage": 99.5}]
+    # A product made without them: the defaults.
+    status, plain = dj("POST", "/products", {"title": "Plain", "category": "beauty", "price": 1}, dj.admin)
+    assert (plain["discountPercentage"], plain["sku"], plain["tags"], plain["thumbnail"], plain["images"]) == \
+        (0, "", [], "", [])
+    for pid in (p["id"], plain["id"]):
+        assert dj("DELETE", f"/products/{pid}", headers=dj.admin)[0] == 200
+
+
+@pytest.mark.parametrize("bad", [
+    {"tags": "beauty"}, {"tags": [1]}, {"tags": [""]}, {"tags": ["t"] * 21}, {"tags": ["x" * 51]},
+    {"images": ["u"] * 11}, {"images": ["x" * 501]}, {"discountPercentage": 101}, {"discountPercentage": -1},
+    {"sku": "x" * 51}, {"thumbnail": "a\u009bb"}, {"availabilityStatus": "In Stock"},
+    {"meta": {"createdAt": "2020-01-01T00:00:00.000Z"}},
+])
+def test_dummyjsons_fields_are_checked(dj, bad):
+    status, doc = dj("PATCH", "/products/1", bad, dj.admin)
+    assert status == 400 and doc["error"]["code"] == "bad_request" and doc["error"]["details"], (bad, doc)
