@@ -174,7 +174,7 @@ const char *svc__query_get(const char *query, const char *name, svc_arena *a) {
 
 const char *svc__query_get_all(const char *query, const char *name, svc_arena *a) {
     if (!query || !name || !*name || !a) return NULL;
-    size_t nlen = strlen(name), o = 0;
+    size_t nlen = strlen(name), o = 0, found = 0;
     /* The values and the commas between them fit in the query's length:
      * each value decodes to at most its bytes, each comma replaces a '&'. */
     char *out = NULL;
@@ -186,7 +186,7 @@ const char *svc__query_get_all(const char *query, const char *name, svc_arena *a
         }
         if (key_equals(p, eq ? eq : e, name, nlen)) {
             if (!out && !(out = svc_arena_alloc(a, strlen(query) + 1))) return NULL;
-            if (o) out[o++] = ',';
+            if (found++) out[o++] = ',';
             ptrdiff_t n = decode_into(eq ? eq + 1 : e, e, out + o);
             if (n < 0) return NULL;
             o += (size_t)n;
