@@ -9,7 +9,9 @@
 
 const char *const product_fields[F_COUNT + 1] = {
     "id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at", "updated_at",
-    "discountPercentage", "sku", "tags", "thumbnail", "images", "availabilityStatus", "meta", NULL,
+    "discountPercentage", "sku", "tags", "thumbnail", "images", "availabilityStatus", "meta",
+    "weight", "dimensions", "warrantyInformation", "shippingInformation", "returnPolicy", "minimumOrderQuantity",
+    "reviews", NULL,
 };
 
 static const svc_migration migrations[] = {
@@ -110,6 +112,23 @@ static const svc_migration migrations[] = {
      "ALTER TABLE products ADD COLUMN tags text NOT NULL DEFAULT '[]';"
      "ALTER TABLE products ADD COLUMN thumbnail text COLLATE \"C\" NOT NULL DEFAULT '';"
      "ALTER TABLE products ADD COLUMN images text NOT NULL DEFAULT '[]';"},
+    /* The rest of DummyJSON's fields; dimensions and reviews hold JSON that
+     * validate.c checked. */
+    {6, "DummyJSON fields, the rest",
+     "ALTER TABLE products ADD COLUMN weight REAL NOT NULL DEFAULT 0 CHECK (weight >= 0);"
+     "ALTER TABLE products ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{\"width\":0,\"height\":0,\"depth\":0}';"
+     "ALTER TABLE products ADD COLUMN warranty TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN shipping TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN return_policy TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN min_order INTEGER NOT NULL DEFAULT 1 CHECK (min_order >= 1);"
+     "ALTER TABLE products ADD COLUMN reviews TEXT NOT NULL DEFAULT '[]';",
+     "ALTER TABLE products ADD COLUMN weight double precision NOT NULL DEFAULT 0 CHECK (weight >= 0);"
+     "ALTER TABLE products ADD COLUMN dimensions text NOT NULL DEFAULT '{\"width\":0,\"height\":0,\"depth\":0}';"
+     "ALTER TABLE products ADD COLUMN warranty text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN shipping text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN return_policy text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN min_order bigint NOT NULL DEFAULT 1 CHECK (min_order >= 1);"
+     "ALTER TABLE products ADD COLUMN reviews text NOT NULL DEFAULT '[]';"},
 };
 
 int catalog_open(const char *data_dir, svc_db **out) {
@@ -180,7 +199,8 @@ int catalog_seed_if_empty(svc_db *db) {
 
 #define PRODUCT_COLUMNS                                                                               \
     "id, title, description, category, brand, price, stock, rating, created_at, updated_at, version," \
-    " discount, sku, tags, thumbnail, images"
+    " discount, sku, tags, thumbnail, images, weight, dimensions, warranty, shipping, return_policy, min_order," \
+    " reviews"
 
 static void copy_text(char *dst, size_t n, svc_stmt *s, int col) {
     const char *t = svc_stmt_text(s, col);
@@ -204,6 +224,13 @@ static void row_to_product(svc_stmt *s, product *p) {
     copy_text(p->tags, sizeof p->tags, s, 13);
     copy_text(p->thumbnail, sizeof p->thumbnail, s, 14);
     copy_text(p->images, sizeof p->images, s, 15);
+    p->weight = svc_stmt_f64(s, 16);
+    copy_text(p->dimensions, sizeof p->dimensions, s, 17);
+    copy_text(p->warranty, sizeof p->warranty, s, 18);
+    copy_text(p->shipping, sizeof p->shipping, s, 19);
+    copy_text(p->return_policy, sizeof p->return_policy, s, 20);
+    p->min_order = svc_stmt_i64(s, 21);
+    copy_text(p->reviews, sizeof p->reviews, s, 22);
 }
 
 static const char *availability(int64_t stock) {
@@ -253,6 +280,13 @@ void product_write_fields(svc_jw *w, const product *p, unsigned select) {
         case F_THUMBNAIL: svc_jw_str(w, p->thumbnail); break;
         case F_IMAGES: svc_jw_raw(w, p->images, strlen(p->images)); break;
         case F_AVAILABILITY: svc_jw_str(w, availability(p->stock)); break;
+        case F_WEIGHT: svc_jw_f64(w, p->weight); break;
+        case F_DIMENSIONS: svc_jw_raw(w, p->dimensions, strlen(p->dimensions)); break;
+        case F_WARRANTY: svc_jw_str(w, p->warranty); break;
+        case F_SHIPPING: svc_jw_str(w, p->shipping); break;
+        case F_RETURN_POLICY: svc_jw_str(w, p->return_policy); break;
+        case F_MIN_ORDER: svc_jw_i64(w, p->min_order); break;
+        case F_REVIEWS: svc_jw_raw(w, p->reviews, strlen(p->reviews)); break;
         case F_META:
             svc_jw_obj_begin(w);
             svc_jw_key(w, "createdAt"), svc_jw_str(w, p->created_at);
@@ -269,14 +303,17 @@ void product_write_fields(svc_jw *w, const product *p, unsigned select) {
  * ?1 filter value, ?2 sort field, ?3 descending, ?4 limit, ?5 offset.
  * Text and numeric keys sort in CASEs of their own: PostgreSQL wants one
  * type per CASE (the other CASE is NULL for every row, so it ties).
- * availabilityStatus sorts as stock; tags, images and meta as id.
+ * availabilityStatus sorts as stock; tags, images, meta, dimensions and
+ * reviews as id.
  */
 #define TEXT_KEY                                                                                        \
     "CASE ?2 WHEN 1 THEN title WHEN 2 THEN description WHEN 3 THEN category WHEN 4 THEN brand"          \
-    " WHEN 8 THEN created_at WHEN 9 THEN updated_at WHEN 11 THEN sku WHEN 13 THEN thumbnail END"
+    " WHEN 8 THEN created_at WHEN 9 THEN updated_at WHEN 11 THEN sku WHEN 13 THEN thumbnail"          \
+    " WHEN 19 THEN warranty WHEN 20 THEN shipping WHEN 21 THEN return_policy END"
 #define NUMBER_KEY                                                                                          \
-    "CASE WHEN ?2 IN (1, 2, 3, 4, 8, 9, 11, 13) THEN NULL WHEN ?2 = 5 THEN price WHEN ?2 IN (6, 15) THEN stock" \
-    " WHEN ?2 = 7 THEN rating WHEN ?2 = 10 THEN discount ELSE id END"
+    "CASE WHEN ?2 IN (1, 2, 3, 4, 8, 9, 11, 13, 19, 20, 21) THEN NULL WHEN ?2 = 5 THEN price"                \
+    " WHEN ?2 IN (6, 15) THEN stock WHEN ?2 = 7 THEN rating WHEN ?2 = 10 THEN discount"                      \
+    " WHEN ?2 = 17 THEN weight WHEN ?2 = 22 THEN min_order ELSE id END"
 #define ORDER_LIMIT                                                                                     \
     " ORDER BY CASE WHEN ?3 = 0 THEN " TEXT_KEY " END ASC, CASE WHEN ?3 = 0 THEN " NUMBER_KEY " END ASC," \
     " CASE WHEN ?3 = 1 THEN " TEXT_KEY " END DESC, CASE WHEN ?3 = 1 THEN " NUMBER_KEY " END DESC,"       \
@@ -401,8 +438,9 @@ int catalog_get(svc_db *db, int64_t id, product *p) {
 int catalog_create(svc_db *db, const product *in, product *out) {
     svc_stmt *s = svc_db_stmt(
         db, "INSERT INTO products (title, description, category, brand, price, stock, rating, created_at,"
-            " updated_at, discount, sku, tags, thumbnail, images)"
-            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id");
+            " updated_at, discount, sku, tags, thumbnail, images, weight, dimensions, warranty, shipping,"
+            " return_policy, min_order, reviews) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12,"
+            " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) RETURNING id");
     if (!s) return SVC_EIO;
     char now[32];
     catalog_now(now);
@@ -419,6 +457,13 @@ int catalog_create(svc_db *db, const product *in, product *out) {
     svc_stmt_bind_text(s, 11, *in->tags ? in->tags : "[]");
     svc_stmt_bind_text(s, 12, in->thumbnail);
     svc_stmt_bind_text(s, 13, *in->images ? in->images : "[]");
+    svc_stmt_bind_f64(s, 14, in->weight);
+    svc_stmt_bind_text(s, 15, *in->dimensions ? in->dimensions : "{\"width\":0,\"height\":0,\"depth\":0}");
+    svc_stmt_bind_text(s, 16, in->warranty);
+    svc_stmt_bind_text(s, 17, in->shipping);
+    svc_stmt_bind_text(s, 18, in->return_policy);
+    svc_stmt_bind_i64(s, 19, in->min_order > 0 ? in->min_order : 1);
+    svc_stmt_bind_text(s, 20, *in->reviews ? in->reviews : "[]");
     int rc = svc_stmt_step(s);
     int64_t id = rc == SVC_DB_ROW ? svc_stmt_i64(s, 0) : 0;
     svc_stmt_reset(s);
@@ -456,7 +501,10 @@ int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, cata
             " stock = COALESCE(?7, stock), rating = COALESCE(?8, rating), updated_at = ?9,"
             " discount = COALESCE(?10, discount), sku = COALESCE(?11, sku), tags = COALESCE(?12, tags),"
             " thumbnail = COALESCE(?13, thumbnail), images = COALESCE(?14, images),"
-            " version = version + 1 WHERE id = ?1");
+            " weight = COALESCE(?15, weight), dimensions = COALESCE(?16, dimensions),"
+            " warranty = COALESCE(?17, warranty), shipping = COALESCE(?18, shipping),"
+            " return_policy = COALESCE(?19, return_policy), min_order = COALESCE(?20, min_order),"
+            " reviews = COALESCE(?21, reviews), version = version + 1 WHERE id = ?1");
     if (!s) return end_write(db, SVC_EIO);
     char now[32];
     catalog_now(now);
@@ -474,6 +522,13 @@ int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, cata
     if (set & (1u << F_TAGS)) svc_stmt_bind_text(s, 12, in->tags);
     if (set & (1u << F_THUMBNAIL)) svc_stmt_bind_text(s, 13, in->thumbnail);
     if (set & (1u << F_IMAGES)) svc_stmt_bind_text(s, 14, in->images);
+    if (set & (1u << F_WEIGHT)) svc_stmt_bind_f64(s, 15, in->weight);
+    if (set & (1u << F_DIMENSIONS)) svc_stmt_bind_text(s, 16, in->dimensions);
+    if (set & (1u << F_WARRANTY)) svc_stmt_bind_text(s, 17, in->warranty);
+    if (set & (1u << F_SHIPPING)) svc_stmt_bind_text(s, 18, in->shipping);
+    if (set & (1u << F_RETURN_POLICY)) svc_stmt_bind_text(s, 19, in->return_policy);
+    if (set & (1u << F_MIN_ORDER)) svc_stmt_bind_i64(s, 20, in->min_order);
+    if (set & (1u << F_REVIEWS)) svc_stmt_bind_text(s, 21, in->reviews);
     rc = svc_stmt_step(s);
     rc = rc < 0 ? rc : SVC_OK;
     svc_stmt_reset(s);

@@ -32,6 +32,13 @@
 #define PRODUCTS_TAG_MAX 50             /* characters of a tag */
 #define PRODUCTS_IMAGES_MAX 10          /* images of a product */
 #define PRODUCTS_URL_MAX 500            /* characters of thumbnail or an image's URL */
+#define PRODUCTS_WEIGHT_MAX 1e6         /* weight, and each of dimensions' width, height, depth */
+#define PRODUCTS_POLICY_MAX 200         /* characters of warrantyInformation, shippingInformation, returnPolicy */
+#define PRODUCTS_MIN_ORDER_MAX 1000000  /* minimumOrderQuantity */
+#define PRODUCTS_REVIEWS_MAX 10         /* reviews of a product */
+#define PRODUCTS_COMMENT_MAX 500        /* characters of a review's comment */
+#define PRODUCTS_NAME_MAX 100           /* characters of a reviewer's name */
+#define PRODUCTS_EMAIL_MAX 254          /* characters of a reviewer's email */
 #define PRODUCTS_LOW_STOCK 10           /* availabilityStatus: "Low Stock" under it, "Out of Stock" at 0 */
 /* Bytes of a stored JSON array of n strings of len characters (4 bytes each). */
 #define PRODUCTS_ARRAY_JSON_MAX(n, len) ((n) * (4 * (len) + 3) + 3)
@@ -43,14 +50,18 @@ enum {
     F_ID, F_TITLE, F_DESCRIPTION, F_CATEGORY, F_BRAND, F_PRICE, F_STOCK, F_RATING,
     F_CREATED_AT, F_UPDATED_AT,
     /* DummyJSON's (migration 5); availabilityStatus and meta follow stock and the times */
-    F_DISCOUNT, F_SKU, F_TAGS, F_THUMBNAIL, F_IMAGES, F_AVAILABILITY, F_META, F_COUNT
+    F_DISCOUNT, F_SKU, F_TAGS, F_THUMBNAIL, F_IMAGES, F_AVAILABILITY, F_META,
+    F_WEIGHT, F_DIMENSIONS, F_WARRANTY, F_SHIPPING, F_RETURN_POLICY, F_MIN_ORDER, F_REVIEWS,   /* migration 6 */
+    F_COUNT
 };
 extern const char *const product_fields[F_COUNT + 1];   /* NULL-terminated */
 #define F_ALL ((1u << F_COUNT) - 1)
 /* Fields a client may write. */
 #define F_WRITABLE ((1u << F_TITLE) | (1u << F_DESCRIPTION) | (1u << F_CATEGORY) | (1u << F_BRAND) | \
                     (1u << F_PRICE) | (1u << F_STOCK) | (1u << F_RATING) | (1u << F_DISCOUNT) | (1u << F_SKU) | \
-                    (1u << F_TAGS) | (1u << F_THUMBNAIL) | (1u << F_IMAGES))
+                    (1u << F_TAGS) | (1u << F_THUMBNAIL) | (1u << F_IMAGES) | (1u << F_WEIGHT) |             \
+                    (1u << F_DIMENSIONS) | (1u << F_WARRANTY) | (1u << F_SHIPPING) | (1u << F_RETURN_POLICY) | \
+                    (1u << F_MIN_ORDER) | (1u << F_REVIEWS))
 
 typedef struct product {
     int64_t id;
@@ -68,6 +79,15 @@ typedef struct product {
     char tags[PRODUCTS_ARRAY_JSON_MAX(PRODUCTS_TAGS_MAX, PRODUCTS_TAG_MAX)];  /* a JSON array */
     char thumbnail[4 * PRODUCTS_URL_MAX + 1];
     char images[PRODUCTS_ARRAY_JSON_MAX(PRODUCTS_IMAGES_MAX, PRODUCTS_URL_MAX)];  /* a JSON array */
+    double weight;
+    char dimensions[160];                                         /* {"width","height","depth"} as JSON */
+    char warranty[4 * PRODUCTS_POLICY_MAX + 1];                   /* warrantyInformation */
+    char shipping[4 * PRODUCTS_POLICY_MAX + 1];                   /* shippingInformation */
+    char return_policy[4 * PRODUCTS_POLICY_MAX + 1];
+    int64_t min_order;                                            /* minimumOrderQuantity */
+    /* A JSON array of reviews: each at most its comment, name and email
+     * (4 bytes a character, 2 for an escape) and 128 bytes of keys and numbers. */
+    char reviews[PRODUCTS_REVIEWS_MAX * (4 * (PRODUCTS_COMMENT_MAX + PRODUCTS_NAME_MAX + PRODUCTS_EMAIL_MAX + 40) + 128) + 3];
     int64_t version;        /* 1 when created, +1 on every update; not in the JSON */
 } product;
 

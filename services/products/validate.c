@@ -32,13 +32,35 @@ static const svc_schema meta = {
     .type = SVC_OBJECT, .read_only = 1, .description = "createdAt and updatedAt, as created_at and updated_at",
     .properties = (const svc_field[]){{"createdAt", &timestamp}, {"updatedAt", &timestamp}, {0}}};
 
+static const svc_schema weight = {.type = SVC_NUMBER, NUMBER(0, PRODUCTS_WEIGHT_MAX)};
+static const char *const dimension_names[] = {"width", "height", "depth", NULL};
+static const svc_schema dimensions = {
+    .type = SVC_OBJECT, .required = dimension_names,
+    .properties = (const svc_field[]){{"width", &weight}, {"height", &weight}, {"depth", &weight}, {0}}};
+static const svc_schema policy = {.type = SVC_STRING, .max_length = PRODUCTS_POLICY_MAX, .text = 1};
+static const svc_schema min_order = {.type = SVC_INTEGER, NUMBER(1, PRODUCTS_MIN_ORDER_MAX)};
+static const svc_schema stars = {.type = SVC_INTEGER, NUMBER(1, 5)};
+static const svc_schema comment = {.type = SVC_STRING, .max_length = PRODUCTS_COMMENT_MAX, .text = 1};
+static const svc_schema review_date = {.type = SVC_STRING, .max_length = 40, .text = 1,
+                                       .description = "when, as the client writes it (RFC 3339 advised)"};
+static const svc_schema reviewer = {.type = SVC_STRING, .max_length = PRODUCTS_NAME_MAX, .text = 1};
+static const svc_schema email = {.type = SVC_STRING, .max_length = PRODUCTS_EMAIL_MAX, .text = 1};
+static const svc_schema review = {
+    .type = SVC_OBJECT, .required = (const char *const[]){"rating", "comment", NULL},
+    .properties = (const svc_field[]){{"rating", &stars}, {"comment", &comment}, {"date", &review_date},
+                                      {"reviewerName", &reviewer}, {"reviewerEmail", &email}, {0}}};
+static const svc_schema reviews = {.type = SVC_ARRAY, .items = &review, .max_items = PRODUCTS_REVIEWS_MAX};
+
 /* In the order of the F_* fields. */
 static const svc_field fields[] = {
     {"id", &id}, {"title", &title}, {"description", &description}, {"category", &category},
     {"brand", &brand}, {"price", &price}, {"stock", &stock}, {"rating", &rating},
     {"created_at", &timestamp}, {"updated_at", &timestamp},
     {"discountPercentage", &discount}, {"sku", &sku}, {"tags", &tags}, {"thumbnail", &url},
-    {"images", &images}, {"availabilityStatus", &availability}, {"meta", &meta}, {0},
+    {"images", &images}, {"availabilityStatus", &availability}, {"meta", &meta},
+    {"weight", &weight}, {"dimensions", &dimensions}, {"warrantyInformation", &policy},
+    {"shippingInformation", &policy}, {"returnPolicy", &policy}, {"minimumOrderQuantity", &min_order},
+    {"reviews", &reviews}, {0},
 };
 static const char *const required[] = {"title", "category", "price", NULL};
 const svc_schema products_product = {.type = SVC_OBJECT, .properties = fields, .open = 1};
@@ -127,11 +149,11 @@ void products_list_query_read(svc_req *req, list_query *q) {
     q->desc = o && strcasecmp(o, "desc") == 0;
 }
 
-/* A checked array of strings as compact JSON in out (n bytes), which the
- * declared limits make big enough (PRODUCTS_ARRAY_JSON_MAX). */
-static void array_json(const json_t *v, char *out, size_t n) {
+/* A checked array or object as compact JSON in out (n bytes), which the
+ * declared limits make big enough (products.h sizes each buffer). */
+static void value_json(const json_t *v, char *out, size_t n, const char *empty) {
     size_t len = json_dumpb(v, out, n - 1, JSON_COMPACT);
-    if (len >= n) len = (size_t)snprintf(out, n, "[]"); /* unreachable within the limits */
+    if (len >= n) len = (size_t)snprintf(out, n, "%s", empty); /* unreachable within the limits */
     out[len] = '\0';
 }
 
@@ -142,10 +164,16 @@ unsigned products_body_read(const json_t *body, product *p) {
     json_object_foreach((json_t *)body, key, v) {
         int f = field_index(key, strlen(key));
         char *s = f == F_TITLE ? p->title : f == F_DESCRIPTION ? p->description : f == F_CATEGORY ? p->category
-                : f == F_BRAND ? p->brand : f == F_SKU ? p->sku : f == F_THUMBNAIL ? p->thumbnail : NULL;
+                : f == F_BRAND ? p->brand : f == F_SKU ? p->sku : f == F_THUMBNAIL ? p->thumbnail
+                : f == F_WARRANTY ? p->warranty : f == F_SHIPPING ? p->shipping
+                : f == F_RETURN_POLICY ? p->return_policy : NULL;
         if (s) memcpy(s, json_string_value(v), json_string_length(v) + 1);
-        else if (f == F_TAGS) array_json(v, p->tags, sizeof p->tags);
-        else if (f == F_IMAGES) array_json(v, p->images, sizeof p->images);
+        else if (f == F_TAGS) value_json(v, p->tags, sizeof p->tags, "[]");
+        else if (f == F_IMAGES) value_json(v, p->images, sizeof p->images, "[]");
+        else if (f == F_REVIEWS) value_json(v, p->reviews, sizeof p->reviews, "[]");
+        else if (f == F_DIMENSIONS) value_json(v, p->dimensions, sizeof p->dimensions, "{}");
+        else if (f == F_WEIGHT) p->weight = json_number_value(v);
+        else if (f == F_MIN_ORDER) p->min_order = json_integer_value(v);
         else if (f == F_DISCOUNT) p->discount = json_number_value(v);
         else if (f == F_PRICE) p->price = json_number_value(v);
         else if (f == F_RATING) p->rating = json_number_value(v);

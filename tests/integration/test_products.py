@@ -23,7 +23,9 @@ from services_fixtures import (ADMIN_PASS, ADMIN_USER, auth_signing_key, b64u, b
                                sign_hs256, start_products, unsigned_token)
 
 FIELDS = {"id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at",
-          "updated_at", "discountPercentage", "sku", "tags", "thumbnail", "images", "availabilityStatus", "meta"}
+          "updated_at", "discountPercentage", "sku", "tags", "thumbnail", "images", "availabilityStatus", "meta",
+          "weight", "dimensions", "warrantyInformation", "shippingInformation", "returnPolicy",
+          "minimumOrderQuantity", "reviews"}
 JSON = {"Content-Type": "application/json"}
 
 

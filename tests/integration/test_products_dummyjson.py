@@ -161,10 +161,25 @@ def test_dummyjsons_fields(dj):
     assert dj("PATCH", f"/products/{p['id']}", {"stock": 10}, dj.admin)[1]["availabilityStatus"] == "In Stock"
     status, doc = dj("GET", "/products?sortBy=discountPercentage&order=desc&limit=1&select=discountPercentage")
     assert status == 200 and doc["products"] == [{"id": p["id"], "discountPercentage": 99.5}]
+    more = {"weight": 2.5, "dimensions": {"width": 10.5, "height": 2, "depth": 3.25},
+            "warrantyInformation": "1 year warranty", "shippingInformation": "Ships in 2 days",
+            "returnPolicy": "30 days return policy", "minimumOrderQuantity": 2,
+            "reviews": [{"rating": 5, "comment": "Great!", "date": "2024-05-23T08:56:21.618Z",
+                         "reviewerName": "Eleanor Collins", "reviewerEmail": "eleanor.collins@x.com"},
+                        {"rating": 2, "comment": "Meh"}]}
+    status, r = dj("PUT", f"/products/{p['id']}", more, dj.admin)
+    assert status == 200 and {k: r[k] for k in more} == more, r
+    assert dj("GET", f"/products/{p['id']}?select=reviews,dimensions")[1] == \
+        {"id": p["id"], "reviews": more["reviews"], "dimensions": more["dimensions"]}
+    status, doc = dj("GET", "/products?sortBy=minimumOrderQuantity&order=desc&limit=1&select=minimumOrderQuantity")
+    assert status == 200 and doc["products"] == [{"id": p["id"], "minimumOrderQuantity": 2}]
     # A product made without them: the defaults.
     status, plain = dj("POST", "/products", {"title": "Plain", "category": "beauty", "price": 1}, dj.admin)
     assert (plain["discountPercentage"], plain["sku"], plain["tags"], plain["thumbnail"], plain["images"]) == \
         (0, "", [], "", [])
+    assert (plain["weight"], plain["dimensions"], plain["warrantyInformation"], plain["shippingInformation"],
+            plain["returnPolicy"], plain["minimumOrderQuantity"], plain["reviews"]) == \
+        (0, {"width": 0, "height": 0, "depth": 0}, "", "", "", 1, [])
     for pid in (p["id"], plain["id"]):
         assert dj("DELETE", f"/products/{pid}", headers=dj.admin)[0] == 200
 
@@ -174,6 +189,11 @@ def test_dummyjsons_fields(dj):
     {"images": ["u"] * 11}, {"images": ["x" * 501]}, {"discountPercentage": 101}, {"discountPercentage": -1},
     {"sku": "x" * 51}, {"thumbnail": "a\u009bb"}, {"availabilityStatus": "In Stock"},
     {"meta": {"createdAt": "2020-01-01T00:00:00.000Z"}},
+    {"weight": -1}, {"weight": 1e7}, {"dimensions": {"width": 1, "height": 1}},
+    {"dimensions": {"width": 1, "height": 1, "depth": 1, "colour": 1}}, {"warrantyInformation": "x" * 201},
+    {"minimumOrderQuantity": 0}, {"minimumOrderQuantity": 1.5}, {"reviews": [{"rating": 6, "comment": "x"}]},
+    {"reviews": [{"comment": "no rating"}]}, {"reviews": [{"rating": 1, "comment": "x" * 501}]},
+    {"reviews": [{"rating": 1, "comment": "x"}] * 11}, {"reviews": {"rating": 1}},
 ])
 def test_dummyjsons_fields_are_checked(dj, bad):
     status, doc = dj("PATCH", "/products/1", bad, dj.admin)
