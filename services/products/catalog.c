@@ -252,6 +252,15 @@ int64_t product_last_modified(const product *p) {
     return t == (time_t)-1 ? -1 : (int64_t)t;
 }
 
+void product_clear(product *p) {
+    p->id = p->stock = p->version = p->min_order = 0;
+    p->price = p->rating = p->discount = p->weight = 0;
+    char *const texts[] = {p->title, p->description, p->category, p->brand, p->created_at, p->updated_at, p->sku,
+                           p->tags, p->thumbnail, p->images, p->dimensions, p->warranty, p->shipping,
+                           p->return_policy, p->reviews};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) texts[i][0] = '\0';
+}
+
 void product_write(svc_jw *w, const product *p, unsigned select) {
     svc_jw_obj_begin(w);
     product_write_fields(w, p, select);

@@ -138,8 +138,18 @@ static svc_outcome write_result(svc_res *res, int rc, int status, const product 
     return SVC_DONE;
 }
 
+/* Two products from the request's arena: the body read into the first (every
+ * field empty until then), the stored product into the second (catalog_get
+ * fills it whole). Not calloc: zeroing 2 x sizeof(product), about 150 KB,
+ * cost a write 150,000 instructions. */
+static product *new_products(svc_req *req) {
+    product *p = svc_arena_alloc(svc_req_arena(req), 2 * sizeof *p);
+    if (p) product_clear(p);
+    return p;
+}
+
 static svc_outcome create_product(svc_req *req, svc_res *res) {
-    product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
+    product *in = new_products(req);
     if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
     products_body_read(svc_req_json(req, res), in);
     int rc = catalog_create(db_of(req), in, in + 1);
@@ -154,7 +164,7 @@ static svc_outcome create_product(svc_req *req, svc_res *res) {
 /* PUT and PATCH change the fields they carry (DummyJSON merges both). */
 static svc_outcome update_product(svc_req *req, svc_res *res) {
     int64_t id = param_id(req);
-    product *in = svc_arena_calloc(svc_req_arena(req), 2 * sizeof *in);
+    product *in = new_products(req);
     if (!in) return svc_res_error(res, 503, "unavailable", "out of memory");
     unsigned set = products_body_read(svc_req_json(req, res), in);
     return write_result(res, catalog_update(db_of(req), id, in, set, check_preconditions, res, in + 1), 200, in + 1, id);

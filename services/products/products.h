@@ -181,6 +181,8 @@ int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, cata
                    product *out);
 /* Deletes, in one transaction with check; *out is the product deleted. */
 int catalog_delete(svc_db *db, int64_t id, catalog_check_fn check, void *ud, product *out);
+/* Empties *p (every number 0, every string ""), without zeroing its buffers. */
+void product_clear(product *p);
 /* A product as a JSON object with the fields in select (id always). */
 void product_write(svc_jw *w, const product *p, unsigned select);
 /* The same fields without the braces, to extend the object. */
