@@ -7,7 +7,7 @@ Instructions are counted, not timed: the same binary serving the same requests
 executes nearly the same number of them whatever else the machine is doing.
 
 For each server (the demo, cached and rendered; products, GET /products?limit=30
-with a token, and POST /products of one product as admin) and each side (BASE_BIN_DIR and THIS_BIN_DIR), this starts the
+and GET /products/1 with a token, and POST /products of one product as admin) and each side (BASE_BIN_DIR and THIS_BIN_DIR), this starts the
 server under `valgrind --tool=callgrind` (WORKERS=1, NATS_URL=none, access log
 on) twice: once serving WARM requests, once WARM + N, one at a time on one
 keep-alive connection (so every request is one wake-up, one read and one
@@ -173,6 +173,7 @@ def main():
         ("demo, rendered", "demo", {"DEMO_CACHE": "0"}, "/products", {}),
         ("products, ?limit=30 with a token", "products", {"JWT_SECRET": SECRET},
          "/products?limit=30", bearer),
+        ("products, GET /products/1 with a token", "products", {"JWT_SECRET": SECRET}, "/products/1", bearer),
         ("products, POST /products (admin)", "products", {"JWT_SECRET": SECRET}, "/products", bearer,
          json.dumps({"title": "Bench lamp", "description": "A lamp\nfor benches", "category": "home-decoration",
                      "brand": "Svckit", "price": 19.99, "stock": 7, "rating": 4.5}).encode()),

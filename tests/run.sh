@@ -104,7 +104,7 @@ if [ -z "$only" ] || [ "$only" = integration ]; then
   if [ -d tests/integration ] && ls tests/integration/test_*.py >/dev/null 2>&1; then
     run_integration build/san
     run_integration build
-    SVCKIT_TEST_PG=1 run_integration build/pg tests/integration/test_products.py \
+    SVCKIT_TEST_PG=1 run_integration build/pg tests/integration/test_products.py tests/integration/test_products_dummyjson.py \
       tests/integration/test_auth.py tests/integration/test_orders.py tests/integration/test_store_outbox.py \
       tests/integration/test_store_pg.py tests/integration/test_pg_support.py
   fi

@@ -311,6 +311,11 @@ int svc_req_param_i64(const svc_req *req, const char *name, int64_t *out);
 /* First query parameter by name, percent-decoded ('+' is a space); NULL if absent
  * or if its value does not decode (a bad percent-escape, or %00). */
 const char *svc_req_query(const svc_req *req, const char *name);
+/* Every value of a query parameter, percent-decoded, joined by ',' in order
+ * (select=title&select=price,stock -> "title,price,stock"); NULL if absent or
+ * if any value does not decode. For a declared parameter that may repeat
+ * (an array schema with .repeat). */
+const char *svc_req_query_all(const svc_req *req, const char *name);
 /* Raw query string without '?', or "" */
 const char *svc_req_query_string(const svc_req *req);
 /* Header value by case-insensitive name (first occurrence); NULL if absent. */

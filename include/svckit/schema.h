@@ -44,13 +44,14 @@
  * Query parameters are strings, integers, numbers, booleans ("true",
  * "false") or arrays of those written comma-separated (form style, explode
  * false: select=title,price); a declared parameter repeated in the query is
- * refused. Path parameters are strings or integers. A parameter not declared
+ * refused, but for one whose array schema has .repeat = 1: its occurrences
+ * add up (select=title&select=price, read with svc_req_query_all). Path parameters are strings or integers. A parameter not declared
  * is neither checked nor refused.
  *
  * Declarations are checked when the service starts: a schema that is itself
  * invalid (max below min, an unknown type, a pattern that does not compile,
  * a required name not among the properties, a path parameter the pattern
- * does not have, too deep, or a declaration for a route never added) stops it
+ * does not have, repeat on what is not a query parameter's array, too deep, or a declaration for a route never added) stops it
  * with exit 2 and one line naming the route and the problem.
  */
 #ifndef SVCKIT_SCHEMA_H
@@ -111,6 +112,7 @@ struct svc_schema {
     /* array */
     const svc_schema *items;
     int64_t min_items, max_items;     /* max_items 0: no limit */
+    unsigned repeat : 1;              /* a query parameter's array: may repeat, the items adding up */
 };
 
 /* A path or query parameter; lists end with {0}. */

@@ -148,6 +148,13 @@ int64_t svc_stmt_changes(svc_stmt *s);
  * statement again with the same bindings. */
 void svc_stmt_reset(svc_stmt *s);
 
+/* The work the statement did since the last call (or since it was
+ * prepared): SQLite's virtual-machine steps (SQLITE_STMTSTATUS_VM_STEP),
+ * a count that grows with the rows a query visits, not with the time it
+ * took; the count starts again from 0. -1 on PostgreSQL, which does not
+ * count. For metrics and tests of a query's cost. */
+int64_t svc_stmt_steps(svc_stmt *s);
+
 /* True inside an open transaction on this thread's connection. */
 bool svc_db_in_transaction(svc_db *db);
 

@@ -8,7 +8,10 @@
 #include "products.h"
 
 const char *const product_fields[F_COUNT + 1] = {
-    "id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at", "updated_at", NULL,
+    "id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at", "updated_at",
+    "discountPercentage", "sku", "tags", "thumbnail", "images", "availabilityStatus", "meta",
+    "weight", "dimensions", "warrantyInformation", "shippingInformation", "returnPolicy", "minimumOrderQuantity",
+    "reviews", NULL,
 };
 
 static const svc_migration migrations[] = {
@@ -66,6 +69,66 @@ static const svc_migration migrations[] = {
      "  product_id bigint NOT NULL,"
      "  quantity bigint NOT NULL CHECK (quantity > 0),"
      "  PRIMARY KEY (order_id, product_id));"},
+    /* Search on full-text indexes (catalog_list): its cost follows the
+     * matches, not the catalog. SQLite: an FTS5 index over the product rows
+     * (external content), kept by triggers inside each write's transaction
+     * and built from the rows an existing database has. PostgreSQL: a
+     * generated tsvector column (the row's own write keeps it) under a GIN
+     * index. The 'simple' configuration and unicode61 fold case and stem
+     * nothing, so both find the same words. */
+    {4, "full-text search",
+     "CREATE VIRTUAL TABLE products_fts USING fts5(title, description, brand, category,"
+     "  content='products', content_rowid='id');"
+     "CREATE TRIGGER products_fts_insert AFTER INSERT ON products BEGIN"
+     "  INSERT INTO products_fts(rowid, title, description, brand, category)"
+     "  VALUES (new.id, new.title, new.description, new.brand, new.category);"
+     "END;"
+     "CREATE TRIGGER products_fts_delete AFTER DELETE ON products BEGIN"
+     "  INSERT INTO products_fts(products_fts, rowid, title, description, brand, category)"
+     "  VALUES ('delete', old.id, old.title, old.description, old.brand, old.category);"
+     "END;"
+     "CREATE TRIGGER products_fts_update AFTER UPDATE OF title, description, brand, category ON products BEGIN"
+     "  INSERT INTO products_fts(products_fts, rowid, title, description, brand, category)"
+     "  VALUES ('delete', old.id, old.title, old.description, old.brand, old.category);"
+     "  INSERT INTO products_fts(rowid, title, description, brand, category)"
+     "  VALUES (new.id, new.title, new.description, new.brand, new.category);"
+     "END;"
+     "INSERT INTO products_fts(products_fts) VALUES ('rebuild');",
+     "ALTER TABLE products ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('simple',"
+     "  title || ' ' || description || ' ' || brand || ' ' || category)) STORED;"
+     "CREATE INDEX products_search ON products USING gin (search);"},
+    /* DummyJSON's fields a client writes (availabilityStatus and meta are
+     * derived from stock and the times); tags and images hold JSON arrays
+     * that validate.c checked. */
+    {5, "DummyJSON fields",
+     "ALTER TABLE products ADD COLUMN discount REAL NOT NULL DEFAULT 0 CHECK (discount BETWEEN 0 AND 100);"
+     "ALTER TABLE products ADD COLUMN sku TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';"
+     "ALTER TABLE products ADD COLUMN thumbnail TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN images TEXT NOT NULL DEFAULT '[]';",
+     "ALTER TABLE products ADD COLUMN discount double precision NOT NULL DEFAULT 0"
+     "  CHECK (discount BETWEEN 0 AND 100);"
+     "ALTER TABLE products ADD COLUMN sku text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN tags text NOT NULL DEFAULT '[]';"
+     "ALTER TABLE products ADD COLUMN thumbnail text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN images text NOT NULL DEFAULT '[]';"},
+    /* The rest of DummyJSON's fields; dimensions and reviews hold JSON that
+     * validate.c checked. */
+    {6, "DummyJSON fields, the rest",
+     "ALTER TABLE products ADD COLUMN weight REAL NOT NULL DEFAULT 0 CHECK (weight >= 0);"
+     "ALTER TABLE products ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{\"width\":0,\"height\":0,\"depth\":0}';"
+     "ALTER TABLE products ADD COLUMN warranty TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN shipping TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN return_policy TEXT NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN min_order INTEGER NOT NULL DEFAULT 1 CHECK (min_order >= 1);"
+     "ALTER TABLE products ADD COLUMN reviews TEXT NOT NULL DEFAULT '[]';",
+     "ALTER TABLE products ADD COLUMN weight double precision NOT NULL DEFAULT 0 CHECK (weight >= 0);"
+     "ALTER TABLE products ADD COLUMN dimensions text NOT NULL DEFAULT '{\"width\":0,\"height\":0,\"depth\":0}';"
+     "ALTER TABLE products ADD COLUMN warranty text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN shipping text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN return_policy text COLLATE \"C\" NOT NULL DEFAULT '';"
+     "ALTER TABLE products ADD COLUMN min_order bigint NOT NULL DEFAULT 1 CHECK (min_order >= 1);"
+     "ALTER TABLE products ADD COLUMN reviews text NOT NULL DEFAULT '[]';"},
 };
 
 int catalog_open(const char *data_dir, svc_db **out) {
@@ -119,6 +182,9 @@ int catalog_seed_if_empty(svc_db *db) {
         p.price = round((2.99 + (double)((i * 37) % 200) * 4.5) * 100) / 100;
         p.stock = (i * 53) % 150;
         p.rating = round((2.5 + (double)((i * 11) % 26) / 10.0) * 100) / 100;
+        p.discount = (double)((i * 13) % 20) + 0.5;
+        snprintf(p.sku, sizeof p.sku, "%.3s-%04d", categories[c], i + 1);
+        snprintf(p.tags, sizeof p.tags, "[\"%s\",\"%s\"]", categories[c], adjectives[a]);
         if (catalog_create(db, &p, NULL) != SVC_OK) {
             svc_db_rollback(db);
             return SVC_EIO;
@@ -131,8 +197,10 @@ int catalog_seed_if_empty(svc_db *db) {
 
 /* ---- reads ---------------------------------------------------------------- */
 
-#define PRODUCT_COLUMNS \
-    "id, title, description, category, brand, price, stock, rating, created_at, updated_at, version"
+#define PRODUCT_COLUMNS                                                                               \
+    "id, title, description, category, brand, price, stock, rating, created_at, updated_at, version," \
+    " discount, sku, tags, thumbnail, images, weight, dimensions, warranty, shipping, return_policy, min_order," \
+    " reviews"
 
 static void copy_text(char *dst, size_t n, svc_stmt *s, int col) {
     const char *t = svc_stmt_text(s, col);
@@ -151,6 +219,22 @@ static void row_to_product(svc_stmt *s, product *p) {
     copy_text(p->created_at, sizeof p->created_at, s, 8);
     copy_text(p->updated_at, sizeof p->updated_at, s, 9);
     p->version = svc_stmt_i64(s, 10);
+    p->discount = svc_stmt_f64(s, 11);
+    copy_text(p->sku, sizeof p->sku, s, 12);
+    copy_text(p->tags, sizeof p->tags, s, 13);
+    copy_text(p->thumbnail, sizeof p->thumbnail, s, 14);
+    copy_text(p->images, sizeof p->images, s, 15);
+    p->weight = svc_stmt_f64(s, 16);
+    copy_text(p->dimensions, sizeof p->dimensions, s, 17);
+    copy_text(p->warranty, sizeof p->warranty, s, 18);
+    copy_text(p->shipping, sizeof p->shipping, s, 19);
+    copy_text(p->return_policy, sizeof p->return_policy, s, 20);
+    p->min_order = svc_stmt_i64(s, 21);
+    copy_text(p->reviews, sizeof p->reviews, s, 22);
+}
+
+static const char *availability(int64_t stock) {
+    return stock == 0 ? "Out of Stock" : stock < PRODUCTS_LOW_STOCK ? "Low Stock" : "In Stock";
 }
 
 void product_etag(const product *p, char out[PRODUCT_ETAG_MAX]) {
@@ -166,6 +250,15 @@ int64_t product_last_modified(const product *p) {
     tm.tm_mon -= 1;
     time_t t = timegm(&tm);
     return t == (time_t)-1 ? -1 : (int64_t)t;
+}
+
+void product_clear(product *p) {
+    p->id = p->stock = p->version = p->min_order = 0;
+    p->price = p->rating = p->discount = p->weight = 0;
+    char *const texts[] = {p->title, p->description, p->category, p->brand, p->created_at, p->updated_at, p->sku,
+                           p->tags, p->thumbnail, p->images, p->dimensions, p->warranty, p->shipping,
+                           p->return_policy, p->reviews};
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) texts[i][0] = '\0';
 }
 
 void product_write(svc_jw *w, const product *p, unsigned select) {
@@ -190,6 +283,25 @@ void product_write_fields(svc_jw *w, const product *p, unsigned select) {
         case F_RATING: svc_jw_f64(w, p->rating); break;
         case F_CREATED_AT: svc_jw_str(w, p->created_at); break;
         case F_UPDATED_AT: svc_jw_str(w, p->updated_at); break;
+        case F_DISCOUNT: svc_jw_f64(w, p->discount); break;
+        case F_SKU: svc_jw_str(w, p->sku); break;
+        case F_TAGS: svc_jw_raw(w, p->tags, strlen(p->tags)); break;
+        case F_THUMBNAIL: svc_jw_str(w, p->thumbnail); break;
+        case F_IMAGES: svc_jw_raw(w, p->images, strlen(p->images)); break;
+        case F_AVAILABILITY: svc_jw_str(w, availability(p->stock)); break;
+        case F_WEIGHT: svc_jw_f64(w, p->weight); break;
+        case F_DIMENSIONS: svc_jw_raw(w, p->dimensions, strlen(p->dimensions)); break;
+        case F_WARRANTY: svc_jw_str(w, p->warranty); break;
+        case F_SHIPPING: svc_jw_str(w, p->shipping); break;
+        case F_RETURN_POLICY: svc_jw_str(w, p->return_policy); break;
+        case F_MIN_ORDER: svc_jw_i64(w, p->min_order); break;
+        case F_REVIEWS: svc_jw_raw(w, p->reviews, strlen(p->reviews)); break;
+        case F_META:
+            svc_jw_obj_begin(w);
+            svc_jw_key(w, "createdAt"), svc_jw_str(w, p->created_at);
+            svc_jw_key(w, "updatedAt"), svc_jw_str(w, p->updated_at);
+            svc_jw_obj_end(w);
+            break;
         }
     }
 }
@@ -200,51 +312,45 @@ void product_write_fields(svc_jw *w, const product *p, unsigned select) {
  * ?1 filter value, ?2 sort field, ?3 descending, ?4 limit, ?5 offset.
  * Text and numeric keys sort in CASEs of their own: PostgreSQL wants one
  * type per CASE (the other CASE is NULL for every row, so it ties).
+ * availabilityStatus sorts as stock; tags, images, meta, dimensions and
+ * reviews as id.
  */
 #define TEXT_KEY                                                                                        \
     "CASE ?2 WHEN 1 THEN title WHEN 2 THEN description WHEN 3 THEN category WHEN 4 THEN brand"          \
-    " WHEN 8 THEN created_at WHEN 9 THEN updated_at END"
-#define NUMBER_KEY "CASE WHEN ?2 IN (1, 2, 3, 4, 8, 9) THEN NULL WHEN ?2 = 5 THEN price WHEN ?2 = 6 THEN stock" \
-                   " WHEN ?2 = 7 THEN rating ELSE id END"
+    " WHEN 8 THEN created_at WHEN 9 THEN updated_at WHEN 11 THEN sku WHEN 13 THEN thumbnail"          \
+    " WHEN 19 THEN warranty WHEN 20 THEN shipping WHEN 21 THEN return_policy END"
+#define NUMBER_KEY                                                                                          \
+    "CASE WHEN ?2 IN (1, 2, 3, 4, 8, 9, 11, 13, 19, 20, 21) THEN NULL WHEN ?2 = 5 THEN price"                \
+    " WHEN ?2 IN (6, 15) THEN stock WHEN ?2 = 7 THEN rating WHEN ?2 = 10 THEN discount"                      \
+    " WHEN ?2 = 17 THEN weight WHEN ?2 = 22 THEN min_order ELSE id END"
 #define ORDER_LIMIT                                                                                     \
     " ORDER BY CASE WHEN ?3 = 0 THEN " TEXT_KEY " END ASC, CASE WHEN ?3 = 0 THEN " NUMBER_KEY " END ASC," \
     " CASE WHEN ?3 = 1 THEN " TEXT_KEY " END DESC, CASE WHEN ?3 = 1 THEN " NUMBER_KEY " END DESC,"       \
     " id ASC LIMIT ?4 OFFSET ?5"
 
-/* lower() on both sides: SQLite's LIKE ignores ASCII case, PostgreSQL's does
- * not; lower() is ASCII-only in SQLite and in a "C" collation. */
-#define SEARCH_WHERE                                                                                        \
-    " WHERE lower(title) LIKE lower(?1) ESCAPE '\\' OR lower(description) LIKE lower(?1) ESCAPE '\\'"       \
-    " OR lower(brand) LIKE lower(?1) ESCAPE '\\' OR lower(category) LIKE lower(?1) ESCAPE '\\'"
+/* The words of q (search_words) against the full-text index of migration 4:
+ * every word a prefix of a word of title, description, brand or category. */
+#define LITE_MATCH " WHERE id IN (SELECT rowid FROM products_fts WHERE products_fts MATCH ?1)"
+#define PG_MATCH " WHERE search @@ to_tsquery('simple', ?1)"
 
 static const char sql_list_all[] = "SELECT " PRODUCT_COLUMNS " FROM products WHERE ?1 IS NULL" ORDER_LIMIT;
 static const char sql_count_all[] = "SELECT count(*) FROM products";
 static const char sql_list_category[] = "SELECT " PRODUCT_COLUMNS " FROM products WHERE category = ?1" ORDER_LIMIT;
 static const char sql_count_category[] = "SELECT count(*) FROM products WHERE category = ?1";
-static const char sql_list_search[] = "SELECT " PRODUCT_COLUMNS " FROM products" SEARCH_WHERE ORDER_LIMIT;
-static const char sql_count_search[] = "SELECT count(*) FROM products" SEARCH_WHERE;
+static const char sql_list_search[] = "SELECT " PRODUCT_COLUMNS " FROM products" LITE_MATCH ORDER_LIMIT;
+static const char sql_count_search[] = "SELECT count(*) FROM products_fts WHERE products_fts MATCH ?1";
+static const char sql_list_search_pg[] = "SELECT " PRODUCT_COLUMNS " FROM products" PG_MATCH ORDER_LIMIT;
+static const char sql_count_search_pg[] = "SELECT count(*) FROM products" PG_MATCH;
 
-/* %, _ and \ match themselves in a search, not as LIKE wildcards. */
-static void like_pattern(const char *q, char *out, size_t n) {
-    size_t j = 0;
-    out[j++] = '%';
-    for (; *q && j + 3 < n; q++) {
-        if (*q == '%' || *q == '_' || *q == '\\') out[j++] = '\\';
-        out[j++] = *q;
-    }
-    out[j++] = '%';
-    out[j] = '\0';
-}
-
-int catalog_list(svc_db *db, const list_query *q, svc_jw *w) {
+int catalog_list(svc_db *db, list_query *q, svc_jw *w) {
     const char *list_sql = sql_list_all, *count_sql = sql_count_all;
-    char pattern[4 * PRODUCTS_MAX_QUERY + 8];
+    char match[SEARCH_WORDS_MAX];
     const char *filter = NULL;
-    if (q->search) {
-        like_pattern(q->search, pattern, sizeof pattern);
-        filter = pattern;
-        list_sql = sql_list_search;
-        count_sql = sql_count_search;
+    bool pg = svc_db_is_pg(db);
+    if (q->search && search_words(q->search, pg, match, sizeof match) > 0) {
+        filter = match;
+        list_sql = pg ? sql_list_search_pg : sql_list_search;
+        count_sql = pg ? sql_count_search_pg : sql_count_search;
     } else if (q->category) {
         filter = q->category;
         list_sql = sql_list_category;
@@ -259,6 +365,7 @@ int catalog_list(svc_db *db, const list_query *q, svc_jw *w) {
     }
     int64_t total = svc_stmt_i64(c, 0);
     svc_stmt_reset(c);
+    q->steps = svc_stmt_steps(c);
 
     svc_stmt *s = svc_db_stmt(db, list_sql);
     if (!s) return SVC_EIO;
@@ -278,6 +385,7 @@ int catalog_list(svc_db *db, const list_query *q, svc_jw *w) {
         count++;
     }
     svc_stmt_reset(s);
+    q->steps += svc_stmt_steps(s);
     if (rc < 0) return rc;
     svc_jw_arr_end(w);
     svc_jw_key(w, "total"), svc_jw_i64(w, total);
@@ -287,13 +395,17 @@ int catalog_list(svc_db *db, const list_query *q, svc_jw *w) {
     return SVC_OK;
 }
 
-int catalog_categories(svc_db *db, svc_jw *w) {
+int catalog_categories(svc_db *db, bool slugs_only, svc_jw *w) {
     svc_stmt *s = svc_db_stmt(db, "SELECT DISTINCT category FROM products ORDER BY category");
     if (!s) return SVC_EIO;
     svc_jw_arr_begin(w);
     int rc;
     while ((rc = svc_stmt_step(s)) == SVC_DB_ROW) {
         const char *slug = svc_stmt_text(s, 0);
+        if (slugs_only) {
+            svc_jw_str(w, slug);
+            continue;
+        }
         char name[PRODUCTS_CATEGORY_MAX + 1], url[PRODUCTS_CATEGORY_MAX + 32];
         /* "home-decoration" -> "Home Decoration" */
         size_t i = 0;
@@ -335,7 +447,9 @@ int catalog_get(svc_db *db, int64_t id, product *p) {
 int catalog_create(svc_db *db, const product *in, product *out) {
     svc_stmt *s = svc_db_stmt(
         db, "INSERT INTO products (title, description, category, brand, price, stock, rating, created_at,"
-            " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id");
+            " updated_at, discount, sku, tags, thumbnail, images, weight, dimensions, warranty, shipping,"
+            " return_policy, min_order, reviews) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12,"
+            " ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) RETURNING id");
     if (!s) return SVC_EIO;
     char now[32];
     catalog_now(now);
@@ -347,6 +461,18 @@ int catalog_create(svc_db *db, const product *in, product *out) {
     svc_stmt_bind_i64(s, 6, in->stock);
     svc_stmt_bind_f64(s, 7, in->rating);
     svc_stmt_bind_text(s, 8, now);
+    svc_stmt_bind_f64(s, 9, in->discount);
+    svc_stmt_bind_text(s, 10, in->sku);
+    svc_stmt_bind_text(s, 11, *in->tags ? in->tags : "[]");
+    svc_stmt_bind_text(s, 12, in->thumbnail);
+    svc_stmt_bind_text(s, 13, *in->images ? in->images : "[]");
+    svc_stmt_bind_f64(s, 14, in->weight);
+    svc_stmt_bind_text(s, 15, *in->dimensions ? in->dimensions : "{\"width\":0,\"height\":0,\"depth\":0}");
+    svc_stmt_bind_text(s, 16, in->warranty);
+    svc_stmt_bind_text(s, 17, in->shipping);
+    svc_stmt_bind_text(s, 18, in->return_policy);
+    svc_stmt_bind_i64(s, 19, in->min_order > 0 ? in->min_order : 1);
+    svc_stmt_bind_text(s, 20, *in->reviews ? in->reviews : "[]");
     int rc = svc_stmt_step(s);
     int64_t id = rc == SVC_DB_ROW ? svc_stmt_i64(s, 0) : 0;
     svc_stmt_reset(s);
@@ -382,7 +508,12 @@ int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, cata
         db, "UPDATE products SET title = COALESCE(?2, title), description = COALESCE(?3, description),"
             " category = COALESCE(?4, category), brand = COALESCE(?5, brand), price = COALESCE(?6, price),"
             " stock = COALESCE(?7, stock), rating = COALESCE(?8, rating), updated_at = ?9,"
-            " version = version + 1 WHERE id = ?1");
+            " discount = COALESCE(?10, discount), sku = COALESCE(?11, sku), tags = COALESCE(?12, tags),"
+            " thumbnail = COALESCE(?13, thumbnail), images = COALESCE(?14, images),"
+            " weight = COALESCE(?15, weight), dimensions = COALESCE(?16, dimensions),"
+            " warranty = COALESCE(?17, warranty), shipping = COALESCE(?18, shipping),"
+            " return_policy = COALESCE(?19, return_policy), min_order = COALESCE(?20, min_order),"
+            " reviews = COALESCE(?21, reviews), version = version + 1 WHERE id = ?1");
     if (!s) return end_write(db, SVC_EIO);
     char now[32];
     catalog_now(now);
@@ -395,6 +526,18 @@ int catalog_update(svc_db *db, int64_t id, const product *in, unsigned set, cata
     if (set & (1u << F_STOCK)) svc_stmt_bind_i64(s, 7, in->stock);
     if (set & (1u << F_RATING)) svc_stmt_bind_f64(s, 8, in->rating);
     svc_stmt_bind_text(s, 9, now);
+    if (set & (1u << F_DISCOUNT)) svc_stmt_bind_f64(s, 10, in->discount);
+    if (set & (1u << F_SKU)) svc_stmt_bind_text(s, 11, in->sku);
+    if (set & (1u << F_TAGS)) svc_stmt_bind_text(s, 12, in->tags);
+    if (set & (1u << F_THUMBNAIL)) svc_stmt_bind_text(s, 13, in->thumbnail);
+    if (set & (1u << F_IMAGES)) svc_stmt_bind_text(s, 14, in->images);
+    if (set & (1u << F_WEIGHT)) svc_stmt_bind_f64(s, 15, in->weight);
+    if (set & (1u << F_DIMENSIONS)) svc_stmt_bind_text(s, 16, in->dimensions);
+    if (set & (1u << F_WARRANTY)) svc_stmt_bind_text(s, 17, in->warranty);
+    if (set & (1u << F_SHIPPING)) svc_stmt_bind_text(s, 18, in->shipping);
+    if (set & (1u << F_RETURN_POLICY)) svc_stmt_bind_text(s, 19, in->return_policy);
+    if (set & (1u << F_MIN_ORDER)) svc_stmt_bind_i64(s, 20, in->min_order);
+    if (set & (1u << F_REVIEWS)) svc_stmt_bind_text(s, 21, in->reviews);
     rc = svc_stmt_step(s);
     rc = rc < 0 ? rc : SVC_OK;
     svc_stmt_reset(s);

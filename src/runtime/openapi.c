@@ -102,7 +102,7 @@ static void write_param(svc_jw *w, const char *name, size_t n, const char *in, c
     const svc_schema *s = d ? d->schema : &text;
     if (s->type == SVC_ARRAY) {
         svc_jw_key(w, "style"), svc_jw_str(w, "form");
-        svc_jw_key(w, "explode"), svc_jw_bool(w, 0);
+        svc_jw_key(w, "explode"), svc_jw_bool(w, s->repeat);
     }
     svc_jw_key(w, "schema"), write_schema(w, s);
     svc_jw_obj_end(w);

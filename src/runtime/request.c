@@ -178,6 +178,11 @@ const char *svc_req_query(const svc_req *req, const char *name) {
     return svc__query_get(req->query, name, req->arena);
 }
 
+const char *svc_req_query_all(const svc_req *req, const char *name) {
+    if (!req->query || !*req->query) return NULL;
+    return svc__query_get_all(req->query, name, req->arena);
+}
+
 const char *svc_req_query_string(const svc_req *req) { return req->query ? req->query : ""; }
 
 const char *svc_req_header(const svc_req *req, const char *name) {

@@ -134,5 +134,9 @@ int svc__path_normalize(const char *target, size_t len, svc_arena *a,
  * an empty name.
  */
 const char *svc__query_get(const char *query, const char *name, svc_arena *a);
+/* Every value of the query parameter name, decoded as svc__query_get
+ * decodes one, joined by ',' in their order ("a=x&a=y,z" -> "x,y,z"); NULL
+ * if absent, if any value does not decode, or out of memory. */
+const char *svc__query_get_all(const char *query, const char *name, svc_arena *a);
 
 #endif

@@ -115,6 +115,10 @@ int svc__schema_prepare(svc__schema_set *set, const svc_schema *s, char *err, si
 /* A parameter's schema: a scalar, or (query only) an array of scalars. */
 static int param_ok(const svc_param *p, int query, char *err, size_t len) {
     svc_type t = p->schema ? p->schema->type : SVC_ANY;
+    if (p->schema && p->schema->repeat && !(query && t == SVC_ARRAY)) {
+        snprintf(err, len, "parameter \"%s\": only a query array may repeat", p->name);
+        return SVC_EINVAL;
+    }
     if (t == SVC_ARRAY && query && p->schema->items && p->schema->items->type >= SVC_STRING) return SVC_OK;
     if (t == SVC_STRING || t == SVC_INTEGER) return SVC_OK;
     if (query && (t == SVC_NUMBER || t == SVC_BOOLEAN)) return SVC_OK;
@@ -665,7 +669,12 @@ int svc__schema_request(svc_req *req) {
         const char *v;
         size_t vlen = 0;
         int n = *query ? query_find(query, d->name, strlen(d->name), req->arena, &v, &vlen) : 0;
-        if (n > 1) param_problem(&p, d->name, "must not be repeated");
+        if (n > 1 && d->schema->repeat) { /* the occurrences add up to one list: select=a&select=b */
+            if ((v = svc_req_query_all(req, d->name)) != NULL)
+                svc__schema_validate_text(set, d->schema, d->name, v, "query", &p);
+            else
+                param_problem(&p, d->name, "has a bad percent-escape or %00");
+        } else if (n > 1) param_problem(&p, d->name, "must not be repeated");
         else if (n == 1 && v) svc__schema_validate_textn(set, d->schema, d->name, v, vlen, "query", &p);
         else if (n == 1 && (v = svc_req_query(req, d->name)) != NULL)
             svc__schema_validate_text(set, d->schema, d->name, v, "query", &p);

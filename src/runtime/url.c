@@ -3,6 +3,7 @@
  * the path, and looking up query parameters. Every byte here comes straight
  * from the network, so the functions reject rather than repair anything odd.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "runtime/router.h"
@@ -118,11 +119,10 @@ static int key_equals(const char *k, const char *end, const char *name, size_t n
     return j == nlen;
 }
 
-/* Decodes [v, end) into a; NULL on a bad escape, a NUL byte or no memory. */
-static char *decode_value(const char *v, const char *end, svc_arena *a) {
-    char *out = svc_arena_alloc(a, (size_t)(end - v) + 1);
-    if (!out) return NULL;
-    size_t o = 0;
+/* Decodes [v, end) into out (room for end - v bytes, no NUL added): the
+ * length, or -1 on a bad escape or a NUL byte. */
+static ptrdiff_t decode_into(const char *v, const char *end, char *out) {
+    ptrdiff_t o = 0;
     while (v < end) {
         unsigned char c = (unsigned char)*v;
         if (c == '+') {
@@ -132,16 +132,25 @@ static char *decode_value(const char *v, const char *end, svc_arena *a) {
             int hi, lo;
             if (end - v < 3 || (hi = hex_value((unsigned char)v[1])) < 0 ||
                 (lo = hex_value((unsigned char)v[2])) < 0)
-                return NULL;
+                return -1;
             c = (unsigned char)(hi << 4 | lo);
-            if (c == 0) return NULL;
+            if (c == 0) return -1;
             v += 3;
         } else {
             v++;
         }
         out[o++] = (char)c;
     }
-    out[o] = '\0';
+    return o;
+}
+
+/* Decodes [v, end) into a; NULL on a bad escape, a NUL byte or no memory. */
+static char *decode_value(const char *v, const char *end, svc_arena *a) {
+    char *out = svc_arena_alloc(a, (size_t)(end - v) + 1);
+    if (!out) return NULL;
+    ptrdiff_t n = decode_into(v, end, out);
+    if (n < 0) return NULL;
+    out[n] = '\0';
     return out;
 }
 
@@ -161,4 +170,30 @@ const char *svc__query_get(const char *query, const char *name, svc_arena *a) {
         if (!*e) return NULL;
         p = e + 1;
     }
+}
+
+const char *svc__query_get_all(const char *query, const char *name, svc_arena *a) {
+    if (!query || !name || !*name || !a) return NULL;
+    size_t nlen = strlen(name), o = 0, found = 0;
+    /* The values and the commas between them fit in the query's length:
+     * each value decodes to at most its bytes, each comma replaces a '&'. */
+    char *out = NULL;
+    for (const char *p = query;;) {
+        const char *eq = NULL, *e = p;
+        while (*e && *e != '&') {
+            if (*e == '=' && !eq) eq = e;
+            e++;
+        }
+        if (key_equals(p, eq ? eq : e, name, nlen)) {
+            if (!out && !(out = svc_arena_alloc(a, strlen(query) + 1))) return NULL;
+            if (found++) out[o++] = ',';
+            ptrdiff_t n = decode_into(eq ? eq + 1 : e, e, out + o);
+            if (n < 0) return NULL;
+            o += (size_t)n;
+        }
+        if (!*e) break;
+        p = e + 1;
+    }
+    if (out) out[o] = '\0';
+    return out;
 }

@@ -115,3 +115,7 @@ void svc_stmt_reset(svc_stmt *s) {
     if (s->pg) svc__pg.reset(s->pg);
     else sqlite3_reset(s->lite);
 }
+
+int64_t svc_stmt_steps(svc_stmt *s) {
+    return s->pg ? -1 : sqlite3_stmt_status(s->lite, SQLITE_STMTSTATUS_VM_STEP, 1);
+}

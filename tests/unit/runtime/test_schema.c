@@ -305,6 +305,52 @@ TEST(the_handler_runs_only_for_a_valid_request) {
     svc_test_free(t);
 }
 
+/* A query array whose schema has .repeat: its occurrences add up to one list,
+ * checked as one (max_items counts them all); svc_req_query_all hands the
+ * handler that list. */
+static svc_outcome echo_tags(svc_req *req, svc_res *res) {
+    const char *v = svc_req_query_all(req, "tags");
+    return svc_res_printf(res, 200, "text/plain", "%s", v ? v : "(none)");
+}
+
+static const svc_schema tag = {.type = SVC_STRING, .max_length = 3};
+static const svc_schema tags = {.type = SVC_ARRAY, .items = &tag, .max_items = 3, .repeat = 1};
+static const svc_route_spec tags_spec = {.query = (const svc_param[]){{"tags", &tags, 0, NULL}, {0}}};
+static const svc_schema repeated_integer = {.type = SVC_INTEGER, .repeat = 1};
+static const svc_route_spec repeated_integer_spec = {
+    .query = (const svc_param[]){{"n", &repeated_integer, 0, NULL}, {0}}};
+
+TEST(a_repeatable_query_array_adds_up_its_occurrences) {
+    svc_app *app = svc_app_new("schema-test", 0, NULL);
+    svc_app_get(app, "/tags", echo_tags, 0);
+    CHECK_EQ(svc_app_route_spec(app, "GET", "/tags", &tags_spec), SVC_OK);
+    svc_test *t = svc_test_new(app);
+    CHECK(t != NULL);
+    static const struct { const char *target; int status; const char *body; } cases[] = {
+        {"/tags?tags=a&tags=b,c", 200, "a,b,c"},
+        {"/tags?tags=a", 200, "a"},
+        {"/tags?x=1&tags=a%2Cb&y&tags=", 200, "a,b,"},
+        {"/tags", 200, "(none)"},
+        {"/tags?tags=a&tags=b&tags=c&tags=d", 400, NULL},    /* 4 items, max 3 */
+        {"/tags?tags=abcd&tags=a", 400, NULL},               /* an item too long */
+        {"/tags?tags=a&tags=%zz", 400, NULL},                /* does not decode */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        svc_test_res *r = svc_test_request(t, "GET", cases[i].target, NULL, NULL, 0);
+        CHECK_EQ(svc_test_res_status(r), cases[i].status);
+        if (cases[i].body) CHECK_STR(svc_test_res_body(r, NULL), cases[i].body);
+        svc_test_res_free(r);
+    }
+    svc_test_free(t);
+
+    /* Only a query array may repeat: anything else is a declaration error. */
+    svc__schema_set set = {0};
+    char err[256] = "";
+    CHECK_EQ(svc__schema_prepare_route(&set, "/x", &repeated_integer_spec, err, sizeof err), SVC_EINVAL);
+    CHECK_STR(err, "parameter \"n\": only a query array may repeat");
+    svc__schema_set_free(&set);
+}
+
 /* A declared query parameter whose value does not decode (a bad escape,
  * %00) is a 400 naming it, not a NULL handed to the validator. */
 TEST(an_undecodable_query_value_is_a_problem) {

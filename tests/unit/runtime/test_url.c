@@ -195,6 +195,18 @@ TEST(query_get_first_of_repeated_names) {
     svc_arena_free(a);
 }
 
+TEST(query_get_all_joins_every_value) {
+    svc_arena *a = svc_arena_new(0);
+    CHECK_STR(svc__query_get_all("id=1&id=2&x=0&id=3", "id", a), "1,2,3");
+    CHECK_STR(svc__query_get_all("s=a%2Cb&s=c+d&%73=e", "s", a), "a,b,c d,e");  /* names decoded too */
+    CHECK_STR(svc__query_get_all("s&s=&s=x", "s", a), ",,x");
+    CHECK_STR(svc__query_get_all("s=only", "s", a), "only");
+    CHECK(svc__query_get_all("x=1", "s", a) == NULL);
+    CHECK(svc__query_get_all("s=a&s=%zz", "s", a) == NULL);    /* one value does not decode */
+    CHECK(svc__query_get_all("s=a&s=%00", "s", a) == NULL);
+    svc_arena_free(a);
+}
+
 TEST(query_get_missing_value) {
     svc_arena *a = svc_arena_new(0);
     CHECK_STR(svc__query_get("flag", "flag", a), "");

@@ -262,6 +262,36 @@ static int64_t count_named(svc_db *db, const char *name) {
     return n;
 }
 
+/* svc_stmt_steps counts a statement's work, not its time: a scan of 200
+ * rows costs more steps than a lookup by key, the count restarts after
+ * each call; PostgreSQL does not count (-1). */
+static int64_t run_counting(svc_db *db, const char *sql) {
+    svc_stmt *st = svc_db_stmt(db, sql);
+    CHECK(st != NULL);
+    svc_stmt_bind_i64(st, 1, 7);
+    while (svc_stmt_step(st) == SVC_DB_ROW) {}
+    svc_stmt_reset(st);
+    return svc_stmt_steps(st);
+}
+
+static void steps_count_work(svc_db *db, const char *pg) {
+    for (int i = 0; i < 200; i++) CHECK(insert_thing(db, i, 0, NULL, NULL, 0) > 0);
+    int64_t lookup = run_counting(db, "SELECT n FROM things WHERE id = ?1");
+    int64_t scan = run_counting(db, "SELECT count(*) FROM things WHERE n + ?1 > 0");
+    if (pg) {
+        CHECK_EQ(lookup, -1);
+        CHECK_EQ(scan, -1);
+        return;
+    }
+    CHECK(lookup > 0);
+    CHECK(scan > 200);
+    CHECK(scan > 20 * lookup);
+    svc_stmt *st = svc_db_stmt(db, "SELECT n FROM things WHERE id = ?1");
+    CHECK_EQ(svc_stmt_steps(st), 0); /* read by run_counting: starts again */
+}
+
+TEST(steps_count_a_statements_work_on_both) { each_backend("steps", steps_count_work); }
+
 TEST(migrations_run_once_and_refuse_a_newer_database_on_both) {
     static const svc_migration more[] = {
         migrations[0],
