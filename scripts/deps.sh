@@ -22,9 +22,9 @@ PKGS+=(python3-yaml)
 # node's jose), promtool for the exposition format, clang for libFuzzer, curl,
 # tmux for `make run` in a terminal (test_make_run.py) and `svckit top`
 # (test_top.py), chromium for the gateway's pages (test_dashboard_browser.py,
-# test_explorer_browser.py).
+# test_explorer_browser.py), jq for docs/tutorial.md's commands (test_tutorial.py).
 PKGS+=(python3 python3-pytest python3-jwt python3-cryptography nodejs npm prometheus clang
-       libclang-rt-14-dev curl procps iproute2 tmux chromium)
+       libclang-rt-14-dev curl procps iproute2 tmux chromium jq)
 # Containers (make images, make test-images): podman and what it runs with
 # here, podman-compose for deploy/compose.yaml and docker-compose to check it
 # against the Compose specification (tests/images/test_compose.py).

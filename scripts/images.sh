@@ -88,7 +88,7 @@ case $cmd in
     SERVICES="$(service_list | tr '\n' ' ')"
     export SERVICES IMAGE_PREFIX
     p=0 f=0
-    for t in test_images test_compose test_kube; do
+    for t in test_images test_compose test_kube test_tutorial; do
       [ -f "tests/images/$t.py" ] || continue
       log=$(mktemp)
       python3 "tests/images/$t.py" | tee "$log" || true   # the tally says how it went
