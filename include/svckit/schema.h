@@ -1,6 +1,6 @@
 /*
- * svckit/schema.h: declared routes. A route may declare its path and query
- * parameters, its JSON body and its responses; the library then validates a
+ * svckit/schema.h: declared routes. A route may declare its path, query and
+ * header parameters, its JSON body and its responses; the library then validates a
  * request before its handler runs and lists the route in GET /openapi.json
  * (OpenAPI 3.1), from the same declaration.
  *
