@@ -12,10 +12,11 @@
  *  - a body with no problem has the declared shape: an object whose
  *    "items" is an array of 1 to 4 objects.
  * Then the bytes go through dispatch to a declared route (svc_test, in
- * memory): up to the first newline as the query of POST /r/1, the rest as
- * the JSON body. It checks that the answer is 200, 400 or 415, that a 400
- * is the library's JSON error, and that the handler runs only with a body
- * of the declared shape and a qty it can read as declared.
+ * memory): up to the first newline as the query of POST /r/1 and as the
+ * value of its declared headers X-Qty and X-Note, the rest as the JSON body.
+ * It checks that the answer is 200, 400 or 415, that a 400 is the library's
+ * JSON error, and that the handler runs only with a body of the declared
+ * shape and a qty (query and header) it can read as declared.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ static const svc_route_spec route_spec = {
     .query = (const svc_param[]){{"qty", &qty, 0, NULL}, {"price", &price, 0, NULL}, {"gift", &flag, 0, NULL},
                                  {"note", &text, 0, NULL}, {"slug", &slug, 0, NULL}, {"colour", &colour, 0, NULL},
                                  {"tags", &tags, 0, NULL}, {0}},
+    .header = (const svc_param[]){{"X-Qty", &qty, 0, NULL}, {"X-Note", &text, 0, NULL}, {0}},
     .body = &body,
 };
 
@@ -71,9 +73,11 @@ static svc_outcome declared(svc_req *req, svc_res *res) {
     CHECK(v != NULL);
     json_t *it = json_object_get(v, "items");
     CHECK(json_is_array(it) && json_array_size(it) >= 1 && json_array_size(it) <= 4);
-    const char *q = svc_req_query(req, "qty");
     int64_t n;
-    CHECK(!q || (svc_parse_i64(q, &n) == SVC_OK && n >= 1 && n <= 99));
+    for (int i = 0; i < 2; i++) {
+        const char *q = i ? svc_req_header(req, "x-qty") : svc_req_query(req, "qty");
+        CHECK(!q || (svc_parse_i64(q, &n) == SVC_OK && n >= 1 && n <= 99));
+    }
     return svc_res_printf(res, 200, "text/plain", "ok");
 }
 
@@ -144,9 +148,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(target, "/r/1?", 5);
     memcpy(target + 5, data, qlen);
     target[5 + qlen] = '\0';
-    static const char *const json[] = {"Content-Type", "application/json", NULL};
+    const char *const headers[] = {"Content-Type", "application/json", "X-Qty", target + 5, "X-Note", target + 5, NULL};
     const uint8_t *b = nl ? nl + 1 : data + size;
-    svc_test_res *r = svc_test_request(t, "POST", target, json, b, (size_t)(data + size - b));
+    svc_test_res *r = svc_test_request(t, "POST", target, headers, b, (size_t)(data + size - b));
     free(target);
     CHECK(r != NULL);
     int status = svc_test_res_status(r);

@@ -17,8 +17,11 @@
  * Each worker thread has its own SVC_CACHE_SLOTS entries (direct-mapped by a
  * hash of path and query; a collision replaces), so lookups take no lock and
  * memory is bounded: at most SVC_CACHE_SLOTS * SVC_CACHE_MAX_BODY per worker
- * for the bodies, plus their gzip forms (smaller than the bodies). The cache
- * is freed when its worker exits. Requests running offloaded are never
+ * for the bodies, plus their gzip forms (smaller than the bodies), plus the
+ * bodies of replaced entries that responses still being sent hold. A hit's
+ * response takes the entry's body itself (immutable, reference-counted)
+ * instead of a copy; the transport then writes it out once (HTTP: into the
+ * connection's output buffer). The cache is freed when its worker exits. Requests running offloaded are never
  * cached. Responses carry `ETag` (a hash of the body, or the caller's) and
  * `Cache-Control: private, no-cache`, and their preconditions are evaluated
  * (svc_req_preconditions): `If-None-Match` with either form of the ETag gets

@@ -1,6 +1,6 @@
 /*
- * svckit/schema.h: declared routes. A route may declare its path and query
- * parameters, its JSON body and its responses; the library then validates a
+ * svckit/schema.h: declared routes. A route may declare its path, query and
+ * header parameters, its JSON body and its responses; the library then validates a
  * request before its handler runs and lists the route in GET /openapi.json
  * (OpenAPI 3.1), from the same declaration.
  *
@@ -45,8 +45,10 @@
  * "false") or arrays of those written comma-separated (form style, explode
  * false: select=title,price); a declared parameter repeated in the query is
  * refused, but for one whose array schema has .repeat = 1: its occurrences
- * add up (select=title&select=price, read with svc_req_query_all). Path parameters are strings or integers. A parameter not declared
- * is neither checked nor refused.
+ * add up (select=title&select=price, read with svc_req_query_all). Path parameters are strings or integers.
+ * Header parameters are strings, integers, numbers or booleans; the name is
+ * matched case-insensitively (as svc_req_header does), the first occurrence
+ * checked. A parameter not declared is neither checked nor refused.
  *
  * Declarations are checked when the service starts: a schema that is itself
  * invalid (max below min, an unknown type, a pattern that does not compile,
@@ -115,11 +117,11 @@ struct svc_schema {
     unsigned repeat : 1;              /* a query parameter's array: may repeat, the items adding up */
 };
 
-/* A path or query parameter; lists end with {0}. */
+/* A path, query or header parameter; lists end with {0}. */
 typedef struct svc_param {
     const char *name;
     const svc_schema *schema;
-    int required;                     /* query only; path parameters always are */
+    int required;                     /* query and header; path parameters always are */
     const char *description;
 } svc_param;
 
@@ -134,6 +136,7 @@ typedef struct svc_route_spec {
     const char *summary;
     const svc_param *path;
     const svc_param *query;
+    const svc_param *header;
     const svc_schema *body;           /* NULL: the body is not the library's */
     const svc_response *responses;
 } svc_route_spec;
@@ -144,12 +147,12 @@ typedef struct svc_route_spec {
  * must outlive the app (static data). Before the handler runs, on its thread
  * (the thread pool for an SVC_OFFLOAD route), and after the head hooks and
  * before-hooks (so a 401 comes before a 400), the library
- * checks the path parameters, then the query, then the body: a body needs a
+ * checks the path parameters, then the query, then the headers, then the body: a body needs a
  * JSON Content-Type (else 415) and must parse within the app's limits (else
  * 400 "invalid_json"); every problem then found is answered at once as
  *   400 {"error":{"code":"bad_request","message":"<the first problem>",
  *        "details":[{"in":"body","path":"/items/0/quantity","problem":"must be at least 1"}, ...]}}
- * with at most SVC_SCHEMA_MAX_DETAILS details ("in" is path, query or body;
+ * with at most SVC_SCHEMA_MAX_DETAILS details ("in" is path, query, header or body;
  * "path" a JSON pointer, into the body or to the parameter). The handler
  * then reads the parsed body with svc_req_json, which cannot fail any more.
  * Returns SVC_OK, SVC_ENOTFOUND (no such route: add the route first; the

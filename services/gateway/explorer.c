@@ -11,7 +11,7 @@
  * strict Content-Security-Policy (page.c). The files change only with the
  * binary, so they are sent with Cache-Control: no-cache and one strong ETag
  * of all of them: a browser revalidates and gets 304 until the gateway is
- * upgraded.
+ * upgraded. /docs/ (a trailing slash, as people type it) is a 301 to /docs.
  */
 #include <sodium.h>
 #include <string.h>
@@ -31,6 +31,12 @@ static svc_outcome page(svc_req *req, svc_res *res) { return send_file(req, res,
 
 static svc_outcome file(svc_req *req, svc_res *res) { return send_file(req, res, svc_req_param(req, "file")); }
 
+static svc_outcome to_page(svc_req *req, svc_res *res) {
+    gw_page_headers(res);
+    svc_res_header(res, "Location", "/docs");
+    return svc_res_status(res, 301);
+}
+
 void gw_explorer_routes(svc_app *app) {
     unsigned char h[ETAG_BYTES];
     crypto_generichash_state st;
@@ -45,5 +51,6 @@ void gw_explorer_routes(svc_app *app) {
     sodium_bin2hex(etag + 1, sizeof etag - 2, h, sizeof h);
     etag[sizeof etag - 2] = '"';
     svc_app_get(app, "/docs", page, 0);
+    svc_app_get(app, "/docs/", to_page, 0);
     svc_app_get(app, "/docs/:file", file, 0);
 }

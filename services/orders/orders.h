@@ -36,9 +36,10 @@ typedef struct order_line {
     int64_t price_cents;
 } order_line;
 
-/* validate.c. What the routes take: the POST /orders body, the list's
- * query, an order's id. */
+/* validate.c. What the routes take: the POST /orders body and its
+ * Idempotency-Key header, the list's query, an order's id. */
 extern const svc_schema orders_new;
+extern const svc_param orders_new_headers[];
 extern const svc_param orders_list_query[];
 extern const svc_param orders_id_path[];
 /* The lines of a body checked against orders_new: SVC_OK, or SVC_EINVAL

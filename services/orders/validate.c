@@ -39,6 +39,14 @@ const svc_param orders_list_query[] = {
     {"skip", &skip, 0, "orders to skip"},
     {0},
 };
+/* The Idempotency-Key the store takes (svc_db_idem_key_valid): 1 to
+ * SVC_DB_IDEM_KEY_MAX printable ASCII characters. */
+static const svc_schema idempotency_key = {.type = SVC_STRING, .min_length = 1, .max_length = SVC_DB_IDEM_KEY_MAX,
+                                           .pattern = "^[ -~]*$", .description = "printable ASCII"};
+const svc_param orders_new_headers[] = {
+    {"Idempotency-Key", &idempotency_key, 1, "the same key and body give the same order"},
+    {0},
+};
 static const svc_schema id = {.type = SVC_INTEGER, .has_min = 1, .minimum = 1};
 const svc_param orders_id_path[] = {{"id", &id, 1, NULL}, {0}};
 

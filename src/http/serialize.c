@@ -33,7 +33,9 @@ static void serialize_head(http_worker *hw, svc_res *res, svc_buf *out, int chun
         PUT_LIT(out, "Transfer-Encoding: chunked\r\n");
     } else if (!streaming_close && res->status != 304 && res->status != 204) {
         PUT_LIT(out, "Content-Length: ");
-        svc_buf_put_u64(out, res->body.len);
+        size_t len;
+        svc_res_get_body(res, &len);
+        svc_buf_put_u64(out, len);
         PUT_LIT(out, "\r\n");
     }
     if (req->id) {
@@ -61,7 +63,9 @@ void svc__http_serialize(http_worker *hw, svc_res *res, svc_buf *out) {
     }
     if (req->w->stopping) req->keep_alive = 0;
     serialize_head(hw, res, out, 0, 0);
-    if (!req->head && status_has_body(res->status)) svc_buf_append(out, res->body.data, res->body.len);
+    size_t len;
+    const char *body = svc_res_get_body(res, &len);
+    if (!req->head && status_has_body(res->status)) svc_buf_append(out, body, len);
 }
 
 void svc__http_stream_head(http_worker *hw, svc_res *res, svc_buf *out) {

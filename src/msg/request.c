@@ -206,8 +206,9 @@ static void nats_finish(svc_req *req) {
     svc_msg *m = mw->m;
     svc_res *res = &req->res;
     int status = res->status ? res->status : 500;
-    const char *body = res->body.len ? res->body.data : "";
-    size_t len = res->body.len;
+    size_t full;
+    const char *body = svc_res_get_body(res, &full), *whole = body;
+    size_t len = full;
     if (req->head || !status_has_body(status)) len = 0;
 
     size_t maxp = mw->nc ? svc__nats_max_payload(mw->nc) : SVC_NATS_DEFAULT_MAX_PAYLOAD;
@@ -219,12 +220,12 @@ static void nats_finish(svc_req *req) {
         status = 502;
         body = err.data ? err.data : "";
         len = err.len;
-        svc__msg_drop(m, DROP_MALFORMED, "reply to %s too large (%zu bytes)", req->path, res->body.len);
+        svc__msg_drop(m, DROP_MALFORMED, "reply to %s too large (%zu bytes)", req->path, full);
     }
     int replaced = err.len > 0;
     const char *desc = NULL;
     if (replaced) desc = "response too large for NATS; use HTTP";
-    else if (status >= 400) desc = error_description(req, status, res->body.data, res->body.len);
+    else if (status >= 400) desc = error_description(req, status, whole, full);
     int rc = publish_reply(mw, x->msg->reply, status, req->id, replaced ? "application/json" : res->content_type,
                            desc, replaced ? NULL : res->headers, replaced ? 0 : res->nheaders, body, len);
     svc_buf_free(&err);

@@ -13,14 +13,15 @@
  * entry is stored, and costs a tenth of the plain one for JSON (1,156 bytes
  * for the 9,169 of a products page); keeping only it would mean inflating it
  * for every client that does not take gzip, a cost per request where a hit
- * should cost a copy.
+ * should cost nothing per byte. Both are shared (svc__shared): a hit's
+ * response takes a reference, not a copy, and an entry replaced while a
+ * response still holds its body frees it when that response is done.
  */
 typedef struct entry {
     char *key;
-    char *body;
-    size_t len;
-    char *gz;                         /* the gzip form; NULL: the body stays plain */
-    size_t gzlen;
+    svc__shared *body;
+    svc__shared *gz;                  /* the gzip form; NULL: the body stays plain */
+    size_t len;                       /* the plain body's */
     int64_t version;
     int64_t last_modified;            /* seconds; -1: none */
     char etag[SVC_CACHE_MAX_ETAG + 1];
@@ -37,8 +38,8 @@ static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
 
 static void entry_free(entry *e) {
     free(e->key);
-    free(e->body);
-    free(e->gz);
+    svc__shared_unref(e->body);
+    svc__shared_unref(e->gz);
 }
 
 /* Runs as each worker thread exits (a _Thread_local array would leak). */
@@ -91,9 +92,9 @@ static int etag_ok(const char *t) {
 }
 
 /* The validators of e, from the caller's or a hash of the body. */
-static void set_validators(entry *e, const char *etag, int64_t last_modified) {
+static void set_validators(entry *e, const char *body, const char *etag, int64_t last_modified) {
     if (etag_ok(etag)) snprintf(e->etag, sizeof e->etag, "%s", etag);
-    else snprintf(e->etag, sizeof e->etag, "\"%016llx\"", (unsigned long long)svc__fnv1a(e->body, e->len, SVC__FNV1A_SEED));
+    else snprintf(e->etag, sizeof e->etag, "\"%016llx\"", (unsigned long long)svc__fnv1a(body, e->len, SVC__FNV1A_SEED));
     size_t n = strlen(e->etag);
     snprintf(e->etag_gz, sizeof e->etag_gz, "%.*s" SVC_ETAG_GZIP_SUFFIX "\"", (int)(n - 1), e->etag);
     e->last_modified = last_modified >= 0 && svc__http_date(last_modified, e->last_modified_text) ? last_modified : -1;
@@ -102,11 +103,11 @@ static void set_validators(entry *e, const char *etag, int64_t last_modified) {
 /*
  * The answer for e: the conditions' 304 or 412, or a 200 in the form this
  * client takes. kept: e is in the cache, with its gzip form if it has one,
- * and copy says whether res still needs the plain body; otherwise (an entry
- * that could not be kept) the plain body is in res and svc__res_encode
+ * and res takes the form it sends (a reference); otherwise (an entry that
+ * could not be kept) the plain body is in res and svc__res_encode
  * compresses it as for any response.
  */
-static void respond(svc_req *req, svc_res *res, const entry *e, int kept, int copy) {
+static void respond(svc_req *req, svc_res *res, const entry *e, int kept) {
     res->answered = 0; /* the cache's answer replaces the handler's */
     int varies = e->len >= SVC_GZIP_MIN_BYTES && req->app->cfg.compress;
     int accepts = varies && svc__accepts_gzip(req);
@@ -115,12 +116,10 @@ static void respond(svc_req *req, svc_res *res, const entry *e, int kept, int co
     if (st == 412) return;
     if (st == 0) {
         if (kept) {
+            svc__res_shared(res, 200, "application/json", gz ? e->gz : e->body);
             if (gz) {
-                svc_res_body(res, 200, "application/json", e->gz, e->gzlen);
                 svc_res_header(res, "Content-Encoding", "gzip");
-                svc__compressed(req->app, e->len, e->gzlen);
-            } else if (copy) {
-                svc_res_body(res, 200, "application/json", e->body, e->len);
+                svc__compressed(req->app, e->len, e->gz->len);
             }
             if (varies) svc_res_header(res, "Vary", "Accept-Encoding");
             res->coded = 1;
@@ -136,43 +135,37 @@ int svc_cache_serve(svc_req *req, svc_res *res, int64_t version) {
     char *key = make_key(req);
     entry *e = key ? slot_for(key, 0) : NULL;
     if (!e || !e->key || e->version != version || strcmp(e->key, key) != 0) return 0;
-    respond(req, res, e, 1, 1);
+    respond(req, res, e, 1);
     return 1;
 }
 
 void svc_cache_store_tagged(svc_req *req, svc_res *res, int64_t version, const char *etag, int64_t last_modified) {
     if (svc_res_get_status(res) != 200) return;
     entry n = {.version = version};
-    n.body = (char *)svc_res_get_body(res, &n.len);
+    const char *body = svc_res_get_body(res, &n.len);
     char *key = make_key(req);
     entry *e = key && svc_req_loop(req) && version >= 0 && n.len <= SVC_CACHE_MAX_BODY ? slot_for(key, 1) : NULL;
-    set_validators(&n, etag, last_modified);
-    if (!e) {
-        respond(req, res, &n, 0, 0);
-        return;
-    }
-    svc_buf gz = {0};
-    if (n.len >= SVC_GZIP_MIN_BYTES && req->app->cfg.compress) {
-        if (svc__gzip(n.body, n.len, &gz) == SVC_OK) {
-            n.gz = gz.data;
-            n.gzlen = gz.len;
-        } else {
-            svc_buf_free(&gz); /* it stays plain */
+    set_validators(&n, body, etag, last_modified);
+    if (e) {
+        svc_buf gz = {0};
+        if (n.len >= SVC_GZIP_MIN_BYTES && req->app->cfg.compress && svc__gzip(body, n.len, &gz) == SVC_OK)
+            n.gz = svc__shared_new(gz.data, gz.len); /* NULL: it stays plain */
+        svc_buf_free(&gz);
+        n.key = strdup(key);
+        n.body = svc__shared_new(body, n.len);
+        if (!n.key || !n.body) {
+            entry_free(&n);
+            n.body = n.gz = NULL;
+            e = NULL;
         }
     }
-    n.key = strdup(key);
-    n.body = malloc(n.len ? n.len : 1);
-    if (!n.key || !n.body) {
-        entry_free(&n);
-        n.body = (char *)svc_res_get_body(res, &n.len);
-        n.gz = NULL;
-        respond(req, res, &n, 0, 0);
+    if (!e) {
+        respond(req, res, &n, 0);
         return;
     }
-    memcpy(n.body, svc_res_get_body(res, NULL), n.len);
     entry_free(e);
     *e = n;
-    respond(req, res, e, 1, 0);
+    respond(req, res, e, 1);
 }
 
 void svc_cache_store(svc_req *req, svc_res *res, int64_t version) {

@@ -415,7 +415,9 @@ void svc__request_finish(svc_req *req) {
     uint64_t dur_ns = svc_now_ns() - req->start_ns;
     double seconds = (double)dur_ns / 1e9;
     if (!(req->route && (req->route->flags & SVC_NO_LOG))) record_server_span(req, dur_ns);
-    size_t bytes = res->streaming ? res->streamed : (req->head ? 0 : res->body.len);
+    size_t bytes = res->streamed;
+    if (!res->streaming && !req->head) svc_res_get_body(res, &bytes);
+    else if (!res->streaming) bytes = 0;
     svc__metrics_observe(req, seconds);
     if (!(req->route && (req->route->flags & SVC_NO_LOG))) svc__access_log(req, seconds, bytes);
     atomic_fetch_sub(&app->inflight, 1);

@@ -79,10 +79,12 @@ static svc_test_res *res_copy(const svc_req *req) {
     r->names = calloc(cap, sizeof *r->names);
     r->values = calloc(cap, sizeof *r->values);
     int status_has_body = res->status != 204 && res->status != 304;
-    r->len = req->head || !status_has_body ? 0 : res->body.len;
+    size_t len;
+    const char *body = svc_res_get_body(res, &len);
+    r->len = req->head || !status_has_body ? 0 : len;
     r->body = malloc(r->len + 1);
     if (!r->names || !r->values || !r->body) goto nomem;
-    if (r->len) memcpy(r->body, res->body.data, r->len);
+    if (r->len) memcpy(r->body, body, r->len);
     r->body[r->len] = '\0';
     if (res->content_type && !svc__res_header_get(res, "Content-Type") &&
         res_add_header(r, "Content-Type", res->content_type) != SVC_OK)

@@ -195,11 +195,25 @@ typedef struct svc_hdr {
     size_t name_len;                 /* request headers: strlen(name); 0: not known */
 } svc_hdr;
 
+/* An immutable body the response cache shares with the responses it answers
+ * (cache.c): a hit takes a reference instead of copying the bytes; the last
+ * reference frees it. */
+typedef struct svc__shared {
+    atomic_int refs;
+    size_t len;
+    char data[];
+} svc__shared;
+
+/* A copy of data with one reference; NULL: out of memory. */
+svc__shared *svc__shared_new(const void *data, size_t len);
+void svc__shared_unref(svc__shared *s);
+
 struct svc_res {
     svc_req *req;
     int status;
     const char *content_type;
     svc_buf body;
+    svc__shared *shared;             /* the body when set (svc__res_shared); body is then empty */
     svc_hdr *headers;
     size_t nheaders, cap_headers;
     svc_jw jw;
@@ -401,6 +415,9 @@ void svc__req_note_header(svc_req *req, const char *name, size_t nlen, const cha
 
 /* response.c */
 void svc__res_init(svc_res *res, svc_req *req);
+/* Answers status with s as the body (a reference taken), as svc_res_body
+ * would with a copy of its bytes. */
+svc_outcome svc__res_shared(svc_res *res, int status, const char *content_type, svc__shared *s);
 int svc__res_set_error(svc_res *res, int status, const char *code, const char *msg);
 void svc__res_contract_error(svc_res *res, const char *what);
 const char *svc__status_reason(int status);

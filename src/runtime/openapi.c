@@ -118,6 +118,8 @@ static void write_parameters(svc_jw *w, const svc_route_entry *e, const svc_rout
     }
     for (const svc_param *d = spec ? spec->query : NULL; d && d->name; d++)
         write_param(w, d->name, strlen(d->name), "query", d);
+    for (const svc_param *d = spec ? spec->header : NULL; d && d->name; d++)
+        write_param(w, d->name, strlen(d->name), "header", d);
     svc_jw_arr_end(w);
 }
 
@@ -190,7 +192,7 @@ static const char error_schema[] =
     "{\"type\":\"object\",\"required\":[\"error\"],\"properties\":{\"error\":{\"type\":\"object\","
     "\"required\":[\"code\",\"message\"],\"properties\":{\"code\":{\"type\":\"string\"},"
     "\"message\":{\"type\":\"string\"},\"details\":{\"type\":\"array\",\"items\":{\"type\":\"object\","
-    "\"properties\":{\"in\":{\"type\":\"string\",\"enum\":[\"path\",\"query\",\"body\"]},"
+    "\"properties\":{\"in\":{\"type\":\"string\",\"enum\":[\"path\",\"query\",\"header\",\"body\"]},"
     "\"path\":{\"type\":\"string\"},\"problem\":{\"type\":\"string\"}}}}}}}}";
 
 int svc__openapi_build(svc_app *app) {

@@ -79,6 +79,7 @@ void svc__req_free(svc_req *req) {
     values_free(req);
     svc__compose_release(req);
     svc__worker_buf_give(w, &req->res.body);
+    svc__shared_unref(req->res.shared);
     svc__worker_buf_give(w, &req->raw);
     svc__worker_buf_give(w, &req->body);
     svc_arena *a = req->arena;

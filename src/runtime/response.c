@@ -11,6 +11,26 @@ void svc__res_init(svc_res *res, svc_req *req) {
     res->req = req;
 }
 
+svc__shared *svc__shared_new(const void *data, size_t len) {
+    svc__shared *s = malloc(sizeof *s + (len ? len : 1));
+    if (!s) return NULL;
+    atomic_init(&s->refs, 1);
+    s->len = len;
+    if (len) memcpy(s->data, data, len);
+    return s;
+}
+
+void svc__shared_unref(svc__shared *s) {
+    if (s && atomic_fetch_sub(&s->refs, 1) == 1) free(s);
+}
+
+/* Every body starts empty: the pooled buffer emptied, a shared one let go. */
+static void body_reset(svc_res *res) {
+    svc_buf_reset(&res->body);
+    svc__shared_unref(res->shared);
+    res->shared = NULL;
+}
+
 svc_req *svc_res_req(svc_res *res) { return res->req; }
 
 const char *svc__status_reason(int status) {
@@ -131,7 +151,7 @@ static int body_begin(svc_res *res, int status, const char *content_type) {
     if (rc != SVC_OK) return rc;
     res->status = status;
     res->jw_used = 0;
-    svc_buf_reset(&res->body);
+    body_reset(res);
     return SVC_OK;
 }
 
@@ -143,6 +163,14 @@ static void body_end(svc_res *res) {
 svc_outcome svc_res_body(svc_res *res, int status, const char *content_type, const void *body, size_t len) {
     if (body_begin(res, status, content_type) != SVC_OK) return SVC_DONE;
     svc_buf_append(&res->body, body, len);
+    body_end(res);
+    return SVC_DONE;
+}
+
+svc_outcome svc__res_shared(svc_res *res, int status, const char *content_type, svc__shared *s) {
+    if (body_begin(res, status, content_type) != SVC_OK) return SVC_DONE;
+    atomic_fetch_add(&s->refs, 1);
+    res->shared = s;
     body_end(res);
     return SVC_DONE;
 }
@@ -167,7 +195,7 @@ svc_outcome svc_res_json(svc_res *res, int status, const json_t *json) {
 svc_jw *svc_res_jw(svc_res *res, int status) {
     res->status = valid_status(status) ? status : 500;
     res->content_type = "application/json";
-    svc_buf_reset(&res->body);
+    body_reset(res);
     svc_jw_init(&res->jw, &res->body);
     res->jw_used = 1;
     res->has_body = 1;
@@ -203,7 +231,7 @@ svc_outcome svc_res_status(svc_res *res, int status) {
     if (answer_begin(res, status) != SVC_OK) return SVC_DONE;
     res->status = status;
     res->jw_used = 0;
-    svc_buf_reset(&res->body);
+    body_reset(res);
     res->has_body = 1; /* a complete, empty response */
     res->content_type = NULL;
     return SVC_DONE;
@@ -212,6 +240,10 @@ svc_outcome svc_res_status(svc_res *res, int status) {
 int svc_res_get_status(const svc_res *res) { return res->status; }
 
 const char *svc_res_get_body(const svc_res *res, size_t *len) {
+    if (res->shared) {
+        if (len) *len = res->shared->len;
+        return res->shared->data;
+    }
     if (len) *len = res->body.len;
     return res->body.len ? res->body.data : "";
 }
@@ -230,7 +262,7 @@ int svc_res_stream_start(svc_res *res, int status, const char *content_type) {
     /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */
     res->stream_chunked = req->http_minor >= 1;
     if (!res->stream_chunked) req->keep_alive = 0;
-    svc_buf_reset(&res->body);
+    body_reset(res);
     return req->transport->stream_start(req);
 }
 

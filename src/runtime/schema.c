@@ -112,18 +112,22 @@ int svc__schema_prepare(svc__schema_set *set, const svc_schema *s, char *err, si
     return prepare_at(set, s, at, 0, err, errlen);
 }
 
-/* A parameter's schema: a scalar, or (query only) an array of scalars. */
-static int param_ok(const svc_param *p, int query, char *err, size_t len) {
+/* A parameter's schema: a scalar (a path one: a string or an integer), or
+ * (query only) an array of scalars. */
+static int param_ok(const svc_param *p, const char *in, char *err, size_t len) {
     svc_type t = p->schema ? p->schema->type : SVC_ANY;
+    int query = strcmp(in, "query") == 0, path = strcmp(in, "path") == 0;
     if (p->schema && p->schema->repeat && !(query && t == SVC_ARRAY)) {
         snprintf(err, len, "parameter \"%s\": only a query array may repeat", p->name);
         return SVC_EINVAL;
     }
     if (t == SVC_ARRAY && query && p->schema->items && p->schema->items->type >= SVC_STRING) return SVC_OK;
     if (t == SVC_STRING || t == SVC_INTEGER) return SVC_OK;
-    if (query && (t == SVC_NUMBER || t == SVC_BOOLEAN)) return SVC_OK;
-    snprintf(err, len, "parameter \"%s\": a %s parameter must be %s", p->name, query ? "query" : "path",
-             query ? "a string, integer, number, boolean or an array of those" : "a string or an integer");
+    if (!path && (t == SVC_NUMBER || t == SVC_BOOLEAN)) return SVC_OK;
+    snprintf(err, len, "parameter \"%s\": a %s parameter must be %s", p->name, in,
+             path    ? "a string or an integer"
+             : query ? "a string, integer, number, boolean or an array of those"
+                     : "a string, integer, number or boolean");
     return SVC_EINVAL;
 }
 
@@ -138,14 +142,16 @@ static int pattern_has_param(const char *pattern, const char *name) {
 int svc__schema_prepare_route(svc__schema_set *set, const char *pattern, const svc_route_spec *spec, char *err,
                               size_t errlen) {
     char at[SVC__POINTER_MAX];
-    for (int query = 0; query < 2; query++) {
-        for (const svc_param *p = query ? spec->query : spec->path; p && p->name; p++) {
-            if (!query && !pattern_has_param(pattern, p->name)) {
+    static const char *const ins[] = {"path", "query", "header"};
+    for (int k = 0; k < 3; k++) {
+        const svc_param *list = k == 0 ? spec->path : k == 1 ? spec->query : spec->header;
+        for (const svc_param *p = list; p && p->name; p++) {
+            if (k == 0 && !pattern_has_param(pattern, p->name)) {
                 snprintf(err, errlen, "path parameter \"%s\" is not in the pattern", p->name);
                 return SVC_EINVAL;
             }
-            if (param_ok(p, query, err, errlen) != SVC_OK) return SVC_EINVAL;
-            snprintf(at, sizeof at, "%s parameter %s", query ? "query" : "path", p->name);
+            if (param_ok(p, ins[k], err, errlen) != SVC_OK) return SVC_EINVAL;
+            snprintf(at, sizeof at, "%s parameter %s", ins[k], p->name);
             int rc = prepare_at(set, p->schema, at, 0, err, errlen);
             if (rc != SVC_OK) return rc;
         }
@@ -626,8 +632,8 @@ static int query_find(const char *query, const char *name, size_t len, svc_arena
 }
 
 /* A problem with a parameter as a whole: "/name". */
-static void param_problem(svc__problems *p, const char *name, const char *text) {
-    walk w = {.in = "query", .p = p};
+static void param_problem(svc__problems *p, const char *in, const char *name, const char *text) {
+    walk w = {.in = in, .p = p};
     push(&w, name, strlen(name));
     problem(&w, "%s", text);
 }
@@ -673,13 +679,18 @@ int svc__schema_request(svc_req *req) {
             if ((v = svc_req_query_all(req, d->name)) != NULL)
                 svc__schema_validate_text(set, d->schema, d->name, v, "query", &p);
             else
-                param_problem(&p, d->name, "has a bad percent-escape or %00");
-        } else if (n > 1) param_problem(&p, d->name, "must not be repeated");
+                param_problem(&p, "query", d->name, "has a bad percent-escape or %00");
+        } else if (n > 1) param_problem(&p, "query", d->name, "must not be repeated");
         else if (n == 1 && v) svc__schema_validate_textn(set, d->schema, d->name, v, vlen, "query", &p);
         else if (n == 1 && (v = svc_req_query(req, d->name)) != NULL)
             svc__schema_validate_text(set, d->schema, d->name, v, "query", &p);
-        else if (n == 1) param_problem(&p, d->name, "has a bad percent-escape or %00"); /* did not decode */
-        else if (d->required) param_problem(&p, d->name, "is required");
+        else if (n == 1) param_problem(&p, "query", d->name, "has a bad percent-escape or %00"); /* did not decode */
+        else if (d->required) param_problem(&p, "query", d->name, "is required");
+    }
+    for (const svc_param *d = spec->header; d && d->name; d++) {
+        const char *v = svc_req_header(req, d->name);
+        if (v) svc__schema_validate_text(set, d->schema, d->name, v, "header", &p);
+        else if (d->required) param_problem(&p, "header", d->name, "is required");
     }
     if (spec->body && !p.n) {
         json_t *body = svc_req_json(req, &req->res);

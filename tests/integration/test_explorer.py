@@ -90,7 +90,12 @@ def test_a_file_the_page_does_not_have_is_a_json_404(gw):
     assert "content-security-policy" in h  # the explorer's answer, not the proxy's
 
 
-@pytest.mark.parametrize("path", ["/docs/", "/docs/..%2Fdashboard%2Fapp.js", "/docs/%00", "/docs/app.js/x"])
+def test_a_trailing_slash_redirects_to_the_page(gw):
+    st, h, body = gw.request("GET", "/docs/")
+    assert (st, h["location"]) == (301, "/docs"), (st, h, body)
+
+
+@pytest.mark.parametrize("path", ["/docs/..%2Fdashboard%2Fapp.js", "/docs/%00", "/docs/app.js/x"])
 def test_a_hostile_file_name_gets_a_json_error(gw, path):
     st, h, body = gw.request("GET", path)
     assert st in (400, 404) and h["content-type"].startswith("application/json"), (path, st, body)

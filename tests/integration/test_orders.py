@@ -336,6 +336,10 @@ def test_bad_idempotency_keys_are_400(shop, key):
     # A control character is refused by the HTTP layer already ("malformed header field").
     assert st == 400 and doc["error"]["code"] == "bad_request", doc
     assert "Idempotency-Key" in doc["error"]["message"] or "\x01" in key
+    if key is False or key == "":  # the declaration's answer (services/orders/validate.c)
+        assert doc["error"]["details"] == [{"in": "header", "path": "/Idempotency-Key", "problem": "is required"}]
+    elif len(key) == 65:
+        assert doc["error"]["details"][0]["in"] == "header", doc
 
 
 def test_an_unknown_product_is_422_at_once(shop):

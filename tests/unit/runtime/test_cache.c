@@ -57,6 +57,38 @@ static svc_req *serve(const char *path, int64_t version, const char *const *fiel
 
 static const char *hdr(svc_req *req, const char *name) { return svc__res_header_get(&req->res, name); }
 
+static size_t body_len(svc_req *req) {
+    size_t n;
+    svc_res_get_body(&req->res, &n);
+    return n;
+}
+
+/* A hit sends the entry's bytes, not a copy; an entry replaced while a
+ * response holds them stays readable until that response is done (ASan
+ * would see a use after free in the SAN build). */
+TEST(hits_share_the_entry_which_outlives_its_replacement) {
+    svc_req *first = store("/shared", 9000, 1, NULL, -1, NULL, 0);
+    REQUIRE(first);
+    int hit;
+    svc_req *a = serve("/shared", 1, NULL, 0, &hit);
+    REQUIRE(a && hit);
+    svc_req *b = serve("/shared", 1, NULL, 0, &hit);
+    REQUIRE(b && hit);
+    const char *pa = svc_res_get_body(&a->res, NULL);
+    CHECK(pa == svc_res_get_body(&b->res, NULL));
+    CHECK(pa == svc_res_get_body(&first->res, NULL)); /* the miss sends it too */
+    char *want = json_body(9000);
+    svc_req *newer = store("/shared", 300, 2, NULL, -1, NULL, 0); /* replaces the entry */
+    REQUIRE(newer);
+    CHECK(memcmp(pa, want, 9000) == 0);
+    free(want);
+    release(newer);
+    release(first);
+    release(a);
+    CHECK_EQ(body_len(b), 9000);
+    release(b);
+}
+
 TEST(both_forms_are_kept_and_each_client_gets_its_own) {
     const char *gz[] = {"Accept-Encoding", "gzip"};
     svc_req *req = store("/list", 9000, 7, NULL, -1, gz, 1);
@@ -70,7 +102,7 @@ TEST(both_forms_are_kept_and_each_client_gets_its_own) {
     memcpy(plain_tag, tag, 17);
     plain_tag[17] = '"';
     plain_tag[18] = '\0';
-    size_t gzlen = req->res.body.len;
+    size_t gzlen = body_len(req);
     CHECK(gzlen < 1000);
     CHECK(req->res.coded);
     release(req);
@@ -81,14 +113,14 @@ TEST(both_forms_are_kept_and_each_client_gets_its_own) {
     CHECK(hdr(req, "Content-Encoding") == NULL);
     CHECK_STR(hdr(req, "Vary"), "Accept-Encoding");
     CHECK_STR(hdr(req, "ETag"), plain_tag);
-    CHECK_EQ(req->res.body.len, 9000);
+    CHECK_EQ(body_len(req), 9000);
     CHECK(req->res.coded); /* finish must not compress it again */
     release(req);
 
     req = serve("/list", 7, gz, 1, &hit);
     REQUIRE(req && hit);
     CHECK_STR(hdr(req, "Content-Encoding"), "gzip");
-    CHECK_EQ(req->res.body.len, gzlen);
+    CHECK_EQ(body_len(req), gzlen);
     release(req);
 
     /* 304 for either form, from a client of either kind; its ETag names what
@@ -99,7 +131,7 @@ TEST(both_forms_are_kept_and_each_client_gets_its_own) {
     CHECK_EQ(req->res.status, 304);
     CHECK_STR(hdr(req, "ETag"), plain_tag);
     CHECK_STR(hdr(req, "Vary"), "Accept-Encoding");
-    CHECK_EQ(req->res.body.len, 0);
+    CHECK_EQ(body_len(req), 0);
     release(req);
     char gz_tag[32];
     snprintf(gz_tag, sizeof gz_tag, "%.17s-gzip\"", plain_tag);
@@ -124,13 +156,13 @@ TEST(compression_switched_off_stores_and_serves_plain) {
     svc_req *req = store("/off", 9000, 3, NULL, -1, gz, 1);
     REQUIRE(req);
     CHECK(hdr(req, "Content-Encoding") == NULL && hdr(req, "Vary") == NULL);
-    CHECK_EQ(req->res.body.len, 9000);
+    CHECK_EQ(body_len(req), 9000);
     release(req);
     int hit;
     req = serve("/off", 3, gz, 1, &hit);
     REQUIRE(req && hit);
     CHECK(hdr(req, "Content-Encoding") == NULL && hdr(req, "Vary") == NULL);
-    CHECK_EQ(req->res.body.len, 9000);
+    CHECK_EQ(body_len(req), 9000);
     release(req);
     app.cfg.compress = 1;
 }
@@ -140,13 +172,13 @@ TEST(small_bodies_stay_plain_without_vary) {
     svc_req *req = store("/one", 300, 1, NULL, -1, gz, 1);
     REQUIRE(req);
     CHECK(hdr(req, "Content-Encoding") == NULL && hdr(req, "Vary") == NULL);
-    CHECK_EQ(req->res.body.len, 300);
+    CHECK_EQ(body_len(req), 300);
     release(req);
     int hit;
     req = serve("/one", 1, gz, 1, &hit);
     REQUIRE(req && hit);
     CHECK(hdr(req, "Content-Encoding") == NULL && hdr(req, "Vary") == NULL);
-    CHECK_EQ(req->res.body.len, 300);
+    CHECK_EQ(body_len(req), 300);
     release(req);
 }
 
@@ -189,7 +221,7 @@ TEST(uncacheable_bodies_are_left_to_finish) {
     svc_req *req = store("/big", SVC_CACHE_MAX_BODY + 1, 1, NULL, -1, gz, 1);
     REQUIRE(req);
     CHECK(!req->res.coded);
-    CHECK_EQ(req->res.body.len, SVC_CACHE_MAX_BODY + 1);
+    CHECK_EQ(body_len(req), SVC_CACHE_MAX_BODY + 1);
     const char *tag = hdr(req, "ETag");
     REQUIRE(tag);
     char plain_tag[32];

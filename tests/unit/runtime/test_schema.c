@@ -305,6 +305,66 @@ TEST(the_handler_runs_only_for_a_valid_request) {
     svc_test_free(t);
 }
 
+/* Header parameters: checked like query ones ("in": "header", the name as
+ * declared), matched case-insensitively, documented with "in": "header". */
+static const svc_schema key_schema = {.type = SVC_STRING, .min_length = 1, .max_length = 4, .pattern = "^[ -~]*$"};
+static const svc_route_spec keyed_spec = {
+    .path = (const svc_param[]){{"id", &pid, 1, NULL}, {0}},
+    .header = (const svc_param[]){{"X-Key", &key_schema, 1, "a key"}, {"X-Count", &qty, 0, NULL}, {0}},
+    .body = &order,
+};
+
+static svc_test_res *post_keyed(svc_test *t, const char *key, const char *count) {
+    const char *h[7] = {"Content-Type", "application/json"};
+    int n = 2;
+    if (key) h[n++] = "x-KEY", h[n++] = key;
+    if (count) h[n++] = "X-Count", h[n++] = count;
+    const char *body = "{\"items\":[{\"product_id\":1,\"quantity\":1}]}";
+    return svc_test_request(t, "POST", "/things/4", h, body, strlen(body));
+}
+
+static void check_header_problem(svc_test_res *r, const char *path, const char *problem) {
+    CHECK_EQ(svc_test_res_status(r), 400);
+    json_t *d = json_array_get(json_object_get(json_object_get(svc_test_res_json(r), "error"), "details"), 0);
+    CHECK_STR(json_string_value(json_object_get(d, "in")), "header");
+    CHECK_STR(json_string_value(json_object_get(d, "path")), path);
+    CHECK_STR(json_string_value(json_object_get(d, "problem")), problem);
+    svc_test_res_free(r);
+}
+
+TEST(declared_headers_are_checked_and_documented) {
+    svc_test *t = app_with(&keyed_spec);
+    CHECK(t != NULL);
+    svc_test_res *r = post_keyed(t, "ab c", NULL);
+    CHECK_EQ(svc_test_res_status(r), 201);
+    svc_test_res_free(r);
+    r = post_keyed(t, NULL, "2");
+    CHECK_STR(json_string_value(json_object_get(json_object_get(svc_test_res_json(r), "error"), "message")),
+              "X-Key is required");
+    check_header_problem(r, "/X-Key", "is required");
+    check_header_problem(post_keyed(t, "abcde", NULL), "/X-Key", "must be 1 to 4 characters long");
+    check_header_problem(post_keyed(t, "\xc3\xa9", NULL), "/X-Key", "must match ^[ -~]*$");
+    check_header_problem(post_keyed(t, "k", "100"), "/X-Count", "must be an integer from 1 to 99");
+
+    r = svc_test_request(t, "GET", "/openapi.json", NULL, NULL, 0);
+    json_t *op = json_object_get(json_object_get(json_object_get(svc_test_res_json(r), "paths"), "/things/{id}"), "post");
+    json_t *params = json_object_get(op, "parameters");
+    CHECK_EQ(json_array_size(params), 3);
+    json_t *key = json_array_get(params, 1);
+    CHECK_STR(json_string_value(json_object_get(key, "name")), "X-Key");
+    CHECK_STR(json_string_value(json_object_get(key, "in")), "header");
+    CHECK(json_is_true(json_object_get(key, "required")));
+    CHECK_STR(json_string_value(json_object_get(json_array_get(params, 2), "in")), "header");
+    CHECK(json_is_false(json_object_get(json_array_get(params, 2), "required")));
+    svc_test_res_free(r);
+    svc_test_free(t);
+
+    static const svc_schema list = {.type = SVC_ARRAY, .items = &key_schema};
+    static const svc_param list_header[] = {{"X-List", &list, 0, NULL}, {0}};
+    static const svc_route_spec bad = {.header = list_header};
+    CHECK(app_with(&bad) == NULL); /* a header is a scalar */
+}
+
 /* A query array whose schema has .repeat: its occurrences add up to one list,
  * checked as one (max_items counts them all); svc_req_query_all hands the
  * handler that list. */
