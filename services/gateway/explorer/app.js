@@ -165,14 +165,14 @@ function range(lo, hi, unit) {
   return "";
 }
 
-// The path and query parameters, one field each: a list for an enum or a
+// The path, query and header parameters, one field each: a list for an enum or a
 // boolean, text otherwise, with what the schema says beside it.
 function form(o) {
   const box = $("params");
   box.replaceChildren();
   const params = Array.isArray(o.op.parameters) ? o.op.parameters : [];
   params.forEach((p, i) => {
-    if (!obj(p) || !str(p.name) || (p.in !== "path" && p.in !== "query")) return;
+    if (!obj(p) || !str(p.name) || !["path", "query", "header"].includes(p.in)) return;
     const s = obj(p.schema) || {};
     const needed = p.in === "path" || p.required === true;
     const choices = Array.isArray(s.enum) ? s.enum : s.type === "boolean" ? [true, false] : null;
@@ -210,10 +210,13 @@ async function send() {
   problem("");
   let path = o.path;
   const query = new URLSearchParams();
+  const declared = []; // header parameters: [name, value]
   for (const input of $("params").querySelectorAll("input, select")) {
     const v = input.value;
     if (input.dataset.in === "query") {
       if (v !== "") query.append(input.dataset.name, v);
+    } else if (input.dataset.in === "header") {
+      if (v !== "") declared.push([input.dataset.name, v]);
     } else if (v === "") {
       return problem("fill in " + input.dataset.name);
     } else {
@@ -221,6 +224,13 @@ async function send() {
     }
   }
   const headers = new Headers({ Accept: "application/json" });
+  for (const [name, v] of declared) {
+    try {
+      headers.set(name, v);
+    } catch (e) {
+      return problem("not a value for the header " + name);
+    }
+  }
   for (const line of $("headers").value.split("\n")) {
     if (!line.trim()) continue;
     const colon = line.indexOf(":");
