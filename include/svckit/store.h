@@ -170,7 +170,10 @@ void svc_db_rollback(svc_db *db);
 
 /*
  * A number that changes whenever any connection (any thread, any process)
- * commits a change to the database. Cheap: use it to validate caches.
+ * commits a change to the database. Cheap: use it to validate caches. On
+ * PostgreSQL a counter moved by LISTEN/NOTIFY (another process's commit shows
+ * when its notification arrives), the server's snapshot while the listener
+ * is down (docs/store-postgres.md, "The version"); -1 when it cannot tell.
  */
 int64_t svc_db_version(svc_db *db);
 

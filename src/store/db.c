@@ -143,7 +143,7 @@ static void conn_free(db_conn *c) {
  * busy waits are. The first connection of a db creates its schema. */
 static int pg_connect(svc_db *db, db_conn *c) {
     c->pg = svc__pg.connect(db->url, db->schema, db->nconns == 0,
-                            tl_loop ? SVC_DB_LOOP_BUSY_TIMEOUT_MS : SVC_DB_BUSY_TIMEOUT_MS);
+                            tl_loop ? SVC_DB_LOOP_BUSY_TIMEOUT_MS : SVC_DB_BUSY_TIMEOUT_MS, &db->changes);
     return c->pg ? SVC_OK : SVC_EIO;
 }
 
@@ -267,7 +267,11 @@ int64_t svc_db_version(svc_db *db) {
     db_conn *c = svc__db_thread_conn(db);
     if (!c) return -1;
     if (c->pg) {
-        /* The snapshot (xmin:xmax:in-progress ids) changes whenever a
+        /* A counter in the process (this process's commits, and the
+         * notifications of every process's: the triggers of
+         * notify_changes), while the listener listens... */
+        if (atomic_load(&db->listening)) return atomic_load(&db->changes);
+        /* ...else the server's snapshot (xmin:xmax:in-progress ids): it changes whenever a
          * transaction that wrote commits: it was in progress (listed), or
          * not started yet (its id will be >= xmax). It also changes when one
          * merely starts; a cache then misses once, which is harmless. */
@@ -406,10 +410,27 @@ static int locate(svc_db *db, const char *path) {
 /* The library's tables, then the service's migrations. On PostgreSQL,
  * instances starting together take turns (an advisory lock per schema), so
  * that each step runs once. */
+/* PostgreSQL: every table of the schema notifies the schema's channel at the
+ * end of each statement that changes it (delivered at commit, once per
+ * transaction), for the change listeners of svc_db_version. Made again at
+ * each open: a migration may have added tables. */
+static int notify_changes(svc_db *db) {
+    return svc_db_exec(db,
+                       "CREATE OR REPLACE FUNCTION svc_notify_change() RETURNS trigger LANGUAGE plpgsql AS "
+                       "$f$ BEGIN PERFORM pg_notify(TG_TABLE_SCHEMA, ''); RETURN NULL; END $f$;"
+                       "DO $d$ DECLARE t text; BEGIN"
+                       " FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = current_schema() LOOP"
+                       "  EXECUTE format('DROP TRIGGER IF EXISTS svc_notify_change ON %I', t);"
+                       "  EXECUTE format('CREATE TRIGGER svc_notify_change AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE"
+                       " ON %I FOR EACH STATEMENT EXECUTE FUNCTION svc_notify_change()', t);"
+                       " END LOOP; END $d$");
+}
+
 static int migrate_all(svc_db *db, const svc_migration *migrations, size_t n) {
     if (db->url && svc_db_exec(db, "SELECT pg_advisory_lock(hashtext(current_schema()))") != SVC_OK) return SVC_EIO;
     int rc = svc__db_library_migrate(db);
     if (rc == SVC_OK) rc = migrate(db, migrations, n);
+    if (rc == SVC_OK && db->url) rc = notify_changes(db);
     if (db->url && svc_db_exec(db, "SELECT pg_advisory_unlock_all()") != SVC_OK && rc == SVC_OK) rc = SVC_EIO;
     return rc;
 }
@@ -435,6 +456,9 @@ int svc_db_open(const char *path, const svc_migration *migrations, size_t n, svc
         sodium_bin2hex(db->epoch, sizeof db->epoch, epoch, sizeof epoch);
         rc = migrate_all(db, migrations, n);
     }
+    if (rc == SVC_OK && db->url &&
+        !(db->listener = svc__pg.listen_start(db->url, db->schema, &db->changes, &db->listening)))
+        rc = SVC_EIO;
     if (rc != SVC_OK) {
         svc_db_close(db);
         return rc;
@@ -446,6 +470,7 @@ int svc_db_open(const char *path, const svc_migration *migrations, size_t n, svc
 void svc_db_close(svc_db *db) {
     if (!db) return;
     svc__db_write_stop(db);
+    if (db->listener) svc__pg.listen_stop(db->listener);
     for (int i = 0; i < db->nconns; i++) conn_free(db->conns[i]);
     pthread_key_delete(db->key);
     pthread_mutex_destroy(&db->lock);

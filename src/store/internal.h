@@ -27,6 +27,7 @@ int svc__db_status(int sqlite_rc);
  */
 typedef struct pg_conn pg_conn;
 typedef struct pg_stmt pg_stmt;
+typedef struct pg_listener pg_listener;
 
 enum { DB_NULL, DB_INT, DB_FLOAT, DB_TEXT, DB_BLOB };
 typedef struct db_value {
@@ -41,8 +42,10 @@ typedef struct db_pg_ops {
     /* As svc_db_url_check, for a postgres:// URL. */
     int (*url_check)(const char *url, char *err, size_t errlen);
     /* A connection whose search_path is schema (created when create);
-     * lock_timeout_ms bounds waits for locks. NULL on failure (logged). */
-    pg_conn *(*connect)(const char *url, const char *schema, bool create, int lock_timeout_ms);
+     * lock_timeout_ms bounds waits for locks; each command of it that
+     * commits moves *commits (when not NULL). NULL on failure (logged). */
+    pg_conn *(*connect)(const char *url, const char *schema, bool create, int lock_timeout_ms,
+                        _Atomic int64_t *commits);
     void (*disconnect)(pg_conn *c);
     /* One or more statements without results: a status (svc_stmt_step's). */
     int (*exec)(pg_conn *c, const char *sql);
@@ -60,6 +63,11 @@ typedef struct db_pg_ops {
      * (logged) for a fixed-size value (boolean, integer, float) of another size. */
     int (*column)(pg_stmt *s, int col, db_value *out);
     int64_t (*changes)(pg_stmt *s);
+    /* A thread LISTENing on the schema's channel: *version moves for the
+     * notifications; *up is true while it listens (it reconnects by itself).
+     * Returns listening; NULL on failure (logged). */
+    pg_listener *(*listen_start)(const char *url, const char *schema, _Atomic int64_t *version, atomic_bool *up);
+    void (*listen_stop)(pg_listener *l);
 } db_pg_ops;
 
 extern const db_pg_ops svc__pg __attribute__((weak));
@@ -104,6 +112,12 @@ struct svc_db {
     char *path;
     char *url;              /* DATABASE_URL (PostgreSQL), else NULL */
     char *schema;           /* PostgreSQL: the schema path names */
+    /* PostgreSQL: svc_db_version's counter, moved by this process's commits
+     * and by the listener's notifications of every process's; trusted only
+     * while listening is true. */
+    _Atomic int64_t changes;
+    atomic_bool listening;
+    pg_listener *listener;
     char epoch[17];         /* 16 hex digits, new at every open (outbox msg ids) */
     pthread_key_t key;
     pthread_mutex_t lock;   /* guards conns[] registration only */

@@ -10,6 +10,8 @@
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,7 @@ struct pg_conn {
     char setup[256];        /* the session's settings, again after a reconnect */
     unsigned nstmts;        /* names of prepared statements: s1, s2, ... */
     unsigned session;       /* moves at each reconnect: statements prepare again */
+    _Atomic int64_t *commits; /* moved by each command that commits; may be NULL */
 };
 
 struct pg_stmt {
@@ -131,10 +134,20 @@ static int fail(pg_conn *c, PGresult *r, const char *sql) {
     return st;
 }
 
+/* After a command that succeeded: one that leaves no transaction open and
+ * is no SELECT (an autocommit write, COMMIT) may have committed a change, so
+ * the process's version moves at once, before the server's notification of
+ * it comes back to the listener. */
+static void note_commit(pg_conn *c, PGresult *r) {
+    if (c->commits && PQtransactionStatus(c->c) == PQTRANS_IDLE && strncmp(PQcmdStatus(r), "SELECT", 6) != 0)
+        atomic_fetch_add(c->commits, 1);
+}
+
 static int exec_now(pg_conn *c, const char *sql) {
     PGresult *r = PQexec(c->c, sql);
     ExecStatusType t = PQresultStatus(r);
     if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK) {
+        note_commit(c, r);
         PQclear(r);
         return SVC_OK;
     }
@@ -169,10 +182,12 @@ static void disconnect(pg_conn *c) {
     free(c);
 }
 
-static pg_conn *connect_db(const char *url, const char *schema, bool create, int lock_timeout_ms) {
+static pg_conn *connect_db(const char *url, const char *schema, bool create, int lock_timeout_ms,
+                           _Atomic int64_t *commits) {
     pg_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->url = url;
+    c->commits = commits;
     /* dbname last, expanded from the URL: its parameters override ours. */
     const char *values[] = {connect_defaults[0], connect_defaults[1], connect_defaults[2], connect_defaults[3],
                             connect_defaults[4], url, NULL};
@@ -369,6 +384,7 @@ static int execute(pg_stmt *s) {
     PGresult *r = PQexecPrepared(s->conn->c, s->name, s->nparams, values, lengths, formats, 1);
     ExecStatusType t = PQresultStatus(r);
     if (t != PGRES_COMMAND_OK && t != PGRES_TUPLES_OK) return fail(s->conn, r, s->sql);
+    note_commit(s->conn, r);
     s->res = r;
     s->nrows = PQntuples(r);
     const char *ch = PQcmdTuples(r);
@@ -455,6 +471,93 @@ static int column(pg_stmt *s, int col, db_value *out) {
 
 static int64_t changes(pg_stmt *s) { return s->changes; }
 
+/* ---- The change listener ------------------------------------------------------
+ *
+ * A connection of its own that LISTENs on the schema's channel (the triggers
+ * of svc__db_library_migrate notify it at each commit that changed a table),
+ * on a thread that moves *version once per batch of notifications. While it
+ * is not listening *up is false (svc_db_version asks the server then); once
+ * it listens again it moves *version, for the notifications it missed, and
+ * only then sets *up. */
+struct pg_listener {
+    pg_conn *conn;
+    char listen[160];       /* LISTEN "schema" */
+    _Atomic int64_t *version;
+    atomic_bool *up;
+    atomic_bool stop;
+    pthread_t thread;
+};
+
+#define LISTEN_POLL_MS 100      /* how soon the thread sees stop */
+#define LISTEN_RETRY_MS 500     /* between reconnection attempts */
+
+static bool listen_again(pg_listener *l) {
+    pg_conn *c = l->conn;
+    PQreset(c->c);
+    if (PQstatus(c->c) != CONNECTION_OK || exec_now(c, c->setup) != SVC_OK || exec_now(c, l->listen) != SVC_OK)
+        return false;
+    atomic_fetch_add(l->version, 1);
+    atomic_store(l->up, true);
+    svc_info("postgres: change listener connected again");
+    return true;
+}
+
+static void *listen_loop(void *arg) {
+    pg_listener *l = arg;
+    PGconn *pc = l->conn->c;
+    int waited = 0;
+    while (!atomic_load(&l->stop)) {
+        if (!atomic_load(l->up)) {
+            if ((waited += LISTEN_POLL_MS) >= LISTEN_RETRY_MS && !listen_again(l)) waited = 0;
+            if (!atomic_load(l->up)) poll(NULL, 0, LISTEN_POLL_MS);
+            continue;
+        }
+        struct pollfd p = {.fd = PQsocket(pc), .events = POLLIN};
+        if (poll(&p, 1, LISTEN_POLL_MS) == 0) continue;
+        if (!PQconsumeInput(pc) || PQstatus(pc) != CONNECTION_OK) {
+            atomic_store(l->up, false);
+            waited = LISTEN_RETRY_MS;
+            svc_warn("postgres: change listener lost its connection: svc_db_version asks the server until it is back");
+            continue;
+        }
+        int n = 0;
+        for (PGnotify *note; (note = PQnotifies(pc)); n++) PQfreemem(note);
+        if (n) atomic_fetch_add(l->version, 1);
+    }
+    return NULL;
+}
+
+static pg_listener *listen_start(const char *url, const char *schema, _Atomic int64_t *version, atomic_bool *up) {
+    pg_listener *l = calloc(1, sizeof *l);
+    if (!l) return NULL;
+    l->version = version;
+    l->up = up;
+    l->conn = connect_db(url, schema, false, 0, NULL);
+    char *ident = l->conn ? PQescapeIdentifier(l->conn->c, schema, strlen(schema)) : NULL;
+    bool ok = ident && exec_now(l->conn, (snprintf(l->listen, sizeof l->listen, "LISTEN %s", ident), l->listen)) == SVC_OK;
+    PQfreemem(ident);
+    if (ok) {
+        atomic_store(up, true);
+        ok = pthread_create(&l->thread, NULL, listen_loop, l) == 0;
+        if (!ok) atomic_store(up, false);
+    }
+    if (!ok) {
+        disconnect(l->conn);
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static void listen_stop(pg_listener *l) {
+    if (!l) return;
+    atomic_store(&l->stop, true);
+    pthread_join(l->thread, NULL);
+    atomic_store(l->up, false);
+    disconnect(l->conn);
+    free(l);
+}
+
 const db_pg_ops svc__pg = {
     .url_check = url_check,
     .connect = connect_db,
@@ -468,4 +571,6 @@ const db_pg_ops svc__pg = {
     .step = step,
     .column = column,
     .changes = changes,
+    .listen_start = listen_start,
+    .listen_stop = listen_stop,
 };

@@ -3,10 +3,15 @@ manifests keep the promises docs/deploy.md makes about them.
 
 The schema check is tests/k8s/validate.mjs (npm kubernetes-models@5 and yaml@2,
 installed into tests/k8s/node_modules with `npm ci` on first use); a broken
-manifest must fail it. The rest reads the YAML with python3-yaml. Running the
-pods is tests/images/test_kube.py's part (the images stage).
+manifest must fail it. The rest reads the YAML with python3-yaml. The
+PostgreSQL overlay (deploy/k8s-postgres) is rendered with `kubectl kustomize`
+(skipped without kubectl) and validated the same way. Running the pods is
+tests/images/test_kube.py's part (the images stage).
 """
+import shutil
+import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -15,9 +20,10 @@ from conftest import node_validator
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
+K8S_PG = ROOT / "deploy" / "k8s-postgres"
 VALIDATOR = ROOT / "tests" / "k8s"
 SERVICES = ["auth", "products", "orders", "payments", "gateway"]
-# SQLite on a volume: one replica each until the PostgreSQL store exists.
+# SQLite on a volume (or PostgreSQL from the Secret svckit-database): one replica each.
 SINGLE = ["auth", "products", "orders", "payments"]
 
 
@@ -184,3 +190,95 @@ def test_nats_routes_are_authenticated():
     # $(VAR) expands only from variables listed before it.
     names = [x["name"] for x in nats["env"]]
     assert names.index("NATS_ROUTE_PASSWORD") < names.index("NATS_ROUTE_0")
+
+
+DATABASE_REF = {"secretKeyRef": {"name": "svckit-database", "key": "DATABASE_URL", "optional": True}}
+
+
+def test_stateful_services_read_database_url_from_an_optional_secret():
+    """Without the Secret svckit-database the base runs on SQLite as before;
+    with it (the overlay's or a managed database's) on PostgreSQL."""
+    for name in SINGLE:
+        assert env(name)["DATABASE_URL"] == DATABASE_REF, name
+    assert "DATABASE_URL" not in env("gateway")
+    assert not find("Secret", "svckit-database")
+
+
+@pytest.fixture(scope="module")
+def pg_rendered(tmp_path_factory):
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl not installed (kubectl kustomize renders the overlay)")
+    r = subprocess.run([kubectl, "kustomize", str(K8S_PG)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    f = tmp_path_factory.mktemp("k8s-postgres") / "rendered.yaml"
+    f.write_text(r.stdout)
+    return f, [d for d in yaml.safe_load_all(r.stdout) if d]
+
+
+def pg_find(docs, kind, name):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, (kind, name)
+    return found[0]
+
+
+def test_postgres_overlay_renders_and_validates(validate, pg_rendered):
+    f, docs = pg_rendered
+    r = validate(f)
+    assert r.returncode == 0, r.stdout + r.stderr
+    oks = [l for l in r.stdout.splitlines() if l.startswith("ok ")]
+    assert len(oks) == len(docs)
+    overlay = {p.name for p in K8S_PG.glob("*.yaml")} - {"kustomization.yaml"}
+    listed = yaml.safe_load((K8S_PG / "kustomization.yaml").read_text())["resources"]
+    assert set(listed) == overlay | {"../k8s"}
+    # The base unchanged, plus the database's four objects, all in the namespace.
+    assert len(docs) == len(objects()) + 4
+    for kind, name in (("StatefulSet", "postgres"), ("Service", "postgres"), ("Secret", "svckit-database"),
+                       ("NetworkPolicy", "postgres-from-the-stateful-services")):
+        assert pg_find(docs, kind, name)["metadata"]["namespace"] == "svckit"
+
+
+def test_postgres_password_is_referenced_not_inlined(pg_rendered):
+    _, docs = pg_rendered
+    secret = pg_find(docs, "Secret", "svckit-database")["stringData"]
+    assert sorted(secret) == ["DATABASE_URL", "POSTGRES_PASSWORD"]
+    url = urlsplit(secret["DATABASE_URL"])
+    assert url.password == secret["POSTGRES_PASSWORD"] and url.username == "svckit"
+    sts = pg_find(docs, "StatefulSet", "postgres")
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    e = {x["name"]: x for x in c["env"]}
+    assert e["POSTGRES_PASSWORD"] == {"name": "POSTGRES_PASSWORD", "valueFrom": {"secretKeyRef": {
+        "name": "svckit-database", "key": "POSTGRES_PASSWORD"}}}
+    assert url.path == "/" + e["POSTGRES_DB"]["value"] and url.username == e["POSTGRES_USER"]["value"]
+    # No pod spec holds the password or a URL as a literal value.
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            for cont in d["spec"]["template"]["spec"]["containers"]:
+                values = [x.get("value", "") for x in cont.get("env", [])]
+                assert not any(secret["POSTGRES_PASSWORD"] in v or "postgres://" in v for v in values), d
+    for name in SINGLE:
+        dep = pg_find(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]
+        assert {x["name"]: x.get("valueFrom") for x in dep["env"]}["DATABASE_URL"] == DATABASE_REF
+
+
+def test_postgres_is_reachable_only_from_the_stateful_services(pg_rendered):
+    _, docs = pg_rendered
+    sts = pg_find(docs, "StatefulSet", "postgres")
+    svc = pg_find(docs, "Service", "postgres")
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    assert sts["spec"]["serviceName"] == "postgres" and svc["spec"].get("type", "ClusterIP") == "ClusterIP"
+    assert all(labels[k] == v for k, v in svc["spec"]["selector"].items())
+    assert urlsplit(pg_find(docs, "Secret", "svckit-database")["stringData"]["DATABASE_URL"]).netloc \
+        .endswith("@postgres:%d" % svc["spec"]["ports"][0]["port"])
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["exec"]["command"][0] == "pg_isready"
+    assert sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "data"
+    pol = pg_find(docs, "NetworkPolicy", "postgres-from-the-stateful-services")["spec"]
+    assert pol["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "postgres"}
+    [rule] = pol["ingress"]
+    [peer] = rule["from"]
+    [expr] = peer["podSelector"]["matchExpressions"]
+    assert expr["key"] == "app.kubernetes.io/name" and expr["operator"] == "In"
+    assert sorted(expr["values"]) == sorted(SINGLE)
+    assert rule["ports"] == [{"protocol": "TCP", "port": 5432}]

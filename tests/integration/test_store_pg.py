@@ -106,6 +106,24 @@ def test_two_products_instances_serve_one_catalog_and_writes_do_not_race(pg_serv
             assert st == 200 and now["price"] == winner
 
 
+def test_a_cached_read_sees_the_other_instances_write(pg_server):
+    """products' response cache on one instance is validated by
+    svc_db_version, a counter moved by LISTEN/NOTIFY: a write through the
+    other instance, which this one takes no part in, moves it, so its cached
+    product is rendered again (once the notification arrives: waited for)."""
+    url = pg_server.database("cached_reads")
+    with start_auth() as auth:
+        admin = bearer(login(auth, ADMIN_USER, ADMIN_PASS))
+        with start_products(auth, {"DATABASE_URL": url}) as a, start_products(auth, {"DATABASE_URL": url}) as b:
+            for _ in range(2):  # the second is served from b's cache
+                st, before = b.json("GET", "/products/3", headers=admin)
+                assert st == 200
+            st, _ = a.json("PATCH", "/products/3", {"price": before["price"] + 1}, headers=admin)
+            assert st == 200
+            wait_until(lambda: b.json("GET", "/products/3", headers=admin)[1]["price"] == before["price"] + 1,
+                       what="b reading a's write")
+
+
 @needs_pg_build
 def test_a_restarted_server_is_reconnected_to(tmp_path):
     """The server restarts under a running service (a failover, a crash):
