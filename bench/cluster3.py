@@ -3,8 +3,9 @@
 bench/README.md "Three hosts, losing one").
 
 Builds the cluster of tests/integration/cluster3_support.py (three network
-namespaces on a bridge, a 3-node NATS cluster with R3 JetStream, the stateful
-services on host 0, a gateway on hosts 1 and 2), puts a steady load of
+namespaces on a bridge, a 3-node NATS cluster with R3 JetStream, every shop
+service on every host on PostgreSQL in a fourth namespace, a gateway on hosts
+1 and 2), puts a steady load of
 product reads and orders on host 2's gateway, cuts host 1 off (link down),
 heals it, and prints what happened, one JSON object per run, then a summary
 line per run. Everything it made is removed at the end, also on Ctrl-C or
@@ -12,7 +13,8 @@ SIGTERM. Needs root (network namespaces).
 
     sudo python3 bench/cluster3.py [--runs N] [--during READS,ORDERS]
 
-SVCKIT_BUILD picks the binaries (default build)."""
+SVCKIT_BUILD picks the binaries (default build; its PostgreSQL build, build/pg,
+is used)."""
 import argparse
 import json
 import os
@@ -22,7 +24,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
-from cluster3_support import Cluster3, cannot_make_namespaces, leftovers, lose_a_host  # noqa: E402
+from cluster3_support import Cluster3, cannot_make_namespaces, leftovers, lose_a_host, missing_pg_build  # noqa: E402
 
 
 def main():
@@ -31,16 +33,17 @@ def main():
     ap.add_argument("--during", default="400,40",
                     help="successful reads,acknowledged orders to wait for once the cut is noticed")
     args = ap.parse_args()
-    why = cannot_make_namespaces()
+    why = cannot_make_namespaces() or missing_pg_build()
     if why:
         sys.exit(f"cluster3: {why}")
     during = tuple(int(x) for x in args.during.split(","))
     # SIGTERM unwinds like Ctrl-C, so that close() removes the namespaces.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for n in range(args.runs):
-        cluster = Cluster3(read_replicas=True)
+        cluster = Cluster3()
         try:
-            print(f"cluster3: run {n + 1}: hosts {cluster.net}.1-3 (namespaces {cluster.prefix}h0-2); "
+            print(f"cluster3: run {n + 1}: hosts {cluster.net}.1-3 (namespaces {cluster.prefix}h0-2, "
+                  f"{cluster.prefix}db); "
                   "cutting host 1 under load", file=sys.stderr)
             r = lose_a_host(cluster, cut=1, via=2, during=during)
         finally:
