@@ -131,14 +131,19 @@ class Proc:
 
 
 class Cluster3:
-    def __init__(self, build=None, log_level="warn"):
+    def __init__(self, build=None, log_level="warn", hosts=HOSTS):
+        """hosts: 3, or 1 for the single-host baseline bench/cluster3.py
+        compares with (one NATS node, R1 streams, the gateway on host 0)."""
         pid = os.getpid()
         self.prefix = f"s{pid}"
         # A private /24 of 10.0.0.0/8 from the PID: 10.(100 + pid/256 % 100).(pid % 256).
         self.net = f"10.{100 + (pid >> 8) % 100}.{pid & 255}"
         self.bridge = f"{self.prefix}br"
-        self.ns = [f"{self.prefix}h{i}" for i in range(HOSTS)] + [f"{self.prefix}db"]
-        self.veth = [f"{self.prefix}v{i}" for i in range(HOSTS + 1)]
+        self.hosts = hosts
+        self.gateway_hosts = GATEWAY_HOSTS if hosts == HOSTS else (0,)
+        # index -> name: hosts 0..hosts-1, the database DB
+        self.ns = {i: f"{self.prefix}h{i}" for i in range(hosts)} | {DB: f"{self.prefix}db"}
+        self.veth = {i: f"{self.prefix}v{i}" for i in self.ns}
         self.tmp = tempfile.mkdtemp(prefix="svckit-cluster3-")
         self.build = pg_build(build)
         self.pg = None
@@ -149,23 +154,24 @@ class Cluster3:
         self.made = []  # what close() removes: ("ns", name) / ("link", name)
         try:
             self._network()
-            for i in range(HOSTS):
+            for i in range(hosts):
                 self._nats(i)
-            wait_until(lambda: all(self.routes(i) == HOSTS - 1 for i in range(HOSTS)), what="the routes")
-            wait_until(lambda: all(self.jetstream_ready(i) for i in range(HOSTS)), what="JetStream in 3 nodes")
+            if hosts > 1:
+                wait_until(lambda: all(self.routes(i) == hosts - 1 for i in range(hosts)), what="the routes")
+                wait_until(lambda: all(self.jetstream_ready(i) for i in range(hosts)), what="JetStream in 3 nodes")
             # Its own directory: self.tmp (0700, root's) is closed to the server's user.
             self.pg = PgServer(tempfile.mkdtemp(prefix="svckit-pg-"), netns=self.ns[DB], host=self.ip(DB))
             self.pg.start()
             self.database_url = self.pg.database("shop")
-            for i in range(HOSTS):
+            for i in range(hosts):
                 for name in SERVICES:
                     self._service(i, name)
-            for i in GATEWAY_HOSTS:
+            for i in self.gateway_hosts:
                 self._service(i, "gateway")
-            for i in GATEWAY_HOSTS:
+            for i in self.gateway_hosts:
                 for name in SERVICES:
-                    wait_until(lambda: self.gateway_instances(i, name) == HOSTS,
-                               what=f"gateway {i} discovering {HOSTS} {name}")
+                    wait_until(lambda: self.gateway_instances(i, name) == hosts,
+                               what=f"gateway {i} discovering {hosts} {name}")
         except BaseException:
             self.close()
             raise
@@ -180,7 +186,8 @@ class Cluster3:
         self.made.append(("link", self.bridge))
         run("ip", "addr", "add", f"{self.net}.254/24", "dev", self.bridge)
         run("ip", "link", "set", self.bridge, "up")
-        for i, (ns, veth) in enumerate(zip(self.ns, self.veth)):
+        for i, ns in self.ns.items():
+            veth = self.veth[i]
             run("ip", "netns", "add", ns)
             self.made.append(("ns", ns))
             run("ip", "link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
@@ -196,7 +203,7 @@ class Cluster3:
     def cut(self, i):
         """Host i off the network: its veth's link down on the bridge side.
         Its processes keep running; nothing reaches them, nothing leaves."""
-        assert i in range(HOSTS), "the database's namespace is never cut"
+        assert i in range(self.hosts), "the database's namespace is never cut"
         run("ip", "link", "set", self.veth[i], "down")
 
     def heal(self, i):
@@ -216,7 +223,8 @@ class Cluster3:
     def _nats(self, i):
         d = os.path.join(self.tmp, f"n{i}")
         os.makedirs(d)
-        routes = ", ".join(f"nats-route://{self.ip(j)}:{PORTS['route']}" for j in range(HOSTS) if j != i)
+        routes = ", ".join(f"nats-route://{self.ip(j)}:{PORTS['route']}" for j in range(self.hosts) if j != i)
+        cluster = f"cluster {{ name: svckit3, listen: {self.ip(i)}:{PORTS['route']}, routes: [{routes}] }}\n"
         with open(os.path.join(ROOT, "deploy", "nats-users.conf")) as f:
             users = f.read()
         conf = os.path.join(d, "nats.conf")
@@ -228,8 +236,7 @@ class Cluster3:
                     # Routes inside the private bridge, unauthenticated (module doc).
                     # A cut host is noticed in seconds, not at the 2-minute default.
                     f"ping_interval: \"2s\"\nping_max: 2\n"
-                    f"cluster {{ name: svckit3, listen: {self.ip(i)}:{PORTS['route']}, routes: [{routes}] }}\n"
-                    + users)
+                    + (cluster if self.hosts > 1 else "") + users)
         p = Proc(self.ns[i], f"nats{i}", [NATS_SERVER, "-c", conf], self._env({"GOMAXPROCS": "1"}),
                  os.path.join(d, "nats.log"), d)
         self.procs[(i, "nats")] = p
@@ -245,7 +252,7 @@ class Cluster3:
         os.makedirs(d)
         env = {"PORT": str(PORTS[name]), "HOST": "0.0.0.0", "WORKERS": "1", "DATA_DIR": d,
                "LOG_FORMAT": "json", "LOG_LEVEL": self.log_level, "SHUTDOWN_TIMEOUT": "5", "DRAIN_DELAY": "0",
-               "JWT_SECRET": SECRET, "NATS_URL": self.nats_url(i), "NATS_JS_REPLICAS": "3",
+               "JWT_SECRET": SECRET, "NATS_URL": self.nats_url(i), "NATS_JS_REPLICAS": str(self.hosts),
                "NATS_NKEY_SEED_FILE": self.users.seed_file(name)}
         if name == "gateway":
             env["GATEWAY_CONFIG"] = gateway_config(d)
@@ -467,6 +474,22 @@ def cut_noticed(cluster, cut, via):
         return None
     s = leader_view(cluster, via)
     return s and s["leader"] != f"n{cut}" and s
+
+
+def order_throughput(cluster, via, orders=200, buyers=3):
+    """Orders acknowledged per second through gateway `via`, `buyers`
+    clients placing orders one after another (no reads), over `orders`
+    orders after 20 of warm-up: bench/cluster3.py compares 3 hosts with 1."""
+    set_stock(cluster, via)
+    load = Load(cluster, via, readers=0, buyers=buyers)
+    try:
+        load.wait_for(0, 20, what="orders warming up")
+        t0, (_, n0) = time.monotonic(), load.counts()
+        load.wait_for(0, orders, what=f"{orders} orders")
+        t1, (_, n1) = time.monotonic(), load.counts()
+    finally:
+        load.stop()
+    return round((n1 - n0) / (t1 - t0), 1)
 
 
 def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(200, 20)):
