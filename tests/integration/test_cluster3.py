@@ -10,7 +10,7 @@ veth's link down: its processes keep running, unreachable) and healed.
 What must hold, by counts and conditions, never by time:
   - reads through the surviving gateway go on succeeding: the load has to
     reach its counts of successful reads after the cut is noticed, and the
-    failed reads are counted (printed; at most 1% of those sent); the
+    failed reads are counted (printed; at most 0.1% of those sent); the
     gateway stops routing to the cut host's instances, and routes to them
     again after the heal;
   - no acknowledged order is lost and every one settles (asked of orders),
@@ -44,7 +44,7 @@ def test_losing_a_host_loses_nothing():
           f"unrouted after {r['unrouted_s']} s")
 
     assert r["reads_failed_before_cut"] == 0, r
-    assert r["reads_failed"] * 100 <= r["reads"], r
+    assert r["reads_failed"] * 1000 <= r["reads"], r
     assert r["orders_acked_while_cut"] > 0, r
     assert r["settled_while_cut"] and set(r["settled_while_cut"]) == {"confirmed"}, r
     assert r["order_ids_distinct"], r
