@@ -111,8 +111,16 @@ class PgServer:
             prefix = ["ip", "netns", "exec", self.netns,
                       "setpriv", f"--reuid={self.run_as}", f"--regid={self.run_as}", "--init-groups"]
             user = None
+        # A client cut off (cluster3) holds its session, and the session's
+        # advisory locks (the outbox relay's), until the server notices: in
+        # seconds, by keepalives and the user timeout, not at the OS's hours.
+        if self.netns:
+            dead_peer = ["-c", "tcp_keepalives_idle=2", "-c", "tcp_keepalives_interval=1",
+                           "-c", "tcp_keepalives_count=2", "-c", "tcp_user_timeout=4000"]
+        else:
+            dead_peer = []
         self.proc = subprocess.Popen(
-            prefix + [os.path.join(self.bindir, "postgres"), "-D", self.data, "-p", str(self.port), "-h", self.host,
+            prefix + [os.path.join(self.bindir, "postgres"), *dead_peer, "-D", self.data, "-p", str(self.port), "-h", self.host,
              "-k", self.sock, "-c", f"fsync={'on' if self.durable else 'off'}", "-c", "max_connections=200",
              "-c", "shared_buffers=32MB"],
             user=user, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
