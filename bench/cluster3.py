@@ -3,16 +3,21 @@
 bench/README.md "Three hosts, losing one").
 
 Builds the cluster of tests/integration/cluster3_support.py (three network
-namespaces on a bridge, a 3-node NATS cluster with R3 JetStream, the stateful
-services on host 0, a gateway on hosts 1 and 2), puts a steady load of
+namespaces on a bridge, a 3-node NATS cluster with R3 JetStream, every shop
+service on every host on PostgreSQL in a fourth namespace, a gateway on hosts
+1 and 2), puts a steady load of
 product reads and orders on host 2's gateway, cuts host 1 off (link down),
 heals it, and prints what happened, one JSON object per run, then a summary
-line per run. Everything it made is removed at the end, also on Ctrl-C or
+line per run. Each run also measures order throughput (3 clients ordering
+one after another) on that cluster, once healed, and first on a single host (one namespace, one
+NATS node with R1 streams, the same PostgreSQL) built the same way, and
+reports the ratio. Everything it made is removed at the end, also on Ctrl-C or
 SIGTERM. Needs root (network namespaces).
 
     sudo python3 bench/cluster3.py [--runs N] [--during READS,ORDERS]
 
-SVCKIT_BUILD picks the binaries (default build)."""
+SVCKIT_BUILD picks the binaries (default build; its PostgreSQL build, build/pg,
+is used)."""
 import argparse
 import json
 import os
@@ -22,7 +27,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
-from cluster3_support import Cluster3, cannot_make_namespaces, leftovers, lose_a_host  # noqa: E402
+from cluster3_support import (Cluster3, cannot_make_namespaces, leftovers, lose_a_host,  # noqa: E402
+                              missing_pg_build, order_throughput)
 
 
 def main():
@@ -30,19 +36,28 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--during", default="400,40",
                     help="successful reads,acknowledged orders to wait for once the cut is noticed")
+    ap.add_argument("--orders", type=int, default=200, help="orders the throughput is measured over")
     args = ap.parse_args()
-    why = cannot_make_namespaces()
+    why = cannot_make_namespaces() or missing_pg_build()
     if why:
         sys.exit(f"cluster3: {why}")
     during = tuple(int(x) for x in args.during.split(","))
     # SIGTERM unwinds like Ctrl-C, so that close() removes the namespaces.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     for n in range(args.runs):
-        cluster = Cluster3(read_replicas=True)
+        single = Cluster3(hosts=1)
         try:
-            print(f"cluster3: run {n + 1}: hosts {cluster.net}.1-3 (namespaces {cluster.prefix}h0-2); "
+            single_rate = order_throughput(single, via=0, orders=args.orders)
+        finally:
+            single.close()
+        cluster = Cluster3()
+        try:
+            print(f"cluster3: run {n + 1}: hosts {cluster.net}.1-3 (namespaces {cluster.prefix}h0-2, "
+                  f"{cluster.prefix}db); "
                   "cutting host 1 under load", file=sys.stderr)
             r = lose_a_host(cluster, cut=1, via=2, during=during)
+            rate = order_throughput(cluster, via=2, orders=args.orders)  # healed, every order settled
+            r.update(orders_per_s=rate, orders_per_s_single_host=single_rate, ratio=round(rate / single_rate, 2))
         finally:
             cluster.close()
         left = leftovers(cluster.prefix)
@@ -55,7 +70,9 @@ def main():
               f"while cut) {r['orders']}; "
               f"settled while cut {r['settled_while_cut']}; "
               f"cut noticed {r['cut_noticed_s']} s; unrouted {r['unrouted_s']} s; rejoined {r['rejoin_s']} s after heal; "
-              f"restarted {r['restarted'] or 'none'}", file=sys.stderr)
+              f"restarted {r['restarted'] or 'none'}; "
+              f"orders/s {r['orders_per_s']} on 3 hosts, {r['orders_per_s_single_host']} on 1 (ratio {r['ratio']})",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

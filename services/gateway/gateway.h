@@ -52,8 +52,9 @@
 #define GW_INSTANCE_ID_MAX 63        /* bytes of an instance id (svckit's are 22) */
 /* An instance that timed out or answered 5xx is skipped this long (per worker). */
 #define GW_INSTANCE_SKIP_MS 2000
-/* Discovery rounds an instance may miss before it is dropped: one late PING
- * answer under load must not take a live instance out of rotation. */
+/* Discovery rounds an instance may miss before it is dropped (it is out of
+ * rotation from the first: instances.c): one late PING answer under load
+ * must not drop a live instance and move the calls it holds. */
 #define GW_DISCOVERY_MISSES 2
 /* How long one discovery round gathers PING answers. */
 #define GW_DISCOVERY_GATHER_MS 100
@@ -225,7 +226,8 @@ int gw_budget_take(gw_budget *b, uint64_t now_ms);
  */
 typedef struct gw_dir_entry {
     char id[GW_INSTANCE_ID_MAX + 1];
-    int misses;                      /* discovery rounds without an answer */
+    int misses;                      /* discovery rounds without an answer;
+                                        > 0: silent, sent nothing new */
     int leaving;                     /* said it drains: answers what it has,
                                         is sent nothing new, dropped once it
                                         stops answering PINGs */
@@ -258,7 +260,8 @@ void gw_directory_destroy(gw_directory *d);
 int gw_leave_parse(const char *subject, char *name, size_t namelen, char *id, size_t idlen);
 
 /* One discovery round's answers for service: ids seen (n of them) are kept or
- * added, those missing more than GW_DISCOVERY_MISSES rounds in a row dropped.
+ * added, those missing this round silent (picked no more until they answer
+ * again), those missing more than GW_DISCOVERY_MISSES rounds in a row dropped.
  * Returns the number of instances now known (leaving ones included). */
 int gw_directory_update(gw_directory *d, int service, const char *const *ids, int n);
 /* An instance is certainly gone (no responders on its own subject). */
@@ -267,7 +270,7 @@ void gw_directory_forget(gw_directory *d, int service, const char *id);
  * or added marked when unknown, so that a PING answer it still gives does
  * not bring it back into rotation. */
 void gw_directory_leave(gw_directory *d, int service, const char *id);
-/* Instances of service that are not leaving. */
+/* Instances of service that are neither leaving nor silent. */
 int gw_directory_count(gw_directory *d, int service);
 
 /* A worker's view of one service: its own copy of the ids, where it is in the
@@ -277,6 +280,7 @@ typedef struct gw_pool {
         char id[GW_INSTANCE_ID_MAX + 1];
         uint64_t skip_until_ms;
         int leaving;                 /* never picked; calls on it wait for it */
+        int silent;                  /* missed the last discovery round: never picked */
     } inst[GW_MAX_INSTANCES];
     int n;
     unsigned next;
@@ -297,7 +301,7 @@ int gw_pool_has(const gw_pools *p, int service, const char *id);
 /* Instances of service in this worker's pool that are not leaving. */
 int gw_pool_live(const gw_pools *p, int service);
 /*
- * Round robin over the instances of service that are not leaving, not being
+ * Round robin over the instances of service that are not leaving or silent, not being
  * skipped and are not `exclude` (may be NULL). Returns the id (owned by the pool, valid
  * until the next sync: copy it) or NULL when there is none, in which case
  * the caller uses the service's queue subject.

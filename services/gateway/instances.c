@@ -6,6 +6,14 @@
  * worker that saw an instance time out skips it for a while without telling
  * the others, which learn the same within a request or two if it is real.
  *
+ * An instance that missed the last discovery round is silent: picked no more
+ * (requests go to the others, or to the service's queue subject when none
+ * is left) until it answers a round again, and dropped after
+ * GW_DISCOVERY_MISSES more. So a host cut off stops getting requests one
+ * round after it fell silent (at most interval + gather), while a live
+ * instance whose PING answer came late once is out of rotation for one
+ * round only and keeps the calls it holds.
+ *
  * An instance that said it is leaving (its leave notice, or a reply saying
  * it drains) stays listed, marked: it is picked no more, but calls already
  * on it wait for its answer (it drains), instead of moving as calls on a
@@ -74,25 +82,26 @@ int gw_directory_update(gw_directory *d, int service, const char *const *ids, in
     if (service < 0 || service >= d->nservices) return 0;
     pthread_mutex_lock(&d->mu);
     gw_dir_entry *e = d->entries[service];
-    int count = d->count[service], changed = 0;
-    for (int i = 0; i < count; i++) e[i].misses++;
+    int count = d->count[service], known = count, changed = 0;
+    char answered[GW_MAX_INSTANCES] = {0};
     for (int k = 0; k < n; k++) {
         if (!ids[k] || !id_ok(ids[k])) continue;
-        int found = 0;
-        for (int i = 0; i < count; i++) {
-            if (strcmp(e[i].id, ids[k]) == 0) {
-                e[i].misses = 0;
-                found = 1;
-                break;
-            }
-        }
-        if (!found && count < GW_MAX_INSTANCES) {
+        int i = 0;
+        while (i < count && strcmp(e[i].id, ids[k]) != 0) i++;
+        if (i == count && count < GW_MAX_INSTANCES) {
             strcpy(e[count].id, ids[k]);
             e[count].misses = 0;
             e[count].leaving = 0;
             count++;
             changed = 1;
         }
+        if (i < known) answered[i] = 1;
+    }
+    /* Silent (out of rotation) from the first round missed, back at the
+     * first answered: both change what workers pick. */
+    for (int i = 0; i < known; i++) {
+        changed |= answered[i] ? e[i].misses > 0 : e[i].misses == 0;
+        e[i].misses = answered[i] ? 0 : e[i].misses + 1;
     }
     for (int i = 0; i < count;) {
         if (e[i].misses > GW_DISCOVERY_MISSES) {
@@ -145,7 +154,7 @@ int gw_directory_count(gw_directory *d, int service) {
     if (service < 0 || service >= d->nservices) return 0;
     pthread_mutex_lock(&d->mu);
     int n = 0;
-    for (int i = 0; i < d->count[service]; i++) n += !d->entries[service][i].leaving;
+    for (int i = 0; i < d->count[service]; i++) n += !d->entries[service][i].leaving && !d->entries[service][i].misses;
     pthread_mutex_unlock(&d->mu);
     return n;
 }
@@ -163,6 +172,7 @@ int gw_pools_sync(gw_pools *p, gw_directory *d) {
             strcpy(pool->inst[pool->n].id, d->entries[s][i].id);
             pool->inst[pool->n].skip_until_ms = 0;
             pool->inst[pool->n].leaving = d->entries[s][i].leaving;
+            pool->inst[pool->n].silent = d->entries[s][i].misses > 0;
             for (int j = 0; j < old.n; j++)
                 if (strcmp(old.inst[j].id, pool->inst[pool->n].id) == 0)
                     pool->inst[pool->n].skip_until_ms = old.inst[j].skip_until_ms;
@@ -194,7 +204,7 @@ const char *gw_pool_pick(gw_pools *p, int service, uint64_t now_ms, const char *
     gw_pool *pool = &p->pool[service];
     for (int k = 0; k < pool->n; k++) {
         int i = (int)(pool->next++ % (unsigned)pool->n);
-        if (pool->inst[i].leaving || pool->inst[i].skip_until_ms > now_ms) continue;
+        if (pool->inst[i].leaving || pool->inst[i].silent || pool->inst[i].skip_until_ms > now_ms) continue;
         if (exclude && strcmp(pool->inst[i].id, exclude) == 0) continue;
         return pool->inst[i].id;
     }

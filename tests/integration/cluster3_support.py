@@ -1,7 +1,8 @@
 """Three hosts on this machine (issue 12 item 5): three network namespaces
 joined by a bridge, each running one node of a 3-node NATS cluster with
-JetStream; the shop's services on them; a host can be cut off (its veth's link
-set down: no clean stop, its processes go on running, unreachable) and healed.
+JetStream and one instance of every shop service, PostgreSQL in a fourth; any
+host can be cut off (its veth's link set down: no clean stop, its processes
+go on running, unreachable) and healed.
 Used by tests/integration/test_cluster3.py and bench/cluster3.py (`make
 demo-cluster`); docs/deploy.md, "Three hosts on one machine", explains it.
 
@@ -10,22 +11,19 @@ Layout (PID = this process's id, so that two runs never clash):
     bridge s<PID>br in the root namespace, 10.A.B.254/24 (A.B from the PID)
     host i (0, 1, 2): namespace s<PID>h<i>, eth0 = 10.A.B.<i+1>/24, its veth
         peer s<PID>v<i> on the bridge; nats-server n<i> (client 4222, routes
-        6222, monitoring 8222), JetStream with R3 streams (NATS_JS_REPLICAS=3)
-    host 0: auth, products, orders, payments  (the state: see below)
+        6222, monitoring 8222), JetStream with R3 streams (NATS_JS_REPLICAS=3);
+        auth, products, orders, payments (8081-8084)
     hosts 1 and 2: a gateway each (8080)
-    read_replicas=True: the example app's stateless catalog (examples/demo,
-        8090) on every host, the gateways' /products routed to it; orders
-        still ask products on host 0 for prices
+    the database: namespace s<PID>db, eth0 = 10.A.B.4/24, PostgreSQL
+        (pg_support.PgServer), database "shop"; every service's DATABASE_URL
+        names it (each service works in a schema of its own)
 
-Where the state lives. Products, orders, payments and auth keep SQLite files
-of their own: one instance per host would be three catalogs. Until the store
-has its PostgreSQL backend (issue 12 item 2), the stateful services run on
-host 0 only, and host 0 is never cut: it plays the part the managed database
-plays in the target design (PostgreSQL in a fourth namespace, every host
-running one instance of each service with DATABASE_URL). `database_url`
-passes that variable to every service once the backend exists; today the
-services ignore it. What is cut here is a NATS node, a gateway and (with
-read_replicas) an instance the surviving gateway routes reads to.
+Where the state lives. In PostgreSQL, the managed database a cloud would
+provide, which is never cut here: every host runs one instance of each
+service on it, so cutting any host (0 included) loses a NATS node, an instance
+of every service and possibly a gateway, never data. The services are those of
+the PostgreSQL build (PG=1): build/pg beside build, build/san-pg beside
+build/san (pg_build(); missing_pg_build() says why the cluster cannot run).
 
 Ports inside a namespace are fixed (4222, 8080, ...): each namespace has its
 own port space, made for this run and removed after it, so nothing else can
@@ -49,30 +47,20 @@ import time
 import urllib.error
 import urllib.request
 
-from conftest import ROOT, WAIT, binary, terminate, track, wait_until
+from conftest import ROOT, WAIT, terminate, track, wait_until
 from shop_support import SECRET, gateway_config, token
 from nkey_support import ShopUsers
+from pg_support import PgServer, pg_bindir
 
 HOSTS = 3
-STATE_HOST = 0  # never cut: it holds the SQLite files (see above)
+DB = HOSTS  # the database's namespace is the fourth, index 3 in the addresses
 GATEWAY_HOSTS = (1, 2)
-STATEFUL = ("auth", "products", "orders", "payments")
-USERS = ("gateway", "auth", "products", "orders", "payments", "recommendations", "ops", "demo")
+SERVICES = ("auth", "products", "orders", "payments")
+USERS = ("gateway", "auth", "products", "orders", "payments", "recommendations", "ops")
 NATS_SERVER = "/usr/sbin/nats-server"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
-# read_replicas: the example app's stateless catalog (examples/demo) on every
-# host, its own NATS user shaped as the shop's, the gateways' /products routed
-# to it and allowed to request it.
-DEMO_USER = """    {nkey: $DEMO_NKEY, permissions: {
-      publish: {allow: ["$SRV.LEAVE.demo.>"]}
-      subscribe: {allow: ["_INBOX.demo.>", "svc.demo.>", "$SRV.PING", "$SRV.INFO", "$SRV.STATS", "$SRV.LIVE",
-                          "$SRV.*.demo", "$SRV.*.demo.>", "svckit.trace", "svckit.trace.demo", "svckit.trace.demo.>"]}
-      allow_responses: true
-    }}
-"""
 PORTS = {"nats": 4222, "route": 6222, "monitor": 8222, "gateway": 8080, "auth": 8081,
-         "products": 8082, "orders": 8083, "payments": 8084,
-         "demo": 8090}
+         "products": 8082, "orders": 8083, "payments": 8084, "postgres": 5432}
 
 
 def run(*argv, check=True):
@@ -80,6 +68,29 @@ def run(*argv, check=True):
     if check and r.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)}: {r.stderr.strip()}")
     return r
+
+
+def pg_build(build=None):
+    """The PostgreSQL build beside `build` (default SVCKIT_BUILD or build):
+    build/pg for build, build/san-pg for build/san."""
+    build = build or os.environ.get("SVCKIT_BUILD", "build")
+    build = build.rstrip("/")
+    return build + "-pg" if os.path.basename(build).startswith("san") else os.path.join(build, "pg")
+
+
+def missing_pg_build(build=None):
+    """Why the services of the PostgreSQL build cannot run (None when they
+    can): its binaries are missing, or PostgreSQL is not installed."""
+    d = pg_build(build)
+    d = d if os.path.isabs(d) else os.path.join(ROOT, d)
+    missing = [n for n in ("gateway", *SERVICES) if not os.path.exists(os.path.join(d, "bin", n))]
+    if missing:
+        return f"{d}/bin lacks {', '.join(missing)} (make PG=1{' SAN=1' if 'san' in d else ''} bins)"
+    try:
+        pg_bindir()
+    except Exception as e:  # pg_bindir says which PostgreSQL it looked for
+        return f"PostgreSQL: {e}"
+    return None
 
 
 def cannot_make_namespaces():
@@ -120,18 +131,22 @@ class Proc:
 
 
 class Cluster3:
-    def __init__(self, build=None, database_url=None, log_level="warn", read_replicas=False):
+    def __init__(self, build=None, log_level="warn", hosts=HOSTS):
+        """hosts: 3, or 1 for the single-host baseline bench/cluster3.py
+        compares with (one NATS node, R1 streams, the gateway on host 0)."""
         pid = os.getpid()
         self.prefix = f"s{pid}"
         # A private /24 of 10.0.0.0/8 from the PID: 10.(100 + pid/256 % 100).(pid % 256).
         self.net = f"10.{100 + (pid >> 8) % 100}.{pid & 255}"
         self.bridge = f"{self.prefix}br"
-        self.ns = [f"{self.prefix}h{i}" for i in range(HOSTS)]
-        self.veth = [f"{self.prefix}v{i}" for i in range(HOSTS)]
+        self.hosts = hosts
+        self.gateway_hosts = GATEWAY_HOSTS if hosts == HOSTS else (0,)
+        # index -> name: hosts 0..hosts-1, the database DB
+        self.ns = {i: f"{self.prefix}h{i}" for i in range(hosts)} | {DB: f"{self.prefix}db"}
+        self.veth = {i: f"{self.prefix}v{i}" for i in self.ns}
         self.tmp = tempfile.mkdtemp(prefix="svckit-cluster3-")
-        self.build = build or os.environ.get("SVCKIT_BUILD", "build")
-        self.database_url = database_url
-        self.read_replicas = read_replicas
+        self.build = pg_build(build)
+        self.pg = None
         self.log_level = log_level
         self.users = ShopUsers(self.tmp, USERS)
         self.procs = {}  # (host, name) -> Proc
@@ -139,24 +154,24 @@ class Cluster3:
         self.made = []  # what close() removes: ("ns", name) / ("link", name)
         try:
             self._network()
-            for i in range(HOSTS):
+            for i in range(hosts):
                 self._nats(i)
-            wait_until(lambda: all(self.routes(i) == HOSTS - 1 for i in range(HOSTS)), what="the routes")
-            wait_until(lambda: all(self.jetstream_ready(i) for i in range(HOSTS)), what="JetStream in 3 nodes")
-            for name in STATEFUL:
-                self._service(STATE_HOST, name)
-            if read_replicas:
-                for i in range(HOSTS):
-                    self._service(i, "demo")
-            for i in GATEWAY_HOSTS:
+            if hosts > 1:
+                wait_until(lambda: all(self.routes(i) == hosts - 1 for i in range(hosts)), what="the routes")
+                wait_until(lambda: all(self.jetstream_ready(i) for i in range(hosts)), what="JetStream in 3 nodes")
+            # Its own directory: self.tmp (0700, root's) is closed to the server's user.
+            self.pg = PgServer(tempfile.mkdtemp(prefix="svckit-pg-"), netns=self.ns[DB], host=self.ip(DB))
+            self.pg.start()
+            self.database_url = self.pg.database("shop")
+            for i in range(hosts):
+                for name in SERVICES:
+                    self._service(i, name)
+            for i in self.gateway_hosts:
                 self._service(i, "gateway")
-            want = {"products": 1, "orders": 1, "payments": 1, "auth": 1}
-            if read_replicas:
-                want = {"demo": HOSTS, "orders": 1}
-            for i in GATEWAY_HOSTS:
-                for name, n in want.items():
-                    wait_until(lambda: self.gateway_instances(i, name) == n,
-                               what=f"gateway {i} discovering {n} {name}")
+            for i in self.gateway_hosts:
+                for name in SERVICES:
+                    wait_until(lambda: self.gateway_instances(i, name) == hosts,
+                               what=f"gateway {i} discovering {hosts} {name}")
         except BaseException:
             self.close()
             raise
@@ -171,7 +186,8 @@ class Cluster3:
         self.made.append(("link", self.bridge))
         run("ip", "addr", "add", f"{self.net}.254/24", "dev", self.bridge)
         run("ip", "link", "set", self.bridge, "up")
-        for i, (ns, veth) in enumerate(zip(self.ns, self.veth)):
+        for i, ns in self.ns.items():
+            veth = self.veth[i]
             run("ip", "netns", "add", ns)
             self.made.append(("ns", ns))
             run("ip", "link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
@@ -187,7 +203,7 @@ class Cluster3:
     def cut(self, i):
         """Host i off the network: its veth's link down on the bridge side.
         Its processes keep running; nothing reaches them, nothing leaves."""
-        assert i != STATE_HOST, "host 0 holds the state and is never cut"
+        assert i in range(self.hosts), "the database's namespace is never cut"
         run("ip", "link", "set", self.veth[i], "down")
 
     def heal(self, i):
@@ -207,12 +223,10 @@ class Cluster3:
     def _nats(self, i):
         d = os.path.join(self.tmp, f"n{i}")
         os.makedirs(d)
-        routes = ", ".join(f"nats-route://{self.ip(j)}:{PORTS['route']}" for j in range(HOSTS) if j != i)
+        routes = ", ".join(f"nats-route://{self.ip(j)}:{PORTS['route']}" for j in range(self.hosts) if j != i)
+        cluster = f"cluster {{ name: svckit3, listen: {self.ip(i)}:{PORTS['route']}, routes: [{routes}] }}\n"
         with open(os.path.join(ROOT, "deploy", "nats-users.conf")) as f:
             users = f.read()
-        if self.read_replicas:
-            users = users.replace('"svc.payments.>",', '"svc.payments.>", "svc.demo.>",', 1)
-            users = users.replace("users = [", "users = [\n" + DEMO_USER, 1)
         conf = os.path.join(d, "nats.conf")
         with open(conf, "w") as f:
             f.write(f"server_name: n{i}\n"
@@ -222,8 +236,7 @@ class Cluster3:
                     # Routes inside the private bridge, unauthenticated (module doc).
                     # A cut host is noticed in seconds, not at the 2-minute default.
                     f"ping_interval: \"2s\"\nping_max: 2\n"
-                    f"cluster {{ name: svckit3, listen: {self.ip(i)}:{PORTS['route']}, routes: [{routes}] }}\n"
-                    + users)
+                    + (cluster if self.hosts > 1 else "") + users)
         p = Proc(self.ns[i], f"nats{i}", [NATS_SERVER, "-c", conf], self._env({"GOMAXPROCS": "1"}),
                  os.path.join(d, "nats.log"), d)
         self.procs[(i, "nats")] = p
@@ -239,25 +252,13 @@ class Cluster3:
         os.makedirs(d)
         env = {"PORT": str(PORTS[name]), "HOST": "0.0.0.0", "WORKERS": "1", "DATA_DIR": d,
                "LOG_FORMAT": "json", "LOG_LEVEL": self.log_level, "SHUTDOWN_TIMEOUT": "5", "DRAIN_DELAY": "0",
-               "JWT_SECRET": SECRET, "NATS_URL": self.nats_url(i), "NATS_JS_REPLICAS": "3",
+               "JWT_SECRET": SECRET, "NATS_URL": self.nats_url(i), "NATS_JS_REPLICAS": str(self.hosts),
                "NATS_NKEY_SEED_FILE": self.users.seed_file(name)}
         if name == "gateway":
             env["GATEWAY_CONFIG"] = gateway_config(d)
-            if self.read_replicas:
-                with open(env["GATEWAY_CONFIG"]) as f:
-                    conf = json.load(f)
-                for route in conf["routes"]:
-                    if route["prefix"] == "/products":
-                        route["service"] = "demo"
-                with open(env["GATEWAY_CONFIG"], "w") as f:
-                    json.dump(conf, f)
-        if self.database_url:
+        else:
             env["DATABASE_URL"] = self.database_url
-        path = os.path.join(ROOT, self.build, "bin", name) if not os.path.isabs(self.build) else \
-            os.path.join(self.build, "bin", name)
-        if not os.path.exists(path):
-            path = binary(name)
-        p = Proc(self.ns[i], name, [path], self._env(env), os.path.join(d, f"{name}.log"), d)
+        p = Proc(self.ns[i], name, [os.path.join(ROOT, self.build, "bin", name)], self._env(env), os.path.join(d, f"{name}.log"), d)
         self.procs[(i, name)] = p
         wait_until(lambda: self.status(i, name, "/readyz") == 200 or p.proc.poll() is not None,
                    what=f"{name} on host {i} ready")
@@ -317,6 +318,10 @@ class Cluster3:
             p.stop(signal.SIGKILL if key[1] == "nats" else signal.SIGTERM)
             log = p.read_log()
             self.sanitizer_reports += [f"h{key[0]}/{key[1]}: {m}" for m in SANITIZER_MARKERS if m in log]
+        if self.pg:
+            self.pg.stop()
+            shutil.rmtree(self.pg.root, ignore_errors=True)
+            self.pg = None
         for kind, name in self.made[::-1]:
             if kind == "ns":
                 run("ip", "netns", "del", name, check=False)
@@ -356,7 +361,7 @@ class Load:
     def __init__(self, cluster, via, readers=3, buyers=3):
         self.c, self.via = cluster, via
         self.reads = []  # (t, ok)
-        self.acked = {}  # key -> (t, order id)
+        self.acked = {}  # key -> (t, order id, product id)
         self.order_errors = 0
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -398,14 +403,15 @@ class Load:
         user = f"buyer{n}"
         while not self.stopping.is_set():
             key = secrets.token_hex(8)
-            body = json.dumps({"items": [{"product_id": PRODUCT_IDS[n % len(PRODUCT_IDS)], "quantity": 1}]})
+            pid = PRODUCT_IDS[n % len(PRODUCT_IDS)]
+            body = json.dumps({"items": [{"product_id": pid, "quantity": 1}]})
             headers = {"Authorization": "Bearer " + token(user), "Content-Type": "application/json",
                        "Idempotency-Key": key}
             while not self.stopping.is_set():
                 st, doc = self._call(conn, "POST", "/orders", body, headers)
                 if st in (200, 201):
                     with self.lock:
-                        self.acked[key] = (time.monotonic(), doc["id"])
+                        self.acked[key] = (time.monotonic(), doc["id"], pid)
                     break
                 with self.lock:
                     self.order_errors += 1
@@ -428,18 +434,25 @@ class Load:
             t.join()
 
 
-def settled(cluster, oid):
-    """The order's status once it is no longer pending, asked of orders itself."""
-    req = urllib.request.Request(cluster.url(STATE_HOST, "orders", f"/orders/{oid}"),
+def settled(cluster, host, oid):
+    """The order's status once it is no longer pending, asked of host's orders."""
+    req = urllib.request.Request(cluster.url(host, "orders", f"/orders/{oid}"),
                                  headers={"Authorization": "Bearer " + token("root", "admin")})
     with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT) as r:
         status = json.loads(r.read())["status"]
     return status != "pending" and status
 
 
-def set_stock(cluster):
+def stock(cluster, host, pid):
+    req = urllib.request.Request(cluster.url(host, "products", f"/products/{pid}"),
+                                 headers={"Authorization": "Bearer " + token("root", "admin")})
+    with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT) as r:
+        return json.loads(r.read())["stock"]
+
+
+def set_stock(cluster, host):
     for pid in PRODUCT_IDS:
-        req = urllib.request.Request(cluster.url(STATE_HOST, "products", f"/products/{pid}"),
+        req = urllib.request.Request(cluster.url(host, "products", f"/products/{pid}"),
                                      data=json.dumps({"stock": STOCK}).encode(), method="PATCH",
                                      headers={"Authorization": "Bearer " + token("root", "admin"),
                                               "Content-Type": "application/json"})
@@ -463,6 +476,22 @@ def cut_noticed(cluster, cut, via):
     return s and s["leader"] != f"n{cut}" and s
 
 
+def order_throughput(cluster, via, orders=200, buyers=3):
+    """Orders acknowledged per second through gateway `via`, `buyers`
+    clients placing orders one after another (no reads), over `orders`
+    orders after 20 of warm-up: bench/cluster3.py compares 3 hosts with 1."""
+    set_stock(cluster, via)
+    load = Load(cluster, via, readers=0, buyers=buyers)
+    try:
+        load.wait_for(0, 20, what="orders warming up")
+        t0, (_, n0) = time.monotonic(), load.counts()
+        load.wait_for(0, orders, what=f"{orders} orders")
+        t1, (_, n1) = time.monotonic(), load.counts()
+    finally:
+        load.stop()
+    return round((n1 - n0) / (t1 - t0), 1)
+
+
 def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(200, 20)):
     """Steady load through gateway `via`; host `cut` is cut off once warm
     (reads, orders) succeeded, healed once `during` more did, and the load
@@ -471,7 +500,7 @@ def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(
     its gateway answering reads) and every acknowledged order has settled.
     Returns what happened (bench/cluster3.py prints it; test_cluster3.py
     checks it)."""
-    set_stock(cluster)
+    set_stock(cluster, via)
     pids = {key: p.proc.pid for key, p in cluster.procs.items()}
     load = Load(cluster, via)
     try:
@@ -480,13 +509,13 @@ def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(
         cluster.cut(cut)
         # JetStream with 2 of 3 nodes: once the others have dropped the cut
         # node and the stream has a leader among them, the load goes on.
-        # With read replicas, also: the surviving gateway stops routing to the
-        # cut host's instance (it drops it from discovery).
+        # Also: the surviving gateway stops routing to the cut host's
+        # instances (it drops them from discovery).
         seen = {}
 
         def noticed():
-            if "unrouted" not in seen and (not cluster.read_replicas
-                                           or cluster.gateway_instances(via, "demo") == HOSTS - 1):
+            if "unrouted" not in seen and all(cluster.gateway_instances(via, name) == HOSTS - 1
+                                              for name in SERVICES):
                 seen["unrouted"] = time.monotonic()
             if "stream" not in seen and cut_noticed(cluster, cut, via):
                 seen["stream"] = cut_noticed(cluster, cut, via)
@@ -498,8 +527,8 @@ def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(
         # The saga runs on JetStream: orders placed after the cut was noticed
         # settle before the heal.
         with load.lock:
-            late = [oid for t, oid in load.acked.values() if t > t_noticed][-5:]
-        settled_while_cut = [wait_until(lambda: settled(cluster, oid), timeout=4 * WAIT,
+            late = [oid for t, oid, _ in load.acked.values() if t > t_noticed][-5:]
+        settled_while_cut = [wait_until(lambda: settled(cluster, via, oid), timeout=4 * WAIT,
                                         what=f"order {oid} settled while cut") for oid in late]
         t_heal = time.monotonic()
         cluster.heal(cut)
@@ -516,18 +545,22 @@ def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(
         state.update(routes=cluster.routes(cut), stream=s,
                      read=cluster.status(cut, "gateway", "/products/1", headers=reader))
         current = {r["name"] for r in (s or {}).get("replicas", []) if r.get("current")}
-        if cluster.read_replicas:
-            state["routed"] = cluster.gateway_instances(via, "demo")
+        state["routed"] = {name: cluster.gateway_instances(via, name) for name in SERVICES}
         return (state["routes"] == HOSTS - 1 and f"n{cut}" in current and state["read"] == 200
-                and state.get("routed", HOSTS) == HOSTS)
+                and set(state["routed"].values()) == {HOSTS})
     try:
         wait_until(rejoined, timeout=4 * WAIT, what=f"host {cut} rejoining")
     except AssertionError as e:
         raise AssertionError(f"{e}; last seen: {state}") from None
     t_rejoined = time.monotonic()
     outcomes = {}
-    for key, (_, oid) in load.acked.items():
-        outcomes[oid] = wait_until(lambda: settled(cluster, oid), timeout=4 * WAIT, what=f"order {oid} settled")
+    sold = collections.Counter()
+    for key, (_, oid, pid) in load.acked.items():
+        outcomes[oid] = wait_until(lambda: settled(cluster, via, oid), timeout=4 * WAIT, what=f"order {oid} settled")
+        sold[pid] += outcomes[oid] == "confirmed"
+    # The stock in PostgreSQL (asked of the healed host's products) is what
+    # the confirmed orders left, product by product.
+    stock_off = {pid: STOCK - stock(cluster, cut, pid) - sold[pid] for pid in PRODUCT_IDS}
 
     fails = [t for t, ok in load.reads if not ok]
     after_cut = [t for t in fails if t >= t_cut]
@@ -538,12 +571,13 @@ def lose_a_host(cluster, cut=1, via=2, warm=(200, 20), during=(400, 40), after=(
         "reads_failed_window_s": round(after_cut[-1] - t_cut, 3) if after_cut else 0.0,
         "orders_acked": len(load.acked),
         "order_attempts_failed": load.order_errors,
-        "orders_acked_while_cut": sum(t_cut <= t < t_heal for t, _ in load.acked.values()),
+        "orders_acked_while_cut": sum(t_cut <= t < t_heal for t, _, _ in load.acked.values()),
+        "stock_off": {pid: n for pid, n in stock_off.items() if n},
         "orders": dict(collections.Counter(outcomes.values())),
         "order_ids_distinct": len(set(outcomes)) == len(load.acked),
         "cut_s": round(t_heal - t_cut, 3),
         "cut_noticed_s": round(t_noticed - t_cut, 3),
-        "unrouted_s": round(seen["unrouted"] - t_cut, 3) if cluster.read_replicas else None,
+        "unrouted_s": round(seen["unrouted"] - t_cut, 3),
         "rejoin_s": round(t_rejoined - t_heal, 3),
         "stream_while_cut": stream_cut,
         "settled_while_cut": settled_while_cut,

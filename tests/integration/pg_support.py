@@ -51,9 +51,12 @@ def _free_port():
 
 
 class PgServer:
-    def __init__(self, root, durable=False):
-        """root: an empty directory (or one a previous `start` used)."""
+    def __init__(self, root, durable=False, netns=None, host="127.0.0.1"):
+        """root: an empty directory (or one a previous `start` used).
+        netns: the network namespace the server runs in (root only), host:
+        the address it listens on (one of that namespace's)."""
         self.durable = durable
+        self.netns, self.host = netns, host
         self.root = os.path.abspath(root)
         self.data = os.path.join(self.root, "data")
         self.sock = os.path.join(self.root, "sock")
@@ -84,6 +87,10 @@ class PgServer:
         os.unlink(pwfile)
         if r.returncode != 0:
             raise RuntimeError(f"initdb failed:\n{r.stdout}\n{r.stderr}")
+        if self.host != "127.0.0.1":
+            # initdb admits loopback only; clients on the host's subnet too.
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                f.write("host all all samenet scram-sha-256\n")
         self.port = _free_port()
         return self._launch()
 
@@ -97,11 +104,26 @@ class PgServer:
         log = open(os.path.join(self.root, "postgres.log"), "a")
         # fsync off: the tests check behaviour, not durability, and share two
         # cores; max_connections: a worker connection per thread per service.
+        # In a namespace: `ip netns exec` and setpriv exec in turn, so the
+        # PID is the server's and stop()'s signal reaches it.
+        prefix, user = [], self.run_as
+        if self.netns:
+            prefix = ["ip", "netns", "exec", self.netns,
+                      "setpriv", f"--reuid={self.run_as}", f"--regid={self.run_as}", "--init-groups"]
+            user = None
+        # A client cut off (cluster3) holds its session, and the session's
+        # advisory locks (the outbox relay's), until the server notices: in
+        # seconds, by keepalives and the user timeout, not at the OS's hours.
+        if self.netns:
+            dead_peer = ["-c", "tcp_keepalives_idle=2", "-c", "tcp_keepalives_interval=1",
+                           "-c", "tcp_keepalives_count=2", "-c", "tcp_user_timeout=4000"]
+        else:
+            dead_peer = []
         self.proc = subprocess.Popen(
-            [os.path.join(self.bindir, "postgres"), "-D", self.data, "-p", str(self.port), "-h", "127.0.0.1",
+            prefix + [os.path.join(self.bindir, "postgres"), *dead_peer, "-D", self.data, "-p", str(self.port), "-h", self.host,
              "-k", self.sock, "-c", f"fsync={'on' if self.durable else 'off'}", "-c", "max_connections=200",
              "-c", "shared_buffers=32MB"],
-            user=self.run_as, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            user=user, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         pidfile = os.path.join(self.root, "postgres.pid")
         with open(os.open(pidfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
@@ -118,7 +140,7 @@ class PgServer:
         return self
 
     def url(self, dbname):
-        return f"postgres://{USER}:{self.password}@127.0.0.1:{self.port}/{dbname}"
+        return f"postgres://{USER}:{self.password}@{self.host}:{self.port}/{dbname}"
 
     def psql(self, sql, dbname="postgres"):
         r = self._run([os.path.join(self.bindir, "psql"), "-h", self.sock, "-p",

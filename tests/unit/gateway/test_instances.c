@@ -24,6 +24,37 @@ TEST(directory_keeps_instances_until_they_miss_rounds) {
     gw_directory_destroy(&d);
 }
 
+TEST(silent_instance_is_picked_no_more_until_it_answers) {
+    gw_directory d;
+    gw_directory_init(&d, 1);
+    const char *abc[] = {"a", "b", "c"}, *ac[] = {"a", "c"};
+    gw_directory_update(&d, 0, abc, 3);
+    static gw_pools p;
+    memset(&p, 0, sizeof p);
+    gw_pools_sync(&p, &d);
+    /* b misses one round: every one of the next 30 requests goes elsewhere. */
+    CHECK_EQ(gw_directory_update(&d, 0, ac, 2), 3);
+    CHECK_EQ(gw_directory_count(&d, 0), 2);
+    CHECK_EQ(gw_pools_sync(&p, &d), 1);
+    for (int i = 0; i < 30; i++) CHECK(strcmp(gw_pool_pick(&p, 0, 0, NULL), "b") != 0);
+    /* Still silent: nothing changes for the workers. */
+    unsigned v = atomic_load(&d.version);
+    CHECK_EQ(gw_directory_update(&d, 0, ac, 2), 3);
+    CHECK_EQ(atomic_load(&d.version), v);
+    /* It answers again: back in rotation. */
+    CHECK_EQ(gw_directory_update(&d, 0, abc, 3), 3);
+    CHECK_EQ(gw_directory_count(&d, 0), 3);
+    CHECK_EQ(gw_pools_sync(&p, &d), 1);
+    int b = 0;
+    for (int i = 0; i < 30; i++) b += strcmp(gw_pool_pick(&p, 0, 0, NULL), "b") == 0;
+    CHECK_EQ(b, 10);
+    /* All silent: nothing to pick (the caller uses the queue subject). */
+    gw_directory_update(&d, 0, NULL, 0);
+    gw_pools_sync(&p, &d);
+    CHECK(gw_pool_pick(&p, 0, 0, NULL) == NULL);
+    gw_directory_destroy(&d);
+}
+
 TEST(round_robin_over_live_instances) {
     gw_directory d;
     gw_directory_init(&d, 1);
