@@ -106,6 +106,7 @@ def test_two_products_instances_serve_one_catalog_and_writes_do_not_race(pg_serv
             assert st == 200 and now["price"] == winner
 
 
+@needs_pg_build
 def test_a_cached_read_sees_the_other_instances_write(pg_server):
     """products' response cache on one instance is validated by
     svc_db_version, a counter moved by LISTEN/NOTIFY: a write through the
