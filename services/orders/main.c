@@ -128,7 +128,7 @@ static svc_outcome price_lines(svc_req *req, svc_res *res, new_order *o) {
     svc_call_opts opts = {.timeout_ms = ORDERS_PRICE_TIMEOUT_MS, .flags = SVC_CALL_FORWARD_AUTH};
     for (int i = o->next; i < o->n && i < o->next + SVC_MAX_CALLS; i++) {
         char path[48];
-        snprintf(path, sizeof path, "/products/%lld", (long long)o->lines[i].product_id);
+        snprintf(path, sizeof path, "/products/%lld?select=price", (long long)o->lines[i].product_id);
         svc_req_call(req, "products", "GET", path, NULL, 0, &opts);
     }
     return svc_req_then(req, priced, o);
