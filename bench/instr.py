@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,18 +40,11 @@ import jwt  # python3-jwt (scripts/deps.sh)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "tests", "integration"))
+from ports import free_port  # noqa: E402
 
 SECRET = "instr-bench-shared-secret-0123456789abcdef"
 WARM = 500
 READY_S = 120
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def token():

@@ -34,13 +34,15 @@ import http.client
 import json
 import os
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "integration"))
+from ports import free_port  # noqa: E402
 
 SECRET = "bench-search-cost-secret-0123456789abcdef"
 READY_TIMEOUT_S = 30
@@ -79,14 +81,6 @@ def token():
                             "iat": now, "exp": now + 3600, "jti": "bench"}).encode())
     sig = hmac.new(SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{b64u(sig)}"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start(binary, data, port):

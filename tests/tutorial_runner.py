@@ -41,12 +41,16 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 TUTORIAL = os.path.join(ROOT, "docs", "tutorial.md")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+from ports import free_port  # noqa: E402
+
 READER_PORTS = (8080, 8091, 8092, 4222)
 # Long enough for a compiler run or an image build on a loaded machine.
 STEP_TIMEOUT = 900
@@ -146,14 +150,6 @@ def parse(path=TUTORIAL):
     if pending:
         raise TutorialError("docs/tutorial.md:%d: a directive with no block under it" % pending[2])
     return steps
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def is_ready(target):

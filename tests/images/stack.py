@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -14,6 +13,9 @@ from pathlib import Path
 
 import test_images as ti
 from test_images import http, podman, result
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from ports import free_port  # noqa: E402,F401 (the image tests call stack.free_port)
 
 # No registry here: the stand-in for the official nats image (entrypoint
 # /nats-server) is Debian's nats-server in the local base image.
@@ -32,7 +34,6 @@ def nats_nkeys(tmp):
     `scripts/nats-nkeys.sh tmp` makes them: {<NAME>_NKEY: public key}, and
     each seed in tmp/<name>.nk, mode 600, given to the images' user (65532)
     as compose.yaml asks."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
     from nkey_support import NKey
     os.chmod(tmp, 0o755)
     keys = {}
@@ -58,12 +59,6 @@ def nats_image():
         Path(ctx, "Containerfile").write_text(
             "FROM %s\nCOPY nats-server /nats-server\nENTRYPOINT [\"/nats-server\"]\n" % ti.BASE_IMAGE)
         podman("build", "--format", "docker", "-t", NATS_IMAGE, ctx, timeout=300)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(name, base, timeout, t0, detail=""):

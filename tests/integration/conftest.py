@@ -21,6 +21,8 @@ import weakref
 
 import pytest
 
+from ports import free_port  # noqa: F401 (tests import it from conftest)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.join(ROOT, os.environ.get("SVCKIT_BUILD", "build"))
 BIN = os.path.join(BUILD, "bin")
@@ -123,14 +125,6 @@ def pg_database_for(data_dir):
     if key not in _pg["dbs"]:
         _pg["dbs"][key] = _pg["server"].database(f"d{len(_pg['dbs'])}")
     return _pg["dbs"][key]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def npm_ci(folder, installed):

@@ -22,10 +22,11 @@ import os
 import pwd
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from ports import free_port
 
 WAIT = 60.0
 USER = "svckit"
@@ -38,16 +39,6 @@ def pg_bindir():
     if not dirs:
         raise FileNotFoundError("PostgreSQL server not installed (Debian package postgresql; scripts/deps.sh)")
     return os.path.dirname(dirs[-1])
-
-
-# conftest.free_port's twin: this file also runs as a script, without pytest
-# (tests/run.sh, C unit tests), so it cannot import conftest.
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class PgServer:
@@ -91,7 +82,7 @@ class PgServer:
             # initdb admits loopback only; clients on the host's subnet too.
             with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
                 f.write("host all all samenet scram-sha-256\n")
-        self.port = _free_port()
+        self.port = free_port()
         return self._launch()
 
     def restart(self):
