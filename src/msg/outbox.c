@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +37,15 @@ struct svc_outbox_relay {
     pthread_mutex_t lock;
     pthread_cond_t cond;     /* woken: a commit, or stop */
     bool stop, dirty, failing;
-    /* Relay thread only: acknowledged up to (read on after it), deleted up
-     * to, and when the last delete was. */
-    int64_t acked, deleted;
+    /* Relay thread only: acknowledged up to (read on after it), and when
+     * the last delete was queued. */
+    int64_t acked;
     uint64_t deleted_ms;
+    /* Deleted up to (the writer thread stores it when a delete commits);
+     * a delete of up to delete_upto queued and not done yet. */
+    _Atomic int64_t deleted;
+    int64_t delete_upto;
+    atomic_bool deleting;
     svc_series *published, *failures, *dropped;
 };
 
@@ -213,15 +219,36 @@ static int relay_round(svc_outbox_relay *r) {
     return next;
 }
 
-/* Deletes what was acknowledged, at most every SVC_OUTBOX_DELETE_MS (force:
- * now): a delete is a commit, an fsync, which a crash makes unnecessary (the
- * events are sent again and JetStream drops them by their Nats-Msg-Id). */
+/* Writer thread: the delete delete_acked queued is done (failed: the next
+ * one deletes those rows too). */
+static void deleted(int status, void *ud) {
+    svc_outbox_relay *r = ud;
+    if (status == SVC_OK) atomic_store(&r->deleted, r->delete_upto);
+    atomic_store(&r->deleting, false);
+}
+
+/* Deletes what was acknowledged, at most every SVC_OUTBOX_DELETE_MS: a
+ * delete is a commit, an fsync, which a crash makes unnecessary (the events
+ * are sent again and JetStream drops them by their Nats-Msg-Id). Queued
+ * without waiting, so that events committed meanwhile are not held back by
+ * that commit; force (at stop): now, and waits, for it and any still queued
+ * (the writer completes closures in order). */
 static void delete_acked(svc_outbox_relay *r, bool force) {
     uint64_t now = svc_now_ns() / 1000000;
-    if (r->acked <= r->deleted || (!force && now - r->deleted_ms < SVC_OUTBOX_DELETE_MS)) return;
-    int64_t upto = r->acked;
-    if (svc_db_write_wait(r->db, delete_upto, &upto) == SVC_OK) r->deleted = upto;
+    if (force) {
+        int64_t upto = r->acked;
+        if ((upto > atomic_load(&r->deleted) || atomic_load(&r->deleting)) &&
+            svc_db_write_wait(r->db, delete_upto, &upto) == SVC_OK)
+            atomic_store(&r->deleted, upto);
+        return;
+    }
+    if (atomic_load(&r->deleting) || r->acked <= atomic_load(&r->deleted) ||
+        now - r->deleted_ms < SVC_OUTBOX_DELETE_MS)
+        return;
+    r->delete_upto = r->acked;
     r->deleted_ms = now;
+    atomic_store(&r->deleting, true);
+    if (svc_db_write(r->db, delete_upto, &r->delete_upto, deleted, r) != SVC_OK) atomic_store(&r->deleting, false);
 }
 
 static void *relay_main(void *arg) {
