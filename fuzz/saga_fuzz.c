@@ -21,6 +21,7 @@
 
 #include "../services/products/catalog.c"
 #include "../services/products/stock.c"
+#include "../services/products/validate.c"
 #include "../services/products/words.c"
 
 #include "fuzz_db.h"

@@ -10,7 +10,10 @@
  *    or starts with '/', shorter than SVC__POINTER_MAX;
  *  - validating twice gives the same problems;
  *  - a body with no problem has the declared shape: an object whose
- *    "items" is an array of 1 to 4 objects.
+ *    "items" is an array of 1 to 4 objects; svc_json_read puts its note,
+ *    price, gift and items (as JSON text) in their members, NUL-terminated,
+ *    within them (a guard after them untouched), the items text the same
+ *    value.
  * Then the bytes go through dispatch to a declared route (svc_test, in
  * memory): up to the first newline as the query of POST /r/1 and as the
  * value of its declared headers X-Qty and X-Note, the rest as the JSON body.
@@ -18,6 +21,7 @@
  * JSON error, and that the handler runs only with a body of the declared
  * shape and a qty (query and header) it can read as declared.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +32,15 @@
 
 #include "fuzz_util.h"
 
+/* The members svc_json_read fills. */
+typedef struct read_out {
+    char note[4 * 8 + 1];
+    double price;
+    bool gift;
+    char items[2 + 4 * (2 + (2 * 10 + 3 + 20 + 1) + (2 * 8 + 3 + 20 + 1) + 1) + 1];
+    char guard[8];
+} read_out;
+
 static const svc_schema qty = {.type = SVC_INTEGER, .has_min = 1, .minimum = 1, .has_max = 1, .maximum = 99};
 static const svc_schema pid = {.type = SVC_INTEGER, .has_min = 1, .minimum = 1};
 static const char *const item_required[] = {"product_id", "quantity", NULL};
@@ -36,13 +49,14 @@ static const svc_schema item = {
     .properties = (const svc_field[]){{"product_id", &pid}, {"quantity", &qty}, {0}},
     .required = item_required,
 };
-static const svc_schema items = {.type = SVC_ARRAY, .items = &item, .min_items = 1, .max_items = 4};
-static const svc_schema text = {.type = SVC_STRING, .min_length = 1, .max_length = 8, .text = 1};
+static const svc_schema items = {.type = SVC_ARRAY, .items = &item, .min_items = 1, .max_items = 4,
+                                 .at = SVC_AT(read_out, items)};
+static const svc_schema text = SVC_TEXT(1, 8, .at = SVC_AT(read_out, note));
 static const svc_schema slug = {.type = SVC_STRING, .pattern = "^[a-z0-9-]+$"};
 static const char *const colours[] = {"red", "green", NULL};
 static const svc_schema colour = {.type = SVC_STRING, .enum_values = colours};
-static const svc_schema price = {.type = SVC_NUMBER, .has_min = 1, .minimum = 0, .has_max = 1, .maximum = 1e9};
-static const svc_schema flag = {.type = SVC_BOOLEAN};
+static const svc_schema price = SVC_RANGE(SVC_NUMBER, 0, 1e9, .at = SVC_AT(read_out, price));
+static const svc_schema flag = {.type = SVC_BOOLEAN, .at = SVC_AT(read_out, gift)};
 static const svc_schema id = {.type = SVC_INTEGER, .read_only = 1};
 static const svc_schema any = {.type = SVC_ANY};
 static const svc_schema tags = {.type = SVC_ARRAY, .items = &slug, .max_items = 3};
@@ -124,6 +138,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             json_t *it = json_object_get(v, "items");
             CHECK(json_is_array(it) && json_array_size(it) >= 1 && json_array_size(it) <= 4);
             for (size_t i = 0; i < json_array_size(it); i++) CHECK(json_is_object(json_array_get(it, i)));
+            read_out out;
+            memset(&out, 0x7F, sizeof out);
+            uint64_t got = svc_json_read(&body, v, &out);
+            CHECK(got & (1u << 1));
+            for (size_t i = 0; i < sizeof out.guard; i++) CHECK(out.guard[i] == 0x7F);
+            CHECK(memchr(out.items, '\0', sizeof out.items) != NULL);
+            json_t *back = json_loads(out.items, 0, NULL);
+            CHECK(back && json_equal(back, it));
+            json_decref(back);
+            if (got & (1u << 2)) CHECK(memchr(out.note, '\0', sizeof out.note) != NULL);
         }
         json_decref(v);
     }

@@ -4,8 +4,8 @@
  * request before its handler runs and lists the route in GET /openapi.json
  * (OpenAPI 3.1), from the same declaration.
  *
- *     static const svc_schema title = {.type = SVC_STRING, .min_length = 1, .max_length = 200, .text = 1};
- *     static const svc_schema price = {.type = SVC_NUMBER, .minimum = 0, .maximum = 1e9, .has_min = 1, .has_max = 1};
+ *     static const svc_schema title = SVC_TEXT(1, 200, .at = SVC_AT(product, title));
+ *     static const svc_schema price = SVC_RANGE(SVC_NUMBER, 0, 1e9, .at = SVC_AT(product, price));
  *     static const svc_field fields[] = {{"title", &title}, {"price", &price}, {0}};
  *     static const char *const required[] = {"title", "price", NULL};
  *     static const svc_schema body = {.type = SVC_OBJECT, .properties = fields, .required = required};
@@ -13,6 +13,8 @@
  *         .responses = (const svc_response[]){{201, "the product", &product}, {0}}};
  *     svc_app_post(app, "/products", create_product, SVC_AUTH_ADMIN);
  *     svc_app_route_spec(app, "POST", "/products", &create);
+ *     ... and in create_product, the checked body into a struct product:
+ *     svc_json_read(&body, svc_req_json(req, res), &p);
  *
  * Why C static data and not a JSON file embedded at build time: the compiler
  * checks every field name and type, the declaration lives next to the handler
@@ -53,12 +55,15 @@
  * Declarations are checked when the service starts: a schema that is itself
  * invalid (max below min, an unknown type, a pattern that does not compile,
  * a required name not among the properties, a path parameter the pattern
- * does not have, repeat on what is not a query parameter's array, too deep, or a declaration for a route never added) stops it
+ * does not have, repeat on what is not a query parameter's array, too deep, a member (.at) that
+ * may be too small, or a declaration for a route never added) stops it
  * with exit 2 and one line naming the route and the problem.
  */
 #ifndef SVCKIT_SCHEMA_H
 #define SVCKIT_SCHEMA_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "svckit/app.h"
@@ -94,6 +99,19 @@ typedef struct svc_field {
     const svc_schema *schema;
 } svc_field;
 
+/* Where in a struct a value goes (svc_json_read); size 0: nowhere. */
+typedef struct svc_member {
+    size_t offset, size;
+} svc_member;
+/* A struct's member as a schema's .at: SVC_TEXT(1, 200, .at = SVC_AT(product, title)). */
+#define SVC_AT(type, member) {offsetof(type, member), sizeof(((type *)0)->member)}
+/* Schemas met everywhere, as initialisers, with more designators after:
+ * text (.text = 1) of min to max characters; an integer or number (t) from
+ * lo to hi. */
+#define SVC_TEXT(min, max, ...) {.type = SVC_STRING, .min_length = (min), .max_length = (max), .text = 1, __VA_ARGS__}
+#define SVC_RANGE(t, lo, hi, ...) \
+    {.type = (t), .has_min = 1, .has_max = 1, .minimum = (lo), .maximum = (hi), __VA_ARGS__}
+
 struct svc_schema {
     svc_type type;
     const char *description;
@@ -115,6 +133,8 @@ struct svc_schema {
     const svc_schema *items;
     int64_t min_items, max_items;     /* max_items 0: no limit */
     unsigned repeat : 1;              /* a query parameter's array: may repeat, the items adding up */
+    /* as a property: the member of the caller's struct svc_json_read puts it in */
+    svc_member at;
 };
 
 /* A path, query or header parameter; lists end with {0}. */
@@ -170,6 +190,27 @@ int svc_app_route_spec(svc_app *app, const char *method, const char *pattern, co
  * Thread-safe.
  */
 int svc_schema_validate(const svc_schema *s, const json_t *v, char *err, size_t errlen);
+
+/*
+ * Reads the members of v, a JSON object valid for object (a declared body,
+ * once the library checked it), into the struct at out, each property whose
+ * schema has an .at (SVC_AT) into that member: a string's bytes and a NUL
+ * into a char array; an integer into an int64_t, a number into a double, a
+ * boolean into a bool; an array or an object as compact JSON text and a NUL
+ * into a char array. Returns the properties v sets, read or not: bit i for
+ * properties[i] (an object with members has at most 64 properties).
+ * The members are checked at start for every schema a route declares (exit
+ * 2, as any declaration error): the size of an int64_t, double or bool; for
+ * a string 4 bytes a character + 1; for JSON text the longest the schema
+ * admits + 1 (a string's character 4 bytes, 6 without .text, for escapes);
+ * a string, array or object with nothing bounding its length has no member.
+ * A value beyond its member (a schema no route declares) is not read and
+ * not in the mask.
+ */
+uint64_t svc_json_read(const svc_schema *object, const json_t *v, void *out);
+
+/* The index in fields (ended by {0}) of the field named name[0..len), or -1. */
+int svc_field_index(const svc_field *fields, const char *name, size_t len);
 
 #ifdef __cplusplus
 }

@@ -7,13 +7,6 @@
 
 #include "products.h"
 
-const char *const product_fields[F_COUNT + 1] = {
-    "id", "title", "description", "category", "brand", "price", "stock", "rating", "created_at", "updated_at",
-    "discountPercentage", "sku", "tags", "thumbnail", "images", "availabilityStatus", "meta",
-    "weight", "dimensions", "warrantyInformation", "shippingInformation", "returnPolicy", "minimumOrderQuantity",
-    "reviews", NULL,
-};
-
 static const svc_migration migrations[] = {
     {1, "create products",
      "CREATE TABLE products ("
@@ -271,7 +264,7 @@ void product_write_fields(svc_jw *w, const product *p, unsigned select) {
     select |= 1u << F_ID;
     for (int f = 0; f < F_COUNT; f++) {
         if (!(select & (1u << f))) continue;
-        svc_jw_key(w, product_fields[f]);
+        svc_jw_key(w, products_fields[f].name);
         switch (f) {
         case F_ID: svc_jw_i64(w, p->id); break;
         case F_TITLE: svc_jw_str(w, p->title); break;

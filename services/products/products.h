@@ -54,7 +54,7 @@ enum {
     F_WEIGHT, F_DIMENSIONS, F_WARRANTY, F_SHIPPING, F_RETURN_POLICY, F_MIN_ORDER, F_REVIEWS,   /* migration 6 */
     F_COUNT
 };
-extern const char *const product_fields[F_COUNT + 1];   /* NULL-terminated */
+extern const svc_field products_fields[F_COUNT + 1];   /* validate.c: their names, schemas, members */
 #define F_ALL ((1u << F_COUNT) - 1)
 /* Fields a client may write. */
 #define F_WRITABLE ((1u << F_TITLE) | (1u << F_DESCRIPTION) | (1u << F_CATEGORY) | (1u << F_BRAND) | \
@@ -67,7 +67,7 @@ typedef struct product {
     int64_t id;
     char title[4 * PRODUCTS_TITLE_MAX + 1];
     char description[4 * PRODUCTS_DESCRIPTION_MAX + 1];
-    char category[PRODUCTS_CATEGORY_MAX + 1];
+    char category[4 * PRODUCTS_CATEGORY_MAX + 1];
     char brand[4 * PRODUCTS_BRAND_MAX + 1];
     double price;
     int64_t stock;
@@ -87,7 +87,7 @@ typedef struct product {
     int64_t min_order;                                            /* minimumOrderQuantity */
     /* A JSON array of reviews: each at most its comment, name and email
      * (4 bytes a character, 2 for an escape) and 128 bytes of keys and numbers. */
-    char reviews[PRODUCTS_REVIEWS_MAX * (4 * (PRODUCTS_COMMENT_MAX + PRODUCTS_NAME_MAX + PRODUCTS_EMAIL_MAX + 40) + 128) + 3];
+    char reviews[PRODUCTS_REVIEWS_MAX * (4 * (PRODUCTS_COMMENT_MAX + PRODUCTS_NAME_MAX + PRODUCTS_EMAIL_MAX + 40) + 200) + 3];
     int64_t version;        /* 1 when created, +1 on every update; not in the JSON */
 } product;
 

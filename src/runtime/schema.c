@@ -4,6 +4,8 @@
  */
 #include <ctype.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +52,51 @@ static const svc__pattern *pattern_of(const svc__schema_set *set, const svc_sche
     return NULL;
 }
 
+/* The longest compact JSON text (jansson's) of a value s admits, in bytes,
+ * or SIZE_MAX when nothing bounds it. A character of a string takes at most
+ * 4 bytes (UTF-8, or an escape \" \\ \t \n), 6 when control characters
+ * may come (\u0001); an integer 20, any number 25 (%.17g with sign and
+ * exponent). */
+static size_t json_bound(const svc_schema *s) {
+    size_t n = 2, item;
+    switch (s->type) {
+    case SVC_STRING:
+        return s->max_length ? (s->text ? 4 : 6) * (size_t)s->max_length + 2 : SIZE_MAX;
+    case SVC_INTEGER: return 20;
+    case SVC_NUMBER: return 25;
+    case SVC_BOOLEAN: return 5;
+    case SVC_ARRAY:
+        if (!s->items || !s->max_items || (item = json_bound(s->items)) == SIZE_MAX) return SIZE_MAX;
+        return 2 + (size_t)s->max_items * (item + 1);
+    case SVC_OBJECT:
+        if (!s->properties || s->open) return SIZE_MAX;
+        for (const svc_field *f = s->properties; f->name; f++) {
+            if ((item = json_bound(f->schema)) == SIZE_MAX) return SIZE_MAX;
+            n += 2 * strlen(f->name) + 2 + 1 + item + 1; /* "name":value, */
+        }
+        return n;
+    default: return SIZE_MAX;
+    }
+}
+
+/* A property with a member (.at): the member fits every value. */
+static int member_ok(const svc_schema *s, const char *at, char *err, size_t len) {
+    size_t need = s->type == SVC_INTEGER ? sizeof(int64_t)
+                  : s->type == SVC_NUMBER ? sizeof(double)
+                  : s->type == SVC_BOOLEAN ? sizeof(bool)
+                  : s->type == SVC_STRING ? (s->max_length ? 4 * (size_t)s->max_length + 1 : SIZE_MAX) /* UTF-8, NUL */
+                  : s->type == SVC_ANY ? SIZE_MAX
+                  : json_bound(s);
+    if (need != SIZE_MAX && (s->type == SVC_ARRAY || s->type == SVC_OBJECT)) need += 1; /* the NUL */
+    if (need == SIZE_MAX)
+        return decl_error(err, len, at, "has a member, but nothing limits its length (max_length, max_items, properties)");
+    int exact = s->type == SVC_INTEGER || s->type == SVC_NUMBER || s->type == SVC_BOOLEAN;
+    if (exact ? s->at.size != need : s->at.size < need)
+        return decl_error(err, len, at, "has a member of %zu bytes; it takes %s%zu", s->at.size,
+                          exact ? "" : "up to ", need);
+    return SVC_OK;
+}
+
 static int prepare_at(svc__schema_set *set, const svc_schema *s, char *at, int depth, char *err, size_t len) {
     if (!s) return decl_error(err, len, at, "no schema");
     if (depth > SVC_SCHEMA_MAX_DEPTH) return decl_error(err, len, at, "nested deeper than %d", SVC_SCHEMA_MAX_DEPTH);
@@ -85,9 +132,12 @@ static int prepare_at(svc__schema_set *set, const svc_schema *s, char *at, int d
     size_t n = strlen(at);
     if (s->properties) {
         if (s->type != SVC_OBJECT) return decl_error(err, len, at, "properties are for objects");
-        for (const svc_field *f = s->properties; f->name; f++) {
+        int i = 0;
+        for (const svc_field *f = s->properties; f->name; f++, i++) {
             snprintf(at + n, SVC__POINTER_MAX - n, "/properties/%s", f->name);
             int rc = prepare_at(set, f->schema, at, depth + 1, err, len);
+            if (rc == SVC_OK && f->schema->at.size)
+                rc = i < 64 ? member_ok(f->schema, at, err, len) : decl_error(err, len, at, "a member past the 64th property");
             at[n] = '\0';
             if (rc != SVC_OK) return rc;
         }
@@ -453,6 +503,54 @@ void svc__schema_validate(const svc__schema_set *set, const svc_schema *s, const
                           svc__problems *p) {
     walk w = {.set = set, .in = in, .p = p};
     check_value(&w, s, v);
+}
+
+/* m into s's member at to, if it is of s's type and fits: 1, else 0. */
+static int read_member(const svc_schema *s, const json_t *m, char *to) {
+    size_t n;
+    switch (s->type) {
+    case SVC_STRING:
+        if (!json_is_string(m) || (n = json_string_length(m)) >= s->at.size) return 0;
+        memcpy(to, json_string_value(m), n + 1);
+        return 1;
+    case SVC_INTEGER:
+        if (!json_is_integer(m)) return 0;
+        *(int64_t *)(void *)to = json_integer_value(m);
+        return 1;
+    case SVC_NUMBER:
+        if (!json_is_number(m)) return 0;
+        *(double *)(void *)to = json_number_value(m);
+        return 1;
+    case SVC_BOOLEAN:
+        if (!json_is_boolean(m)) return 0;
+        *(bool *)(void *)to = json_is_true(m);
+        return 1;
+    case SVC_ARRAY:
+    case SVC_OBJECT:
+        if ((n = json_dumpb(m, to, s->at.size - 1, JSON_COMPACT)) == 0 || n >= s->at.size) return 0;
+        to[n] = '\0';
+        return 1;
+    default: return 0;
+    }
+}
+
+uint64_t svc_json_read(const svc_schema *object, const json_t *v, void *out) {
+    uint64_t set = 0;
+    const char *key;
+    json_t *m;
+    json_object_foreach((json_t *)v, key, m) {
+        int i = svc_field_index(object->properties, key, strlen(key));
+        if (i < 0 || i >= 64) continue;
+        const svc_schema *s = object->properties[i].schema;
+        if (!s->at.size || read_member(s, m, (char *)out + s->at.offset)) set |= UINT64_C(1) << i;
+    }
+    return set;
+}
+
+int svc_field_index(const svc_field *fields, const char *name, size_t len) {
+    for (int i = 0; fields && fields[i].name; i++)
+        if (strncmp(fields[i].name, name, len) == 0 && fields[i].name[len] == '\0') return i;
+    return -1;
 }
 
 /* A parameter's text as its scalar type. */

@@ -509,3 +509,96 @@ TEST(an_offloaded_route_is_checked_on_the_thread_pool_too) {
     svc_test_res_free(r);
     svc_test_free(t);
 }
+
+/* svc_json_read: a struct filled from a checked object. */
+typedef struct thing {
+    char name[4 * 5 + 1];
+    int64_t n;
+    double x;
+    bool on;
+    char tags[2 + 2 * ((4 * 5 + 2) + 1) + 1];
+    char pos[64];
+    char free_text[8];
+} thing;
+
+static const svc_schema coord = {.type = SVC_INTEGER};
+static const svc_schema thing_schema = {
+    .type = SVC_OBJECT,
+    .properties = (const svc_field[]){
+        {"name", &(const svc_schema)SVC_TEXT(1, 5, .at = SVC_AT(thing, name))},
+        {"n", &(const svc_schema)SVC_RANGE(SVC_INTEGER, 0, 9, .at = SVC_AT(thing, n))},
+        {"x", &(const svc_schema){.type = SVC_NUMBER, .at = SVC_AT(thing, x)}},
+        {"on", &(const svc_schema){.type = SVC_BOOLEAN, .at = SVC_AT(thing, on)}},
+        {"tags", &(const svc_schema){.type = SVC_ARRAY, .items = &(const svc_schema)SVC_TEXT(0, 5), .max_items = 2,
+                                     .at = SVC_AT(thing, tags)}},
+        {"pos", &(const svc_schema){.type = SVC_OBJECT,
+                                    .properties = (const svc_field[]){{"x", &coord}, {"y", &coord}, {0}},
+                                    .at = SVC_AT(thing, pos)}},
+        {"note", &name},
+        {0}},
+};
+
+TEST(a_checked_object_is_read_into_its_members) {
+    svc__problems p;
+    const char *text = "{\"name\":\"\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80\xF0\x9F\x98\x80\","
+                       "\"n\":7,\"x\":2.5,\"on\":true,\"tags\":[\"a\\\"b\",\"\"],\"pos\":{\"x\":-3,\"y\":4},\"note\":\"ab\"}";
+    check(&thing_schema, text, &p);
+    CHECK_EQ(p.n, 0);
+    json_t *v = NULL;
+    CHECK_EQ(svc_json_parse(text, strlen(text), NULL, &v, NULL, 0), SVC_OK);
+    thing t;
+    memset(&t, 0x55, sizeof t);
+    CHECK_EQ(svc_json_read(&thing_schema, v, &t), (uint64_t)0x7F); /* note is set, not read */
+    CHECK_EQ(strlen(t.name), 20); /* five 4-byte characters: the most, and its NUL, fit */
+    CHECK_EQ(t.n, 7);
+    CHECK(t.x == 2.5);
+    CHECK(t.on);
+    CHECK_STR(t.tags, "[\"a\\\"b\",\"\"]");
+    CHECK_STR(t.pos, "{\"x\":-3,\"y\":4}");
+    CHECK_EQ((unsigned char)t.free_text[0], 0x55); /* no field is read into it */
+    json_decref(v);
+    v = json_pack("{s:i}", "n", 3);
+    CHECK_EQ(svc_json_read(&thing_schema, v, &t), (uint64_t)1 << 1);
+    json_decref(v);
+}
+
+TEST(members_that_may_not_fit_are_declaration_errors) {
+    struct {
+        svc_schema s;
+        const char *err;
+    } cases[] = {
+        {SVC_TEXT(0, 6, .at = SVC_AT(thing, name)), "has a member of 21 bytes; it takes up to 25"},
+        {{.type = SVC_STRING, .at = SVC_AT(thing, name)}, "nothing limits its length"},
+        {{.type = SVC_INTEGER, .at = SVC_AT(thing, x)}, "", /* a double's size matches: the type is not checked */},
+        {{.type = SVC_INTEGER, .at = SVC_AT(thing, on)}, "has a member of 1 bytes; it takes 8"},
+        {{.type = SVC_BOOLEAN, .at = SVC_AT(thing, n)}, "has a member of 8 bytes; it takes 1"},
+        {{.type = SVC_ARRAY, .items = &coord, .at = SVC_AT(thing, tags)}, "nothing limits its length"},
+        {{.type = SVC_ARRAY, .items = &(const svc_schema)SVC_TEXT(0, 6), .max_items = 2, .at = SVC_AT(thing, tags)},
+         "it takes up to 57"},
+        {{.type = SVC_OBJECT, .open = 1, .at = SVC_AT(thing, pos)}, "nothing limits its length"},
+        {{.type = SVC_ANY, .at = SVC_AT(thing, pos)}, "nothing limits its length"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        svc_schema object = {.type = SVC_OBJECT, .properties = (const svc_field[]){{"f", &cases[i].s}, {0}}};
+        svc__schema_set set = {0};
+        char err[256] = "";
+        int rc = svc__schema_prepare(&set, &object, err, sizeof err);
+        if (*cases[i].err ? rc != SVC_EINVAL || !strstr(err, cases[i].err) : rc != SVC_OK)
+            test_fail(__FILE__, __LINE__, "case %zu: %d %s", i, rc, err);
+        if (*cases[i].err && !strstr(err, "/properties/f")) test_fail(__FILE__, __LINE__, "case %zu: %s", i, err);
+        svc__schema_set_free(&set);
+    }
+    svc__schema_set set = {0};
+    char err[256] = "";
+    CHECK_EQ(svc__schema_prepare(&set, &thing_schema, err, sizeof err), SVC_OK);
+    svc__schema_set_free(&set);
+}
+
+TEST(field_index_matches_whole_names) {
+    const svc_field *f = thing_schema.properties;
+    CHECK_EQ(svc_field_index(f, "pos", 3), 5);
+    CHECK_EQ(svc_field_index(f, "posx", 3), 5); /* the first len bytes */
+    CHECK_EQ(svc_field_index(f, "po", 2), -1);
+    CHECK_EQ(svc_field_index(f, "nope", 4), -1);
+    CHECK_EQ(svc_field_index(NULL, "n", 1), -1);
+}
