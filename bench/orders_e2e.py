@@ -20,11 +20,18 @@ fsync each) and CPU seconds (/proc/<pid>/stat) per order, per phase.
 
     SVCKIT_BUILD=build /usr/bin/python3 bench/orders_e2e.py [--seconds 10] [--offer 8000] [--conns 128]
         [--workers 1] [--log-level info] [--rate R (the latency phase's; default half the maximum)]
+        [--pg]
+
+--pg: the four stores on PostgreSQL instead (needs SVCKIT_BUILD=build/pg,
+`make PG=1 CI=true -j2 bins`): a throwaway server (tests/integration/
+pg_support.py, fsync on), a database per service, as deploy/ runs them.
+The same build without --pg is the SQLite run to compare it with.
 """
 import argparse
 import datetime
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -34,7 +41,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 os.environ.setdefault("SVCKIT_BUILD", "build")
-from conftest import ROOT, wait_until  # noqa: E402
+from conftest import ROOT, pg_psql, wait_until  # noqa: E402
+from pg_support import PgServer  # noqa: E402
 from shop_support import Shop, admin, token  # noqa: E402
 from test_msg_support import NatsServer, metric  # noqa: E402
 
@@ -71,14 +79,21 @@ def ms(text):
 
 
 class OrdersDb:
+    """orders' rows (id, status, created_at, updated_at), from its SQLite
+    file or its PostgreSQL database."""
+
     def __init__(self, shop):
         self.path = os.path.join(shop.orders.data_dir, "orders.db")
+        self.url = shop.orders.env.get("DATABASE_URL")
 
     def rows(self, since_id):
+        sql = f"SELECT id, status, created_at, updated_at FROM orders WHERE id > {int(since_id)}"
+        if self.url:
+            out = pg_psql(self.url, "SET search_path TO orders; " + sql)
+            return [(int(r[0]), r[1], r[2], r[3]) for r in (x.split("|") for x in out.splitlines()[1:])]
         c = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         try:
-            return c.execute("SELECT id, status, created_at, updated_at FROM orders WHERE id > ?",
-                             (since_id,)).fetchall()
+            return c.execute(sql).fetchall()
         finally:
             c.close()
 
@@ -124,9 +139,14 @@ def main():
     ap.add_argument("--workers", default="1")
     ap.add_argument("--log-level", default="info")
     ap.add_argument("--rate", type=int, default=0, help="the latency phase's rate (default: half the maximum)")
+    ap.add_argument("--pg", action="store_true",
+                    help="the stores on PostgreSQL (fsync on, a database per service; SVCKIT_BUILD=build/pg)")
     a = ap.parse_args()
+    pg = PgServer(tempfile.mkdtemp(prefix="orders-e2e-pg-"), durable=True).start() if a.pg else None
+    stores = ("auth", "products", "orders", "payments")
+    service_env = {name: {"DATABASE_URL": pg.database(name)} for name in stores} if pg else None
     nats = NatsServer()
-    shop = Shop(nats, env={"LOG_LEVEL": a.log_level}, workers=a.workers)
+    shop = Shop(nats, env={"LOG_LEVEL": a.log_level}, workers=a.workers, service_env=service_env)
     try:
         for p in range(1, 6):
             shop.set_stock(p, 1000000000)
@@ -183,6 +203,9 @@ def main():
     finally:
         shop.close()
         nats.close()
+        if pg:
+            pg.stop()
+            shutil.rmtree(pg.root, ignore_errors=True)
 
 
 if __name__ == "__main__":
