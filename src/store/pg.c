@@ -28,10 +28,15 @@ enum { OID_BOOL = 16, OID_BYTEA = 17, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 2
  * silent (a host cut off, not a clean close) is given up, idle (keepalive
  * probes after 5 s, 3 of them 2 s apart) or with data unacknowledged (10 s).
  * A statement on a lost server then fails within seconds, not never, and the
- * next one reconnects. */
+ * next one reconnects. The other way round, the server's options: a session
+ * of ours idle in a transaction for SVC_DB_PG_IDLE_TX_TIMEOUT_MS (its client
+ * cut off) is ended, its locks freed, whatever the server's keepalives. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 static const char *const connect_keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
-                                           "keepalives_count", "tcp_user_timeout", "dbname", NULL};
-static const char *const connect_defaults[] = {"5", "5", "2", "3", "10000"};
+                                           "keepalives_count", "tcp_user_timeout", "options", "dbname", NULL};
+static const char *const connect_defaults[] = {
+    "5", "5", "2", "3", "10000", "-c idle_in_transaction_session_timeout=" STR(SVC_DB_PG_IDLE_TX_TIMEOUT_MS)};
 
 struct pg_conn {
     PGconn *c;
@@ -190,7 +195,7 @@ static pg_conn *connect_db(const char *url, const char *schema, bool create, int
     c->commits = commits;
     /* dbname last, expanded from the URL: its parameters override ours. */
     const char *values[] = {connect_defaults[0], connect_defaults[1], connect_defaults[2], connect_defaults[3],
-                            connect_defaults[4], url, NULL};
+                            connect_defaults[4], connect_defaults[5], url, NULL};
     c->c = PQconnectdbParams(connect_keys, values, 1);
     if (PQstatus(c->c) != CONNECTION_OK) {
         char m[512];

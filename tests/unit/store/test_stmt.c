@@ -271,6 +271,50 @@ TEST(version_moves_on_another_instances_commit_on_postgres) {
     svc_db_close(a);
 }
 
+/* A session idle inside a transaction is ended by the server, its locks
+ * freed: by default after SVC_DB_PG_IDLE_TX_TIMEOUT_MS; here a URL's own
+ * options make it 200 ms, and another instance waiting for the advisory
+ * lock the silent one holds gets it (within its lock_timeout). */
+TEST(a_session_idle_in_a_transaction_is_ended_on_postgres) {
+    const char *env = getenv("DATABASE_URL");
+    if (!env) {
+        printf("# PostgreSQL skipped (DATABASE_URL unset)\n");
+        return;
+    }
+    char *url = strdup(env);
+    svc_db *db = open_fresh(url, "idle", migrations, 1);
+    CHECK(db != NULL);
+    if (!db) goto out;
+    svc_stmt *s = svc_db_stmt(db, "SELECT current_setting('idle_in_transaction_session_timeout')");
+    CHECK_EQ(svc_stmt_step(s), SVC_DB_ROW);
+    char want[32];
+    snprintf(want, sizeof want, "%ds", SVC_DB_PG_IDLE_TX_TIMEOUT_MS / 1000);
+    CHECK_STR(svc_stmt_text(s, 0), want);
+    svc_stmt_reset(s);
+    svc_db_close(db);
+
+    char short_url[1024];
+    snprintf(short_url, sizeof short_url, "%s%coptions=-c%%20idle_in_transaction_session_timeout%%3D200", url,
+             strchr(url, '?') ? '&' : '?');
+    svc_db *a = open_fresh(short_url, "idle", migrations, 1);
+    svc_db *b = open_fresh(short_url, "idle", migrations, 1);
+    CHECK(a && b);
+    if (a && b) {
+        CHECK_EQ(svc_db_begin(a), SVC_OK);
+        CHECK_EQ(svc_db_exec(a, "SELECT pg_advisory_xact_lock(4242)"), SVC_OK);
+        /* a goes silent, holding the lock; b waits for it. */
+        CHECK_EQ(svc_db_begin(b), SVC_OK);
+        CHECK_EQ(svc_db_exec(b, "SELECT pg_advisory_xact_lock(4242)"), SVC_OK);
+        CHECK_EQ(svc_db_commit(b), SVC_OK);
+        CHECK(svc_db_commit(a) != SVC_OK); /* its session was ended */
+    }
+    if (a) svc_db_close(a);
+    if (b) svc_db_close(b);
+out:
+    setenv("DATABASE_URL", url, 1);
+    free(url);
+}
+
 /* More statements than the cache holds, used round and round: each one
  * evicts another. The answers stay right, and on PostgreSQL the server
  * holds no more prepared statements than the cache (none leak). */
