@@ -231,11 +231,35 @@ def test_postgres_overlay_renders_and_validates(validate, pg_rendered):
     overlay = {p.name for p in K8S_PG.glob("*.yaml")} - {"kustomization.yaml"}
     listed = yaml.safe_load((K8S_PG / "kustomization.yaml").read_text())["resources"]
     assert set(listed) == overlay | {"../k8s"}
-    # The base unchanged, plus the database's four objects, all in the namespace.
-    assert len(docs) == len(objects()) + 4
+    # The base, plus the database's four objects and products' autoscaler and
+    # disruption budget, less products' volume claim, all in the namespace.
+    assert len(docs) == len(objects()) + 4 + 2 - 1
     for kind, name in (("StatefulSet", "postgres"), ("Service", "postgres"), ("Secret", "svckit-database"),
-                       ("NetworkPolicy", "postgres-from-the-stateful-services")):
+                       ("NetworkPolicy", "postgres-from-the-stateful-services"),
+                       ("HorizontalPodAutoscaler", "products"), ("PodDisruptionBudget", "products")):
         assert pg_find(docs, kind, name)["metadata"]["namespace"] == "svckit"
+
+
+def test_products_scales_out_on_postgres(pg_rendered):
+    """On PostgreSQL products has no volume of its own: two replicas or more,
+    rolled one at a time, autoscaled like the gateway; the other stateful
+    services keep one replica and their volumes (auth's key, orders' and
+    payments' DATA_DIR)."""
+    _, docs = pg_rendered
+    products = pg_find(docs, "Deployment", "products")["spec"]
+    assert products["replicas"] == 2
+    assert products["strategy"]["type"] == "RollingUpdate"
+    assert products["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    volumes = products["template"]["spec"]["volumes"]
+    assert not any("persistentVolumeClaim" in v for v in volumes), volumes
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim" and d["metadata"]["name"] == "products-data"]
+    hpa = pg_find(docs, "HorizontalPodAutoscaler", "products")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == "products" and hpa["minReplicas"] == 2 and hpa["maxReplicas"] > 2
+    assert pg_find(docs, "PodDisruptionBudget", "products")["spec"]["minAvailable"] == 1
+    for name in ("auth", "orders", "payments"):
+        d = pg_find(docs, "Deployment", name)["spec"]
+        assert d["replicas"] == 1
+        assert any("persistentVolumeClaim" in v for v in d["template"]["spec"]["volumes"])
 
 
 def test_postgres_password_is_referenced_not_inlined(pg_rendered):
