@@ -47,7 +47,7 @@ extern "C" {
  * so an instance cut off mid-transaction holds its row and advisory locks
  * (the outbox's, which every instance's writes take) no longer than this,
  * however late the server notices the silent peer. */
-#define SVC_DB_PG_IDLE_TX_TIMEOUT_MS 10000
+#define SVC_DB_PG_IDLE_TX_TIMEOUT_MS 3000 /* below SVC_DB_BUSY_TIMEOUT_MS: a waiting writer gets the lock */
 #define SVC_DB_MAX_STATEMENTS 64     /* cached prepared statements per thread */
 #define SVC_DB_MAX_CONNECTIONS 128   /* threads that may use one svc_db */
 #define SVC_DB_WRITE_QUEUE 4096      /* queued write closures; more: SVC_EAGAIN */
