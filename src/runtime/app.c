@@ -455,6 +455,7 @@ int svc__app_prepare(svc_app *app) {
     svc_log_text_style(app->cfg.log_color, getenv("SVCKIT_PROCESS") == NULL);
     signal(SIGPIPE, SIG_IGN);
     mallopt(M_MMAP_THRESHOLD, SVC_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, SVC_TRIM_THRESHOLD);
 
     svc__metrics_setup(app);
     svc__trace_configure(app->cfg.trace_sample, app->cfg.trace_slow_ms, app->name, NULL);

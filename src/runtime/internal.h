@@ -43,6 +43,16 @@
  * once the connections or buffered bodies have fallen this far below their
  * peak since the last trim. */
 #define SVC_MMAP_THRESHOLD (128 * 1024)
+/* Free memory at the top of an arena kept for the next allocations instead
+ * of being given back at once. Fixing the mmap threshold above also fixes
+ * glibc's trim threshold at its 128 KiB default (it no longer rises with
+ * the mmap threshold), and a thread whose free top crosses it on every
+ * request (SQLite refills a connection's page cache after every commit by
+ * another one, and frees it) gave it back each time: an madvise, so a TLB
+ * flush on every CPU running the process, then page faults to take it
+ * again (bench/README.md, "Orders end to end"). The bursts are still
+ * trimmed below. */
+#define SVC_TRIM_THRESHOLD (1024 * 1024)
 #define SVC_TRIM_INTERVAL_MS 1000
 #define SVC_TRIM_CONNECTIONS 256
 #define SVC_TRIM_BODY_BYTES (16 * 1024 * 1024)

@@ -161,6 +161,14 @@ def binary(name):
     raise FileNotFoundError(f"{name} not built in {BUILD}")
 
 
+def sanitized(name):
+    """Whether binary name is built with ASan, whose allocator replaces
+    glibc's (and keeps freed memory in its quarantine): what glibc gives
+    back or keeps is not for it to show."""
+    with open(binary(name), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 class Service:
     """A service process on a free port. Use as a context manager or call stop().
     argv_prefix runs it under another command (["prlimit", "--nofile=256"]);

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import Service, assert_closed, binary, exchange, read_response, wait_until
+from conftest import Service, assert_closed, exchange, read_response, sanitized, wait_until
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 JWT_SECRET = "exhaustion-test-secret-0123456789abcdef"
@@ -194,13 +194,6 @@ def rss_bytes(pid):
     raise AssertionError("no VmRSS")
 
 
-def sanitized():
-    """ASan's allocator replaces glibc's (and keeps freed memory in its
-    quarantine): what glibc gives back is not for it to show."""
-    with open(binary("testsvc"), "rb") as f:
-        return b"__asan_init" in f.read()
-
-
 def upload_head(path, length, extra=b""):
     return (b"POST " + path + b" HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n" % length + extra + b"\r\n")
@@ -360,7 +353,7 @@ def test_memory_of_a_slow_header_flood_is_returned(many_fds):
         for s in socks:
             s.close()
         wait_until(lambda: metric(svc, "http_connections_open") <= 1, what="the flood's connections closed")
-        if sanitized():
+        if sanitized("testsvc"):
             return
         # Returned within a few seconds of the flood's end (trimmed once a
         # second at most); the bound is generous: a quarter of what it took.
