@@ -155,7 +155,7 @@ TEMPLATES := $(shell find tools/svckit/templates -type f -name '*.tmpl' 2>/dev/n
 $(BUILD)/gen/templates.c: tools/svckit/embed.sh $(TEMPLATES)
 	@mkdir -p $(dir $@)
 	sh tools/svckit/embed.sh tools/svckit/templates $@
-$(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c
+$(BUILD)/obj/gen/templates.o: $(BUILD)/gen/templates.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itools/svckit -c $< -o $@
 $(BUILD)/bin/svckit: $(BUILD)/obj/gen/templates.o
@@ -166,7 +166,7 @@ define gateway_page_rule
 $(BUILD)/gen/$(1).c: tools/svckit/embed.sh $(wildcard services/gateway/$(1)/*)
 	@mkdir -p $$(dir $$@)
 	sh tools/svckit/embed.sh services/gateway/$(1) $$@ "" gw_$(1)_files gw_file gateway.h
-$(BUILD)/obj/gen/$(1).o: $(BUILD)/gen/$(1).c
+$(BUILD)/obj/gen/$(1).o: $(BUILD)/gen/$(1).c | $(DEPS_STAMP)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CFLAGS) -Iservices/gateway -c $$< -o $$@
 $(BUILD)/bin/gateway: $(BUILD)/obj/gen/$(1).o
