@@ -16,7 +16,10 @@ new Idempotency-Key, one line of product 1..5 per order (-b).
      visible) - the time its POST was due (rate.c -o).
 
 Where the time goes: each service's commits (db_write_batches_total, one
-fsync each) and CPU seconds (/proc/<pid>/stat) per order, per phase.
+fsync each), CPU seconds (/proc/<pid>/stat) and context switches (every
+thread's, /proc/<pid>/task/*/status) per order, per phase. Memory: each
+service's VmRSS once started (issue 10's target: orders and payments at
+most 4 MiB idle) and after both phases.
 
     SVCKIT_BUILD=build /usr/bin/python3 bench/orders_e2e.py [--seconds 10] [--offer 8000] [--conns 128]
         [--workers 1] [--log-level info] [--rate R (the latency phase's; default half the maximum)]
@@ -65,12 +68,36 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def switches(pid):
+    """Context switches of every thread of pid: each is a thread going to
+    sleep (voluntary: waiting for another thread, a socket, a disk) or
+    being put off the CPU."""
+    n = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                n += sum(int(line.split()[1]) for line in f if "ctxt_switches:" in line)
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def rss_all(shop):
+    return {name: rss_kib(getattr(shop, name).proc.pid) for name in SERVICES}
+
+
 def snapshot(shop, nats):
     s = {}
     for name in SERVICES:
         svc = getattr(shop, name)
-        s[name] = (metric(svc, "db_write_batches_total"), cpu_s(svc.proc.pid))
-    s["nats-server"] = (0.0, cpu_s(nats.proc.pid))
+        pid = svc.proc.pid
+        s[name] = (metric(svc, "db_write_batches_total"), cpu_s(pid), switches(pid))
+    s["nats-server"] = (0.0, cpu_s(nats.proc.pid), switches(nats.proc.pid))
     return s
 
 
@@ -123,7 +150,8 @@ def settle(db, since_id, n_expected):
 
 
 def per_order(before, after, n):
-    return {k: ((after[k][0] - before[k][0]) / n, (after[k][1] - before[k][1]) * 1000 / n) for k in after}
+    return {k: ((after[k][0] - before[k][0]) / n, (after[k][1] - before[k][1]) * 1000 / n,
+                (after[k][2] - before[k][2]) / n) for k in after}
 
 
 def pct(xs, p):
@@ -148,6 +176,7 @@ def main():
     nats = NatsServer()
     shop = Shop(nats, env={"LOG_LEVEL": a.log_level}, workers=a.workers, service_env=service_env)
     try:
+        idle = rss_all(shop)
         for p in range(1, 6):
             shop.set_stock(p, 1000000000)
         db = OrdersDb(shop)
@@ -182,6 +211,7 @@ def main():
         rows = settle(db, first, int(r2["ok"]))
         after = snapshot(shop, nats)
         cost2 = per_order(before, after, len(rows))
+        loaded = rss_all(shop)
         confirm = {r[0]: ms(r[3]) for r in rows if r[1] == "confirmed"}
         lat = []
         with open(out) as f:
@@ -194,10 +224,14 @@ def main():
               f"POST p50 {int(r2['p50_us'])/1000:.1f} ms p99 {int(r2['p99_us'])/1000:.1f} ms; "
               f"POST->confirmed over {len(lat)} orders: p50 {pct(lat, .5):.1f} ms p90 {pct(lat, .9):.1f} ms "
               f"p99 {pct(lat, .99):.1f} ms max {max(lat):.1f} ms")
-        print("\n| service | commits/order (max) | CPU ms/order (max) | commits/order (half) | CPU ms/order (half) |")
-        print("|---|---:|---:|---:|---:|")
+        print("\n| service | commits/order (max) | CPU ms/order (max) | switches/order (max) "
+              "| commits/order (half) | CPU ms/order (half) | switches/order (half) |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for k in cost1:
-            print(f"| {k} | {cost1[k][0]:.3f} | {cost1[k][1]:.2f} | {cost2[k][0]:.3f} | {cost2[k][1]:.2f} |")
+            print(f"| {k} | {cost1[k][0]:.3f} | {cost1[k][1]:.2f} | {cost1[k][2]:.1f} "
+                  f"| {cost2[k][0]:.3f} | {cost2[k][1]:.2f} | {cost2[k][2]:.1f} |")
+        print("\nVmRSS KiB, idle (started, nothing asked yet) -> after both phases: " +
+              ", ".join(f"{k} {idle[k]} -> {loaded[k]}" for k in SERVICES))
         print(json.dumps({"max": r1, "settled_per_s": round(settled_rate), "half": r2,
                           "confirm_p50_ms": pct(lat, .5), "confirm_p99_ms": pct(lat, .99)}))
     finally:

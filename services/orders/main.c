@@ -134,21 +134,6 @@ static svc_outcome price_lines(svc_req *req, svc_res *res, new_order *o) {
     return svc_req_then(req, priced, o);
 }
 
-/* Thread pool: what the key holds already, read without holding it. */
-static void look_up(svc_req *req, void *ud) {
-    new_order *o = ud;
-    o->outcome = svc_db_idem_lookup(db_of(req), o->user, o->key, "POST", "/orders", o->body, o->body_len,
-                                    &o->stored);
-}
-
-/* The loop: a key with an answer (or a conflict, or in progress) is
- * answered from the store, without asking products anything; a new one is
- * priced, then placed (the write checks the key again: a concurrent request
- * may have taken it meanwhile). */
-static svc_outcome looked_up(svc_req *req, svc_res *res, void *ud) {
-    new_order *o = ud;
-    return o->outcome == SVC_DB_IDEM_NEW ? price_lines(req, res, o) : answer_key(req, res, o);
-}
 
 static svc_outcome create_order(svc_req *req, svc_res *res) {
     const char *key = svc_req_header(req, "idempotency-key"); /* declared: present and valid */
@@ -165,7 +150,14 @@ static svc_outcome create_order(svc_req *req, svc_res *res) {
     o->user = svc_req_claims(req)->sub;
     o->key = key;
     o->body = svc_req_body(req, &o->body_len);
-    return svc_req_offload(req, look_up, o, looked_up);
+    /* What the key holds already, read on the loop without holding it: a key
+     * with an answer (or a conflict, or in progress) is answered from the
+     * store, without asking products anything; a new one is priced, then
+     * placed (the write checks the key again: a concurrent request may have
+     * taken it meanwhile). */
+    o->outcome = svc_db_idem_lookup(db_of(req), o->user, o->key, "POST", "/orders", o->body, o->body_len,
+                                    &o->stored);
+    return o->outcome == SVC_DB_IDEM_NEW ? price_lines(req, res, o) : answer_key(req, res, o);
 }
 
 /* ---- reads ------------------------------------------------------------------------ */
