@@ -55,7 +55,13 @@
 /* A Svc-Client longer than this, or with other than address bytes, is ignored. */
 #define SVC_MSG_MAX_CLIENT 64
 #define SVC_MSG_FETCH_BATCH 16
+/* A pull (CONSUMER.MSG.NEXT) waits at most this long on the server. One
+ * still open SVC_MSG_FETCH_RENEW_MS before that is replaced by a new pull:
+ * a pull that expires while messages arrive can end on the server without
+ * its 408 (seen with nats-server 2.9: the consumer then got nothing until
+ * a watchdog 1.5 s later), so its end is never waited for. */
 #define SVC_MSG_FETCH_WAIT_MS 500
+#define SVC_MSG_FETCH_RENEW_MS 50
 /* Messages of one JetStream consumer fetched and not yet acked, per
  * instance. Small on purpose: they are handled one subscription at a time,
  * and one that waits here longer than ack_wait is redelivered meanwhile.
@@ -157,7 +163,7 @@ typedef struct msg_consumer {
     int bound;                       /* the server has the consumer */
     int binding;                     /* a CREATE request is out */
     int fetching;                    /* a MSG.NEXT request is out */
-    uint64_t fetch_gen;              /* which fetch the messages answer */
+    unsigned pull;                   /* the newest request's number: the last token of its reply subject */
     int fetch_left;                  /* messages that request may still bring */
     int inflight;                    /* being handled, not yet acked */
     int errors;

@@ -12,15 +12,18 @@
  * Consumers run on worker 0's loop, without a thread: CONSUMER.DURABLE.
  * CREATE.<stream>.<durable> (the same request updates an existing one),
  * then a loop of pull requests, CONSUMER.MSG.NEXT with {"batch","expires"}
- * and the reply subject "<inbox>.F.<slot>" (a subscription of its own, out
- * of reach of the calls' "<inbox>.*"), issued while fewer than
- * SVC_MSG_STREAM_INFLIGHT messages are being handled. Each message comes
+ * and the reply subject "<inbox>.F.<slot>.<n>" (n counts the pulls; one
+ * subscription "<inbox>.F.<slot>.*" per consumer, out of reach of the
+ * calls' "<inbox>.*"), issued while at least half a batch more may be in
+ * flight (SVC_MSG_STREAM_INFLIGHT, or two batches). Each message comes
  * with a reply subject $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.
  * <cseq>.<ts>.<pending> (or the longer form with domain and account hash);
  * the handler's return acks (+ACK), naks with a delay (-NAK {"delay":ns}) or
  * terminates (+TERM) it by a publish to that subject. A status message
  * (408 the request expired, 404 nothing there, 409 consumer gone or too
- * many waiting) ends a pull. Anything not acked (a crash, a kill -9) is
+ * many waiting) on the newest pull's subject ends it; a pull still open
+ * SVC_MSG_FETCH_RENEW_MS before its expiry is replaced without waiting for
+ * that 408, which the server may never send. Anything not acked (a crash, a kill -9) is
  * redelivered by the server after ack_wait, to any instance. The consumer
  * is never deleted, so it outlives the process.
  *
@@ -563,7 +566,8 @@ static void on_retry(uv_timer_t *t) {
         else bind_consumer(mw, c);
         return;
     }
-    /* A pull that never ended (its answer was lost): ask again. */
+    /* The pull is about to expire (or its answer was lost): a new one
+     * replaces it, and what the old one still says is ignored. */
     c->fetching = 0;
     fetch(mw, c);
 }
@@ -672,23 +676,25 @@ static void bind_consumer(msg_worker *mw, msg_consumer *c) {
 static void fetch(msg_worker *mw, msg_consumer *c) {
     if (mw->m->js_stopping || !c->bound || c->fetching || !svc__nats_connected(mw->nc)) return;
     int room = c->max_inflight - c->inflight;
-    if (room <= 0) return;
     int most = c->batch ? SVC_MSG_STREAM_BATCH : SVC_MSG_FETCH_BATCH;
+    /* Half a batch of room at least: the settles of those in flight make
+     * more, rather than a pull for each. */
+    if (room < most / 2) return;
     int batch = room < most ? room : most;
-    char subject[SVC_MSG_MAX_SUBJECT], reply[sizeof mw->inbox + 16], body[96];
+    char subject[SVC_MSG_MAX_SUBJECT], reply[sizeof mw->inbox + 32], body[96];
     snprintf(subject, sizeof subject, JS_API "CONSUMER.MSG.NEXT.%s.%s", c->stream, c->durable);
-    snprintf(reply, sizeof reply, "%s.F.%d", mw->inbox, c->slot);
+    snprintf(reply, sizeof reply, "%s.F.%d.%u", mw->inbox, c->slot, c->pull + 1);
     int n = snprintf(body, sizeof body, "{\"batch\":%d,\"expires\":%lld}", batch,
                      (long long)SVC_MSG_FETCH_WAIT_MS * 1000000LL);
     if (svc__msg_pub(mw, subject, reply, NULL, 0, body, (size_t)n) != SVC_OK) {
         retry_later(mw, c);
         return;
     }
+    c->pull++;
     c->fetching = 1;
     c->fetch_left = batch;
     ensure_timer(mw, c);
-    /* The server answers by the expiry; if that answer is lost, ask again. */
-    uv_timer_start(&c->timer, on_retry, SVC_MSG_FETCH_WAIT_MS + SVC_MSG_JS_RETRY_MS, 0);
+    uv_timer_start(&c->timer, on_retry, SVC_MSG_FETCH_WAIT_MS - SVC_MSG_FETCH_RENEW_MS, 0);
 }
 
 /* Deliveries of c's pulls: on their own subscription, because they keep
@@ -698,9 +704,13 @@ static void on_fetched(svc_nats *nc, svc_nats_msg *msg, void *ud) {
     msg_worker *mw = svc__nats_ud(nc);
     if (!msg->reply || strncmp(msg->reply, "$JS.ACK.", 8) != 0) {
         /* A status: the pull ended (408 expired, 404 nothing, 409 the
-         * consumer is gone or too many pulls wait). */
+         * consumer is gone or too many pulls wait); of a pull replaced
+         * since (its number is not the newest), it says nothing. */
+        const char *dot = strrchr(msg->subject, '.');
+        bool newest = dot && strtoul(dot + 1, NULL, 10) == c->pull;
         int status = msg->status;
         svc__nats_msg_free(msg);
+        if (!newest) return;
         c->fetching = 0;
         if (c->timer_init) uv_timer_stop(&c->timer);
         if (status == 408 || status == 404 || status == 100) {
@@ -770,7 +780,7 @@ void svc__stream_settle(msg_worker *mw, msg_consumer *c, const svc_nats_msg *msg
 void svc__js_subscribe(msg_worker *mw) {
     for (msg_consumer *c = mw->m->consumers; c; c = c->next) {
         char subject[sizeof mw->inbox + 16];
-        snprintf(subject, sizeof subject, "%s.F.%d", mw->inbox, c->slot);
+        snprintf(subject, sizeof subject, "%s.F.%d.*", mw->inbox, c->slot);
         if (!svc__nats_sub(mw->nc, subject, NULL, on_fetched, c))
             svc_error("nats: cannot subscribe for consumer %s (out of memory)", c->durable);
     }

@@ -4,7 +4,7 @@ import json
 import os
 
 from conftest import wait_until
-from test_msg_support import Nats, metric, msgsvc, nats_server  # noqa: F401
+from test_msg_support import Nats, StatusDroppingProxy, metric, msgsvc, nats_server  # noqa: F401
 
 N = 200
 
@@ -136,3 +136,30 @@ def test_consumer_lag_metric_is_the_servers_pending_count(nats_server, tmp_path)
             gate.unlink()
         nc.close()
         svc.stop()
+
+
+def test_consumer_does_not_wait_for_the_408_of_an_expired_pull(nats_server):  # noqa: F811
+    """nats-server may end a pull that expires as messages arrive without
+    its 408 (seen with 2.9: the consumer got nothing until a watchdog fired
+    1.5 s later, bench/README "Orders end to end"). A consumer replaces a
+    pull before it expires, so behind a proxy that drops every 408 it still
+    gets each event, and every pull has a reply subject of its own (a late
+    status of a replaced pull is told apart and ignored)."""
+    proxy = StatusDroppingProxy(nats_server.port)
+    a = msgsvc(nats_server, env={"MSGSVC_JS": "1", "NATS_URL": proxy.url})
+    nc = Nats(nats_server.port)
+    try:
+        log = os.path.join(a.data_dir, "processed.log")
+        wait_until(lambda: json.loads(nc.request("$JS.API.STREAM.INFO.ORDERS").data).get("config"),
+                   what="stream ORDERS")
+        for i in range(4):
+            # Idle until a pull has expired on the server (its 408 dropped),
+            # then an event: the consumer must be asking again by itself.
+            wait_until(lambda: proxy.dropped > i, what=f"an expired pull ({i + 1})")
+            js_publish(nc, "orders.new", f"order {i}", f"late-{i}")
+            wait_until(lambda: f"late-{i}" in processed(log), what=f"event late-{i} handled")
+        assert len(set(proxy.pulls)) == len(proxy.pulls) > 4, proxy.pulls
+    finally:
+        nc.close()
+        a.stop()
+        proxy.close()

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -125,6 +126,87 @@ class FakeServer:
 
     def close(self):
         self.sock.close()
+
+
+class StatusDroppingProxy:
+    """Between clients and a real nats-server: forwards everything, except
+    that the server's status messages of one code (408: a pull expired) are
+    dropped, as nats-server may do when a pull expires while messages
+    arrive. pulls: the reply subjects of the CONSUMER.MSG.NEXT requests the
+    clients sent, in order; dropped: how many statuses were dropped."""
+
+    def __init__(self, upstream_port, status=b"408"):
+        self.upstream_port, self.status = upstream_port, status
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.pulls, self.dropped = [], 0
+        self.lock = threading.Lock()
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"nats://127.0.0.1:{self.port}"
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.conns += [client, server]
+            threading.Thread(target=self._pipe, args=(client, server, self._client_op), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(server, client, self._server_op), daemon=True).start()
+
+    def _client_op(self, line, payload):
+        parts = line.split()
+        if parts[:1] == [b"PUB"] and parts[1].startswith(b"$JS.API.CONSUMER.MSG.NEXT.") and len(parts) == 4:
+            with self.lock:
+                self.pulls.append(parts[2].decode())
+        return True
+
+    def _server_op(self, line, payload):
+        if line.startswith(b"HMSG ") and payload.startswith(b"NATS/1.0 " + self.status):
+            with self.lock:
+                self.dropped += 1
+            return False
+        return True
+
+    def _pipe(self, src, dst, keep):
+        """Forwards whole protocol operations (a line, and for PUB, HPUB,
+        MSG and HMSG its payload) from src to dst when keep(line, payload)."""
+        buf = b""
+        try:
+            while True:
+                while b"\r\n" not in buf:
+                    data = src.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    buf += data
+                line, rest = buf.split(b"\r\n", 1)
+                payload = b""
+                if line.split(b" ", 1)[0] in (b"PUB", b"HPUB", b"MSG", b"HMSG"):
+                    n = int(line.split()[-1]) + 2
+                    while len(rest) < n:
+                        data = src.recv(65536)
+                        if not data:
+                            raise OSError("closed")
+                        rest += data
+                    payload, rest = rest[:n], rest[n:]
+                buf = rest
+                if keep(line, payload):
+                    dst.sendall(line + b"\r\n" + payload)
+        except OSError:
+            for s in (src, dst):
+                s.close()
+
+    def close(self):
+        self.sock.close()
+        for s in self.conns:
+            s.close()
 
 
 JWT_SECRET = "msgsvc-test-secret-0123456789abcdef-0123"
