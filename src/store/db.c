@@ -116,7 +116,8 @@ static sqlite3 *open_connection(const char *path) {
     sqlite3_extended_result_codes(db, 1);
     if (exec_logged(db, "PRAGMA journal_mode=WAL") != SQLITE_OK ||
         exec_logged(db, "PRAGMA synchronous=FULL") != SQLITE_OK ||
-        exec_logged(db, "PRAGMA foreign_keys=ON") != SQLITE_OK) {
+        exec_logged(db, "PRAGMA foreign_keys=ON") != SQLITE_OK ||
+        exec_logged(db, "PRAGMA temp_store=MEMORY") != SQLITE_OK) {
         sqlite3_close(db);
         return NULL;
     }
