@@ -18,7 +18,8 @@
  * db_loop_busy_total{db}.
  *
  * Durability: synchronous=FULL, so a write that was acknowledged survives a
- * crash of the process (and of the machine).
+ * crash of the process (and of the machine). Temporary data (the statement
+ * journal of a batch's savepoints, sorts) stays in memory (temp_store=MEMORY).
  *
  * Writes that must be durable and fast go through svc_db_write: one writer
  * thread per database runs queued closures in batches, one transaction and
