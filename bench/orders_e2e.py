@@ -10,7 +10,9 @@ new Idempotency-Key, one line of product 1..5 per order (-b).
      connections (more than the system takes: the surplus queues in rate.c,
      so this is a closed loop of --conns clients). Orders settled per second
      = orders confirmed / (last confirmation - first POST due).
-  2. Latency: half of that rate, open loop, --seconds; POST->confirmed per
+  2. Latency: half of that rate, open loop, --seconds (after a sync: the
+     maximum's unflushed writes are not left to the kernel's writeback in
+     the middle of it); POST->confirmed per
      order = the order's updated_at when it became confirmed (orders' clock,
      ms, stamped in the confirming transaction, so one commit before it is
      visible) - the time its POST was due (rate.c -o).
@@ -289,6 +291,13 @@ def main():
             cost1, settled_rate = maximum(shop, nats, db, a)
         # 2. Latency at half of it.
         half = a.rate or max(1, int(settled_rate / 2))
+        # The maximum's writes that nothing fsynced (nats-server's stream
+        # files) would otherwise be written back by the kernel 30 s later
+        # (dirty_expire_centisecs), inside this phase: a burst of 150 MB/s
+        # on the disk the commits fsync to, measured as a 100-200 ms stall
+        # of every order then. Flushed first, the phase measures the
+        # system at that rate rather than the maximum's leftovers.
+        os.sync()
         first = db.max_id()
         out = tempfile.NamedTemporaryFile(prefix="orders-e2e-", suffix=".txt", delete=False).name
         before, troubled = snapshot(shop, nats), trouble(shop)
