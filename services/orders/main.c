@@ -134,7 +134,6 @@ static svc_outcome price_lines(svc_req *req, svc_res *res, new_order *o) {
     return svc_req_then(req, priced, o);
 }
 
-
 static svc_outcome create_order(svc_req *req, svc_res *res) {
     const char *key = svc_req_header(req, "idempotency-key"); /* declared: present and valid */
     json_t *body = svc_req_json(req, res);

@@ -707,7 +707,8 @@ static void on_fetched(svc_nats *nc, svc_nats_msg *msg, void *ud) {
          * consumer is gone or too many pulls wait); of a pull replaced
          * since (its number is not the newest), it says nothing. */
         const char *dot = strrchr(msg->subject, '.');
-        bool newest = dot && strtoul(dot + 1, NULL, 10) == c->pull;
+        char *end = NULL;
+        bool newest = dot && dot[1] >= '0' && dot[1] <= '9' && strtoul(dot + 1, &end, 10) == c->pull && !*end;
         int status = msg->status;
         svc__nats_msg_free(msg);
         if (!newest) return;
