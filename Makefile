@@ -52,13 +52,17 @@ CFLAGS  += -std=gnu11 -g $(OPT) $(WARN) -Iinclude -Isrc -MMD -MP -pthread \
 # /etc/hosts and DNS resolve without them.
 STATIC  ?= $(if $(filter 1,$(SAN) $(PG)),0,1)
 LIBDIR  := /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)
+# Variables that ask pkg-config are expanded when a rule uses them (=, not :=):
+# on a fresh machine the packages arrive with $(DEPS_STAMP), after this file
+# was read.
 ifeq ($(STATIC),1)
-LDLIBS  := $(LIBDIR)/libuv_a.a $(LIBDIR)/libjansson.a $(LIBDIR)/libsodium.a $(LIBDIR)/libsqlite3.a \
+SYS_LDLIBS := $(LIBDIR)/libuv_a.a $(LIBDIR)/libjansson.a $(LIBDIR)/libsodium.a $(LIBDIR)/libsqlite3.a \
            $(LIBDIR)/libhttp_parser.a $(LIBDIR)/libz.a -lpthread -ldl -lm
 LDFLAGS += -static -Wl,--gc-sections
 else
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
+SYS_LDLIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread -lm
 endif
+LDLIBS   = $(SYS_LDLIBS)
 LDFLAGS += $(LDSAN) -pthread
 
 # TLS to NATS (src/net/tls.c) is in libsvckit.a like the rest, but nothing
@@ -75,7 +79,7 @@ TLS_LDLIBS := -lmbedtls -lmbedx509 -lmbedcrypto
 endif
 ifeq ($(TLS),1)
 LDFLAGS += $(TLS_LDFLAGS)
-LDLIBS  := $(TLS_LDLIBS) $(LDLIBS)
+LDLIBS   = $(TLS_LDLIBS) $(SYS_LDLIBS)
 endif
 
 # PostgreSQL (src/store/pg.c, docs/store-postgres.md), as TLS: in libsvckit.a,
@@ -85,10 +89,10 @@ endif
 # and the unit test of svc_stmt in every build. Other programs refuse a
 # postgres:// DATABASE_URL at start, naming PG=1.
 PG_LDFLAGS := -Wl,--require-defined=svc__pg
-DYN_LDLIBS := $(shell pkg-config --libs $(PKGS) libpq 2>/dev/null) -lhttp_parser -lpthread -lm
+DYN_LDLIBS = $(shell pkg-config --libs $(PKGS) libpq 2>/dev/null) -lhttp_parser -lpthread -lm
 ifeq ($(PG),1)
 LDFLAGS += $(PG_LDFLAGS)
-LDLIBS  := $(DYN_LDLIBS)
+LDLIBS   = $(DYN_LDLIBS)
 endif
 
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
