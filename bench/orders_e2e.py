@@ -199,8 +199,10 @@ def hops(shop, rows, due, posted, first):
     # When the slowest 1% were due (s into the phase, 100 ms bins): a burst or spread out.
     t0 = min(p[2] for p in per)
     bins = collections.Counter(int((p[2] - t0) / 100) for p in slow)
+    began = datetime.datetime.fromtimestamp(t0 / 1000, datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
     print("the slowest 1% were due at: " +
-          ", ".join(f"+{b / 10:.1f} s ({n})" for b, n in sorted(bins.most_common(6))))
+          ", ".join(f"+{b / 10:.1f} s ({n})" for b, n in sorted(bins.most_common(6))) +
+          f" (the phase began at {began}Z: to match with perf record -k realtime, vmstat -t)")
 
 
 def run_rate(shop, rate, seconds, conns, tag, out=None):
@@ -213,6 +215,12 @@ def run_rate(shop, rate, seconds, conns, tag, out=None):
     p = subprocess.run(args, capture_output=True, text=True, check=True)
     line = [x for x in p.stdout.splitlines() if x.startswith("RATE ")][-1]
     return dict(kv.split("=") for kv in line.split()[1:])
+
+
+def failures(r):
+    """What failed POSTs got, when some did: ": status 3, timeout 1"."""
+    kinds = [(k[5:], r[k]) for k in ("fail_status", "fail_conn", "fail_timeout", "fail_proto") if r.get(k, "0") != "0"]
+    return (": " + ", ".join(f"{k} {n}" for k, n in kinds)) if kinds else ""
 
 
 def settle(db, since_id, n_expected):
@@ -246,7 +254,7 @@ def maximum(shop, nats, db, a):
     settled_rate = confirmed / ((t1 - t0) / 1000)
     cost1 = per_order(before, after, len(rows))
     print(f"max: offered {a.offer}/s over {a.conns} connections for {a.seconds}s: POSTs answered "
-          f"{r1['ok']} (failed {r1['failed']}), {r1['achieved_rps']} POST/s, POST p50 "
+          f"{r1['ok']} (failed {r1['failed']}{failures(r1)}), {r1['achieved_rps']} POST/s, POST p50 "
           f"{int(r1['p50_us'])/1000:.1f} ms p99 {int(r1['p99_us'])/1000:.1f} ms; {confirmed} confirmed of "
           f"{len(rows)} in {(t1-t0)/1000:.2f}s = {settled_rate:.0f} orders settled/s")
     return cost1, settled_rate

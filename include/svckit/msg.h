@@ -345,7 +345,9 @@ int svc_msg_run_on_loop(svc_app *app, svc_msg_loop_fn fn, void *ud);
 
 /*
  * Declares a stream (file storage, the given subjects (wildcards allowed), a
- * duplicate window for Nats-Msg-Id de-duplication): created, or updated if
+ * duplicate window for Nats-Msg-Id de-duplication: nats-server holds every
+ * id of the window in memory, so keep it to seconds, docs/messaging.md,
+ * "Transactional outbox"): created, or updated if
  * it exists. The declaration is remembered and applied again after every
  * reconnect (a server may come back without its store) and before consumers
  * bind. Connected: applies it now and returns the result (blocking up to
