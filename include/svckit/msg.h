@@ -343,17 +343,23 @@ int svc_msg_run_on_loop(svc_app *app, svc_msg_loop_fn fn, void *ud);
 
 /* ---- JetStream: events that must not be lost ----------------------------------- */
 
+#define SVC_JS_MAX_DUPLICATE_WINDOW_MS (3600 * 1000) /* below any stream's max age (NATS_JS_MAX_AGE) */
+
 /*
- * Declares a stream (file storage, the given subjects (wildcards allowed), a
- * duplicate window for Nats-Msg-Id de-duplication: nats-server holds every
- * id of the window in memory, so keep it to seconds, docs/messaging.md,
- * "Transactional outbox"): created, or updated if
- * it exists. The declaration is remembered and applied again after every
- * reconnect (a server may come back without its store) and before consumers
- * bind. Connected: applies it now and returns the result (blocking up to
- * JetStream's API timeout: call from on_start or SVC_OFFLOAD code); not yet
- * connected: SVC_OK, applied once connected. SVC_EINVAL (stream name not
- * [A-Za-z0-9_-]{1,64}, bad subject), SVC_ECLOSED (NATS_URL=none), SVC_EIO.
+ * Declares a stream: file storage, the given subjects (wildcards allowed),
+ * a duplicate window for Nats-Msg-Id de-duplication (0 to
+ * SVC_JS_MAX_DUPLICATE_WINDOW_MS; nats-server holds every id of the window
+ * in memory, so keep it to seconds: docs/messaging.md, "Transactional
+ * outbox"), and the service's NATS_JS_REPLICAS copies, each keeping events
+ * for NATS_JS_MAX_AGE seconds and up to NATS_JS_MAX_BYTES (the oldest
+ * dropped first). Created, or updated if it exists (give every service
+ * that declares a stream the same values). The declaration is remembered
+ * and applied again after every reconnect (a server may come back without
+ * its store) and before consumers bind. Connected: applies it now and
+ * returns the result (blocking up to JetStream's API timeout: call from
+ * on_start or SVC_OFFLOAD code); not yet connected: SVC_OK, applied once
+ * connected. SVC_EINVAL (stream name not [A-Za-z0-9_-]{1,64}, bad subject,
+ * window out of range), SVC_ECLOSED (NATS_URL=none), SVC_EIO.
  */
 int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *subjects,
                          int64_t duplicate_window_ms);

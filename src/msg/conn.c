@@ -955,6 +955,8 @@ static const svc_config_var nats_vars[] = {
     {"NATS_CREDS", NULL, "a .creds file (user JWT and seed), mode 600: sign in with it"},
     {"NATS_NO_ADVERTISED", "0", "1: use only the servers of NATS_URL, never those the cluster announces"},
     {"NATS_JS_REPLICAS", "1", "copies of each JetStream stream the service declares (1-5)"},
+    {"NATS_JS_MAX_AGE", "604800", "seconds a declared stream keeps an event (3600 to 10 years)"},
+    {"NATS_JS_MAX_BYTES", "1073741824", "bytes a declared stream keeps, per copy; the oldest go first (1 MiB to 1 PiB)"},
 };
 
 /* NATS_URL and the variables above, read here: the runtime knows no NATS. */
@@ -967,6 +969,12 @@ static int nats_configure(svc_app *app, void *state, char *err, size_t errlen) {
     long replicas = 1;
     int rc = svc__nats_env_load(&m->env, c->nats_url, err, errlen);
     if (rc == SVC_OK) rc = svc__config_int("NATS_JS_REPLICAS", 1, SVC_MSG_MAX_JS_REPLICAS, 1, &replicas, err, errlen);
+    if (rc == SVC_OK)
+        rc = svc__config_int("NATS_JS_MAX_AGE", SVC_MSG_JS_MAX_AGE_MIN_S, SVC_MSG_JS_MAX_AGE_MAX_S,
+                             SVC_MSG_JS_MAX_AGE_S, &m->js_max_age_s, err, errlen);
+    if (rc == SVC_OK)
+        rc = svc__config_int("NATS_JS_MAX_BYTES", SVC_MSG_JS_MAX_BYTES_MIN, SVC_MSG_JS_MAX_BYTES_MAX,
+                             SVC_MSG_JS_MAX_BYTES, &m->js_max_bytes, err, errlen);
     m->js_replicas = (int)replicas;
     return rc;
 }

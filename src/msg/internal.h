@@ -259,6 +259,17 @@ struct msg_worker {
 /* NATS_JS_REPLICAS at most (JetStream's own limit). */
 #define SVC_MSG_MAX_JS_REPLICAS 5
 
+/* What a declared stream keeps (NATS_JS_MAX_AGE, NATS_JS_MAX_BYTES): events
+ * older, or beyond the size (the oldest first), are dropped by the server,
+ * so a stream never fills its server's store. A consumer that falls further
+ * behind than that misses them. */
+#define SVC_MSG_JS_MAX_AGE_S (7 * 24 * 3600)    /* default: a week */
+#define SVC_MSG_JS_MAX_AGE_MIN_S 3600           /* at least an hour: above any duplicate window */
+#define SVC_MSG_JS_MAX_AGE_MAX_S (3650L * 24 * 3600)
+#define SVC_MSG_JS_MAX_BYTES (1L << 30)         /* default: 1 GiB per copy */
+#define SVC_MSG_JS_MAX_BYTES_MIN (1L << 20)
+#define SVC_MSG_JS_MAX_BYTES_MAX (1L << 50)
+
 struct svc_msg {
     svc_app *app;
     int enabled;                     /* NATS_URL is not "none" (set up) */
@@ -266,6 +277,8 @@ struct svc_msg {
     atomic_int streams_dirty;        /* stream definitions to (re)apply */
     svc__nats_env env;               /* NATS_URL, TLS, sign-in (natsenv.h) */
     int js_replicas;                 /* NATS_JS_REPLICAS */
+    long js_max_age_s;               /* NATS_JS_MAX_AGE */
+    long js_max_bytes;               /* NATS_JS_MAX_BYTES */
     atomic_int nconnected;           /* workers whose connection is up */
     atomic_int w0_subs_ready;        /* worker 0's subscriptions confirmed */
     atomic_int draining;

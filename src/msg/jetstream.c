@@ -79,8 +79,9 @@ static int js_reply(const svc_nats_msg *r, int *code, char *desc, size_t desclen
     return rc;
 }
 
-/* replicas: NATS_JS_REPLICAS (a stream's copies in a JetStream cluster). */
-static void stream_body(const msg_stream_def *d, int replicas, svc_buf *b) {
+/* The service's NATS_JS_REPLICAS (a stream's copies in a JetStream
+ * cluster), NATS_JS_MAX_AGE and NATS_JS_MAX_BYTES (what it keeps). */
+static void stream_body(const msg_stream_def *d, const svc_msg *m, svc_buf *b) {
     svc_jw w;
     svc_jw_init(&w, b);
     svc_jw_obj_begin(&w);
@@ -91,7 +92,10 @@ static void stream_body(const msg_stream_def *d, int replicas, svc_buf *b) {
     svc_jw_arr_end(&w);
     svc_jw_key(&w, "retention"), svc_jw_str(&w, "limits");
     svc_jw_key(&w, "storage"), svc_jw_str(&w, "file");
-    svc_jw_key(&w, "num_replicas"), svc_jw_i64(&w, replicas);
+    svc_jw_key(&w, "num_replicas"), svc_jw_i64(&w, m->js_replicas);
+    svc_jw_key(&w, "max_age"), svc_jw_i64(&w, (int64_t)m->js_max_age_s * 1000000000LL);
+    svc_jw_key(&w, "max_bytes"), svc_jw_i64(&w, m->js_max_bytes);
+    svc_jw_key(&w, "discard"), svc_jw_str(&w, "old");
     svc_jw_key(&w, "duplicate_window"), svc_jw_i64(&w, d->duplicate_window_ms * 1000000LL);
     svc_jw_obj_end(&w);
 }
@@ -194,7 +198,7 @@ static int request_sync(svc_msg *m, const char *subject, const char *hdr, size_t
 
 static int apply_stream_sync(svc_msg *m, const msg_stream_def *d) {
     svc_buf b = {0};
-    stream_body(d, m->js_replicas, &b);
+    stream_body(d, m, &b);
     if (b.oom) {
         svc_buf_free(&b);
         return SVC_ENOMEM;
@@ -283,7 +287,8 @@ int svc_app_on_stream_batch(svc_app *app, const char *stream, const char *subjec
 
 int svc_js_stream_ensure(svc_app *app, const char *stream, const char *const *subjects,
                          int64_t duplicate_window_ms) {
-    if (!app || !svc__msg_js_name_ok(stream) || !subjects || !subjects[0] || duplicate_window_ms < 0)
+    if (!app || !svc__msg_js_name_ok(stream) || !subjects || !subjects[0] || duplicate_window_ms < 0 ||
+        duplicate_window_ms > SVC_JS_MAX_DUPLICATE_WINDOW_MS)
         return SVC_EINVAL;
     int n = 0;
     for (; subjects[n]; n++)
@@ -544,7 +549,7 @@ static void declare_then_bind(msg_worker *mw) {
         r->names = calloc((size_t)r->n + 1, sizeof *r->names);
         int k = 0;
         for (msg_stream_def *d = m->streams; d && r->bodies && r->names; d = d->next, k++) {
-            stream_body(d, m->js_replicas, &r->bodies[k]);
+            stream_body(d, m, &r->bodies[k]);
             snprintf(r->names[k], sizeof r->names[k], "%s", d->name);
         }
         pthread_mutex_unlock(&m->streams_lock);

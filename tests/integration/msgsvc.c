@@ -356,6 +356,16 @@ static svc_outcome jsasync_refused(svc_req *req, svc_res *res) {
                           wildcard, empty, bad_id, too_big);
 }
 
+/* GET /jsstream/refused: what svc_js_stream_ensure answers duplicate
+ * windows out of range with. */
+static svc_outcome jsstream_refused(svc_req *req, svc_res *res) {
+    svc_app *app = svc_req_app(req);
+    const char *subjects[] = {"refused.>", NULL};
+    int negative = svc_js_stream_ensure(app, "REFUSED", subjects, -1);
+    int too_long = svc_js_stream_ensure(app, "REFUSED", subjects, SVC_JS_MAX_DUPLICATE_WINDOW_MS + 1);
+    return svc_res_printf(res, 200, "application/json", "{\"negative\":%d,\"too_long\":%d}", negative, too_long);
+}
+
 static int start(svc_app *app, void *ud) {
     (void)ud;
     if (!getenv("MSGSVC_JS")) return SVC_OK;
@@ -387,6 +397,7 @@ int main(int argc, char **argv) {
     svc_app_post(app, "/jsasync/start", jsasync_start, 0);
     svc_app_get(app, "/jsasync", jsasync_state, 0);
     svc_app_get(app, "/jsasync/refused", jsasync_refused, 0);
+    svc_app_get(app, "/jsstream/refused", jsstream_refused, 0);
     svc_app_post(app, "/jsasync/stop", jsasync_stop, SVC_OFFLOAD);
     svc_app_get(app, "/files/*rest", hello, 0);
     svc_app_on_event(app, "ev.>", NULL, on_event, 0, &events_seen);

@@ -8,6 +8,7 @@ PostgreSQL overlay (deploy/k8s-postgres) is rendered with `kubectl kustomize`
 (skipped without kubectl) and validated the same way. Running the pods is
 tests/images/test_kube.py's part (the images stage).
 """
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -137,9 +138,13 @@ def test_autoscaling_and_disruption_budgets():
     assert {p["metadata"]["name"] for p in find("PodDisruptionBudget")} == {"gateway", "nats"}
     nats = find("StatefulSet", "nats")[0]
     assert nats["spec"]["replicas"] == 3
-    assert find("ConfigMap", "svckit-config")[0]["data"]["NATS_JS_REPLICAS"] == "3"
+    data = find("ConfigMap", "svckit-config")[0]["data"]
+    assert data["NATS_JS_REPLICAS"] == "3"
     conf = find("ConfigMap", "nats-config")[0]["data"]["nats.conf"]
     assert "jetstream" in conf and "$NATS_ROUTE_2" in conf
+    # The stream's copy fits each node's store (nats-server refuses one that does not).
+    store_mb = int(re.search(r"max_file_store: (\d+)MB", conf).group(1))
+    assert 0 < int(data["NATS_JS_MAX_BYTES"]) < store_mb * 10**6, (data, store_mb)
 
 
 def test_nats_runs_the_shipped_permissions():

@@ -154,7 +154,9 @@ def test_announced_servers_are_validated_and_optional(no_advertised):
 
 
 @pytest.mark.parametrize("var,value", [("NATS_JS_REPLICAS", "0"), ("NATS_JS_REPLICAS", "6"),
-                                       ("NATS_JS_REPLICAS", "three"), ("NATS_NO_ADVERTISED", "maybe")])
+                                       ("NATS_JS_REPLICAS", "three"), ("NATS_NO_ADVERTISED", "maybe"),
+                                       ("NATS_JS_MAX_AGE", "3599"), ("NATS_JS_MAX_AGE", "1w"),
+                                       ("NATS_JS_MAX_BYTES", "1048575"), ("NATS_JS_MAX_BYTES", "-1")])
 def test_bad_cluster_settings_stop_the_service(var, value):
     env = {"NATS_URL": "nats://127.0.0.1:9", var: value}
     with msgsvc(None, env=env, wait_ready=False, check_exit=False) as s:

@@ -163,3 +163,41 @@ def test_consumer_does_not_wait_for_the_408_of_an_expired_pull(nats_server):  # 
         nc.close()
         a.stop()
         proxy.close()
+
+
+def test_a_declared_stream_keeps_what_the_environment_bounds(nats_server):  # noqa: F811
+    """Every stream a service declares is bounded: NATS_JS_MAX_AGE seconds
+    and NATS_JS_MAX_BYTES per copy (default a week and 1 GiB), the oldest
+    events dropped first, so a stream never fills its server's store (the
+    saga would stop at "insufficient resources" for good). Beyond its bytes
+    the stream drops from the front and keeps taking the newest; a
+    duplicate window over SVC_JS_MAX_DUPLICATE_WINDOW_MS is refused."""
+    nc = Nats(nats_server.port)
+
+    def config():
+        return json.loads(nc.request("$JS.API.STREAM.INFO.ORDERS").data).get("config")
+
+    try:
+        with msgsvc(nats_server, env={"MSGSVC_JS": "1"}) as svc:
+            cfg = wait_until(config, what="stream ORDERS")
+            assert (cfg["max_age"], cfg["max_bytes"], cfg["discard"]) == (7 * 24 * 3600 * 10**9, 2**30, "old"), cfg
+            st, doc = svc.json("GET", "/jsstream/refused")
+            EINVAL = -3  # svckit/core.h
+            assert st == 200 and doc == {"negative": EINVAL, "too_long": EINVAL}, doc
+        env = {"MSGSVC_JS": "1", "NATS_JS_MAX_AGE": "7200", "NATS_JS_MAX_BYTES": str(1 << 20)}
+        with msgsvc(nats_server, env=env):
+            # The service updates the stream it finds with other bounds.
+            cfg = wait_until(lambda: (lambda c: c and c["max_bytes"] == 1 << 20 and c)(config()),
+                             what="stream ORDERS updated")
+            assert (cfg["max_age"], cfg["discard"]) == (7200 * 10**9, "old"), cfg
+            chunk = b"x" * (64 << 10)
+            for i in range(40):  # 2.5 MiB into a 1 MiB stream
+                js_publish(nc, "orders.big", chunk, f"big-{i}")
+            state = json.loads(nc.request("$JS.API.STREAM.INFO.ORDERS").data)["state"]
+            assert state["bytes"] <= 1 << 20, state
+            assert state["last_seq"] - state["first_seq"] + 1 == state["messages"] < 40, state
+            last = json.loads(nc.request("$JS.API.STREAM.MSG.GET.ORDERS",
+                                         json.dumps({"seq": state["last_seq"]}).encode()).data)
+            assert last["message"]["subject"] == "orders.big", last
+    finally:
+        nc.close()
