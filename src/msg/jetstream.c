@@ -51,8 +51,6 @@
  * messages unacknowledged, so more in flight here did not come from it. */
 #define JS_MAX_ACK_PENDING(c) ((c)->max_inflight * 4)
 
-
-
 /* ---- replies ---------------------------------------------------------------- */
 
 /* SVC_OK, or SVC_EIO with *code the JetStream err_code (and desc). out
