@@ -27,15 +27,6 @@
 #include "svckit.h"
 
 #define SAGA_STREAM "SHOP"
-/* JetStream's duplicate window for Nats-Msg-Id: long enough for a relay's
- * resend after an unanswered publish (SVC_OUTBOX_PUBLISH_TIMEOUT_MS, then
- * SVC_OUTBOX_POLL_MS) and a quick restart; a copy sent later is dropped by
- * the consumers' inboxes instead. No longer: nats-server holds every id of
- * the window in its heap, and its GC pauses grow with it (bench/README.md,
- * "Orders end to end": a 2-minute window was the checkout's slowest 1%). */
-#define SAGA_DEDUP_WINDOW_MS (15 * 1000)
-_Static_assert(SAGA_DEDUP_WINDOW_MS >= 2 * (SVC_OUTBOX_PUBLISH_TIMEOUT_MS + SVC_OUTBOX_POLL_MS),
-               "the duplicate window covers a relay's resend");
 #define SAGA_ACK_WAIT_MS 5000                /* redelivery of an unacked event (a crash): the saga resumes within it */
 #define SAGA_MAX_ITEMS 50                    /* lines of one order */
 #define SAGA_MAX_QUANTITY 100                /* of one line */
@@ -46,7 +37,7 @@ _Static_assert(SAGA_DEDUP_WINDOW_MS >= 2 * (SVC_OUTBOX_PUBLISH_TIMEOUT_MS + SVC_
  * applies it once connected, before consumers bind. */
 static inline int saga_stream_ensure(svc_app *app) {
     static const char *const subjects[] = {"orders.>", "stock.>", "payment.>", NULL};
-    int rc = svc_js_stream_ensure(app, SAGA_STREAM, subjects, SAGA_DEDUP_WINDOW_MS);
+    int rc = svc_js_stream_ensure(app, SAGA_STREAM, subjects, SVC_OUTBOX_DUPLICATE_WINDOW_MS);
     if (rc != SVC_OK && rc != SVC_ECLOSED)
         svc_warn("stream %s not declared yet (%s); it is declared again on reconnect", SAGA_STREAM,
                  svc_status_str(rc));

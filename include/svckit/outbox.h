@@ -26,6 +26,13 @@ extern "C" {
 #define SVC_OUTBOX_POLL_MS 1000            /* wakes at least this often (retry after a failure) */
 #define SVC_OUTBOX_PUBLISH_TIMEOUT_MS 5000 /* one publish's wait for its ack */
 #define SVC_OUTBOX_DELETE_MS 1000          /* acknowledged events are deleted at most this often */
+/* The duplicate window to declare a relay's stream with
+ * (svc_js_stream_ensure): two resends' time after an unanswered publish
+ * (SVC_OUTBOX_PUBLISH_TIMEOUT_MS, then SVC_OUTBOX_POLL_MS) and a quick
+ * restart; a copy sent later reaches the consumers, whose inbox drops it. No
+ * longer: nats-server holds every id of the window in its heap
+ * (docs/messaging.md, "Transactional outbox"). */
+#define SVC_OUTBOX_DUPLICATE_WINDOW_MS 15000
 
 typedef struct svc_outbox_relay svc_outbox_relay;
 
@@ -42,8 +49,8 @@ typedef struct svc_outbox_relay svc_outbox_relay;
  * deleted at most every SVC_OUTBOX_DELETE_MS, in one svc_db_write, so a
  * busy relay costs its database one commit a second rather than one per
  * round; after a crash the relay resumes from what is committed and not
- * deleted, and JetStream drops what it had already stored (keep the stream's
- * duplicate window well above SVC_OUTBOX_DELETE_MS). An event NATS can never
+ * deleted, and JetStream drops what it had already stored (within the
+ * stream's duplicate window: SVC_OUTBOX_DUPLICATE_WINDOW_MS). An event NATS can never
  * take (a malformed subject, over max_payload) is logged, counted
  * (outbox_dropped_total) and skipped, so it cannot block the ones after it.
  * Call from on_start (events wait until NATS is connected). SVC_OK and

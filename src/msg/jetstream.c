@@ -47,6 +47,8 @@
 #include "msg/internal.h"
 
 #define JS_API "$JS.API."
+_Static_assert(SVC_JS_MAX_DUPLICATE_WINDOW_MS <= SVC_MSG_JS_MAX_AGE_MIN_S * 1000L,
+               "a duplicate window is never longer than a stream's max age (nats-server refuses it)");
 /* The consumer's max_ack_pending: the server never has more of its
  * messages unacknowledged, so more in flight here did not come from it. */
 #define JS_MAX_ACK_PENDING(c) ((c)->max_inflight * 4)

@@ -30,6 +30,9 @@
 #include "svckit/obs.h"
 #include "svckit/outbox.h"
 
+_Static_assert(SVC_OUTBOX_DUPLICATE_WINDOW_MS >= 2 * (SVC_OUTBOX_PUBLISH_TIMEOUT_MS + SVC_OUTBOX_POLL_MS),
+               "the duplicate window covers two resends");
+
 struct svc_outbox_relay {
     svc_app *app;
     svc_db *db;

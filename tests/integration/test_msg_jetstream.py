@@ -1,19 +1,13 @@
 """JetStream: de-duplication by message id, durable consumers with explicit
 acks, and no event lost when the consumer is killed mid-stream."""
+import base64
 import json
 import os
 
 from conftest import wait_until
-from test_msg_support import Nats, StatusDroppingProxy, metric, msgsvc, nats_server  # noqa: F401
+from test_msg_support import Nats, StatusDroppingProxy, js_publish, metric, msgsvc, nats_server  # noqa: F401
 
 N = 200
-
-
-def js_publish(nc, subject, data, msg_id):
-    m = nc.request(subject, data, headers={"Nats-Msg-Id": msg_id})
-    ack = json.loads(m.data)
-    assert "error" not in ack, ack
-    return ack
 
 
 def processed(path):
@@ -196,8 +190,9 @@ def test_a_declared_stream_keeps_what_the_environment_bounds(nats_server):  # no
             state = json.loads(nc.request("$JS.API.STREAM.INFO.ORDERS").data)["state"]
             assert state["bytes"] <= 1 << 20, state
             assert state["last_seq"] - state["first_seq"] + 1 == state["messages"] < 40, state
+            # The newest is kept: the last one published.
             last = json.loads(nc.request("$JS.API.STREAM.MSG.GET.ORDERS",
-                                         json.dumps({"seq": state["last_seq"]}).encode()).data)
-            assert last["message"]["subject"] == "orders.big", last
+                                         json.dumps({"seq": state["last_seq"]}).encode()).data)["message"]
+            assert b"Nats-Msg-Id: big-39\r\n" in base64.b64decode(last["hdrs"]), last
     finally:
         nc.close()

@@ -417,6 +417,17 @@ class Nats:
         return self.request(subject or f"svc.{service}.http", body, headers=h, timeout=timeout)
 
 
+def js_publish(nc, subject, data, msg_id=None):
+    """Publishes to JetStream (data: bytes, str, or anything json.dumps
+    takes) with Nats-Msg-Id msg_id if given; the server's ack, asserted."""
+    if not isinstance(data, (bytes, str)):
+        data = json.dumps(data)
+    m = nc.request(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
+    ack = json.loads(m.data)
+    assert "error" not in ack, ack
+    return ack
+
+
 def metric(svc, name, **labels):
     """The value of one series in the service's /metrics (0 if absent)."""
     status, _, body = svc.request("GET", "/metrics")

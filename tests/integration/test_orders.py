@@ -20,7 +20,7 @@ import pytest
 from conftest import Service, pg_psql, sanitized, terminate, wait_until
 from services_fixtures import claims, sign_hs256
 from shop_support import pay
-from test_msg_support import Nats, NatsServer, metric, nats_server  # noqa: F401
+from test_msg_support import Nats, NatsServer, js_publish, metric, nats_server  # noqa: F401
 
 SECRET = "orders-test-secret-0123456789abcdef-0123"
 
@@ -438,14 +438,6 @@ def test_steady_orders_do_not_fault_memory_in_and_out(shop):
 
 
 # ---- events that must change nothing ---------------------------------------------
-
-def js_publish(nc, subject, data, msg_id=None):
-    m = nc.request(subject, json.dumps(data).encode() if not isinstance(data, bytes) else data,
-                   headers={"Nats-Msg-Id": msg_id} if msg_id else None)
-    ack = json.loads(m.data)
-    assert "error" not in ack, ack
-    return ack
-
 
 def dropped(svc, reason):
     return metric(svc, "saga_events_dropped_total", reason=reason)

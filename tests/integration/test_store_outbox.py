@@ -8,7 +8,7 @@ import json
 import threading
 
 from conftest import Service, wait_until
-from test_msg_support import Nats, NatsServer, metric, nats_server  # noqa: F401
+from test_msg_support import Nats, NatsServer, js_publish, metric, nats_server  # noqa: F401
 
 
 def outboxsvc(nats, **kw):
@@ -26,13 +26,6 @@ def state(svc):
 def stream_messages(nc):
     info = json.loads(nc.request("$JS.API.STREAM.INFO.NOTES").data)
     return info.get("state", {}).get("messages")
-
-
-def js_publish(nc, subject, data, msg_id=None):
-    m = nc.request(subject, data, headers={"Nats-Msg-Id": msg_id} if msg_id else None)
-    ack = json.loads(m.data)
-    assert "error" not in ack, ack
-    return ack
 
 
 def settled(svc, nc):
