@@ -31,7 +31,10 @@ def token(sub, role=None):
     return sign_hs256(SECRET.encode(), claims(sub=sub, role=role, name=sub))
 
 
-ADMIN = token("root", "admin")
+def admin():
+    """An admin's Authorization header, made when used: a token made at
+    import would expire (10 minutes) before a long suite reaches the test."""
+    return {"Authorization": "Bearer " + token("root")}
 
 
 class Shop:
@@ -68,13 +71,13 @@ class Shop:
         return wait_until(done, what=f"order {oid} settled")
 
     def stock(self, pid):
-        st, doc = self.products.json("GET", f"/products/{pid}", headers={"Authorization": "Bearer " + ADMIN})
+        st, doc = self.products.json("GET", f"/products/{pid}", headers=admin())
         assert st == 200, doc
         return doc["stock"]
 
     def set_stock(self, pid, stock):
         st, doc = self.products.json("PATCH", f"/products/{pid}", {"stock": stock},
-                                     headers={"Authorization": "Bearer " + ADMIN})
+                                     headers=admin())
         assert st == 200, doc
 
     def payments_of(self, oid, user="root"):
@@ -130,9 +133,9 @@ def test_an_order_becomes_confirmed(shop):
 
 def test_prices_are_exact_cents(shop):
     shop.products.json("PATCH", "/products/3", {"price": 19.99, "stock": 10},
-                       headers={"Authorization": "Bearer " + ADMIN})
+                       headers=admin())
     shop.products.json("PATCH", "/products/4", {"price": 0.125, "stock": 10},
-                       headers={"Authorization": "Bearer " + ADMIN})
+                       headers=admin())
     st, _, doc = shop.post([{"product_id": 3, "quantity": 3}, {"product_id": 4, "quantity": 1}])
     assert st == 201, doc
     assert [i["price_cents"] for i in doc["items"]] == [1999, 13]  # 0.125 rounds half up
@@ -174,7 +177,7 @@ def test_a_retry_gets_its_order_after_the_product_is_gone(shop):
     items = [{"product_id": pid, "quantity": 1}]
     st, h, first = shop.post(items, key)
     assert st == 201, first
-    st, doc = shop.products.json("DELETE", f"/products/{pid}", headers={"Authorization": "Bearer " + ADMIN})
+    st, doc = shop.products.json("DELETE", f"/products/{pid}", headers=admin())
     assert st in (200, 204), doc
     st, h2, again = shop.post(items, key)
     assert st == 200 and again["id"] == first["id"] and h2["location"] == h["location"], (st, again)
@@ -276,7 +279,7 @@ def test_payments_list_is_503_while_the_database_is_busy(shop):
     busy = metric(shop.payments, "http_requests_total", code="503")
     with database_busy(shop.payments, "payments", ["payments"]):
         st, h, data = shop.payments.request("GET", f"/payments?order_id={doc['id']}",
-                                            headers={"Authorization": "Bearer " + ADMIN})
+                                            headers=admin())
     err = json.loads(data)
     assert st == 503 and h["retry-after"] == "1" and err["error"]["code"] == "unavailable", (st, h, err)
     assert metric(shop.payments, "http_requests_total", code="503") == busy + 1
@@ -370,10 +373,10 @@ def test_others_orders_are_404_and_lists_are_own(shop):
     st, lst = shop.orders.json("GET", "/orders?limit=5", headers={"Authorization": "Bearer " + token("carol")})
     assert st == 200 and lst["total"] == 1 and [o["id"] for o in lst["orders"]] == [doc["id"]]
     assert lst["skip"] == 0 and lst["limit"] == 1
-    st, lst = shop.orders.json("GET", "/orders?limit=2&skip=1", headers={"Authorization": "Bearer " + ADMIN})
+    st, lst = shop.orders.json("GET", "/orders?limit=2&skip=1", headers=admin())
     assert st == 200 and lst["total"] >= 3 and len(lst["orders"]) == 2
     for q in ("limit=101", "limit=-1", "skip=x"):
-        st, _ = shop.orders.json("GET", "/orders?" + q, headers={"Authorization": "Bearer " + ADMIN})
+        st, _ = shop.orders.json("GET", "/orders?" + q, headers=admin())
         assert st == 400
 
 
@@ -660,7 +663,7 @@ def test_kills_lose_nothing_and_do_nothing_twice():
                 assert st in (200, 503), (st, doc)
                 return st == 200 and doc
             assert wait_until(again, what=f"key {k} answered again")["id"] == answers[k]
-        st, lst = shop.orders.json("GET", "/orders?limit=100", headers={"Authorization": "Bearer " + ADMIN})
+        st, lst = shop.orders.json("GET", "/orders?limit=100", headers=admin())
         assert lst["total"] == len(keys) + 1  # and the first order
         final = [shop.settled(oid) for oid in answers.values()]
         for o in final:

@@ -26,7 +26,14 @@ from test_msg_perms import perms, sign_in  # noqa: F401  (fixture)
 pytestmark = pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
 
 EXAMPLE = os.path.join(ROOT, "examples", "recommendations")
-USER = {"Authorization": "Bearer " + token("recs-buyer")}
+
+
+def user():
+    """The buyer's Authorization header, made when used: a token made at
+    import would expire (10 minutes) before a long suite reaches the test."""
+    return {"Authorization": "Bearer " + token("recs-buyer")}
+
+
 # Each order's product ids (quantity 1 each): product 1 is bought with 2
 # three times, with 3 twice, with 4 and 5 once.
 ORDERS = [[1, 2, 3], [1, 2], [1, 4], [2, 3], [1, 2, 5], [3, 5], [1, 3]]
@@ -66,7 +73,7 @@ class Recs:
     def order(self, items, headers=None):
         st, _, body = self.shop.gateway.request(
             "POST", "/orders", {"items": [{"product_id": p, "quantity": 1} for p in items]},
-            headers={**USER, "Idempotency-Key": uuid.uuid4().hex, **(headers or {})})
+            headers={**user(), "Idempotency-Key": uuid.uuid4().hex, **(headers or {})})
         assert st == 201, body
 
 
@@ -88,8 +95,8 @@ def recs(perms):  # noqa: F811
         r.data.cleanup()
 
 
-def ask(shop, path, headers=USER):
-    st, hdrs, body = shop.gateway.request("GET", path, headers=headers)
+def ask(shop, path, headers=None):
+    st, hdrs, body = shop.gateway.request("GET", path, headers=headers or user())
     return st, hdrs, json.loads(body)
 
 
@@ -126,7 +133,7 @@ def test_errors_follow_the_convention(recs):
         st, hdrs, doc = ask(shop, path)
         assert (st, doc["error"]["code"]) == (status, code), (path, st, doc)
         assert hdrs["content-type"] == "application/json"
-    st, hdrs, _ = shop.gateway.request("POST", "/recommendations/1", {}, headers=USER)
+    st, hdrs, _ = shop.gateway.request("POST", "/recommendations/1", {}, headers=user())
     assert st == 405
     # The gateway checks the token at the edge, as for every service.
     assert shop.gateway.request("GET", "/recommendations/1")[0] == 401
@@ -214,7 +221,7 @@ def test_a_trace_crosses_it(recs):
     shop, svc = recs.shop, recs.svc
     trace_id = os.urandom(16).hex()
     parent = os.urandom(8).hex()
-    st, _, _ = ask(shop, "/recommendations/3", headers={**USER, "traceparent": f"00-{trace_id}-{parent}-01"})
+    st, _, _ = ask(shop, "/recommendations/3", headers={**user(), "traceparent": f"00-{trace_id}-{parent}-01"})
     assert st == 200
     lines = [ln for ln in svc.log_lines() if ln.get("msg") == "request" and ln.get("trace_id") == trace_id]
     assert [(ln["route"], ln["status"], ln["transport"]) for ln in lines] == [("/recommendations/:product_id", 200, "nats")]
